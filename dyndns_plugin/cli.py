@@ -1,0 +1,416 @@
+"""
+The C{dyndns} admin command.
+
+It opens the same store the server uses and makes every change through
+L{DynDNSService}, the one write path; a running server picks the change up
+within its poll interval (0.5 s by default). Errors name the problem and exit
+non-zero: 1 for a failed operation or bad configuration, 2 for bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+from typing import Any, Callable, Sequence
+
+from twisted.internet import defer, task
+
+from dyndns_plugin.config import ConfigError, Settings, load_settings
+from dyndns_plugin.document import export_document, format_time, parse_document, user_to_dict
+from dyndns_plugin.model import (
+    TSIG_ALGORITHMS,
+    HostState,
+    User,
+    ValidationError,
+    parse_address,
+    validate_ttl,
+)
+from dyndns_plugin.passwords import PasswordError, hash_password, md5_verifier
+from dyndns_plugin.service import DynDNSService
+from dyndns_plugin.store import StoreError
+from dyndns_plugin.tap import make_dyndns_service, make_store
+
+
+class CommandError(Exception):
+    """A failed command: printed as C{dyndns: <message>}, exit status 1."""
+
+
+STATUS_COLUMNS = {
+    "user": lambda u, s: u.id,
+    "state": lambda u, s: "disabled" if u.disabled else (s.status if s else "never"),
+    "ipv4": lambda u, s: str(s.ipv4) if s and s.ipv4 else "",
+    "ipv6": lambda u, s: str(s.ipv6) if s and s.ipv6 else "",
+    "updated": lambda u, s: format_time(s.updated_at) or "" if s else "",
+    "method": lambda u, s: (s.method or "") if s else "",
+}
+_HEADINGS = {"updated": "last update"}
+
+
+def _password(value: str | None, prompt: bool = True) -> str | None:
+    """C{-} reads the password from standard input (one line)."""
+    if value == "-":
+        line = sys.stdin.readline()
+        return line.rstrip("\r\n")
+    if value is None and prompt and sys.stdin.isatty():
+        return getpass.getpass("password: ")
+    return value
+
+
+def _offline_ips(values: Sequence[str]) -> dict[str, Any]:
+    fields: dict[str, Any] = {"offline_ipv4": None, "offline_ipv6": None}
+    for value in values:
+        address = parse_address(value, "offline_ip")
+        key = f"offline_ipv{address.version}"
+        if fields[key] is not None:
+            raise ValidationError("offline_ip", f"more than one IPv{address.version} address")
+        fields[key] = address
+    return fields
+
+
+def _tsig_fields(args: argparse.Namespace, user: User | None) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    if getattr(args, "no_tsig", False):
+        return {"tsig_secret": None, "tsig_from_password": False}
+    if args.tsig_secret is not None and args.tsig_from_password:
+        raise ValidationError("tsig_secret", "give --tsig-secret or --tsig-from-password, not both")
+    if args.tsig_secret is not None:
+        fields.update(tsig_secret=args.tsig_secret, tsig_from_password=False)
+    if args.tsig_from_password:
+        fields.update(tsig_secret=None, tsig_from_password=True)
+    if args.tsig_algorithm is not None:
+        fields["tsig_algorithm"] = args.tsig_algorithm
+    return fields
+
+
+def _secrets(password: str, keep_md5: bool) -> dict[str, Any]:
+    try:
+        return {
+            "password_hash": hash_password(password),
+            "md5_verifier": md5_verifier(password) if keep_md5 else None,
+        }
+    except PasswordError as e:
+        raise ValidationError("password", str(e).split(": ", 1)[-1]) from None
+
+
+async def cmd_user_add(service: DynDNSService, args: argparse.Namespace) -> None:
+    password = _password(args.password)
+    if not password:
+        raise ValidationError("password", "required (--password PW, or - to read stdin)")
+    keep_md5 = args.gnudip or args.tsig_from_password
+    user = User(
+        id=args.id,
+        hostnames=args.host,
+        notes=args.notes or "",
+        disabled=args.disabled,
+        **_offline_ips(args.offline_ip),
+        **_tsig_fields(args, None),
+        **_secrets(password, keep_md5),
+    )
+    await service.add_user(user)
+    print(f"added {user.id} ({service.registry.main_name(user.id)})")
+
+
+async def cmd_user_edit(service: DynDNSService, args: argparse.Namespace) -> None:
+    user = _get_user(service, args.id)
+    changes: dict[str, Any] = {}
+    if args.host is not None:
+        changes["hostnames"] = args.host
+    if args.add_host or args.remove_host:
+        names = list(changes.get("hostnames", user.hostnames))
+        names += args.add_host
+        removing = {n.lower().rstrip(".") for n in args.remove_host}
+        missing = removing - {n.lower() for n in names}
+        if missing:
+            raise ValidationError("hostnames", f"{sorted(missing)[0]!r} is not one of the user's names")
+        changes["hostnames"] = [n for n in names if n.lower() not in removing]
+    if args.offline_ip is not None:
+        changes.update(_offline_ips(args.offline_ip))
+    if args.notes is not None:
+        changes["notes"] = args.notes
+    changes.update(_tsig_fields(args, user))
+    password = _password(args.password, prompt=False)
+    wants_md5 = changes.get("tsig_from_password", user.tsig_from_password)
+    if args.gnudip is not None:
+        wants_md5 = wants_md5 or args.gnudip
+    else:
+        wants_md5 = wants_md5 or user.md5_verifier is not None
+    if password is not None:
+        changes.update(_secrets(password, wants_md5))
+    elif wants_md5 and user.md5_verifier is None:
+        raise ValidationError(
+            "password", "GnuDIP and password-derived TSIG need the password: give --password"
+        )
+    elif not wants_md5:
+        changes["md5_verifier"] = None
+    if not changes:
+        raise CommandError("nothing to change")
+    await service.edit_user(args.id, **changes)
+    print(f"changed {args.id}")
+
+
+def _get_user(service: DynDNSService, user_id: str) -> User:
+    user = service.registry.users.get(user_id)
+    if user is None:
+        raise CommandError(f"no user {user_id!r}")
+    return user
+
+
+async def cmd_user_list(service: DynDNSService, args: argparse.Namespace) -> None:
+    for user_id in sorted(service.registry.users):
+        user = service.registry.users[user_id]
+        flags = " (disabled)" if user.disabled else ""
+        print(f"{user_id}{flags}")
+
+
+async def cmd_user_show(service: DynDNSService, args: argparse.Namespace) -> None:
+    user = _get_user(service, args.id)
+    state = service.registry.states.get(args.id)
+    data = user_to_dict(user, state)
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return
+    data["names"] = list(service.registry.names_of(user.id))
+    for key in ("password_hash", "md5_verifier", "tsig_secret"):
+        data[key] = "(set)" if data[key] else "(none)"
+    state_data = data.pop("state", None) or {}
+    for key, value in list(data.items()) + [(f"state.{k}", v) for k, v in state_data.items()]:
+        if isinstance(value, list):
+            value = ", ".join(value)
+        print(f"{key}: {'' if value is None else value}")
+
+
+async def cmd_user_remove(service: DynDNSService, args: argparse.Namespace) -> None:
+    _get_user(service, args.id)
+    await service.remove_user(args.id)
+    print(f"removed {args.id}")
+
+
+async def cmd_user_enable(service: DynDNSService, args: argparse.Namespace) -> None:
+    _get_user(service, args.id)
+    await service.set_disabled(args.id, args.command == "disable")
+    print(f"{args.command}d {args.id}")
+
+
+def _print_result(result: Any) -> None:
+    if not result.ok:
+        raise CommandError(f"{result.status.value}: {result.message}")
+    addresses = " ".join(str(a) for a in result.state.addresses())
+    print(f"{result.status.value} {addresses}".rstrip())
+
+
+async def cmd_user_offline(service: DynDNSService, args: argparse.Namespace) -> None:
+    _get_user(service, args.id)
+    _print_result(await service.set_offline(args.id, method="cli"))
+
+
+async def cmd_user_update(service: DynDNSService, args: argparse.Namespace) -> None:
+    _get_user(service, args.id)
+    addresses = [parse_address(a) for a in args.address]
+    ttl = validate_ttl(args.ttl) if args.ttl is not None else None
+    _print_result(await service.update(args.id, addresses, ttl, method="cli"))
+
+
+async def cmd_status(service: DynDNSService, args: argparse.Namespace) -> None:
+    rows = []
+    for user in service.registry.users.values():
+        state = service.registry.states.get(user.id)
+        rows.append({key: get(user, state) for key, get in STATUS_COLUMNS.items()})
+    rows.sort(key=lambda row: (row[args.sort] == "", row[args.sort], row["user"]), reverse=args.reverse)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    headings = {key: _HEADINGS.get(key, key) for key in STATUS_COLUMNS}
+    widths = {k: max([len(headings[k])] + [len(r[k]) for r in rows]) for k in STATUS_COLUMNS}
+    for row in [headings] + rows:
+        print("  ".join(row[k].ljust(widths[k]) for k in STATUS_COLUMNS).rstrip())
+
+
+async def cmd_export(service: DynDNSService, args: argparse.Namespace) -> None:
+    document = export_document(service.registry.users.values(), service.registry.states)
+    text = json.dumps(document, indent=2) + "\n"
+    if args.output in (None, "-"):
+        sys.stdout.write(text)
+    else:
+        fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        print(f"exported {len(document['users'])} users to {args.output}", file=sys.stderr)
+
+
+async def cmd_import(service: DynDNSService, args: argparse.Namespace) -> None:
+    try:
+        with (sys.stdin if args.file == "-" else open(args.file)) as f:
+            data = json.load(f)
+    except OSError as e:
+        raise CommandError(f"{args.file}: {e.strerror}") from None
+    except json.JSONDecodeError as e:
+        raise CommandError(f"{args.file}: not JSON: {e}") from None
+    try:
+        users, states = parse_document(data)
+    except ValidationError as e:
+        raise CommandError(f"{args.file}: {e}") from None
+    await service.import_users(users, states)
+    print(f"imported {len(users)} users")
+
+
+def cmd_hash_password(args: argparse.Namespace) -> int:
+    password = _password(args.password)
+    if not password:
+        raise CommandError("password: required")
+    try:
+        print(hash_password(password))
+    except PasswordError as e:
+        raise CommandError(str(e)) from None
+    return 0
+
+
+def _user_options(parser: argparse.ArgumentParser, editing: bool) -> None:
+    many: dict[str, Any] = {"action": "append", "default": None if editing else []}
+    parser.add_argument("--password", help="the password; - reads it from standard input")
+    parser.add_argument(
+        "--host", metavar="NAME", **many,
+        help="an additional host name (repeat for more; *.NAME for a wildcard)"
+        + ("; replaces the list" if editing else ""),
+    )
+    parser.add_argument("--offline-ip", metavar="IP", **many,
+                        help="address served while offline (one IPv4, one IPv6)")
+    parser.add_argument("--notes", help="free text, e.g. for DNS rules")
+    parser.add_argument("--tsig-secret", metavar="B64", help="explicit base64 TSIG secret")
+    parser.add_argument("--tsig-algorithm", choices=TSIG_ALGORITHMS,
+                        help="TSIG algorithm (default hmac-md5)")
+    parser.add_argument("--tsig-from-password", action="store_true",
+                        help="TSIG secret = base64(MD5(password)), like the original")
+    if editing:
+        parser.add_argument("--add-host", metavar="NAME", action="append", default=[])
+        parser.add_argument("--remove-host", metavar="NAME", action="append", default=[])
+        parser.add_argument("--no-tsig", action="store_true", help="remove the TSIG key")
+        gnudip = parser.add_mutually_exclusive_group()
+        gnudip.add_argument("--gnudip", dest="gnudip", action="store_true", default=None,
+                            help="keep the MD5 verifier GnuDIP needs (needs --password)")
+        gnudip.add_argument("--no-gnudip", dest="gnudip", action="store_false",
+                            help="drop the MD5 verifier")
+    else:
+        parser.add_argument("--gnudip", action="store_true",
+                            help="keep the MD5 verifier GnuDIP needs (password-equivalent)")
+        parser.add_argument("--disabled", action="store_true", help="create disabled")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dyndns", description="Manage the users of a dyndns_plugin service."
+    )
+    parser.add_argument(
+        "--config", "-c", default=os.environ.get("DYNDNS_CONFIG"),
+        help="the TOML configuration file (default: $DYNDNS_CONFIG)",
+    )
+    commands = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
+
+    user = commands.add_parser("user", help="add, change and remove users")
+    user_commands = user.add_subparsers(dest="command", required=True, metavar="ACTION")
+    add = user_commands.add_parser("add", help="add a user")
+    add.add_argument("id")
+    _user_options(add, editing=False)
+    add.set_defaults(run=cmd_user_add)
+    edit = user_commands.add_parser("edit", help="change a user")
+    edit.add_argument("id")
+    _user_options(edit, editing=True)
+    edit.set_defaults(run=cmd_user_edit)
+    user_commands.add_parser("list", help="list user ids").set_defaults(run=cmd_user_list)
+    show = user_commands.add_parser("show", help="show one user")
+    show.add_argument("id")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(run=cmd_user_show)
+    for name, run, text in (
+        ("remove", cmd_user_remove, "delete a user"),
+        ("enable", cmd_user_enable, "let a user update and resolve again"),
+        ("disable", cmd_user_enable, "stop a user's updates and answers"),
+        ("offline", cmd_user_offline, "set a user offline"),
+    ):
+        sub = user_commands.add_parser(name, help=text)
+        sub.add_argument("id")
+        sub.set_defaults(run=run)
+    update = user_commands.add_parser("update", help="set a user's addresses by hand")
+    update.add_argument("id")
+    update.add_argument("address", nargs="+", help="one IPv4 and/or one IPv6 address")
+    update.add_argument("--ttl", type=int)
+    update.set_defaults(run=cmd_user_update)
+
+    status = commands.add_parser("status", help="every user's state and addresses")
+    status.add_argument("--json", action="store_true")
+    status.add_argument("--sort", choices=list(STATUS_COLUMNS), default="user")
+    status.add_argument("--reverse", action="store_true")
+    status.set_defaults(run=cmd_status)
+
+    export = commands.add_parser("export", help="write all users as one JSON document")
+    export.add_argument("--output", "-o", metavar="FILE")
+    export.set_defaults(run=cmd_export)
+    import_ = commands.add_parser("import", help="add or replace users from a JSON document")
+    import_.add_argument("file", help="the document (- for standard input)")
+    import_.set_defaults(run=cmd_import)
+
+    hashpw = commands.add_parser("hash-password", help="print an scrypt hash of a password")
+    hashpw.add_argument("--password", help="the password; - reads standard input")
+    hashpw.set_defaults(run=None)
+    return parser
+
+
+def _run_with_service(settings: Settings, run: Callable[..., Any], args: argparse.Namespace) -> int:
+    outcome: dict[str, int] = {}
+
+    async def main(reactor: Any) -> None:
+        store = make_store(settings, reactor)
+        service = make_dyndns_service(settings, store, reactor)
+        service._poll_interval = None  # a one-shot command does not watch the store
+        try:
+            await service.start()
+        except StoreError as e:
+            raise CommandError(str(e)) from None
+        try:
+            await run(service, args)
+            outcome["status"] = 0
+        finally:
+            await service.store.close()
+
+    def failed(failure: Any) -> None:
+        error = failure.value
+        if isinstance(error, (CommandError, ValidationError, StoreError, ValueError)):
+            print(f"dyndns: {error}", file=sys.stderr)
+            outcome["status"] = 1
+        else:
+            failure.printTraceback(file=sys.stderr)
+            outcome["status"] = 1
+
+    def start(reactor: Any) -> defer.Deferred[None]:
+        return defer.ensureDeferred(main(reactor)).addErrback(failed)
+
+    try:
+        task.react(start)
+    except SystemExit:
+        pass
+    return outcome.get("status", 1)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.run is None:
+        try:
+            return cmd_hash_password(args)
+        except CommandError as e:
+            print(f"dyndns: {e}", file=sys.stderr)
+            return 1
+    if not args.config:
+        parser.error("--config FILE is required (or set DYNDNS_CONFIG)")
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as e:
+        print(f"dyndns: {e}", file=sys.stderr)
+        return 1
+    return _run_with_service(settings, args.run, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

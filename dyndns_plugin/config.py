@@ -1,0 +1,249 @@
+"""
+The TOML configuration file -> L{Settings}.
+
+Every key is checked: an unknown key, a wrong type or a bad value is a
+L{ConfigError} that names the file, the key and the problem. Relative paths
+are relative to the folder of the configuration file.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from typing import Any, Callable, TypeVar
+
+import attrs
+
+from dyndns_plugin.model import (
+    IPAddress,
+    ValidationError,
+    normalize_name,
+    parse_address,
+    validate_ttl,
+)
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    def __init__(self, path: str, key: str, problem: str) -> None:
+        super().__init__(f"{path}: {key}: {problem}")
+        self.path = path
+        self.key = key
+        self.problem = problem
+
+
+@attrs.frozen
+class HostZone:
+    """An operator's zone file served behind the resolver."""
+
+    origin: str
+    file: str
+
+
+@attrs.frozen
+class DNSSettings:
+    listen: tuple[tuple[str, int], ...] = (("127.0.0.1", 53),)
+    nameservers: tuple[str, ...] = ()
+    hostmaster: str = ""
+    serial: int = 1
+    refresh: int = 3600
+    retry: int = 600
+    expire: int = 1209600
+    minimum: int = 30
+    soa_ttl: int = 3600
+    glue: dict[str, tuple[IPAddress, ...]] = attrs.field(factory=dict)
+    zones: tuple[HostZone, ...] = ()
+
+
+@attrs.frozen
+class Settings:
+    """
+    Everything the configuration file says.
+
+    @ivar path: the configuration file itself (for messages).
+    """
+
+    path: str
+    suffix: str
+    store_backend: str = "sqlite"
+    store_path: str = "dyndns.sqlite"
+    default_ttl: int = 30
+    min_ttl: int = 0
+    max_ttl: int = 86400
+    poll_interval: float = 0.5
+    dns: DNSSettings = attrs.field(factory=DNSSettings)
+
+
+class _Table:
+    """One TOML table being read; remembers which keys were used."""
+
+    def __init__(self, path: str, prefix: str, data: object) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(path, prefix or "(top)", "must be a table")
+        self.path = path
+        self.prefix = prefix
+        self.data = data
+        self.used: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}.{name}" if self.prefix else name
+
+    def error(self, name: str, problem: str) -> ConfigError:
+        return ConfigError(self.path, self.key(name), problem)
+
+    def get(self, name: str, kind: type, default: Any = None, required: bool = False) -> Any:
+        self.used.add(name)
+        if name not in self.data:
+            if required:
+                raise self.error(name, "is required")
+            return default
+        value = self.data[name]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise self.error(name, f"must be a {kind.__name__}, not {type(value).__name__}")
+        return value
+
+    def convert(self, name: str, function: Callable[[Any], T], value: Any) -> T:
+        try:
+            return function(value)
+        except ValidationError as e:
+            raise self.error(name, e.message) from None
+        except ValueError as e:
+            raise self.error(name, str(e)) from None
+
+    def table(self, name: str) -> "_Table":
+        self.used.add(name)
+        return _Table(self.path, self.key(name), self.data.get(name, {}))
+
+    def done(self) -> None:
+        unknown = sorted(set(self.data) - self.used)
+        if unknown:
+            raise self.error(unknown[0], "unknown key")
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """C{"127.0.0.1:53"}, C{"[::1]:53"} or C{":53"} (every interface)."""
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not port_text.isdigit():
+        raise ValueError(f"{value!r} is not HOST:PORT")
+    port = int(port_text)
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port {port} out of range")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if host:
+        ipaddress.ip_address(host)  # raises ValueError for a non-address
+    return host, port
+
+
+def _positive(value: int) -> int:
+    if value < 0:
+        raise ValueError("must not be negative")
+    return value
+
+
+def load_settings(path: str) -> Settings:
+    """Read and check the configuration file at C{path}."""
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as e:
+        raise ConfigError(path, "(file)", e.strerror or str(e)) from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(path, "(syntax)", str(e)) from None
+    return settings_from_dict(data, path)
+
+
+def settings_from_dict(data: dict[str, Any], path: str = "<config>") -> Settings:
+    base = os.path.dirname(os.path.abspath(path))
+    top = _Table(path, "", data)
+
+    service = top.table("service")
+    suffix = service.convert(
+        "suffix", normalize_name, service.get("suffix", str, required=True)
+    )
+    if "." not in suffix:
+        raise service.error("suffix", "needs at least two labels, like dyn.example.com")
+    default_ttl = service.convert("default_ttl", validate_ttl, service.get("default_ttl", int, 30))
+    min_ttl = service.convert("min_ttl", validate_ttl, service.get("min_ttl", int, 0))
+    max_ttl = service.convert("max_ttl", validate_ttl, service.get("max_ttl", int, 86400))
+    if not min_ttl <= default_ttl <= max_ttl:
+        raise service.error("default_ttl", f"must lie within min_ttl..max_ttl ({min_ttl}..{max_ttl})")
+    poll = service.get("poll_interval", float, 0.5)
+    if not 0.05 <= poll <= 60:
+        raise service.error("poll_interval", "must be 0.05 to 60 seconds")
+    service.done()
+
+    store = top.table("store")
+    backend = store.get("backend", str, "sqlite")
+    if backend not in ("sqlite", "memory"):
+        raise store.error("backend", f"{backend!r} is not 'sqlite' or 'memory'")
+    store_path = store.get("path", str, "dyndns.sqlite")
+    if not store_path:
+        raise store.error("path", "must not be empty")
+    store.done()
+
+    dns_table = top.table("dns")
+    listen_values = dns_table.get("listen", list, ["127.0.0.1:53"])
+    listen = []
+    for item in listen_values:
+        if not isinstance(item, str):
+            raise dns_table.error("listen", "must be a list of \"HOST:PORT\" strings")
+        listen.append(dns_table.convert("listen", parse_listen, item))
+    nameservers = tuple(
+        dns_table.convert("nameservers", normalize_name, ns)
+        for ns in dns_table.get("nameservers", list, [f"ns1.{suffix}"])
+    )
+    if not nameservers:
+        raise dns_table.error("nameservers", "needs at least one name server")
+    hostmaster = dns_table.convert(
+        "hostmaster", normalize_name, dns_table.get("hostmaster", str, f"hostmaster.{suffix}")
+    )
+    timers = {
+        key: dns_table.convert(key, _positive, dns_table.get(key, int, default))
+        for key, default in (
+            ("serial", 1), ("refresh", 3600), ("retry", 600),
+            ("expire", 1209600), ("minimum", 30), ("soa_ttl", 3600),
+        )
+    }
+    glue_table = dns_table.table("glue")
+    glue: dict[str, tuple[IPAddress, ...]] = {}
+    for name, addresses in glue_table.data.items():
+        glue_table.used.add(name)
+        key = glue_table.convert(name, normalize_name, name)
+        if key != suffix and not key.endswith("." + suffix):
+            raise glue_table.error(name, f"glue is only for names under {suffix}")
+        if not isinstance(addresses, list):
+            raise glue_table.error(name, "must be a list of addresses")
+        glue[key] = tuple(glue_table.convert(name, parse_address, a) for a in addresses)
+    zones = []
+    for i, item in enumerate(dns_table.get("zones", list, [])):
+        zone = _Table(path, f"dns.zones[{i}]", item)
+        origin = zone.convert("origin", normalize_name, zone.get("origin", str, required=True))
+        file = zone.get("file", str, required=True)
+        zone.done()
+        zones.append(HostZone(origin, os.path.join(base, file)))
+    dns_table.done()
+    top.done()
+
+    return Settings(
+        path=path,
+        suffix=suffix,
+        store_backend=backend,
+        store_path=os.path.join(base, store_path),
+        default_ttl=default_ttl,
+        min_ttl=min_ttl,
+        max_ttl=max_ttl,
+        poll_interval=poll,
+        dns=DNSSettings(
+            listen=tuple(listen),
+            nameservers=nameservers,
+            hostmaster=hostmaster,
+            glue=glue,
+            zones=tuple(zones),
+            **timers,
+        ),
+    )

@@ -1,0 +1,85 @@
+"""
+L{DynDNSResolver}: answers A, AAAA and ANY for users' names from the
+in-memory registry, and lets everything else fall through to the next
+resolver (the suffix zone, host zones, or an embedder's own authorities).
+
+This is the DNS query path: it reads memory only, never the store, a thread
+or anything that blocks.
+"""
+
+from __future__ import annotations
+
+from twisted.internet import defer
+from twisted.names import common, dns, error
+from twisted.internet.interfaces import IResolver
+from zope.interface import implementer
+
+from dyndns_plugin.registry import Registry
+
+
+class NotReady(Exception):
+    """The registry is not loaded yet; answer SERVFAIL, not a wrong NXDOMAIN."""
+
+
+_ADDRESS_TYPES = {dns.A: (4,), dns.AAAA: (6,), dns.ALL_RECORDS: (4, 6)}
+
+
+def name_key(name: bytes) -> str | None:
+    """Lower-case text form of a query name, or None if it is not ASCII."""
+    try:
+        return name.decode("ascii").lower().rstrip(".")
+    except UnicodeDecodeError:
+        return None
+
+
+@implementer(IResolver)
+class DynDNSResolver(common.ResolverBase):
+    """
+    An L{IResolver} in front of other authorities. A user's names (main,
+    additional, wildcard aliases) get their current addresses with the
+    user's TTL; a name with no current address of the asked family, an
+    unknown or disabled user, or another query type fails with
+    L{error.DomainError} so the next resolver in the chain is asked.
+    """
+
+    def __init__(self, registry: Registry) -> None:
+        super().__init__()
+        self.registry = registry
+
+    def owns(self, name: bytes) -> bool:
+        """True if C{name} is one of an active user's names."""
+        key = name_key(name)
+        return key is not None and self.registry.owner_of(key) is not None
+
+    def _lookup(
+        self, name: bytes, cls: int, type: int, timeout: object = None
+    ) -> defer.Deferred[tuple[list[dns.RRHeader], list[dns.RRHeader], list[dns.RRHeader]]]:
+        if not self.registry.loaded:
+            return defer.fail(NotReady("user registry not loaded yet"))
+        versions = _ADDRESS_TYPES.get(type)
+        key = name_key(name)
+        answer = None
+        if versions is not None and cls in (dns.IN, dns.ANY) and key is not None:
+            answer = self.registry.answer(key)
+        if answer is None:
+            return defer.fail(error.DomainError(name))
+        records = []
+        for address in answer.addresses:
+            if address.version not in versions:
+                continue
+            if address.version == 4:
+                payload: object = dns.Record_A(str(address), answer.ttl)
+                rtype = dns.A
+            else:
+                payload = dns.Record_AAAA(str(address), answer.ttl)
+                rtype = dns.AAAA
+            records.append(
+                dns.RRHeader(name, rtype, dns.IN, answer.ttl, payload, auth=True)
+            )
+        if not records:
+            return defer.fail(error.DomainError(name))
+        return defer.succeed((records, [], []))
+
+    def lookupZone(self, name: bytes, timeout: object = None) -> defer.Deferred[object]:
+        # Zone transfers are served by the transfer module, not the chain.
+        return defer.fail(error.DomainError(name))

@@ -1,0 +1,317 @@
+"""
+The DNS server: a L{DNSServerFactory} subclass and its UDP and TCP protocols.
+
+It fixes what Twisted's stock server gets wrong for an authoritative server
+(see spec/twisted-notes.md section 1.2): NXDOMAIN and NODATA get AA and the
+zone's SOA; RD and the opcode are copied into replies; names no zone of ours
+holds get REFUSED (never an open resolver); UDP answers larger than the
+client's limit are truncated with TC; zone transfers are refused over UDP;
+malformed messages get FORMERR and never reach the resolver; responses
+(QR=1) are never answered. UPDATE messages (opcode 5) are taken as raw bytes
+before Twisted's decoder, which corrupts them, and handed to
+L{DynDNSServerFactory.handleUpdateWire}.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, Iterable
+
+from twisted.internet import defer
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IReactorTCP, IReactorUDP
+from twisted.logger import Logger
+from twisted.names import dns, error, server
+from twisted.protocols import policies
+from twisted.python.failure import Failure
+
+from dyndns_plugin.dns.resolver import DynDNSResolver, NotReady, name_key
+
+log = Logger()
+
+HEADER = struct.Struct("!HBBHHHH")
+#: The UDP payload size we advertise in EDNS (the DNS flag day 2020 value).
+EDNS_PAYLOAD_SIZE = 1232
+#: Idle TCP connections are closed after this many seconds.
+TCP_IDLE_TIMEOUT = 30
+EBADVERS = 16
+
+
+def opcode_of(data: bytes) -> int | None:
+    return (data[2] >> 3) & 0xF if len(data) >= 3 else None
+
+
+def error_reply(data: bytes, rcode: int) -> bytes | None:
+    """
+    A header-only reply to a message we could not decode: same ID, opcode
+    and RD, QR set. None if even the header is missing or it is a response.
+    """
+    if len(data) < 12 or data[2] & 0x80:
+        return None
+    flags1 = 0x80 | (data[2] & 0x79)  # QR, opcode, RD
+    return HEADER.pack(struct.unpack("!H", data[:2])[0], flags1, rcode & 0xF, 0, 0, 0, 0)
+
+
+def decode_message(data: bytes) -> dns._EDNSMessage:
+    """Decode a query with its EDNS OPT record (raises on malformed input)."""
+    message = dns._EDNSMessage()
+    message.fromStr(data)
+    return message
+
+
+def truncated(message: dns._EDNSMessage) -> bytes:
+    """The message with every record section emptied and TC set."""
+    small = dns._EDNSMessage(
+        id=message.id,
+        answer=message.answer,
+        opCode=message.opCode,
+        auth=message.auth,
+        trunc=True,
+        recDes=message.recDes,
+        recAv=message.recAv,
+        rCode=message.rCode,
+        ednsVersion=message.ednsVersion,
+        maxSize=message.maxSize,
+        queries=message.queries,
+    )
+    return small.toStr()
+
+
+class DNSDatagramProtocol(dns.DNSDatagramProtocol):
+    """UDP: raw UPDATE hook, FORMERR for garbage, truncation to the limit."""
+
+    def datagramReceived(self, data: bytes, addr: tuple[str, int]) -> None:
+        if len(data) < 12 or data[2] & 0x80:
+            return  # too short to answer, or a response: never reply
+        if opcode_of(data) == dns.OP_UPDATE:
+            self.controller.handleUpdateWire(data, self, addr)
+            return
+        try:
+            message = decode_message(data)
+        except Exception as e:
+            log.debug("malformed query from {peer}: {error}", peer=addr, error=e)
+            reply = error_reply(data, dns.EFORMAT)
+            if reply is not None:
+                self.transport.write(reply, addr)
+            return
+        self.controller.messageReceived(message, self, addr)
+
+    def writeMessage(self, message: Any, address: tuple[str, int]) -> None:
+        wire = message.toStr()
+        limit = getattr(message, "udpLimit", 512)
+        if len(wire) > limit:
+            wire = truncated(message)
+        self.transport.write(wire, address)
+
+    def writeWire(self, wire: bytes, address: tuple[str, int]) -> None:
+        self.transport.write(wire, address)
+
+
+class DNSStreamProtocol(dns.DNSProtocol, policies.TimeoutMixin):
+    """TCP: raw UPDATE hook, FORMERR for garbage, an idle timeout."""
+
+    idleTimeout = TCP_IDLE_TIMEOUT
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self.setTimeout(self.idleTimeout)
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self.setTimeout(None)
+        super().connectionLost(reason)
+
+    def timeoutConnection(self) -> None:
+        self.transport.abortConnection()
+
+    def stringReceived(self, data: bytes) -> None:
+        self.resetTimeout()
+        if len(data) < 12 or data[2] & 0x80:
+            self.transport.abortConnection()
+            return
+        if opcode_of(data) == dns.OP_UPDATE:
+            self.controller.handleUpdateWire(data, self, None)
+            return
+        try:
+            message = decode_message(data)
+        except Exception:
+            reply = error_reply(data, dns.EFORMAT)
+            if reply is not None:
+                self.sendString(reply)
+            return
+        self.controller.messageReceived(message, self)
+
+    def writeWire(self, wire: bytes, address: object = None) -> None:
+        self.sendString(wire)
+
+
+class DynDNSServerFactory(server.DNSServerFactory):
+    """
+    A DNS server factory for an authoritative server with the DynDNS
+    resolver in front of its zones.
+
+    @param dyndns: the L{DynDNSResolver}; put first in C{authorities}.
+    @param authorities: further authorities (the suffix zone, host zones).
+    """
+
+    protocol = DNSStreamProtocol
+    _messageFactory = dns._EDNSMessage
+
+    def __init__(
+        self,
+        dyndns: DynDNSResolver | None = None,
+        authorities: Iterable[Any] = (),
+        caches: Any = None,
+        clients: Any = None,
+        verbose: int = 0,
+    ) -> None:
+        chain = ([dyndns] if dyndns is not None else []) + list(authorities)
+        super().__init__(authorities=chain, caches=caches, clients=clients, verbose=verbose)
+        self.dyndns = dyndns
+        self.zones = [a for a in authorities if getattr(a, "soa", None) is not None]
+
+    # -- dispatch
+
+    def messageReceived(self, message: Any, proto: Any, address: Any = None) -> None:
+        if message.answer:
+            return
+        if message.ednsVersion is not None and message.ednsVersion > 0:
+            self._reply(proto, message, address, EBADVERS)
+            return
+        if message.opCode == dns.OP_QUERY and len(message.queries) != 1:
+            self._reply(proto, message, address, dns.EFORMAT)
+            return
+        super().messageReceived(message, proto, address)
+
+    def allowQuery(self, message: Any, protocol: Any, address: Any) -> bool:
+        return True
+
+    def _reply(self, proto: Any, message: Any, address: Any, rcode: int) -> None:
+        response = self._responseFromMessage(message=message, rCode=rcode)
+        self.sendReply(proto, response, address)
+
+    def handleQuery(self, message: Any, protocol: Any, address: Any) -> Any:
+        query = message.queries[0]
+        if query.type in (dns.AXFR, dns.IXFR):
+            # Transfers are never answered over UDP, and this server has no
+            # transfer support configured.
+            self._reply(protocol, message, address, dns.EREFUSED)
+            return None
+        if query.cls not in (dns.IN, dns.ANY):
+            self._reply(protocol, message, address, dns.EREFUSED)
+            return None
+        return super().handleQuery(message, protocol, address)
+
+    def handleInverseQuery(self, message: Any, protocol: Any, address: Any) -> None:
+        self._reply(protocol, message, address, dns.ENOTIMP)
+
+    def handleStatus(self, message: Any, protocol: Any, address: Any) -> None:
+        self._reply(protocol, message, address, dns.ENOTIMP)
+
+    def handleNotify(self, message: Any, protocol: Any, address: Any) -> None:
+        self._reply(protocol, message, address, dns.ENOTIMP)
+
+    def handleOther(self, message: Any, protocol: Any, address: Any) -> None:
+        self._reply(protocol, message, address, dns.ENOTIMP)
+
+    def handleUpdateWire(self, data: bytes, protocol: Any, address: Any) -> None:
+        """
+        An RFC 2136 UPDATE as raw bytes. Updates are not accepted by this
+        server: NOTIMP (dynamic updates are a separate, TSIG-signed path).
+        """
+        reply = error_reply(data, dns.ENOTIMP)
+        if reply is not None:
+            protocol.writeWire(reply, address)
+
+    # -- responses
+
+    def _responseFromMessage(
+        self, message: Any, rCode: int = dns.OK, answers: Any = None,
+        authority: Any = None, additional: Any = None,
+    ) -> Any:
+        response = super()._responseFromMessage(
+            message, rCode, answers, authority, additional
+        )
+        response.opCode = message.opCode
+        response.recDes = message.recDes
+        response.auth = response.auth or any(
+            rr.auth for rr in response.authority if rr.type == dns.SOA
+        )
+        if getattr(message, "ednsVersion", None) is not None:
+            response.ednsVersion = 0
+            response.maxSize = EDNS_PAYLOAD_SIZE
+            response.udpLimit = max(512, min(message.maxSize, EDNS_PAYLOAD_SIZE))
+        else:
+            response.ednsVersion = None
+            response.udpLimit = 512
+        return response
+
+    def _zone_for(self, name: bytes) -> Any:
+        """The closest enclosing zone of ours, or None."""
+        best = None
+        for zone in self.zones:
+            origin = zone.soa[0]
+            if dns._isSubdomainOf(name, origin):
+                if best is None or len(origin) > len(best.soa[0]):
+                    best = zone
+        return best
+
+    def _negative_soa(self, name: bytes) -> list[dns.RRHeader]:
+        zone = self._zone_for(name)
+        if zone is None:
+            return []
+        origin, soa = zone.soa
+        ttl = min(soa.minimum, soa.ttl if soa.ttl is not None else soa.minimum)
+        return [dns.RRHeader(origin, dns.SOA, dns.IN, ttl, soa, auth=True)]
+
+    def gotResolverError(
+        self, failure: Failure, protocol: Any, message: Any, address: Any
+    ) -> None:
+        name = message.queries[0].name.name
+        authority: list[dns.RRHeader] = []
+        if failure.check(error.DomainError, dns.AuthoritativeDomainError):
+            if self.dyndns is not None and self.dyndns.owns(name):
+                rcode = dns.OK  # our name, just not this type: NODATA
+                authority = self._negative_soa(name)
+            elif failure.check(dns.AuthoritativeDomainError):
+                rcode = dns.ENAME
+                authority = self._negative_soa(name)
+            elif self.canRecurse:
+                rcode = dns.ENAME
+            else:
+                rcode = dns.EREFUSED  # not ours: never an open resolver
+        else:
+            rcode = dns.ESERVER
+            if not failure.check(NotReady):
+                log.failure("lookup of {name!r} failed", failure, name=name)
+        response = self._responseFromMessage(
+            message=message, rCode=rcode, authority=authority
+        )
+        self.sendReply(protocol, response, address)
+
+
+def listen_dns(
+    reactor: Any,
+    factory: DynDNSServerFactory,
+    port: int,
+    interface: str = "",
+) -> tuple[Any, Any]:
+    """
+    Listen for DNS on UDP and TCP on the same C{port} (0 picks a free port
+    that is free for both). Returns C{(udpPort, tcpPort)}. For embedders that
+    want UPDATE support in their own server.
+    """
+    attempts = 20 if port == 0 else 1
+    for attempt in range(attempts):
+        tcp = reactor.listenTCP(port, factory, interface=interface)
+        try:
+            udp = reactor.listenUDP(
+                tcp.getHost().port, DNSDatagramProtocol(factory), interface=interface,
+                maxPacketSize=65535,
+            )
+        except CannotListenError:
+            tcp.stopListening()
+            if attempt == attempts - 1:
+                raise
+            continue
+        return udp, tcp
+    raise AssertionError("unreachable")

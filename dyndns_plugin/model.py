@@ -1,0 +1,328 @@
+"""
+Value types of the service and the validation of everything a user can type.
+
+Everything here is an immutable attrs value: the service replaces values, it
+never mutates them, so the DNS path can hold a reference without locks.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import ipaddress
+import re
+from typing import Iterable, Sequence, Union
+
+import attrs
+
+IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+
+#: TSIG algorithms a user key may use: the ones dnspython implements,
+#: including the truncated forms of RFC 8945 section 6.
+TSIG_ALGORITHMS = (
+    "hmac-md5",
+    "hmac-sha1",
+    "hmac-sha224",
+    "hmac-sha256",
+    "hmac-sha256-128",
+    "hmac-sha384",
+    "hmac-sha384-192",
+    "hmac-sha512",
+    "hmac-sha512-256",
+)
+
+MAX_NAME_LENGTH = 253
+MAX_LABEL_LENGTH = 63
+MAX_NOTES_LENGTH = 4096
+MAX_HOSTNAMES = 100
+MAX_TTL = 2**31 - 1
+
+_USER_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+_LABEL = re.compile(r"^(?:[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)$")
+
+
+class ValidationError(ValueError):
+    """
+    A value a person or a client supplied is not acceptable.
+
+    @ivar field: the name of the offending field, for messages that name it.
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def validate_user_id(value: str) -> str:
+    """
+    Return C{value} if it is a valid user id: one DNS label of C{a-z 0-9 -},
+    1-63 characters, no leading or trailing hyphen.
+    """
+    if not isinstance(value, str) or not _USER_ID.match(value):
+        raise ValidationError(
+            "id",
+            f"{value!r} is not a valid user id (1-63 characters of a-z, 0-9 and "
+            "'-', not starting or ending with '-')",
+        )
+    return value
+
+
+def normalize_name(value: str, field: str = "name", wildcard: bool = False) -> str:
+    """
+    Validate a host name per RFC 1035 (253 characters, 63 per label) and
+    return it lower-cased without a trailing dot.
+
+    @param wildcard: allow a leading C{*.} label (a wildcard alias).
+    """
+    if not isinstance(value, str):
+        raise ValidationError(field, f"{value!r} is not a host name")
+    name = value.strip().lower()
+    if name.endswith("."):
+        name = name[:-1]
+    if not name:
+        raise ValidationError(field, "empty host name")
+    if len(name) > MAX_NAME_LENGTH:
+        raise ValidationError(
+            field, f"{value!r} is longer than {MAX_NAME_LENGTH} characters"
+        )
+    labels = name.split(".")
+    if wildcard and labels[0] == "*":
+        labels = labels[1:]
+        if len(labels) < 2:
+            raise ValidationError(
+                field, f"{value!r}: a wildcard needs a parent of two labels or more"
+            )
+    for label in labels:
+        if not label:
+            raise ValidationError(field, f"{value!r} has an empty label")
+        if len(label) > MAX_LABEL_LENGTH:
+            raise ValidationError(
+                field, f"{value!r} has a label longer than {MAX_LABEL_LENGTH}"
+            )
+        if not _LABEL.match(label):
+            raise ValidationError(
+                field,
+                f"{value!r}: label {label!r} may hold only a-z, 0-9, '-' and '_', "
+                "and may not start or end with '-'",
+            )
+    return name
+
+
+def parse_address(value: object, field: str = "address") -> IPAddress:
+    """
+    Parse an IPv4 or IPv6 address; IPv4-mapped IPv6 addresses become IPv4.
+    """
+    if isinstance(value, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
+        address: IPAddress = value
+    else:
+        text = str(value).strip()
+        if text.startswith("[") and text.endswith("]"):
+            text = text[1:-1]
+        try:
+            address = ipaddress.ip_address(text)
+        except ValueError:
+            raise ValidationError(field, f"{value!r} is not an IP address") from None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    if address.is_unspecified or address.is_multicast:
+        raise ValidationError(field, f"{value!r} cannot be a host address")
+    return address
+
+
+def validate_tsig_secret(value: str) -> str:
+    """
+    Return C{value} if it is strict base64 of at least one byte.
+    """
+    try:
+        raw = base64.b64decode(value.encode("ascii"), validate=True)
+    except (ValueError, UnicodeEncodeError):
+        raise ValidationError("tsig_secret", "not valid base64") from None
+    if not raw:
+        raise ValidationError("tsig_secret", "empty secret")
+    return value
+
+
+def validate_tsig_algorithm(value: str) -> str:
+    name = value.lower().rstrip(".")
+    if name not in TSIG_ALGORITHMS:
+        raise ValidationError(
+            "tsig_algorithm",
+            f"{value!r} is not one of {', '.join(TSIG_ALGORITHMS)}",
+        )
+    return name
+
+
+def validate_ttl(value: object, field: str = "ttl") -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        try:
+            value = int(str(value).strip())
+        except ValueError:
+            raise ValidationError(field, f"{value!r} is not a whole number") from None
+    if not 0 <= value <= MAX_TTL:
+        raise ValidationError(field, f"{value} is outside 0..{MAX_TTL}")
+    return value
+
+
+def _hostnames(values: Iterable[str]) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(normalize_name(v, "hostnames", True) for v in values))
+    if len(names) > MAX_HOSTNAMES:
+        raise ValidationError("hostnames", f"at most {MAX_HOSTNAMES} names per user")
+    return names
+
+
+def _optional_address(version: int, field: str):
+    def convert(value: object) -> IPAddress | None:
+        if value is None or value == "":
+            return None
+        address = parse_address(value, field)
+        if address.version != version:
+            raise ValidationError(field, f"{value!r} is not an IPv{version} address")
+        return address
+
+    return convert
+
+
+def _notes(value: str) -> str:
+    if len(value) > MAX_NOTES_LENGTH:
+        raise ValidationError("notes", f"longer than {MAX_NOTES_LENGTH} characters")
+    return value
+
+
+@attrs.frozen
+class User:
+    """
+    An account: who may update which names, and with which secrets.
+
+    Secrets are kept only as verifiers. C{md5_verifier} is the hex MD5 of the
+    password; GnuDIP and the password-derived TSIG key need it, and it is
+    password-equivalent for those protocols, so it is kept only for users that
+    use one of them (C{None} otherwise).
+
+    @ivar hostnames: additional names in any domain; C{*.name} is a wildcard
+        alias that answers for every name below C{name}.
+    """
+
+    id: str = attrs.field(validator=lambda _i, _a, v: validate_user_id(v))
+    password_hash: str | None = None
+    md5_verifier: str | None = attrs.field(default=None)
+    tsig_secret: str | None = attrs.field(
+        default=None,
+        converter=lambda v: None if v in (None, "") else validate_tsig_secret(v),
+    )
+    tsig_algorithm: str = attrs.field(
+        default="hmac-md5", converter=validate_tsig_algorithm
+    )
+    tsig_from_password: bool = False
+    offline_ipv4: ipaddress.IPv4Address | None = attrs.field(
+        default=None, converter=_optional_address(4, "offline_ipv4")
+    )
+    offline_ipv6: ipaddress.IPv6Address | None = attrs.field(
+        default=None, converter=_optional_address(6, "offline_ipv6")
+    )
+    hostnames: tuple[str, ...] = attrs.field(default=(), converter=_hostnames)
+    notes: str = attrs.field(default="", converter=_notes)
+    disabled: bool = False
+
+    @md5_verifier.validator
+    def _check_md5(self, _attribute: object, value: str | None) -> None:
+        if value is not None and not re.fullmatch(r"[0-9a-f]{32}", value):
+            raise ValidationError("md5_verifier", "must be 32 lower-case hex digits")
+
+    def __attrs_post_init__(self) -> None:
+        if self.tsig_from_password and self.md5_verifier is None:
+            raise ValidationError(
+                "tsig_from_password",
+                "a password-derived TSIG key needs the MD5 verifier of the password",
+            )
+        if self.tsig_from_password and self.tsig_secret is not None:
+            raise ValidationError(
+                "tsig_secret", "give either a TSIG secret or tsig_from_password, not both"
+            )
+
+    def offline_addresses(self) -> tuple[IPAddress, ...]:
+        return tuple(a for a in (self.offline_ipv4, self.offline_ipv6) if a is not None)
+
+
+@attrs.frozen
+class HostState:
+    """
+    Where a user's names point now, and what last changed that.
+
+    A user that never updated has no addresses. An offline user keeps its last
+    addresses (so the status page can show them) but they are not served.
+    """
+
+    user_id: str
+    ipv4: ipaddress.IPv4Address | None = attrs.field(
+        default=None, converter=_optional_address(4, "ipv4")
+    )
+    ipv6: ipaddress.IPv6Address | None = attrs.field(
+        default=None, converter=_optional_address(6, "ipv6")
+    )
+    ttl: int | None = None
+    offline: bool = False
+    updated_at: float | None = None
+    method: str | None = None
+    client_address: str | None = None
+
+    def addresses(self) -> tuple[IPAddress, ...]:
+        return tuple(a for a in (self.ipv4, self.ipv6) if a is not None)
+
+    @property
+    def status(self) -> str:
+        """C{online}, C{offline} or C{never} (no update yet)."""
+        if self.offline:
+            return "offline"
+        return "online" if self.addresses() else "never"
+
+
+class UpdateStatus(enum.Enum):
+    """The outcome of a write through L{DynDNSService}."""
+
+    GOOD = "good"
+    NOCHG = "nochg"
+    NO_SUCH_USER = "nohost"
+    DISABLED = "disabled"
+    BAD_ADDRESS = "badaddress"
+    STORE_FAILED = "911"
+
+    @property
+    def ok(self) -> bool:
+        return self in (UpdateStatus.GOOD, UpdateStatus.NOCHG)
+
+
+@attrs.frozen
+class UpdateResult:
+    """
+    What L{DynDNSService.update} decided. C{state} is the state after the
+    call (for errors: the unchanged state, if the user exists).
+    """
+
+    status: UpdateStatus
+    state: HostState | None = None
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status.ok
+
+
+def split_addresses(
+    addresses: Sequence[IPAddress],
+) -> tuple[ipaddress.IPv4Address | None, ipaddress.IPv6Address | None]:
+    """
+    Split a list of addresses into one IPv4 and one IPv6 address; more than
+    one of a family is an error (a name has one address per family here).
+    """
+    v4: list[ipaddress.IPv4Address] = []
+    v6: list[ipaddress.IPv6Address] = []
+    for address in addresses:
+        address = parse_address(address)
+        if isinstance(address, ipaddress.IPv4Address):
+            v4.append(address)
+        else:
+            v6.append(address)
+    if len(set(v4)) > 1 or len(set(v6)) > 1:
+        raise ValidationError("address", "at most one IPv4 and one IPv6 address")
+    return (v4[0] if v4 else None, v6[0] if v6 else None)

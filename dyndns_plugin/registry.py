@@ -1,0 +1,156 @@
+"""
+The in-memory view the DNS path reads: name -> answer, address -> users.
+
+Only L{DynDNSService} writes it, and only after the store has the change;
+the resolver reads it without locks, threads or I/O. Every write replaces
+whole immutable L{Answer} values, so a reader sees either the old or the new
+answer, never half of one.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import attrs
+
+from dyndns_plugin.model import HostState, IPAddress, User
+
+
+@attrs.frozen
+class Answer:
+    """
+    What a user's names resolve to right now. C{addresses} is empty for a
+    user that is offline without an offline IP, or that never updated.
+    """
+
+    user_id: str
+    addresses: tuple[IPAddress, ...]
+    ttl: int
+
+    def of_version(self, version: int) -> tuple[IPAddress, ...]:
+        return tuple(a for a in self.addresses if a.version == version)
+
+
+class Registry:
+    """
+    Users, their states and the indexes built from them.
+
+    @ivar suffix: the zone under which every user has C{<id>.<suffix>}.
+    @ivar loaded: False until the service has loaded the store; the
+        resolver answers SERVFAIL until then rather than a wrong NXDOMAIN.
+    """
+
+    def __init__(self, suffix: str, default_ttl: int) -> None:
+        self.suffix = suffix
+        self.default_ttl = default_ttl
+        self.loaded = False
+        self.users: dict[str, User] = {}
+        self.states: dict[str, HostState] = {}
+        self._answers: dict[str, Answer] = {}
+        self._names: dict[str, str] = {}
+        self._wildcards: dict[str, str] = {}
+        self._by_address: dict[IPAddress, set[str]] = {}
+
+    # -- reads (the DNS path)
+
+    def main_name(self, user_id: str) -> str:
+        return f"{user_id}.{self.suffix}"
+
+    def owner_of(self, name: str) -> str | None:
+        """
+        The user whose names include C{name} (lower-case, no trailing dot):
+        their main name, then an exact additional name, then the closest
+        wildcard alias. Disabled users own nothing.
+        """
+        user_id = self._names.get(name)
+        if user_id is None:
+            head, _, parent = name.partition(".")
+            if parent == self.suffix and head in self._answers:
+                user_id = head
+        if user_id is None:
+            parent = name
+            while "." in parent:
+                parent = parent.partition(".")[2]
+                user_id = self._wildcards.get(parent)
+                if user_id is not None:
+                    break
+        if user_id is None or user_id not in self._answers:
+            return None
+        return user_id
+
+    def answer(self, name: str) -> Answer | None:
+        """The answer for C{name}, or None if no active user has it."""
+        user_id = self.owner_of(name)
+        return None if user_id is None else self._answers[user_id]
+
+    def answer_for_user(self, user_id: str) -> Answer | None:
+        return self._answers.get(user_id)
+
+    def users_at(self, address: IPAddress) -> frozenset[str]:
+        """Active, online users whose names point at C{address} now."""
+        return frozenset(self._by_address.get(address, ()))
+
+    def names_of(self, user_id: str) -> Iterator[str]:
+        """Every name C{user_id} answers for (wildcards as C{*.x})."""
+        user = self.users.get(user_id)
+        if user is not None:
+            yield self.main_name(user_id)
+            yield from user.hostnames
+
+    # -- writes (only the service calls these)
+
+    def put_user(self, user: User) -> None:
+        self._unindex(user.id)
+        self.users[user.id] = user
+        self._index(user.id)
+
+    def remove_user(self, user_id: str) -> None:
+        self._unindex(user_id)
+        self.users.pop(user_id, None)
+        self.states.pop(user_id, None)
+
+    def set_state(self, state: HostState) -> None:
+        self._unindex(state.user_id)
+        self.states[state.user_id] = state
+        self._index(state.user_id)
+
+    def _compute(self, user: User, state: HostState | None) -> Answer:
+        if state is None:
+            return Answer(user.id, (), self.default_ttl)
+        if state.offline:
+            return Answer(user.id, user.offline_addresses(), self.default_ttl)
+        ttl = self.default_ttl if state.ttl is None else state.ttl
+        return Answer(user.id, state.addresses(), ttl)
+
+    def _index(self, user_id: str) -> None:
+        user = self.users.get(user_id)
+        if user is None or user.disabled:
+            return
+        answer = self._compute(user, self.states.get(user_id))
+        self._answers[user_id] = answer
+        for name in user.hostnames:
+            if name.startswith("*."):
+                self._wildcards[name[2:]] = user_id
+            else:
+                self._names[name] = user_id
+        state = self.states.get(user_id)
+        if state is not None and not state.offline:
+            for address in answer.addresses:
+                self._by_address.setdefault(address, set()).add(user_id)
+
+    def _unindex(self, user_id: str) -> None:
+        answer = self._answers.pop(user_id, None)
+        if answer is None:
+            return
+        for address in answer.addresses:
+            holders = self._by_address.get(address)
+            if holders is not None:
+                holders.discard(user_id)
+                if not holders:
+                    del self._by_address[address]
+        user = self.users[user_id]
+        for name in user.hostnames:
+            index = self._wildcards if name.startswith("*.") else self._names
+            key = name[2:] if name.startswith("*.") else name
+            if index.get(key) == user_id:
+                del index[key]

@@ -1,0 +1,409 @@
+"""
+L{DynDNSService}: the single write path.
+
+Every update method (DNS UPDATE, GnuDIP, HTTP, the CLI and the admin API) is a
+thin adapter that authenticates and then calls this service. Only the service
+decides what an update means (validation, nochg, offline, disabled users, TTL
+bounds) and only it writes: first to the store, and once the store has it,
+to the in-memory registry that DNS answers from, and then to observers.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Sequence
+
+import attrs
+from twisted.application.service import Service
+from twisted.internet import defer, task
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from dyndns_plugin.model import (
+    HostState,
+    IPAddress,
+    UpdateResult,
+    UpdateStatus,
+    User,
+    ValidationError,
+    split_addresses,
+)
+from dyndns_plugin.registry import Registry
+from dyndns_plugin.store import Changes, IUserStore, NoSuchUser, Snapshot
+
+log = Logger()
+
+
+@attrs.frozen
+class Change:
+    """
+    One committed change, as observers see it. C{source} is C{"update"} for
+    address changes by clients, C{"admin"} for user management through this
+    process, and C{"store"} for changes another process (the CLI) wrote.
+    """
+
+    user_id: str
+    source: str
+    old_user: User | None
+    new_user: User | None
+    old_state: HostState | None
+    new_state: HostState | None
+
+
+Observer = Callable[[Change], Any]
+
+
+class DynDNSService(Service):
+    """
+    Loads the store into the registry at start, applies every write to the
+    store and then the registry, and polls the store for changes made by
+    other processes.
+
+    @ivar ready: fires once the store is loaded and the registry serves.
+    """
+
+    name = "dyndns"
+
+    def __init__(
+        self,
+        store: IUserStore,
+        suffix: str,
+        *,
+        default_ttl: int = 30,
+        min_ttl: int = 0,
+        max_ttl: int = 86400,
+        clock: IReactorTime | None = None,
+        poll_interval: float | None = 0.5,
+    ) -> None:
+        if clock is None:
+            from twisted.internet import reactor as clock  # type: ignore[assignment]
+        self.store = store
+        self.suffix = suffix
+        self.default_ttl = default_ttl
+        self.min_ttl = min_ttl
+        self.max_ttl = max_ttl
+        self.clock = clock
+        self.registry = Registry(suffix, default_ttl)
+        self.ready: defer.Deferred[None] = defer.Deferred()
+        self._generation = 0
+        self._observers: list[Observer] = []
+        self._locks: dict[str, defer.DeferredLock] = {}
+        self._poll_interval = poll_interval
+        self._poller: task.LoopingCall | None = None
+        self._polling = False
+
+    # -- lifecycle
+
+    def startService(self) -> None:
+        super().startService()
+        d = defer.ensureDeferred(self.start())
+        d.addErrback(lambda f: log.failure("could not load the user store", f))
+
+    async def start(self) -> None:
+        """Open and load the store, then start watching it."""
+        await self.store.open()
+        snapshot: Snapshot = await self.store.load()
+        for user in snapshot.users.values():
+            self.registry.put_user(user)
+        for state in snapshot.states.values():
+            if state.user_id in self.registry.users:
+                self.registry.set_state(state)
+        self._generation = snapshot.generation
+        self.registry.loaded = True
+        log.info(
+            "loaded {count} users from the store (generation {generation})",
+            count=len(snapshot.users),
+            generation=snapshot.generation,
+        )
+        if self._poll_interval:
+            self._poller = task.LoopingCall(self.poll)
+            self._poller.clock = self.clock
+            self._poller.start(self._poll_interval, now=False).addErrback(
+                lambda f: log.failure("store polling stopped", f)
+            )
+        self.ready.callback(None)
+
+    def stopService(self) -> defer.Deferred[None]:
+        super().stopService()
+        if self._poller is not None and self._poller.running:
+            self._poller.stop()
+        return self.store.close()
+
+    # -- observers
+
+    def subscribe(self, observer: Observer) -> Callable[[], None]:
+        """Call C{observer(change)} after every committed change."""
+        self._observers.append(observer)
+        return lambda: self._observers.remove(observer)
+
+    def _notify(self, change: Change) -> None:
+        for observer in list(self._observers):
+            try:
+                observer(change)
+            except Exception:
+                log.failure("observer {observer!r} failed", observer=observer)
+
+    def _apply_user(self, user: User, source: str) -> None:
+        old = self.registry.users.get(user.id)
+        state = self.registry.states.get(user.id)
+        self.registry.put_user(user)
+        self._notify(Change(user.id, source, old, user, state, state))
+
+    def _apply_removal(self, user_id: str, source: str) -> None:
+        old = self.registry.users.get(user_id)
+        if old is None:
+            return
+        state = self.registry.states.get(user_id)
+        self.registry.remove_user(user_id)
+        self._notify(Change(user_id, source, old, None, state, None))
+
+    def _apply_state(self, state: HostState, source: str) -> None:
+        user = self.registry.users.get(state.user_id)
+        if user is None:
+            return
+        old = self.registry.states.get(state.user_id)
+        self.registry.set_state(state)
+        self._notify(Change(state.user_id, source, user, user, old, state))
+
+    # -- picking up other processes' writes
+
+    async def poll(self) -> None:
+        """Apply what other processes (the CLI) committed since we looked."""
+        if self._polling or not self.registry.loaded:
+            return
+        self._polling = True
+        try:
+            changes: Changes = await self.store.changes_since(self._generation)
+        except Exception:
+            log.failure("could not read changes from the store")
+            return
+        finally:
+            self._polling = False
+        for user_id in changes.removed:
+            if user_id not in changes.users:
+                self._apply_removal(user_id, "store")
+        for user in changes.users.values():
+            if self.registry.users.get(user.id) != user:
+                self._apply_user(user, "store")
+        for state in changes.states.values():
+            if self.registry.states.get(state.user_id) != state:
+                self._apply_state(state, "store")
+        self._generation = max(self._generation, changes.generation)
+
+    # -- serialising writes per user
+
+    def _serialized(self, user_id: str, action: Callable[[], Any]) -> defer.Deferred[Any]:
+        """
+        Run C{action} after every earlier write for C{user_id} finished, so
+        that two concurrent updates (say IPv4 and IPv6) both build on the
+        state the other one committed.
+        """
+        lock = self._locks.get(user_id)
+        if lock is None:
+            lock = self._locks[user_id] = defer.DeferredLock()
+
+        def release(result: object) -> object:
+            if not lock.locked and not lock.waiting:
+                self._locks.pop(user_id, None)
+            return result
+
+        return lock.run(lambda: defer.ensureDeferred(action())).addBoth(release)
+
+    # -- the write path for clients
+
+    def clamp_ttl(self, ttl: int | None) -> int:
+        """The TTL an update gets: the default if none, else within bounds."""
+        if ttl is None:
+            return self.default_ttl
+        return max(self.min_ttl, min(self.max_ttl, ttl))
+
+    def update(
+        self,
+        user_id: str,
+        addresses: Sequence[IPAddress],
+        ttl: int | None = None,
+        method: str = "",
+        client_address: str | None = None,
+    ) -> defer.Deferred[UpdateResult]:
+        """
+        Point C{user_id}'s names at C{addresses} (at most one IPv4 and one
+        IPv6; a family not given keeps its current address) and bring the
+        user online. Fires with GOOD once durable, NOCHG if nothing would
+        change (nothing is written then), or an error result.
+        """
+
+        async def action() -> UpdateResult:
+            user = self.registry.users.get(user_id)
+            old = self.registry.states.get(user_id)
+            if user is None:
+                return UpdateResult(UpdateStatus.NO_SUCH_USER, None, "unknown user")
+            if user.disabled:
+                return UpdateResult(UpdateStatus.DISABLED, old, "user is disabled")
+            try:
+                ipv4, ipv6 = split_addresses(addresses)
+            except ValidationError as e:
+                return UpdateResult(UpdateStatus.BAD_ADDRESS, old, e.message)
+            if ipv4 is None and ipv6 is None:
+                return UpdateResult(UpdateStatus.BAD_ADDRESS, old, "no address given")
+            current = old or HostState(user_id)
+            new = HostState(
+                user_id=user_id,
+                ipv4=ipv4 or current.ipv4,
+                ipv6=ipv6 or current.ipv6,
+                ttl=self.clamp_ttl(ttl),
+                offline=False,
+                updated_at=self.clock.seconds(),
+                method=method,
+                client_address=client_address,
+            )
+            if (
+                old is not None
+                and not old.offline
+                and (old.ipv4, old.ipv6) == (new.ipv4, new.ipv6)
+                and self.clamp_ttl(old.ttl) == new.ttl
+            ):
+                return UpdateResult(UpdateStatus.NOCHG, old, "no change")
+            return await self._commit_state(new, old, method)
+
+        return self._serialized(user_id, action)
+
+    def set_offline(
+        self, user_id: str, method: str = "", client_address: str | None = None
+    ) -> defer.Deferred[UpdateResult]:
+        """
+        Mark C{user_id} offline: its names then answer the user's offline
+        addresses, or no address. The last addresses are kept for display.
+        """
+
+        async def action() -> UpdateResult:
+            user = self.registry.users.get(user_id)
+            old = self.registry.states.get(user_id)
+            if user is None:
+                return UpdateResult(UpdateStatus.NO_SUCH_USER, None, "unknown user")
+            if user.disabled:
+                return UpdateResult(UpdateStatus.DISABLED, old, "user is disabled")
+            if old is not None and old.offline:
+                return UpdateResult(UpdateStatus.NOCHG, old, "already offline")
+            new = attrs.evolve(
+                old or HostState(user_id, ttl=self.default_ttl),
+                offline=True,
+                updated_at=self.clock.seconds(),
+                method=method,
+                client_address=client_address,
+            )
+            return await self._commit_state(new, old, method)
+
+        return self._serialized(user_id, action)
+
+    async def _commit_state(
+        self, new: HostState, old: HostState | None, method: str
+    ) -> UpdateResult:
+        try:
+            await self.store.save_state(new)
+        except NoSuchUser:
+            return UpdateResult(UpdateStatus.NO_SUCH_USER, None, "unknown user")
+        except Exception:
+            log.failure(
+                "store failed; update of {user} via {method} not applied",
+                user=new.user_id,
+                method=method,
+            )
+            return UpdateResult(UpdateStatus.STORE_FAILED, old, "store failure")
+        self._apply_state(new, "update")
+        log.info(
+            "{user} {status} at {address} via {method} from {client}",
+            user=new.user_id,
+            status="offline" if new.offline else "online",
+            address=",".join(str(a) for a in new.addresses()) or "-",
+            method=method,
+            client=new.client_address,
+        )
+        return UpdateResult(UpdateStatus.GOOD, new, "updated")
+
+    # -- the write path for administrators
+
+    def check_user(self, user: User) -> None:
+        """
+        Refuse additional names that belong to someone else under our
+        suffix: below the suffix a user may only add names inside their own
+        C{<id>.<suffix>} subtree.
+        """
+        own = self.registry.main_name(user.id)
+        for name in user.hostnames:
+            bare = name[2:] if name.startswith("*.") else name
+            under_suffix = bare == self.suffix or bare.endswith("." + self.suffix)
+            if not under_suffix:
+                continue
+            inside_own = bare.endswith("." + own) or (
+                bare == own and name.startswith("*.")
+            )
+            if not inside_own:
+                raise ValidationError(
+                    "hostnames",
+                    f"{name!r} is under the suffix {self.suffix!r}; only names "
+                    f"below {own!r} are allowed there",
+                )
+
+    def add_user(self, user: User) -> defer.Deferred[User]:
+        """Create a user (UserExists, NameTaken, ValidationError)."""
+
+        async def action() -> User:
+            self.check_user(user)
+            await self.store.add_user(user)
+            self._apply_user(user, "admin")
+            log.info("user {user} added", user=user.id)
+            return user
+
+        return self._serialized(user.id, action)
+
+    def put_user(self, user: User) -> defer.Deferred[User]:
+        """Replace an existing user's account data (NoSuchUser)."""
+        return self._serialized(user.id, lambda: self._replace_user(user))
+
+    def edit_user(self, user_id: str, **changes: Any) -> defer.Deferred[User]:
+        """Change some fields of a user (NoSuchUser, ValidationError)."""
+
+        async def action() -> User:
+            user = self.registry.users.get(user_id)
+            if user is None:
+                raise NoSuchUser(user_id)
+            return await self._replace_user(attrs.evolve(user, **changes))
+
+        return self._serialized(user_id, action)
+
+    async def _replace_user(self, user: User) -> User:
+        if user.id not in self.registry.users:
+            raise NoSuchUser(user.id)
+        self.check_user(user)
+        await self.store.put_user(user)
+        self._apply_user(user, "admin")
+        log.info("user {user} changed", user=user.id)
+        return user
+
+    def set_disabled(self, user_id: str, disabled: bool) -> defer.Deferred[User]:
+        """A disabled user cannot update and its names get no answers."""
+        return self.edit_user(user_id, disabled=disabled)
+
+    def remove_user(self, user_id: str) -> defer.Deferred[None]:
+        async def action() -> None:
+            await self.store.remove_user(user_id)
+            self._apply_removal(user_id, "admin")
+            log.info("user {user} removed", user=user_id)
+
+        return self._serialized(user_id, action)
+
+    def import_users(
+        self, users: Iterable[User], states: Iterable[HostState] = ()
+    ) -> defer.Deferred[None]:
+        """Add or replace many users (and states) in one transaction."""
+        users, states = list(users), list(states)
+
+        async def action() -> None:
+            for user in users:
+                self.check_user(user)
+            await self.store.import_users(users, states)
+            for user in users:
+                self._apply_user(user, "admin")
+            for state in states:
+                self._apply_state(state, "admin")
+
+        return defer.ensureDeferred(action())

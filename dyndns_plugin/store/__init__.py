@@ -1,0 +1,108 @@
+"""
+The durable store: the source of truth for users and their host state.
+
+L{IUserStore} is the extension point; L{dyndns_plugin.store.sqlite} is the
+embedded default and L{dyndns_plugin.store.memory} the in-memory one for
+tests. Every method returns a L{Deferred}; a store must never block the
+reactor thread, and a write's Deferred fires only once the write is durable.
+
+Every committed write transaction advances the store's I{generation}; readers
+(a running server, while an admin edits users from the CLI in another process)
+ask for L{IUserStore.changes_since} a generation to pick up what others wrote.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+import attrs
+from zope.interface import Interface
+
+from dyndns_plugin.model import HostState, User
+
+
+class StoreError(Exception):
+    """The store failed (I/O, corruption); the write did not happen."""
+
+
+class UserExists(StoreError):
+    def __init__(self, user_id: str) -> None:
+        super().__init__(f"user {user_id!r} already exists")
+        self.user_id = user_id
+
+
+class NoSuchUser(StoreError):
+    def __init__(self, user_id: str) -> None:
+        super().__init__(f"no user {user_id!r}")
+        self.user_id = user_id
+
+
+class NameTaken(StoreError):
+    """A host name is already another user's additional name."""
+
+    def __init__(self, name: str, owner: str) -> None:
+        super().__init__(f"host name {name!r} already belongs to user {owner!r}")
+        self.name = name
+        self.owner = owner
+
+
+@attrs.frozen
+class Snapshot:
+    """Everything in the store at one generation."""
+
+    users: Mapping[str, User]
+    states: Mapping[str, HostState]
+    generation: int
+
+
+@attrs.frozen
+class Changes:
+    """
+    What changed after some generation, up to and including C{generation}.
+    C{users} maps a changed user id to its new record; C{removed} lists
+    users that no longer exist; C{states} holds changed host states.
+    """
+
+    generation: int
+    users: Mapping[str, User] = attrs.field(factory=dict)
+    removed: frozenset[str] = frozenset()
+    states: Mapping[str, HostState] = attrs.field(factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.users or self.removed or self.states)
+
+
+class IUserStore(Interface):
+    """
+    Durable users and host states. All methods return Deferreds.
+    """
+
+    def open():
+        """Create or migrate the storage; fires when ready."""
+
+    def close():
+        """Finish pending writes and release the storage."""
+
+    def load():
+        """Fire with a L{Snapshot} of everything."""
+
+    def changes_since(generation: int):
+        """Fire with the L{Changes} committed after C{generation}."""
+
+    def add_user(user: User):
+        """Insert a new user; L{UserExists} or L{NameTaken} on conflict."""
+
+    def put_user(user: User):
+        """Insert or replace a user (its state is kept); L{NameTaken}."""
+
+    def remove_user(user_id: str):
+        """Delete a user and its state; L{NoSuchUser}."""
+
+    def save_state(state: HostState):
+        """Replace a user's host state, durably; L{NoSuchUser}."""
+
+    def import_users(users: Iterable[User], states: Iterable[HostState]):
+        """
+        Insert or replace many users and states in one atomic transaction:
+        either all of them are stored or none.
+        """

@@ -1,0 +1,165 @@
+"""
+An in-memory L{IUserStore} for tests and embedders who keep users elsewhere.
+It honours the same contract as the SQLite store (see the conformance suite in
+C{tests/store_conformance.py}), except that nothing survives the process.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable, TypeVar
+
+from twisted.internet import defer
+from zope.interface import implementer
+
+from dyndns_plugin.model import HostState, User
+from dyndns_plugin.store import (
+    Changes,
+    IUserStore,
+    NameTaken,
+    NoSuchUser,
+    Snapshot,
+    UserExists,
+)
+
+T = TypeVar("T")
+
+
+@implementer(IUserStore)
+class MemoryUserStore:
+    """
+    Users and states in dicts. Set C{fail_writes} to make every write fail
+    with L{StoreError}, to test what callers do when the disk is gone.
+    """
+
+    def __init__(self) -> None:
+        self._users: dict[str, User] = {}
+        self._states: dict[str, HostState] = {}
+        self._user_gen: dict[str, int] = {}
+        self._state_gen: dict[str, int] = {}
+        self._removed: dict[str, int] = {}
+        self._owners: dict[str, str] = {}
+        self._generation = 0
+        self.fail_writes: Exception | None = None
+
+    def open(self) -> defer.Deferred[None]:
+        return defer.succeed(None)
+
+    def close(self) -> defer.Deferred[None]:
+        return defer.succeed(None)
+
+    def load(self) -> defer.Deferred[Snapshot]:
+        return defer.succeed(
+            Snapshot(dict(self._users), dict(self._states), self._generation)
+        )
+
+    def changes_since(self, generation: int) -> defer.Deferred[Changes]:
+        return defer.succeed(
+            Changes(
+                generation=self._generation,
+                users={
+                    uid: self._users[uid]
+                    for uid, gen in self._user_gen.items()
+                    if gen > generation
+                },
+                removed=frozenset(
+                    uid for uid, gen in self._removed.items() if gen > generation
+                ),
+                states={
+                    uid: self._states[uid]
+                    for uid, gen in self._state_gen.items()
+                    if gen > generation
+                },
+            )
+        )
+
+    def _write(self, change: Callable[[int], T]) -> defer.Deferred[T]:
+        if self.fail_writes is not None:
+            return defer.fail(self.fail_writes)
+        generation = self._generation + 1
+        try:
+            result = change(generation)
+        except Exception:
+            return defer.fail()
+        self._generation = generation
+        return defer.succeed(result)
+
+    def _put(self, user: User, generation: int) -> None:
+        for name in user.hostnames:
+            owner = self._owners.get(name, user.id)
+            if owner != user.id:
+                raise NameTaken(name, owner)
+        self._drop_names(user.id)
+        self._owners.update(dict.fromkeys(user.hostnames, user.id))
+        self._users[user.id] = user
+        self._user_gen[user.id] = generation
+        self._removed.pop(user.id, None)
+
+    def add_user(self, user: User) -> defer.Deferred[None]:
+        def change(generation: int) -> None:
+            if user.id in self._users:
+                raise UserExists(user.id)
+            self._put(user, generation)
+
+        return self._write(change)
+
+    def put_user(self, user: User) -> defer.Deferred[None]:
+        return self._write(lambda generation: self._put(user, generation))
+
+    def remove_user(self, user_id: str) -> defer.Deferred[None]:
+        def change(generation: int) -> None:
+            if user_id not in self._users:
+                raise NoSuchUser(user_id)
+            self._drop_names(user_id)
+            del self._users[user_id]
+            self._user_gen.pop(user_id, None)
+            self._states.pop(user_id, None)
+            self._state_gen.pop(user_id, None)
+            self._removed[user_id] = generation
+
+        return self._write(change)
+
+    def _drop_names(self, user_id: str) -> None:
+        old = self._users.get(user_id)
+        for name in old.hostnames if old else ():
+            del self._owners[name]
+
+    def _save(self, state: HostState, generation: int) -> None:
+        if state.user_id not in self._users:
+            raise NoSuchUser(state.user_id)
+        self._states[state.user_id] = state
+        self._state_gen[state.user_id] = generation
+
+    def save_state(self, state: HostState) -> defer.Deferred[None]:
+        return self._write(lambda generation: self._save(state, generation))
+
+    def import_users(
+        self, users: Iterable[User], states: Iterable[HostState]
+    ) -> defer.Deferred[None]:
+        users, states = list(users), list(states)
+
+        def change(generation: int) -> None:
+            saved = (
+                dict(self._users),
+                dict(self._states),
+                dict(self._user_gen),
+                dict(self._state_gen),
+                dict(self._removed),
+                dict(self._owners),
+            )
+            try:
+                for user in users:
+                    self._put(user, generation)
+                for state in states:
+                    self._save(state, generation)
+            except Exception:
+                (
+                    self._users,
+                    self._states,
+                    self._user_gen,
+                    self._state_gen,
+                    self._removed,
+                    self._owners,
+                ) = saved
+                raise
+
+        return self._write(change)

@@ -1,0 +1,539 @@
+"""
+The embedded default store: one SQLite file in WAL mode with
+C{synchronous=FULL}, so a commit is on disk before its Deferred fires.
+
+All SQL runs on one dedicated thread, never on the reactor thread. Writes that
+queue up while a commit is in progress are committed together in the next
+transaction (group commit), each inside its own savepoint so one failing write
+does not take the others with it. One thread also means the reactor sees
+results in commit order, which keeps the in-memory registry in step with the
+file.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import sqlite3
+import threading
+from typing import Any, Callable, Iterable, TypeVar
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IReactorFromThreads
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from dyndns_plugin.model import HostState, User
+from dyndns_plugin.store import (
+    Changes,
+    IUserStore,
+    NameTaken,
+    NoSuchUser,
+    Snapshot,
+    StoreError,
+    UserExists,
+)
+
+T = TypeVar("T")
+
+#: Writes committed in one transaction at most.
+MAX_BATCH = 512
+
+_SCHEMA_V1 = """
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+INSERT INTO meta (key, value) VALUES ('generation', 0);
+CREATE TABLE users (
+    id TEXT PRIMARY KEY,
+    password_hash TEXT,
+    md5_verifier TEXT,
+    tsig_secret TEXT,
+    tsig_algorithm TEXT NOT NULL,
+    tsig_from_password INTEGER NOT NULL,
+    offline_ipv4 TEXT,
+    offline_ipv6 TEXT,
+    notes TEXT NOT NULL,
+    disabled INTEGER NOT NULL,
+    gen INTEGER NOT NULL
+);
+CREATE INDEX users_gen ON users (gen);
+CREATE TABLE hostnames (
+    name TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    position INTEGER NOT NULL
+);
+CREATE INDEX hostnames_user ON hostnames (user_id);
+CREATE TABLE states (
+    user_id TEXT PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
+    ipv4 TEXT,
+    ipv6 TEXT,
+    ttl INTEGER,
+    offline INTEGER NOT NULL,
+    updated_at REAL,
+    method TEXT,
+    client_address TEXT,
+    gen INTEGER NOT NULL
+);
+CREATE INDEX states_gen ON states (gen);
+CREATE TABLE removed (
+    user_id TEXT PRIMARY KEY,
+    gen INTEGER NOT NULL
+);
+CREATE INDEX removed_gen ON removed (gen);
+"""
+
+#: MIGRATIONS[n] takes a database from schema version n to n + 1.
+MIGRATIONS: list[str] = [_SCHEMA_V1]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_STOP = object()
+
+
+class _Worker:
+    """
+    The one thread that owns the SQLite connection. C{submit} queues a
+    function of the connection; consecutive writes are batched.
+    """
+
+    def __init__(
+        self, reactor: IReactorFromThreads, connect: Callable[[], sqlite3.Connection]
+    ) -> None:
+        self._reactor = reactor
+        self._connect = connect
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(
+            target=self._run, name="dyndns-sqlite", daemon=True
+        )
+        self._ready: defer.Deferred[None] = defer.Deferred()
+        self._stopped: defer.Deferred[None] = defer.Deferred()
+
+    def start(self) -> defer.Deferred[None]:
+        self._thread.start()
+        return self._ready
+
+    def stop(self) -> defer.Deferred[None]:
+        self._queue.put(_STOP)
+        return self._stopped
+
+    def submit(self, function: Callable[..., T], write: bool) -> defer.Deferred[T]:
+        d: defer.Deferred[T] = defer.Deferred()
+        self._queue.put((function, write, d))
+        return d
+
+    def _deliver(self, d: defer.Deferred[Any], result: object) -> None:
+        if isinstance(result, Failure):
+            self._reactor.callFromThread(d.errback, result)
+        else:
+            self._reactor.callFromThread(d.callback, result)
+
+    def _run(self) -> None:
+        try:
+            conn = self._connect()
+        except BaseException:
+            self._deliver(self._ready, Failure())
+            return
+        self._deliver(self._ready, None)
+        pending = None
+        try:
+            while True:
+                item = pending if pending is not None else self._queue.get()
+                pending = None
+                if item is _STOP:
+                    break
+                function, write, d = item
+                if not write:
+                    try:
+                        self._deliver(d, function(conn))
+                    except BaseException:
+                        self._deliver(d, Failure())
+                    continue
+                batch = [item]
+                while len(batch) < MAX_BATCH:
+                    try:
+                        nxt = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if nxt is _STOP or not nxt[1]:
+                        pending = nxt
+                        break
+                    batch.append(nxt)
+                self._commit(conn, batch)
+        finally:
+            conn.close()
+            self._deliver(self._stopped, None)
+
+    def _commit(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
+        results: list[object] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'generation'")
+            (generation,) = conn.execute(
+                "SELECT value FROM meta WHERE key = 'generation'"
+            ).fetchone()
+            for function, _write, _d in batch:
+                conn.execute("SAVEPOINT op")
+                try:
+                    results.append(function(conn, generation))
+                except BaseException:
+                    results.append(Failure())
+                    conn.execute("ROLLBACK TO op")
+                conn.execute("RELEASE op")
+            conn.execute("COMMIT")
+        except sqlite3.Error as e:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            failure = Failure(StoreError(f"sqlite: {e}"))
+            results = [failure] * len(batch)
+        for (_function, _write, d), result in zip(batch, results):
+            self._deliver(d, result)
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _user_row(user: User, generation: int) -> tuple[Any, ...]:
+    return (
+        user.id,
+        user.password_hash,
+        user.md5_verifier,
+        user.tsig_secret,
+        user.tsig_algorithm,
+        int(user.tsig_from_password),
+        _text(user.offline_ipv4),
+        _text(user.offline_ipv6),
+        user.notes,
+        int(user.disabled),
+        generation,
+    )
+
+
+_USER_COLUMNS = (
+    "id, password_hash, md5_verifier, tsig_secret, tsig_algorithm, "
+    "tsig_from_password, offline_ipv4, offline_ipv6, notes, disabled"
+)
+_STATE_COLUMNS = "user_id, ipv4, ipv6, ttl, offline, updated_at, method, client_address"
+
+
+def _user_from_row(row: tuple[Any, ...], hostnames: tuple[str, ...]) -> User:
+    return User(
+        id=row[0],
+        password_hash=row[1],
+        md5_verifier=row[2],
+        tsig_secret=row[3],
+        tsig_algorithm=row[4],
+        tsig_from_password=bool(row[5]),
+        offline_ipv4=row[6],
+        offline_ipv6=row[7],
+        notes=row[8],
+        disabled=bool(row[9]),
+        hostnames=hostnames,
+    )
+
+
+def _state_from_row(row: tuple[Any, ...]) -> HostState:
+    return HostState(
+        user_id=row[0],
+        ipv4=row[1],
+        ipv6=row[2],
+        ttl=row[3],
+        offline=bool(row[4]),
+        updated_at=row[5],
+        method=row[6],
+        client_address=row[7],
+    )
+
+
+def _hostnames_by_user(
+    conn: sqlite3.Connection, where: str = "", args: tuple[Any, ...] = ()
+) -> dict[str, list[str]]:
+    names: dict[str, list[str]] = {}
+    for user_id, name in conn.execute(
+        f"SELECT user_id, name FROM hostnames {where} ORDER BY user_id, position",
+        args,
+    ):
+        names.setdefault(user_id, []).append(name)
+    return names
+
+
+@implementer(IUserStore)
+class SQLiteUserStore:
+    """
+    L{IUserStore} on one SQLite file. The file and its WAL are created
+    readable by the owner only: they hold password verifiers.
+    """
+
+    def __init__(self, path: str, reactor: IReactorFromThreads | None = None) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor
+
+            reactor = default_reactor  # type: ignore[assignment]
+        self.path = path
+        self._reactor = reactor
+        self._worker: _Worker | None = None
+        # For changes_since: the connection's data_version and the store's
+        # generation at the last full look, and the newest generation this
+        # process wrote itself since.
+        self._data_version: int | None = None
+        self._checked_generation = 0
+        self._seen_generation = 0
+
+    # -- lifecycle
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.path != ":memory:" and not os.path.exists(self.path):
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=10
+        )
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA busy_timeout=10000")
+            self._migrate(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            (version,) = conn.execute("PRAGMA user_version").fetchone()
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path}: schema version {version} is newer than this "
+                    f"program's {SCHEMA_VERSION}; upgrade dyndns_plugin"
+                )
+            for target in range(version, SCHEMA_VERSION):
+                for statement in MIGRATIONS[target].split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {target + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def check(self) -> None:
+        """
+        Open, migrate and close the file synchronously, raising
+        L{StoreError} with the reason: for start-up checks, before the
+        reactor runs.
+        """
+        try:
+            self._connect().close()
+        except sqlite3.Error as e:
+            raise StoreError(f"{self.path}: {e}") from None
+        except OSError as e:
+            raise StoreError(f"{self.path}: {e.strerror}") from None
+
+    def open(self) -> defer.Deferred[None]:
+        self._worker = _Worker(self._reactor, self._connect)
+        d = self._worker.start()
+
+        def failed(failure: Failure) -> Failure:
+            self._worker = None
+            if failure.check(sqlite3.Error):
+                return Failure(StoreError(f"{self.path}: {failure.value}"))
+            return failure
+
+        return d.addErrback(failed)
+
+    def close(self) -> defer.Deferred[None]:
+        worker, self._worker = self._worker, None
+        if worker is None:
+            return defer.succeed(None)
+        return worker.stop()
+
+    def _read(self, function: Callable[[sqlite3.Connection], T]) -> defer.Deferred[T]:
+        if self._worker is None:
+            return defer.fail(StoreError("store is not open"))
+        return self._worker.submit(function, write=False)
+
+    def _write(
+        self, function: Callable[[sqlite3.Connection, int], T]
+    ) -> defer.Deferred[T]:
+        if self._worker is None:
+            return defer.fail(StoreError("store is not open"))
+        return self._worker.submit(function, write=True)
+
+    # -- reads
+
+    def load(self) -> defer.Deferred[Snapshot]:
+        def load(conn: sqlite3.Connection) -> Snapshot:
+            conn.execute("BEGIN")
+            try:
+                (generation,) = conn.execute(
+                    "SELECT value FROM meta WHERE key = 'generation'"
+                ).fetchone()
+                names = _hostnames_by_user(conn)
+                users = {
+                    row[0]: _user_from_row(row, tuple(names.get(row[0], ())))
+                    for row in conn.execute(f"SELECT {_USER_COLUMNS} FROM users")
+                }
+                states = {
+                    row[0]: _state_from_row(row)
+                    for row in conn.execute(f"SELECT {_STATE_COLUMNS} FROM states")
+                }
+                (self._data_version,) = conn.execute("PRAGMA data_version").fetchone()
+            finally:
+                conn.execute("COMMIT")
+            self._checked_generation = self._seen_generation = generation
+            return Snapshot(users, states, generation)
+
+        return self._read(load)
+
+    def changes_since(self, generation: int) -> defer.Deferred[Changes]:
+        def changes(conn: sqlite3.Connection) -> Changes:
+            (data_version,) = conn.execute("PRAGMA data_version").fetchone()
+            if (
+                data_version == self._data_version
+                and generation >= self._checked_generation
+            ):
+                # Nobody else committed since we last looked, and our own
+                # writes reached the caller through their Deferreds.
+                return Changes(generation=max(generation, self._seen_generation))
+            conn.execute("BEGIN")
+            try:
+                (current,) = conn.execute(
+                    "SELECT value FROM meta WHERE key = 'generation'"
+                ).fetchone()
+                (data_version,) = conn.execute("PRAGMA data_version").fetchone()
+                rows = conn.execute(
+                    f"SELECT {_USER_COLUMNS} FROM users WHERE gen > ?", (generation,)
+                ).fetchall()
+                users = {}
+                for row in rows:
+                    names = conn.execute(
+                        "SELECT name FROM hostnames WHERE user_id = ? ORDER BY position",
+                        (row[0],),
+                    ).fetchall()
+                    users[row[0]] = _user_from_row(row, tuple(n for (n,) in names))
+                states = {
+                    row[0]: _state_from_row(row)
+                    for row in conn.execute(
+                        f"SELECT {_STATE_COLUMNS} FROM states WHERE gen > ?",
+                        (generation,),
+                    )
+                }
+                removed = frozenset(
+                    uid
+                    for (uid,) in conn.execute(
+                        "SELECT user_id FROM removed WHERE gen > ?", (generation,)
+                    )
+                )
+            finally:
+                conn.execute("COMMIT")
+            self._data_version = data_version
+            self._checked_generation = current
+            self._seen_generation = max(self._seen_generation, current)
+            return Changes(current, users, removed, states)
+
+        return self._read(changes)
+
+    # -- writes
+
+    def _note_generation(self, generation: int) -> None:
+        # Runs on the worker thread inside the batch transaction.
+        self._seen_generation = max(self._seen_generation, generation)
+
+    @staticmethod
+    def _put(conn: sqlite3.Connection, user: User, generation: int) -> None:
+        for name in user.hostnames:
+            row = conn.execute(
+                "SELECT user_id FROM hostnames WHERE name = ? AND user_id != ?",
+                (name, user.id),
+            ).fetchone()
+            if row is not None:
+                raise NameTaken(name, row[0])
+        conn.execute(
+            f"INSERT INTO users ({_USER_COLUMNS}, gen) VALUES "
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET password_hash = excluded.password_hash, "
+            "md5_verifier = excluded.md5_verifier, tsig_secret = excluded.tsig_secret, "
+            "tsig_algorithm = excluded.tsig_algorithm, "
+            "tsig_from_password = excluded.tsig_from_password, "
+            "offline_ipv4 = excluded.offline_ipv4, offline_ipv6 = excluded.offline_ipv6, "
+            "notes = excluded.notes, disabled = excluded.disabled, gen = excluded.gen",
+            _user_row(user, generation),
+        )
+        conn.execute("DELETE FROM hostnames WHERE user_id = ?", (user.id,))
+        conn.executemany(
+            "INSERT INTO hostnames (name, user_id, position) VALUES (?, ?, ?)",
+            [(name, user.id, i) for i, name in enumerate(user.hostnames)],
+        )
+        conn.execute("DELETE FROM removed WHERE user_id = ?", (user.id,))
+
+    @staticmethod
+    def _save(conn: sqlite3.Connection, state: HostState, generation: int) -> None:
+        try:
+            conn.execute(
+                f"INSERT OR REPLACE INTO states ({_STATE_COLUMNS}, gen) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    state.user_id,
+                    _text(state.ipv4),
+                    _text(state.ipv6),
+                    state.ttl,
+                    int(state.offline),
+                    state.updated_at,
+                    state.method,
+                    state.client_address,
+                    generation,
+                ),
+            )
+        except sqlite3.IntegrityError:
+            raise NoSuchUser(state.user_id) from None
+
+    def add_user(self, user: User) -> defer.Deferred[None]:
+        def add(conn: sqlite3.Connection, generation: int) -> None:
+            self._note_generation(generation)
+            if conn.execute("SELECT 1 FROM users WHERE id = ?", (user.id,)).fetchone():
+                raise UserExists(user.id)
+            self._put(conn, user, generation)
+
+        return self._write(add)
+
+    def put_user(self, user: User) -> defer.Deferred[None]:
+        def put(conn: sqlite3.Connection, generation: int) -> None:
+            self._note_generation(generation)
+            self._put(conn, user, generation)
+
+        return self._write(put)
+
+    def remove_user(self, user_id: str) -> defer.Deferred[None]:
+        def remove(conn: sqlite3.Connection, generation: int) -> None:
+            self._note_generation(generation)
+            if conn.execute("DELETE FROM users WHERE id = ?", (user_id,)).rowcount == 0:
+                raise NoSuchUser(user_id)
+            conn.execute(
+                "INSERT OR REPLACE INTO removed (user_id, gen) VALUES (?, ?)",
+                (user_id, generation),
+            )
+
+        return self._write(remove)
+
+    def save_state(self, state: HostState) -> defer.Deferred[None]:
+        def save(conn: sqlite3.Connection, generation: int) -> None:
+            self._note_generation(generation)
+            self._save(conn, state, generation)
+
+        return self._write(save)
+
+    def import_users(
+        self, users: Iterable[User], states: Iterable[HostState]
+    ) -> defer.Deferred[None]:
+        users, states = list(users), list(states)
+
+        def import_(conn: sqlite3.Connection, generation: int) -> None:
+            self._note_generation(generation)
+            for user in users:
+                self._put(conn, user, generation)
+            for state in states:
+                self._save(conn, state, generation)
+
+        return self._write(import_)

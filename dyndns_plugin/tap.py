@@ -1,0 +1,114 @@
+"""
+C{twistd dyndns}: options and the service tree built from a configuration
+file. L{build_service} is also the way to get the whole service in a program.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application import internet, service
+from twisted.python import usage
+
+from dyndns_plugin.config import ConfigError, Settings, load_settings
+from dyndns_plugin.dns.resolver import DynDNSResolver
+from dyndns_plugin.dns.server import DNSDatagramProtocol, DynDNSServerFactory
+from dyndns_plugin.dns.zones import StaticZone, ZoneFileError, load_zone_file, suffix_zone
+from dyndns_plugin.service import DynDNSService
+from dyndns_plugin.store import IUserStore, StoreError
+from dyndns_plugin.store.memory import MemoryUserStore
+from dyndns_plugin.store.sqlite import SQLiteUserStore
+
+
+class Options(usage.Options):
+    synopsis = "--config FILE"
+    longdesc = (
+        "Run the DynDNS service: DNS for <user>.<suffix> names (UDP and TCP) "
+        "from a TOML configuration file. See examples/dyndns.toml."
+    )
+    optParameters = [["config", "c", None, "The TOML configuration file."]]
+
+    def postOptions(self) -> None:
+        if not self["config"]:
+            raise usage.UsageError("--config FILE is required")
+        try:
+            self.settings = load_settings(self["config"])
+            self.zones = load_zones(self.settings)
+            self.store = make_store(self.settings)
+            if isinstance(self.store, SQLiteUserStore):
+                self.store.check()
+        except (ConfigError, ZoneFileError, StoreError) as e:
+            raise usage.UsageError(str(e)) from None
+
+
+def make_store(settings: Settings, reactor: Any = None) -> IUserStore:
+    if settings.store_backend == "memory":
+        return MemoryUserStore()
+    return SQLiteUserStore(settings.store_path, reactor)
+
+
+def load_zones(settings: Settings) -> list[StaticZone]:
+    """The suffix zone's apex, then the host zones, in the order queried."""
+    dns = settings.dns
+    zones = [
+        suffix_zone(
+            settings.suffix,
+            mname=dns.nameservers[0],
+            rname=dns.hostmaster,
+            serial=dns.serial,
+            refresh=dns.refresh,
+            retry=dns.retry,
+            expire=dns.expire,
+            minimum=dns.minimum,
+            ttl=dns.soa_ttl,
+            nameservers=dns.nameservers,
+            glue=dns.glue,
+        )
+    ]
+    zones.extend(load_zone_file(zone.file, zone.origin) for zone in dns.zones)
+    return zones
+
+
+def make_dyndns_service(settings: Settings, store: IUserStore, reactor: Any = None) -> DynDNSService:
+    return DynDNSService(
+        store,
+        settings.suffix,
+        default_ttl=settings.default_ttl,
+        min_ttl=settings.min_ttl,
+        max_ttl=settings.max_ttl,
+        clock=reactor,
+        poll_interval=settings.poll_interval,
+    )
+
+
+def build_service(
+    settings: Settings,
+    store: IUserStore | None = None,
+    zones: list[StaticZone] | None = None,
+    reactor: Any = None,
+) -> service.MultiService:
+    """
+    The whole service: the DynDNS service (store + registry) first, then
+    the DNS listeners. Its C{dyndns} and C{dns_factory} attributes give
+    access to the parts.
+    """
+    if store is None:
+        store = make_store(settings, reactor)
+    if zones is None:
+        zones = load_zones(settings)
+    top = service.MultiService()
+    dyndns = make_dyndns_service(settings, store, reactor)
+    dyndns.setServiceParent(top)
+    factory = DynDNSServerFactory(DynDNSResolver(dyndns.registry), zones)
+    for host, port in settings.dns.listen:
+        internet.TCPServer(port, factory, interface=host).setServiceParent(top)
+        internet.UDPServer(
+            port, DNSDatagramProtocol(factory), interface=host, maxPacketSize=65535
+        ).setServiceParent(top)
+    top.dyndns = dyndns  # type: ignore[attr-defined]
+    top.dns_factory = factory  # type: ignore[attr-defined]
+    return top
+
+
+def makeService(options: Options) -> service.MultiService:
+    return build_service(options.settings, options.store, options.zones)
