@@ -87,7 +87,11 @@ class IUserStore(Interface):
         """Fire with a L{Snapshot} of everything."""
 
     def changes_since(generation: int):
-        """Fire with the L{Changes} committed after C{generation}."""
+        """
+        Fire with the L{Changes} committed after C{generation}. Changes made
+        through this same store object may be left out: their Deferreds
+        already told the caller.
+        """
 
     def add_user(user: User):
         """Insert a new user; L{UserExists} or L{NameTaken} on conflict."""

@@ -98,10 +98,14 @@ class _Worker:
     """
 
     def __init__(
-        self, reactor: IReactorFromThreads, connect: Callable[[], sqlite3.Connection]
+        self,
+        reactor: IReactorFromThreads,
+        connect: Callable[[], sqlite3.Connection],
+        committed: Callable[[int], None],
     ) -> None:
         self._reactor = reactor
         self._connect = connect
+        self._committed = committed
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(
             target=self._run, name="dyndns-sqlite", daemon=True
@@ -180,7 +184,11 @@ class _Worker:
                     results.append(Failure())
                     conn.execute("ROLLBACK TO op")
                 conn.execute("RELEASE op")
-            conn.execute("COMMIT")
+            if all(isinstance(r, Failure) for r in results):
+                conn.execute("ROLLBACK")  # nothing to commit: keep the generation
+            else:
+                conn.execute("COMMIT")
+                self._committed(generation)
         except sqlite3.Error as e:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -332,7 +340,7 @@ class SQLiteUserStore:
             raise StoreError(f"{self.path}: {e.strerror}") from None
 
     def open(self) -> defer.Deferred[None]:
-        self._worker = _Worker(self._reactor, self._connect)
+        self._worker = _Worker(self._reactor, self._connect, self._note_generation)
         d = self._worker.start()
 
         def failed(failure: Failure) -> Failure:
@@ -438,7 +446,7 @@ class SQLiteUserStore:
     # -- writes
 
     def _note_generation(self, generation: int) -> None:
-        # Runs on the worker thread inside the batch transaction.
+        # Runs on the worker thread right after our own commit.
         self._seen_generation = max(self._seen_generation, generation)
 
     @staticmethod
@@ -491,7 +499,6 @@ class SQLiteUserStore:
 
     def add_user(self, user: User) -> defer.Deferred[None]:
         def add(conn: sqlite3.Connection, generation: int) -> None:
-            self._note_generation(generation)
             if conn.execute("SELECT 1 FROM users WHERE id = ?", (user.id,)).fetchone():
                 raise UserExists(user.id)
             self._put(conn, user, generation)
@@ -500,14 +507,12 @@ class SQLiteUserStore:
 
     def put_user(self, user: User) -> defer.Deferred[None]:
         def put(conn: sqlite3.Connection, generation: int) -> None:
-            self._note_generation(generation)
             self._put(conn, user, generation)
 
         return self._write(put)
 
     def remove_user(self, user_id: str) -> defer.Deferred[None]:
         def remove(conn: sqlite3.Connection, generation: int) -> None:
-            self._note_generation(generation)
             if conn.execute("DELETE FROM users WHERE id = ?", (user_id,)).rowcount == 0:
                 raise NoSuchUser(user_id)
             conn.execute(
@@ -519,7 +524,6 @@ class SQLiteUserStore:
 
     def save_state(self, state: HostState) -> defer.Deferred[None]:
         def save(conn: sqlite3.Connection, generation: int) -> None:
-            self._note_generation(generation)
             self._save(conn, state, generation)
 
         return self._write(save)
@@ -530,7 +534,6 @@ class SQLiteUserStore:
         users, states = list(users), list(states)
 
         def import_(conn: sqlite3.Connection, generation: int) -> None:
-            self._note_generation(generation)
             for user in users:
                 self._put(conn, user, generation)
             for state in states:

@@ -1,0 +1,210 @@
+"""
+The contract every L{IUserStore} keeps. Mix L{StoreConformanceMixin} into a
+trial C{TestCase} that defines C{make_store()} (and opens it in C{setUp}).
+"""
+
+from __future__ import annotations
+
+from twisted.internet import defer
+from zope.interface.verify import verifyObject
+
+from dyndns_plugin.model import HostState, User
+from dyndns_plugin.store import (
+    IUserStore,
+    NameTaken,
+    NoSuchUser,
+    StoreError,
+    UserExists,
+)
+
+ALICE = User(
+    "alice",
+    password_hash=None,
+    md5_verifier="5f4dcc3b5aa765d61d8327deb882cf99",
+    tsig_secret="c2VjcmV0",
+    tsig_algorithm="hmac-sha256",
+    offline_ipv4="192.0.2.1",
+    offline_ipv6="2001:db8::1",
+    hostnames=["alice.example.org", "*.alice.example.net"],
+    notes="family",
+)
+BOB = User("bob", hostnames=["bob.example.org"], disabled=True)
+ALICE_STATE = HostState(
+    "alice", ipv4="198.51.100.7", ipv6="2001:db8::7", ttl=60,
+    offline=False, updated_at=1700000000.5, method="http", client_address="203.0.113.9",
+)
+
+
+class StoreConformanceMixin:
+    def make_store(self):  # pragma: no cover - provided by the test case
+        raise NotImplementedError
+
+    def open_peer(self):  # pragma: no cover - provided by the test case
+        """Another writer on the same data, opened; closed at clean-up."""
+        raise NotImplementedError
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.store = self.make_store()
+        yield self.store.open()
+        self.addCleanup(lambda: self.store.close())
+
+    def test_interface(self) -> None:
+        """The store provides IUserStore."""
+        self.assertTrue(verifyObject(IUserStore, self.store))
+
+    @defer.inlineCallbacks
+    def test_empty(self):
+        """A new store has no users, no states, generation 0."""
+        snapshot = yield self.store.load()
+        self.assertEqual((dict(snapshot.users), dict(snapshot.states)), ({}, {}))
+        self.assertEqual(snapshot.generation, 0)
+
+    @defer.inlineCallbacks
+    def test_round_trip(self):
+        """Every field of a user and a state comes back equal."""
+        yield self.store.add_user(ALICE)
+        yield self.store.save_state(ALICE_STATE)
+        snapshot = yield self.store.load()
+        self.assertEqual(snapshot.users["alice"], ALICE)
+        self.assertEqual(snapshot.states["alice"], ALICE_STATE)
+
+    @defer.inlineCallbacks
+    def test_add_twice(self):
+        """Adding an existing id fails and leaves the first user intact."""
+        yield self.store.add_user(ALICE)
+        with self.assertRaises(UserExists):
+            yield self.store.add_user(User("alice", notes="impostor"))
+        snapshot = yield self.store.load()
+        self.assertEqual(snapshot.users["alice"], ALICE)
+
+    @defer.inlineCallbacks
+    def test_host_name_unique(self):
+        """A host name belongs to one user; the second claim fails whole."""
+        yield self.store.add_user(ALICE)
+        thief = User("mallory", hostnames=["ok.example.org", "alice.example.org"])
+        with self.assertRaises(NameTaken) as caught:
+            yield self.store.add_user(thief)
+        self.assertEqual((caught.exception.name, caught.exception.owner), ("alice.example.org", "alice"))
+        snapshot = yield self.store.load()
+        self.assertNotIn("mallory", snapshot.users)
+        yield self.store.add_user(User("mallory", hostnames=["ok.example.org"]))
+
+    @defer.inlineCallbacks
+    def test_put_replaces_and_keeps_state(self):
+        """put_user replaces the account but not the host state."""
+        yield self.store.add_user(ALICE)
+        yield self.store.save_state(ALICE_STATE)
+        changed = User("alice", hostnames=["new.example.org"], notes="")
+        yield self.store.put_user(changed)
+        snapshot = yield self.store.load()
+        self.assertEqual(snapshot.users["alice"], changed)
+        self.assertEqual(snapshot.states["alice"], ALICE_STATE)
+        # The dropped name is free again.
+        yield self.store.add_user(User("carol", hostnames=["alice.example.org"]))
+
+    @defer.inlineCallbacks
+    def test_remove(self):
+        """Removing deletes the user and its state; removing again fails."""
+        yield self.store.add_user(ALICE)
+        yield self.store.save_state(ALICE_STATE)
+        yield self.store.remove_user("alice")
+        snapshot = yield self.store.load()
+        self.assertEqual((dict(snapshot.users), dict(snapshot.states)), ({}, {}))
+        with self.assertRaises(NoSuchUser):
+            yield self.store.remove_user("alice")
+
+    @defer.inlineCallbacks
+    def test_state_needs_user(self):
+        """A state for a user that does not exist is refused."""
+        with self.assertRaises(NoSuchUser):
+            yield self.store.save_state(HostState("ghost", ipv4="192.0.2.1"))
+
+    @defer.inlineCallbacks
+    def test_import_is_atomic(self):
+        """One bad entry in an import leaves the store exactly as it was."""
+        yield self.store.add_user(ALICE)
+        before = yield self.store.load()
+        with self.assertRaises(StoreError):
+            yield self.store.import_users(
+                [User("carol"), User("dave", hostnames=["alice.example.org"])],
+                [HostState("carol", ipv4="192.0.2.3")],
+            )
+        after = yield self.store.load()
+        self.assertEqual(dict(after.users), dict(before.users))
+        self.assertEqual(dict(after.states), dict(before.states))
+        self.assertEqual(after.generation, before.generation)
+
+    @defer.inlineCallbacks
+    def test_import(self):
+        """An import adds and replaces users and states together."""
+        yield self.store.add_user(ALICE)
+        new_alice = User("alice", notes="replaced")
+        yield self.store.import_users(
+            [new_alice, BOB], [HostState("bob", ipv6="2001:db8::b")]
+        )
+        snapshot = yield self.store.load()
+        self.assertEqual(snapshot.users, {"alice": new_alice, "bob": BOB})
+        self.assertEqual(snapshot.states["bob"].ipv6.compressed, "2001:db8::b")
+
+    @defer.inlineCallbacks
+    def test_generation_advances(self):
+        """Every committed write advances the generation; failed ones do not."""
+        first = (yield self.store.load()).generation
+        yield self.store.add_user(ALICE)
+        second = (yield self.store.load()).generation
+        self.assertGreater(second, first)
+        with self.assertRaises(UserExists):
+            yield self.store.add_user(ALICE)
+        yield self.store.save_state(ALICE_STATE)
+        third = (yield self.store.load()).generation
+        self.assertGreater(third, second)
+
+    @defer.inlineCallbacks
+    def test_changes_since(self):
+        """
+        changes_since reports users, states and removals that another writer
+        (another process on the same data) committed after a generation.
+        """
+        yield self.store.add_user(ALICE)
+        yield self.store.add_user(BOB)
+        mark = (yield self.store.load()).generation
+        peer = yield self.open_peer()
+        yield peer.save_state(ALICE_STATE)
+        yield peer.remove_user("bob")
+        changes = yield self.store.changes_since(mark)
+        self.assertEqual(dict(changes.states), {"alice": ALICE_STATE})
+        self.assertEqual(changes.removed, frozenset({"bob"}))
+        self.assertEqual(dict(changes.users), {})
+        self.assertGreater(changes.generation, mark)
+        everything = yield self.store.changes_since(0)
+        self.assertEqual(set(everything.users), {"alice"})
+        nothing = yield self.store.changes_since(changes.generation)
+        self.assertFalse(nothing)
+
+    @defer.inlineCallbacks
+    def test_readd_after_remove(self):
+        """A user removed and added again is no longer reported as removed."""
+        yield self.store.add_user(BOB)
+        yield self.store.remove_user("bob")
+        yield self.store.add_user(BOB)
+        changes = yield self.store.changes_since(0)
+        self.assertEqual(changes.removed, frozenset())
+        self.assertEqual(set(changes.users), {"bob"})
+
+    @defer.inlineCallbacks
+    def test_concurrent_writes(self):
+        """Many writes in flight at once all land, each with its own outcome."""
+        users = [User(f"user{i}") for i in range(50)]
+        results = yield defer.DeferredList(
+            [self.store.add_user(u) for u in users] + [self.store.add_user(User("user7"))],
+            consumeErrors=True,
+        )
+        self.assertTrue(all(ok for ok, _ in results[:50]))
+        self.assertFalse(results[50][0])
+        results[50][1].trap(UserExists)
+        states = [HostState(f"user{i}", ipv4=f"192.0.2.{i + 1}") for i in range(50)]
+        yield defer.gatherResults([self.store.save_state(s) for s in states])
+        snapshot = yield self.store.load()
+        self.assertEqual(len(snapshot.users), 50)
+        self.assertEqual(snapshot.states["user49"].ipv4.exploded, "192.0.2.50")

@@ -1,0 +1,130 @@
+"""The store conformance suite on both stores, and SQLite's durability."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+
+from twisted.internet import defer, reactor
+from twisted.trial.unittest import TestCase
+
+from dyndns_plugin.model import HostState, User
+from dyndns_plugin.store import StoreError
+from dyndns_plugin.store.memory import MemoryUserStore
+from dyndns_plugin.store.sqlite import SCHEMA_VERSION, SQLiteUserStore
+from tests.store_conformance import ALICE, ALICE_STATE, StoreConformanceMixin
+
+
+class MemoryStoreTests(StoreConformanceMixin, TestCase):
+    def make_store(self) -> MemoryUserStore:
+        return MemoryUserStore()
+
+    def open_peer(self) -> defer.Deferred[MemoryUserStore]:
+        return defer.succeed(self.store)
+
+
+class SQLiteStoreTests(StoreConformanceMixin, TestCase):
+    def make_store(self) -> SQLiteUserStore:
+        self.path = os.path.join(self.mktemp(), "users.sqlite")
+        os.makedirs(os.path.dirname(self.path))
+        return SQLiteUserStore(self.path, reactor)
+
+    @defer.inlineCallbacks
+    def open_peer(self):
+        peer = SQLiteUserStore(self.path, reactor)
+        yield peer.open()
+        self.addCleanup(peer.close)
+        return peer
+
+    @defer.inlineCallbacks
+    def reopen(self):
+        yield self.store.close()
+        self.store = SQLiteUserStore(self.path, reactor)
+        yield self.store.open()
+
+    @defer.inlineCallbacks
+    def test_durable_across_reopen(self):
+        """What a write's Deferred acknowledged is there after a reopen."""
+        yield self.store.add_user(ALICE)
+        yield self.store.save_state(ALICE_STATE)
+        yield self.reopen()
+        snapshot = yield self.store.load()
+        self.assertEqual(snapshot.users["alice"], ALICE)
+        self.assertEqual(snapshot.states["alice"], ALICE_STATE)
+
+    def test_pragmas_and_schema(self) -> None:
+        """WAL, the schema version, and a file only its owner can read."""
+        conn = sqlite3.connect(self.path)
+        try:
+            self.assertEqual(conn.execute("PRAGMA journal_mode").fetchone()[0], "wal")
+            self.assertEqual(conn.execute("PRAGMA user_version").fetchone()[0], SCHEMA_VERSION)
+        finally:
+            conn.close()
+        self.assertEqual(stat.S_IMODE(os.stat(self.path).st_mode), 0o600)
+
+    @defer.inlineCallbacks
+    def test_newer_schema_refused(self):
+        """A file written by a newer version is refused with a clear error, untouched."""
+        yield self.store.close()
+        conn = sqlite3.connect(self.path)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+        conn.commit()
+        conn.close()
+        store = SQLiteUserStore(self.path, reactor)
+        error = self.assertRaises(StoreError, store.check)
+        self.assertIn("newer", str(error))
+        failure = yield self.assertFailure(store.open(), StoreError)
+        self.assertIn(self.path, str(failure))
+        self.store = MemoryUserStore()  # for the cleanup
+
+    def test_unwritable_path(self) -> None:
+        """A store in a folder that does not exist fails check() with the path."""
+        store = SQLiteUserStore(os.path.join(self.mktemp(), "missing", "x.sqlite"), reactor)
+        error = self.assertRaises(StoreError, store.check)
+        self.assertIn("missing", str(error))
+
+    @defer.inlineCallbacks
+    def test_changes_from_another_connection(self):
+        """
+        Writes by another process (here: a second store on the same file)
+        show up in changes_since; our own writes do not come back again.
+        """
+        yield self.store.add_user(ALICE)
+        mark = (yield self.store.load()).generation
+        yield self.store.save_state(ALICE_STATE)
+        own = yield self.store.changes_since(mark)
+        self.assertFalse(own, "own writes are known to the caller already")
+        other = SQLiteUserStore(self.path, reactor)
+        yield other.open()
+        try:
+            yield other.add_user(User("carol"))
+            yield other.save_state(HostState("alice", ipv4="192.0.2.99"))
+        finally:
+            yield other.close()
+        changes = yield self.store.changes_since(own.generation)
+        self.assertEqual(set(changes.users), {"carol"})
+        self.assertEqual(changes.states["alice"].ipv4.exploded, "192.0.2.99")
+
+    @defer.inlineCallbacks
+    def test_batch_failure_isolated(self):
+        """A failing write committed in the same batch as others fails alone."""
+        yield self.store.add_user(ALICE)
+        ds = [
+            self.store.save_state(HostState("alice", ipv4="192.0.2.5")),
+            self.store.save_state(HostState("ghost", ipv4="192.0.2.6")),
+            self.store.add_user(User("carol")),
+        ]
+        results = yield defer.DeferredList(ds, consumeErrors=True)
+        self.assertEqual([ok for ok, _ in results], [True, False, True])
+        yield self.reopen()
+        snapshot = yield self.store.load()
+        self.assertEqual(set(snapshot.users), {"alice", "carol"})
+        self.assertEqual(snapshot.states["alice"].ipv4.exploded, "192.0.2.5")
+        self.assertNotIn("ghost", snapshot.states)
+
+    def test_closed_store_refuses(self) -> None:
+        """Operations on a closed store fail instead of hanging."""
+        store = SQLiteUserStore(self.path, reactor)
+        self.failureResultOf(store.load(), StoreError)
+        self.failureResultOf(store.save_state(ALICE_STATE), StoreError)
