@@ -15,6 +15,7 @@ L{DynDNSServerFactory.handleUpdateWire}.
 from __future__ import annotations
 
 import struct
+import time
 from typing import Any, Iterable
 
 from twisted.internet import defer
@@ -26,6 +27,7 @@ from twisted.protocols import policies
 from twisted.python.failure import Failure
 
 from dyndns_plugin.dns.resolver import DynDNSResolver, NotReady, name_key
+from dyndns_plugin.dns.zones import negative_ttl
 
 log = Logger()
 
@@ -59,6 +61,18 @@ def decode_message(data: bytes) -> dns._EDNSMessage:
     return message
 
 
+def encode(message: dns._EDNSMessage) -> bytes:
+    """
+    The whole message in wire format. Twisted's C{toStr} cuts the body at
+    512 bytes in the middle of a record (its inner L{dns.Message} keeps the
+    default C{maxSize}), which mangles every larger UDP and TCP answer;
+    truncation is done properly by L{DNSDatagramProtocol.writeMessage}.
+    """
+    inner = message._toMessage()
+    inner.maxSize = 0
+    return inner.toStr()
+
+
 def truncated(message: dns._EDNSMessage) -> bytes:
     """The message with every record section emptied and TC set."""
     small = dns._EDNSMessage(
@@ -74,7 +88,7 @@ def truncated(message: dns._EDNSMessage) -> bytes:
         maxSize=message.maxSize,
         queries=message.queries,
     )
-    return small.toStr()
+    return encode(small)
 
 
 class DNSDatagramProtocol(dns.DNSDatagramProtocol):
@@ -97,7 +111,7 @@ class DNSDatagramProtocol(dns.DNSDatagramProtocol):
         self.controller.messageReceived(message, self, addr)
 
     def writeMessage(self, message: Any, address: tuple[str, int]) -> None:
-        wire = message.toStr()
+        wire = encode(message)
         limit = getattr(message, "udpLimit", 512)
         if len(wire) > limit:
             wire = truncated(message)
@@ -140,6 +154,9 @@ class DNSStreamProtocol(dns.DNSProtocol, policies.TimeoutMixin):
             return
         self.controller.messageReceived(message, self)
 
+    def writeMessage(self, message: Any) -> None:
+        self.sendString(encode(message))
+
     def writeWire(self, wire: bytes, address: object = None) -> None:
         self.sendString(wire)
 
@@ -172,6 +189,9 @@ class DynDNSServerFactory(server.DNSServerFactory):
     # -- dispatch
 
     def messageReceived(self, message: Any, proto: Any, address: Any = None) -> None:
+        # Twisted's sendReply logs the time since timeReceived, which only its
+        # own messageReceived sets: our early replies would crash without it.
+        message.timeReceived = time.time()
         if message.answer:
             return
         if message.ednsVersion is not None and message.ednsVersion > 0:
@@ -260,8 +280,7 @@ class DynDNSServerFactory(server.DNSServerFactory):
         if zone is None:
             return []
         origin, soa = zone.soa
-        ttl = min(soa.minimum, soa.ttl if soa.ttl is not None else soa.minimum)
-        return [dns.RRHeader(origin, dns.SOA, dns.IN, ttl, soa, auth=True)]
+        return [dns.RRHeader(origin, dns.SOA, dns.IN, negative_ttl(soa), soa, auth=True)]
 
     def gotResolverError(
         self, failure: Failure, protocol: Any, message: Any, address: Any

@@ -11,7 +11,7 @@ L{FileAuthority} as Twisted records, so the query logic is Twisted's own.
 from __future__ import annotations
 
 import io
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import dns.exception
 import dns.name
@@ -26,6 +26,11 @@ from dyndns_plugin.model import IPAddress
 
 class ZoneFileError(ValueError):
     """A zone file that cannot be served; the message names file and cause."""
+
+
+def negative_ttl(soa: tdns.Record_SOA) -> int:
+    """The TTL of a negative answer's SOA: min(SOA TTL, minimum), RFC 2308 section 5."""
+    return min(soa.minimum, soa.ttl if soa.ttl is not None else soa.minimum)
 
 
 class StaticZone(FileAuthority):
@@ -49,6 +54,25 @@ class StaticZone(FileAuthority):
         if len(soas) != 1:
             raise ZoneFileError(f"zone {origin}: needs exactly one SOA at the apex")
         self.soa = (apex, soas[0])
+
+    def _lookup(self, name: bytes, cls: int, type: int, timeout: Any = None) -> Any:
+        """
+        FileAuthority gives the SOA of a NODATA answer the TTL of the last
+        record it looked at; negative caching must use L{negative_ttl}.
+        """
+
+        def fix(result: Any) -> Any:
+            answers, authority, additional = result
+            if not answers:
+                authority = [
+                    tdns.RRHeader(rr.name.name, tdns.SOA, tdns.IN,
+                                  negative_ttl(rr.payload), rr.payload, auth=True)
+                    if rr.type == tdns.SOA else rr
+                    for rr in authority
+                ]
+            return answers, authority, additional
+
+        return super()._lookup(name, cls, type, timeout).addCallback(fix)
 
     @property
     def origin(self) -> str:
