@@ -43,7 +43,7 @@ STATUS_COLUMNS = {
     "state": lambda u, s: "disabled" if u.disabled else (s.status if s else "never"),
     "ipv4": lambda u, s: str(s.ipv4) if s and s.ipv4 else "",
     "ipv6": lambda u, s: str(s.ipv6) if s and s.ipv6 else "",
-    "updated": lambda u, s: format_time(s.updated_at) or "" if s else "",
+    "updated": lambda u, s: format_time(s.updated_at, precise=False) or "" if s else "",
     "method": lambda u, s: (s.method or "") if s else "",
 }
 _HEADINGS = {"updated": "last update"}

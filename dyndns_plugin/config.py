@@ -76,6 +76,12 @@ class Settings:
     dns: DNSSettings = attrs.field(factory=DNSSettings)
 
 
+_KIND_NAMES = {
+    int: "a whole number", float: "a number", str: "a string",
+    list: "a list", bool: "true or false", dict: "a table",
+}
+
+
 class _Table:
     """One TOML table being read; remembers which keys were used."""
 
@@ -103,7 +109,7 @@ class _Table:
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise self.error(name, f"must be a {kind.__name__}, not {type(value).__name__}")
+            raise self.error(name, f"must be {_KIND_NAMES[kind]}, not {value!r}")
         return value
 
     def convert(self, name: str, function: Callable[[Any], T], value: Any) -> T:

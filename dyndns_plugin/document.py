@@ -33,11 +33,13 @@ _STATE_FIELDS = {
 }
 
 
-def format_time(seconds: float | None) -> str | None:
+def format_time(seconds: float | None, precise: bool = True) -> str | None:
+    """ISO 8601 in UTC; with microseconds when C{precise} and non-zero."""
     if seconds is None:
         return None
     moment = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+    spec = "auto" if precise else "seconds"
+    return moment.isoformat(timespec=spec).replace("+00:00", "Z")
 
 
 def parse_time(value: str | None, field: str) -> float | None:

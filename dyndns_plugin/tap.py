@@ -65,7 +65,11 @@ def load_zones(settings: Settings) -> list[StaticZone]:
             glue=dns.glue,
         )
     ]
-    zones.extend(load_zone_file(zone.file, zone.origin) for zone in dns.zones)
+    for i, zone in enumerate(dns.zones):
+        try:
+            zones.append(load_zone_file(zone.file, zone.origin))
+        except ZoneFileError as e:
+            raise ConfigError(settings.path, f"dns.zones[{i}].file", str(e)) from None
     return zones
 
 
