@@ -183,6 +183,22 @@ def _optional_address(version: int, field: str):
     return convert
 
 
+def _offline_ipv4(value: object) -> ipaddress.IPv4Address | None:
+    return _optional_address(4, "offline_ipv4")(value)  # type: ignore[return-value]
+
+
+def _offline_ipv6(value: object) -> ipaddress.IPv6Address | None:
+    return _optional_address(6, "offline_ipv6")(value)  # type: ignore[return-value]
+
+
+def _state_ipv4(value: object) -> ipaddress.IPv4Address | None:
+    return _optional_address(4, "ipv4")(value)  # type: ignore[return-value]
+
+
+def _state_ipv6(value: object) -> ipaddress.IPv6Address | None:
+    return _optional_address(6, "ipv6")(value)  # type: ignore[return-value]
+
+
 def _notes(value: str) -> str:
     if len(value) > MAX_NOTES_LENGTH:
         raise ValidationError("notes", f"longer than {MAX_NOTES_LENGTH} characters")
@@ -215,10 +231,10 @@ class User:
     )
     tsig_from_password: bool = False
     offline_ipv4: ipaddress.IPv4Address | None = attrs.field(
-        default=None, converter=_optional_address(4, "offline_ipv4")
+        default=None, converter=_offline_ipv4
     )
     offline_ipv6: ipaddress.IPv6Address | None = attrs.field(
-        default=None, converter=_optional_address(6, "offline_ipv6")
+        default=None, converter=_offline_ipv6
     )
     hostnames: tuple[str, ...] = attrs.field(default=(), converter=_hostnames)
     notes: str = attrs.field(default="", converter=_notes)
@@ -255,10 +271,10 @@ class HostState:
 
     user_id: str
     ipv4: ipaddress.IPv4Address | None = attrs.field(
-        default=None, converter=_optional_address(4, "ipv4")
+        default=None, converter=_state_ipv4
     )
     ipv6: ipaddress.IPv6Address | None = attrs.field(
-        default=None, converter=_optional_address(6, "ipv6")
+        default=None, converter=_state_ipv6
     )
     ttl: int | None = None
     offline: bool = False

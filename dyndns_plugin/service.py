@@ -61,7 +61,7 @@ class DynDNSService(Service):
     @ivar ready: fires once the store is loaded and the registry serves.
     """
 
-    name = "dyndns"
+    name = "dyndns"  # type: ignore[assignment]
 
     def __init__(
         self,
@@ -75,13 +75,15 @@ class DynDNSService(Service):
         poll_interval: float | None = 0.5,
     ) -> None:
         if clock is None:
-            from twisted.internet import reactor as clock  # type: ignore[assignment]
+            from twisted.internet import reactor as default_clock
+
+            clock = default_clock  # type: ignore[assignment]
         self.store = store
         self.suffix = suffix
         self.default_ttl = default_ttl
         self.min_ttl = min_ttl
         self.max_ttl = max_ttl
-        self.clock = clock
+        self.clock: IReactorTime = clock  # type: ignore[assignment]
         self.registry = Registry(suffix, default_ttl)
         self.ready: defer.Deferred[None] = defer.Deferred()
         self._generation = 0

@@ -61,14 +61,14 @@ class DynDNSResolver(common.ResolverBase):
         answer = None
         if versions is not None and cls in (dns.IN, dns.ANY) and key is not None:
             answer = self.registry.answer(key)
-        if answer is None:
+        if answer is None or versions is None:
             return defer.fail(error.DomainError(name))
         records = []
         for address in answer.addresses:
             if address.version not in versions:
                 continue
             if address.version == 4:
-                payload: object = dns.Record_A(str(address), answer.ttl)
+                payload: dns.Record_A | dns.Record_AAAA = dns.Record_A(str(address), answer.ttl)
                 rtype = dns.A
             else:
                 payload = dns.Record_AAAA(str(address), answer.ttl)
@@ -80,6 +80,6 @@ class DynDNSResolver(common.ResolverBase):
             return defer.fail(error.DomainError(name))
         return defer.succeed((records, [], []))
 
-    def lookupZone(self, name: bytes, timeout: object = None) -> defer.Deferred[object]:
+    def lookupZone(self, name: bytes, timeout: object = None) -> defer.Deferred[object]:  # type: ignore[override]
         # Zone transfers are served by the transfer module, not the chain.
         return defer.fail(error.DomainError(name))

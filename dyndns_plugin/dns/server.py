@@ -135,12 +135,12 @@ class DNSStreamProtocol(dns.DNSProtocol, policies.TimeoutMixin):
         super().connectionLost(reason)
 
     def timeoutConnection(self) -> None:
-        self.transport.abortConnection()
+        self.transport.abortConnection()  # type: ignore[union-attr]
 
     def stringReceived(self, data: bytes) -> None:
         self.resetTimeout()
         if len(data) < 12 or data[2] & 0x80:
-            self.transport.abortConnection()
+            self.transport.abortConnection()  # type: ignore[union-attr]
             return
         if opcode_of(data) == dns.OP_UPDATE:
             self.controller.handleUpdateWire(data, self, None)
@@ -171,7 +171,7 @@ class DynDNSServerFactory(server.DNSServerFactory):
     """
 
     protocol = DNSStreamProtocol
-    _messageFactory = dns._EDNSMessage
+    _messageFactory = dns._EDNSMessage  # type: ignore[assignment]
 
     def __init__(
         self,

@@ -46,6 +46,9 @@ class StaticZone(FileAuthority):
         self._initial = (origin, records)
         super().__init__(origin)
 
+    soa: tuple[bytes, tdns.Record_SOA]  # type: ignore[assignment]
+    records: dict[bytes, list[Any]]  # type: ignore[assignment]
+
     def loadFile(self, _filename: str) -> None:
         origin, records = self._initial
         self.records = {name: list(recs) for name, recs in records.items()}
@@ -124,7 +127,7 @@ def _twisted_record(rdtype: int, wire: bytes, ttl: int) -> object:
     record_class = tdns.Message().lookupRecordType(rdtype)
     record = record_class()
     record.decode(io.BytesIO(wire), len(wire))
-    record.ttl = ttl
+    record.ttl = ttl  # type: ignore[attr-defined]
     return record
 
 
@@ -152,7 +155,3 @@ def load_zone_file(path: str, origin: str) -> StaticZone:
                     _twisted_record(rdataset.rdtype, rdata.to_wire(), rdataset.ttl)
                 )
     return StaticZone(origin, records)
-
-
-def zone_names(zones: Iterable[FileAuthority]) -> list[str]:
-    return [z.soa[0].decode("ascii") for z in zones]

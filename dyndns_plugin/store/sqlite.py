@@ -279,7 +279,7 @@ class SQLiteUserStore:
 
             reactor = default_reactor  # type: ignore[assignment]
         self.path = path
-        self._reactor = reactor
+        self._reactor: IReactorFromThreads = reactor  # type: ignore[assignment]
         self._worker: _Worker | None = None
         # For changes_since: the connection's data_version and the store's
         # generation at the last full look, and the newest generation this
