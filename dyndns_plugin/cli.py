@@ -213,12 +213,26 @@ async def cmd_user_update(service: DynDNSService, args: argparse.Namespace) -> N
     _print_result(await service.update(args.id, addresses, ttl, method="cli"))
 
 
+def _sorted_rows(rows: list[dict[str, str]], column: str, reverse: bool) -> list[dict[str, str]]:
+    """Sort by C{column} (addresses numerically); empty values always last."""
+
+    def key(row: dict[str, str]) -> tuple[Any, ...]:
+        value = row[column]
+        if column in ("ipv4", "ipv6"):
+            return (parse_address(value).packed, row["user"])
+        return (value, row["user"])
+
+    filled = sorted((r for r in rows if r[column]), key=key, reverse=reverse)
+    empty = sorted((r for r in rows if not r[column]), key=lambda r: r["user"])
+    return filled + empty
+
+
 async def cmd_status(service: DynDNSService, args: argparse.Namespace) -> None:
     rows = []
     for user in service.registry.users.values():
         state = service.registry.states.get(user.id)
         rows.append({key: get(user, state) for key, get in STATUS_COLUMNS.items()})
-    rows.sort(key=lambda row: (row[args.sort] == "", row[args.sort], row["user"]), reverse=args.reverse)
+    rows = _sorted_rows(rows, args.sort, args.reverse)
     if args.json:
         print(json.dumps(rows, indent=2))
         return
