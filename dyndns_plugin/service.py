@@ -73,6 +73,7 @@ class DynDNSService(Service):
         max_ttl: int = 86400,
         clock: IReactorTime | None = None,
         poll_interval: float | None = 0.5,
+        reserved_names: Iterable[str] = (),
     ) -> None:
         if clock is None:
             from twisted.internet import reactor as default_clock
@@ -85,6 +86,9 @@ class DynDNSService(Service):
         self.max_ttl = max_ttl
         self.clock: IReactorTime = clock  # type: ignore[assignment]
         self.registry = Registry(suffix, default_ttl)
+        #: Names of the suffix zone itself (name servers, glue) that no user
+        #: may take, or a sign-up could hijack the zone's own servers.
+        self.reserved_names = frozenset(reserved_names)
         self.ready: defer.Deferred[None] = defer.Deferred()
         self._generation = 0
         self._observers: list[Observer] = []
@@ -330,6 +334,8 @@ class DynDNSService(Service):
         C{<id>.<suffix>} subtree.
         """
         own = self.registry.main_name(user.id)
+        if own in self.reserved_names:
+            raise ValidationError("id", f"{user.id!r} is reserved: {own} is a name of the zone itself")
         for name in user.hostnames:
             bare = name[2:] if name.startswith("*.") else name
             under_suffix = bare == self.suffix or bare.endswith("." + self.suffix)

@@ -82,6 +82,7 @@ def make_dyndns_service(settings: Settings, store: IUserStore, reactor: Any = No
         max_ttl=settings.max_ttl,
         clock=reactor,
         poll_interval=settings.poll_interval,
+        reserved_names=[*settings.dns.nameservers, *settings.dns.glue],
     )
 
 

@@ -208,6 +208,17 @@ class NameTests(ServiceTestCase):
             self.assertEqual(failure.value.field, "hostnames")
         self.add(User("carol", hostnames=["*.carol.dyn.example.com", "www.carol.dyn.example.com"]))
 
+    def test_reserved_names(self) -> None:
+        """A user id whose main name is one of the zone's own names is refused."""
+        service = DynDNSService(
+            MemoryUserStore(), "dyn.example.com", clock=task.Clock(), poll_interval=None,
+            reserved_names=["ns1.dyn.example.com"],
+        )
+        self.successResultOf(defer.ensureDeferred(service.start()))
+        failure = self.failureResultOf(service.add_user(User("ns1")), ValidationError)
+        self.assertEqual(failure.value.field, "id")
+        self.successResultOf(service.add_user(User("ns2")))
+
     def test_names_unique(self) -> None:
         self.failureResultOf(
             self.service.add_user(User("carol", hostnames=["alice.example.org"])), NameTaken
