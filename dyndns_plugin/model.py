@@ -11,6 +11,7 @@ import base64
 import enum
 import ipaddress
 import re
+import sys
 from typing import Iterable, Sequence, Union
 
 import attrs
@@ -150,7 +151,7 @@ def validate_tsig_algorithm(value: str) -> str:
             "tsig_algorithm",
             f"{value!r} is not one of {', '.join(TSIG_ALGORITHMS)}",
         )
-    return name
+    return sys.intern(name)
 
 
 def validate_ttl(value: object, field: str = "ttl") -> int:
