@@ -22,7 +22,6 @@ from dyndns_plugin.config import ConfigError, Settings, load_settings
 from dyndns_plugin.document import export_document, format_time, parse_document, user_to_dict
 from dyndns_plugin.model import (
     TSIG_ALGORITHMS,
-    HostState,
     User,
     ValidationError,
     parse_address,

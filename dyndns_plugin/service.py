@@ -222,6 +222,17 @@ class DynDNSService(Service):
             return self.default_ttl
         return max(self.min_ttl, min(self.max_ttl, ttl))
 
+    def _refuse_update(self, user_id: str) -> UpdateResult | None:
+        """The error result if C{user_id} may not change its state now."""
+        user = self.registry.users.get(user_id)
+        if user is None:
+            return UpdateResult(UpdateStatus.NO_SUCH_USER, None, "unknown user")
+        if user.disabled:
+            return UpdateResult(
+                UpdateStatus.DISABLED, self.registry.states.get(user_id), "user is disabled"
+            )
+        return None
+
     def update(
         self,
         user_id: str,
@@ -238,12 +249,10 @@ class DynDNSService(Service):
         """
 
         async def action() -> UpdateResult:
-            user = self.registry.users.get(user_id)
             old = self.registry.states.get(user_id)
-            if user is None:
-                return UpdateResult(UpdateStatus.NO_SUCH_USER, None, "unknown user")
-            if user.disabled:
-                return UpdateResult(UpdateStatus.DISABLED, old, "user is disabled")
+            refused = self._refuse_update(user_id)
+            if refused is not None:
+                return refused
             try:
                 ipv4, ipv6 = split_addresses(addresses)
             except ValidationError as e:
@@ -281,12 +290,10 @@ class DynDNSService(Service):
         """
 
         async def action() -> UpdateResult:
-            user = self.registry.users.get(user_id)
             old = self.registry.states.get(user_id)
-            if user is None:
-                return UpdateResult(UpdateStatus.NO_SUCH_USER, None, "unknown user")
-            if user.disabled:
-                return UpdateResult(UpdateStatus.DISABLED, old, "user is disabled")
+            refused = self._refuse_update(user_id)
+            if refused is not None:
+                return refused
             if old is not None and old.offline:
                 return UpdateResult(UpdateStatus.NOCHG, old, "already offline")
             new = attrs.evolve(

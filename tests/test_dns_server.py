@@ -259,7 +259,7 @@ class AnswerTests(ServerTestsMixin, unittest.TestCase):
     @defer.inlineCallbacks
     def test_case_insensitive(self):
         """Names match regardless of case, and the answer echoes the asked case."""
-        r = yield self.udp(query(f"ALIce.Dyn.Example.COM", "A"))
+        r = yield self.udp(query("ALIce.Dyn.Example.COM", "A"))
         self.assertEqual(addresses(r, "A"), {"203.0.113.5"})
         self.assertEqual(r.answer[0].name.to_text(), "ALIce.Dyn.Example.COM.")
 

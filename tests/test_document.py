@@ -5,7 +5,7 @@ import hashlib
 from twisted.trial.unittest import SynchronousTestCase
 
 from dyndns_plugin.document import export_document, parse_document, parse_time, format_time
-from dyndns_plugin.model import HostState, User, ValidationError
+from dyndns_plugin.model import ValidationError
 from dyndns_plugin.passwords import verify_password
 from tests.store_conformance import ALICE, ALICE_STATE, BOB
 

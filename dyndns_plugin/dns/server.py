@@ -18,15 +18,13 @@ import struct
 import time
 from typing import Any, Iterable
 
-from twisted.internet import defer
 from twisted.internet.error import CannotListenError
-from twisted.internet.interfaces import IReactorTCP, IReactorUDP
 from twisted.logger import Logger
 from twisted.names import dns, error, server
 from twisted.protocols import policies
 from twisted.python.failure import Failure
 
-from dyndns_plugin.dns.resolver import DynDNSResolver, NotReady, name_key
+from dyndns_plugin.dns.resolver import DynDNSResolver, NotReady
 from dyndns_plugin.dns.zones import negative_ttl
 
 log = Logger()

@@ -11,7 +11,7 @@ L{FileAuthority} as Twisted records, so the query logic is Twisted's own.
 from __future__ import annotations
 
 import io
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import dns.exception
 import dns.name

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import os
 import selectors
-import signal
 import subprocess
 import sys
 import time
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.integration.helpers import STOP_TIMEOUT, cli_ok, dig, wait_for
+from tests.integration.helpers import STOP_TIMEOUT, cli_ok, dig, stop_process, wait_for
 from tests.tools import free_port, require_tool
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -65,14 +64,8 @@ def _read_line(process: subprocess.Popen[bytes], timeout: float) -> str:
 
 
 def stop_example(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM, then SIGKILL after a bounded wait."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(STOP_TIMEOUT)
+    """Stop the example (bounded) and close its pipes."""
+    stop_process(process)
     for stream in (process.stdout, process.stderr):
         if stream is not None:
             stream.close()
