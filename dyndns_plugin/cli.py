@@ -269,6 +269,46 @@ async def cmd_import(service: DynDNSService, args: argparse.Namespace) -> None:
     print(f"imported {len(users)} users")
 
 
+def method_urls(settings: Settings) -> list[tuple[str, str]]:
+    """
+    The full URL of every enabled HTTP method, with placeholders, like the
+    original's "Show full URLs" dialog.
+    """
+    http = settings.http
+    if http is None:
+        return []
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(http.base_url)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    base = origin + http.base_path
+    urls = []
+    if http.url_auth:
+        urls.append(("HTTP, URL authentication",
+                     f"{base}ddns?user=<user-id>&pw=<password>&ip=<ip>&ttl=<ttl>&offline=<Y|N>"))
+    if http.basic_auth:
+        urls.append(("HTTP, Basic authentication",
+                     f"{base}ddns?ip=<ip>&ttl=<ttl>&offline=<Y|N>  (user id and password by HTTP Basic auth)"))
+    if http.nic_update:
+        urls.append(("HTTP, Dyn.com format",
+                     f"{origin}/nic/update?hostname=<host-name>&myip=<ip>&offline=<YES|NO>  (HTTP Basic auth)"))
+    if http.remote_ip:
+        urls.append(("Remote IP detection", f"{base}myip"))
+        urls.append(("Remote IP detection, checkip.dyndns.org format", f"{base}checkip"))
+    return urls
+
+
+def cmd_urls(args: argparse.Namespace, settings: Settings) -> int:
+    urls = method_urls(settings)
+    if not urls:
+        print("no HTTP update method is configured (add an [http] section)")
+        return 0
+    width = max(len(label) for label, _ in urls)
+    for label, url in urls:
+        print(f"{label.ljust(width)}  {url}")
+    return 0
+
+
 def cmd_hash_password(args: argparse.Namespace) -> int:
     password = _password(args.password)
     if not password:
@@ -364,6 +404,9 @@ def build_parser() -> argparse.ArgumentParser:
     import_.add_argument("file", help="the document (- for standard input)")
     import_.set_defaults(run=cmd_import)
 
+    urls = commands.add_parser("urls", help="print the full URL of every enabled HTTP method")
+    urls.set_defaults(run=None, settings_only=cmd_urls)
+
     hashpw = commands.add_parser("hash-password", help="print an scrypt hash of a password")
     hashpw.add_argument("--password", help="the password; - reads standard input")
     hashpw.set_defaults(run=None)
@@ -409,7 +452,7 @@ def _run_with_service(settings: Settings, run: Callable[..., Any], args: argpars
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.run is None:
+    if args.run is None and getattr(args, "settings_only", None) is None:
         try:
             return cmd_hash_password(args)
         except CommandError as e:
@@ -422,6 +465,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(f"dyndns: {e}", file=sys.stderr)
         return 1
+    if getattr(args, "settings_only", None) is not None:
+        return int(args.settings_only(args, settings))
     return _run_with_service(settings, args.run, args)
 
 

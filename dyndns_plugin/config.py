@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from typing import Any, Callable, TypeVar
 
@@ -58,6 +59,28 @@ class DNSSettings:
 
 
 @attrs.frozen
+class HTTPSettings:
+    """
+    The HTTP update methods. C{listen} holds Twisted endpoint strings
+    (C{tcp:8080:interface=127.0.0.1}, C{ssl:8443:privateKey=k.pem:certKey=c.pem}).
+    C{base_url} is the original's "Base URL for HTTP services": its path is
+    where C{ddns}, C{myip} and C{checkip} live; C{/nic/update} is always at
+    the root.
+    """
+
+    listen: tuple[str, ...] = ()
+    base_url: str = "http://localhost/dyndns/"
+    base_path: str = "/dyndns/"
+    url_auth: bool = True
+    basic_auth: bool = True
+    nic_update: bool = True
+    remote_ip: bool = True
+    nic_update_ignore_hostname: bool = False
+    trusted_proxies: tuple[str, ...] = ()
+    timeout: int = 30
+
+
+@attrs.frozen
 class Settings:
     """
     Everything the configuration file says.
@@ -73,7 +96,9 @@ class Settings:
     min_ttl: int = 0
     max_ttl: int = 86400
     poll_interval: float = 0.5
+    auth_checker: str | None = None
     dns: DNSSettings = attrs.field(factory=DNSSettings)
+    http: HTTPSettings | None = None
 
 
 _KIND_NAMES = {
@@ -181,6 +206,9 @@ def settings_from_dict(data: dict[str, Any], path: str = "<config>") -> Settings
     poll = service.get("poll_interval", float, 0.5)
     if not 0.05 <= poll <= 60:
         raise service.error("poll_interval", "must be 0.05 to 60 seconds")
+    auth_checker = service.get("auth_checker", str, None)
+    if auth_checker is not None and not re.fullmatch(r"[\w.]+:[\w.]+", auth_checker):
+        raise service.error("auth_checker", f"{auth_checker!r} is not \"package.module:callable\"")
     service.done()
 
     store = top.table("store")
@@ -233,6 +261,7 @@ def settings_from_dict(data: dict[str, Any], path: str = "<config>") -> Settings
         zone.done()
         zones.append(HostZone(origin, os.path.join(base, file)))
     dns_table.done()
+    http_settings = _http_settings(top, path) if "http" in data else None
     top.done()
 
     return Settings(
@@ -244,6 +273,7 @@ def settings_from_dict(data: dict[str, Any], path: str = "<config>") -> Settings
         min_ttl=min_ttl,
         max_ttl=max_ttl,
         poll_interval=poll,
+        auth_checker=auth_checker,
         dns=DNSSettings(
             listen=tuple(listen),
             nameservers=nameservers,
@@ -252,4 +282,46 @@ def settings_from_dict(data: dict[str, Any], path: str = "<config>") -> Settings
             zones=tuple(zones),
             **timers,
         ),
+        http=http_settings,
+    )
+
+
+def _http_settings(top: _Table, path: str) -> HTTPSettings:
+    from urllib.parse import urlsplit
+
+    table = top.table("http")
+    listen = []
+    for item in table.get("listen", list, []):
+        if not isinstance(item, str) or ":" not in item:
+            raise table.error("listen", f"{item!r} is not a Twisted endpoint like \"tcp:8080:interface=127.0.0.1\"")
+        listen.append(item)
+    base_url = table.get("base_url", str, "http://localhost/dyndns/")
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise table.error("base_url", f"{base_url!r} is not an http:// or https:// URL")
+    base_path = parts.path or "/"
+    if not base_path.endswith("/"):
+        base_path += "/"
+    proxies = []
+    for item in table.get("trusted_proxies", list, []):
+        proxies.append(table.convert("trusted_proxies", lambda v: str(ipaddress.ip_network(v, strict=False)), item))
+    timeout = table.get("timeout", int, 30)
+    if not 1 <= timeout <= 3600:
+        raise table.error("timeout", "must be 1 to 3600 seconds")
+    methods = table.table("methods")
+    switches = {
+        key: methods.get(key, bool, True)
+        for key in ("url_auth", "basic_auth", "nic_update", "remote_ip")
+    }
+    methods.done()
+    ignore = table.get("nic_update_ignore_hostname", bool, False)
+    table.done()
+    return HTTPSettings(
+        listen=tuple(listen),
+        base_url=base_url,
+        base_path=base_path,
+        nic_update_ignore_hostname=ignore,
+        trusted_proxies=tuple(proxies),
+        timeout=timeout,
+        **switches,
     )

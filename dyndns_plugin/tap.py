@@ -7,8 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.application import internet, service
-from twisted.python import usage
+from twisted.application import internet, service, strports
+from twisted.internet import endpoints
+from twisted.python import reflect, usage
+
+from dyndns_plugin.auth import PasswordChecker
 
 from dyndns_plugin.config import ConfigError, Settings, load_settings
 from dyndns_plugin.dns.resolver import DynDNSResolver
@@ -37,8 +40,37 @@ class Options(usage.Options):
             self.store = make_store(self.settings)
             if isinstance(self.store, SQLiteUserStore):
                 self.store.check()
+            check_endpoints(self.settings)
         except (ConfigError, ZoneFileError, StoreError) as e:
             raise usage.UsageError(str(e)) from None
+
+
+def check_endpoints(settings: Settings) -> None:
+    """Parse every HTTP endpoint string now (TLS files included), not at start."""
+    from twisted.internet import reactor
+
+    if settings.http is None:
+        return
+    for i, description in enumerate(settings.http.listen):
+        try:
+            endpoints.serverFromString(reactor, description)
+        except Exception as e:  # bad syntax, missing or unusable TLS files
+            raise ConfigError(settings.path, f"http.listen[{i}]", f"{description!r}: {e}") from None
+
+
+def make_checker(settings: Settings, dyndns: DynDNSService, reactor: Any = None) -> Any:
+    """
+    The password check every method uses: L{PasswordChecker}, or the
+    callable named by C{service.auth_checker} called with the service.
+    """
+    if settings.auth_checker:
+        module, _, name = settings.auth_checker.partition(":")
+        try:
+            factory = reflect.namedAny(f"{module}.{name}")
+        except (ImportError, AttributeError, reflect.ObjectNotFound) as e:
+            raise ConfigError(settings.path, "service.auth_checker", str(e)) from None
+        return factory(dyndns)
+    return PasswordChecker(dyndns.registry.users, reactor)
 
 
 def make_store(settings: Settings, reactor: Any = None) -> IUserStore:
@@ -105,12 +137,21 @@ def build_service(
     dyndns = make_dyndns_service(settings, store, reactor)
     dyndns.setServiceParent(top)
     factory = DynDNSServerFactory(DynDNSResolver(dyndns.registry), zones)
+    checker = make_checker(settings, dyndns, reactor)
+    if settings.http is not None:
+        from dyndns_plugin.web.site import build_site
+
+        site = build_site(dyndns, settings.http, checker)
+        for description in settings.http.listen:
+            strports.service(description, site).setServiceParent(top)
+        top.site = site  # type: ignore[attr-defined]
     for host, port in settings.dns.listen:
         internet.TCPServer(port, factory, interface=host).setServiceParent(top)
         internet.UDPServer(
             port, DNSDatagramProtocol(factory), interface=host, maxPacketSize=65535
         ).setServiceParent(top)
     top.dyndns = dyndns  # type: ignore[attr-defined]
+    top.checker = checker  # type: ignore[attr-defined]
     top.dns_factory = factory  # type: ignore[attr-defined]
     return top
 

@@ -1,0 +1,118 @@
+"""
+The HTTP resource tree and site: C{<base>ddns}, C{<base>myip},
+C{<base>checkip}, and at the root C{/nic/update}, C{/nic/checkip.html} and
+C{/checkip} (so a router's "dyndns.org" setting works whatever the base).
+
+L{build_resources} gives the tree to mount in an existing site;
+L{build_site} wraps it in a L{server.Site} with our request rules and an
+access log that never writes a password.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from twisted.web import http, resource, server
+
+from dyndns_plugin.auth import PasswordChecker
+from dyndns_plugin.config import HTTPSettings
+from dyndns_plugin.service import DynDNSService
+from dyndns_plugin.web.common import ClientAddressDetector, DynDNSRequest, finish
+from dyndns_plugin.web.ddns import DdnsResource
+from dyndns_plugin.web.myip import CheckIPResource, DisabledMethod, MyIPResource
+from dyndns_plugin.web.nic import NicUpdateResource
+
+_SECRET_PARAMS = re.compile(rb"((?:^|[?&;])(?:pw|pass|password|passwd|sign)=)[^&;]*", re.I)
+
+
+class Folder(resource.Resource):
+    """A path segment with children; itself answers 404 like any unknown path."""
+
+    def render(self, request: server.Request) -> Any:
+        finish(request, b"not found\n", code=http.NOT_FOUND)
+        return server.NOT_DONE_YET
+
+    def getChild(self, path: bytes, request: server.Request) -> resource.Resource:
+        return resource.NoResource()
+
+
+def _mount(root: resource.Resource, path: str) -> resource.Resource:
+    """The folder for C{path} under C{root}, made as needed."""
+    node = root
+    for segment in [s for s in path.split("/") if s]:
+        child = node.children.get(segment.encode())
+        if child is None:
+            child = Folder()
+            node.putChild(segment.encode(), child)
+        node = child
+    return node
+
+
+def build_resources(
+    service: DynDNSService,
+    settings: HTTPSettings,
+    checker: PasswordChecker,
+    root: resource.Resource | None = None,
+) -> resource.Resource:
+    """Put every HTTP method into C{root} (a new L{Folder} by default)."""
+    if root is None:
+        root = Folder()
+    detector = ClientAddressDetector(settings.trusted_proxies)
+    base = _mount(root, settings.base_path)
+    ddns: resource.Resource
+    if settings.url_auth or settings.basic_auth:
+        ddns = DdnsResource(
+            service, checker, detector,
+            url_auth=settings.url_auth, basic_auth=settings.basic_auth,
+        )
+    else:
+        ddns = DisabledMethod("HTTP update method is not enabled")
+    base.putChild(b"ddns", ddns)
+    if settings.remote_ip:
+        base.putChild(b"myip", MyIPResource(detector))
+        base.putChild(b"checkip", CheckIPResource(detector))
+        _mount(root, "/nic").putChild(b"checkip.html", CheckIPResource(detector))
+        root.putChild(b"checkip", CheckIPResource(detector))
+    else:
+        disabled = DisabledMethod("Remote IP detection is not enabled")
+        for node, name in ((base, b"myip"), (base, b"checkip"), (root, b"checkip")):
+            node.putChild(name, disabled)
+    nic = _mount(root, "/nic")
+    if settings.nic_update:
+        nic.putChild(
+            b"update",
+            NicUpdateResource(
+                service, checker, detector,
+                ignore_hostname=settings.nic_update_ignore_hostname,
+            ),
+        )
+    else:
+        nic.putChild(b"update", DisabledMethod("Dyn.com update method is not enabled"))
+    return root
+
+
+def redacting_log_formatter(timestamp: str, request: server.Request) -> str:
+    """Combined log format with passwords in the query string replaced by ***."""
+    uri = _SECRET_PARAMS.sub(rb"\1***", request.uri or b"")
+    saved = request.uri
+    request.uri = uri
+    try:
+        return http.combinedLogFormatter(timestamp, request)
+    finally:
+        request.uri = saved
+
+
+def build_site(
+    service: DynDNSService,
+    settings: HTTPSettings,
+    checker: PasswordChecker,
+) -> server.Site:
+    site = server.Site(
+        build_resources(service, settings, checker),
+        timeout=settings.timeout,
+        logFormatter=redacting_log_formatter,
+    )
+    site.requestFactory = DynDNSRequest
+    site.displayTracebacks = False
+    return site
