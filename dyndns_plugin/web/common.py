@@ -118,7 +118,8 @@ def basic_credentials(request: server.Request) -> tuple[str, str] | None:
 
 def args(request: server.Request, name: str) -> list[str]:
     """Every value of query/form parameter C{name}, decoded."""
-    return [v.decode("utf-8", "replace") for v in (request.args or {}).get(name.encode(), [])]
+    table: dict[bytes, list[bytes]] = request.args or {}
+    return [v.decode("utf-8", "replace") for v in table.get(name.encode(), [])]
 
 
 def arg(request: server.Request, name: str) -> str | None:
