@@ -22,6 +22,17 @@ MAX_BODY = 16 * 1024
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+def header(request: server.Request, name: str) -> str | None:
+    """
+    The last value of request header C{name} as text, or None. Read as bytes
+    and decoded leniently: Twisted's C{getHeader(str)} raises
+    C{UnicodeDecodeError} for bytes that are not UTF-8, which made a garbage
+    header a 500 with a logged traceback instead of a refusal.
+    """
+    value = request.getHeader(name.encode("ascii"))
+    return None if value is None else value.decode("utf-8", "replace")
+
+
 def _peer_address(request: server.Request) -> IPAddress | None:
     peer = request.getClientAddress()
     host = getattr(peer, "host", None)
@@ -38,7 +49,7 @@ def _peer_address(request: server.Request) -> IPAddress | None:
 
 def _header_addresses(request: server.Request) -> list[str]:
     """Addresses a proxy reported, nearest last, from the first header present."""
-    forwarded = request.getHeader("forwarded")
+    forwarded = header(request, "forwarded")
     if forwarded:
         found = []
         for element in forwarded.split(","):
@@ -52,8 +63,8 @@ def _header_addresses(request: server.Request) -> list[str]:
                         value = value.partition(":")[0]
                     found.append(value)
         return found
-    for header in ("x-forwarded-for", "x-real-ip", "client-ip"):
-        listed = request.getHeader(header)
+    for name in ("x-forwarded-for", "x-real-ip", "client-ip"):
+        listed = header(request, name)
         if listed:
             return [item.strip() for item in listed.split(",")]
     return []
@@ -100,10 +111,10 @@ class ClientAddressDetector:
 
 def basic_credentials(request: server.Request) -> tuple[str, str] | None:
     """The Basic user name and password, or None if absent or malformed."""
-    header = request.getHeader("authorization")
-    if not header:
+    value = header(request, "authorization")
+    if not value:
         return None
-    scheme, _, value = header.strip().partition(" ")
+    scheme, _, value = value.strip().partition(" ")
     if scheme.lower() != "basic":
         return None
     try:

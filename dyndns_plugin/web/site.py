@@ -26,6 +26,19 @@ from dyndns_plugin.web.nic import NicUpdateResource
 _SECRET_PARAMS = re.compile(rb"((?:^|[?&;])(?:pw|pass|password|passwd|sign)=)[^&;]*", re.I)
 
 
+class NotFound(resource.Resource):
+    """
+    Any unknown path: 404 through L{finish}, like every other answer
+    (Twisted's C{NoResource} is deprecated and warns on every use).
+    """
+
+    isLeaf = True
+
+    def render(self, request: server.Request) -> Any:
+        finish(request, b"not found\n", code=http.NOT_FOUND)
+        return server.NOT_DONE_YET
+
+
 class Folder(resource.Resource):
     """A path segment with children; itself answers 404 like any unknown path."""
 
@@ -34,7 +47,7 @@ class Folder(resource.Resource):
         return server.NOT_DONE_YET
 
     def getChild(self, path: bytes, request: server.Request) -> resource.Resource:
-        return resource.NoResource()
+        return NotFound()
 
 
 def _mount(root: resource.Resource, path: str) -> resource.Resource:
