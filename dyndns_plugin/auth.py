@@ -130,6 +130,26 @@ class PasswordChecker:
 
         return self.check_password(user, password).addCallback(checked)
 
+    def check_gnudip(self, user_id: str, salt: str, client_hash: str) -> defer.Deferred[str]:
+        """
+        GnuDIP's proof of the password: C{md5hex(md5hex(password) + "." +
+        salt)}, checked in constant time against the user's MD5 verifier.
+        Fires with the user id, or fails like L{requestAvatarId}. Override it
+        together with L{check_password} if passwords live elsewhere (GnuDIP
+        then needs the external source to provide the MD5 verifier).
+        """
+        from dyndns_plugin.gnudip import gnudip_hash
+
+        user = self.users.get(user_id)
+        if user is None or user.md5_verifier is None or not client_hash.isascii():
+            return defer.fail(error.UnauthorizedLogin("no GnuDIP verifier for this user"))
+        expected = gnudip_hash(user.md5_verifier, salt)
+        if not hmac.compare_digest(expected, client_hash.strip().lower()):
+            return defer.fail(error.UnauthorizedLogin("incorrect GnuDIP hash"))
+        if user.disabled:
+            return defer.fail(DisabledUser("user is disabled"))
+        return defer.succeed(user.id)
+
     def check(self, user_id: str, password: str) -> defer.Deferred[str]:
         """Convenience: C{requestAvatarId} for plain strings."""
         return self.requestAvatarId(

@@ -75,9 +75,24 @@ class HTTPSettings:
     basic_auth: bool = True
     nic_update: bool = True
     remote_ip: bool = True
+    gnudip: bool = True
     nic_update_ignore_hostname: bool = False
     trusted_proxies: tuple[str, ...] = ()
     timeout: int = 30
+
+
+@attrs.frozen
+class GnuDIPSettings:
+    """
+    GnuDIP: the TCP listeners, and for both transports the salt window and
+    the key that signs HTTP salts (a file, so salts survive a restart).
+    """
+
+    listen: tuple[str, ...] = ()
+    timeout: int = 30
+    max_connections_per_source: int = 8
+    salt_window: int = 60
+    http_key_file: str = "gnudip-http.key"
 
 
 @attrs.frozen
@@ -99,6 +114,7 @@ class Settings:
     auth_checker: str | None = None
     dns: DNSSettings = attrs.field(factory=DNSSettings)
     http: HTTPSettings | None = None
+    gnudip: GnuDIPSettings = attrs.field(factory=GnuDIPSettings)
 
 
 _KIND_NAMES = {
@@ -262,6 +278,7 @@ def settings_from_dict(data: dict[str, Any], path: str = "<config>") -> Settings
         zones.append(HostZone(origin, os.path.join(base, file)))
     dns_table.done()
     http_settings = _http_settings(top, path) if "http" in data else None
+    gnudip_settings = _gnudip_settings(top, base)
     top.done()
 
     return Settings(
@@ -283,6 +300,34 @@ def settings_from_dict(data: dict[str, Any], path: str = "<config>") -> Settings
             **timers,
         ),
         http=http_settings,
+        gnudip=gnudip_settings,
+    )
+
+
+def _gnudip_settings(top: _Table, base: str) -> GnuDIPSettings:
+    table = top.table("gnudip")
+    listen = []
+    for item in table.get("listen", list, []):
+        if not isinstance(item, str) or ":" not in item:
+            raise table.error("listen", f"{item!r} is not a Twisted endpoint like \"tcp:3495:interface=127.0.0.1\"")
+        listen.append(item)
+    timeout = table.get("timeout", int, 30)
+    if not 1 <= timeout <= 600:
+        raise table.error("timeout", "must be 1 to 600 seconds")
+    per_source = table.get("max_connections_per_source", int, 8)
+    if not 1 <= per_source <= 10000:
+        raise table.error("max_connections_per_source", "must be 1 to 10000")
+    window = table.get("salt_window", int, 60)
+    if not 5 <= window <= 3600:
+        raise table.error("salt_window", "must be 5 to 3600 seconds")
+    key_file = table.get("http_key_file", str, "gnudip-http.key")
+    table.done()
+    return GnuDIPSettings(
+        listen=tuple(listen),
+        timeout=timeout,
+        max_connections_per_source=per_source,
+        salt_window=window,
+        http_key_file=os.path.join(base, key_file),
     )
 
 
@@ -311,7 +356,7 @@ def _http_settings(top: _Table, path: str) -> HTTPSettings:
     methods = table.table("methods")
     switches = {
         key: methods.get(key, bool, True)
-        for key in ("url_auth", "basic_auth", "nic_update", "remote_ip")
+        for key in ("url_auth", "basic_auth", "nic_update", "remote_ip", "gnudip")
     }
     methods.done()
     ignore = table.get("nic_update_ignore_hostname", bool, False)

@@ -46,16 +46,17 @@ class Options(usage.Options):
 
 
 def check_endpoints(settings: Settings) -> None:
-    """Parse every HTTP endpoint string now (TLS files included), not at start."""
+    """Parse every endpoint string now (TLS files included), not at start."""
     from twisted.internet import reactor
 
-    if settings.http is None:
-        return
-    for i, description in enumerate(settings.http.listen):
+    listeners = [(f"gnudip.listen[{i}]", d) for i, d in enumerate(settings.gnudip.listen)]
+    if settings.http is not None:
+        listeners += [(f"http.listen[{i}]", d) for i, d in enumerate(settings.http.listen)]
+    for key, description in listeners:
         try:
             endpoints.serverFromString(reactor, description)
         except Exception as e:  # bad syntax, missing or unusable TLS files
-            raise ConfigError(settings.path, f"http.listen[{i}]", f"{description!r}: {e}") from None
+            raise ConfigError(settings.path, key, f"{description!r}: {e}") from None
 
 
 def make_checker(settings: Settings, dyndns: DynDNSService, reactor: Any = None) -> Any:
@@ -138,10 +139,28 @@ def build_service(
     dyndns.setServiceParent(top)
     factory = DynDNSServerFactory(DynDNSResolver(dyndns.registry), zones)
     checker = make_checker(settings, dyndns, reactor)
+    if settings.gnudip.listen:
+        from dyndns_plugin.gnudip import GnuDIPFactory
+
+        gnudip = GnuDIPFactory(
+            dyndns, checker,
+            timeout=settings.gnudip.timeout,
+            max_per_source=settings.gnudip.max_connections_per_source,
+        )
+        for description in settings.gnudip.listen:
+            strports.service(description, gnudip).setServiceParent(top)
     if settings.http is not None:
+        from dyndns_plugin.web.gnudip import SaltSigner, load_or_create_key
         from dyndns_plugin.web.site import build_site
 
-        site = build_site(dyndns, settings.http, checker)
+        signer = None
+        if settings.http.gnudip:
+            signer = SaltSigner(
+                load_or_create_key(settings.gnudip.http_key_file),
+                dyndns.clock,
+                settings.gnudip.salt_window,
+            )
+        site = build_site(dyndns, settings.http, checker, signer)
         for description in settings.http.listen:
             strports.service(description, site).setServiceParent(top)
         top.site = site  # type: ignore[attr-defined]

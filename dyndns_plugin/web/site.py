@@ -20,6 +20,7 @@ from dyndns_plugin.config import HTTPSettings
 from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.web.common import ClientAddressDetector, DynDNSRequest, finish
 from dyndns_plugin.web.ddns import DdnsResource
+from dyndns_plugin.web.gnudip import GnuDIPResource, SaltSigner
 from dyndns_plugin.web.myip import CheckIPResource, DisabledMethod, MyIPResource
 from dyndns_plugin.web.nic import NicUpdateResource
 
@@ -40,13 +41,23 @@ class NotFound(resource.Resource):
 
 
 class Folder(resource.Resource):
-    """A path segment with children; itself answers 404 like any unknown path."""
+    """
+    A path segment with children; itself answers 404 like any unknown path.
+    C{suffix_routes} serve any request whose path ends with a given suffix
+    (GnuDIP clients have C{.../gnudip/cgi-bin/gdipupdt.cgi} under any prefix).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.suffix_routes: list[tuple[bytes, resource.Resource]] = []
 
     def render(self, request: server.Request) -> Any:
-        finish(request, b"not found\n", code=http.NOT_FOUND)
-        return server.NOT_DONE_YET
+        return NotFound().render(request)
 
     def getChild(self, path: bytes, request: server.Request) -> resource.Resource:
+        for suffix, target in self.suffix_routes:
+            if request.path.endswith(suffix):
+                return target
         return NotFound()
 
 
@@ -67,11 +78,22 @@ def build_resources(
     settings: HTTPSettings,
     checker: PasswordChecker,
     root: resource.Resource | None = None,
+    salt_signer: SaltSigner | None = None,
 ) -> resource.Resource:
-    """Put every HTTP method into C{root} (a new L{Folder} by default)."""
+    """
+    Put every HTTP method into C{root} (a new L{Folder} by default).
+    GnuDIP over HTTP needs a L{SaltSigner}; without one it is not served.
+    """
     if root is None:
         root = Folder()
     detector = ClientAddressDetector(settings.trusted_proxies)
+    if settings.gnudip and salt_signer is not None:
+        gnudip: resource.Resource = GnuDIPResource(service, checker, detector, salt_signer)
+    else:
+        gnudip = DisabledMethod("GnuDIP HTTP update method is not enabled")
+    _mount(root, settings.base_path).putChild(b"gnudip", gnudip)
+    if isinstance(root, Folder):
+        root.suffix_routes.append((b"/gnudip/cgi-bin/gdipupdt.cgi", gnudip))
     base = _mount(root, settings.base_path)
     ddns: resource.Resource
     if settings.url_auth or settings.basic_auth:
@@ -120,9 +142,10 @@ def build_site(
     service: DynDNSService,
     settings: HTTPSettings,
     checker: PasswordChecker,
+    salt_signer: SaltSigner | None = None,
 ) -> server.Site:
     site = server.Site(
-        build_resources(service, settings, checker),
+        build_resources(service, settings, checker, salt_signer=salt_signer),
         timeout=settings.timeout,
         logFormatter=redacting_log_formatter,
     )
