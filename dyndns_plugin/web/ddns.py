@@ -29,6 +29,23 @@ from dyndns_plugin.web.common import (
 
 REALM = b'Basic realm="DynDNS Service"'
 
+
+def _spell_result_header() -> None:
+    """
+    Send the header as the original documents it, C{X-DynDNS-Result}:
+    Twisted would write C{X-Dyndns-Result} (names are case-insensitive, so
+    this is cosmetic; the hook is private, hence the guard).
+    """
+    try:
+        from twisted.web.http_headers import _NameEncoder
+
+        _NameEncoder._caseMappings[b"X-Dyndns-Result"] = b"X-DynDNS-Result"
+    except (ImportError, AttributeError, TypeError):  # pragma: no cover
+        pass
+
+
+_spell_result_header()
+
 _ERRORS = {
     UpdateStatus.NO_SUCH_USER: "Unknown user ID",
     UpdateStatus.DISABLED: "User is disabled",

@@ -1,7 +1,8 @@
 """
 Helpers for the integration tests: a real C{twistd -n dyndns} process on a
-temporary configuration, the C{dyndns} CLI as a subprocess, and C{dig} with
-its output parsed.
+temporary configuration, the C{dyndns} CLI as a subprocess, C{dig} with its
+output parsed, raw HTTP exchanges, C{curl}, and the real C{ddclient} inside a
+loopback guard.
 
 Everything talks to 127.0.0.1 only, every subprocess call has a timeout, and
 every long-running process is stopped (SIGTERM, then SIGKILL) in the test's
@@ -10,8 +11,15 @@ cleanup.
 
 from __future__ import annotations
 
+import base64
+import datetime
+import ipaddress
+import json
 import os
+import shutil
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -24,6 +32,8 @@ import dns.message
 import dns.query
 import dns.rcode
 
+from twisted.trial.unittest import SkipTest
+
 from tests.tools import free_port, require_tool
 
 SUFFIX = "dyn.example.com"
@@ -35,6 +45,14 @@ START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
 #: Bound for one dig run (it retries nothing: +tries=1 +time=2).
 DIG_TIMEOUT = 10.0
+#: Bound for one raw HTTP exchange (connect, send, read to the end).
+HTTP_TIMEOUT = 10.0
+#: Bound for one curl run (curl itself gives up after --max-time 10).
+CURL_TIMEOUT = 20.0
+#: Bound for one ddclient run (its own timeout= is 10 s per connection).
+DDCLIENT_TIMEOUT = 30.0
+#: Bound for the loopback guard's own checks (unshare -m true, cat).
+GUARD_TIMEOUT = 10.0
 
 
 def twistd_command() -> list[str]:
@@ -197,11 +215,16 @@ def write_config(
     zones: Sequence[tuple[str, str]] = (),
     extra_service: str = "",
     name: str = "dyndns.toml",
+    http_listen: Sequence[str] = (),
+    base_url: str | None = None,
+    extra_http: str = "",
 ) -> str:
     """
     A configuration in C{directory}: suffix dyn.example.com, DNS on
     127.0.0.1:C{port}, an SQLite store in the same folder, poll interval
-    0.2 s, and host zones C{(origin, file)}.
+    0.2 s, and host zones C{(origin, file)}. With C{http_listen} (Twisted
+    endpoint strings, see L{http_endpoint}) there is an C{[http]} section
+    with those listeners, C{base_url} and the lines C{extra_http}.
     """
     directory = os.path.abspath(directory)
     os.makedirs(directory, exist_ok=True)
@@ -225,10 +248,36 @@ def write_config(
     ]
     for origin, file in zones:
         lines += ["[[dns.zones]]", f'origin = "{origin}"', f'file = "{file}"', ""]
+    if http_listen or base_url is not None or extra_http:
+        lines += [
+            "[http]",
+            f"listen = [{', '.join(_toml_string(e) for e in http_listen)}]",
+        ]
+        if base_url is not None:
+            lines.append(f"base_url = {_toml_string(base_url)}")
+        lines += [extra_http, ""]
     path = os.path.join(directory, name)
     with open(path, "w") as f:
         f.write("\n".join(lines))
     return path
+
+
+def _toml_string(text: str) -> str:
+    """A TOML basic string (JSON's escapes are TOML's)."""
+    return json.dumps(text)
+
+
+def http_endpoint(port: int, key: str | None = None, cert: str | None = None) -> str:
+    """
+    The Twisted endpoint string for HTTP on 127.0.0.1:C{port}, or HTTPS with
+    the PEM files C{key} and C{cert}.
+    """
+    if key is None or cert is None:
+        return f"tcp:{port}:interface=127.0.0.1"
+    for path in (key, cert):
+        if ":" in path or "\\" in path:
+            raise ValueError(f"{path!r}: endpoint strings would need escaping")
+    return f"ssl:{port}:privateKey={key}:certKey={cert}:interface=127.0.0.1"
 
 
 # -- twistd
@@ -252,11 +301,15 @@ class Twistd:
     configuration (a file, never a pipe, so a chatty server cannot block on a
     full pipe). Whoever calls L{start} must make sure L{stop} runs (see
     L{start_twistd}, which registers it as a test cleanup).
+
+    @param http_ports: HTTP(S) ports of the configuration; L{start} also
+        waits until each accepts connections.
     """
 
-    def __init__(self, config: str, port: int) -> None:
+    def __init__(self, config: str, port: int, http_ports: Sequence[int] = ()) -> None:
         self.config = os.path.abspath(config)
         self.port = port
+        self.http_ports = tuple(http_ports)
         self.log_path = os.path.join(os.path.dirname(config), "twistd.log")
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -289,6 +342,7 @@ class Twistd:
     def _wait_ready(self, started: float) -> float:
         # Before the store is loaded the resolver answers SERVFAIL; a name
         # under the suffix that nobody has gives NXDOMAIN once it is loaded.
+        # HTTP listeners (if any) must accept connections too.
         assert self.process is not None
         probe = f"probe-not-a-user.{SUFFIX}"
         deadline = started + START_TIMEOUT
@@ -297,7 +351,9 @@ class Twistd:
                 raise AssertionError(
                     f"twistd exited with {self.process.returncode}:\n{self.read_log()}"
                 )
-            if _query_status(self.port, probe) in (dns.rcode.NXDOMAIN, dns.rcode.NOERROR):
+            if _query_status(self.port, probe) in (
+                dns.rcode.NXDOMAIN, dns.rcode.NOERROR
+            ) and all(_accepts(p) for p in self.http_ports):
                 return time.monotonic() - started
             time.sleep(0.05)
         raise AssertionError(
@@ -319,9 +375,20 @@ class Twistd:
             return ""
 
 
-def start_twistd(testcase, config: str, port: int) -> Twistd:
+def _accepts(port: int) -> bool:
+    """Whether something accepts TCP connections on 127.0.0.1:C{port}."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.3):
+            return True
+    except OSError:
+        return False
+
+
+def start_twistd(
+    testcase, config: str, port: int, http_ports: Sequence[int] = ()
+) -> Twistd:
     """Start a L{Twistd} that the test's cleanup stops."""
-    server = Twistd(config, port)
+    server = Twistd(config, port, http_ports)
     testcase.addCleanup(server.stop)
     server.start()
     return server
@@ -358,15 +425,346 @@ def run_twistd_help() -> tuple[int, str, str]:
     return done.returncode, done.stdout, done.stderr
 
 
+# -- HTTP over a raw socket
+
+
+@attrs.frozen
+class HTTPResponse:
+    """One HTTP response as it came off the wire."""
+
+    version: str
+    status: int
+    reason: str
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    raw: bytes
+
+    def header(self, name: str) -> str | None:
+        """The first value of header C{name} (any case), or None."""
+        values = self.header_values(name)
+        return values[0] if values else None
+
+    def header_values(self, name: str) -> list[str]:
+        return [v for k, v in self.headers if k.lower() == name.lower()]
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
+
+
+def parse_http_response(data: bytes) -> HTTPResponse:
+    """
+    Split a complete response (status line, CRLF headers, body) as read
+    until the server closed. AssertionError if it is not HTTP at all.
+    """
+    head, sep, body = data.partition(b"\r\n\r\n")
+    if not sep:
+        raise AssertionError(f"no end of headers in the response: {data[:500]!r}")
+    lines = head.decode("iso-8859-1").split("\r\n")
+    version, _, rest = lines[0].partition(" ")
+    code, _, reason = rest.partition(" ")
+    if not version.startswith("HTTP/") or not code.isdigit():
+        raise AssertionError(f"not an HTTP status line: {lines[0]!r}")
+    headers = []
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if not colon:
+            raise AssertionError(f"malformed header line {line!r}")
+        headers.append((name.strip(), value.strip()))
+    return HTTPResponse(version, int(code), reason, tuple(headers), body, data)
+
+
+def http_exchange(
+    port: int, request: bytes, tls: ssl.SSLContext | None = None
+) -> HTTPResponse:
+    """
+    Send C{request} exactly as given to 127.0.0.1:C{port} (over TLS with
+    C{tls}, checking the certificate for 127.0.0.1), read until the server
+    closes, and parse the answer. The whole exchange is bounded by
+    HTTP_TIMEOUT; the request must ask for the connection to close
+    (HTTP/1.0, or C{Connection: close}).
+    """
+    deadline = time.monotonic() + HTTP_TIMEOUT
+    sock: socket.socket = socket.create_connection(("127.0.0.1", port), timeout=HTTP_TIMEOUT)
+    try:
+        if tls is not None:
+            sock = tls.wrap_socket(sock, server_hostname="127.0.0.1")
+        sock.sendall(request)
+        chunks: list[bytes] = []
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no complete answer within {HTTP_TIMEOUT} s: {b''.join(chunks)[:500]!r}")
+            sock.settimeout(left)
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        sock.close()
+    return parse_http_response(b"".join(chunks))
+
+
+def request_credentials(request: bytes) -> tuple[str, str] | None:
+    """The user and password of a raw request's C{Authorization: Basic}, if any."""
+    head = request.partition(b"\r\n\r\n")[0].decode("iso-8859-1")
+    for line in head.split("\r\n")[1:]:
+        name, _, value = line.partition(":")
+        scheme, _, token = value.strip().partition(" ")
+        if name.strip().lower() == "authorization" and scheme.lower() == "basic":
+            user, _, password = base64.b64decode(token).decode("utf-8").partition(":")
+            return user, password
+    return None
+
+
+def basic_request(path: str, user: str, password: str, host: str = "127.0.0.1") -> bytes:
+    """A minimal HTTP/1.0 GET with Basic credentials, as inadyn sends it."""
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return (
+        f"GET {path} HTTP/1.0\r\nHost: {host}\r\nAuthorization: Basic {token}\r\n"
+        "User-Agent: dyndns-tests\r\n\r\n"
+    ).encode()
+
+
+# -- TLS
+
+
+def make_certificate(directory: str) -> tuple[str, str]:
+    """
+    A fresh self-signed P-256 key and certificate for 127.0.0.1 and
+    localhost (valid from a day ago for two days) in C{directory}; returns
+    (key path, certificate path), both PEM.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    public = key.public_key()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(public)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(public), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    key_path = os.path.join(directory, "server.key")
+    cert_path = os.path.join(directory, "server.crt")
+    with open(key_path, "wb") as f:
+        f.write(key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ))
+    os.chmod(key_path, 0o600)
+    with open(cert_path, "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    return key_path, cert_path
+
+
+def client_tls(cert: str) -> ssl.SSLContext:
+    """A client context that trusts only C{cert} (and checks the host)."""
+    return ssl.create_default_context(cafile=cert)
+
+
+# -- curl
+
+
+def _loopback_url(url: str) -> bool:
+    return url.startswith(("http://127.0.0.1:", "https://127.0.0.1:"))
+
+
+def run_curl(*args: str) -> tuple[int, HTTPResponse | None, str]:
+    """
+    C{curl -sS -i} with C{args} (one URL, which must be on 127.0.0.1; no
+    proxy from the environment is ever used). Returns (exit code, the parsed
+    response or None, stderr).
+    """
+    program = require_tool("curl", "curl")
+    urls = [a for a in args if "://" in a]
+    if len(urls) != 1 or not _loopback_url(urls[0]):
+        raise ValueError(f"curl only ever talks to 127.0.0.1, got {urls!r}")
+    done = subprocess.run(
+        [program, "-sS", "-i", "--http1.1", "--max-time", "10", "--noproxy", "*", *args],
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        timeout=CURL_TIMEOUT,
+        check=False,
+    )
+    response = parse_http_response(done.stdout) if done.stdout else None
+    return done.returncode, response, done.stderr.decode("utf-8", "replace")
+
+
+# -- the loopback guard and ddclient
+
+
+def _unavailable(message: str) -> None:
+    """Skip (locally) or fail (in CI, DYNDNS_REQUIRE_TOOLS=1), like require_tool."""
+    if os.environ.get("DYNDNS_REQUIRE_TOOLS") == "1":
+        raise AssertionError(message + " and DYNDNS_REQUIRE_TOOLS=1")
+    raise SkipTest(message)
+
+
+_guard_problem: list[str | None] = []
+
+_GUARD_SCRIPT = (
+    'mount --bind "$1/hosts" /etc/hosts && '
+    'mount --bind "$1/resolv.conf" /etc/resolv.conf && '
+    'shift && exec "$@"'
+)
+GUARD_HOSTS = "127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n"
+GUARD_RESOLV = "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n"
+
+
+def _guard_check() -> str | None:
+    """Why the loopback guard cannot run here, or None if it can."""
+    if not _guard_problem:
+        unshare = shutil.which("unshare")
+        if os.geteuid() != 0:
+            problem: str | None = "the loopback guard needs root (unshare -m, mount --bind)"
+        elif unshare is None:
+            problem = "the loopback guard needs unshare (Debian package util-linux)"
+        else:
+            try:
+                done = subprocess.run(
+                    [unshare, "-m", "true"], capture_output=True, text=True,
+                    stdin=subprocess.DEVNULL, timeout=GUARD_TIMEOUT, check=False,
+                )
+                problem = None if done.returncode == 0 else (
+                    f"unshare -m does not work here: {done.stderr.strip()}"
+                )
+            except subprocess.TimeoutExpired:
+                problem = "unshare -m true did not finish"
+        _guard_problem.append(problem)
+    return _guard_problem[0]
+
+
+def require_loopback_guard() -> None:
+    """Skip (locally) or fail (in CI) unless the loopback guard works here."""
+    problem = _guard_check()
+    if problem is not None:
+        _unavailable(problem)
+
+
+def guarded(directory: str, command: Sequence[str]) -> list[str]:
+    """
+    C{command} run inside the loopback guard (see ../shared/clients/lib.sh
+    C{run_guarded}): a private mount namespace in which /etc/resolv.conf
+    names only 127.0.0.1 and /etc/hosts only knows localhost, so a client
+    that falls back to a public server by name can only reach this machine.
+    The guard's files go to C{directory}/guard. Call
+    L{require_loopback_guard} first.
+    """
+    folder = os.path.join(os.path.abspath(directory), "guard")
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "hosts"), "w") as f:
+        f.write(GUARD_HOSTS)
+    with open(os.path.join(folder, "resolv.conf"), "w") as f:
+        f.write(GUARD_RESOLV)
+    unshare = shutil.which("unshare") or "unshare"
+    return [unshare, "-m", "--", "sh", "-c", _GUARD_SCRIPT, "sh", folder, *command]
+
+
+def run_ddclient(
+    directory: str,
+    server_port: int,
+    login: str,
+    password: str,
+    hosts: Sequence[str],
+    *,
+    ip: str | None = None,
+    web: str | None = None,
+) -> tuple[int, str]:
+    """
+    Run the real ddclient once (C{-daemon=0 -foreground -force}, protocol
+    dyndns2, no SSL) against 127.0.0.1:C{server_port} inside the loopback
+    guard, with C{use=ip, ip=IP} or C{use=web, web=URL} (a 127.0.0.1 URL).
+    Its configuration and cache live in C{directory} (fresh for each run).
+    Returns (exit code, everything it printed).
+    """
+    program = require_tool("ddclient", "ddclient")
+    require_loopback_guard()
+    if (ip is None) == (web is None):
+        raise ValueError("give exactly one of ip and web")
+    if web is not None and not web.startswith("http://127.0.0.1:"):
+        raise ValueError(f"web={web!r}: ddclient only ever talks to 127.0.0.1")
+    if any(c in login + password for c in "'\\\n") or not login:
+        raise ValueError("ddclient.conf cannot carry this login/password")
+    os.makedirs(directory, exist_ok=True)
+    conf = os.path.join(directory, "ddclient.conf")
+    cache = os.path.join(directory, "ddclient.cache")
+    if os.path.exists(cache):
+        os.unlink(cache)
+    lines = [
+        "daemon=0",
+        "timeout=10",
+        "ssl=no",
+        "protocol=dyndns2",
+        f"use=ip, ip={ip}" if ip is not None else f"use=web, web={web}",
+        f"server=127.0.0.1:{server_port}",
+        "script=/nic/update",
+        f"login={login}",
+        f"password='{password}'",
+        ",".join(hosts),
+    ]
+    with open(conf, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    os.chmod(conf, 0o600)
+    command = guarded(directory, [
+        program, "-daemon=0", "-foreground", "-verbose", "-noquiet", "-force",
+        "-file", conf, "-cache", cache,
+    ])
+    done = subprocess.run(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        timeout=DDCLIENT_TIMEOUT,
+        check=False,
+        cwd=directory,
+    )
+    return done.returncode, done.stdout
+
+
 __all__ = [
     "DigResult",
+    "GUARD_HOSTS",
+    "GUARD_RESOLV",
+    "HTTPResponse",
     "Record",
     "SUFFIX",
     "Twistd",
+    "basic_request",
     "cli_ok",
+    "client_tls",
     "dig",
     "free_port",
+    "guarded",
+    "http_endpoint",
+    "http_exchange",
+    "make_certificate",
     "parse_dig",
+    "parse_http_response",
+    "request_credentials",
+    "require_loopback_guard",
+    "run_curl",
+    "run_ddclient",
     "run_cli",
     "run_twistd_help",
     "run_twistd_once",
