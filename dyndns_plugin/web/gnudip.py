@@ -83,11 +83,15 @@ class SaltSigner:
         return salt, time, self.sign(salt, time)
 
     def redeem(self, salt: str, time: str, sign: str) -> str | None:
-        """None if the salt may be used now (and marks it used), else why not."""
+        """
+        None if the salt may be used now (and marks it used), else why not.
+        C{time} must be ASCII digits: C{str.isdigit} also accepts e.g. U+00B2,
+        which the ASCII signing cannot encode (a 500 instead of retc 1).
+        """
         if (
             len(salt) != SALT_LENGTH
             or any(c not in SALT_ALPHABET for c in salt)
-            or not time.isdigit()
+            or not (time.isascii() and time.isdigit() and len(time) <= 20)
             or not sign.isascii()
         ):
             return "Error: Invalid query string"
