@@ -56,6 +56,7 @@ class DNSSettings:
     soa_ttl: int = 3600
     glue: dict[str, tuple[IPAddress, ...]] = attrs.field(factory=dict)
     zones: tuple[HostZone, ...] = ()
+    updates: bool = True
 
 
 @attrs.frozen
@@ -276,6 +277,7 @@ def settings_from_dict(data: dict[str, Any], path: str = "<config>") -> Settings
         file = zone.get("file", str, required=True)
         zone.done()
         zones.append(HostZone(origin, os.path.join(base, file)))
+    updates = dns_table.get("updates", bool, True)
     dns_table.done()
     http_settings = _http_settings(top, path) if "http" in data else None
     gnudip_settings = _gnudip_settings(top, base)
@@ -297,6 +299,7 @@ def settings_from_dict(data: dict[str, Any], path: str = "<config>") -> Settings
             hostmaster=hostmaster,
             glue=glue,
             zones=tuple(zones),
+            updates=updates,
             **timers,
         ),
         http=http_settings,

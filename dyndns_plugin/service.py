@@ -270,16 +270,60 @@ class DynDNSService(Service):
                 method=method,
                 client_address=client_address,
             )
-            if (
-                old is not None
-                and not old.offline
-                and (old.ipv4, old.ipv6) == (new.ipv4, new.ipv6)
-                and self.clamp_ttl(old.ttl) == new.ttl
-            ):
+            if self._unchanged(old, new):
                 return UpdateResult(UpdateStatus.NOCHG, old, "no change")
             return await self._commit_state(new, old, method)
 
         return self._serialized(user_id, action)
+
+    def set_addresses(
+        self,
+        user_id: str,
+        ipv4: IPAddress | None,
+        ipv6: IPAddress | None,
+        ttl: int | None = None,
+        method: str = "",
+        client_address: str | None = None,
+    ) -> defer.Deferred[UpdateResult]:
+        """
+        Set both families exactly (None removes that family), as an RFC 2136
+        UPDATE computes them; with neither address the user goes offline.
+        One durable write, or none if nothing changes (NOCHG).
+        """
+        if ipv4 is None and ipv6 is None:
+            return self.set_offline(user_id, method, client_address)
+
+        async def action() -> UpdateResult:
+            old = self.registry.states.get(user_id)
+            refused = self._refuse_update(user_id)
+            if refused is not None:
+                return refused
+            if (ipv4 is not None and ipv4.version != 4) or (ipv6 is not None and ipv6.version != 6):
+                return UpdateResult(UpdateStatus.BAD_ADDRESS, old, "address of the wrong family")
+            new = HostState(
+                user_id=user_id,
+                ipv4=ipv4,
+                ipv6=ipv6,
+                ttl=self.clamp_ttl(ttl),
+                offline=False,
+                updated_at=self.clock.seconds(),
+                method=method,
+                client_address=client_address,
+            )
+            if self._unchanged(old, new):
+                return UpdateResult(UpdateStatus.NOCHG, old, "no change")
+            return await self._commit_state(new, old, method)
+
+        return self._serialized(user_id, action)
+
+    def _unchanged(self, old: HostState | None, new: HostState) -> bool:
+        """Would C{new} serve exactly what C{old} serves (nochg)?"""
+        return (
+            old is not None
+            and not old.offline
+            and (old.ipv4, old.ipv6) == (new.ipv4, new.ipv6)
+            and self.clamp_ttl(old.ttl) == new.ttl
+        )
 
     def set_offline(
         self, user_id: str, method: str = "", client_address: str | None = None

@@ -137,7 +137,14 @@ def build_service(
     top = service.MultiService()
     dyndns = make_dyndns_service(settings, store, reactor)
     dyndns.setServiceParent(top)
-    factory = DynDNSServerFactory(DynDNSResolver(dyndns.registry), zones)
+    update_handler = None
+    if settings.dns.updates:
+        from dyndns_plugin.dns.update import UpdateHandler
+
+        update_handler = UpdateHandler(dyndns, [z.origin for z in zones])
+    factory = DynDNSServerFactory(
+        DynDNSResolver(dyndns.registry), zones, update_handler=update_handler
+    )
     checker = make_checker(settings, dyndns, reactor)
     if settings.gnudip.listen:
         from dyndns_plugin.gnudip import GnuDIPFactory

@@ -14,10 +14,10 @@ L{DynDNSServerFactory.handleUpdateWire}.
 
 from __future__ import annotations
 
-import struct
 import time
 from typing import Any, Iterable
 
+from twisted.internet import defer
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 from twisted.names import dns, error, server
@@ -25,31 +25,16 @@ from twisted.protocols import policies
 from twisted.python.failure import Failure
 
 from dyndns_plugin.dns.resolver import DynDNSResolver, NotReady
+from dyndns_plugin.dns.wire import error_reply, opcode_of
 from dyndns_plugin.dns.zones import negative_ttl
 
 log = Logger()
 
-HEADER = struct.Struct("!HBBHHHH")
 #: The UDP payload size we advertise in EDNS (the DNS flag day 2020 value).
 EDNS_PAYLOAD_SIZE = 1232
 #: Idle TCP connections are closed after this many seconds.
 TCP_IDLE_TIMEOUT = 30
 EBADVERS = 16
-
-
-def opcode_of(data: bytes) -> int | None:
-    return (data[2] >> 3) & 0xF if len(data) >= 3 else None
-
-
-def error_reply(data: bytes, rcode: int) -> bytes | None:
-    """
-    A header-only reply to a message we could not decode: same ID, opcode
-    and RD, QR set. None if even the header is missing or it is a response.
-    """
-    if len(data) < 12 or data[2] & 0x80:
-        return None
-    flags1 = 0x80 | (data[2] & 0x79)  # QR, opcode, RD
-    return HEADER.pack(struct.unpack("!H", data[:2])[0], flags1, rcode & 0xF, 0, 0, 0, 0)
 
 
 def decode_message(data: bytes) -> dns._EDNSMessage:
@@ -178,10 +163,12 @@ class DynDNSServerFactory(server.DNSServerFactory):
         caches: Any = None,
         clients: Any = None,
         verbose: int = 0,
+        update_handler: Any = None,
     ) -> None:
         chain = ([dyndns] if dyndns is not None else []) + list(authorities)
         super().__init__(authorities=chain, caches=caches, clients=clients, verbose=verbose)
         self.dyndns = dyndns
+        self.update_handler = update_handler
         self.zones = [a for a in authorities if getattr(a, "soa", None) is not None]
 
     # -- dispatch
@@ -233,12 +220,29 @@ class DynDNSServerFactory(server.DNSServerFactory):
 
     def handleUpdateWire(self, data: bytes, protocol: Any, address: Any) -> None:
         """
-        An RFC 2136 UPDATE as raw bytes. Updates are not accepted by this
-        server: NOTIMP (dynamic updates are a separate, TSIG-signed path).
+        An RFC 2136 UPDATE as raw bytes, for the L{UpdateHandler}; without
+        one, updates are not accepted (NOTIMP).
         """
-        reply = error_reply(data, dns.ENOTIMP)
-        if reply is not None:
-            protocol.writeWire(reply, address)
+        if self.update_handler is None:
+            reply = error_reply(data, dns.ENOTIMP)
+            if reply is not None:
+                protocol.writeWire(reply, address)
+            return
+        if address is not None:
+            peer = address[0]
+        else:
+            peer = getattr(protocol.transport.getPeer(), "host", None)
+
+        def send(reply: bytes | None) -> None:
+            if reply is not None:
+                protocol.writeWire(reply, address)
+
+        def failed(failure: Failure) -> None:
+            log.failure("UPDATE from {peer} failed", failure, peer=peer)
+            send(error_reply(data, dns.ESERVER))
+
+        d = defer.ensureDeferred(self.update_handler.handle(data, peer))
+        d.addCallback(send).addErrback(failed)
 
     # -- responses
 
