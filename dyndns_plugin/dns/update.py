@@ -32,7 +32,6 @@ import dns.opcode
 import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
-import dns.rrset
 import dns.tsig
 import dns.update
 from twisted.internet.interfaces import IReactorTime
@@ -303,24 +302,34 @@ class UpdateHandler:
         current = self._current(user)
         addresses: dict[int, IPAddress | None] = {4: current.ipv4, 6: current.ipv6}
         ttl = current.ttl
+        # dnspython parses every update RR as an RRset of its own, so two adds
+        # of one family arrive as two RRsets: collect what this message adds
+        # per family (a delete of the family starts afresh), or a second
+        # address would silently replace the first.
+        added: dict[int, set[IPAddress]] = {4: set(), 6: set()}
         for rrset in message.update:
             version = _ADDRESS_TYPES.get(rrset.rdtype)
             if rrset.deleting == dns.rdataclass.ANY:
                 if rrset.rdtype == dns.rdatatype.ANY:
                     addresses = {4: None, 6: None}
+                    added = {4: set(), 6: set()}
                 else:
                     addresses[version] = None  # type: ignore[index]
+                    added[version] = set()  # type: ignore[index]
             elif rrset.deleting == dns.rdataclass.NONE:
                 for rdata in rrset:
-                    if addresses[version] == ipaddress.ip_address(rdata.address):  # type: ignore[index]
+                    address = ipaddress.ip_address(rdata.address)
+                    added[version].discard(address)  # type: ignore[index]
+                    if addresses[version] == address:  # type: ignore[index]
                         addresses[version] = None  # type: ignore[index]
             else:
-                values = {ipaddress.ip_address(rdata.address) for rdata in rrset}
+                values = added[version]  # type: ignore[index]
+                values.update(ipaddress.ip_address(rdata.address) for rdata in rrset)
                 if len(values) > 1:
                     raise UpdateError(
                         dns.rcode.REFUSED, "one address per family and user"
                     )
-                addresses[version] = values.pop()  # type: ignore[index]
+                addresses[version] = next(iter(values))  # type: ignore[index]
                 ttl = rrset.ttl
         if not message.update:
             return
@@ -348,11 +357,10 @@ class UpdateHandler:
         """NOTAUTH with the TSIG error and an empty MAC: unsigned (BADKEY, BADSIG)."""
         assert message.tsig is not None and message.keyname is not None
         rdata = message.tsig[0]
-        response = self._response(message, dns.rcode.NOTAUTH)
-        response.tsig = dns.rrset.from_rdata(
-            message.keyname, 0, rdata.replace(mac=b"", error=error, other=b"")
+        unsigned = self._response(message, dns.rcode.NOTAUTH).to_wire()
+        return _with_tsig(
+            unsigned, message.keyname, rdata.replace(mac=b"", error=error, other=b"")
         )
-        return response.to_wire()
 
     def _signed(
         self, message: dns.update.UpdateMessage, key: dns.tsig.Key, rcode: int, error: int, now: int
@@ -375,8 +383,17 @@ class UpdateHandler:
         tsig, _ = dns.tsig.sign(
             unsigned, key, template, template.time_signed, request.mac
         )
-        owner = cast(bytes, message.keyname.to_wire())
-        rdata_wire = tsig.to_wire()
-        record = owner + struct.pack("!HHIH", dns.rdatatype.TSIG, dns.rdataclass.ANY, 0, len(rdata_wire)) + rdata_wire
-        arcount = struct.unpack("!H", unsigned[10:12])[0] + 1
-        return unsigned[:10] + struct.pack("!H", arcount) + unsigned[12:] + record
+        return _with_tsig(unsigned, message.keyname, tsig)
+
+
+def _with_tsig(unsigned: bytes, keyname: dns.name.Name, tsig: Any) -> bytes:
+    """
+    C{unsigned} with the TSIG record appended and ARCOUNT raised. The owner
+    name is never compressed (BIND's "no compress"; some clients reject a
+    compressed TSIG owner), so signed and unsigned answers match BIND's bytes.
+    """
+    owner = cast(bytes, keyname.to_wire())
+    rdata_wire = tsig.to_wire()
+    record = owner + struct.pack("!HHIH", dns.rdatatype.TSIG, dns.rdataclass.ANY, 0, len(rdata_wire)) + rdata_wire
+    arcount = struct.unpack("!H", unsigned[10:12])[0] + 1
+    return unsigned[:10] + struct.pack("!H", arcount) + unsigned[12:] + record
