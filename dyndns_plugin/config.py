@@ -80,6 +80,7 @@ class HTTPSettings:
     nic_update_ignore_hostname: bool = False
     trusted_proxies: tuple[str, ...] = ()
     timeout: int = 30
+    access_log: str | None = None
 
 
 @attrs.frozen
@@ -113,6 +114,7 @@ class Settings:
     max_ttl: int = 86400
     poll_interval: float = 0.5
     auth_checker: str | None = None
+    log_updates: bool = False
     dns: DNSSettings = attrs.field(factory=DNSSettings)
     http: HTTPSettings | None = None
     gnudip: GnuDIPSettings = attrs.field(factory=GnuDIPSettings)
@@ -223,6 +225,7 @@ def settings_from_dict(data: dict[str, Any], path: str = "<config>") -> Settings
     poll = service.get("poll_interval", float, 0.5)
     if not 0.05 <= poll <= 60:
         raise service.error("poll_interval", "must be 0.05 to 60 seconds")
+    log_updates = service.get("log_updates", bool, False)
     auth_checker = service.get("auth_checker", str, None)
     if auth_checker is not None and not re.fullmatch(r"[\w.]+:[\w.]+", auth_checker):
         raise service.error("auth_checker", f"{auth_checker!r} is not \"package.module:callable\"")
@@ -293,6 +296,7 @@ def settings_from_dict(data: dict[str, Any], path: str = "<config>") -> Settings
         max_ttl=max_ttl,
         poll_interval=poll,
         auth_checker=auth_checker,
+        log_updates=log_updates,
         dns=DNSSettings(
             listen=tuple(listen),
             nameservers=nameservers,
@@ -363,6 +367,7 @@ def _http_settings(top: _Table, path: str) -> HTTPSettings:
     }
     methods.done()
     ignore = table.get("nic_update_ignore_hostname", bool, False)
+    access_log = table.get("access_log", str, None)
     table.done()
     return HTTPSettings(
         listen=tuple(listen),
@@ -371,5 +376,6 @@ def _http_settings(top: _Table, path: str) -> HTTPSettings:
         nic_update_ignore_hostname=ignore,
         trusted_proxies=tuple(proxies),
         timeout=timeout,
+        access_log=None if not access_log else os.path.join(os.path.dirname(os.path.abspath(path)), access_log),
         **switches,
     )

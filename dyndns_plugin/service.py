@@ -74,6 +74,7 @@ class DynDNSService(Service):
         clock: IReactorTime | None = None,
         poll_interval: float | None = 0.5,
         reserved_names: Iterable[str] = (),
+        log_updates: bool = False,
     ) -> None:
         if clock is None:
             from twisted.internet import reactor as default_clock
@@ -89,6 +90,11 @@ class DynDNSService(Service):
         #: Names of the suffix zone itself (name servers, glue) that no user
         #: may take, or a sign-up could hijack the zone's own servers.
         self.reserved_names = frozenset(reserved_names)
+        #: One log line per committed address change. Off by default: each
+        #: user's last change (time, method, client) is stored with its state
+        #: anyway, and at thousands of updates a second the line costs ~25%
+        #: of the throughput (bench/RESULTS.md).
+        self.log_updates = log_updates
         self.ready: defer.Deferred[None] = defer.Deferred()
         self._generation = 0
         self._observers: list[Observer] = []
@@ -366,14 +372,15 @@ class DynDNSService(Service):
             )
             return UpdateResult(UpdateStatus.STORE_FAILED, old, "store failure")
         self._apply_state(new, "update")
-        log.info(
-            "{user} {status} at {address} via {method} from {client}",
-            user=new.user_id,
-            status="offline" if new.offline else "online",
-            address=",".join(str(a) for a in new.addresses()) or "-",
-            method=method,
-            client=new.client_address,
-        )
+        if self.log_updates:
+            log.info(
+                "{user} {status} at {address} via {method} from {client}",
+                user=new.user_id,
+                status="offline" if new.offline else "online",
+                address=",".join(str(a) for a in new.addresses()) or "-",
+                method=method,
+                client=new.client_address,
+            )
         return UpdateResult(UpdateStatus.GOOD, new, "updated")
 
     # -- the write path for administrators

@@ -5,6 +5,7 @@ file. L{build_service} is also the way to get the whole service in a program.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from twisted.application import internet, service, strports
@@ -116,6 +117,7 @@ def make_dyndns_service(settings: Settings, store: IUserStore, reactor: Any = No
         clock=reactor,
         poll_interval=settings.poll_interval,
         reserved_names=[*settings.dns.nameservers, *settings.dns.glue],
+        log_updates=settings.log_updates,
     )
 
 
@@ -183,4 +185,8 @@ def build_service(
 
 
 def makeService(options: Options) -> service.MultiService:
+    # The reactor thread and the SQLite writer thread hand the GIL back and
+    # forth for every batch; the default 5 ms switch interval makes the
+    # writer wait behind a busy reactor (bench/RESULTS.md, HTTP updates).
+    sys.setswitchinterval(0.0005)
     return build_service(options.settings, options.store, options.zones)

@@ -194,8 +194,19 @@ class _Worker:
                 conn.execute("ROLLBACK")
             failure = Failure(StoreError(f"sqlite: {e}"))
             results = [failure] * len(batch)
-        for (_function, _write, d), result in zip(batch, results):
-            self._deliver(d, result)
+        # One wake-up of the reactor for the whole batch, not one per write.
+        self._reactor.callFromThread(
+            _fire_all, [(d, result) for (_f, _w, d), result in zip(batch, results)]
+        )
+
+
+def _fire_all(outcomes: list[tuple[defer.Deferred[Any], object]]) -> None:
+    """Fire each Deferred with its result, on the reactor thread, in order."""
+    for d, result in outcomes:
+        if isinstance(result, Failure):
+            d.errback(result)
+        else:
+            d.callback(result)
 
 
 def _text(value: object) -> str | None:
