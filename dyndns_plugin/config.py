@@ -311,26 +311,33 @@ def settings_from_dict(data: dict[str, Any], path: str = "<config>") -> Settings
     )
 
 
-def _gnudip_settings(top: _Table, base: str) -> GnuDIPSettings:
-    table = top.table("gnudip")
+def _endpoints(table: _Table, example: str) -> tuple[str, ...]:
+    """C{listen}: a list of Twisted endpoint strings (parsed fully at start)."""
     listen = []
     for item in table.get("listen", list, []):
         if not isinstance(item, str) or ":" not in item:
-            raise table.error("listen", f"{item!r} is not a Twisted endpoint like \"tcp:3495:interface=127.0.0.1\"")
+            raise table.error("listen", f"{item!r} is not a Twisted endpoint like \"{example}\"")
         listen.append(item)
-    timeout = table.get("timeout", int, 30)
-    if not 1 <= timeout <= 600:
-        raise table.error("timeout", "must be 1 to 600 seconds")
-    per_source = table.get("max_connections_per_source", int, 8)
-    if not 1 <= per_source <= 10000:
-        raise table.error("max_connections_per_source", "must be 1 to 10000")
-    window = table.get("salt_window", int, 60)
-    if not 5 <= window <= 3600:
-        raise table.error("salt_window", "must be 5 to 3600 seconds")
+    return tuple(listen)
+
+
+def _bounded(table: _Table, key: str, default: int, low: int, high: int) -> int:
+    value = table.get(key, int, default)
+    if not low <= value <= high:
+        raise table.error(key, f"must be {low} to {high}")
+    return value
+
+
+def _gnudip_settings(top: _Table, base: str) -> GnuDIPSettings:
+    table = top.table("gnudip")
+    listen = _endpoints(table, "tcp:3495:interface=127.0.0.1")
+    timeout = _bounded(table, "timeout", 30, 1, 600)
+    per_source = _bounded(table, "max_connections_per_source", 8, 1, 10000)
+    window = _bounded(table, "salt_window", 60, 5, 3600)
     key_file = table.get("http_key_file", str, "gnudip-http.key")
     table.done()
     return GnuDIPSettings(
-        listen=tuple(listen),
+        listen=listen,
         timeout=timeout,
         max_connections_per_source=per_source,
         salt_window=window,
@@ -342,11 +349,7 @@ def _http_settings(top: _Table, path: str) -> HTTPSettings:
     from urllib.parse import urlsplit
 
     table = top.table("http")
-    listen = []
-    for item in table.get("listen", list, []):
-        if not isinstance(item, str) or ":" not in item:
-            raise table.error("listen", f"{item!r} is not a Twisted endpoint like \"tcp:8080:interface=127.0.0.1\"")
-        listen.append(item)
+    listen = _endpoints(table, "tcp:8080:interface=127.0.0.1")
     base_url = table.get("base_url", str, "http://localhost/dyndns/")
     parts = urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -357,9 +360,7 @@ def _http_settings(top: _Table, path: str) -> HTTPSettings:
     proxies = []
     for item in table.get("trusted_proxies", list, []):
         proxies.append(table.convert("trusted_proxies", lambda v: str(ipaddress.ip_network(v, strict=False)), item))
-    timeout = table.get("timeout", int, 30)
-    if not 1 <= timeout <= 3600:
-        raise table.error("timeout", "must be 1 to 3600 seconds")
+    timeout = _bounded(table, "timeout", 30, 1, 3600)
     methods = table.table("methods")
     switches = {
         key: methods.get(key, bool, True)
@@ -370,7 +371,7 @@ def _http_settings(top: _Table, path: str) -> HTTPSettings:
     access_log = table.get("access_log", str, None)
     table.done()
     return HTTPSettings(
-        listen=tuple(listen),
+        listen=listen,
         base_url=base_url,
         base_path=base_path,
         nic_update_ignore_hostname=ignore,

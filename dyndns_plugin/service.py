@@ -266,19 +266,10 @@ class DynDNSService(Service):
             if ipv4 is None and ipv6 is None:
                 return UpdateResult(UpdateStatus.BAD_ADDRESS, old, "no address given")
             current = old or HostState(user_id)
-            new = HostState(
-                user_id=user_id,
-                ipv4=ipv4 or current.ipv4,
-                ipv6=ipv6 or current.ipv6,
-                ttl=self.clamp_ttl(ttl),
-                offline=False,
-                updated_at=self.clock.seconds(),
-                method=method,
-                client_address=client_address,
+            return await self._go_online(
+                old, user_id, ipv4 or current.ipv4, ipv6 or current.ipv6,
+                ttl, method, client_address,
             )
-            if self._unchanged(old, new):
-                return UpdateResult(UpdateStatus.NOCHG, old, "no change")
-            return await self._commit_state(new, old, method)
 
         return self._serialized(user_id, action)
 
@@ -306,30 +297,39 @@ class DynDNSService(Service):
                 return refused
             if (ipv4 is not None and ipv4.version != 4) or (ipv6 is not None and ipv6.version != 6):
                 return UpdateResult(UpdateStatus.BAD_ADDRESS, old, "address of the wrong family")
-            new = HostState(
-                user_id=user_id,
-                ipv4=ipv4,
-                ipv6=ipv6,
-                ttl=self.clamp_ttl(ttl),
-                offline=False,
-                updated_at=self.clock.seconds(),
-                method=method,
-                client_address=client_address,
-            )
-            if self._unchanged(old, new):
-                return UpdateResult(UpdateStatus.NOCHG, old, "no change")
-            return await self._commit_state(new, old, method)
+            return await self._go_online(old, user_id, ipv4, ipv6, ttl, method, client_address)
 
         return self._serialized(user_id, action)
 
-    def _unchanged(self, old: HostState | None, new: HostState) -> bool:
-        """Would C{new} serve exactly what C{old} serves (nochg)?"""
-        return (
+    async def _go_online(
+        self,
+        old: HostState | None,
+        user_id: str,
+        ipv4: IPAddress | None,
+        ipv6: IPAddress | None,
+        ttl: int | None,
+        method: str,
+        client_address: str | None,
+    ) -> UpdateResult:
+        """Commit the online state C{ipv4}/C{ipv6}, or NOCHG if it is served already."""
+        new = HostState(
+            user_id=user_id,
+            ipv4=ipv4,
+            ipv6=ipv6,
+            ttl=self.clamp_ttl(ttl),
+            offline=False,
+            updated_at=self.clock.seconds(),
+            method=method,
+            client_address=client_address,
+        )
+        if (
             old is not None
             and not old.offline
             and (old.ipv4, old.ipv6) == (new.ipv4, new.ipv6)
             and self.clamp_ttl(old.ttl) == new.ttl
-        )
+        ):
+            return UpdateResult(UpdateStatus.NOCHG, old, "no change")
+        return await self._commit_state(new, old, method)
 
     def set_offline(
         self, user_id: str, method: str = "", client_address: str | None = None
