@@ -136,7 +136,7 @@ def make_store_main(path: str, count: int, log2_n: int) -> None:
 
 
 def write_config(tmp: str, store: str, dns_port: int, http_port: int,
-                 log_updates: bool = True) -> str:
+                 log_updates: bool = False) -> str:
     path = os.path.join(tmp, "server.toml")
     with open(path, "w") as f:
         f.write(
@@ -192,7 +192,7 @@ def basic(i: int) -> str:
 
 
 def start_server(procs: Processes, tmp: str, store: str, deadline: float,
-                 command: list[str], log_updates: bool = True,
+                 command: list[str], log_updates: bool = False,
                  ) -> tuple[subprocess.Popen[bytes], int, str, float]:
     http_port = free_port()
     dns_port = free_port()
@@ -681,8 +681,9 @@ def main() -> int:
     parser.add_argument("-c", "--connections", type=int, default=32, help="wrk -c")
     parser.add_argument("-d", "--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--no-myip", action="store_true", help="skip the myip run")
-    parser.add_argument("--no-update-log", action="store_true",
-                        help="run the server with service.log_updates = false")
+    parser.add_argument("--update-log", action="store_true",
+                        help="run the server with service.log_updates = true (default: the "
+                             "server's default, off)")
     parser.add_argument("--hash-cost", type=int, default=15, metavar="LOG2_N",
                         help="scrypt cost of the users' hashes (default 15, the real one)")
     parser.add_argument("--stop", choices=("kill", "term"), default="kill",
@@ -747,7 +748,7 @@ def main() -> int:
         note("starting twistd dyndns (SQLite store, HTTP on 127.0.0.1)")
         command = shlex.split(args.twistd) if args.twistd else twistd()
         proc, port, log, ready = start_server(procs, tmp, store, deadline, command,
-                                               log_updates=not args.no_update_log)
+                                               log_updates=args.update_log)
         out["startup_s"] = ready
         note(f"server on port {port}")
 
