@@ -343,21 +343,28 @@ class UpdateHandler:
 
     # -- answers
 
-    def _response(self, message: dns.update.UpdateMessage, rcode: int) -> dns.update.UpdateMessage:
-        response = dns.update.UpdateMessage(id=message.id)
-        response.flags = dns.flags.QR | dns.opcode.to_flags(dns.opcode.UPDATE)
-        response.zone = list(message.zone)
-        response.set_rcode(dns.rcode.Rcode(rcode))
-        return response
+    def _response(self, message: dns.update.UpdateMessage, rcode: int) -> bytes:
+        """
+        The unsigned answer: our header (QR, opcode UPDATE, RCODE) and the
+        zone section echoed, the other sections empty (RFC 2136 section 3.8,
+        what BIND and Knot send). Built from bytes: rendering a dnspython
+        message was a fifth of the cost of an update.
+        """
+        zone = b"".join(
+            cast(bytes, rrset.name.to_wire()) + struct.pack("!HH", rrset.rdtype, rrset.rdclass)
+            for rrset in message.zone
+        )
+        flags = 0x8000 | (dns.opcode.UPDATE << 11) | (rcode & 0xF)
+        return struct.pack("!HHHHHH", message.id, flags, len(message.zone), 0, 0, 0) + zone
 
     def _plain(self, message: dns.update.UpdateMessage, rcode: int) -> bytes:
-        return self._response(message, rcode).to_wire()
+        return self._response(message, rcode)
 
     def _tsig_error(self, message: dns.update.UpdateMessage, error: int) -> bytes:
         """NOTAUTH with the TSIG error and an empty MAC: unsigned (BADKEY, BADSIG)."""
         assert message.tsig is not None and message.keyname is not None
         rdata = message.tsig[0]
-        unsigned = self._response(message, dns.rcode.NOTAUTH).to_wire()
+        unsigned = self._response(message, dns.rcode.NOTAUTH)
         return _with_tsig(
             unsigned, message.keyname, rdata.replace(mac=b"", error=error, other=b"")
         )
@@ -372,7 +379,7 @@ class UpdateHandler:
         """
         assert message.tsig is not None and message.keyname is not None
         request = message.tsig[0]
-        unsigned = self._response(message, rcode).to_wire()
+        unsigned = self._response(message, rcode)
         template = request.replace(
             time_signed=request.time_signed if error == dns.rcode.BADTIME else now,
             mac=b"",
