@@ -114,6 +114,13 @@ def parse_address(value: object, field: str = "address") -> IPAddress:
     """
     Parse an IPv4 or IPv6 address; IPv4-mapped IPv6 addresses become IPv4.
     """
+    if type(value) is ipaddress.IPv4Address:
+        # Already parsed (the write path passes objects along): only the
+        # host-address checks, on the integer (0.0.0.0 and 224.0.0.0/4).
+        number = int(value)
+        if number == 0 or number >> 28 == 14:
+            raise ValidationError(field, f"{value!r} cannot be a host address")
+        return value
     if isinstance(value, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
         address: IPAddress = value
     else:

@@ -98,7 +98,9 @@ class DynDNSService(Service):
         self.ready: defer.Deferred[None] = defer.Deferred()
         self._generation = 0
         self._observers: list[Observer] = []
-        self._locks: dict[str, defer.DeferredLock] = {}
+        #: user id -> a Deferred that fires when that user's last queued
+        #: write has finished (the next write waits for it).
+        self._locks: dict[str, defer.Deferred[None]] = {}
         self._poll_interval = poll_interval
         self._poller: task.LoopingCall | None = None
         self._polling = False
@@ -209,16 +211,23 @@ class DynDNSService(Service):
         that two concurrent updates (say IPv4 and IPv6) both build on the
         state the other one committed.
         """
-        lock = self._locks.get(user_id)
-        if lock is None:
-            lock = self._locks[user_id] = defer.DeferredLock()
+        previous = self._locks.get(user_id)
+        if previous is None:
+            done = defer.ensureDeferred(action())
+        else:
+            # Chain behind the last write for this user, whatever its outcome.
+            done = defer.Deferred()
+            previous.addBoth(lambda _: defer.ensureDeferred(action()).chainDeferred(done))
+        tail: defer.Deferred[None] = defer.Deferred()
+        self._locks[user_id] = tail
 
-        def release(result: object) -> object:
-            if not lock.locked and not lock.waiting:
-                self._locks.pop(user_id, None)
+        def finished(result: object) -> object:
+            if self._locks.get(user_id) is tail:
+                del self._locks[user_id]
+            tail.callback(None)
             return result
 
-        return lock.run(lambda: defer.ensureDeferred(action())).addBoth(release)
+        return done.addBoth(finished)
 
     # -- the write path for clients
 
