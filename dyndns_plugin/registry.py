@@ -95,6 +95,19 @@ class Registry:
             return frozenset()
         return frozenset((holders,) if isinstance(holders, str) else holders)
 
+    def updatable_names(self, user_id: str) -> set[str]:
+        """
+        The names a user's own update may name (dyndns2 C{hostname}, RFC 2136
+        owner names): the main name and the exact additional names, not the
+        names a wildcard alias covers.
+        """
+        user = self.users.get(user_id)
+        if user is None:
+            return set()
+        names = {self.main_name(user_id)}
+        names.update(n for n in user.hostnames if not n.startswith("*."))
+        return names
+
     def names_of(self, user_id: str) -> Iterator[str]:
         """Every name C{user_id} answers for (wildcards as C{*.x})."""
         user = self.users.get(user_id)

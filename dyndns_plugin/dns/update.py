@@ -192,12 +192,7 @@ class UpdateHandler:
     def _served_zone(self, zone: dns.name.Name, user: User) -> bool:
         if zone in self.zones:
             return True
-        return zone.to_text(omit_final_dot=True).lower() in self._own_names(user)
-
-    def _own_names(self, user: User) -> set[str]:
-        names = {self.service.registry.main_name(user.id)}
-        names.update(n for n in user.hostnames if not n.startswith("*."))
-        return names
+        return zone.to_text(omit_final_dot=True).lower() in self.service.registry.updatable_names(user.id)
 
     def _current(self, user: User) -> HostState:
         state = self.service.registry.states.get(user.id)
@@ -271,7 +266,7 @@ class UpdateHandler:
                 raise UpdateError(dns.rcode.FORMERR, "update of an unknown class")
 
     def _check_policy(self, message: dns.update.UpdateMessage, user: User) -> None:
-        own = self._own_names(user)
+        own = self.service.registry.updatable_names(user.id)
         for rrset in message.update:
             name = rrset.name.to_text(omit_final_dot=True).lower()
             if name not in own:

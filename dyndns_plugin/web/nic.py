@@ -70,8 +70,7 @@ class NicUpdateResource(AsyncResource):
         user = self.service.registry.users.get(user_id)
         if user is None:
             return _reply(request, ["badauth"], http.UNAUTHORIZED)
-        own = {self.service.registry.main_name(user_id)}
-        own.update(name for name in user.hostnames if not name.startswith("*."))
+        own = self.service.registry.updatable_names(user_id)
 
         raw = [h.strip() for h in (arg(request, "hostname") or "").split(",")]
         requested = [h for h in raw if h]
