@@ -263,7 +263,12 @@ def check_answers(port: int, users: int, samples: int, label: str) -> None:
 # -- servers
 
 
-def write_config(tmp: str, name: str, store: str, port: int) -> str:
+def write_config(tmp: str, name: str, store: str, port: int,
+                 log_updates: bool = False, extra: str = "") -> str:
+    """
+    The server configuration every benchmark starts from (the other
+    benchmarks add their listeners in C{extra}).
+    """
     path = os.path.join(tmp, f"{name}.toml")
     with open(path, "w") as f:
         f.write(
@@ -273,6 +278,7 @@ default_ttl = {TTL}
 min_ttl = 10
 max_ttl = 86400
 poll_interval = 0.5
+log_updates = {"true" if log_updates else "false"}
 
 [store]
 backend = "sqlite"
@@ -285,7 +291,7 @@ hostmaster = "hostmaster.{SUFFIX}"
 
 [dns.glue]
 "ns1.{SUFFIX}" = ["127.0.0.1"]
-"""
+{extra}"""
         )
     return path
 

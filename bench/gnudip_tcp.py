@@ -79,6 +79,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from dns_qps import write_config as write_server_config  # noqa: E402
 from dns_qps import (  # noqa: E402  (shared helpers of the DNS benchmark)
     BenchError,
     Processes,
@@ -167,36 +168,12 @@ def write_config(tmp: str, store: str, dns_port: int, gnudip_port: int,
     endpoint = f"tcp:{gnudip_port}:interface={HOST}"
     if backlog:
         endpoint += f":backlog={backlog}"
-    path = os.path.join(tmp, "server.toml")
-    with open(path, "w") as f:
-        f.write(
-            f"""[service]
-suffix = "{SUFFIX}"
-default_ttl = 30
-min_ttl = 10
-max_ttl = 86400
-poll_interval = 0.5
-log_updates = {'true' if log_updates else 'false'}
-
-[store]
-backend = "sqlite"
-path = "{store}"
-
-[dns]
-listen = ["{HOST}:{dns_port}"]
-nameservers = ["ns1.{SUFFIX}"]
-hostmaster = "hostmaster.{SUFFIX}"
-
-[dns.glue]
-"ns1.{SUFFIX}" = ["127.0.0.1"]
-
+    return write_server_config(tmp, "server", store, dns_port, log_updates, f"""
 [gnudip]
 listen = ["{endpoint}"]
 timeout = 30
 max_connections_per_source = {per_source}
-"""
-        )
-    return path
+""")
 
 
 def wait_dns_ready(proc: subprocess.Popen[bytes], port: int, name: str, expected: str,

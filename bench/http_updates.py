@@ -68,6 +68,7 @@ from typing import Any, Callable
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from dns_qps import write_config as write_server_config  # noqa: E402
 from dns_qps import (  # noqa: E402  (shared helpers of the DNS benchmark)
     BenchError,
     Processes,
@@ -137,29 +138,7 @@ def make_store_main(path: str, count: int, log2_n: int) -> None:
 
 def write_config(tmp: str, store: str, dns_port: int, http_port: int,
                  log_updates: bool = False) -> str:
-    path = os.path.join(tmp, "server.toml")
-    with open(path, "w") as f:
-        f.write(
-            f"""[service]
-suffix = "{SUFFIX}"
-default_ttl = 30
-min_ttl = 10
-max_ttl = 86400
-poll_interval = 0.5
-log_updates = {"true" if log_updates else "false"}
-
-[store]
-backend = "sqlite"
-path = "{store}"
-
-[dns]
-listen = ["{HOST}:{dns_port}"]
-nameservers = ["ns1.{SUFFIX}"]
-hostmaster = "hostmaster.{SUFFIX}"
-
-[dns.glue]
-"ns1.{SUFFIX}" = ["127.0.0.1"]
-
+    return write_server_config(tmp, "server", store, dns_port, log_updates, f"""
 [http]
 listen = ["tcp:{http_port}:interface={HOST}"]
 base_url = "http://{HOST}:{http_port}{BASE_PATH}"
@@ -170,9 +149,7 @@ url_auth = true
 basic_auth = true
 nic_update = true
 remote_ip = true
-"""
-        )
-    return path
+""")
 
 
 def http_get(port: int, path: str, auth: str | None = None,

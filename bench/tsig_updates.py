@@ -94,6 +94,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from dns_qps import write_config as write_server_config  # noqa: E402
 from dns_qps import (  # noqa: E402  (shared helpers of the DNS benchmark)
     BenchError,
     Processes,
@@ -191,31 +192,7 @@ def make_store_main(path: str, count: int) -> None:
 
 
 def write_our_config(tmp: str, store: str, port: int, log_updates: bool = False) -> str:
-    path = os.path.join(tmp, "ours.toml")
-    with open(path, "w") as f:
-        f.write(
-            f"""[service]
-suffix = "{SUFFIX}"
-default_ttl = {TTL}
-min_ttl = 10
-max_ttl = 86400
-poll_interval = 0.5
-log_updates = {'true' if log_updates else 'false'}
-
-[store]
-backend = "sqlite"
-path = "{store}"
-
-[dns]
-listen = ["{HOST}:{port}"]
-nameservers = ["ns1.{SUFFIX}"]
-hostmaster = "hostmaster.{SUFFIX}"
-
-[dns.glue]
-"ns1.{SUFFIX}" = ["127.0.0.1"]
-"""
-        )
-    return path
+    return write_server_config(tmp, "ours", store, port, log_updates)
 
 
 def wait_answer(proc: subprocess.Popen[bytes], port: int, name: str, expected: str,
