@@ -872,6 +872,22 @@ class PolicyTests(UpdateTestsMixin, unittest.TestCase):
         """A name below alice's (not one of her names) is foreign too: REFUSED."""
         self.refused(set_address(f"www.alice.{ZONE}", "A", "192.0.2.2"))
 
+    def test_dotted_label_is_not_own_name(self):
+        """
+        Owner labels C{a.b|example|org} (one label holding a dot) read like
+        alice's name C{a.b.example.org} when joined: REFUSED, nothing changed.
+        """
+        self.successResultOf(self.service.edit_user("alice", hostnames=["a.b.example.org"]))
+        message = dns.update.UpdateMessage("example.org.")
+        message.replace("a.b.example.org.", 60, "A", "192.0.2.2")  # allowed: control
+        wire = sign_at(message, self.alice, T0)
+        answer, _ = self.reply(wire)
+        self.assertSigned(answer, wire, self.alice, NOERROR)
+        forged = dns.update.UpdateMessage("example.org.")
+        forged.replace(dns.name.Name([b"a.b", b"example", b"org", b""]), 60, "A", "192.0.2.3")
+        self.refused(forged)
+        self.assertEqual(self.served("a.b.example.org"), ({"192.0.2.2"}, 60))
+
     def test_wrong_types(self):
         """TXT, MX, CNAME adds and a TXT delete on alice's own name: REFUSED signed."""
         for rdtype, rdata in (("TXT", '"hello"'), ("MX", "10 mail.example.org."),
@@ -971,6 +987,24 @@ class PrerequisiteTests(UpdateTestsMixin, unittest.TestCase):
     def test_value_dependent_fails(self):
         """A with another address: NXRRSET."""
         self.check(lambda m: m.present(f"alice.{ZONE}", "A", "192.0.2.99"), dns.rcode.NXRRSET)
+
+    def test_value_dependent_two_records(self):
+        """
+        Two A records in the prerequisite form one RRset (RFC 2136 3.2.5):
+        alice's single address is not that RRset, NXRRSET; the same
+        address twice is the RRset {address}, satisfied.
+        """
+        def two(message: dns.update.UpdateMessage) -> None:
+            message.present(f"alice.{ZONE}", "A", "192.0.2.1")
+            message.present(f"alice.{ZONE}", "A", "192.0.2.99")
+
+        self.check(two, dns.rcode.NXRRSET)
+
+        def twice(message: dns.update.UpdateMessage) -> None:
+            message.present(f"alice.{ZONE}", "A", "192.0.2.1")
+            message.present(f"alice.{ZONE}", "A", "192.0.2.1")
+
+        self.check(twice, NOERROR)
 
     def test_value_dependent_missing_rrset(self):
         """AAAA with a value while alice has no AAAA: NXRRSET."""
@@ -1281,6 +1315,30 @@ class KeyTests(UpdateTestsMixin, unittest.TestCase):
             self.assertEqual(reply.tsig.owner_wire, dns.name.from_text(name).to_wire())
             self.assertEqual(self.served(f"alice.{SUFFIX}"), ({address}, 60))
 
+    def test_secret_change_takes_effect(self):
+        """
+        The handler caches each user's decoded key: a new secret (or
+        algorithm) set while it runs is used from the next message on, and
+        the old one gets BADSIG (BADKEY for the old algorithm).
+        """
+        self.setup(T0, [User("alice", tsig_secret=ALICE_SECRET, tsig_algorithm="hmac-sha256")])
+        old = make_key(f"alice.{ZONE}", ALICE_SECRET)
+        wire = sign_at(set_address(f"alice.{ZONE}", "A", "192.0.2.1"), old, T0)
+        self.assertSigned(self.reply(wire)[0], wire, old, NOERROR)
+        self.successResultOf(self.service.edit_user("alice", tsig_secret=BOB_SECRET))
+        wire = sign_at(set_address(f"alice.{ZONE}", "A", "192.0.2.2"), old, T0)
+        self.assertUnsignedError(self.reply(wire)[0], wire, BADSIG)
+        new = make_key(f"alice.{ZONE}", BOB_SECRET)
+        wire = sign_at(set_address(f"alice.{ZONE}", "A", "192.0.2.3"), new, T0)
+        self.assertSigned(self.reply(wire)[0], wire, new, NOERROR)
+        self.successResultOf(self.service.edit_user("alice", tsig_algorithm="hmac-sha512"))
+        wire = sign_at(set_address(f"alice.{ZONE}", "A", "192.0.2.4"), new, T0)
+        self.assertUnsignedError(self.reply(wire)[0], wire, BADKEY)
+        newer = make_key(f"alice.{ZONE}", BOB_SECRET, "hmac-sha512")
+        wire = sign_at(set_address(f"alice.{ZONE}", "A", "192.0.2.5"), newer, T0)
+        self.assertSigned(self.reply(wire)[0], wire, newer, NOERROR)
+        self.assertEqual(self.served(f"alice.{SUFFIX}"), ({"192.0.2.5"}, 60))
+
     def test_other_key_names(self):
         """C{alice.example.net.}, C{x.alice.<suffix>.}, C{<suffix>.}: BADKEY."""
         self.setup(T0, [User("alice", tsig_secret=ALICE_SECRET, tsig_algorithm="hmac-sha256")])
@@ -1411,6 +1469,60 @@ class MalformedTests(UpdateTestsMixin, unittest.TestCase):
         header = struct.pack("!HHHHHH", 0x4242, 5 << 11, 1, 0, 2, 1)
         for body in (b"\xff" * 40, b"\x3f" + b"a" * 63 + b"\xc0\x0c", bytes(range(256))):
             self.formerr(header + body)
+
+    def signed_with_body(self, body: bytes, upcount: int = 1) -> bytes:
+        """A signed message: the zone question, then C{body} as the update section."""
+        zone = dns.name.from_text(ZONE).to_wire() + struct.pack("!HH", 6, 1)
+        header = struct.pack("!HHHHHH", 0x4243, 5 << 11, 1, 0, upcount, 0)
+        return sign_at(header + zone + body, self.alice, self.capture.time_signed)
+
+    def test_bad_names(self):
+        """
+        Owner names that cannot be read, in an otherwise valid signed message:
+        a pointer forwards, to itself, into the header; a label type 0x40;
+        a name over 255 bytes; a label past the end. FORMERR each, and the
+        handler keeps answering valid updates afterwards.
+        """
+        rr = struct.pack("!HHIH", 1, 1, 60, 4) + bytes([192, 0, 2, 9])
+        bad_names = [
+            b"\xc0\x40",  # forwards
+            b"\xc0\x21",  # to itself (offset 33 = where this owner starts)
+            b"\xc0\x02",  # into the header
+            b"\x41" + b"a" * 65 + b"\x00",  # label type 0x40
+            (b"\x3f" + b"a" * 63) * 4 + b"\x00",  # 257 bytes
+        ]
+        for name in bad_names:
+            self.formerr(self.signed_with_body(name + rr))
+        # a valid pointer to the zone name is fine
+        good = b"\x05alice\xc0\x0c" + struct.pack("!HHIH", 255, 255, 0, 0) + b"\x05alice\xc0\x0c" + rr
+        answer, _ = self.reply(self.signed_with_body(good, upcount=2))
+        self.assertSigned(answer, self.signed_with_body(good, upcount=2), self.alice, NOERROR)
+        self.assertEqual(self.served(f"alice.{SUFFIX}"), ({"192.0.2.9"}, 60))
+
+    def test_bad_records(self):
+        """A record of 3 bytes, data in a delete-RRset, a TSIG in the update section: FORMERR."""
+        owner = dns.name.from_text(f"alice.{ZONE}").to_wire()
+        for body in (
+            owner + struct.pack("!HHIH", 1, 1, 60, 3) + bytes([192, 0, 2]),
+            owner + struct.pack("!HHIH", 28, 1, 60, 4) + bytes([192, 0, 2, 1]),
+            owner + struct.pack("!HHIH", 1, 255, 0, 4) + bytes([192, 0, 2, 1]),
+            owner + struct.pack("!HHIH", 250, 255, 0, 0),
+        ):
+            self.formerr(self.signed_with_body(body))
+
+    def test_trailing_bytes(self):
+        """Bytes after the TSIG record: FORMERR."""
+        self.formerr(self.capture.wire + b"\x00")
+
+    def test_tsig_of_class_in(self):
+        """A TSIG record of class IN: FORMERR."""
+        wire = self.capture.wire
+        record = parse(wire).tsig
+        assert record is not None
+        owner_end = record.start + len(dns.name.from_text(self.capture.key.name.to_text()).to_wire())
+        class_at = owner_end + 2
+        self.assertEqual(wire[class_at:class_at + 2], b"\x00\xff")
+        self.formerr(wire[:class_at] + b"\x00\x01" + wire[class_at + 2:])
 
     def test_mac_too_long(self):
         """A MAC longer than the hash (hmac-sha256: 33 bytes): FORMERR."""
