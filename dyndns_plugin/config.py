@@ -21,6 +21,8 @@ from dyndns_plugin.model import (
     ValidationError,
     normalize_name,
     parse_address,
+    validate_tsig_algorithm,
+    validate_tsig_secret,
     validate_ttl,
 )
 
@@ -44,6 +46,15 @@ class HostZone:
 
 
 @attrs.frozen
+class TransferKey:
+    """A TSIG key that may transfer our zones (and sign NOTIFY)."""
+
+    name: str
+    algorithm: str
+    secret: str
+
+
+@attrs.frozen
 class DNSSettings:
     listen: tuple[tuple[str, int], ...] = (("127.0.0.1", 53),)
     nameservers: tuple[str, ...] = ()
@@ -57,6 +68,14 @@ class DNSSettings:
     glue: dict[str, tuple[IPAddress, ...]] = attrs.field(factory=dict)
     zones: tuple[HostZone, ...] = ()
     updates: bool = True
+    update_local_zones: bool = False
+    transfer_allow: tuple[str, ...] = ()
+    transfer_keys: tuple[TransferKey, ...] = ()
+    journal_size: int = 1000
+    notify: tuple[tuple[str, int], ...] = ()
+    notify_retry: float = 2.0
+    notify_retries: int = 5
+    notify_key: str | None = None
 
 
 @attrs.frozen
@@ -281,6 +300,8 @@ def settings_from_dict(data: dict[str, Any], path: str = "<config>") -> Settings
         zone.done()
         zones.append(HostZone(origin, os.path.join(base, file)))
     updates = dns_table.get("updates", bool, True)
+    update_local_zones = dns_table.get("update_local_zones", bool, False)
+    transfer = _transfer_settings(dns_table)
     dns_table.done()
     http_settings = _http_settings(top, path) if "http" in data else None
     gnudip_settings = _gnudip_settings(top, base)
@@ -304,10 +325,61 @@ def settings_from_dict(data: dict[str, Any], path: str = "<config>") -> Settings
             glue=glue,
             zones=tuple(zones),
             updates=updates,
-            **timers,
+            update_local_zones=update_local_zones,
+            **transfer,
+            serial=timers["serial"],
+            refresh=timers["refresh"],
+            retry=timers["retry"],
+            expire=timers["expire"],
+            minimum=timers["minimum"],
+            soa_ttl=timers["soa_ttl"],
         ),
         http=http_settings,
         gnudip=gnudip_settings,
+    )
+
+
+def _transfer_settings(dns_table: _Table) -> dict[str, Any]:
+    """C{[dns.transfer]} (who may transfer, the journal) and C{[dns.notify]}."""
+    table = dns_table.table("transfer")
+    allow = tuple(
+        table.convert("allow", lambda v: str(ipaddress.ip_network(v, strict=False)), item)
+        for item in table.get("allow", list, [])
+    )
+    keys = []
+    for i, item in enumerate(table.get("keys", list, [])):
+        key = _Table(table.path, f"{table.key('keys')}[{i}]", item)
+        name = key.convert("name", normalize_name, key.get("name", str, required=True))
+        algorithm = key.convert(
+            "algorithm", validate_tsig_algorithm, key.get("algorithm", str, "hmac-sha256")
+        )
+        secret = key.convert("secret", validate_tsig_secret, key.get("secret", str, required=True))
+        key.done()
+        keys.append(TransferKey(name, algorithm, secret))
+    journal_size = _bounded(table, "journal", 1000, 0, 1_000_000)
+    table.done()
+    notify = dns_table.table("notify")
+    targets = []
+    for item in notify.get("targets", list, []):
+        if not isinstance(item, str):
+            raise notify.error("targets", "must be a list of \"ADDRESS:PORT\" strings")
+        host, port = notify.convert("targets", parse_listen, item)
+        if not host or port == 0:
+            raise notify.error("targets", f"{item!r} needs an address and a port")
+        targets.append((host, port))
+    retry = notify.get("retry", float, 2.0)
+    if not 0.01 <= retry <= 3600:
+        raise notify.error("retry", "must be 0.01 to 3600 seconds")
+    retries = _bounded(notify, "retries", 5, 0, 20)
+    notify_key = notify.get("key", str, None)
+    if notify_key is not None:
+        notify_key = notify.convert("key", normalize_name, notify_key)
+        if notify_key not in {k.name for k in keys}:
+            raise notify.error("key", f"{notify_key!r} is not one of dns.transfer.keys")
+    notify.done()
+    return dict(
+        transfer_allow=allow, transfer_keys=tuple(keys), journal_size=journal_size,
+        notify=tuple(targets), notify_retry=retry, notify_retries=retries, notify_key=notify_key,
     )
 
 

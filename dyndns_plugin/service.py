@@ -10,7 +10,7 @@ to the in-memory registry that DNS answers from, and then to observers.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Awaitable, Callable, Iterable, Sequence
 
 import attrs
 from twisted.application.service import Service
@@ -98,6 +98,7 @@ class DynDNSService(Service):
         self.ready: defer.Deferred[None] = defer.Deferred()
         self._generation = 0
         self._observers: list[Observer] = []
+        self._startup_steps: list[Callable[[], Awaitable[None]]] = []
         #: user id -> a Deferred that fires when that user's last queued
         #: write has finished (the next write waits for it).
         self._locks: dict[str, defer.Deferred[None]] = {}
@@ -122,6 +123,8 @@ class DynDNSService(Service):
             if state.user_id in self.registry.users:
                 self.registry.set_state(state)
         self._generation = snapshot.generation
+        for step in self._startup_steps:
+            await step()
         self.registry.loaded = True
         log.info(
             "loaded {count} users from the store (generation {generation})",
@@ -141,6 +144,13 @@ class DynDNSService(Service):
         if self._poller is not None and self._poller.running:
             self._poller.stop()
         return self.store.close()
+
+    def add_startup_step(self, step: Callable[[], Awaitable[None]]) -> None:
+        """
+        Run C{step()} at start, after the registry is filled and before it
+        serves (the zone publisher chooses its serials there).
+        """
+        self._startup_steps.append(step)
 
     # -- observers
 

@@ -121,6 +121,65 @@ def make_dyndns_service(settings: Settings, store: IUserStore, reactor: Any = No
     )
 
 
+def make_transfer(
+    settings: Settings, dyndns: DynDNSService, zones: list[StaticZone], reactor: Any = None
+) -> tuple[Any, Any, Any]:
+    """
+    The zone publisher (serials, journal), the AXFR/IXFR handler and the
+    NOTIFY sender (None without targets).
+    """
+    import base64
+    import ipaddress
+
+    from dyndns_plugin.dns.notify import Notifier
+    from dyndns_plugin.dns.publisher import ZonePublisher
+    from dyndns_plugin.dns.signing import TSIGKey, labels_of
+    from dyndns_plugin.dns.transfer import TransferHandler
+
+    dns_settings = settings.dns
+    keys = {
+        k.name: TSIGKey.make(labels_of(k.name), base64.b64decode(k.secret), k.algorithm)
+        for k in dns_settings.transfer_keys
+    }
+    notifier = None
+    if dns_settings.notify:
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor
+
+            reactor = default_reactor
+        notifier = Notifier(
+            reactor, dns_settings.notify, retry=dns_settings.notify_retry,
+            retries=dns_settings.notify_retries,
+            key=keys.get(dns_settings.notify_key) if dns_settings.notify_key else None,
+        )
+    publisher = ZonePublisher(
+        dyndns, zones, local_zones=dns_settings.update_local_zones,
+        journal_size=dns_settings.journal_size,
+        on_publish=notifier.notify if notifier is not None else None,
+    )
+    handler = TransferHandler(
+        publisher,
+        [ipaddress.ip_network(n) for n in dns_settings.transfer_allow],
+        keys.values(),
+    )
+    return publisher, handler, notifier
+
+
+class _NotifierService(service.Service):
+    """Opens and closes the NOTIFY sender's sockets with the application."""
+
+    def __init__(self, notifier: Any) -> None:
+        self.notifier = notifier
+
+    def startService(self) -> None:
+        super().startService()
+        self.notifier.start()
+
+    def stopService(self) -> None:
+        super().stopService()
+        self.notifier.stop()
+
+
 def build_service(
     settings: Settings,
     store: IUserStore | None = None,
@@ -144,8 +203,10 @@ def build_service(
         from dyndns_plugin.dns.update import UpdateHandler
 
         update_handler = UpdateHandler(dyndns, [z.origin for z in zones])
+    publisher, transfer_handler, notifier = make_transfer(settings, dyndns, zones, reactor)
     factory = DynDNSServerFactory(
-        DynDNSResolver(dyndns.registry), zones, update_handler=update_handler
+        DynDNSResolver(dyndns.registry), zones, update_handler=update_handler,
+        transfer_handler=transfer_handler,
     )
     checker = make_checker(settings, dyndns, reactor)
     if settings.gnudip.listen:
@@ -178,6 +239,10 @@ def build_service(
         internet.UDPServer(
             port, DNSDatagramProtocol(factory), interface=host, maxPacketSize=65535
         ).setServiceParent(top)
+    if notifier is not None:
+        _NotifierService(notifier).setServiceParent(top)
+    top.publisher = publisher  # type: ignore[attr-defined]
+    top.notifier = notifier  # type: ignore[attr-defined]
     top.dyndns = dyndns  # type: ignore[attr-defined]
     top.checker = checker  # type: ignore[attr-defined]
     top.dns_factory = factory  # type: ignore[attr-defined]

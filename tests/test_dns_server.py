@@ -657,9 +657,28 @@ class OpcodeTests(ServerTestsMixin, unittest.TestCase):
         self.assertRcode(r, dns.rcode.NOTIMP)
         self.assertEqual(r.answer, [])
 
+    @defer.inlineCallbacks
     def test_notify(self):
-        """NOTIFY gets a reply with QR, opcode NOTIFY and NOTIMP."""
-        return self.assertNotImplemented(dns.opcode.NOTIFY)
+        """
+        NOTIFY for one of our zones (we are its primary) is acknowledged:
+        NOERROR, AA, QR, opcode NOTIFY, the question echoed; for a zone we
+        do not serve NOTAUTH without AA. Over UDP and TCP.
+        """
+        for send in (self.udp, self.tcp):
+            for zone, rcode, aa in ((SUFFIX, dns.rcode.NOERROR, True),
+                                    ("example.org", dns.rcode.NOERROR, True),
+                                    ("example.net", dns.rcode.NOTAUTH, False)):
+                q = query(zone, "SOA")
+                q.set_opcode(dns.opcode.NOTIFY)
+                q.flags |= dns.flags.AA
+                r = yield send(q)
+                self.assertEqual(r.id, q.id)
+                self.assertFlag(r, dns.flags.QR)
+                self.assertEqual(r.opcode(), dns.opcode.NOTIFY)
+                self.assertRcode(r, rcode)
+                self.assertEqual(bool(r.flags & dns.flags.AA), aa, zone)
+                self.assertEqual(r.question, q.question)
+                self.assertEqual(r.answer, [])
 
     def test_status(self):
         """STATUS gets a reply with QR, opcode STATUS and NOTIMP."""

@@ -15,15 +15,16 @@ L{DynDNSServerFactory.handleUpdateWire}.
 from __future__ import annotations
 
 import time
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 from twisted.names import dns, error, server
 from twisted.protocols import policies
 from twisted.python.failure import Failure
 
+from dyndns_plugin.dns.reader import question_type
 from dyndns_plugin.dns.resolver import DynDNSResolver, NotReady
 from dyndns_plugin.dns.wire import error_reply, opcode_of
 from dyndns_plugin.dns.zones import negative_ttl
@@ -35,6 +36,7 @@ EDNS_PAYLOAD_SIZE = 1232
 #: Idle TCP connections are closed after this many seconds.
 TCP_IDLE_TIMEOUT = 30
 EBADVERS = 16
+ENOTAUTH = 9
 
 
 def decode_message(data: bytes) -> dns._EDNSMessage:
@@ -83,6 +85,9 @@ class DNSDatagramProtocol(dns.DNSDatagramProtocol):
         if opcode_of(data) == dns.OP_UPDATE:
             self.controller.handleUpdateWire(data, self, addr)
             return
+        if self.controller.is_transfer(data):
+            self.controller.handleTransferWire(data, self, addr)
+            return
         try:
             message = decode_message(data)
         except Exception as e:
@@ -128,6 +133,9 @@ class DNSStreamProtocol(dns.DNSProtocol, policies.TimeoutMixin):
         if opcode_of(data) == dns.OP_UPDATE:
             self.controller.handleUpdateWire(data, self, None)
             return
+        if self.controller.is_transfer(data):
+            self.controller.handleTransferWire(data, self, None)
+            return
         try:
             message = decode_message(data)
         except Exception:
@@ -141,6 +149,7 @@ class DNSStreamProtocol(dns.DNSProtocol, policies.TimeoutMixin):
         self.sendString(encode(message))
 
     def writeWire(self, wire: bytes, address: object = None) -> None:
+        self.resetTimeout()
         self.sendString(wire)
 
 
@@ -164,11 +173,13 @@ class DynDNSServerFactory(server.DNSServerFactory):
         clients: Any = None,
         verbose: int = 0,
         update_handler: Any = None,
+        transfer_handler: Any = None,
     ) -> None:
         chain = ([dyndns] if dyndns is not None else []) + list(authorities)
         super().__init__(authorities=chain, caches=caches, clients=clients, verbose=verbose)
         self.dyndns = dyndns
         self.update_handler = update_handler
+        self.transfer_handler = transfer_handler
         self.zones = [a for a in authorities if getattr(a, "soa", None) is not None]
 
     # -- dispatch
@@ -197,8 +208,8 @@ class DynDNSServerFactory(server.DNSServerFactory):
     def handleQuery(self, message: Any, protocol: Any, address: Any) -> Any:
         query = message.queries[0]
         if query.type in (dns.AXFR, dns.IXFR):
-            # Transfers are never answered over UDP, and this server has no
-            # transfer support configured.
+            # Without a transfer handler (which takes these as raw bytes)
+            # transfers are not offered.
             self._reply(protocol, message, address, dns.EREFUSED)
             return None
         if query.cls not in (dns.IN, dns.ANY):
@@ -213,10 +224,57 @@ class DynDNSServerFactory(server.DNSServerFactory):
         self._reply(protocol, message, address, dns.ENOTIMP)
 
     def handleNotify(self, message: Any, protocol: Any, address: Any) -> None:
-        self._reply(protocol, message, address, dns.ENOTIMP)
+        """
+        A NOTIFY for one of our zones is acknowledged (we are its primary,
+        there is nothing to refresh); for any other name NOTAUTH.
+        """
+        ours = len(message.queries) == 1 and any(
+            zone.soa[0] == message.queries[0].name.name.lower() for zone in self.zones
+        )
+        response = self._responseFromMessage(
+            message=message, rCode=dns.OK if ours else ENOTAUTH,
+        )
+        response.auth = ours
+        self.sendReply(protocol, response, address)
 
     def handleOther(self, message: Any, protocol: Any, address: Any) -> None:
         self._reply(protocol, message, address, dns.ENOTIMP)
+
+    def is_transfer(self, data: bytes) -> bool:
+        """Is this an AXFR/IXFR query for our transfer handler?"""
+        return (
+            self.transfer_handler is not None
+            and opcode_of(data) == dns.OP_QUERY
+            and question_type(data) in (dns.AXFR, dns.IXFR)
+        )
+
+    def handleTransferWire(self, data: bytes, protocol: Any, address: Any) -> None:
+        """
+        An AXFR or IXFR query as raw bytes (its TSIG covers them): over UDP
+        one answer, over TCP the messages written one per turn of the
+        reactor, so a large zone does not stop other clients.
+        """
+        if address is not None:
+            peer = address[0]
+        else:
+            peer = getattr(protocol.transport.getPeer(), "host", None)
+        messages = self.transfer_handler.handle(data, peer, udp=address is not None)
+        if address is not None:
+            for message in messages:
+                protocol.writeWire(message, address)
+                break
+            return
+
+        def write_all() -> Iterator[None]:
+            for message in messages:
+                if not protocol.transport.connected:
+                    return
+                protocol.writeWire(message)
+                yield None
+
+        task.cooperate(write_all()).whenDone().addErrback(
+            lambda f: log.failure("zone transfer to {peer} failed", f, peer=peer)
+        )
 
     def handleUpdateWire(self, data: bytes, protocol: Any, address: Any) -> None:
         """

@@ -13,7 +13,7 @@ import hmac
 import struct
 from dataclasses import dataclass
 
-from dyndns_plugin.dns.update_wire import CLASS_ANY, Labels, to_wire
+from dyndns_plugin.dns.reader import CLASS_ANY, Labels, TSIGRecord, to_wire
 
 #: Our algorithm names (model.TSIG_ALGORITHMS) -> (wire name, hashlib name,
 #: MAC bytes after truncation).
@@ -84,3 +84,95 @@ def tsig_rdata(
         + struct.pack("!HHH", original_id, error, len(other))
         + other
     )
+
+
+# RCODE / TSIG error values returned by check_request.
+OK, FORMERR, BADSIG, BADKEY, BADTIME, BADTRUNC = 0, 1, 16, 17, 18, 22
+
+
+def check_request(key: TSIGKey, wire: bytes, tsig: TSIGRecord, arcount: int, now: int) -> int:
+    """
+    Verify a request's TSIG in RFC 8945 section 5.2 order: MAC size rules
+    (FORMERR, BADTRUNC), MAC (BADSIG), then time (BADTIME). 0 if valid.
+    """
+    if len(tsig.mac) > key.mac_size or len(tsig.mac) < max(10, key.mac_size // 2):
+        return FORMERR
+    if len(tsig.mac) != key.mac_size:
+        return BADTRUNC
+    if tsig.error != 0:
+        return FORMERR
+    signed = (
+        struct.pack("!H", tsig.original_id) + wire[2:10]
+        + struct.pack("!H", arcount - 1) + wire[12 : tsig.start]
+    )
+    expected = key.mac(signed, tsig.time_signed, tsig.fudge, tsig.error, tsig.other)
+    if not hmac.compare_digest(expected, tsig.mac):
+        return BADSIG
+    if abs(tsig.time_signed - now) > tsig.fudge:
+        return BADTIME
+    return OK
+
+
+def append_tsig(message: bytes, owner: Labels, rdata: bytes) -> bytes:
+    """
+    C{message} with a TSIG record appended and ARCOUNT raised. The owner name
+    is never compressed (BIND's "no compress"; some clients reject a
+    compressed TSIG owner), so answers match BIND's bytes.
+    """
+    record = to_wire(owner) + struct.pack("!HHIH", 250, CLASS_ANY, 0, len(rdata)) + rdata
+    arcount = struct.unpack("!H", message[10:12])[0] + 1
+    return message[:10] + struct.pack("!H", arcount) + message[12:] + record
+
+
+def unsigned_error(message: bytes, tsig: TSIGRecord, error: int) -> bytes:
+    """C{message} with the request's TSIG, the error set and no MAC (BADKEY, BADSIG)."""
+    rdata = tsig_rdata(
+        tsig.algorithm_labels, tsig.time_signed, tsig.fudge, b"", tsig.original_id, error, b""
+    )
+    return append_tsig(message, tsig.labels, rdata)
+
+
+def sign_answer(message: bytes, key: TSIGKey, tsig: TSIGRecord, error: int, now: int) -> bytes:
+    """
+    A single-message answer signed with the request's key and MAC as prefix,
+    at our clock's time; for BADTIME the request's Time Signed is echoed and
+    our time goes into Other Data (as BIND and Knot do).
+    """
+    if error == BADTIME:
+        time_signed, other = tsig.time_signed, struct.pack("!Q", now)[2:]
+    else:
+        time_signed, other = now, b""
+    mac = key.mac(message, time_signed, tsig.fudge, error, other, request_mac=tsig.mac)
+    ident = struct.unpack("!H", message[:2])[0]
+    rdata = tsig_rdata(tsig.algorithm_labels, time_signed, tsig.fudge, mac, ident, error, other)
+    return append_tsig(message, tsig.labels, rdata)
+
+
+class StreamSigner:
+    """
+    Signs the messages of one multi-message answer (a zone transfer over
+    TCP), RFC 8945 section 5.3.1: the first MAC covers the request's MAC and
+    all TSIG variables, each later one the previous MAC, the message and the
+    timers only. Every message is signed.
+    """
+
+    def __init__(self, key: TSIGKey, request: TSIGRecord, now: int) -> None:
+        self.key = key
+        self.request = request
+        self.now = now
+        self._previous: bytes | None = None
+
+    def sign(self, message: bytes) -> bytes:
+        tsig = self.request
+        if self._previous is None:
+            mac = self.key.mac(message, self.now, tsig.fudge, request_mac=tsig.mac)
+        else:
+            data = (
+                struct.pack("!H", len(self._previous)) + self._previous + message
+                + struct.pack("!HIH", self.now >> 32, self.now & 0xFFFFFFFF, tsig.fudge)
+            )
+            mac = hmac.new(self.key.secret, data, self.key.digest).digest()[: self.key.mac_size]
+        self._previous = mac
+        ident = struct.unpack("!H", message[:2])[0]
+        rdata = tsig_rdata(tsig.algorithm_labels, self.now, tsig.fudge, mac, ident, 0, b"")
+        return append_tsig(message, tsig.labels, rdata)

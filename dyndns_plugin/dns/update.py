@@ -3,7 +3,7 @@ TSIG-signed RFC 2136 UPDATE, from raw wire bytes to one call of
 L{DynDNSService.set_addresses}.
 
 Twisted's decoder corrupts UPDATE messages, so the server hands us the raw
-bytes; L{update_wire} reads them and L{signing} checks the TSIG with
+bytes; L{reader} reads them and L{signing} checks the TSIG with
 C{hmac} on our clock. (dnspython did both before, at three times the cost
 per update; the tests still check every answer against dnspython and the
 BIND/Knot captures.) Errors follow RFC 8945:
@@ -22,7 +22,6 @@ change together, and the whole message is one durable write.
 from __future__ import annotations
 
 import base64
-import hmac
 import ipaddress
 import struct
 from typing import Iterable
@@ -30,8 +29,15 @@ from typing import Iterable
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from dyndns_plugin.dns.signing import ALGORITHMS, TSIGKey, labels_of, tsig_rdata
-from dyndns_plugin.dns.update_wire import (
+from dyndns_plugin.dns.signing import (
+    ALGORITHMS,
+    TSIGKey,
+    check_request,
+    labels_of,
+    sign_answer,
+    unsigned_error,
+)
+from dyndns_plugin.dns.reader import (
     CLASS_ANY,
     CLASS_IN,
     CLASS_NONE,
@@ -179,22 +185,14 @@ class UpdateHandler:
             log.info("UPDATE from {peer}: unknown key {key}", peer=peer, key=_show(tsig.key))
             return self._tsig_error(request, tsig, BADKEY)
         user, key = found
-        if len(tsig.mac) > key.mac_size or len(tsig.mac) < max(10, key.mac_size // 2):
-            return error_reply(wire, FORMERR)
-        if len(tsig.mac) != key.mac_size:
-            return self._tsig_error(request, tsig, BADTRUNC)
-        if tsig.error != 0:
-            return error_reply(wire, FORMERR)
         now = int(self.clock.seconds())
-        signed = (
-            struct.pack("!H", tsig.original_id) + wire[2:10]
-            + struct.pack("!H", request.arcount - 1) + wire[12 : tsig.start]
-        )
-        expected = key.mac(signed, tsig.time_signed, tsig.fudge, tsig.error, tsig.other)
-        if not hmac.compare_digest(expected, tsig.mac):
+        verdict = check_request(key, wire, tsig, request.arcount, now)
+        if verdict == FORMERR:
+            return error_reply(wire, FORMERR)
+        if verdict in (BADTRUNC, BADSIG):
             log.info("UPDATE from {peer}: bad signature for {key}", peer=peer, key=_show(tsig.key))
-            return self._tsig_error(request, tsig, BADSIG)
-        if abs(tsig.time_signed - now) > tsig.fudge:
+            return self._tsig_error(request, tsig, verdict)
+        if verdict == BADTIME:
             log.info("UPDATE from {peer}: time outside the fudge for {key}", peer=peer, key=_show(tsig.key))
             return self._signed(request, tsig, key, NOTAUTH, BADTIME, now)
         last = self._last_signed.get(tsig.key)
@@ -357,7 +355,7 @@ class UpdateHandler:
 
     # -- answers
 
-    def _response(self, request: UpdateRequest, rcode: int, extra_records: int = 0) -> bytes:
+    def _response(self, request: UpdateRequest, rcode: int) -> bytes:
         """
         The unsigned answer: our header (QR, opcode UPDATE, RCODE) and the
         zone section echoed, the other sections empty (RFC 2136 section 3.8,
@@ -367,37 +365,13 @@ class UpdateHandler:
             to_wire(q.labels) + struct.pack("!HH", q.rdtype, q.rdclass) for q in request.zone
         )
         flags = 0x8000 | (OPCODE_UPDATE << 11) | (rcode & 0xF)
-        return struct.pack("!HHHHHH", request.id, flags, len(request.zone), 0, 0, extra_records) + zone
+        return struct.pack("!HHHHHH", request.id, flags, len(request.zone), 0, 0, 0) + zone
 
     def _tsig_error(self, request: UpdateRequest, tsig: TSIGRecord, error: int) -> bytes:
         """NOTAUTH with the TSIG error and an empty MAC: unsigned (BADKEY, BADSIG)."""
-        rdata = tsig_rdata(
-            tsig.algorithm_labels, tsig.time_signed, tsig.fudge, b"", tsig.original_id, error, b""
-        )
-        return self._response(request, NOTAUTH, 1) + _tsig_record(tsig.labels, rdata)
+        return unsigned_error(self._response(request, NOTAUTH), tsig, error)
 
     def _signed(
         self, request: UpdateRequest, tsig: TSIGRecord, key: TSIGKey, rcode: int, error: int, now: int
     ) -> bytes:
-        """
-        The response signed with the request's key and MAC as prefix, at our
-        clock's time; for BADTIME the request's Time Signed is echoed and our
-        time goes into Other Data (as BIND and Knot do).
-        """
-        unsigned = self._response(request, rcode)
-        if error == BADTIME:
-            time_signed, other = tsig.time_signed, struct.pack("!Q", now)[2:]
-        else:
-            time_signed, other = now, b""
-        mac = key.mac(unsigned, time_signed, tsig.fudge, error, other, request_mac=tsig.mac)
-        rdata = tsig_rdata(tsig.algorithm_labels, time_signed, tsig.fudge, mac, request.id, error, other)
-        return unsigned[:10] + b"\0\1" + unsigned[12:] + _tsig_record(tsig.labels, rdata)
-
-
-def _tsig_record(owner: Labels, rdata: bytes) -> bytes:
-    """
-    The TSIG record. The owner name is never compressed (BIND's "no
-    compress"; some clients reject a compressed TSIG owner), so answers
-    match BIND's bytes.
-    """
-    return to_wire(owner) + struct.pack("!HHIH", 250, CLASS_ANY, 0, len(rdata)) + rdata
+        return sign_answer(self._response(request, rcode), key, tsig, error, now)

@@ -72,6 +72,33 @@ class Changes:
         return bool(self.users or self.removed or self.states)
 
 
+#: One resource record of a zone: owner (lower-case, no final dot), type,
+#: TTL and rdata in uncompressed wire form.
+RR = tuple[str, int, int, bytes]
+
+
+@attrs.frozen
+class JournalStep:
+    """One change of a zone, from one serial to the next (an IXFR block)."""
+
+    serial_from: int
+    serial_to: int
+    deleted: tuple[RR, ...]
+    added: tuple[RR, ...]
+
+
+@attrs.frozen
+class ZoneHistory:
+    """
+    A zone's last published serial, the digest of its content at that
+    serial, and the newest journal steps leading to it (oldest first).
+    """
+
+    serial: int
+    digest: str
+    steps: tuple[JournalStep, ...] = ()
+
+
 class IUserStore(Interface):
     """
     Durable users and host states. All methods return Deferreds.
@@ -104,6 +131,18 @@ class IUserStore(Interface):
 
     def save_state(state: HostState):
         """Replace a user's host state, durably; L{NoSuchUser}."""
+
+    def load_zone_history():
+        """Fire with C{{origin: ZoneHistory}} for every zone ever published."""
+
+    def save_zone_version(
+        origin: str, serial: int, digest: str, step: JournalStep | None, keep: int
+    ):
+        """
+        Durably record a zone's new serial and digest with the journal step
+        that led to it, keeping the newest C{keep} steps; C{step} None
+        empties the journal (its history no longer leads to this serial).
+        """
 
     def import_users(users: Iterable[User], states: Iterable[HostState]):
         """

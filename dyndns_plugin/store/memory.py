@@ -15,10 +15,12 @@ from dyndns_plugin.model import HostState, User
 from dyndns_plugin.store import (
     Changes,
     IUserStore,
+    JournalStep,
     NameTaken,
     NoSuchUser,
     Snapshot,
     UserExists,
+    ZoneHistory,
 )
 
 T = TypeVar("T")
@@ -40,6 +42,7 @@ class MemoryUserStore:
         self._owners: dict[str, str] = {}
         self._generation = 0
         self.fail_writes: Exception | None = None
+        self._zones: dict[str, ZoneHistory] = {}
 
     def open(self) -> defer.Deferred[None]:
         return defer.succeed(None)
@@ -163,3 +166,21 @@ class MemoryUserStore:
                 raise
 
         return self._write(change)
+
+    # -- zone serials and journals
+
+    def load_zone_history(self) -> defer.Deferred[dict[str, ZoneHistory]]:
+        return defer.succeed(dict(self._zones))
+
+    def save_zone_version(
+        self, origin: str, serial: int, digest: str, step: JournalStep | None, keep: int
+    ) -> defer.Deferred[None]:
+        if self.fail_writes is not None:
+            return defer.fail(self.fail_writes)
+        old = self._zones.get(origin)
+        steps = () if step is None or old is None else old.steps
+        if step is not None:
+            kept = tuple(s for s in steps if s.serial_from != step.serial_from)
+            steps = (kept + (step,))[-keep:] if keep > 0 else ()
+        self._zones[origin] = ZoneHistory(serial, digest, steps)
+        return defer.succeed(None)

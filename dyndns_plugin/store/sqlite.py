@@ -12,6 +12,7 @@ file.
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import sqlite3
@@ -25,13 +26,16 @@ from zope.interface import implementer
 
 from dyndns_plugin.model import HostState, User
 from dyndns_plugin.store import (
+    RR,
     Changes,
     IUserStore,
+    JournalStep,
     NameTaken,
     NoSuchUser,
     Snapshot,
     StoreError,
     UserExists,
+    ZoneHistory,
 )
 
 T = TypeVar("T")
@@ -84,8 +88,27 @@ CREATE TABLE removed (
 CREATE INDEX removed_gen ON removed (gen);
 """
 
+#: Version 2: zone serials (never going back across restarts) and the IXFR
+#: journal; C{seq} orders the steps (serials wrap around).
+_SCHEMA_V2 = """
+CREATE TABLE zones (
+    origin TEXT PRIMARY KEY,
+    serial INTEGER NOT NULL,
+    digest TEXT NOT NULL
+);
+CREATE TABLE zone_journal (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    origin TEXT NOT NULL,
+    serial_from INTEGER NOT NULL,
+    serial_to INTEGER NOT NULL,
+    deleted TEXT NOT NULL,
+    added TEXT NOT NULL
+);
+CREATE INDEX zone_journal_origin ON zone_journal (origin, seq);
+"""
+
 #: MIGRATIONS[n] takes a database from schema version n to n + 1.
-MIGRATIONS: list[str] = [_SCHEMA_V1]
+MIGRATIONS: list[str] = [_SCHEMA_V1, _SCHEMA_V2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _STOP = object()
@@ -551,3 +574,69 @@ class SQLiteUserStore:
                 self._save(conn, state, generation)
 
         return self._write(import_)
+
+    # -- zone serials and journals
+
+    def load_zone_history(self) -> defer.Deferred[dict[str, ZoneHistory]]:
+        def load(conn: sqlite3.Connection) -> dict[str, ZoneHistory]:
+            conn.execute("BEGIN")
+            try:
+                steps: dict[str, list[JournalStep]] = {}
+                for origin, serial_from, serial_to, deleted, added in conn.execute(
+                    "SELECT origin, serial_from, serial_to, deleted, added"
+                    " FROM zone_journal ORDER BY seq"
+                ):
+                    steps.setdefault(origin, []).append(
+                        JournalStep(serial_from, serial_to, _rrs_from_text(deleted), _rrs_from_text(added))
+                    )
+                return {
+                    origin: ZoneHistory(serial, digest, tuple(steps.get(origin, ())))
+                    for origin, serial, digest in conn.execute(
+                        "SELECT origin, serial, digest FROM zones"
+                    )
+                }
+            finally:
+                conn.execute("COMMIT")
+
+        return self._read(load)
+
+    def save_zone_version(
+        self, origin: str, serial: int, digest: str, step: JournalStep | None, keep: int
+    ) -> defer.Deferred[None]:
+        def save(conn: sqlite3.Connection, generation: int) -> None:
+            conn.execute(
+                "INSERT INTO zones (origin, serial, digest) VALUES (?, ?, ?)"
+                " ON CONFLICT (origin) DO UPDATE SET serial = excluded.serial,"
+                " digest = excluded.digest",
+                (origin, serial, digest),
+            )
+            if step is None:
+                conn.execute("DELETE FROM zone_journal WHERE origin = ?", (origin,))
+                return
+            # a step stored before a failed publish is replaced, not repeated
+            conn.execute(
+                "DELETE FROM zone_journal WHERE origin = ? AND serial_from = ?",
+                (origin, step.serial_from),
+            )
+            conn.execute(
+                "INSERT INTO zone_journal (origin, serial_from, serial_to, deleted, added)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (origin, step.serial_from, step.serial_to,
+                 _rrs_to_text(step.deleted), _rrs_to_text(step.added)),
+            )
+            conn.execute(
+                "DELETE FROM zone_journal WHERE origin = ? AND seq <= ("
+                " SELECT seq FROM zone_journal WHERE origin = ?"
+                " ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+                (origin, origin, max(keep, 0)),
+            )
+
+        return self._write(save)
+
+
+def _rrs_to_text(rrs: tuple[RR, ...]) -> str:
+    return json.dumps([[name, rdtype, ttl, rdata.hex()] for name, rdtype, ttl, rdata in rrs])
+
+
+def _rrs_from_text(text: str) -> tuple[RR, ...]:
+    return tuple((name, rdtype, ttl, bytes.fromhex(rdata)) for name, rdtype, ttl, rdata in json.loads(text))

@@ -1,0 +1,173 @@
+"""
+L{ZonePublisher}: turns committed user changes into new zone serials.
+
+It watches L{DynDNSService}, collects the names that changed, and after a
+short batching delay (a burst of updates shares one serial) computes each
+zone's difference, stores the new serial with its journal step, and only
+then publishes it: the SOA that queries see, what AXFR and IXFR send, and a
+NOTIFY to the secondaries. If the store fails the names stay pending and are
+tried again; nothing is published that a restart could lose, so the serial
+never goes back.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from dyndns_plugin.dns.journal import ZoneState, next_serial
+from dyndns_plugin.dns.zones import StaticZone
+from dyndns_plugin.model import User
+from dyndns_plugin.service import Change, DynDNSService
+from dyndns_plugin.store import JournalStep
+
+log = Logger()
+
+#: Seconds a change waits for others to share its serial.
+DEFAULT_DELAY = 0.05
+#: Seconds before a failed store write is tried again.
+RETRY_DELAY = 1.0
+
+
+class ZonePublisher:
+    """
+    Serials, journals and NOTIFY for the zones we serve by transfer.
+
+    @param zones: the suffix zone first, then host zones.
+    @param local_zones: write users' names into the host zones that
+        contain them ("update host records in local zones").
+    @param journal_size: IXFR journal steps kept per zone.
+    @param on_publish: called with each zone after it got a new serial
+        (the NOTIFY sender).
+    """
+
+    def __init__(
+        self,
+        service: DynDNSService,
+        zones: Iterable[StaticZone],
+        *,
+        local_zones: bool = False,
+        journal_size: int = 1000,
+        delay: float = DEFAULT_DELAY,
+        on_publish: Callable[[ZoneState], Any] | None = None,
+    ) -> None:
+        self.service = service
+        self.clock = service.clock
+        self.journal_size = journal_size
+        self.delay = delay
+        self.on_publish = on_publish
+        self.zones: list[ZoneState] = []
+        for index, zone in enumerate(zones):
+            self.zones.append(ZoneState(zone, index == 0 or local_zones, journal_size))
+        self.by_origin = {zone.origin: zone for zone in self.zones}
+        self.ready = False
+        self._pending: set[str] = set()
+        self._timer: Any = None
+        self._flushing = False
+        self.published = 0  # serials published since start (for tests, status)
+        service.subscribe(self._changed)
+        service.add_startup_step(self._load)
+
+    # -- start
+
+    async def _load(self) -> None:
+        """Choose each zone's serial before the registry starts serving."""
+        history = await self.service.store.load_zone_history()
+        for zone in self.zones:
+            if zone.load(self.service.registry, history.get(zone.origin)):
+                await self.service.store.save_zone_version(
+                    zone.origin, zone.serial, zone.digest_text, None, self.journal_size
+                )
+            log.info(
+                "zone {origin}: serial {serial}, {names} users' names, {steps} journal steps",
+                origin=zone.origin, serial=zone.serial, names=len(zone.dynamic),
+                steps=len(zone.steps),
+            )
+        self.ready = True
+        # Secondaries learn of the serial at once (a restart may have
+        # changed it), as BIND notifies when it loads a zone.
+        for zone in self.zones:
+            self._published(zone)
+        self._schedule()
+
+    def _published(self, zone: ZoneState) -> None:
+        if self.on_publish is not None:
+            try:
+                self.on_publish(zone)
+            except Exception:
+                log.failure("publishing {origin} failed", origin=zone.origin)
+
+    # -- changes
+
+    def _changed(self, change: Change) -> None:
+        for user in (change.old_user, change.new_user):
+            if user is not None:
+                self._pending.update(_names(user, self.service.suffix))
+        self._schedule()
+
+    def _schedule(self, delay: float | None = None) -> None:
+        if not self.ready or self._flushing or self._timer is not None or not self._pending:
+            return
+        self._timer = self.clock.callLater(self.delay if delay is None else delay, self._flush)
+
+    def flush(self) -> defer.Deferred[None]:
+        """Publish what is pending now (tests, shutdown)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._flushing or not self.ready:
+            return defer.succeed(None)
+        return self._flush()
+
+    def _flush(self) -> defer.Deferred[None]:
+        self._timer = None
+        names, self._pending = self._pending, set()
+        registry = self.service.registry
+        plans = []
+        for zone in self.zones:
+            if not zone.accepts_dynamic:
+                continue
+            deleted, added, answers = zone.diff(names, registry)
+            if not answers:
+                continue
+            step = JournalStep(zone.serial, next_serial(zone.serial), tuple(deleted), tuple(added))
+            plans.append((zone, step, answers, zone.digest_after(deleted, added)))
+        if not plans:
+            return defer.succeed(None)
+        self._flushing = True
+        writes = [
+            self.service.store.save_zone_version(
+                zone.origin, step.serial_to, digest, step, self.journal_size
+            )
+            for zone, step, _, digest in plans
+        ]
+
+        def stored(results: list[tuple[bool, Any]]) -> None:
+            failed = [r for ok, r in results if not ok]
+            for zone, step, answers, _ in plans:
+                if failed:
+                    break
+                zone.apply(step, answers)
+                self.published += 1
+                self._published(zone)
+            self._flushing = False
+            if failed:
+                log.error(
+                    "could not store the new zone serials ({error}); trying again",
+                    error=failed[0].getErrorMessage(),
+                )
+                self._pending |= names
+                self._schedule(RETRY_DELAY)
+            else:
+                self._schedule()
+
+        return defer.DeferredList(writes, consumeErrors=True).addCallback(stored)
+
+    def zone_for(self, origin: str) -> ZoneState | None:
+        return self.by_origin.get(origin) if self.ready else None
+
+
+def _names(user: User, suffix: str) -> list[str]:
+    return [f"{user.id}.{suffix}", *user.hostnames]
