@@ -9,10 +9,17 @@ The public API for embedding the service in your own Twisted program:
     factory = DynDNSServerFactory(resolver, [your_file_authority])
     listen_dns(reactor, factory, 53)
 
+Zone transfers for your own zones: ZonePublisher(service, zones) keeps their
+serials and journal, TransferHandler(publisher, networks, keys) answers
+AXFR/IXFR (pass it as DynDNSServerFactory(..., transfer_handler=...)), and
+Notifier(reactor, targets) sends NOTIFY (ZonePublisher(on_publish=notifier.notify)).
+
 See examples/embed_resolver.py and the README.
 """
 
 from dyndns_plugin.config import ConfigError, Settings, load_settings
+from dyndns_plugin.dns.notify import Notifier
+from dyndns_plugin.dns.publisher import ZonePublisher
 from dyndns_plugin.dns.resolver import DynDNSResolver
 from dyndns_plugin.dns.server import (
     DNSDatagramProtocol,
@@ -20,6 +27,7 @@ from dyndns_plugin.dns.server import (
     DynDNSServerFactory,
     listen_dns,
 )
+from dyndns_plugin.dns.transfer import TransferHandler
 from dyndns_plugin.dns.zones import StaticZone, load_zone_file
 from dyndns_plugin.model import HostState, UpdateResult, UpdateStatus, User, ValidationError
 from dyndns_plugin.registry import Registry
@@ -40,15 +48,18 @@ __all__ = [
     "HostState",
     "IUserStore",
     "MemoryUserStore",
+    "Notifier",
     "Registry",
     "SQLiteUserStore",
     "Settings",
     "StaticZone",
     "StoreError",
+    "TransferHandler",
     "UpdateResult",
     "UpdateStatus",
     "User",
     "ValidationError",
+    "ZonePublisher",
     "build_service",
     "listen_dns",
     "load_settings",

@@ -22,7 +22,7 @@ from typing import Iterable, Iterator, Sequence
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from dyndns_plugin.dns.journal import TYPE_SOA, ZoneState
+from dyndns_plugin.dns.journal import TYPE_SOA, ZoneState, serial_newer
 from dyndns_plugin.dns.publisher import ZonePublisher
 from dyndns_plugin.dns.reader import (
     CLASS_IN,
@@ -193,7 +193,9 @@ class TransferHandler:
             client = self._client_serial(wire, query, question.key)
         except Malformed:
             return error(FORMERR)
-        steps = zone.steps_since(client)
+        # RFC 1995 section 2: a client as new as we are (or newer) gets our
+        # SOA alone.
+        steps = zone.steps_since(client) if serial_newer(zone.serial, client) else []
         self.transfers += 1
         if udp:
             if steps:
