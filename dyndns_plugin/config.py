@@ -339,12 +339,18 @@ def settings_from_dict(data: dict[str, Any], path: str = "<config>") -> Settings
     )
 
 
+def _network(value: object) -> str:
+    """An address or CIDR given as a string (ip_network would take an int)."""
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not an address or network string")
+    return str(ipaddress.ip_network(value, strict=False))
+
+
 def _transfer_settings(dns_table: _Table) -> dict[str, Any]:
     """C{[dns.transfer]} (who may transfer, the journal) and C{[dns.notify]}."""
     table = dns_table.table("transfer")
     allow = tuple(
-        table.convert("allow", lambda v: str(ipaddress.ip_network(v, strict=False)), item)
-        for item in table.get("allow", list, [])
+        table.convert("allow", _network, item) for item in table.get("allow", list, [])
     )
     keys = []
     for i, item in enumerate(table.get("keys", list, [])):

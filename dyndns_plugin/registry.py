@@ -80,6 +80,23 @@ class Registry:
             return None
         return user_id
 
+    def exact_owner(self, name: str) -> str | None:
+        """
+        The active user who holds C{name} itself: a main name, an exact
+        additional name, or a literal wildcard alias C{*.x}; never a name a
+        wildcard merely covers. What a zone publishes: a secondary derives
+        the covered names from the wildcard record itself.
+        """
+        if name.startswith("*."):
+            user_id = self._wildcards.get(name[2:])
+        else:
+            user_id = self._names.get(name)
+            if user_id is None:
+                head, _, parent = name.partition(".")
+                if parent == self.suffix:
+                    user_id = head
+        return user_id if user_id is not None and user_id in self._answers else None
+
     def answer(self, name: str) -> Answer | None:
         """The answer for C{name}, or None if no active user has it."""
         user_id = self.owner_of(name)

@@ -11,10 +11,12 @@ from zope.interface.verify import verifyObject
 from dyndns_plugin.model import HostState, User
 from dyndns_plugin.store import (
     IUserStore,
+    JournalStep,
     NameTaken,
     NoSuchUser,
     StoreError,
     UserExists,
+    ZoneHistory,
 )
 
 ALICE = User(
@@ -33,6 +35,23 @@ ALICE_STATE = HostState(
     "alice", ipv4="198.51.100.7", ipv6="2001:db8::7", ttl=60,
     offline=False, updated_at=1700000000.5, method="http", client_address="203.0.113.9",
 )
+
+
+ZONE = "dyn.example.com"
+OTHER_ZONE = "example.org"
+#: Record data of every byte value, and an empty one: rdata is bytes, not text.
+ALL_BYTES = bytes(range(256))
+
+
+def journal_step(serial_from: int, serial_to: int, marker: int = 0) -> JournalStep:
+    """A step deleting one address and adding another (C{marker} tells steps apart)."""
+    return JournalStep(
+        serial_from,
+        serial_to,
+        ((f"old{marker}.{ZONE}", 1, 60, bytes((192, 0, 2, marker % 256))),),
+        ((f"*.new{marker}.{ZONE}", 28, 3600, bytes(15) + bytes((marker % 256,))),
+         (f"x{marker}.{ZONE}", 65280, 0, ALL_BYTES), (f"y{marker}.{ZONE}", 10, 1, b"")),
+    )
 
 
 class StoreConformanceMixin:
@@ -208,3 +227,99 @@ class StoreConformanceMixin:
         snapshot = yield self.store.load()
         self.assertEqual(len(snapshot.users), 50)
         self.assertEqual(snapshot.states["user49"].ipv4.exploded, "192.0.2.50")
+
+    # -- zone serials and journals
+
+    @defer.inlineCallbacks
+    def test_zone_history_empty(self):
+        """A new store knows no zone."""
+        self.assertEqual((yield self.store.load_zone_history()), {})
+
+    @defer.inlineCallbacks
+    def test_zone_version_round_trip(self):
+        """A serial, its digest and its steps come back equal, rdata bytes included."""
+        yield self.store.save_zone_version(ZONE, 1000, "00112233445566ff", None, 10)
+        self.assertEqual((yield self.store.load_zone_history()),
+                         {ZONE: ZoneHistory(1000, "00112233445566ff", ())})
+        step = journal_step(1000, 1001, 7)
+        yield self.store.save_zone_version(ZONE, 1001, "ffeeddccbbaa9988", step, 10)
+        history = yield self.store.load_zone_history()
+        self.assertEqual(history, {ZONE: ZoneHistory(1001, "ffeeddccbbaa9988", (step,))})
+        [stored] = history[ZONE].steps
+        self.assertEqual(stored.added[1][3], ALL_BYTES)
+        self.assertIsInstance(stored.added[2][3], bytes)
+        self.assertIsInstance(stored.deleted, tuple)
+
+    @defer.inlineCallbacks
+    def test_zone_journal_bounded(self):
+        """Only the newest C{keep} steps are kept, oldest first, in the order written (serials wrap)."""
+        serials = [2**32 - 3, 2**32 - 2, 2**32 - 1, 1, 2, 3]
+        steps = [journal_step(a, b, i) for i, (a, b) in enumerate(zip(serials, serials[1:]))]
+        for step in steps:
+            yield self.store.save_zone_version(ZONE, step.serial_to, f"{step.serial_to:016x}", step, 3)
+        history = (yield self.store.load_zone_history())[ZONE]
+        self.assertEqual(history.serial, 3)
+        self.assertEqual(history.digest, f"{3:016x}")
+        self.assertEqual(history.steps, tuple(steps[-3:]))
+        # a larger bound keeps more from then on, a bound of 0 none
+        more = journal_step(3, 4, 9)
+        yield self.store.save_zone_version(ZONE, 4, "d", more, 10)
+        self.assertEqual((yield self.store.load_zone_history())[ZONE].steps, (*steps[-3:], more))
+        yield self.store.save_zone_version(ZONE, 5, "e", journal_step(4, 5), 0)
+        self.assertEqual((yield self.store.load_zone_history())[ZONE], ZoneHistory(5, "e", ()))
+
+    @defer.inlineCallbacks
+    def test_zone_step_none_empties(self):
+        """A version without a step keeps its serial and digest and empties the journal."""
+        yield self.store.save_zone_version(ZONE, 1001, "a", journal_step(1000, 1001), 10)
+        yield self.store.save_zone_version(ZONE, 1002, "b", journal_step(1001, 1002), 10)
+        yield self.store.save_zone_version(ZONE, 1005, "c", None, 10)
+        self.assertEqual((yield self.store.load_zone_history()), {ZONE: ZoneHistory(1005, "c", ())})
+        step = journal_step(1005, 1006)
+        yield self.store.save_zone_version(ZONE, 1006, "d", step, 10)
+        self.assertEqual((yield self.store.load_zone_history())[ZONE].steps, (step,))
+
+    @defer.inlineCallbacks
+    def test_zone_step_replaced(self):
+        """
+        A step from a serial already stored (written before a publish that
+        failed, then computed again) replaces the old one, not added twice.
+        """
+        first = journal_step(1000, 1001, 1)
+        yield self.store.save_zone_version(ZONE, 1001, "a", first, 10)
+        stale = journal_step(1001, 1002, 2)
+        yield self.store.save_zone_version(ZONE, 1002, "b", stale, 10)
+        again = journal_step(1001, 1002, 3)
+        yield self.store.save_zone_version(ZONE, 1002, "c", again, 10)
+        self.assertEqual((yield self.store.load_zone_history()),
+                         {ZONE: ZoneHistory(1002, "c", (first, again))})
+
+    @defer.inlineCallbacks
+    def test_zones_apart(self):
+        """Each zone has its own serial, digest and journal, and its own bound."""
+        a = [journal_step(n, n + 1, n) for n in range(1, 4)]
+        b = [journal_step(n, n + 1, n + 100) for n in range(500, 503)]
+        # the other zone's steps are older than all of the first zone's,
+        # which then drops its own oldest step only
+        for y in b:
+            yield self.store.save_zone_version(OTHER_ZONE, y.serial_to, "zb", y, 3)
+        for x in a:
+            yield self.store.save_zone_version(ZONE, x.serial_to, "za", x, 2)
+        history = yield self.store.load_zone_history()
+        self.assertEqual(history, {ZONE: ZoneHistory(4, "za", tuple(a[-2:])),
+                                   OTHER_ZONE: ZoneHistory(503, "zb", tuple(b))})
+        yield self.store.save_zone_version(ZONE, 9, "z", None, 2)
+        history = yield self.store.load_zone_history()
+        self.assertEqual(history[OTHER_ZONE], ZoneHistory(503, "zb", tuple(b)))
+        self.assertEqual(history[ZONE], ZoneHistory(9, "z", ()))
+
+    @defer.inlineCallbacks
+    def test_zone_history_is_not_user_data(self):
+        """Zone versions do not show up as user changes, and do not disturb users."""
+        yield self.store.add_user(ALICE)
+        before = yield self.store.load()
+        yield self.store.save_zone_version(ZONE, 2, "a", journal_step(1, 2), 10)
+        after = yield self.store.load()
+        self.assertEqual(dict(after.users), dict(before.users))
+        changes = yield self.store.changes_since(before.generation)
+        self.assertFalse(changes)

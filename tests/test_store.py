@@ -12,8 +12,9 @@ from twisted.trial.unittest import TestCase
 from dyndns_plugin.model import HostState, User
 from dyndns_plugin.store import StoreError
 from dyndns_plugin.store.memory import MemoryUserStore
-from dyndns_plugin.store.sqlite import SCHEMA_VERSION, SQLiteUserStore
-from tests.store_conformance import ALICE, ALICE_STATE, StoreConformanceMixin
+from dyndns_plugin.store import ZoneHistory
+from dyndns_plugin.store.sqlite import MIGRATIONS, SCHEMA_VERSION, SQLiteUserStore
+from tests.store_conformance import ALICE, ALICE_STATE, ZONE, StoreConformanceMixin, journal_step
 
 
 class MemoryStoreTests(StoreConformanceMixin, TestCase):
@@ -122,6 +123,62 @@ class SQLiteStoreTests(StoreConformanceMixin, TestCase):
         self.assertEqual(set(snapshot.users), {"alice", "carol"})
         self.assertEqual(snapshot.states["alice"].ipv4.exploded, "192.0.2.5")
         self.assertNotIn("ghost", snapshot.states)
+
+    @defer.inlineCallbacks
+    def test_zone_history_durable(self):
+        """Zone serials and journals are there after a reopen, as written."""
+        steps = [journal_step(n, n + 1, n) for n in (2**32 - 2, 2**32 - 1, 1)]
+        for step in steps:
+            yield self.store.save_zone_version(ZONE, step.serial_to, "abc", step, 10)
+        yield self.store.save_zone_version("example.org", 7, "def", None, 10)
+        yield self.reopen()
+        self.assertEqual((yield self.store.load_zone_history()), {
+            ZONE: ZoneHistory(2, "abc", tuple(steps)),
+            "example.org": ZoneHistory(7, "def", ()),
+        })
+
+    @defer.inlineCallbacks
+    def test_migrate_v1(self):
+        """
+        A version 1 database (before zone transfers) is migrated to the
+        current version on open: users, states, names and the generation
+        are kept, and zone versions can be stored.
+        """
+        yield self.store.close()
+        path = os.path.join(self.mktemp(), "v1.sqlite")
+        os.makedirs(os.path.dirname(path))
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.executescript(MIGRATIONS[0])
+        conn.execute("PRAGMA user_version = 1")
+        conn.execute(
+            "INSERT INTO users VALUES ('alice', NULL, '5f4dcc3b5aa765d61d8327deb882cf99', "
+            "'c2VjcmV0', 'hmac-sha256', 0, '192.0.2.1', '2001:db8::1', 'family', 0, 3)"
+        )
+        conn.execute("INSERT INTO hostnames VALUES ('alice.example.org', 'alice', 0)")
+        conn.execute("INSERT INTO hostnames VALUES ('*.alice.example.net', 'alice', 1)")
+        conn.execute(
+            "INSERT INTO states VALUES ('alice', '198.51.100.7', '2001:db8::7', 60, 0, "
+            "1700000000.5, 'http', '203.0.113.9', 4)"
+        )
+        conn.execute("UPDATE meta SET value = 4 WHERE key = 'generation'")
+        conn.close()
+        self.store = SQLiteUserStore(path, reactor)
+        yield self.store.open()
+        snapshot = yield self.store.load()
+        self.assertEqual(snapshot.users["alice"], ALICE)
+        self.assertEqual(snapshot.states["alice"], ALICE_STATE)
+        self.assertEqual(snapshot.generation, 4)
+        self.assertEqual((yield self.store.load_zone_history()), {})
+        step = journal_step(1, 2)
+        yield self.store.save_zone_version(ZONE, 2, "abc", step, 10)
+        self.assertEqual((yield self.store.load_zone_history()), {ZONE: ZoneHistory(2, "abc", (step,))})
+        yield self.store.close()
+        conn = sqlite3.connect(path)
+        try:
+            self.assertEqual(conn.execute("PRAGMA user_version").fetchone()[0], SCHEMA_VERSION)
+            self.assertEqual(SCHEMA_VERSION, 2)
+        finally:
+            conn.close()
 
     def test_closed_store_refuses(self) -> None:
         """Operations on a closed store fail instead of hanging."""

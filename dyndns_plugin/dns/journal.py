@@ -124,9 +124,11 @@ class ZoneState:
         return [rr for rr in self.static.get(name, ()) if rr[1] not in types] + dynamic
 
     def current_answer(self, registry: Registry, name: str) -> Answer | None:
+        """The answer the zone publishes at C{name}: its holder's, not a covering wildcard's."""
         if not self.contains(name):
             return None
-        answer = registry.answer(name)
+        owner = registry.exact_owner(name)
+        answer = None if owner is None else registry.answer_for_user(owner)
         return answer if answer is not None and answer.addresses else None
 
     # -- loading

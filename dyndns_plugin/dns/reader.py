@@ -255,6 +255,16 @@ def question_type(wire: bytes) -> int | None:
     return int(struct.unpack_from("!H", wire, i)[0])
 
 
+def has_tsig(wire: bytes) -> bool:
+    """Does this query end with a TSIG record (False if it cannot be read)?"""
+    if len(wire) < 12 or _HEADER.unpack_from(wire)[5] == 0:
+        return False
+    try:
+        return parse_query(wire).tsig is not None
+    except (ShortMessage, Malformed):
+        return False
+
+
 def parse_query(wire: bytes) -> Query:
     """
     Read a query with its sections (records kept raw) and TSIG. Raises

@@ -24,7 +24,7 @@ from twisted.names import dns, error, server
 from twisted.protocols import policies
 from twisted.python.failure import Failure
 
-from dyndns_plugin.dns.reader import question_type
+from dyndns_plugin.dns.reader import has_tsig, question_type
 from dyndns_plugin.dns.resolver import DynDNSResolver, NotReady
 from dyndns_plugin.dns.wire import error_reply, opcode_of
 from dyndns_plugin.dns.zones import negative_ttl
@@ -241,12 +241,17 @@ class DynDNSServerFactory(server.DNSServerFactory):
         self._reply(protocol, message, address, dns.ENOTIMP)
 
     def is_transfer(self, data: bytes) -> bool:
-        """Is this an AXFR/IXFR query for our transfer handler?"""
-        return (
-            self.transfer_handler is not None
-            and opcode_of(data) == dns.OP_QUERY
-            and question_type(data) in (dns.AXFR, dns.IXFR)
-        )
+        """
+        Is this for our transfer handler: an AXFR/IXFR query, or a
+        TSIG-signed SOA query (a secondary's refresh check with its transfer
+        key, whose answer must be signed too, RFC 8945 section 5.3)?
+        """
+        if self.transfer_handler is None or opcode_of(data) != dns.OP_QUERY:
+            return False
+        rdtype = question_type(data)
+        if rdtype in (dns.AXFR, dns.IXFR):
+            return True
+        return rdtype == dns.SOA and has_tsig(data)
 
     def handleTransferWire(self, data: bytes, protocol: Any, address: Any) -> None:
         """

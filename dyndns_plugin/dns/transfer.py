@@ -32,6 +32,7 @@ from dyndns_plugin.dns.reader import (
     ShortMessage,
     parse_query,
     soa_serial,
+    to_wire,
 )
 from dyndns_plugin.dns.signing import (
     BADKEY,
@@ -56,7 +57,6 @@ SERVFAIL, REFUSED, NOTAUTH = 2, 5, 9
 #: memory of one write small and let other clients in between).
 MESSAGE_SIZE = 16384
 _UDP_SIZE = 512
-_TSIG_ROOM = 256
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -183,12 +183,22 @@ class TransferHandler:
         zone = self.publisher.zone_for(origin) if origin is not None else None
         if zone is None:
             return error(NOTAUTH)
-        signer = StreamSigner(key, tsig, now) if key is not None and tsig is not None else None
+        signer = None
+        room = 0  # bytes each message keeps free for its TSIG record
+        if key is not None and tsig is not None:
+            signer = StreamSigner(key, tsig, now)
+            room = (
+                len(to_wire(tsig.labels)) + 10 + len(to_wire(tsig.algorithm_labels))
+                + 16 + key.mac_size
+            )
+        if question.rdtype == TYPE_SOA:
+            # A signed refresh check (see DynDNSServerFactory.is_transfer).
+            return self._sign(self._soa_only(query, zone), signer)
         if question.rdtype == TYPE_AXFR:
             if udp:
                 return error(REFUSED)
             self.transfers += 1
-            return self._sign(self._axfr(query, zone), signer)
+            return self._sign(self._axfr(query, zone, MESSAGE_SIZE - room), signer)
         try:
             client = self._client_serial(wire, query, question.key)
         except Malformed:
@@ -199,16 +209,15 @@ class TransferHandler:
         self.transfers += 1
         if udp:
             if steps:
-                room = _UDP_SIZE - (_TSIG_ROOM if signer is not None else 0)
-                messages = list(self._ixfr(query, zone, steps, size=room))
+                messages = list(self._ixfr(query, zone, steps, _UDP_SIZE - room))
                 if len(messages) == 1:
                     return self._sign(iter(messages), signer)
             return self._sign(self._soa_only(query, zone), signer)
         if steps is None:
-            return self._sign(self._axfr(query, zone), signer)
+            return self._sign(self._axfr(query, zone, MESSAGE_SIZE - room), signer)
         if not steps:
             return self._sign(self._soa_only(query, zone), signer)
-        return self._sign(self._ixfr(query, zone, steps), signer)
+        return self._sign(self._ixfr(query, zone, steps, MESSAGE_SIZE - room), signer)
 
     # -- answers
 
@@ -242,18 +251,17 @@ class TransferHandler:
         packer.add(zone.soa_rr())
         yield packer.finish()
 
-    def _axfr(self, query: Query, zone: ZoneState) -> Iterator[bytes]:
+    def _axfr(self, query: Query, zone: ZoneState, size: int) -> Iterator[bytes]:
         # The snapshot is taken now, before the first message is asked for.
         soa = zone.soa_rr()
         dynamic = dict(zone.dynamic)
         log.info("AXFR of {zone} serial {serial}: {count} users' names",
                  zone=zone.origin, serial=zone.serial, count=len(dynamic))
         parts: list[Iterable[RR]] = [[soa], zone.all_records(dynamic), [soa]]
-        return self._pack(query, zone.origin, parts, MESSAGE_SIZE - _TSIG_ROOM)
+        return self._pack(query, zone.origin, parts, size)
 
     def _ixfr(
-        self, query: Query, zone: ZoneState, steps: list[JournalStep],
-        size: int = MESSAGE_SIZE - _TSIG_ROOM,
+        self, query: Query, zone: ZoneState, steps: list[JournalStep], size: int
     ) -> Iterator[bytes]:
         current = zone.soa_rr()
         parts: list[Iterable[RR]] = [[current]]
