@@ -1003,6 +1003,37 @@ class AccessTests(TransferTestsMixin, unittest.TestCase):
         self.assertTrue(answer.had_tsig)
 
     @defer.inlineCallbacks
+    def test_signed_soa_query(self):
+        """
+        A secondary's refresh check signed with its transfer key (BIND signs
+        its SOA queries with the key of its primaries clause) gets the
+        current SOA signed with that key, over UDP and TCP, from any
+        address; an unsigned SOA query is answered as before, unsigned; one
+        signed with a wrong secret gets BADSIG.
+        """
+        yield self.setup_server(networks=["192.0.2.0/24"], keys=[our_key()])
+        serial = yield self.served_serial()
+        for send in (self.udp_one, self.tcp_one):
+            query = dns.message.make_query(SUFFIX, "SOA")
+            query.use_tsig(dns_key())
+            answer = yield send(query)
+            self.assertTrue(answer.had_tsig)
+            self.assertEqual(answer.rcode(), dns.rcode.NOERROR)
+            self.assertTrue(answer.flags & dns.flags.AA)
+            [rrset] = answer.answer
+            self.assertEqual(rrset[0].serial, serial)
+        plain = yield self.udp_one(dns.message.make_query(SUFFIX, "SOA"))
+        self.assertFalse(plain.had_tsig)
+        self.assertEqual(plain.answer[0][0].serial, serial)
+        query = dns.message.make_query(SUFFIX, "SOA")
+        query.use_tsig(dns_key(OTHER_SECRET))
+        wire = query.to_wire()
+        reply = parse((yield self.raw_udp(wire)))
+        self.assertEqual(reply.rcode, dns.rcode.NOTAUTH)
+        self.assertEqual(reply.tsig.error, 16)  # BADSIG
+        self.assertEqual(self.handler.transfers, 0)
+
+    @defer.inlineCallbacks
     def test_signed_transfer_from_any_address(self):
         """
         With the transfer key, AXFR and IXFR work from an address that is
