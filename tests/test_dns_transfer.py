@@ -907,6 +907,32 @@ def axfr_messages(port: int, query: bytes) -> list[bytes]:
     return wires
 
 
+class BatchingTests(TransferTestsMixin, unittest.TestCase):
+    """When the publisher publishes: at once after a quiet time, one serial per window in a burst."""
+
+    @defer.inlineCallbacks
+    def test_first_change_at_once_then_one_serial_per_window(self):
+        yield self.setup_server([Person("bob", (), ("198.51.100.7",))], listen=False)
+        self.clock.advance(10)  # quiet for a while
+        zone = self.publisher.zone_for(SUFFIX)
+        serial = zone.serial
+        yield self.service.update("bob", [ipaddress.ip_address("198.51.100.8")])
+        self.clock.advance(0)
+        self.assertEqual(zone.serial, serial + 1, "published without waiting")
+        # a burst inside the window: both changes wait for it, then share a serial
+        yield self.service.update("bob", [ipaddress.ip_address("198.51.100.9")])
+        self.clock.advance(self.publisher.delay / 3)
+        yield self.service.add_user(User("carl"))
+        yield self.service.update("carl", [ipaddress.ip_address("198.51.100.10")])
+        self.assertEqual(zone.serial, serial + 1)
+        self.clock.advance(self.publisher.delay)
+        self.assertEqual(zone.serial, serial + 2)
+        step = zone.steps[-1]
+        self.assertEqual({(rr[0], rr[3]) for rr in step.added},
+                         {(f"bob.{SUFFIX}", bytes([198, 51, 100, 9])),
+                          (f"carl.{SUFFIX}", bytes([198, 51, 100, 10]))})
+
+
 class LargeZoneTests(TransferTestsMixin, unittest.TestCase):
     """A zone of 100,000 users."""
 

@@ -2,7 +2,7 @@
 L{ZonePublisher}: turns committed user changes into new zone serials.
 
 It watches L{DynDNSService}, collects the names that changed, and after a
-short batching delay (a burst of updates shares one serial) computes each
+short batching window (a burst of updates shares one serial) computes each
 zone's difference, stores the new serial with its journal step, and only
 then publishes it: the SOA that queries see, what AXFR and IXFR send, and a
 NOTIFY to the secondaries. If the store fails the names stay pending and are
@@ -25,7 +25,8 @@ from dyndns_plugin.store import JournalStep
 
 log = Logger()
 
-#: Seconds a change waits for others to share its serial.
+#: Seconds between serials: changes within it share one (the first change
+#: after a quiet time is published at once).
 DEFAULT_DELAY = 0.05
 #: Seconds before a failed store write is tried again.
 RETRY_DELAY = 1.0
@@ -66,6 +67,7 @@ class ZonePublisher:
         self._pending: set[str] = set()
         self._timer: Any = None
         self._flushing = False
+        self._last_flush = float("-inf")
         self.published = 0  # serials published since start (for tests, status)
         service.subscribe(self._changed)
         service.add_startup_step(self._load)
@@ -108,9 +110,16 @@ class ZonePublisher:
         self._schedule()
 
     def _schedule(self, delay: float | None = None) -> None:
+        """
+        Flush after C{delay}, or else as soon as C{self.delay} has passed
+        since the last flush began: the first change after a quiet time is
+        published at once, a burst shares one serial per C{self.delay}.
+        """
         if not self.ready or self._flushing or self._timer is not None or not self._pending:
             return
-        self._timer = self.clock.callLater(self.delay if delay is None else delay, self._flush)
+        if delay is None:
+            delay = max(0.0, self._last_flush + self.delay - self.clock.seconds())
+        self._timer = self.clock.callLater(delay, self._flush)
 
     def flush(self) -> defer.Deferred[None]:
         """Publish what is pending now (tests, shutdown)."""
@@ -123,6 +132,7 @@ class ZonePublisher:
 
     def _flush(self) -> defer.Deferred[None]:
         self._timer = None
+        self._last_flush = self.clock.seconds()
         names, self._pending = self._pending, set()
         registry = self.service.registry
         plans = []
