@@ -178,6 +178,24 @@ def _read_tsig(labels: Labels, rdclass: int, ttl: int, wire: bytes, rdata_at: in
     )
 
 
+def _read_additional(wire: bytes, i: int, count: int) -> TSIGRecord | None:
+    """
+    The additional section from offset C{i} to the end of the message: its
+    TSIG, which must be the last record, if any (other records are skipped).
+    """
+    tsig = None
+    for index in range(count):
+        start = i
+        labels, rdtype, rdclass, ttl, rdata, i = _read_record(wire, i)
+        if rdtype == TYPE_TSIG:
+            if index != count - 1:
+                raise Malformed("TSIG is not the last record")
+            tsig = _read_tsig(labels, rdclass, ttl, wire, i - len(rdata), i, start)
+    if i != len(wire):
+        raise Malformed("trailing bytes after the last record")
+    return tsig
+
+
 def parse_update(wire: bytes) -> UpdateRequest:
     """
     Read an UPDATE message. Raises L{ShortMessage} below 12 bytes and
@@ -213,15 +231,7 @@ def parse_update(wire: bytes) -> UpdateRequest:
             elif rdtype in _ADDRESS_SIZES and len(rdata) != _ADDRESS_SIZES[rdtype]:
                 raise Malformed("address of the wrong size")
             section.append(Record(_lower(labels), rdtype, rdclass, ttl, rdata, i - len(rdata)))
-    for index in range(adcount):
-        start = i
-        labels, rdtype, rdclass, ttl, rdata, i = _read_record(wire, i)
-        if rdtype == TYPE_TSIG:
-            if index != adcount - 1:
-                raise Malformed("TSIG is not the last record")
-            request.tsig = _read_tsig(labels, rdclass, ttl, wire, i - len(rdata), i, start)
-    if i != len(wire):
-        raise Malformed("trailing bytes after the last record")
+    request.tsig = _read_additional(wire, i, adcount)
     return request
 
 
@@ -288,15 +298,7 @@ def parse_query(wire: bytes) -> Query:
             if rdtype == TYPE_TSIG:
                 raise Malformed("TSIG outside the additional section")
             section.append(Record(_lower(labels), rdtype, rdclass, ttl, rdata, i - len(rdata)))
-    for index in range(adcount):
-        start = i
-        labels, rdtype, rdclass, ttl, rdata, i = _read_record(wire, i)
-        if rdtype == TYPE_TSIG:
-            if index != adcount - 1:
-                raise Malformed("TSIG is not the last record")
-            query.tsig = _read_tsig(labels, rdclass, ttl, wire, i - len(rdata), i, start)
-    if i != len(wire):
-        raise Malformed("trailing bytes after the last record")
+    query.tsig = _read_additional(wire, i, adcount)
     return query
 
 
