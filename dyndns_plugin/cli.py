@@ -320,6 +320,17 @@ def cmd_hash_password(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_make_token(args: argparse.Namespace) -> int:
+    """A new random admin bearer token and the line for [admin] tokens."""
+    import hashlib
+    import secrets
+
+    token = secrets.token_urlsafe(32)
+    print(f"token:  {token}")
+    print(f'config: tokens = ["sha256:{hashlib.sha256(token.encode()).hexdigest()}"]')
+    return 0
+
+
 def _user_options(parser: argparse.ArgumentParser, editing: bool) -> None:
     many: dict[str, Any] = {"action": "append", "default": None if editing else []}
     parser.add_argument("--password", help="the password; - reads it from standard input")
@@ -410,6 +421,10 @@ def build_parser() -> argparse.ArgumentParser:
     hashpw = commands.add_parser("hash-password", help="print an scrypt hash of a password")
     hashpw.add_argument("--password", help="the password; - reads standard input")
     hashpw.set_defaults(run=None)
+    token = commands.add_parser(
+        "make-token", help="print a new admin bearer token and its [admin] tokens line"
+    )
+    token.set_defaults(run=None, offline_command=cmd_make_token)
     return parser
 
 
@@ -454,7 +469,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.run is None and getattr(args, "settings_only", None) is None:
         try:
-            return cmd_hash_password(args)
+            return int(getattr(args, "offline_command", cmd_hash_password)(args))
         except CommandError as e:
             print(f"dyndns: {e}", file=sys.stderr)
             return 1

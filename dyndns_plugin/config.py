@@ -117,6 +117,19 @@ class GnuDIPSettings:
 
 
 @attrs.frozen
+class AdminSettings:
+    """
+    The admin listener (JSON API, status page, metrics). C{users} maps an
+    admin name to its scrypt hash (HTTP Basic); C{tokens} holds SHA-256 hex
+    digests of bearer tokens. There are no default credentials.
+    """
+
+    listen: tuple[str, ...] = ()
+    users: dict[str, str] = attrs.field(factory=dict)
+    tokens: tuple[str, ...] = ()
+
+
+@attrs.frozen
 class Settings:
     """
     Everything the configuration file says.
@@ -137,6 +150,7 @@ class Settings:
     dns: DNSSettings = attrs.field(factory=DNSSettings)
     http: HTTPSettings | None = None
     gnudip: GnuDIPSettings = attrs.field(factory=GnuDIPSettings)
+    admin: AdminSettings = attrs.field(factory=AdminSettings)
 
 
 _KIND_NAMES = {
@@ -305,6 +319,7 @@ def settings_from_dict(data: dict[str, Any], path: str = "<config>") -> Settings
     dns_table.done()
     http_settings = _http_settings(top, path) if "http" in data else None
     gnudip_settings = _gnudip_settings(top, base)
+    admin_settings = _admin_settings(top)
     top.done()
 
     return Settings(
@@ -336,6 +351,7 @@ def settings_from_dict(data: dict[str, Any], path: str = "<config>") -> Settings
         ),
         http=http_settings,
         gnudip=gnudip_settings,
+        admin=admin_settings,
     )
 
 
@@ -387,6 +403,31 @@ def _transfer_settings(dns_table: _Table) -> dict[str, Any]:
         transfer_allow=allow, transfer_keys=tuple(keys), journal_size=journal_size,
         notify=tuple(targets), notify_retry=retry, notify_retries=retries, notify_key=notify_key,
     )
+
+
+def _admin_settings(top: _Table) -> AdminSettings:
+    from dyndns_plugin.passwords import is_password_hash
+
+    table = top.table("admin")
+    listen = _endpoints(table, "tcp:8053:interface=127.0.0.1")
+    users_table = table.table("users")
+    users = {}
+    for name, value in users_table.data.items():
+        users_table.used.add(name)
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", name):
+            raise users_table.error(name, "an admin name is lower-case letters, digits and -")
+        if not isinstance(value, str) or not is_password_hash(value):
+            raise users_table.error(name, "must be a hash from `dyndns hash-password`")
+        users[name] = value
+    tokens = []
+    for item in table.get("tokens", list, []):
+        if not isinstance(item, str) or not re.fullmatch(r"sha256:[0-9a-f]{64}", item):
+            raise table.error("tokens", "each token is \"sha256:<64 hex digits>\" (`dyndns make-token`)")
+        tokens.append(item.removeprefix("sha256:"))
+    if listen and not users and not tokens:
+        raise table.error("listen", "the admin listener needs admin.users or admin.tokens (no default credentials)")
+    table.done()
+    return AdminSettings(listen=listen, users=users, tokens=tuple(tokens))
 
 
 def _endpoints(table: _Table, example: str) -> tuple[str, ...]:

@@ -10,6 +10,7 @@ to the in-memory registry that DNS answers from, and then to observers.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any, Awaitable, Callable, Iterable, Sequence
 
 import attrs
@@ -105,6 +106,14 @@ class DynDNSService(Service):
         self._poll_interval = poll_interval
         self._poller: task.LoopingCall | None = None
         self._polling = False
+        #: Called as C{hook(method, status, seconds)} when a client write
+        #: (L{update}, L{set_addresses}, L{set_offline}) has its result:
+        #: C{seconds} from the call to the result (for GOOD: to durable).
+        #: Metrics subscribe here; the service itself knows none of them.
+        self.on_update_result: list[Callable[[str, UpdateStatus, float], Any]] = []
+        #: Called as C{hook(method)} by the adapters when credentials are
+        #: refused (L{auth_failed}).
+        self.on_auth_failure: list[Callable[[str], Any]] = []
 
     # -- lifecycle
 
@@ -239,6 +248,38 @@ class DynDNSService(Service):
 
         return done.addBoth(finished)
 
+    # -- hooks for metrics
+
+    def auth_failed(self, method: str) -> None:
+        """
+        An adapter refused a client's credentials (a wrong password or
+        GnuDIP hash, an unknown user or TSIG key, a bad signature or time).
+        """
+        for hook in list(self.on_auth_failure):
+            try:
+                hook(method)
+            except Exception:
+                log.failure("auth failure hook {hook!r} failed", hook=hook)
+
+    def _reported(
+        self, method: str, done: defer.Deferred[UpdateResult]
+    ) -> defer.Deferred[UpdateResult]:
+        """Call the L{on_update_result} hooks when C{done} has its result."""
+        if not self.on_update_result:
+            return done
+        started = self.clock.seconds()
+
+        def report(result: UpdateResult) -> UpdateResult:
+            seconds = self.clock.seconds() - started
+            for hook in list(self.on_update_result):
+                try:
+                    hook(method, result.status, seconds)
+                except Exception:
+                    log.failure("update result hook {hook!r} failed", hook=hook)
+            return result
+
+        return done.addCallback(report)
+
     # -- the write path for clients
 
     def clamp_ttl(self, ttl: int | None) -> int:
@@ -290,7 +331,7 @@ class DynDNSService(Service):
                 ttl, method, client_address,
             )
 
-        return self._serialized(user_id, action)
+        return self._reported(method, self._serialized(user_id, action))
 
     def set_addresses(
         self,
@@ -318,7 +359,7 @@ class DynDNSService(Service):
                 return UpdateResult(UpdateStatus.BAD_ADDRESS, old, "address of the wrong family")
             return await self._go_online(old, user_id, ipv4, ipv6, ttl, method, client_address)
 
-        return self._serialized(user_id, action)
+        return self._reported(method, self._serialized(user_id, action))
 
     async def _go_online(
         self,
@@ -374,7 +415,7 @@ class DynDNSService(Service):
             )
             return await self._commit_state(new, old, method)
 
-        return self._serialized(user_id, action)
+        return self._reported(method, self._serialized(user_id, action))
 
     async def _commit_state(
         self, new: HostState, old: HostState | None, method: str
@@ -401,6 +442,43 @@ class DynDNSService(Service):
                 client=new.client_address,
             )
         return UpdateResult(UpdateStatus.GOOD, new, "updated")
+
+    # -- reads for other rules
+
+    def users_at(self, address: str | IPAddress) -> list[User]:
+        """
+        The active DynDNS users at C{address} now, sorted by id: users that
+        are not disabled, are online, and have C{address} as their current
+        IPv4 or IPv6 address (an offline user's offline IP does not count).
+        Several users can share one address (behind one NAT).
+
+        For rules that treat requests from DynDNS users differently, such as
+        a DNS server that filters queries from users whose C{notes} contain
+        a marker (examples/notes_rule_resolver.py). It reads memory only and
+        costs the same at any number of users: safe on the DNS query path.
+
+        @param address: text or an C{ipaddress} object. An IPv4-mapped IPv6
+            address (C{::ffff:192.0.2.1}, what a dual-stack socket reports
+            for an IPv4 client) counts as the IPv4 address; an IPv6 zone
+            (C{fe80::1%eth0}) is ignored. Text that is not an IP address
+            (a UNIX socket path, say) matches nobody: the result is C{[]},
+            never an exception.
+        """
+        if isinstance(address, str):
+            try:
+                address = ipaddress.ip_address(address)
+            except ValueError:
+                return []
+        if isinstance(address, ipaddress.IPv6Address):
+            if address.ipv4_mapped is not None:
+                address = address.ipv4_mapped
+            elif address.scope_id is not None:
+                address = ipaddress.IPv6Address(int(address))
+        user_ids = self.registry.users_at(address)
+        if not user_ids:
+            return []
+        users = self.registry.users
+        return [users[i] for i in sorted(user_ids) if i in users]
 
     # -- the write path for administrators
 
@@ -486,6 +564,30 @@ class DynDNSService(Service):
             for user in users:
                 self.check_user(user)
             await self.store.import_users(users, states)
+            for user in users:
+                self._apply_user(user, "admin")
+            for state in states:
+                self._apply_state(state, "admin")
+
+        return defer.ensureDeferred(action())
+
+    def replace_users(
+        self, users: Iterable[User], states: Iterable[HostState] = ()
+    ) -> defer.Deferred[None]:
+        """
+        Make C{users} the whole set of users, in one transaction: users not
+        among them are removed (the admin API's configuration replace).
+        """
+        users, states = list(users), list(states)
+
+        async def action() -> None:
+            for user in users:
+                self.check_user(user)
+            keep = {user.id for user in users}
+            gone = sorted(set(self.registry.users) - keep)
+            await self.store.import_users(users, states, remove=gone)
+            for user_id in gone:
+                self._apply_removal(user_id, "admin")
             for user in users:
                 self._apply_user(user, "admin")
             for state in states:

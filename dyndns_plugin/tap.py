@@ -165,6 +165,15 @@ def make_transfer(
     return publisher, handler, notifier
 
 
+def admin_resources(top_parts: dict[str, Any]) -> dict[bytes, Any]:
+    """
+    What the admin listener mounts beside its API: the status page and the
+    Prometheus metrics (each only if its module is present).
+    """
+    resources: dict[bytes, Any] = {}
+    return resources
+
+
 class _NotifierService(service.Service):
     """Opens and closes the NOTIFY sender's sockets with the application."""
 
@@ -234,6 +243,16 @@ def build_service(
         for description in settings.http.listen:
             strports.service(description, site).setServiceParent(top)
         top.site = site  # type: ignore[attr-defined]
+    if settings.admin.listen:
+        from dyndns_plugin.web.admin import build_admin_site
+
+        admin_site = build_admin_site(dyndns, settings, admin_resources(top_parts={
+            "dyndns": dyndns, "dns_factory": factory, "checker": checker,
+            "publisher": publisher,
+        }), reactor)
+        for description in settings.admin.listen:
+            strports.service(description, admin_site).setServiceParent(top)
+        top.admin_site = admin_site  # type: ignore[attr-defined]
     for host, port in settings.dns.listen:
         internet.TCPServer(port, factory, interface=host).setServiceParent(top)
         internet.UDPServer(

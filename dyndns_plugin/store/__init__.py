@@ -144,8 +144,9 @@ class IUserStore(Interface):
         empties the journal (its history no longer leads to this serial).
         """
 
-    def import_users(users: Iterable[User], states: Iterable[HostState]):
+    def import_users(users: Iterable[User], states: Iterable[HostState], remove: Iterable[str] = ()):
         """
-        Insert or replace many users and states in one atomic transaction:
-        either all of them are stored or none.
+        Delete the users C{remove} (ids; unknown ones are ignored), then
+        insert or replace many users and states, in one atomic transaction:
+        either all of it is stored or none.
         """

@@ -136,9 +136,9 @@ class MemoryUserStore:
         return self._write(lambda generation: self._save(state, generation))
 
     def import_users(
-        self, users: Iterable[User], states: Iterable[HostState]
+        self, users: Iterable[User], states: Iterable[HostState], remove: Iterable[str] = ()
     ) -> defer.Deferred[None]:
-        users, states = list(users), list(states)
+        users, states, removed = list(users), list(states), list(remove)
 
         def change(generation: int) -> None:
             saved = (
@@ -150,6 +150,14 @@ class MemoryUserStore:
                 dict(self._owners),
             )
             try:
+                for user_id in removed:
+                    if user_id in self._users:
+                        self._drop_names(user_id)
+                        del self._users[user_id]
+                        self._user_gen.pop(user_id, None)
+                        self._states.pop(user_id, None)
+                        self._state_gen.pop(user_id, None)
+                        self._removed[user_id] = generation
                 for user in users:
                     self._put(user, generation)
                 for state in states:

@@ -563,11 +563,17 @@ class SQLiteUserStore:
         return self._write(save)
 
     def import_users(
-        self, users: Iterable[User], states: Iterable[HostState]
+        self, users: Iterable[User], states: Iterable[HostState], remove: Iterable[str] = ()
     ) -> defer.Deferred[None]:
-        users, states = list(users), list(states)
+        users, states, removed = list(users), list(states), list(remove)
 
         def import_(conn: sqlite3.Connection, generation: int) -> None:
+            for user_id in removed:
+                conn.execute("DELETE FROM users WHERE id = ?", (user_id,))
+                conn.execute(
+                    "INSERT OR REPLACE INTO removed (user_id, gen) VALUES (?, ?)",
+                    (user_id, generation),
+                )
             for user in users:
                 self._put(conn, user, generation)
             for state in states:

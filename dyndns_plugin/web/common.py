@@ -166,6 +166,11 @@ class DynDNSRequest(server.Request):
     bodies are bounded, and every response is C{Cache-Control: private}.
     """
 
+    #: Bytes of body accepted (413 above).
+    max_body = MAX_BODY
+    #: Methods any resource may see; others get 405 here.
+    allowed_methods: tuple[bytes, ...] = ALLOWED_METHODS
+
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         lowered = path[:8].lower()
         if lowered.startswith(b"http://") or lowered.startswith(b"https://"):
@@ -180,13 +185,13 @@ class DynDNSRequest(server.Request):
 
     def gotLength(self, length: int | None) -> None:
         self._body_received = 0
-        if length is not None and length > MAX_BODY:
+        if length is not None and length > self.max_body:
             self._refuse_body()
         super().gotLength(length)
 
     def handleContentChunk(self, data: bytes) -> None:
         self._body_received = getattr(self, "_body_received", 0) + len(data)
-        if self._body_received > MAX_BODY:
+        if self._body_received > self.max_body:
             self._refuse_body()
             return
         super().handleContentChunk(data)
@@ -205,10 +210,10 @@ class DynDNSRequest(server.Request):
         if getattr(self, "_refused", False):
             return
         self.setHeader(b"cache-control", b"private")
-        if self.method not in ALLOWED_METHODS:
+        if self.method not in self.allowed_methods:
             # Twisted answers 501 for methods it does not know; for us
             # every other method is simply not allowed.
             finish(self, b"method not allowed\n", code=http.NOT_ALLOWED,
-                   headers=[(b"allow", b", ".join(ALLOWED_METHODS))])
+                   headers=[(b"allow", b", ".join(self.allowed_methods))])
             return
         super().process()

@@ -1,0 +1,433 @@
+"""
+The admin listener: a JSON API over the users and their state, the status
+page and the metrics, always behind authentication.
+
+Routes (see L{openapi_document} for the full contract, which the tests check
+every answer against):
+
+    GET  /api/state                     every user's state (alias /pluginstate)
+    GET  /api/config                    settings + users, with an ETag (alias /getpluginconfig)
+    PUT  /api/config                    replace all users atomically, If-Match required
+                                        (alias /updatepluginconfig)
+    GET|PUT|PATCH|DELETE /api/users/ID  one user (a sign-up site adds one without the rest)
+    POST /api/users/ID/offline          take a user offline
+    GET  /api/openapi.json              the OpenAPI 3.1 document
+    GET  /status, /status.js, /metrics  mounted resources (status page, Prometheus)
+
+Authentication is HTTP Basic against C{[admin] users} (scrypt hashes, checked
+by the same L{PasswordChecker} as every update method) or a bearer token
+whose SHA-256 digest is in C{[admin] tokens}. Requests that change anything
+must be C{application/json}, which a browser cannot send cross-site without
+a CORS preflight we never grant (no CSRF through a logged-in browser).
+
+C{build_admin_site(service, settings, extra)} builds the Site; C{extra}
+maps paths (C{b"status"}, C{b"metrics"}) to resources mounted behind the
+same authentication.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from typing import Any, Mapping
+
+import attrs
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web import http, resource, server
+
+from dyndns_plugin.auth import PasswordChecker
+from dyndns_plugin.config import Settings
+from dyndns_plugin.document import (
+    export_document,
+    format_time,
+    parse_document,
+    user_from_dict,
+    user_to_dict,
+)
+from dyndns_plugin.model import User, ValidationError
+from dyndns_plugin.service import DynDNSService
+from dyndns_plugin.store import NameTaken, NoSuchUser, StoreError, UserExists
+from dyndns_plugin.web.common import DynDNSRequest, basic_credentials, header
+
+log = Logger()
+
+JSON = b"application/json; charset=utf-8"
+#: An admin replaces whole configurations: allow far more than an update.
+MAX_ADMIN_BODY = 32 * 1024 * 1024
+REALM = "DynDNS admin"
+
+
+class ApiError(Exception):
+    def __init__(self, code: int, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+
+
+class AdminAuth:
+    """
+    Who may use the admin listener: Basic credentials of C{users} (name ->
+    scrypt hash) or bearer tokens whose SHA-256 hex digest is in C{tokens}.
+    """
+
+    def __init__(self, users: Mapping[str, str], tokens: tuple[str, ...], reactor: Any = None) -> None:
+        self.checker = PasswordChecker(
+            {name: User(name, password_hash=digest) for name, digest in users.items()},
+            reactor=reactor,
+        )
+        self.tokens = tuple(bytes.fromhex(t) for t in tokens)
+
+    async def authenticate(self, request: server.Request) -> str | None:
+        """The admin's name (C{"token"} for a bearer token), or None."""
+        value = header(request, "authorization") or ""
+        scheme, _, rest = value.strip().partition(" ")
+        if scheme.lower() == "bearer":
+            digest = hashlib.sha256(rest.strip().encode("utf-8", "replace")).digest()
+            ok = False
+            for known in self.tokens:
+                ok |= hmac.compare_digest(digest, known)
+            return "token" if ok else None
+        creds = basic_credentials(request)
+        if creds is None:
+            return None
+        try:
+            return str(await self.checker.check(*creds))
+        except Exception:
+            return None
+
+
+def state_entry(service: DynDNSService, user: User) -> dict[str, Any]:
+    """One row of C{/api/state}: what the user's names serve now, and why."""
+    registry = service.registry
+    state = registry.states.get(user.id)
+    answer = registry.answer_for_user(user.id)
+    addresses = answer.addresses if answer is not None else ()
+    v4 = [str(a) for a in addresses if a.version == 4]
+    v6 = [str(a) for a in addresses if a.version == 6]
+    if user.disabled:
+        status = "disabled"
+    else:
+        status = state.status if state is not None else "never"
+    return {
+        "id": user.id,
+        "state": status,
+        "ipv4": v4[0] if v4 else None,
+        "ipv6": v6[0] if v6 else None,
+        "ttl": answer.ttl if answer is not None and addresses else None,
+        "last_update": format_time(state.updated_at) if state is not None else None,
+        "method": state.method if state is not None else None,
+        "client_address": state.client_address if state is not None else None,
+        "names": list(registry.names_of(user.id)),
+    }
+
+
+def settings_view(settings: Settings) -> dict[str, Any]:
+    """The effective settings, read-only, with no secret in them."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {str(k): plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if isinstance(value, (str, int, float, bool)) or value is None:
+            return value
+        return str(value)
+
+    data = plain(attrs.asdict(settings, recurse=True))
+    for key in data["dns"]["transfer_keys"]:
+        key["secret"] = None  # a raw secret, not a verifier
+    data["admin"]["tokens"] = ["sha256:" + t for t in settings.admin.tokens]
+    data.pop("path", None)
+    return data
+
+
+class AdminResource(resource.Resource):
+    """The whole admin tree as one leaf: authenticate, then route."""
+
+    isLeaf = True
+
+    def __init__(
+        self,
+        service: DynDNSService,
+        settings: Settings,
+        auth: AdminAuth,
+        extra: Mapping[bytes, resource.Resource] | None = None,
+    ) -> None:
+        super().__init__()
+        self.service = service
+        self.settings = settings
+        self.auth = auth
+        self.extra = dict(extra or {})
+        self._config_lock = defer.DeferredLock()
+
+    def render(self, request: server.Request) -> Any:
+        d = defer.ensureDeferred(self._handle(request))
+        d.addErrback(self._crashed, request)
+        return server.NOT_DONE_YET
+
+    def _crashed(self, failure: Failure, request: server.Request) -> None:
+        log.failure("admin request failed", failure)
+        self._json(request, {"error": "server error", "field": None}, http.INTERNAL_SERVER_ERROR)
+
+    # -- plumbing
+
+    def _json(
+        self, request: server.Request, body: Any, code: int = http.OK,
+        headers: tuple[tuple[bytes, bytes], ...] = (),
+    ) -> None:
+        if request.finished or getattr(request, "_disconnected", False):
+            return
+        data = b"" if code == http.NO_CONTENT else json.dumps(body, indent=1).encode() + b"\n"
+        request.setResponseCode(code)
+        if data:
+            request.setHeader(b"content-type", JSON)
+        request.setHeader(b"content-length", b"%d" % len(data))
+        request.setHeader(b"cache-control", b"no-store")
+        for name, value in headers:
+            request.setHeader(name, value)
+        if request.method != b"HEAD":
+            request.write(data)
+        request.finish()
+
+    def _body(self, request: server.Request) -> Any:
+        content_type = (header(request, "content-type") or "").split(";")[0].strip().lower()
+        if content_type != "application/json":
+            raise ApiError(http.UNSUPPORTED_MEDIA_TYPE, "the body must be application/json")
+        content = request.content
+        raw = b""
+        if content is not None:
+            content.seek(0)
+            raw = content.read()
+        try:
+            return json.loads(raw or b"null")
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ApiError(http.BAD_REQUEST, f"the body is not JSON: {e}") from None
+
+    async def _handle(self, request: server.Request) -> None:
+        who = await self.auth.authenticate(request)
+        if who is None:
+            self._json(
+                request, {"error": "authentication required", "field": None}, http.UNAUTHORIZED,
+                ((b"www-authenticate", f'Basic realm="{REALM}"'.encode()),),
+            )
+            return
+        parts = [p for p in request.path.split(b"/") if p]
+        try:
+            if len(parts) == 1 and parts[0] in self.extra:
+                await self._extra(request, self.extra[parts[0]])
+                return
+            await self._route(request, who, parts)
+        except ApiError as e:
+            self._json(request, {"error": e.message, "field": e.field}, e.code)
+
+    async def _extra(self, request: server.Request, child: resource.Resource) -> None:
+        result = child.render(request)
+        if result is server.NOT_DONE_YET:
+            return
+        request.write(result)
+        request.finish()
+
+    def _allow(self, request: server.Request, *methods: bytes) -> None:
+        if request.method == b"HEAD" and b"GET" in methods:
+            return
+        if request.method not in methods:
+            request.setHeader(b"allow", b", ".join(methods))
+            raise ApiError(http.NOT_ALLOWED, f"method {request.method.decode()} not allowed here")
+
+    async def _route(self, request: server.Request, who: str, parts: list[bytes]) -> None:
+        route = [p.decode("utf-8", "replace") for p in parts]
+        if route in (["api", "state"], ["pluginstate"]):
+            self._allow(request, b"GET")
+            return self._json(request, self._state())
+        if route == ["updatepluginconfig"]:
+            self._allow(request, b"PUT", b"POST")
+            return await self._replace_config(request, who)
+        if route in (["api", "config"], ["getpluginconfig"]):
+            if route == ["api", "config"]:
+                self._allow(request, b"GET", b"PUT")
+            else:
+                self._allow(request, b"GET")
+            if request.method == b"PUT":
+                return await self._replace_config(request, who)
+            body, etag = self._config()
+            return self._json(request, body, headers=((b"etag", etag.encode()),))
+        if route == ["api", "openapi.json"]:
+            self._allow(request, b"GET")
+            return self._json(request, openapi_document())
+        if len(route) in (3, 4) and route[:2] == ["api", "users"]:
+            user_id = route[2]
+            if len(route) == 4:
+                if route[3] != "offline":
+                    raise ApiError(http.NOT_FOUND, "no such resource")
+                self._allow(request, b"POST")
+                self._body(request)
+                return await self._offline(request, user_id)
+            return await self._user(request, who, user_id)
+        raise ApiError(http.NOT_FOUND, "no such resource")
+
+    # -- state and config
+
+    def _state(self) -> dict[str, Any]:
+        users = self.service.registry.users
+        return {"users": [state_entry(self.service, users[i]) for i in sorted(users)]}
+
+    def _config(self) -> tuple[dict[str, Any], str]:
+        registry = self.service.registry
+        users = export_document(registry.users.values(), registry.states)
+        canonical = json.dumps(users, sort_keys=True, separators=(",", ":")).encode()
+        etag = '"' + hashlib.sha256(canonical).hexdigest()[:32] + '"'
+        return {"settings": settings_view(self.settings), "users": users}, etag
+
+    async def _replace_config(self, request: server.Request, who: str) -> None:
+        body = self._body(request)
+        if not isinstance(body, dict):
+            raise ApiError(http.BAD_REQUEST, "must be a JSON object", "document")
+        unknown = sorted(set(body) - {"settings", "users"})
+        if unknown:
+            raise ApiError(http.BAD_REQUEST, "unknown field", unknown[0])
+        if "users" not in body:
+            raise ApiError(http.BAD_REQUEST, "is required", "users")
+        if "settings" in body:
+            self._check_settings(body["settings"])
+        try:
+            users, states = parse_document(body["users"])
+        except ValidationError as e:
+            raise ApiError(http.BAD_REQUEST, e.message, _users_field(e.field)) from None
+        expected = header(request, "if-match")
+        if expected is None:
+            raise ApiError(428, "If-Match with the ETag of GET /api/config is required", "If-Match")
+        await self._config_lock.acquire()
+        try:
+            _, etag = self._config()
+            if expected.strip() not in (etag, "*"):
+                raise ApiError(http.PRECONDITION_FAILED,
+                               "the configuration changed since you read it (ETag differs)",
+                               "If-Match")
+            try:
+                await self.service.replace_users(users, states)
+            except ValidationError as e:
+                raise ApiError(http.BAD_REQUEST, e.message, "users." + e.field) from None
+            except NameTaken as e:
+                raise ApiError(http.CONFLICT, str(e), "users") from None
+            except StoreError as e:
+                raise ApiError(http.SERVICE_UNAVAILABLE, f"store failure: {e}") from None
+            log.info("admin {who} replaced the configuration: {count} users", who=who,
+                     count=len(users))
+            new_body, new_etag = self._config()
+        finally:
+            self._config_lock.release()
+        self._json(request, new_body, headers=((b"etag", new_etag.encode()),))
+
+    def _check_settings(self, given: Any) -> None:
+        current = settings_view(self.settings)
+        if not isinstance(given, dict):
+            raise ApiError(http.BAD_REQUEST, "must be an object", "settings")
+        for key in sorted(set(given) | set(current)):
+            if given.get(key) != current.get(key):
+                raise ApiError(
+                    http.BAD_REQUEST,
+                    "settings are read-only here: change the configuration file and restart",
+                    f"settings.{key}",
+                )
+
+    # -- one user
+
+    async def _user(self, request: server.Request, who: str, user_id: str) -> None:
+        self._allow(request, b"GET", b"PUT", b"PATCH", b"DELETE")
+        registry = self.service.registry
+        current = registry.users.get(user_id)
+        if request.method in (b"GET", b"HEAD"):
+            if current is None:
+                raise ApiError(http.NOT_FOUND, f"no user {user_id!r}", "id")
+            return self._json(request, self._user_body(current))
+        if request.method == b"DELETE":
+            try:
+                await self.service.remove_user(user_id)
+            except NoSuchUser:
+                raise ApiError(http.NOT_FOUND, f"no user {user_id!r}", "id") from None
+            log.info("admin {who} removed user {user}", who=who, user=user_id)
+            return self._json(request, None, http.NO_CONTENT)
+        body = self._body(request)
+        if not isinstance(body, dict):
+            raise ApiError(http.BAD_REQUEST, "must be a JSON object", "user")
+        if body.get("id", user_id) != user_id:
+            raise ApiError(http.BAD_REQUEST, "does not match the URL", "id")
+        if request.method == b"PATCH":
+            if current is None:
+                raise ApiError(http.NOT_FOUND, f"no user {user_id!r}", "id")
+            if "state" in body:
+                raise ApiError(http.BAD_REQUEST, "cannot be patched (use the update methods)", "state")
+            merged = user_to_dict(current)
+            if "password" in body:
+                merged.pop("password_hash")
+            merged.update(body)
+            body = merged
+        try:
+            user, state = user_from_dict({**body, "id": user_id})
+        except ValidationError as e:
+            raise ApiError(http.BAD_REQUEST, e.message, e.field.removeprefix("user.")) from None
+        try:
+            if current is None:
+                await self.service.add_user(user)
+                code = http.CREATED
+            else:
+                await self.service.put_user(user)
+                code = http.OK
+            if state is not None:
+                await self.service.import_users([user], [state])
+        except ValidationError as e:
+            raise ApiError(http.BAD_REQUEST, e.message, e.field) from None
+        except (NameTaken, UserExists) as e:
+            raise ApiError(http.CONFLICT, str(e), "hostnames" if isinstance(e, NameTaken) else "id") from None
+        except StoreError as e:
+            raise ApiError(http.SERVICE_UNAVAILABLE, f"store failure: {e}") from None
+        log.info("admin {who} {verb} user {user}", who=who, user=user_id,
+                 verb="added" if code == http.CREATED else "changed")
+        self._json(request, self._user_body(self.service.registry.users[user_id]), code)
+
+    def _user_body(self, user: User) -> dict[str, Any]:
+        return user_to_dict(user, self.service.registry.states.get(user.id))
+
+    async def _offline(self, request: server.Request, user_id: str) -> None:
+        user = self.service.registry.users.get(user_id)
+        if user is None:
+            raise ApiError(http.NOT_FOUND, f"no user {user_id!r}", "id")
+        result = await self.service.set_offline(user_id, method="admin")
+        if not result.ok:
+            raise ApiError(http.CONFLICT, result.message)
+        self._json(request, state_entry(self.service, self.service.registry.users[user_id]))
+
+
+def _users_field(field: str) -> str:
+    return field if field.startswith("users") else f"users.{field}"
+
+
+class AdminRequest(DynDNSRequest):
+    """The update site's request rules, with REST methods and larger bodies."""
+
+    max_body = MAX_ADMIN_BODY
+    allowed_methods = (b"GET", b"HEAD", b"POST", b"PUT", b"PATCH", b"DELETE")
+
+
+def build_admin_site(
+    service: DynDNSService,
+    settings: Settings,
+    extra: Mapping[bytes, resource.Resource] | None = None,
+    reactor: Any = None,
+) -> server.Site:
+    """The admin Site: L{AdminResource} with its auth from C{settings.admin}."""
+    auth = AdminAuth(settings.admin.users, settings.admin.tokens, reactor)
+    site = server.Site(AdminResource(service, settings, auth, extra))
+    site.requestFactory = AdminRequest
+    site.displayTracebacks = False
+    return site
+
+
+def openapi_document() -> dict[str, Any]:
+    from dyndns_plugin.web.openapi import DOCUMENT
+
+    return DOCUMENT

@@ -1,0 +1,248 @@
+"""
+The OpenAPI 3.1 description of the admin API (served at /api/openapi.json).
+The tests validate the document and check every answer of the real API
+against the schemas here, so it cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_NULLABLE_STRING = {"type": ["string", "null"]}
+_JSON = "application/json"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _content(schema: dict[str, Any]) -> dict[str, Any]:
+    return {_JSON: {"schema": schema}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": _content(_ref("Error"))}
+
+
+_ERRORS = {
+    "400": _error("Invalid input; `field` names the offending field"),
+    "401": _error("Authentication required (Basic or Bearer)"),
+    "404": _error("No such user or resource"),
+    "405": _error("Method not allowed"),
+    "415": _error("The body must be application/json"),
+}
+
+_USER_ID = {
+    "name": "id", "in": "path", "required": True,
+    "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]*$"},
+}
+
+_STATE = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "status": {"enum": ["online", "offline", "never"]},
+        "ipv4": _NULLABLE_STRING,
+        "ipv6": _NULLABLE_STRING,
+        "ttl": {"type": ["integer", "null"]},
+        "offline": {"type": "boolean"},
+        "updated_at": _NULLABLE_STRING,
+        "method": _NULLABLE_STRING,
+        "client_address": _NULLABLE_STRING,
+    },
+}
+
+_USER = {
+    "type": "object",
+    "description": "A user in the users document form; secrets only as stored verifiers. "
+    "On input `password` (plain text) may stand for the verifiers.",
+    "additionalProperties": False,
+    "properties": {
+        "id": {"type": "string"},
+        "password": {"type": "string", "writeOnly": True},
+        "gnudip": {"type": "boolean", "writeOnly": True},
+        "password_hash": _NULLABLE_STRING,
+        "md5_verifier": _NULLABLE_STRING,
+        "tsig_secret": _NULLABLE_STRING,
+        "tsig_algorithm": {"type": "string"},
+        "tsig_from_password": {"type": "boolean"},
+        "offline_ipv4": _NULLABLE_STRING,
+        "offline_ipv6": _NULLABLE_STRING,
+        "hostnames": {"type": "array", "items": {"type": "string"}},
+        "notes": {"type": "string"},
+        "disabled": {"type": "boolean"},
+        "state": {"oneOf": [_ref("HostState"), {"type": "null"}]},
+    },
+}
+
+_STATE_ENTRY = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["id", "state", "ipv4", "ipv6", "ttl", "last_update", "method",
+                 "client_address", "names"],
+    "properties": {
+        "id": {"type": "string"},
+        "state": {"enum": ["online", "offline", "never", "disabled"]},
+        "ipv4": _NULLABLE_STRING,
+        "ipv6": _NULLABLE_STRING,
+        "ttl": {"type": ["integer", "null"]},
+        "last_update": _NULLABLE_STRING,
+        "method": _NULLABLE_STRING,
+        "client_address": _NULLABLE_STRING,
+        "names": {"type": "array", "items": {"type": "string"}},
+    },
+}
+
+_USERS_DOCUMENT = {
+    "type": "object",
+    "required": ["format", "version", "users"],
+    "additionalProperties": False,
+    "properties": {
+        "format": {"const": "dyndns_plugin.users"},
+        "version": {"const": 1},
+        "users": {"type": "array", "items": _ref("User")},
+    },
+}
+
+_CONFIG = {
+    "type": "object",
+    "required": ["users"],
+    "additionalProperties": False,
+    "properties": {
+        "settings": {
+            "type": "object",
+            "description": "The effective settings (read-only: a PUT must leave them as they are)",
+        },
+        "users": _ref("UsersDocument"),
+    },
+}
+
+_ETAG_HEADER = {"ETag": {"schema": {"type": "string"}, "description": "Version of the users"}}
+
+DOCUMENT: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "dyndns_plugin admin API",
+        "version": "1",
+        "description": "Users, their state and the configuration of a dyndns_plugin server.",
+    },
+    "components": {
+        "securitySchemes": {
+            "basic": {"type": "http", "scheme": "basic"},
+            "bearer": {"type": "http", "scheme": "bearer"},
+        },
+        "schemas": {
+            "Error": {
+                "type": "object",
+                "required": ["error", "field"],
+                "additionalProperties": False,
+                "properties": {"error": {"type": "string"}, "field": _NULLABLE_STRING},
+            },
+            "HostState": _STATE,
+            "User": _USER,
+            "StateEntry": _STATE_ENTRY,
+            "State": {
+                "type": "object",
+                "required": ["users"],
+                "additionalProperties": False,
+                "properties": {"users": {"type": "array", "items": _ref("StateEntry")}},
+            },
+            "UsersDocument": _USERS_DOCUMENT,
+            "Config": _CONFIG,
+        },
+    },
+    "security": [{"basic": []}, {"bearer": []}],
+    "paths": {
+        "/api/state": {
+            "get": {
+                "summary": "Every user's state, IPv4, IPv6, TTL, last update, method, client address",
+                "responses": {"200": {"description": "The state", "content": _content(_ref("State"))},
+                              "401": _ERRORS["401"]},
+            },
+        },
+        "/api/config": {
+            "get": {
+                "summary": "Settings and users",
+                "responses": {
+                    "200": {"description": "The configuration", "headers": _ETAG_HEADER,
+                            "content": _content(_ref("Config"))},
+                    "401": _ERRORS["401"],
+                },
+            },
+            "put": {
+                "summary": "Replace all users atomically (If-Match: the ETag read)",
+                "parameters": [{"name": "If-Match", "in": "header", "required": True,
+                                "schema": {"type": "string"}}],
+                "requestBody": {"required": True, "content": _content(_ref("Config"))},
+                "responses": {
+                    "200": {"description": "Replaced", "headers": _ETAG_HEADER,
+                            "content": _content(_ref("Config"))},
+                    "400": _ERRORS["400"], "401": _ERRORS["401"], "415": _ERRORS["415"],
+                    "409": _error("A host name belongs to two users"),
+                    "412": _error("The ETag differs: someone changed the users since"),
+                    "428": _error("If-Match missing"),
+                },
+            },
+        },
+        "/api/users/{id}": {
+            "parameters": [_USER_ID],
+            "get": {
+                "summary": "One user",
+                "responses": {"200": {"description": "The user", "content": _content(_ref("User"))},
+                              "401": _ERRORS["401"], "404": _ERRORS["404"]},
+            },
+            "put": {
+                "summary": "Create or replace one user",
+                "requestBody": {"required": True, "content": _content(_ref("User"))},
+                "responses": {
+                    "200": {"description": "Replaced", "content": _content(_ref("User"))},
+                    "201": {"description": "Created", "content": _content(_ref("User"))},
+                    "400": _ERRORS["400"], "401": _ERRORS["401"], "415": _ERRORS["415"],
+                    "409": _error("A host name belongs to another user"),
+                },
+            },
+            "patch": {
+                "summary": "Change some fields of one user",
+                "requestBody": {"required": True, "content": _content(_ref("User"))},
+                "responses": {
+                    "200": {"description": "Changed", "content": _content(_ref("User"))},
+                    "400": _ERRORS["400"], "401": _ERRORS["401"], "404": _ERRORS["404"],
+                    "415": _ERRORS["415"], "409": _error("A host name belongs to another user"),
+                },
+            },
+            "delete": {
+                "summary": "Remove one user",
+                "responses": {"204": {"description": "Removed"}, "401": _ERRORS["401"],
+                              "404": _ERRORS["404"]},
+            },
+        },
+        "/api/users/{id}/offline": {
+            "parameters": [_USER_ID],
+            "post": {
+                "summary": "Set the user offline (its offline IP, or no address)",
+                "requestBody": {"required": True, "content": _content({"type": "object"})},
+                "responses": {
+                    "200": {"description": "The user's new state",
+                            "content": _content(_ref("StateEntry"))},
+                    "401": _ERRORS["401"], "404": _ERRORS["404"], "415": _ERRORS["415"],
+                },
+            },
+        },
+        "/pluginstate": {"get": {"summary": "Alias of GET /api/state (the original's command)",
+                                 "responses": {"200": {"description": "The state",
+                                                       "content": _content(_ref("State"))}}}},
+        "/getpluginconfig": {"get": {"summary": "Alias of GET /api/config",
+                                     "responses": {"200": {"description": "The configuration",
+                                                           "content": _content(_ref("Config"))}}}},
+        "/updatepluginconfig": {
+            "put": {"summary": "Alias of PUT /api/config",
+                    "parameters": [{"name": "If-Match", "in": "header", "required": True,
+                                    "schema": {"type": "string"}}],
+                    "requestBody": {"required": True, "content": _content(_ref("Config"))},
+                    "responses": {"200": {"description": "Replaced",
+                                          "content": _content(_ref("Config"))}}},
+        },
+        "/api/openapi.json": {"get": {"summary": "This document",
+                                      "responses": {"200": {"description": "OpenAPI 3.1"}}}},
+    },
+}
