@@ -14,6 +14,11 @@ serials and journal, TransferHandler(publisher, networks, keys) answers
 AXFR/IXFR (pass it as DynDNSServerFactory(..., transfer_handler=...)), and
 Notifier(reactor, targets) sends NOTIFY (ZonePublisher(on_publish=notifier.notify)).
 
+Rules for DynDNS users: service.users_at(address) lists the active users whose
+names point at a client's address now (memory only, safe per DNS query), so a
+server can treat their queries differently, e.g. by their notes; see
+examples/notes_rule_resolver.py.
+
 See examples/embed_resolver.py and the README.
 """
 
