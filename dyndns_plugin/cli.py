@@ -269,6 +269,18 @@ async def cmd_import(service: DynDNSService, args: argparse.Namespace) -> None:
     print(f"imported {len(users)} users")
 
 
+async def cmd_import_sdp(service: DynDNSService, args: argparse.Namespace) -> None:
+    """Users and states from the Simple DNS Plus plug-in's XML (see sdp_import)."""
+    from dyndns_plugin import sdp_import
+
+    settings = load_settings(args.config)
+    imported = await sdp_import.import_sdp(
+        service, args.config_xml, args.state_xml, settings, args.replace
+    )
+    paths = [args.config_xml] + ([args.state_xml] if args.state_xml else [])
+    print("\n".join(sdp_import.summary(imported, paths)))
+
+
 def method_urls(settings: Settings) -> list[tuple[str, str]]:
     """
     The full URL of every enabled HTTP method, with placeholders, like the
@@ -414,6 +426,15 @@ def build_parser() -> argparse.ArgumentParser:
     import_ = commands.add_parser("import", help="add or replace users from a JSON document")
     import_.add_argument("file", help="the document (- for standard input)")
     import_.set_defaults(run=cmd_import)
+    import_sdp = commands.add_parser(
+        "import-sdp", help="import users and states from the Simple DNS Plus DynDNS plug-in"
+    )
+    import_sdp.add_argument("config_xml", metavar="CONFIG.xml", help="the plug-in's configuration")
+    import_sdp.add_argument("state_xml", metavar="STATE.xml", nargs="?",
+                            help="the plug-in's state (current addresses)")
+    import_sdp.add_argument("--replace", action="store_true",
+                            help="replace users that exist already (else: an error)")
+    import_sdp.set_defaults(run=cmd_import_sdp)
 
     urls = commands.add_parser("urls", help="print the full URL of every enabled HTTP method")
     urls.set_defaults(run=None, settings_only=cmd_urls)
