@@ -170,7 +170,9 @@ def admin_resources(top_parts: dict[str, Any]) -> dict[bytes, Any]:
     What the admin listener mounts beside its API: the status page and the
     Prometheus metrics (each only if its module is present).
     """
-    resources: dict[bytes, Any] = {}
+    from dyndns_plugin.web.status import StatusPage, StatusScript
+
+    resources: dict[bytes, Any] = {b"status": StatusPage(), b"status.js": StatusScript()}
     return resources
 
 
