@@ -47,7 +47,7 @@ from dyndns_plugin.document import (
     user_from_dict,
     user_to_dict,
 )
-from dyndns_plugin.model import User, ValidationError
+from dyndns_plugin.model import UpdateStatus, User, ValidationError
 from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.store import NameTaken, NoSuchUser, StoreError, UserExists
 from dyndns_plugin.web.common import DynDNSRequest, basic_credentials, header
@@ -228,7 +228,10 @@ class AdminResource(resource.Resource):
         result = child.render(request)
         if result is server.NOT_DONE_YET:
             return
-        request.write(result)
+        # As server.Request.render does: a Content-Length, never chunked.
+        request.setHeader(b"content-length", b"%d" % len(result))
+        if request.method != b"HEAD":
+            request.write(result)
         request.finish()
 
     def _allow(self, request: server.Request, *methods: bytes) -> None:
@@ -297,6 +300,12 @@ class AdminResource(resource.Resource):
             users, states = parse_document(body["users"])
         except ValidationError as e:
             raise ApiError(http.BAD_REQUEST, e.message, _users_field(e.field)) from None
+        for i, user in enumerate(users):
+            # The service checks again; here the field can name the user.
+            try:
+                self.service.check_user(user)
+            except ValidationError as e:
+                raise ApiError(http.BAD_REQUEST, e.message, f"users.users[{i}].{e.field}") from None
         expected = header(request, "if-match")
         if expected is None:
             raise ApiError(428, "If-Match with the ETag of GET /api/config is required", "If-Match")
@@ -349,6 +358,8 @@ class AdminResource(resource.Resource):
                 await self.service.remove_user(user_id)
             except NoSuchUser:
                 raise ApiError(http.NOT_FOUND, f"no user {user_id!r}", "id") from None
+            except StoreError as e:
+                raise ApiError(http.SERVICE_UNAVAILABLE, f"store failure: {e}") from None
             log.info("admin {who} removed user {user}", who=who, user=user_id)
             return self._json(request, None, http.NO_CONTENT)
         body = self._body(request)
@@ -363,7 +374,10 @@ class AdminResource(resource.Resource):
                 raise ApiError(http.BAD_REQUEST, "cannot be patched (use the update methods)", "state")
             merged = user_to_dict(current)
             if "password" in body:
+                # Every verifier of the old password goes: a user who had an
+                # MD5 verifier (GnuDIP) gets one of the new password.
                 merged.pop("password_hash")
+                merged["gnudip"] = merged.pop("md5_verifier") is not None
             merged.update(body)
             body = merged
         try:
@@ -371,14 +385,14 @@ class AdminResource(resource.Resource):
         except ValidationError as e:
             raise ApiError(http.BAD_REQUEST, e.message, e.field.removeprefix("user.")) from None
         try:
-            if current is None:
+            code = http.CREATED if current is None else http.OK
+            if state is not None:
+                # the user and its state in one transaction
+                await self.service.import_users([user], [state])
+            elif current is None:
                 await self.service.add_user(user)
-                code = http.CREATED
             else:
                 await self.service.put_user(user)
-                code = http.OK
-            if state is not None:
-                await self.service.import_users([user], [state])
         except ValidationError as e:
             raise ApiError(http.BAD_REQUEST, e.message, e.field) from None
         except (NameTaken, UserExists) as e:
@@ -397,13 +411,20 @@ class AdminResource(resource.Resource):
         if user is None:
             raise ApiError(http.NOT_FOUND, f"no user {user_id!r}", "id")
         result = await self.service.set_offline(user_id, method="admin")
+        if result.status is UpdateStatus.STORE_FAILED:
+            raise ApiError(http.SERVICE_UNAVAILABLE, result.message)
         if not result.ok:
             raise ApiError(http.CONFLICT, result.message)
         self._json(request, state_entry(self.service, self.service.registry.users[user_id]))
 
 
 def _users_field(field: str) -> str:
-    return field if field.startswith("users") else f"users.{field}"
+    """
+    A field of L{parse_document} (relative to the users document, e.g.
+    C{users[3].hostnames}) as a place in the request body
+    (C{users.users[3].hostnames}).
+    """
+    return "users" if field == "document" else f"users.{field}"
 
 
 class AdminRequest(DynDNSRequest):

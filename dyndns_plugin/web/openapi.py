@@ -30,6 +30,7 @@ _ERRORS = {
     "404": _error("No such user or resource"),
     "405": _error("Method not allowed"),
     "415": _error("The body must be application/json"),
+    "503": _error("The store failed (the write was not made); try again"),
 }
 
 _USER_ID = {
@@ -119,6 +120,25 @@ _CONFIG = {
 
 _ETAG_HEADER = {"ETag": {"schema": {"type": "string"}, "description": "Version of the users"}}
 
+# Shared by the routes and their aliases (an alias answers like its target).
+_STATE_RESPONSES = {"200": {"description": "The state", "content": _content(_ref("State"))},
+                    "401": _ERRORS["401"]}
+_CONFIG_GET_RESPONSES = {
+    "200": {"description": "The configuration", "headers": _ETAG_HEADER,
+            "content": _content(_ref("Config"))},
+    "401": _ERRORS["401"],
+}
+_IF_MATCH = [{"name": "If-Match", "in": "header", "required": True, "schema": {"type": "string"}}]
+_CONFIG_PUT_RESPONSES = {
+    "200": {"description": "Replaced", "headers": _ETAG_HEADER,
+            "content": _content(_ref("Config"))},
+    "400": _ERRORS["400"], "401": _ERRORS["401"], "415": _ERRORS["415"],
+    "409": _error("A host name belongs to two users"),
+    "412": _error("The ETag differs: someone changed the users since"),
+    "428": _error("If-Match missing"),
+    "503": _ERRORS["503"],
+}
+
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
@@ -156,32 +176,19 @@ DOCUMENT: dict[str, Any] = {
         "/api/state": {
             "get": {
                 "summary": "Every user's state, IPv4, IPv6, TTL, last update, method, client address",
-                "responses": {"200": {"description": "The state", "content": _content(_ref("State"))},
-                              "401": _ERRORS["401"]},
+                "responses": _STATE_RESPONSES,
             },
         },
         "/api/config": {
             "get": {
                 "summary": "Settings and users",
-                "responses": {
-                    "200": {"description": "The configuration", "headers": _ETAG_HEADER,
-                            "content": _content(_ref("Config"))},
-                    "401": _ERRORS["401"],
-                },
+                "responses": _CONFIG_GET_RESPONSES,
             },
             "put": {
                 "summary": "Replace all users atomically (If-Match: the ETag read)",
-                "parameters": [{"name": "If-Match", "in": "header", "required": True,
-                                "schema": {"type": "string"}}],
+                "parameters": _IF_MATCH,
                 "requestBody": {"required": True, "content": _content(_ref("Config"))},
-                "responses": {
-                    "200": {"description": "Replaced", "headers": _ETAG_HEADER,
-                            "content": _content(_ref("Config"))},
-                    "400": _ERRORS["400"], "401": _ERRORS["401"], "415": _ERRORS["415"],
-                    "409": _error("A host name belongs to two users"),
-                    "412": _error("The ETag differs: someone changed the users since"),
-                    "428": _error("If-Match missing"),
-                },
+                "responses": _CONFIG_PUT_RESPONSES,
             },
         },
         "/api/users/{id}": {
@@ -199,6 +206,7 @@ DOCUMENT: dict[str, Any] = {
                     "201": {"description": "Created", "content": _content(_ref("User"))},
                     "400": _ERRORS["400"], "401": _ERRORS["401"], "415": _ERRORS["415"],
                     "409": _error("A host name belongs to another user"),
+                    "503": _ERRORS["503"],
                 },
             },
             "patch": {
@@ -208,12 +216,13 @@ DOCUMENT: dict[str, Any] = {
                     "200": {"description": "Changed", "content": _content(_ref("User"))},
                     "400": _ERRORS["400"], "401": _ERRORS["401"], "404": _ERRORS["404"],
                     "415": _ERRORS["415"], "409": _error("A host name belongs to another user"),
+                    "503": _ERRORS["503"],
                 },
             },
             "delete": {
                 "summary": "Remove one user",
                 "responses": {"204": {"description": "Removed"}, "401": _ERRORS["401"],
-                              "404": _ERRORS["404"]},
+                              "404": _ERRORS["404"], "503": _ERRORS["503"]},
             },
         },
         "/api/users/{id}/offline": {
@@ -224,25 +233,25 @@ DOCUMENT: dict[str, Any] = {
                 "responses": {
                     "200": {"description": "The user's new state",
                             "content": _content(_ref("StateEntry"))},
-                    "401": _ERRORS["401"], "404": _ERRORS["404"], "415": _ERRORS["415"],
+                    "400": _ERRORS["400"], "401": _ERRORS["401"], "404": _ERRORS["404"],
+                    "409": _error("The user is disabled"), "415": _ERRORS["415"],
+                    "503": _ERRORS["503"],
                 },
             },
         },
         "/pluginstate": {"get": {"summary": "Alias of GET /api/state (the original's command)",
-                                 "responses": {"200": {"description": "The state",
-                                                       "content": _content(_ref("State"))}}}},
+                                 "responses": _STATE_RESPONSES}},
         "/getpluginconfig": {"get": {"summary": "Alias of GET /api/config",
-                                     "responses": {"200": {"description": "The configuration",
-                                                           "content": _content(_ref("Config"))}}}},
+                                     "responses": _CONFIG_GET_RESPONSES}},
         "/updatepluginconfig": {
-            "put": {"summary": "Alias of PUT /api/config",
-                    "parameters": [{"name": "If-Match", "in": "header", "required": True,
-                                    "schema": {"type": "string"}}],
-                    "requestBody": {"required": True, "content": _content(_ref("Config"))},
-                    "responses": {"200": {"description": "Replaced",
-                                          "content": _content(_ref("Config"))}}},
+            method: {"summary": "Alias of PUT /api/config",
+                     "parameters": _IF_MATCH,
+                     "requestBody": {"required": True, "content": _content(_ref("Config"))},
+                     "responses": _CONFIG_PUT_RESPONSES}
+            for method in ("put", "post")
         },
         "/api/openapi.json": {"get": {"summary": "This document",
-                                      "responses": {"200": {"description": "OpenAPI 3.1"}}}},
+                                      "responses": {"200": {"description": "OpenAPI 3.1"},
+                                                    "401": _ERRORS["401"]}}},
     },
 }

@@ -83,7 +83,7 @@ CHROMIUM_ARGS = [
 
 #: Bound (ms) for anything the page should show after one poll (2 s) or a
 #: click; generous for a loaded CI machine.
-UI_TIMEOUT_MS = 10_000
+UI_TIMEOUT_MS = 30_000
 #: Bound (ms) for Chromium to start.
 LAUNCH_TIMEOUT_MS = 30_000
 #: Bound (s) for one DNS query.
