@@ -26,6 +26,7 @@ from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.logger import Logger
 from twisted.protocols import basic, policies
 
+from dyndns_plugin.auth import DisabledUser
 from dyndns_plugin.model import IPAddress, ValidationError, parse_address
 from dyndns_plugin.service import DynDNSService
 
@@ -108,8 +109,10 @@ async def perform(
         return Outcome(RETC_FAILED)
     try:
         await checker.check_gnudip(user_id, salt, request.hash)
-    except UnauthorizedLogin:
+    except UnauthorizedLogin as e:
         log.info("gnudip: failed login for {user} via {method}", user=user_id, method=method)
+        if not isinstance(e, DisabledUser):
+            service.auth_failed(method)
         return Outcome(RETC_FAILED)
     client = None if peer is None else str(peer)
     address: IPAddress | None

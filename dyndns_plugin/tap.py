@@ -170,10 +170,16 @@ def admin_resources(top_parts: dict[str, Any]) -> dict[bytes, Any]:
     What the admin listener mounts beside its API: the status page and the
     Prometheus metrics (each only if its module is present).
     """
+    from dyndns_plugin.metrics import Metrics, MetricsResource
     from dyndns_plugin.web.status import StatusPage, StatusScript
 
-    resources: dict[bytes, Any] = {b"status": StatusPage(), b"status.js": StatusScript()}
-    return resources
+    metrics = Metrics()
+    metrics.attach(top_parts["dyndns"], top_parts["dns_factory"], top_parts["publisher"])
+    return {
+        b"status": StatusPage(),
+        b"status.js": StatusScript(),
+        b"metrics": MetricsResource(metrics),
+    }
 
 
 class _NotifierService(service.Service):

@@ -529,6 +529,24 @@ class AuthenticationTests(AdminTestCase):
         yield self.assertUnchanged(before)
 
     @defer.inlineCallbacks
+    def test_failures_reported_to_metrics(self):
+        """
+        Refused admin credentials are reported as auth failures of method
+        C{admin} (the metrics count them); a request without credentials
+        (the browser's first try before the challenge) is not a failure.
+        """
+        failures: list[str] = []
+        self.service.on_auth_failure.append(failures.append)
+        yield self.call("GET", "/api/state", auth=None)
+        self.assertEqual(failures, [])
+        yield self.call("GET", "/api/state", auth=basic(ADMIN, "wrong"))
+        yield self.call("GET", "/api/state", auth="Bearer wrong-token")
+        self.assertEqual(failures, ["admin", "admin"])
+        response = yield self.call("GET", "/api/state")
+        self.assertEqual(response.status, 200)
+        self.assertEqual(failures, ["admin", "admin"])
+
+    @defer.inlineCallbacks
     def test_unknown_admin_name(self):
         """
         A name that is not an admin, even with the admin's password, and a

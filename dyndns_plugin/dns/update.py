@@ -183,6 +183,7 @@ class UpdateHandler:
         found = self.key_for(tsig.key)
         if found is None or found[1].algorithm != tsig.algorithm:
             log.info("UPDATE from {peer}: unknown key {key}", peer=peer, key=_show(tsig.key))
+            self.service.auth_failed(METHOD)
             return self._tsig_error(request, tsig, BADKEY)
         user, key = found
         now = int(self.clock.seconds())
@@ -191,13 +192,16 @@ class UpdateHandler:
             return error_reply(wire, FORMERR)
         if verdict in (BADTRUNC, BADSIG):
             log.info("UPDATE from {peer}: bad signature for {key}", peer=peer, key=_show(tsig.key))
+            self.service.auth_failed(METHOD)
             return self._tsig_error(request, tsig, verdict)
         if verdict == BADTIME:
             log.info("UPDATE from {peer}: time outside the fudge for {key}", peer=peer, key=_show(tsig.key))
+            self.service.auth_failed(METHOD)
             return self._signed(request, tsig, key, NOTAUTH, BADTIME, now)
         last = self._last_signed.get(tsig.key)
         if last is not None and tsig.time_signed < last:
             log.info("UPDATE from {peer}: replayed message for {key}", peer=peer, key=_show(tsig.key))
+            self.service.auth_failed(METHOD)
             return self._signed(request, tsig, key, NOTAUTH, BADTIME, now)
         self._last_signed[tsig.key] = tsig.time_signed
         try:

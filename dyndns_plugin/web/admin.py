@@ -210,6 +210,8 @@ class AdminResource(resource.Resource):
     async def _handle(self, request: server.Request) -> None:
         who = await self.auth.authenticate(request)
         if who is None:
+            if header(request, "authorization"):
+                self.service.auth_failed("admin")
             self._json(
                 request, {"error": "authentication required", "field": None}, http.UNAUTHORIZED,
                 ((b"www-authenticate", f'Basic realm="{REALM}"'.encode()),),

@@ -127,6 +127,7 @@ class DdnsResource(AsyncResource):
         except DisabledUser:
             return self.answer(request, False, "User is disabled")
         except UnauthorizedLogin:
+            self.service.auth_failed(method)
             if method == "http-basic":
                 return self.challenge(request)
             return self.answer(request, False, "Incorrect user ID or password")

@@ -158,6 +158,7 @@ class GnuDIPResource(AsyncResource):
             return self._answer(request, RETC_FAILED, "Error: Invalid query string")
         problem = self.signer.redeem(values["salt"], values["time"], values["sign"])  # type: ignore[arg-type]
         if problem is not None:
+            self.service.auth_failed("gnudip-http")  # a forged, stale or replayed salt
             return self._answer(request, RETC_FAILED, problem)
         gnudip_request = GnuDIPRequest(
             user=values["user"],  # type: ignore[arg-type]

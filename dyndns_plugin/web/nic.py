@@ -18,7 +18,7 @@ from __future__ import annotations
 from twisted.cred.error import UnauthorizedLogin
 from twisted.web import http, server
 
-from dyndns_plugin.auth import PasswordChecker
+from dyndns_plugin.auth import DisabledUser, PasswordChecker
 from dyndns_plugin.model import UpdateStatus, ValidationError, normalize_name
 from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.web.base import AsyncResource, parse_address_list
@@ -65,7 +65,9 @@ class NicUpdateResource(AsyncResource):
             return _reply(request, ["badauth"], http.UNAUTHORIZED)
         try:
             user_id = await self.checker.check(*credentials)
-        except UnauthorizedLogin:
+        except UnauthorizedLogin as e:
+            if not isinstance(e, DisabledUser):
+                self.service.auth_failed("dyndns2")
             return _reply(request, ["badauth"], http.UNAUTHORIZED)
         user = self.service.registry.users.get(user_id)
         if user is None:
