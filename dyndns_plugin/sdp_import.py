@@ -168,6 +168,17 @@ class _Document:
         return self.lines.get(id(element), 0)
 
 
+def _config_root(data: bytes, path: str) -> tuple[_Document, Any, str]:
+    """The parsed file, its root element (which must be <config>) and its place for messages."""
+    document = parse_xml(data, path)
+    root = document.root
+    top = f"config (line {document.line(root)})"
+    if root.tag != "config":
+        raise SDPImportError(path, f"{root.tag} (line {document.line(root)})",
+                             "the root element must be <config>")
+    return document, root, top
+
+
 def parse_xml(data: bytes, path: str) -> _Document:
     """
     Parse C{data} with expat into ElementTree elements, remembering each
@@ -296,12 +307,7 @@ def read_config(data: bytes, path: str, settings: Settings) -> SDPConfig:
     Parse and validate a configuration file. The users come back without a
     password hash (see L{hash_users}): validating is fast, hashing is not.
     """
-    document = parse_xml(data, path)
-    root = document.root
-    top = f"config (line {document.line(root)})"
-    if root.tag != "config":
-        raise SDPImportError(path, f"{root.tag} (line {document.line(root)})",
-                             "the root element must be <config>")
+    document, root, top = _config_root(data, path)
     warnings: list[str] = []
     for name in sorted(set(root.attrib) & _OBSOLETE_ATTRIBUTES):
         warnings.append(f"{path}: config: {name} ignored (an option of plug-in 5.1, "
@@ -425,12 +431,7 @@ def read_state(
     Parse and validate a state file for C{users} (by id). Returns the states
     and the warnings (states of users that C{users} does not have).
     """
-    document = parse_xml(data, path)
-    root = document.root
-    top = f"config (line {document.line(root)})"
-    if root.tag != "config":
-        raise SDPImportError(path, f"{root.tag} (line {document.line(root)})",
-                             "the root element must be <config>")
+    document, root, top = _config_root(data, path)
     _check_attributes(root, path, top, ())
     _check_children(document, root, path, top, ["User"])
     states: dict[str, HostState] = {}

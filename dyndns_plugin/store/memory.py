@@ -112,14 +112,17 @@ class MemoryUserStore:
         def change(generation: int) -> None:
             if user_id not in self._users:
                 raise NoSuchUser(user_id)
-            self._drop_names(user_id)
-            del self._users[user_id]
-            self._user_gen.pop(user_id, None)
-            self._states.pop(user_id, None)
-            self._state_gen.pop(user_id, None)
-            self._removed[user_id] = generation
+            self._drop_user(user_id, generation)
 
         return self._write(change)
+
+    def _drop_user(self, user_id: str, generation: int) -> None:
+        self._drop_names(user_id)
+        del self._users[user_id]
+        self._user_gen.pop(user_id, None)
+        self._states.pop(user_id, None)
+        self._state_gen.pop(user_id, None)
+        self._removed[user_id] = generation
 
     def _drop_names(self, user_id: str) -> None:
         old = self._users.get(user_id)
@@ -152,12 +155,7 @@ class MemoryUserStore:
             try:
                 for user_id in removed:
                     if user_id in self._users:
-                        self._drop_names(user_id)
-                        del self._users[user_id]
-                        self._user_gen.pop(user_id, None)
-                        self._states.pop(user_id, None)
-                        self._state_gen.pop(user_id, None)
-                        self._removed[user_id] = generation
+                        self._drop_user(user_id, generation)
                 for user in users:
                     self._put(user, generation)
                 for state in states:
