@@ -16,6 +16,7 @@ from typing import Any, Callable, TypeVar
 
 import attrs
 
+from dyndns_plugin.limits import LimitSettings
 from dyndns_plugin.model import (
     IPAddress,
     ValidationError,
@@ -130,6 +131,32 @@ class AdminSettings:
 
 
 @attrs.frozen
+class ConnectionSettings:
+    """
+    C{[connections]}: caps on concurrent TCP connections per listener kind
+    (per source and in total) and the deadlines that free them. The GnuDIP
+    per-source cap and idle timeout stay C{gnudip.max_connections_per_source}
+    and C{gnudip.timeout}; HTTP's idle timeout stays C{http.timeout}.
+    """
+
+    ipv6_prefix: int = 64
+    reserved_files: int = 128
+    http_max_per_source: int = 64
+    http_max_total: int = 4096
+    http_header_timeout: float = 10.0
+    http_request_timeout: float = 30.0
+    admin_max_per_source: int = 16
+    admin_max_total: int = 64
+    admin_idle_timeout: float = 30.0
+    gnudip_max_total: int = 1024
+    gnudip_line_timeout: float = 10.0
+    dns_tcp_max_per_source: int = 16
+    dns_tcp_max_total: int = 1024
+    dns_tcp_idle_timeout: float = 30.0
+    dns_tcp_message_timeout: float = 10.0
+
+
+@attrs.frozen
 class Settings:
     """
     Everything the configuration file says.
@@ -151,6 +178,8 @@ class Settings:
     http: HTTPSettings | None = None
     gnudip: GnuDIPSettings = attrs.field(factory=GnuDIPSettings)
     admin: AdminSettings = attrs.field(factory=AdminSettings)
+    connections: ConnectionSettings = attrs.field(factory=ConnectionSettings)
+    limits: LimitSettings = attrs.field(factory=LimitSettings)
 
 
 _KIND_NAMES = {
@@ -320,6 +349,8 @@ def settings_from_dict(data: dict[str, Any], path: str = "<config>") -> Settings
     http_settings = _http_settings(top, path) if "http" in data else None
     gnudip_settings = _gnudip_settings(top, base)
     admin_settings = _admin_settings(top)
+    connection_settings = _connection_settings(top)
+    limit_settings = _limit_settings(top)
     top.done()
 
     return Settings(
@@ -352,6 +383,8 @@ def settings_from_dict(data: dict[str, Any], path: str = "<config>") -> Settings
         http=http_settings,
         gnudip=gnudip_settings,
         admin=admin_settings,
+        connections=connection_settings,
+        limits=limit_settings,
     )
 
 
@@ -403,6 +436,78 @@ def _transfer_settings(dns_table: _Table) -> dict[str, Any]:
         transfer_allow=allow, transfer_keys=tuple(keys), journal_size=journal_size,
         notify=tuple(targets), notify_retry=retry, notify_retries=retries, notify_key=notify_key,
     )
+
+
+def _limit_settings(top: _Table) -> LimitSettings:
+    """C{[limits]}: lockout after failed logins, and the per-user change limit."""
+    table = top.table("limits")
+    default = LimitSettings()
+
+    def seconds(key: str, low: float, high: float) -> float:
+        value = table.get(key, float, getattr(default, key))
+        if not low <= value <= high:
+            raise table.error(key, f"must be {low:g} to {high:g} seconds")
+        return value
+
+    settings = LimitSettings(
+        enabled=table.get("enabled", bool, default.enabled),
+        source_failures=_bounded(table, "source_failures", default.source_failures, 1, 1_000_000),
+        user_failures=_bounded(table, "user_failures", default.user_failures, 1, 1_000_000),
+        failure_window=seconds("failure_window", 1, 86400 * 7),
+        lockout=seconds("lockout", 1, 86400),
+        max_lockout=seconds("max_lockout", 1, 86400 * 7),
+        ipv4_prefix=_bounded(table, "ipv4_prefix", default.ipv4_prefix, 8, 32),
+        ipv6_prefix=_bounded(table, "ipv6_prefix", default.ipv6_prefix, 16, 128),
+        exempt=tuple(
+            table.convert("exempt", _network, item) for item in table.get("exempt", list, [])
+        ),
+        suspect_checks=_bounded(table, "suspect_checks", default.suspect_checks, 1, 64),
+        suspect_queue=_bounded(table, "suspect_queue", default.suspect_queue, 0, 1000),
+        update_changes=_bounded(table, "update_changes", default.update_changes, 0, 1_000_000),
+        change_window=seconds("change_window", 1, 86400 * 7),
+        max_tracked=_bounded(table, "max_tracked", default.max_tracked, 100, 10_000_000),
+    )
+    if settings.max_lockout < settings.lockout:
+        raise table.error("max_lockout", "must not be shorter than lockout")
+    table.done()
+    return settings
+
+
+def _connection_settings(top: _Table) -> ConnectionSettings:
+    """C{[connections]}: connection caps and deadlines of every TCP listener."""
+    table = top.table("connections")
+    default = ConnectionSettings()
+
+    def seconds(key: str) -> float:
+        value = table.get(key, float, getattr(default, key))
+        if not 0.1 <= value <= 3600:
+            raise table.error(key, "must be 0.1 to 3600 seconds")
+        return value
+
+    def count(key: str) -> int:
+        return _bounded(table, key, getattr(default, key), 1, 1_000_000)
+
+    settings = ConnectionSettings(
+        ipv6_prefix=_bounded(table, "ipv6_prefix", default.ipv6_prefix, 32, 128),
+        reserved_files=_bounded(table, "reserved_files", default.reserved_files, 16, 1_000_000),
+        http_max_per_source=count("http_max_per_source"),
+        http_max_total=count("http_max_total"),
+        http_header_timeout=seconds("http_header_timeout"),
+        http_request_timeout=seconds("http_request_timeout"),
+        admin_max_per_source=count("admin_max_per_source"),
+        admin_max_total=count("admin_max_total"),
+        admin_idle_timeout=seconds("admin_idle_timeout"),
+        gnudip_max_total=count("gnudip_max_total"),
+        gnudip_line_timeout=seconds("gnudip_line_timeout"),
+        dns_tcp_max_per_source=count("dns_tcp_max_per_source"),
+        dns_tcp_max_total=count("dns_tcp_max_total"),
+        dns_tcp_idle_timeout=seconds("dns_tcp_idle_timeout"),
+        dns_tcp_message_timeout=seconds("dns_tcp_message_timeout"),
+    )
+    if settings.http_request_timeout < settings.http_header_timeout:
+        raise table.error("http_request_timeout", "must not be shorter than http_header_timeout")
+    table.done()
+    return settings
 
 
 def _admin_settings(top: _Table) -> AdminSettings:

@@ -21,12 +21,15 @@ import string
 from typing import Any, Callable
 
 import attrs
-from twisted.cred.error import UnauthorizedLogin
+from twisted.internet import task
 from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.logger import Logger
 from twisted.protocols import basic, policies
 
-from dyndns_plugin.auth import DisabledUser
+from dyndns_plugin.authn import Outcome as AuthOutcome
+from dyndns_plugin.authn import authenticator_for
+from dyndns_plugin.connections import ConnectionLimiter, count_timeout, release_connection
+from dyndns_plugin.logsample import LogSampler
 from dyndns_plugin.model import IPAddress, ValidationError, parse_address
 from dyndns_plugin.service import DynDNSService
 
@@ -34,6 +37,9 @@ log = Logger()
 
 SALT_ALPHABET = string.ascii_letters + string.digits
 SALT_LENGTH = 10
+
+#: Seconds before a locked-out source hears its C{1}.
+LOCKED_DELAY = 1.0
 
 #: Reply codes of both transports.
 RETC_OK = 0
@@ -105,16 +111,18 @@ async def perform(
     suffix = service.suffix
     domain = request.domain.lower().rstrip(".")
     if domain not in (suffix, f"{user_id}.{suffix}"):
-        log.info("gnudip: {user} sent domain {domain!r}: refused", user=user_id, domain=domain)
-        return Outcome(RETC_FAILED)
-    try:
-        await checker.check_gnudip(user_id, salt, request.hash)
-    except UnauthorizedLogin as e:
-        log.info("gnudip: failed login for {user} via {method}", user=user_id, method=method)
-        if not isinstance(e, DisabledUser):
-            service.auth_failed(method)
         return Outcome(RETC_FAILED)
     client = None if peer is None else str(peer)
+    checked = await authenticator_for(checker, service).gnudip(
+        method, user_id, salt, request.hash, client
+    )
+    if checked.outcome is AuthOutcome.LOCKED:
+        # GnuDIP has no "try later": a plain failure, slowly, so a guessing
+        # loop gains nothing by asking again at once.
+        await task.deferLater(service.clock, LOCKED_DELAY, lambda: None)  # type: ignore[arg-type]
+        return Outcome(RETC_FAILED)
+    if not checked.ok:
+        return Outcome(RETC_FAILED)
     address: IPAddress | None
     if request.code == 2:
         address = peer
@@ -168,7 +176,17 @@ class GnuDIPProtocol(basic.LineReceiver, policies.TimeoutMixin):
     def connectionMade(self) -> None:
         self.salt = self.factory.salt_source()
         self._answered = False
-        self.setTimeout(self.factory.timeout)
+        # Two deadlines from the connection, neither moved by activity: the
+        # request line within line_timeout (a real client answers the salt
+        # at once), the whole exchange (reply and close) within timeout.
+        timeout = self.factory.timeout
+        line_timeout = self.factory.line_timeout
+        if line_timeout is not None and line_timeout < timeout:
+            self._time_after_line = timeout - line_timeout
+            self.setTimeout(line_timeout)
+        else:
+            self._time_after_line = 0.0
+            self.setTimeout(timeout)
         self.transport.write(self.salt.encode("ascii") + b"\n")  # type: ignore[union-attr]
 
     def connectionLost(self, reason: Any = None) -> None:
@@ -176,6 +194,12 @@ class GnuDIPProtocol(basic.LineReceiver, policies.TimeoutMixin):
         self.factory.release(self)
 
     def timeoutConnection(self) -> None:
+        if self._answered and self._time_after_line > 0:
+            # The line came in time: the rest of the exchange's deadline.
+            rest, self._time_after_line = self._time_after_line, 0.0
+            self.setTimeout(rest)
+            return
+        count_timeout(self, "timeout" if self._answered else "line_timeout")
         self.transport.abortConnection()  # type: ignore[union-attr]
 
     def lineLengthExceeded(self, line: bytes) -> None:
@@ -189,7 +213,7 @@ class GnuDIPProtocol(basic.LineReceiver, policies.TimeoutMixin):
         try:
             request = parse_line(line.decode("ascii").rstrip("\r"))
         except (UnicodeDecodeError, ValueError):
-            log.info("gnudip: malformed line from {peer}", peer=str(_peer(self.transport)))
+            self.factory.malformed()
             self._reply(Outcome(RETC_FAILED))
             return
         d = self.factory.perform(request, self.salt, _peer(self.transport))
@@ -213,7 +237,13 @@ class GnuDIPFactory(ServerFactory):
     """
     @param salt_source: makes the salt for each connection (tests inject a
         fixed one to replay real clients' transcripts).
-    @param max_per_source: concurrent connections allowed from one address.
+    @param max_per_source: concurrent connections allowed from one address
+        (IPv6: one /64), when no C{limiter} is given.
+    @param line_timeout: seconds from the salt to the request line (None:
+        C{timeout}); C{timeout} bounds the whole exchange.
+    @param limiter: the caps (L{ConnectionLimiter}); by default one with
+        C{max_per_source} and no global cap. A connection over a cap is
+        closed at once, before the salt.
     """
 
     protocol = GnuDIPProtocol  # type: ignore[assignment]
@@ -226,39 +256,47 @@ class GnuDIPFactory(ServerFactory):
         timeout: float = 30,
         max_per_source: int = 8,
         salt_source: Callable[[], str] = make_salt,
+        line_timeout: float | None = None,
+        limiter: ConnectionLimiter | None = None,
     ) -> None:
         self.service = service
-        self.checker = checker
+        self.auth = authenticator_for(checker, service)
+        self._sample = LogSampler(log, service.clock)
         self.timeout = timeout
-        self.max_per_source = max_per_source
+        self.line_timeout = line_timeout
         self.salt_source = salt_source
-        self._per_source: dict[str, int] = {}
+        if limiter is None:
+            limiter = ConnectionLimiter("gnudip", max_per_source, None, clock=service.clock)
+        self.limiter = limiter
+
+    @property
+    def max_per_source(self) -> int:
+        return self.limiter.max_per_source
+
+    @max_per_source.setter
+    def max_per_source(self, value: int) -> None:
+        self.limiter.max_per_source = value
+
+    @property
+    def _per_source(self) -> dict[str, int]:
+        """Open connections by source (only sources that have some)."""
+        return self.limiter.per_source
 
     def buildProtocol(self, addr: Any) -> Protocol | None:
-        host = getattr(addr, "host", "")
-        if self._per_source.get(host, 0) >= self.max_per_source:
-            log.info("gnudip: too many connections from {peer}", peer=host)
-            return None
-        self._per_source[host] = self._per_source.get(host, 0) + 1
-        proto: Any = super().buildProtocol(addr)
-        proto._source = host
-        return proto
+        return self.limiter.build(addr, super().buildProtocol)  # type: ignore[no-any-return]
 
     def release(self, proto: GnuDIPProtocol) -> None:
-        host = getattr(proto, "_source", None)
-        if host is None:
-            return
-        left = self._per_source.get(host, 1) - 1
-        if left > 0:
-            self._per_source[host] = left
-        else:
-            self._per_source.pop(host, None)
-        proto._source = None  # type: ignore[attr-defined]
+        """Give back C{proto}'s place (idempotent)."""
+        release_connection(proto)
+
+    def malformed(self) -> None:
+        """A request line that is not GnuDIP: logged only as a bounded sample."""
+        self._sample.info("gnudip-malformed", "gnudip: malformed request line")
 
     def perform(self, request: GnuDIPRequest, salt: str, peer: IPAddress | None) -> Any:
         from twisted.internet import defer
 
         return defer.ensureDeferred(
-            perform(self.service, self.checker, request, salt, peer, "gnudip-tcp",
+            perform(self.service, self.auth, request, salt, peer, "gnudip-tcp",
                     peer_fallback=True)
         )

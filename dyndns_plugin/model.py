@@ -310,6 +310,8 @@ class UpdateStatus(enum.Enum):
     DISABLED = "disabled"
     BAD_ADDRESS = "badaddress"
     STORE_FAILED = "911"
+    #: The user changed its address too often (L{dyndns_plugin.limits}).
+    RATE_LIMITED = "abuse"
 
     @property
     def ok(self) -> bool:
@@ -326,6 +328,8 @@ class UpdateResult:
     status: UpdateStatus
     state: HostState | None = None
     message: str = ""
+    #: For RATE_LIMITED: seconds until a change may succeed.
+    retry_after: float | None = None
 
     @property
     def ok(self) -> bool:

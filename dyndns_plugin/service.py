@@ -19,6 +19,7 @@ from twisted.internet import defer, task
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from dyndns_plugin.limits import CLIENT_METHODS, LimitSettings, Limiter
 from dyndns_plugin.model import (
     HostState,
     IPAddress,
@@ -76,6 +77,7 @@ class DynDNSService(Service):
         poll_interval: float | None = 0.5,
         reserved_names: Iterable[str] = (),
         log_updates: bool = False,
+        limits: LimitSettings | None = None,
     ) -> None:
         if clock is None:
             from twisted.internet import reactor as default_clock
@@ -88,6 +90,8 @@ class DynDNSService(Service):
         self.max_ttl = max_ttl
         self.clock: IReactorTime = clock  # type: ignore[assignment]
         self.registry = Registry(suffix, default_ttl)
+        #: Lockouts and change limits, shared by every update method.
+        self.limiter = Limiter(self.clock, limits)
         #: Names of the suffix zone itself (name servers, glue) that no user
         #: may take, or a sign-up could hijack the zone's own servers.
         self.reserved_names = frozenset(reserved_names)
@@ -114,6 +118,9 @@ class DynDNSService(Service):
         #: Called as C{hook(method)} by the adapters when credentials are
         #: refused (L{auth_failed}).
         self.on_auth_failure: list[Callable[[str], Any]] = []
+        #: Called as C{hook(method)} when a request is refused unchecked
+        #: because its source or user id is locked out (L{auth_locked}).
+        self.on_auth_locked: list[Callable[[str], Any]] = []
 
     # -- lifecycle
 
@@ -261,6 +268,25 @@ class DynDNSService(Service):
             except Exception:
                 log.failure("auth failure hook {hook!r} failed", hook=hook)
 
+    def auth_locked(self, method: str) -> None:
+        """An adapter refused a locked-out source without checking anything."""
+        for hook in list(self.on_auth_locked):
+            try:
+                hook(method)
+            except Exception:
+                log.failure("lockout hook {hook!r} failed", hook=hook)
+
+    def _rate_limited(self, user_id: str, method: str, old: HostState | None) -> UpdateResult | None:
+        """RATE_LIMITED if a client's change now would exceed its user's limit."""
+        if method not in CLIENT_METHODS:
+            return None
+        wait = self.limiter.change_wait(user_id)
+        if wait is None:
+            return None
+        return UpdateResult(
+            UpdateStatus.RATE_LIMITED, old, "too many changes, retry later", retry_after=wait
+        )
+
     def _reported(
         self, method: str, done: defer.Deferred[UpdateResult]
     ) -> defer.Deferred[UpdateResult]:
@@ -389,7 +415,7 @@ class DynDNSService(Service):
             and self.clamp_ttl(old.ttl) == new.ttl
         ):
             return UpdateResult(UpdateStatus.NOCHG, old, "no change")
-        return await self._commit_state(new, old, method)
+        return self._rate_limited(user_id, method, old) or await self._commit_state(new, old, method)
 
     def set_offline(
         self, user_id: str, method: str = "", client_address: str | None = None
@@ -406,6 +432,9 @@ class DynDNSService(Service):
                 return refused
             if old is not None and old.offline:
                 return UpdateResult(UpdateStatus.NOCHG, old, "already offline")
+            limited = self._rate_limited(user_id, method, old)
+            if limited is not None:
+                return limited
             new = attrs.evolve(
                 old or HostState(user_id, ttl=self.default_ttl),
                 offline=True,
@@ -432,6 +461,8 @@ class DynDNSService(Service):
             )
             return UpdateResult(UpdateStatus.STORE_FAILED, old, "store failure")
         self._apply_state(new, "update")
+        if method in CLIENT_METHODS:
+            self.limiter.changed(new.user_id)
         if self.log_updates:
             log.info(
                 "{user} {status} at {address} via {method} from {client}",

@@ -13,6 +13,7 @@ from twisted.internet import endpoints
 from twisted.python import reflect, usage
 
 from dyndns_plugin.auth import PasswordChecker
+from dyndns_plugin.authn import Authenticator
 
 from dyndns_plugin.config import ConfigError, Settings, load_settings
 from dyndns_plugin.dns.resolver import DynDNSResolver
@@ -118,6 +119,7 @@ def make_dyndns_service(settings: Settings, store: IUserStore, reactor: Any = No
         poll_interval=settings.poll_interval,
         reserved_names=[*settings.dns.nameservers, *settings.dns.glue],
         log_updates=settings.log_updates,
+        limits=settings.limits,
     )
 
 
@@ -215,17 +217,19 @@ def build_service(
     top = service.MultiService()
     dyndns = make_dyndns_service(settings, store, reactor)
     dyndns.setServiceParent(top)
+    # The one authentication step (and its share of the hash pool) that
+    # every update method below goes through.
+    checker = Authenticator(make_checker(settings, dyndns, reactor), dyndns)
     update_handler = None
     if settings.dns.updates:
         from dyndns_plugin.dns.update import UpdateHandler
 
-        update_handler = UpdateHandler(dyndns, [z.origin for z in zones])
+        update_handler = UpdateHandler(dyndns, [z.origin for z in zones], checker=checker)
     publisher, transfer_handler, notifier = make_transfer(settings, dyndns, zones, reactor)
     factory = DynDNSServerFactory(
         DynDNSResolver(dyndns.registry), zones, update_handler=update_handler,
         transfer_handler=transfer_handler,
     )
-    checker = make_checker(settings, dyndns, reactor)
     if settings.gnudip.listen:
         from dyndns_plugin.gnudip import GnuDIPFactory
 

@@ -759,7 +759,10 @@ class ReferenceTests(UpdateTestsMixin, unittest.TestCase):
 
 
 class ReplayRuleTests(UpdateTestsMixin, unittest.TestCase):
-    """A Time Signed older than the last accepted one for the key is BADTIME."""
+    """
+    A message already accepted, or signed before the newest one accepted
+    for the key, is BADTIME (issue 14: the same message twice used to pass).
+    """
 
     def setUp(self):
         self.alice = make_key(f"alice.{ZONE}", ALICE_SECRET)
@@ -778,13 +781,26 @@ class ReplayRuleTests(UpdateTestsMixin, unittest.TestCase):
         return self.assertSigned(answer, wire, key, rcode)
 
     def test_same_message_twice(self):
-        """The same capture handled twice with the clock unchanged: equal Time Signed is accepted."""
+        """The same capture handled twice with the clock unchanged: the copy is BADTIME."""
         capture = CAPTURES["nsupdate-hmac-sha256-udp"]
         self.clock.advance(capture.time_signed - T0)
-        for _ in range(2):
-            answer, _ = self.reply(capture.wire)
-            self.assertSigned(answer, capture.wire, capture.key, NOERROR)
+        answer, _ = self.reply(capture.wire)
+        self.assertSigned(answer, capture.wire, capture.key, NOERROR)
         self.assertEqual(self.served(f"alice.{SUFFIX}"), ({"192.0.2.7"}, 60))
+        answer, _ = self.reply(capture.wire)
+        self.assertSigned(answer, capture.wire, capture.key, NOTAUTH, BADTIME,
+                          time_signed=capture.time_signed)
+
+    def test_replay_within_the_same_second_does_not_roll_back(self):
+        """A then B signed in the same second; A again: refused, B stays served."""
+        self.clock.advance(10)
+        first = sign_at(set_address(f"alice.{ZONE}", "A", "192.0.2.1"), self.alice, T0 + 10)
+        answer, _ = self.reply(first)
+        self.assertSigned(answer, first, self.alice, NOERROR)
+        self.send(self.alice, set_address(f"alice.{ZONE}", "A", "192.0.2.2"), T0 + 10)
+        answer, _ = self.reply(first)
+        self.assertSigned(answer, first, self.alice, NOTAUTH, BADTIME, time_signed=T0 + 10)
+        self.assertEqual(self.served(f"alice.{SUFFIX}"), ({"192.0.2.2"}, 60))
 
     def test_older_after_newer(self):
         """An older message after a newer one for the same key: BADTIME signed, nothing changed."""

@@ -176,7 +176,8 @@ class SQLiteStoreTests(StoreConformanceMixin, TestCase):
         conn = sqlite3.connect(path)
         try:
             self.assertEqual(conn.execute("PRAGMA user_version").fetchone()[0], SCHEMA_VERSION)
-            self.assertEqual(SCHEMA_VERSION, 2)
+            self.assertEqual(SCHEMA_VERSION, 3)
+            self.assertEqual(conn.execute("SELECT COUNT(*) FROM tsig_replay").fetchone()[0], 0)
         finally:
             conn.close()
 

@@ -39,6 +39,7 @@ from dyndns_plugin.config import settings_from_dict
 from dyndns_plugin.model import User
 from dyndns_plugin.passwords import hash_password, verify_password
 from dyndns_plugin.service import DynDNSService
+from dyndns_plugin.limits import LimitSettings, Limiter
 from dyndns_plugin.store import StoreError
 from dyndns_plugin.store.memory import MemoryUserStore
 from dyndns_plugin.web.admin import MAX_ADMIN_BODY, build_admin_site
@@ -504,6 +505,9 @@ class AuthenticationTests(AdminTestCase):
         a malformed Basic header: 401, the JSON error, the Basic challenge,
         on every route and method; nothing changes.
         """
+        # Nine wrong credentials per route from one source: the lockout
+        # would answer 429 from the tenth on (AdminLockoutTests).
+        self.service.limiter = Limiter(self.clock, LimitSettings(enabled=False))
         before = yield self.snapshot()
         wrong = [
             None,
@@ -1401,6 +1405,32 @@ class OpenAPITests(AdminTestCase):
         self.assertEqual(self.json(response), DOCUMENT)
 
 
+class AdminLockoutTests(AdminTestCase):
+    @defer.inlineCallbacks
+    def test_wrong_passwords_lock_the_source_out(self):
+        """
+        Ten wrong admin passwords from one source: 401 each (counted as
+        failures of method admin), then 429 with Retry-After even for the
+        right password and a bearer token, without a password check; after
+        the lockout the right password works again.
+        """
+        failures: list[str] = []
+        locked: list[str] = []
+        self.service.on_auth_failure.append(failures.append)
+        self.service.on_auth_locked.append(locked.append)
+        for _ in range(10):
+            self.assertUnauthorized((yield self.call("GET", "/api/state", auth=basic(ADMIN, "x"))))
+        self.assertEqual(failures, ["admin"] * 10)
+        for auth in ("basic", "bearer"):
+            response = yield self.call("GET", "/api/state", auth=auth)
+            self.assertError(response, 429, None)
+            self.assertEqual(response.header("retry-after"), "60")
+        self.assertEqual(locked, ["admin", "admin"])
+        self.clock.advance(61)
+        response = yield self.call("GET", "/api/state")
+        self.assertEqual(response.status, 200, response.raw)
+
+
 class OpenAPICoverageTests(AdminTestCase):
     @defer.inlineCallbacks
     def test_every_declared_response(self):
@@ -1470,5 +1500,15 @@ class OpenAPICoverageTests(AdminTestCase):
             yield self.call(method, target, body, headers=[("If-Match", etag)])
         self.store.fail_writes = None
         self.flushLoggedErrors(StoreError)  # the service logs the failed state write
+        # 429 on every operation once this source is locked out.
+        for _ in range(self.service.limiter.settings.source_failures):
+            yield self.call("GET", "/api/state", auth=basic(ADMIN, "wrong"))
+        for path, item in DOCUMENT["paths"].items():
+            target = path.replace("{id}", "alice")
+            for method in OpenAPIContract.METHODS:
+                if method in item:
+                    body = NO_BODY if method in ("get", "delete") else {}
+                    response = yield self.call(method.upper(), target, body)
+                    self.assertEqual(response.status, 429, response.raw)
         missing = CONTRACT.declared() - self.seen
         self.assertEqual(missing, set(), f"declared but never exercised: {sorted(missing)}")

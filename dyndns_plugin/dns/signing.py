@@ -86,14 +86,23 @@ def tsig_rdata(
     )
 
 
+#: The most time difference accepted, whatever fudge a client writes
+#: (RFC 8945 recommends 300 s): a message signed with a fudge of 65535 s
+#: must not stay valid for 18 hours.
+SERVER_FUDGE = 300
+
 # RCODE / TSIG error values returned by check_request.
 OK, FORMERR, BADSIG, BADKEY, BADTIME, BADTRUNC = 0, 1, 16, 17, 18, 22
 
 
-def check_request(key: TSIGKey, wire: bytes, tsig: TSIGRecord, arcount: int, now: int) -> int:
+def check_request(
+    key: TSIGKey, wire: bytes, tsig: TSIGRecord, arcount: int, now: int,
+    max_fudge: int = SERVER_FUDGE,
+) -> int:
     """
     Verify a request's TSIG in RFC 8945 section 5.2 order: MAC size rules
-    (FORMERR, BADTRUNC), MAC (BADSIG), then time (BADTIME). 0 if valid.
+    (FORMERR, BADTRUNC), MAC (BADSIG), then time (BADTIME: outside the
+    request's fudge or C{max_fudge}, whichever is smaller). 0 if valid.
     """
     if len(tsig.mac) > key.mac_size or len(tsig.mac) < max(10, key.mac_size // 2):
         return FORMERR
@@ -108,7 +117,7 @@ def check_request(key: TSIGKey, wire: bytes, tsig: TSIGRecord, arcount: int, now
     expected = key.mac(signed, tsig.time_signed, tsig.fudge, tsig.error, tsig.other)
     if not hmac.compare_digest(expected, tsig.mac):
         return BADSIG
-    if abs(tsig.time_signed - now) > tsig.fudge:
+    if abs(tsig.time_signed - now) > min(tsig.fudge, max_fudge):
         return BADTIME
     return OK
 

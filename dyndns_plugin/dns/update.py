@@ -24,13 +24,17 @@ from __future__ import annotations
 import base64
 import ipaddress
 import struct
-from typing import Iterable
+from typing import Any, Iterable
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from dyndns_plugin.authn import authenticator_for
+from dyndns_plugin.dns.replay import ReplayCache
+
 from dyndns_plugin.dns.signing import (
     ALGORITHMS,
+    SERVER_FUDGE,
     TSIGKey,
     check_request,
     labels_of,
@@ -52,6 +56,7 @@ from dyndns_plugin.dns.reader import (
     to_wire,
 )
 from dyndns_plugin.dns.wire import error_reply
+from dyndns_plugin.logsample import LogSampler
 from dyndns_plugin.model import HostState, IPAddress, UpdateStatus, User
 from dyndns_plugin.passwords import derived_tsig_secret
 from dyndns_plugin.service import DynDNSService
@@ -128,13 +133,19 @@ class UpdateHandler:
         service: DynDNSService,
         zones: Iterable[str],
         clock: IReactorTime | None = None,
+        checker: Any = None,
     ) -> None:
         self.service = service
         self.clock = clock if clock is not None else service.clock
         self.suffix = labels_of(service.suffix)
         self.zones = {labels_of(z) for z in zones}
         self.zones.add(self.suffix)
-        self._last_signed: dict[Labels, int] = {}
+        #: The shared authentication step: lockouts and failure counting
+        #: (the MAC check itself is ours, and cheap).
+        self.auth = authenticator_for(checker, service)
+        self.replay = ReplayCache(service.store, SERVER_FUDGE)
+        service.add_startup_step(self.replay.load)
+        self._sample = LogSampler(log, self.clock)
         # key name -> (the registry's User object it was made from, key)
         self._keys: dict[Labels, tuple[User, TSIGKey]] = {}
 
@@ -172,43 +183,54 @@ class UpdateHandler:
         except ShortMessage:
             return None
         except Malformed as e:
-            log.info("malformed UPDATE from {peer}: {error}", peer=peer, error=e)
+            self._sample.info("update-malformed", "malformed UPDATE from {peer}: {error}",
+                              peer=peer, error=e)
             return error_reply(wire, FORMERR)
         if request.is_response or (request.flags >> 11) & 0xF != OPCODE_UPDATE:
             return error_reply(wire, FORMERR)
         tsig = request.tsig
         if tsig is None:
-            log.info("unsigned UPDATE from {peer} refused", peer=peer)
+            self._sample.info("update-unsigned", "unsigned UPDATE from {peer} refused", peer=peer)
+            return self._response(request, REFUSED)
+        user_id = _text(tsig.key[:1])
+        if self.auth.locked(METHOD, peer, user_id) is not None:
+            # Refused unchecked (and so unsigned): the source is locked out.
             return self._response(request, REFUSED)
         found = self.key_for(tsig.key)
         if found is None or found[1].algorithm != tsig.algorithm:
-            log.info("UPDATE from {peer}: unknown key {key}", peer=peer, key=_show(tsig.key))
-            self.service.auth_failed(METHOD)
+            self.auth.failed(METHOD, peer, user_id)
             return self._tsig_error(request, tsig, BADKEY)
         user, key = found
         now = int(self.clock.seconds())
-        verdict = check_request(key, wire, tsig, request.arcount, now)
+        verdict = check_request(key, wire, tsig, request.arcount, now, SERVER_FUDGE)
         if verdict == FORMERR:
             return error_reply(wire, FORMERR)
         if verdict in (BADTRUNC, BADSIG):
-            log.info("UPDATE from {peer}: bad signature for {key}", peer=peer, key=_show(tsig.key))
-            self.service.auth_failed(METHOD)
+            self.auth.failed(METHOD, peer, user.id)
             return self._tsig_error(request, tsig, verdict)
         if verdict == BADTIME:
-            log.info("UPDATE from {peer}: time outside the fudge for {key}", peer=peer, key=_show(tsig.key))
-            self.service.auth_failed(METHOD)
+            self.auth.failed(METHOD, peer, user.id)
             return self._signed(request, tsig, key, NOTAUTH, BADTIME, now)
-        last = self._last_signed.get(tsig.key)
-        if last is not None and tsig.time_signed < last:
-            log.info("UPDATE from {peer}: replayed message for {key}", peer=peer, key=_show(tsig.key))
-            self.service.auth_failed(METHOD)
+        key_name = b".".join(tsig.key).decode("ascii", "backslashreplace")
+        replayed = self.replay.verdict(key_name, tsig.time_signed, tsig.mac, now)
+        if replayed is not None:
+            self._sample.info("update-replay", "UPDATE from {peer} for {key} refused: {why}",
+                              peer=peer, key=_show(tsig.key), why=replayed)
+            self.auth.failed(METHOD, peer, user.id)
             return self._signed(request, tsig, key, NOTAUTH, BADTIME, now)
-        self._last_signed[tsig.key] = tsig.time_signed
+        self.auth.succeeded(peer, user.id)
+        try:
+            # Durable before anything is applied: a crash after this point
+            # loses an unacknowledged update, never admits a copy of it.
+            await self.replay.accept(key_name, tsig.time_signed, tsig.mac, now)
+        except Exception:
+            log.failure("UPDATE from {peer} by {user}: store failure", peer=peer, user=user.id)
+            return self._signed(request, tsig, key, SERVFAIL, 0, now)
         try:
             await self._process(request, user, peer)
         except UpdateError as e:
-            log.info(
-                "UPDATE from {peer} by {user}: {rcode}: {reason}",
+            self._sample.info(
+                "update-refused", "UPDATE from {peer} by {user}: {rcode}: {reason}",
                 peer=peer, user=user.id, rcode=_RCODE_NAMES.get(e.rcode, str(e.rcode)),
                 reason=str(e),
             )

@@ -99,6 +99,31 @@ class ZoneHistory:
     steps: tuple[JournalStep, ...] = ()
 
 
+@attrs.frozen
+class ReplayState:
+    """
+    What a TSIG key has had accepted: the newest time signed (never past
+    our clock at the time) and C{(time signed, MAC)} of the messages that
+    could still pass the time check.
+    """
+
+    newest: int
+    macs: tuple[tuple[int, bytes], ...] = ()
+
+
+class IReplayStore(Interface):
+    """
+    TSIG replay records, durable like host states (both stores provide it,
+    in the same database as the users).
+    """
+
+    def load_replay_states():
+        """Fire with C{{key name: ReplayState}}."""
+
+    def save_replay_state(key: str, state: ReplayState):
+        """Durably replace the record of key C{key}."""
+
+
 class IUserStore(Interface):
     """
     Durable users and host states. All methods return Deferreds.

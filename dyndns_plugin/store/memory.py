@@ -14,10 +14,12 @@ from zope.interface import implementer
 from dyndns_plugin.model import HostState, User
 from dyndns_plugin.store import (
     Changes,
+    IReplayStore,
     IUserStore,
     JournalStep,
     NameTaken,
     NoSuchUser,
+    ReplayState,
     Snapshot,
     UserExists,
     ZoneHistory,
@@ -26,7 +28,7 @@ from dyndns_plugin.store import (
 T = TypeVar("T")
 
 
-@implementer(IUserStore)
+@implementer(IUserStore, IReplayStore)
 class MemoryUserStore:
     """
     Users and states in dicts. Set C{fail_writes} to make every write fail
@@ -43,6 +45,7 @@ class MemoryUserStore:
         self._generation = 0
         self.fail_writes: Exception | None = None
         self._zones: dict[str, ZoneHistory] = {}
+        self._replay: dict[str, ReplayState] = {}
 
     def open(self) -> defer.Deferred[None]:
         return defer.succeed(None)
@@ -189,4 +192,15 @@ class MemoryUserStore:
             kept = tuple(s for s in steps if s.serial_from != step.serial_from)
             steps = (kept + (step,))[-keep:] if keep > 0 else ()
         self._zones[origin] = ZoneHistory(serial, digest, steps)
+        return defer.succeed(None)
+
+    # -- TSIG replay records
+
+    def load_replay_states(self) -> defer.Deferred[dict[str, ReplayState]]:
+        return defer.succeed(dict(self._replay))
+
+    def save_replay_state(self, key: str, state: ReplayState) -> defer.Deferred[None]:
+        if self.fail_writes is not None:
+            return defer.fail(self.fail_writes)
+        self._replay[key] = state
         return defer.succeed(None)

@@ -28,10 +28,12 @@ from dyndns_plugin.model import HostState, User
 from dyndns_plugin.store import (
     RR,
     Changes,
+    IReplayStore,
     IUserStore,
     JournalStep,
     NameTaken,
     NoSuchUser,
+    ReplayState,
     Snapshot,
     StoreError,
     UserExists,
@@ -107,8 +109,18 @@ CREATE TABLE zone_journal (
 CREATE INDEX zone_journal_origin ON zone_journal (origin, seq);
 """
 
+#: Version 3: TSIG replay records (the newest time accepted per key and the
+#: MACs still inside the fudge window, as JSON [[time, hex MAC], ...]).
+_SCHEMA_V3 = """
+CREATE TABLE tsig_replay (
+    key TEXT PRIMARY KEY,
+    newest INTEGER NOT NULL,
+    macs TEXT NOT NULL
+);
+"""
+
 #: MIGRATIONS[n] takes a database from schema version n to n + 1.
-MIGRATIONS: list[str] = [_SCHEMA_V1, _SCHEMA_V2]
+MIGRATIONS: list[str] = [_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _STOP = object()
@@ -300,7 +312,7 @@ def _hostnames_by_user(
     return names
 
 
-@implementer(IUserStore)
+@implementer(IUserStore, IReplayStore)
 class SQLiteUserStore:
     """
     L{IUserStore} on one SQLite file. The file and its WAL are created
@@ -635,6 +647,30 @@ class SQLiteUserStore:
                 " SELECT seq FROM zone_journal WHERE origin = ?"
                 " ORDER BY seq DESC LIMIT 1 OFFSET ?)",
                 (origin, origin, max(keep, 0)),
+            )
+
+        return self._write(save)
+
+
+    # -- TSIG replay records
+
+    def load_replay_states(self) -> defer.Deferred[dict[str, ReplayState]]:
+        def load(conn: sqlite3.Connection) -> dict[str, ReplayState]:
+            return {
+                key: ReplayState(newest, tuple((t, bytes.fromhex(m)) for t, m in json.loads(macs)))
+                for key, newest, macs in conn.execute("SELECT key, newest, macs FROM tsig_replay")
+            }
+
+        return self._read(load)
+
+    def save_replay_state(self, key: str, state: ReplayState) -> defer.Deferred[None]:
+        macs = json.dumps([[t, m.hex()] for t, m in state.macs])
+
+        def save(conn: sqlite3.Connection, generation: int) -> None:
+            conn.execute(
+                "INSERT INTO tsig_replay (key, newest, macs) VALUES (?, ?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET newest = excluded.newest, macs = excluded.macs",
+                (key, state.newest, macs),
             )
 
         return self._write(save)

@@ -39,6 +39,7 @@ from twisted.python.failure import Failure
 from twisted.web import http, resource, server
 
 from dyndns_plugin.auth import PasswordChecker
+from dyndns_plugin.authn import TOO_MANY_REQUESTS, Authenticator, AuthResult, Outcome
 from dyndns_plugin.config import Settings
 from dyndns_plugin.document import (
     export_document,
@@ -58,6 +59,7 @@ JSON = b"application/json; charset=utf-8"
 #: An admin replaces whole configurations: allow far more than an update.
 MAX_ADMIN_BODY = 32 * 1024 * 1024
 REALM = "DynDNS admin"
+METHOD = "admin"
 
 
 class ApiError(Exception):
@@ -72,17 +74,33 @@ class AdminAuth:
     """
     Who may use the admin listener: Basic credentials of C{users} (name ->
     scrypt hash) or bearer tokens whose SHA-256 hex digest is in C{tokens}.
+    With a C{service}, failures count into its limiter like every update
+    method's, and a locked-out source is refused (429) before any hash.
     """
 
-    def __init__(self, users: Mapping[str, str], tokens: tuple[str, ...], reactor: Any = None) -> None:
+    def __init__(
+        self, users: Mapping[str, str], tokens: tuple[str, ...], reactor: Any = None,
+        service: DynDNSService | None = None,
+    ) -> None:
         self.checker = PasswordChecker(
             {name: User(name, password_hash=digest) for name, digest in users.items()},
             reactor=reactor,
         )
         self.tokens = tuple(bytes.fromhex(t) for t in tokens)
+        self.authn = Authenticator(self.checker, service) if service is not None else None
 
-    async def authenticate(self, request: server.Request) -> str | None:
-        """The admin's name (C{"token"} for a bearer token), or None."""
+    async def authenticate(self, request: server.Request) -> str | AuthResult | None:
+        """
+        The admin's name (C{"token"} for a bearer token); None for no or
+        wrong credentials; a LOCKED L{AuthResult} for a locked-out source.
+        """
+        source = None
+        if self.authn is not None:
+            peer = getattr(request.getClientAddress(), "host", None)
+            source = peer if isinstance(peer, str) else None
+            refused = self.authn.locked(METHOD, source, None)
+            if refused is not None:
+                return refused
         value = header(request, "authorization") or ""
         scheme, _, rest = value.strip().partition(" ")
         if scheme.lower() == "bearer":
@@ -90,10 +108,20 @@ class AdminAuth:
             ok = False
             for known in self.tokens:
                 ok |= hmac.compare_digest(digest, known)
+            if self.authn is not None:
+                if ok:
+                    self.authn.succeeded(source, "token")
+                else:
+                    self.authn.failed(METHOD, source, None)
             return "token" if ok else None
         creds = basic_credentials(request)
         if creds is None:
             return None
+        if self.authn is not None:
+            checked = await self.authn.password(METHOD, creds[0], creds[1], source)
+            if checked.outcome is Outcome.LOCKED:
+                return checked
+            return checked.user_id if checked.ok else None
         try:
             return str(await self.checker.check(*creds))
         except Exception:
@@ -209,9 +237,15 @@ class AdminResource(resource.Resource):
 
     async def _handle(self, request: server.Request) -> None:
         who = await self.auth.authenticate(request)
+        if isinstance(who, AuthResult):
+            self._json(
+                request, {"error": "too many failed logins, try again later", "field": None},
+                TOO_MANY_REQUESTS, ((b"retry-after", who.retry_header()),),
+            )
+            return
         if who is None:
-            if header(request, "authorization"):
-                self.service.auth_failed("admin")
+            if header(request, "authorization") and self.auth.authn is None:
+                self.service.auth_failed(METHOD)
             self._json(
                 request, {"error": "authentication required", "field": None}, http.UNAUTHORIZED,
                 ((b"www-authenticate", f'Basic realm="{REALM}"'.encode()),),
@@ -441,12 +475,33 @@ def build_admin_site(
     settings: Settings,
     extra: Mapping[bytes, resource.Resource] | None = None,
     reactor: Any = None,
+    limiter: Any = None,
 ) -> server.Site:
-    """The admin Site: L{AdminResource} with its auth from C{settings.admin}."""
-    auth = AdminAuth(settings.admin.users, settings.admin.tokens, reactor)
-    site = server.Site(AdminResource(service, settings, auth, extra))
+    """
+    The admin Site: L{AdminResource} with its auth from C{settings.admin}.
+    Its connections are capped by C{limiter} (by default the
+    C{connections.admin_*} caps) and get the C{connections.http_*}
+    deadlines and C{connections.admin_idle_timeout}.
+    """
+    auth = AdminAuth(settings.admin.users, settings.admin.tokens, reactor, service)
+    from dyndns_plugin.connections import ConnectionLimiter
+    from dyndns_plugin.web.channel import LimitedSite
+
+    connections = settings.connections
+    if limiter is None:
+        limiter = ConnectionLimiter(
+            "admin", connections.admin_max_per_source, connections.admin_max_total,
+            ipv6_prefix=connections.ipv6_prefix, clock=reactor,
+        )
+    site = LimitedSite(
+        AdminResource(service, settings, auth, extra),
+        timeout=connections.admin_idle_timeout,
+    )
     site.requestFactory = AdminRequest
     site.displayTracebacks = False
+    site.limit_connections(
+        limiter, connections.http_header_timeout, connections.http_request_timeout
+    )
     return site
 
 

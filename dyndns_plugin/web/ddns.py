@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import html
 
-from twisted.cred.error import UnauthorizedLogin
+from typing import Any
+
 from twisted.web import http, server
 
-from dyndns_plugin.auth import DisabledUser, PasswordChecker
+from dyndns_plugin.authn import TOO_MANY_REQUESTS, Outcome, authenticator_for, retry_header
 from dyndns_plugin.model import UpdateStatus, ValidationError, validate_ttl
 from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.web.base import AsyncResource, parse_address_list
@@ -51,6 +52,7 @@ _ERRORS = {
     UpdateStatus.DISABLED: "User is disabled",
     UpdateStatus.BAD_ADDRESS: "Invalid IP address",
     UpdateStatus.STORE_FAILED: "Server error, please try again later",
+    UpdateStatus.RATE_LIMITED: "Too many updates, please try again later",
 }
 
 
@@ -75,7 +77,7 @@ class DdnsResource(AsyncResource):
     def __init__(
         self,
         service: DynDNSService,
-        checker: PasswordChecker,
+        checker: Any,
         detector: ClientAddressDetector,
         *,
         url_auth: bool = True,
@@ -83,7 +85,7 @@ class DdnsResource(AsyncResource):
     ) -> None:
         super().__init__()
         self.service = service
-        self.checker = checker
+        self.auth = authenticator_for(checker, service)
         self.detector = detector
         self.url_auth = url_auth
         self.basic_auth = basic_auth
@@ -94,6 +96,16 @@ class DdnsResource(AsyncResource):
             result_page(ok, text),
             b"text/html; charset=utf-8",
             headers=[(b"x-dyndns-result", b"OK" if ok else b"FAIL")],
+        )
+
+    def too_many(self, request: server.Request, text: str, seconds: float | None) -> None:
+        """429 with C{Retry-After} and the FAIL page and header."""
+        finish(
+            request,
+            result_page(False, text),
+            b"text/html; charset=utf-8",
+            TOO_MANY_REQUESTS,
+            headers=[(b"x-dyndns-result", b"FAIL"), (b"retry-after", retry_header(seconds))],
         )
 
     def challenge(self, request: server.Request) -> None:
@@ -122,23 +134,27 @@ class DdnsResource(AsyncResource):
                 return self.challenge(request)
             user, password = credentials
             method = "http-basic"
-        try:
-            user_id = await self.checker.check(user, password)
-        except DisabledUser:
+        client = self.detector.detect(request)
+        client_text = None if client is None else str(client)
+        checked = await self.auth.password(method, user, password, client_text)
+        if checked.outcome is Outcome.LOCKED:
+            return self.too_many(request, "Too many failed logins, please try again later",
+                                 checked.retry_after)
+        if checked.outcome is Outcome.DISABLED:
             return self.answer(request, False, "User is disabled")
-        except UnauthorizedLogin:
-            self.service.auth_failed(method)
+        if not checked.ok or checked.user_id is None:
             if method == "http-basic":
                 return self.challenge(request)
             return self.answer(request, False, "Incorrect user ID or password")
+        user_id = checked.user_id
 
-        client = self.detector.detect(request)
-        client_text = None if client is None else str(client)
         offline = arg(request, "offline")
         if offline and offline[:1] in ("Y", "y"):
             result = await self.service.set_offline(user_id, method, client_text)
             if result.ok:
                 return self.answer(request, True, "Offline")
+            if result.status == UpdateStatus.RATE_LIMITED:
+                return self.too_many(request, _ERRORS[result.status], result.retry_after)
             return self.answer(request, False, _ERRORS.get(result.status, result.message))
 
         ttl = None
@@ -157,6 +173,8 @@ class DdnsResource(AsyncResource):
                 return self.answer(request, False, "Invalid IP address")
             addresses = [client]
         result = await self.service.update(user_id, addresses, ttl, method, client_text)
+        if result.status == UpdateStatus.RATE_LIMITED:
+            return self.too_many(request, _ERRORS[result.status], result.retry_after)
         if not result.ok:
             return self.answer(request, False, _ERRORS.get(result.status, result.message))
         self.answer(request, True, ",".join(str(a) for a in addresses))

@@ -32,11 +32,13 @@ from dyndns_plugin.gnudip import (
     make_salt,
     perform,
 )
+from dyndns_plugin.authn import authenticator_for
 from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.web.base import AsyncResource
 from dyndns_plugin.web.common import ClientAddressDetector, arg, finish
 
 KEY_LENGTH = 32
+METHOD = "gnudip-http"
 
 _MESSAGES = {
     RETC_OK: "Successful update request",
@@ -133,7 +135,7 @@ class GnuDIPResource(AsyncResource):
     ) -> None:
         super().__init__()
         self.service = service
-        self.checker = checker
+        self.auth = authenticator_for(checker, service)
         self.detector = detector
         self.signer = signer
 
@@ -156,9 +158,11 @@ class GnuDIPResource(AsyncResource):
         missing = [k for k, v in values.items() if not v]
         if missing or values["reqc"] not in ("0", "1", "2"):
             return self._answer(request, RETC_FAILED, "Error: Invalid query string")
+        client = self.detector.detect(request)
         problem = self.signer.redeem(values["salt"], values["time"], values["sign"])  # type: ignore[arg-type]
         if problem is not None:
-            self.service.auth_failed("gnudip-http")  # a forged, stale or replayed salt
+            # A forged, stale or replayed salt counts like a wrong password.
+            self.auth.failed(METHOD, None if client is None else str(client), None)
             return self._answer(request, RETC_FAILED, problem)
         gnudip_request = GnuDIPRequest(
             user=values["user"],  # type: ignore[arg-type]
@@ -168,7 +172,7 @@ class GnuDIPResource(AsyncResource):
             address=arg(request, "addr") or None,
         )
         outcome = await perform(
-            self.service, self.checker, gnudip_request, values["salt"],  # type: ignore[arg-type]
-            self.detector.detect(request), "gnudip-http", peer_fallback=False,
+            self.service, self.auth, gnudip_request, values["salt"],  # type: ignore[arg-type]
+            client, METHOD, peer_fallback=False,
         )
         self._answer(request, outcome.retc, _MESSAGES[outcome.retc], outcome.address)

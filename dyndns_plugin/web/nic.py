@@ -5,7 +5,9 @@ inadyn speak, with Basic authentication.
 One result line per requested host name, in request order: C{good <ip>} or
 C{nochg <ip>} for the caller's own names, C{nohost} for names that are not
 theirs, C{notfqdn} for things that are not host names; C{numhost} for more
-than 20 names; C{badauth} (401) and C{911} once for the whole request. Error
+than 20 names; C{badauth} (401) and C{911} once for the whole request; C{abuse} once
+when the source is locked out after failed logins (with C{Retry-After}) or
+the user changed its address too often. Error
 bodies never contain C{good}, C{nochg}, C{ok}, C{true} or C{updated}:
 inadyn looks for those as substrings.
 
@@ -15,10 +17,11 @@ C{backmx}; wildcards are configured per user instead.
 
 from __future__ import annotations
 
-from twisted.cred.error import UnauthorizedLogin
+from typing import Any
+
 from twisted.web import http, server
 
-from dyndns_plugin.auth import DisabledUser, PasswordChecker
+from dyndns_plugin.authn import Outcome, authenticator_for, retry_header
 from dyndns_plugin.model import UpdateStatus, ValidationError, normalize_name
 from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.web.base import AsyncResource, parse_address_list
@@ -32,10 +35,16 @@ from dyndns_plugin.web.common import (
 from dyndns_plugin.web.ddns import REALM
 
 MAX_HOSTS = 20
+METHOD = "dyndns2"
 
 
-def _reply(request: server.Request, lines: list[str], code: int = http.OK) -> None:
-    headers = [(b"www-authenticate", REALM)] if code == http.UNAUTHORIZED else []
+def _reply(
+    request: server.Request, lines: list[str], code: int = http.OK,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    headers = list(headers or ())
+    if code == http.UNAUTHORIZED:
+        headers.append((b"www-authenticate", REALM))
     finish(request, ("\n".join(lines) + "\n").encode("ascii"), code=code, headers=headers)
 
 
@@ -48,14 +57,14 @@ class NicUpdateResource(AsyncResource):
     def __init__(
         self,
         service: DynDNSService,
-        checker: PasswordChecker,
+        checker: Any,
         detector: ClientAddressDetector,
         *,
         ignore_hostname: bool = False,
     ) -> None:
         super().__init__()
         self.service = service
-        self.checker = checker
+        self.auth = authenticator_for(checker, service)
         self.detector = detector
         self.ignore_hostname = ignore_hostname
 
@@ -63,12 +72,14 @@ class NicUpdateResource(AsyncResource):
         credentials = basic_credentials(request)
         if credentials is None:
             return _reply(request, ["badauth"], http.UNAUTHORIZED)
-        try:
-            user_id = await self.checker.check(*credentials)
-        except UnauthorizedLogin as e:
-            if not isinstance(e, DisabledUser):
-                self.service.auth_failed("dyndns2")
+        client = self.detector.detect(request)
+        client_text = None if client is None else str(client)
+        checked = await self.auth.password(METHOD, *credentials, client_text)
+        if checked.outcome is Outcome.LOCKED:
+            return _reply(request, ["abuse"], headers=[(b"retry-after", checked.retry_header())])
+        if not checked.ok or checked.user_id is None:
             return _reply(request, ["badauth"], http.UNAUTHORIZED)
+        user_id = checked.user_id
         user = self.service.registry.users.get(user_id)
         if user is None:
             return _reply(request, ["badauth"], http.UNAUTHORIZED)
@@ -99,21 +110,21 @@ class NicUpdateResource(AsyncResource):
         if all(v is not None for v in verdicts):
             return _reply(request, [v for v in verdicts if v is not None])
 
-        client = self.detector.detect(request)
-        client_text = None if client is None else str(client)
         offline = arg(request, "offline")
         if offline and offline[:1] in ("Y", "y"):
-            result = await self.service.set_offline(user_id, "dyndns2", client_text)
+            result = await self.service.set_offline(user_id, METHOD, client_text)
             shown = ",".join(str(a) for a in user.offline_addresses())
         else:
             values = [v for key in ("myip", "myipv6", "ipv6") for v in args(request, key)]
             addresses, _ = parse_address_list(values, strict=False)
             if not addresses and client is not None:
                 addresses = [client]
-            result = await self.service.update(user_id, addresses, None, "dyndns2", client_text)
+            result = await self.service.update(user_id, addresses, None, METHOD, client_text)
             shown = ",".join(str(a) for a in addresses)
         if result.status == UpdateStatus.STORE_FAILED:
             return _reply(request, ["911"])
+        if result.status == UpdateStatus.RATE_LIMITED:
+            return _reply(request, ["abuse"], headers=[(b"retry-after", retry_header(result.retry_after))])
         if result.status in (UpdateStatus.NO_SUCH_USER, UpdateStatus.DISABLED):
             return _reply(request, ["badauth"], http.UNAUTHORIZED)
         if not result.ok:

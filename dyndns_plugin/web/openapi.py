@@ -255,3 +255,19 @@ DOCUMENT: dict[str, Any] = {
                                                     "401": _ERRORS["401"]}}},
     },
 }
+
+
+def _declare_lockout(document: dict[str, Any]) -> None:
+    """Every authenticated operation may answer 429 to a locked-out source."""
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            if not isinstance(operation, dict):
+                continue  # the path's "parameters"
+            responses = operation.get("responses", {})
+            if "401" in responses:
+                responses["429"] = _error(
+                    "Too many failed logins from this source: locked out for `Retry-After` seconds"
+                )
+
+
+_declare_lockout(DOCUMENT)

@@ -16,8 +16,12 @@ from typing import Any
 from twisted.web import http, resource, server
 
 from dyndns_plugin.auth import PasswordChecker
+from dyndns_plugin.authn import authenticator_for
 from dyndns_plugin.config import HTTPSettings
 from dyndns_plugin.service import DynDNSService
+from dyndns_plugin.config import ConnectionSettings
+from dyndns_plugin.connections import ConnectionLimiter
+from dyndns_plugin.web.channel import LimitedSite
 from dyndns_plugin.web.common import ClientAddressDetector, DynDNSRequest, finish
 from dyndns_plugin.web.ddns import DdnsResource
 from dyndns_plugin.web.gnudip import GnuDIPResource, SaltSigner
@@ -86,6 +90,7 @@ def build_resources(
     """
     if root is None:
         root = Folder()
+    checker = authenticator_for(checker, service)  # one for every method here
     detector = ClientAddressDetector(settings.trusted_proxies)
     if settings.gnudip and salt_signer is not None:
         gnudip: resource.Resource = GnuDIPResource(service, checker, detector, salt_signer)
@@ -138,11 +143,12 @@ def redacting_log_formatter(timestamp: str, request: server.Request) -> str:
         request.uri = saved
 
 
-class DynDNSSite(server.Site):
+class DynDNSSite(LimitedSite):
     """
     A Site whose access log goes to its own file (C{http.access_log}), or
     nowhere: by default Twisted writes one line per request into the main
     log, which at thousands of updates a second costs more than the update.
+    Its connections are capped and have deadlines (L{LimitedSite}).
     """
 
     def log(self, request: http.Request) -> None:
@@ -155,7 +161,22 @@ def build_site(
     settings: HTTPSettings,
     checker: PasswordChecker,
     salt_signer: SaltSigner | None = None,
+    connections: ConnectionSettings | None = None,
+    limiter: ConnectionLimiter | None = None,
 ) -> server.Site:
+    """
+    The public site. Its connections are capped by C{limiter} (by default
+    one made from C{connections}, the C{[connections]} defaults if None,
+    with the C{http_*} caps) and get the C{http_*} deadlines; the idle
+    timeout between requests is C{settings.timeout}.
+    """
+    if connections is None:
+        connections = ConnectionSettings()
+    if limiter is None:
+        limiter = ConnectionLimiter(
+            "http", connections.http_max_per_source, connections.http_max_total,
+            ipv6_prefix=connections.ipv6_prefix, clock=service.clock,
+        )
     site = DynDNSSite(
         build_resources(service, settings, checker, salt_signer=salt_signer),
         logPath=settings.access_log,
@@ -164,4 +185,7 @@ def build_site(
     )
     site.requestFactory = DynDNSRequest
     site.displayTracebacks = False
+    site.limit_connections(
+        limiter, connections.http_header_timeout, connections.http_request_timeout
+    )
     return site

@@ -1,0 +1,215 @@
+"""
+The one authentication step every update method goes through: ddns (URL and
+Basic), /nic/update, GnuDIP over TCP and HTTP, RFC 2136 TSIG and the admin
+API. Each adapter only parses its protocol and renders the L{AuthResult};
+the lockout, the fair share of the hash pool, failure counting, metrics and
+the (bounded) log of refusals live here once.
+
+A request from a locked-out source is refused before any password hash is
+computed. Sources that failed recently ("suspect") may run at most
+C{limits.suspect_checks} password checks at once, all of them together and
+one per source; everyone else goes straight to the checker, so a
+wrong-password flood cannot queue an honest router behind it.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+
+import attrs
+from twisted.cred.error import UnauthorizedLogin
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from dyndns_plugin.auth import DisabledUser
+from dyndns_plugin.limits import Limiter
+from dyndns_plugin.logsample import LogSampler
+
+if TYPE_CHECKING:
+    from dyndns_plugin.service import DynDNSService
+
+log = Logger()
+
+#: HTTP's status for a locked-out source (Twisted names no constant for it).
+TOO_MANY_REQUESTS = 429
+
+#: Seconds a client told "busy" (its source's queue of checks is full)
+#: should wait.
+BUSY_RETRY = 1.0
+
+
+class Outcome(enum.Enum):
+    OK = "ok"
+    #: Wrong user id, password, hash, key or signature.
+    BAD = "bad"
+    #: The right credentials of a disabled user.
+    DISABLED = "disabled"
+    #: Refused unchecked: the source (or user id) is locked out.
+    LOCKED = "locked"
+
+
+@attrs.frozen
+class AuthResult:
+    outcome: Outcome
+    user_id: str | None = None
+    #: For LOCKED: seconds until a retry may succeed.
+    retry_after: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is Outcome.OK
+
+    def retry_header(self) -> bytes:
+        return retry_header(self.retry_after)
+
+
+def retry_header(seconds: float | None) -> bytes:
+    """A C{Retry-After} value: whole seconds, rounded up, at least 1."""
+    return b"%d" % max(1, -int(-(seconds or 1) // 1))
+
+
+class Authenticator:
+    """
+    @param checker: the password checker (L{dyndns_plugin.auth.PasswordChecker}
+        or a replacement with C{check(user, password)} and, for GnuDIP,
+        C{check_gnudip(user, salt, hash)}).
+    @param service: the service, whose L{Limiter} every adapter shares and
+        whose hooks count failures and lockouts in metrics.
+    """
+
+    def __init__(self, checker: Any, service: "DynDNSService") -> None:
+        self.checker = checker
+        self.service = service
+        self._sample = LogSampler(log, service.clock)
+        self._running: set[str] = set()
+        self._waiting: collections.deque[tuple[str, defer.Deferred[None]]] = collections.deque()
+        self._waiting_per_source: dict[str, int] = {}
+
+    @property
+    def limiter(self) -> Limiter:
+        return self.service.limiter
+
+    # -- the steps, for adapters that check credentials themselves (TSIG)
+
+    def locked(self, method: str, source: str | None, user_id: str | None) -> AuthResult | None:
+        """A LOCKED result if C{source} may not try now, else None."""
+        wait = self.limiter.locked(source, user_id)
+        if wait is None:
+            return None
+        self.service.auth_locked(method)
+        self._sample.info(
+            "lockout", "{method}: refused {source} for {user}: locked for {wait:.0f} s",
+            method=method, source=source, user=user_id, wait=wait,
+        )
+        return AuthResult(Outcome.LOCKED, user_id, wait)
+
+    def failed(self, method: str, source: str | None, user_id: str | None) -> AuthResult:
+        """Count a refused credential; the BAD result."""
+        # Only existing accounts are worth a per-user count (and memory).
+        known = user_id if user_id in self.service.registry.users else None
+        self.limiter.failed(source, known)
+        self.service.auth_failed(method)
+        self._sample.info(
+            "auth-failure", "{method}: failed login for {user} from {source}",
+            method=method, source=source, user=user_id,
+        )
+        return AuthResult(Outcome.BAD, user_id)
+
+    def succeeded(self, source: str | None, user_id: str) -> AuthResult:
+        self.limiter.succeeded(source, user_id)
+        return AuthResult(Outcome.OK, user_id)
+
+    # -- whole checks
+
+    async def password(
+        self, method: str, user_id: str, password: str, source: str | None
+    ) -> AuthResult:
+        """Check a user id and password (ddns, /nic/update, admin)."""
+        return await self._check(
+            method, user_id, source, lambda: self.checker.check(user_id, password)
+        )
+
+    async def gnudip(
+        self, method: str, user_id: str, salt: str, client_hash: str, source: str | None
+    ) -> AuthResult:
+        """Check a GnuDIP salted hash (TCP and HTTP)."""
+        return await self._check(
+            method, user_id, source,
+            lambda: self.checker.check_gnudip(user_id, salt, client_hash),
+        )
+
+    async def _check(
+        self, method: str, user_id: str, source: str | None,
+        check: Callable[[], Awaitable[Any]],
+    ) -> AuthResult:
+        refused = self.locked(method, source, user_id)
+        if refused is not None:
+            return refused
+        gate = self.limiter.source_key(source) if self.limiter.suspect(source) else None
+        if gate is not None:
+            if not await self._admit(gate):
+                self.service.auth_locked(method)
+                return AuthResult(Outcome.LOCKED, user_id, BUSY_RETRY)
+            # The source may have been locked while it waited.
+            refused = self.locked(method, source, user_id)
+            if refused is not None:
+                self._release(gate)
+                return refused
+        try:
+            checked = await check()
+        except DisabledUser:
+            return AuthResult(Outcome.DISABLED, user_id)
+        except UnauthorizedLogin:
+            return self.failed(method, source, user_id)
+        finally:
+            if gate is not None:
+                self._release(gate)
+        return self.succeeded(source, str(checked))
+
+    # -- the suspects' share of the hash pool
+
+    async def _admit(self, key: str) -> bool:
+        """Wait for a suspect slot for source C{key}; False if its queue is full."""
+        settings = self.limiter.settings
+        if key not in self._running and len(self._running) < max(1, settings.suspect_checks):
+            self._running.add(key)
+            return True
+        queued = self._waiting_per_source.get(key, 0)
+        if queued >= settings.suspect_queue:
+            return False
+        self._waiting_per_source[key] = queued + 1
+        d: defer.Deferred[None] = defer.Deferred()
+        self._waiting.append((key, d))
+        await d
+        return True
+
+    def _release(self, key: str) -> None:
+        self._running.discard(key)
+        limit = max(1, self.limiter.settings.suspect_checks)
+        skipped: list[tuple[str, defer.Deferred[None]]] = []
+        admitted: list[defer.Deferred[None]] = []
+        while self._waiting and len(self._running) < limit:
+            waiting_key, d = self._waiting.popleft()
+            if waiting_key in self._running:
+                skipped.append((waiting_key, d))
+                continue
+            left = self._waiting_per_source[waiting_key] - 1
+            if left:
+                self._waiting_per_source[waiting_key] = left
+            else:
+                del self._waiting_per_source[waiting_key]
+            self._running.add(waiting_key)
+            admitted.append(d)
+        self._waiting.extendleft(reversed(skipped))
+        # Fired last: a cached check finishes at once and releases again.
+        for d in admitted:
+            d.callback(None)
+
+
+def authenticator_for(checker: Any, service: "DynDNSService") -> Authenticator:
+    """C{checker} if it is an L{Authenticator}, else one around it."""
+    if isinstance(checker, Authenticator):
+        return checker
+    return Authenticator(checker, service)
