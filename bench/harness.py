@@ -67,7 +67,8 @@ def export_code(rev: str, dest: str) -> str:
 def use_code(code_dir: str | None) -> None:
     """Children (twistd, the CLI, config checks) import dyndns_plugin from C{code_dir}."""
     if code_dir:
-        os.environ["PYTHONPATH"] = code_dir + os.pathsep + os.environ.get("PYTHONPATH", "")
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            p for p in (code_dir, os.environ.get("PYTHONPATH")) if p)
 
 
 def code_description(code_dir: str | None, commit: str | None) -> str:
@@ -90,7 +91,8 @@ def config_error(path: str) -> str | None:
          "import sys\nfrom dyndns_plugin.config import load_settings, ConfigError\n"
          "try:\n    load_settings(sys.argv[1])\nexcept ConfigError as e:\n"
          "    print(e)\n    sys.exit(3)\n", path],
-        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        cwd="/")  # not the checkout: "" on sys.path would come before PYTHONPATH
     if run.returncode == 0:
         return None
     return (run.stdout + run.stderr).strip() or f"exit {run.returncode}"
