@@ -232,6 +232,124 @@ class Metrics:
                 family.add_metric([zone.origin], zone.serial)
         yield family
 
+    # -- connections (dyndns_plugin.connections)
+
+    def attach_connections(self, limiters: Any) -> None:
+        """
+        Export the L{ConnectionLimiter}s (listener -> limiter, as
+        C{build_service} makes them) at scrape time:
+        C{dyndns_connections_open{listener}},
+        C{dyndns_connections_max{listener}},
+        C{dyndns_connections_refused_total{listener,reason}} (C{per_source},
+        C{total}) and C{dyndns_connections_timed_out_total{listener,reason}}
+        (C{idle}, C{header_timeout}, C{request_timeout}, C{line_timeout},
+        C{timeout}, C{message_timeout}).
+        """
+        first = not getattr(self, "_limiters", None)
+        self._limiters: dict[str, Any] = {**getattr(self, "_limiters", {}), **dict(limiters)}
+        if first and self._limiters:
+            self.registry.register(_Collector(self._collect_connections))
+
+    def _collect_connections(self) -> Iterator[Metric]:
+        opened = GaugeMetricFamily(
+            "dyndns_connections_open", "Open TCP connections now, by listener.",
+            labels=["listener"],
+        )
+        capped = GaugeMetricFamily(
+            "dyndns_connections_max",
+            "The cap on concurrent TCP connections, by listener (after fitting "
+            "under the open-files limit).",
+            labels=["listener"],
+        )
+        refused = CounterMetricFamily(
+            "dyndns_connections_refused",
+            "TCP connections closed at accept because a cap was reached, by "
+            "listener and cap (per_source, total).",
+            labels=["listener", "reason"],
+        )
+        timed_out = CounterMetricFamily(
+            "dyndns_connections_timed_out",
+            "TCP connections closed by a deadline or idle timeout, by listener "
+            "and reason.",
+            labels=["listener", "reason"],
+        )
+        for name, limiter in self._limiters.items():
+            opened.add_metric([name], limiter.open)
+            if limiter.max_total is not None:
+                capped.add_metric([name], limiter.max_total)
+            for reason, count in limiter.refused.items():
+                refused.add_metric([name, reason], count)
+            for reason, count in limiter.timed_out.items():
+                timed_out.add_metric([name, reason], count)
+        yield opened
+        yield capped
+        yield refused
+        yield timed_out
+
+    # -- DNS abuse protection (dyndns_plugin.dns.rrl, .cookies, bad input)
+
+    def attach_dns_protection(self, factory: Any) -> None:
+        """
+        Export, at scrape time, what the DNS factory counts in plain lists
+        and dicts on its query path:
+        C{dyndns_dns_rrl_responses_total{action,class}} (UDP responses
+        C{dropped} or C{slipped} (sent truncated) by response rate limiting,
+        by response class), C{dyndns_dns_cookies_total{result}} (queries
+        with a COOKIE option: C{client_only}, C{good}, C{bad}) and
+        C{dyndns_dns_bad_input_total{kind}} (C{malformed}, C{bad_name},
+        C{bad_cookie}: FORMERR; C{error}: SERVFAIL after an internal error).
+        """
+        first = not getattr(self, "_dns_factories", None)
+        self._dns_factories: list[Any] = [*getattr(self, "_dns_factories", []), factory]
+        if first:
+            self.registry.register(_Collector(self._collect_dns_protection))
+
+    def _collect_dns_protection(self) -> Iterator[Metric]:
+        from dyndns_plugin.dns.rrl import CLASS_NAMES
+
+        rrl = CounterMetricFamily(
+            "dyndns_dns_rrl_responses",
+            "UDP responses limited by response rate limiting, by action "
+            "(dropped, slipped: sent truncated with TC) and response class.",
+            labels=["action", "class"],
+        )
+        cookies = CounterMetricFamily(
+            "dyndns_dns_cookies",
+            "Queries with a DNS COOKIE option, by what it held (client_only, "
+            "good: our server cookie verified, bad: a server cookie that did not).",
+            labels=["result"],
+        )
+        bad = CounterMetricFamily(
+            "dyndns_dns_bad_input",
+            "DNS messages refused with FORMERR (malformed, bad_name, bad_cookie) "
+            "or answered SERVFAIL after an internal error (error), by kind.",
+            labels=["kind"],
+        )
+        dropped = [0] * len(CLASS_NAMES)
+        slipped = [0] * len(CLASS_NAMES)
+        cookie_counts: dict[str, int] = {}
+        bad_counts: dict[str, int] = {}
+        for factory in self._dns_factories:
+            limiter = getattr(factory, "rrl", None)
+            if limiter is not None:
+                for i in range(len(CLASS_NAMES)):
+                    dropped[i] += limiter.dropped[i]
+                    slipped[i] += limiter.slipped[i]
+            for key, count in getattr(factory, "cookie_queries", {}).items():
+                cookie_counts[key] = cookie_counts.get(key, 0) + count
+            for key, count in getattr(factory, "bad_input", {}).items():
+                bad_counts[key] = bad_counts.get(key, 0) + count
+        for i, name in enumerate(CLASS_NAMES):
+            rrl.add_metric(["dropped", name], dropped[i])
+            rrl.add_metric(["slipped", name], slipped[i])
+        for key, count in cookie_counts.items():
+            cookies.add_metric([key], count)
+        for key, count in bad_counts.items():
+            bad.add_metric([key], count)
+        yield rrl
+        yield cookies
+        yield bad
+
     # -- output
 
     def render(self) -> bytes:

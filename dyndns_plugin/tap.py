@@ -177,6 +177,7 @@ def admin_resources(top_parts: dict[str, Any]) -> dict[bytes, Any]:
 
     metrics = Metrics()
     metrics.attach(top_parts["dyndns"], top_parts["dns_factory"], top_parts["publisher"])
+    metrics.attach_connections(top_parts.get("connections", {}))
     return {
         b"status": StatusPage(),
         b"status.js": StatusScript(),
@@ -204,11 +205,13 @@ def build_service(
     store: IUserStore | None = None,
     zones: list[StaticZone] | None = None,
     reactor: Any = None,
+    open_files: int | None = None,
 ) -> service.MultiService:
     """
     The whole service: the DynDNS service (store + registry) first, then
     the DNS listeners. Its C{dyndns} and C{dns_factory} attributes give
-    access to the parts.
+    access to the parts. The TCP listeners' global connection caps are
+    fitted under C{open_files} (default: the current soft open-files limit).
     """
     if store is None:
         store = make_store(settings, reactor)
@@ -230,6 +233,14 @@ def build_service(
         DynDNSResolver(dyndns.registry), zones, update_handler=update_handler,
         transfer_handler=transfer_handler,
     )
+    from dyndns_plugin.connections import build_limiters, current_open_files_limit
+
+    if open_files is None:
+        open_files = current_open_files_limit()
+    limiters = build_limiters(settings, open_files, dyndns.clock)
+    factory.limiter = limiters.get("dns_tcp")
+    factory.tcp_idle_timeout = settings.connections.dns_tcp_idle_timeout
+    factory.tcp_message_timeout = settings.connections.dns_tcp_message_timeout
     if settings.gnudip.listen:
         from dyndns_plugin.gnudip import GnuDIPFactory
 
@@ -237,6 +248,8 @@ def build_service(
             dyndns, checker,
             timeout=settings.gnudip.timeout,
             max_per_source=settings.gnudip.max_connections_per_source,
+            line_timeout=settings.connections.gnudip_line_timeout,
+            limiter=limiters["gnudip"],
         )
         for description in settings.gnudip.listen:
             strports.service(description, gnudip).setServiceParent(top)
@@ -251,7 +264,10 @@ def build_service(
                 dyndns.clock,
                 settings.gnudip.salt_window,
             )
-        site = build_site(dyndns, settings.http, checker, signer)
+        site = build_site(
+            dyndns, settings.http, checker, signer,
+            connections=settings.connections, limiter=limiters.get("http"),
+        )
         for description in settings.http.listen:
             strports.service(description, site).setServiceParent(top)
         top.site = site  # type: ignore[attr-defined]
@@ -260,8 +276,8 @@ def build_service(
 
         admin_site = build_admin_site(dyndns, settings, admin_resources(top_parts={
             "dyndns": dyndns, "dns_factory": factory, "checker": checker,
-            "publisher": publisher,
-        }), reactor)
+            "publisher": publisher, "connections": limiters,
+        }), reactor, limiter=limiters["admin"])
         for description in settings.admin.listen:
             strports.service(description, admin_site).setServiceParent(top)
         top.admin_site = admin_site  # type: ignore[attr-defined]
@@ -277,6 +293,7 @@ def build_service(
     top.dyndns = dyndns  # type: ignore[attr-defined]
     top.checker = checker  # type: ignore[attr-defined]
     top.dns_factory = factory  # type: ignore[attr-defined]
+    top.connections = limiters  # type: ignore[attr-defined]
     return top
 
 
@@ -285,4 +302,9 @@ def makeService(options: Options) -> service.MultiService:
     # forth for every batch; the default 5 ms switch interval makes the
     # writer wait behind a busy reactor (bench/RESULTS.md, HTTP updates).
     sys.setswitchinterval(0.0005)
-    return build_service(options.settings, options.store, options.zones)
+    from dyndns_plugin.connections import raise_open_files_limit
+
+    # Every TCP listener's connection caps must fit under this limit, so
+    # that a flood on one cannot take the descriptors the others need.
+    open_files = raise_open_files_limit()
+    return build_service(options.settings, options.store, options.zones, open_files=open_files)

@@ -24,6 +24,7 @@ from twisted.names import dns, error, server
 from twisted.protocols import policies
 from twisted.python.failure import Failure
 
+from dyndns_plugin.connections import ConnectionLimiter, count_timeout
 from dyndns_plugin.dns.reader import has_tsig, question_type
 from dyndns_plugin.dns.resolver import DynDNSResolver, NotReady
 from dyndns_plugin.dns.wire import error_reply, opcode_of
@@ -35,6 +36,9 @@ log = Logger()
 EDNS_PAYLOAD_SIZE = 1232
 #: Idle TCP connections are closed after this many seconds.
 TCP_IDLE_TIMEOUT = 30
+#: Seconds from the first byte of a TCP message to its last (a client that
+#: sends the length and then one byte a second is closed then).
+TCP_MESSAGE_TIMEOUT = 10
 EBADVERS = 16
 ENOTAUTH = 9
 
@@ -111,19 +115,54 @@ class DNSDatagramProtocol(dns.DNSDatagramProtocol):
 
 
 class DNSStreamProtocol(dns.DNSProtocol, policies.TimeoutMixin):
-    """TCP: raw UPDATE hook, FORMERR for garbage, an idle timeout."""
+    """
+    TCP: raw UPDATE hook, FORMERR for garbage, an idle timeout (reset by
+    each complete message and each answer written), and a deadline for each
+    message from its first byte to its last that activity does not move.
+    The factory sets both from its C{tcp_idle_timeout} and
+    C{tcp_message_timeout}.
+    """
 
-    idleTimeout = TCP_IDLE_TIMEOUT
+    idleTimeout: float | None = TCP_IDLE_TIMEOUT
+    messageTimeout: float | None = TCP_MESSAGE_TIMEOUT
+    _message_call: Any = None
+    _lost = False
 
     def connectionMade(self) -> None:
         super().connectionMade()
         self.setTimeout(self.idleTimeout)
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self._lost = True
         self.setTimeout(None)
+        if self._message_call is not None:
+            if self._message_call.active():
+                self._message_call.cancel()
+            self._message_call = None
         super().connectionLost(reason)
 
     def timeoutConnection(self) -> None:
+        count_timeout(self, "idle")
+        self.transport.abortConnection()  # type: ignore[union-attr]
+
+    def dataReceived(self, data: bytes) -> None:
+        pending = len(self._unprocessed)
+        super().dataReceived(data)
+        left = len(self._unprocessed)
+        call = self._message_call
+        if left and left == pending + len(data) and call is not None:
+            return  # still the same incomplete message: its deadline runs on
+        if call is not None:
+            if call.active():
+                call.cancel()
+            self._message_call = None
+        if left and self.messageTimeout and not self._lost:
+            # A new incomplete message (its first bytes came in this read).
+            self._message_call = self.callLater(self.messageTimeout, self._message_expired)
+
+    def _message_expired(self) -> None:
+        self._message_call = None
+        count_timeout(self, "message_timeout")
         self.transport.abortConnection()  # type: ignore[union-attr]
 
     def stringReceived(self, data: bytes) -> None:
@@ -171,6 +210,17 @@ class DynDNSServerFactory(server.DNSServerFactory):
     #: update result), e.g. L{dyndns_plugin.metrics.Metrics.count_reply}.
     #: It runs on the query path: keep it to a few hundred nanoseconds.
     on_reply: Callable[[int], Any] | None = None
+    #: Caps on TCP connections (L{ConnectionLimiter}); None: none.
+    limiter: ConnectionLimiter | None = None
+    #: Seconds a TCP connection may sit idle (see L{DNSStreamProtocol}).
+    tcp_idle_timeout: float | None = TCP_IDLE_TIMEOUT
+    #: Seconds for one TCP message from its first byte to its last.
+    tcp_message_timeout: float | None = TCP_MESSAGE_TIMEOUT
+    #: Response rate limiting of UDP answers (L{ResponseRateLimiter}); None: off.
+    rrl: ResponseRateLimiter | None = None
+    #: DNS cookies (L{ServerCookies}); None: COOKIE options are ignored.
+    cookies: ServerCookies | None = None
+
 
     def __init__(
         self,
@@ -188,6 +238,19 @@ class DynDNSServerFactory(server.DNSServerFactory):
         self.update_handler = update_handler
         self.transfer_handler = transfer_handler
         self.zones = [a for a in authorities if getattr(a, "soa", None) is not None]
+
+    def buildProtocol(self, addr: Any) -> Any:
+        """A TCP connection, within the caps of L{limiter}."""
+        limiter = self.limiter
+        if limiter is None:
+            return self._build_stream(addr)
+        return limiter.build(addr, self._build_stream)
+
+    def _build_stream(self, addr: Any) -> Any:
+        proto = super().buildProtocol(addr)
+        proto.idleTimeout = self.tcp_idle_timeout
+        proto.messageTimeout = self.tcp_message_timeout
+        return proto
 
     # -- dispatch
 
