@@ -156,6 +156,61 @@ class ConnectionSettings:
     dns_tcp_message_timeout: float = 10.0
 
 
+class CookieSecret:
+    """
+    The DNS cookie secret (16 bytes). Shown as C{(secret)}, never as its
+    bytes, wherever the settings are printed or served (the admin API).
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: bytes) -> None:
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CookieSecret) and other.value == self.value
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+    def __repr__(self) -> str:
+        return "(secret)"
+
+    __str__ = __repr__
+
+
+@attrs.frozen
+class RRLSettings:
+    """C{[dns.rrl]}: response rate limiting of UDP answers (see L{dyndns_plugin.dns.rrl})."""
+
+    enabled: bool = True
+    responses_per_second: int = 200
+    slip: int = 2
+    ipv4_prefix: int = 24
+    ipv6_prefix: int = 56
+    exempt: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    table_size: int = 100_000
+
+
+@attrs.frozen
+class CookieSettings:
+    """
+    C{[dns.cookies]}: DNS cookies (RFC 7873, RFC 9018 server cookies).
+    C{secret} None: a random secret made at start.
+    """
+
+    enabled: bool = True
+    secret: CookieSecret | None = None
+
+
+@attrs.frozen
+class DNSProtectionSettings:
+    """What protects the DNS server from abuse: C{[dns.rrl]} and C{[dns.cookies]}."""
+
+    rrl: RRLSettings = attrs.field(factory=RRLSettings)
+    cookies: CookieSettings = attrs.field(factory=CookieSettings)
+
+
 @attrs.frozen
 class Settings:
     """
@@ -180,6 +235,7 @@ class Settings:
     admin: AdminSettings = attrs.field(factory=AdminSettings)
     connections: ConnectionSettings = attrs.field(factory=ConnectionSettings)
     limits: LimitSettings = attrs.field(factory=LimitSettings)
+    dns_protection: DNSProtectionSettings = attrs.field(factory=DNSProtectionSettings)
 
 
 _KIND_NAMES = {
@@ -345,6 +401,7 @@ def settings_from_dict(data: dict[str, Any], path: str = "<config>") -> Settings
     updates = dns_table.get("updates", bool, True)
     update_local_zones = dns_table.get("update_local_zones", bool, False)
     transfer = _transfer_settings(dns_table)
+    dns_protection = _dns_protection_settings(dns_table)
     dns_table.done()
     http_settings = _http_settings(top, path) if "http" in data else None
     gnudip_settings = _gnudip_settings(top, base)
@@ -385,6 +442,7 @@ def settings_from_dict(data: dict[str, Any], path: str = "<config>") -> Settings
         admin=admin_settings,
         connections=connection_settings,
         limits=limit_settings,
+        dns_protection=dns_protection,
     )
 
 
@@ -603,4 +661,42 @@ def _http_settings(top: _Table, path: str) -> HTTPSettings:
         timeout=timeout,
         access_log=None if not access_log else os.path.join(os.path.dirname(os.path.abspath(path)), access_log),
         **switches,
+    )
+
+
+def _cookie_secret(value: str) -> CookieSecret:
+    try:
+        secret = bytes.fromhex(value)
+    except ValueError:
+        raise ValueError("must be hex digits (32 of them: 16 bytes)") from None
+    if len(secret) != 16:
+        raise ValueError(f"must be 16 bytes (32 hex digits), not {len(secret)}")
+    return CookieSecret(secret)
+
+
+def _dns_protection_settings(dns_table: _Table) -> DNSProtectionSettings:
+    """C{[dns.rrl]} (response rate limiting) and C{[dns.cookies]}."""
+    table = dns_table.table("rrl")
+    enabled = table.get("enabled", bool, True)
+    rate = _bounded(table, "responses_per_second", 200, 1, 1_000_000)
+    slip = _bounded(table, "slip", 2, 0, 10)
+    ipv4_prefix = _bounded(table, "ipv4_prefix", 24, 8, 32)
+    ipv6_prefix = _bounded(table, "ipv6_prefix", 56, 16, 128)
+    exempt = tuple(
+        table.convert("exempt", _network, item)
+        for item in table.get("exempt", list, list(RRLSettings.__attrs_attrs__.exempt.default))
+    )
+    table_size = _bounded(table, "table_size", 100_000, 1, 10_000_000)
+    table.done()
+    cookies = dns_table.table("cookies")
+    cookies_enabled = cookies.get("enabled", bool, True)
+    secret_text = cookies.get("secret", str, None)
+    secret = None if secret_text is None else cookies.convert("secret", _cookie_secret, secret_text)
+    cookies.done()
+    return DNSProtectionSettings(
+        rrl=RRLSettings(
+            enabled=enabled, responses_per_second=rate, slip=slip, ipv4_prefix=ipv4_prefix,
+            ipv6_prefix=ipv6_prefix, exempt=exempt, table_size=table_size,
+        ),
+        cookies=CookieSettings(enabled=cookies_enabled, secret=secret),
     )

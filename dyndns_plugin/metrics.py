@@ -145,6 +145,7 @@ class Metrics:
         self._services.append(service)
         if dns_factory is not None:
             dns_factory.on_reply = self.count_reply
+            self.attach_dns_protection(dns_factory)
         if publisher is not None:
             self._publishers.append(publisher)
 

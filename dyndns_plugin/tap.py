@@ -231,8 +231,9 @@ def build_service(
     publisher, transfer_handler, notifier = make_transfer(settings, dyndns, zones, reactor)
     factory = DynDNSServerFactory(
         DynDNSResolver(dyndns.registry), zones, update_handler=update_handler,
-        transfer_handler=transfer_handler,
+        transfer_handler=transfer_handler, clock=dyndns.clock,
     )
+    protect_dns(factory, settings, dyndns.clock)
     from dyndns_plugin.connections import build_limiters, current_open_files_limit
 
     if open_files is None:
@@ -308,3 +309,28 @@ def makeService(options: Options) -> service.MultiService:
     # that a flood on one cannot take the descriptors the others need.
     open_files = raise_open_files_limit()
     return build_service(options.settings, options.store, options.zones, open_files=open_files)
+
+
+def protect_dns(factory: DynDNSServerFactory, settings: Settings, clock: Any) -> None:
+    """
+    Response rate limiting (C{[dns.rrl]}) and DNS cookies (C{[dns.cookies]})
+    on the DNS factory; without a configured secret, a random one.
+    """
+    from dyndns_plugin.dns.cookies import ServerCookies, random_secret
+    from dyndns_plugin.dns.rrl import ResponseRateLimiter
+
+    rrl = settings.dns_protection.rrl
+    if rrl.enabled:
+        factory.rrl = ResponseRateLimiter(
+            clock,
+            responses_per_second=rrl.responses_per_second,
+            slip=rrl.slip,
+            ipv4_prefix=rrl.ipv4_prefix,
+            ipv6_prefix=rrl.ipv6_prefix,
+            exempt=rrl.exempt,
+            table_size=rrl.table_size,
+        )
+    cookies = settings.dns_protection.cookies
+    if cookies.enabled:
+        secret = cookies.secret.value if cookies.secret is not None else random_secret()
+        factory.cookies = ServerCookies(secret, clock)

@@ -9,8 +9,11 @@ or anything that blocks.
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 from twisted.internet import defer
-from twisted.names import common, dns, error
+from twisted.names import common, dns, error, resolve
 from twisted.internet.interfaces import IResolver
 from zope.interface import implementer
 
@@ -83,3 +86,41 @@ class DynDNSResolver(common.ResolverBase):
     def lookupZone(self, name: bytes, timeout: object = None) -> defer.Deferred[object]:  # type: ignore[override]
         # Zone transfers are served by the transfer module, not the chain.
         return defer.fail(error.DomainError(name))
+
+
+def quiet_query(resolver: Any, query: dns.Query, timeout: object = None) -> defer.Deferred[Any]:
+    """
+    C{resolver.query(query)} without the debug line L{common.ResolverBase}
+    logs for every query of a type it has no lookup method for (anyone can
+    send those: a line per packet). Resolvers with their own C{query} are
+    asked as they are.
+    """
+    if type(resolver).query not in _QUIET:
+        return resolver.query(query, timeout)  # type: ignore[no-any-return]
+    method = resolver.typeToMethod.get(query.type)
+    if method is None:
+        return defer.maybeDeferred(resolver._lookup, query.name.name, dns.IN, query.type, timeout)
+    return defer.maybeDeferred(method, query.name.name, timeout)
+
+
+class QuietResolverChain(resolve.ResolverChain):
+    """
+    Twisted's L{resolve.ResolverChain} (each resolver in turn until one
+    answers or fails authoritatively) asking through L{quiet_query}.
+    """
+
+    def query(self, query: dns.Query, timeout: object = None) -> defer.Deferred[Any]:  # type: ignore[override]
+        return quiet_query(self, query, timeout)
+
+    def _lookup(self, name: bytes, cls: int, type: int, timeout: object) -> defer.Deferred[Any]:  # type: ignore[override]
+        if not self.resolvers:
+            return defer.fail(error.DomainError())
+        q = dns.Query(name, type, cls)
+        d = quiet_query(self.resolvers[0], q, timeout)
+        for r in self.resolvers[1:]:
+            d = d.addErrback(resolve.FailureHandler(functools.partial(quiet_query, r), q, timeout))
+        return d
+
+
+#: The C{query} methods L{quiet_query} may bypass.
+_QUIET = (common.ResolverBase.query, QuietResolverChain.query)

@@ -25,10 +25,31 @@ from twisted.protocols import policies
 from twisted.python.failure import Failure
 
 from dyndns_plugin.connections import ConnectionLimiter, count_timeout
+from dyndns_plugin.dns.cookies import (
+    BADCOOKIE,
+    COOKIE_OPTION,
+    MalformedCookie,
+    ServerCookies,
+)
 from dyndns_plugin.dns.reader import has_tsig, question_type
-from dyndns_plugin.dns.resolver import DynDNSResolver, NotReady
-from dyndns_plugin.dns.wire import error_reply, opcode_of
+from dyndns_plugin.dns.resolver import DynDNSResolver, NotReady, QuietResolverChain
+from dyndns_plugin.dns.rrl import (
+    DROP,
+    SLIP,
+    ResponseRateLimiter,
+    classify_message,
+    classify_wire,
+)
+from dyndns_plugin.dns.wire import (
+    error_reply,
+    find_option,
+    header_reply,
+    opcode_of,
+    questions_ok,
+    truncate_wire,
+)
 from dyndns_plugin.dns.zones import negative_ttl
+from dyndns_plugin.logsample import LogSampler
 
 log = Logger()
 
@@ -41,12 +62,34 @@ TCP_IDLE_TIMEOUT = 30
 TCP_MESSAGE_TIMEOUT = 10
 EBADVERS = 16
 ENOTAUTH = 9
+#: Kinds of L{DynDNSServerFactory.bad_input}: FORMERR for an undecodable
+#: message, for a question name that is not a valid name, for a malformed
+#: COOKIE option; and internal errors while answering (SERVFAIL).
+BAD_INPUT_KINDS = ("malformed", "bad_name", "bad_cookie", "error")
+#: Kinds of L{DynDNSServerFactory.cookie_queries}: a client cookie only, a
+#: server cookie that verified, one that did not.
+COOKIE_RESULTS = ("client_only", "good", "bad")
 
 
 def decode_message(data: bytes) -> dns._EDNSMessage:
-    """Decode a query with its EDNS OPT record (raises on malformed input)."""
-    message = dns._EDNSMessage()
-    message.fromStr(data)
+    """
+    Decode a query with its EDNS OPT record (raises on malformed input,
+    including more than one OPT and EDNS options that do not add up). The
+    data of its COOKIE option, if any, is kept as C{cookie} (Twisted's
+    L{dns._EDNSMessage} drops EDNS options).
+    """
+    inner = dns.Message()
+    inner.fromStr(data)
+    message = dns._EDNSMessage._fromMessage(inner)
+    cookie = None
+    opts = 0
+    for record in inner.additional:
+        if record.type == dns.OPT:
+            opts += 1
+            cookie = find_option(record.payload.data, COOKIE_OPTION)
+    if opts > 1:
+        raise ValueError("more than one OPT record")
+    message.cookie = cookie
     return message
 
 
@@ -56,9 +99,13 @@ def encode(message: dns._EDNSMessage) -> bytes:
     512 bytes in the middle of a record (its inner L{dns.Message} keeps the
     default C{maxSize}), which mangles every larger UDP and TCP answer;
     truncation is done properly by L{DNSDatagramProtocol.writeMessage}.
+    A C{cookie_reply} on the message goes into its OPT as the COOKIE option.
     """
     inner = message._toMessage()
     inner.maxSize = 0
+    cookie = getattr(message, "cookie_reply", None)
+    if cookie is not None and message.ednsVersion is not None:
+        inner.additional[-1].options = [dns._OPTVariableOption(COOKIE_OPTION, cookie)]
     return inner.toStr()
 
 
@@ -77,33 +124,47 @@ def truncated(message: dns._EDNSMessage) -> bytes:
         maxSize=message.maxSize,
         queries=message.queries,
     )
+    small.cookie_reply = getattr(message, "cookie_reply", None)
     return encode(small)
 
 
 class DNSDatagramProtocol(dns.DNSDatagramProtocol):
-    """UDP: raw UPDATE hook, FORMERR for garbage, truncation to the limit."""
+    """
+    UDP: raw UPDATE hook, FORMERR for garbage, truncation to the limit, and
+    response rate limiting (L{DynDNSServerFactory.rrl}) on every datagram
+    it writes: answers and errors (L{writeMessage}), raw UPDATE, transfer
+    and FORMERR answers (L{writeWire}). Nothing a datagram contains can
+    raise out of L{datagramReceived}.
+    """
 
     def datagramReceived(self, data: bytes, addr: tuple[str, int]) -> None:
         if len(data) < 12 or data[2] & 0x80:
             return  # too short to answer, or a response: never reply
-        if opcode_of(data) == dns.OP_UPDATE:
-            self.controller.handleUpdateWire(data, self, addr)
-            return
-        if self.controller.is_transfer(data):
-            self.controller.handleTransferWire(data, self, addr)
-            return
+        controller = self.controller
         try:
-            message = decode_message(data)
-        except Exception as e:
-            log.debug("malformed query from {peer}: {error}", peer=addr, error=e)
-            reply = error_reply(data, dns.EFORMAT)
-            if reply is not None:
-                self.controller.replied(dns.EFORMAT)
-                self.transport.write(reply, addr)
-            return
-        self.controller.messageReceived(message, self, addr)
+            if opcode_of(data) == dns.OP_UPDATE:
+                controller.handleUpdateWire(data, self, addr)
+                return
+            if controller.is_transfer(data):
+                controller.handleTransferWire(data, self, addr)
+                return
+            message = controller.decode(data, self, addr)
+            if message is not None:
+                controller.messageReceived(message, self, addr)
+        except Exception:
+            controller.internal_error(Failure(), data, self, addr)
 
     def writeMessage(self, message: Any, address: tuple[str, int]) -> None:
+        rrl = self.controller.rrl
+        if rrl is not None and not getattr(message, "cookie_valid", False):
+            prefix = rrl.prefix_of(address[0])
+            if prefix >= 0:
+                verdict = rrl.take(prefix, *classify_message(message))
+                if verdict == DROP:
+                    return
+                if verdict == SLIP:
+                    self.transport.write(truncated(message), address)
+                    return
         wire = encode(message)
         limit = getattr(message, "udpLimit", 512)
         if len(wire) > limit:
@@ -111,6 +172,15 @@ class DNSDatagramProtocol(dns.DNSDatagramProtocol):
         self.transport.write(wire, address)
 
     def writeWire(self, wire: bytes, address: tuple[str, int]) -> None:
+        rrl = self.controller.rrl
+        if rrl is not None:
+            prefix = rrl.prefix_of(address[0])
+            if prefix >= 0:
+                verdict = rrl.take(prefix, *classify_wire(wire))
+                if verdict == DROP:
+                    return
+                if verdict == SLIP:
+                    wire = truncate_wire(wire)
         self.transport.write(wire, address)
 
 
@@ -167,24 +237,27 @@ class DNSStreamProtocol(dns.DNSProtocol, policies.TimeoutMixin):
 
     def stringReceived(self, data: bytes) -> None:
         self.resetTimeout()
+        transport = self.transport
+        if getattr(transport, "disconnecting", False):
+            return  # closing after garbage: later messages are not read
         if len(data) < 12 or data[2] & 0x80:
-            self.transport.abortConnection()  # type: ignore[union-attr]
+            # Closed, not aborted: answers to earlier queries on this
+            # connection are still in the write buffer and go out first.
+            transport.loseConnection()  # type: ignore[union-attr]
             return
-        if opcode_of(data) == dns.OP_UPDATE:
-            self.controller.handleUpdateWire(data, self, None)
-            return
-        if self.controller.is_transfer(data):
-            self.controller.handleTransferWire(data, self, None)
-            return
+        controller = self.controller
         try:
-            message = decode_message(data)
+            if opcode_of(data) == dns.OP_UPDATE:
+                controller.handleUpdateWire(data, self, None)
+                return
+            if controller.is_transfer(data):
+                controller.handleTransferWire(data, self, None)
+                return
+            message = controller.decode(data, self, None)
+            if message is not None:
+                controller.messageReceived(message, self)
         except Exception:
-            reply = error_reply(data, dns.EFORMAT)
-            if reply is not None:
-                self.controller.replied(dns.EFORMAT)
-                self.sendString(reply)
-            return
-        self.controller.messageReceived(message, self)
+            controller.internal_error(Failure(), data, self, None)
 
     def writeMessage(self, message: Any) -> None:
         self.sendString(encode(message))
@@ -221,7 +294,6 @@ class DynDNSServerFactory(server.DNSServerFactory):
     #: DNS cookies (L{ServerCookies}); None: COOKIE options are ignored.
     cookies: ServerCookies | None = None
 
-
     def __init__(
         self,
         dyndns: DynDNSResolver | None = None,
@@ -231,9 +303,23 @@ class DynDNSServerFactory(server.DNSServerFactory):
         verbose: int = 0,
         update_handler: Any = None,
         transfer_handler: Any = None,
+        clock: Any = None,
     ) -> None:
         chain = ([dyndns] if dyndns is not None else []) + list(authorities)
         super().__init__(authorities=chain, caches=caches, clients=clients, verbose=verbose)
+        # Twisted's chain logs a debug line per query of a type it has no
+        # lookup method for (383 bytes of log for a 39-byte query).
+        self.resolver = QuietResolverChain(self.resolver.resolvers)
+        if clock is None:
+            from twisted.internet import reactor as clock
+        #: C{seconds()} for the rate limiter, cookies and log sampling.
+        self.clock = clock
+        #: Untrusted input we refused or failed on, by kind (for /metrics;
+        #: see L{BAD_INPUT_KINDS}); never a log line each.
+        self.bad_input = dict.fromkeys(BAD_INPUT_KINDS, 0)
+        #: Queries with a COOKIE option, by what it held (for /metrics).
+        self.cookie_queries = dict.fromkeys(COOKIE_RESULTS, 0)
+        self.log_sample = LogSampler(log, clock)
         self.dyndns = dyndns
         self.update_handler = update_handler
         self.transfer_handler = transfer_handler
@@ -254,12 +340,113 @@ class DynDNSServerFactory(server.DNSServerFactory):
 
     # -- dispatch
 
+    def decode(self, data: bytes, protocol: Any, address: Any) -> Any:
+        """
+        The decoded query, or None after answering FORMERR (header only, no
+        question echoed) to a question that cannot be read strictly or to a
+        message Twisted cannot decode. Counted, never logged each.
+        """
+        if questions_ok(data):
+            try:
+                return decode_message(data)
+            except Exception as e:
+                kind = "malformed"
+                reason = str(e)
+        else:
+            kind = "bad_name"
+            reason = "a question name that is not a valid name"
+        self.bad_input[kind] += 1
+        self.log_sample.info(
+            "dns-" + kind, "FORMERR for a message from {peer}: {reason}",
+            peer=self._peer(protocol, address), reason=reason,
+        )
+        self._raw_error(data, protocol, address, dns.EFORMAT)
+        return None
+
+    def _raw_error(self, data: bytes, protocol: Any, address: Any, rcode: int) -> None:
+        """A header-only error answer to C{data} (rate limited over UDP)."""
+        reply = error_reply(data, rcode)
+        if reply is not None:
+            self.replied(rcode)
+            protocol.writeWire(reply, address)
+
+    @staticmethod
+    def _peer(protocol: Any, address: Any) -> Any:
+        if address is not None:
+            return address[0]
+        return getattr(protocol.transport.getPeer(), "host", None)
+
+    def internal_error(self, failure: Failure, data: bytes, protocol: Any, address: Any) -> None:
+        """
+        Something raised while handling C{data}: counted, a sampled log
+        line, and SERVFAIL (header only) if an answer can still be sent.
+        Never raises.
+        """
+        self.bad_input["error"] += 1
+        try:
+            if self.log_sample.allow("dns-error"):
+                log.failure(
+                    "handling a DNS message from {peer} failed", failure,
+                    peer=self._peer(protocol, address),
+                )
+            self._raw_error(data, protocol, address, dns.ESERVER)
+        except Exception:
+            pass
+
+    def _query_failed(self, failure: Failure, protocol: Any, message: Any, address: Any) -> None:
+        """The end of every query's Deferred: nothing is left unhandled."""
+        self.bad_input["error"] += 1
+        try:
+            if self.log_sample.allow("dns-error"):
+                log.failure(
+                    "answering a query from {peer} failed", failure,
+                    peer=self._peer(protocol, address),
+                )
+            self._send_servfail(protocol, message, address)
+        except Exception:
+            pass
+
+    def _send_servfail(self, protocol: Any, message: Any, address: Any) -> None:
+        self.replied(dns.ESERVER)
+        protocol.writeWire(
+            header_reply(message.id, message.opCode, message.recDes, dns.ESERVER), address
+        )
+
+    def _check_cookie(self, message: Any, proto: Any, address: Any, option: bytes) -> bool:
+        """
+        RFC 7873 for a query with a COOKIE option: FORMERR for a bad
+        length; otherwise the reply cookie and whether the query proved its
+        address (C{cookie_valid}: not rate limited) go onto the message. A
+        query without a question (only asking for a cookie) is answered
+        here. False if the query has been answered.
+        """
+        try:
+            valid, reply, had_server = self.cookies.answer(option, self._peer(proto, address))  # type: ignore[union-attr]
+        except MalformedCookie:
+            self.bad_input["bad_cookie"] += 1
+            self._reply(proto, message, address, dns.EFORMAT)
+            return False
+        except (ValueError, OSError):
+            return True  # not an IP peer (a test transport): no cookie
+        message.cookie_valid = valid
+        message.cookie_reply = reply
+        self.cookie_queries["good" if valid else "bad" if had_server else "client_only"] += 1
+        if not message.queries and message.opCode == dns.OP_QUERY:
+            # RFC 7873 section 5.4: a query for a cookie alone.
+            self._reply(proto, message, address, dns.OK if valid or not had_server else BADCOOKIE)
+            return False
+        return True
+
     def messageReceived(self, message: Any, proto: Any, address: Any = None) -> None:
         # Twisted's sendReply logs the time since timeReceived, which only its
         # own messageReceived sets: our early replies would crash without it.
         message.timeReceived = time.time()
         if message.answer:
             return
+        option = getattr(message, "cookie", None)
+        if option is not None and self.cookies is not None:
+            if not self._check_cookie(message, proto, address, option):
+                return
         if message.ednsVersion is not None and message.ednsVersion > 0:
             self._reply(proto, message, address, EBADVERS)
             return
@@ -275,14 +462,18 @@ class DynDNSServerFactory(server.DNSServerFactory):
         on_reply = self.on_reply
         if on_reply is not None:
             on_reply(message.rCode)
-        if self.verbose:
-            super().sendReply(protocol, message, address)
-        # Twisted's own formats a "Processed query in" log line for every
-        # reply even when it is not logged; this skips it (~0.6 us a query).
-        elif address is None:
-            protocol.writeMessage(message)
-        else:
-            protocol.writeMessage(message, address)
+        try:
+            if self.verbose:
+                super().sendReply(protocol, message, address)
+            # Twisted's own formats a "Processed query in" log line for every
+            # reply even when it is not logged; this skips it (~0.6 us a query).
+            elif address is None:
+                protocol.writeMessage(message)
+            else:
+                protocol.writeMessage(message, address)
+        except Exception:
+            # An answer that cannot be encoded: SERVFAIL without it.
+            self._query_failed(Failure(), protocol, message, address)
 
     def replied(self, rcode: int) -> None:
         """Count an answer sent as raw bytes (see L{on_reply})."""
@@ -304,7 +495,9 @@ class DynDNSServerFactory(server.DNSServerFactory):
         if query.cls not in (dns.IN, dns.ANY):
             self._reply(protocol, message, address, dns.EREFUSED)
             return None
-        return super().handleQuery(message, protocol, address)
+        d = super().handleQuery(message, protocol, address)
+        d.addErrback(self._query_failed, protocol, message, address)
+        return d
 
     def handleInverseQuery(self, message: Any, protocol: Any, address: Any) -> None:
         self._reply(protocol, message, address, dns.ENOTIMP)
@@ -371,9 +564,12 @@ class DynDNSServerFactory(server.DNSServerFactory):
                 protocol.writeWire(message)
                 yield None
 
-        task.cooperate(write_all()).whenDone().addErrback(
-            lambda f: log.failure("zone transfer to {peer} failed", f, peer=peer)
-        )
+        def failed(failure: Failure) -> None:
+            self.bad_input["error"] += 1
+            if self.log_sample.allow("dns-transfer-error"):
+                log.failure("zone transfer to {peer} failed", failure, peer=peer)
+
+        task.cooperate(write_all()).whenDone().addErrback(failed)
 
     def handleUpdateWire(self, data: bytes, protocol: Any, address: Any) -> None:
         """
@@ -395,7 +591,9 @@ class DynDNSServerFactory(server.DNSServerFactory):
                 protocol.writeWire(reply, address)
 
         def failed(failure: Failure) -> None:
-            log.failure("UPDATE from {peer} failed", failure, peer=peer)
+            self.bad_input["error"] += 1
+            if self.log_sample.allow("dns-update-error"):
+                log.failure("UPDATE from {peer} failed", failure, peer=peer)
             send(error_reply(data, dns.ESERVER))
 
         d = defer.ensureDeferred(self.update_handler.handle(data, peer))
@@ -412,6 +610,8 @@ class DynDNSServerFactory(server.DNSServerFactory):
         )
         response.opCode = message.opCode
         response.recDes = message.recDes
+        response.cookie_reply = getattr(message, "cookie_reply", None)
+        response.cookie_valid = getattr(message, "cookie_valid", False)
         response.auth = response.auth or any(
             rr.auth for rr in response.authority if rr.type == dns.SOA
         )
@@ -460,7 +660,9 @@ class DynDNSServerFactory(server.DNSServerFactory):
         else:
             rcode = dns.ESERVER
             if not failure.check(NotReady):
-                log.failure("lookup of {name!r} failed", failure, name=name)
+                self.bad_input["error"] += 1
+                if self.log_sample.allow("dns-lookup-error"):
+                    log.failure("lookup of {name!r} failed", failure, name=name)
         response = self._responseFromMessage(
             message=message, rCode=rcode, authority=authority
         )
