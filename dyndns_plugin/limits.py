@@ -180,12 +180,13 @@ class Limiter:
         if record is None:
             record = table[key] = _Record(now)
             self._bound(table)
-        elif now - record.since > self.settings.failure_window:
-            # A new window; the lock level decays only after a quiet window.
+        elif self._expired(record):
+            # A window with no failure and no lock: start afresh. Until then
+            # a source that was locked is locked again by its next failure,
+            # for twice as long.
             record.count = 0
             record.since = now
-            if now > record.locked_until + self.settings.failure_window:
-                record.level = 0
+            record.level = 0
         record.count += 1
         # Checks that were already running when the lock began do not
         # extend it: only a failure after the lock ended locks again.

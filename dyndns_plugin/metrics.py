@@ -112,8 +112,16 @@ class Metrics:
             buckets=DURATION_BUCKETS,
             registry=self.registry,
         )
+        self.auth_locked = Counter(
+            "dyndns_auth_locked",
+            "Requests refused without checking their credentials because the "
+            "source or user id is locked out after failed logins, by method.",
+            ["method"],
+            registry=self.registry,
+        )
         for method in CLIENT_METHODS:
             self.auth_failures.labels(method)
+            self.auth_locked.labels(method)
         self._update_children: dict[tuple[str, UpdateStatus], Any] = {}
         self._duration_children: dict[str, Any] = {}
         self._services: list[Any] = []
@@ -142,6 +150,7 @@ class Metrics:
         """
         service.on_update_result.append(self.update_result)
         service.on_auth_failure.append(self.auth_failed)
+        service.on_auth_locked.append(self.locked)
         self._services.append(service)
         if dns_factory is not None:
             dns_factory.on_reply = self.count_reply
@@ -173,6 +182,10 @@ class Metrics:
     def auth_failed(self, method: str) -> None:
         """C{DynDNSService.on_auth_failure}."""
         self.auth_failures.labels(method or "unknown").inc()
+
+    def locked(self, method: str) -> None:
+        """C{DynDNSService.on_auth_locked}."""
+        self.auth_locked.labels(method or "unknown").inc()
 
     # -- computed at scrape time
 

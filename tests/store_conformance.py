@@ -10,10 +10,12 @@ from zope.interface.verify import verifyObject
 
 from dyndns_plugin.model import HostState, User
 from dyndns_plugin.store import (
+    IReplayStore,
     IUserStore,
     JournalStep,
     NameTaken,
     NoSuchUser,
+    ReplayState,
     StoreError,
     UserExists,
     ZoneHistory,
@@ -229,6 +231,23 @@ class StoreConformanceMixin:
         self.assertEqual(snapshot.states["user49"].ipv4.exploded, "192.0.2.50")
 
     # -- zone serials and journals
+
+    @defer.inlineCallbacks
+    def test_replay_state_round_trip(self):
+        """TSIG replay records: none at first, then each key's latest record, MAC bytes exact."""
+        self.assertTrue(IReplayStore.providedBy(self.store))
+        self.assertEqual((yield self.store.load_replay_states()), {})
+        first = ReplayState(1700000000, ((1700000000, ALL_BYTES[:32]),))
+        second = ReplayState(1700000005, ((1700000005, b"\x00" * 16), (1700000009, b"\xff" * 64)))
+        yield self.store.save_replay_state("alice.dyn.example.com", first)
+        yield self.store.save_replay_state("bob", first)
+        yield self.store.save_replay_state("alice.dyn.example.com", second)
+        self.assertEqual(
+            (yield self.store.load_replay_states()),
+            {"alice.dyn.example.com": second, "bob": first},
+        )
+        snapshot = yield self.store.load()
+        self.assertEqual(dict(snapshot.users), {})  # not user data
 
     @defer.inlineCallbacks
     def test_zone_history_empty(self):

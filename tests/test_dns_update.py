@@ -49,10 +49,12 @@ from dyndns_plugin.config import settings_from_dict
 from dyndns_plugin.dns.resolver import DynDNSResolver
 from dyndns_plugin.dns.server import DynDNSServerFactory, listen_dns
 from dyndns_plugin.dns.update import ALGORITHMS, UpdateHandler
+from dyndns_plugin.limits import LimitSettings, Limiter
 from dyndns_plugin.model import TSIG_ALGORITHMS, User
 from dyndns_plugin.passwords import md5_verifier
 from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.store.memory import MemoryUserStore
+from dyndns_plugin.store.sqlite import SQLiteUserStore
 from dyndns_plugin.tap import load_zones
 from tests.test_dns_server import HOST, TIMEOUT, framed, raw_tcp, raw_udp
 
@@ -1708,3 +1710,121 @@ class ServerTests(UpdateTestsMixin, unittest.TestCase):
         answer = yield self.udp(wire)
         self.assertNoTSIG(answer, wire, REFUSED)
         self.assertEqual((yield self.query(f"bob.{SUFFIX}")), {"198.51.100.7"})
+
+
+class ReplayAcrossRestartTests(unittest.TestCase):
+    """The replay record is durable: a restart on the same SQLite store keeps refusing."""
+
+    def start(self, path: str, clock: task.Clock) -> tuple[DynDNSService, UpdateHandler]:
+        from twisted.internet import reactor
+
+        store = SQLiteUserStore(path, reactor)
+        service = DynDNSService(store, SUFFIX, clock=clock, poll_interval=None)
+        handler = UpdateHandler(service, (), clock=clock)
+        return service, handler
+
+    @defer.inlineCallbacks
+    def test_restart(self):
+        clock = task.Clock()
+        clock.advance(T0)
+        path = os.path.join(self.mktemp(), "users.sqlite")
+        os.makedirs(os.path.dirname(path))
+        key = make_key(f"alice.{ZONE}", ALICE_SECRET)
+        service, handler = self.start(path, clock)
+        yield defer.ensureDeferred(service.start())
+        yield service.add_user(
+            User("alice", tsig_secret=ALICE_SECRET, tsig_algorithm="hmac-sha256")
+        )
+        first = sign_at(set_address(f"alice.{ZONE}", "A", "192.0.2.1"), key, T0)
+        second = sign_at(set_address(f"alice.{ZONE}", "A", "192.0.2.2"), key, T0)
+        for wire in (first, second):
+            answer = yield defer.ensureDeferred(handler.handle(wire, PEER))
+            self.assertEqual(parse(answer).rcode, NOERROR)
+        yield service.stopService()
+
+        clock.advance(1)
+        service, handler = self.start(path, clock)
+        yield defer.ensureDeferred(service.start())
+        self.addCleanup(service.stopService)
+        for wire in (first, second):
+            answer = yield defer.ensureDeferred(handler.handle(wire, PEER))
+            reply = parse(answer)
+            self.assertEqual((reply.rcode, reply.tsig.error), (NOTAUTH, BADTIME))
+        self.assertEqual(
+            {str(a) for a in service.registry.answer(f"alice.{SUFFIX}").addresses}, {"192.0.2.2"}
+        )
+        # A fresh message still works after the restart.
+        third = sign_at(set_address(f"alice.{ZONE}", "A", "192.0.2.3"), key, T0 + 1)
+        answer = yield defer.ensureDeferred(handler.handle(third, PEER))
+        self.assertEqual(parse(answer).rcode, NOERROR)
+
+
+class ClockAndFudgeTests(UpdateTestsMixin, unittest.TestCase):
+    def setUp(self):
+        self.alice = make_key(f"alice.{ZONE}", ALICE_SECRET)
+        self.setup(T0, [User("alice", tsig_secret=ALICE_SECRET, tsig_algorithm="hmac-sha256")])
+
+    def test_fast_clock_does_not_lock_out_correct_updates(self):
+        """One update signed 200 s ahead is accepted; the correctly-timed ones after it too."""
+        ahead = sign_at(set_address(f"alice.{ZONE}", "A", "192.0.2.1"), self.alice, T0 + 200)
+        answer, _ = self.reply(ahead)
+        self.assertSigned(answer, ahead, self.alice, NOERROR)
+        for i, at in enumerate((T0, T0 + 1)):
+            self.clock.advance(at - int(self.clock.seconds()))
+            wire = sign_at(set_address(f"alice.{ZONE}", "A", f"192.0.2.{i + 2}"), self.alice, at)
+            answer, _ = self.reply(wire)
+            self.assertSigned(answer, wire, self.alice, NOERROR)
+        self.assertEqual(self.served(f"alice.{SUFFIX}"), ({"192.0.2.3"}, 60))
+        # The fast message itself stays a replay.
+        answer, _ = self.reply(ahead)
+        self.assertSigned(answer, ahead, self.alice, NOTAUTH, BADTIME, time_signed=T0 + 200)
+
+    def test_client_fudge_is_bounded_by_ours(self):
+        """A fudge of 65535 on a message 3,000 s ahead does not make it valid: BADTIME."""
+        before = self.snapshot()
+        wire = sign_at(set_address(f"alice.{ZONE}", "A", "192.0.2.9"), self.alice, T0 + 3000,
+                       fudge=65535)
+        answer, _ = self.reply(wire)
+        self.assertSigned(answer, wire, self.alice, NOTAUTH, BADTIME, time_signed=T0 + 3000)
+        self.assertEqual(self.snapshot(), before)
+        # 300 s is still inside, whatever the client's fudge.
+        wire = sign_at(set_address(f"alice.{ZONE}", "A", "192.0.2.9"), self.alice, T0 - 300,
+                       fudge=65535)
+        answer, _ = self.reply(wire)
+        self.assertSigned(answer, wire, self.alice, NOERROR)
+
+
+class LockoutTests(UpdateTestsMixin, unittest.TestCase):
+    def setUp(self):
+        self.alice = make_key(f"alice.{ZONE}", ALICE_SECRET)
+        self.wrong = make_key(f"alice.{ZONE}", BOB_SECRET)
+        self.setup(T0, [User("alice", tsig_secret=ALICE_SECRET, tsig_algorithm="hmac-sha256")])
+
+    def test_wrong_keys_lock_the_source(self):
+        """
+        Ten bad signatures from one source, then even a correctly signed
+        update from it is REFUSED, unsigned; another source still updates.
+        """
+        for i in range(10):
+            wire = sign_at(set_address(f"alice.{ZONE}", "A", "192.0.2.1"), self.wrong, T0 + i)
+            answer, reply = self.reply(wire)
+            self.assertEqual(reply.tsig.error, BADSIG)
+        good = sign_at(set_address(f"alice.{ZONE}", "A", "192.0.2.1"), self.alice, T0)
+        answer, reply = self.reply(good)
+        self.assertHeader(reply, good, REFUSED)
+        self.assertIsNone(reply.tsig)
+        self.assertEqual(self.served(f"alice.{SUFFIX}"), (set(), 30))
+        answer = self.handle(good, "198.51.100.99")
+        self.assertSigned(answer, good, self.alice, NOERROR)
+        self.assertEqual(self.served(f"alice.{SUFFIX}"), ({"192.0.2.1"}, 60))
+
+    def test_change_limit_refuses(self):
+        """Over the per-user change limit: REFUSED (signed), the last good address served."""
+        self.service.limiter = Limiter(self.clock, LimitSettings(update_changes=1))
+        first = sign_at(set_address(f"alice.{ZONE}", "A", "192.0.2.1"), self.alice, T0)
+        answer, _ = self.reply(first)
+        self.assertSigned(answer, first, self.alice, NOERROR)
+        second = sign_at(set_address(f"alice.{ZONE}", "A", "192.0.2.2"), self.alice, T0)
+        answer, _ = self.reply(second)
+        self.assertSigned(answer, second, self.alice, REFUSED)
+        self.assertEqual(self.served(f"alice.{SUFFIX}"), ({"192.0.2.1"}, 60))

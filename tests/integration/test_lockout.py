@@ -1,0 +1,309 @@
+"""
+Lockout and change limits end to end: a real C{twistd -n dyndns} with HTTP,
+GnuDIP TCP, RFC 2136 and the admin listener; guessing loops from their own
+127.0.0.x sources over every method get the documented answers once the
+source is locked, while an honest client on 127.0.0.3 keeps updating.
+
+(The lock lifting after its time and the backoff are tested on a task.Clock
+in tests/test_limits.py and tests/test_authn.py.)
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import shutil
+import socket
+import tempfile
+import urllib.parse
+
+import dns.message
+import dns.query
+import dns.rcode
+import dns.tsig
+import dns.tsigkeyring
+import dns.update
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.integration.helpers import (
+    SUFFIX,
+    HTTPResponse,
+    Twistd,
+    cli_ok,
+    dig,
+    http_endpoint,
+    parse_http_response,
+    write_config,
+)
+from tests.tools import free_port, require_tool
+
+PASSWORD = "s3cret"
+HONEST = "127.0.0.3"
+ADMIN_PW = "admin-pw"
+TIMEOUT = 10.0
+TSIG_SECRET = base64.b64encode(b"k" * 32).decode()
+
+
+def md5hex(text: str) -> str:
+    return hashlib.md5(text.encode()).hexdigest()
+
+
+def exchange(port: int, request: bytes, source: str) -> HTTPResponse:
+    """One HTTP/1.0 exchange from C{source} (a 127.0.0.x address) to 127.0.0.1:C{port}."""
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT,
+                                  source_address=(source, 0)) as s:
+        s.sendall(request)
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+    return parse_http_response(b"".join(chunks))
+
+
+def get(port: int, target: str, source: str, user: str | None = None,
+        password: str | None = None) -> HTTPResponse:
+    lines = [f"GET {target} HTTP/1.0", "Host: 127.0.0.1"]
+    if user is not None:
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        lines.append(f"Authorization: Basic {token}")
+    return exchange(port, ("\r\n".join(lines) + "\r\n\r\n").encode(), source)
+
+
+def gnudip_tcp(port: int, source: str, user: str, password: str, address: str) -> bytes:
+    """One GnuDIP TCP exchange (code 0 with an address); the reply line."""
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT,
+                                  source_address=(source, 0)) as s:
+        data = b""
+        while b"\n" not in data:
+            chunk = s.recv(1024)
+            if not chunk:
+                raise AssertionError(f"closed before the salt: {data!r}")
+            data += chunk
+        salt = data.partition(b"\n")[0].decode()
+        line = f"{user}:{md5hex(md5hex(password) + '.' + salt)}:{SUFFIX}:0:{address}\n"
+        s.sendall(line.encode())
+        reply = b""
+        while chunk := s.recv(1024):
+            reply += chunk
+    return reply
+
+
+class LockoutTests(SynchronousTestCase):
+    """
+    One server for the class; every attack comes from a source of its own,
+    so each test sees a fresh count. alice is the honest user, bob the
+    attacked one (his per-user threshold is raised in the config so that
+    only the per-source lockout is at work here), carol has a change limit.
+    """
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        require_tool("dig", "bind9-dnsutils")
+        cls.directory = tempfile.mkdtemp(prefix="dyndns-lockout-")
+        try:
+            ports: list[int] = []
+            while len(ports) < 4:
+                port = free_port()
+                if port not in ports:
+                    ports.append(port)
+            cls.port, cls.http_port, cls.gnudip_port, cls.admin_port = ports
+            cls.config = write_config(
+                cls.directory, cls.port,
+                http_listen=[http_endpoint(cls.http_port)],
+                base_url=f"http://127.0.0.1:{cls.http_port}/dyndns/",
+            )
+            admin_hash = cli_ok(cls.config, "hash-password", "--password", ADMIN_PW).strip()
+            with open(cls.config, "a") as f:
+                f.write(
+                    "\n[gnudip]\n"
+                    f'listen = ["tcp:{cls.gnudip_port}:interface=127.0.0.1"]\n'
+                    "\n[admin]\n"
+                    f'listen = ["tcp:{cls.admin_port}:interface=127.0.0.1"]\n'
+                    f'users = {{ admin = "{admin_hash}" }}\n'
+                    "\n[limits]\n"
+                    "user_failures = 1000\n"
+                    "update_changes = 20\n"
+                )
+            for user in ("alice", "bob"):
+                cli_ok(cls.config, "user", "add", user, "--password", PASSWORD, "--gnudip",
+                       "--tsig-secret", TSIG_SECRET, "--tsig-algorithm", "hmac-sha256")
+            cli_ok(cls.config, "user", "add", "carol", "--password", PASSWORD)
+            cls.server = Twistd(cls.config, cls.port,
+                                [cls.http_port, cls.gnudip_port, cls.admin_port])
+            cls.server.start()
+        except BaseException:
+            shutil.rmtree(cls.directory, ignore_errors=True)
+            raise
+        cls.honest_octet = 10
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        cls.server.stop()
+        shutil.rmtree(cls.directory, ignore_errors=True)
+
+    # -- helpers
+
+    def honest_update(self) -> None:
+        """alice updates from 127.0.0.3 to a new address; dig sees it."""
+        type(self).honest_octet += 1
+        address = f"198.51.100.{self.honest_octet}"
+        response = get(self.http_port, f"/nic/update?myip={address}", HONEST, "alice", PASSWORD)
+        self.assertEqual((response.status, response.text.strip()), (200, f"good {address}"))
+        self.assertEqual(dig(self.port, f"alice.{SUFFIX}").data("A"), [address])
+
+    def nic(self, source: str, password: str) -> HTTPResponse:
+        return get(self.http_port, "/nic/update?myip=192.0.2.66", source, "bob", password)
+
+    def assertBobUntouched(self) -> None:
+        self.assertNotIn("192.0.2.66", dig(self.port, f"bob.{SUFFIX}").data("A"))
+
+    # -- one guessing loop per method
+
+    def test_nic_update(self) -> None:
+        """/nic/update: badauth (401) while counting, then abuse with Retry-After, even for the right password."""
+        source = "127.0.0.21"
+        for _ in range(10):
+            response = self.nic(source, "wrong")
+            self.assertEqual((response.status, response.text), (401, "badauth\n"))
+        for password in ("wrong", PASSWORD):
+            response = self.nic(source, password)
+            self.assertEqual((response.status, response.text), (200, "abuse\n"))
+            self.assertEqual(response.header("retry-after"), "60")
+        self.assertBobUntouched()
+        self.honest_update()
+
+    def test_ddns_url(self) -> None:
+        """ddns with URL auth: the FAIL page while counting, then 429 + Retry-After + FAIL."""
+        source = "127.0.0.22"
+        target = "/dyndns/ddns?user=bob&pw={}&ip=192.0.2.66"
+        for _ in range(10):
+            response = get(self.http_port, target.format("wrong"), source)
+            self.assertEqual(response.status, 200)
+            self.assertIn("ERROR: Incorrect user ID or password", response.text)
+        response = get(self.http_port, target.format(PASSWORD), source)
+        self.assertEqual(response.status, 429)
+        self.assertEqual(response.header("retry-after"), "60")
+        self.assertEqual(response.header("x-dyndns-result"), "FAIL")
+        self.assertIn('content="FAIL"', response.text)
+        self.assertBobUntouched()
+        self.honest_update()
+
+    def test_ddns_basic(self) -> None:
+        """ddns with Basic auth: 401 challenges while counting, then 429."""
+        source = "127.0.0.23"
+        for _ in range(10):
+            response = get(self.http_port, "/dyndns/ddns?ip=192.0.2.66", source, "bob", "wrong")
+            self.assertEqual(response.status, 401)
+        response = get(self.http_port, "/dyndns/ddns?ip=192.0.2.66", source, "bob", PASSWORD)
+        self.assertEqual((response.status, response.header("retry-after")), (429, "60"))
+        self.assertBobUntouched()
+        self.honest_update()
+
+    def test_gnudip_tcp(self) -> None:
+        """GnuDIP TCP: 1 for each wrong hash, then 1 (after a delay) for the right one too."""
+        source = "127.0.0.24"
+        for _ in range(10):
+            self.assertEqual(gnudip_tcp(self.gnudip_port, source, "bob", "wrong", "192.0.2.66"), b"1\n")
+        self.assertEqual(gnudip_tcp(self.gnudip_port, source, "bob", PASSWORD, "192.0.2.66"), b"1\n")
+        self.assertBobUntouched()
+        self.assertEqual(gnudip_tcp(self.gnudip_port, HONEST, "bob", PASSWORD, "192.0.2.67"), b"0\n")
+        self.assertEqual(dig(self.port, f"bob.{SUFFIX}").data("A"), ["192.0.2.67"])
+        self.honest_update()
+
+    def test_gnudip_http(self) -> None:
+        """GnuDIP over HTTP: retc 1 for wrong hashes, then retc 1 for the right one."""
+        source = "127.0.0.25"
+
+        def attempt(password: str) -> str:
+            page = get(self.http_port, "/dyndns/gnudip", source).text
+            meta = dict(re.findall(r'<meta name="(\w+)" content="([^"]*)">', page))
+            query = urllib.parse.urlencode({
+                "salt": meta["salt"], "time": meta["time"], "sign": meta["sign"], "user": "bob",
+                "pass": md5hex(md5hex(password) + "." + meta["salt"]), "domn": SUFFIX,
+                "reqc": "0", "addr": "192.0.2.66",
+            })
+            answer = get(self.http_port, f"/dyndns/gnudip?{query}", source).text
+            return re.search(r'name="retc" content="(\d)"', answer).group(1)  # type: ignore[union-attr]
+
+        self.assertEqual([attempt("wrong") for _ in range(10)], ["1"] * 10)
+        self.assertEqual(attempt(PASSWORD), "1")
+        self.assertBobUntouched()
+        self.honest_update()
+
+    def test_rfc2136(self) -> None:
+        """Signed UPDATE: BADSIG for a wrong key, then REFUSED even for bob's right key."""
+        source = "127.0.0.26"
+        keyname = f"bob.{SUFFIX}."
+
+        def send(secret: str) -> dns.message.Message:
+            message = dns.update.UpdateMessage(SUFFIX)
+            message.replace(f"bob.{SUFFIX}.", 60, "A", "192.0.2.66")
+            message.use_tsig(dns.tsigkeyring.from_text({keyname: secret}), keyname,
+                             algorithm="hmac-sha256")
+            return dns.query.udp(message, "127.0.0.1", port=self.port, timeout=TIMEOUT,
+                                 source=source, ignore_unexpected=True, raise_on_truncation=False)
+
+        wrong = base64.b64encode(b"w" * 32).decode()
+        for _ in range(10):
+            with self.assertRaises(dns.tsig.PeerBadSignature):
+                send(wrong)
+        query = dns.update.UpdateMessage(SUFFIX)
+        query.replace(f"bob.{SUFFIX}.", 60, "A", "192.0.2.66")
+        query.use_tsig(dns.tsigkeyring.from_text({keyname: TSIG_SECRET}), keyname,
+                       algorithm="hmac-sha256")
+        wire = query.to_wire()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.bind((source, 0))
+            sock.settimeout(TIMEOUT)
+            sock.sendto(wire, ("127.0.0.1", self.port))
+            reply = sock.recv(65535)
+        finally:
+            sock.close()
+        answer = dns.message.from_wire(reply, ignore_trailing=True)  # unsigned: no keyring needed
+        self.assertEqual(answer.rcode(), dns.rcode.REFUSED)
+        self.assertBobUntouched()
+        self.honest_update()
+
+    def test_admin(self) -> None:
+        """Admin API: 401 JSON while counting, then 429 JSON with Retry-After."""
+        source = "127.0.0.27"
+        for _ in range(10):
+            response = get(self.admin_port, "/api/state", source, "admin", "wrong")
+            self.assertEqual(response.status, 401)
+        response = get(self.admin_port, "/api/state", source, "admin", ADMIN_PW)
+        self.assertEqual((response.status, response.header("retry-after")), (429, "60"))
+        self.assertIn("error", json.loads(response.body))
+        response = get(self.admin_port, "/api/state", HONEST, "admin", ADMIN_PW)
+        self.assertEqual(response.status, 200)
+        # The lockouts of every method are in /metrics.
+        metrics = get(self.admin_port, "/metrics", HONEST, "admin", ADMIN_PW).text
+        self.assertRegex(metrics, r'dyndns_auth_locked_total\{method="admin"\} [1-9]')
+
+    def test_failures_count_across_methods(self) -> None:
+        """Five wrong passwords over /nic/update and five wrong GnuDIP hashes lock ddns too."""
+        source = "127.0.0.28"
+        for _ in range(5):
+            self.assertEqual(self.nic(source, "wrong").status, 401)
+            self.assertEqual(gnudip_tcp(self.gnudip_port, source, "bob", "x", "192.0.2.66"), b"1\n")
+        response = get(self.http_port, f"/dyndns/ddns?user=bob&pw={PASSWORD}", source)
+        self.assertEqual(response.status, 429)
+
+    # -- the change limit
+
+    def test_change_limit(self) -> None:
+        """carol: 20 changes are good, nochg is still answered, the 21st change is abuse; DNS keeps the last good one."""
+        for i in range(20):
+            response = get(self.http_port, f"/nic/update?myip=203.0.113.{i + 1}", HONEST,
+                           "carol", PASSWORD)
+            self.assertEqual(response.text, f"good 203.0.113.{i + 1}\n")
+        response = get(self.http_port, "/nic/update?myip=203.0.113.20", HONEST, "carol", PASSWORD)
+        self.assertEqual(response.text, "nochg 203.0.113.20\n")
+        response = get(self.http_port, "/nic/update?myip=203.0.113.99", HONEST, "carol", PASSWORD)
+        self.assertEqual(response.text, "abuse\n")
+        self.assertIsNotNone(response.header("retry-after"))
+        response = get(self.http_port, f"/dyndns/ddns?user=carol&pw={PASSWORD}&ip=203.0.113.98",
+                       HONEST)
+        self.assertEqual((response.status, response.header("x-dyndns-result")), (429, "FAIL"))
+        self.assertEqual(dig(self.port, f"carol.{SUFFIX}").data("A"), ["203.0.113.20"])
