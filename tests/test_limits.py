@@ -174,3 +174,49 @@ class ChangeLimitTests(unittest.SynchronousTestCase):
         for _ in range(1000):
             limits.changed("alice")
         self.assertIsNone(limits.change_wait("alice"))
+
+
+class ConfigTests(unittest.SynchronousTestCase):
+    """The [limits] table."""
+
+    def load(self, limits: dict) -> LimitSettings:
+        from dyndns_plugin.config import settings_from_dict
+
+        return settings_from_dict(
+            {"service": {"suffix": "dyn.example.com"}, "limits": limits}, "/x/dyndns.toml"
+        ).limits
+
+    def test_defaults(self) -> None:
+        self.assertEqual(self.load({}), LimitSettings())
+        self.assertEqual(
+            (LimitSettings().source_failures, LimitSettings().lockout, LimitSettings().max_lockout,
+             LimitSettings().user_failures, LimitSettings().failure_window),
+            (10, 60, 3600, 50, 600),
+        )
+
+    def test_values(self) -> None:
+        settings = self.load({
+            "enabled": False, "source_failures": 3, "lockout": 5, "max_lockout": 50,
+            "exempt": ["192.0.2.1", "2001:db8::/48"], "update_changes": 0,
+        })
+        self.assertEqual(
+            (settings.enabled, settings.source_failures, settings.lockout, settings.max_lockout,
+             settings.exempt, settings.update_changes),
+            (False, 3, 5.0, 50.0, ("192.0.2.1/32", "2001:db8::/48"), 0),
+        )
+
+    def test_errors_name_the_key(self) -> None:
+        from dyndns_plugin.config import ConfigError
+
+        for limits, key in (
+            ({"nope": 1}, "limits.nope"),
+            ({"source_failures": 0}, "limits.source_failures"),
+            ({"lockout": "60"}, "limits.lockout"),
+            ({"lockout": 100, "max_lockout": 10}, "limits.max_lockout"),
+            ({"exempt": ["not a network"]}, "limits.exempt"),
+            ({"ipv6_prefix": 129}, "limits.ipv6_prefix"),
+            ({"update_changes": -1}, "limits.update_changes"),
+        ):
+            with self.assertRaises(ConfigError) as caught:
+                self.load(limits)
+            self.assertEqual(caught.exception.key, key, limits)
