@@ -6,10 +6,11 @@ the lockout, the fair share of the hash pool, failure counting, metrics and
 the (bounded) log of refusals live here once.
 
 A request from a locked-out source is refused before any password hash is
-computed. Sources that failed recently ("suspect") may run at most
-C{limits.suspect_checks} password checks at once, all of them together and
-one per source; everyone else goes straight to the checker, so a
-wrong-password flood cannot queue an honest router behind it.
+computed. Each source may run at most C{limits.source_checks} password
+checks at once, and sources that failed recently ("suspects") at most
+C{limits.suspect_checks} all together (L{CheckGate}); a source without
+failures is never queued behind them, so a wrong-password flood cannot make
+an honest router wait for the hash pool.
 """
 
 from __future__ import annotations
@@ -83,9 +84,8 @@ class Authenticator:
         self.checker = checker
         self.service = service
         self._sample = LogSampler(log, service.clock)
-        self._running: set[str] = set()
-        self._waiting: collections.deque[tuple[str, defer.Deferred[None]]] = collections.deque()
-        self._waiting_per_source: dict[str, int] = {}
+        settings = service.limiter.settings
+        self.gate = CheckGate(settings.source_checks, settings.suspect_checks, settings.source_queue)
 
     @property
     def limiter(self) -> Limiter:
@@ -147,15 +147,16 @@ class Authenticator:
         refused = self.locked(method, source, user_id)
         if refused is not None:
             return refused
-        gate = self.limiter.source_key(source) if self.limiter.suspect(source) else None
-        if gate is not None:
-            if not await self._admit(gate):
+        key = self.limiter.source_key(source)
+        suspect = key is not None and self.limiter.suspect(source)
+        if key is not None:
+            if not await self.gate.enter(key, suspect):
                 self.service.auth_locked(method)
                 return AuthResult(Outcome.LOCKED, user_id, BUSY_RETRY)
             # The source may have been locked while it waited.
             refused = self.locked(method, source, user_id)
             if refused is not None:
-                self._release(gate)
+                self.gate.leave(key, suspect)
                 return refused
         try:
             checked = await check()
@@ -164,48 +165,87 @@ class Authenticator:
         except UnauthorizedLogin:
             return self.failed(method, source, user_id)
         finally:
-            if gate is not None:
-                self._release(gate)
+            if key is not None:
+                self.gate.leave(key, suspect)
         return self.succeeded(source, str(checked))
 
-    # -- the suspects' share of the hash pool
 
-    async def _admit(self, key: str) -> bool:
-        """Wait for a suspect slot for source C{key}; False if its queue is full."""
-        settings = self.limiter.settings
-        if key not in self._running and len(self._running) < max(1, settings.suspect_checks):
-            self._running.add(key)
+class CheckGate:
+    """
+    Admission to password checks, so that no source holds more than a small
+    part of the hash pool: each source at most C{per_source} checks at once,
+    sources with recent failures ("suspects") at most C{suspects} at once
+    all together, and at most C{queue} checks waiting per source (beyond
+    that the caller is told to retry). Waiters are admitted in arrival order.
+    """
+
+    def __init__(self, per_source: int, suspects: int, queue: int) -> None:
+        self.per_source = max(1, per_source)
+        self.suspects = max(1, suspects)
+        self.queue = queue
+        self._running: dict[str, int] = {}
+        self._suspects_running = 0
+        self._waiting: collections.deque[tuple[str, bool, defer.Deferred[None]]] = (
+            collections.deque()
+        )
+        self._waiting_per_source: dict[str, int] = {}
+
+    def _admissible(self, key: str, suspect: bool) -> bool:
+        return self._running.get(key, 0) < self.per_source and (
+            not suspect or self._suspects_running < self.suspects
+        )
+
+    def _take(self, key: str, suspect: bool) -> None:
+        self._running[key] = self._running.get(key, 0) + 1
+        self._suspects_running += suspect
+
+    async def enter(self, key: str, suspect: bool) -> bool:
+        """Wait for a turn; False (at once) if this source's queue is full."""
+        if not self._waiting_per_source.get(key) and self._admissible(key, suspect):
+            self._take(key, suspect)
             return True
         queued = self._waiting_per_source.get(key, 0)
-        if queued >= settings.suspect_queue:
+        if queued >= self.queue:
             return False
         self._waiting_per_source[key] = queued + 1
         d: defer.Deferred[None] = defer.Deferred()
-        self._waiting.append((key, d))
+        self._waiting.append((key, suspect, d))
         await d
         return True
 
-    def _release(self, key: str) -> None:
-        self._running.discard(key)
-        limit = max(1, self.limiter.settings.suspect_checks)
-        skipped: list[tuple[str, defer.Deferred[None]]] = []
+    def leave(self, key: str, suspect: bool) -> None:
+        left = self._running[key] - 1
+        if left:
+            self._running[key] = left
+        else:
+            del self._running[key]
+        self._suspects_running -= suspect
         admitted: list[defer.Deferred[None]] = []
-        while self._waiting and len(self._running) < limit:
-            waiting_key, d = self._waiting.popleft()
-            if waiting_key in self._running:
-                skipped.append((waiting_key, d))
-                continue
-            left = self._waiting_per_source[waiting_key] - 1
-            if left:
-                self._waiting_per_source[waiting_key] = left
+        still: collections.deque[tuple[str, bool, defer.Deferred[None]]] = collections.deque()
+        blocked: set[str] = set()  # keep each source's own order
+        for waiting_key, waiting_suspect, d in self._waiting:
+            if waiting_key not in blocked and self._admissible(waiting_key, waiting_suspect):
+                self._take(waiting_key, waiting_suspect)
+                count = self._waiting_per_source[waiting_key] - 1
+                if count:
+                    self._waiting_per_source[waiting_key] = count
+                else:
+                    del self._waiting_per_source[waiting_key]
+                admitted.append(d)
             else:
-                del self._waiting_per_source[waiting_key]
-            self._running.add(waiting_key)
-            admitted.append(d)
-        self._waiting.extendleft(reversed(skipped))
-        # Fired last: a cached check finishes at once and releases again.
+                blocked.add(waiting_key)
+                still.append((waiting_key, waiting_suspect, d))
+        self._waiting = still
+        # Fired last: a cached check finishes at once and leaves again.
         for d in admitted:
             d.callback(None)
+
+    def busy(self) -> dict[str, int]:
+        """Checks running and waiting (for tests)."""
+        return {
+            "running": sum(self._running.values()), "suspects": self._suspects_running,
+            "waiting": len(self._waiting),
+        }
 
 
 def authenticator_for(checker: Any, service: "DynDNSService") -> Authenticator:

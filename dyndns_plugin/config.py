@@ -322,6 +322,8 @@ def load_settings(path: str) -> Settings:
         raise ConfigError(path, "(file)", e.strerror or str(e)) from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(path, "(syntax)", str(e)) from None
+    except UnicodeDecodeError as e:  # tomllib.load decodes without catching this
+        raise ConfigError(path, "(syntax)", f"not UTF-8 text: {e}") from None
     return settings_from_dict(data, path)
 
 
@@ -519,8 +521,9 @@ def _limit_settings(top: _Table) -> LimitSettings:
         exempt=tuple(
             table.convert("exempt", _network, item) for item in table.get("exempt", list, [])
         ),
+        source_checks=_bounded(table, "source_checks", default.source_checks, 1, 64),
         suspect_checks=_bounded(table, "suspect_checks", default.suspect_checks, 1, 64),
-        suspect_queue=_bounded(table, "suspect_queue", default.suspect_queue, 0, 1000),
+        source_queue=_bounded(table, "source_queue", default.source_queue, 0, 1000),
         update_changes=_bounded(table, "update_changes", default.update_changes, 0, 1_000_000),
         change_window=seconds("change_window", 1, 86400 * 7),
         max_tracked=_bounded(table, "max_tracked", default.max_tracked, 100, 10_000_000),
@@ -633,7 +636,7 @@ def _http_settings(top: _Table, path: str) -> HTTPSettings:
     table = top.table("http")
     listen = _endpoints(table, "tcp:8080:interface=127.0.0.1")
     base_url = table.get("base_url", str, "http://localhost/dyndns/")
-    parts = urlsplit(base_url)
+    parts = table.convert("base_url", urlsplit, base_url)  # ValueError: "http://[x]/"
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise table.error("base_url", f"{base_url!r} is not an http:// or https:// URL")
     base_path = parts.path or "/"

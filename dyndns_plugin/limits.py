@@ -48,12 +48,12 @@ class LimitSettings:
     ipv6_prefix: int = 64
     #: Sources (CIDRs) never counted or locked, e.g. a monitoring host.
     exempt: tuple[str, ...] = ()
-    #: Password checks at once for sources with recent failures, all such
-    #: sources together (one per source): the rest of the hash pool stays
-    #: free for everyone else.
+    #: Password checks at once per source, and for all sources with recent
+    #: failures together: the rest of the hash pool stays free for others.
+    source_checks: int = 2
     suspect_checks: int = 1
-    #: Suspect checks waiting per source before the source is told to retry.
-    suspect_queue: int = 4
+    #: Checks waiting per source before the source is told to retry.
+    source_queue: int = 8
     #: Address changes (nochg does not count) per user within
     #: C{change_window} seconds; 0 means no limit.
     update_changes: int = 30

@@ -106,7 +106,7 @@ class OutcomeTests(AuthenticatorTestCase):
 
 
 class FairShareTests(AuthenticatorTestCase):
-    settings = LimitSettings(suspect_checks=1, suspect_queue=2)
+    settings = LimitSettings(source_checks=2, suspect_checks=1, source_queue=2)
 
     def test_suspects_run_one_at_a_time_honest_sources_go_straight_through(self) -> None:
         """
@@ -133,8 +133,27 @@ class FairShareTests(AuthenticatorTestCase):
         self.checker.answer_all()
         self.assertEqual(self.successResultOf(second).outcome, Outcome.BAD)
 
+    def test_one_source_holds_at_most_two_checks(self) -> None:
+        """
+        A source without failures sending five checks at once: two run, two
+        wait, the fifth is told to retry; another source is not held up.
+        """
+        attempts = [self.attempt("wrong", "198.51.100.1") for _ in range(4)]
+        refused = self.successResultOf(self.attempt("wrong", "198.51.100.1"))
+        self.assertEqual((refused.outcome, refused.retry_after), (Outcome.LOCKED, BUSY_RETRY))
+        self.assertEqual(len(self.checker.pending), 2)
+        honest = self.attempt("right", "203.0.113.5")
+        self.assertEqual(len(self.checker.pending), 3)
+        _, _, honest_check = self.checker.pending.pop()
+        honest_check.callback("alice")
+        self.assertTrue(self.successResultOf(honest).ok)
+        self.checker.answer_all()
+        for d in attempts:
+            self.assertEqual(self.successResultOf(d).outcome, Outcome.BAD)
+        self.assertEqual(self.auth.gate.busy(), {"running": 0, "suspects": 0, "waiting": 0})
+
     def test_a_full_queue_is_told_to_retry(self) -> None:
-        """Beyond suspect_queue waiting checks per source: LOCKED, retry in a second, no hash."""
+        """Beyond source_queue waiting checks per source: LOCKED, retry in a second, no hash."""
         d = self.attempt("wrong")
         self.checker.answer_all()
         self.successResultOf(d)
