@@ -485,7 +485,10 @@ def _endpoint_port(description: str) -> int | None:
 
 
 def _origin(url: str) -> tuple[str, str | None, int | None, str]:
-    parts = urlsplit(url.strip())
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:  # e.g. "http://[not-an-address]/": differs from any URL of ours
+        return "", None, None, url
     scheme = parts.scheme.lower()
     try:
         port = parts.port
