@@ -14,6 +14,7 @@ L{DynDNSServerFactory.handleUpdateWire}.
 
 from __future__ import annotations
 
+import struct
 import time
 from typing import Any, Callable, Iterable, Iterator
 
@@ -71,6 +72,9 @@ BAD_INPUT_KINDS = ("malformed", "bad_name", "bad_cookie", "error")
 COOKIE_RESULTS = ("client_only", "good", "bad")
 
 
+_COUNTS = struct.Struct("!HHHH")
+
+
 def decode_message(data: bytes) -> dns._EDNSMessage:
     """
     Decode a query with its EDNS OPT record (raises on malformed input,
@@ -80,6 +84,11 @@ def decode_message(data: bytes) -> dns._EDNSMessage:
     """
     inner = dns.Message()
     inner.fromStr(data)
+    # Twisted stops quietly at the end of the data: counts that promise
+    # more records than the message holds are malformed.
+    if (len(inner.queries), len(inner.answers), len(inner.authority),
+            len(inner.additional)) != _COUNTS.unpack_from(data, 4):
+        raise ValueError("the section counts do not match the records")
     message = dns._EDNSMessage._fromMessage(inner)
     cookie = None
     opts = 0
