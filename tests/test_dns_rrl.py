@@ -397,3 +397,73 @@ class ServerPathsTests(unittest.TestCase):
         self.factory.rrl = None
         replies = self.send(dns.message.make_query(f"alice.{SUFFIX}", "A").to_wire(), 10)
         self.assertEqual(len(replies), 10)
+
+
+class ConfigTests(unittest.SynchronousTestCase):
+    """C{[dns.rrl]} and C{[dns.cookies]} in the configuration file."""
+
+    def load(self, dns_table: dict[str, object]):
+        return settings_from_dict({"service": {"suffix": SUFFIX}, "dns": dns_table})
+
+    def assertConfigError(self, dns_table: dict[str, object], key: str) -> None:
+        from dyndns_plugin.config import ConfigError
+
+        with self.assertRaises(ConfigError) as caught:
+            self.load(dns_table)
+        self.assertEqual(caught.exception.key, key)
+
+    def test_defaults(self) -> None:
+        protection = self.load({}).dns_protection
+        self.assertEqual(
+            (protection.rrl.enabled, protection.rrl.responses_per_second, protection.rrl.slip,
+             protection.rrl.ipv4_prefix, protection.rrl.ipv6_prefix, protection.rrl.exempt),
+            (True, 200, 2, 24, 56, ("127.0.0.0/8", "::1/128")),
+        )
+        self.assertEqual((protection.cookies.enabled, protection.cookies.secret), (True, None))
+
+    def test_values(self) -> None:
+        protection = self.load({
+            "rrl": {"enabled": False, "responses_per_second": 5, "slip": 0, "ipv4_prefix": 32,
+                    "ipv6_prefix": 64, "exempt": ["192.0.2.7"], "table_size": 10},
+            "cookies": {"secret": "E5E973E5A6B2A43F48E7DC849E37BFCF"},
+        }).dns_protection
+        self.assertEqual(protection.rrl.exempt, ("192.0.2.7/32",))
+        self.assertEqual(protection.cookies.secret.value, bytes.fromhex("e5e973e5a6b2a43f48e7dc849e37bfcf"))
+        self.assertEqual(str(protection.cookies.secret), "(secret)")  # never shown (admin API)
+        self.assertNotIn("e5e9", repr(protection))
+
+    def test_errors(self) -> None:
+        for table, key in (
+            ({"rrl": {"responses_per_second": 0}}, "dns.rrl.responses_per_second"),
+            ({"rrl": {"slip": 11}}, "dns.rrl.slip"),
+            ({"rrl": {"ipv4_prefix": 33}}, "dns.rrl.ipv4_prefix"),
+            ({"rrl": {"ipv6_prefix": 8}}, "dns.rrl.ipv6_prefix"),
+            ({"rrl": {"exempt": ["not-a-network"]}}, "dns.rrl.exempt"),
+            ({"rrl": {"exempt": [24]}}, "dns.rrl.exempt"),
+            ({"rrl": {"enabled": "yes"}}, "dns.rrl.enabled"),
+            ({"rrl": {"table_size": 0}}, "dns.rrl.table_size"),
+            ({"rrl": {"window": 15}}, "dns.rrl.window"),
+            ({"cookies": {"secret": "abc"}}, "dns.cookies.secret"),
+            ({"cookies": {"secret": "00" * 15}}, "dns.cookies.secret"),
+            ({"cookies": {"secret": 5}}, "dns.cookies.secret"),
+            ({"cookies": {"require": True}}, "dns.cookies.require"),
+        ):
+            self.assertConfigError(table, key)
+
+    def test_build_service(self) -> None:
+        """twistd's service tree puts both on the DNS factory, or neither when switched off."""
+        from dyndns_plugin.tap import build_service
+
+        def factory_of(dns_table: dict[str, object]):
+            settings = settings_from_dict({
+                "service": {"suffix": SUFFIX}, "store": {"backend": "memory"},
+                "dns": {"listen": [], **dns_table},
+            })
+            return build_service(settings, MemoryUserStore(), open_files=4096).dns_factory
+
+        factory = factory_of({"cookies": {"secret": "00" * 16}, "rrl": {"slip": 1}})
+        self.assertIsNotNone(factory.cookies)
+        self.assertEqual((factory.rrl.slip, factory.rrl.rate), (1, 200.0))
+        self.assertTrue(factory.rrl.exempt("127.0.0.1"))
+        factory = factory_of({"cookies": {"enabled": False}, "rrl": {"enabled": False}})
+        self.assertEqual((factory.rrl, factory.cookies), (None, None))
