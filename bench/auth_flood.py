@@ -70,7 +70,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from dns_qps import BenchError, Processes, Timeout, note  # noqa: E402
+from dns_qps import BenchError, Processes, Timeout, note, wait_quiet  # noqa: E402
 from gnudip_tcp import CPUMeter, machine, percentiles, thread_cpu  # noqa: E402
 from harness import (  # noqa: E402
     HOST,
@@ -407,6 +407,8 @@ def run_phases(args: argparse.Namespace, procs: Processes, tmp: str, server: Ser
             raise Timeout(f"not enough time left for phase {n}")
         flood = None
         meter = None
+        if args.wait_quiet:
+            wait_quiet(min(args.wait_quiet, deadline - time.monotonic() - args.duration - 40))
         if kind.startswith("flood"):
             flood = Flood(procs, tmp, server.http_port, args.flood_connections,
                           args.flood_processes, args.duration + args.settle + 60, str(n))
@@ -549,6 +551,9 @@ def main() -> int:
                         help="processes sharing the flood connections (default 1)")
     parser.add_argument("--uncached", type=int, default=8,
                         help="fresh users per uncached-probe phase (0: no probe; default 8)")
+    parser.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS",
+                        help="before each phase wait up to this long for an idle machine "
+                        "(for shared machines)")
     parser.add_argument("--hash-cost", type=int, default=15, metavar="LOG2_N",
                         help="scrypt cost of the users' passwords (default 15, the real one)")
     parser.add_argument("--code", metavar="REV",
