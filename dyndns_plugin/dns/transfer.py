@@ -47,6 +47,7 @@ from dyndns_plugin.dns.signing import (
     unsigned_error,
 )
 from dyndns_plugin.dns.wire import error_reply
+from dyndns_plugin.logsample import LogSampler
 from dyndns_plugin.store import RR, JournalStep
 
 log = Logger()
@@ -125,6 +126,8 @@ class TransferHandler:
         self.keys = {key.name: key for key in keys}
         self.clock = clock if clock is not None else publisher.clock
         self.transfers = 0  # answered transfers (AXFR or IXFR), for tests and status
+        # Refusals are triggered by whoever sends a query: a bounded sample.
+        self._sample = LogSampler(log, self.clock)
 
     def allowed(self, peer: str | None) -> bool:
         if peer is None:
@@ -142,7 +145,8 @@ class TransferHandler:
         except ShortMessage:
             return iter(())
         except Malformed as e:
-            log.info("malformed transfer request from {peer}: {error}", peer=peer, error=e)
+            self._sample.info("transfer-malformed", "malformed transfer request from {peer}: {error}",
+                              peer=peer, error=e)
             return _one(error_reply(wire, FORMERR))
         if query.flags & 0x8000:
             return iter(())
@@ -156,13 +160,15 @@ class TransferHandler:
         if tsig is not None:
             key = self.keys.get(tsig.key)
             if key is None or key.algorithm != tsig.algorithm:
-                log.info("transfer request from {peer}: unknown key", peer=peer)
+                self._sample.info("transfer-badkey", "transfer request from {peer}: unknown key",
+                                  peer=peer)
                 return _one(unsigned_error(self._plain(query, NOTAUTH), tsig, BADKEY))
             verdict = check_request(key, wire, tsig, query.arcount, now)
             if verdict == FORMERR:
                 return _one(error_reply(wire, FORMERR))
             if verdict in (BADSIG, BADTRUNC):
-                log.info("transfer request from {peer}: bad signature", peer=peer)
+                self._sample.info("transfer-badsig", "transfer request from {peer}: bad signature",
+                                  peer=peer)
                 return _one(unsigned_error(self._plain(query, NOTAUTH), tsig, verdict))
             if verdict == BADTIME:
                 return _one(sign_answer(self._plain(query, NOTAUTH), key, tsig, BADTIME, now))
@@ -174,7 +180,8 @@ class TransferHandler:
             return _one(message)
 
         if key is None and not self.allowed(peer):
-            log.info("transfer of {zone} refused to {peer}", zone=origin, peer=peer)
+            self._sample.info("transfer-refused", "transfer of {zone} refused to {peer}",
+                              zone=origin, peer=peer)
             return error(REFUSED)
         if question.rdclass != CLASS_IN:
             return error(REFUSED)
