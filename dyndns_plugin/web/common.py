@@ -18,6 +18,10 @@ from dyndns_plugin.model import IPAddress
 ALLOWED_METHODS = (b"GET", b"HEAD", b"POST")
 #: Request bodies larger than this are refused with 413.
 MAX_BODY = 16 * 1024
+#: What str.splitlines breaks at, as bytes: Twisted hands a POST's
+#: Content-Type to the email package, which raises ValueError for any of
+#: these inside it (a traceback and a dropped connection, not an answer).
+_LINE_BREAKS = frozenset(b"\n\r\x0b\x0c\x1c\x1d\x1e\x85")
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -181,6 +185,10 @@ class DynDNSRequest(server.Request):
                 path = b"/" + (rest[query:] if query != -1 else b"")
             else:
                 path = rest[slash:]
+        ctype = self.requestHeaders.getRawHeaders(b"content-type")
+        if command == b"POST" and ctype and not _LINE_BREAKS.isdisjoint(ctype[0].rstrip()):
+            self.channel._respondToBadRequestAndDisconnect()  # type: ignore[union-attr]
+            return
         super().requestReceived(command, path, version)
 
     def gotLength(self, length: int | None) -> None:
