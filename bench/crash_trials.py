@@ -438,19 +438,19 @@ def summary(args: argparse.Namespace, info: dict[str, Any], out: dict[str, Any])
     print(f"  {args.users} users per method (http: half /nic/update, half ddns; gnudip; tsig), "
           f"kill {args.kill_after[0]}-{args.kill_after[1]} s after every user's first ack; "
           f"counts are total (http / gnudip / tsig)")
-    print(f"  {'trial':>5} {'load s':>6} {'acknowledged':>22} {'in flight at kill':>22} "
+    print(f"  {'trial':>5} {'load s':>6} {'acknowledged':>24} {'in flight at kill':>22} "
           f"{'applied':>7} {'lost':>4} {'wrong':>5} {'restart s':>9}  store")
     for t in out["trials"]:
         c = t["check"]
         store = "ok" if not c["store"]["problems"] else "PROBLEM"
         if "cli" in c:
             store += ", cli ok" if c["cli"]["ok"] else ", cli PROBLEM"
-        print(f"  {t['trial']:5d} {t['load_s']:6.2f} {_by_method(t['acked']):>22} "
+        print(f"  {t['trial']:5d} {t['load_s']:6.2f} {_by_method(t['acked']):>24} "
               f"{_by_method(t['inflight']):>22} {sum(c['inflight_applied'].values()):7d} "
               f"{sum(c['lost'].values()):4d} {sum(c['wrong'].values()):5d} "
               f"{t['restart_s']:9.2f}  {store}")
     tot = out["total"]
-    print(f"  {'total':>5} {'':>6} {_by_method(tot['acked']):>22} "
+    print(f"  {'total':>5} {'':>6} {_by_method(tot['acked']):>24} "
           f"{_by_method(tot['inflight']):>22} {tot['applied']:7d} {tot['lost']:4d} "
           f"{tot['wrong']:5d}")
     print(f"  other answers: refused {_by_method(tot['refused'])}, unanswered before a kill "
