@@ -68,8 +68,13 @@ class DynDNSHTTPChannel(http.HTTPChannel):
 
     _in_request = False
     _expired = False
-    _head_call: Any = None
-    _request_call: Any = None
+    #: The one timer of the request being received: the head deadline
+    #: until the headers are in, then the request deadline (one timer, not
+    #: two: this runs for every request).
+    _deadline_call: Any = None
+    _deadline_reason = HEADER_TIMEOUT
+    #: When the whole request is due (clock seconds), or None.
+    _request_due: float | None = None
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -91,18 +96,23 @@ class DynDNSHTTPChannel(http.HTTPChannel):
         super().lineReceived(line)
 
     def allHeadersReceived(self) -> None:
-        self._head_call = _cancel(self._head_call)
+        call = self._deadline_call
+        if call is not None and self.length != 0 and self._deadline_reason == HEADER_TIMEOUT:
+            # A body follows: from now on the whole request's deadline.
+            if self._request_due is None:
+                self._deadline_call = _cancel(call)
+            else:
+                call.reset(max(0.0, self._request_due - call.seconds()))
+                self._deadline_reason = REQUEST_TIMEOUT
         super().allHeadersReceived()
 
     def allContentReceived(self) -> None:
         self._in_request = False
-        self._head_call = _cancel(self._head_call)
-        self._request_call = _cancel(self._request_call)
+        self._deadline_call = _cancel(self._deadline_call)
         super().allContentReceived()
 
-    def connectionLost(self, reason: Any) -> None:
-        self._head_call = _cancel(self._head_call)
-        self._request_call = _cancel(self._request_call)
+    def connectionLost(self, reason: Any = None) -> None:
+        self._deadline_call = _cancel(self._deadline_call)
         super().connectionLost(reason)
 
     def _arm(self) -> None:
@@ -110,22 +120,22 @@ class DynDNSHTTPChannel(http.HTTPChannel):
         if self._in_request:
             return
         self._in_request = True
-        if self.header_timeout:
-            self._head_call = self.callLater(self.header_timeout, self._deadline, HEADER_TIMEOUT)
-        if self.request_timeout:
-            self._request_call = self.callLater(
-                self.request_timeout, self._deadline, REQUEST_TIMEOUT
-            )
+        head, whole = self.header_timeout, self.request_timeout
+        if head and whole and whole < head:
+            head = whole
+        if head:
+            self._deadline_reason = HEADER_TIMEOUT
+            self._deadline_call = call = self.callLater(head, self._deadline)
+            self._request_due = call.getTime() - head + whole if whole else None
+        elif whole:
+            self._deadline_reason = REQUEST_TIMEOUT
+            self._deadline_call = self.callLater(whole, self._deadline)
+            self._request_due = None
 
-    def _deadline(self, reason: str) -> None:
-        if reason == HEADER_TIMEOUT:
-            self._head_call = None
-        else:
-            self._request_call = None
-        self._head_call = _cancel(self._head_call)
-        self._request_call = _cancel(self._request_call)
+    def _deadline(self) -> None:
+        self._deadline_call = None
         self._expired = True
-        count_timeout(self, reason)
+        count_timeout(self, self._deadline_reason)
         self.setTimeout(None)
         transport = self.transport
         if transport is None:
@@ -148,7 +158,8 @@ class DynDNSHTTPChannel(http.HTTPChannel):
         self.transport.abortConnection()  # type: ignore[union-attr]
 
 
-def _cancel(call: Any) -> None:
+def _cancel(call: Any) -> Any:
+    """Cancel C{call} if it is pending; None (the new value of its slot)."""
     if call is not None and call.active():
         call.cancel()
     return None
