@@ -339,6 +339,9 @@ class Honest:
         return latency, body[:40] or f"status {response.status}"
 
     def run(self, seconds: float) -> dict[str, Any]:
+        # A fresh connection per phase: the server may have closed an idle
+        # one between phases (its HTTP timeout), which is no failure of it.
+        self.close()
         latencies: list[float] = []
         answers: dict[str, int] = {}
         started = time.perf_counter()
