@@ -206,7 +206,6 @@ class AbuseTests(SynchronousTestCase):
         out = dig_from("127.0.3.2", self.port, f"+cookie={cookie}")
         self.assertRegex(out, rf"; COOKIE: {cookie} \(good\)")
         self.assertIn(ALICE, out)
-        time.sleep(1.1)  # a new cookie from another second would differ anyway
         out = dig_from("127.0.3.3", self.port, f"+cookie={cookie}")
         match = re.search(r"; COOKIE: ([0-9a-f]{48})", out)
         self.assertIsNotNone(match, out)
