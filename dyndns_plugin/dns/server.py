@@ -429,8 +429,11 @@ class DynDNSServerFactory(server.DNSServerFactory):
         query without a question (only asking for a cookie) is answered
         here. False if the query has been answered.
         """
+        host = self._peer(proto, address)
+        if not isinstance(host, str):
+            return True  # not an IP peer: no cookie
         try:
-            valid, reply, had_server = self.cookies.answer(option, self._peer(proto, address))  # type: ignore[union-attr]
+            valid, reply, had_server = self.cookies.answer(option, host)  # type: ignore[union-attr]
         except MalformedCookie:
             self.bad_input["bad_cookie"] += 1
             self._reply(proto, message, address, dns.EFORMAT)
