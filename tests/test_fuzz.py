@@ -51,6 +51,7 @@ class SeededFuzzTests(WorldMixin, unittest.SynchronousTestCase):
         details = {key: count for key, count in stats.unique.items()}
         saved = "\n".join(stats.saved)
         self.assertEqual(stats.exceptions, 0, f"{name}: {details}; reproducers:\n{saved}")
+        self.assertEqual(stats.wrong, 0, f"{name}: {details}; reproducers:\n{saved}")
         self.assertEqual(stats.hangs, 0, f"{name}: hangs; reproducers:\n{saved}")
         # The corpus grew: inputs reached answers the seeds did not give.
         self.assertGreater(stats.corpus, len(fuzz.make_targets(self.world)[name].seeds))
@@ -157,6 +158,17 @@ class HarnessTests(unittest.SynchronousTestCase):
         self.assertEqual(len(minimized), 1)
         with open(os.path.join(folder, minimized[0]), "rb") as f:
             self.assertEqual(f.read(), b"BOOM")
+
+    def test_wrong_answer_counted_apart(self) -> None:
+        def run(data: bytes):
+            if b"BOOM" in data:
+                raise fuzz.FuzzFailure("http-500", repr(data[:20]))
+            return 0
+
+        stats, _ = self.run_planted(run)
+        self.assertGreater(stats.wrong, 0)
+        self.assertEqual(stats.exceptions, 0)
+        self.assertEqual(list(stats.unique), ["http-500"])
 
     def test_logged_traceback_is_a_failure(self) -> None:
         from twisted.logger import Logger
