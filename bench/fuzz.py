@@ -1305,6 +1305,11 @@ def fuzz(
                 data = mutator.mutate(rng.choice(corpus), rng.choice(corpus))
             status, value = execute(target, data, time_limit)
             stats.inputs += 1
+            if progress and not i & 1023 and time.perf_counter() - last_report > 30:
+                last_report = time.perf_counter()
+                progress(f"{target.name}: {i + 1} inputs, {stats.exceptions} exceptions, "
+                         f"{stats.wrong} wrong answers, {stats.hangs} hangs, "
+                         f"{(i + 1) / (last_report - started):.0f}/s")
             if status == "ok":
                 if value not in seen and len(seen) < 100_000:
                     seen.add(value)
@@ -1332,15 +1337,6 @@ def fuzz(
                 current.close()
                 current = make_world()
                 target = make_targets(current)[target_name]
-            now = time.perf_counter()
-            if progress and now - last_report > 30:
-                last_report = now
-                progress(f"{target.name}: {i + 1} inputs, {stats.exceptions} exceptions, "
-                         f"{stats.wrong} wrong answers, {stats.hangs} hangs, "
-                         f"{(i + 1) / (now - started):.0f}/s")
-            _ = now
-        if progress:
-            pass
     finally:
         signal.signal(signal.SIGALRM, previous)
         stats.seconds = time.perf_counter() - started
