@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import hashlib
 import ipaddress
 import json
 import os
@@ -515,6 +516,32 @@ def request_credentials(request: bytes) -> tuple[str, str] | None:
             user, _, password = base64.b64decode(token).decode("utf-8").partition(":")
             return user, password
     return None
+
+
+def gnudip_tcp_from(
+    port: int, source: str, user: str, password: str, address: str, timeout: float = 10.0
+) -> tuple[str, bytes]:
+    """
+    One GnuDIP TCP exchange (code 0 with C{address}) from C{source}, a
+    127.0.0.x address: read the salt, send the line, read the reply until the
+    server closes. Returns (salt, reply).
+    """
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout,
+                                  source_address=(source, 0)) as s:
+        data = b""
+        while b"\n" not in data:
+            chunk = s.recv(1024)
+            if not chunk:
+                raise AssertionError(f"closed before the salt: {data!r}")
+            data += chunk
+        salt = data.partition(b"\n")[0].decode()
+        md5 = hashlib.md5(password.encode()).hexdigest()
+        proof = hashlib.md5(f"{md5}.{salt}".encode()).hexdigest()
+        s.sendall(f"{user}:{proof}:{SUFFIX}:0:{address}\n".encode())
+        reply = b""
+        while chunk := s.recv(1024):
+            reply += chunk
+    return salt, reply
 
 
 def basic_request(path: str, user: str, password: str, host: str = "127.0.0.1") -> bytes:

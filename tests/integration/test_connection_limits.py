@@ -11,8 +11,6 @@ tests/test_connections.py.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import select
 import shutil
 import socket
@@ -23,6 +21,7 @@ import time
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.integration.helpers import (
+    gnudip_tcp_from,
     CURL_TIMEOUT,
     SUFFIX,
     Twistd,
@@ -43,10 +42,6 @@ TIMEOUT = 10.0
 HTTP_CAP, ADMIN_CAP, GNUDIP_CAP, DNS_CAP = 12, 4, 6, 8
 #: Connections the attacker opens beyond each cap.
 EXTRA = 5
-
-
-def md5hex(text: str) -> str:
-    return hashlib.md5(text.encode()).hexdigest()
 
 
 def free_ports(count: int) -> list[int]:
@@ -132,20 +127,7 @@ def closed_by_server(
 
 def gnudip_exchange(port: int, source: str, address: str) -> tuple[str, bytes]:
     """alice's GnuDIP TCP exchange (code 0 with an address): (salt, reply)."""
-    with connect(port, source) as s:
-        data = b""
-        while b"\n" not in data:
-            chunk = s.recv(1024)
-            if not chunk:
-                raise AssertionError(f"closed before the salt: {data!r}")
-            data += chunk
-        salt = data.partition(b"\n")[0].decode()
-        line = f"alice:{md5hex(md5hex(PASSWORD) + '.' + salt)}:{SUFFIX}:0:{address}\n"
-        s.sendall(line.encode())
-        reply = b""
-        while chunk := s.recv(1024):
-            reply += chunk
-    return salt, reply
+    return gnudip_tcp_from(port, source, "alice", PASSWORD, address)
 
 
 def curl(url: str, source: str, *args: str) -> str:

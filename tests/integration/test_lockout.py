@@ -32,6 +32,7 @@ from tests.integration.helpers import (
     HTTPResponse,
     Twistd,
     cli_ok,
+    gnudip_tcp_from,
     dig,
     http_endpoint,
     parse_http_response,
@@ -72,21 +73,7 @@ def get(port: int, target: str, source: str, user: str | None = None,
 
 def gnudip_tcp(port: int, source: str, user: str, password: str, address: str) -> bytes:
     """One GnuDIP TCP exchange (code 0 with an address); the reply line."""
-    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT,
-                                  source_address=(source, 0)) as s:
-        data = b""
-        while b"\n" not in data:
-            chunk = s.recv(1024)
-            if not chunk:
-                raise AssertionError(f"closed before the salt: {data!r}")
-            data += chunk
-        salt = data.partition(b"\n")[0].decode()
-        line = f"{user}:{md5hex(md5hex(password) + '.' + salt)}:{SUFFIX}:0:{address}\n"
-        s.sendall(line.encode())
-        reply = b""
-        while chunk := s.recv(1024):
-            reply += chunk
-    return reply
+    return gnudip_tcp_from(port, source, user, password, address, TIMEOUT)[1]
 
 
 class LockoutTests(SynchronousTestCase):
