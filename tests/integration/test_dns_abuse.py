@@ -15,7 +15,6 @@ assertions bound them loosely; nothing here measures time.
 
 from __future__ import annotations
 
-import os
 import re
 import select
 import shutil
