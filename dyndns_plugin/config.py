@@ -687,7 +687,7 @@ def _dns_protection_settings(dns_table: _Table) -> DNSProtectionSettings:
     ipv6_prefix = _bounded(table, "ipv6_prefix", 56, 16, 128)
     exempt = tuple(
         table.convert("exempt", _network, item)
-        for item in table.get("exempt", list, list(RRLSettings.__attrs_attrs__.exempt.default))
+        for item in table.get("exempt", list, list(RRLSettings().exempt))
     )
     table_size = _bounded(table, "table_size", 100_000, 1, 10_000_000)
     table.done()

@@ -95,7 +95,7 @@ def decode_message(data: bytes) -> dns._EDNSMessage:
     for record in inner.additional:
         if record.type == dns.OPT:
             opts += 1
-            cookie = find_option(record.payload.data, COOKIE_OPTION)
+            cookie = find_option(record.payload.data, COOKIE_OPTION)  # type: ignore[union-attr]
     if opts > 1:
         raise ValueError("more than one OPT record")
     message.cookie = cookie
@@ -133,7 +133,7 @@ def truncated(message: dns._EDNSMessage) -> bytes:
         maxSize=message.maxSize,
         queries=message.queries,
     )
-    small.cookie_reply = getattr(message, "cookie_reply", None)
+    small.cookie_reply = getattr(message, "cookie_reply", None)  # type: ignore[attr-defined]
     return encode(small)
 
 

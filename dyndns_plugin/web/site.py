@@ -15,7 +15,6 @@ from typing import Any
 
 from twisted.web import http, resource, server
 
-from dyndns_plugin.auth import PasswordChecker
 from dyndns_plugin.authn import authenticator_for
 from dyndns_plugin.config import HTTPSettings
 from dyndns_plugin.service import DynDNSService
@@ -80,7 +79,7 @@ def _mount(root: resource.Resource, path: str) -> resource.Resource:
 def build_resources(
     service: DynDNSService,
     settings: HTTPSettings,
-    checker: PasswordChecker,
+    checker: Any,
     root: resource.Resource | None = None,
     salt_signer: SaltSigner | None = None,
 ) -> resource.Resource:
@@ -159,7 +158,7 @@ class DynDNSSite(LimitedSite):
 def build_site(
     service: DynDNSService,
     settings: HTTPSettings,
-    checker: PasswordChecker,
+    checker: Any,
     salt_signer: SaltSigner | None = None,
     connections: ConnectionSettings | None = None,
     limiter: ConnectionLimiter | None = None,
