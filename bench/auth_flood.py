@@ -17,7 +17,7 @@ users for the uncached probe.
 
  - The honest client: one keep-alive C{http.client.HTTPConnection} from
    127.0.0.2, C{/nic/update} with the right password, one request after
-   another, alternating two addresses (every update is a real change, i.e. a
+   another (or paced, C{--honest-rate}), alternating two addresses (every update is a real change, i.e. a
    durable write); its password is verified once before the first phase, so
    it is in the server's cache of verified passwords (as for a router that
    updates every few minutes).
@@ -307,10 +307,15 @@ def _read(path: str) -> str:
 
 
 class Honest:
-    """One keep-alive connection from 127.0.0.2; user1's updates, back to back."""
+    """
+    One keep-alive connection from 127.0.0.2; user1's updates back to back,
+    or paced at C{rate} a second (a schedule: a late answer is not made up
+    for by a burst).
+    """
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, rate: float = 0.0) -> None:
         self.port = port
+        self.interval = 1.0 / rate if rate else 0.0
         self.conn: http.client.HTTPConnection | None = None
         self.turn = 0
         self.auth = {"Authorization": f"Basic {basic(HONEST)}"}
@@ -346,7 +351,11 @@ class Honest:
         answers: dict[str, int] = {}
         started = time.perf_counter()
         end = started + seconds
+        due = started
         while time.perf_counter() < end:
+            if self.interval:
+                due = max(due + self.interval, time.perf_counter())
+                time.sleep(max(0.0, due - time.perf_counter()))
             latency, answer = self.update()
             answers[answer] = answers.get(answer, 0) + 1
             if answer == "good":
@@ -391,7 +400,7 @@ def probe_uncached(port: int, users: list[int]) -> dict[str, Any]:
 def run_phases(args: argparse.Namespace, procs: Processes, tmp: str, server: Server,
                deadline: float) -> dict[str, Any]:
     assert server.proc is not None
-    honest = Honest(server.http_port)
+    honest = Honest(server.http_port, args.honest_rate)
     while True:  # verifies the password once: cached from now on
         latency, answer = honest.update()
         if answer == "good":
@@ -496,7 +505,8 @@ def summary(args: argparse.Namespace, info: dict[str, Any], out: dict[str, Any])
           f"Twisted {info['twisted']}, SQLite {info['sqlite']}; {info['date']}; "
           f"loadavg at start {' '.join(info['loadavg_at_start'])}")
     print(f"  code: {out['code']}; limiter: {out['limits']}")
-    print(f"  honest: user{HONEST} from {HONEST_SOURCE}, /nic/update keep-alive, back to back, "
+    pace = f"paced at {args.honest_rate:g}/s" if args.honest_rate else "back to back"
+    print(f"  honest: user{HONEST} from {HONEST_SOURCE}, /nic/update keep-alive, {pace}, "
           f"every update a change; flood: {args.flood_connections} keep-alive connections "
           f"from 127.0.0.{FLOOD_FIRST_SOURCE}-{FLOOD_FIRST_SOURCE + args.flood_connections - 1}"
           f" ({args.flood_processes} process(es)), wrong passwords for user{VICTIM}")
@@ -548,6 +558,9 @@ def main() -> int:
     parser.add_argument("--settle", type=float, default=1.0,
                         help="seconds after a phase starts (and its flood connected) that "
                         "are not counted (default 1)")
+    parser.add_argument("--honest-rate", type=float, default=0, metavar="PER_SECOND",
+                        help="pace the honest client at this many updates a second "
+                        "(default 0: back to back, i.e. as fast as the server answers)")
     parser.add_argument("--flood-connections", type=int, default=64,
                         help="flood connections, one source each from 127.0.0.10 (default 64)")
     parser.add_argument("--flood-processes", type=int, default=1,
