@@ -250,11 +250,12 @@ class Flood:
             if n <= 0:
                 break
             out = os.path.join(tmp, f"flood-{label}-{k}.json")
-            proc = subprocess.Popen(
-                [sys.executable, os.path.abspath(__file__), "_flood", str(port), str(first),
-                 str(n), str(VICTIM), str(limit), out],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=open(out + ".err", "wb"), start_new_session=True)
+            with open(out + ".err", "wb") as err:
+                proc = subprocess.Popen(
+                    [sys.executable, os.path.abspath(__file__), "_flood", str(port),
+                     str(first), str(n), str(VICTIM), str(limit), out],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
+                    start_new_session=True)
             procs.children.append(proc)  # stopped by PID on any exit
             self.children.append((proc, out))
             first += n
