@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 import attrs
 from twisted.cred.error import UnauthorizedLogin
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from dyndns_plugin.auth import DisabledUser
@@ -105,6 +105,18 @@ class Authenticator:
         )
         return AuthResult(Outcome.LOCKED, user_id, wait)
 
+    async def slowly(self, result: AuthResult) -> AuthResult:
+        """
+        C{result} after C{limits.refusal_delay} seconds: a locked-out client
+        that asks again at once on the same connection (HTTP keep-alive, a
+        guessing loop) gets one refusal a second, so its refusals, cheap as
+        they are, cannot take the reactor from everyone else.
+        """
+        delay = self.limiter.settings.refusal_delay
+        if delay > 0:
+            await task.deferLater(self.service.clock, delay, lambda: None)  # type: ignore[arg-type]
+        return result
+
     def failed(self, method: str, source: str | None, user_id: str | None) -> AuthResult:
         """Count a refused credential; the BAD result."""
         # Only existing accounts are worth a per-user count (and memory).
@@ -146,18 +158,18 @@ class Authenticator:
     ) -> AuthResult:
         refused = self.locked(method, source, user_id)
         if refused is not None:
-            return refused
+            return await self.slowly(refused)
         key = self.limiter.source_key(source)
         suspect = key is not None and self.limiter.suspect(source)
         if key is not None:
             if not await self.gate.enter(key, suspect):
                 self.service.auth_locked(method)
-                return AuthResult(Outcome.LOCKED, user_id, BUSY_RETRY)
+                return await self.slowly(AuthResult(Outcome.LOCKED, user_id, BUSY_RETRY))
             # The source may have been locked while it waited.
             refused = self.locked(method, source, user_id)
             if refused is not None:
                 self.gate.leave(key, suspect)
-                return refused
+                return await self.slowly(refused)
         try:
             checked = await check()
         except DisabledUser:

@@ -521,6 +521,7 @@ def _limit_settings(top: _Table) -> LimitSettings:
         exempt=tuple(
             table.convert("exempt", _network, item) for item in table.get("exempt", list, [])
         ),
+        refusal_delay=seconds("refusal_delay", 0, 60),
         source_checks=_bounded(table, "source_checks", default.source_checks, 1, 64),
         suspect_checks=_bounded(table, "suspect_checks", default.suspect_checks, 1, 64),
         source_queue=_bounded(table, "source_queue", default.source_queue, 0, 1000),

@@ -21,12 +21,10 @@ import string
 from typing import Any, Callable
 
 import attrs
-from twisted.internet import task
 from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.logger import Logger
 from twisted.protocols import basic, policies
 
-from dyndns_plugin.authn import Outcome as AuthOutcome
 from dyndns_plugin.authn import authenticator_for
 from dyndns_plugin.connections import ConnectionLimiter, count_timeout, release_connection
 from dyndns_plugin.logsample import LogSampler
@@ -37,9 +35,6 @@ log = Logger()
 
 SALT_ALPHABET = string.ascii_letters + string.digits
 SALT_LENGTH = 10
-
-#: Seconds before a locked-out source hears its C{1}.
-LOCKED_DELAY = 1.0
 
 #: Reply codes of both transports.
 RETC_OK = 0
@@ -116,12 +111,7 @@ async def perform(
     checked = await authenticator_for(checker, service).gnudip(
         method, user_id, salt, request.hash, client
     )
-    if checked.outcome is AuthOutcome.LOCKED:
-        # GnuDIP has no "try later": a plain failure, slowly, so a guessing
-        # loop gains nothing by asking again at once.
-        await task.deferLater(service.clock, LOCKED_DELAY, lambda: None)  # type: ignore[arg-type]
-        return Outcome(RETC_FAILED)
-    if not checked.ok:
+    if not checked.ok:  # GnuDIP has no "try later": a locked source hears 1 too
         return Outcome(RETC_FAILED)
     address: IPAddress | None
     if request.code == 2:

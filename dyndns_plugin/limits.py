@@ -48,6 +48,9 @@ class LimitSettings:
     ipv6_prefix: int = 64
     #: Sources (CIDRs) never counted or locked, e.g. a monitoring host.
     exempt: tuple[str, ...] = ()
+    #: Seconds a locked-out request waits for its refusal: a guessing loop
+    #: on one connection then costs us one answer a second, not thousands.
+    refusal_delay: float = 1.0
     #: Password checks at once per source, and for all sources with recent
     #: failures together: the rest of the hash pool stays free for others.
     source_checks: int = 2

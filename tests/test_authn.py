@@ -89,7 +89,11 @@ class OutcomeTests(AuthenticatorTestCase):
             d = self.attempt("wrong")
             self.checker.answer_all()
             self.assertEqual(self.successResultOf(d).outcome, Outcome.BAD)
-        result = self.successResultOf(self.attempt("right"))
+        pending = self.attempt("right")
+        self.clock.advance(0.9)
+        self.assertNoResult(pending)  # the refusal comes after refusal_delay (1 s)
+        self.clock.advance(0.1)
+        result = self.successResultOf(pending)
         self.assertEqual(result.outcome, Outcome.LOCKED)
         self.assertEqual(result.retry_after, 60)
         self.assertEqual(result.retry_header(), b"60")
@@ -99,7 +103,7 @@ class OutcomeTests(AuthenticatorTestCase):
         other = self.attempt("right", "198.51.100.8")
         self.checker.answer_all()
         self.assertTrue(self.successResultOf(other).ok)
-        self.clock.advance(60)
+        self.clock.advance(59)
         again = self.attempt("right")
         self.checker.answer_all()
         self.assertTrue(self.successResultOf(again).ok)
@@ -139,7 +143,9 @@ class FairShareTests(AuthenticatorTestCase):
         wait, the fifth is told to retry; another source is not held up.
         """
         attempts = [self.attempt("wrong", "198.51.100.1") for _ in range(4)]
-        refused = self.successResultOf(self.attempt("wrong", "198.51.100.1"))
+        fifth = self.attempt("wrong", "198.51.100.1")
+        self.clock.advance(1)
+        refused = self.successResultOf(fifth)
         self.assertEqual((refused.outcome, refused.retry_after), (Outcome.LOCKED, BUSY_RETRY))
         self.assertEqual(len(self.checker.pending), 2)
         honest = self.attempt("right", "203.0.113.5")
@@ -159,7 +165,9 @@ class FairShareTests(AuthenticatorTestCase):
         self.successResultOf(d)
         running = self.attempt("wrong")
         waiting = [self.attempt("wrong"), self.attempt("wrong")]
-        refused = self.successResultOf(self.attempt("right"))
+        fourth = self.attempt("right")
+        self.clock.advance(1)
+        refused = self.successResultOf(fourth)
         self.assertEqual((refused.outcome, refused.retry_after), (Outcome.LOCKED, BUSY_RETRY))
         self.assertEqual(len(self.checker.pending), 1)
         for _ in range(3):
@@ -177,6 +185,7 @@ class FairShareTests(AuthenticatorTestCase):
         queued = self.attempt("right")
         self.checker.answer_all()
         self.assertEqual(self.successResultOf(tenth).outcome, Outcome.BAD)
+        self.clock.advance(1)
         self.assertEqual(self.successResultOf(queued).outcome, Outcome.LOCKED)
         self.assertEqual(self.checker.pending, [])
 

@@ -1414,6 +1414,8 @@ class AdminLockoutTests(AdminTestCase):
         right password and a bearer token, without a password check; after
         the lockout the right password works again.
         """
+        # No refusal delay: the service runs on a task.Clock here.
+        self.service.limiter = Limiter(self.clock, LimitSettings(refusal_delay=0))
         failures: list[str] = []
         locked: list[str] = []
         self.service.on_auth_failure.append(failures.append)
@@ -1500,7 +1502,9 @@ class OpenAPICoverageTests(AdminTestCase):
             yield self.call(method, target, body, headers=[("If-Match", etag)])
         self.store.fail_writes = None
         self.flushLoggedErrors(StoreError)  # the service logs the failed state write
-        # 429 on every operation once this source is locked out.
+        # 429 on every operation once this source is locked out (answered at
+        # once: the service runs on a task.Clock here).
+        self.service.limiter = Limiter(self.clock, LimitSettings(refusal_delay=0))
         for _ in range(self.service.limiter.settings.source_failures):
             yield self.call("GET", "/api/state", auth=basic(ADMIN, "wrong"))
         for path, item in DOCUMENT["paths"].items():

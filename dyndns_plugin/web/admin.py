@@ -100,7 +100,7 @@ class AdminAuth:
             source = peer if isinstance(peer, str) else None
             refused = self.authn.locked(METHOD, source, None)
             if refused is not None:
-                return refused
+                return await self.authn.slowly(refused)
         value = header(request, "authorization") or ""
         scheme, _, rest = value.strip().partition(" ")
         if scheme.lower() == "bearer":
