@@ -113,9 +113,11 @@ class Authenticator:
         they are, cannot take the reactor from everyone else.
         """
         delay = self.limiter.settings.refusal_delay
-        if delay > 0:
-            await task.deferLater(self.service.clock, delay, lambda: None)  # type: ignore[arg-type]
-        return result
+        if delay <= 0:
+            return result
+        await task.deferLater(self.service.clock, delay, lambda: None)  # type: ignore[arg-type]
+        # Retry-After counts from when the answer leaves, not from the check.
+        return attrs.evolve(result, retry_after=max(0.0, (result.retry_after or 0) - delay))
 
     def failed(self, method: str, source: str | None, user_id: str | None) -> AuthResult:
         """Count a refused credential; the BAD result."""

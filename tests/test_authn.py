@@ -13,7 +13,7 @@ from twisted.internet import defer, task
 from twisted.trial import unittest
 
 from dyndns_plugin.auth import DisabledUser
-from dyndns_plugin.authn import BUSY_RETRY, Authenticator, Outcome
+from dyndns_plugin.authn import Authenticator, Outcome
 from dyndns_plugin.limits import LimitSettings
 from dyndns_plugin.model import UpdateStatus, User
 from dyndns_plugin.service import DynDNSService
@@ -95,8 +95,8 @@ class OutcomeTests(AuthenticatorTestCase):
         self.clock.advance(0.1)
         result = self.successResultOf(pending)
         self.assertEqual(result.outcome, Outcome.LOCKED)
-        self.assertEqual(result.retry_after, 60)
-        self.assertEqual(result.retry_header(), b"60")
+        self.assertEqual(result.retry_after, 59)  # counted from the answer
+        self.assertEqual(result.retry_header(), b"59")
         self.assertEqual(self.checker.pending, [])
         self.assertEqual(self.locked, ["dyndns2"])
         # Another source is not affected, and the lock lifts.
@@ -146,7 +146,7 @@ class FairShareTests(AuthenticatorTestCase):
         fifth = self.attempt("wrong", "198.51.100.1")
         self.clock.advance(1)
         refused = self.successResultOf(fifth)
-        self.assertEqual((refused.outcome, refused.retry_after), (Outcome.LOCKED, BUSY_RETRY))
+        self.assertEqual((refused.outcome, refused.retry_header()), (Outcome.LOCKED, b"1"))
         self.assertEqual(len(self.checker.pending), 2)
         honest = self.attempt("right", "203.0.113.5")
         self.assertEqual(len(self.checker.pending), 3)
@@ -168,7 +168,7 @@ class FairShareTests(AuthenticatorTestCase):
         fourth = self.attempt("right")
         self.clock.advance(1)
         refused = self.successResultOf(fourth)
-        self.assertEqual((refused.outcome, refused.retry_after), (Outcome.LOCKED, BUSY_RETRY))
+        self.assertEqual((refused.outcome, refused.retry_header()), (Outcome.LOCKED, b"1"))
         self.assertEqual(len(self.checker.pending), 1)
         for _ in range(3):
             self.checker.answer_all()
