@@ -28,7 +28,10 @@ class PasswordError(ValueError):
 def _check(password: str) -> bytes:
     if not password:
         raise PasswordError("password: must not be empty")
-    raw = password.encode("utf-8")
+    try:
+        raw = password.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, e.g. "\ud800" from JSON
+        raise PasswordError("password: not valid Unicode (a lone surrogate)") from None
     if len(raw) > MAX_PASSWORD_LENGTH:
         raise PasswordError(f"password: longer than {MAX_PASSWORD_LENGTH} bytes")
     return raw
@@ -99,7 +102,10 @@ def verify_password(password: str, password_hash: str | None) -> bool:
         log2_n, r, p, salt, digest = _parse(password_hash)
     except ValueError:
         return False
-    raw = password.encode("utf-8")
+    try:
+        raw = password.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
     if len(raw) > MAX_PASSWORD_LENGTH:
         return False
     return hmac.compare_digest(_scrypt(raw, salt, log2_n, r, p), digest)

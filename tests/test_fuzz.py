@@ -294,3 +294,30 @@ class HTTPRegressionTests(WorldMixin, unittest.SynchronousTestCase):
                 b"Content-Length: %d\r\n\r\n" % len(body)) + body
         self.assertEqual(fuzz.execute(targets["http"], data, TIME_LIMIT), ("ok", (b"200",)))
         self.assertEqual(str(self.world.service.registry.states["alice"].ipv4), "203.0.113.31")
+
+    def test_admin_password_with_a_lone_surrogate(self) -> None:
+        # admin: PUT /api/users/<id> with a password holding a lone surrogate
+        # (json.loads of bytes decodes with surrogatepass; "\ud800" escapes
+        # do the same): UnicodeEncodeError in passwords._check, a logged
+        # traceback and no answer. Now 400 like any other unusable password.
+        targets = fuzz.make_targets(self.world)
+        data = bytes.fromhex(
+            "505554206170692f75736572732f7a656420485454502f312e310d0a483a0d0a417574686f72697a61"
+            "74696f6e3a426561726572207b544f4b454e7d0d0a436f6e74656e742d547970653a6170706c6963"
+            "6174696f6e2f6a736f6e0d0a436f6e74656e742d4c656e6774683a37370d0a0d0a7b226964223a20"
+            "227a6564222c202270617373776f7264223a20227a6564207061734141414141414141414141414141"
+            "414141414141414141414141414141404141414141eda080414141416e227d"
+        )
+        self.assertEqual(fuzz.execute(targets["admin"], data, TIME_LIMIT), ("ok", (b"400",)))
+        body = b'{"id": "zed", "password": "a\\ud800b"}'
+        data = (b"PUT /api/users/zed HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+                b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)) + body
+        self.assertEqual(fuzz.execute(targets["admin"], data, TIME_LIMIT), ("ok", (b"400",)))
+        self.assertNotIn("zed", self.world.service.registry.users)
+
+    def test_verify_password_with_a_lone_surrogate(self) -> None:
+        from dyndns_plugin.passwords import PasswordError, hash_password, verify_password
+
+        with self.assertRaises(PasswordError):
+            hash_password("a\ud800")
+        self.assertFalse(verify_password("a\ud800", hash_password("a")))
