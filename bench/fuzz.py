@@ -55,6 +55,7 @@ not take a day; hash formats, parsing and everything around them are real.
 from __future__ import annotations
 
 import argparse
+import ast
 import base64
 import copy
 import datetime
@@ -88,8 +89,9 @@ from twisted.internet import defer, task
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import StringTransport
-from twisted.logger import globalLogPublisher
+from twisted.logger import ILogObserver, globalLogPublisher
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -138,6 +140,7 @@ class Hang(BaseException):
 # -- observing twisted.logger
 
 
+@implementer(ILogObserver)
 class LogWatch:
     """Keeps the tracebacks logged while one input runs (log_failure events)."""
 
@@ -305,7 +308,8 @@ class World:
         self.clock = task.Clock()
         self.clock.advance(EPOCH)
         self.store = MemoryUserStore()
-        self.top = build_service(settings, self.store, load_zones(settings), self.clock)
+        top: Any = build_service(settings, self.store, load_zones(settings), self.clock)
+        self.top = top
         self.service = self.top.dyndns
         self.factory = self.top.dns_factory
         self.update_handler = self.factory.update_handler
@@ -636,7 +640,7 @@ def _dns_seeds(world: World) -> list[bytes]:
     q = dns.message.make_query("example.org", "SOA")
     seeds.append(q.to_wire())
     q = dns.message.make_query("alice.dyn.example.com", "A", use_edns=0,
-                               options=[dns.edns.GenericOption(10, b"\x01" * 8)])
+                               options=[dns.edns.GenericOption(dns.edns.OptionType.COOKIE, b"\x01" * 8)])
     seeds.append(q.to_wire())
     q = dns.message.make_query("alice.dyn.example.com", "A", use_edns=1)
     seeds.append(q.to_wire())
@@ -645,7 +649,7 @@ def _dns_seeds(world: World) -> list[bytes]:
     seeds.append(notify.to_wire())
     for status in (dns.opcode.STATUS, dns.opcode.IQUERY, 3, 15):
         q = dns.message.make_query("alice.dyn.example.com", "A")
-        q.set_opcode(status)
+        q.set_opcode(status)  # type: ignore[arg-type]
         seeds.append(q.to_wire())
     # The crafted name of issue 14: a first label "." and four 63-byte labels.
     seeds.append(b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x01." + (b"\x3f" + b"a" * 63) * 4
@@ -723,9 +727,9 @@ def make_targets(world: World) -> dict[str, Target]:
 
     udp = DNSDatagramProtocol(world.factory)
     udp_transport = _FakeUDP()
-    udp.transport = udp_transport
+    udp.transport = udp_transport  # type: ignore[assignment]
 
-    sources = [("192.0.2.1", 5353), ("198.51.100.1", 5353), ("127.0.0.1", 5353),
+    sources: list[Any] = [("192.0.2.1", 5353), ("198.51.100.1", 5353), ("127.0.0.1", 5353),
                ("2001:db8::1", 5353, 0, 0)]
 
     def dns_udp(data: bytes) -> Hashable:
@@ -807,7 +811,7 @@ def make_targets(world: World) -> dict[str, Target]:
         except ValueError:
             pass
         peer = IPv4Address("TCP", "192.0.2.9", 5000)
-        proto = world.gnudip.buildProtocol(peer)
+        proto: Any = world.gnudip.buildProtocol(peer)
         if proto is None:
             raise FuzzFailure("gnudip-refused", "per-source cap not released")
         proto.callLater = world.clock.callLater
@@ -919,10 +923,10 @@ def _gnudip_seeds() -> list[bytes]:
     folder = os.path.join(FIXTURES, "gnudip")
     for name in sorted(os.listdir(folder)):
         if name.endswith(".transcript") and "-tcp-" in name:
-            with open(os.path.join(folder, name)) as f:
-                for line in f:
+            with open(os.path.join(folder, name)) as text:
+                for line in text:
                     if line.startswith("C> "):
-                        seeds.append(eval(line[3:], {}))  # the transcript's bytes literals
+                        seeds.append(ast.literal_eval(line[3:]))  # the transcript's bytes literals
     return seeds
 
 
@@ -984,10 +988,10 @@ def _http_seeds(which: str) -> list[bytes]:
     folder = os.path.join(FIXTURES, "gnudip")
     for name in sorted(os.listdir(folder)):
         if name.endswith(".transcript") and "-http-" in name:
-            with open(os.path.join(folder, name)) as f:
-                for line in f:
+            with open(os.path.join(folder, name)) as text:
+                for line in text:
                     if line.startswith("C> "):
-                        seeds.append(eval(line[3:], {}))
+                        seeds.append(ast.literal_eval(line[3:]))
     return seeds
 
 
@@ -1113,8 +1117,8 @@ def _config_target(world: World) -> tuple[Callable, list[bytes], Callable, list[
     folder = tempfile.mkdtemp(prefix="dyndns-fuzz-config-", dir=_fast_tmp())
     world._restore.append(lambda: shutil.rmtree(folder, ignore_errors=True))
     path = os.path.join(folder, "dyndns.toml")
-    with open(os.path.join(folder, "example.org.zone"), "w") as f:
-        f.write(HOST_ZONE)
+    with open(os.path.join(folder, "example.org.zone"), "w") as zone_file:
+        zone_file.write(HOST_ZONE)
     base = world_config(folder)
     seeds = [_toml_text(base).encode(), _toml_text(world_config(folder, False)).encode(),
              b"[service]\nsuffix = \"dyn.example.com\"\n",
@@ -1294,7 +1298,7 @@ def fuzz(
     of the corpus. C{world} may be a factory (a fresh world after a hang).
     """
     make_world = world if callable(world) and not isinstance(world, World) else None
-    current = make_world() if make_world else world
+    current: Any = make_world() if make_world else world
     targets = make_targets(current)
     target = targets[target_name]
     stats = Stats(target.name, target.parser)
@@ -1403,6 +1407,11 @@ def replay(target_name: str, path: str) -> int:
     return 1 if status == "hang" else 0
 
 
+@implementer(ILogObserver)
+def _discard(event: dict[str, Any]) -> None:
+    """The only global log observer of a campaign: nothing is buffered or written."""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--inputs", type=int, default=1_000_000, help="inputs per target")
@@ -1417,7 +1426,7 @@ def main(argv: list[str] | None = None) -> int:
     from twisted.logger import globalLogBeginner
 
     # No buffering of a million log events: only our watcher listens.
-    globalLogBeginner.beginLoggingTo([lambda event: None], redirectStandardIO=False)
+    globalLogBeginner.beginLoggingTo([_discard], redirectStandardIO=False)
     sys.setrecursionlimit(10_000)
     if args.replay:
         return replay(args.targets, args.replay)

@@ -16,6 +16,7 @@ import importlib.util
 import os
 import sys
 import time
+from typing import Any
 
 from twisted.trial import unittest
 
@@ -35,13 +36,15 @@ SEED = 14
 TIME_LIMIT = 5.0
 
 
-class WorldMixin:
+class WorldTestCase(unittest.SynchronousTestCase):
+    """A fuzz world (the whole service on a clock) per test."""
+
     def setUp(self) -> None:
         self.world = fuzz.World(self.mktemp())
         self.addCleanup(self.world.close)
 
 
-class SeededFuzzTests(WorldMixin, unittest.SynchronousTestCase):
+class SeededFuzzTests(WorldTestCase):
     """Each target, a few thousand seeded inputs: no failure of any kind."""
 
     def check(self, name: str) -> None:
@@ -87,7 +90,7 @@ class SeededFuzzTests(WorldMixin, unittest.SynchronousTestCase):
         self.check("sdp_xml")
 
 
-class SeedTests(WorldMixin, unittest.SynchronousTestCase):
+class SeedTests(WorldTestCase):
     """The seeds get past authentication and parsing to the real work."""
 
     def signatures(self, name: str) -> set:
@@ -133,7 +136,7 @@ class SeedTests(WorldMixin, unittest.SynchronousTestCase):
 class HarnessTests(unittest.SynchronousTestCase):
     """The loop notices what it is for: exceptions, logged tracebacks, hangs."""
 
-    def target(self, run) -> "fuzz.Target":
+    def target(self, run: Any) -> Any:
         return fuzz.Target("planted", "planted", run, [b"hello world", b"xyz"], [b"BOOM"], 256)
 
     def run_planted(self, run, inputs=3000, time_limit=1.0):
@@ -183,7 +186,7 @@ class HarnessTests(unittest.SynchronousTestCase):
         class World:
             pass
 
-        world = World()
+        world: Any = World()
         world.watch = watch
 
         def run(data: bytes):
@@ -264,7 +267,7 @@ class RegressionTests(unittest.SynchronousTestCase):
         self.assertTrue(any(w.startswith("BaseURL='http://[zz]/'") for w in warnings), warnings)
 
 
-class HTTPRegressionTests(WorldMixin, unittest.SynchronousTestCase):
+class HTTPRegressionTests(WorldTestCase):
     """Crashes the fuzzer found on the HTTP sites, replayed through the real Site."""
 
     def test_post_content_type_with_a_line_break(self) -> None:
