@@ -600,7 +600,7 @@ class RefusalTests(ServerTestsMixin, unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_two_questions(self):
-        """A query with two questions is FORMERR."""
+        """A query with two questions is FORMERR, the questions not echoed."""
         q = query(f"alice.{SUFFIX}", "A")
         q.find_rrset(q.question, dns.name.from_text(f"bob.{SUFFIX}"),
                      dns.rdataclass.IN, dns.rdatatype.A, create=True, force_unique=True)
@@ -608,6 +608,7 @@ class RefusalTests(ServerTestsMixin, unittest.TestCase):
         r = yield self.udp(q)
         self.assertRcode(r, dns.rcode.FORMERR)
         self.assertEqual(r.answer, [])
+        self.assertEqual(r.question, [])
 
     @defer.inlineCallbacks
     def test_edns_version_1(self):

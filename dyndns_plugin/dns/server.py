@@ -119,7 +119,11 @@ def encode(message: dns._EDNSMessage) -> bytes:
 
 
 def truncated(message: dns._EDNSMessage) -> bytes:
-    """The message with every record section emptied and TC set."""
+    """
+    The message with every record section emptied and TC set. The question
+    is kept only when there is one (a truncated answer to a query with many
+    questions must still fit in 512 bytes).
+    """
     small = dns._EDNSMessage(
         id=message.id,
         answer=message.answer,
@@ -131,7 +135,7 @@ def truncated(message: dns._EDNSMessage) -> bytes:
         rCode=message.rCode,
         ednsVersion=message.ednsVersion,
         maxSize=message.maxSize,
-        queries=message.queries,
+        queries=message.queries if len(message.queries) == 1 else [],
     )
     small.cookie_reply = getattr(message, "cookie_reply", None)  # type: ignore[attr-defined]
     return encode(small)
@@ -463,6 +467,9 @@ class DynDNSServerFactory(server.DNSServerFactory):
             self._reply(proto, message, address, EBADVERS)
             return
         if message.opCode == dns.OP_QUERY and len(message.queries) != 1:
+            # FORMERR without the questions, as BIND answers: echoing 100
+            # questions would amplify the query.
+            message.queries = []
             self._reply(proto, message, address, dns.EFORMAT)
             return
         super().messageReceived(message, proto, address)
