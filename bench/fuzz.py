@@ -71,7 +71,6 @@ import struct
 import sys
 import tempfile
 import time
-import tomllib
 import traceback
 import zlib
 from dataclasses import dataclass, field
@@ -86,7 +85,7 @@ import dns.rdatatype
 import dns.rrset
 import dns.update
 from twisted.internet import defer, task
-from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import StringTransport
 from twisted.logger import ILogObserver, globalLogPublisher
