@@ -564,6 +564,13 @@ class HostileXMLTests(ImportTestCase):
         self.assertEqual(self.failed_import(config=path, state=None),
                          f"{path}: line 1: not well-formed XML: undefined entity")
 
+    def test_unknown_encoding(self) -> None:
+        """An encoding Python has no codec for: an import error, not a LookupError (bench/fuzz.py)."""
+        path = self.write("config.xml", '<?xml version="1.0" encoding="utfo16"?>\n'
+                                        '<config Suffix="dyn.example.com"/>\n')
+        self.assertEqual(self.failed_import(config=path, state=None),
+                         f"{path}: line 1: cannot decode: unknown encoding: utfo16")
+
 
 class ReplaceTests(ImportTestCase):
     """Existing users: an error naming them, or replaced with C{replace}."""
