@@ -317,7 +317,7 @@ class World:
         self.admin_site = self.top.admin_site
         for site in (self.site, self.admin_site):
             site.reactor = self.clock
-        from dyndns_plugin.gnudip import GnuDIPFactory
+        from dyndns_plugin.protocols.gnudip import GnuDIPFactory
 
         self.gnudip = GnuDIPFactory(self.service, self.top.checker, timeout=30)
         self.signer = _find_signer(self.site.resource)
@@ -385,7 +385,7 @@ class World:
 
 def _find_signer(root: Any) -> Any:
     """The HTTP GnuDIP salt signer somewhere in the site's resource tree."""
-    from dyndns_plugin.web.gnudip import SaltSigner
+    from dyndns_plugin.protocols.gnudip_http import SaltSigner
 
     todo, seen = [root], set()
     while todo:
@@ -803,7 +803,7 @@ def make_targets(world: World) -> dict[str, Target]:
         return (tuple(sorted(rcodes)), min(count, 3), mode & 1)
 
     def gnudip(data: bytes) -> Hashable:
-        from dyndns_plugin.gnudip import gnudip_hash, parse_line
+        from dyndns_plugin.protocols.gnudip import gnudip_hash, parse_line
 
         try:
             parse_line(data.decode("latin-1"))
@@ -841,7 +841,7 @@ def make_targets(world: World) -> dict[str, Target]:
         data = data.replace(b"{AUTH}", auth).replace(b"{AUTHB}", authb)
         data = data.replace(b"{ADMIN}", admin).replace(b"{TOKEN}", ADMIN_TOKEN.encode())
         if b"{GDIP}" in data and world.signer is not None:
-            from dyndns_plugin.gnudip import gnudip_hash
+            from dyndns_plugin.protocols.gnudip import gnudip_hash
 
             salt, stamp, sign = world.signer.issue()
             sign_text = f"salt={salt}&time={stamp}&sign={sign}&pass={gnudip_hash(world.md5['alice'], salt)}"

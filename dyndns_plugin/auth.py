@@ -138,7 +138,7 @@ class PasswordChecker:
         together with L{check_password} if passwords live elsewhere (GnuDIP
         then needs the external source to provide the MD5 verifier).
         """
-        from dyndns_plugin.gnudip import gnudip_hash
+        from dyndns_plugin.protocols.gnudip import gnudip_hash
 
         user = self.users.get(user_id)
         if user is None or user.md5_verifier is None or not client_hash.isascii():

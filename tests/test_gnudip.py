@@ -34,7 +34,7 @@ from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from dyndns_plugin.auth import DisabledUser, PasswordChecker
-from dyndns_plugin.gnudip import (
+from dyndns_plugin.protocols.gnudip import (
     SALT_ALPHABET,
     GnuDIPFactory,
     GnuDIPRequest,
