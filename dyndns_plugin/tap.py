@@ -133,10 +133,10 @@ def make_transfer(
     import base64
     import ipaddress
 
-    from dyndns_plugin.dns.notify import Notifier
-    from dyndns_plugin.dns.publisher import ZonePublisher
+    from dyndns_plugin.replication.notify import Notifier
+    from dyndns_plugin.replication.publisher import ZonePublisher
     from dyndns_plugin.dns.signing import TSIGKey, labels_of
-    from dyndns_plugin.dns.transfer import TransferHandler
+    from dyndns_plugin.replication.transfer import TransferHandler
 
     dns_settings = settings.dns
     keys = {

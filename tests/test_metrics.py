@@ -33,10 +33,10 @@ from twisted.web import server
 
 from dyndns_plugin.auth import PasswordChecker
 from dyndns_plugin.config import HTTPSettings
-from dyndns_plugin.dns.publisher import ZonePublisher
+from dyndns_plugin.replication.publisher import ZonePublisher
 from dyndns_plugin.dns.resolver import DynDNSResolver
 from dyndns_plugin.dns.server import DynDNSServerFactory, listen_dns
-from dyndns_plugin.dns.transfer import TransferHandler
+from dyndns_plugin.replication.transfer import TransferHandler
 from dyndns_plugin.protocols.dns_update import UpdateHandler
 from dyndns_plugin.dns.zones import suffix_zone
 from dyndns_plugin.protocols.gnudip import GnuDIPFactory, gnudip_hash
