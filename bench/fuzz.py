@@ -803,7 +803,8 @@ def make_targets(world: World) -> dict[str, Target]:
         return (tuple(sorted(rcodes)), min(count, 3), mode & 1)
 
     def gnudip(data: bytes) -> Hashable:
-        from dyndns_plugin.protocols.gnudip import gnudip_hash, parse_line
+        from dyndns_plugin.passwords import gnudip_hash
+        from dyndns_plugin.protocols.gnudip import parse_line
 
         try:
             parse_line(data.decode("latin-1"))
@@ -841,7 +842,7 @@ def make_targets(world: World) -> dict[str, Target]:
         data = data.replace(b"{AUTH}", auth).replace(b"{AUTHB}", authb)
         data = data.replace(b"{ADMIN}", admin).replace(b"{TOKEN}", ADMIN_TOKEN.encode())
         if b"{GDIP}" in data and world.signer is not None:
-            from dyndns_plugin.protocols.gnudip import gnudip_hash
+            from dyndns_plugin.passwords import gnudip_hash
 
             salt, stamp, sign = world.signer.issue()
             sign_text = f"salt={salt}&time={stamp}&sign={sign}&pass={gnudip_hash(world.md5['alice'], salt)}"
