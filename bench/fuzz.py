@@ -268,6 +268,7 @@ class World:
         from dyndns_plugin.passwords import hash_password, md5_verifier
         from dyndns_plugin.store.memory import MemoryUserStore
         from dyndns_plugin.tap import build_service, load_zones
+        from dyndns_plugin.twisted_private import default_cooperator, set_default_cooperator
 
         self._restore: list[Callable[[], None]] = []
         import dyndns_plugin.passwords as passwords_module
@@ -279,9 +280,9 @@ class World:
         passwords_module._scrypt = _cheap_scrypt
         self._restore.append(lambda: setattr(passwords_module, "_scrypt", scrypt))
         self.scheduler = _Scheduler()
-        saved_cooperator = task._theCooperator
-        task._theCooperator = task.Cooperator(scheduler=self.scheduler)
-        self._restore.append(lambda: setattr(task, "_theCooperator", saved_cooperator))
+        saved_cooperator = default_cooperator()
+        set_default_cooperator(task.Cooperator(scheduler=self.scheduler))
+        self._restore.append(lambda: set_default_cooperator(saved_cooperator))
 
         if folder is None:
             folder = tempfile.mkdtemp(prefix="dyndns-fuzz-", dir=_fast_tmp())
