@@ -268,6 +268,7 @@ class World:
         from dyndns_plugin.passwords import hash_password, md5_verifier
         from dyndns_plugin.store.memory import MemoryUserStore
         from dyndns_plugin.tap import build_service, load_zones
+        from dyndns_plugin.twisted_private import default_cooperator, set_default_cooperator
 
         self._restore: list[Callable[[], None]] = []
         import dyndns_plugin.passwords as passwords_module
@@ -279,9 +280,9 @@ class World:
         passwords_module._scrypt = _cheap_scrypt
         self._restore.append(lambda: setattr(passwords_module, "_scrypt", scrypt))
         self.scheduler = _Scheduler()
-        saved_cooperator = task._theCooperator
-        task._theCooperator = task.Cooperator(scheduler=self.scheduler)
-        self._restore.append(lambda: setattr(task, "_theCooperator", saved_cooperator))
+        saved_cooperator = default_cooperator()
+        set_default_cooperator(task.Cooperator(scheduler=self.scheduler))
+        self._restore.append(lambda: set_default_cooperator(saved_cooperator))
 
         if folder is None:
             folder = tempfile.mkdtemp(prefix="dyndns-fuzz-", dir=_fast_tmp())
@@ -317,7 +318,7 @@ class World:
         self.admin_site = self.top.admin_site
         for site in (self.site, self.admin_site):
             site.reactor = self.clock
-        from dyndns_plugin.gnudip import GnuDIPFactory
+        from dyndns_plugin.protocols.gnudip import GnuDIPFactory
 
         self.gnudip = GnuDIPFactory(self.service, self.top.checker, timeout=30)
         self.signer = _find_signer(self.site.resource)
@@ -385,7 +386,7 @@ class World:
 
 def _find_signer(root: Any) -> Any:
     """The HTTP GnuDIP salt signer somewhere in the site's resource tree."""
-    from dyndns_plugin.web.gnudip import SaltSigner
+    from dyndns_plugin.protocols.gnudip_http import SaltSigner
 
     todo, seen = [root], set()
     while todo:
@@ -803,7 +804,8 @@ def make_targets(world: World) -> dict[str, Target]:
         return (tuple(sorted(rcodes)), min(count, 3), mode & 1)
 
     def gnudip(data: bytes) -> Hashable:
-        from dyndns_plugin.gnudip import gnudip_hash, parse_line
+        from dyndns_plugin.passwords import gnudip_hash
+        from dyndns_plugin.protocols.gnudip import parse_line
 
         try:
             parse_line(data.decode("latin-1"))
@@ -841,7 +843,7 @@ def make_targets(world: World) -> dict[str, Target]:
         data = data.replace(b"{AUTH}", auth).replace(b"{AUTHB}", authb)
         data = data.replace(b"{ADMIN}", admin).replace(b"{TOKEN}", ADMIN_TOKEN.encode())
         if b"{GDIP}" in data and world.signer is not None:
-            from dyndns_plugin.gnudip import gnudip_hash
+            from dyndns_plugin.passwords import gnudip_hash
 
             salt, stamp, sign = world.signer.issue()
             sign_text = f"salt={salt}&time={stamp}&sign={sign}&pass={gnudip_hash(world.md5['alice'], salt)}"

@@ -1,5 +1,5 @@
 """
-TSIG-signed RFC 2136 UPDATE (L{dyndns_plugin.dns.update}).
+TSIG-signed RFC 2136 UPDATE (L{dyndns_plugin.protocols.dns_update}).
 
 Every signed request captured from nsupdate 9.18 and sent to BIND 9 and
 Knot 3.2.6 (tests/fixtures/dns/, tests/fixtures/tsig-knot/) is replayed
@@ -48,7 +48,7 @@ from twisted.trial import unittest
 from dyndns_plugin.config import settings_from_dict
 from dyndns_plugin.dns.resolver import DynDNSResolver
 from dyndns_plugin.dns.server import DynDNSServerFactory, listen_dns
-from dyndns_plugin.dns.update import ALGORITHMS, UpdateHandler
+from dyndns_plugin.protocols.dns_update import ALGORITHMS, UpdateHandler
 from dyndns_plugin.limits import LimitSettings, Limiter
 from dyndns_plugin.model import TSIG_ALGORITHMS, User
 from dyndns_plugin.passwords import md5_verifier

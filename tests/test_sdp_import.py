@@ -3,7 +3,7 @@ dyndns_plugin.sdp_import: the Simple DNS Plus plug-in's configuration and
 state XML -> users and host states, on the in-memory store.
 
 Expectations come from the sample files in tests/fixtures/sdp (see the
-README there), written by hand from the format in spec/protocols.md 3.3.
+README there), written by hand from the plug-in's format (see sdp_import).
 Broken samples are made here, from the good ones by one substitution each,
 so every error test changes exactly one thing.
 """
