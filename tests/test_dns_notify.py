@@ -41,6 +41,7 @@ from dyndns_plugin.model import User
 from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.store.memory import MemoryUserStore
 from dyndns_plugin.tap import build_service, load_zones
+from tests.dns_helpers import memory_settings
 
 SUFFIX = "dyn.example.com"
 HOST = "127.0.0.1"
@@ -377,10 +378,7 @@ class NotifyIntegrationTests(unittest.TestCase):
     @defer.inlineCallbacks
     def test_our_server_acknowledges(self):
         """Our server answers our NOTIFY (NOERROR, AA): the notifier stops waiting."""
-        folder = self.mktemp()
-        os.makedirs(folder)
-        settings = settings_from_dict({"service": {"suffix": SUFFIX}, "store": {"backend": "memory"}},
-                                      os.path.join(folder, "dyndns.toml"))
+        settings = memory_settings(self)
         service = DynDNSService(MemoryUserStore(), SUFFIX, poll_interval=None)
         yield defer.ensureDeferred(service.start())
         factory = DynDNSServerFactory(DynDNSResolver(service.registry), load_zones(settings))
