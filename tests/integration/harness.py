@@ -26,8 +26,16 @@ harness is a pair of base classes rather than pytest fixtures:
  - L{ServerTestCase}: a server per test, made (not started) by
    C{self.make_server(...)} and stopped in the test's cleanup.
 
-Both give C{self.server} and the dig assertions (L{ServerTestCase.served},
-L{ServerTestCase.assertServes}). A L{Server}'s configuration is this
+Both give C{self.server}, dig through it (C{served}, C{wait_served},
+C{assertServes}), C{assertUpdates} (nsupdate must succeed) and
+C{assertTwistdRefuses} (a configuration twistd must refuse).
+
+Users: L{Server.add_user} makes one with the CLI (password, GnuDIP verifier,
+TSIG key given or derived from the password, offline IPs, more names, a
+first address) and returns its L{Account}, whose C{tsig} is the key nsupdate
+signs with; L{Server.add_admin} adds a user of the admin listener.
+
+A L{Server}'s configuration is this
 harness's base (suffix L{SUFFIX}, DNS on a free port of 127.0.0.1, an SQLite
 store beside the file, polling every 0.2 s) with keyword overrides of the
 TOML: a keyword names a top-level table, a dict value is merged into that
@@ -293,6 +301,31 @@ def _accepts(port: int) -> bool:
         return False
 
 
+class LoggedProcess:
+    """
+    A child process whose output goes to the file C{log_path} (never a pipe,
+    so a chatty process cannot block on a full pipe); L{stop} ends it.
+    """
+
+    def __init__(self, log_path: str) -> None:
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def stop(self) -> int | None:
+        """SIGTERM, then SIGKILL after STOP_TIMEOUT. Returns the exit code."""
+        process, self.process = self.process, None
+        if process is None:
+            return None
+        return stop_process(process)
+
+    def read_log(self) -> str:
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+
 @attrs.frozen
 class Account:
     """A user that L{Server.add_user} made: its id, password and TSIG key (if any)."""
@@ -307,15 +340,15 @@ class Account:
         return f"{self.id}.{SUFFIX}"
 
 
-class Server:
+class Server(LoggedProcess):
     """
     A C{twistd -n --pidfile= dyndns --config FILE} with its folder: the
     configuration (see L{write_config}; rewritten by L{configure}), its SQLite
     store, the free ports of DNS (C{port}) and of each of C{listeners} (any
     of L{LISTENERS}; C{https} gets a certificate made for the run, C{http} a
     base URL with C{base_path} unless it is None), and the log C{twistd.log}
-    (a file, never a pipe, so a chatty server cannot block on a full pipe).
-    Whoever calls L{start} must make sure L{stop} runs.
+    (see L{LoggedProcess}). Whoever calls L{start} must make sure L{stop}
+    runs.
     """
 
     def __init__(self, directory: str, *, listeners: Sequence[str] = (),
@@ -333,8 +366,7 @@ class Server:
             self.key, self.cert = make_certificate(self.directory)
         self.overrides: dict[str, Any] = {}
         self.config = os.path.join(self.directory, "dyndns.toml")
-        self.log_path = os.path.join(self.directory, "twistd.log")
-        self.process: subprocess.Popen[bytes] | None = None
+        super().__init__(os.path.join(self.directory, "twistd.log"))
         self.configure(**merge(self._listener_settings(base_path), overrides))
 
     def _listener_settings(self, base_path: str | None) -> dict[str, Any]:
@@ -457,21 +489,6 @@ class Server:
         raise AssertionError(
             f"twistd did not answer within {START_TIMEOUT} s:\n{self.read_log()}"
         )
-
-    def stop(self) -> int | None:
-        """SIGTERM, then SIGKILL after STOP_TIMEOUT. Returns the exit code."""
-        process, self.process = self.process, None
-        if process is None:
-            return None
-        return stop_process(process)
-
-    def read_log(self) -> str:
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
-
 
 # -- the base classes
 

@@ -48,10 +48,9 @@ from tests.integration.harness import (
     SharedServerTestCase,
     wait_for,
 )
+from tests.tools import fixture_path
 
-FIXTURES = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures", "http"
-)
+FIXTURES = fixture_path("http")
 
 #: alice's password is whatever the fixture being replayed says (see
 #: L{HTTPClientsTests.ensure_password}); the others are fixed.

@@ -25,11 +25,9 @@ from tests.integration.clients import (
     replace_address,
 )
 from tests.integration.harness import CHANGE_LIMIT, ServerTestCase
-from tests.tools import require_tool
+from tests.tools import fixture_path, require_tool
 
-FIXTURES = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures", "sdp"
-)
+FIXTURES = fixture_path("sdp")
 CONFIG_XML = os.path.join(FIXTURES, "config.xml")
 STATE_XML = os.path.join(FIXTURES, "state.xml")
 #: From config.xml.

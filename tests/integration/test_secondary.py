@@ -37,7 +37,7 @@ import tempfile
 import time
 
 from tests.integration.clients import SUFFIX, DigResult, TSIGKey, dig, replace_address
-from tests.integration.harness import ServerTestCase, stop_process, wait_for
+from tests.integration.harness import LoggedProcess, ServerTestCase, wait_for
 from tests.tools import free_port, require_tool
 
 ALICE_SECRET = "uDqEbya3wWm52jDZVATDeiVWvoea5kLu/xPhjpjeEOI="
@@ -52,7 +52,7 @@ NAMED_START = 10.0
 CHECKCONF_TIMEOUT = 30.0
 
 
-class SecondaryNamed:
+class SecondaryNamed(LoggedProcess):
     """
     BIND C{named -f -4 -n 1 -d 3} as the secondary of dyn.example.com on
     127.0.0.1:C{port}, transferring from 127.0.0.1:C{primary_port}
@@ -67,8 +67,7 @@ class SecondaryNamed:
         self.primary_port = primary_port
         self.key = key
         self.conf = os.path.join(directory, "named.conf")
-        self.log_path = os.path.join(directory, "named.log")
-        self.process: subprocess.Popen[bytes] | None = None
+        super().__init__(os.path.join(directory, "named.log"))
 
     def write_conf(self) -> None:
         keyblock = keyref = ""
@@ -145,18 +144,6 @@ zone "{SUFFIX}" {{
             time.sleep(0.05)
         raise AssertionError(f"named did not answer within {NAMED_START} s:\n"
                              f"{self.read_log()[-3000:]}")
-
-    def stop(self) -> None:
-        process, self.process = self.process, None
-        if process is not None:
-            stop_process(process)
-
-    def read_log(self) -> str:
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
 
 
 def soa_serial(result: DigResult) -> int | None:
