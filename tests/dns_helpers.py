@@ -10,6 +10,7 @@ keeps running on the reactor thread while they wait.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from typing import Any, Generator
 
@@ -63,5 +64,5 @@ def service_with_alice(address: str = "203.0.113.5") -> Generator[Any, Any, DynD
     service = DynDNSService(MemoryUserStore(), SUFFIX, poll_interval=None)
     yield defer.ensureDeferred(service.start())
     yield service.add_user(User("alice"))
-    yield service.update("alice", [address])
+    yield service.update("alice", [ipaddress.ip_address(address)])
     return service

@@ -1,6 +1,6 @@
 """
 Helpers for tests that drive real programs (dig, twistd, dnsperf...): the
-skip-or-fail rule and free ports.
+skip-or-fail rule, free ports, the fixtures folder and files for a test.
 
 The rule, kept here and nowhere else: a missing tool (or anything else a
 test needs from the machine) skips the test with a clear reason locally; in
@@ -15,7 +15,22 @@ import shutil
 import socket
 from typing import Iterable, NoReturn
 
-from twisted.trial.unittest import SkipTest
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
+
+
+def fixture_path(*parts: str) -> str:
+    """The path of C{parts} under tests/fixtures."""
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", *parts)
+
+
+def write_test_file(testcase: SynchronousTestCase, text: str, name: str = "dyndns.toml") -> str:
+    """C{text} as the file C{name} in a fresh folder of C{testcase}; its path."""
+    folder = testcase.mktemp()
+    os.makedirs(folder)
+    path = os.path.join(folder, name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
 
 
 def unavailable(message: str) -> NoReturn:
