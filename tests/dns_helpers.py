@@ -1,8 +1,8 @@
 """
 Helpers for unit tests that run the real DNS server factory: serve it on a
 free port of 127.0.0.1 for one test (listeners and TCP connections closed in
-the test's cleanup), the smallest in-memory settings, and a started service
-with alice online.
+the test's cleanup), in-memory settings, and a started service with alice
+online.
 
 Clients run in the reactor's thread pool (C{deferToThread}) so the server
 keeps running on the reactor thread while they wait.
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from typing import Any, Generator
+from typing import Any, Generator, Mapping
 
 from twisted.internet import defer, reactor
 from twisted.internet.testing import waitUntilAllDisconnected
@@ -48,14 +48,22 @@ def serve_dns(testcase: unittest.TestCase, factory: Any, host: str = HOST) -> in
     return port
 
 
-def memory_settings(testcase: unittest.SynchronousTestCase) -> Settings:
-    """Settings with the suffix and the memory store only, from a file in a folder of the test."""
+def memory_settings(testcase: unittest.SynchronousTestCase, dns: Mapping[str, Any] | None = None,
+                    files: Mapping[str, str] | None = None) -> Settings:
+    """
+    Settings with the suffix, the memory store and the C{[dns]} table
+    C{dns}, as if read from a file in a fresh folder of the test, beside
+    the C{files} (name -> text) written there first.
+    """
     folder = testcase.mktemp()
     os.makedirs(folder)
-    return settings_from_dict(
-        {"service": {"suffix": SUFFIX}, "store": {"backend": "memory"}},
-        os.path.join(folder, "dyndns.toml"),
-    )
+    for name, text in (files or {}).items():
+        with open(os.path.join(folder, name), "w") as f:
+            f.write(text)
+    tables: dict[str, Any] = {"service": {"suffix": SUFFIX}, "store": {"backend": "memory"}}
+    if dns is not None:
+        tables["dns"] = dns
+    return settings_from_dict(tables, os.path.join(folder, "dyndns.toml"))
 
 
 @defer.inlineCallbacks

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import ipaddress
-import os
 import socket
 import time
 from typing import Any, Callable
@@ -30,7 +29,6 @@ from twisted.internet import defer, reactor, task
 from twisted.internet.protocol import DatagramProtocol
 from twisted.trial import unittest
 
-from dyndns_plugin.config import settings_from_dict
 from dyndns_plugin.dns.journal import ZoneState
 from dyndns_plugin.dns.notify import Notifier
 from dyndns_plugin.dns.resolver import DynDNSResolver
@@ -402,22 +400,13 @@ class NotifyIntegrationTests(unittest.TestCase):
         secondary = Secondary()
         port = reactor.listenUDP(0, secondary, interface=HOST)
         self.addCleanup(port.stopListening)
-        folder = self.mktemp()
-        os.makedirs(folder)
-        settings = settings_from_dict(
-            {
-                "service": {"suffix": SUFFIX},
-                "store": {"backend": "memory"},
-                "dns": {
-                    "serial": 500,
-                    "listen": [],
-                    "transfer": {"keys": [{"name": KEY_NAME, "secret": KEY_SECRET}]},
-                    "notify": {"targets": [f"{HOST}:{port.getHost().port}"], "retry": 5,
-                               "retries": 1, "key": KEY_NAME},
-                },
-            },
-            os.path.join(folder, "dyndns.toml"),
-        )
+        settings = memory_settings(self, dns={
+            "serial": 500,
+            "listen": [],
+            "transfer": {"keys": [{"name": KEY_NAME, "secret": KEY_SECRET}]},
+            "notify": {"targets": [f"{HOST}:{port.getHost().port}"], "retry": 5,
+                       "retries": 1, "key": KEY_NAME},
+        })
         clock = LoopbackReactor()
         clock.advance(time.time())
         top = build_service(settings, store=MemoryUserStore(), reactor=clock)

@@ -9,7 +9,6 @@ the reactor thread while the client waits.
 
 from __future__ import annotations
 
-import os
 import socket
 import struct
 
@@ -25,14 +24,13 @@ import dns.update
 from twisted.internet import defer, threads
 from twisted.trial import unittest
 
-from dyndns_plugin.config import settings_from_dict
 from dyndns_plugin.dns.resolver import DynDNSResolver
 from dyndns_plugin.dns.server import DynDNSServerFactory
 from dyndns_plugin.model import HostState, User
 from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.store.memory import MemoryUserStore
 from dyndns_plugin.tap import load_zones
-from tests.dns_helpers import serve_dns
+from tests.dns_helpers import memory_settings, serve_dns
 
 SUFFIX = "dyn.example.com"
 HOST = "127.0.0.1"
@@ -142,23 +140,12 @@ class ServerTestsMixin:
 
     @defer.inlineCallbacks
     def setUp(self):
-        folder = self.mktemp()
-        os.makedirs(folder)
-        with open(os.path.join(folder, "example.org.zone"), "w") as f:
-            f.write(HOST_ZONE)
-        settings = settings_from_dict(
-            {
-                "service": {"suffix": SUFFIX},
-                "store": {"backend": "memory"},
-                "dns": {
-                    "minimum": 60,
-                    "soa_ttl": 3600,
-                    "glue": {f"ns1.{SUFFIX}": ["192.0.2.53", "2001:db8::53"]},
-                    "zones": [{"origin": "example.org", "file": "example.org.zone"}],
-                },
-            },
-            os.path.join(folder, "dyndns.toml"),
-        )
+        settings = memory_settings(self, dns={
+            "minimum": 60,
+            "soa_ttl": 3600,
+            "glue": {f"ns1.{SUFFIX}": ["192.0.2.53", "2001:db8::53"]},
+            "zones": [{"origin": "example.org", "file": "example.org.zone"}],
+        }, files={"example.org.zone": HOST_ZONE})
         self.store = MemoryUserStore()
         self.service = DynDNSService(self.store, SUFFIX, poll_interval=None)
         if self.start_service:
