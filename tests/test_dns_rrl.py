@@ -35,11 +35,10 @@ from dyndns_plugin.dns.rrl import (
     classify_wire,
 )
 from dyndns_plugin.dns.server import DNSDatagramProtocol, DynDNSServerFactory
-from dyndns_plugin.model import User
-from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.store.memory import MemoryUserStore
 from dyndns_plugin.tap import load_zones
 from dyndns_plugin.twisted_private import EDNSMessage
+from tests.dns_helpers import memory_settings, service_with_alice
 
 SUFFIX = "dyn.example.com"
 
@@ -275,16 +274,8 @@ class ServerPathsTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def setUp(self):
-        folder = self.mktemp()
-        os.makedirs(folder)
-        settings = settings_from_dict(
-            {"service": {"suffix": SUFFIX}, "store": {"backend": "memory"}},
-            os.path.join(folder, "dyndns.toml"),
-        )
-        self.service = DynDNSService(MemoryUserStore(), SUFFIX, poll_interval=None)
-        yield defer.ensureDeferred(self.service.start())
-        yield self.service.add_user(User("alice"))
-        yield self.service.update("alice", ["203.0.113.5"])
+        settings = memory_settings(self)
+        self.service = yield service_with_alice()
         self.clock = task.Clock()
         self.clock.advance(1000)
         self.transfers = FakeTransfers()
