@@ -1,9 +1,14 @@
 """
-The one authentication step every update method goes through: ddns (URL and
-Basic), /nic/update, GnuDIP over TCP and HTTP, RFC 2136 TSIG and the admin
-API. Each adapter only parses its protocol and renders the L{AuthResult};
-the lockout, the fair share of the hash pool, failure counting, metrics and
-the (bounded) log of refusals live here once.
+The adapter seam: the one entry every update protocol goes through (ddns URL
+and Basic, /nic/update, GnuDIP over TCP and HTTP, RFC 2136 TSIG; the admin
+API uses its authentication step). An adapter parses its protocol into a
+L{ClientUpdate}, calls L{Authenticator.update} (authenticate, then the name
+ownership check, then the service write) and renders the L{UpdateOutcome}
+in its protocol's words. The lockout, the fair share of the hash pool,
+failure counting, metrics hooks, the (bounded) log of refusals, name
+ownership and the method name (L{Method}) live here once. The per-user
+change limit is the service's: only the write itself can tell a change
+from a C{nochg}.
 
 A request from a locked-out source is refused before any password hash is
 computed. Each source may run at most C{limits.source_checks} password
@@ -17,7 +22,7 @@ from __future__ import annotations
 
 import collections
 import enum
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Protocol
 
 import attrs
 from twisted.cred.error import UnauthorizedLogin
@@ -27,6 +32,8 @@ from twisted.logger import Logger
 from dyndns_plugin.auth import DisabledUser
 from dyndns_plugin.limits import Limiter
 from dyndns_plugin.logsample import LogSampler
+from dyndns_plugin.methods import Method
+from dyndns_plugin.model import IPAddress, UpdateResult, UpdateStatus
 
 if TYPE_CHECKING:
     from dyndns_plugin.service import DynDNSService
@@ -71,16 +78,102 @@ def retry_header(seconds: float | None) -> bytes:
     return b"%d" % max(1, -int(-(seconds or 1) // 1))
 
 
+class CredentialChecker(Protocol):
+    """
+    What checks a client's secret (L{dyndns_plugin.auth.PasswordChecker}, or
+    a replacement): each fires with the user id, or fails with
+    C{UnauthorizedLogin} (L{DisabledUser} for a disabled user).
+    """
+
+    def check(self, user_id: str, password: str) -> Awaitable[Any]: ...
+
+    def check_gnudip(self, user_id: str, salt: str, client_hash: str) -> Awaitable[Any]: ...
+
+
+# -- the request every update protocol builds
+
+
+@attrs.frozen
+class Password:
+    """A user id's password (ddns, /nic/update)."""
+
+    secret: str = attrs.field(repr=False)
+
+
+@attrs.frozen
+class GnuDIPHash:
+    """C{md5hex(md5hex(password) + "." + salt)} for a salt we issued."""
+
+    salt: str
+    hash: str = attrs.field(repr=False)
+
+
+@attrs.frozen
+class Proven:
+    """
+    Credentials the adapter checked itself (a TSIG MAC: cheap, and bound to
+    the wire bytes), having told the seam through L{Authenticator.locked},
+    L{Authenticator.failed} and L{Authenticator.succeeded}.
+    """
+
+
+Credential = Password | GnuDIPHash | Proven
+
+
+@attrs.frozen
+class ClientUpdate:
+    """
+    One client's update request, whatever protocol carried it.
+
+    @ivar source: the client's address as text (None: unknown, never locked
+        or counted).
+    @ivar names: the names the client asked to update (lower-case, no final
+        dot); None for "the user's own", which needs no ownership check.
+    @ivar addresses: at most one IPv4 and one IPv6 address. Without
+        C{exact} a family not given keeps its address; with C{exact} (RFC
+        2136) a family not given is removed, and none at all is offline.
+    @ivar offline: take the user offline (C{addresses} is ignored).
+    @ivar ttl: the requested TTL (the service clamps it), None: default.
+    """
+
+    method: Method
+    user_id: str
+    credential: Credential
+    source: str | None = None
+    names: tuple[str, ...] | None = None
+    addresses: tuple[IPAddress, ...] = ()
+    offline: bool = False
+    exact: bool = False
+    ttl: int | None = None
+
+
+@attrs.frozen
+class UpdateOutcome:
+    """
+    What the seam did with a L{ClientUpdate}.
+
+    @ivar auth: the authentication result; nothing else happened unless ok.
+    @ivar foreign: the requested names that are not the user's to update.
+    @ivar result: the service's answer; None if nothing was written (refused
+        credentials, or no requested name was the user's).
+    """
+
+    auth: AuthResult
+    foreign: frozenset[str] = frozenset()
+    result: UpdateResult | None = None
+
+
 class Authenticator:
     """
-    @param checker: the password checker (L{dyndns_plugin.auth.PasswordChecker}
-        or a replacement with C{check(user, password)} and, for GnuDIP,
-        C{check_gnudip(user, salt, hash)}).
+    The seam: L{update} for a whole request, and its steps for adapters that
+    need them one at a time (TSIG checks its own MAC).
+
+    @param checker: the password checker (L{CredentialChecker}).
     @param service: the service, whose L{Limiter} every adapter shares and
         whose hooks count failures and lockouts in metrics.
     """
 
-    def __init__(self, checker: Any, service: "DynDNSService") -> None:
+    def __init__(self, checker: CredentialChecker, service: "DynDNSService") -> None:
         self.checker = checker
         self.service = service
         self._sample = LogSampler(log, service.clock)
@@ -90,6 +183,61 @@ class Authenticator:
     @property
     def limiter(self) -> Limiter:
         return self.service.limiter
+
+    # -- the whole request
+
+    async def update(self, request: ClientUpdate) -> UpdateOutcome:
+        """Authenticate C{request}, check its names, and write it through the service."""
+        checked = await self.authenticate(request)
+        if not checked.ok or checked.user_id is None:
+            return UpdateOutcome(checked)
+        user_id = checked.user_id
+        if not self.service.registry.has_user(user_id):  # removed while we checked
+            return UpdateOutcome(checked, result=UpdateResult(UpdateStatus.NO_SUCH_USER, None, "unknown user"))
+        foreign: frozenset[str] = frozenset()
+        if request.names is not None:
+            own = self.own_names(user_id)
+            foreign = frozenset(n for n in request.names if n not in own)
+            if not any(n in own for n in request.names):
+                return UpdateOutcome(checked, foreign)
+        return UpdateOutcome(checked, foreign, await self.write(attrs.evolve(request, user_id=user_id)))
+
+    async def authenticate(self, request: ClientUpdate) -> AuthResult:
+        """
+        Only the authentication step, for a request the adapter will refuse
+        anyway once the client is known (a bad TTL or address): a wrong
+        password must still count, and be answered as one.
+        """
+        credential = request.credential
+        if isinstance(credential, Password):
+            return await self.password(request.method, request.user_id, credential.secret, request.source)
+        if isinstance(credential, GnuDIPHash):
+            return await self.gnudip(
+                request.method, request.user_id, credential.salt, credential.hash, request.source
+            )
+        return AuthResult(Outcome.OK, request.user_id)
+
+    def own_names(self, user_id: str) -> set[str]:
+        """
+        The names C{user_id}'s own update may name: the main name and the
+        exact additional names (not the names a wildcard alias covers).
+        """
+        return self.service.registry.updatable_names(user_id)
+
+    async def write(self, request: ClientUpdate) -> UpdateResult:
+        """The service call for an authenticated C{request}."""
+        service = self.service
+        if request.offline:
+            return await service.set_offline(request.user_id, request.method, request.source)
+        if request.exact:
+            ipv4 = next((a for a in request.addresses if a.version == 4), None)
+            ipv6 = next((a for a in request.addresses if a.version == 6), None)
+            return await service.set_addresses(
+                request.user_id, ipv4, ipv6, request.ttl, request.method, request.source
+            )
+        return await service.update(
+            request.user_id, list(request.addresses), request.ttl, request.method, request.source
+        )
 
     # -- the steps, for adapters that check credentials themselves (TSIG)
 
@@ -262,7 +410,9 @@ class CheckGate:
         }
 
 
-def authenticator_for(checker: Any, service: "DynDNSService") -> Authenticator:
+def authenticator_for(
+    checker: CredentialChecker | Authenticator, service: "DynDNSService"
+) -> Authenticator:
     """C{checker} if it is an L{Authenticator}, else one around it."""
     if isinstance(checker, Authenticator):
         return checker
