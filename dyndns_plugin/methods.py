@@ -27,6 +27,8 @@ class Method(enum.StrEnum):
     ADMIN = "admin"
     #: The C{dyndns} command line tool.
     CLI = "cli"
+    #: States migrated from the original plug-in (C{dyndns import-sdp}).
+    IMPORT_SDP = "import-sdp"
 
 
 #: The update methods of clients: their changes count against a user's

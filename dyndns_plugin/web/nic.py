@@ -105,9 +105,9 @@ class NicUpdateResource(AsyncResource):
         requested = [h for h in raw if h]
         # One entry per requested host: its name, or None for notfqdn.
         names = [None if self.ignore_hostname else _fqdn(h) for h in requested]
-        offline = arg(request, "offline")
+        offline = (arg(request, "offline") or "")[:1] in ("Y", "y")
         addresses: list[IPAddress] = []
-        if not (offline and offline[:1] in ("Y", "y")):
+        if not offline:
             values = [v for key in ("myip", "myipv6", "ipv6") for v in args(request, key)]
             addresses, _ = parse_address_list(values, strict=False)
             if not addresses and client is not None:
@@ -117,7 +117,7 @@ class NicUpdateResource(AsyncResource):
             None if client is None else str(client),
             # None: the user's own main name, which needs no check.
             names=None if self.ignore_hostname or not requested else tuple(n for n in names if n),
-            addresses=tuple(addresses), offline=bool(offline and offline[:1] in ("Y", "y")),
+            addresses=tuple(addresses), offline=offline,
         )
         if len(requested) > MAX_HOSTS:
             if not _refused(request, await self.auth.authenticate(update)):
@@ -143,7 +143,7 @@ class NicUpdateResource(AsyncResource):
             return _reply(request, ["badauth"], http.UNAUTHORIZED)
         if not result.ok:
             return _reply(request, ["dnserr"])
-        if update.offline:
+        if offline:
             user = self.service.registry.user(outcome.auth.user_id or "")
             shown = "" if user is None else ",".join(str(a) for a in user.offline_addresses())
         else:
