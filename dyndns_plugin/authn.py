@@ -200,7 +200,9 @@ class Authenticator:
             foreign = frozenset(n for n in request.names if n not in own)
             if not any(n in own for n in request.names):
                 return UpdateOutcome(checked, foreign)
-        return UpdateOutcome(checked, foreign, await self.write(attrs.evolve(request, user_id=user_id)))
+        if user_id != request.user_id:  # the checker's spelling of the id
+            request = attrs.evolve(request, user_id=user_id)
+        return UpdateOutcome(checked, foreign, await self.write(request))
 
     async def authenticate(self, request: ClientUpdate) -> AuthResult:
         """
