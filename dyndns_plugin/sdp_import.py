@@ -217,6 +217,10 @@ def parse_xml(data: bytes, path: str) -> _Document:
         raise SDPImportError(
             path, f"line {e.lineno}", f"not well-formed XML: {expat.ErrorString(e.code)}"
         ) from None
+    except (LookupError, ValueError) as e:
+        # <?xml encoding="..."?> names a codec Python lacks (LookupError) or
+        # a multi-byte one expat cannot use (ValueError)
+        raise SDPImportError(path, f"line {parser.CurrentLineNumber}", f"cannot decode: {e}") from None
     root = builder.close()
     return _Document(root, lines)
 

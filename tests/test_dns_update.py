@@ -1180,6 +1180,14 @@ class UpdateFormTests(UpdateTestsMixin, unittest.TestCase):
         self.send(message, REFUSED)
         self.assertEqual(self.alice_serves(), ({"192.0.2.1", "2001:db8::1"}, 60))
 
+    def test_multicast_or_unspecified_address_refused(self):
+        """A rdata that is no host's address (224/4, 0.0.0.0, ff00::/8, ::): REFUSED, nothing changed (bench/fuzz.py)."""
+        for rdtype, address in (("A", "224.0.2.66"), ("A", "0.0.0.0"), ("AAAA", "ff02::1"), ("AAAA", "::")):
+            message = update()
+            message.replace(f"alice.{ZONE}", 60, rdtype, address)
+            self.send(message, REFUSED)
+        self.assertEqual(self.alice_serves(), ({"192.0.2.1", "2001:db8::1"}, 60))
+
     def test_add_after_deleting_it(self):
         """Add, delete that RR, add another in one message: the last one is set."""
         message = update()

@@ -564,6 +564,16 @@ class HostileXMLTests(ImportTestCase):
         self.assertEqual(self.failed_import(config=path, state=None),
                          f"{path}: line 1: not well-formed XML: undefined entity")
 
+    def test_unknown_encoding(self) -> None:
+        """An encoding Python has no codec for, or a multi-byte one: an import error, not a LookupError or ValueError."""
+        path = self.write("config.xml", '<?xml version="1.0" encoding="utfo16"?>\n'
+                                        '<config Suffix="dyn.example.com"/>\n')
+        self.assertEqual(self.failed_import(config=path, state=None),
+                         f"{path}: line 1: cannot decode: unknown encoding: utfo16")
+        path = self.write("config.xml", '<?xml version="1.0" encoding="u16"?>\n<config Suffix="dyn.example.com"/>\n')
+        self.assertEqual(self.failed_import(config=path, state=None),
+                         f"{path}: line 1: cannot decode: multi-byte encodings are not supported")
+
 
 class ReplaceTests(ImportTestCase):
     """Existing users: an error naming them, or replaced with C{replace}."""
