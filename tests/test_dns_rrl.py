@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import struct
+from typing import Iterator
 
 import dns.flags
 import dns.message
@@ -253,10 +254,10 @@ class FakeTransfers:
     def __init__(self) -> None:
         self.requests = 0
 
-    def handle(self, data: bytes, peer: str | None, udp: bool) -> list[bytes]:
+    def answer_transfer(self, data: bytes, peer: str | None, udp: bool) -> Iterator[bytes]:
         self.requests += 1
         reply = dns.message.make_response(dns.message.from_wire(data))
-        return [reply.to_wire()]
+        return iter([reply.to_wire()])
 
 
 def flags(data: bytes) -> tuple[int, int, int]:

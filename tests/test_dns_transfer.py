@@ -529,7 +529,7 @@ class AXFRTests(TransferTestsMixin, unittest.TestCase):
                                  [HostState(p.id, ipv4=p.addresses[0], ttl=p.ttl) for p in people])
         yield self.setup_server([], store=store, listen=False)
         serial = self.publisher.zone_for(SUFFIX).serial
-        messages = self.handler.handle(xfr_query(SUFFIX).to_wire(), "127.0.0.1", udp=False)
+        messages = self.handler.answer_transfer(xfr_query(SUFFIX).to_wire(), "127.0.0.1", udp=False)
         first = next(messages)
         yield self.service.update("user1", [ipaddress.ip_address("192.0.2.1")])
         yield self.service.add_user(User("latecomer"))

@@ -444,7 +444,7 @@ class UpdateTestsMixin(_TestCase):
         self.handler = UpdateHandler(self.service, zones, clock=self.clock)
 
     def handle(self, wire: bytes, peer: str | None = PEER) -> bytes | None:
-        return self.successResultOf(defer.ensureDeferred(self.handler.handle(wire, peer)))
+        return self.successResultOf(defer.ensureDeferred(self.handler.handle_update_wire(wire, peer)))
 
     def reply(self, wire: bytes) -> tuple[bytes, Reply]:
         """The handler's answer to C{wire} (it must answer) and its fields."""
@@ -1731,7 +1731,7 @@ class ReplayAcrossRestartTests(unittest.TestCase):
         first = sign_at(set_address(f"alice.{ZONE}", "A", "192.0.2.1"), key, T0)
         second = sign_at(set_address(f"alice.{ZONE}", "A", "192.0.2.2"), key, T0)
         for wire in (first, second):
-            answer = yield defer.ensureDeferred(handler.handle(wire, PEER))
+            answer = yield defer.ensureDeferred(handler.handle_update_wire(wire, PEER))
             self.assertEqual(parse(answer).rcode, NOERROR)
         yield service.stopService()
 
@@ -1740,7 +1740,7 @@ class ReplayAcrossRestartTests(unittest.TestCase):
         yield defer.ensureDeferred(service.start())
         self.addCleanup(service.stopService)
         for wire in (first, second):
-            answer = yield defer.ensureDeferred(handler.handle(wire, PEER))
+            answer = yield defer.ensureDeferred(handler.handle_update_wire(wire, PEER))
             reply = parse(answer)
             self.assertEqual((reply.rcode, reply.tsig.error), (NOTAUTH, BADTIME))
         self.assertEqual(
@@ -1748,7 +1748,7 @@ class ReplayAcrossRestartTests(unittest.TestCase):
         )
         # A fresh message still works after the restart.
         third = sign_at(set_address(f"alice.{ZONE}", "A", "192.0.2.3"), key, T0 + 1)
-        answer = yield defer.ensureDeferred(handler.handle(third, PEER))
+        answer = yield defer.ensureDeferred(handler.handle_update_wire(third, PEER))
         self.assertEqual(parse(answer).rcode, NOERROR)
 
 

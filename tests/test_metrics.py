@@ -335,7 +335,7 @@ class TSIGAuthFailureTests(unittest.SynchronousTestCase):
         keyring = dns.tsigkeyring.from_text({key_name: secret})
         message.use_tsig(keyring, keyname=key_name, algorithm="hmac-sha256")
         reply = self.successResultOf(
-            defer.ensureDeferred(self.handler.handle(message.to_wire(), "192.0.2.100"))
+            defer.ensureDeferred(self.handler.handle_update_wire(message.to_wire(), "192.0.2.100"))
         )
         return struct.unpack("!H", reply[2:4])[0] & 0xF
 
@@ -366,7 +366,7 @@ class TSIGAuthFailureTests(unittest.SynchronousTestCase):
             message = dns.update.UpdateMessage(f"{SUFFIX}.")
             message.replace(f"alice.{SUFFIX}.", 60, "A", address)
             reply = self.successResultOf(
-                defer.ensureDeferred(self.handler.handle(sign_at(message, key, signed_at), None))
+                defer.ensureDeferred(self.handler.handle_update_wire(sign_at(message, key, signed_at), None))
             )
             self.assertEqual(struct.unpack("!H", reply[2:4])[0] & 0xF, rcode)
         self.assertEqual(auth_failures(self.metrics, "dns-update"), 1)
