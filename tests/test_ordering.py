@@ -5,7 +5,7 @@ from __future__ import annotations
 from twisted.internet import defer
 from twisted.trial.unittest import SynchronousTestCase
 
-from dyndns_plugin.ordering import UserOrder
+from dyndns_plugin.service.ordering import UserOrder
 
 
 class Steps:

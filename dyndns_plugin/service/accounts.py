@@ -13,9 +13,9 @@ import attrs
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from dyndns_plugin.changes import ChangeFeed
+from dyndns_plugin.service.changes import ChangeFeed
 from dyndns_plugin.model import HostState, User, ValidationError
-from dyndns_plugin.ordering import UserOrder
+from dyndns_plugin.service.ordering import UserOrder
 from dyndns_plugin.store import IUserStore, NoSuchUser
 
 log = Logger()
@@ -60,7 +60,7 @@ class NamePolicy:
 
 
 class AccountWrites:
-    """The admin write path of L{dyndns_plugin.service.DynDNSService}."""
+    """The admin write path of L{dyndns_plugin.service.core.DynDNSService}."""
 
     def __init__(self, store: IUserStore, feed: ChangeFeed, order: UserOrder, policy: NamePolicy) -> None:
         self.store = store

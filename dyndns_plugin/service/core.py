@@ -4,11 +4,11 @@ L{DynDNSService}: the single write path, and the service's lifecycle.
 Every update method (DNS UPDATE, GnuDIP, HTTP, the CLI and the admin API) is a
 thin adapter that goes through the adapter seam (L{dyndns_plugin.authn}) and
 then calls this service. Every write runs in its user's turn
-(L{dyndns_plugin.ordering}), goes first to the store, and once the store has
+(L{dyndns_plugin.service.ordering}), goes first to the store, and once the store has
 it, to the in-memory registry that DNS answers from, and then to observers
-(L{dyndns_plugin.changes}). The jobs live in their own modules: client
-writes in L{dyndns_plugin.writes}, admin writes and the name policy in
-L{dyndns_plugin.accounts}, reads in L{dyndns_plugin.queries}; this module
+(L{dyndns_plugin.service.changes}). The jobs live in their own modules: client
+writes in L{dyndns_plugin.service.writes}, admin writes and the name policy in
+L{dyndns_plugin.service.accounts}, reads in L{dyndns_plugin.service.queries}; this module
 loads the store at start, polls it for other processes' writes, and holds
 the parts together behind one object.
 """
@@ -22,15 +22,15 @@ from twisted.internet import defer, task
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from dyndns_plugin import queries
-from dyndns_plugin.accounts import AccountWrites, NamePolicy
-from dyndns_plugin.changes import Change, ChangeFeed, Observer
+from dyndns_plugin.service.queries import users_at
+from dyndns_plugin.service.accounts import AccountWrites, NamePolicy
+from dyndns_plugin.service.changes import Change, ChangeFeed, Observer
 from dyndns_plugin.limits import LimitSettings, Limiter
 from dyndns_plugin.model import HostState, IPAddress, UpdateResult, UpdateStatus, User
-from dyndns_plugin.ordering import UserOrder
+from dyndns_plugin.service.ordering import UserOrder
 from dyndns_plugin.registry import Registry
 from dyndns_plugin.store import Changes, IUserStore, Snapshot
-from dyndns_plugin.writes import ClientWrites, TTLBounds
+from dyndns_plugin.service.writes import ClientWrites, TTLBounds
 
 __all__ = ["Change", "DynDNSService", "Observer"]
 
@@ -271,11 +271,11 @@ class DynDNSService(Service):
         """
         return self.writes.set_offline(user_id, method, client_address)
 
-    # -- reads (L{dyndns_plugin.queries})
+    # -- reads (L{dyndns_plugin.service.queries})
 
     def users_at(self, address: str | IPAddress) -> list[User]:
-        """The active users at C{address} now (L{queries.users_at}): memory only."""
-        return queries.users_at(self.registry, address)
+        """The active users at C{address} now (L{dyndns_plugin.service.queries.users_at}): memory only."""
+        return users_at(self.registry, address)
 
     # -- admin writes and name policy (L{AccountWrites}, L{NamePolicy})
 

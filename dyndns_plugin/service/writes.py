@@ -16,7 +16,7 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from dyndns_plugin.changes import ChangeFeed
+from dyndns_plugin.service.changes import ChangeFeed
 from dyndns_plugin.limits import Limiter, is_client_method
 from dyndns_plugin.model import (
     HostState,
@@ -27,7 +27,7 @@ from dyndns_plugin.model import (
     parse_address,
     split_addresses,
 )
-from dyndns_plugin.ordering import UserOrder
+from dyndns_plugin.service.ordering import UserOrder
 from dyndns_plugin.store import IUserStore, NoSuchUser
 
 log = Logger()
@@ -76,7 +76,7 @@ class ClientWrites:
         self, user_id: str, addresses: Sequence[IPAddress], ttl: int | None = None,
         method: str = "", client_address: str | None = None,
     ) -> defer.Deferred[UpdateResult]:
-        """See L{dyndns_plugin.service.DynDNSService.update}."""
+        """See L{dyndns_plugin.service.core.DynDNSService.update}."""
 
         async def action() -> UpdateResult:
             old = self.registry.state(user_id)
@@ -101,7 +101,7 @@ class ClientWrites:
         self, user_id: str, ipv4: IPAddress | None, ipv6: IPAddress | None,
         ttl: int | None = None, method: str = "", client_address: str | None = None,
     ) -> defer.Deferred[UpdateResult]:
-        """See L{dyndns_plugin.service.DynDNSService.set_addresses}."""
+        """See L{dyndns_plugin.service.core.DynDNSService.set_addresses}."""
         if ipv4 is None and ipv6 is None:
             return self.set_offline(user_id, method, client_address)
 
@@ -127,7 +127,7 @@ class ClientWrites:
     def set_offline(
         self, user_id: str, method: str = "", client_address: str | None = None
     ) -> defer.Deferred[UpdateResult]:
-        """See L{dyndns_plugin.service.DynDNSService.set_offline}."""
+        """See L{dyndns_plugin.service.core.DynDNSService.set_offline}."""
 
         async def action() -> UpdateResult:
             old = self.registry.state(user_id)
