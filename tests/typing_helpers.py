@@ -1,14 +1,14 @@
 """
 Typed views, for mypy, of what Twisted's annotations leave loose in the
 tests. Nothing here changes what a test does: each helper returns the very
-object (or number) the test used before.
+object (or number) the test used before. The global reactor is imported
+when a helper is called, so importing this module installs no reactor.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, cast
 
-from twisted.internet import reactor
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IListeningPort, IReactorFromThreads, IReactorUDP
 from twisted.internet.protocol import ServerFactory
@@ -32,11 +32,15 @@ def threads_reactor() -> IReactorFromThreads:
     takes): Twisted types C{twisted.internet.reactor} as a handful of
     interfaces only, and says to adapt it for the others.
     """
+    from twisted.internet import reactor
+
     return IReactorFromThreads(reactor)
 
 
 def udp_reactor() -> IReactorUDP:
     """The global reactor as L{IReactorUDP}; see L{threads_reactor}."""
+    from twisted.internet import reactor
+
     return IReactorUDP(reactor)
 
 
@@ -54,6 +58,8 @@ def listen_tcp(factory: ServerFactory[Any], interface: str) -> IListeningPort:
     C{ServerFactory} of its HTTP channel) does not match, generics being
     invariant; this takes any server factory.
     """
+    from twisted.internet import reactor
+
     return reactor.listenTCP(0, factory, interface=interface)
 
 
