@@ -33,7 +33,7 @@ def disconnect(factory: Any) -> defer.Deferred[None]:
     return waitUntilAllDisconnected(reactor, connections)
 
 
-def serve_dns(testcase: unittest.TestCase, factory: Any, host: str = HOST) -> int:
+def serve_dns(testcase: unittest.SynchronousTestCase, factory: Any, host: str = HOST) -> int:
     """
     Serve C{factory} on UDP and TCP on one free port of C{host} until the
     end of C{testcase} (its cleanup closes the connections, then the

@@ -21,6 +21,7 @@ from dyndns_plugin.store import (
     UserExists,
     ZoneHistory,
 )
+from tests.typing_helpers import TestCaseMixin
 
 ALICE = User(
     "alice",
@@ -57,7 +58,7 @@ def journal_step(serial_from: int, serial_to: int, marker: int = 0) -> JournalSt
     )
 
 
-class StoreConformanceMixin:
+class StoreConformanceMixin(TestCaseMixin):
     def make_store(self):  # pragma: no cover - provided by the test case
         raise NotImplementedError
 

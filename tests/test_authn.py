@@ -7,6 +7,7 @@ counting, and the service's change limit.
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import defer, task
@@ -268,7 +269,7 @@ class SeamTests(unittest.TestCase):
         return self.successResultOf(d)
 
     def request(self, **fields) -> ClientUpdate:  # type: ignore[no-untyped-def]
-        values = dict(
+        values: dict[str, Any] = dict(
             method=Method.DYNDNS2, user_id="alice", credential=Password("right"), source="198.51.100.7",
             addresses=(ipaddress.ip_address("192.0.2.1"),),
         )

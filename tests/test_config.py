@@ -8,11 +8,14 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from dyndns_plugin.config import ConfigError, load_settings, parse_listen, settings_from_dict
 from tests.tools import write_test_file
+from tests.typing_helpers import TestCaseMixin
 
 EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "examples", "dyndns.toml")
 
 
-class ConfigTests(SynchronousTestCase):
+class ConfigFileMixin(TestCaseMixin):
+    """Writing a config file for the test, and the checks of a file the loader refuses."""
+
     def write(self, text: str) -> str:
         return write_test_file(self, text)
 
@@ -24,6 +27,8 @@ class ConfigTests(SynchronousTestCase):
         self.assertTrue(str(error).startswith(f"{path}: {key}: "), str(error))
         return error
 
+
+class ConfigTests(ConfigFileMixin, SynchronousTestCase):
     def test_example_config(self) -> None:
         """The shipped example loads and uses the documented addresses."""
         settings = load_settings(EXAMPLE)
@@ -82,11 +87,8 @@ SUFFIX_ONLY = '[service]\nsuffix = "a.b"\n'
 SECRET = "c2VjcmV0IG9mIHRoZSBzZWNvbmRhcnk="
 
 
-class TransferConfigTests(SynchronousTestCase):
+class TransferConfigTests(ConfigFileMixin, SynchronousTestCase):
     """C{[dns] update_local_zones}, C{[dns.transfer]} and C{[dns.notify]}."""
-
-    write = ConfigTests.write
-    assertConfigError = ConfigTests.assertConfigError
 
     def test_transfer_defaults(self) -> None:
         """Without the tables: no transfers allowed, no NOTIFY, a journal of 1000."""

@@ -32,6 +32,7 @@ from dyndns_plugin.connections import (
 from dyndns_plugin.dns.server import DynDNSServerFactory
 from dyndns_plugin.metrics import Metrics
 from dyndns_plugin.web.channel import DynDNSHTTPChannel, LimitedSite
+from tests.typing_helpers import log_observer
 
 
 def v4(host: str, port: int = 40000) -> IPv4Address:
@@ -161,7 +162,7 @@ class LimiterTests(unittest.SynchronousTestCase):
     def test_refusals_logged_as_a_sample(self) -> None:
         """A flood of refusals writes a bounded number of lines."""
         events: list[dict[str, Any]] = []
-        self.patch(connections, "log", Logger(observer=events.append))
+        self.patch(connections, "log", Logger(observer=log_observer(events.append)))
         limiter = ConnectionLimiter("test", 1, None, clock=task.Clock())
         limiter.acquire(v4("192.0.2.1"))
         for _ in range(1000):
@@ -216,7 +217,7 @@ class FakeResource:
 class OpenFilesTests(unittest.SynchronousTestCase):
     def setUp(self) -> None:
         self.events: list[dict[str, Any]] = []
-        self.patch(connections, "log", Logger(observer=self.events.append))
+        self.patch(connections, "log", Logger(observer=log_observer(self.events.append)))
 
     def test_raised_to_hard(self) -> None:
         fake = FakeResource(1024, 524288)
@@ -579,7 +580,8 @@ class GnuDIPLineTests(unittest.SynchronousTestCase):
                                 clock=self.clock)
         self.limiter = ConnectionLimiter("gnudip", 2, 3, clock=self.clock)
         self.factory = GnuDIPFactory(
-            service, None, timeout=30, line_timeout=10, limiter=self.limiter,
+            service, None,  # type: ignore[arg-type]  # no test here reaches authentication
+            timeout=30, line_timeout=10, limiter=self.limiter,
             salt_source=lambda: "XLCDgXvzSo",
         )
 

@@ -25,6 +25,7 @@ from dyndns_plugin.dns.wire import (
     truncate_wire,
 )
 from tests.test_dns_server import SUFFIX, ServerTestsMixin, addresses, framed, header
+from tests.typing_helpers import log_observer
 
 QTYPE_A = struct.pack("!HH", 1, 1)
 
@@ -69,13 +70,15 @@ class LogCapture:
 
     def __init__(self, testcase: unittest.TestCase) -> None:
         self.events: list[dict[str, Any]] = []
-        globalLogPublisher.addObserver(self.events.append)
-        testcase.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+        observer = log_observer(self.events.append)
+        globalLogPublisher.addObserver(observer)
+        testcase.addCleanup(globalLogPublisher.removeObserver, observer)
 
 
 class BadNameTestsMixin(ServerTestsMixin):
     def assertFormerr(self, data: bytes | None, ident: int, echoed: bool) -> None:
         self.assertIsNotNone(data, "no reply")
+        assert data is not None
         got_id, flags1, flags2, qd, an, ns, ar = header(data)
         self.assertEqual(got_id, ident)
         self.assertTrue(flags1 & 0x80)  # QR

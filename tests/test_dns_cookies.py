@@ -183,6 +183,13 @@ def cookie_of(response: dns.message.Message) -> bytes | None:
     return None
 
 
+def cookie_in(response: dns.message.Message) -> bytes:
+    """The cookie of a response that must carry one."""
+    cookie = cookie_of(response)
+    assert cookie is not None, "no cookie in the response"
+    return cookie
+
+
 def with_cookie(name: str, cookie: bytes, rdtype: str = "A") -> dns.message.Message:
     return dns.message.make_query(
         name, rdtype, use_edns=0, options=[dns.edns.GenericOption(dns.edns.COOKIE, cookie)]
@@ -223,7 +230,7 @@ class ServerTests(unittest.TestCase):
         [response] = self.ask(with_cookie(f"alice.{SUFFIX}", self.CLIENT))
         self.assertEqual(response.rcode(), dns.rcode.NOERROR)
         self.assertEqual(len(response.answer), 1)
-        cookie = cookie_of(response)
+        cookie = cookie_in(response)
         self.assertEqual(len(cookie), 24)
         self.assertEqual(cookie[:8], self.CLIENT)
         expected = self.factory.cookies.make(self.CLIENT, packed_address(self.SOURCE[0]))
@@ -247,7 +254,7 @@ class ServerTests(unittest.TestCase):
         [response] = self.ask(with_cookie(f"alice.{SUFFIX}", wrong))
         self.assertEqual(response.rcode(), dns.rcode.NOERROR)
         self.assertEqual(len(response.answer), 1)
-        cookie = cookie_of(response)
+        cookie = cookie_in(response)
         self.assertNotEqual(cookie, wrong)
         self.assertEqual(cookie[:8], self.CLIENT)
         self.assertEqual(self.factory.cookie_queries["bad"], 1)
@@ -274,8 +281,8 @@ class ServerTests(unittest.TestCase):
         query.question = []
         [response] = self.ask(query)
         self.assertEqual(response.rcode(), dns.rcode.NOERROR)
-        self.assertEqual(len(cookie_of(response)), 24)
-        good = cookie_of(response)
+        self.assertEqual(len(cookie_in(response)), 24)
+        good = cookie_in(response)
         query = with_cookie(f"alice.{SUFFIX}", good)
         query.question = []
         [response] = self.ask(query)
@@ -287,7 +294,7 @@ class ServerTests(unittest.TestCase):
         query.question = []
         [response] = self.ask(query)
         self.assertEqual(response.rcode(), BADCOOKIE)
-        self.assertEqual(len(cookie_of(response)), 24)
+        self.assertEqual(len(cookie_in(response)), 24)
 
     def test_no_question_without_cookie_formerr(self) -> None:
         query = dns.message.make_query(f"alice.{SUFFIX}", "A", use_edns=0)
@@ -321,7 +328,7 @@ class ServerTests(unittest.TestCase):
         [slipped] = self.ask(with_cookie(f"alice.{SUFFIX}", self.CLIENT))
         self.assertTrue(slipped.flags & dns.flags.TC)
         self.assertEqual(slipped.answer, [])
-        self.assertEqual(cookie_of(slipped)[:8], self.CLIENT)
+        self.assertEqual(cookie_in(slipped)[:8], self.CLIENT)
 
     def test_tcp(self) -> None:
         proto = self.factory.buildProtocol(address.IPv4Address("TCP", "192.0.2.10", 4000))
@@ -331,7 +338,7 @@ class ServerTests(unittest.TestCase):
         proto.dataReceived(struct.pack("!H", len(wire)) + wire)
         data = transport.value()
         response = dns.message.from_wire(data[2:])
-        self.assertEqual(cookie_of(response)[8:], self.factory.cookies.make(self.CLIENT, packed_address("192.0.2.10")))
+        self.assertEqual(cookie_in(response)[8:], self.factory.cookies.make(self.CLIENT, packed_address("192.0.2.10")))
         proto.connectionLost(None)
 
     def test_metrics(self) -> None:

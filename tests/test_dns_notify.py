@@ -40,6 +40,7 @@ from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.store.memory import MemoryUserStore
 from dyndns_plugin.tap import build_service, load_zones
 from tests.dns_helpers import memory_settings
+from tests.typing_helpers import udp_reactor
 
 SUFFIX = "dyn.example.com"
 HOST = "127.0.0.1"
@@ -57,7 +58,7 @@ class LoopbackReactor(task.Clock):
 
     def listenUDP(self, port: int, protocol: Any, interface: str = "", maxPacketSize: int = 8192) -> Any:
         self.interfaces.append(interface)
-        listening = reactor.listenUDP(port, protocol, interface=HOST, maxPacketSize=maxPacketSize)
+        listening = udp_reactor().listenUDP(port, protocol, interface=HOST, maxPacketSize=maxPacketSize)
         self.ports.append(listening)
         return listening
 
@@ -74,6 +75,7 @@ class Secondary(DatagramProtocol):
         if self.reply is not None:
             answer = self.reply(data)
             if answer is not None:
+                assert self.transport is not None, "answering while listening"
                 self.transport.write(answer, addr)
 
     def messages(self, keyring: Any = None) -> list[dns.message.Message]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import Iterator
+from typing import Iterator, Mapping
 
 import dns.flags
 import dns.message
@@ -395,10 +395,10 @@ class ServerPathsTests(unittest.TestCase):
 class ConfigTests(unittest.SynchronousTestCase):
     """C{[dns.rrl]} and C{[dns.cookies]} in the configuration file."""
 
-    def load(self, dns_table: dict[str, object]):
+    def load(self, dns_table: Mapping[str, object]):
         return settings_from_dict({"service": {"suffix": SUFFIX}, "dns": dns_table})
 
-    def assertConfigError(self, dns_table: dict[str, object], key: str) -> None:
+    def assertConfigError(self, dns_table: Mapping[str, object], key: str) -> None:
         from dyndns_plugin.config import ConfigError
 
         with self.assertRaises(ConfigError) as caught:
@@ -452,7 +452,8 @@ class ConfigTests(unittest.SynchronousTestCase):
                 "service": {"suffix": SUFFIX}, "store": {"backend": "memory"},
                 "dns": {"listen": [], **dns_table},
             })
-            return build_service(settings, MemoryUserStore(), open_files=4096).dns_factory
+            # makeService and build_service hang the DNS factory on the MultiService they return
+            return build_service(settings, MemoryUserStore(), open_files=4096).dns_factory  # type: ignore[attr-defined]
 
         factory = factory_of({"cookies": {"secret": "00" * 16}, "rrl": {"slip": 1}})
         self.assertIsNotNone(factory.cookies)

@@ -31,6 +31,7 @@ from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.store.memory import MemoryUserStore
 from dyndns_plugin.tap import load_zones
 from tests.dns_helpers import memory_settings, serve_dns
+from tests.typing_helpers import TestCaseMixin
 
 SUFFIX = "dyn.example.com"
 HOST = "127.0.0.1"
@@ -123,7 +124,7 @@ def addresses(response: dns.message.Message, rdtype: str) -> set[str]:
     return {rd.address for rrset in response.answer if rrset.rdtype == wanted for rd in rrset}
 
 
-class ServerTestsMixin:
+class ServerTestsMixin(TestCaseMixin):
     """
     A server with the suffix zone, the host zone C{example.org} and users:
 

@@ -40,7 +40,7 @@ import dns.serial
 import dns.tsig
 import dns.xfr
 import dns.zone
-from twisted.internet import defer, reactor, task, threads
+from twisted.internet import defer, task, threads
 from twisted.trial import unittest
 
 from dyndns_plugin.config import settings_from_dict
@@ -59,6 +59,7 @@ from dyndns_plugin.tap import load_zones
 from tests.dns_helpers import serve_dns
 from tests.test_dns_server import HOST, TIMEOUT, ZONE_HEAD, framed, raw_tcp, raw_udp
 from tests.test_dns_update import parse, tsig_mac
+from tests.typing_helpers import TestCaseMixin, threads_reactor
 
 SUFFIX = "dyn.example.com"
 DEFAULT_TTL = 30
@@ -321,7 +322,7 @@ def ixfr_steps(records: Sequence[tuple[str, int, str, str]]) -> list[tuple[int, 
 # -- the environment
 
 
-class TransferTestsMixin:
+class TransferTestsMixin(TestCaseMixin):
     """
     A service with a memory store (or the one given), the suffix zone and
     the host zone C{example.org}, a L{ZonePublisher}, a L{TransferHandler}
@@ -845,7 +846,8 @@ def read_records(wire: bytes) -> tuple[int, int, list[tuple[str, int, int, bytes
     assert qdcount == 1
 
     def name_at(i: int) -> tuple[str, int]:
-        labels, end = [], None
+        labels: list[str] = []
+        end = None
         for _ in range(128):
             length = wire[i]
             if length >= 0xC0:
@@ -949,6 +951,7 @@ class LargeZoneTests(TransferTestsMixin, unittest.TestCase):
 def signed(query: dns.message.Message) -> tuple[bytes, bytes]:
     """The query's wire form, signed now, and its MAC."""
     wire = query.to_wire()
+    assert query.mac is not None, "a query with a key has a MAC once written"
     return wire, query.mac
 
 
@@ -1091,6 +1094,7 @@ class AccessTests(TransferTestsMixin, unittest.TestCase):
         reply = self.assertError(answer, request, dns.rcode.NOTAUTH)
         self.assertEqual(reply.counts[3], 1)
         tsig, asked = reply.tsig, parse(request).tsig
+        assert asked is not None, "the request is signed"
         self.assertEqual(tsig.error, error)
         self.assertEqual((tsig.mac_size, tsig.mac), (0, b""))
         self.assertEqual((tsig.owner, tsig.algorithm, tsig.time_signed, tsig.original_id),
@@ -1208,7 +1212,7 @@ class RestartTests(TransferTestsMixin, unittest.TestCase):
         """A new service, publisher and server on the same SQLite file."""
         if hasattr(self, "service"):
             yield self.service.stopService()
-        yield self.setup_server(people, store=SQLiteUserStore(self.path, reactor))
+        yield self.setup_server(people, store=SQLiteUserStore(self.path, threads_reactor()))
 
     @defer.inlineCallbacks
     def change_bob(self, people: dict[str, Person], address: str):
@@ -1253,7 +1257,7 @@ class RestartTests(TransferTestsMixin, unittest.TestCase):
 
         # bob's new address is committed by another writer, the publisher
         # never sees it: as if the process died before storing the serial
-        other = SQLiteUserStore(self.path, reactor)
+        other = SQLiteUserStore(self.path, threads_reactor())
         yield other.open()
         yield other.save_state(HostState("bob", ipv4="198.51.100.200", ttl=60))
         yield other.close()

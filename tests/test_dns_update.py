@@ -56,6 +56,7 @@ from dyndns_plugin.store.sqlite import SQLiteUserStore
 from dyndns_plugin.tap import load_zones
 from tests.dns_helpers import memory_settings, serve_dns
 from tests.test_dns_server import HOST, TIMEOUT, framed, raw_tcp, raw_udp
+from tests.typing_helpers import threads_reactor
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 DNS_FIXTURES = os.path.join(FIXTURES, "dns")
@@ -1497,7 +1498,7 @@ class MalformedTests(UpdateTestsMixin, unittest.TestCase):
 
     def signed_with_body(self, body: bytes, upcount: int = 1) -> bytes:
         """A signed message: the zone question, then C{body} as the update section."""
-        zone = dns.name.from_text(ZONE).to_wire() + struct.pack("!HH", 6, 1)
+        zone = cast(bytes, dns.name.from_text(ZONE).to_wire()) + struct.pack("!HH", 6, 1)
         header = struct.pack("!HHHHHH", 0x4243, 5 << 11, 1, 0, upcount, 0)
         return sign_at(header + zone + body, self.alice, self.capture.time_signed)
 
@@ -1709,9 +1710,7 @@ class ReplayAcrossRestartTests(unittest.TestCase):
     """The replay record is durable: a restart on the same SQLite store keeps refusing."""
 
     def start(self, path: str, clock: task.Clock) -> tuple[DynDNSService, UpdateHandler]:
-        from twisted.internet import reactor
-
-        store = SQLiteUserStore(path, reactor)
+        store = SQLiteUserStore(path, threads_reactor())
         service = DynDNSService(store, SUFFIX, clock=clock, poll_interval=None)
         handler = UpdateHandler(service, (), clock=clock)
         return service, handler

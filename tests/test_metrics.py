@@ -39,7 +39,7 @@ from dyndns_plugin.dns.server import DynDNSServerFactory
 from dyndns_plugin.replication.transfer import TransferHandler
 from dyndns_plugin.protocols.dns_update import UpdateHandler
 from dyndns_plugin.dns.zones import suffix_zone
-from dyndns_plugin.protocols.gnudip import GnuDIPFactory
+from dyndns_plugin.protocols.gnudip import GnuDIPFactory, GnuDIPProtocol
 from dyndns_plugin.metrics import Metrics, MetricsResource
 from dyndns_plugin.model import HostState, UpdateStatus, User
 from dyndns_plugin.passwords import gnudip_hash, md5_verifier
@@ -55,6 +55,7 @@ from tests.web_helpers import (
     exchange,
     parse_response,
 )
+from tests.typing_helpers import TestCaseMixin, listen_tcp, port_number
 
 SUFFIX = "dyn.example.com"
 HOST = "127.0.0.1"
@@ -304,6 +305,7 @@ class ZoneSerialTests(unittest.SynchronousTestCase):
         self.successResultOf(publisher.flush())
         after = value(metrics, "dyndns_zone_serial", zone=SUFFIX)
         self.assertEqual(after, publisher.zones[0].serial)
+        assert after is not None and before is not None
         self.assertGreater(after, before)
 
     def test_no_publisher_no_zone_metric(self) -> None:
@@ -337,6 +339,7 @@ class TSIGAuthFailureTests(unittest.SynchronousTestCase):
         reply = self.successResultOf(
             defer.ensureDeferred(self.handler.handle_update_wire(message.to_wire(), "192.0.2.100"))
         )
+        assert reply is not None
         return struct.unpack("!H", reply[2:4])[0] & 0xF
 
     def test_bad_key(self) -> None:
@@ -368,6 +371,7 @@ class TSIGAuthFailureTests(unittest.SynchronousTestCase):
             reply = self.successResultOf(
                 defer.ensureDeferred(self.handler.handle_update_wire(sign_at(message, key, signed_at), None))
             )
+            assert reply is not None
             self.assertEqual(struct.unpack("!H", reply[2:4])[0] & 0xF, rcode)
         self.assertEqual(auth_failures(self.metrics, "dns-update"), 1)
         self.assertEqual(updates(self.metrics, "dns-update", "good"), 1)
@@ -399,8 +403,10 @@ class GnuDIPTCPAuthFailureTests(unittest.SynchronousTestCase):
     def ask(self, user: str, password: str) -> bytes:
         proto = self.factory.buildProtocol(None)
         assert proto is not None
+        assert isinstance(proto, GnuDIPProtocol)
         transport = StringTransport()
-        proto.callLater = task.Clock().callLater  # type: ignore[method-assign]
+        # TimeoutMixin types callLater as a two-argument callable, the clock's takes more
+        proto.callLater = task.Clock().callLater  # type: ignore[method-assign,assignment]
         proto.makeConnection(transport)
         line = f"{user}:{gnudip_hash(md5_verifier(password), self.SALT)}:{SUFFIX}:0:192.0.2.7\n"
         proto.dataReceived(line.encode("ascii"))
@@ -441,9 +447,9 @@ class HTTPAuthFailureTests(WebTestCase):
         from dyndns_plugin.web.site import build_site
 
         self.site = build_site(self.service, settings, self.checker, self.signer)
-        self.port = reactor.listenTCP(0, self.site, interface=HOST)
+        self.port = listen_tcp(self.site, HOST)
         self.addCleanup(self.port.stopListening)
-        self.port_number = self.port.getHost().port
+        self.port_number = port_number(self.port)
 
     @defer.inlineCallbacks
     def test_url_auth(self):
@@ -494,7 +500,7 @@ class HTTPAuthFailureTests(WebTestCase):
 # -- DNS answers over real sockets
 
 
-class DNSServerMixin:
+class DNSServerMixin(TestCaseMixin):
     """
     A real DNS server on 127.0.0.1 (UDP and TCP) for the suffix zone with
     alice online (unless the service is not started); dnspython queries from
@@ -702,9 +708,9 @@ class MetricsResourceTests(unittest.TestCase):
         self.metrics.auth_failed("dyndns2")
         self.metrics.count_reply(3)
         site = server.Site(MetricsResource(self.metrics), requestFactory=DynDNSRequest)
-        port = reactor.listenTCP(0, site, interface=HOST)
+        port = listen_tcp(site, HOST)
         self.addCleanup(port.stopListening)
-        self.port = port.getHost().port
+        self.port = port_number(port)
 
     def send(self, method: str, body: bytes | None = None) -> defer.Deferred[Any]:
         data = build_request(method, "/metrics", body=body)

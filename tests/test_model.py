@@ -1,6 +1,7 @@
 """Validation of user ids, host names, addresses, secrets and users."""
 
 import ipaddress
+from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -103,7 +104,7 @@ class SecretAndTTLTests(SynchronousTestCase):
 class UserTests(SynchronousTestCase):
     def test_fields_are_validated(self) -> None:
         """Constructing a user validates every field and names the bad one."""
-        cases = {
+        cases: dict[str, dict[str, Any]] = {
             "hostnames": dict(hostnames=["bad..name"]),
             "offline_ipv4": dict(offline_ipv4="2001:db8::1"),
             "offline_ipv6": dict(offline_ipv6="192.0.2.1"),

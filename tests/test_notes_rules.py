@@ -31,6 +31,7 @@ from twisted.trial import unittest
 from dyndns_plugin import DynDNSService, MemoryUserStore, User, load_zone_file
 from dyndns_plugin.twisted_private import EDNSMessage
 from tests.dns_helpers import serve_dns
+from tests.typing_helpers import TestCaseMixin
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "examples")
@@ -268,7 +269,7 @@ class FactoryTests(unittest.TestCase):
         self.assertEqual(response.answers[0].payload.dottedQuad(), "192.0.2.80")
 
 
-class ExampleServerMixin:
+class ExampleServerMixin(TestCaseMixin):
     """
     The example's server on real sockets: C{family} is at C{user_address}
     (the client's source address) with the marker in its notes, C{demo} at

@@ -15,6 +15,7 @@ import datetime
 import hashlib
 import ipaddress
 import os
+from typing import Mapping
 
 import attrs
 from twisted.internet import defer, task
@@ -70,8 +71,8 @@ def cheap_hash(password: str) -> str:
     return hash_password(password, log2_n=10)
 
 
-def utc(*fields: int) -> float:
-    return datetime.datetime(*fields, tzinfo=datetime.timezone.utc).timestamp()  # type: ignore[misc]
+def utc(year: int, month: int, day: int, hour: int, minute: int, second: int) -> float:
+    return datetime.datetime(year, month, day, hour, minute, second, tzinfo=datetime.timezone.utc).timestamp()
 
 
 def md5_hex(text: str) -> str:
@@ -126,7 +127,7 @@ class ImportTestCase(SynchronousTestCase):
         failure = self.failureResultOf(self.run_import(**kwargs), SDPImportError)  # type: ignore[arg-type]
         return str(failure.value)
 
-    def stored(self) -> tuple[dict[str, User], dict[str, HostState]]:
+    def stored(self) -> tuple[Mapping[str, User], Mapping[str, HostState]]:
         snapshot = self.successResultOf(self.store.load())
         return snapshot.users, snapshot.states
 
@@ -156,7 +157,9 @@ class ConfigMappingTests(ImportTestCase):
         against the stored scrypt hash; no plain password is kept."""
         stored = self.stored()[0]
         for user_id, password in PASSWORDS.items():
-            self.assertTrue(stored[user_id].password_hash.startswith("$scrypt$ln=10,"))
+            password_hash = stored[user_id].password_hash
+            assert password_hash is not None, user_id
+            self.assertTrue(password_hash.startswith("$scrypt$ln=10,"))
             self.assertTrue(verify_password(password, stored[user_id].password_hash), user_id)
             self.assertFalse(verify_password(password + "x", stored[user_id].password_hash))
         self.assertEqual(self.result.passwords, {})
@@ -181,6 +184,7 @@ class ConfigMappingTests(ImportTestCase):
                 (None, "hmac-md5", True), user_id,
             )
             raw_md5 = hashlib.md5(PASSWORDS[user_id].encode("utf-8")).digest()
+            assert user.md5_verifier is not None, user_id
             self.assertEqual(derived_tsig_secret(user.md5_verifier),
                              base64.b64encode(raw_md5).decode())
 
@@ -207,6 +211,7 @@ class ConfigMappingTests(ImportTestCase):
         """With GnuDIP off in the original and here, alice (explicit key)
         keeps no MD5 verifier; bob (password-derived key) still needs it."""
         config = self.variant("config.xml", CONFIG, 'UpMeGnuDIP="true"', 'UpMeGnuDIP="false"')
+        assert SETTINGS.http is not None
         settings = attrs.evolve(SETTINGS, http=attrs.evolve(SETTINGS.http, gnudip=False))
         users = {u.id: u for u in load(config, None, settings).users}
         self.assertIsNone(users["alice"].md5_verifier)
@@ -249,7 +254,9 @@ class StateMappingTests(ImportTestCase):
         address, carol is offline without offline IP (nothing), dave is
         disabled (no answer), erin has only an AAAA, frank nothing yet."""
         self.assertEqual(self.served("alice.dyn.example.com"), ("198.51.100.7",))
-        self.assertEqual(self.service.registry.answer("alice.dyn.example.com").ttl, 60)
+        answer = self.service.registry.answer("alice.dyn.example.com")
+        assert answer is not None
+        self.assertEqual(answer.ttl, 60)
         for name in ("bob.dyn.example.com", "bob.example.org", "x.bob.example.net"):
             self.assertEqual(self.served(name), ("198.51.100.8",), name)
         self.assertEqual(self.served("carol.dyn.example.com"), ())

@@ -57,7 +57,9 @@ class UpdateTests(ServiceTestCase):
         result = self.update("alice", "198.51.100.7", ttl=60)
         self.assertEqual(result.status, UpdateStatus.GOOD)
         self.assertEqual(self.served("alice.dyn.example.com"), ("198.51.100.7",))
-        self.assertEqual(self.service.registry.answer("alice.dyn.example.com").ttl, 60)
+        answer = self.service.registry.answer("alice.dyn.example.com")
+        assert answer is not None
+        self.assertEqual(answer.ttl, 60)
         stored = self.successResultOf(self.store.load()).states["alice"]
         self.assertEqual(stored, result.state)
         self.assertEqual(
@@ -94,7 +96,7 @@ class UpdateTests(ServiceTestCase):
 
     def test_concurrent_families(self) -> None:
         """An IPv4 and an IPv6 update in flight together both survive."""
-        self.store_gate = defer.Deferred()
+        self.store_gate: defer.Deferred[None] = defer.Deferred()
         original = self.store.save_state
         waiting: list[defer.Deferred[None]] = []
 
@@ -159,7 +161,9 @@ class OfflineTests(ServiceTestCase):
         result = self.successResultOf(self.service.set_offline("alice", "test"))
         self.assertEqual(result.status, UpdateStatus.GOOD)
         self.assertEqual(self.served("alice.dyn.example.com"), ("192.0.2.1",))
-        self.assertEqual(self.service.registry.answer("alice.dyn.example.com").ttl, 30)
+        answer = self.service.registry.answer("alice.dyn.example.com")
+        assert answer is not None
+        self.assertEqual(answer.ttl, 30)
         self.assertEqual(str(self.service.registry.states["alice"].ipv4), "198.51.100.7")
         again = self.successResultOf(self.service.set_offline("alice", "test"))
         self.assertEqual(again.status, UpdateStatus.NOCHG)
@@ -258,6 +262,7 @@ class ObserverAndPollTests(ServiceTestCase):
         change = self.changes[0]
         self.assertEqual((change.user_id, change.source), ("alice", "update"))
         self.assertIsNone(change.old_state)
+        assert change.new_state is not None
         self.assertEqual(str(change.new_state.ipv4), "198.51.100.7")
 
     def test_failing_observer_does_not_break_updates(self) -> None:
@@ -306,6 +311,7 @@ class StartTests(SynchronousTestCase):
         self.successResultOf(defer.ensureDeferred(service.start()))
         self.assertTrue(service.registry.loaded)
         answer = service.registry.answer("bob.dyn.example.com")
+        assert answer is not None
         self.assertEqual(([str(a) for a in answer.addresses], answer.ttl), (["192.0.2.2"], 99))
         self.assertIsNone(service.registry.answer("alice.dyn.example.com"))
 

@@ -15,6 +15,7 @@ from dyndns_plugin.store.memory import MemoryUserStore
 from dyndns_plugin.store import ZoneHistory
 from dyndns_plugin.store.sqlite import MIGRATIONS, SCHEMA_VERSION, SQLiteUserStore
 from tests.store_conformance import ALICE, ALICE_STATE, ZONE, StoreConformanceMixin, journal_step
+from tests.typing_helpers import threads_reactor
 
 
 class MemoryStoreTests(StoreConformanceMixin, TestCase):
@@ -29,7 +30,7 @@ class SQLiteStoreTests(StoreConformanceMixin, TestCase):
     def make_store(self) -> SQLiteUserStore:
         self.path = os.path.join(self.mktemp(), "users.sqlite")
         os.makedirs(os.path.dirname(self.path))
-        return SQLiteUserStore(self.path, reactor)
+        return SQLiteUserStore(self.path, threads_reactor())
 
     @defer.inlineCallbacks
     def open_peer(self):
@@ -81,7 +82,7 @@ class SQLiteStoreTests(StoreConformanceMixin, TestCase):
 
     def test_unwritable_path(self) -> None:
         """A store in a folder that does not exist fails check() with the path."""
-        store = SQLiteUserStore(os.path.join(self.mktemp(), "missing", "x.sqlite"), reactor)
+        store = SQLiteUserStore(os.path.join(self.mktemp(), "missing", "x.sqlite"), threads_reactor())
         error = self.assertRaises(StoreError, store.check)
         self.assertIn("missing", str(error))
 
@@ -183,6 +184,6 @@ class SQLiteStoreTests(StoreConformanceMixin, TestCase):
 
     def test_closed_store_refuses(self) -> None:
         """Operations on a closed store fail instead of hanging."""
-        store = SQLiteUserStore(self.path, reactor)
+        store = SQLiteUserStore(self.path, threads_reactor())
         self.failureResultOf(store.load(), StoreError)
         self.failureResultOf(store.save_state(ALICE_STATE), StoreError)

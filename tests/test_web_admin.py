@@ -130,7 +130,7 @@ class OpenAPIContract:
 
     def __init__(self, document: dict[str, Any]) -> None:
         self.document = document
-        resource = referencing.Resource(contents=document, specification=DRAFT202012)
+        resource = DRAFT202012.create_resource(document)  # Resource(contents=..., specification=...)
         self.registry = referencing.Registry().with_resource(self.BASE, resource)
         self.templates = []
         for path in document["paths"]:
@@ -376,7 +376,9 @@ class AdminTestCase(unittest.TestCase):
         self.assertEqual(len(response.headers.get("content-length", [])), 1, response.raw)
         self.assertNotIn("transfer-encoding", response.headers)
         if method != "HEAD":
-            self.assertEqual(int(response.header("content-length")), len(response.body))
+            length = response.header("content-length")
+            assert length is not None
+            self.assertEqual(int(length), len(response.body))
         self.assertEqual(response.headers.get("cache-control"), ["no-store"], response.raw)
 
     def json(self, response: Response) -> Any:

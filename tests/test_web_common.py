@@ -8,6 +8,7 @@ answer), the access log without passwords, and the resource tree.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from twisted.internet import address, defer, reactor, threads
 from twisted.trial.unittest import SynchronousTestCase
@@ -454,7 +455,7 @@ class RequestRuleTests(WebTestCase):
 
 class AccessLogTests(WebTestCase):
     def formatted(self, uri: bytes) -> str:
-        request = dummy_request("192.0.2.9")
+        request: Any = dummy_request("192.0.2.9")  # a stand-in for the Request the formatter is given
         request.uri = uri
         request.code = 200
         request.sentLength = 15

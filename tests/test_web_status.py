@@ -35,7 +35,7 @@ SECURITY_HEADERS = {
 class StatusResourceTests(unittest.TestCase):
     request_factory: type[server.Request] = server.Request
     #: Methods the resource itself refuses (the request class may refuse others first).
-    refused_methods = ("POST", "PUT", "DELETE", "PATCH")
+    refused_methods: tuple[str, ...] = ("POST", "PUT", "DELETE", "PATCH")
 
     def setUp(self):
         root = resource.Resource()

@@ -413,7 +413,9 @@ class JournalTests(SynchronousTestCase):
         self.assertEqual(zone.serial, 106)
         self.assertEqual([s.serial_from for s in zone.steps], [103, 104, 105])
         self.assertIsNone(zone.steps_since(102))
-        self.assertEqual(len(zone.steps_since(103)), 3)
+        steps = zone.steps_since(103)
+        assert steps is not None
+        self.assertEqual(len(steps), 3)
         none = loaded(make_suffix_zone(100), registry, keep=0)
         self.publish(none, registry, "192.0.2.50")
         self.assertEqual((none.serial, list(none.steps)), (101, []))

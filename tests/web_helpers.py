@@ -27,6 +27,7 @@ from dyndns_plugin.passwords import hash_password
 from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.store.memory import MemoryUserStore
 from dyndns_plugin.web.site import build_site
+from tests.typing_helpers import listen_tcp, port_number
 
 SUFFIX = "dyn.example.com"
 HOST = "127.0.0.1"
@@ -106,7 +107,7 @@ def exchange(port: int, data: bytes, timeout: float = TIMEOUT) -> bytes:
     (every request we build says C{Connection: close}). A reset after some
     bytes arrived returns what arrived.
     """
-    chunks = []
+    chunks: list[bytes] = []
     with socket.create_connection((HOST, port), timeout=timeout) as s:
         s.sendall(data)
         while True:
@@ -172,9 +173,9 @@ class WebTestCase(unittest.TestCase):
 
     def start_site(self, settings: HTTPSettings) -> None:
         self.site = build_site(self.service, settings, self.checker)
-        self.port = reactor.listenTCP(0, self.site, interface=HOST)
+        self.port = listen_tcp(self.site, HOST)
         self.addCleanup(self.port.stopListening)
-        self.port_number = self.port.getHost().port
+        self.port_number = port_number(self.port)
 
     # -- the raw client
 
@@ -211,7 +212,9 @@ class WebTestCase(unittest.TestCase):
         self.assertNotIn("transfer-encoding", response.headers)
         self.assertEqual(response.headers.get("cache-control"), ["private"], response.raw)
         if not head:
-            self.assertEqual(int(response.header("content-length")), len(response.body))
+            length = response.header("content-length")
+            assert length is not None
+            self.assertEqual(int(length), len(response.body))
 
     # -- the registry
 

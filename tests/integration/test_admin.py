@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import re
+from typing import Any
 from urllib.parse import urlencode
 
 from tests.integration.clients import (
@@ -62,8 +63,11 @@ class AdminListenerTests(SharedServerTestCase):
     def prepare(cls, server: Server) -> None:
         digest = server.cli("hash-password", "--password", ADMIN_PW).strip()
         made = server.cli("make-token")
-        cls.token = re.search(r"^token:\s+(\S+)$", made, re.M).group(1)
+        token_line = re.search(r"^token:\s+(\S+)$", made, re.M)
+        assert token_line is not None, made
+        cls.token = token_line.group(1)
         line = re.search(r"^config:\s+tokens = \[\"(sha256:[0-9a-f]{64})\"\]$", made, re.M)
+        assert line is not None, made
         # The line make-token prints is the digest of the token it prints.
         assert line.group(1) == "sha256:" + hashlib.sha256(cls.token.encode()).hexdigest()
         server.configure(admin=admin_settings({ADMIN: digest}, [line.group(1)]))
@@ -84,7 +88,7 @@ class AdminListenerTests(SharedServerTestCase):
         assert response is not None
         return response
 
-    def json(self, response: HTTPResponse) -> object:
+    def json(self, response: HTTPResponse) -> Any:
         self.assertEqual(response.header("content-type"), "application/json; charset=utf-8")
         return json.loads(response.body)
 
@@ -183,6 +187,7 @@ class AdminListenerTests(SharedServerTestCase):
         url = f"http://127.0.0.1:{self.server.admin_port}/api/config"
         rc, response, err = run_curl("-H", f"Authorization: Bearer {self.token}", url)
         self.assertEqual(rc, 0, err)
+        assert response is not None
         self.assertEqual(response.status, 200, response.raw)
         self.assertRegex(response.header("etag") or "", r'^"[^"]+"$')
         body = self.json(response)
@@ -192,6 +197,7 @@ class AdminListenerTests(SharedServerTestCase):
         self.assertEqual(refused.status, 428, refused.raw)
         self.assertEqual(self.json(refused)["field"], "If-Match")
         rc, response, err = run_curl("-H", f"Authorization: Bearer {self.token}x", url)
+        assert response is not None, err
         self.assertEqual(response.status, 401, response.raw)
 
     def test_listeners_are_separate(self) -> None:

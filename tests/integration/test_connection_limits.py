@@ -116,7 +116,12 @@ class CapsTests(ConnectionsTestCase):
             "dns_tcp": (self.server.port, DNS_CAP),
         }
         held: list[socket.socket] = []
-        self.addCleanup(lambda: [s.close() for s in held])
+
+        def close_held() -> None:
+            for s in held:
+                s.close()
+
+        self.addCleanup(close_held)
         opened: dict[str, list[socket.socket]] = {}
         for name, (port, cap) in listeners.items():
             opened[name] = [connect(port, ATTACKER) for _ in range(cap + EXTRA)]

@@ -146,6 +146,7 @@ class AbuseTests(SharedServerTestCase):
                 truncated = out
                 break
         self.assertIsNotNone(truncated, "dig never saw a truncated reply")
+        assert truncated is not None
         self.assertRegex(truncated, r"ANSWER: 0,")
         for _ in range(6):
             send_burst(source, self.server.port, 10, quiet=0.2)
@@ -154,6 +155,7 @@ class AbuseTests(SharedServerTestCase):
                 retried = out
                 break
         self.assertIsNotNone(retried, "dig never retried over TCP")
+        assert retried is not None
         self.assertIn(ALICE, retried)
         self.assertNotRegex(retried.split("retrying in TCP mode", 1)[1], r"flags: [a-z ]*\btc\b")
 
@@ -166,6 +168,7 @@ class AbuseTests(SharedServerTestCase):
         out = dig_from("127.0.3.2", self.server.port, "+cookie")
         match = re.search(r"; COOKIE: ([0-9a-f]{48}) \(good\)", out)
         self.assertIsNotNone(match, out)
+        assert match is not None
         cookie = match.group(1)
         self.assertEqual(cookie[16:24], "01000000")  # version 1, reserved
         out = dig_from("127.0.3.2", self.server.port, f"+cookie={cookie}")
@@ -174,6 +177,7 @@ class AbuseTests(SharedServerTestCase):
         out = dig_from("127.0.3.3", self.server.port, f"+cookie={cookie}")
         match = re.search(r"; COOKIE: ([0-9a-f]{48})", out)
         self.assertIsNotNone(match, out)
+        assert match is not None
         self.assertEqual(match.group(1)[:16], cookie[:16])
         self.assertNotEqual(match.group(1), cookie)
 
@@ -183,6 +187,7 @@ class AbuseTests(SharedServerTestCase):
         first = dns.query.udp(with_cookie(b"\x01" * 8), "127.0.0.1", port=self.server.port,
                               source=source, timeout=2)
         cookie = cookie_of(first)
+        assert cookie is not None, "no cookie in the answer"
         self.assertEqual(len(cookie), 24)
         send_burst(source, self.server.port, 20, quiet=0.2)  # drained without a cookie
         for _ in range(20):

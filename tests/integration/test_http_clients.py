@@ -220,7 +220,7 @@ class HTTPClientsTests(SharedServerTestCase):
         if credentials is not None:
             self.ensure_password(*credentials)
         if tls:
-            response = http_exchange(self.server.https_port, raw, client_tls(self.server.cert))
+            response = http_exchange(self.server.https_port, raw, client_tls(self.cert()))
         else:
             response = http_exchange(self.server.http_port, raw)
         self.assertComplete(response)
@@ -487,6 +487,11 @@ class HTTPClientsTests(SharedServerTestCase):
 
     # -- curl
 
+    def cert(self) -> str:
+        """The certificate of the server's HTTPS listener (made for the run)."""
+        assert self.server.cert is not None, "the server has no HTTPS listener"
+        return self.server.cert
+
     def url(self, path: str, tls: bool = False, **query: str) -> str:
         if tls:
             base = f"https://127.0.0.1:{self.server.https_port}"
@@ -563,7 +568,7 @@ class HTTPClientsTests(SharedServerTestCase):
         """
         self.park(ERIN)
         response = self.curl(
-            "--cacert", self.server.cert,
+            "--cacert", self.cert(),
             self.url(f"{BASE}ddns", tls=True, user=ERIN, pw=ERIN_PW, ip="192.0.2.73", ttl="120"),
         )
         self.assertDdnsResult(response, True, "192.0.2.73")
@@ -577,7 +582,7 @@ class HTTPClientsTests(SharedServerTestCase):
         """
         self.park(ERIN)
         response = self.curl(
-            "--cacert", self.server.cert, "-u", f"{ERIN}:{ERIN_PW}", self.url(f"{BASE}ddns", tls=True)
+            "--cacert", self.cert(), "-u", f"{ERIN}:{ERIN_PW}", self.url(f"{BASE}ddns", tls=True)
         )
         self.assertDdnsResult(response, True, "127.0.0.1")
         self.assertAddresses(f"erin.{SUFFIX}", "A", ["127.0.0.1"])
@@ -615,7 +620,7 @@ class HTTPClientsTests(SharedServerTestCase):
         again = self.curl("-u", credentials, self.url("/nic/update", hostname=host, myip="192.0.2.75"))
         self.assertEqual((again.status, again.text), (200, "nochg 192.0.2.75\n"))
         secure = self.curl(
-            "--cacert", self.server.cert, "-u", credentials,
+            "--cacert", self.cert(), "-u", credentials,
             self.url("/nic/update", tls=True, hostname=host, myip="2001:db8::75"),
         )
         self.assertEqual((secure.status, secure.text), (200, "good 2001:db8::75\n"))

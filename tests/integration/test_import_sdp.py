@@ -135,9 +135,9 @@ class ImportSDPTests(ServerTestCase):
         self.assertEqual(self.addresses(f"erin.{SUFFIX}", "A"), [])
         # carol is offline without an offline IP and frank has no state: the
         # names exist without an address; dave is disabled: no such name.
-        for user_id, status in (("carol", "NOERROR"), ("frank", "NOERROR"), ("dave", "NXDOMAIN")):
+        for user_id, rcode in (("carol", "NOERROR"), ("frank", "NOERROR"), ("dave", "NXDOMAIN")):
             result = self.served(f"{user_id}.{SUFFIX}", "A")
-            self.assertEqual((result.status, result.data("A")), (status, []), result.output)
+            self.assertEqual((result.status, result.data("A")), (rcode, []), result.output)
 
         # HTTP, URL authentication, with frank's plain password (":" and "&").
         query = urlencode({"user": "frank", "pw": FRANK_PASSWORD, "ip": "192.0.2.61"})

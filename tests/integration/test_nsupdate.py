@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import attrs
 
-from tests.integration.clients import SUFFIX, nsupdate, replace_address
+from tests.integration.clients import SUFFIX, DigResult, nsupdate, replace_address
 from tests.integration.harness import ServerTestCase
 
 ALICE_SECRET = "uDqEbya3wWm52jDZVATDeiVWvoea5kLu/xPhjpjeEOI="
@@ -76,11 +76,14 @@ class NsupdateTests(ServerTestCase):
         self.assertEqual(rc, 0, output)
         self.assertReply(output, "NOERROR")
 
-    def assertServes(self, name: str, rtype: str, data: list[str], ttl: int | None = None) -> None:
-        result = super().assertServes(name, rtype, data)
+    def assertServes(self, name: str, rtype: str, expected: list[str], within: float = 0.0, *,
+                     ttl: int | None = None) -> DigResult:
+        """The harness's check, plus the AA flag and, if given, every answer's C{ttl}."""
+        result = super().assertServes(name, rtype, expected, within)
         self.assertIn("aa", result.flags)
         if ttl is not None:
-            self.assertEqual([r.ttl for r in result.answer], [ttl] * len(data))
+            self.assertEqual([r.ttl for r in result.answer], [ttl] * len(expected))
+        return result
 
     def set_address(self, user: str, rtype: str, address: str, ttl: int = 60) -> list[str]:
         return replace_address(f"{user}.{SUFFIX}", rtype, address, ttl)
