@@ -13,6 +13,15 @@ import tempfile
 _state = {}
 
 
+def pytest_configure(config):
+    # --ignore paths are matched during collection, after the chdir below:
+    # make them absolute while the working directory is still the caller's.
+    for option in ("ignore", "ignore_glob"):
+        paths = getattr(config.option, option, None)
+        if paths:
+            setattr(config.option, option, [os.path.abspath(p) for p in paths])
+
+
 def pytest_sessionstart(session):
     _state["old"] = os.getcwd()
     _state["tmp"] = tempfile.mkdtemp(prefix="dyndns-tests-")
