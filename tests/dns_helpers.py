@@ -48,8 +48,9 @@ def serve_dns(testcase: unittest.SynchronousTestCase, factory: Any, host: str = 
     return port
 
 
-def memory_settings(testcase: unittest.SynchronousTestCase, dns: Mapping[str, Any] | None = None,
-                    files: Mapping[str, str] | None = None) -> Settings:
+def memory_settings(
+    testcase: unittest.SynchronousTestCase, dns: Mapping[str, Any] | None = None, files: Mapping[str, str] | None = None
+) -> Settings:
     """
     Settings with the suffix, the memory store and the C{[dns]} table
     C{dns}, as if read from a file in a fresh folder of the test, beside

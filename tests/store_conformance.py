@@ -36,8 +36,14 @@ ALICE = User(
 )
 BOB = User("bob", hostnames=["bob.example.org"], disabled=True)
 ALICE_STATE = HostState(
-    "alice", ipv4="198.51.100.7", ipv6="2001:db8::7", ttl=60,
-    offline=False, updated_at=1700000000.5, method="http", client_address="203.0.113.9",
+    "alice",
+    ipv4="198.51.100.7",
+    ipv6="2001:db8::7",
+    ttl=60,
+    offline=False,
+    updated_at=1700000000.5,
+    method="http",
+    client_address="203.0.113.9",
 )
 
 
@@ -53,8 +59,11 @@ def journal_step(serial_from: int, serial_to: int, marker: int = 0) -> JournalSt
         serial_from,
         serial_to,
         ((f"old{marker}.{ZONE}", 1, 60, bytes((192, 0, 2, marker % 256))),),
-        ((f"*.new{marker}.{ZONE}", 28, 3600, bytes(15) + bytes((marker % 256,))),
-         (f"x{marker}.{ZONE}", 65280, 0, ALL_BYTES), (f"y{marker}.{ZONE}", 10, 1, b"")),
+        (
+            (f"*.new{marker}.{ZONE}", 28, 3600, bytes(15) + bytes((marker % 256,))),
+            (f"x{marker}.{ZONE}", 65280, 0, ALL_BYTES),
+            (f"y{marker}.{ZONE}", 10, 1, b""),
+        ),
     )
 
 
@@ -163,9 +172,7 @@ class StoreConformanceMixin(TestCaseMixin):
         """An import adds and replaces users and states together."""
         yield self.store.add_user(ALICE)
         new_alice = User("alice", notes="replaced")
-        yield self.store.import_users(
-            [new_alice, BOB], [HostState("bob", ipv6="2001:db8::b")]
-        )
+        yield self.store.import_users([new_alice, BOB], [HostState("bob", ipv6="2001:db8::b")])
         snapshot = yield self.store.load()
         self.assertEqual(snapshot.users, {"alice": new_alice, "bob": BOB})
         self.assertEqual(snapshot.states["bob"].ipv6.compressed, "2001:db8::b")
@@ -265,8 +272,7 @@ class StoreConformanceMixin(TestCaseMixin):
     def test_zone_version_round_trip(self):
         """A serial, its digest and its steps come back equal, rdata bytes included."""
         yield self.store.save_zone_version(ZONE, 1000, "00112233445566ff", None, 10)
-        self.assertEqual((yield self.store.load_zone_history()),
-                         {ZONE: ZoneHistory(1000, "00112233445566ff", ())})
+        self.assertEqual((yield self.store.load_zone_history()), {ZONE: ZoneHistory(1000, "00112233445566ff", ())})
         step = journal_step(1000, 1001, 7)
         yield self.store.save_zone_version(ZONE, 1001, "ffeeddccbbaa9988", step, 10)
         history = yield self.store.load_zone_history()
@@ -317,8 +323,7 @@ class StoreConformanceMixin(TestCaseMixin):
         yield self.store.save_zone_version(ZONE, 1002, "b", stale, 10)
         again = journal_step(1001, 1002, 3)
         yield self.store.save_zone_version(ZONE, 1002, "c", again, 10)
-        self.assertEqual((yield self.store.load_zone_history()),
-                         {ZONE: ZoneHistory(1002, "c", (first, again))})
+        self.assertEqual((yield self.store.load_zone_history()), {ZONE: ZoneHistory(1002, "c", (first, again))})
 
     @defer.inlineCallbacks
     def test_zones_apart(self):
@@ -332,8 +337,9 @@ class StoreConformanceMixin(TestCaseMixin):
         for x in a:
             yield self.store.save_zone_version(ZONE, x.serial_to, "za", x, 2)
         history = yield self.store.load_zone_history()
-        self.assertEqual(history, {ZONE: ZoneHistory(4, "za", tuple(a[-2:])),
-                                   OTHER_ZONE: ZoneHistory(503, "zb", tuple(b))})
+        self.assertEqual(
+            history, {ZONE: ZoneHistory(4, "za", tuple(a[-2:])), OTHER_ZONE: ZoneHistory(503, "zb", tuple(b))}
+        )
         yield self.store.save_zone_version(ZONE, 9, "z", None, 2)
         history = yield self.store.load_zone_history()
         self.assertEqual(history[OTHER_ZONE], ZoneHistory(503, "zb", tuple(b)))

@@ -141,9 +141,7 @@ class CacheTests(CheckerTestCase):
     def test_password_change(self):
         """A changed password hash drops the entry: the old password fails at once."""
         self.successResultOf(self.check("alice", "s3cret"))
-        self.users["alice"] = attrs.evolve(
-            self.users["alice"], password_hash=hash_password("new-pw", log2_n=10)
-        )
+        self.users["alice"] = attrs.evolve(self.users["alice"], password_hash=hash_password("new-pw", log2_n=10))
         self.failureResultOf(self.check("alice", "s3cret"), UnauthorizedLogin)
         self.assertEqual(self.successResultOf(self.check("alice", "new-pw")), "alice")
         self.assertEqual(len(self.calls), 3)
@@ -151,9 +149,7 @@ class CacheTests(CheckerTestCase):
     def test_rehash_same_password(self):
         """Any edit of the hash (same password, new salt) checks again."""
         self.successResultOf(self.check("alice", "s3cret"))
-        self.users["alice"] = attrs.evolve(
-            self.users["alice"], password_hash=hash_password("s3cret", log2_n=10)
-        )
+        self.users["alice"] = attrs.evolve(self.users["alice"], password_hash=hash_password("s3cret", log2_n=10))
         self.successResultOf(self.check("alice", "s3cret"))
         self.assertEqual(len(self.calls), 2)
 
@@ -198,9 +194,7 @@ class CacheTests(CheckerTestCase):
     def test_keys_differ_per_process(self):
         """Two checkers (two processes) key the same password differently."""
         other = SyncChecker(self.users, self.clock)
-        self.assertNotEqual(
-            self.checker._cache_key("alice", "s3cret"), other._cache_key("alice", "s3cret")
-        )
+        self.assertNotEqual(self.checker._cache_key("alice", "s3cret"), other._cache_key("alice", "s3cret"))
 
     def test_size_bound(self):
         """The cache holds at most CACHE_SIZE entries; the oldest goes first."""
@@ -274,14 +268,10 @@ class ExternalAuthTests(WebTestCase):
             f.write("# user:hash\n\n")
             f.write(f"alice:{hash_password('from-the-file', log2_n=10)}\n")
             f.write("broken line\n")
-        return self.example.PasswordFileChecker(
-            self.service.registry.users, self.password_file, reactor
-        )
+        return self.example.PasswordFileChecker(self.service.registry.users, self.password_file, reactor)
 
     def nic(self, user: str, password: str):
-        return self.request(
-            "/nic/update?hostname=alice.dyn.example.com&myip=192.0.2.1", auth=(user, password)
-        )
+        return self.request("/nic/update?hostname=alice.dyn.example.com&myip=192.0.2.1", auth=(user, password))
 
     @defer.inlineCallbacks
     def test_external_password(self):
@@ -332,9 +322,7 @@ class ExternalAuthTests(WebTestCase):
         self.addCleanup(sys.modules.pop, "external_auth", None)
         os.environ["DYNDNS_PASSWORD_FILE"] = self.password_file
         self.addCleanup(os.environ.pop, "DYNDNS_PASSWORD_FILE", None)
-        settings = Settings(
-            path="dyndns.toml", suffix="dyn.example.com", auth_checker="external_auth:make_checker"
-        )
+        settings = Settings(path="dyndns.toml", suffix="dyn.example.com", auth_checker="external_auth:make_checker")
         checker = make_checker(settings, self.service)
         self.addCleanup(stop_pool, checker)
         self.assertEqual(type(checker).__name__, "PasswordFileChecker")

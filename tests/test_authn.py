@@ -68,7 +68,10 @@ class AuthenticatorTestCase(unittest.TestCase):
         self.clock = task.Clock()
         self.clock.advance(1_000_000)
         self.service = DynDNSService(
-            MemoryUserStore(), "dyn.example.com", clock=self.clock, poll_interval=None,
+            MemoryUserStore(),
+            "dyn.example.com",
+            clock=self.clock,
+            poll_interval=None,
             limits=self.settings,
         )
         self.service.registry.put_user(User("alice"))
@@ -208,7 +211,10 @@ class ChangeLimitTests(unittest.TestCase):
         self.clock.advance(1_000_000)
         self.store = MemoryUserStore()
         self.service = DynDNSService(
-            self.store, "dyn.example.com", clock=self.clock, poll_interval=None,
+            self.store,
+            "dyn.example.com",
+            clock=self.clock,
+            poll_interval=None,
             limits=LimitSettings(update_changes=2, change_window=600),
         )
         self.service.startService()
@@ -216,9 +222,7 @@ class ChangeLimitTests(unittest.TestCase):
         self.successResultOf(self.service.add_user(User("alice")))
 
     def update(self, address: str, method: str = "dyndns2") -> UpdateStatus:
-        result = self.successResultOf(
-            self.service.update("alice", [ipaddress.ip_address(address)], None, method)
-        )
+        result = self.successResultOf(self.service.update("alice", [ipaddress.ip_address(address)], None, method))
         return result.status
 
     def test_limit(self) -> None:
@@ -254,7 +258,10 @@ class SeamTests(unittest.TestCase):
         self.clock = task.Clock()
         self.clock.advance(1_000_000)
         self.service = DynDNSService(
-            MemoryUserStore(), "dyn.example.com", clock=self.clock, poll_interval=None,
+            MemoryUserStore(),
+            "dyn.example.com",
+            clock=self.clock,
+            poll_interval=None,
         )
         self.successResultOf(defer.ensureDeferred(self.service.start()))
         self.successResultOf(self.service.add_user(User("alice", hostnames=["alice.example.org"])))
@@ -270,7 +277,10 @@ class SeamTests(unittest.TestCase):
 
     def request(self, **fields) -> ClientUpdate:  # type: ignore[no-untyped-def]
         values: dict[str, Any] = dict(
-            method=Method.DYNDNS2, user_id="alice", credential=Password("right"), source="198.51.100.7",
+            method=Method.DYNDNS2,
+            user_id="alice",
+            credential=Password("right"),
+            source="198.51.100.7",
             addresses=(ipaddress.ip_address("192.0.2.1"),),
         )
         values.update(fields)
@@ -307,17 +317,20 @@ class SeamTests(unittest.TestCase):
         self.assertEqual(outcome.foreign, {"bob.dyn.example.com"})
         assert outcome.result is not None
         self.assertEqual(outcome.result.status, UpdateStatus.GOOD)
-        outcome = self.run_update(self.request(
-            names=("bob.dyn.example.com",), addresses=(ipaddress.ip_address("192.0.2.2"),),
-        ))
+        outcome = self.run_update(
+            self.request(
+                names=("bob.dyn.example.com",),
+                addresses=(ipaddress.ip_address("192.0.2.2"),),
+            )
+        )
         self.assertEqual((outcome.foreign, outcome.result), ({"bob.dyn.example.com"}, None))
-        self.assertEqual(self.service.registry.answer("alice.dyn.example.com").addresses,  # type: ignore[union-attr]
-                         (ipaddress.ip_address("192.0.2.1"),))
+        self.assertEqual(
+            self.service.registry.answer("alice.dyn.example.com").addresses,  # type: ignore[union-attr]
+            (ipaddress.ip_address("192.0.2.1"),),
+        )
 
     def test_gnudip_hash_goes_to_check_gnudip(self) -> None:
-        outcome = self.run_update(
-            self.request(method=Method.GNUDIP_TCP, credential=GnuDIPHash("salt", "right"))
-        )
+        outcome = self.run_update(self.request(method=Method.GNUDIP_TCP, credential=GnuDIPHash("salt", "right")))
         self.assertTrue(outcome.auth.ok)
         self.assertEqual(self.service.registry.state("alice").method, "gnudip-tcp")  # type: ignore[union-attr]
 
@@ -325,10 +338,15 @@ class SeamTests(unittest.TestCase):
         """A proven credential is not checked again; exact sets both families; offline goes offline."""
         both = (ipaddress.ip_address("192.0.2.1"), ipaddress.ip_address("2001:db8::1"))
         self.run_update(self.request(addresses=both))
-        outcome = self.run_update(self.request(
-            method=Method.DNS_UPDATE, credential=Proven(), exact=True, ttl=60,
-            addresses=(ipaddress.ip_address("2001:db8::2"),),
-        ))
+        outcome = self.run_update(
+            self.request(
+                method=Method.DNS_UPDATE,
+                credential=Proven(),
+                exact=True,
+                ttl=60,
+                addresses=(ipaddress.ip_address("2001:db8::2"),),
+            )
+        )
         self.assertEqual(self.checker.pending, [])
         assert outcome.result is not None
         self.assertEqual(outcome.result.status, UpdateStatus.GOOD)

@@ -60,13 +60,25 @@ class ConfigTests(ConfigFileMixin, SynchronousTestCase):
         self.assertConfigError('[service]\nsuffix = "a.b"\nsufix = 1\n', "service.sufix", "unknown key")
         self.assertConfigError('[service]\nsuffix = "a.b"\n[dns]\nlisten = ["nohost"]\n', "dns.listen", "HOST:PORT")
         self.assertConfigError('[service]\nsuffix = "a.b"\n[dns]\nlisten = ["1.2.3:53"]\n', "dns.listen", "")
-        self.assertConfigError('[service]\nsuffix = "a.b"\n[dns]\nlisten = "127.0.0.1:53"\n', "dns.listen", "must be a list")
-        self.assertConfigError('[service]\nsuffix = "a.b"\ndefault_ttl = "30"\n', "service.default_ttl", "must be a whole number")
-        self.assertConfigError('[service]\nsuffix = "a.b"\nmin_ttl = 60\ndefault_ttl = 30\n', "service.default_ttl", "min_ttl")
+        self.assertConfigError(
+            '[service]\nsuffix = "a.b"\n[dns]\nlisten = "127.0.0.1:53"\n', "dns.listen", "must be a list"
+        )
+        self.assertConfigError(
+            '[service]\nsuffix = "a.b"\ndefault_ttl = "30"\n', "service.default_ttl", "must be a whole number"
+        )
+        self.assertConfigError(
+            '[service]\nsuffix = "a.b"\nmin_ttl = 60\ndefault_ttl = 30\n', "service.default_ttl", "min_ttl"
+        )
         self.assertConfigError('[service]\nsuffix = "a.b"\n[store]\nbackend = "mysql"\n', "store.backend", "mysql")
-        self.assertConfigError('[service]\nsuffix = "a.b"\n[dns.glue]\n"ns.other.org" = ["127.0.0.1"]\n', "dns.glue.ns.other.org", "only for names under")
-        self.assertConfigError('[service]\nsuffix = "a.b"\n[[dns.zones]]\nfile = "x"\n', "dns.zones[0].origin", "required")
-        self.assertConfigError('[service\n', "(syntax)", "")
+        self.assertConfigError(
+            '[service]\nsuffix = "a.b"\n[dns.glue]\n"ns.other.org" = ["127.0.0.1"]\n',
+            "dns.glue.ns.other.org",
+            "only for names under",
+        )
+        self.assertConfigError(
+            '[service]\nsuffix = "a.b"\n[[dns.zones]]\nfile = "x"\n', "dns.zones[0].origin", "required"
+        )
+        self.assertConfigError("[service\n", "(syntax)", "")
 
     def test_missing_file(self) -> None:
         error = self.assertRaises(ConfigError, load_settings, "/nonexistent/dyndns.toml")
@@ -97,12 +109,14 @@ class TransferConfigTests(ConfigFileMixin, SynchronousTestCase):
             (dns.update_local_zones, dns.transfer_allow, dns.transfer_keys, dns.journal_size),
             (False, (), (), 1000),
         )
-        self.assertEqual((dns.notify, dns.notify_retry, dns.notify_retries, dns.notify_key),
-                         ((), 2.0, 5, None))
+        self.assertEqual((dns.notify, dns.notify_retry, dns.notify_retries, dns.notify_key), ((), 2.0, 5, None))
 
     def test_transfer_and_notify(self) -> None:
         """Every key read and normalised: networks, key names and algorithms, targets."""
-        dns = load_settings(self.write(SUFFIX_ONLY + f"""
+        dns = load_settings(
+            self.write(
+                SUFFIX_ONLY
+                + f"""
 [dns]
 update_local_zones = true
 [dns.transfer]
@@ -120,16 +134,21 @@ targets = ["192.0.2.53:53", "[2001:db8::53]:5353"]
 retry = 3
 retries = 0
 key = "xfr.example.com"
-""")).dns
+"""
+            )
+        ).dns
         self.assertTrue(dns.update_local_zones)
         self.assertEqual(dns.transfer_allow, ("192.0.2.0/24", "2001:db8::1/128", "10.0.0.0/8"))
         self.assertEqual(dns.journal_size, 50)
-        self.assertEqual([(k.name, k.algorithm, k.secret) for k in dns.transfer_keys], [
-            ("xfr.example.com", "hmac-sha512", SECRET), ("other.example", "hmac-sha256", SECRET),
-        ])
+        self.assertEqual(
+            [(k.name, k.algorithm, k.secret) for k in dns.transfer_keys],
+            [
+                ("xfr.example.com", "hmac-sha512", SECRET),
+                ("other.example", "hmac-sha256", SECRET),
+            ],
+        )
         self.assertEqual(dns.notify, (("192.0.2.53", 53), ("2001:db8::53", 5353)))
-        self.assertEqual((dns.notify_retry, dns.notify_retries, dns.notify_key),
-                         (3.0, 0, "xfr.example.com"))
+        self.assertEqual((dns.notify_retry, dns.notify_retries, dns.notify_key), (3.0, 0, "xfr.example.com"))
         self.assertIsInstance(dns.notify_retry, float)
 
     def test_transfer_errors(self) -> None:
@@ -137,33 +156,41 @@ key = "xfr.example.com"
         key = f'[[dns.transfer.keys]]\nname = "k.example"\nsecret = "{SECRET}"\n'
         cases = [
             ('[dns]\nupdate_local_zones = "yes"\n', "dns.update_local_zones", "true or false"),
-            ('[dns.transfer]\nalow = []\n', "dns.transfer.alow", "unknown key"),
+            ("[dns.transfer]\nalow = []\n", "dns.transfer.alow", "unknown key"),
             ('[dns.transfer]\nallow = "192.0.2.0/24"\n', "dns.transfer.allow", "must be a list"),
             ('[dns.transfer]\nallow = ["192.0.2.0/33"]\n', "dns.transfer.allow", "192.0.2.0/33"),
             ('[dns.transfer]\nallow = ["localhost"]\n', "dns.transfer.allow", "localhost"),
-            ('[dns.transfer]\nallow = [5]\n', "dns.transfer.allow", "not an address or network"),
-            ('[dns.transfer]\njournal = -1\n', "dns.transfer.journal", "0 to 1000000"),
-            ('[dns.transfer]\njournal = 1000001\n', "dns.transfer.journal", "0 to 1000000"),
-            (f'[[dns.transfer.keys]]\nname = "k"\nsecret = "{SECRET}"\nalgorithm = "hmac-sha3"\n',
-             "dns.transfer.keys[0].algorithm", "hmac-sha3"),
-            ('[[dns.transfer.keys]]\nname = "k"\nsecret = "not base64!"\n',
-             "dns.transfer.keys[0].secret", "base64"),
+            ("[dns.transfer]\nallow = [5]\n", "dns.transfer.allow", "not an address or network"),
+            ("[dns.transfer]\njournal = -1\n", "dns.transfer.journal", "0 to 1000000"),
+            ("[dns.transfer]\njournal = 1000001\n", "dns.transfer.journal", "0 to 1000000"),
+            (
+                f'[[dns.transfer.keys]]\nname = "k"\nsecret = "{SECRET}"\nalgorithm = "hmac-sha3"\n',
+                "dns.transfer.keys[0].algorithm",
+                "hmac-sha3",
+            ),
+            ('[[dns.transfer.keys]]\nname = "k"\nsecret = "not base64!"\n', "dns.transfer.keys[0].secret", "base64"),
             ('[[dns.transfer.keys]]\nname = "k"\nsecret = ""\n', "dns.transfer.keys[0].secret", "empty"),
             ('[[dns.transfer.keys]]\nname = "k"\n', "dns.transfer.keys[0].secret", "required"),
             (f'[[dns.transfer.keys]]\nsecret = "{SECRET}"\n', "dns.transfer.keys[0].name", "required"),
-            (f'[[dns.transfer.keys]]\nname = "a..b"\nsecret = "{SECRET}"\n',
-             "dns.transfer.keys[0].name", "empty label"),
-            (key + f'[[dns.transfer.keys]]\nname = "k2"\nsecret = "{SECRET}"\nscret = 1\n',
-             "dns.transfer.keys[1].scret", "unknown key"),
-            ('[dns.notify]\ntarget = []\n', "dns.notify.target", "unknown key"),
+            (
+                f'[[dns.transfer.keys]]\nname = "a..b"\nsecret = "{SECRET}"\n',
+                "dns.transfer.keys[0].name",
+                "empty label",
+            ),
+            (
+                key + f'[[dns.transfer.keys]]\nname = "k2"\nsecret = "{SECRET}"\nscret = 1\n',
+                "dns.transfer.keys[1].scret",
+                "unknown key",
+            ),
+            ("[dns.notify]\ntarget = []\n", "dns.notify.target", "unknown key"),
             ('[dns.notify]\ntargets = ["192.0.2.53"]\n', "dns.notify.targets", "HOST:PORT"),
             ('[dns.notify]\ntargets = [":53"]\n', "dns.notify.targets", "needs an address and a port"),
             ('[dns.notify]\ntargets = ["192.0.2.53:0"]\n', "dns.notify.targets", "needs an address and a port"),
             ('[dns.notify]\ntargets = ["ns1.example.org:53"]\n', "dns.notify.targets", ""),
-            ('[dns.notify]\ntargets = [53]\n', "dns.notify.targets", "must be a list"),
-            ('[dns.notify]\nretry = 0\n', "dns.notify.retry", "0.01 to 3600"),
+            ("[dns.notify]\ntargets = [53]\n", "dns.notify.targets", "must be a list"),
+            ("[dns.notify]\nretry = 0\n", "dns.notify.retry", "0.01 to 3600"),
             ('[dns.notify]\nretry = "2"\n', "dns.notify.retry", "must be a number"),
-            ('[dns.notify]\nretries = 21\n', "dns.notify.retries", "0 to 20"),
+            ("[dns.notify]\nretries = 21\n", "dns.notify.retries", "0 to 20"),
             ('[dns.notify]\nkey = "k.example"\n', "dns.notify.key", "not one of dns.transfer.keys"),
             (key + '[dns.notify]\nkey = "other.example"\n', "dns.notify.key", "not one of dns.transfer.keys"),
         ]
@@ -175,13 +202,17 @@ key = "xfr.example.com"
 
     def test_make_transfer(self) -> None:
         """The settings become the handler's networks and keys and the notifier's options."""
+        from twisted.internet import task
+
         from dyndns_plugin.dns.signing import labels_of
         from dyndns_plugin.service import DynDNSService
         from dyndns_plugin.store.memory import MemoryUserStore
         from dyndns_plugin.tap import load_zones, make_transfer
-        from twisted.internet import task
 
-        settings = load_settings(self.write(SUFFIX_ONLY + f"""
+        settings = load_settings(
+            self.write(
+                SUFFIX_ONLY
+                + f"""
 [dns.transfer]
 allow = ["192.0.2.0/24"]
 journal = 7
@@ -194,7 +225,9 @@ targets = ["192.0.2.53:5300"]
 retry = 0.5
 retries = 2
 key = "k.example"
-"""))
+"""
+            )
+        )
         clock = task.Clock()
         service = DynDNSService(MemoryUserStore(), settings.suffix, clock=clock, poll_interval=None)
         publisher, handler, notifier = make_transfer(settings, service, load_zones(settings), clock)
@@ -202,8 +235,9 @@ key = "k.example"
         self.assertTrue(handler.allowed("192.0.2.9"))
         self.assertFalse(handler.allowed("127.0.0.1"))
         [key] = handler.keys.values()
-        self.assertEqual((key.name, key.secret, key.digest), (labels_of("k.example"),
-                                                              b"secret of the secondary", "sha1"))
+        self.assertEqual(
+            (key.name, key.secret, key.digest), (labels_of("k.example"), b"secret of the secondary", "sha1")
+        )
         self.assertEqual((notifier.targets, notifier.retry, notifier.retries), ([("192.0.2.53", 5300)], 0.5, 2))
         self.assertIs(notifier.key, key)
         self.assertEqual(publisher.on_publish, notifier.notify)

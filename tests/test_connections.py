@@ -180,9 +180,7 @@ class LimiterTests(unittest.SynchronousTestCase):
         text = metrics.render().decode()
         self.assertIn('dyndns_connections_open{listener="test"} 2.0', text)
         self.assertIn('dyndns_connections_max{listener="test"} 3.0', text)
-        self.assertIn(
-            'dyndns_connections_refused_total{listener="test",reason="per_source"} 1.0', text
-        )
+        self.assertIn('dyndns_connections_refused_total{listener="test",reason="per_source"} 1.0', text)
         self.assertIn(
             'dyndns_connections_timed_out_total{listener="test",reason="header_timeout"} 1.0',
             text,
@@ -267,14 +265,16 @@ class OpenFilesTests(unittest.SynchronousTestCase):
         Every TCP listener of the configuration gets a limiter; together
         with the reserve and the listening sockets they fit the limit.
         """
-        settings = settings_from_dict({
-            "service": {"suffix": "dyn.example.com"},
-            "dns": {"listen": ["127.0.0.1:5353"]},
-            "http": {"listen": ["tcp:8080:interface=127.0.0.1"]},
-            "gnudip": {"listen": ["tcp:3495:interface=127.0.0.1"]},
-            "admin": {"listen": ["tcp:8053:interface=127.0.0.1"], "tokens": ["sha256:" + "0" * 64]},
-            "connections": {"reserved_files": 100, "http_max_per_source": 5000},
-        })
+        settings = settings_from_dict(
+            {
+                "service": {"suffix": "dyn.example.com"},
+                "dns": {"listen": ["127.0.0.1:5353"]},
+                "http": {"listen": ["tcp:8080:interface=127.0.0.1"]},
+                "gnudip": {"listen": ["tcp:3495:interface=127.0.0.1"]},
+                "admin": {"listen": ["tcp:8053:interface=127.0.0.1"], "tokens": ["sha256:" + "0" * 64]},
+                "connections": {"reserved_files": 100, "http_max_per_source": 5000},
+            }
+        )
         limiters = build_limiters(settings, 1024, task.Clock())
         self.assertEqual(sorted(limiters), ["admin", "dns_tcp", "gnudip", "http"])
         total = sum(limiter.max_total for limiter in limiters.values())  # type: ignore[misc]
@@ -289,9 +289,7 @@ class OpenFilesTests(unittest.SynchronousTestCase):
 
 class ConfigTests(unittest.SynchronousTestCase):
     def load(self, **connections: Any) -> ConnectionSettings:
-        return settings_from_dict(
-            {"service": {"suffix": "dyn.example.com"}, "connections": connections}
-        ).connections
+        return settings_from_dict({"service": {"suffix": "dyn.example.com"}, "connections": connections}).connections
 
     def test_defaults(self) -> None:
         c = self.load()
@@ -309,8 +307,7 @@ class ConfigTests(unittest.SynchronousTestCase):
             ({"http_header_timeout": 0}, "connections.http_header_timeout"),
             ({"http_max_total": 0}, "connections.http_max_total"),
             ({"ipv6_prefix": 16}, "connections.ipv6_prefix"),
-            ({"http_header_timeout": 20, "http_request_timeout": 10},
-             "connections.http_request_timeout"),
+            ({"http_header_timeout": 20, "http_request_timeout": 10}, "connections.http_request_timeout"),
             ({"max_per_source": 3}, "connections.max_per_source"),
             ({"dns_tcp_idle_timeout": "30"}, "connections.dns_tcp_idle_timeout"),
         ):
@@ -351,7 +348,7 @@ class HTTPChannelTests(unittest.SynchronousTestCase):
 
     def drip(self, channel: Any, data: bytes, every: float) -> None:
         for i in range(len(data)):
-            channel.dataReceived(data[i:i + 1])
+            channel.dataReceived(data[i : i + 1])
             self.clock.advance(every)
 
     def test_byte_a_second_dropped_at_10s(self) -> None:
@@ -475,9 +472,10 @@ class HTTPChannelTests(unittest.SynchronousTestCase):
 
         service = DynDNSService(MemoryUserStore(), "dyn.example.com", poll_interval=None)
         site: Any = build_site(
-            service, HTTPSettings(timeout=7), checker=None,  # type: ignore[arg-type]
-            connections=ConnectionSettings(http_header_timeout=3, http_request_timeout=4,
-                                           http_max_per_source=1),
+            service,
+            HTTPSettings(timeout=7),
+            checker=None,  # type: ignore[arg-type]
+            connections=ConnectionSettings(http_header_timeout=3, http_request_timeout=4, http_max_per_source=1),
         )
         site.reactor = self.clock
         channel = site.buildProtocol(v4("192.0.2.9"))
@@ -576,12 +574,14 @@ class GnuDIPLineTests(unittest.SynchronousTestCase):
         from dyndns_plugin.store.memory import MemoryUserStore
 
         self.clock = task.Clock()
-        service = DynDNSService(MemoryUserStore(), "dyn.example.com", poll_interval=None,
-                                clock=self.clock)
+        service = DynDNSService(MemoryUserStore(), "dyn.example.com", poll_interval=None, clock=self.clock)
         self.limiter = ConnectionLimiter("gnudip", 2, 3, clock=self.clock)
         self.factory = GnuDIPFactory(
-            service, None,  # type: ignore[arg-type]  # no test here reaches authentication
-            timeout=30, line_timeout=10, limiter=self.limiter,
+            service,
+            None,  # type: ignore[arg-type]  # no test here reaches authentication
+            timeout=30,
+            line_timeout=10,
+            limiter=self.limiter,
             salt_source=lambda: "XLCDgXvzSo",
         )
 

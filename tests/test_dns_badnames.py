@@ -47,20 +47,32 @@ CASES: dict[str, tuple[bytes, int, tuple[int, int, int], bool]] = {
     "name_over_255": (label(b"c" * 63) * 4 + b"\0" + QTYPE_A, 1, (0, 0, 0), False),
     # The issue's packet: Twisted's Name.encode raised ValueError on it.
     "dot_label_then_four_63": (label(b".") + label(b"d" * 63) * 4 + b"\0" + QTYPE_A, 1, (0, 0, 0), False),
-    "dot_inside_label": (label(b"a.b") + label(b"dyn") + label(b"example") + label(b"com") + b"\0" + QTYPE_A,
-                         1, (0, 0, 0), False),
+    "dot_inside_label": (
+        label(b"a.b") + label(b"dyn") + label(b"example") + label(b"com") + b"\0" + QTYPE_A,
+        1,
+        (0, 0, 0),
+        False,
+    ),
     "compression_loop": (b"\xc0\x0c" + QTYPE_A, 1, (0, 0, 0), False),
     "pointer_forward": (b"\xc0\x12" + QTYPE_A + label(b"com") + b"\0", 1, (0, 0, 0), False),
     "pointer_into_header": (b"\xc0\x02" + QTYPE_A, 1, (0, 0, 0), False),
     "truncated_name": (label(b"alice") + b"\x03dy", 1, (0, 0, 0), False),
     "truncated_type": (label(b"alice") + b"\0\0", 1, (0, 0, 0), False),
     "qdcount_0": (b"", 0, (0, 0, 0), False),
-    "qdcount_2": (label(b"alice") + label(b"dyn") + label(b"example") + label(b"com") + b"\0" + QTYPE_A
-                  + b"\xc0\x0c" + QTYPE_A, 2, (0, 0, 0), False),
+    "qdcount_2": (
+        label(b"alice") + label(b"dyn") + label(b"example") + label(b"com") + b"\0" + QTYPE_A + b"\xc0\x0c" + QTYPE_A,
+        2,
+        (0, 0, 0),
+        False,
+    ),
     # 129 root questions (found by bench/fuzz.py): echoing them made a 657-byte UDP reply.
     "qdcount_129": (b"\0\0\0\0\0" * 129, 129, (0, 0, 0), False),
-    "huge_counts": (label(b"alice") + label(b"dyn") + label(b"example") + label(b"com") + b"\0" + QTYPE_A,
-                    1, (65535, 65535, 65535), False),
+    "huge_counts": (
+        label(b"alice") + label(b"dyn") + label(b"example") + label(b"com") + b"\0" + QTYPE_A,
+        1,
+        (65535, 65535, 65535),
+        False,
+    ),
     "qdcount_65535": (label(b"alice") + b"\0" + QTYPE_A, 65535, (0, 0, 0), False),
 }
 
@@ -142,7 +154,7 @@ class BadNameTests(BadNameTestsMixin, unittest.TestCase):
     def test_malformed_messages_counted_not_logged(self):
         capture = LogCapture(self)
         good = message(1, CASES["huge_counts"][0], 1, 65535, 65535, 65535)
-        for i in range(30):
+        for _i in range(30):
             data = yield self.raw_udp(good)
             self.assertFormerr(data, 1, False)
         self.assertEqual(self.factory.bad_input["malformed"], 30)
@@ -181,7 +193,7 @@ class WireHelperTests(unittest.SynchronousTestCase):
     """The raw-wire helpers the server uses before and instead of Twisted's decoder."""
 
     def test_questions_ok(self) -> None:
-        for case, (body, qd, counts, echoed) in CASES.items():
+        for case, (body, qd, counts, _echoed) in CASES.items():
             if case in ("qdcount_0", "qdcount_2", "qdcount_129", "huge_counts"):
                 self.assertTrue(questions_ok(message(1, body, qd, *counts)), case)
             else:

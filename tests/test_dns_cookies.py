@@ -62,15 +62,11 @@ class RFC9018VectorTests(unittest.SynchronousTestCase):
         return ServerCookies(secret, task.Clock())
 
     def test_a1_learning_a_new_server_cookie(self) -> None:
-        cookie = self.cookies().make(
-            bytes.fromhex("2464c4abcf10c957"), packed_address("198.51.100.100"), 1559731985
-        )
+        cookie = self.cookies().make(bytes.fromhex("2464c4abcf10c957"), packed_address("198.51.100.100"), 1559731985)
         self.assertEqual(cookie.hex(), "010000005cf79f111f8130c3eee29480")
 
     def test_a2_the_same_client_renewing(self) -> None:
-        cookie = self.cookies().make(
-            bytes.fromhex("2464c4abcf10c957"), packed_address("198.51.100.100"), 1559734385
-        )
+        cookie = self.cookies().make(bytes.fromhex("2464c4abcf10c957"), packed_address("198.51.100.100"), 1559734385)
         self.assertEqual(cookie.hex(), "010000005cf7a871d4a564a1442aca77")
 
     def test_a3_another_client(self) -> None:
@@ -191,9 +187,7 @@ def cookie_in(response: dns.message.Message) -> bytes:
 
 
 def with_cookie(name: str, cookie: bytes, rdtype: str = "A") -> dns.message.Message:
-    return dns.message.make_query(
-        name, rdtype, use_edns=0, options=[dns.edns.GenericOption(dns.edns.COOKIE, cookie)]
-    )
+    return dns.message.make_query(name, rdtype, use_edns=0, options=[dns.edns.GenericOption(dns.edns.COOKIE, cookie)])
 
 
 class ServerTests(unittest.TestCase):
@@ -209,7 +203,9 @@ class ServerTests(unittest.TestCase):
         self.clock = task.Clock()
         self.clock.advance(1_700_000_000)
         self.factory = DynDNSServerFactory(
-            DynDNSResolver(self.service.registry), load_zones(settings), clock=self.clock,
+            DynDNSResolver(self.service.registry),
+            load_zones(settings),
+            clock=self.clock,
         )
         self.factory.cookies = ServerCookies(RFC_SECRET, self.clock)
         self.proto = DNSDatagramProtocol(self.factory)

@@ -29,13 +29,13 @@ from twisted.internet import defer, reactor, task
 from twisted.internet.protocol import DatagramProtocol
 from twisted.trial import unittest
 
-from dyndns_plugin.replication.journal import ZoneState
-from dyndns_plugin.replication.notify import Notifier
 from dyndns_plugin.dns.resolver import DynDNSResolver
 from dyndns_plugin.dns.server import DynDNSServerFactory, listen_dns
 from dyndns_plugin.dns.signing import TSIGKey, labels_of
 from dyndns_plugin.dns.zones import suffix_zone
 from dyndns_plugin.model import User
+from dyndns_plugin.replication.journal import ZoneState
+from dyndns_plugin.replication.notify import Notifier
 from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.store.memory import MemoryUserStore
 from dyndns_plugin.tap import build_service, load_zones
@@ -95,9 +95,17 @@ def acknowledge(data: bytes, ident: int | None = None, rcode: int = dns.rcode.NO
 
 def make_zone(serial: int = 100) -> ZoneState:
     zone = suffix_zone(
-        SUFFIX, mname=f"ns1.{SUFFIX}", rname=f"hostmaster.{SUFFIX}", serial=serial,
-        refresh=3600, retry=600, expire=1209600, minimum=60, ttl=3600,
-        nameservers=[f"ns1.{SUFFIX}"], glue={},
+        SUFFIX,
+        mname=f"ns1.{SUFFIX}",
+        rname=f"hostmaster.{SUFFIX}",
+        serial=serial,
+        refresh=3600,
+        retry=600,
+        expire=1209600,
+        minimum=60,
+        ttl=3600,
+        nameservers=[f"ns1.{SUFFIX}"],
+        glue={},
     )
     return ZoneState(zone, True, 10)
 
@@ -161,12 +169,13 @@ class NotifierTests(unittest.TestCase):
         self.assertFalse(message.flags & dns.flags.QR)
         self.assertEqual(message.rcode(), dns.rcode.NOERROR)
         [question] = message.question
-        self.assertEqual((question.name, question.rdtype, question.rdclass),
-                         (dns.name.from_text(SUFFIX), dns.rdatatype.SOA, dns.rdataclass.IN))
+        self.assertEqual(
+            (question.name, question.rdtype, question.rdclass),
+            (dns.name.from_text(SUFFIX), dns.rdatatype.SOA, dns.rdataclass.IN),
+        )
         [soa] = message.answer
         self.assertEqual((soa.name, soa.rdtype, soa.ttl), (dns.name.from_text(SUFFIX), dns.rdatatype.SOA, 3600))
-        self.assertEqual(soa[0].to_text(),
-                         f"ns1.{SUFFIX}. hostmaster.{SUFFIX}. 4711 3600 600 1209600 60")
+        self.assertEqual(soa[0].to_text(), f"ns1.{SUFFIX}. hostmaster.{SUFFIX}. 4711 3600 600 1209600 60")
         self.assertEqual((message.authority, message.additional, message.had_tsig), ([], [], False))
         self.assertEqual((notifier.sent, notifier.waiting), (1, 1))
         [interface] = self.reactor.interfaces  # one socket for the IPv4 targets
@@ -330,8 +339,9 @@ class NotifierTests(unittest.TestCase):
         yield wait_for(lambda: notifier.answered == 2, "the other target's answers")
         yield self.arrived(2)
         self.assertEqual(notifier.waiting, 2)
-        self.assertEqual({m.question[0].name.to_text() for m in self.secondary.messages()},
-                         {f"{SUFFIX}.", "other.example."})
+        self.assertEqual(
+            {m.question[0].name.to_text() for m in self.secondary.messages()}, {f"{SUFFIX}.", "other.example."}
+        )
         self.reactor.advance(1.0)
         yield self.arrived(4)
         yield settle()
@@ -349,15 +359,15 @@ class NotifierTests(unittest.TestCase):
         yield self.arrived(1)
         self.reactor.advance(1.0)
         yield self.arrived(2)
-        keyring = {dns.name.from_text(KEY_NAME): dns.tsig.Key(KEY_NAME, base64.b64decode(KEY_SECRET),
-                                                               dns.tsig.HMAC_SHA256)}
+        keyring = {
+            dns.name.from_text(KEY_NAME): dns.tsig.Key(KEY_NAME, base64.b64decode(KEY_SECRET), dns.tsig.HMAC_SHA256)
+        }
         for message in self.secondary.messages(keyring):
             self.assertTrue(message.had_tsig)
             self.assertEqual(message.keyring.algorithm, dns.tsig.HMAC_SHA256)
             self.assertEqual(message.answer[0][0].serial, 77)
             self.assertEqual(message.opcode(), dns.opcode.NOTIFY)
-        wrong = {dns.name.from_text(KEY_NAME): dns.tsig.Key(KEY_NAME, b"another secret",
-                                                             dns.tsig.HMAC_SHA256)}
+        wrong = {dns.name.from_text(KEY_NAME): dns.tsig.Key(KEY_NAME, b"another secret", dns.tsig.HMAC_SHA256)}
         with self.assertRaises(dns.tsig.BadSignature):
             dns.message.from_wire(self.secondary.received[0][0], keyring=wrong)
 
@@ -402,13 +412,15 @@ class NotifyIntegrationTests(unittest.TestCase):
         secondary = Secondary()
         port = reactor.listenUDP(0, secondary, interface=HOST)
         self.addCleanup(port.stopListening)
-        settings = memory_settings(self, dns={
-            "serial": 500,
-            "listen": [],
-            "transfer": {"keys": [{"name": KEY_NAME, "secret": KEY_SECRET}]},
-            "notify": {"targets": [f"{HOST}:{port.getHost().port}"], "retry": 5,
-                       "retries": 1, "key": KEY_NAME},
-        })
+        settings = memory_settings(
+            self,
+            dns={
+                "serial": 500,
+                "listen": [],
+                "transfer": {"keys": [{"name": KEY_NAME, "secret": KEY_SECRET}]},
+                "notify": {"targets": [f"{HOST}:{port.getHost().port}"], "retry": 5, "retries": 1, "key": KEY_NAME},
+            },
+        )
         clock = LoopbackReactor()
         clock.advance(time.time())
         top = build_service(settings, store=MemoryUserStore(), reactor=clock)
@@ -419,8 +431,9 @@ class NotifyIntegrationTests(unittest.TestCase):
         yield top.dyndns.update("alice", ["192.0.2.1"])
         yield top.publisher.flush()
         yield wait_for(lambda: len(secondary.received) == 2, "the NOTIFY after a change")
-        keyring = {dns.name.from_text(KEY_NAME): dns.tsig.Key(KEY_NAME, base64.b64decode(KEY_SECRET),
-                                                               dns.tsig.HMAC_SHA256)}
+        keyring = {
+            dns.name.from_text(KEY_NAME): dns.tsig.Key(KEY_NAME, base64.b64decode(KEY_SECRET), dns.tsig.HMAC_SHA256)
+        }
         messages = secondary.messages(keyring)
         self.assertEqual([m.answer[0][0].serial for m in messages], [500, 501])
         self.assertTrue(all(m.had_tsig for m in messages))

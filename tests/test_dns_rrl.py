@@ -49,8 +49,14 @@ def limiter(clock: task.Clock, **kwargs: object) -> ResponseRateLimiter:
     return ResponseRateLimiter(clock, **kwargs)  # type: ignore[arg-type]
 
 
-def verdicts(rrl: ResponseRateLimiter, count: int, host: str = "192.0.2.1",
-             name: bytes = b"a.example", cls: int = ANSWER, qtype: int = 1) -> list[int]:
+def verdicts(
+    rrl: ResponseRateLimiter,
+    count: int,
+    host: str = "192.0.2.1",
+    name: bytes = b"a.example",
+    cls: int = ANSWER,
+    qtype: int = 1,
+) -> list[int]:
     return [rrl.check(host, cls, name, qtype) for _ in range(count)]
 
 
@@ -168,8 +174,13 @@ class LimiterTests(unittest.SynchronousTestCase):
         self.assertEqual(verdicts(rrl, 1), [DROP])
 
     def test_bad_parameters(self) -> None:
-        for kwargs in ({"responses_per_second": 0}, {"slip": -1}, {"ipv4_prefix": 33},
-                       {"ipv6_prefix": 129}, {"table_size": 0}):
+        for kwargs in (
+            {"responses_per_second": 0},
+            {"slip": -1},
+            {"ipv4_prefix": 33},
+            {"ipv6_prefix": 129},
+            {"table_size": 0},
+        ):
             self.assertRaises(ValueError, ResponseRateLimiter, self.clock, **kwargs)
 
     def test_not_an_address(self) -> None:
@@ -178,8 +189,14 @@ class LimiterTests(unittest.SynchronousTestCase):
         self.assertEqual(verdicts(rrl, 3, "not-an-address"), [SEND] * 3)
 
 
-def _message(rcode: int = 0, answers: int = 0, authority: tuple[int, bytes] | None = None,
-             auth: bool = True, name: bytes = b"Host.Example.ORG", qtype: int = tdns.A) -> EDNSMessage:
+def _message(
+    rcode: int = 0,
+    answers: int = 0,
+    authority: tuple[int, bytes] | None = None,
+    auth: bool = True,
+    name: bytes = b"Host.Example.ORG",
+    qtype: int = tdns.A,
+) -> EDNSMessage:
     m = EDNSMessage(rCode=rcode, auth=auth)
     m.queries = [tdns.Query(name, qtype, tdns.IN)]
     m.answers = [tdns.RRHeader(name, tdns.A, tdns.IN, 60, tdns.Record_A("192.0.2.1"))] * answers
@@ -209,8 +226,9 @@ class ClassifyTests(unittest.SynchronousTestCase):
 
     def test_errors_share_one_flow(self) -> None:
         for rcode in (tdns.EREFUSED, tdns.EFORMAT, tdns.ESERVER, tdns.ENOTIMP, 16):
-            self.assertEqual(classify_message(_message(rcode=rcode, name=os.urandom(4).hex().encode())),
-                             (ERROR, b"", 0))
+            self.assertEqual(
+                classify_message(_message(rcode=rcode, name=os.urandom(4).hex().encode())), (ERROR, b"", 0)
+            )
 
     def test_referral(self) -> None:
         m = _message(authority=(tdns.NS, b"Sub.Example.org"), auth=False)
@@ -229,8 +247,7 @@ class ClassifyTests(unittest.SynchronousTestCase):
         wire[7] = 1  # ANCOUNT 1
         self.assertEqual(classify_wire(bytes(wire)), (ANSWER, b"zone.example", 6))
         self.assertEqual(classify_wire(b"\x00" * 5), (ERROR, b"", 0))
-        self.assertEqual(classify_wire(struct.pack("!HHHHHH", 1, 0x8000, 1, 0, 0, 0) + b"\xc0\x0c"),
-                         (ERROR, b"", 0))
+        self.assertEqual(classify_wire(struct.pack("!HHHHHH", 1, 0x8000, 1, 0, 0, 0) + b"\xc0\x0c"), (ERROR, b"", 0))
 
 
 class FakeUDP:
@@ -281,8 +298,10 @@ class ServerPathsTests(unittest.TestCase):
         self.clock.advance(1000)
         self.transfers = FakeTransfers()
         self.factory = DynDNSServerFactory(
-            DynDNSResolver(self.service.registry), load_zones(settings),
-            transfer_handler=self.transfers, clock=self.clock,
+            DynDNSResolver(self.service.registry),
+            load_zones(settings),
+            transfer_handler=self.transfers,
+            clock=self.clock,
         )
         self.factory.rrl = ResponseRateLimiter(self.clock, responses_per_second=2, slip=2, exempt=())
         self.proto = DNSDatagramProtocol(self.factory)
@@ -319,7 +338,7 @@ class ServerPathsTests(unittest.TestCase):
 
     def test_random_subdomains_share_a_flow(self) -> None:
         """NXDOMAIN for random names under the suffix: one flow per zone."""
-        for i in range(6):
+        for _i in range(6):
             self.proto.datagramReceived(
                 dns.message.make_query(f"{os.urandom(6).hex()}.{SUFFIX}", "A").to_wire(), self.SOURCE
             )
@@ -329,9 +348,7 @@ class ServerPathsTests(unittest.TestCase):
     def test_errors(self) -> None:
         """REFUSED (outside our zones), whatever the names: one error flow."""
         for i in range(6):
-            self.proto.datagramReceived(
-                dns.message.make_query(f"n{i}.example.net", "A").to_wire(), self.SOURCE
-            )
+            self.proto.datagramReceived(dns.message.make_query(f"n{i}.example.net", "A").to_wire(), self.SOURCE)
         self.assertLimited(self.transport.take(), dns.rcode.REFUSED)
 
     def test_formerr(self) -> None:
@@ -408,18 +425,33 @@ class ConfigTests(unittest.SynchronousTestCase):
     def test_defaults(self) -> None:
         protection = self.load({}).dns_protection
         self.assertEqual(
-            (protection.rrl.enabled, protection.rrl.responses_per_second, protection.rrl.slip,
-             protection.rrl.ipv4_prefix, protection.rrl.ipv6_prefix, protection.rrl.exempt),
+            (
+                protection.rrl.enabled,
+                protection.rrl.responses_per_second,
+                protection.rrl.slip,
+                protection.rrl.ipv4_prefix,
+                protection.rrl.ipv6_prefix,
+                protection.rrl.exempt,
+            ),
             (True, 200, 2, 24, 56, ("127.0.0.0/8", "::1/128")),
         )
         self.assertEqual((protection.cookies.enabled, protection.cookies.secret), (True, None))
 
     def test_values(self) -> None:
-        protection = self.load({
-            "rrl": {"enabled": False, "responses_per_second": 5, "slip": 0, "ipv4_prefix": 32,
-                    "ipv6_prefix": 64, "exempt": ["192.0.2.7"], "table_size": 10},
-            "cookies": {"secret": "E5E973E5A6B2A43F48E7DC849E37BFCF"},
-        }).dns_protection
+        protection = self.load(
+            {
+                "rrl": {
+                    "enabled": False,
+                    "responses_per_second": 5,
+                    "slip": 0,
+                    "ipv4_prefix": 32,
+                    "ipv6_prefix": 64,
+                    "exempt": ["192.0.2.7"],
+                    "table_size": 10,
+                },
+                "cookies": {"secret": "E5E973E5A6B2A43F48E7DC849E37BFCF"},
+            }
+        ).dns_protection
         self.assertEqual(protection.rrl.exempt, ("192.0.2.7/32",))
         self.assertEqual(protection.cookies.secret.value, bytes.fromhex("e5e973e5a6b2a43f48e7dc849e37bfcf"))
         self.assertEqual(str(protection.cookies.secret), "(secret)")  # never shown (admin API)
@@ -448,10 +480,13 @@ class ConfigTests(unittest.SynchronousTestCase):
         from dyndns_plugin.tap import build_service
 
         def factory_of(dns_table: dict[str, object]):
-            settings = settings_from_dict({
-                "service": {"suffix": SUFFIX}, "store": {"backend": "memory"},
-                "dns": {"listen": [], **dns_table},
-            })
+            settings = settings_from_dict(
+                {
+                    "service": {"suffix": SUFFIX},
+                    "store": {"backend": "memory"},
+                    "dns": {"listen": [], **dns_table},
+                }
+            )
             # makeService and build_service hang the DNS factory on the MultiService they return
             return build_service(settings, MemoryUserStore(), open_files=4096).dns_factory  # type: ignore[attr-defined]
 

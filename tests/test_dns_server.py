@@ -141,20 +141,22 @@ class ServerTestsMixin(TestCaseMixin):
 
     @defer.inlineCallbacks
     def setUp(self):
-        settings = memory_settings(self, dns={
-            "minimum": 60,
-            "soa_ttl": 3600,
-            "glue": {f"ns1.{SUFFIX}": ["192.0.2.53", "2001:db8::53"]},
-            "zones": [{"origin": "example.org", "file": "example.org.zone"}],
-        }, files={"example.org.zone": HOST_ZONE})
+        settings = memory_settings(
+            self,
+            dns={
+                "minimum": 60,
+                "soa_ttl": 3600,
+                "glue": {f"ns1.{SUFFIX}": ["192.0.2.53", "2001:db8::53"]},
+                "zones": [{"origin": "example.org", "file": "example.org.zone"}],
+            },
+            files={"example.org.zone": HOST_ZONE},
+        )
         self.store = MemoryUserStore()
         self.service = DynDNSService(self.store, SUFFIX, poll_interval=None)
         if self.start_service:
             yield defer.ensureDeferred(self.service.start())
             yield self.add_users()
-        self.factory = DynDNSServerFactory(
-            DynDNSResolver(self.service.registry), load_zones(settings)
-        )
+        self.factory = DynDNSServerFactory(DynDNSResolver(self.service.registry), load_zones(settings))
         self.port = serve_dns(self, self.factory, HOST)
 
     @defer.inlineCallbacks
@@ -178,14 +180,10 @@ class ServerTestsMixin(TestCaseMixin):
     # -- clients
 
     def udp(self, message, **kwargs):
-        return threads.deferToThread(
-            dns.query.udp, message, HOST, timeout=TIMEOUT, port=self.port, **kwargs
-        )
+        return threads.deferToThread(dns.query.udp, message, HOST, timeout=TIMEOUT, port=self.port, **kwargs)
 
     def tcp(self, message, **kwargs):
-        return threads.deferToThread(
-            dns.query.tcp, message, HOST, timeout=TIMEOUT, port=self.port, **kwargs
-        )
+        return threads.deferToThread(dns.query.tcp, message, HOST, timeout=TIMEOUT, port=self.port, **kwargs)
 
     def raw_udp(self, data, wait=TIMEOUT):
         return threads.deferToThread(raw_udp, self.port, data, wait)
@@ -196,9 +194,7 @@ class ServerTestsMixin(TestCaseMixin):
     # -- assertions
 
     def assertRcode(self, response, rcode):
-        self.assertEqual(
-            dns.rcode.to_text(response.rcode()), dns.rcode.to_text(rcode)
-        )
+        self.assertEqual(dns.rcode.to_text(response.rcode()), dns.rcode.to_text(rcode))
 
     def assertFlag(self, response, flag, present=True):
         self.assertEqual(bool(response.flags & flag), present, dns.flags.to_text(response.flags))
@@ -454,11 +450,9 @@ class HostZoneTests(ServerTestsMixin, unittest.TestCase):
         self.assertEqual(rd.target, dns.name.from_text("example.org"))
         r = yield self.udp(query("www.example.org", "A"))
         self.assertRcode(r, dns.rcode.NOERROR)
-        cname = r.find_rrset(r.answer, dns.name.from_text("www.example.org"),
-                             dns.rdataclass.IN, dns.rdatatype.CNAME)
+        cname = r.find_rrset(r.answer, dns.name.from_text("www.example.org"), dns.rdataclass.IN, dns.rdatatype.CNAME)
         self.assertEqual(cname[0].target, dns.name.from_text("example.org"))
-        apex = r.find_rrset(r.answer, dns.name.from_text("example.org"),
-                            dns.rdataclass.IN, dns.rdatatype.A)
+        apex = r.find_rrset(r.answer, dns.name.from_text("example.org"), dns.rdataclass.IN, dns.rdatatype.A)
         self.assertEqual({rd.address for rd in apex}, {"192.0.2.10"})
 
     @defer.inlineCallbacks
@@ -585,8 +579,14 @@ class RefusalTests(ServerTestsMixin, unittest.TestCase):
     def test_two_questions(self):
         """A query with two questions is FORMERR, the questions not echoed."""
         q = query(f"alice.{SUFFIX}", "A")
-        q.find_rrset(q.question, dns.name.from_text(f"bob.{SUFFIX}"),
-                     dns.rdataclass.IN, dns.rdatatype.A, create=True, force_unique=True)
+        q.find_rrset(
+            q.question,
+            dns.name.from_text(f"bob.{SUFFIX}"),
+            dns.rdataclass.IN,
+            dns.rdatatype.A,
+            create=True,
+            force_unique=True,
+        )
         self.assertEqual(len(q.question), 2)
         r = yield self.udp(q)
         self.assertRcode(r, dns.rcode.FORMERR)
@@ -649,9 +649,11 @@ class OpcodeTests(ServerTestsMixin, unittest.TestCase):
         do not serve NOTAUTH without AA. Over UDP and TCP.
         """
         for send in (self.udp, self.tcp):
-            for zone, rcode, aa in ((SUFFIX, dns.rcode.NOERROR, True),
-                                    ("example.org", dns.rcode.NOERROR, True),
-                                    ("example.net", dns.rcode.NOTAUTH, False)):
+            for zone, rcode, aa in (
+                (SUFFIX, dns.rcode.NOERROR, True),
+                ("example.org", dns.rcode.NOERROR, True),
+                ("example.net", dns.rcode.NOTAUTH, False),
+            ):
                 q = query(zone, "SOA")
                 q.set_opcode(dns.opcode.NOTIFY)
                 q.flags |= dns.flags.AA

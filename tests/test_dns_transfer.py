@@ -44,13 +44,13 @@ from twisted.internet import defer, task, threads
 from twisted.trial import unittest
 
 from dyndns_plugin.config import settings_from_dict
-from dyndns_plugin.replication import transfer as transfer_module
-from dyndns_plugin.replication.publisher import ZonePublisher
 from dyndns_plugin.dns.resolver import DynDNSResolver
 from dyndns_plugin.dns.server import DynDNSServerFactory
 from dyndns_plugin.dns.signing import TSIGKey, labels_of
-from dyndns_plugin.replication.transfer import TransferHandler
 from dyndns_plugin.model import HostState, User
+from dyndns_plugin.replication import transfer as transfer_module
+from dyndns_plugin.replication.publisher import ZonePublisher
+from dyndns_plugin.replication.transfer import TransferHandler
 from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.store import StoreError
 from dyndns_plugin.store.memory import MemoryUserStore
@@ -72,10 +72,13 @@ KEY_NAME = "xfr-key.example."
 KEY_SECRET = base64.b64encode(b"transfer secret of the secondary").decode()
 OTHER_SECRET = base64.b64encode(b"not the transfer secret at all!!").decode()
 
-HOST_ZONE_TEXT = ZONE_HEAD + """\
+HOST_ZONE_TEXT = (
+    ZONE_HEAD
+    + """\
 sub     IN NS    ns.sub.example.org.
 ns.sub  IN A     192.0.2.77
 """
+)
 HOST_SERIAL = 2024010101
 
 
@@ -106,8 +109,10 @@ class Person:
         v4 = [a for a in self.offline_ips if ":" not in a]
         v6 = [a for a in self.offline_ips if ":" in a]
         return User(
-            self.id, hostnames=self.hostnames,
-            offline_ipv4=v4[0] if v4 else None, offline_ipv6=v6[0] if v6 else None,
+            self.id,
+            hostnames=self.hostnames,
+            offline_ipv4=v4[0] if v4 else None,
+            offline_ipv6=v6[0] if v6 else None,
         )
 
     def served(self) -> tuple[tuple[str, ...], int]:
@@ -134,11 +139,11 @@ class Person:
 
 
 PEOPLE = [
-    Person("alice", (f"*.alice.{SUFFIX}", "gateway.example.info"),
-           ("203.0.113.5", "2001:db8::5"), ttl=120),
+    Person("alice", (f"*.alice.{SUFFIX}", "gateway.example.info"), ("203.0.113.5", "2001:db8::5"), ttl=120),
     Person("bob", ("home.example.org",), ("198.51.100.7",), ttl=60),
-    Person("carol", ("carol.example.org",), ("203.0.113.9",), offline=True,
-           offline_ips=("192.0.2.200", "2001:db8::200")),
+    Person(
+        "carol", ("carol.example.org",), ("203.0.113.9",), offline=True, offline_ips=("192.0.2.200", "2001:db8::200")
+    ),
     Person("dave", (), ("203.0.113.10",), offline=True),
     Person("eve", (f"*.eve.{SUFFIX}",), ("203.0.113.66",), disabled=True),
     Person("frank", (f"alias.frank.{SUFFIX}",)),
@@ -149,8 +154,7 @@ PEOPLE = [
 def suffix_static(serial: int) -> set[tuple[str, int, str, str]]:
     """The suffix zone's own records, as the settings in L{TransferTestsMixin} say."""
     return {
-        (SUFFIX + ".", SOA_TTL, "SOA",
-         f"ns1.{SUFFIX}. hostmaster.{SUFFIX}. {serial} 3600 600 1209600 {MINIMUM}"),
+        (SUFFIX + ".", SOA_TTL, "SOA", f"ns1.{SUFFIX}. hostmaster.{SUFFIX}. {serial} 3600 600 1209600 {MINIMUM}"),
         (SUFFIX + ".", SOA_TTL, "NS", f"ns1.{SUFFIX}."),
         (SUFFIX + ".", SOA_TTL, "NS", "ns2.example.net."),
         (f"ns1.{SUFFIX}.", SOA_TTL, "A", "192.0.2.53"),
@@ -220,14 +224,15 @@ class Transfer:
 
 
 def xfr_query(
-    origin: str, rdtype: str = "AXFR", serial: int | None = None,
+    origin: str,
+    rdtype: str = "AXFR",
+    serial: int | None = None,
     key: dns.tsig.Key | None = None,
 ) -> dns.message.Message:
     """An AXFR, or an IXFR from C{serial}, as a secondary sends it."""
     q = dns.message.make_query(origin, rdtype)
     if serial is not None:
-        rrset = q.find_rrset(q.authority, dns.name.from_text(origin), dns.rdataclass.IN,
-                             dns.rdatatype.SOA, create=True)
+        rrset = q.find_rrset(q.authority, dns.name.from_text(origin), dns.rdataclass.IN, dns.rdatatype.SOA, create=True)
         rrset.add(dns.rdata.from_text("IN", "SOA", f". . {serial} 0 0 0 0"), 0)
     if key is not None:
         q.use_tsig({key.name: key}, key.name, algorithm=key.algorithm)
@@ -245,8 +250,11 @@ def _read_exactly(s: socket.socket, count: int) -> bytes:
 
 
 def transfer(
-    port: int, query: dns.message.Message, zone: dns.zone.Zone | None = None,
-    udp: bool = False, expect_end: bool = False,
+    port: int,
+    query: dns.message.Message,
+    zone: dns.zone.Zone | None = None,
+    udp: bool = False,
+    expect_end: bool = False,
 ) -> Transfer:
     """
     Send C{query} and read its transfer with dnspython's L{dns.xfr.Inbound}
@@ -278,8 +286,13 @@ def transfer(
                     (size,) = struct.unpack("!H", _read_exactly(s, 2))
                     raw = _read_exactly(s, size)
                 message = dns.message.from_wire(
-                    raw, keyring=query.keyring, request_mac=query.mac, xfr=True,
-                    tsig_ctx=tsig_ctx, multi=not udp, one_rr_per_rrset=True,
+                    raw,
+                    keyring=query.keyring,
+                    request_mac=query.mac,
+                    xfr=True,
+                    tsig_ctx=tsig_ctx,
+                    multi=not udp,
+                    one_rr_per_rrset=True,
                 )
                 if not query.is_response(message):
                     raise AssertionError("not an answer to the query")
@@ -372,12 +385,19 @@ class TransferTestsMixin(TestCaseMixin):
         self.clock.advance(time.time())
         self.store = MemoryUserStore() if store is None else store
         self.service = DynDNSService(
-            self.store, SUFFIX, default_ttl=DEFAULT_TTL, clock=self.clock, poll_interval=None,
+            self.store,
+            SUFFIX,
+            default_ttl=DEFAULT_TTL,
+            clock=self.clock,
+            poll_interval=None,
             reserved_names=[f"ns1.{SUFFIX}"],
         )
         self.published: list[tuple[str, int]] = []
         self.publisher = ZonePublisher(
-            self.service, self.zones, local_zones=local_zones, journal_size=journal_size,
+            self.service,
+            self.zones,
+            local_zones=local_zones,
+            journal_size=journal_size,
             on_publish=lambda zone: self.published.append((zone.origin, zone.serial)),
         )
         yield defer.ensureDeferred(self.service.start())
@@ -399,8 +419,7 @@ class TransferTestsMixin(TestCaseMixin):
         for person in people:
             yield s.add_user(person.user())
             if person.addresses:
-                result = yield s.update(person.id, [ipaddress.ip_address(a) for a in person.addresses],
-                                        ttl=person.ttl)
+                result = yield s.update(person.id, [ipaddress.ip_address(a) for a in person.addresses], ttl=person.ttl)
                 self.assertTrue(result.ok, result)
             if person.offline:
                 result = yield s.set_offline(person.id)
@@ -420,12 +439,10 @@ class TransferTestsMixin(TestCaseMixin):
         return self.xfr(xfr_query(origin, "IXFR", serial, key=key), zone, udp)
 
     def tcp_one(self, message, **kwargs) -> defer.Deferred[dns.message.Message]:
-        return threads.deferToThread(dns.query.tcp, message, HOST, timeout=TIMEOUT,
-                                     port=self.port, **kwargs)
+        return threads.deferToThread(dns.query.tcp, message, HOST, timeout=TIMEOUT, port=self.port, **kwargs)
 
     def udp_one(self, message, **kwargs) -> defer.Deferred[dns.message.Message]:
-        return threads.deferToThread(dns.query.udp, message, HOST, timeout=TIMEOUT,
-                                     port=self.port, **kwargs)
+        return threads.deferToThread(dns.query.udp, message, HOST, timeout=TIMEOUT, port=self.port, **kwargs)
 
     def raw_udp(self, data: bytes, wait: float = TIMEOUT) -> defer.Deferred[bytes | None]:
         return threads.deferToThread(raw_udp, self.port, data, wait)
@@ -493,8 +510,7 @@ class AXFRTests(TransferTestsMixin, unittest.TestCase):
         serial = yield self.served_serial()
         zone = yield threads.deferToThread(
             lambda: dns.zone.from_xfr(
-                dns.query.xfr(HOST, SUFFIX, port=self.port, timeout=TIMEOUT, lifetime=10,
-                              relativize=False),
+                dns.query.xfr(HOST, SUFFIX, port=self.port, timeout=TIMEOUT, lifetime=10, relativize=False),
                 relativize=False,
             )
         )
@@ -526,8 +542,9 @@ class AXFRTests(TransferTestsMixin, unittest.TestCase):
         """
         people = [Person(f"user{i}", (), (str(ipaddress.ip_address(0x0A000001 + i)),)) for i in range(1500)]
         store = MemoryUserStore()
-        yield store.import_users([p.user() for p in people],
-                                 [HostState(p.id, ipv4=p.addresses[0], ttl=p.ttl) for p in people])
+        yield store.import_users(
+            [p.user() for p in people], [HostState(p.id, ipv4=p.addresses[0], ttl=p.ttl) for p in people]
+        )
         yield self.setup_server([], store=store, listen=False)
         serial = self.publisher.zone_for(SUFFIX).serial
         messages = self.handler.answer_transfer(xfr_query(SUFFIX).to_wire(), "127.0.0.1", udp=False)
@@ -539,8 +556,11 @@ class AXFRTests(TransferTestsMixin, unittest.TestCase):
         self.assertEqual(self.publisher.zone_for(SUFFIX).serial, serial + 1)
         rest = list(messages)
         self.assertGreater(len(rest), 0, "the zone must take several messages")
-        records = [rr_tuple(rrset) for wire in [first, *rest]
-                   for rrset in dns.message.from_wire(wire, xfr=True, one_rr_per_rrset=True).answer]
+        records = [
+            rr_tuple(rrset)
+            for wire in [first, *rest]
+            for rrset in dns.message.from_wire(wire, xfr=True, one_rr_per_rrset=True).answer
+        ]
         self.assertEqual(soa_serial_of(records[0]), serial)
         self.assertEqual(records[-1], records[0])
         self.assertEqual(set(records[:-1]), expected_zone(SUFFIX, serial, people))
@@ -588,11 +608,10 @@ class IncrementalTests(TransferTestsMixin, unittest.TestCase):
         # batch 3: bob removed, henry's IPv6 changes
         batches = [
             None,
-            [("update", "grace", ("2001:db8::7",), 600), ("update", "carol", ("203.0.113.19",), 60),
-             ("enable", "eve")],
+            [("update", "grace", ("2001:db8::7",), 600), ("update", "carol", ("203.0.113.19",), 60), ("enable", "eve")],
             [("remove", "bob"), ("update", "henry", ("2001:db8::78",), 45)],
         ]
-        for number, batch in enumerate(batches):
+        for _number, batch in enumerate(batches):
             for change in batch or ():
                 if change[0] == "update":
                     _, uid, addrs, ttl = change
@@ -626,7 +645,7 @@ class IncrementalTests(TransferTestsMixin, unittest.TestCase):
             self.assertEqual(soa_serial_of(result.records[0]), serials[-1])
             expected_steps = [
                 (a, body(versions[a]) - body(versions[b]), b, body(versions[b]) - body(versions[a]))
-                for a, b in zip(serials[index:], serials[index + 1:])
+                for a, b in zip(serials[index:], serials[index + 1 :])
             ]
             self.assertEqual(steps, expected_steps, f"IXFR from {old}")
             self.assertEqual(zone_records(result.zone), current, f"IXFR from {old} applied")
@@ -646,8 +665,9 @@ class IncrementalTests(TransferTestsMixin, unittest.TestCase):
         new_serial, expected = yield self.publish(people)
         query, serial = dns.xfr.make_query(old)
         self.assertEqual(serial, old_serial)
-        yield threads.deferToThread(dns.query.inbound_xfr, HOST, old, query, port=self.port,
-                                    timeout=TIMEOUT, lifetime=10)
+        yield threads.deferToThread(
+            dns.query.inbound_xfr, HOST, old, query, port=self.port, timeout=TIMEOUT, lifetime=10
+        )
         self.assertEqual(zone_records(old), expected)
 
     @defer.inlineCallbacks
@@ -689,8 +709,9 @@ class IncrementalTests(TransferTestsMixin, unittest.TestCase):
                 answer = dns.message.from_wire(wires[0], xfr=True, one_rr_per_rrset=True)
                 self.assertTrue(query.is_response(answer))
                 self.assertEqual(answer.rcode(), dns.rcode.NOERROR)
-                self.assertEqual([soa_serial_of(rr_tuple(r)) for r in answer.answer], [serial],
-                                 f"IXFR from {newer}, udp={udp}")
+                self.assertEqual(
+                    [soa_serial_of(rr_tuple(r)) for r in answer.answer], [serial], f"IXFR from {newer}, udp={udp}"
+                )
 
     @defer.inlineCallbacks
     def test_journal_size(self):
@@ -734,8 +755,7 @@ class IncrementalTests(TransferTestsMixin, unittest.TestCase):
         people["bob"] = attrs.evolve(people["bob"], addresses=("198.51.100.99",))
         new, expected = yield self.publish(people)
         delta = [
-            (old, {(f"bob.{SUFFIX}.", 60, "A", "198.51.100.7")},
-             new, {(f"bob.{SUFFIX}.", 60, "A", "198.51.100.99")}),
+            (old, {(f"bob.{SUFFIX}.", 60, "A", "198.51.100.7")}, new, {(f"bob.{SUFFIX}.", 60, "A", "198.51.100.99")}),
         ]
         result = yield self.ixfr(old, zone=zone_from_records(SUFFIX, old_records), udp=True)
         self.assertEqual(len(result.wires), 1)
@@ -747,8 +767,9 @@ class IncrementalTests(TransferTestsMixin, unittest.TestCase):
         query = xfr_query(SUFFIX, "IXFR", old, key=dns_key())
         wire = yield self.raw_udp(query.to_wire())
         self.assertLessEqual(len(wire), 512)
-        answer = dns.message.from_wire(wire, keyring=query.keyring, request_mac=query.mac,
-                                       xfr=True, one_rr_per_rrset=True)
+        answer = dns.message.from_wire(
+            wire, keyring=query.keyring, request_mac=query.mac, xfr=True, one_rr_per_rrset=True
+        )
         self.assertTrue(answer.had_tsig)
         records = [rr_tuple(r) for r in answer.answer]
         if len(records) > 1:
@@ -820,13 +841,19 @@ class IncrementalTests(TransferTestsMixin, unittest.TestCase):
         expected = expected_zone(SUFFIX, new, people.values())
         self.assertAXFR((yield self.axfr()), expected, new)
         result = yield self.ixfr(old, zone=zone_from_records(SUFFIX, old_records))
-        self.assertEqual(ixfr_steps(result.records), [
-            (old, {(f"bob.{SUFFIX}.", 60, "A", "198.51.100.7")},
-             new, {(f"bob.{SUFFIX}.", 60, "A", "198.51.100.55")}),
-        ])
+        self.assertEqual(
+            ixfr_steps(result.records),
+            [
+                (
+                    old,
+                    {(f"bob.{SUFFIX}.", 60, "A", "198.51.100.7")},
+                    new,
+                    {(f"bob.{SUFFIX}.", 60, "A", "198.51.100.55")},
+                ),
+            ],
+        )
         history = yield self.store.load_zone_history()
-        self.assertEqual([(s.serial_from, s.serial_to) for s in history[SUFFIX].steps],
-                         [(old - 1, old), (old, new)])
+        self.assertEqual([(s.serial_from, s.serial_to) for s in history[SUFFIX].steps], [(old - 1, old), (old, new)])
 
 
 def zone_from_records(origin: str, records: Iterable[tuple[str, int, str, str]]) -> dns.zone.Zone:
@@ -909,9 +936,10 @@ class BatchingTests(TransferTestsMixin, unittest.TestCase):
         self.clock.advance(self.publisher.delay)
         self.assertEqual(zone.serial, serial + 2)
         step = zone.steps[-1]
-        self.assertEqual({(rr[0], rr[3]) for rr in step.added},
-                         {(f"bob.{SUFFIX}", bytes([198, 51, 100, 9])),
-                          (f"carl.{SUFFIX}", bytes([198, 51, 100, 10]))})
+        self.assertEqual(
+            {(rr[0], rr[3]) for rr in step.added},
+            {(f"bob.{SUFFIX}", bytes([198, 51, 100, 9])), (f"carl.{SUFFIX}", bytes([198, 51, 100, 10]))},
+        )
 
 
 class LargeZoneTests(TransferTestsMixin, unittest.TestCase):
@@ -942,8 +970,11 @@ class LargeZoneTests(TransferTestsMixin, unittest.TestCase):
             self.assertEqual(flags & 0x840F, 0x8400, "QR, AA, NOERROR")
             records.extend(found)
         self.assertEqual((records[0][1], records[-1]), (6, records[0]))
-        users = {(name, rdtype, ttl, rdata) for name, rdtype, ttl, rdata in records if name != SUFFIX
-                 and not name.startswith("ns1.")}
+        users = {
+            (name, rdtype, ttl, rdata)
+            for name, rdtype, ttl, rdata in records
+            if name != SUFFIX and not name.startswith("ns1.")
+        }
         self.assertEqual(len(records), count + 6)
         self.assertEqual(users, {(f"u{i}.{SUFFIX}", 1, 60, addresses[i].packed) for i in range(count)})
 
@@ -987,8 +1018,11 @@ class AccessTests(TransferTestsMixin, unittest.TestCase):
         IXFR get REFUSED; ordinary queries are still answered.
         """
         yield self.setup_server(networks=["192.0.2.0/24", "::1/128"])
-        for request in (xfr_query(SUFFIX).to_wire(), xfr_query(SUFFIX, "IXFR", 1000).to_wire(),
-                        xfr_query("example.org").to_wire()):
+        for request in (
+            xfr_query(SUFFIX).to_wire(),
+            xfr_query(SUFFIX, "IXFR", 1000).to_wire(),
+            xfr_query("example.org").to_wire(),
+        ):
             [answer] = yield self.raw_tcp(framed(request))
             self.assertError(answer, request, dns.rcode.REFUSED)
         request = xfr_query(SUFFIX, "IXFR", 1000).to_wire()
@@ -1048,9 +1082,14 @@ class AccessTests(TransferTestsMixin, unittest.TestCase):
         not allowed; every message of the multi-message answer is signed
         and verifies (dnspython, RFC 8945 section 5.3.1).
         """
-        people = [Person(f"user{i}", (), (str(ipaddress.ip_address(0x0A000001 + i)),
-                                          str(ipaddress.ip_address(0x20010DB8 << 96 | i + 1))))
-                  for i in range(1000)]
+        people = [
+            Person(
+                f"user{i}",
+                (),
+                (str(ipaddress.ip_address(0x0A000001 + i)), str(ipaddress.ip_address(0x20010DB8 << 96 | i + 1))),
+            )
+            for i in range(1000)
+        ]
         store = MemoryUserStore()
         yield store.import_users(
             [p.user() for p in people],
@@ -1069,9 +1108,17 @@ class AccessTests(TransferTestsMixin, unittest.TestCase):
         # the same with dnspython's stock client
         zone = yield threads.deferToThread(
             lambda: dns.zone.from_xfr(
-                dns.query.xfr(HOST, SUFFIX, port=self.port, timeout=TIMEOUT, lifetime=10,
-                              keyring={dns_key().name: dns_key()}, keyname=KEY_NAME,
-                              keyalgorithm=dns.tsig.HMAC_SHA256, relativize=False),
+                dns.query.xfr(
+                    HOST,
+                    SUFFIX,
+                    port=self.port,
+                    timeout=TIMEOUT,
+                    lifetime=10,
+                    keyring={dns_key().name: dns_key()},
+                    keyname=KEY_NAME,
+                    keyalgorithm=dns.tsig.HMAC_SHA256,
+                    relativize=False,
+                ),
                 relativize=False,
             )
         )
@@ -1097,8 +1144,10 @@ class AccessTests(TransferTestsMixin, unittest.TestCase):
         assert asked is not None, "the request is signed"
         self.assertEqual(tsig.error, error)
         self.assertEqual((tsig.mac_size, tsig.mac), (0, b""))
-        self.assertEqual((tsig.owner, tsig.algorithm, tsig.time_signed, tsig.original_id),
-                         (asked.owner, asked.algorithm, asked.time_signed, asked.original_id))
+        self.assertEqual(
+            (tsig.owner, tsig.algorithm, tsig.time_signed, tsig.original_id),
+            (asked.owner, asked.algorithm, asked.time_signed, asked.original_id),
+        )
         return reply
 
     @defer.inlineCallbacks
@@ -1106,16 +1155,16 @@ class AccessTests(TransferTestsMixin, unittest.TestCase):
         """A request signed with the right key name but another secret: BADSIG, unsigned."""
         yield self.setup_server(networks=[], keys=[our_key()])
         for udp in (False, True):
-            yield self.assertTSIGError(xfr_query(SUFFIX, "IXFR", 1000, key=dns_key(OTHER_SECRET)),
-                                       dns.rcode.BADSIG, udp)
+            yield self.assertTSIGError(
+                xfr_query(SUFFIX, "IXFR", 1000, key=dns_key(OTHER_SECRET)), dns.rcode.BADSIG, udp
+            )
         self.assertEqual(self.handler.transfers, 0)
 
     @defer.inlineCallbacks
     def test_unknown_key_badkey(self):
         """A key we do not know, or our key's name with another algorithm: BADKEY, unsigned."""
         yield self.setup_server(networks=["127.0.0.0/8"], keys=[our_key()])
-        other = dns.tsig.Key("someone-else.example.", base64.b64decode(KEY_SECRET),
-                             dns.tsig.HMAC_SHA256)
+        other = dns.tsig.Key("someone-else.example.", base64.b64decode(KEY_SECRET), dns.tsig.HMAC_SHA256)
         yield self.assertTSIGError(xfr_query(SUFFIX, key=other), dns.rcode.BADKEY)
         sha512 = dns.tsig.Key(KEY_NAME, base64.b64decode(KEY_SECRET), dns.tsig.HMAC_SHA512)
         yield self.assertTSIGError(xfr_query(SUFFIX, key=sha512), dns.rcode.BADKEY)
@@ -1160,38 +1209,62 @@ class AccessTests(TransferTestsMixin, unittest.TestCase):
         def message(ident, counts, body):
             return struct.pack("!HHHHHH", ident, 0, *counts) + body
 
-        tsig_rdata = dns.name.from_text("hmac-sha256").to_wire() + struct.pack("!HIHH", 0, 0, 300, 0) + struct.pack("!HHH", 1, 0, 0)
+        tsig_rdata = (
+            dns.name.from_text("hmac-sha256").to_wire()
+            + struct.pack("!HIHH", 0, 0, 300, 0)
+            + struct.pack("!HHH", 1, 0, 0)
+        )
         broken = {
             "IXFR without SOA": xfr_query(SUFFIX, "IXFR").to_wire(),
-            "SOA of another name": message(0x101, (1, 0, 1, 0), question_ixfr + b"\x03foo\x00"
-                                           + struct.pack("!HHIH", 6, 1, 0, len(soa_rdata)) + soa_rdata),
-            "short SOA": message(0x102, (1, 0, 1, 0), question_ixfr + b"\xc0\x0c"
-                                 + struct.pack("!HHIH", 6, 1, 0, 6) + soa_rdata[:6]),
+            "SOA of another name": message(
+                0x101,
+                (1, 0, 1, 0),
+                question_ixfr + b"\x03foo\x00" + struct.pack("!HHIH", 6, 1, 0, len(soa_rdata)) + soa_rdata,
+            ),
+            "short SOA": message(
+                0x102, (1, 0, 1, 0), question_ixfr + b"\xc0\x0c" + struct.pack("!HHIH", 6, 1, 0, 6) + soa_rdata[:6]
+            ),
             "trailing bytes": good + b"\x00\x00",
             "record past the end": ixfr[:-5],
             "two questions": message(0x103, (2, 0, 0, 0), question_axfr + question_axfr),
-            "forward pointer": message(0x104, (1, 0, 1, 0), question_ixfr + b"\xc0\x40"
-                                       + struct.pack("!HHIH", 6, 1, 0, len(soa_rdata)) + soa_rdata),
-            "TSIG in authority": message(0x105, (1, 0, 1, 0), question_axfr + b"\x01k\x00"
-                                         + struct.pack("!HHIH", 250, 255, 0, len(tsig_rdata)) + tsig_rdata),
-            "TSIG of class IN": message(0x106, (1, 0, 0, 1), question_axfr + b"\x01k\x00"
-                                        + struct.pack("!HHIH", 250, 1, 0, len(tsig_rdata)) + tsig_rdata),
-            "TSIG not last": message(0x107, (1, 0, 0, 2), question_axfr + b"\x01k\x00"
-                                     + struct.pack("!HHIH", 250, 255, 0, len(tsig_rdata)) + tsig_rdata
-                                     + b"\x00" + struct.pack("!HHIH", 1, 1, 0, 4) + b"\x01\x02\x03\x04"),
+            "forward pointer": message(
+                0x104,
+                (1, 0, 1, 0),
+                question_ixfr + b"\xc0\x40" + struct.pack("!HHIH", 6, 1, 0, len(soa_rdata)) + soa_rdata,
+            ),
+            "TSIG in authority": message(
+                0x105,
+                (1, 0, 1, 0),
+                question_axfr + b"\x01k\x00" + struct.pack("!HHIH", 250, 255, 0, len(tsig_rdata)) + tsig_rdata,
+            ),
+            "TSIG of class IN": message(
+                0x106,
+                (1, 0, 0, 1),
+                question_axfr + b"\x01k\x00" + struct.pack("!HHIH", 250, 1, 0, len(tsig_rdata)) + tsig_rdata,
+            ),
+            "TSIG not last": message(
+                0x107,
+                (1, 0, 0, 2),
+                question_axfr
+                + b"\x01k\x00"
+                + struct.pack("!HHIH", 250, 255, 0, len(tsig_rdata))
+                + tsig_rdata
+                + b"\x00"
+                + struct.pack("!HHIH", 1, 1, 0, 4)
+                + b"\x01\x02\x03\x04",
+            ),
         }
         for label, wire in broken.items():
             answer = yield self.raw_udp(wire)
             self.assertIsNotNone(answer, label)
             reply = parse(answer)
-            self.assertEqual((reply.id, reply.qr, reply.rcode), (parse_id(wire), True, dns.rcode.FORMERR),
-                             label)
-        answers = yield self.raw_tcp(b"".join(framed(w) for w in broken.values()) + framed(good),
-                                     replies=len(broken) + 1)
+            self.assertEqual((reply.id, reply.qr, reply.rcode), (parse_id(wire), True, dns.rcode.FORMERR), label)
+        answers = yield self.raw_tcp(
+            b"".join(framed(w) for w in broken.values()) + framed(good), replies=len(broken) + 1
+        )
         self.assertEqual([parse(a).rcode for a in answers[:-1]], [dns.rcode.FORMERR] * len(broken))
         serial = yield self.served_serial()
-        records = [rr_tuple(r) for r in dns.message.from_wire(answers[-1], xfr=True,
-                                                              one_rr_per_rrset=True).answer]
+        records = [rr_tuple(r) for r in dns.message.from_wire(answers[-1], xfr=True, one_rr_per_rrset=True).answer]
         self.assertEqual(set(records[:-1]), expected_zone(SUFFIX, serial, PEOPLE))
         # a response is never answered
         response = bytearray(good)
@@ -1290,8 +1363,11 @@ def local_expected(serial: int, people: Iterable[Person]) -> set[tuple[str, int,
     """
     dynamic = set()
     for person in people:
-        dynamic |= {r for r in person.records("example.org")
-                    if not (r[0] == "sub.example.org." or r[0].endswith(".sub.example.org."))}
+        dynamic |= {
+            r
+            for r in person.records("example.org")
+            if not (r[0] == "sub.example.org." or r[0].endswith(".sub.example.org."))
+        }
     replaced = {(r[0], r[2]) for r in dynamic}
     static = {r for r in host_zone_records(serial) if (r[0], r[2]) not in replaced}
     return static | dynamic
@@ -1299,8 +1375,9 @@ def local_expected(serial: int, people: Iterable[Person]) -> set[tuple[str, int,
 
 LOCAL_PEOPLE = [
     Person("bob", ("home.example.org",), ("198.51.100.7",), ttl=60),
-    Person("carol", ("carol.example.org",), ("203.0.113.9",), offline=True,
-           offline_ips=("192.0.2.200", "2001:db8::200")),
+    Person(
+        "carol", ("carol.example.org",), ("203.0.113.9",), offline=True, offline_ips=("192.0.2.200", "2001:db8::200")
+    ),
     Person("ivan", ("x.sub.example.org", "sub.example.org", "ivan.example.org"), ("203.0.113.44",), ttl=90),
     Person("judy", ("*.judy.example.org",), ("2001:db8::99",), ttl=120),
     Person("alice", ("gateway.example.info",), ("203.0.113.5",)),
@@ -1335,8 +1412,9 @@ class LocalZonesTests(TransferTestsMixin, unittest.TestCase):
         yield self.publisher.flush()
         now = yield self.served_serial("example.org")
         self.assertEqual(now, first + 2)
-        expected = local_expected(now, [attrs.evolve(alice, addresses=("203.0.113.6",)),
-                                        attrs.evolve(bob, disabled=True)])
+        expected = local_expected(
+            now, [attrs.evolve(alice, addresses=("203.0.113.6",)), attrs.evolve(bob, disabled=True)]
+        )
         self.assertFalse(any(r[0] == "pc.lan.example.org." for r in expected))
         self.assertAXFR((yield self.axfr("example.org")), expected, now)
         result = yield self.ixfr(first, "example.org", zone=zone_from_records("example.org", start))
@@ -1360,8 +1438,7 @@ class LocalZonesTests(TransferTestsMixin, unittest.TestCase):
         self.assertIn(("home.example.org.", 3600, "MX", "20 mail.example.org."), expected)
         self.assertNotIn(("home.example.org.", 3600, "A", "192.0.2.99"), expected)
         self.assertIn(("*.judy.example.org.", 120, "AAAA", "2001:db8::99"), expected)
-        self.assertFalse(any("sub.example.org" in r[0] and r[2] != "NS" and r[3] != "192.0.2.77"
-                             for r in expected))
+        self.assertFalse(any("sub.example.org" in r[0] and r[2] != "NS" and r[3] != "192.0.2.77" for r in expected))
         self.assertAXFR((yield self.axfr("example.org")), expected, serial)
         # the suffix zone is as always
         self.assertEqual((yield self.served_serial()), 1001)
@@ -1377,10 +1454,17 @@ class LocalZonesTests(TransferTestsMixin, unittest.TestCase):
         self.assertIn(("home.example.org.", 3600, "A", "192.0.2.99"), current)
         self.assertAXFR((yield self.axfr("example.org")), current, new)
         result = yield self.ixfr(serial, "example.org", zone=zone_from_records("example.org", expected))
-        self.assertEqual(ixfr_steps(result.records), [
-            (serial, {("home.example.org.", 60, "A", "198.51.100.7")},
-             new, {("home.example.org.", 3600, "A", "192.0.2.99")}),
-        ])
+        self.assertEqual(
+            ixfr_steps(result.records),
+            [
+                (
+                    serial,
+                    {("home.example.org.", 60, "A", "198.51.100.7")},
+                    new,
+                    {("home.example.org.", 3600, "A", "192.0.2.99")},
+                ),
+            ],
+        )
         self.assertEqual(zone_records(result.zone), current)
         answer = yield self.udp_one(dns.message.make_query("home.example.org", "A"))
         self.assertEqual({rd.address for rrset in answer.answer for rd in rrset}, {"192.0.2.99"})
@@ -1392,10 +1476,17 @@ class LocalZonesTests(TransferTestsMixin, unittest.TestCase):
         newest = yield self.served_serial("example.org")
         self.assertEqual(newest, new + 1)
         result = yield self.ixfr(new, "example.org", zone=zone_from_records("example.org", current))
-        self.assertEqual(ixfr_steps(result.records), [
-            (new, {("ivan.example.org.", 90, "A", "203.0.113.44")},
-             newest, {("ivan.example.org.", 90, "A", "203.0.113.45")}),
-        ])
+        self.assertEqual(
+            ixfr_steps(result.records),
+            [
+                (
+                    new,
+                    {("ivan.example.org.", 90, "A", "203.0.113.44")},
+                    newest,
+                    {("ivan.example.org.", 90, "A", "203.0.113.45")},
+                ),
+            ],
+        )
         self.assertAXFR((yield self.axfr("example.org")), local_expected(newest, people.values()), newest)
 
     @defer.inlineCallbacks
@@ -1410,8 +1501,9 @@ class LocalZonesTests(TransferTestsMixin, unittest.TestCase):
             q = dns.message.make_query(origin, "SOA")
             q.set_opcode(dns.opcode.NOTIFY)
             q.flags |= dns.flags.AA
-            q.answer.append(dns.rrset.from_text(origin + ".", 3600, "IN", "SOA",
-                                                f"ns1.{origin}. h.{origin}. 7 1 1 1 1"))
+            q.answer.append(
+                dns.rrset.from_text(origin + ".", 3600, "IN", "SOA", f"ns1.{origin}. h.{origin}. 7 1 1 1 1")
+            )
             r = yield self.udp_one(q)
             self.assertTrue(q.is_response(r))
             self.assertEqual(r.opcode(), dns.opcode.NOTIFY)

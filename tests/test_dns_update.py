@@ -46,10 +46,10 @@ from twisted.trial import unittest
 
 from dyndns_plugin.dns.resolver import DynDNSResolver
 from dyndns_plugin.dns.server import DynDNSServerFactory
-from dyndns_plugin.protocols.dns_update import ALGORITHMS, UpdateHandler
-from dyndns_plugin.limits import LimitSettings, Limiter
+from dyndns_plugin.limits import Limiter, LimitSettings
 from dyndns_plugin.model import TSIG_ALGORITHMS, User
 from dyndns_plugin.passwords import md5_verifier
+from dyndns_plugin.protocols.dns_update import ALGORITHMS, UpdateHandler
 from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.store.memory import MemoryUserStore
 from dyndns_plugin.store.sqlite import SQLiteUserStore
@@ -104,9 +104,7 @@ BADTRUNC = dns.rcode.BADTRUNC
 
 ALICE_SECRET = "uDqEbya3wWm52jDZVATDeiVWvoea5kLu/xPhjpjeEOI="
 BOB_SECRET = "im0YbgVkPaSjZVgiP9dmHQ=="
-CAROL_SECRET = (
-    "BBEukoNbAWn6u8b7iF9mCrt/KFeCLUzrLgy+hWb3vzCApXWItEbaWvABp7+PzG/EapOA1aox+AlS683bcKPLSA=="
-)
+CAROL_SECRET = "BBEukoNbAWn6u8b7iF9mCrt/KFeCLUzrLgy+hWb3vzCApXWItEbaWvABp7+PzG/EapOA1aox+AlS683bcKPLSA=="
 DAVE_SECRET = "WvqjAXJdJCLB//LG1w4KRbzKjLY="
 WRONG_SECRET = base64.b64encode(b"not the secret of anybody here!!").decode()
 
@@ -206,15 +204,34 @@ def parse(wire: bytes) -> Reply:
             if j + other_len != end:
                 raise AssertionError("TSIG RDATA length does not match its fields")
             tsig = TSIGRecord(
-                owner, owner_wire, rdtype, rdclass, ttl, algorithm, (high << 32) | low,
-                fudge, mac_size, mac, original_id, error, other_len, other, start,
+                owner,
+                owner_wire,
+                rdtype,
+                rdclass,
+                ttl,
+                algorithm,
+                (high << 32) | low,
+                fudge,
+                mac_size,
+                mac,
+                original_id,
+                error,
+                other_len,
+                other,
+                start,
             )
         i = end
     if i != len(wire):
         raise AssertionError(f"{len(wire) - i} bytes after the last record")
     return Reply(
-        ident, bool(flags & 0x8000), (flags >> 11) & 0xF, flags, flags & 0xF,
-        tuple(counts), tuple(zone), tsig,  # type: ignore[arg-type]
+        ident,
+        bool(flags & 0x8000),
+        (flags >> 11) & 0xF,
+        flags,
+        flags & 0xF,
+        tuple(counts),
+        tuple(zone),
+        tsig,  # type: ignore[arg-type]
     )
 
 
@@ -234,8 +251,14 @@ def tsig_mac(wire: bytes, secret: bytes, request_mac: bytes = b"") -> bytes:
         canonical(record.owner)
         + struct.pack("!HI", dns.rdataclass.ANY, 0)
         + canonical(record.algorithm)
-        + struct.pack("!HIHHH", record.time_signed >> 32, record.time_signed & 0xFFFFFFFF,
-                      record.fudge, record.error, record.other_len)
+        + struct.pack(
+            "!HIHHH",
+            record.time_signed >> 32,
+            record.time_signed & 0xFFFFFFFF,
+            record.fudge,
+            record.error,
+            record.other_len,
+        )
         + record.other
     )
     prefix = struct.pack("!H", len(request_mac)) + request_mac if request_mac else b""
@@ -249,9 +272,11 @@ def tsig_mac(wire: bytes, secret: bytes, request_mac: bytes = b"") -> bytes:
 def with_tsig(unsigned: bytes, owner: dns.name.Name, rdata: Any) -> bytes:
     """C{unsigned} with a TSIG RR (uncompressed owner) appended, ARCOUNT + 1."""
     rdata_wire = rdata.to_wire()
-    record = cast(bytes, owner.to_wire()) + struct.pack(
-        "!HHIH", dns.rdatatype.TSIG, dns.rdataclass.ANY, 0, len(rdata_wire)
-    ) + rdata_wire
+    record = (
+        cast(bytes, owner.to_wire())
+        + struct.pack("!HHIH", dns.rdatatype.TSIG, dns.rdataclass.ANY, 0, len(rdata_wire))
+        + rdata_wire
+    )
     arcount = struct.unpack("!H", unsigned[10:12])[0] + 1
     return unsigned[:10] + struct.pack("!H", arcount) + unsigned[12:] + record
 
@@ -270,8 +295,15 @@ def sign_at(
     """
     unsigned = message if isinstance(message, bytes) else message.to_wire()
     template = dns.rdtypes.ANY.TSIG.TSIG(
-        dns.rdataclass.ANY, dns.rdatatype.TSIG, key.algorithm, time_signed, fudge,
-        b"", struct.unpack("!H", unsigned[:2])[0], 0, b"",
+        dns.rdataclass.ANY,
+        dns.rdatatype.TSIG,
+        key.algorithm,
+        time_signed,
+        fudge,
+        b"",
+        struct.unpack("!H", unsigned[:2])[0],
+        0,
+        b"",
     )
     rdata, _ = dns.tsig.sign(unsigned, key, template, time_signed, b"")
     if mac is not None:
@@ -283,9 +315,7 @@ def make_key(name: str, secret: str, algorithm: str = "hmac-sha256") -> dns.tsig
     return dns.tsig.Key(name, base64.b64decode(secret), WIRE_ALGORITHMS[algorithm])
 
 
-def update(
-    zone: str = ZONE, rdclass: dns.rdataclass.RdataClass = dns.rdataclass.IN
-) -> dns.update.UpdateMessage:
+def update(zone: str = ZONE, rdclass: dns.rdataclass.RdataClass = dns.rdataclass.IN) -> dns.update.UpdateMessage:
     return dns.update.UpdateMessage(zone, rdclass=rdclass)
 
 
@@ -345,8 +375,7 @@ class Capture:
         return record.mac
 
     def user_record(self, secret: str | None = None, algorithm: str | None = None) -> User:
-        return User(self.user, tsig_secret=secret or self.secret,
-                    tsig_algorithm=algorithm or self.algorithm)
+        return User(self.user, tsig_secret=secret or self.secret, tsig_algorithm=algorithm or self.algorithm)
 
 
 def read(folder: str, name: str) -> bytes:
@@ -367,10 +396,16 @@ def _bind_capture(query: str) -> Capture:
             if json.load(f)["decoded"]["rcode"] == "NOERROR":
                 response = os.path.join(DNS_FIXTURES, base + ".response.bin")
     return Capture(
-        label=query, path=os.path.join(DNS_FIXTURES, meta["file"]),
-        key_name=meta["key"]["name"], algorithm=meta["key"]["algorithm"],
-        secret=meta["key"]["secret_b64"], time_signed=meta["decoded"]["tsig"]["time_signed"],
-        name=name.rstrip(".").lower(), rdtype=rdtype, address=address, ttl=int(ttl),
+        label=query,
+        path=os.path.join(DNS_FIXTURES, meta["file"]),
+        key_name=meta["key"]["name"],
+        algorithm=meta["key"]["algorithm"],
+        secret=meta["key"]["secret_b64"],
+        time_signed=meta["decoded"]["tsig"]["time_signed"],
+        name=name.rstrip(".").lower(),
+        rdtype=rdtype,
+        address=address,
+        ttl=int(ttl),
         response=response,
     )
 
@@ -385,10 +420,16 @@ def _knot_capture(base: str) -> Capture:
     name, ttl, _cls, rdtype, address = info["update"].split()
     response = os.path.join(KNOT_FIXTURES, base + "-response.bin")
     return Capture(
-        label=base, path=os.path.join(KNOT_FIXTURES, base + "-query.bin"),
-        key_name=KNOT_KEY["name"], algorithm=KNOT_KEY["algorithm"],
-        secret=KNOT_KEY["secret_b64"], time_signed=info["time_signed"],
-        name=name.rstrip(".").lower(), rdtype=rdtype, address=address, ttl=int(ttl),
+        label=base,
+        path=os.path.join(KNOT_FIXTURES, base + "-query.bin"),
+        key_name=KNOT_KEY["name"],
+        algorithm=KNOT_KEY["algorithm"],
+        secret=KNOT_KEY["secret_b64"],
+        time_signed=info["time_signed"],
+        name=name.rstrip(".").lower(),
+        rdtype=rdtype,
+        address=address,
+        ttl=int(ttl),
         response=response if info["answer"].startswith("NOERROR") else None,
     )
 
@@ -398,10 +439,17 @@ def _knot_capture(base: str) -> Capture:
 #: have; configured with that key it is a valid update. The badkey and
 #: foreign-name queries change someone else's name: see PolicyTests.)
 REPLAYS = [
-    *(_bind_capture(f"nsupdate-{n}") for n in (
-        "hmac-md5-udp", "hmac-sha1-udp", "hmac-sha256-udp", "hmac-sha256-tcp",
-        "hmac-sha256-aaaa-udp", "hmac-sha512-udp",
-    )),
+    *(
+        _bind_capture(f"nsupdate-{n}")
+        for n in (
+            "hmac-md5-udp",
+            "hmac-sha1-udp",
+            "hmac-sha256-udp",
+            "hmac-sha256-tcp",
+            "hmac-sha256-aaaa-udp",
+            "hmac-sha512-udp",
+        )
+    ),
     _bind_capture("ref-bind-update-noerror-md5.query"),
     _bind_capture("ref-bind-update-noerror-sha256.query"),
     _bind_capture("ref-bind-update-badsig.query"),
@@ -436,9 +484,7 @@ class UpdateTestsMixin(_TestCase):
         self.clock = task.Clock()
         self.clock.advance(now)
         self.store = MemoryUserStore()
-        self.service = DynDNSService(
-            self.store, SUFFIX, clock=self.clock, poll_interval=None, **service_options
-        )
+        self.service = DynDNSService(self.store, SUFFIX, clock=self.clock, poll_interval=None, **service_options)
         self.successResultOf(defer.ensureDeferred(self.service.start()))
         for user in users:
             self.successResultOf(self.service.add_user(user))
@@ -510,8 +556,7 @@ class UpdateTestsMixin(_TestCase):
         assert request_tsig is not None
         self.assertEqual(record.owner.lower(), key.name.to_text().lower())
         self.assertEqual(record.owner_wire, key.name.to_wire(), "owner must not be compressed")
-        self.assertEqual((record.rdtype, record.rdclass, record.ttl),
-                         (dns.rdatatype.TSIG, dns.rdataclass.ANY, 0))
+        self.assertEqual((record.rdtype, record.rdclass, record.ttl), (dns.rdatatype.TSIG, dns.rdataclass.ANY, 0))
         self.assertEqual(record.algorithm.lower(), key.algorithm.to_text())
         self.assertEqual(record.error, error)
         self.assertEqual(record.original_id, reply.id)
@@ -519,8 +564,7 @@ class UpdateTestsMixin(_TestCase):
         expected_time = int(self.clock.seconds()) if time_signed is None else time_signed
         self.assertEqual(record.time_signed, expected_time)
         self.assertEqual(record.mac_size, HASHES[record.algorithm.lower()][1])
-        self.assertEqual(record.mac, tsig_mac(answer, key.secret, request_tsig.mac),
-                         "the response MAC does not verify")
+        self.assertEqual(record.mac, tsig_mac(answer, key.secret, request_tsig.mac), "the response MAC does not verify")
         return record
 
     def assertUnsignedError(self, answer: bytes, request: bytes, error: int) -> TSIGRecord:
@@ -535,8 +579,9 @@ class UpdateTestsMixin(_TestCase):
         self.assertEqual((record.mac_size, record.mac), (0, b""))
         self.assertEqual(record.original_id, parse(request).id)
         self.assertEqual(record.owner, request_tsig.owner)
-        self.assertEqual(record.owner_wire, dns.name.from_text(request_tsig.owner).to_wire(),
-                         "owner must not be compressed")
+        self.assertEqual(
+            record.owner_wire, dns.name.from_text(request_tsig.owner).to_wire(), "owner must not be compressed"
+        )
         self.assertEqual(record.algorithm, request_tsig.algorithm)
         self.assertEqual(record.time_signed, request_tsig.time_signed)
         self.assertEqual(record.fudge, request_tsig.fudge)
@@ -559,8 +604,7 @@ class UpdateTestsMixin(_TestCase):
             self.assertEqual(getattr(a, name), getattr(b, name), name)
         assert a.tsig is not None and b.tsig is not None
         for field in attrs.fields(TSIGRecord):
-            self.assertEqual(getattr(a.tsig, field.name), getattr(b.tsig, field.name),
-                             f"TSIG {field.name}")
+            self.assertEqual(getattr(a.tsig, field.name), getattr(b.tsig, field.name), f"TSIG {field.name}")
         self.assertEqual(ours.hex(), theirs.hex())
 
 
@@ -568,6 +612,7 @@ def _generate(cls: type, captures: Iterable[Capture], checks: dict[str, str]) ->
     """One test method per capture and check: C{test_<check>_<capture>}."""
     for check, doc in checks.items():
         for capture in captures:
+
             def test(self: Any, capture: Capture = capture, check: str = check) -> Any:
                 return getattr(self, "check_" + check)(capture)
 
@@ -590,8 +635,15 @@ class ReplayTests(UpdateTestsMixin, unittest.TestCase):
         # dnspython's validator agrees (on our clock: the answer is signed now).
         parsed = dns.message.from_wire(answer, keyring=False)
         assert parsed.tsig is not None
-        dns.tsig.validate(answer, capture.key, capture.key.name, parsed.tsig[0],
-                          int(self.clock.seconds()), capture.request_mac, record.start)
+        dns.tsig.validate(
+            answer,
+            capture.key,
+            capture.key.name,
+            parsed.tsig[0],
+            int(self.clock.seconds()),
+            capture.request_mac,
+            record.start,
+        )
         self.assertEqual(self.served(capture.name), ({capture.address}, capture.ttl))
         state = self.successResultOf(self.store.load()).states[capture.user]
         self.assertEqual([str(a) for a in state.addresses()], [capture.address])
@@ -606,8 +658,9 @@ class ReplayTests(UpdateTestsMixin, unittest.TestCase):
             self.setup(now, [capture.user_record()])
             before = self.snapshot()
             answer, reply = self.reply(capture.wire)
-            record = self.assertSigned(answer, capture.wire, capture.key, NOTAUTH,
-                                       error=BADTIME, time_signed=capture.time_signed)
+            record = self.assertSigned(
+                answer, capture.wire, capture.key, NOTAUTH, error=BADTIME, time_signed=capture.time_signed
+            )
             self.assertEqual(record.other_len, 6)
             self.assertEqual(record.other, struct.pack("!Q", now)[2:])
             self.assertEqual(self.snapshot(), before)
@@ -640,12 +693,16 @@ class ReplayTests(UpdateTestsMixin, unittest.TestCase):
             self.assertEqual(self.snapshot(), before)
 
 
-_generate(ReplayTests, REPLAYS, {
-    "noerror": "{capture} on its own clock: NOERROR signed, the address served and stored.",
-    "badtime": "{capture} with the clock past the fudge: BADTIME signed, our time in Other Data.",
-    "badsig": "{capture} with a different secret for its key: NOTAUTH/BADSIG unsigned.",
-    "badkey": "{capture} with no such key (or another algorithm, or none): BADKEY unsigned.",
-})
+_generate(
+    ReplayTests,
+    REPLAYS,
+    {
+        "noerror": "{capture} on its own clock: NOERROR signed, the address served and stored.",
+        "badtime": "{capture} with the clock past the fudge: BADTIME signed, our time in Other Data.",
+        "badsig": "{capture} with a different secret for its key: NOTAUTH/BADSIG unsigned.",
+        "badkey": "{capture} with no such key (or another algorithm, or none): BADKEY unsigned.",
+    },
+)
 
 
 class ReferenceTests(UpdateTestsMixin, unittest.TestCase):
@@ -677,8 +734,7 @@ class ReferenceTests(UpdateTestsMixin, unittest.TestCase):
     def bind(self, base: str) -> tuple[bytes, bytes, int]:
         with open(os.path.join(DNS_FIXTURES, base + ".query.json")) as f:
             now = json.load(f)["decoded"]["tsig"]["time_signed"]
-        return (read(DNS_FIXTURES, base + ".query.bin"),
-                read(DNS_FIXTURES, base + ".response.bin"), now)
+        return (read(DNS_FIXTURES, base + ".query.bin"), read(DNS_FIXTURES, base + ".response.bin"), now)
 
     def test_own_mac_check(self):
         """Our HMAC check verifies every captured request and signed reference answer."""
@@ -689,8 +745,7 @@ class ReferenceTests(UpdateTestsMixin, unittest.TestCase):
                     response = f.read()
                 record = parse(response).tsig
                 assert record is not None
-                self.assertEqual(tsig_mac(response, capture.key.secret, capture.request_mac),
-                                 record.mac)
+                self.assertEqual(tsig_mac(response, capture.key.secret, capture.request_mac), record.mac)
         query = read(KNOT_FIXTURES, "tsig-003-badtime-udp-query.bin")
         response = read(KNOT_FIXTURES, "tsig-003-badtime-udp-response.bin")
         secret = base64.b64decode(KNOT_KEY["secret_b64"])
@@ -729,32 +784,42 @@ class ReferenceTests(UpdateTestsMixin, unittest.TestCase):
 
     def test_knot_noerror_md5_tcp(self):
         """Key C{alice.} hmac-md5 over TCP: identical to Knot's signed NOERROR."""
-        self.compare(read(KNOT_FIXTURES, "tsig-001-md5-tcp-query.bin"),
-                     read(KNOT_FIXTURES, "tsig-001-md5-tcp-response.bin"),
-                     KNOT["captures"]["tsig-001-md5-tcp"]["time_signed"], self.KNOT_USERS)
+        self.compare(
+            read(KNOT_FIXTURES, "tsig-001-md5-tcp-query.bin"),
+            read(KNOT_FIXTURES, "tsig-001-md5-tcp-response.bin"),
+            KNOT["captures"]["tsig-001-md5-tcp"]["time_signed"],
+            self.KNOT_USERS,
+        )
 
     def test_knot_badkey(self):
         """Key C{mallory.}: NOTAUTH/BADKEY unsigned, identical to Knot's."""
         query = read(KNOT_FIXTURES, "tsig-001-badkey-udp-query.bin")
-        answer = self.compare(query, read(KNOT_FIXTURES, "tsig-001-badkey-udp-response.bin"),
-                              KNOT["captures"]["tsig-001-badkey-udp"]["time_signed"],
-                              self.KNOT_USERS)
+        answer = self.compare(
+            query,
+            read(KNOT_FIXTURES, "tsig-001-badkey-udp-response.bin"),
+            KNOT["captures"]["tsig-001-badkey-udp"]["time_signed"],
+            self.KNOT_USERS,
+        )
         self.assertUnsignedError(answer, query, BADKEY)
 
     def test_knot_badsig(self):
         """Key C{alice.} with a wrong secret: NOTAUTH/BADSIG unsigned, identical to Knot's."""
         query = read(KNOT_FIXTURES, "tsig-001-badsig-udp-query.bin")
-        answer = self.compare(query, read(KNOT_FIXTURES, "tsig-001-badsig-udp-response.bin"),
-                              KNOT["captures"]["tsig-001-badsig-udp"]["time_signed"],
-                              self.KNOT_USERS)
+        answer = self.compare(
+            query,
+            read(KNOT_FIXTURES, "tsig-001-badsig-udp-response.bin"),
+            KNOT["captures"]["tsig-001-badsig-udp"]["time_signed"],
+            self.KNOT_USERS,
+        )
         self.assertUnsignedError(answer, query, BADSIG)
 
     def test_knot_badtime(self):
         """Signed 1000 s ago: BADTIME signed, Time Signed echoed, Other Data = our time, as Knot."""
         info = KNOT["captures"]["tsig-003-badtime-udp"]
         query = read(KNOT_FIXTURES, "tsig-003-badtime-udp-query.bin")
-        answer = self.compare(query, read(KNOT_FIXTURES, "tsig-003-badtime-udp-response.bin"),
-                              info["server_time"], self.KNOT_USERS)
+        answer = self.compare(
+            query, read(KNOT_FIXTURES, "tsig-003-badtime-udp-response.bin"), info["server_time"], self.KNOT_USERS
+        )
         key = make_key(KNOT_KEY["name"], KNOT_KEY["secret_b64"], "hmac-md5")
         record = self.assertSigned(answer, query, key, NOTAUTH, BADTIME, info["time_signed"])
         self.assertEqual(record.other, struct.pack("!Q", info["server_time"])[2:])
@@ -769,13 +834,15 @@ class ReplayRuleTests(UpdateTestsMixin, unittest.TestCase):
     def setUp(self):
         self.alice = make_key(f"alice.{ZONE}", ALICE_SECRET)
         self.bob = make_key(f"bob.{ZONE}", BOB_SECRET, "hmac-md5")
-        self.setup(T0, [
-            User("alice", tsig_secret=ALICE_SECRET, tsig_algorithm="hmac-sha256"),
-            User("bob", tsig_secret=BOB_SECRET, tsig_algorithm="hmac-md5"),
-        ])
+        self.setup(
+            T0,
+            [
+                User("alice", tsig_secret=ALICE_SECRET, tsig_algorithm="hmac-sha256"),
+                User("bob", tsig_secret=BOB_SECRET, tsig_algorithm="hmac-md5"),
+            ],
+        )
 
-    def send(self, key: dns.tsig.Key, message: dns.message.Message, at: int,
-             rcode: int = NOERROR) -> TSIGRecord:
+    def send(self, key: dns.tsig.Key, message: dns.message.Message, at: int, rcode: int = NOERROR) -> TSIGRecord:
         wire = sign_at(message, key, at)
         answer, _ = self.reply(wire)
         if rcode == BADTIME:
@@ -790,8 +857,7 @@ class ReplayRuleTests(UpdateTestsMixin, unittest.TestCase):
         self.assertSigned(answer, capture.wire, capture.key, NOERROR)
         self.assertEqual(self.served(f"alice.{SUFFIX}"), ({"192.0.2.7"}, 60))
         answer, _ = self.reply(capture.wire)
-        self.assertSigned(answer, capture.wire, capture.key, NOTAUTH, BADTIME,
-                          time_signed=capture.time_signed)
+        self.assertSigned(answer, capture.wire, capture.key, NOTAUTH, BADTIME, time_signed=capture.time_signed)
 
     def test_replay_within_the_same_second_does_not_roll_back(self):
         """A then B signed in the same second; A again: refused, B stays served."""
@@ -809,8 +875,7 @@ class ReplayRuleTests(UpdateTestsMixin, unittest.TestCase):
         self.clock.advance(10)
         self.send(self.alice, set_address(f"alice.{ZONE}", "A", "192.0.2.1"), T0 + 10)
         before = self.snapshot()
-        record = self.send(self.alice, set_address(f"alice.{ZONE}", "A", "192.0.2.2"), T0 + 5,
-                           BADTIME)
+        record = self.send(self.alice, set_address(f"alice.{ZONE}", "A", "192.0.2.2"), T0 + 5, BADTIME)
         self.assertEqual(record.other, struct.pack("!Q", T0 + 10)[2:])
         self.assertEqual(self.snapshot(), before)
         self.assertEqual(self.served(f"alice.{SUFFIX}"), ({"192.0.2.1"}, 60))
@@ -823,11 +888,9 @@ class ReplayRuleTests(UpdateTestsMixin, unittest.TestCase):
         """A captured nsupdate message replayed after a newer one: BADTIME."""
         capture = CAPTURES["nsupdate-hmac-sha256-udp"]
         self.clock.advance(capture.time_signed + 1 - T0)
-        self.send(self.alice, set_address(f"alice.{ZONE}", "A", "192.0.2.1"),
-                  capture.time_signed + 1)
+        self.send(self.alice, set_address(f"alice.{ZONE}", "A", "192.0.2.1"), capture.time_signed + 1)
         answer, _ = self.reply(capture.wire)
-        self.assertSigned(answer, capture.wire, capture.key, NOTAUTH, BADTIME,
-                          time_signed=capture.time_signed)
+        self.assertSigned(answer, capture.wire, capture.key, NOTAUTH, BADTIME, time_signed=capture.time_signed)
         self.assertEqual(self.served(f"alice.{SUFFIX}"), ({"192.0.2.1"}, 60))
 
     def test_per_key(self):
@@ -840,8 +903,7 @@ class ReplayRuleTests(UpdateTestsMixin, unittest.TestCase):
     def test_rejected_messages_do_not_count(self):
         """A newer message with a bad MAC does not raise the last accepted time."""
         self.clock.advance(10)
-        wire = sign_at(set_address(f"alice.{ZONE}", "A", "192.0.2.9"), self.alice, T0 + 10,
-                       mac=b"\x00" * 32)
+        wire = sign_at(set_address(f"alice.{ZONE}", "A", "192.0.2.9"), self.alice, T0 + 10, mac=b"\x00" * 32)
         answer, _ = self.reply(wire)
         self.assertUnsignedError(answer, wire, BADSIG)
         self.send(self.alice, set_address(f"alice.{ZONE}", "A", "192.0.2.1"), T0 + 5)
@@ -853,11 +915,14 @@ class PolicyTests(UpdateTestsMixin, unittest.TestCase):
 
     def setUp(self):
         self.alice = make_key(f"alice.{ZONE}", ALICE_SECRET)
-        self.setup(T0, [
-            User("alice", tsig_secret=ALICE_SECRET, tsig_algorithm="hmac-sha256"),
-            User("bob", tsig_secret=BOB_SECRET, tsig_algorithm="hmac-md5",
-                 hostnames=["home.example.org"]),
-        ], zones=["example.org"])
+        self.setup(
+            T0,
+            [
+                User("alice", tsig_secret=ALICE_SECRET, tsig_algorithm="hmac-sha256"),
+                User("bob", tsig_secret=BOB_SECRET, tsig_algorithm="hmac-md5", hostnames=["home.example.org"]),
+            ],
+            zones=["example.org"],
+        )
         self.go_online("alice", "192.0.2.1")
         self.go_online("bob", "198.51.100.7")
 
@@ -908,8 +973,7 @@ class PolicyTests(UpdateTestsMixin, unittest.TestCase):
 
     def test_wrong_types(self):
         """TXT, MX, CNAME adds and a TXT delete on alice's own name: REFUSED signed."""
-        for rdtype, rdata in (("TXT", '"hello"'), ("MX", "10 mail.example.org."),
-                              ("CNAME", "example.org.")):
+        for rdtype, rdata in (("TXT", '"hello"'), ("MX", "10 mail.example.org."), ("CNAME", "example.org.")):
             message = update()
             message.add(f"alice.{ZONE}", 60, rdtype, rdata)
             self.refused(message)
@@ -929,15 +993,17 @@ class PolicyTests(UpdateTestsMixin, unittest.TestCase):
         query = read(DNS_FIXTURES, "ref-bind-update-badkey.query.bin")
         with open(os.path.join(DNS_FIXTURES, "ref-bind-update-badkey.query.json")) as f:
             meta = json.load(f)
-        self.setup(meta["decoded"]["tsig"]["time_signed"], [
-            User("alice", tsig_secret=ALICE_SECRET, tsig_algorithm="hmac-sha256"),
-            User("unknown", tsig_secret=meta["key"]["secret_b64"], tsig_algorithm="hmac-sha256"),
-        ])
+        self.setup(
+            meta["decoded"]["tsig"]["time_signed"],
+            [
+                User("alice", tsig_secret=ALICE_SECRET, tsig_algorithm="hmac-sha256"),
+                User("unknown", tsig_secret=meta["key"]["secret_b64"], tsig_algorithm="hmac-sha256"),
+            ],
+        )
         self.go_online("alice", "192.0.2.1")
         before = self.snapshot()
         answer, _ = self.reply(query)
-        self.assertSigned(answer, query, make_key(meta["key"]["name"], meta["key"]["secret_b64"]),
-                          REFUSED)
+        self.assertSigned(answer, query, make_key(meta["key"]["name"], meta["key"]["secret_b64"]), REFUSED)
         self.assertEqual(self.snapshot(), before)
 
 
@@ -1012,6 +1078,7 @@ class PrerequisiteTests(UpdateTestsMixin, unittest.TestCase):
         alice's single address is not that RRset, NXRRSET; the same
         address twice is the RRset {address}, satisfied.
         """
+
         def two(message: dns.update.UpdateMessage) -> None:
             message.present(f"alice.{ZONE}", "A", "192.0.2.1")
             message.present(f"alice.{ZONE}", "A", "192.0.2.99")
@@ -1026,8 +1093,7 @@ class PrerequisiteTests(UpdateTestsMixin, unittest.TestCase):
 
     def test_value_dependent_missing_rrset(self):
         """AAAA with a value while alice has no AAAA: NXRRSET."""
-        self.check(lambda m: m.present(f"alice.{ZONE}", "AAAA", "2001:db8::1"),
-                   dns.rcode.NXRRSET)
+        self.check(lambda m: m.present(f"alice.{ZONE}", "AAAA", "2001:db8::1"), dns.rcode.NXRRSET)
 
     def test_outside_zone(self):
         """Each form for a name outside the zone: NOTZONE."""
@@ -1059,20 +1125,28 @@ class UpdateFormTests(UpdateTestsMixin, unittest.TestCase):
 
     def setUp(self):
         self.alice = make_key(f"alice.{ZONE}", ALICE_SECRET)
-        self.setup(T0, [
-            User("alice", tsig_secret=ALICE_SECRET, tsig_algorithm="hmac-sha256",
-                 hostnames=["gateway.example.info", f"*.alice.{SUFFIX}", "web.example.org",
-                            "ftp.example.org"]),
-            User("carol", tsig_secret=CAROL_SECRET, tsig_algorithm="hmac-sha512",
-                 offline_ipv4="192.0.2.200"),
-            User("dave", tsig_secret=DAVE_SECRET, tsig_algorithm="hmac-sha1"),
-        ], zones=["example.org"], default_ttl=60, min_ttl=60, max_ttl=3600)
+        self.setup(
+            T0,
+            [
+                User(
+                    "alice",
+                    tsig_secret=ALICE_SECRET,
+                    tsig_algorithm="hmac-sha256",
+                    hostnames=["gateway.example.info", f"*.alice.{SUFFIX}", "web.example.org", "ftp.example.org"],
+                ),
+                User("carol", tsig_secret=CAROL_SECRET, tsig_algorithm="hmac-sha512", offline_ipv4="192.0.2.200"),
+                User("dave", tsig_secret=DAVE_SECRET, tsig_algorithm="hmac-sha1"),
+            ],
+            zones=["example.org"],
+            default_ttl=60,
+            min_ttl=60,
+            max_ttl=3600,
+        )
         self.go_online("alice", "192.0.2.1", "2001:db8::1")
         self.go_online("carol", "192.0.2.5")
         self.go_online("dave", "192.0.2.6")
 
-    def send(self, message: dns.message.Message | bytes, rcode: int = NOERROR,
-             key: dns.tsig.Key | None = None) -> None:
+    def send(self, message: dns.message.Message | bytes, rcode: int = NOERROR, key: dns.tsig.Key | None = None) -> None:
         key = key or self.alice
         before = self.snapshot()
         wire = sign_at(message, key, T0)
@@ -1251,22 +1325,19 @@ class UpdateFormTests(UpdateTestsMixin, unittest.TestCase):
         wire = sign_at(message, self.alice, T0)
         answer = self.handle(wire)
         assert answer is not None
-        self.assertEqual(answer, struct.pack("!HHHHHH", parse(wire).id, 0xA800 | FORMERR,
-                                             0, 0, 0, 0))
+        self.assertEqual(answer, struct.pack("!HHHHHH", parse(wire).id, 0xA800 | FORMERR, 0, 0, 0, 0))
         self.assertEqual(self.snapshot(), before)
 
     def test_two_zones(self):
         """A zone section with two entries: FORMERR (header only)."""
         message = set_address(f"alice.{ZONE}", "A", "192.0.2.2")
-        message.zone.append(dns.rrset.RRset(dns.name.from_text("example.org."),
-                                            dns.rdataclass.IN, dns.rdatatype.SOA))
+        message.zone.append(dns.rrset.RRset(dns.name.from_text("example.org."), dns.rdataclass.IN, dns.rdatatype.SOA))
         self.unparsable(message)
 
     def test_zone_not_soa(self):
         """A zone section entry of type A: FORMERR (header only)."""
         message = set_address(f"alice.{ZONE}", "A", "192.0.2.2")
-        message.zone[0] = dns.rrset.RRset(dns.name.from_text(ZONE), dns.rdataclass.IN,
-                                          dns.rdatatype.A)
+        message.zone[0] = dns.rrset.RRset(dns.name.from_text(ZONE), dns.rdataclass.IN, dns.rdatatype.A)
         self.unparsable(message)
 
     def test_no_zone(self):
@@ -1280,14 +1351,18 @@ class UpdateFormTests(UpdateTestsMixin, unittest.TestCase):
         for rdtype in (dns.rdatatype.ANY, dns.rdatatype.AXFR, dns.rdatatype.MAILB):
             wire = set_address(f"alice.{ZONE}", "A", "192.0.2.2").to_wire()
             record = dns.name.from_text(f"alice.{ZONE}").to_wire() + struct.pack(
-                "!HHIH", rdtype, dns.rdataclass.IN, 60, 0)
+                "!HHIH", rdtype, dns.rdataclass.IN, 60, 0
+            )
             upcount = struct.unpack("!H", wire[8:10])[0] + 1
             self.send(wire[:8] + struct.pack("!H", upcount) + wire[10:] + record, FORMERR)
 
     def test_prescan_delete_rr_with_ttl(self):
         """A delete-RR (class NONE) with a TTL other than 0: FORMERR, signed."""
-        record = dns.name.from_text(f"alice.{ZONE}").to_wire() + struct.pack(
-            "!HHIH", dns.rdatatype.A, dns.rdataclass.NONE, 60, 4) + bytes([192, 0, 2, 1])
+        record = (
+            dns.name.from_text(f"alice.{ZONE}").to_wire()
+            + struct.pack("!HHIH", dns.rdatatype.A, dns.rdataclass.NONE, 60, 4)
+            + bytes([192, 0, 2, 1])
+        )
         wire = update().to_wire()
         self.send(wire[:8] + struct.pack("!H", 1) + wire[10:] + record, FORMERR)
         self.assertEqual(self.alice_serves(), ({"192.0.2.1", "2001:db8::1"}, 60))
@@ -1369,8 +1444,7 @@ class KeyTests(UpdateTestsMixin, unittest.TestCase):
         """C{alice.example.net.}, C{x.alice.<suffix>.}, C{<suffix>.}: BADKEY."""
         self.setup(T0, [User("alice", tsig_secret=ALICE_SECRET, tsig_algorithm="hmac-sha256")])
         for name in ("alice.example.net.", f"x.alice.{ZONE}", ZONE, "alice.dyn.example.net."):
-            wire = sign_at(set_address(f"alice.{ZONE}", "A", "192.0.2.2"),
-                           make_key(name, ALICE_SECRET), T0)
+            wire = sign_at(set_address(f"alice.{ZONE}", "A", "192.0.2.2"), make_key(name, ALICE_SECRET), T0)
             answer, _ = self.reply(wire)
             self.assertUnsignedError(answer, wire, BADKEY)
         self.assertEqual(self.served(f"alice.{SUFFIX}"), (set(), self.service.default_ttl))
@@ -1380,15 +1454,22 @@ class KeyTests(UpdateTestsMixin, unittest.TestCase):
         secret = base64.b64encode(hashlib.md5(b"pa55word").digest()).decode()
         wrong = base64.b64encode(hashlib.md5(b"pa55wort").digest()).decode()
         for algorithm in ("hmac-md5", "hmac-sha256"):
-            self.setup(T0, [User("dave", md5_verifier=md5_verifier("pa55word"),
-                                 tsig_from_password=True, tsig_algorithm=algorithm)])
+            self.setup(
+                T0,
+                [
+                    User(
+                        "dave", md5_verifier=md5_verifier("pa55word"), tsig_from_password=True, tsig_algorithm=algorithm
+                    )
+                ],
+            )
             key = make_key(f"dave.{ZONE}", secret, algorithm)
             wire = sign_at(set_address(f"dave.{ZONE}", "A", "192.0.2.9"), key, T0)
             answer, _ = self.reply(wire)
             self.assertSigned(answer, wire, key, NOERROR)
             self.assertEqual(self.served(f"dave.{SUFFIX}"), ({"192.0.2.9"}, 60))
-            wire = sign_at(set_address(f"dave.{ZONE}", "A", "192.0.2.10"),
-                           make_key(f"dave.{ZONE}", wrong, algorithm), T0)
+            wire = sign_at(
+                set_address(f"dave.{ZONE}", "A", "192.0.2.10"), make_key(f"dave.{ZONE}", wrong, algorithm), T0
+            )
             answer, _ = self.reply(wire)
             self.assertUnsignedError(answer, wire, BADSIG)
             self.assertEqual(self.served(f"dave.{SUFFIX}"), ({"192.0.2.9"}, 60))
@@ -1400,8 +1481,7 @@ class KeyTests(UpdateTestsMixin, unittest.TestCase):
         secret = base64.b64encode(bytes(range(64))).decode()
         for n, algorithm in enumerate(sorted(ALGORITHMS)):
             # dnspython signs with time.time(): the clock must be now too.
-            self.setup(int(time.time()), [User("alice", tsig_secret=secret,
-                                               tsig_algorithm=algorithm)])
+            self.setup(int(time.time()), [User("alice", tsig_secret=secret, tsig_algorithm=algorithm)])
             key = make_key(f"alice.{ZONE}", secret, algorithm)
             request = set_address(f"alice.{ZONE}", "A", f"192.0.2.{n + 1}")
             request.use_tsig(key, fudge=FUDGE)
@@ -1427,8 +1507,7 @@ class KeyTests(UpdateTestsMixin, unittest.TestCase):
         for signer, at, error in cases:
             wire = sign_at(set_address(f"alice.{ZONE}", "A", "192.0.2.2"), signer, at)
             answer = self.handle(wire)
-            self.assertRaises(error, dns.message.from_wire, answer, keyring=signer,
-                              request_mac=parse(wire).tsig.mac)  # type: ignore[union-attr]
+            self.assertRaises(error, dns.message.from_wire, answer, keyring=signer, request_mac=parse(wire).tsig.mac)  # type: ignore[union-attr]
 
     def test_unsigned(self):
         """An unsigned update: REFUSED, unsigned, nothing changed."""
@@ -1477,8 +1556,11 @@ class MalformedTests(UpdateTestsMixin, unittest.TestCase):
     def test_tsig_not_last(self):
         """A record after the TSIG: FORMERR."""
         wire = self.capture.wire
-        extra = dns.name.from_text(f"alice.{ZONE}").to_wire() + struct.pack(
-            "!HHIH", dns.rdatatype.A, dns.rdataclass.IN, 60, 4) + bytes([192, 0, 2, 99])
+        extra = (
+            dns.name.from_text(f"alice.{ZONE}").to_wire()
+            + struct.pack("!HHIH", dns.rdatatype.A, dns.rdataclass.IN, 60, 4)
+            + bytes([192, 0, 2, 99])
+        )
         arcount = struct.unpack("!H", wire[10:12])[0] + 1
         self.formerr(wire[:10] + struct.pack("!H", arcount) + wire[12:] + extra)
 
@@ -1488,7 +1570,7 @@ class MalformedTests(UpdateTestsMixin, unittest.TestCase):
         record = parse(wire).tsig
         assert record is not None
         arcount = struct.unpack("!H", wire[10:12])[0] + 1
-        self.formerr(wire[:10] + struct.pack("!H", arcount) + wire[12:] + wire[record.start:])
+        self.formerr(wire[:10] + struct.pack("!H", arcount) + wire[12:] + wire[record.start :])
 
     def test_garbage(self):
         """An UPDATE header followed by garbage: FORMERR."""
@@ -1547,35 +1629,36 @@ class MalformedTests(UpdateTestsMixin, unittest.TestCase):
         assert record is not None
         owner_end = record.start + len(dns.name.from_text(self.capture.key.name.to_text()).to_wire())
         class_at = owner_end + 2
-        self.assertEqual(wire[class_at:class_at + 2], b"\x00\xff")
-        self.formerr(wire[:class_at] + b"\x00\x01" + wire[class_at + 2:])
+        self.assertEqual(wire[class_at : class_at + 2], b"\x00\xff")
+        self.formerr(wire[:class_at] + b"\x00\x01" + wire[class_at + 2 :])
 
     def test_mac_too_long(self):
         """A MAC longer than the hash (hmac-sha256: 33 bytes): FORMERR."""
-        wire = sign_at(set_address(f"alice.{ZONE}", "A", "192.0.2.2"), self.alice,
-                       self.capture.time_signed, mac=b"\x01" * 33)
+        wire = sign_at(
+            set_address(f"alice.{ZONE}", "A", "192.0.2.2"), self.alice, self.capture.time_signed, mac=b"\x01" * 33
+        )
         self.formerr(wire)
 
     def test_mac_too_short(self):
         """A MAC under max(10, half the hash): FORMERR (sha256: 15 bytes, md5: 9)."""
-        wire = sign_at(set_address(f"alice.{ZONE}", "A", "192.0.2.2"), self.alice,
-                       self.capture.time_signed, mac=b"\x01" * 15)
+        wire = sign_at(
+            set_address(f"alice.{ZONE}", "A", "192.0.2.2"), self.alice, self.capture.time_signed, mac=b"\x01" * 15
+        )
         self.formerr(wire)
         self.setup(T0, [User("bob", tsig_secret=BOB_SECRET, tsig_algorithm="hmac-md5")])
         self.before = self.snapshot()
         bob = make_key(f"bob.{ZONE}", BOB_SECRET, "hmac-md5")
         for size in (0, 1, 9):
-            wire = sign_at(set_address(f"bob.{ZONE}", "A", "192.0.2.2"), bob, T0,
-                           mac=b"\x01" * size)
+            wire = sign_at(set_address(f"bob.{ZONE}", "A", "192.0.2.2"), bob, T0, mac=b"\x01" * size)
             self.formerr(wire)
 
     def test_mac_truncated(self):
         """A truncated MAC the size rules allow (sha256: 16 bytes) that we do not take: BADTRUNC."""
-        full = sign_at(set_address(f"alice.{ZONE}", "A", "192.0.2.2"), self.alice,
-                       self.capture.time_signed)
+        full = sign_at(set_address(f"alice.{ZONE}", "A", "192.0.2.2"), self.alice, self.capture.time_signed)
         mac = parse(full).tsig.mac  # type: ignore[union-attr]
-        wire = sign_at(set_address(f"alice.{ZONE}", "A", "192.0.2.2"), self.alice,
-                       self.capture.time_signed, mac=mac[:16])
+        wire = sign_at(
+            set_address(f"alice.{ZONE}", "A", "192.0.2.2"), self.alice, self.capture.time_signed, mac=mac[:16]
+        )
         answer = self.handle(wire)
         assert answer is not None
         reply = parse(answer)
@@ -1597,14 +1680,18 @@ class ServerTests(UpdateTestsMixin, unittest.TestCase):
 
     def setUp(self):
         self.captures = [CAPTURES[f"nsupdate-hmac-sha256-{n}"] for n in ("udp", "tcp", "aaaa-udp")]
-        self.setup(max(c.time_signed for c in self.captures), [
-            self.captures[0].user_record(),
-            User("bob", tsig_secret=BOB_SECRET, tsig_algorithm="hmac-md5"),
-        ])
+        self.setup(
+            max(c.time_signed for c in self.captures),
+            [
+                self.captures[0].user_record(),
+                User("bob", tsig_secret=BOB_SECRET, tsig_algorithm="hmac-md5"),
+            ],
+        )
         self.go_online("bob", "198.51.100.7")
         settings = memory_settings(self)
         self.factory = DynDNSServerFactory(
-            DynDNSResolver(self.service.registry), load_zones(settings),
+            DynDNSResolver(self.service.registry),
+            load_zones(settings),
             update_handler=self.handler,
         )
         self.port = serve_dns(self, self.factory, HOST)
@@ -1619,8 +1706,7 @@ class ServerTests(UpdateTestsMixin, unittest.TestCase):
     def query(self, name: str, rdtype: str = "A", tcp: bool = False):
         message = dns.message.make_query(name, rdtype)
         send = dns.query.tcp if tcp else dns.query.udp
-        response = yield threads.deferToThread(send, message, HOST, timeout=TIMEOUT,
-                                               port=self.port)
+        response = yield threads.deferToThread(send, message, HOST, timeout=TIMEOUT, port=self.port)
         return {rd.to_text() for rrset in response.answer for rd in rrset}
 
     @defer.inlineCallbacks
@@ -1661,8 +1747,7 @@ class ServerTests(UpdateTestsMixin, unittest.TestCase):
         answers = yield self.tcp(framed(capture.wire) + framed(query.to_wire()), replies=2)
         self.assertSigned(answers[0], capture.wire, capture.key, NOERROR)
         response = dns.message.from_wire(answers[1])
-        self.assertEqual({rd.to_text() for rrset in response.answer for rd in rrset},
-                         {capture.address})
+        self.assertEqual({rd.to_text() for rrset in response.answer for rd in rrset}, {capture.address})
 
     @defer.inlineCallbacks
     def test_malformed_udp_keeps_serving(self):
@@ -1673,7 +1758,7 @@ class ServerTests(UpdateTestsMixin, unittest.TestCase):
         arcount = struct.pack("!H", struct.unpack("!H", wire[10:12])[0] + 1)
         broken = [
             wire[:40],
-            wire[:10] + arcount + wire[12:] + wire[tsig.start:],
+            wire[:10] + arcount + wire[12:] + wire[tsig.start :],
             struct.pack("!HHHHHH", 0x4242, 5 << 11, 1, 0, 2, 1) + b"\xff" * 40,
         ]
         for data in broken:
@@ -1690,9 +1775,7 @@ class ServerTests(UpdateTestsMixin, unittest.TestCase):
         """Garbage UPDATEs on a TCP connection: FORMERR, and the connection still serves."""
         capture = self.captures[1]
         garbage = struct.pack("!HHHHHH", 0x4242, 5 << 11, 1, 0, 2, 1) + b"\xff" * 40
-        answers = yield self.tcp(
-            framed(garbage) + framed(capture.wire[:50]) + framed(capture.wire), replies=3
-        )
+        answers = yield self.tcp(framed(garbage) + framed(capture.wire[:50]) + framed(capture.wire), replies=3)
         self.assertEqual([parse(a).rcode for a in answers[:2]], [FORMERR, FORMERR])
         self.assertSigned(answers[2], capture.wire, capture.key, NOERROR)
         self.assertEqual((yield self.query(f"bob.{SUFFIX}", tcp=True)), {"198.51.100.7"})
@@ -1724,9 +1807,7 @@ class ReplayAcrossRestartTests(unittest.TestCase):
         key = make_key(f"alice.{ZONE}", ALICE_SECRET)
         service, handler = self.start(path, clock)
         yield defer.ensureDeferred(service.start())
-        yield service.add_user(
-            User("alice", tsig_secret=ALICE_SECRET, tsig_algorithm="hmac-sha256")
-        )
+        yield service.add_user(User("alice", tsig_secret=ALICE_SECRET, tsig_algorithm="hmac-sha256"))
         first = sign_at(set_address(f"alice.{ZONE}", "A", "192.0.2.1"), key, T0)
         second = sign_at(set_address(f"alice.{ZONE}", "A", "192.0.2.2"), key, T0)
         for wire in (first, second):
@@ -1742,9 +1823,7 @@ class ReplayAcrossRestartTests(unittest.TestCase):
             answer = yield defer.ensureDeferred(handler.handle_update_wire(wire, PEER))
             reply = parse(answer)
             self.assertEqual((reply.rcode, reply.tsig.error), (NOTAUTH, BADTIME))
-        self.assertEqual(
-            {str(a) for a in service.registry.answer(f"alice.{SUFFIX}").addresses}, {"192.0.2.2"}
-        )
+        self.assertEqual({str(a) for a in service.registry.answer(f"alice.{SUFFIX}").addresses}, {"192.0.2.2"})
         # A fresh message still works after the restart.
         third = sign_at(set_address(f"alice.{ZONE}", "A", "192.0.2.3"), key, T0 + 1)
         answer = yield defer.ensureDeferred(handler.handle_update_wire(third, PEER))
@@ -1774,14 +1853,12 @@ class ClockAndFudgeTests(UpdateTestsMixin, unittest.TestCase):
     def test_client_fudge_is_bounded_by_ours(self):
         """A fudge of 65535 on a message 3,000 s ahead does not make it valid: BADTIME."""
         before = self.snapshot()
-        wire = sign_at(set_address(f"alice.{ZONE}", "A", "192.0.2.9"), self.alice, T0 + 3000,
-                       fudge=65535)
+        wire = sign_at(set_address(f"alice.{ZONE}", "A", "192.0.2.9"), self.alice, T0 + 3000, fudge=65535)
         answer, _ = self.reply(wire)
         self.assertSigned(answer, wire, self.alice, NOTAUTH, BADTIME, time_signed=T0 + 3000)
         self.assertEqual(self.snapshot(), before)
         # 300 s is still inside, whatever the client's fudge.
-        wire = sign_at(set_address(f"alice.{ZONE}", "A", "192.0.2.9"), self.alice, T0 - 300,
-                       fudge=65535)
+        wire = sign_at(set_address(f"alice.{ZONE}", "A", "192.0.2.9"), self.alice, T0 - 300, fudge=65535)
         answer, _ = self.reply(wire)
         self.assertSigned(answer, wire, self.alice, NOERROR)
 

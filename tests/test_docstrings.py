@@ -58,7 +58,10 @@ class DocstringCitationTests(SynchronousTestCase):
             "def f():\n"
             '    """Also bench/RESULTS.md."""\n'
         )
-        self.assertEqual(missing_files(root, ("pkg",)), [
-            "pkg/mod.py:1: spec/notes.md",
-            "pkg/mod.py:3: bench/RESULTS.md",
-        ])
+        self.assertEqual(
+            missing_files(root, ("pkg",)),
+            [
+                "pkg/mod.py:1: spec/notes.md",
+                "pkg/mod.py:3: bench/RESULTS.md",
+            ],
+        )

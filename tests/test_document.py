@@ -4,7 +4,7 @@ import hashlib
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from dyndns_plugin.document import export_document, parse_document, parse_time, format_time
+from dyndns_plugin.document import export_document, format_time, parse_document, parse_time
 from dyndns_plugin.model import ValidationError
 from dyndns_plugin.passwords import verify_password
 from tests.store_conformance import ALICE, ALICE_STATE, BOB
@@ -21,10 +21,13 @@ class DocumentTests(SynchronousTestCase):
 
     def test_plain_password_is_hashed(self) -> None:
         """A plain password is accepted on input and stored only as verifiers."""
-        users, _ = parse_document({
-            "format": "dyndns_plugin.users", "version": 1,
-            "users": [{"id": "carol", "password": "pw", "gnudip": True}],
-        })
+        users, _ = parse_document(
+            {
+                "format": "dyndns_plugin.users",
+                "version": 1,
+                "users": [{"id": "carol", "password": "pw", "gnudip": True}],
+            }
+        )
         self.assertTrue(verify_password("pw", users[0].password_hash))
         self.assertEqual(users[0].md5_verifier, hashlib.md5(b"pw").hexdigest())
 

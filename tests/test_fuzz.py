@@ -192,7 +192,7 @@ class HarnessTests(unittest.SynchronousTestCase):
         def run(data: bytes):
             if data.startswith(b"x"):
                 try:
-                    1 / 0
+                    1 / 0  # noqa: B018 (raises on purpose)
                 except ZeroDivisionError:
                     log.failure("planted")
             fuzz._raise_logged(world)
@@ -255,13 +255,18 @@ class RegressionTests(unittest.SynchronousTestCase):
         # now the differing base URL is a warning like any other.
         from dyndns_plugin.sdp_import import read_config, setting_warnings
 
-        settings = settings_from_dict({
-            "service": {"suffix": "dyn.example.com"}, "store": {"backend": "memory"},
-            "http": {"listen": ["tcp:8080:interface=127.0.0.1"],
-                     "base_url": "http://127.0.0.1:8080/dyndns/"},
-        }, "/nonexistent/dyndns.toml")
-        xml = (b'<config Suffix="dyn.example.com" UpMeHTTPURL="true" BaseURL="http://[zz]/">'
-               b'<User ID="a" Password="p"/></config>')
+        settings = settings_from_dict(
+            {
+                "service": {"suffix": "dyn.example.com"},
+                "store": {"backend": "memory"},
+                "http": {"listen": ["tcp:8080:interface=127.0.0.1"], "base_url": "http://127.0.0.1:8080/dyndns/"},
+            },
+            "/nonexistent/dyndns.toml",
+        )
+        xml = (
+            b'<config Suffix="dyn.example.com" UpMeHTTPURL="true" BaseURL="http://[zz]/">'
+            b'<User ID="a" Password="p"/></config>'
+        )
         config = read_config(xml, "config.xml", settings)
         warnings = setting_warnings(config, settings)
         self.assertTrue(any(w.startswith("BaseURL='http://[zz]/'") for w in warnings), warnings)
@@ -278,8 +283,11 @@ class HTTPRegressionTests(WorldTestCase):
         targets = fuzz.make_targets(self.world)
         for name in ("http", "admin"):
             for ctype in (b"\x1en", b"text/plain\x0bx", b"a\x85b", b"a\x1cb\x1d"):
-                data = (b"POST /dyndns/ddns HTTP/1.1\r\nHost: x\r\nContent-Type: " + ctype
-                        + b"\r\nContent-Length: 7\r\n\r\nip=1.2.")
+                data = (
+                    b"POST /dyndns/ddns HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                    + ctype
+                    + b"\r\nContent-Length: 7\r\n\r\nip=1.2."
+                )
                 status, value = fuzz.execute(targets[name], data, TIME_LIMIT)
                 self.assertEqual((status, value), ("ok", (b"400",)), (name, ctype))
         # The minimized input, as saved.
@@ -292,9 +300,11 @@ class HTTPRegressionTests(WorldTestCase):
     def test_post_form_still_parsed(self) -> None:
         targets = fuzz.make_targets(self.world)
         body = b"user=alice&pw=s3cret+pass&ip=203.0.113.31"
-        data = (b"POST /dyndns/ddns HTTP/1.1\r\nHost: x\r\n"
-                b"Content-Type: application/x-www-form-urlencoded\r\n"
-                b"Content-Length: %d\r\n\r\n" % len(body)) + body
+        data = (
+            b"POST /dyndns/ddns HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body)
+        ) + body
         self.assertEqual(fuzz.execute(targets["http"], data, TIME_LIMIT), ("ok", (b"200",)))
         self.assertEqual(str(self.world.service.registry.states["alice"].ipv4), "203.0.113.31")
 
@@ -313,8 +323,10 @@ class HTTPRegressionTests(WorldTestCase):
         )
         self.assertEqual(fuzz.execute(targets["admin"], data, TIME_LIMIT), ("ok", (b"400",)))
         body = b'{"id": "zed", "password": "a\\ud800b"}'
-        data = (b"PUT /api/users/zed HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
-                b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)) + body
+        data = (
+            b"PUT /api/users/zed HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+        ) + body
         self.assertEqual(fuzz.execute(targets["admin"], data, TIME_LIMIT), ("ok", (b"400",)))
         self.assertNotIn("zed", self.world.service.registry.users)
 

@@ -34,6 +34,8 @@ from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from dyndns_plugin.auth import DisabledUser, PasswordChecker
+from dyndns_plugin.model import User
+from dyndns_plugin.passwords import gnudip_hash, hash_password, md5_verifier
 from dyndns_plugin.protocols.gnudip import (
     SALT_ALPHABET,
     GnuDIPFactory,
@@ -41,8 +43,6 @@ from dyndns_plugin.protocols.gnudip import (
     make_salt,
     parse_line,
 )
-from dyndns_plugin.model import User
-from dyndns_plugin.passwords import gnudip_hash, hash_password, md5_verifier
 from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.store.memory import MemoryUserStore
 
@@ -103,6 +103,7 @@ def make_users() -> list[User]:
     alice: GnuDIP, offline IP 192.0.2.1; bob: no MD5 verifier; carol:
     GnuDIP but disabled; dave: GnuDIP, no offline IP.
     """
+
     def user(name: str, **kwargs: Any) -> User:
         return User(name, password_hash=_HASHES[name], **kwargs)
 
@@ -136,9 +137,7 @@ class GnuDIPTestMixin:
 
     def park(self, user_id: str = "alice", *addresses: str) -> None:
         result = self.successResultOf(  # type: ignore[attr-defined]
-            self.service.update(
-                user_id, [ipaddress.ip_address(a) for a in addresses or (PARKED,)], None, "test"
-            )
+            self.service.update(user_id, [ipaddress.ip_address(a) for a in addresses or (PARKED,)], None, "test")
         )
         self.assertTrue(result.ok, result)  # type: ignore[attr-defined]
 
@@ -160,12 +159,8 @@ class SharedLogicTests(unittest.SynchronousTestCase):
     def test_hash_vectors(self) -> None:
         """The spec's vector (password C{secret}) and the fixtures' (C{s3cret})."""
         self.assertEqual(md5_verifier("secret"), "5ebe2294ecd0e0f08eab7690d2a6ee69")
-        self.assertEqual(
-            gnudip_hash(md5_verifier("secret"), SALT), "5967f3487d31d882260d94cc1e482f5e"
-        )
-        self.assertEqual(
-            gnudip_hash(md5_verifier("s3cret"), SALT), "0536369fe04342fc3d73a3440af4cce1"
-        )
+        self.assertEqual(gnudip_hash(md5_verifier("secret"), SALT), "5967f3487d31d882260d94cc1e482f5e")
+        self.assertEqual(gnudip_hash(md5_verifier("s3cret"), SALT), "0536369fe04342fc3d73a3440af4cce1")
 
     def test_fixtures_consistent(self) -> None:
         """Every TCP fixture's hash is s3cret's for its salt; its C> line is its raw line."""
@@ -188,9 +183,7 @@ class SharedLogicTests(unittest.SynchronousTestCase):
         checker = PasswordChecker(users, reactor)
         good = client_hash("s3cret", SALT)
         self.assertEqual(self.successResultOf(checker.check_gnudip("alice", SALT, good)), "alice")
-        self.assertEqual(
-            self.successResultOf(checker.check_gnudip("alice", SALT, good.upper())), "alice"
-        )
+        self.assertEqual(self.successResultOf(checker.check_gnudip("alice", SALT, good.upper())), "alice")
         failures = [
             ("alice", SALT, client_hash("wrong", SALT)),
             ("alice", "AAAAAAAAAA", good),
@@ -209,9 +202,7 @@ class SharedLogicTests(unittest.SynchronousTestCase):
             parse_line("alice:h:dyn.example.com:0:192.0.2.7"),
             GnuDIPRequest("alice", "h", "dyn.example.com", 0, "192.0.2.7"),
         )
-        self.assertEqual(
-            parse_line("alice:h:dyn.example.com:0:2001:db8::5").address, "2001:db8::5"
-        )
+        self.assertEqual(parse_line("alice:h:dyn.example.com:0:2001:db8::5").address, "2001:db8::5")
         self.assertIsNone(parse_line("alice:h:dyn.example.com:0").address)
         self.assertIsNone(parse_line("alice:h:dyn.example.com:2:").address)
         self.assertEqual(parse_line("alice:h:dyn.example.com:1\r\n").code, 1)
@@ -272,7 +263,10 @@ class TranscriptReplayTests(GnuDIPTestMixin, unittest.TestCase):
         self.service = start_service(self)
         self.checker = PasswordChecker(self.service.registry.users, reactor)
         self.factory = GnuDIPFactory(
-            self.service, self.checker, timeout=TIMEOUT, max_per_source=2,
+            self.service,
+            self.checker,
+            timeout=TIMEOUT,
+            max_per_source=2,
             salt_source=lambda: SALT,
         )
         self.port: Any = reactor.listenTCP(0, self.factory, interface="127.0.0.1")
@@ -370,9 +364,9 @@ class TranscriptReplayTests(GnuDIPTestMixin, unittest.TestCase):
         With C{max_per_source=2} a third concurrent connection from
         127.0.0.1 is closed without a salt; once one ends, a new one is served.
         """
+
         def scenario() -> tuple[bytes, bytes]:
-            held = [socket.create_connection(("127.0.0.1", self.port_number), timeout=TIMEOUT)
-                    for _ in range(2)]
+            held = [socket.create_connection(("127.0.0.1", self.port_number), timeout=TIMEOUT) for _ in range(2)]
             try:
                 for s in held:
                     self.assertEqual(s.recv(100), SALT.encode() + b"\n")
@@ -412,9 +406,17 @@ class RecordingTransport(StringTransport):
         super().abortConnection()
 
 
-def line(user: str = "alice", code: str = "0", address: str | None = None, *,
-         password: str | None = None, salt: str = SALT, domain: str = SUFFIX,
-         hash_: str | None = None, end: bytes = b"\n") -> bytes:
+def line(
+    user: str = "alice",
+    code: str = "0",
+    address: str | None = None,
+    *,
+    password: str | None = None,
+    salt: str = SALT,
+    domain: str = SUFFIX,
+    hash_: str | None = None,
+    end: bytes = b"\n",
+) -> bytes:
     """A request line as a client builds it."""
     if hash_ is None:
         hash_ = client_hash(password or PASSWORDS.get(user, "x"), salt)
@@ -431,7 +433,10 @@ class ProtocolTests(GnuDIPTestMixin, unittest.SynchronousTestCase):
         self.checker = PasswordChecker(self.service.registry.users, reactor)
         self.clock = task.Clock()
         self.factory = GnuDIPFactory(
-            self.service, self.checker, timeout=30, max_per_source=3,
+            self.service,
+            self.checker,
+            timeout=30,
+            max_per_source=3,
             salt_source=lambda: SALT,
         )
         self.park()
@@ -441,9 +446,7 @@ class ProtocolTests(GnuDIPTestMixin, unittest.SynchronousTestCase):
         proto: Any = self.factory.buildProtocol(address)
         self.assertIsNotNone(proto)
         proto.callLater = self.clock.callLater
-        transport = RecordingTransport(
-            hostAddress=IPv4Address("TCP", "127.0.0.1", 3495), peerAddress=address
-        )
+        transport = RecordingTransport(hostAddress=IPv4Address("TCP", "127.0.0.1", 3495), peerAddress=address)
         proto.makeConnection(transport)
         return proto, transport
 
@@ -491,7 +494,7 @@ class ProtocolTests(GnuDIPTestMixin, unittest.SynchronousTestCase):
         proto, transport = self.connect()
         data = line(address="192.0.2.7")
         for i in range(len(data)):
-            proto.dataReceived(data[i:i + 1])
+            proto.dataReceived(data[i : i + 1])
         self.assertEqual(transport.value(), SALT.encode() + b"\n0\n")
 
     def test_only_first_line(self) -> None:
@@ -588,8 +591,16 @@ class ProtocolTests(GnuDIPTestMixin, unittest.SynchronousTestCase):
 
     def test_garbage(self) -> None:
         """Anything that is not user:hash:domain:code[:addr] gets C{1}."""
-        for data in (b"hello\n", b"\n", b"\r\n", b"a:b:c\n", b"\xff\xfe:\x00:x:0\n",
-                     line(code=""), line(code="01"), line(code="-1")):
+        for data in (
+            b"hello\n",
+            b"\n",
+            b"\r\n",
+            b"a:b:c\n",
+            b"\xff\xfe:\x00:x:0\n",
+            line(code=""),
+            line(code="01"),
+            line(code="-1"),
+        ):
             self.assertEqual(self.ask(data), b"1\n", data)
         self.assertUnchanged()
 
@@ -619,8 +630,14 @@ class ProtocolTests(GnuDIPTestMixin, unittest.SynchronousTestCase):
 
     def test_wrong_domain(self) -> None:
         """Neither the suffix nor alice's full name: C{1}, even with the right hash."""
-        for domain in ("example.com", "bob.dyn.example.com", "dyn.example.co", "",
-                       "x.alice.dyn.example.com", "dyn.example.com.evil"):
+        for domain in (
+            "example.com",
+            "bob.dyn.example.com",
+            "dyn.example.co",
+            "",
+            "x.alice.dyn.example.com",
+            "dyn.example.com.evil",
+        ):
             self.assertEqual(self.ask(line(address="192.0.2.7", domain=domain)), b"1\n", domain)
         self.assertUnchanged()
 
@@ -666,8 +683,9 @@ class ProtocolTests(GnuDIPTestMixin, unittest.SynchronousTestCase):
     def test_code0_address(self) -> None:
         self.assertEqual(self.ask(line(address="192.0.2.7")), b"0\n")
         state = self.service.registry.states["alice"]
-        self.assertEqual((str(state.ipv4), state.method, state.client_address),
-                         ("192.0.2.7", "gnudip-tcp", "127.0.0.1"))
+        self.assertEqual(
+            (str(state.ipv4), state.method, state.client_address), ("192.0.2.7", "gnudip-tcp", "127.0.0.1")
+        )
 
     def test_code0_same_address(self) -> None:
         """The address it already has: still C{0}."""
@@ -721,8 +739,7 @@ class ProtocolTests(GnuDIPTestMixin, unittest.SynchronousTestCase):
 
     def test_code2_ignores_given_address(self) -> None:
         """Code 2 registers what the server sees, whatever the line says."""
-        self.assertEqual(self.ask(line(code="2", address="192.0.2.7"), peer="198.51.100.9"),
-                         b"0:198.51.100.9\n")
+        self.assertEqual(self.ask(line(code="2", address="192.0.2.7"), peer="198.51.100.9"), b"0:198.51.100.9\n")
         self.assertEqual(self.served(), ("198.51.100.9",))
 
     def test_code2_ipv6_peer(self) -> None:

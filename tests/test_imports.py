@@ -71,7 +71,7 @@ def find_cycle(graph: Graph) -> list[str] | None:
                 done.add(path.pop())
                 children.pop()
             elif child in path:
-                return path[path.index(child):] + [child]
+                return path[path.index(child) :] + [child]
             elif child not in done:
                 path.append(child)
                 children.append(iter(sorted(graph.get(child, ()))))

@@ -8,7 +8,7 @@ from __future__ import annotations
 from twisted.internet import task
 from twisted.trial import unittest
 
-from dyndns_plugin.limits import LimitSettings, Limiter
+from dyndns_plugin.limits import Limiter, LimitSettings
 
 
 def limiter(**settings: object) -> tuple[Limiter, task.Clock]:
@@ -182,26 +182,41 @@ class ConfigTests(unittest.SynchronousTestCase):
     def load(self, limits: dict) -> LimitSettings:
         from dyndns_plugin.config import settings_from_dict
 
-        return settings_from_dict(
-            {"service": {"suffix": "dyn.example.com"}, "limits": limits}, "/x/dyndns.toml"
-        ).limits
+        return settings_from_dict({"service": {"suffix": "dyn.example.com"}, "limits": limits}, "/x/dyndns.toml").limits
 
     def test_defaults(self) -> None:
         self.assertEqual(self.load({}), LimitSettings())
         self.assertEqual(
-            (LimitSettings().source_failures, LimitSettings().lockout, LimitSettings().max_lockout,
-             LimitSettings().user_failures, LimitSettings().failure_window),
+            (
+                LimitSettings().source_failures,
+                LimitSettings().lockout,
+                LimitSettings().max_lockout,
+                LimitSettings().user_failures,
+                LimitSettings().failure_window,
+            ),
             (10, 60, 3600, 50, 600),
         )
 
     def test_values(self) -> None:
-        settings = self.load({
-            "enabled": False, "source_failures": 3, "lockout": 5, "max_lockout": 50,
-            "exempt": ["192.0.2.1", "2001:db8::/48"], "update_changes": 0,
-        })
+        settings = self.load(
+            {
+                "enabled": False,
+                "source_failures": 3,
+                "lockout": 5,
+                "max_lockout": 50,
+                "exempt": ["192.0.2.1", "2001:db8::/48"],
+                "update_changes": 0,
+            }
+        )
         self.assertEqual(
-            (settings.enabled, settings.source_failures, settings.lockout, settings.max_lockout,
-             settings.exempt, settings.update_changes),
+            (
+                settings.enabled,
+                settings.source_failures,
+                settings.lockout,
+                settings.max_lockout,
+                settings.exempt,
+                settings.update_changes,
+            ),
             (False, 3, 5.0, 50.0, ("192.0.2.1/32", "2001:db8::/48"), 0),
         )
 

@@ -33,21 +33,22 @@ from twisted.web import server
 
 from dyndns_plugin.auth import PasswordChecker
 from dyndns_plugin.config import HTTPSettings
-from dyndns_plugin.replication.publisher import ZonePublisher
 from dyndns_plugin.dns.resolver import DynDNSResolver
 from dyndns_plugin.dns.server import DynDNSServerFactory
-from dyndns_plugin.replication.transfer import TransferHandler
-from dyndns_plugin.protocols.dns_update import UpdateHandler
 from dyndns_plugin.dns.zones import suffix_zone
-from dyndns_plugin.protocols.gnudip import GnuDIPFactory, GnuDIPProtocol
 from dyndns_plugin.metrics import Metrics, MetricsResource
 from dyndns_plugin.model import HostState, UpdateStatus, User
 from dyndns_plugin.passwords import gnudip_hash, md5_verifier
+from dyndns_plugin.protocols.dns_update import UpdateHandler
+from dyndns_plugin.protocols.gnudip import GnuDIPFactory, GnuDIPProtocol
+from dyndns_plugin.protocols.gnudip_http import SaltSigner
+from dyndns_plugin.replication.publisher import ZonePublisher
+from dyndns_plugin.replication.transfer import TransferHandler
 from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.store.memory import MemoryUserStore
 from dyndns_plugin.web.common import DynDNSRequest
-from dyndns_plugin.protocols.gnudip_http import SaltSigner
 from tests.dns_helpers import serve_dns
+from tests.typing_helpers import TestCaseMixin, listen_tcp, port_number
 from tests.web_helpers import (
     PASSWORDS,
     WebTestCase,
@@ -55,7 +56,6 @@ from tests.web_helpers import (
     exchange,
     parse_response,
 )
-from tests.typing_helpers import TestCaseMixin, listen_tcp, port_number
 
 SUFFIX = "dyn.example.com"
 HOST = "127.0.0.1"
@@ -87,8 +87,15 @@ def auth_failures(metrics: Metrics, method: str) -> float | None:
 
 def make_zone(serial: int = 2024010101) -> Any:
     return suffix_zone(
-        SUFFIX, mname=f"ns1.{SUFFIX}", rname=f"hostmaster.{SUFFIX}", serial=serial,
-        refresh=3600, retry=600, expire=86400, minimum=60, ttl=3600,
+        SUFFIX,
+        mname=f"ns1.{SUFFIX}",
+        rname=f"hostmaster.{SUFFIX}",
+        serial=serial,
+        refresh=3600,
+        retry=600,
+        expire=86400,
+        minimum=60,
+        ttl=3600,
         nameservers=[f"ns1.{SUFFIX}"],
         glue={f"ns1.{SUFFIX}": [ipaddress.ip_address("192.0.2.53")]},
     )
@@ -146,10 +153,12 @@ class ServiceMetricsTests(unittest.SynchronousTestCase):
     def test_update_results_by_method_and_result(self) -> None:
         """Each write's result is counted under the method the caller gave."""
         address = [ipaddress.ip_address("203.0.113.5")]
-        self.assertEqual(self.run_write(self.service.update("alice", address, None, "http-url")).status,
-                         UpdateStatus.GOOD)
-        self.assertEqual(self.run_write(self.service.update("alice", address, None, "http-url")).status,
-                         UpdateStatus.NOCHG)
+        self.assertEqual(
+            self.run_write(self.service.update("alice", address, None, "http-url")).status, UpdateStatus.GOOD
+        )
+        self.assertEqual(
+            self.run_write(self.service.update("alice", address, None, "http-url")).status, UpdateStatus.NOCHG
+        )
         self.run_write(self.service.update("alice", address, None, "dyndns2"))
         self.run_write(self.service.update("nobody", address, None, "dyndns2"))
         self.run_write(self.service.update("alice", [], None, "gnudip-tcp"))
@@ -182,15 +191,11 @@ class ServiceMetricsTests(unittest.SynchronousTestCase):
     def test_store_failure(self) -> None:
         """A write the store refused is counted as 911 and has no duration."""
         self.store.fail_next = True
-        result = self.run_write(
-            self.service.update("alice", [ipaddress.ip_address("192.0.2.1")], None, "dyndns2")
-        )
+        result = self.run_write(self.service.update("alice", [ipaddress.ip_address("192.0.2.1")], None, "dyndns2"))
         self.assertEqual(result.status, UpdateStatus.STORE_FAILED)
         self.flushLoggedErrors(OSError)
         self.assertEqual(updates(self.metrics, "dyndns2", "911"), 1)
-        self.assertIsNone(
-            value(self.metrics, "dyndns_update_duration_seconds_count", method="dyndns2")
-        )
+        self.assertIsNone(value(self.metrics, "dyndns_update_duration_seconds_count", method="dyndns2"))
 
     def test_duration_until_durable(self) -> None:
         """
@@ -231,9 +236,7 @@ class ServiceMetricsTests(unittest.SynchronousTestCase):
 
         self.service.on_update_result.insert(0, broken)
         self.service.on_auth_failure.insert(0, broken)
-        result = self.run_write(
-            self.service.update("alice", [ipaddress.ip_address("192.0.2.9")], None, "dyndns2")
-        )
+        result = self.run_write(self.service.update("alice", [ipaddress.ip_address("192.0.2.9")], None, "dyndns2"))
         self.service.auth_failed("dyndns2")
         self.assertEqual(result.status, UpdateStatus.GOOD)
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 2)
@@ -324,9 +327,9 @@ class TSIGAuthFailureTests(unittest.SynchronousTestCase):
         self.clock.advance(int(time.time()))
         self.service = DynDNSService(MemoryUserStore(), SUFFIX, clock=self.clock, poll_interval=None)
         self.successResultOf(defer.ensureDeferred(self.service.start()))
-        self.successResultOf(self.service.add_user(
-            User("alice", tsig_secret=TSIG_SECRET, tsig_algorithm="hmac-sha256")
-        ))
+        self.successResultOf(
+            self.service.add_user(User("alice", tsig_secret=TSIG_SECRET, tsig_algorithm="hmac-sha256"))
+        )
         self.handler = UpdateHandler(self.service, [], clock=self.clock)
         self.metrics = Metrics()
         self.metrics.attach(self.service)
@@ -523,8 +526,11 @@ class DNSServerMixin(TestCaseMixin):
 
     def udp(self, name: str, rdtype: str = "A") -> defer.Deferred[Any]:
         return threads.deferToThread(
-            dns.query.udp, dns.message.make_query(name, rdtype), HOST,
-            timeout=TIMEOUT, port=self.port,
+            dns.query.udp,
+            dns.message.make_query(name, rdtype),
+            HOST,
+            timeout=TIMEOUT,
+            port=self.port,
         )
 
     def raw_udp(self, data: bytes) -> defer.Deferred[bytes]:
@@ -559,7 +565,6 @@ class DNSServerMixin(TestCaseMixin):
 
 
 class DNSQueryMetricsTests(DNSServerMixin, unittest.TestCase):
-
     @defer.inlineCallbacks
     def test_rcodes_over_udp(self):
         self.assertEqual(
@@ -609,9 +614,7 @@ class DNSQueryMetricsTests(DNSServerMixin, unittest.TestCase):
     @defer.inlineCallbacks
     def test_tcp(self):
         query = dns.message.make_query(f"alice.{SUFFIX}", "A")
-        response = yield threads.deferToThread(
-            dns.query.tcp, query, HOST, timeout=TIMEOUT, port=self.port
-        )
+        response = yield threads.deferToThread(dns.query.tcp, query, HOST, timeout=TIMEOUT, port=self.port)
         self.assertEqual(response.rcode(), dns.rcode.NOERROR)
         self.assertEqual(self.queries()["NOERROR"], 1)
 
@@ -658,8 +661,7 @@ class TransferMetricsTests(unittest.TestCase):
         yield defer.ensureDeferred(self.service.start())
         yield self.service.import_users(
             [User(f"user{i}") for i in range(self.USERS)],
-            [HostState(f"user{i}", ipv4=ipaddress.IPv4Address(0x0A000000 + i), ttl=60)
-             for i in range(self.USERS)],
+            [HostState(f"user{i}", ipv4=ipaddress.IPv4Address(0x0A000000 + i), ttl=60) for i in range(self.USERS)],
         )
         self.handler = TransferHandler(publisher, [ipaddress.ip_network("127.0.0.0/8")])
         self.factory = DynDNSServerFactory(
@@ -723,17 +725,19 @@ class MetricsResourceTests(unittest.TestCase):
         self.assertEqual(response.header("content-type"), CONTENT_TYPE_LATEST)
         self.assertEqual(int(response.header("content-length")), len(response.body))
         families = {f.name: f for f in text_string_to_metric_families(response.body.decode("utf-8"))}
-        for name in ("dyndns_updates", "dyndns_auth_failures", "dyndns_dns_queries",
-                     "dyndns_users", "dyndns_update_duration_seconds"):
+        for name in (
+            "dyndns_updates",
+            "dyndns_auth_failures",
+            "dyndns_dns_queries",
+            "dyndns_users",
+            "dyndns_update_duration_seconds",
+        ):
             self.assertIn(name, families)
         self.assertEqual(families["dyndns_auth_failures"].type, "counter")
         self.assertEqual(families["dyndns_dns_queries"].type, "counter")
         self.assertEqual(families["dyndns_users"].type, "gauge")
         self.assertEqual(families["dyndns_update_duration_seconds"].type, "histogram")
-        samples = {
-            (s.name, tuple(sorted(s.labels.items()))): s.value
-            for f in families.values() for s in f.samples
-        }
+        samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families.values() for s in f.samples}
         self.assertEqual(samples[("dyndns_auth_failures_total", (("method", "dyndns2"),))], 1)
         self.assertEqual(samples[("dyndns_dns_queries_total", (("result", "NXDOMAIN"),))], 1)
 

@@ -125,8 +125,12 @@ class UserTests(SynchronousTestCase):
         self.assertRaises(ValidationError, User, "alice", tsig_from_password=True)
         User("alice", tsig_from_password=True, md5_verifier="0" * 32)
         self.assertRaises(
-            ValidationError, User, "alice", tsig_from_password=True,
-            md5_verifier="0" * 32, tsig_secret="c2VjcmV0",
+            ValidationError,
+            User,
+            "alice",
+            tsig_from_password=True,
+            md5_verifier="0" * 32,
+            tsig_secret="c2VjcmV0",
         )
 
     def test_state_status(self) -> None:

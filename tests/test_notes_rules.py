@@ -46,9 +46,7 @@ def load_example() -> ModuleType:
     name = "notes_rule_resolver_example"
     if name in sys.modules:
         return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(
-        name, os.path.join(EXAMPLES, "notes_rule_resolver.py")
-    )
+    spec = importlib.util.spec_from_file_location(name, os.path.join(EXAMPLES, "notes_rule_resolver.py"))
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
@@ -297,15 +295,17 @@ class ExampleServerMixin(TestCaseMixin):
         query = dns.message.make_query(name, rdtype)
         send = dns.query.tcp if tcp else dns.query.udp
         return threads.deferToThread(
-            send, query, self.host, timeout=TIMEOUT, port=self.port,
+            send,
+            query,
+            self.host,
+            timeout=TIMEOUT,
+            port=self.port,
             source=source or self.user_address,
         )
 
     def assertAnswer(self, response, *addresses):
         self.assertEqual(dns.rcode.to_text(response.rcode()), "NOERROR")
-        self.assertEqual(
-            sorted(rd.to_text() for rrset in response.answer for rd in rrset), sorted(addresses)
-        )
+        self.assertEqual(sorted(rd.to_text() for rrset in response.answer for rd in rrset), sorted(addresses))
 
     def assertBlocked(self, response):
         self.assertEqual(dns.rcode.to_text(response.rcode()), "NXDOMAIN")
@@ -340,9 +340,7 @@ class ExampleServerTests(ExampleServerMixin, unittest.TestCase):
     def test_tcp(self):
         """Over TCP the client's address comes from the connection."""
         self.assertBlocked((yield self.ask("www.example.org", tcp=True)))
-        self.assertAnswer(
-            (yield self.ask("www.example.org", self.other_address, tcp=True)), "192.0.2.80"
-        )
+        self.assertAnswer((yield self.ask("www.example.org", self.other_address, tcp=True)), "192.0.2.80")
 
     @defer.inlineCallbacks
     def test_without_marker(self):

@@ -36,10 +36,11 @@ class PackagingTests(SynchronousTestCase):
         self.assertTrue(data_files, "the package has data files (the status page's CSS and JS)")
         for path in data_files:
             rel = os.path.relpath(path, ROOT).split(os.sep)
-            owners = [i for i in range(len(rel) - 1, 0, -1)
-                      if os.path.exists(os.path.join(ROOT, *rel[:i], "__init__.py"))]
+            owners = [
+                i for i in range(len(rel) - 1, 0, -1) if os.path.exists(os.path.join(ROOT, *rel[:i], "__init__.py"))
+            ]
             package = ".".join(rel[: owners[0]])
-            inside = "/".join(rel[owners[0]:])
+            inside = "/".join(rel[owners[0] :])
             self.assertTrue(
                 any(fnmatch.fnmatch(inside, p) for p in patterns.get(package, [])),
                 f"{'/'.join(rel)} is not in setup.cfg [options.package_data] {package}",

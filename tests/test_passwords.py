@@ -47,6 +47,4 @@ class PasswordTests(SynchronousTestCase):
         """The original's TSIG key is base64 of the raw MD5 of the UTF-8 password."""
         verifier = md5_verifier("s3cret")
         self.assertEqual(verifier, hashlib.md5(b"s3cret").hexdigest())
-        self.assertEqual(
-            base64.b64decode(derived_tsig_secret(verifier)), hashlib.md5(b"s3cret").digest()
-        )
+        self.assertEqual(base64.b64decode(derived_tsig_secret(verifier)), hashlib.md5(b"s3cret").digest())

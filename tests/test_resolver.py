@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from twisted.names import dns, error
 from twisted.internet.interfaces import IResolver
+from twisted.names import dns, error
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
@@ -30,9 +30,7 @@ class ResolverTests(SynchronousTestCase):
     def test_address_types(self) -> None:
         """A, AAAA and ANY answer from memory, authoritative, with the user's TTL."""
         for qtype, expected in ((dns.A, [dns.A]), (dns.AAAA, [dns.AAAA]), (dns.ALL_RECORDS, [dns.A, dns.AAAA])):
-            answers, authority, additional = self.successResultOf(
-                self.lookup(b"ALICE.dyn.example.com", qtype)
-            )
+            answers, authority, additional = self.successResultOf(self.lookup(b"ALICE.dyn.example.com", qtype))
             self.assertEqual([rr.type for rr in answers], expected)
             self.assertTrue(all(rr.auth and rr.ttl == 45 for rr in answers))
             self.assertEqual(answers[0].name.name, b"ALICE.dyn.example.com")

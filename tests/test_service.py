@@ -24,8 +24,13 @@ class ServiceTestCase(SynchronousTestCase):
         self.clock.advance(1_700_000_000)
         self.store = MemoryUserStore()
         self.service = DynDNSService(
-            self.store, "dyn.example.com", default_ttl=30, min_ttl=10,
-            max_ttl=3600, clock=self.clock, poll_interval=0.5,
+            self.store,
+            "dyn.example.com",
+            default_ttl=30,
+            min_ttl=10,
+            max_ttl=3600,
+            clock=self.clock,
+            poll_interval=0.5,
         )
         self.changes: list[Change] = []
         self.service.subscribe(self.changes.append)
@@ -41,8 +46,11 @@ class ServiceTestCase(SynchronousTestCase):
     def update(self, user_id: str, *addresses: str, ttl: int | None = None):
         return self.successResultOf(
             self.service.update(
-                user_id, [ipaddress.ip_address(a) for a in addresses], ttl,
-                method="test", client_address="203.0.113.1",
+                user_id,
+                [ipaddress.ip_address(a) for a in addresses],
+                ttl,
+                method="test",
+                client_address="203.0.113.1",
             )
         )
 
@@ -206,16 +214,17 @@ class NameTests(ServiceTestCase):
     def test_suffix_names_of_others_refused(self) -> None:
         """Below the suffix a user may only add names in their own subtree."""
         for name in ("bob.dyn.example.com", "*.dyn.example.com", "x.bob.dyn.example.com", "dyn.example.com"):
-            failure = self.failureResultOf(
-                self.service.add_user(User("carol", hostnames=[name])), ValidationError
-            )
+            failure = self.failureResultOf(self.service.add_user(User("carol", hostnames=[name])), ValidationError)
             self.assertEqual(failure.value.field, "hostnames")
         self.add(User("carol", hostnames=["*.carol.dyn.example.com", "www.carol.dyn.example.com"]))
 
     def test_reserved_names(self) -> None:
         """A user id whose main name is one of the zone's own names is refused."""
         service = DynDNSService(
-            MemoryUserStore(), "dyn.example.com", clock=task.Clock(), poll_interval=None,
+            MemoryUserStore(),
+            "dyn.example.com",
+            clock=task.Clock(),
+            poll_interval=None,
             reserved_names=["ns1.dyn.example.com"],
         )
         self.successResultOf(defer.ensureDeferred(service.start()))
@@ -224,9 +233,7 @@ class NameTests(ServiceTestCase):
         self.successResultOf(service.add_user(User("ns2")))
 
     def test_names_unique(self) -> None:
-        self.failureResultOf(
-            self.service.add_user(User("carol", hostnames=["alice.example.org"])), NameTaken
-        )
+        self.failureResultOf(self.service.add_user(User("carol", hostnames=["alice.example.org"])), NameTaken)
         self.failureResultOf(self.service.add_user(User("alice")), UserExists)
 
     def test_edit_and_remove(self) -> None:
@@ -291,9 +298,7 @@ class ObserverAndPollTests(ServiceTestCase):
 
     def test_import(self) -> None:
         self.successResultOf(
-            self.service.import_users(
-                [User("carol"), User("dave")], [HostState("dave", ipv6="2001:db8::d")]
-            )
+            self.service.import_users([User("carol"), User("dave")], [HostState("dave", ipv6="2001:db8::d")])
         )
         self.assertEqual(self.served("dave.dyn.example.com"), ("2001:db8::d",))
         self.assertEqual(self.served("carol.dyn.example.com"), ())
@@ -338,9 +343,7 @@ class GatedStore(MemoryUserStore):
         return self._later("save_state", lambda: super(GatedStore, self).save_state(state))
 
     def import_users(self, users, states, remove=()):  # type: ignore[no-untyped-def]
-        return self._later(
-            "import_users", lambda: super(GatedStore, self).import_users(users, states, remove)
-        )
+        return self._later("import_users", lambda: super(GatedStore, self).import_users(users, states, remove))
 
     def release(self) -> None:
         pending, self.pending = self.pending, []
@@ -357,9 +360,7 @@ class BulkOrderTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.store = GatedStore()
-        self.service = DynDNSService(
-            self.store, "dyn.example.com", clock=task.Clock(), poll_interval=None
-        )
+        self.service = DynDNSService(self.store, "dyn.example.com", clock=task.Clock(), poll_interval=None)
         self.successResultOf(defer.ensureDeferred(self.service.start()))
         self.successResultOf(self.service.add_user(User("alice")))
         self.successResultOf(self.service.add_user(User("bob")))

@@ -10,9 +10,8 @@ from twisted.internet import defer, reactor
 from twisted.trial.unittest import TestCase
 
 from dyndns_plugin.model import HostState, User
-from dyndns_plugin.store import StoreError
+from dyndns_plugin.store import StoreError, ZoneHistory
 from dyndns_plugin.store.memory import MemoryUserStore
-from dyndns_plugin.store import ZoneHistory
 from dyndns_plugin.store.sqlite import MIGRATIONS, SCHEMA_VERSION, SQLiteUserStore
 from tests.store_conformance import ALICE, ALICE_STATE, ZONE, StoreConformanceMixin, journal_step
 from tests.typing_helpers import threads_reactor
@@ -133,10 +132,13 @@ class SQLiteStoreTests(StoreConformanceMixin, TestCase):
             yield self.store.save_zone_version(ZONE, step.serial_to, "abc", step, 10)
         yield self.store.save_zone_version("example.org", 7, "def", None, 10)
         yield self.reopen()
-        self.assertEqual((yield self.store.load_zone_history()), {
-            ZONE: ZoneHistory(2, "abc", tuple(steps)),
-            "example.org": ZoneHistory(7, "def", ()),
-        })
+        self.assertEqual(
+            (yield self.store.load_zone_history()),
+            {
+                ZONE: ZoneHistory(2, "abc", tuple(steps)),
+                "example.org": ZoneHistory(7, "def", ()),
+            },
+        )
 
     @defer.inlineCallbacks
     def test_migrate_v1(self):

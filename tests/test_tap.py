@@ -28,16 +28,14 @@ class OptionsTests(SynchronousTestCase):
 
     def test_missing_zone_file(self) -> None:
         path = self.config(
-            '[service]\nsuffix = "dyn.example.com"\n'
-            '[[dns.zones]]\norigin = "example.org"\nfile = "nope.zone"\n'
+            '[service]\nsuffix = "dyn.example.com"\n[[dns.zones]]\norigin = "example.org"\nfile = "nope.zone"\n'
         )
         error = self.assertRaises(usage.UsageError, tap.Options().parseOptions, ["--config", path])
         self.assertIn("nope.zone", str(error))
 
     def test_bad_zone_file(self) -> None:
         path = self.config(
-            '[service]\nsuffix = "dyn.example.com"\n'
-            '[[dns.zones]]\norigin = "example.org"\nfile = "bad.zone"\n'
+            '[service]\nsuffix = "dyn.example.com"\n[[dns.zones]]\norigin = "example.org"\nfile = "bad.zone"\n'
         )
         with open(os.path.join(os.path.dirname(path), "bad.zone"), "w") as f:
             f.write("$ORIGIN example.org.\n@ IN A not-an-address\n")
@@ -51,10 +49,7 @@ class OptionsTests(SynchronousTestCase):
 
     def test_service_tree(self) -> None:
         """The DynDNS service comes first, then a TCP and a UDP server per listen address."""
-        path = self.config(
-            '[service]\nsuffix = "dyn.example.com"\n'
-            '[dns]\nlisten = ["127.0.0.1:5399", "[::1]:5399"]\n'
-        )
+        path = self.config('[service]\nsuffix = "dyn.example.com"\n[dns]\nlisten = ["127.0.0.1:5399", "[::1]:5399"]\n')
         options = tap.Options()
         options.parseOptions(["--config", path])
         top = tap.makeService(options)
@@ -63,8 +58,12 @@ class OptionsTests(SynchronousTestCase):
         servers = [(type(c).__name__, c.args[0], c.kwargs["interface"]) for c in children[1:]]
         self.assertEqual(
             servers,
-            [("TCPServer", 5399, "127.0.0.1"), ("UDPServer", 5399, "127.0.0.1"),
-             ("TCPServer", 5399, "::1"), ("UDPServer", 5399, "::1")],
+            [
+                ("TCPServer", 5399, "127.0.0.1"),
+                ("UDPServer", 5399, "127.0.0.1"),
+                ("TCPServer", 5399, "::1"),
+                ("UDPServer", 5399, "::1"),
+            ],
         )
         self.assertIsInstance(children[1], internet.TCPServer)
         # makeService hangs the service on the MultiService it returns (an attribute mypy cannot see)

@@ -38,8 +38,10 @@ class DNSTests(SynchronousTestCase):
         decoded.fromStr(plain.toStr())
         message = tp.edns_from_message(decoded)
         self.assertIsInstance(message, tp.EDNSMessage)
-        self.assertEqual((message.id, message.recDes, message.ednsVersion, message.maxSize, message.dnssecOK),
-                         (7, True, 0, 1232, True))
+        self.assertEqual(
+            (message.id, message.recDes, message.ednsVersion, message.maxSize, message.dnssecOK),
+            (7, True, 0, 1232, True),
+        )
         self.assertEqual(message.queries, [dns.Query(b"host.example.org", dns.AAAA, dns.IN)])
         self.assertEqual(message.additional, [])
 
@@ -206,7 +208,8 @@ def _private_twisted_uses(package: Path) -> list[str]:
                         found.append(f"{path.name}:{node.lineno}: imports {node.module}.{alias.name}")
             elif isinstance(node, ast.Import):
                 twisted_names.update(
-                    (alias.asname or alias.name).split(".")[0] for alias in node.names
+                    (alias.asname or alias.name).split(".")[0]
+                    for alias in node.names
                     if alias.name.split(".")[0] == "twisted"
                 )
         for node in ast.walk(tree):
@@ -236,8 +239,11 @@ class OnlyThroughTheWrapperTests(SynchronousTestCase):
             "def size(protocol):\n"
             "    return len(protocol._unprocessed), dns._isSubdomainOf(b'a', b'')\n"
         )
-        self.assertEqual(_private_twisted_uses(package), [
-            "server.py:2: imports twisted.web.http_headers._NameEncoder",
-            "server.py:4: ._unprocessed",
-            "server.py:4: dns._isSubdomainOf",
-        ])
+        self.assertEqual(
+            _private_twisted_uses(package),
+            [
+                "server.py:2: imports twisted.web.http_headers._NameEncoder",
+                "server.py:4: ._unprocessed",
+                "server.py:4: dns._isSubdomainOf",
+            ],
+        )

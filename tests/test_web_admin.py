@@ -30,16 +30,17 @@ import jsonschema
 import openapi_spec_validator
 import referencing
 from referencing.jsonschema import DRAFT202012
+from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import defer, reactor, task, threads
 from twisted.trial import unittest
 from twisted.web import resource
 
 from dyndns_plugin.auth import PasswordChecker
 from dyndns_plugin.config import settings_from_dict
+from dyndns_plugin.limits import Limiter, LimitSettings
 from dyndns_plugin.model import User
 from dyndns_plugin.passwords import hash_password, verify_password
 from dyndns_plugin.service import DynDNSService
-from dyndns_plugin.limits import LimitSettings, Limiter
 from dyndns_plugin.store import StoreError
 from dyndns_plugin.store.memory import MemoryUserStore
 from dyndns_plugin.web.admin import MAX_ADMIN_BODY, build_admin_site
@@ -59,8 +60,11 @@ T0_ISO = "2023-11-14T22:13:20.250000Z"
 T1_ISO = "2023-11-14T22:14:20.250000Z"
 
 PASSWORDS = {
-    "alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw",
-    "dave": "dave-pw", "erin": "erin-pw",
+    "alice": "alice-pw",
+    "bob": "bob-pw",
+    "carol": "carol-pw",
+    "dave": "dave-pw",
+    "erin": "erin-pw",
 }
 _HASHES = {user: hash_password(pw, log2_n=10) for user, pw in PASSWORDS.items()}
 _ADMIN_HASH = hash_password(ADMIN_PW, log2_n=10)
@@ -68,10 +72,18 @@ _ADMIN_HASH = hash_password(ADMIN_PW, log2_n=10)
 #: Every name the users of setUp (and the tests) answer for, to compare what
 #: DNS serves before and after a refused change.
 ALL_NAMES = (
-    "alice.dyn.example.com", "alice.example.org", "x.alice.example.net",
-    "bob.dyn.example.com", "bob.example.org", "carol.dyn.example.com",
-    "dave.dyn.example.com", "dave.example.org", "erin.dyn.example.com",
-    "frank.dyn.example.com", "frank.example.org", "alice.example.com",
+    "alice.dyn.example.com",
+    "alice.example.org",
+    "x.alice.example.net",
+    "bob.dyn.example.com",
+    "bob.example.org",
+    "carol.dyn.example.com",
+    "dave.dyn.example.com",
+    "dave.example.org",
+    "erin.dyn.example.com",
+    "frank.dyn.example.com",
+    "frank.example.org",
+    "alice.example.com",
 )
 
 NO_BODY = object()
@@ -89,12 +101,14 @@ def admin_settings(**admin: Any):
         "tokens": [f"sha256:{TOKEN_DIGEST}"],
         **admin,
     }
-    return settings_from_dict({
-        "service": {"suffix": SUFFIX, "default_ttl": 30, "min_ttl": 10, "max_ttl": 3600},
-        "store": {"backend": "memory"},
-        "dns": {"listen": ["127.0.0.1:5353"]},
-        "admin": section,
-    })
+    return settings_from_dict(
+        {
+            "service": {"suffix": SUFFIX, "default_ttl": 30, "min_ttl": 10, "max_ttl": 3600},
+            "store": {"backend": "memory"},
+            "dns": {"listen": ["127.0.0.1:5353"]},
+            "admin": section,
+        }
+    )
 
 
 # -- the OpenAPI contract
@@ -162,9 +176,7 @@ class OpenAPIContract:
         validator = jsonschema.Draft202012Validator(schema, registry=self.registry)
         errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.path))
         if errors:
-            details = "; ".join(
-                f"{'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}" for e in errors
-            )
+            details = "; ".join(f"{'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}" for e in errors)
             raise AssertionError(f"{'/'.join(pointer)}: {details}\n{json.dumps(instance)[:2000]}")
 
     def error_body(self, response: Response, head: bool = False) -> dict[str, Any] | None:
@@ -236,7 +248,14 @@ class OpenAPIContract:
             body = json.loads(response.body)
             if "schema" in content[media]:
                 self.validate(
-                    body, "paths", template, verb, "responses", str(status), "content", media,
+                    body,
+                    "paths",
+                    template,
+                    verb,
+                    "responses",
+                    str(status),
+                    "content",
+                    media,
                     "schema",
                 )
             if "password" in set(walk_keys(body)):
@@ -244,9 +263,7 @@ class OpenAPIContract:
         if request_body is not NO_BODY and 200 <= status < 300 and "requestBody" in operation:
             # What the server accepted, the document must accept too.
             (media,) = operation["requestBody"]["content"]
-            self.validate(
-                request_body, "paths", template, verb, "requestBody", "content", media, "schema"
-            )
+            self.validate(request_body, "paths", template, verb, "requestBody", "content", media, "schema")
         return (template, verb, status)
 
 
@@ -280,26 +297,38 @@ class AdminTestCase(unittest.TestCase):
         self.clock.advance(T0)
         self.store = MemoryUserStore()
         self.service = DynDNSService(
-            self.store, SUFFIX, default_ttl=30, min_ttl=10, max_ttl=3600,
-            clock=self.clock, poll_interval=None,
+            self.store,
+            SUFFIX,
+            default_ttl=30,
+            min_ttl=10,
+            max_ttl=3600,
+            clock=self.clock,
+            poll_interval=None,
         )
         self.service.startService()
         self.addCleanup(self.service.stopService)
         yield self.service.ready
         users = [
-            User("alice", password_hash=_HASHES["alice"], offline_ipv4="192.0.2.254",
-                 hostnames=["alice.example.org", "*.alice.example.net"]),
-            User("bob", password_hash=_HASHES["bob"], offline_ipv4="192.0.2.253",
-                 offline_ipv6="2001:db8::253", hostnames=["bob.example.org"]),
+            User(
+                "alice",
+                password_hash=_HASHES["alice"],
+                offline_ipv4="192.0.2.254",
+                hostnames=["alice.example.org", "*.alice.example.net"],
+            ),
+            User(
+                "bob",
+                password_hash=_HASHES["bob"],
+                offline_ipv4="192.0.2.253",
+                offline_ipv6="2001:db8::253",
+                hostnames=["bob.example.org"],
+            ),
             User("carol", password_hash=_HASHES["carol"]),
             User("dave", password_hash=_HASHES["dave"], hostnames=["dave.example.org"]),
-            User("erin", password_hash=_HASHES["erin"],
-                 md5_verifier=hashlib.md5(b"erin-pw").hexdigest()),
+            User("erin", password_hash=_HASHES["erin"], md5_verifier=hashlib.md5(b"erin-pw").hexdigest()),
         ]
         for user in users:
             yield self.service.add_user(user)
-        yield self.update("alice", "198.51.100.10", "2001:db8::10", ttl=120, method="ddns",
-                          client="198.51.100.10")
+        yield self.update("alice", "198.51.100.10", "2001:db8::10", ttl=120, method="ddns", client="198.51.100.10")
         yield self.update("bob", "198.51.100.20", method="nic", client="198.51.100.20")
         yield self.update("dave", "198.51.100.40", method="nic", client="198.51.100.40")
         yield self.update("erin", "198.51.100.50", method="dns-update", client="198.51.100.50")
@@ -321,9 +350,7 @@ class AdminTestCase(unittest.TestCase):
 
     @defer.inlineCallbacks
     def update(self, user_id, *addresses, ttl=None, method="test", client=None):
-        result = yield self.service.update(
-            user_id, [ipaddress.ip_address(a) for a in addresses], ttl, method, client
-        )
+        result = yield self.service.update(user_id, [ipaddress.ip_address(a) for a in addresses], ttl, method, client)
         self.assertTrue(result.ok, result)
         return result
 
@@ -356,9 +383,7 @@ class AdminTestCase(unittest.TestCase):
             pairs.append(("Authorization", f"Bearer {TOKEN}"))
         elif auth is not None:
             pairs.append(("Authorization", auth))
-        data = raw if raw is not None else (
-            None if body is NO_BODY else json.dumps(body).encode()
-        )
+        data = raw if raw is not None else (None if body is NO_BODY else json.dumps(body).encode())
         if data is not None and content_type is not None:
             pairs.append(("Content-Type", content_type))
         request = build_request(method, target, pairs, data)
@@ -446,31 +471,61 @@ class AdminTestCase(unittest.TestCase):
 # -- expected values, by hand
 
 ALICE_STATE = {
-    "id": "alice", "state": "online", "ipv4": "198.51.100.10", "ipv6": "2001:db8::10",
-    "ttl": 120, "last_update": T0_ISO, "method": "ddns", "client_address": "198.51.100.10",
+    "id": "alice",
+    "state": "online",
+    "ipv4": "198.51.100.10",
+    "ipv6": "2001:db8::10",
+    "ttl": 120,
+    "last_update": T0_ISO,
+    "method": "ddns",
+    "client_address": "198.51.100.10",
     "names": ["alice.dyn.example.com", "alice.example.org", "*.alice.example.net"],
 }
 BOB_STATE = {
     # Offline: the offline IPs are what DNS serves, at the default TTL.
-    "id": "bob", "state": "offline", "ipv4": "192.0.2.253", "ipv6": "2001:db8::253",
-    "ttl": 30, "last_update": T1_ISO, "method": "gnudip", "client_address": "203.0.113.5",
+    "id": "bob",
+    "state": "offline",
+    "ipv4": "192.0.2.253",
+    "ipv6": "2001:db8::253",
+    "ttl": 30,
+    "last_update": T1_ISO,
+    "method": "gnudip",
+    "client_address": "203.0.113.5",
     "names": ["bob.dyn.example.com", "bob.example.org"],
 }
 CAROL_STATE = {
-    "id": "carol", "state": "never", "ipv4": None, "ipv6": None, "ttl": None,
-    "last_update": None, "method": None, "client_address": None,
+    "id": "carol",
+    "state": "never",
+    "ipv4": None,
+    "ipv6": None,
+    "ttl": None,
+    "last_update": None,
+    "method": None,
+    "client_address": None,
     "names": ["carol.dyn.example.com"],
 }
 DAVE_STATE = {
     # Disabled: no answer at all, the last update is still shown.
-    "id": "dave", "state": "disabled", "ipv4": None, "ipv6": None, "ttl": None,
-    "last_update": T0_ISO, "method": "nic", "client_address": "198.51.100.40",
+    "id": "dave",
+    "state": "disabled",
+    "ipv4": None,
+    "ipv6": None,
+    "ttl": None,
+    "last_update": T0_ISO,
+    "method": "nic",
+    "client_address": "198.51.100.40",
     "names": ["dave.dyn.example.com", "dave.example.org"],
 }
 ERIN_STATE = {
     # Offline without an offline IP: nothing is served.
-    "id": "erin", "state": "offline", "ipv4": None, "ipv6": None, "ttl": None,
-    "last_update": T1_ISO, "method": "ddns", "client_address": "198.51.100.50",
+    "id": "erin",
+    "state": "offline",
+    "ipv4": None,
+    "ipv6": None,
+    "ttl": None,
+    "last_update": T1_ISO,
+    "method": "ddns",
+    "client_address": "198.51.100.50",
     "names": ["erin.dyn.example.com"],
 }
 STATE = {"users": [ALICE_STATE, BOB_STATE, CAROL_STATE, DAVE_STATE, ERIN_STATE]}
@@ -483,10 +538,8 @@ ROUTES = [
     ("GET", "/api/config", NO_BODY),
     ("PUT", "/api/config", {"users": {"format": "dyndns_plugin.users", "version": 1, "users": []}}),
     ("GET", "/getpluginconfig", NO_BODY),
-    ("PUT", "/updatepluginconfig",
-     {"users": {"format": "dyndns_plugin.users", "version": 1, "users": []}}),
-    ("POST", "/updatepluginconfig",
-     {"users": {"format": "dyndns_plugin.users", "version": 1, "users": []}}),
+    ("PUT", "/updatepluginconfig", {"users": {"format": "dyndns_plugin.users", "version": 1, "users": []}}),
+    ("POST", "/updatepluginconfig", {"users": {"format": "dyndns_plugin.users", "version": 1, "users": []}}),
     ("GET", "/api/users/alice", NO_BODY),
     ("PUT", "/api/users/frank", {"password": "frank-pw"}),
     ("PATCH", "/api/users/alice", {"disabled": True}),
@@ -523,9 +576,9 @@ class AuthenticationTests(AdminTestCase):
             "Basic " + base64.b64encode(ADMIN_PW.encode()).decode(),  # no colon
         ]
         for method, target, body in ROUTES:
-            responses = yield defer.gatherResults([
-                self.call(method, target, body, auth=authorization) for authorization in wrong
-            ])
+            responses = yield defer.gatherResults(
+                [self.call(method, target, body, auth=authorization) for authorization in wrong]
+            )
             for response in responses:
                 if method == "HEAD":
                     self.assertEqual(response.status, 401, response.raw)
@@ -560,9 +613,11 @@ class AuthenticationTests(AdminTestCase):
         full-strength dummy scrypt, so only a few routes here.)
         """
         before = yield self.snapshot()
-        for method, target, body in (("GET", "/api/state", NO_BODY),
-                                     ("DELETE", "/api/users/alice", NO_BODY),
-                                     ("POST", "/api/users/alice/offline", {})):
+        for method, target, body in (
+            ("GET", "/api/state", NO_BODY),
+            ("DELETE", "/api/users/alice", NO_BODY),
+            ("POST", "/api/users/alice/offline", {}),
+        ):
             for authorization in (basic("nobody", ADMIN_PW), basic("alice", PASSWORDS["alice"])):
                 response = yield self.call(method, target, body, auth=authorization)
                 self.assertUnauthorized(response)
@@ -602,24 +657,24 @@ class AuthenticationTests(AdminTestCase):
             number = port.getHost().port
             for authorization, status in ((good, 200), (bad, 401)):
                 request = build_request("GET", "/api/state", [("Authorization", authorization)])
-                response = parse_response(
-                    (yield threads.deferToThread(exchange, number, request))
-                )
+                response = parse_response((yield threads.deferToThread(exchange, number, request)))
                 self.assertEqual(response.status, status, response.raw)
 
     @defer.inlineCallbacks
     def test_changed_admin_password_in_settings(self):
         """The admin hash comes from the settings: another hash, another password."""
-        site = build_admin_site(self.service, admin_settings(
-            users={ADMIN: hash_password("other admin pw", log2_n=10)}, tokens=[],
-        ))
+        site = build_admin_site(
+            self.service,
+            admin_settings(
+                users={ADMIN: hash_password("other admin pw", log2_n=10)},
+                tokens=[],
+            ),
+        )
         self.addCleanup(stop_pool, site.resource.auth.checker)
         port = reactor.listenTCP(0, site, interface="127.0.0.1")
         self.addCleanup(port.stopListening)
         for password, status in ((ADMIN_PW, 401), ("other admin pw", 200)):
-            request = build_request(
-                "GET", "/api/state", [("Authorization", basic(ADMIN, password))]
-            )
+            request = build_request("GET", "/api/state", [("Authorization", basic(ADMIN, password))])
             raw = yield threads.deferToThread(exchange, port.getHost().port, request)
             self.assertEqual(parse_response(raw).status, status)
 
@@ -652,12 +707,20 @@ class StateTests(AdminTestCase):
         yield self.update("carol", "2001:db8::c", ttl=5, method="dyndns2", client="2001:db8::c")
         response = yield self.call("GET", "/api/state")
         carol = self.json(response)["users"][2]
-        self.assertEqual(carol, {
-            "id": "carol", "state": "online", "ipv4": None, "ipv6": "2001:db8::c",
-            "ttl": 10,  # clamped to min_ttl
-            "last_update": "2023-11-14T23:14:20.250000Z", "method": "dyndns2",
-            "client_address": "2001:db8::c", "names": ["carol.dyn.example.com"],
-        })
+        self.assertEqual(
+            carol,
+            {
+                "id": "carol",
+                "state": "online",
+                "ipv4": None,
+                "ipv6": "2001:db8::c",
+                "ttl": 10,  # clamped to min_ttl
+                "last_update": "2023-11-14T23:14:20.250000Z",
+                "method": "dyndns2",
+                "client_address": "2001:db8::c",
+                "names": ["carol.dyn.example.com"],
+            },
+        )
 
     @defer.inlineCallbacks
     def test_head(self):
@@ -682,24 +745,32 @@ class UserTests(AdminTestCase):
         """One user: account data with the stored verifiers, and its state."""
         response = yield self.call("GET", "/api/users/alice")
         self.assertEqual(response.status, 200)
-        self.assertEqual(self.json(response), {
-            "id": "alice",
-            "password_hash": _HASHES["alice"],
-            "md5_verifier": None,
-            "tsig_secret": None,
-            "tsig_algorithm": "hmac-md5",
-            "tsig_from_password": False,
-            "offline_ipv4": "192.0.2.254",
-            "offline_ipv6": None,
-            "hostnames": ["alice.example.org", "*.alice.example.net"],
-            "notes": "",
-            "disabled": False,
-            "state": {
-                "status": "online", "ipv4": "198.51.100.10", "ipv6": "2001:db8::10",
-                "ttl": 120, "offline": False, "updated_at": T0_ISO, "method": "ddns",
-                "client_address": "198.51.100.10",
+        self.assertEqual(
+            self.json(response),
+            {
+                "id": "alice",
+                "password_hash": _HASHES["alice"],
+                "md5_verifier": None,
+                "tsig_secret": None,
+                "tsig_algorithm": "hmac-md5",
+                "tsig_from_password": False,
+                "offline_ipv4": "192.0.2.254",
+                "offline_ipv6": None,
+                "hostnames": ["alice.example.org", "*.alice.example.net"],
+                "notes": "",
+                "disabled": False,
+                "state": {
+                    "status": "online",
+                    "ipv4": "198.51.100.10",
+                    "ipv6": "2001:db8::10",
+                    "ttl": 120,
+                    "offline": False,
+                    "updated_at": T0_ISO,
+                    "method": "ddns",
+                    "client_address": "198.51.100.10",
+                },
             },
-        })
+        )
         carol = self.json((yield self.call("GET", "/api/users/carol")))
         self.assertNotIn("state", carol)  # never updated
         dave = self.json((yield self.call("GET", "/api/users/dave")))
@@ -719,8 +790,10 @@ class UserTests(AdminTestCase):
         with the update methods' checker.
         """
         body = {
-            "password": "frank-pw", "hostnames": ["Frank.Example.ORG."],
-            "offline_ipv4": "192.0.2.77", "notes": "signed up",
+            "password": "frank-pw",
+            "hostnames": ["Frank.Example.ORG."],
+            "offline_ipv4": "192.0.2.77",
+            "notes": "signed up",
         }
         response = yield self.call("PUT", "/api/users/frank", body)
         self.assertEqual(response.status, 201, response.raw)
@@ -744,20 +817,35 @@ class UserTests(AdminTestCase):
     @defer.inlineCallbacks
     def test_put_creates_with_state(self):
         """A state in the body is imported with the new user and served."""
-        body = {"password_hash": _HASHES["carol"], "state": {
-            "ipv4": "198.51.100.61", "ttl": 300, "updated_at": "2023-01-02T03:04:05Z",
-            "method": "import",
-        }}
+        body = {
+            "password_hash": _HASHES["carol"],
+            "state": {
+                "ipv4": "198.51.100.61",
+                "ttl": 300,
+                "updated_at": "2023-01-02T03:04:05Z",
+                "method": "import",
+            },
+        }
         response = yield self.call("PUT", "/api/users/gina", body)
         self.assertEqual(response.status, 201, response.raw)
         self.assertEqual(self.served("gina.dyn.example.com"), ("198.51.100.61",))
-        entry = [u for u in self.json((yield self.call("GET", "/api/state")))["users"]
-                 if u["id"] == "gina"]
-        self.assertEqual(entry, [{
-            "id": "gina", "state": "online", "ipv4": "198.51.100.61", "ipv6": None,
-            "ttl": 300, "last_update": "2023-01-02T03:04:05Z", "method": "import",
-            "client_address": None, "names": ["gina.dyn.example.com"],
-        }])
+        entry = [u for u in self.json((yield self.call("GET", "/api/state")))["users"] if u["id"] == "gina"]
+        self.assertEqual(
+            entry,
+            [
+                {
+                    "id": "gina",
+                    "state": "online",
+                    "ipv4": "198.51.100.61",
+                    "ipv6": None,
+                    "ttl": 300,
+                    "last_update": "2023-01-02T03:04:05Z",
+                    "method": "import",
+                    "client_address": None,
+                    "names": ["gina.dyn.example.com"],
+                }
+            ],
+        )
 
     @defer.inlineCallbacks
     def test_put_replaces(self):
@@ -821,8 +909,9 @@ class UserTests(AdminTestCase):
         before = yield self.snapshot()
         response = yield self.call("PUT", "/api/users/frank", {"hostnames": ["alice.example.org"]})
         self.assertError(response, 409, "hostnames")
-        body = dict(self.json((yield self.call("GET", "/api/users/bob"))),
-                    hostnames=["bob.example.org", "*.alice.example.net"])
+        body = dict(
+            self.json((yield self.call("GET", "/api/users/bob"))), hostnames=["bob.example.org", "*.alice.example.net"]
+        )
         response = yield self.call("PUT", "/api/users/bob", body)
         self.assertError(response, 409, "hostnames")
         yield self.assertUnchanged(before)
@@ -831,9 +920,7 @@ class UserTests(AdminTestCase):
     def test_put_415(self):
         before = yield self.snapshot()
         for content_type in ("text/plain", "application/x-www-form-urlencoded", None):
-            response = yield self.call(
-                "PUT", "/api/users/frank", {"password": "frank-pw"}, content_type=content_type
-            )
+            response = yield self.call("PUT", "/api/users/frank", {"password": "frank-pw"}, content_type=content_type)
             self.assertError(response, 415, None)
         yield self.assertUnchanged(before)
 
@@ -854,7 +941,7 @@ class UserTests(AdminTestCase):
         )
         checker = self.user_checker()
         self.assertEqual((yield checker.check("bob", "new bob pw")), "bob")
-        with self.assertRaises(Exception):
+        with self.assertRaises(UnauthorizedLogin):
             yield checker.check("bob", "bob-pw")
 
     @defer.inlineCallbacks
@@ -866,17 +953,13 @@ class UserTests(AdminTestCase):
         """
         response = yield self.call("PATCH", "/api/users/erin", {"password": "new erin pw"})
         self.assertEqual(response.status, 200, response.raw)
-        self.assertEqual(
-            self.json(response)["md5_verifier"], hashlib.md5(b"new erin pw").hexdigest()
-        )
+        self.assertEqual(self.json(response)["md5_verifier"], hashlib.md5(b"new erin pw").hexdigest())
         self.assertEqual(
             self.service.registry.users["erin"].md5_verifier,
             hashlib.md5(b"new erin pw").hexdigest(),
         )
         # Explicitly without GnuDIP: no verifier kept at all.
-        response = yield self.call(
-            "PATCH", "/api/users/erin", {"password": "third pw", "gnudip": False}
-        )
+        response = yield self.call("PATCH", "/api/users/erin", {"password": "third pw", "gnudip": False})
         self.assertEqual(response.status, 200, response.raw)
         self.assertIsNone(self.json(response)["md5_verifier"])
         # alice never had one: a new password does not create one.
@@ -887,7 +970,8 @@ class UserTests(AdminTestCase):
     def test_patch_fields(self):
         """Disable, add names, set notes: only those fields change."""
         response = yield self.call(
-            "PATCH", "/api/users/alice",
+            "PATCH",
+            "/api/users/alice",
             {"disabled": True, "notes": "paused", "hostnames": ["alice.example.com"]},
         )
         self.assertEqual(response.status, 200, response.raw)
@@ -949,8 +1033,14 @@ class OfflineTests(AdminTestCase):
         response = yield self.call("POST", "/api/users/alice/offline", {})
         self.assertEqual(response.status, 200, response.raw)
         expected = dict(
-            ALICE_STATE, state="offline", ipv4="192.0.2.254", ipv6=None, ttl=30,
-            last_update=T1_ISO, method="admin", client_address=None,
+            ALICE_STATE,
+            state="offline",
+            ipv4="192.0.2.254",
+            ipv6=None,
+            ttl=30,
+            last_update=T1_ISO,
+            method="admin",
+            client_address=None,
         )
         self.assertEqual(self.json(response), expected)
         for name in ("alice.dyn.example.com", "alice.example.org", "x.alice.example.net"):
@@ -988,9 +1078,7 @@ class OfflineTests(AdminTestCase):
         before = yield self.snapshot()
         self.assertError((yield self.call("POST", "/api/users/zed/offline", {})), 404, "id")
         for content_type in ("text/plain", None):
-            response = yield self.call(
-                "POST", "/api/users/alice/offline", {}, content_type=content_type
-            )
+            response = yield self.call("POST", "/api/users/alice/offline", {}, content_type=content_type)
             self.assertError(response, 415, None)
         response = yield self.call("POST", "/api/users/alice/offline", content_type=None)
         self.assertError(response, 415, None)
@@ -1042,9 +1130,7 @@ class ConfigTests(AdminTestCase):
         body = self.json(response)
         settings = body["settings"]
         self.assertEqual(settings["suffix"], SUFFIX)
-        self.assertEqual(
-            (settings["default_ttl"], settings["min_ttl"], settings["max_ttl"]), (30, 10, 3600)
-        )
+        self.assertEqual((settings["default_ttl"], settings["min_ttl"], settings["max_ttl"]), (30, 10, 3600))
         self.assertEqual(settings["admin"]["tokens"], [f"sha256:{TOKEN_DIGEST}"])
         self.assertEqual(settings["admin"]["users"], {ADMIN: _ADMIN_HASH})
         self.assertNotIn(TOKEN, response.text)
@@ -1052,11 +1138,19 @@ class ConfigTests(AdminTestCase):
         self.assertEqual((users["format"], users["version"]), ("dyndns_plugin.users", 1))
         self.assertEqual([u["id"] for u in users["users"]], ["alice", "bob", "carol", "dave", "erin"])
         bob = users["users"][1]
-        self.assertEqual(bob["state"], {
-            "status": "offline", "ipv4": "198.51.100.20", "ipv6": None, "ttl": 30,
-            "offline": True, "updated_at": T1_ISO, "method": "gnudip",
-            "client_address": "203.0.113.5",
-        })
+        self.assertEqual(
+            bob["state"],
+            {
+                "status": "offline",
+                "ipv4": "198.51.100.20",
+                "ipv6": None,
+                "ttl": 30,
+                "offline": True,
+                "updated_at": T1_ISO,
+                "method": "gnudip",
+                "client_address": "203.0.113.5",
+            },
+        )
         self.assertEqual(bob["password_hash"], _HASHES["bob"])
         again = yield self.call("GET", "/api/config")
         self.assertEqual((again.header("etag"), again.body), (etag, response.body))
@@ -1144,9 +1238,7 @@ class ConfigTests(AdminTestCase):
         for index, change, field in cases:
             document = json.loads(json.dumps(body))
             document["users"]["users"][index].update(change)
-            response = yield self.call(
-                "PUT", "/api/config", document, headers=[("If-Match", etag)]
-            )
+            response = yield self.call("PUT", "/api/config", document, headers=[("If-Match", etag)])
             self.assertError(response, 400, f"users.users[{index}].{field}")
             yield self.assertUnchanged(before)
 
@@ -1165,16 +1257,15 @@ class ConfigTests(AdminTestCase):
             ({"users": dict(good, users={})}, "users.users"),
         ]
         for document, field in cases:
-            response = yield self.call(
-                "PUT", "/api/config", document, headers=[("If-Match", etag)]
-            )
+            response = yield self.call("PUT", "/api/config", document, headers=[("If-Match", etag)])
             self.assertError(response, 400, field)
-        response = yield self.call(
-            "PUT", "/api/config", raw=b'{"users": ', headers=[("If-Match", etag)]
-        )
+        response = yield self.call("PUT", "/api/config", raw=b'{"users": ', headers=[("If-Match", etag)])
         self.assertError(response, 400, None)
         response = yield self.call(
-            "PUT", "/api/config", {"users": good}, headers=[("If-Match", etag)],
+            "PUT",
+            "/api/config",
+            {"users": good},
+            headers=[("If-Match", etag)],
             content_type="text/json",
         )
         self.assertError(response, 415, None)
@@ -1214,9 +1305,7 @@ class ConfigTests(AdminTestCase):
             document = json.loads(json.dumps(body))
             document["users"]["users"] = []  # would remove everyone
             change(document["settings"])
-            response = yield self.call(
-                "PUT", "/api/config", document, headers=[("If-Match", etag)]
-            )
+            response = yield self.call("PUT", "/api/config", document, headers=[("If-Match", etag)])
             self.assertError(response, 400, field)
         document = dict(body, settings=[1])
         response = yield self.call("PUT", "/api/config", document, headers=[("If-Match", etag)])
@@ -1235,11 +1324,14 @@ class ConfigTests(AdminTestCase):
         users = body["users"]["users"]
         del users[1]  # bob
         users[0]["hostnames"] = ["alice.example.com", "*.alice.example.net"]
-        users.append({
-            "id": "frank", "password": "frank-pw", "hostnames": ["frank.example.org"],
-            "state": {"ipv4": "198.51.100.70", "ttl": 60, "updated_at": "2024-02-03T04:05:06Z",
-                      "method": "import"},
-        })
+        users.append(
+            {
+                "id": "frank",
+                "password": "frank-pw",
+                "hostnames": ["frank.example.org"],
+                "state": {"ipv4": "198.51.100.70", "ttl": 60, "updated_at": "2024-02-03T04:05:06Z", "method": "import"},
+            }
+        )
         response = yield self.call("PUT", "/api/config", body, headers=[("If-Match", etag)])
         self.assertEqual(response.status, 200, response.raw)
         new_etag = response.header("etag")
@@ -1287,22 +1379,16 @@ class ConfigTests(AdminTestCase):
         body["users"]["users"] = body["users"]["users"][:3]
         response = yield self.call("POST", "/updatepluginconfig", body)
         self.assertError(response, 428, "If-Match")
-        response = yield self.call(
-            "PUT", "/updatepluginconfig", body, headers=[("If-Match", '"old"')]
-        )
+        response = yield self.call("PUT", "/updatepluginconfig", body, headers=[("If-Match", '"old"')])
         self.assertError(response, 412, "If-Match")
         yield self.assertUnchanged(before)
-        response = yield self.call(
-            "POST", "/updatepluginconfig", body, headers=[("If-Match", etag)]
-        )
+        response = yield self.call("POST", "/updatepluginconfig", body, headers=[("If-Match", etag)])
         self.assertEqual(response.status, 200, response.raw)
         self.assertEqual(sorted(self.service.registry.users), ["alice", "bob", "carol"])
         self.assertIsNone(self.served("erin.dyn.example.com"))
         etag = response.header("etag")
         body["users"]["users"] = body["users"]["users"][:1]
-        response = yield self.call(
-            "PUT", "/updatepluginconfig", body, headers=[("If-Match", etag)]
-        )
+        response = yield self.call("PUT", "/updatepluginconfig", body, headers=[("If-Match", etag)])
         self.assertEqual(response.status, 200, response.raw)
         self.assertEqual(sorted(self.service.registry.users), ["alice"])
 
@@ -1331,8 +1417,15 @@ class RoutingTests(AdminTestCase):
 
     @defer.inlineCallbacks
     def test_unknown_paths(self):
-        for target in ("/", "/api", "/api/users", "/api/users/alice/online",
-                       "/api/state/more", "/status", "/nic/update?hostname=x"):
+        for target in (
+            "/",
+            "/api",
+            "/api/users",
+            "/api/users/alice/online",
+            "/api/state/more",
+            "/status",
+            "/nic/update?hostname=x",
+        ):
             response = yield self.call("GET", target)
             self.assertError(response, 404, None)
 
@@ -1340,16 +1433,25 @@ class RoutingTests(AdminTestCase):
     def test_oversized_body(self):
         """A body over the admin limit is refused with 413 before it is read."""
         request = build_request(
-            "PUT", "/api/config",
-            [("Authorization", basic(ADMIN, ADMIN_PW)), ("Content-Type", "application/json"),
-             ("Content-Length", str(MAX_ADMIN_BODY + 1))],
+            "PUT",
+            "/api/config",
+            [
+                ("Authorization", basic(ADMIN, ADMIN_PW)),
+                ("Content-Type", "application/json"),
+                ("Content-Length", str(MAX_ADMIN_BODY + 1)),
+            ],
         )
         raw = yield threads.deferToThread(exchange, self.port_number, request)
         self.assertEqual(parse_response(raw).status, 413)
         # A large body below the limit is read and judged.
         notes = "n" * 3000
-        big = {"users": {"format": "dyndns_plugin.users", "version": 1,
-                         "users": [{"id": f"u{i}", "notes": notes} for i in range(200)]}}
+        big = {
+            "users": {
+                "format": "dyndns_plugin.users",
+                "version": 1,
+                "users": [{"id": f"u{i}", "notes": notes} for i in range(200)],
+            }
+        }
         response = yield self.call("PUT", "/api/config", big)
         self.assertError(response, 428, "If-Match")
 
@@ -1381,14 +1483,11 @@ class OpenAPITests(AdminTestCase):
 
     def test_contract_checker_refuses(self):
         """The checker itself fails on an undeclared status and a wrong body."""
-        bad_status = parse_response(
-            b"HTTP/1.1 418 Teapot\r\nContent-Length: 2\r\n\r\n{}"
-        )
+        bad_status = parse_response(b"HTTP/1.1 418 Teapot\r\nContent-Length: 2\r\n\r\n{}")
         self.assertRaises(AssertionError, CONTRACT.check, "GET", "/api/state", bad_status)
         body = b'{"users": [{"id": "a"}]}'
         bad_body = parse_response(
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-            % (len(body), body)
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
         )
         self.assertRaises(AssertionError, CONTRACT.check, "GET", "/api/state", bad_body)
         error = b'{"error": "x", "field": null}'
@@ -1477,16 +1576,13 @@ class OpenAPICoverageTests(AdminTestCase):
         yield self.call("POST", "/api/users/alice/offline", raw=b"{")
         yield self.call("POST", "/api/users/dave/offline", {})
         # The configuration, and its alias with both methods.
-        for method, target in (("PUT", "/api/config"), ("PUT", "/updatepluginconfig"),
-                               ("POST", "/updatepluginconfig")):
+        for method, target in (("PUT", "/api/config"), ("PUT", "/updatepluginconfig"), ("POST", "/updatepluginconfig")):
             current = yield self.call("GET", "/api/config")
             etag, body = current.header("etag"), self.json(current)
             yield self.call(method, target, body)  # 428
             yield self.call(method, target, body, headers=[("If-Match", '"stale"')])  # 412
-            yield self.call(method, target, {"users": dict(users_doc, version=7)},
-                            headers=[("If-Match", etag)])  # 400
-            yield self.call(method, target, body, headers=[("If-Match", etag)],
-                            content_type="text/plain")  # 415
+            yield self.call(method, target, {"users": dict(users_doc, version=7)}, headers=[("If-Match", etag)])  # 400
+            yield self.call(method, target, body, headers=[("If-Match", etag)], content_type="text/plain")  # 415
             conflict = json.loads(json.dumps(body))
             conflict["users"]["users"][0]["hostnames"] = ["bob.example.org"]
             yield self.call(method, target, conflict, headers=[("If-Match", etag)])  # 409
@@ -1499,8 +1595,7 @@ class OpenAPICoverageTests(AdminTestCase):
         yield self.call("PATCH", "/api/users/alice", {"notes": "n"})
         yield self.call("DELETE", "/api/users/alice")
         yield self.call("POST", "/api/users/carol/offline", {})
-        for method, target in (("PUT", "/api/config"), ("PUT", "/updatepluginconfig"),
-                               ("POST", "/updatepluginconfig")):
+        for method, target in (("PUT", "/api/config"), ("PUT", "/updatepluginconfig"), ("POST", "/updatepluginconfig")):
             yield self.call(method, target, body, headers=[("If-Match", etag)])
         self.store.fail_writes = None
         self.flushLoggedErrors(StoreError)  # the service logs the failed state write

@@ -16,9 +16,9 @@ from twisted.web import resource, server
 from twisted.web.test.requesthelper import DummyRequest
 
 from dyndns_plugin.config import HTTPSettings
+from dyndns_plugin.protocols.myip import MyIPResource
 from dyndns_plugin.web import common
 from dyndns_plugin.web.common import ClientAddressDetector, DynDNSRequest, basic_credentials
-from dyndns_plugin.protocols.myip import MyIPResource
 from dyndns_plugin.web.site import build_resources, build_site, redacting_log_formatter
 from tests.web_helpers import (
     HOST,
@@ -31,10 +31,7 @@ from tests.web_helpers import (
 
 ALICE = ("alice", "s3cret")
 MAIN = "alice.dyn.example.com"
-CHECKIP = (
-    b"<html><head><title>Current IP Check</title></head>"
-    b"<body>Current IP Address: 127.0.0.1</body></html>\r\n"
-)
+CHECKIP = b"<html><head><title>Current IP Check</title></head><body>Current IP Address: 127.0.0.1</body></html>\r\n"
 
 
 def dummy_request(peer: str = "127.0.0.1", headers: dict[str, str] | None = None) -> DummyRequest:
@@ -132,7 +129,9 @@ class NoTrustedProxyTests(WebTestCase):
     def test_update_ignores_forwarded_for(self):
         """X-Forwarded-For from an untrusted peer is ignored: the update uses the peer."""
         response = yield self.request(
-            f"/nic/update?hostname={MAIN}", {"X-Forwarded-For": "1.2.3.4"}, auth=ALICE,
+            f"/nic/update?hostname={MAIN}",
+            {"X-Forwarded-For": "1.2.3.4"},
+            auth=ALICE,
         )
         self.assertEqual(response.body, b"good 127.0.0.1\n")
         self.assertEqual(self.served(MAIN), ("127.0.0.1",))
@@ -164,7 +163,9 @@ class TrustedProxyTests(WebTestCase):
     def test_update_uses_forwarded_for(self):
         """An update without myip uses the address the trusted proxy reports."""
         response = yield self.request(
-            f"/nic/update?hostname={MAIN}", {"X-Forwarded-For": "1.2.3.4"}, auth=ALICE,
+            f"/nic/update?hostname={MAIN}",
+            {"X-Forwarded-For": "1.2.3.4"},
+            auth=ALICE,
         )
         self.assertEqual(response.body, b"good 1.2.3.4\n")
         self.assertEqual(self.served(MAIN), ("1.2.3.4",))
@@ -174,7 +175,8 @@ class TrustedProxyTests(WebTestCase):
     def test_ddns_uses_forwarded_for(self):
         """C{<base>ddns} without C{ip} uses it too."""
         response = yield self.request(
-            "/dyndns/ddns?user=alice&pw=s3cret", {"X-Forwarded-For": "1.2.3.4"},
+            "/dyndns/ddns?user=alice&pw=s3cret",
+            {"X-Forwarded-For": "1.2.3.4"},
         )
         self.assertIn(b"<h1>OK: 1.2.3.4</h1>", response.body)
 
@@ -187,9 +189,7 @@ class TrustedProxyTests(WebTestCase):
     @defer.inlineCallbacks
     def test_last_public_address(self):
         """The last public address wins; private, loopback and link-local entries are skipped."""
-        found = yield self.myip(
-            {"X-Forwarded-For": "5.6.7.8, 1.2.3.4, 10.0.0.1, 192.168.1.1, 169.254.0.9, 127.0.0.1"}
-        )
+        found = yield self.myip({"X-Forwarded-For": "5.6.7.8, 1.2.3.4, 10.0.0.1, 192.168.1.1, 169.254.0.9, 127.0.0.1"})
         self.assertEqual(found, "1.2.3.4")
 
     @defer.inlineCallbacks
@@ -245,10 +245,7 @@ class TrustedProxyTests(WebTestCase):
     @defer.inlineCallbacks
     def test_undecodable_header(self):
         """A header that is not UTF-8 is skipped (no 500, no traceback)."""
-        data = (
-            b"GET /dyndns/myip HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-            b"X-Forwarded-For: \xff\xfe1.2.3.4\r\n\r\n"
-        )
+        data = b"GET /dyndns/myip HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Forwarded-For: \xff\xfe1.2.3.4\r\n\r\n"
         response = yield self.send(data)
         self.assertEqual((response.status, response.body), (200, b"127.0.0.1"))
         self.assertEqual(self.flushLoggedErrors(), [])
@@ -279,16 +276,16 @@ class DetectorTests(SynchronousTestCase):
     def test_forwarded_first(self):
         """Forwarded is read before X-Forwarded-For when both are present."""
         detector = ClientAddressDetector(["127.0.0.1/32"])
-        request = dummy_request(
-            "127.0.0.1", {"forwarded": "for=1.2.3.4", "x-forwarded-for": "5.6.7.8"}
-        )
+        request = dummy_request("127.0.0.1", {"forwarded": "for=1.2.3.4", "x-forwarded-for": "5.6.7.8"})
         self.assertEqual(str(detector.detect(request)), "1.2.3.4")
 
     def test_forwarded_parsing(self):
         """Quoted IPv6 with port, IPv4 with port, obfuscated and unknown nodes."""
         request = dummy_request(
-            headers={"forwarded": 'for="[2001:db8::1]:4711", for=192.0.2.43:80;proto=https, '
-                     'for=_hidden, for=unknown, by=1.2.3.4'}
+            headers={
+                "forwarded": 'for="[2001:db8::1]:4711", for=192.0.2.43:80;proto=https, '
+                "for=_hidden, for=unknown, by=1.2.3.4"
+            }
         )
         self.assertEqual(
             common._header_addresses(request),
@@ -333,7 +330,8 @@ class RequestRuleTests(WebTestCase):
     def test_absolute_form_https_userinfo(self):
         """C{https://user:pw@host/path} is reduced to the path too."""
         data = build_request(
-            "GET", "HTTPS://alice:s3cret@members.dyndns.org:443/dyndns/myip",
+            "GET",
+            "HTTPS://alice:s3cret@members.dyndns.org:443/dyndns/myip",
         )
         response = yield self.send(data)
         self.assertEqual((response.status, response.body), (200, b"127.0.0.1"))
@@ -358,8 +356,7 @@ class RequestRuleTests(WebTestCase):
     @defer.inlineCallbacks
     def test_unknown_paths(self):
         """Unknown paths, folders themselves and the root: 404 with a Content-Length."""
-        for path in ("/", "/nope", "/dyndns", "/dyndns/", "/dyndns/nope", "/nic",
-                     "/nic/nope/deeper", "/dyndns/ddnsx"):
+        for path in ("/", "/nope", "/dyndns", "/dyndns/", "/dyndns/nope", "/nic", "/nic/nope/deeper", "/dyndns/ddnsx"):
             response = yield self.request(path)
             self.assertEqual(response.status, 404, path)
             self.assertEqual(response.body, b"not found\n", path)
@@ -377,8 +374,11 @@ class RequestRuleTests(WebTestCase):
         form = f"hostname={MAIN}&myip=192.0.2.1&pad=".encode()
         body = form + b"x" * (16 * 1024 - len(form))
         response = yield self.request(
-            "/nic/update", {"Content-Type": "application/x-www-form-urlencoded"},
-            method="POST", body=body, auth=ALICE,
+            "/nic/update",
+            {"Content-Type": "application/x-www-form-urlencoded"},
+            method="POST",
+            body=body,
+            auth=ALICE,
         )
         self.assertEqual(response.body, b"good 192.0.2.1\n")
 
@@ -472,8 +472,12 @@ class AccessLogTests(WebTestCase):
     def test_other_secret_names(self):
         """C{PW}, C{password}, C{pass}, C{passwd} and C{sign}, first or later, any separator."""
         for uri in (
-            b"/x?PW=s3cret", b"/x?a=1;password=s3cret", b"/x?pass=s3cret&b=2",
-            b"/x?user=a&passwd=s3cret", b"/gnudip?sign=s3cret", b"/x?pw=s3cret&pw=s3cret",
+            b"/x?PW=s3cret",
+            b"/x?a=1;password=s3cret",
+            b"/x?pass=s3cret&b=2",
+            b"/x?user=a&passwd=s3cret",
+            b"/gnudip?sign=s3cret",
+            b"/x?pw=s3cret&pw=s3cret",
         ):
             line = self.formatted(uri)
             self.assertNotIn("s3cret", line, uri)
@@ -493,10 +497,13 @@ class AccessLogTests(WebTestCase):
         self.port_number = port.getHost().port
         try:
             yield self.request("/dyndns/ddns?user=alice&pw=s3cret&ip=192.0.2.1")
-            yield self.send(build_request(
-                "GET", "http://alice:s3cret@members.dyndns.org/nic/update?myip=192.0.2.2",
-                [("Authorization", basic(*ALICE))],
-            ))
+            yield self.send(
+                build_request(
+                    "GET",
+                    "http://alice:s3cret@members.dyndns.org/nic/update?myip=192.0.2.2",
+                    [("Authorization", basic(*ALICE))],
+                )
+            )
         finally:
             yield port.stopListening()
         with open(path, encoding="utf-8") as f:
@@ -517,8 +524,12 @@ class SiteTreeTests(WebTestCase):
         """Another base path moves ddns/myip/checkip; /nic/update and /checkip stay at the root."""
         self.start_site(HTTPSettings(base_path="/a/b/"))
         for path, status in (
-            ("/a/b/myip", 200), ("/a/b/checkip", 200), ("/checkip", 200),
-            ("/nic/checkip.html", 200), ("/dyndns/myip", 404), ("/a/myip", 404),
+            ("/a/b/myip", 200),
+            ("/a/b/checkip", 200),
+            ("/checkip", 200),
+            ("/nic/checkip.html", 200),
+            ("/dyndns/myip", 404),
+            ("/a/myip", 404),
         ):
             response = yield self.request(path)
             self.assertEqual(response.status, status, path)

@@ -194,7 +194,10 @@ class URLAuthTests(DdnsTestCase):
         """A POST with a form body works like the GET."""
         body = b"user=alice&pw=s3cret&ip=192.0.2.7"
         response = yield self.request(
-            DDNS, {"Content-Type": "application/x-www-form-urlencoded"}, method="POST", body=body,
+            DDNS,
+            {"Content-Type": "application/x-www-form-urlencoded"},
+            method="POST",
+            body=body,
         )
         self.assertPage(response, True, "192.0.2.7")
         self.assertEqual(self.served("alice.dyn.example.com"), ("192.0.2.7",))
@@ -294,7 +297,8 @@ class BasicAuthTests(DdnsTestCase):
     def test_url_user_wins(self):
         """With C{user} present, URL auth is used even if a Basic header is sent too."""
         response = yield self.request(
-            self.url("ip=192.0.2.4", pw="wrong"), auth=("alice", "s3cret"),
+            self.url("ip=192.0.2.4", pw="wrong"),
+            auth=("alice", "s3cret"),
         )
         self.assertPage(response, False, "Incorrect user ID or password")
 

@@ -31,9 +31,9 @@ from twisted.logger import formatEvent, globalLogPublisher
 from dyndns_plugin.auth import PasswordChecker
 from dyndns_plugin.config import HTTPSettings
 from dyndns_plugin.passwords import md5_verifier
+from dyndns_plugin.protocols.gnudip_http import KEY_LENGTH, SaltSigner, load_or_create_key
 from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.store.memory import MemoryUserStore
-from dyndns_plugin.protocols.gnudip_http import KEY_LENGTH, SaltSigner, load_or_create_key
 from dyndns_plugin.web.site import build_site
 from tests.test_gnudip import (
     MAIN,
@@ -77,10 +77,9 @@ def meta_lines(body: bytes) -> list[str]:
 
 def gdipc_request(target: str) -> bytes:
     """A request exactly as gdipc.pl 2.3.5 sends it (HTTP/1.0, its headers)."""
-    return (
-        f"GET {target} HTTP/1.0\r\nUser-Agent: GnuDIP/2.3.5\r\nPragma: no-cache\r\n"
-        f"Host: {HOST}\r\n\r\n"
-    ).encode("ascii")
+    return (f"GET {target} HTTP/1.0\r\nUser-Agent: GnuDIP/2.3.5\r\nPragma: no-cache\r\nHost: {HOST}\r\n\r\n").encode(
+        "ascii"
+    )
 
 
 class GnuDIPWebTestCase(WebTestCase):
@@ -100,9 +99,7 @@ class GnuDIPWebTestCase(WebTestCase):
         self.successResultOf(self.service.ready)
         for user in make_users():
             self.successResultOf(self.service.add_user(user))
-        result = self.successResultOf(
-            self.service.update("alice", [ipaddress.ip_address(PARKED)], None, "test")
-        )
+        result = self.successResultOf(self.service.update("alice", [ipaddress.ip_address(PARKED)], None, "test"))
         self.assertTrue(result.ok)
         self.checker = PasswordChecker(self.service.registry.users, reactor)
         self.addCleanup(stop_pool, self.checker)
@@ -117,9 +114,7 @@ class GnuDIPWebTestCase(WebTestCase):
         return self.salts.pop(0) if len(self.salts) > 1 else self.salts[0]
 
     def start_site(self, settings: HTTPSettings, signer: Any = "default") -> None:
-        self.site = build_site(
-            self.service, settings, self.checker, self.signer if signer == "default" else signer
-        )
+        self.site = build_site(self.service, settings, self.checker, self.signer if signer == "default" else signer)
         self.port: Any = reactor.listenTCP(0, self.site, interface=HOST)  # type: ignore[arg-type]
         self.addCleanup(self.port.stopListening)
         self.port_number = self.port.getHost().port  # type: ignore[attr-defined]
@@ -136,10 +131,19 @@ class GnuDIPWebTestCase(WebTestCase):
         self.assertEqual(response.status, 200, response.raw)
         return response, dict(gdipc_meta(response.body))
 
-    def query(self, salt: str = SALT, time: str | int = CAPTURE_TIME, sign: str | None = None,
-              user: str = "alice", password: str | None = None, domn: str = SUFFIX,
-              reqc: str = "0", addr: str | None = None, pass_: str | None = None,
-              drop: tuple[str, ...] = ()) -> str:
+    def query(
+        self,
+        salt: str = SALT,
+        time: str | int = CAPTURE_TIME,
+        sign: str | None = None,
+        user: str = "alice",
+        password: str | None = None,
+        domn: str = SUFFIX,
+        reqc: str = "0",
+        addr: str | None = None,
+        pass_: str | None = None,
+        drop: tuple[str, ...] = (),
+    ) -> str:
         """A step-2 query in gdipc.pl's order; C{sign} defaults to a valid one."""
         time = str(time)
         params = {
@@ -182,9 +186,7 @@ class GnuDIPWebTestCase(WebTestCase):
         """Step 1 on C{path}, C{advance} seconds, step 2 with what step 1 gave."""
         _, meta = yield self.salt_page(path)
         self.clock.advance(advance)
-        result = yield self.update(
-            self.query(salt=meta["salt"], time=meta["time"], sign=meta["sign"], **kwargs), path
-        )
+        result = yield self.update(self.query(salt=meta["salt"], time=meta["time"], sign=meta["sign"], **kwargs), path)
         return result
 
     # -- checks
@@ -193,8 +195,7 @@ class GnuDIPWebTestCase(WebTestCase):
         answer = self.service.registry.answer(name)
         return None if answer is None else tuple(str(a) for a in answer.addresses)
 
-    def assertRetc(self, result: Any, retc: str, message: str | None = None,
-                   addr: str | None = None) -> None:
+    def assertRetc(self, result: Any, retc: str, message: str | None = None, addr: str | None = None) -> None:
         """Exactly the C{retc} line (and C{addr} line) gdipc.pl reads; the message in the body."""
         response, meta = result
         expected = [("retc", retc)] + ([("addr", addr)] if addr is not None else [])
@@ -228,8 +229,7 @@ class TranscriptReplayTests(GnuDIPWebTestCase):
         steps = load_transcript(name)
         meta = load_meta(name)
         self.assertEqual([d for d, _ in steps], ["C", "S"])
-        self.assertEqual((meta["salt"], meta["time_value"], meta["sign"]),
-                         (SALT, str(CAPTURE_TIME), CAPTURE_SIGN))
+        self.assertEqual((meta["salt"], meta["time_value"], meta["sign"]), (SALT, str(CAPTURE_TIME), CAPTURE_SIGN))
         response = yield self.send(steps[0][1])
         self.assertEqual(response.status, 200, response.raw)
         self.assertTrue(response.header("content-type").startswith("text/html"))
@@ -237,14 +237,15 @@ class TranscriptReplayTests(GnuDIPWebTestCase):
         self.assertRegex(ours, r"\A[0-9a-f]{32}\Z")
         self.assertNotEqual(ours, CAPTURE_SIGN)
         reference = steps[1][1].partition(b"\r\n\r\n")[2]
-        expected = [
-            line.replace(CAPTURE_SIGN, ours) for line in meta_lines(reference)
-        ]
-        self.assertEqual(expected, [
-            f'<meta name="salt" content="{SALT}">',
-            f'<meta name="time" content="{CAPTURE_TIME}">',
-            f'<meta name="sign" content="{ours}">',
-        ])
+        expected = [line.replace(CAPTURE_SIGN, ours) for line in meta_lines(reference)]
+        self.assertEqual(
+            expected,
+            [
+                f'<meta name="salt" content="{SALT}">',
+                f'<meta name="time" content="{CAPTURE_TIME}">',
+                f'<meta name="sign" content="{ours}">',
+            ],
+        )
         self.assertEqual(meta_lines(response.body), expected)
         self.assertEqual(
             gdipc_meta(response.body),
@@ -351,8 +352,7 @@ class PathTests(GnuDIPWebTestCase):
 
     @defer.inlineCallbacks
     def test_other_paths_not_found(self):
-        for path in ("/gnudip/cgi-bin/gdipupdt.cgi/x", "/gnudip/cgi-bin/other.cgi",
-                     "/dyndns/gnudipx", "/gnudip"):
+        for path in ("/gnudip/cgi-bin/gdipupdt.cgi/x", "/gnudip/cgi-bin/other.cgi", "/dyndns/gnudipx", "/gnudip"):
             response = yield self.request(path)
             self.assertEqual(response.status, 404, path)
 
@@ -629,8 +629,7 @@ class DisabledTests(GnuDIPWebTestCase):
     @defer.inlineCallbacks
     def test_not_enabled(self):
         """gnudip = false: 404 "not enabled" on every GnuDIP path, both steps."""
-        for target in (PATH, BASE_PATH, "/x/gnudip/cgi-bin/gdipupdt.cgi",
-                       f"{PATH}?{self.query(addr='192.0.2.7')}"):
+        for target in (PATH, BASE_PATH, "/x/gnudip/cgi-bin/gdipupdt.cgi", f"{PATH}?{self.query(addr='192.0.2.7')}"):
             response = yield self.request(target)
             self.assertEqual(response.status, 404, target)
             self.assertEqual(response.body, b"GnuDIP HTTP update method is not enabled\n")
@@ -682,8 +681,6 @@ class KeyTests(GnuDIPWebTestCase):
         self.signer = SaltSigner(load_or_create_key(path), self.clock)
         self.start_site(HTTPSettings(base_path="/dyndns/"))
         salt2 = "AAAAAAAAR1"
-        result = yield self.update(
-            self.query(salt=salt2, time=time, sign=before.sign(salt2, time), addr="192.0.2.7")
-        )
+        result = yield self.update(self.query(salt=salt2, time=time, sign=before.sign(salt2, time), addr="192.0.2.7"))
         self.assertRetc(result, "0")
         self.assertEqual(self.served(), ("192.0.2.7",))

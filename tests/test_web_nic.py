@@ -68,9 +68,7 @@ class UpdateTests(NicTestCase):
     @defer.inlineCallbacks
     def test_foreign_host_in_list(self):
         """A name of another user gets C{nohost}; the user's own names are still updated."""
-        response = yield self.update(
-            f"hostname=bob.dyn.example.com,{MAIN},bob.example.org&myip=192.0.2.1"
-        )
+        response = yield self.update(f"hostname=bob.dyn.example.com,{MAIN},bob.example.org&myip=192.0.2.1")
         self.assertLines(response, "nohost", "good 192.0.2.1", "nohost")
         self.assertEqual(self.served(MAIN), ("192.0.2.1",))
         self.assertIsNone(self.state("bob"))
@@ -79,9 +77,7 @@ class UpdateTests(NicTestCase):
     def test_only_foreign_hosts(self):
         """Only names the user does not own: C{nohost} lines and no state change."""
         generation = self.stored_generation()
-        response = yield self.update(
-            "hostname=bob.dyn.example.com,unknown.example.com&myip=192.0.2.1"
-        )
+        response = yield self.update("hostname=bob.dyn.example.com,unknown.example.com&myip=192.0.2.1")
         self.assertLines(response, "nohost", "nohost")
         self.assertIsNone(self.state("alice"))
         self.assertIsNone(self.state("bob"))
@@ -158,18 +154,14 @@ class UpdateTests(NicTestCase):
     @defer.inlineCallbacks
     def test_badauth_disabled(self):
         """A disabled user with the right password: C{badauth}."""
-        response = yield self.update(
-            "hostname=carol.dyn.example.com&myip=192.0.2.1", auth=("carol", "carol-pw")
-        )
+        response = yield self.update("hostname=carol.dyn.example.com&myip=192.0.2.1", auth=("carol", "carol-pw"))
         self.assertBadauth(response)
         self.assertIsNone(self.state("carol"))
 
     @defer.inlineCallbacks
     def test_badauth_malformed(self):
         """A malformed Authorization header: C{badauth}."""
-        response = yield self.request(
-            "/nic/update?myip=192.0.2.1", {"Authorization": "Basic %%%"}
-        )
+        response = yield self.request("/nic/update?myip=192.0.2.1", {"Authorization": "Basic %%%"})
         self.assertBadauth(response)
 
     @defer.inlineCallbacks
@@ -248,8 +240,7 @@ class UpdateTests(NicTestCase):
         """C{system}, C{wildcard}, C{mx} and C{backmx} are accepted and change nothing else."""
         user = self.service.registry.users["alice"]
         response = yield self.update(
-            f"system=dyndns&hostname={MAIN}&myip=192.0.2.11&wildcard=ON"
-            "&mx=mx.example.net&backmx=YES"
+            f"system=dyndns&hostname={MAIN}&myip=192.0.2.11&wildcard=ON&mx=mx.example.net&backmx=YES"
         )
         self.assertLines(response, "good 192.0.2.11")
         self.assertEqual(self.service.registry.users["alice"], user)
@@ -278,8 +269,11 @@ class UpdateTests(NicTestCase):
     def test_post(self):
         """A POST with a form body works like the GET."""
         response = yield self.request(
-            "/nic/update", {"Content-Type": "application/x-www-form-urlencoded"},
-            method="POST", body=f"hostname={MAIN}&myip=192.0.2.9".encode(), auth=ALICE,
+            "/nic/update",
+            {"Content-Type": "application/x-www-form-urlencoded"},
+            method="POST",
+            body=f"hostname={MAIN}&myip=192.0.2.9".encode(),
+            auth=ALICE,
         )
         self.assertLines(response, "good 192.0.2.9")
 
@@ -315,8 +309,8 @@ class UpdateTests(NicTestCase):
         bodies.append((yield self.update("myip=bogus")).body)
         self.assertEqual(
             bodies,
-            [b"badauth\n"] * 3 + [b"nohost\n", b"notfqdn\n", b"numhost\n", b"not found\n",
-                                  b"method not allowed\n", b"911\n", b"dnserr\n"],
+            [b"badauth\n"] * 3
+            + [b"nohost\n", b"notfqdn\n", b"numhost\n", b"not found\n", b"method not allowed\n", b"911\n", b"dnserr\n"],
         )
         disabled = build_resources(self.service, HTTPSettings(nic_update=False), self.checker)
         text = disabled.children[b"nic"].children[b"update"].text.encode()

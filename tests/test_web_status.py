@@ -49,9 +49,7 @@ class StatusResourceTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def request(self, method: str, target: str, body: bytes | None = None):
-        raw = yield threads.deferToThread(
-            exchange, self.port.getHost().port, build_request(method, target, body=body)
-        )
+        raw = yield threads.deferToThread(exchange, self.port.getHost().port, build_request(method, target, body=body))
         return parse_response(raw)
 
     def assertSecurityHeaders(self, response) -> None:
@@ -110,9 +108,7 @@ class StatusResourceTests(unittest.TestCase):
         styles = re.findall(r"<style>(.*?)</style>", response.text, re.S)
         self.assertEqual(len(styles), 1)
         digest = base64.b64encode(hashlib.sha256(styles[0].encode()).digest()).decode()
-        policy = dict(
-            (d.split(" ", 1) + [""])[:2] for d in response.header("content-security-policy").split("; ")
-        )
+        policy = dict((d.split(" ", 1) + [""])[:2] for d in response.header("content-security-policy").split("; "))
         self.assertEqual(policy["style-src"], f"'sha256-{digest}'")
         self.assertEqual(policy["default-src"], "'none'")
         self.assertEqual(policy["script-src"], "'self'")
@@ -132,8 +128,17 @@ class StatusResourceTests(unittest.TestCase):
 
     def test_script_only_writes_text(self):
         """The script never turns strings into markup or code."""
-        for banned in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write",
-                       "eval(", "new Function", "setTimeout(\"", "http:", "https:"):
+        for banned in (
+            "innerHTML",
+            "outerHTML",
+            "insertAdjacentHTML",
+            "document.write",
+            "eval(",
+            "new Function",
+            'setTimeout("',
+            "http:",
+            "https:",
+        ):
             self.assertNotIn(banned, SCRIPT)
         self.assertIn("textContent", SCRIPT)
 
@@ -149,9 +154,12 @@ class StatusResourceTests(unittest.TestCase):
     def test_bad_arguments(self):
         """Only same-origin absolute paths; the API base ends with a slash."""
         for kwargs in (
-            {"api_base": "api/"}, {"api_base": "//evil.example/"},
-            {"api_base": "https://evil.example/"}, {"api_base": "/api"},
-            {"script_url": "status.js"}, {"script_url": "//evil.example/x.js"},
+            {"api_base": "api/"},
+            {"api_base": "//evil.example/"},
+            {"api_base": "https://evil.example/"},
+            {"api_base": "/api"},
+            {"script_url": "status.js"},
+            {"script_url": "//evil.example/x.js"},
             {"poll_interval_ms": 10},
         ):
             self.assertRaises(ValueError, StatusPage, **kwargs)

@@ -14,6 +14,9 @@ import dns.serial
 from twisted.names import dns as tdns
 from twisted.trial.unittest import SynchronousTestCase
 
+from dyndns_plugin.dns.zones import StaticZone, suffix_zone
+from dyndns_plugin.model import HostState, User
+from dyndns_plugin.registry import Registry
 from dyndns_plugin.replication.journal import (
     TYPE_A,
     TYPE_AAAA,
@@ -22,9 +25,6 @@ from dyndns_plugin.replication.journal import (
     next_serial,
     serial_newer,
 )
-from dyndns_plugin.dns.zones import StaticZone, suffix_zone
-from dyndns_plugin.model import HostState, User
-from dyndns_plugin.registry import Registry
 from dyndns_plugin.store import JournalStep, ZoneHistory
 
 SUFFIX = "dyn.example.com"
@@ -34,8 +34,15 @@ TYPE_MX = 15
 
 def make_suffix_zone(serial: int = 1000) -> StaticZone:
     return suffix_zone(
-        SUFFIX, mname=f"ns1.{SUFFIX}", rname=f"hostmaster.{SUFFIX}", serial=serial,
-        refresh=3600, retry=600, expire=1209600, minimum=60, ttl=3600,
+        SUFFIX,
+        mname=f"ns1.{SUFFIX}",
+        rname=f"hostmaster.{SUFFIX}",
+        serial=serial,
+        refresh=3600,
+        retry=600,
+        expire=1209600,
+        minimum=60,
+        ttl=3600,
         nameservers=[f"ns1.{SUFFIX}"],
         glue={f"ns1.{SUFFIX}": [ipaddress.ip_address("192.0.2.53")]},
     )
@@ -43,21 +50,32 @@ def make_suffix_zone(serial: int = 1000) -> StaticZone:
 
 def make_host_zone(serial: int = 2000) -> StaticZone:
     """example.org: A and MX at www, A and AAAA at mail, a delegation at sub."""
-    return StaticZone("example.org", {
-        b"example.org": [
-            tdns.Record_SOA(mname="ns1.example.org", rname="hostmaster.example.org",
-                            serial=serial, refresh=7200, retry=900, expire=1209600,
-                            minimum=300, ttl=600),
-            tdns.Record_NS("ns1.example.org", ttl=3600),
-            tdns.Record_A("192.0.2.10", ttl=3600),
-        ],
-        b"www.example.org": [tdns.Record_A("192.0.2.80", ttl=3600),
-                             tdns.Record_MX(10, "mail.example.org", ttl=3600)],
-        b"mail.example.org": [tdns.Record_A("192.0.2.25", ttl=1800),
-                              tdns.Record_AAAA("2001:db8::25", ttl=1800)],
-        b"sub.example.org": [tdns.Record_NS("ns.sub.example.org", ttl=3600)],
-        b"ns.sub.example.org": [tdns.Record_A("192.0.2.77", ttl=3600)],
-    })
+    return StaticZone(
+        "example.org",
+        {
+            b"example.org": [
+                tdns.Record_SOA(
+                    mname="ns1.example.org",
+                    rname="hostmaster.example.org",
+                    serial=serial,
+                    refresh=7200,
+                    retry=900,
+                    expire=1209600,
+                    minimum=300,
+                    ttl=600,
+                ),
+                tdns.Record_NS("ns1.example.org", ttl=3600),
+                tdns.Record_A("192.0.2.10", ttl=3600),
+            ],
+            b"www.example.org": [
+                tdns.Record_A("192.0.2.80", ttl=3600),
+                tdns.Record_MX(10, "mail.example.org", ttl=3600),
+            ],
+            b"mail.example.org": [tdns.Record_A("192.0.2.25", ttl=1800), tdns.Record_AAAA("2001:db8::25", ttl=1800)],
+            b"sub.example.org": [tdns.Record_NS("ns.sub.example.org", ttl=3600)],
+            b"ns.sub.example.org": [tdns.Record_A("192.0.2.77", ttl=3600)],
+        },
+    )
 
 
 def registry_with(*users: tuple[User, HostState | None]) -> Registry:
@@ -69,8 +87,9 @@ def registry_with(*users: tuple[User, HostState | None]) -> Registry:
     return registry
 
 
-def loaded(zone: StaticZone, registry: Registry, dynamic: bool = True, keep: int = 10,
-           history: ZoneHistory | None = None) -> ZoneState:
+def loaded(
+    zone: StaticZone, registry: Registry, dynamic: bool = True, keep: int = 10, history: ZoneHistory | None = None
+) -> ZoneState:
     state = ZoneState(zone, dynamic, keep)
     state.load(registry, history)
     return state
@@ -132,10 +151,11 @@ class ContentTests(SynchronousTestCase):
         zone are left out. The apex comes first.
         """
         registry = registry_with(
-            (User("alice", hostnames=[f"*.alice.{SUFFIX}", "alice.example.net"]),
-             HostState("alice", ipv4="203.0.113.5", ipv6="2001:db8::5", ttl=120)),
-            (User("carol", offline_ipv4="192.0.2.200"),
-             HostState("carol", ipv4="203.0.113.9", ttl=60, offline=True)),
+            (
+                User("alice", hostnames=[f"*.alice.{SUFFIX}", "alice.example.net"]),
+                HostState("alice", ipv4="203.0.113.5", ipv6="2001:db8::5", ttl=120),
+            ),
+            (User("carol", offline_ipv4="192.0.2.200"), HostState("carol", ipv4="203.0.113.9", ttl=60, offline=True)),
             (User("dave"), HostState("dave", ipv4="203.0.113.10", offline=True)),
             (User("eve", disabled=True), HostState("eve", ipv4="203.0.113.66")),
             (User("frank"), None),
@@ -144,13 +164,18 @@ class ContentTests(SynchronousTestCase):
         records = list(zone.all_records())
         self.assertEqual(records[0][0], SUFFIX, "the apex first")
         self.assertEqual(len(records), len(set(records)))
-        self.assertEqual(set(records), {
-            (SUFFIX, 2, 3600, dns.rdata.from_text("IN", "NS", f"ns1.{SUFFIX}.").to_wire()),
-            a("192.0.2.53", 3600, f"ns1.{SUFFIX}"),
-            a("203.0.113.5", 120, f"alice.{SUFFIX}"), a("2001:db8::5", 120, f"alice.{SUFFIX}"),
-            a("203.0.113.5", 120, f"*.alice.{SUFFIX}"), a("2001:db8::5", 120, f"*.alice.{SUFFIX}"),
-            a("192.0.2.200", DEFAULT_TTL, f"carol.{SUFFIX}"),
-        })
+        self.assertEqual(
+            set(records),
+            {
+                (SUFFIX, 2, 3600, dns.rdata.from_text("IN", "NS", f"ns1.{SUFFIX}.").to_wire()),
+                a("192.0.2.53", 3600, f"ns1.{SUFFIX}"),
+                a("203.0.113.5", 120, f"alice.{SUFFIX}"),
+                a("2001:db8::5", 120, f"alice.{SUFFIX}"),
+                a("203.0.113.5", 120, f"*.alice.{SUFFIX}"),
+                a("2001:db8::5", 120, f"*.alice.{SUFFIX}"),
+                a("192.0.2.200", DEFAULT_TTL, f"carol.{SUFFIX}"),
+            },
+        )
         self.assertEqual(zone.serial, 1000)
 
     def test_host_zone_merging(self) -> None:
@@ -160,8 +185,10 @@ class ContentTests(SynchronousTestCase):
         or below a delegation are not the zone's.
         """
         registry = registry_with(
-            (User("bob", hostnames=["www.example.org", "x.sub.example.org", "sub.example.org"]),
-             HostState("bob", ipv4="198.51.100.7", ttl=60)),
+            (
+                User("bob", hostnames=["www.example.org", "x.sub.example.org", "sub.example.org"]),
+                HostState("bob", ipv4="198.51.100.7", ttl=60),
+            ),
             (User("carl", hostnames=["mail.example.org"]), HostState("carl", ipv4="198.51.100.8", ttl=60)),
         )
         zone = loaded(make_host_zone(), registry)
@@ -237,43 +264,62 @@ class ChangeTests(SynchronousTestCase):
             registry = registry_with()
             zone = loaded(make(2**32 - 50), registry, keep=1000)
             users: dict[str, User] = {}
-            for round_ in range(300):
+            for _round in range(300):
                 uid = f"u{rng.randrange(12)}"
                 i = int(uid[1:])
                 old = users.get(uid)
                 choice = rng.random()
                 if old is None or choice < 0.15:
-                    pool = [f"*.w{i}.example.org", f"h{i}.example.org", f"x{i}.sub.example.org",
-                            f"*.{uid}.{SUFFIX}", f"www.{uid}.{SUFFIX}", f"{uid}.example.net"]
+                    pool = [
+                        f"*.w{i}.example.org",
+                        f"h{i}.example.org",
+                        f"x{i}.sub.example.org",
+                        f"*.{uid}.{SUFFIX}",
+                        f"www.{uid}.{SUFFIX}",
+                        f"{uid}.example.net",
+                    ]
                     if i == 0:
                         pool.append("www.example.org")
                     if i == 1:
                         pool.append("mail.example.org")
-                    user = User(uid, hostnames=rng.sample(pool, rng.randrange(len(pool) + 1)),
-                                offline_ipv4=rng.choice([None, f"192.0.2.{i + 100}"]),
-                                offline_ipv6=rng.choice([None, f"2001:db8::{i + 100:x}"]),
-                                disabled=rng.random() < 0.1)
+                    user = User(
+                        uid,
+                        hostnames=rng.sample(pool, rng.randrange(len(pool) + 1)),
+                        offline_ipv4=rng.choice([None, f"192.0.2.{i + 100}"]),
+                        offline_ipv6=rng.choice([None, f"2001:db8::{i + 100:x}"]),
+                        disabled=rng.random() < 0.1,
+                    )
                     registry.put_user(user)
                     users[uid] = user
                 elif choice < 0.25:
                     registry.remove_user(uid)
                     del users[uid]
                 elif choice < 0.35:
-                    user = User(uid, hostnames=old.hostnames, offline_ipv4=old.offline_ipv4,
-                                offline_ipv6=old.offline_ipv6, disabled=not old.disabled)
+                    user = User(
+                        uid,
+                        hostnames=old.hostnames,
+                        offline_ipv4=old.offline_ipv4,
+                        offline_ipv6=old.offline_ipv6,
+                        disabled=not old.disabled,
+                    )
                     registry.put_user(user)
                     users[uid] = user
                 else:
-                    registry.set_state(HostState(
-                        uid,
-                        ipv4=rng.choice([None, f"198.51.100.{rng.randrange(1, 4)}"]),
-                        ipv6=rng.choice([None, f"2001:db8:1::{rng.randrange(1, 4)}"]),
-                        ttl=rng.choice([None, 60, 120]),
-                        offline=rng.random() < 0.2,
-                    ))
-                names = {f"{uid}.{SUFFIX}", *(old.hostnames if old else ()),
-                         *(users[uid].hostnames if uid in users else ())}
-                self.check_step(zone, registry, names, lambda: make(2**32 - 50))
+                    registry.set_state(
+                        HostState(
+                            uid,
+                            ipv4=rng.choice([None, f"198.51.100.{rng.randrange(1, 4)}"]),
+                            ipv6=rng.choice([None, f"2001:db8:1::{rng.randrange(1, 4)}"]),
+                            ttl=rng.choice([None, 60, 120]),
+                            offline=rng.random() < 0.2,
+                        )
+                    )
+                names = {
+                    f"{uid}.{SUFFIX}",
+                    *(old.hostnames if old else ()),
+                    *(users[uid].hostnames if uid in users else ()),
+                }
+                self.check_step(zone, registry, names, lambda: make(2**32 - 50))  # noqa: B023 (called at once)
             self.assertGreater(len(zone.steps), 100, "the changes must mostly change the zone")
             self.assertTrue(serial_newer(zone.serial, 2**32 - 50))
             self.assertLess(zone.serial, 2**32 - 50, "the serial wrapped around")
@@ -292,13 +338,15 @@ class ChangeTests(SynchronousTestCase):
         zone = loaded(make_suffix_zone(), registry)
         registry.set_state(HostState("alice", ipv4="192.0.2.1", ttl=90))
         deleted, added, _ = zone.diff([f"alice.{SUFFIX}"], registry)
-        self.assertEqual((deleted, added), ([a("192.0.2.1", 60, f"alice.{SUFFIX}")],
-                                            [a("192.0.2.1", 90, f"alice.{SUFFIX}")]))
+        self.assertEqual(
+            (deleted, added), ([a("192.0.2.1", 60, f"alice.{SUFFIX}")], [a("192.0.2.1", 90, f"alice.{SUFFIX}")])
+        )
 
     def test_static_back_when_offline(self) -> None:
         """A user of a name with a file A going offline without an address: the file's A is back."""
-        registry = registry_with((User("bob", hostnames=["www.example.org"]),
-                                  HostState("bob", ipv4="198.51.100.7", ttl=60)))
+        registry = registry_with(
+            (User("bob", hostnames=["www.example.org"]), HostState("bob", ipv4="198.51.100.7", ttl=60))
+        )
         zone = loaded(make_host_zone(), registry)
         registry.set_state(HostState("bob", ipv4="198.51.100.7", ttl=60, offline=True))
         deleted, added, answers = zone.diff(["www.example.org"], registry)
@@ -368,15 +416,16 @@ class LoadTests(SynchronousTestCase):
 
     def test_digest_independent_of_order(self) -> None:
         """The digest depends on the content only, not on the order users were loaded."""
-        users = [(User(f"u{i}", hostnames=[f"*.u{i}.{SUFFIX}"]),
-                  HostState(f"u{i}", ipv4=f"192.0.2.{i + 1}", ttl=60)) for i in range(20)]
+        users = [
+            (User(f"u{i}", hostnames=[f"*.u{i}.{SUFFIX}"]), HostState(f"u{i}", ipv4=f"192.0.2.{i + 1}", ttl=60))
+            for i in range(20)
+        ]
         one = loaded(make_suffix_zone(), registry_with(*users))
         other = loaded(make_suffix_zone(), registry_with(*reversed(users)))
         self.assertEqual(one.digest_text, other.digest_text)
         changed = list(users)
         changed[3] = (changed[3][0], HostState("u3", ipv4="192.0.2.99", ttl=60))
-        self.assertNotEqual(loaded(make_suffix_zone(), registry_with(*changed)).digest_text,
-                            one.digest_text)
+        self.assertNotEqual(loaded(make_suffix_zone(), registry_with(*changed)).digest_text, one.digest_text)
         self.assertRegex(one.digest_text, "^[0-9a-f]{16}$")
 
 
@@ -395,8 +444,9 @@ class JournalTests(SynchronousTestCase):
         registry = registry_with((User("alice"), HostState("alice", ipv4="192.0.2.1", ttl=60)))
         zone = loaded(make_suffix_zone(2**32 - 2), registry, keep=10)
         steps = [self.publish(zone, registry, f"192.0.2.{n}") for n in (2, 3, 4)]
-        self.assertEqual([(s.serial_from, s.serial_to) for s in steps],
-                         [(2**32 - 2, 2**32 - 1), (2**32 - 1, 1), (1, 2)])
+        self.assertEqual(
+            [(s.serial_from, s.serial_to) for s in steps], [(2**32 - 2, 2**32 - 1), (2**32 - 1, 1), (1, 2)]
+        )
         self.assertEqual(zone.steps_since(2), [])
         self.assertEqual(zone.steps_since(1), steps[2:])
         self.assertEqual(zone.steps_since(2**32 - 1), steps[1:])

@@ -156,8 +156,12 @@ class WebTestCase(unittest.TestCase):
     def setUp(self):
         self.store = MemoryUserStore()
         self.service = DynDNSService(
-            self.store, SUFFIX, default_ttl=self.default_ttl,
-            min_ttl=self.min_ttl, max_ttl=self.max_ttl, poll_interval=None,
+            self.store,
+            SUFFIX,
+            default_ttl=self.default_ttl,
+            min_ttl=self.min_ttl,
+            max_ttl=self.max_ttl,
+            poll_interval=None,
         )
         self.service.startService()
         self.addCleanup(self.service.stopService)
@@ -206,7 +210,8 @@ class WebTestCase(unittest.TestCase):
     def assertResponseRules(self, response: Response, head: bool = False) -> None:
         """Content-Length present and (except for HEAD) exact; Cache-Control: private."""
         self.assertEqual(
-            len(response.headers.get("content-length", [])), 1,
+            len(response.headers.get("content-length", [])),
+            1,
             f"one Content-Length expected: {response.raw!r}",
         )
         self.assertNotIn("transfer-encoding", response.headers)
@@ -229,9 +234,7 @@ class WebTestCase(unittest.TestCase):
     @defer.inlineCallbacks
     def set_state(self, user_id: str, *addresses: str):
         """Put C{user_id} online at C{addresses} through the service."""
-        result = yield self.service.update(
-            user_id, [ipaddress.ip_address(a) for a in addresses], None, "test"
-        )
+        result = yield self.service.update(user_id, [ipaddress.ip_address(a) for a in addresses], None, "test")
         self.assertTrue(result.ok, result)
         return result
 

@@ -99,9 +99,9 @@ def parse_dig(output: str) -> DigResult:
                 if key == "status":
                     status = value.strip()
         elif line.startswith(";; flags:"):
-            flags = frozenset(line[len(";; flags:"):].split(";", 1)[0].split())
+            flags = frozenset(line[len(";; flags:") :].split(";", 1)[0].split())
         elif line.startswith(";; ") and line.endswith(" SECTION:"):
-            current = line[3:-len(" SECTION:")]
+            current = line[3 : -len(" SECTION:")]
         elif not line:
             current = None
         elif line.startswith(";"):
@@ -125,12 +125,20 @@ def dig(port: int, name: str, qtype: str = "A", *opts: str) -> DigResult:
     """
     program = require_tool("dig", "bind9-dnsutils")
     command = [
-        program, "@127.0.0.1", "-p", str(port), name, qtype,
-        "+norec", "+time=2", "+tries=1", "+nocmd", "+nostats", *opts,
+        program,
+        "@127.0.0.1",
+        "-p",
+        str(port),
+        name,
+        qtype,
+        "+norec",
+        "+time=2",
+        "+tries=1",
+        "+nocmd",
+        "+nostats",
+        *opts,
     ]
-    done = subprocess.run(
-        command, capture_output=True, text=True, timeout=DIG_TIMEOUT, check=False
-    )
+    done = subprocess.run(command, capture_output=True, text=True, timeout=DIG_TIMEOUT, check=False)
     result = attrs.evolve(parse_dig(done.stdout), stderr=done.stderr)
     if result.status is None:
         result = attrs.evolve(result, error=(done.stdout + done.stderr).strip())
@@ -154,8 +162,9 @@ def replace_address(name: str, rtype: str, address: str, ttl: int = 60) -> list[
     return [f"update delete {name} {rtype}", f"update add {name} {ttl} {rtype} {address}"]
 
 
-def nsupdate(port: int, key: TSIGKey, commands: Sequence[str], *, tcp: bool = False,
-             debug: bool = False) -> tuple[int, str]:
+def nsupdate(
+    port: int, key: TSIGKey, commands: Sequence[str], *, tcp: bool = False, debug: bool = False
+) -> tuple[int, str]:
     """
     Run nsupdate against 127.0.0.1:C{port}, zone L{SUFFIX}, signing with
     C{key}; C{tcp} adds C{-v}, C{debug} adds C{-D}. The key goes in on
@@ -163,21 +172,27 @@ def nsupdate(port: int, key: TSIGKey, commands: Sequence[str], *, tcp: bool = Fa
     printed).
     """
     program = require_tool("nsupdate", "bind9-dnsutils")
-    script = "\n".join([
-        f"server 127.0.0.1 {port}",
-        f"zone {SUFFIX}",
-        f"key {key.algorithm}:{key.name} {key.secret}",
-        *commands,
-        "send",
-        "answer",
-        "",
-    ])
+    script = "\n".join(
+        [
+            f"server 127.0.0.1 {port}",
+            f"zone {SUFFIX}",
+            f"key {key.algorithm}:{key.name} {key.secret}",
+            *commands,
+            "send",
+            "answer",
+            "",
+        ]
+    )
     command = [program, *(["-D"] if debug else []), "-t", "5", "-u", "2", "-r", "1"]
     if tcp:
         command.append("-v")
     done = subprocess.run(
-        command, input=script, capture_output=True, text=True,
-        timeout=NSUPDATE_TIMEOUT, check=False,
+        command,
+        input=script,
+        capture_output=True,
+        text=True,
+        timeout=NSUPDATE_TIMEOUT,
+        check=False,
     )
     return done.returncode, done.stdout + done.stderr
 
@@ -257,7 +272,8 @@ def http_exchange(
     """
     deadline = time.monotonic() + HTTP_TIMEOUT
     sock: socket.socket = socket.create_connection(
-        ("127.0.0.1", port), timeout=HTTP_TIMEOUT,
+        ("127.0.0.1", port),
+        timeout=HTTP_TIMEOUT,
         source_address=(source, 0) if source is not None else None,
     )
     try:
@@ -270,8 +286,7 @@ def http_exchange(
     return parse_http_response(data)
 
 
-def get_request(path: str, user: str | None = None, password: str | None = None,
-                host: str = "127.0.0.1") -> bytes:
+def get_request(path: str, user: str | None = None, password: str | None = None, host: str = "127.0.0.1") -> bytes:
     """
     A minimal HTTP/1.0 GET, as inadyn sends it: with Basic credentials when
     C{user} is given.
@@ -323,9 +338,7 @@ def make_certificate(directory: str) -> tuple[str, str]:
         .not_valid_before(now - datetime.timedelta(days=1))
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-            ),
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
             critical=False,
         )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
@@ -336,11 +349,13 @@ def make_certificate(directory: str) -> tuple[str, str]:
     key_path = os.path.join(directory, "server.key")
     cert_path = os.path.join(directory, "server.crt")
     with open(key_path, "wb") as f:
-        f.write(key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ))
+        f.write(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
     os.chmod(key_path, 0o600)
     with open(cert_path, "wb") as f:
         f.write(cert.public_bytes(serialization.Encoding.PEM))
@@ -372,8 +387,7 @@ def run_curl(*args: str, source: str | None = None) -> tuple[int, HTTPResponse |
         raise ValueError(f"curl only ever talks to 127.0.0.1, got {urls!r}")
     interface = ["--interface", source] if source is not None else []
     done = subprocess.run(
-        [program, "-sS", "-i", "--http1.1", "--max-time", "10", "--noproxy", "*",
-         *interface, *args],
+        [program, "-sS", "-i", "--http1.1", "--max-time", "10", "--noproxy", "*", *interface, *args],
         capture_output=True,
         stdin=subprocess.DEVNULL,
         timeout=CURL_TIMEOUT,
@@ -386,9 +400,16 @@ def run_curl(*args: str, source: str | None = None) -> tuple[int, HTTPResponse |
 # -- GnuDIP, as gdipc.pl speaks it
 
 
-def gnudip_tcp(port: int, user: str, password: str, code: str, address: str | None = None,
-               *, source: str | None = None, timeout: float = GNUDIP_TIMEOUT
-               ) -> tuple[bytes, bytes]:
+def gnudip_tcp(
+    port: int,
+    user: str,
+    password: str,
+    code: str,
+    address: str | None = None,
+    *,
+    source: str | None = None,
+    timeout: float = GNUDIP_TIMEOUT,
+) -> tuple[bytes, bytes]:
     """
     One GnuDIP TCP exchange as gdipc.pl makes it (from C{source}, a
     127.0.0.x address, if given): read the salt line, chomp it, send
@@ -396,7 +417,8 @@ def gnudip_tcp(port: int, user: str, password: str, code: str, address: str | No
     server closes. Returns (salt line with its LF, reply).
     """
     with socket.create_connection(
-        ("127.0.0.1", port), timeout=timeout,
+        ("127.0.0.1", port),
+        timeout=timeout,
         source_address=(source, 0) if source is not None else None,
     ) as s:
         data = b""
@@ -421,8 +443,7 @@ _GDIPC_META = re.compile(r'^<meta name="(.*)" content="(.*)">$')
 def gdipc_request(target: str, port: int) -> bytes:
     """The GET gdipc.pl sends for C{target} to 127.0.0.1:C{port}."""
     return (
-        f"GET {target} HTTP/1.0\r\nUser-Agent: GnuDIP/2.3.5\r\nPragma: no-cache\r\n"
-        f"Host: 127.0.0.1:{port}\r\n\r\n"
+        f"GET {target} HTTP/1.0\r\nUser-Agent: GnuDIP/2.3.5\r\nPragma: no-cache\r\nHost: 127.0.0.1:{port}\r\n\r\n"
     ).encode("ascii")
 
 
@@ -436,12 +457,16 @@ def gdipc_meta(response: HTTPResponse) -> dict[str, str]:
     return found
 
 
-def gnudip_login(salt: dict[str, str], user: str, password: str, reqc: str,
-                 addr: str | None = None) -> dict[str, str]:
+def gnudip_login(salt: dict[str, str], user: str, password: str, reqc: str, addr: str | None = None) -> dict[str, str]:
     """The query of the second HTTP step, answering the salt page's meta tags C{salt}."""
     params = {
-        "salt": salt["salt"], "time": salt["time"], "sign": salt["sign"], "user": user,
-        "pass": client_hash(password, salt["salt"]), "domn": SUFFIX, "reqc": reqc,
+        "salt": salt["salt"],
+        "time": salt["time"],
+        "sign": salt["sign"],
+        "user": user,
+        "pass": client_hash(password, salt["salt"]),
+        "domn": SUFFIX,
+        "reqc": reqc,
     }
     if addr is not None:
         params["addr"] = addr
@@ -454,9 +479,7 @@ def gnudip_login(salt: dict[str, str], user: str, password: str, reqc: str,
 _guard_problem: list[str | None] = []
 
 _GUARD_SCRIPT = (
-    'mount --bind "$1/hosts" /etc/hosts && '
-    'mount --bind "$1/resolv.conf" /etc/resolv.conf && '
-    'shift && exec "$@"'
+    'mount --bind "$1/hosts" /etc/hosts && mount --bind "$1/resolv.conf" /etc/resolv.conf && shift && exec "$@"'
 )
 GUARD_HOSTS = "127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n"
 GUARD_RESOLV = "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n"
@@ -473,12 +496,14 @@ def _guard_check() -> str | None:
         else:
             try:
                 done = subprocess.run(
-                    [unshare, "-m", "true"], capture_output=True, text=True,
-                    stdin=subprocess.DEVNULL, timeout=GUARD_TIMEOUT, check=False,
+                    [unshare, "-m", "true"],
+                    capture_output=True,
+                    text=True,
+                    stdin=subprocess.DEVNULL,
+                    timeout=GUARD_TIMEOUT,
+                    check=False,
                 )
-                problem = None if done.returncode == 0 else (
-                    f"unshare -m does not work here: {done.stderr.strip()}"
-                )
+                problem = None if done.returncode == 0 else (f"unshare -m does not work here: {done.stderr.strip()}")
             except subprocess.TimeoutExpired:
                 problem = "unshare -m true did not finish"
         _guard_problem.append(problem)
@@ -555,10 +580,21 @@ def run_ddclient(
     with open(conf, "w") as f:
         f.write("\n".join(lines) + "\n")
     os.chmod(conf, 0o600)
-    command = guarded(directory, [
-        program, "-daemon=0", "-foreground", "-verbose", "-noquiet", "-force",
-        "-file", conf, "-cache", cache,
-    ])
+    command = guarded(
+        directory,
+        [
+            program,
+            "-daemon=0",
+            "-foreground",
+            "-verbose",
+            "-noquiet",
+            "-force",
+            "-file",
+            conf,
+            "-cache",
+            cache,
+        ],
+    )
     done = subprocess.run(
         command,
         stdout=subprocess.PIPE,

@@ -118,9 +118,7 @@ def stop_process(process: subprocess.Popen[bytes]) -> int:
     return process.returncode
 
 
-def wait_for(
-    predicate: Callable[[], object], timeout: float, interval: float = 0.1
-) -> tuple[Any, float]:
+def wait_for(predicate: Callable[[], object], timeout: float, interval: float = 0.1) -> tuple[Any, float]:
     """
     Call C{predicate} every C{interval} seconds until it returns something
     true or C{timeout} passes. Returns (last value, seconds waited).
@@ -264,8 +262,7 @@ def base_settings(port: int) -> dict[str, Any]:
     }
 
 
-def write_config(directory: str, port: int, name: str = "dyndns.toml",
-                 **overrides: Any) -> str:
+def write_config(directory: str, port: int, name: str = "dyndns.toml", **overrides: Any) -> str:
     """L{base_settings} with C{overrides} (see L{merge}) as C{directory}/C{name}; its path."""
     directory = os.path.abspath(directory)
     os.makedirs(directory, exist_ok=True)
@@ -351,9 +348,15 @@ class Server(LoggedProcess):
     runs.
     """
 
-    def __init__(self, directory: str, *, listeners: Sequence[str] = (),
-                 base_path: str | None = BASE_PATH, avoid_ports: Iterable[int] = (),
-                 **overrides: Any) -> None:
+    def __init__(
+        self,
+        directory: str,
+        *,
+        listeners: Sequence[str] = (),
+        base_path: str | None = BASE_PATH,
+        avoid_ports: Iterable[int] = (),
+        **overrides: Any,
+    ) -> None:
         unknown = set(listeners) - set(LISTENERS)
         if unknown:
             raise ValueError(f"unknown listeners {sorted(unknown)}")
@@ -371,8 +374,11 @@ class Server(LoggedProcess):
 
     def _listener_settings(self, base_path: str | None) -> dict[str, Any]:
         settings: dict[str, Any] = {}
-        web = [endpoint(self.ports[name], *((self.key, self.cert) if name == "https" else ()))
-               for name in ("http", "https") if name in self.ports]
+        web = [
+            endpoint(self.ports[name], *((self.key, self.cert) if name == "https" else ()))
+            for name in ("http", "https")
+            if name in self.ports
+        ]
         if web:
             settings["http"] = {"listen": web}
             if base_path is not None and "http" in self.ports:
@@ -412,10 +418,18 @@ class Server(LoggedProcess):
     def run_cli(self, *args: str, input: str | None = None) -> tuple[int, str, str]:
         return run_cli(self.config, *args, input=input)
 
-    def add_user(self, user_id: str, password: str, *, gnudip: bool = False,
-                 tsig: tuple[str, str] | None = None, tsig_from_password: bool = False,
-                 offline_ip: Sequence[str] = (), hosts: Sequence[str] = (),
-                 address: Sequence[str] = ()) -> Account:
+    def add_user(
+        self,
+        user_id: str,
+        password: str,
+        *,
+        gnudip: bool = False,
+        tsig: tuple[str, str] | None = None,
+        tsig_from_password: bool = False,
+        offline_ip: Sequence[str] = (),
+        hosts: Sequence[str] = (),
+        address: Sequence[str] = (),
+    ) -> Account:
         """
         C{dyndns user add}: with the GnuDIP verifier (C{gnudip}), a TSIG key
         (C{tsig}, (algorithm, secret), or the one derived from the password),
@@ -480,15 +494,12 @@ class Server(LoggedProcess):
         deadline = started + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise AssertionError(
-                    f"twistd exited with {self.process.returncode}:\n{self.read_log()}"
-                )
+                raise AssertionError(f"twistd exited with {self.process.returncode}:\n{self.read_log()}")
             if _answers(self.port, probe) and all(_accepts(p) for p in self.ports.values()):
                 return time.monotonic() - started
             time.sleep(0.05)
-        raise AssertionError(
-            f"twistd did not answer within {START_TIMEOUT} s:\n{self.read_log()}"
-        )
+        raise AssertionError(f"twistd did not answer within {START_TIMEOUT} s:\n{self.read_log()}")
+
 
 # -- the base classes
 
@@ -519,8 +530,9 @@ class ServerTestCase(SynchronousTestCase):
         """dig C{self.server} for C{name} C{rtype}."""
         return dig(self.server.port, name, rtype, *opts)
 
-    def wait_served(self, name: str, rtype: str, accept: Callable[[DigResult], object],
-                    within: float = CHANGE_LIMIT) -> tuple[DigResult, float]:
+    def wait_served(
+        self, name: str, rtype: str, accept: Callable[[DigResult], object], within: float = CHANGE_LIMIT
+    ) -> tuple[DigResult, float]:
         """
         dig every 0.1 s until C{accept(result)} or C{within} seconds passed;
         returns (last result, seconds waited).
@@ -534,15 +546,12 @@ class ServerTestCase(SynchronousTestCase):
         _, elapsed = wait_for(probe, within, interval=0.1)
         return last[0], elapsed
 
-    def assertServes(self, name: str, rtype: str, expected: list[str],
-                     within: float = 0.0) -> DigResult:
+    def assertServes(self, name: str, rtype: str, expected: list[str], within: float = 0.0) -> DigResult:
         """
         dig shows C{name} with exactly C{expected} (NOERROR): at once, or
         asked again until it does for at most C{within} seconds.
         """
-        result, _ = self.wait_served(
-            name, rtype, lambda r: r.status == "NOERROR" and r.data(rtype) == expected, within
-        )
+        result, _ = self.wait_served(name, rtype, lambda r: r.status == "NOERROR" and r.data(rtype) == expected, within)
         self.assertEqual(result.status, "NOERROR", result.output or result.error)
         self.assertEqual(result.data(rtype), expected, result.output)
         return result

@@ -115,10 +115,15 @@ class AdminListenerTests(SharedServerTestCase):
         the offline IP.
         """
         main = f"zoe.{SUFFIX}"
-        response = self.admin("PUT", "/api/users/zoe", {
-            "password": "zoe pw", "hostnames": ["www.zoe.dyn.example.com"],
-            "offline_ipv4": "192.0.2.99",
-        })
+        response = self.admin(
+            "PUT",
+            "/api/users/zoe",
+            {
+                "password": "zoe pw",
+                "hostnames": ["www.zoe.dyn.example.com"],
+                "offline_ipv4": "192.0.2.99",
+            },
+        )
         self.assertEqual(response.status, 201, response.raw)
         created = self.json(response)
         self.assertEqual(created["hostnames"], ["www.zoe.dyn.example.com"])
@@ -126,15 +131,21 @@ class AdminListenerTests(SharedServerTestCase):
         self.assertEqual(self.state_of("zoe")["state"], "never")
         self.assertServed(main, "A", [])
 
-        update = http_exchange(self.server.http_port, get_request(
-            f"/nic/update?hostname={main}&myip=198.51.100.77", "zoe", "zoe pw"
-        ))
+        update = http_exchange(
+            self.server.http_port, get_request(f"/nic/update?hostname={main}&myip=198.51.100.77", "zoe", "zoe pw")
+        )
         self.assertEqual((update.status, update.body), (200, b"good 198.51.100.77\n"), update.raw)
         state = self.state_of("zoe")
         self.assertEqual(
             {k: state[k] for k in ("state", "ipv4", "ipv6", "ttl", "client_address", "names")},
-            {"state": "online", "ipv4": "198.51.100.77", "ipv6": None, "ttl": 30,
-             "client_address": "127.0.0.1", "names": [main, "www.zoe.dyn.example.com"]},
+            {
+                "state": "online",
+                "ipv4": "198.51.100.77",
+                "ipv6": None,
+                "ttl": 30,
+                "client_address": "127.0.0.1",
+                "names": [main, "www.zoe.dyn.example.com"],
+            },
         )
         self.assertIsNotNone(state["method"])
         self.assertRegex(state["last_update"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
@@ -144,8 +155,7 @@ class AdminListenerTests(SharedServerTestCase):
         response = self.admin("POST", "/api/users/zoe/offline", {})
         self.assertEqual(response.status, 200, response.raw)
         entry = self.json(response)
-        self.assertEqual((entry["state"], entry["ipv4"], entry["method"]),
-                         ("offline", "192.0.2.99", "admin"))
+        self.assertEqual((entry["state"], entry["ipv4"], entry["method"]), ("offline", "192.0.2.99", "admin"))
         self.assertEqual(self.state_of("zoe")["state"], "offline")
         self.assertServed(main, "A", ["192.0.2.99"])
 
@@ -163,8 +173,7 @@ class AdminListenerTests(SharedServerTestCase):
         self.assertEqual(update.status, 200, update.raw)
         self.assertEqual(update.header("x-dyndns-result"), "OK", update.raw)
         state = self.state_of("yann")
-        self.assertEqual((state["state"], state["ipv4"], state["ipv6"]),
-                         ("online", "198.51.100.78", "2001:db8::78"))
+        self.assertEqual((state["state"], state["ipv4"], state["ipv6"]), ("online", "198.51.100.78", "2001:db8::78"))
         self.assertServed(main, "A", ["198.51.100.78"])
         self.assertServed(main, "AAAA", ["2001:db8::78"])
 
@@ -236,17 +245,20 @@ class AdminConfigurationTests(ServerTestCase):
     def test_listener_without_credentials(self) -> None:
         self.assertRefused(
             admin_settings({}, []),
-            "admin.listen", "needs admin.users or admin.tokens",
+            "admin.listen",
+            "needs admin.users or admin.tokens",
         )
 
     def test_plain_password_instead_of_hash(self) -> None:
         self.assertRefused(
             admin_settings({ADMIN: ADMIN_PW}, []),
-            f"admin.users.{ADMIN}", "hash-password",
+            f"admin.users.{ADMIN}",
+            "hash-password",
         )
 
     def test_token_instead_of_digest(self) -> None:
         self.assertRefused(
             admin_settings({}, ["not-a-digest"]),
-            "admin.tokens", "make-token",
+            "admin.tokens",
+            "make-token",
         )

@@ -58,25 +58,39 @@ class CommandTests(SynchronousTestCase):
     def test_user_lifecycle(self) -> None:
         """add, list, show (JSON and text), edit, update, offline, enable,
         disable, remove: each does what it says and says what it did."""
-        out = cli_ok(self.config, "user", "add", "alice", "--password", "pw",
-                     "--host", "alice.example.org", "--host", "*.alice.example.net",
-                     "--offline-ip", "192.0.2.1", "--offline-ip", "2001:db8::1",
-                     "--notes", "home router", "--tsig-secret", TSIG_SECRET,
-                     "--tsig-algorithm", "hmac-sha256")
+        out = cli_ok(
+            self.config,
+            "user",
+            "add",
+            "alice",
+            "--password",
+            "pw",
+            "--host",
+            "alice.example.org",
+            "--host",
+            "*.alice.example.net",
+            "--offline-ip",
+            "192.0.2.1",
+            "--offline-ip",
+            "2001:db8::1",
+            "--notes",
+            "home router",
+            "--tsig-secret",
+            TSIG_SECRET,
+            "--tsig-algorithm",
+            "hmac-sha256",
+        )
         self.assertEqual(out, f"added alice (alice.{SUFFIX})\n")
         # The password from standard input; GnuDIP keeps the MD5 verifier.
-        out = cli_ok(self.config, "user", "add", "bob", "--password", "-", "--gnudip",
-                     "--disabled", input="s3cret\n")
+        out = cli_ok(self.config, "user", "add", "bob", "--password", "-", "--gnudip", "--disabled", input="s3cret\n")
         self.assertEqual(out, f"added bob (bob.{SUFFIX})\n")
         self.assertEqual(cli_ok(self.config, "user", "list"), "alice\nbob (disabled)\n")
 
         alice = self.show("alice")
         self.assertEqual(alice["hostnames"], ["alice.example.org", "*.alice.example.net"])
-        self.assertEqual((alice["offline_ipv4"], alice["offline_ipv6"]),
-                         ("192.0.2.1", "2001:db8::1"))
+        self.assertEqual((alice["offline_ipv4"], alice["offline_ipv6"]), ("192.0.2.1", "2001:db8::1"))
         self.assertEqual(alice["notes"], "home router")
-        self.assertEqual((alice["tsig_secret"], alice["tsig_algorithm"]),
-                         (TSIG_SECRET, "hmac-sha256"))
+        self.assertEqual((alice["tsig_secret"], alice["tsig_algorithm"]), (TSIG_SECRET, "hmac-sha256"))
         self.assertTrue(is_password_hash(alice["password_hash"]), alice["password_hash"])
         self.assertTrue(verify_password("pw", alice["password_hash"]))
         self.assertIsNone(alice["md5_verifier"])  # no GnuDIP: no MD5 kept
@@ -88,24 +102,31 @@ class CommandTests(SynchronousTestCase):
 
         # The text form lists every name and hides the secrets.
         text = cli_ok(self.config, "user", "show", "alice")
-        self.assertIn(
-            f"names: alice.{SUFFIX}, alice.example.org, *.alice.example.net\n", text
-        )
+        self.assertIn(f"names: alice.{SUFFIX}, alice.example.org, *.alice.example.net\n", text)
         self.assertIn("password_hash: (set)\n", text)
         self.assertIn("tsig_secret: (set)\n", text)
         self.assertIn("md5_verifier: (none)\n", text)
         self.assertNotIn(TSIG_SECRET, text)
         self.assertNotIn(alice["password_hash"], text)
 
-        out = cli_ok(self.config, "user", "edit", "alice", "--add-host", "www.alice.example.org",
-                     "--remove-host", "alice.example.org", "--notes", "office",
-                     "--offline-ip", "192.0.2.2")
+        out = cli_ok(
+            self.config,
+            "user",
+            "edit",
+            "alice",
+            "--add-host",
+            "www.alice.example.org",
+            "--remove-host",
+            "alice.example.org",
+            "--notes",
+            "office",
+            "--offline-ip",
+            "192.0.2.2",
+        )
         self.assertEqual(out, "changed alice\n")
-        out = cli_ok(self.config, "user", "update", "alice", "198.51.100.7", "2001:db8::7",
-                     "--ttl", "120")
+        out = cli_ok(self.config, "user", "update", "alice", "198.51.100.7", "2001:db8::7", "--ttl", "120")
         self.assertEqual(out, "good 198.51.100.7 2001:db8::7\n")
-        out = cli_ok(self.config, "user", "update", "alice", "2001:db8::7", "198.51.100.7",
-                     "--ttl", "120")
+        out = cli_ok(self.config, "user", "update", "alice", "2001:db8::7", "198.51.100.7", "--ttl", "120")
         self.assertEqual(out, "nochg 198.51.100.7 2001:db8::7\n")
         out = cli_ok(self.config, "user", "offline", "alice")
         self.assertTrue(out.startswith("good"), out)
@@ -120,8 +141,7 @@ class CommandTests(SynchronousTestCase):
         self.assertTrue(verify_password("pw", alice["password_hash"]))
         state = alice["state"]
         self.assertEqual(
-            (state["status"], state["offline"], state["ipv4"], state["ipv6"], state["ttl"],
-             state["method"]),
+            (state["status"], state["offline"], state["ipv4"], state["ipv6"], state["ttl"], state["method"]),
             ("offline", True, "198.51.100.7", "2001:db8::7", 120, "cli"),
         )
         self.assertRegex(state["updated_at"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
@@ -131,49 +151,73 @@ class CommandTests(SynchronousTestCase):
         self.assertEqual((rc, out), (1, ""))
         self.assertIn("disabled", err)
         self.assertEqual(cli_ok(self.config, "user", "enable", "bob"), "enabled bob\n")
-        self.assertEqual(cli_ok(self.config, "user", "update", "bob", "203.0.113.1"),
-                         "good 203.0.113.1\n")
+        self.assertEqual(cli_ok(self.config, "user", "update", "bob", "203.0.113.1"), "good 203.0.113.1\n")
         self.assertEqual(cli_ok(self.config, "user", "disable", "alice"), "disabled alice\n")
         self.assertEqual(cli_ok(self.config, "user", "remove", "bob"), "removed bob\n")
         self.assertEqual(cli_ok(self.config, "user", "list"), "alice (disabled)\n")
 
     def test_status(self) -> None:
         """status as a table and as JSON, sorted by any column, reversed."""
-        cli_ok(self.config, "import", write_file(self.directory, "users.json", document(
-            {"id": "anna", "password": "a",
-             "state": {"ipv4": "203.0.113.5", "updated_at": "2024-05-01T10:00:00Z",
-                       "method": "http"}},
-            {"id": "bert", "password": "b", "offline_ipv4": "192.0.2.200",
-             "state": {"ipv4": "192.0.2.7", "ipv6": "2001:db8::b", "offline": True,
-                       "updated_at": "2024-05-03T10:00:00Z", "method": "gnudip"}},
-            {"id": "cleo", "password": "c"},
-            {"id": "dora", "password": "d", "disabled": True,
-             "state": {"ipv4": "198.51.100.1", "updated_at": "2024-05-02T10:00:00Z",
-                       "method": "dns-update"}},
-        )))
+        cli_ok(
+            self.config,
+            "import",
+            write_file(
+                self.directory,
+                "users.json",
+                document(
+                    {
+                        "id": "anna",
+                        "password": "a",
+                        "state": {"ipv4": "203.0.113.5", "updated_at": "2024-05-01T10:00:00Z", "method": "http"},
+                    },
+                    {
+                        "id": "bert",
+                        "password": "b",
+                        "offline_ipv4": "192.0.2.200",
+                        "state": {
+                            "ipv4": "192.0.2.7",
+                            "ipv6": "2001:db8::b",
+                            "offline": True,
+                            "updated_at": "2024-05-03T10:00:00Z",
+                            "method": "gnudip",
+                        },
+                    },
+                    {"id": "cleo", "password": "c"},
+                    {
+                        "id": "dora",
+                        "password": "d",
+                        "disabled": True,
+                        "state": {"ipv4": "198.51.100.1", "updated_at": "2024-05-02T10:00:00Z", "method": "dns-update"},
+                    },
+                ),
+            ),
+        )
         rows = json.loads(cli_ok(self.config, "status", "--json"))
         self.assertEqual([r["user"] for r in rows], ["anna", "bert", "cleo", "dora"])
-        self.assertEqual(rows[0], {
-            "user": "anna", "state": "online", "ipv4": "203.0.113.5", "ipv6": "",
-            "updated": "2024-05-01T10:00:00Z", "method": "http",
-        })
+        self.assertEqual(
+            rows[0],
+            {
+                "user": "anna",
+                "state": "online",
+                "ipv4": "203.0.113.5",
+                "ipv6": "",
+                "updated": "2024-05-01T10:00:00Z",
+                "method": "http",
+            },
+        )
         self.assertEqual([r["state"] for r in rows], ["online", "offline", "never", "disabled"])
         self.assertEqual(rows[1]["ipv6"], "2001:db8::b")
 
         by_ip = json.loads(cli_ok(self.config, "status", "--json", "--sort", "ipv4"))
         # Users without an address sort last.
         self.assertEqual([r["user"] for r in by_ip], ["bert", "dora", "anna", "cleo"])
-        by_time = json.loads(
-            cli_ok(self.config, "status", "--json", "--sort", "updated", "--reverse")
-        )
+        by_time = json.loads(cli_ok(self.config, "status", "--json", "--sort", "updated", "--reverse"))
         self.assertEqual([r["user"] for r in by_time if r["updated"]], ["bert", "dora", "anna"])
         self.assertEqual(len(by_time), 4)
 
         table = cli_ok(self.config, "status", "--sort", "state").splitlines()
-        self.assertEqual(table[0].split(), ["user", "state", "ipv4", "ipv6", "last", "update",
-                                            "method"])
-        self.assertEqual([line.split()[0] for line in table[1:]],
-                         ["dora", "cleo", "bert", "anna"])
+        self.assertEqual(table[0].split(), ["user", "state", "ipv4", "ipv6", "last", "update", "method"])
+        self.assertEqual([line.split()[0] for line in table[1:]], ["dora", "cleo", "bert", "anna"])
         self.assertIn("2024-05-03T10:00:00Z", table[3])
 
     def test_export_import_round_trip(self) -> None:
@@ -182,17 +226,51 @@ class CommandTests(SynchronousTestCase):
         document, secrets and states included; importing it again (from
         standard input) replaces users with identical ones.
         """
-        cli_ok(self.config, "user", "add", "alice", "--password", "pw",
-               "--host", "alice.example.org", "--host", "*.alice.example.net",
-               "--offline-ip", "192.0.2.1", "--tsig-secret", TSIG_SECRET,
-               "--tsig-algorithm", "hmac-sha512", "--notes", "note")
+        cli_ok(
+            self.config,
+            "user",
+            "add",
+            "alice",
+            "--password",
+            "pw",
+            "--host",
+            "alice.example.org",
+            "--host",
+            "*.alice.example.net",
+            "--offline-ip",
+            "192.0.2.1",
+            "--tsig-secret",
+            TSIG_SECRET,
+            "--tsig-algorithm",
+            "hmac-sha512",
+            "--notes",
+            "note",
+        )
         cli_ok(self.config, "user", "add", "bob", "--password", "pw2", "--tsig-from-password")
-        cli_ok(self.config, "import", write_file(self.directory, "more.json", document(
-            {"id": "carol", "password": "x", "gnudip": True, "disabled": True,
-             "state": {"ipv4": "192.0.2.9", "offline": True, "ttl": 60,
-                       "updated_at": "2024-01-02T03:04:05Z", "method": "http",
-                       "client_address": "192.0.2.100"}},
-        )))
+        cli_ok(
+            self.config,
+            "import",
+            write_file(
+                self.directory,
+                "more.json",
+                document(
+                    {
+                        "id": "carol",
+                        "password": "x",
+                        "gnudip": True,
+                        "disabled": True,
+                        "state": {
+                            "ipv4": "192.0.2.9",
+                            "offline": True,
+                            "ttl": 60,
+                            "updated_at": "2024-01-02T03:04:05Z",
+                            "method": "http",
+                            "client_address": "192.0.2.100",
+                        },
+                    },
+                ),
+            ),
+        )
         cli_ok(self.config, "user", "update", "alice", "198.51.100.7", "2001:db8::7")
         exported = cli_ok(self.config, "export")
         data = json.loads(exported)
@@ -216,8 +294,9 @@ class CommandTests(SynchronousTestCase):
         self.assertEqual(cli_ok(other, "import", "-", input=exported), "imported 3 users\n")
         self.assertEqual(cli_ok(other, "export"), exported)
         # The imported password hashes still verify.
-        self.assertTrue(verify_password("pw", json.loads(cli_ok(
-            other, "user", "show", "alice", "--json"))["password_hash"]))
+        self.assertTrue(
+            verify_password("pw", json.loads(cli_ok(other, "user", "show", "alice", "--json"))["password_hash"])
+        )
 
     def test_hash_password(self) -> None:
         first = cli_ok(self.config, "hash-password", "--password", "pw").strip()
@@ -247,13 +326,24 @@ class BadInputTests(SynchronousTestCase):
         cls.template = tempfile.mkdtemp(prefix="dyndns-cli-")
         try:
             config = new_config(cls.template)
-            cli_ok(config, "import", write_file(cls.template, "users.json", document(
-                {"id": "alice", "password": "pw", "hostnames": ["alice.example.org"],
-                 "offline_ipv4": "192.0.2.1",
-                 "state": {"ipv4": "198.51.100.7", "updated_at": "2024-01-01T00:00:00Z",
-                           "method": "cli"}},
-                {"id": "bob", "password": "pw", "tsig_secret": TSIG_SECRET},
-            )))
+            cli_ok(
+                config,
+                "import",
+                write_file(
+                    cls.template,
+                    "users.json",
+                    document(
+                        {
+                            "id": "alice",
+                            "password": "pw",
+                            "hostnames": ["alice.example.org"],
+                            "offline_ipv4": "192.0.2.1",
+                            "state": {"ipv4": "198.51.100.7", "updated_at": "2024-01-01T00:00:00Z", "method": "cli"},
+                        },
+                        {"id": "bob", "password": "pw", "tsig_secret": TSIG_SECRET},
+                    ),
+                ),
+            )
             cls.baseline = cli_ok(config, "export")
         except BaseException:
             shutil.rmtree(cls.template, ignore_errors=True)
@@ -270,8 +360,7 @@ class BadInputTests(SynchronousTestCase):
             shutil.copy(path, self.directory)
         self.config = os.path.join(self.directory, "dyndns.toml")
 
-    def assertRejected(self, *args: str, expect: tuple[str, ...], input: str | None = None
-                       ) -> str:
+    def assertRejected(self, *args: str, expect: tuple[str, ...], input: str | None = None) -> str:
         """The command fails with status 1 and a message holding C{expect}."""
         rc, out, err = run_cli(self.config, *args, input=input)
         self.assertEqual(rc, 1, f"dyndns {' '.join(args)}: {out}{err}")
@@ -292,58 +381,100 @@ class BadInputTests(SynchronousTestCase):
         self.assertEqual(users[0]["state"]["ipv4"], "198.51.100.7")
 
     def test_invalid_user_id(self) -> None:
-        self.assertRejected("user", "add", "Bad_Id", "--password", "pw",
-                            expect=("id:", "'Bad_Id'", "not a valid user id"))
-        self.assertRejected("user", "add", "carol-", "--password", "pw",
-                            expect=("'carol-'", "not a valid user id"))
+        self.assertRejected(
+            "user", "add", "Bad_Id", "--password", "pw", expect=("id:", "'Bad_Id'", "not a valid user id")
+        )
+        self.assertRejected("user", "add", "carol-", "--password", "pw", expect=("'carol-'", "not a valid user id"))
         self.assertUntouched()
 
     def test_invalid_host_name(self) -> None:
-        self.assertRejected("user", "add", "carol", "--password", "pw",
-                            "--host", "bad..example.org",
-                            expect=("hostnames", "'bad..example.org'", "empty label"))
-        self.assertRejected("user", "edit", "alice", "--add-host", "sp ace.example.org",
-                            expect=("hostnames", "'sp ace.example.org'"))
+        self.assertRejected(
+            "user",
+            "add",
+            "carol",
+            "--password",
+            "pw",
+            "--host",
+            "bad..example.org",
+            expect=("hostnames", "'bad..example.org'", "empty label"),
+        )
+        self.assertRejected(
+            "user", "edit", "alice", "--add-host", "sp ace.example.org", expect=("hostnames", "'sp ace.example.org'")
+        )
         # Under the suffix, only names below the user's own name.
-        self.assertRejected("user", "add", "carol", "--password", "pw",
-                            "--host", f"www.alice.{SUFFIX}",
-                            expect=("hostnames", f"www.alice.{SUFFIX}", f"carol.{SUFFIX}"))
+        self.assertRejected(
+            "user",
+            "add",
+            "carol",
+            "--password",
+            "pw",
+            "--host",
+            f"www.alice.{SUFFIX}",
+            expect=("hostnames", f"www.alice.{SUFFIX}", f"carol.{SUFFIX}"),
+        )
         self.assertUntouched()
 
     def test_invalid_address(self) -> None:
-        self.assertRejected("user", "update", "alice", "300.1.2.3",
-                            expect=("'300.1.2.3' is not an IP address",))
-        self.assertRejected("user", "update", "alice", "192.0.2.5", "192.0.2.6",
-                            expect=("at most one IPv4",))
-        self.assertRejected("user", "add", "carol", "--password", "pw",
-                            "--offline-ip", "not-an-ip",
-                            expect=("offline_ip", "'not-an-ip' is not an IP address"))
+        self.assertRejected("user", "update", "alice", "300.1.2.3", expect=("'300.1.2.3' is not an IP address",))
+        self.assertRejected("user", "update", "alice", "192.0.2.5", "192.0.2.6", expect=("at most one IPv4",))
+        self.assertRejected(
+            "user",
+            "add",
+            "carol",
+            "--password",
+            "pw",
+            "--offline-ip",
+            "not-an-ip",
+            expect=("offline_ip", "'not-an-ip' is not an IP address"),
+        )
         self.assertUntouched()
 
     def test_bad_tsig_secret(self) -> None:
-        self.assertRejected("user", "add", "carol", "--password", "pw",
-                            "--tsig-secret", "not*base64!",
-                            expect=("tsig_secret", "not valid base64"))
-        self.assertRejected("user", "edit", "bob", "--tsig-secret", "abc",
-                            expect=("tsig_secret", "not valid base64"))
+        self.assertRejected(
+            "user",
+            "add",
+            "carol",
+            "--password",
+            "pw",
+            "--tsig-secret",
+            "not*base64!",
+            expect=("tsig_secret", "not valid base64"),
+        )
+        self.assertRejected("user", "edit", "bob", "--tsig-secret", "abc", expect=("tsig_secret", "not valid base64"))
         self.assertUntouched()
 
     def test_duplicate_user(self) -> None:
-        self.assertRejected("user", "add", "alice", "--password", "other",
-                            expect=("'alice'", "already exists"))
+        self.assertRejected("user", "add", "alice", "--password", "other", expect=("'alice'", "already exists"))
         self.assertUntouched()
 
     def test_taken_host_name(self) -> None:
-        self.assertRejected("user", "add", "carol", "--password", "pw",
-                            "--host", "Alice.Example.org.",
-                            expect=("'alice.example.org'", "belongs to user 'alice'"))
-        self.assertRejected("user", "edit", "bob", "--add-host", "alice.example.org",
-                            expect=("'alice.example.org'", "belongs to user 'alice'"))
+        self.assertRejected(
+            "user",
+            "add",
+            "carol",
+            "--password",
+            "pw",
+            "--host",
+            "Alice.Example.org.",
+            expect=("'alice.example.org'", "belongs to user 'alice'"),
+        )
+        self.assertRejected(
+            "user",
+            "edit",
+            "bob",
+            "--add-host",
+            "alice.example.org",
+            expect=("'alice.example.org'", "belongs to user 'alice'"),
+        )
         self.assertUntouched()
 
     def test_unknown_user(self) -> None:
-        for command in (["show", "nobody"], ["edit", "nobody", "--notes", "x"],
-                        ["remove", "nobody"], ["update", "nobody", "192.0.2.1"]):
+        for command in (
+            ["show", "nobody"],
+            ["edit", "nobody", "--notes", "x"],
+            ["remove", "nobody"],
+            ["update", "nobody", "192.0.2.1"],
+        ):
             self.assertRejected("user", *command, expect=("no user 'nobody'",))
         self.assertUntouched()
 
@@ -353,10 +484,14 @@ class BadInputTests(SynchronousTestCase):
 
     def test_import_with_one_bad_entry(self) -> None:
         """A document with one bad entry imports nothing, and says which one."""
-        path = write_file(self.directory, "bad.json", document(
-            {"id": "carol", "password": "pw"},
-            {"id": "dave", "password": "pw", "hostnames": ["ok.example.org", "-bad.example.org"]},
-        ))
+        path = write_file(
+            self.directory,
+            "bad.json",
+            document(
+                {"id": "carol", "password": "pw"},
+                {"id": "dave", "password": "pw", "hostnames": ["ok.example.org", "-bad.example.org"]},
+            ),
+        )
         self.assertRejected("import", path, expect=(path, "users[1].hostnames", "-bad.example.org"))
         self.assertUntouched()
 
@@ -365,10 +500,14 @@ class BadInputTests(SynchronousTestCase):
         Valid on its own, but the second entry takes alice's name: the whole
         import is rolled back (carol is not added either).
         """
-        path = write_file(self.directory, "conflict.json", document(
-            {"id": "carol", "password": "pw"},
-            {"id": "dave", "password": "pw", "hostnames": ["alice.example.org"]},
-        ))
+        path = write_file(
+            self.directory,
+            "conflict.json",
+            document(
+                {"id": "carol", "password": "pw"},
+                {"id": "dave", "password": "pw", "hostnames": ["alice.example.org"]},
+            ),
+        )
         self.assertRejected("import", path, expect=("alice.example.org",))
         self.assertUntouched()
 
@@ -381,8 +520,7 @@ class BadInputTests(SynchronousTestCase):
 
     def test_bad_configuration(self) -> None:
         """A broken configuration file is named with its key; nothing opened."""
-        broken = write_file(self.directory, "broken.toml",
-                            '[service]\nsuffix = "dyn.example.com"\nsufix = "x"\n')
+        broken = write_file(self.directory, "broken.toml", '[service]\nsuffix = "dyn.example.com"\nsufix = "x"\n')
         rc, out, err = run_cli(broken, "user", "list")
         self.assertEqual((rc, out), (1, ""))
         self.assertIn(f"{broken}: service.sufix: unknown key", err)

@@ -62,9 +62,7 @@ def connect(port: int, source: str) -> socket.socket:
     return s
 
 
-def closed_by_server(
-    sockets: list[socket.socket], wait: float = 1.0, expect: int | None = None
-) -> set[socket.socket]:
+def closed_by_server(sockets: list[socket.socket], wait: float = 1.0, expect: int | None = None) -> set[socket.socket]:
     """
     The sockets the server closed (EOF or reset) within C{wait} seconds, or
     once C{expect} are closed and 0.3 s more passed (a loaded machine may be
@@ -137,8 +135,10 @@ class CapsTests(ConnectionsTestCase):
         still_open = [s for s in held if s.fileno() != -1]
         # the honest host: an HTTP update, a DNS-over-TCP answer, GnuDIP
         body = self.curl(
-            f"http://127.0.0.1:{self.server.http_port}/nic/update?myip=198.51.100.7", HONEST,
-            "-u", f"alice:{PASSWORD}",
+            f"http://127.0.0.1:{self.server.http_port}/nic/update?myip=198.51.100.7",
+            HONEST,
+            "-u",
+            f"alice:{PASSWORD}",
         )
         self.assertEqual(body.strip(), "good 198.51.100.7")
         answer = self.served(f"alice.{SUFFIX}", "A", "+tcp", "-b", HONEST)
@@ -147,17 +147,19 @@ class CapsTests(ConnectionsTestCase):
         self.assertEqual((len(salt), reply), (11, b"0\n"))  # the salt and its LF
         self.assertEqual(self.served(f"alice.{SUFFIX}").data("A"), ["198.51.100.8"])
         # the attacker is still held at its caps: one more is refused at once
-        for name, (port, cap) in listeners.items():
+        for name, (port, _cap) in listeners.items():
             extra = connect(port, ATTACKER)
             held.append(extra)
             self.assertEqual(closed_by_server([extra], wait=5), {extra}, name)
         metrics = self.curl(
-            f"http://127.0.0.1:{self.server.admin_port}/metrics", HONEST, "-u", f"admin:{ADMIN_PW}",
+            f"http://127.0.0.1:{self.server.admin_port}/metrics",
+            HONEST,
+            "-u",
+            f"admin:{ADMIN_PW}",
         )
         for name in listeners:
             self.assertIn(
-                f'dyndns_connections_refused_total{{listener="{name}",reason="per_source"}} '
-                f"{EXTRA + 1}.0",
+                f'dyndns_connections_refused_total{{listener="{name}",reason="per_source"}} {EXTRA + 1}.0',
                 metrics,
             )
         self.assertIn(f'dyndns_connections_open{{listener="http"}} {HTTP_CAP}.0', metrics)
@@ -194,7 +196,7 @@ class DeadlineTests(ConnectionsTestCase):
         received = b""
         for i in range(len(data)):
             try:
-                s.sendall(data[i:i + 1])
+                s.sendall(data[i : i + 1])
             except OSError:
                 return i, received
             readable, _, _ = select.select([s], [], [], every)
@@ -210,10 +212,7 @@ class DeadlineTests(ConnectionsTestCase):
 
     def test_slow_http_head_closed(self) -> None:
         """One byte per 0.2 s of a 90-byte head (18 s): 408 and closed long before its end."""
-        head = (
-            b"GET /nic/update?myip=198.51.100.9 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-            b"User-Agent: slow-client/1.0\r\n\r\n"
-        )
+        head = b"GET /nic/update?myip=198.51.100.9 HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: slow-client/1.0\r\n\r\n"
         with connect(self.server.http_port, ATTACKER) as s:
             sent, received = self.drip(s, head, 0.2)
         self.assertLess(sent, len(head), "the server waited for the whole head")

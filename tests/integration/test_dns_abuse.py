@@ -35,8 +35,9 @@ NAME = f"alice.{SUFFIX}"
 ALICE = "198.51.100.7"
 
 
-def send_bursts(port: int, bursts: list[tuple[str, int]], name: str = NAME, quiet: float = 0.5,
-                limit: float = 5.0) -> list[list[dns.message.Message]]:
+def send_bursts(
+    port: int, bursts: list[tuple[str, int]], name: str = NAME, quiet: float = 0.5, limit: float = 5.0
+) -> list[list[dns.message.Message]]:
     """
     Send each burst (C{count} queries from C{source}) in turn without
     waiting, then collect the replies of each source until none came for
@@ -66,8 +67,9 @@ def send_bursts(port: int, bursts: list[tuple[str, int]], name: str = NAME, quie
             s.close()
 
 
-def send_burst(source: str, port: int, count: int, name: str = NAME, quiet: float = 0.5,
-               limit: float = 5.0) -> list[dns.message.Message]:
+def send_burst(
+    source: str, port: int, count: int, name: str = NAME, quiet: float = 0.5, limit: float = 5.0
+) -> list[dns.message.Message]:
     """L{send_bursts} from one source."""
     return send_bursts(port, [(source, count)], name, quiet, limit)[0]
 
@@ -79,9 +81,7 @@ def dig_from(source: str, port: int, *opts: str) -> str:
 
 
 def with_cookie(cookie: bytes) -> dns.message.Message:
-    query = dns.message.make_query(
-        NAME, "A", use_edns=0, options=[dns.edns.GenericOption(dns.edns.COOKIE, cookie)]
-    )
+    query = dns.message.make_query(NAME, "A", use_edns=0, options=[dns.edns.GenericOption(dns.edns.COOKIE, cookie)])
     query.flags &= ~dns.flags.RD
     return query
 
@@ -96,10 +96,12 @@ def cookie_of(response: dns.message.Message) -> bytes | None:
 class AbuseTests(SharedServerTestCase):
     """One server for the class; each test uses sources in its own /24."""
 
-    server_options = {"dns": {
-        "rrl": {"responses_per_second": RATE, "slip": 2, "exempt": []},
-        "cookies": {"secret": "e5e973e5a6b2a43f48e7dc849e37bfcf"},
-    }}
+    server_options = {
+        "dns": {
+            "rrl": {"responses_per_second": RATE, "slip": 2, "exempt": []},
+            "cookies": {"secret": "e5e973e5a6b2a43f48e7dc849e37bfcf"},
+        }
+    }
 
     @classmethod
     def prepare(cls, server: Server) -> None:
@@ -184,15 +186,13 @@ class AbuseTests(SharedServerTestCase):
     def test_valid_cookie_not_limited(self) -> None:
         """A source that proved its address with our cookie gets every answer."""
         source = "127.0.4.2"
-        first = dns.query.udp(with_cookie(b"\x01" * 8), "127.0.0.1", port=self.server.port,
-                              source=source, timeout=2)
+        first = dns.query.udp(with_cookie(b"\x01" * 8), "127.0.0.1", port=self.server.port, source=source, timeout=2)
         cookie = cookie_of(first)
         assert cookie is not None, "no cookie in the answer"
         self.assertEqual(len(cookie), 24)
         send_burst(source, self.server.port, 20, quiet=0.2)  # drained without a cookie
         for _ in range(20):
-            reply = dns.query.udp(with_cookie(cookie), "127.0.0.1", port=self.server.port,
-                                  source=source, timeout=2)
+            reply = dns.query.udp(with_cookie(cookie), "127.0.0.1", port=self.server.port, source=source, timeout=2)
             self.assertFalse(reply.flags & dns.flags.TC)
             self.assertEqual(len(reply.answer), 1)
 
@@ -223,8 +223,9 @@ class AbuseTests(SharedServerTestCase):
                 replies += 1
         self.assertGreaterEqual(replies, 1)
         self.assertLess(replies, 300)  # errors are rate limited too
-        reply = dns.query.udp(dns.message.make_query(NAME, "A"), "127.0.0.1", port=self.server.port,
-                              source="127.0.8.2", timeout=2)
+        reply = dns.query.udp(
+            dns.message.make_query(NAME, "A"), "127.0.0.1", port=self.server.port, source="127.0.8.2", timeout=2
+        )
         self.assertEqual(len(reply.answer), 1)
         log = self.server.read_log()
         self.assertNotIn("Traceback", log)

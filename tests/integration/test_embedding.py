@@ -86,9 +86,7 @@ class EmbedResolverExampleTests(SynchronousTestCase):
     def setUpClass(cls) -> None:
         require_tool("dig", "bind9-dnsutils")
         cls.port = free_port()
-        cls.process, cls.line = start_example(
-            "--port", str(cls.port), "--interface", "127.0.0.1"
-        )
+        cls.process, cls.line = start_example("--port", str(cls.port), "--interface", "127.0.0.1")
 
     @classmethod
     def tearDownClass(cls) -> None:
@@ -123,8 +121,7 @@ class EmbedResolverExampleTests(SynchronousTestCase):
         result = dig(self.port, "demo.example.org", "AAAA")
         self.assertEqual(result.status, "NOERROR", result.output)
         self.assertEqual(result.answer, ())
-        self.assertEqual([(r.name, r.type) for r in result.authority],
-                         [("example.org.", "SOA")])
+        self.assertEqual([(r.name, r.type) for r in result.authority], [("example.org.", "SOA")])
 
     def test_static_names_from_zone_file(self) -> None:
         """Names the resolver does not know fall through to the zone file."""
@@ -144,10 +141,8 @@ class EmbedResolverExampleTests(SynchronousTestCase):
         self.assertEqual(result.status, "NXDOMAIN", result.output)
         self.assertIn("aa", result.flags)
         self.assertEqual(result.answer, ())
-        self.assertEqual([(r.name, r.type) for r in result.authority],
-                         [("example.org.", "SOA")])
-        self.assertIn("ns1.example.org. hostmaster.example.org. 2024010101",
-                      result.authority[0].data)
+        self.assertEqual([(r.name, r.type) for r in result.authority], [("example.org.", "SOA")])
+        self.assertIn("ns1.example.org. hostmaster.example.org. 2024010101", result.authority[0].data)
 
     def test_unknown_user_under_suffix_is_nxdomain_from_zone(self) -> None:
         """dyn.example.org is inside example.org: the zone says NXDOMAIN."""
@@ -173,14 +168,15 @@ class EmbedResolverWithStoreTests(SynchronousTestCase):
         os.makedirs(directory)
         config = os.path.join(directory, "embed.toml")
         with open(config, "w") as f:
-            f.write(toml_document({"service": {"suffix": "dyn.example.org", "poll_interval": 0.2},
-                                   "store": {"path": "users.sqlite"}}))
+            f.write(
+                toml_document(
+                    {"service": {"suffix": "dyn.example.org", "poll_interval": 0.2}, "store": {"path": "users.sqlite"}}
+                )
+            )
         cli_ok(config, "user", "add", "eve", "--password", "pw", "--host", "eve.example.org")
         cli_ok(config, "user", "update", "eve", "192.0.2.44")
         port = free_port()
-        process, line = start_example(
-            "--port", str(port), "--db", os.path.join(directory, "users.sqlite")
-        )
+        process, line = start_example("--port", str(port), "--db", os.path.join(directory, "users.sqlite"))
         self.addCleanup(stop_example, process)
         self.assertEqual(line, f"listening on 127.0.0.1:{port}")
 
@@ -192,7 +188,5 @@ class EmbedResolverWithStoreTests(SynchronousTestCase):
 
         # The example's service polls the store (every 0.5 s by default).
         cli_ok(config, "user", "update", "eve", "192.0.2.45")
-        wait_for(
-            lambda: dig(port, "eve.example.org", "A").data("A") == ["192.0.2.45"], 5.0
-        )
+        wait_for(lambda: dig(port, "eve.example.org", "A").data("A") == ["192.0.2.45"], 5.0)
         self.assertEqual(dig(port, "eve.example.org", "A").data("A"), ["192.0.2.45"])

@@ -53,15 +53,13 @@ class GnuDIPClientsTests(SharedServerTestCase):
 
     # -- helpers
 
-    def tcp(self, user: str, code: str, address: str | None = None,
-            password: str = PASSWORD) -> bytes:
+    def tcp(self, user: str, code: str, address: str | None = None, password: str = PASSWORD) -> bytes:
         """A TCP exchange; checks the salt line's shape; returns the reply."""
         salt_line, reply = gnudip_tcp(self.server.gnudip_port, user, password, code, address)
         self.assertRegex(salt_line, rb"\A[A-Za-z0-9]{10}\n\Z")
         return reply
 
-    def http(self, user: str, reqc: str, addr: str | None = None,
-             path: str = REFERENCE_PATH) -> dict[str, str]:
+    def http(self, user: str, reqc: str, addr: str | None = None, path: str = REFERENCE_PATH) -> dict[str, str]:
         """Both HTTP steps as gdipc.pl makes them; the step-2 meta tags."""
         first = http_exchange(self.server.http_port, gdipc_request(path, self.server.http_port))
         self.assertEqual(first.status, 200, first.raw)
@@ -119,9 +117,7 @@ class GnuDIPClientsTests(SharedServerTestCase):
     def test_http_reqc2_base_path(self) -> None:
         """HTTP code 2 on C{<base>gnudip}: C{retc 0}, C{addr 127.0.0.1}; dig sees it."""
         self.put("alice", "192.0.2.75")
-        self.assertEqual(
-            self.http("alice", "2", path=BASE_PATH), {"retc": "0", "addr": "127.0.0.1"}
-        )
+        self.assertEqual(self.http("alice", "2", path=BASE_PATH), {"retc": "0", "addr": "127.0.0.1"})
         self.assertServed("alice", ["127.0.0.1"])
 
     # -- offline
@@ -161,8 +157,7 @@ class GnuDIPClientsTests(SharedServerTestCase):
         key = os.path.join(self.server.directory, "gnudip-http.key")
         self.assertEqual(stat.S_IMODE(os.stat(key).st_mode), 0o600)
         self.put("alice", "192.0.2.100")
-        first = http_exchange(self.server.http_port,
-                              gdipc_request(REFERENCE_PATH, self.server.http_port))
+        first = http_exchange(self.server.http_port, gdipc_request(REFERENCE_PATH, self.server.http_port))
         salt = gdipc_meta(first)
         self.server.stop()
         self.server.start()

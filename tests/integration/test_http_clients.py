@@ -88,10 +88,7 @@ def ddclient_verdicts(response: HTTPResponse, hosts: list[str]) -> dict[str, str
     if not 200 <= response.status < 300:
         return {host: f"HTTP {response.status}" for host in hosts}
     lines = response.body.decode("utf-8", "replace").lower().split("\n")
-    return {
-        host: (lines[i].split(" ")[0] if i < len(lines) else "(no line)")
-        for i, host in enumerate(hosts)
-    }
+    return {host: (lines[i].split(" ")[0] if i < len(lines) else "(no line)") for i, host in enumerate(hosts)}
 
 
 def ddclient_web_address(response: HTTPResponse) -> str | None:
@@ -178,17 +175,12 @@ class HTTPClientsTests(SharedServerTestCase):
         for name in names or (f"{user}.{SUFFIX}",):
             results: list[DigResult] = []
 
-            def parked() -> bool:
+            def parked(name: str = name, results: list[DigResult] = results) -> bool:
                 results[:] = [self.served(name, "A"), self.served(name, "AAAA")]
-                return (
-                    results[0].data("A") == [PARKED_V4]
-                    and results[1].data("AAAA") == [PARKED_V6]
-                )
+                return results[0].data("A") == [PARKED_V4] and results[1].data("AAAA") == [PARKED_V6]
 
             ok, waited = wait_for(parked, CHANGE_LIMIT, interval=0.1)
-            self.assertTrue(
-                ok, f"{name} not parked after {waited:.1f} s: {[r.output for r in results]}"
-            )
+            self.assertTrue(ok, f"{name} not parked after {waited:.1f} s: {[r.output for r in results]}")
 
     def assertAddresses(self, name: str, rtype: str, expected: list[str]) -> DigResult:
         """dig (once, at once: an acknowledged update is served) shows C{expected}."""
@@ -325,8 +317,7 @@ class HTTPClientsTests(SharedServerTestCase):
         self.assertEqual(page.header("content-type"), "text/html")
         self.assertEqual(
             page.text,
-            "<html><head><title>Current IP Check</title></head>"
-            "<body>Current IP Address: 127.0.0.1</body></html>\r\n",
+            "<html><head><title>Current IP Check</title></head><body>Current IP Address: 127.0.0.1</body></html>\r\n",
         )
         self.assertEqual(ddclient_web_address(page), "127.0.0.1")
         self.assertParked(f"alice.{SUFFIX}")
@@ -411,8 +402,11 @@ class HTTPClientsTests(SharedServerTestCase):
             resolv_before = f.read()
         done = subprocess.run(
             guarded(self.workdir("guard"), ["cat", "/etc/resolv.conf", "/etc/hosts"]),
-            capture_output=True, text=True, stdin=subprocess.DEVNULL,
-            timeout=GUARD_TIMEOUT, check=False,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=GUARD_TIMEOUT,
+            check=False,
         )
         self.assertEqual(done.returncode, 0, done.stderr)
         self.assertEqual(done.stdout, GUARD_RESOLV + GUARD_HOSTS)
@@ -427,8 +421,12 @@ class HTTPClientsTests(SharedServerTestCase):
         """ddclient (use=ip) updates one host: it reports SUCCESS, dig serves the address."""
         self.park(DORA)
         rc, output = run_ddclient(
-            self.workdir("ddclient-one"), self.server.http_port, DORA, DORA_PW,
-            [f"dora.{SUFFIX}"], ip="192.0.2.61",
+            self.workdir("ddclient-one"),
+            self.server.http_port,
+            DORA,
+            DORA_PW,
+            [f"dora.{SUFFIX}"],
+            ip="192.0.2.61",
         )
         self.assertEqual(rc, 0, output)
         self.assertDdclientSuccess(output, f"dora.{SUFFIX}", "192.0.2.61")
@@ -444,14 +442,16 @@ class HTTPClientsTests(SharedServerTestCase):
         hosts = [f"dora.{SUFFIX}", "dora.example.org"]
         self.park(DORA, *hosts)
         rc, output = run_ddclient(
-            self.workdir("ddclient-two"), self.server.http_port, DORA, DORA_PW,
-            hosts, ip="192.0.2.62",
+            self.workdir("ddclient-two"),
+            self.server.http_port,
+            DORA,
+            DORA_PW,
+            hosts,
+            ip="192.0.2.62",
         )
         self.assertEqual(rc, 0, output)
         sent = re.findall(r"(?m)^SENDING: +GET (/nic/update\S*)", output)
-        self.assertEqual(
-            sent, [f"/nic/update?system=dyndns&hostname={','.join(hosts)}&myip=192.0.2.62"], output
-        )
+        self.assertEqual(sent, [f"/nic/update?system=dyndns&hostname={','.join(hosts)}&myip=192.0.2.62"], output)
         for host in hosts:
             self.assertDdclientSuccess(output, host, "192.0.2.62")
             self.assertAddresses(host, "A", ["192.0.2.62"])
@@ -461,8 +461,12 @@ class HTTPClientsTests(SharedServerTestCase):
         """ddclient with C{ip=2001:db8::77}: SUCCESS, dig serves the AAAA."""
         self.park(DORA)
         rc, output = run_ddclient(
-            self.workdir("ddclient-v6"), self.server.http_port, DORA, DORA_PW,
-            [f"dora.{SUFFIX}"], ip="2001:db8::77",
+            self.workdir("ddclient-v6"),
+            self.server.http_port,
+            DORA,
+            DORA_PW,
+            [f"dora.{SUFFIX}"],
+            ip="2001:db8::77",
         )
         self.assertEqual(rc, 0, output)
         self.assertIn("&myip=2001:db8::77 HTTP/1.1", output)
@@ -476,8 +480,12 @@ class HTTPClientsTests(SharedServerTestCase):
         """
         self.park(DORA)
         rc, output = run_ddclient(
-            self.workdir("ddclient-web"), self.server.http_port, DORA, DORA_PW,
-            [f"dora.{SUFFIX}"], web=f"http://127.0.0.1:{self.server.http_port}/checkip",
+            self.workdir("ddclient-web"),
+            self.server.http_port,
+            DORA,
+            DORA_PW,
+            [f"dora.{SUFFIX}"],
+            web=f"http://127.0.0.1:{self.server.http_port}/checkip",
         )
         self.assertEqual(rc, 0, output)
         self.assertRegex(output, r"(?m)^SENDING: +GET /checkip HTTP/1.1$")
@@ -530,9 +538,7 @@ class HTTPClientsTests(SharedServerTestCase):
         wrong = self.curl(self.url(f"{BASE}ddns", user=ERIN, pw="nope", ip="192.0.2.99"))
         self.assertDdnsResult(wrong, False, "Incorrect user ID or password")
         self.assertParked(f"erin.{SUFFIX}")
-        response = self.curl(
-            self.url(f"{BASE}ddns", user=ERIN, pw=ERIN_PW, ip="192.0.2.71,2001:db8::71")
-        )
+        response = self.curl(self.url(f"{BASE}ddns", user=ERIN, pw=ERIN_PW, ip="192.0.2.71,2001:db8::71"))
         self.assertDdnsResult(response, True, "192.0.2.71,2001:db8::71")
         self.assertAddresses(f"erin.{SUFFIX}", "A", ["192.0.2.71"])
         self.assertAddresses(f"erin.{SUFFIX}", "AAAA", ["2001:db8::71"])
@@ -552,9 +558,7 @@ class HTTPClientsTests(SharedServerTestCase):
         """
         self.park(ERIN)
         self.assertChallenge(self.curl(self.url(f"{BASE}ddns", ip="192.0.2.99")))
-        self.assertChallenge(
-            self.curl("-u", f"{ERIN}:wrong", self.url(f"{BASE}ddns", ip="192.0.2.99"))
-        )
+        self.assertChallenge(self.curl("-u", f"{ERIN}:wrong", self.url(f"{BASE}ddns", ip="192.0.2.99")))
         self.assertParked(f"erin.{SUFFIX}")
         response = self.curl("-u", f"{ERIN}:{ERIN_PW}", self.url(f"{BASE}ddns", ip="192.0.2.72"))
         self.assertDdnsResult(response, True, "192.0.2.72")
@@ -568,7 +572,8 @@ class HTTPClientsTests(SharedServerTestCase):
         """
         self.park(ERIN)
         response = self.curl(
-            "--cacert", self.cert(),
+            "--cacert",
+            self.cert(),
             self.url(f"{BASE}ddns", tls=True, user=ERIN, pw=ERIN_PW, ip="192.0.2.73", ttl="120"),
         )
         self.assertDdnsResult(response, True, "192.0.2.73")
@@ -581,9 +586,7 @@ class HTTPClientsTests(SharedServerTestCase):
         address it sees (127.0.0.1) and dig serves it.
         """
         self.park(ERIN)
-        response = self.curl(
-            "--cacert", self.cert(), "-u", f"{ERIN}:{ERIN_PW}", self.url(f"{BASE}ddns", tls=True)
-        )
+        response = self.curl("--cacert", self.cert(), "-u", f"{ERIN}:{ERIN_PW}", self.url(f"{BASE}ddns", tls=True))
         self.assertDdnsResult(response, True, "127.0.0.1")
         self.assertAddresses(f"erin.{SUFFIX}", "A", ["127.0.0.1"])
 
@@ -593,9 +596,7 @@ class HTTPClientsTests(SharedServerTestCase):
         60), so the HTTPS tests really verify it; nothing changes.
         """
         self.park(ERIN)
-        rc, response, err = run_curl(
-            self.url(f"{BASE}ddns", tls=True, user=ERIN, pw=ERIN_PW, ip="192.0.2.99")
-        )
+        rc, response, err = run_curl(self.url(f"{BASE}ddns", tls=True, user=ERIN, pw=ERIN_PW, ip="192.0.2.99"))
         self.assertEqual(rc, 60, err)
         self.assertIsNone(response)
         self.assertParked(f"erin.{SUFFIX}")
@@ -620,7 +621,10 @@ class HTTPClientsTests(SharedServerTestCase):
         again = self.curl("-u", credentials, self.url("/nic/update", hostname=host, myip="192.0.2.75"))
         self.assertEqual((again.status, again.text), (200, "nochg 192.0.2.75\n"))
         secure = self.curl(
-            "--cacert", self.cert(), "-u", credentials,
+            "--cacert",
+            self.cert(),
+            "-u",
+            credentials,
             self.url("/nic/update", tls=True, hostname=host, myip="2001:db8::75"),
         )
         self.assertEqual((secure.status, secure.text), (200, "good 2001:db8::75\n"))

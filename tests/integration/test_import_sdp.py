@@ -66,32 +66,31 @@ class ImportSDPTests(ServerTestCase):
         """
         with open(CONFIG_XML, encoding="utf-8") as f:
             good = f.read()
-        broken = self.write("broken.xml", good.replace(
-            'ID="carol" Password="carol-pw"', 'ID="carol" Password="carol-pw" OfflineIP="x"'))
+        broken = self.write(
+            "broken.xml", good.replace('ID="carol" Password="carol-pw"', 'ID="carol" Password="carol-pw" OfflineIP="x"')
+        )
         empty = self.export()
         rc, out, err = self.server.run_cli("import-sdp", broken, STATE_XML)
         self.assertEqual((rc, out), (1, ""))
-        self.assertEqual(err, f"dyndns: {broken}: User 'carol' (line 8): OfflineIP: "
-                              "'x' is not an IP address\n")
+        self.assertEqual(err, f"dyndns: {broken}: User 'carol' (line 8): OfflineIP: 'x' is not an IP address\n")
         self.assertEqual(self.export(), empty)
 
-        other_suffix = self.write("other.xml", good.replace(
-            'Suffix="dyn.example.com"', 'Suffix="dyn.example.org"'))
+        other_suffix = self.write("other.xml", good.replace('Suffix="dyn.example.com"', 'Suffix="dyn.example.org"'))
         rc, out, err = self.server.run_cli("import-sdp", other_suffix)
         self.assertEqual(rc, 1)
-        self.assertIn(f"{other_suffix}: config (line 2): Suffix 'dyn.example.org' is not our "
-                      f"suffix '{SUFFIX}'", err)
+        self.assertIn(f"{other_suffix}: config (line 2): Suffix 'dyn.example.org' is not our suffix '{SUFFIX}'", err)
 
         out = self.server.cli("import-sdp", CONFIG_XML, STATE_XML)
-        self.assertEqual(out.splitlines(), [
-            "warning: UpMeGnuDIP=true: GnuDIP over TCP is on in the original but off here "
-            "(gnudip.listen)",
-            "warning: UpMeHTTPGnuDIP=false: HTTP GnuDIP is off in the original but on here "
-            "(http.methods.gnudip)",
-            "warning: BaseURL='http://www.example.com/dyndns/': the original's base URL "
-            f"differs from http.base_url '{self.base_url}' (clients use the old URL)",
-            f"imported 6 users and 5 states from {CONFIG_XML}, {STATE_XML}; 3 warnings",
-        ])
+        self.assertEqual(
+            out.splitlines(),
+            [
+                "warning: UpMeGnuDIP=true: GnuDIP over TCP is on in the original but off here (gnudip.listen)",
+                "warning: UpMeHTTPGnuDIP=false: HTTP GnuDIP is off in the original but on here (http.methods.gnudip)",
+                "warning: BaseURL='http://www.example.com/dyndns/': the original's base URL "
+                f"differs from http.base_url '{self.base_url}' (clients use the old URL)",
+                f"imported 6 users and 5 states from {CONFIG_XML}, {STATE_XML}; 3 warnings",
+            ],
+        )
         document = self.export()
         users = {u["id"]: u for u in document["users"]}
         self.assertEqual(sorted(users), ["alice", "bob", "carol", "dave", "erin", "frank"])
@@ -100,16 +99,19 @@ class ImportSDPTests(ServerTestCase):
 
         rc, out, err = self.server.run_cli("import-sdp", CONFIG_XML)
         self.assertEqual(rc, 1)
-        self.assertEqual(err, f"dyndns: {CONFIG_XML}: User: 6 of these users exist already: "
-                              "alice, bob, carol, dave, erin, frank (give --replace to "
-                              "replace them)\n")
+        self.assertEqual(
+            err,
+            f"dyndns: {CONFIG_XML}: User: 6 of these users exist already: "
+            "alice, bob, carol, dave, erin, frank (give --replace to "
+            "replace them)\n",
+        )
         self.assertEqual(self.export(), document)
         out = self.server.cli("import-sdp", "--replace", CONFIG_XML)
-        self.assertIn(f"imported 6 users (6 replaced) and 0 states from {CONFIG_XML}; "
-                      "3 warnings", out)
+        self.assertIn(f"imported 6 users (6 replaced) and 0 states from {CONFIG_XML}; 3 warnings", out)
         after = {u["id"]: u for u in self.export()["users"]}
-        self.assertEqual(after["alice"]["state"], users["alice"]["state"],
-                         "replaced without a state file: the state is kept")
+        self.assertEqual(
+            after["alice"]["state"], users["alice"]["state"], "replaced without a state file: the state is kept"
+        )
         self.assertNotEqual(after["alice"]["password_hash"], users["alice"]["password_hash"])
 
     # -- with a server
@@ -147,27 +149,29 @@ class ImportSDPTests(ServerTestCase):
         self.assertServes(f"frank.{SUFFIX}", "A", ["192.0.2.61"], within=CHANGE_LIMIT)
 
         # /nic/update with Basic authentication, erin (ID="Erin" in the file).
-        response = http_exchange(self.server.http_port, get_request(
-            f"/nic/update?hostname=erin.{SUFFIX}&myip=192.0.2.62", "erin", ERIN_PASSWORD))
+        response = http_exchange(
+            self.server.http_port,
+            get_request(f"/nic/update?hostname=erin.{SUFFIX}&myip=192.0.2.62", "erin", ERIN_PASSWORD),
+        )
         self.assertEqual((response.status, response.text), (200, "good 192.0.2.62\n"))
         self.assertServes(f"erin.{SUFFIX}", "A", ["192.0.2.62"], within=CHANGE_LIMIT)
-        wrong = http_exchange(self.server.http_port, get_request(
-            f"/nic/update?hostname=erin.{SUFFIX}&myip=192.0.2.99", "erin", "Erin-pw"))
+        wrong = http_exchange(
+            self.server.http_port, get_request(f"/nic/update?hostname=erin.{SUFFIX}&myip=192.0.2.99", "erin", "Erin-pw")
+        )
         self.assertEqual(wrong.status, 401)
 
         # nsupdate, HMAC-MD5, key name = user id: bob's key is the original's
         # automatic base64(MD5(password)); alice's is her TSIGKeyValue.
         bob_secret = base64.b64encode(hashlib.md5(BOB_PASSWORD.encode()).digest()).decode()
-        self.assertUpdates(TSIGKey("hmac-md5", "bob", bob_secret),
-                           replace_address(f"bob.{SUFFIX}", "A", "192.0.2.63"))
+        self.assertUpdates(TSIGKey("hmac-md5", "bob", bob_secret), replace_address(f"bob.{SUFFIX}", "A", "192.0.2.63"))
         self.assertServes("bob.example.org", "A", ["192.0.2.63"], within=CHANGE_LIMIT)
-        self.assertUpdates(TSIGKey("hmac-md5", "alice", ALICE_KEY),
-                           replace_address(f"alice.{SUFFIX}", "A", "192.0.2.64"))
+        self.assertUpdates(
+            TSIGKey("hmac-md5", "alice", ALICE_KEY), replace_address(f"alice.{SUFFIX}", "A", "192.0.2.64")
+        )
         self.assertServes(f"alice.{SUFFIX}", "A", ["192.0.2.64"], within=CHANGE_LIMIT)
 
         # Untouched users still show the import as their last change.
         status = {row["user"]: row for row in json.loads(self.server.cli("status", "--json"))}
-        self.assertEqual((status["carol"]["state"], status["carol"]["method"]),
-                         ("offline", "import-sdp"))
+        self.assertEqual((status["carol"]["state"], status["carol"]["method"]), ("offline", "import-sdp"))
         self.assertEqual(status["dave"]["state"], "disabled")
         self.assertNotEqual(status["bob"]["method"], "import-sdp")

@@ -42,8 +42,7 @@ TIMEOUT = 10.0
 TSIG_SECRET = base64.b64encode(b"k" * 32).decode()
 
 
-def get(port: int, target: str, source: str, user: str | None = None,
-        password: str | None = None) -> HTTPResponse:
+def get(port: int, target: str, source: str, user: str | None = None, password: str | None = None) -> HTTPResponse:
     """One HTTP/1.0 GET from C{source} (a 127.0.0.x address) to 127.0.0.1:C{port}."""
     return http_exchange(port, get_request(target, user, password), source=source)
 
@@ -157,9 +156,7 @@ class LockoutTests(SharedServerTestCase):
 
         def attempt(password: str) -> str:
             page = get(self.server.http_port, "/dyndns/gnudip", source)
-            query = urllib.parse.urlencode(
-                gnudip_login(gdipc_meta(page), "bob", password, "0", "192.0.2.66")
-            )
+            query = urllib.parse.urlencode(gnudip_login(gdipc_meta(page), "bob", password, "0", "192.0.2.66"))
             answer = get(self.server.http_port, f"/dyndns/gnudip?{query}", source).text
             return re.search(r'name="retc" content="(\d)"', answer).group(1)  # type: ignore[union-attr]
 
@@ -176,10 +173,16 @@ class LockoutTests(SharedServerTestCase):
         def send(secret: str) -> dns.message.Message:
             message = dns.update.UpdateMessage(SUFFIX)
             message.replace(f"bob.{SUFFIX}.", 60, "A", "192.0.2.66")
-            message.use_tsig(dns.tsigkeyring.from_text({keyname: secret}), keyname,
-                             algorithm="hmac-sha256")
-            return dns.query.udp(message, "127.0.0.1", port=self.server.port, timeout=TIMEOUT,
-                                 source=source, ignore_unexpected=True, raise_on_truncation=False)
+            message.use_tsig(dns.tsigkeyring.from_text({keyname: secret}), keyname, algorithm="hmac-sha256")
+            return dns.query.udp(
+                message,
+                "127.0.0.1",
+                port=self.server.port,
+                timeout=TIMEOUT,
+                source=source,
+                ignore_unexpected=True,
+                raise_on_truncation=False,
+            )
 
         wrong = base64.b64encode(b"w" * 32).decode()
         for _ in range(10):
@@ -187,8 +190,7 @@ class LockoutTests(SharedServerTestCase):
                 send(wrong)
         query = dns.update.UpdateMessage(SUFFIX)
         query.replace(f"bob.{SUFFIX}.", 60, "A", "192.0.2.66")
-        query.use_tsig(dns.tsigkeyring.from_text({keyname: TSIG_SECRET}), keyname,
-                       algorithm="hmac-sha256")
+        query.use_tsig(dns.tsigkeyring.from_text({keyname: TSIG_SECRET}), keyname, algorithm="hmac-sha256")
         wire = query.to_wire()
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
@@ -233,15 +235,13 @@ class LockoutTests(SharedServerTestCase):
     def test_change_limit(self) -> None:
         """carol: 20 changes are good, nochg is still answered, the 21st change is abuse; DNS keeps the last good one."""
         for i in range(20):
-            response = get(self.server.http_port, f"/nic/update?myip=203.0.113.{i + 1}", HONEST,
-                           "carol", PASSWORD)
+            response = get(self.server.http_port, f"/nic/update?myip=203.0.113.{i + 1}", HONEST, "carol", PASSWORD)
             self.assertEqual(response.text, f"good 203.0.113.{i + 1}\n")
         response = get(self.server.http_port, "/nic/update?myip=203.0.113.20", HONEST, "carol", PASSWORD)
         self.assertEqual(response.text, "nochg 203.0.113.20\n")
         response = get(self.server.http_port, "/nic/update?myip=203.0.113.99", HONEST, "carol", PASSWORD)
         self.assertEqual(response.text, "abuse\n")
         self.assertIsNotNone(response.header("retry-after"))
-        response = get(self.server.http_port, f"/dyndns/ddns?user=carol&pw={PASSWORD}&ip=203.0.113.98",
-                       HONEST)
+        response = get(self.server.http_port, f"/dyndns/ddns?user=carol&pw={PASSWORD}&ip=203.0.113.98", HONEST)
         self.assertEqual((response.status, response.header("x-dyndns-result")), (429, "FAIL"))
         self.assertEqual(self.served(f"carol.{SUFFIX}").data("A"), ["203.0.113.20"])

@@ -21,9 +21,7 @@ from tests.integration.harness import ServerTestCase
 
 ALICE_SECRET = "uDqEbya3wWm52jDZVATDeiVWvoea5kLu/xPhjpjeEOI="
 BOB_SECRET = "im0YbgVkPaSjZVgiP9dmHQ=="
-CAROL_SECRET = (
-    "BBEukoNbAWn6u8b7iF9mCrt/KFeCLUzrLgy+hWb3vzCApXWItEbaWvABp7+PzG/EapOA1aox+AlS683bcKPLSA=="
-)
+CAROL_SECRET = "BBEukoNbAWn6u8b7iF9mCrt/KFeCLUzrLgy+hWb3vzCApXWItEbaWvABp7+PzG/EapOA1aox+AlS683bcKPLSA=="
 DAVE_PASSWORD = "dave-pa55"
 CAROL_OFFLINE_IP = "192.0.2.200"
 #: What nsupdate prints when a reply's TSIG is missing or does not verify.
@@ -43,14 +41,16 @@ class NsupdateTests(ServerTestCase):
         self.keys = {
             "alice": server.add_user("alice", "alice-pw", tsig=("hmac-sha256", ALICE_SECRET)).tsig,
             "bob": server.add_user("bob", "bob-pw", tsig=("hmac-md5", BOB_SECRET)).tsig,
-            "carol": server.add_user("carol", "carol-pw", tsig=("hmac-sha512", CAROL_SECRET),
-                                     offline_ip=[CAROL_OFFLINE_IP]).tsig,
+            "carol": server.add_user(
+                "carol", "carol-pw", tsig=("hmac-sha512", CAROL_SECRET), offline_ip=[CAROL_OFFLINE_IP]
+            ).tsig,
             "dave": server.add_user("dave", DAVE_PASSWORD, tsig_from_password=True).tsig,
         }
         server.start()
 
-    def nsupdate(self, user: str, commands: list[str], tcp: bool = False,
-                 key_name: str | None = None, secret: str | None = None) -> tuple[int, str]:
+    def nsupdate(
+        self, user: str, commands: list[str], tcp: bool = False, key_name: str | None = None, secret: str | None = None
+    ) -> tuple[int, str]:
         """
         Run nsupdate (C{-D}) with C{user}'s key (named C{<user>.<suffix>.}
         unless C{key_name}; its secret unless C{secret}) on C{commands};
@@ -76,8 +76,9 @@ class NsupdateTests(ServerTestCase):
         self.assertEqual(rc, 0, output)
         self.assertReply(output, "NOERROR")
 
-    def assertServes(self, name: str, rtype: str, expected: list[str], within: float = 0.0, *,
-                     ttl: int | None = None) -> DigResult:
+    def assertServes(
+        self, name: str, rtype: str, expected: list[str], within: float = 0.0, *, ttl: int | None = None
+    ) -> DigResult:
         """The harness's check, plus the AA flag and, if given, every answer's C{ttl}."""
         result = super().assertServes(name, rtype, expected, within)
         self.assertIn("aa", result.flags)
@@ -109,10 +110,14 @@ class NsupdateTests(ServerTestCase):
 
     def test_hmac_sha512_tcp_and_udp(self):
         """hmac-sha512 (carol) A and AAAA in one message over TCP, then A again over UDP."""
-        self.update("carol", [
-            *self.set_address("carol", "A", "192.0.2.10"),
-            *self.set_address("carol", "AAAA", "2001:db8::10"),
-        ], tcp=True)
+        self.update(
+            "carol",
+            [
+                *self.set_address("carol", "A", "192.0.2.10"),
+                *self.set_address("carol", "AAAA", "2001:db8::10"),
+            ],
+            tcp=True,
+        )
         self.assertServes(f"carol.{SUFFIX}", "A", ["192.0.2.10"])
         self.assertServes(f"carol.{SUFFIX}", "AAAA", ["2001:db8::10"])
         self.update("carol", self.set_address("carol", "A", "192.0.2.11"))
@@ -126,10 +131,13 @@ class NsupdateTests(ServerTestCase):
 
     def test_delete_rrsets_takes_offline(self):
         """Deleting alice's A and AAAA RRsets takes her offline: dig sees no address."""
-        self.update("alice", [
-            *self.set_address("alice", "A", "192.0.2.7"),
-            *self.set_address("alice", "AAAA", "2001:db8::7"),
-        ])
+        self.update(
+            "alice",
+            [
+                *self.set_address("alice", "A", "192.0.2.7"),
+                *self.set_address("alice", "AAAA", "2001:db8::7"),
+            ],
+        )
         self.assertServes(f"alice.{SUFFIX}", "A", ["192.0.2.7"])
         self.update("alice", [f"update delete alice.{SUFFIX} A"], tcp=True)
         self.assertServes(f"alice.{SUFFIX}", "A", [])
@@ -158,18 +166,20 @@ class NsupdateTests(ServerTestCase):
 
     def test_prerequisite_failed_signed(self):
         """C{prereq nxdomain} for alice's own name: YXDOMAIN, signed, nothing changed."""
-        rc, output = self.nsupdate("alice", [
-            f"prereq nxdomain alice.{SUFFIX}",
-            *self.set_address("alice", "A", "192.0.2.7"),
-        ])
+        rc, output = self.nsupdate(
+            "alice",
+            [
+                f"prereq nxdomain alice.{SUFFIX}",
+                *self.set_address("alice", "A", "192.0.2.7"),
+            ],
+        )
         self.assertNotEqual(rc, 0)
         self.assertReply(output, "YXDOMAIN")
         self.assertServes(f"alice.{SUFFIX}", "A", [])
 
     def test_wrong_secret(self):
         """A wrong secret: nsupdate reports BADSIG, nothing changes."""
-        rc, output = self.nsupdate("alice", self.set_address("alice", "A", "192.0.2.66"),
-                                   secret=BOB_SECRET)
+        rc, output = self.nsupdate("alice", self.set_address("alice", "A", "192.0.2.66"), secret=BOB_SECRET)
         self.assertNotEqual(rc, 0)
         reply = output.split("Reply from update query:", 1)[1]
         self.assertIn("status: NOTAUTH", reply)

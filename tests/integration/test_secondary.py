@@ -60,8 +60,7 @@ class SecondaryNamed(LoggedProcess):
     copy and log live in C{directory} (owned by user bind when we are root).
     """
 
-    def __init__(self, directory: str, port: int, primary_port: int,
-                 key: tuple[str, str, str] | None = None) -> None:
+    def __init__(self, directory: str, port: int, primary_port: int, key: tuple[str, str, str] | None = None) -> None:
         self.directory = directory
         self.port = port
         self.primary_port = primary_port
@@ -114,7 +113,7 @@ zone "{SUFFIX}" {{
             try:
                 bind = pwd.getpwnam("bind")
             except KeyError:
-                raise AssertionError("system user 'bind' missing (apt-get install bind9)")
+                raise AssertionError("system user 'bind' missing (apt-get install bind9)") from None
             prefix = ["setpriv", "--reuid=bind", "--regid=bind", "--init-groups", "--"]
         self.write_conf()
         if prefix:
@@ -122,28 +121,31 @@ zone "{SUFFIX}" {{
                 for entry in [root] + [os.path.join(root, x) for x in dirs + files]:
                     os.chown(entry, bind.pw_uid, bind.pw_gid)
         check = subprocess.run(
-            ["named-checkconf", self.conf], capture_output=True, text=True,
-            stdin=subprocess.DEVNULL, timeout=CHECKCONF_TIMEOUT, check=False,
+            ["named-checkconf", self.conf],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=CHECKCONF_TIMEOUT,
+            check=False,
         )
         if check.returncode != 0:
             raise AssertionError(f"named-checkconf failed: {check.stdout}{check.stderr}")
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [*prefix, program, "-f", "-4", "-n", "1", "-d", "3", "-c", self.conf],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         deadline = time.monotonic() + NAMED_START
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise AssertionError(
-                    f"named exited with {self.process.returncode}:\n{self.read_log()[-3000:]}"
-                )
+                raise AssertionError(f"named exited with {self.process.returncode}:\n{self.read_log()[-3000:]}")
             if dig(self.port, SUFFIX, "SOA").status is not None:
                 return
             time.sleep(0.05)
-        raise AssertionError(f"named did not answer within {NAMED_START} s:\n"
-                             f"{self.read_log()[-3000:]}")
+        raise AssertionError(f"named did not answer within {NAMED_START} s:\n{self.read_log()[-3000:]}")
 
 
 def soa_serial(result: DigResult) -> int | None:
@@ -162,8 +164,12 @@ def soa_refresh(result: DigResult) -> int | None:
 class SecondaryTests(ServerTestCase):
     """Our server as the primary of a real BIND secondary."""
 
-    tools = (("named", "bind9"), ("named-checkconf", "bind9"), ("dig", "bind9-dnsutils"),
-             ("nsupdate", "bind9-dnsutils"))
+    tools = (
+        ("named", "bind9"),
+        ("named-checkconf", "bind9"),
+        ("dig", "bind9-dnsutils"),
+        ("nsupdate", "bind9-dnsutils"),
+    )
 
     def setUp(self) -> None:
         self.require_tools()
@@ -184,14 +190,14 @@ class SecondaryTests(ServerTestCase):
         the secondary (signed with C{notify_key}), and alice at 192.0.2.1.
         """
         notify: dict[str, object] = {
-            "targets": [f"127.0.0.1:{self.secondary_port}"], "retry": 0.5, "retries": 5,
+            "targets": [f"127.0.0.1:{self.secondary_port}"],
+            "retry": 0.5,
+            "retries": 5,
         }
         if notify_key is not None:
             notify["key"] = notify_key
-        server = self.make_server(avoid_ports=[self.secondary_port],
-                                  dns={"transfer": transfer, "notify": notify})
-        server.add_user("alice", "alice-pw", tsig=("hmac-sha256", ALICE_SECRET),
-                        address=["192.0.2.1"])
+        server = self.make_server(avoid_ports=[self.secondary_port], dns={"transfer": transfer, "notify": notify})
+        server.add_user("alice", "alice-pw", tsig=("hmac-sha256", ALICE_SECRET), address=["192.0.2.1"])
         server.start()
         self.port = server.port
 
@@ -216,6 +222,7 @@ class SecondaryTests(ServerTestCase):
 
     def wait_new_serial(self, old: int) -> int:
         """Our server's serial once it is above C{old} (bounded)."""
+
         def newer() -> int | None:
             serial = soa_serial(dig(self.port, SUFFIX, "SOA"))
             return serial if serial is not None and serial > old else None
@@ -230,6 +237,7 @@ class SecondaryTests(ServerTestCase):
         Within FOLLOW_LIMIT the secondary serves C{serial} and alice at
         C{address}.
         """
+
         def caught_up() -> bool:
             soa = dig(self.secondary_port, SUFFIX, "SOA")
             if soa_serial(soa) != serial:
@@ -241,25 +249,21 @@ class SecondaryTests(ServerTestCase):
             ok,
             f"secondary not at serial {serial} with alice {address} after {waited:.1f} s: "
             f"SOA {dig(self.secondary_port, SUFFIX, 'SOA').data('SOA')}, "
-            f"alice {dig(self.secondary_port, f'alice.{SUFFIX}', 'A').data('A')}\n"
-            + self.transfer_lines(named),
+            f"alice {dig(self.secondary_port, f'alice.{SUFFIX}', 'A').data('A')}\n" + self.transfer_lines(named),
         )
         soa = dig(self.secondary_port, SUFFIX, "SOA")
         self.assertIn("aa", soa.flags, soa.output)
 
     @staticmethod
     def transfer_lines(named: SecondaryNamed) -> str:
-        return "\n".join(line for line in named.read_log().splitlines()
-                         if "xfer-in" in line or "notify" in line)
+        return "\n".join(line for line in named.read_log().splitlines() if "xfer-in" in line or "notify" in line)
 
     def assertNotified(self, named: SecondaryNamed, serial: int) -> None:
         """BIND logged our NOTIFY for C{serial}."""
-        pattern = re.compile(
-            rf"zone {re.escape(SUFFIX)}/IN: notify from 127\.0\.0\.1#\d+: serial {serial}\b")
+        pattern = re.compile(rf"zone {re.escape(SUFFIX)}/IN: notify from 127\.0\.0\.1#\d+: serial {serial}\b")
         self.assertRegex(named.read_log(), pattern)
 
-    def assertIncrementalSince(self, named: SecondaryNamed, log_offset: int,
-                               transfers: int) -> None:
+    def assertIncrementalSince(self, named: SecondaryNamed, log_offset: int, transfers: int) -> None:
         """
         Since C{log_offset} of BIND's log: at least C{transfers} completed
         transfers, each one an IXFR answered incrementally, no AXFR.
@@ -267,11 +271,12 @@ class SecondaryTests(ServerTestCase):
         log = named.read_log()[log_offset:]
         completed = re.findall(
             rf"transfer of '{re.escape(SUFFIX)}/IN' from 127\.0\.0\.1#{self.port}: "
-            r"Transfer completed", log)
+            r"Transfer completed",
+            log,
+        )
         self.assertGreaterEqual(len(completed), transfers, self.transfer_lines(named))
         self.assertGreaterEqual(log.count("requesting IXFR for serial"), len(completed), log)
-        self.assertEqual(log.count("got incremental response"), len(completed),
-                         self.transfer_lines(named))
+        self.assertEqual(log.count("got incremental response"), len(completed), self.transfer_lines(named))
         self.assertNotIn("got nonincremental response", log)
         self.assertNotIn("requesting AXFR", log)
 

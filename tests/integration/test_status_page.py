@@ -44,8 +44,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 SCREENSHOT = os.path.join(ROOT, "docs", "status.png")
 
 ADMIN, ADMIN_PW = "admin", "admin-pw"
-PASSWORDS = {"alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw", "dave": "dave-pw",
-             "erin": "erin-pw"}
+PASSWORDS = {"alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw", "dave": "dave-pw", "erin": "erin-pw"}
 ALICE_OFFLINE = "192.0.2.254"
 
 #: Addresses chosen so that sorting as text and as numbers differ
@@ -106,8 +105,12 @@ def write_users(path: str) -> None:
     """
     hashes = {user: hash_password(pw, log2_n=10) for user, pw in PASSWORDS.items()}
     users = [
-        User("alice", password_hash=hashes["alice"], offline_ipv4=ALICE_OFFLINE,
-             hostnames=["alice.example.org", "*.alice.example.net"]),
+        User(
+            "alice",
+            password_hash=hashes["alice"],
+            offline_ipv4=ALICE_OFFLINE,
+            hostnames=["alice.example.org", "*.alice.example.net"],
+        ),
         User("bob", password_hash=hashes["bob"]),
         User("carol", password_hash=hashes["carol"], disabled=True),
         User("dave", password_hash=hashes["dave"]),
@@ -138,7 +141,9 @@ class StatusPageBrowserTests(ServerTestCase):
         self.playwright = sync_playwright().start()
         self.addCleanup(self.playwright.stop)
         self.browser = self.playwright.chromium.launch(
-            executable_path=self.chromium, args=CHROMIUM_ARGS, headless=True,
+            executable_path=self.chromium,
+            args=CHROMIUM_ARGS,
+            headless=True,
             timeout=LAUNCH_TIMEOUT_MS,
         )
         self.addCleanup(self.browser.close)
@@ -183,17 +188,19 @@ class StatusPageBrowserTests(ServerTestCase):
 
     def nic_update(self, user: str, *addresses: str) -> str:
         """An update through the real C{/nic/update} path; its body."""
-        response = http_exchange(self.http_port, get_request(
-            f"/nic/update?hostname={user}.{SUFFIX}&myip={','.join(addresses)}",
-            user, PASSWORDS[user],
-        ))
+        response = http_exchange(
+            self.http_port,
+            get_request(
+                f"/nic/update?hostname={user}.{SUFFIX}&myip={','.join(addresses)}",
+                user,
+                PASSWORDS[user],
+            ),
+        )
         self.assertEqual(response.status, 200, response.raw)
         return response.body.decode()
 
     def row_ids(self) -> list[str]:
-        return self.page.eval_on_selector_all(
-            "#users tbody tr", "rows => rows.map(r => r.dataset.user)"
-        )
+        return self.page.eval_on_selector_all("#users tbody tr", "rows => rows.map(r => r.dataset.user)")
 
     def cell(self, user: str, column: str) -> str:
         return self.page.text_content(f'#users tbody tr[data-user="{user}"] [data-col="{column}"]')
@@ -224,16 +231,14 @@ class StatusPageBrowserTests(ServerTestCase):
     def test_status_page(self) -> None:
         page = self.page
         # Updates through the real path before the page is opened.
-        self.assertEqual(self.nic_update("alice", ALICE_V4, ALICE_V6),
-                         f"good {ALICE_V4},{ALICE_V6}\n")
+        self.assertEqual(self.nic_update("alice", ALICE_V4, ALICE_V6), f"good {ALICE_V4},{ALICE_V6}\n")
         self.nic_update("bob", BOB_V4)
         self.nic_update("erin", ERIN_V4)
         self.assertEqual(query_a(self.dns_port, f"alice.{SUFFIX}"), [ALICE_V4])
 
         response = page.goto(self.origin + "/status")
         self.assertIsNotNone(response)
-        self.assertEqual(response.status, 200,
-                         "the admin listener must mount StatusPage at /status")
+        self.assertEqual(response.status, 200, "the admin listener must mount StatusPage at /status")
         headers = response.headers
         self.assertEqual(headers["content-type"], "text/html; charset=utf-8")
         self.assertEqual(headers["cache-control"], "no-store")
@@ -251,18 +256,15 @@ class StatusPageBrowserTests(ServerTestCase):
         self.assertEqual(self.cell("carol", "state"), "disabled")
         self.assertEqual(self.cell("dave", "state"), "never")
         self.assertEqual(self.cell("dave", "ipv4"), "\u2014")
-        state = json.loads(page.evaluate(
-            "fetch('/api/state', {credentials: 'same-origin'}).then(r => r.text())"
-        ))
+        state = json.loads(page.evaluate("fetch('/api/state', {credentials: 'same-origin'}).then(r => r.text())"))
         alice = next(u for u in state["users"] if u["id"] == "alice")
         time = page.get_attribute('#users tbody tr[data-user="alice"] time', "datetime")
         self.assertEqual(time, alice["last_update"])
         self.assertTrue(self.cell("alice", "last_update").strip())
         self.assertNotEqual(self.cell("alice", "last_update"), alice["last_update"])
         self.assertRegex(page.text_content("#indicator"), r"^updated \d\d:\d\d:\d\d$")
-        self.assertEqual(page.text_content("#summary"),
-                         "5 users: 3 online, 0 offline, 1 never updated, 1 disabled")
-        self.assertIn(["id", "ascending", "\u25B2"], self.sort_state())
+        self.assertEqual(page.text_content("#summary"), "5 users: 3 online, 0 offline, 1 never updated, 1 disabled")
+        self.assertIn(["id", "ascending", "\u25b2"], self.sort_state())
         # Buttons: disabled for a disabled user, enabled otherwise.
         self.assertTrue(page.is_disabled('tr[data-user="carol"] button'))
         self.assertTrue(page.is_enabled('tr[data-user="alice"] button'))
@@ -270,11 +272,11 @@ class StatusPageBrowserTests(ServerTestCase):
         # Sorting: IPv4 numerically, no address last either way.
         self.click_header("ipv4")
         self.assertEqual(self.row_ids(), ["erin", "bob", "alice", "carol", "dave"])
-        self.assertIn(["ipv4", "ascending", "\u25B2"], self.sort_state())
+        self.assertIn(["ipv4", "ascending", "\u25b2"], self.sort_state())
         self.assertIn(["id", None, ""], self.sort_state())
         self.click_header("ipv4")
         self.assertEqual(self.row_ids(), ["alice", "bob", "erin", "carol", "dave"])
-        self.assertIn(["ipv4", "descending", "\u25BC"], self.sort_state())
+        self.assertIn(["ipv4", "descending", "\u25bc"], self.sort_state())
         self.click_header("id")
         self.click_header("id")
         self.assertEqual(self.row_ids(), ["erin", "dave", "carol", "bob", "alice"])
@@ -314,16 +316,18 @@ class StatusPageBrowserTests(ServerTestCase):
         self.wait_cell("alice", "state", "offline")
         self.assertEqual(len(dialogs), 2)
         self.assertEqual(page.text_content("#message"), "alice was set offline")
-        self.assertEqual(self.posts, [
-            (self.origin + "/api/users/alice/offline", "application/json", "{}"),
-        ])
+        self.assertEqual(
+            self.posts,
+            [
+                (self.origin + "/api/users/alice/offline", "application/json", "{}"),
+            ],
+        )
         self.assertEqual(self.cell("alice", "ipv4"), ALICE_OFFLINE)
         self.assertEqual(self.cell("alice", "ipv6"), "\u2014")
         self.assertTrue(page.is_disabled('tr[data-user="alice"] button'))
         self.assertEqual(query_a(self.dns_port, f"alice.{SUFFIX}"), [ALICE_OFFLINE])
         self.assertEqual(query_a(self.dns_port, "alice.example.org"), [ALICE_OFFLINE])
-        self.assertEqual(page.text_content("#summary"),
-                         "5 users: 3 online, 1 offline, 0 never updated, 1 disabled")
+        self.assertEqual(page.text_content("#summary"), "5 users: 3 online, 1 offline, 0 never updated, 1 disabled")
 
         # Back online through the update path: the page follows by itself.
         self.nic_update("alice", "203.0.113.200")
@@ -355,9 +359,7 @@ class StatusPageBrowserTests(ServerTestCase):
 
         # A server that stops answering: an error shows, the table stays.
         self.server.stop()
-        page.wait_for_function(
-            "() => document.getElementById('indicator').classList.contains('error')"
-        )
+        page.wait_for_function("() => document.getElementById('indicator').classList.contains('error')")
         self.assertTrue(page.text_content("#indicator").startswith("error: "))
         self.assertEqual(len(self.row_ids()), 5)
         self.assertTrue(page.evaluate("window.__sameDocument === true"))
@@ -368,48 +370,59 @@ class StatusPageBrowserTests(ServerTestCase):
         is shown as text; nothing in it runs or becomes an element.
         """
         hostile = '<img src=x onerror="window.__pwned=1">'
-        document = {"users": [{
-            "id": hostile, "state": "<b>online</b>", "ipv4": "<i>1</i>", "ipv6": None,
-            "ttl": 60, "last_update": "<script>window.__pwned=2</script>",
-            "method": "<svg onload=\"window.__pwned=3\">", "client_address": None,
-            "names": [hostile],
-        }]}
+        document = {
+            "users": [
+                {
+                    "id": hostile,
+                    "state": "<b>online</b>",
+                    "ipv4": "<i>1</i>",
+                    "ipv6": None,
+                    "ttl": 60,
+                    "last_update": "<script>window.__pwned=2</script>",
+                    "method": '<svg onload="window.__pwned=3">',
+                    "client_address": None,
+                    "names": [hostile],
+                }
+            ]
+        }
 
         def fake_state(route: Any) -> None:
-            route.fulfill(status=200, content_type="application/json",
-                          body=json.dumps(document))
+            route.fulfill(status=200, content_type="application/json", body=json.dumps(document))
 
         self.page.route(self.origin + "/api/state", fake_state)
         self.page.goto(self.origin + "/status")
         self.page.wait_for_selector("#users tbody tr")
         self.assertEqual(self.page.text_content("#users tbody [data-col=id]"), hostile)
-        self.assertEqual(self.page.text_content("#users tbody [data-col=method]"),
-                         document["users"][0]["method"])
+        self.assertEqual(self.page.text_content("#users tbody [data-col=method]"), document["users"][0]["method"])
         self.assertEqual(self.page.text_content("#users tbody [data-col=last_update]"), "\u2014")
-        self.assertEqual(self.page.eval_on_selector_all(
-            "#users tbody img, #users tbody svg, #users tbody b, #users tbody script",
-            "nodes => nodes.length"), 0)
+        self.assertEqual(
+            self.page.eval_on_selector_all(
+                "#users tbody img, #users tbody svg, #users tbody b, #users tbody script", "nodes => nodes.length"
+            ),
+            0,
+        )
         self.assertEqual(self.page.get_attribute("#users tbody tr", "data-user"), hostile)
         # A refused "Set offline" says why (the id is sent encoded).
         offline_urls: list[str] = []
 
         def refuse(route: Any) -> None:
             offline_urls.append(route.request.url)
-            route.fulfill(status=409, content_type="application/json",
-                          body=json.dumps({"error": "<b>nope</b>", "field": None}))
+            route.fulfill(
+                status=409, content_type="application/json", body=json.dumps({"error": "<b>nope</b>", "field": None})
+            )
 
         self.page.route(re.compile(r".*/offline$"), refuse)
         self.page.once("dialog", lambda dialog: dialog.accept())
         self.page.click("#users tbody button")
         self.page.wait_for_selector("#message.error")
-        self.assertEqual(self.page.text_content("#message"),
-                         f"could not set {hostile} offline: HTTP 409: <b>nope</b>")
-        self.assertEqual(offline_urls, [
-            self.origin + "/api/users/%3Cimg%20src%3Dx%20onerror%3D%22window.__pwned%3D1%22%3E/offline",
-        ])
+        self.assertEqual(self.page.text_content("#message"), f"could not set {hostile} offline: HTTP 409: <b>nope</b>")
+        self.assertEqual(
+            offline_urls,
+            [
+                self.origin + "/api/users/%3Cimg%20src%3Dx%20onerror%3D%22window.__pwned%3D1%22%3E/offline",
+            ],
+        )
         self.page.wait_for_timeout(300)
         self.assertIsNone(self.page.evaluate("window.__pwned === undefined ? null : window.__pwned"))
         self.assertEqual(self.page.eval_on_selector_all("#message *", "nodes => nodes.length"), 0)
-        self.assertEqual(
-            [m for m in self.console_errors if "409" not in m], [], self.console_errors
-        )
+        self.assertEqual([m for m in self.console_errors if "409" not in m], [], self.console_errors)

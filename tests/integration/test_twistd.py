@@ -49,8 +49,9 @@ def write_zone(directory: str) -> str:
 def prepare_site(server: Server) -> None:
     """The zone file example.org beside the configuration, and alice (set up with the CLI)."""
     write_zone(server.directory)
-    server.add_user("alice", "pw", hosts=["alice.example.org"], offline_ip=["192.0.2.1"],
-                    address=["198.51.100.7", "2001:db8::7"])
+    server.add_user(
+        "alice", "pw", hosts=["alice.example.org"], offline_ip=["192.0.2.1"], address=["198.51.100.7", "2001:db8::7"]
+    )
 
 
 #: The server options of both classes: the host zone example.org.
@@ -198,9 +199,7 @@ class ChangesWhileRunningTests(ServerTestCase):
         self.assertLessEqual(add_delay, VISIBLE_WITHIN)
 
         self.server.cli("user", "update", "bob", "203.0.113.9")
-        updated, update_delay = self.wait_served(
-            "bob.example.org", "A", lambda r: r.data("A") == ["203.0.113.9"]
-        )
+        updated, update_delay = self.wait_served("bob.example.org", "A", lambda r: r.data("A") == ["203.0.113.9"])
         print(f"CLI user update -> dig sees the address: {update_delay:.3f} s")
         self.assertEqual(updated.data("A"), ["203.0.113.9"], updated.output)
         self.assertLessEqual(update_delay, VISIBLE_WITHIN)
@@ -255,8 +254,7 @@ class ChangesWhileRunningTests(ServerTestCase):
 
         self.server.start()
         self.assertEqual(self.served(f"alice.{SUFFIX}", "A").data("A"), ["198.51.100.7"])
-        self.assertEqual(self.served(f"alice.{SUFFIX}", "AAAA").data("AAAA"),
-                         ["2001:db8::7"])
+        self.assertEqual(self.served(f"alice.{SUFFIX}", "AAAA").data("AAAA"), ["2001:db8::7"])
         self.assertEqual(self.served("alice.example.org", "A").data("A"), ["198.51.100.7"])
         self.assertEqual(self.served(f"carol.{SUFFIX}", "A").data("A"), ["192.0.2.99"])
         self.assertEqual(self.served(f"carol.{SUFFIX}", "AAAA").answer, ())
@@ -285,31 +283,33 @@ class ConfigurationErrorTests(ServerTestCase):
     def test_unknown_key(self) -> None:
         self.assertRefused(
             '[service]\nsuffix = "dyn.example.com"\npoll_intervall = 1\n',
-            "service.poll_intervall", "unknown key",
+            "service.poll_intervall",
+            "unknown key",
         )
 
     def test_bad_suffix(self) -> None:
         self.assertRefused('[service]\nsuffix = "no-dots"\n', "service.suffix")
-        self.assertRefused('[service]\nsuffix = "bad..example.com"\n', "service.suffix",
-                           "empty label")
+        self.assertRefused('[service]\nsuffix = "bad..example.com"\n', "service.suffix", "empty label")
 
     def test_bad_listen_address(self) -> None:
         self.assertRefused(
             '[service]\nsuffix = "dyn.example.com"\n[dns]\nlisten = ["localhost:53"]\n',
-            "dns.listen", "localhost",
+            "dns.listen",
+            "localhost",
         )
         self.assertRefused(
             '[service]\nsuffix = "dyn.example.com"\n[dns]\nlisten = ["127.0.0.1:99999"]\n',
-            "dns.listen", "99999",
+            "dns.listen",
+            "99999",
         )
 
     def test_missing_zone_file(self) -> None:
         """The message names the missing zone file and the key that names it."""
         missing = os.path.join(os.path.abspath(self.directory), "missing.zone")
         self.assertRefused(
-            '[service]\nsuffix = "dyn.example.com"\n'
-            '[[dns.zones]]\norigin = "example.org"\nfile = "missing.zone"\n',
-            missing, "dns.zones[0]",
+            '[service]\nsuffix = "dyn.example.com"\n[[dns.zones]]\norigin = "example.org"\nfile = "missing.zone"\n',
+            missing,
+            "dns.zones[0]",
         )
 
     def test_bad_zone_file(self) -> None:
@@ -317,8 +317,9 @@ class ConfigurationErrorTests(ServerTestCase):
         zone = os.path.join(os.path.abspath(self.directory), "bad.zone")
         with open(zone, "w") as f:
             f.write(ZONE + "oops IN A 300.1.2.3\n")
-        config = self.write('[service]\nsuffix = "dyn.example.com"\n'
-                            '[[dns.zones]]\norigin = "example.org"\nfile = "bad.zone"\n')
+        config = self.write(
+            '[service]\nsuffix = "dyn.example.com"\n[[dns.zones]]\norigin = "example.org"\nfile = "bad.zone"\n'
+        )
         rc, out, err = run_twistd_once(config)
         self.assertNotEqual(rc, 0, out + err)
         message = (out + err).strip().splitlines()[-1]
@@ -328,6 +329,5 @@ class ConfigurationErrorTests(ServerTestCase):
     def test_help_lists_plugin(self) -> None:
         rc, out, err = run_twistd_help()
         self.assertEqual(rc, 0, err)
-        commands = [line.split()[0] for line in out.splitlines()
-                    if line.startswith("    ") and line.split()]
+        commands = [line.split()[0] for line in out.splitlines() if line.startswith("    ") and line.split()]
         self.assertIn("dyndns", commands, out)
