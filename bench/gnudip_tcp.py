@@ -35,34 +35,12 @@ import time
 from typing import Any
 
 from bench.harness import record
-from bench.harness.meter import CPUMeter, percentiles, wait_quiet
+from bench.harness.meter import CPUMeter, Tally, percentiles, wait_quiet
 from bench.harness.procs import HOST, Processes, Timeout, log_problems, note
 from bench.harness.server import Server
 from bench.harness.tools import profile_summary, py_spy, stop_after
 from bench.harness.users import (SUFFIX, addresses_of, build_store, check_final, md5hex,
                                  password_of, read_generation, users)
-
-
-class Phase:
-    """What completes while one phase (warm-up, a round, a settle, a drain) is current."""
-
-    def __init__(self, name: str) -> None:
-        self.name, self.ok, self.started, self.seconds = name, 0, time.perf_counter(), 0.0
-        self.latencies: list[float] = []
-        self.replies: dict[str, int] = {}
-        self.errors: dict[str, int] = {}
-        self.samples: list[str] = []
-
-    def error(self, kind: str, sample: str) -> None:
-        self.errors[kind] = self.errors.get(kind, 0) + 1
-        if len(self.samples) < 5:
-            self.samples.append(sample)
-
-    def result(self) -> dict[str, Any]:
-        return {"name": self.name, "seconds": round(self.seconds, 3), "ok": self.ok,
-                "ok_per_s": self.ok / self.seconds if self.seconds else 0.0,
-                "latency_ms": percentiles(self.latencies), "replies": self.replies,
-                "errors": self.errors, "samples": self.samples}
 
 
 class UserLoad:
@@ -91,7 +69,7 @@ class LoadGenerator:
 
     def __init__(self, port: int, users: list[UserLoad], concurrency: int, timeout: float) -> None:
         self.port, self.timeout, self.concurrency = port, timeout, concurrency
-        self.phase, self.running = Phase("start"), False
+        self.phase, self.running = Tally("start"), False
         self.selector = selectors.DefaultSelector()
         self.inflight: dict[int, _Conn] = {}
         self.shares: list[list[UserLoad]] = [users[k::concurrency] for k in range(concurrency)]
@@ -125,7 +103,7 @@ class LoadGenerator:
     def _fail(self, conn: _Conn, where: str, error: BaseException, registered: bool = True) -> None:
         conn.user.uncertain = True
         kind = f"{where}: {type(error).__name__}"
-        self.phase.error(kind, f"{conn.user.name} {conn.address}: {kind}: {error}")
+        self.phase.count(kind, f"{conn.user.name} {conn.address}: {kind}: {error}")
         if registered:
             self._close(conn)
         else:
@@ -167,8 +145,7 @@ class LoadGenerator:
             phase.ok += 1
             user.acked, user.last, user.turn = user.acked + 1, conn.address, user.turn + 1
         else:
-            phase.replies[text] = phase.replies.get(text, 0) + 1
-            phase.error("reply", f"{user.name} {conn.address}: reply {text!r}")
+            phase.count(f"reply {text[:20]!r}", f"{user.name} {conn.address}: reply {text!r}")
 
     def run_until(self, end: float) -> None:
         check = time.perf_counter() + 0.1
@@ -216,16 +193,16 @@ def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -
             raise Timeout("not enough time left for another round")
         if name != "warm-up":
             wait_quiet(min(args.wait_quiet, deadline - time.monotonic() - seconds - 30))
-        gen.phase = Phase(f"{name} (settle)")
+        gen.phase = Tally(f"{name} (settle)")
         gen.start()
         gen.run_until(time.perf_counter() + args.settle)
-        phase = gen.phase = Phase(name)
+        phase = gen.phase = Tally(name)
         meter, generation = CPUMeter({"server": server.pid}), read_generation(store)
         spy = py_spy(procs, server.pid, seconds, args.py_spy) \
             if args.py_spy and name == "round 1" else None
         gen.run_until(phase.started + seconds)
         phase.seconds = time.perf_counter() - phase.started
-        gen.phase = Phase(f"{name} (drain)")
+        gen.phase = Tally(f"{name} (drain)")
         cpu = meter.read()
         commits = read_generation(store) - generation
         stuck += gen.stop(args.exchange_timeout + 2)
@@ -234,7 +211,7 @@ def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -
         result.update(cpu=cpu, commits=commits, updates_per_commit=round(phase.ok / max(commits, 1), 2),
                       server_cpu_us_per_update=round(1e6 * cpu["server"]["cpu_s"] / max(phase.ok, 1), 1),
                       client_cpu_us_per_update=round(1e6 * cpu["client_s"] / max(phase.ok, 1), 1),
-                      drain_errors=gen.phase.errors)
+                      drain=gen.phase.other)
         results.append(result)
         if name.startswith("round"):
             measured.extend(phase.latencies)
@@ -244,8 +221,7 @@ def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -
                                 for u in loads}, "gnudip-tcp")
     rounds = [r for r in results if r["name"].startswith("round")]
     problems = check["problems"] + log_problems(server.log) + [
-        f"{r['name']}: replies {r['replies']}, errors {r['errors']} e.g. {r['samples'][:2]}"
-        for r in results if r["replies"] or r["errors"]] + ([f"{stuck} exchanges stuck"] if stuck else [])
+        f"{r['name']}: {r['other']} e.g. {r['samples'][:2]}" for r in results if r["other"]] + ([f"{stuck} exchanges stuck"] if stuck else [])
     rate = sum(r["ok"] for r in rounds) / sum(r["seconds"] for r in rounds)
     lat = percentiles(measured)
     return {

@@ -36,7 +36,7 @@ import time
 from typing import Any
 
 from bench.harness import record
-from bench.harness.meter import CPUMeter, percentiles, wait_quiet
+from bench.harness.meter import CPUMeter, Tally, percentiles, wait_quiet
 from bench.harness.procs import HOST, BenchError, Processes, Timeout, free_ports, log_problems, note
 from bench.harness.server import Server, addresses_in, query, soa_serial
 from bench.harness.tools import (Named, profile_summary, py_spy, require, stop_after, tsig_keys,
@@ -126,28 +126,6 @@ class Signer:
         return None if message.had_tsig else "unsigned"
 
 
-class Slot:
-    """What one server answered while one measuring slot was current."""
-
-    def __init__(self, name: str) -> None:
-        self.name, self.started, self.seconds = name, time.perf_counter(), 0.0
-        self.ok = self.timeouts = self.late = self.bad_tsig = self.verified = 0
-        self.latencies: list[float] = []
-        self.rcodes: dict[str, int] = {}
-        self.samples: list[str] = []
-
-    def sample(self, text: str) -> None:
-        if len(self.samples) < 5:
-            self.samples.append(text)
-
-    def result(self) -> dict[str, Any]:
-        return {"name": self.name, "seconds": round(self.seconds, 3), "ok": self.ok,
-                "ok_per_s": self.ok / self.seconds if self.seconds else 0.0,
-                "latency_ms": percentiles(self.latencies), "rcodes": self.rcodes,
-                "timeouts": self.timeouts, "late": self.late, "bad_tsig": self.bad_tsig,
-                "verified": self.verified, "samples": self.samples}
-
-
 class UserLoad:
     __slots__ = ("i", "signer", "addresses", "turn", "acked", "last")
 
@@ -164,7 +142,8 @@ class UpdateClient(asyncio.DatagramProtocol):
         self.label, self.users, self.verify_every, self.dnspython = label, loads, verify_every, dnspython
         self.transport: asyncio.DatagramTransport | None = None
         self.pending: dict[int, tuple[UserLoad, float, bytes, str]] = {}
-        self.next_id, self.replies, self.running, self.slot = 1, 0, False, Slot("start")
+        self.next_id, self.replies, self.running, self.slot = 1, 0, False, Tally("start")
+        self.verified = self.late = 0
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
@@ -184,38 +163,35 @@ class UpdateClient(asyncio.DatagramProtocol):
         entry = self.pending.pop(struct.unpack("!H", data[:2])[0], None) if len(data) >= 12 else None
         slot = self.slot
         if entry is None:
-            slot.late += 1
+            self.late += 1
             return
         user, started, mac, address = entry
         slot.latencies.append(time.perf_counter() - started)
         self.replies += 1
         rcode = data[3] & 0x0F
         if self.verify_every and self.replies % self.verify_every == 0:
-            slot.verified += 1
+            self.verified += 1
             problem = user.signer.verify(data, mac)
             if problem is not None:
-                slot.bad_tsig += 1
-                slot.sample(f"user{user.i} {address}: answer's TSIG: {problem}")
+                slot.count("bad TSIG", f"user{user.i} {address}: answer's TSIG: {problem}")
         if rcode == 0 and data[2] & 0x80 and struct.unpack("!H", data[10:12])[0] >= 1:
             slot.ok += 1
             user.acked, user.last, user.turn = user.acked + 1, address, user.turn + 1
         else:
             text = f"rcode {rcode}" if rcode else "NOERROR but unsigned or not a response"
-            slot.rcodes[text] = slot.rcodes.get(text, 0) + 1
-            slot.sample(f"user{user.i} {address}: {text}")
+            slot.count(text, f"user{user.i} {address}: {text}")
         if self.running:
             self.send(user)
 
     def error_received(self, exc: Exception) -> None:
-        self.slot.sample(f"socket error: {exc}")
+        self.slot.count("socket error", f"socket error: {exc}")
 
     def check_timeouts(self, limit: float) -> None:
         now = time.perf_counter()
         for msg_id, (user, started, _mac, address) in list(self.pending.items()):
             if now - started > limit:
                 del self.pending[msg_id]
-                self.slot.timeouts += 1
-                self.slot.sample(f"user{user.i} {address}: no answer in {limit} s, sent again")
+                self.slot.count("timeout", f"user{user.i} {address}: no answer in {limit} s, sent again")
                 if self.running:
                     self.send(user)
 
@@ -223,7 +199,7 @@ class UpdateClient(asyncio.DatagramProtocol):
 async def measure(client: UpdateClient, name: str, seconds: float, settle: float, pid: int,
                   retry: float, spy: Any = None, store: str | None = None) -> dict[str, Any]:
     """Send for C{settle + seconds}, count the last C{seconds}, then drain."""
-    client.slot, client.running = Slot(f"{name} (settle)"), True
+    client.slot, client.running = Tally(f"{name} (settle)"), True
     for user in client.users:
         client.send(user)
 
@@ -235,12 +211,12 @@ async def measure(client: UpdateClient, name: str, seconds: float, settle: float
     dog = asyncio.create_task(watchdog())
     try:
         await asyncio.sleep(settle)
-        slot = client.slot = Slot(name)
+        slot = client.slot = Tally(name)
         meter, generation = CPUMeter({"server": pid}), read_generation(store) if store else 0
         spy = spy() if spy else None
         await asyncio.sleep(seconds)
         slot.seconds = time.perf_counter() - slot.started
-        client.slot = Slot(f"{name} (drain)")
+        client.slot = Tally(f"{name} (drain)")
         cpu = meter.read()
         commits = read_generation(store) - generation if store else None
         client.running = False
@@ -254,7 +230,7 @@ async def measure(client: UpdateClient, name: str, seconds: float, settle: float
         client.running = False
     result = slot.result()
     result.update(server=client.label, cpu=cpu, commits=commits, stuck=stuck, spy=spy,
-                  drain={"rcodes": client.slot.rcodes, "timeouts": client.slot.timeouts},
+                  drain=client.slot.other,
                   server_cpu_us_per_update=round(1e6 * cpu["server"]["cpu_s"] / max(slot.ok, 1), 1),
                   _latencies=slot.latencies)
     note(f"{name}: {result['ok_per_s']:.0f} updates/s, p99 {result['latency_ms']['p99']} ms")
@@ -292,6 +268,8 @@ async def run_load(args: argparse.Namespace, servers: dict[str, tuple[int, int]]
         assert client.transport is not None
         client.transport.close()
     return {"slots": slots, "serial_before": serial_before,
+            "verified_tsig": sum(c.verified for c in clients.values()),
+            "late": sum(c.late for c in clients.values()),
             "users": {label: c.users for label, c in clients.items()}}
 
 
@@ -334,9 +312,8 @@ zone "{SUFFIX}" {{ type primary; file "{zone}"; update-policy {{ grant * self * 
         check = check_final(store, {f"user{u.i}": (set(u.addresses), u.last)
                                     for u in load["users"]["ours"]}, "dns-update")
         problems += check["problems"] + log_problems(ours.log)
-    problems += [f"{s['name']}: rcodes {s['rcodes']} timeouts {s['timeouts']} bad TSIG "
-                 f"{s['bad_tsig']} stuck {s['stuck']} e.g. {s['samples'][:2]}" for s in slots
-                 if s["rcodes"] or s["timeouts"] or s["bad_tsig"] or s["stuck"] or s["drain"]["rcodes"]]
+    problems += [f"{s['name']}: {s['other']}, drain {s['drain']}, stuck {s['stuck']} e.g. {s['samples'][:2]}"
+                 for s in slots if s["other"] or s["drain"] or s["stuck"]]
     totals = {}
     for label in servers:
         mine = [s for s in slots if s["server"] == label]
@@ -355,6 +332,7 @@ zone "{SUFFIX}" {{ type primary; file "{zone}"; update-policy {{ grant * self * 
     return {"figures": {**{f"{k}_{m}": v[m] for k, v in totals.items() for m in v},
                         "disturbed_slots": sum(s["cpu"]["disturbed"] for s in slots)},
             "ratios": ratios, "problems": problems, "slots": slots, "check": check,
+            "verified_tsig": load["verified_tsig"], "late_answers": load["late"],
             "profile": profile_summary(args.py_spy) if args.py_spy else None,
             "plot": {"title": "TSIG-signed UPDATE: durable updates per second",
                      "ylabel": "updates/s", "groups": [f"round {r}" for r in rounds],
