@@ -27,7 +27,7 @@ from typing import Any
 
 from bench.harness import record
 from bench.harness.meter import CPUMeter, rss, wait_quiet
-from bench.harness.procs import BenchError, Processes, log_problems, note
+from bench.harness.procs import BenchError, Processes, free_ports, log_problems, note
 from bench.harness.server import Server, addresses_in, query, twistd, wait_dns
 from bench.harness.tools import dnsperf, require, version, zone_file
 from bench.harness.users import SUFFIX, build_store, users
@@ -68,7 +68,7 @@ def qps_part(args: argparse.Namespace, procs: Processes, tmp: str, deadline: flo
     note("starting the reference (twistd dns --bindzone) and ours (twistd dyndns)")
     ours = Server(procs, tmp, store, "ours")
     ours.start(deadline, f"user{args.users}.{SUFFIX}", ipv4_of(args.users))
-    ref_port = ours.http_port  # a free port ours does not use
+    (ref_port,) = free_ports(1)
     ref_log = os.path.join(tmp, "reference.log")
     ref = procs.start(twistd() + [f"--logfile={ref_log}", "dns", "--bindzone", zone, "--port",
                                   str(ref_port), "--interface", "127.0.0.1"], ref_log + ".out")

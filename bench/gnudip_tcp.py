@@ -221,14 +221,14 @@ def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -
                                 for u in loads}, "gnudip-tcp")
     rounds = [r for r in results if r["name"].startswith("round")]
     problems = check["problems"] + log_problems(server.log) + [
-        f"{r['name']}: {r['other']} e.g. {r['samples'][:2]}" for r in results if r["other"]] + ([f"{stuck} exchanges stuck"] if stuck else [])
-    rate = sum(r["ok"] for r in rounds) / sum(r["seconds"] for r in rounds)
-    lat = percentiles(measured)
+        f"{r['name']}: {r['other']} e.g. {r['samples'][:2]}" for r in results if r["other"]]
+    problems += [f"{stuck} exchanges stuck"] if stuck else []
+    ok, commits = sum(r["ok"] for r in rounds), sum(r["commits"] for r in rounds)
+    rate = ok / sum(r["seconds"] for r in rounds)
     return {
-        "figures": {"durable_updates_per_s": round(rate), "latency_ms": lat,
+        "figures": {"durable_updates_per_s": round(rate), "latency_ms": percentiles(measured),
                     "server_cpu_us_per_update": min(r["server_cpu_us_per_update"] for r in rounds),
-                    "updates_per_commit": round(sum(r["commits"] for r in rounds) and sum(
-                        r["ok"] for r in rounds) / sum(r["commits"] for r in rounds), 2),
+                    "updates_per_commit": round(ok / max(commits, 1), 2),
                     "users_exact_after_sigkill": check["exact"],
                     "disturbed_rounds": sum(r["cpu"]["disturbed"] for r in rounds)},
         "ratios": {"updates/s vs the 2,000/s target": round(rate / 2000, 3)},

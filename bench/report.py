@@ -139,9 +139,9 @@ def section(name: str, rec: dict[str, Any] | None, published: dict[str, Any] | N
                 f"Twisted {m.get('twisted')}, SQLite {m.get('sqlite')}" + (f", {tools}" if tools else "")
                 + f"; load average at start {' '.join(m['loadavg_at_start'])}.", ""]
         if rec.get("short_run"):
-            out += ["*A short run* (`--short`: small parameters, a few minutes at most, on a machine "
-                    "shared with other work): the numbers show that the benchmark runs and roughly "
-                    "where it stands, not the full-size result (see the published runs below).", ""]
+            out += [f"*A {rec['short_run']}* (`--short`: a few minutes at most, on a machine shared "
+                    "with other work): the numbers show that the benchmark runs and roughly where it "
+                    "stands, not the full-size result (see the published runs below).", ""]
         out += [table(flat(rec["figures"])), ""]
         if rec.get("ratios"):
             out += [table(flat(rec["ratios"]), ("ratio (same run)", "value")), ""]

@@ -78,7 +78,10 @@ def main(name: str, doc: str, parser: argparse.ArgumentParser,
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.description = doc.strip().split("\n\n")[0]
     args = parser.parse_args()
+    shortened = ""
     if args.short:
+        shortened = "short run: " + ", ".join(f"{k.replace('_', '-')} {v} instead of {parser.get_default(k)}"
+                                              for k, v in short.items())
         for key, value in short.items():
             setattr(args, key, value)
     deadline = time.monotonic() + args.timeout
@@ -108,7 +111,7 @@ def main(name: str, doc: str, parser: argparse.ArgumentParser,
             subprocess.run(["rm", "-rf", tmp], check=False)
     params = {k: v for k, v in vars(args).items() if k not in ("record", "keep", "timeout")}
     record = {
-        "benchmark": name, "date": started, "short_run": args.short,
+        "benchmark": name, "date": started, "short_run": shortened or False,
         "command": "python -m bench." + name + "".join(" " + shlex.quote(a) for a in sys.argv[1:]),
         "machine": info, "code": out.pop("code", None) or code_version(),
         "parameters": params, "figures": out.pop("figures"), "ratios": out.pop("ratios", {}),
