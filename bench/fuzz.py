@@ -1431,7 +1431,7 @@ def record_from_summary(path: str) -> int:
     inputs = {t["inputs"] for t in targets}
     record = {
         "benchmark": "fuzz", "date": log[1] if log else None, "short_run": False,
-        "command": f"python -m bench.fuzz --inputs {max(inputs)} (seed {targets[0]['seed']})",
+        "command": f"python -m bench.fuzz --inputs {max(inputs)} --seed {targets[0]['seed']}",
         "machine": {"note": "not recorded in summary.json: the shared 2-CPU development machine"},
         "code": {"commit": log[0], "source": f"the commit that added {os.path.basename(path)}"}
         if log else code_version(),
@@ -1441,6 +1441,9 @@ def record_from_summary(path: str) -> int:
                                                     "wrong_answers", "hangs", "inputs_per_second",
                                                     "corpus", "seconds")} for t in targets]},
         "ratios": {}, "problems": [f"{t['target']}: {t['failures']}" for t in targets if t["failures"]],
+        "plot": {"title": "Fuzzing: inputs per second per target", "ylabel": "inputs/s",
+                 "groups": [t["target"] for t in targets],
+                 "series": {"inputs/s": [t["inputs_per_second"] for t in targets]}},
     }
     with open(os.path.join(RESULTS, "fuzz.json"), "w") as f:
         json.dump(record, f, indent=1)

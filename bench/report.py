@@ -111,7 +111,8 @@ def plot(name: str, spec: dict[str, Any], short: bool) -> str:
         width = 0.8 / max(len(series), 1)
         for k, (label, values) in enumerate(series.items()):
             ax.bar([i + k * width for i in range(len(values))], values, width, label=label)
-        ax.set_xticks([i + width * (len(series) - 1) / 2 for i in range(len(groups))], groups)
+        ax.set_xticks([i + width * (len(series) - 1) / 2 for i in range(len(groups))], groups,
+                      rotation=30 if len(groups) > 6 else 0, ha="right" if len(groups) > 6 else "center")
     ax.set_title(spec["title"] + (" (short run)" if short else ""), fontsize=10)
     ax.set_ylabel(spec["ylabel"])
     ax.legend(fontsize=8)
@@ -168,10 +169,13 @@ def fuzz_section(rec: dict[str, Any]) -> str:
     rows += [f"| {t['target']} | {t['parser']} | {t['inputs']:,} | {t['exceptions']} | "
              f"{t['wrong_answers']} | {t['hangs']} | {t['inputs_per_second']:,} | {t['corpus']} |"
              for t in rec["figures"]["targets"]]
-    return "\n".join(["## Fuzzing every parser in process (bench/fuzz.py)", "",
-                      f"**Run**: `{rec['command']}`, {rec['date']}, commit `{rec['code']['commit']}`; "
-                      f"{rec['machine'].get('cores')} × {rec['machine'].get('cpu')}.", ""] + rows
-                     + ["", f"**Reading.** {READING['fuzz']}", ""])
+    title = "Fuzzing every parser in process (bench/fuzz.py)"
+    return "\n".join([f"## {title}", "", "**Setup**: the docstring of bench/fuzz.py (engine, targets, "
+                      "what counts as a failure).", "",
+                      f"**Run**: `{rec['command']}`, {rec['date']}, commit `{rec['code']['commit']}` "
+                      f"({rec['code']['source']}); machine: {rec['machine'].get('note', rec['machine'])}.",
+                      ""] + rows + ["", f"![{title}]({plot('fuzz', rec['plot'], False)})", "",
+                                    f"**Reading.** {READING['fuzz']}", ""])
 
 
 def main() -> int:

@@ -8,7 +8,7 @@ TSIG-signed RFC 2136 UPDATE: durable updates/s, ours vs BIND 9 (bench/tsig_updat
 The same load, users and keys against two servers in alternating rounds:
 ours (C{twistd -n dyndns}, SQLite store: an update is on disk before it is
 answered) and the reference, BIND 9 C{named} as primary of the suffix from a
-zone file with the same users, C{update-policy { grant * self * A AAAA; }}
+zone file with the same users, an update-policy of C{grant * self * A AAAA}
 and the same N hmac-sha256 keys C{userN.<suffix>.}, logging at severity info.
 One asyncio UDP client here keeps one update in flight per user (N in
 flight, default 64): C{update delete} + C{update add} of the user's A record
