@@ -269,6 +269,7 @@ class World:
         from dyndns_plugin.passwords import hash_password, md5_verifier
         from dyndns_plugin.store.memory import MemoryUserStore
         from dyndns_plugin.tap import build_service, load_zones
+        from dyndns_plugin.twisted_private import default_cooperator, set_default_cooperator
 
         self._restore: list[Callable[[], None]] = []
         import dyndns_plugin.passwords as passwords_module
@@ -280,9 +281,9 @@ class World:
         passwords_module._scrypt = _cheap_scrypt
         self._restore.append(lambda: setattr(passwords_module, "_scrypt", scrypt))
         self.scheduler = _Scheduler()
-        saved_cooperator = task._theCooperator
-        task._theCooperator = task.Cooperator(scheduler=self.scheduler)
-        self._restore.append(lambda: setattr(task, "_theCooperator", saved_cooperator))
+        saved_cooperator = default_cooperator()
+        set_default_cooperator(task.Cooperator(scheduler=self.scheduler))
+        self._restore.append(lambda: set_default_cooperator(saved_cooperator))
 
         if folder is None:
             folder = tempfile.mkdtemp(prefix="dyndns-fuzz-", dir=_fast_tmp())
@@ -318,7 +319,7 @@ class World:
         self.admin_site = self.top.admin_site
         for site in (self.site, self.admin_site):
             site.reactor = self.clock
-        from dyndns_plugin.gnudip import GnuDIPFactory
+        from dyndns_plugin.protocols.gnudip import GnuDIPFactory
 
         self.gnudip = GnuDIPFactory(self.service, self.top.checker, timeout=30)
         self.signer = _find_signer(self.site.resource)
@@ -386,7 +387,7 @@ class World:
 
 def _find_signer(root: Any) -> Any:
     """The HTTP GnuDIP salt signer somewhere in the site's resource tree."""
-    from dyndns_plugin.web.gnudip import SaltSigner
+    from dyndns_plugin.protocols.gnudip_http import SaltSigner
 
     todo, seen = [root], set()
     while todo:
@@ -804,7 +805,8 @@ def make_targets(world: World) -> dict[str, Target]:
         return (tuple(sorted(rcodes)), min(count, 3), mode & 1)
 
     def gnudip(data: bytes) -> Hashable:
-        from dyndns_plugin.gnudip import gnudip_hash, parse_line
+        from dyndns_plugin.passwords import gnudip_hash
+        from dyndns_plugin.protocols.gnudip import parse_line
 
         try:
             parse_line(data.decode("latin-1"))
@@ -842,7 +844,7 @@ def make_targets(world: World) -> dict[str, Target]:
         data = data.replace(b"{AUTH}", auth).replace(b"{AUTHB}", authb)
         data = data.replace(b"{ADMIN}", admin).replace(b"{TOKEN}", ADMIN_TOKEN.encode())
         if b"{GDIP}" in data and world.signer is not None:
-            from dyndns_plugin.gnudip import gnudip_hash
+            from dyndns_plugin.passwords import gnudip_hash
 
             salt, stamp, sign = world.signer.issue()
             sign_text = f"salt={salt}&time={stamp}&sign={sign}&pass={gnudip_hash(world.md5['alice'], salt)}"
@@ -1425,21 +1427,28 @@ def record_from_summary(path: str) -> int:
     from bench.harness.users import REPO
 
     with open(path) as f:
-        targets = json.load(f)
+        data = json.load(f)
+    # summary.json is a list of targets; a published summary wraps it with where it ran.
+    meta = data if isinstance(data, dict) else {}
+    targets = meta.get("rows", data)
     log = subprocess.run(["git", "-C", REPO, "log", "-1", "--format=%h %cI", "--", os.path.abspath(path)],
                          capture_output=True, text=True).stdout.split()
     inputs = {t["inputs"] for t in targets}
     record = {
-        "benchmark": "fuzz", "date": log[1] if log else None, "short_run": False,
-        "command": f"python -m bench.fuzz --inputs {max(inputs)} --seed {targets[0]['seed']}",
-        "machine": {"note": "not recorded in summary.json: the shared 2-CPU development machine"},
-        "code": {"commit": log[0], "source": f"the commit that added {os.path.basename(path)}"}
+        "benchmark": "fuzz", "date": meta.get("date") or (log[1] if log else None), "short_run": False,
+        "command": meta.get("command") or f"python -m bench.fuzz --inputs {max(inputs)} --seed {targets[0]['seed']}",
+        "machine": {"note": meta.get("machine", "not recorded in summary.json")},
+        "code": {"commit": ", ".join(sorted({t["commit"] for t in targets})), "source": "per target"}
+        if all("commit" in t for t in targets)
+        else {"commit": log[0], "source": f"the commit that added {os.path.basename(path)}"}
         if log else code_version(),
         "parameters": {"inputs": sorted(inputs), "seed": targets[0]["seed"],
                        "time_limit": targets[0]["time_limit"], "summary": os.path.basename(path)},
         "figures": {"targets": [{k: t[k] for k in ("target", "parser", "inputs", "exceptions",
                                                     "wrong_answers", "hangs", "inputs_per_second",
-                                                    "corpus", "seconds")} for t in targets]},
+                                                    "corpus", "seconds", "commit") if k in t}
+                                for t in targets]},
+        "found_and_fixed": meta.get("found_and_fixed", []),
         "ratios": {}, "problems": [f"{t['target']}: {t['failures']}" for t in targets if t["failures"]],
         "plot": {"title": "Fuzzing: inputs per second per target", "ylabel": "inputs/s",
                  "groups": [t["target"] for t in targets],

@@ -152,30 +152,39 @@ def section(name: str, rec: dict[str, Any] | None, published: dict[str, Any] | N
             out.append(f"- PROBLEM: {problem}")
         out += [""] if rec.get("problems") else []
     out += [f"**Reading.** {READING.get(name, '')}", ""]
-    if published:
-        dates = ", ".join(published["measured_on_dates"]) or "date not recorded"
-        out += [f"<details><summary>Published full-size runs ({dates}"
-                + (f"; commits {', '.join(published['commits_named'])}" if published["commits_named"] else "")
-                + ", converted verbatim from the hand-written file)</summary>", ""]
-        for head, text in published["sections"].items():
-            out += [f"#### {head}", "", text, ""]
-        out += ["</details>", ""]
-    return "\n".join(out)
+    return "\n".join(out + published_details(published))
 
 
-def fuzz_section(rec: dict[str, Any]) -> str:
-    rows = ["| target | parser | inputs | exceptions | wrong answers | hangs | inputs/s | corpus |",
-            "|---|---|---:|---:|---:|---:|---:|---:|"]
+def published_details(published: dict[str, Any] | None) -> list[str]:
+    """The hand-written full-size results, verbatim, folded."""
+    if not published:
+        return []
+    dates = ", ".join(published["measured_on_dates"]) or "date not recorded"
+    out = [f"<details><summary>Published full-size runs ({dates}"
+           + (f"; commits {', '.join(published['commits_named'])}" if published["commits_named"] else "")
+           + ", converted verbatim from the hand-written file)</summary>", ""]
+    for head, text in published["sections"].items():
+        out += [f"#### {head}", "", text, ""]
+    return out + ["</details>", ""]
+
+
+def fuzz_section(rec: dict[str, Any], published: dict[str, Any] | None) -> str:
+    rows = ["| target | parser | inputs | exceptions | wrong answers | hangs | inputs/s | corpus | commit |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---|"]
     rows += [f"| {t['target']} | {t['parser']} | {t['inputs']:,} | {t['exceptions']} | "
-             f"{t['wrong_answers']} | {t['hangs']} | {t['inputs_per_second']:,} | {t['corpus']} |"
-             for t in rec["figures"]["targets"]]
+             f"{t['wrong_answers']} | {t['hangs']} | {t['inputs_per_second']:,} | {t['corpus']} | "
+             f"{t.get('commit', rec['code']['commit'])} |" for t in rec["figures"]["targets"]]
+    rows += ["", "Found on the way and fixed (each with a regression test):", ""] + [
+        f"- {f['target']}: {f['finding'].replace('<', '&lt;')} (fixed in `{f['fix']}`)"
+        for f in rec.get("found_and_fixed", [])] if rec.get("found_and_fixed") else []
     title = "Fuzzing every parser in process (bench/fuzz.py)"
     return "\n".join([f"## {title}", "", "**Setup**: the docstring of bench/fuzz.py (engine, targets, "
                       "what counts as a failure).", "",
                       f"**Run**: `{rec['command']}`, {rec['date']}, commit `{rec['code']['commit']}` "
                       f"({rec['code']['source']}); machine: {rec['machine'].get('note', rec['machine'])}.",
                       ""] + rows + ["", f"![{title}]({plot('fuzz', rec['plot'], False)})", "",
-                                    f"**Reading.** {READING['fuzz']}", ""])
+                                    f"**Reading.** {READING['fuzz']}", ""]
+                     + published_details(published))
 
 
 def main() -> int:
@@ -196,7 +205,8 @@ def main() -> int:
     for name in names:
         body += [f'<a id="{name.replace("_", "-")}"></a>', ""]
         if name == "fuzz":
-            body.append(fuzz_section(records["fuzz"]))
+            body.append(fuzz_section(records["fuzz"], published.get("fuzz")) if "fuzz" in records
+                        else section(name, None, published.get("fuzz")))
         else:
             body.append(section(name, records.get(name), published.get(name)))
         body += ["---", ""]

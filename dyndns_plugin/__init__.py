@@ -23,8 +23,8 @@ See examples/embed_resolver.py and the README.
 """
 
 from dyndns_plugin.config import ConfigError, Settings, load_settings
-from dyndns_plugin.dns.notify import Notifier
-from dyndns_plugin.dns.publisher import ZonePublisher
+from dyndns_plugin.replication.notify import Notifier
+from dyndns_plugin.replication.publisher import ZonePublisher
 from dyndns_plugin.dns.resolver import DynDNSResolver
 from dyndns_plugin.dns.server import (
     DNSDatagramProtocol,
@@ -32,7 +32,7 @@ from dyndns_plugin.dns.server import (
     DynDNSServerFactory,
     listen_dns,
 )
-from dyndns_plugin.dns.transfer import TransferHandler
+from dyndns_plugin.replication.transfer import TransferHandler
 from dyndns_plugin.dns.zones import StaticZone, load_zone_file
 from dyndns_plugin.model import HostState, UpdateResult, UpdateStatus, User, ValidationError
 from dyndns_plugin.registry import Registry

@@ -31,7 +31,7 @@ from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from dyndns_plugin.model import User
-from dyndns_plugin.passwords import verify_password
+from dyndns_plugin.passwords import gnudip_hash, verify_password
 
 log = Logger()
 
@@ -138,8 +138,6 @@ class PasswordChecker:
         together with L{check_password} if passwords live elsewhere (GnuDIP
         then needs the external source to provide the MD5 verifier).
         """
-        from dyndns_plugin.gnudip import gnudip_hash
-
         user = self.users.get(user_id)
         if user is None or user.md5_verifier is None or not client_hash.isascii():
             return defer.fail(error.UnauthorizedLogin("no GnuDIP verifier for this user"))

@@ -1,6 +1,7 @@
 """
 Password verifiers: a slow scrypt hash for everything that sees the password,
-and the legacy MD5 verifier for the two protocols that cannot work without it.
+and the legacy MD5 verifier for the two protocols that cannot work without it
+(GnuDIP's salted hash and the derived TSIG secret are computed from it here).
 
 The scrypt parameters are stored in the hash string, so they can be raised
 later without invalidating existing hashes.
@@ -118,6 +119,14 @@ def md5_verifier(password: str) -> str:
     protocols; keep it only for users who need them.
     """
     return hashlib.md5(_check(password)).hexdigest()
+
+
+def gnudip_hash(md5_verifier: str, salt: str) -> str:
+    """
+    GnuDIP's proof of the password for one salt, what a client sends:
+    C{md5hex(md5hex(password) + "." + salt)}, computed from the MD5 verifier.
+    """
+    return hashlib.md5(f"{md5_verifier}.{salt}".encode("ascii")).hexdigest()
 
 
 def derived_tsig_secret(md5_hex: str) -> str:

@@ -3,7 +3,10 @@ Migration from the Simple DNS Plus "DynDNS Service" plug-in: its
 configuration XML (users, host names, offline IPs, TSIG keys, the update
 method switches) and its state XML (each user's current IP, TTL, last update
 and offline flag) become our users and host states. C{dyndns import-sdp}
-is the command; the formats are in spec/protocols.md section 3.3.
+is the command. The formats are the plug-in's own, as its public source
+(github.com/jhsoftware/sdnspi-DynDns) writes them; the samples in
+tests/fixtures/sdp show them, and the README's "Moving from
+Simple DNS Plus" says what is read.
 
 Mapping, per C{<User>} of the configuration:
 
@@ -11,7 +14,7 @@ Mapping, per C{<User>} of the configuration:
    compared without case);
  - C{Password} (plain text in the original) -> an scrypt C{password_hash};
  - no C{TSIGKeyValue}: the original's key is base64(MD5(password)), HMAC-MD5
-   only (spec 3.4), so the user keeps C{md5_verifier(password)} with
+   only (the plug-in's source), so the user keeps C{md5_verifier(password)} with
    C{tsig_from_password=True} and C{tsig_algorithm="hmac-md5"};
    C{TSIGKeyValue="b64"}: C{tsig_secret}, HMAC-MD5. The MD5 verifier is also
    kept for users with an explicit key when GnuDIP (TCP or HTTP) is on in
@@ -216,6 +219,10 @@ def parse_xml(data: bytes, path: str) -> _Document:
         raise SDPImportError(
             path, f"line {e.lineno}", f"not well-formed XML: {expat.ErrorString(e.code)}"
         ) from None
+    except (LookupError, ValueError) as e:
+        # <?xml encoding="..."?> names a codec Python lacks (LookupError) or
+        # a multi-byte one expat cannot use (ValueError)
+        raise SDPImportError(path, f"line {parser.CurrentLineNumber}", f"cannot decode: {e}") from None
     root = builder.close()
     return _Document(root, lines)
 

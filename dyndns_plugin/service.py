@@ -27,6 +27,7 @@ from dyndns_plugin.model import (
     UpdateStatus,
     User,
     ValidationError,
+    parse_address,
     split_addresses,
 )
 from dyndns_plugin.registry import Registry
@@ -383,6 +384,14 @@ class DynDNSService(Service):
                 return refused
             if (ipv4 is not None and ipv4.version != 4) or (ipv6 is not None and ipv6.version != 6):
                 return UpdateResult(UpdateStatus.BAD_ADDRESS, old, "address of the wrong family")
+            try:
+                # A multicast or unspecified address is no host's (an UPDATE
+                # can carry any 4 bytes of A rdata).
+                for address in (ipv4, ipv6):
+                    if address is not None:
+                        parse_address(address)
+            except ValidationError as e:
+                return UpdateResult(UpdateStatus.BAD_ADDRESS, old, e.message)
             return await self._go_online(old, user_id, ipv4, ipv6, ttl, method, client_address)
 
         return self._reported(method, self._serialized(user_id, action))

@@ -133,10 +133,10 @@ def make_transfer(
     import base64
     import ipaddress
 
-    from dyndns_plugin.dns.notify import Notifier
-    from dyndns_plugin.dns.publisher import ZonePublisher
+    from dyndns_plugin.replication.notify import Notifier
+    from dyndns_plugin.replication.publisher import ZonePublisher
     from dyndns_plugin.dns.signing import TSIGKey, labels_of
-    from dyndns_plugin.dns.transfer import TransferHandler
+    from dyndns_plugin.replication.transfer import TransferHandler
 
     dns_settings = settings.dns
     keys = {
@@ -225,7 +225,7 @@ def build_service(
     checker = Authenticator(make_checker(settings, dyndns, reactor), dyndns)
     update_handler = None
     if settings.dns.updates:
-        from dyndns_plugin.dns.update import UpdateHandler
+        from dyndns_plugin.protocols.dns_update import UpdateHandler
 
         update_handler = UpdateHandler(dyndns, [z.origin for z in zones], checker=checker)
     publisher, transfer_handler, notifier = make_transfer(settings, dyndns, zones, reactor)
@@ -243,7 +243,7 @@ def build_service(
     factory.tcp_idle_timeout = settings.connections.dns_tcp_idle_timeout
     factory.tcp_message_timeout = settings.connections.dns_tcp_message_timeout
     if settings.gnudip.listen:
-        from dyndns_plugin.gnudip import GnuDIPFactory
+        from dyndns_plugin.protocols.gnudip import GnuDIPFactory
 
         gnudip = GnuDIPFactory(
             dyndns, checker,
@@ -255,7 +255,7 @@ def build_service(
         for description in settings.gnudip.listen:
             strports.service(description, gnudip).setServiceParent(top)
     if settings.http is not None:
-        from dyndns_plugin.web.gnudip import SaltSigner, load_or_create_key
+        from dyndns_plugin.protocols.gnudip_http import SaltSigner, load_or_create_key
         from dyndns_plugin.web.site import build_site
 
         signer = None

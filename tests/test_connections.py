@@ -570,7 +570,7 @@ class DNSStreamTests(unittest.SynchronousTestCase):
 
 class GnuDIPLineTests(unittest.SynchronousTestCase):
     def setUp(self) -> None:
-        from dyndns_plugin.gnudip import GnuDIPFactory
+        from dyndns_plugin.protocols.gnudip import GnuDIPFactory
         from dyndns_plugin.service import DynDNSService
         from dyndns_plugin.store.memory import MemoryUserStore
 

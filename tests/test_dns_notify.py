@@ -1,5 +1,5 @@
 """
-The NOTIFY sender (L{dyndns_plugin.dns.notify.Notifier}) against real UDP
+The NOTIFY sender (L{dyndns_plugin.replication.notify.Notifier}) against real UDP
 sockets on 127.0.0.1.
 
 Time is a L{task.Clock} (the resend schedule is checked exactly, and no
@@ -31,8 +31,8 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.trial import unittest
 
 from dyndns_plugin.config import settings_from_dict
-from dyndns_plugin.dns.journal import ZoneState
-from dyndns_plugin.dns.notify import Notifier
+from dyndns_plugin.replication.journal import ZoneState
+from dyndns_plugin.replication.notify import Notifier
 from dyndns_plugin.dns.resolver import DynDNSResolver
 from dyndns_plugin.dns.server import DynDNSServerFactory, listen_dns
 from dyndns_plugin.dns.signing import TSIGKey, labels_of

@@ -39,6 +39,7 @@ from dyndns_plugin.model import User
 from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.store.memory import MemoryUserStore
 from dyndns_plugin.tap import load_zones
+from dyndns_plugin.twisted_private import EDNSMessage
 
 SUFFIX = "dyn.example.com"
 
@@ -178,8 +179,8 @@ class LimiterTests(unittest.SynchronousTestCase):
 
 
 def _message(rcode: int = 0, answers: int = 0, authority: tuple[int, bytes] | None = None,
-             auth: bool = True, name: bytes = b"Host.Example.ORG", qtype: int = tdns.A) -> tdns._EDNSMessage:
-    m = tdns._EDNSMessage(rCode=rcode, auth=auth)
+             auth: bool = True, name: bytes = b"Host.Example.ORG", qtype: int = tdns.A) -> EDNSMessage:
+    m = EDNSMessage(rCode=rcode, auth=auth)
     m.queries = [tdns.Query(name, qtype, tdns.IN)]
     m.answers = [tdns.RRHeader(name, tdns.A, tdns.IN, 60, tdns.Record_A("192.0.2.1"))] * answers
     if authority is not None:

@@ -1,5 +1,5 @@
 """
-Zone transfers (L{dyndns_plugin.dns.transfer}, L{dyndns_plugin.dns.publisher})
+Zone transfers (L{dyndns_plugin.replication.transfer}, L{dyndns_plugin.replication.publisher})
 on the real server on 127.0.0.1, with dnspython as the client.
 
 The expected zones are built here from the users each test creates (and
@@ -45,12 +45,12 @@ from twisted.internet.testing import waitUntilAllDisconnected
 from twisted.trial import unittest
 
 from dyndns_plugin.config import settings_from_dict
-from dyndns_plugin.dns import transfer as transfer_module
-from dyndns_plugin.dns.publisher import ZonePublisher
+from dyndns_plugin.replication import transfer as transfer_module
+from dyndns_plugin.replication.publisher import ZonePublisher
 from dyndns_plugin.dns.resolver import DynDNSResolver
 from dyndns_plugin.dns.server import DynDNSServerFactory, listen_dns
 from dyndns_plugin.dns.signing import TSIGKey, labels_of
-from dyndns_plugin.dns.transfer import TransferHandler
+from dyndns_plugin.replication.transfer import TransferHandler
 from dyndns_plugin.model import HostState, User
 from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.store import StoreError

@@ -1,5 +1,5 @@
 """
-TSIG-signed RFC 2136 UPDATE (L{dyndns_plugin.dns.update}).
+TSIG-signed RFC 2136 UPDATE (L{dyndns_plugin.protocols.dns_update}).
 
 Every signed request captured from nsupdate 9.18 and sent to BIND 9 and
 Knot 3.2.6 (tests/fixtures/dns/, tests/fixtures/tsig-knot/) is replayed
@@ -48,7 +48,7 @@ from twisted.trial import unittest
 from dyndns_plugin.config import settings_from_dict
 from dyndns_plugin.dns.resolver import DynDNSResolver
 from dyndns_plugin.dns.server import DynDNSServerFactory, listen_dns
-from dyndns_plugin.dns.update import ALGORITHMS, UpdateHandler
+from dyndns_plugin.protocols.dns_update import ALGORITHMS, UpdateHandler
 from dyndns_plugin.limits import LimitSettings, Limiter
 from dyndns_plugin.model import TSIG_ALGORITHMS, User
 from dyndns_plugin.passwords import md5_verifier
@@ -1178,6 +1178,14 @@ class UpdateFormTests(UpdateTestsMixin, unittest.TestCase):
         message.add("web.example.org.", 60, "A", "192.0.2.2")
         message.add("ftp.example.org.", 60, "A", "192.0.2.3")
         self.send(message, REFUSED)
+        self.assertEqual(self.alice_serves(), ({"192.0.2.1", "2001:db8::1"}, 60))
+
+    def test_multicast_or_unspecified_address_refused(self):
+        """A rdata that is no host's address (224/4, 0.0.0.0, ff00::/8, ::): REFUSED, nothing changed (bench/fuzz.py)."""
+        for rdtype, address in (("A", "224.0.2.66"), ("A", "0.0.0.0"), ("AAAA", "ff02::1"), ("AAAA", "::")):
+            message = update()
+            message.replace(f"alice.{ZONE}", 60, rdtype, address)
+            self.send(message, REFUSED)
         self.assertEqual(self.alice_serves(), ({"192.0.2.1", "2001:db8::1"}, 60))
 
     def test_add_after_deleting_it(self):

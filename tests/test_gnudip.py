@@ -34,16 +34,15 @@ from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from dyndns_plugin.auth import DisabledUser, PasswordChecker
-from dyndns_plugin.gnudip import (
+from dyndns_plugin.protocols.gnudip import (
     SALT_ALPHABET,
     GnuDIPFactory,
     GnuDIPRequest,
-    gnudip_hash,
     make_salt,
     parse_line,
 )
 from dyndns_plugin.model import User
-from dyndns_plugin.passwords import hash_password, md5_verifier
+from dyndns_plugin.passwords import gnudip_hash, hash_password, md5_verifier
 from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.store.memory import MemoryUserStore
 

@@ -33,20 +33,20 @@ from twisted.web import server
 
 from dyndns_plugin.auth import PasswordChecker
 from dyndns_plugin.config import HTTPSettings
-from dyndns_plugin.dns.publisher import ZonePublisher
+from dyndns_plugin.replication.publisher import ZonePublisher
 from dyndns_plugin.dns.resolver import DynDNSResolver
 from dyndns_plugin.dns.server import DynDNSServerFactory, listen_dns
-from dyndns_plugin.dns.transfer import TransferHandler
-from dyndns_plugin.dns.update import UpdateHandler
+from dyndns_plugin.replication.transfer import TransferHandler
+from dyndns_plugin.protocols.dns_update import UpdateHandler
 from dyndns_plugin.dns.zones import suffix_zone
-from dyndns_plugin.gnudip import GnuDIPFactory, gnudip_hash
+from dyndns_plugin.protocols.gnudip import GnuDIPFactory
 from dyndns_plugin.metrics import Metrics, MetricsResource
 from dyndns_plugin.model import HostState, UpdateStatus, User
-from dyndns_plugin.passwords import md5_verifier
+from dyndns_plugin.passwords import gnudip_hash, md5_verifier
 from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.store.memory import MemoryUserStore
 from dyndns_plugin.web.common import DynDNSRequest
-from dyndns_plugin.web.gnudip import SaltSigner
+from dyndns_plugin.protocols.gnudip_http import SaltSigner
 from tests.web_helpers import (
     PASSWORDS,
     WebTestCase,

@@ -29,6 +29,7 @@ from twisted.names import dns as tdns
 from twisted.trial import unittest
 
 from dyndns_plugin import DynDNSService, MemoryUserStore, User, listen_dns, load_zone_file
+from dyndns_plugin.twisted_private import EDNSMessage
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "examples")
@@ -240,7 +241,7 @@ class FactoryTests(unittest.TestCase):
         self.factory = example.build_factory(self.service, [zone], MARKER, BLOCKED)
 
     def ask(self, name, protocol, address):
-        message = tdns._EDNSMessage(id=7, recDes=True)
+        message = EDNSMessage(id=7, recDes=True)
         message.queries = [tdns.Query(name, tdns.A, tdns.IN)]
         self.factory.messageReceived(message, protocol, address)  # -> handleQuery
         self.assertEqual(len(protocol.written), 1)

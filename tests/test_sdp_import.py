@@ -3,7 +3,7 @@ dyndns_plugin.sdp_import: the Simple DNS Plus plug-in's configuration and
 state XML -> users and host states, on the in-memory store.
 
 Expectations come from the sample files in tests/fixtures/sdp (see the
-README there), written by hand from the format in spec/protocols.md 3.3.
+README there), written by hand from the plug-in's format (see sdp_import).
 Broken samples are made here, from the good ones by one substitution each,
 so every error test changes exactly one thing.
 """
@@ -563,6 +563,16 @@ class HostileXMLTests(ImportTestCase):
                                         '<User ID="a" Password="&secret;"/></config>')
         self.assertEqual(self.failed_import(config=path, state=None),
                          f"{path}: line 1: not well-formed XML: undefined entity")
+
+    def test_unknown_encoding(self) -> None:
+        """An encoding Python has no codec for, or a multi-byte one: an import error, not a LookupError or ValueError."""
+        path = self.write("config.xml", '<?xml version="1.0" encoding="utfo16"?>\n'
+                                        '<config Suffix="dyn.example.com"/>\n')
+        self.assertEqual(self.failed_import(config=path, state=None),
+                         f"{path}: line 1: cannot decode: unknown encoding: utfo16")
+        path = self.write("config.xml", '<?xml version="1.0" encoding="u16"?>\n<config Suffix="dyn.example.com"/>\n')
+        self.assertEqual(self.failed_import(config=path, state=None),
+                         f"{path}: line 1: cannot decode: multi-byte encodings are not supported")
 
 
 class ReplaceTests(ImportTestCase):

@@ -17,7 +17,7 @@ from twisted.web.test.requesthelper import DummyRequest
 from dyndns_plugin.config import HTTPSettings
 from dyndns_plugin.web import common
 from dyndns_plugin.web.common import ClientAddressDetector, DynDNSRequest, basic_credentials
-from dyndns_plugin.web.myip import MyIPResource
+from dyndns_plugin.protocols.myip import MyIPResource
 from dyndns_plugin.web.site import build_resources, build_site, redacting_log_formatter
 from tests.web_helpers import (
     HOST,

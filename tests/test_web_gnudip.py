@@ -33,7 +33,7 @@ from dyndns_plugin.config import HTTPSettings
 from dyndns_plugin.passwords import md5_verifier
 from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.store.memory import MemoryUserStore
-from dyndns_plugin.web.gnudip import KEY_LENGTH, SaltSigner, load_or_create_key
+from dyndns_plugin.protocols.gnudip_http import KEY_LENGTH, SaltSigner, load_or_create_key
 from dyndns_plugin.web.site import build_site
 from tests.test_gnudip import (
     MAIN,

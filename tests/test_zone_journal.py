@@ -1,5 +1,5 @@
 """
-L{dyndns_plugin.dns.journal}: serial arithmetic, a zone's content, its
+L{dyndns_plugin.replication.journal}: serial arithmetic, a zone's content, its
 differences and digest, the serial chosen at start, and the IXFR journal.
 Pure unit tests on a L{Registry} filled by hand (no service, no I/O).
 """
@@ -14,7 +14,7 @@ import dns.serial
 from twisted.names import dns as tdns
 from twisted.trial.unittest import SynchronousTestCase
 
-from dyndns_plugin.dns.journal import (
+from dyndns_plugin.replication.journal import (
     TYPE_A,
     TYPE_AAAA,
     TYPE_SOA,

@@ -209,7 +209,7 @@ class ResponseRateLimiter:
 
 def classify_message(response: Any) -> tuple[int, bytes, int]:
     """
-    The flow of a response built by the server (an L{dns._EDNSMessage}):
+    The flow of a response built by the server (an L{dyndns_plugin.twisted_private.EDNSMessage}):
     C{(class, name, qtype)} as described in the module docstring.
     """
     rcode = response.rCode

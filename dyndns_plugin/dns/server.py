@@ -2,7 +2,7 @@
 The DNS server: a L{DNSServerFactory} subclass and its UDP and TCP protocols.
 
 It fixes what Twisted's stock server gets wrong for an authoritative server
-(see spec/twisted-notes.md section 1.2): NXDOMAIN and NODATA get AA and the
+(the README's "What the DNS server does" lists them): NXDOMAIN and NODATA get AA and the
 zone's SOA; RD and the opcode are copied into replies; names no zone of ours
 holds get REFUSED (never an open resolver); UDP answers larger than the
 client's limit are truncated with TC; zone transfers are refused over UDP;
@@ -51,6 +51,14 @@ from dyndns_plugin.dns.wire import (
 )
 from dyndns_plugin.dns.zones import negative_ttl
 from dyndns_plugin.logsample import LogSampler
+from dyndns_plugin.twisted_private import (
+    EDNSMessage,
+    edns_from_message,
+    is_subdomain_of,
+    message_from_edns,
+    opt_variable_option,
+    unprocessed_length,
+)
 
 log = Logger()
 
@@ -75,12 +83,12 @@ COOKIE_RESULTS = ("client_only", "good", "bad")
 _COUNTS = struct.Struct("!HHHH")
 
 
-def decode_message(data: bytes) -> dns._EDNSMessage:
+def decode_message(data: bytes) -> EDNSMessage:
     """
     Decode a query with its EDNS OPT record (raises on malformed input,
     including more than one OPT and EDNS options that do not add up). The
     data of its COOKIE option, if any, is kept as C{cookie} (Twisted's
-    L{dns._EDNSMessage} drops EDNS options).
+    L{EDNSMessage} drops EDNS options).
     """
     inner = dns.Message()
     inner.fromStr(data)
@@ -89,7 +97,7 @@ def decode_message(data: bytes) -> dns._EDNSMessage:
     if (len(inner.queries), len(inner.answers), len(inner.authority),
             len(inner.additional)) != _COUNTS.unpack_from(data, 4):
         raise ValueError("the section counts do not match the records")
-    message = dns._EDNSMessage._fromMessage(inner)
+    message = edns_from_message(inner)
     cookie = None
     opts = 0
     for record in inner.additional:
@@ -102,7 +110,7 @@ def decode_message(data: bytes) -> dns._EDNSMessage:
     return message
 
 
-def encode(message: dns._EDNSMessage) -> bytes:
+def encode(message: EDNSMessage) -> bytes:
     """
     The whole message in wire format. Twisted's C{toStr} cuts the body at
     512 bytes in the middle of a record (its inner L{dns.Message} keeps the
@@ -110,21 +118,21 @@ def encode(message: dns._EDNSMessage) -> bytes:
     truncation is done properly by L{DNSDatagramProtocol.writeMessage}.
     A C{cookie_reply} on the message goes into its OPT as the COOKIE option.
     """
-    inner = message._toMessage()
+    inner = message_from_edns(message)
     inner.maxSize = 0
     cookie = getattr(message, "cookie_reply", None)
     if cookie is not None and message.ednsVersion is not None:
-        inner.additional[-1].options = [dns._OPTVariableOption(COOKIE_OPTION, cookie)]
+        inner.additional[-1].options = [opt_variable_option(COOKIE_OPTION, cookie)]
     return inner.toStr()
 
 
-def truncated(message: dns._EDNSMessage) -> bytes:
+def truncated(message: EDNSMessage) -> bytes:
     """
     The message with every record section emptied and TC set. The question
     is kept only when there is one (a truncated answer to a query with many
     questions must still fit in 512 bytes).
     """
-    small = dns._EDNSMessage(
+    small = EDNSMessage(
         id=message.id,
         answer=message.answer,
         opCode=message.opCode,
@@ -229,9 +237,9 @@ class DNSStreamProtocol(dns.DNSProtocol, policies.TimeoutMixin):
         self.transport.abortConnection()  # type: ignore[union-attr]
 
     def dataReceived(self, data: bytes) -> None:
-        pending = len(self._unprocessed)
+        pending = unprocessed_length(self)
         super().dataReceived(data)
-        left = len(self._unprocessed)
+        left = unprocessed_length(self)
         call = self._message_call
         if left and left == pending + len(data) and call is not None:
             return  # still the same incomplete message: its deadline runs on
@@ -290,7 +298,7 @@ class DynDNSServerFactory(server.DNSServerFactory):
     """
 
     protocol = DNSStreamProtocol
-    _messageFactory = dns._EDNSMessage  # type: ignore[assignment]
+    _messageFactory = EDNSMessage  # type: ignore[assignment]
     #: Called as C{on_reply(rcode)} for every answer to a query, NOTIFY or
     #: zone transfer request (not UPDATE: its outcome is the service's
     #: update result), e.g. L{dyndns_plugin.metrics.Metrics.count_reply}.
@@ -648,7 +656,7 @@ class DynDNSServerFactory(server.DNSServerFactory):
         best = None
         for zone in self.zones:
             origin = zone.soa[0]
-            if dns._isSubdomainOf(name, origin):
+            if is_subdomain_of(name, origin):
                 if best is None or len(origin) > len(best.soa[0]):
                     best = zone
         return best

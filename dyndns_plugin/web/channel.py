@@ -35,6 +35,7 @@ from typing import Any
 from twisted.web import http, server
 
 from dyndns_plugin.connections import ConnectionLimiter, count_timeout
+from dyndns_plugin.twisted_private import handling_request, pending_abort, set_pending_abort
 
 HEADER_TIMEOUT = "header_timeout"
 REQUEST_TIMEOUT = "request_timeout"
@@ -83,7 +84,7 @@ class DynDNSHTTPChannel(http.HTTPChannel):
     def dataReceived(self, data: bytes) -> None:
         if self._expired:
             return
-        if data and not self._handlingRequest:
+        if data and not handling_request(self):
             self._arm()
         super().dataReceived(data)
 
@@ -149,12 +150,12 @@ class DynDNSHTTPChannel(http.HTTPChannel):
         self._close_then_abort()
 
     def _close_then_abort(self) -> None:
-        if self.abortTimeout is not None and self._abortingCall is None:
-            self._abortingCall = self.callLater(self.abortTimeout, self.forceAbortClient)
+        if self.abortTimeout is not None and pending_abort(self) is None:
+            set_pending_abort(self, self.callLater(self.abortTimeout, self.forceAbortClient))
         self.loseConnection()
 
     def forceAbortClient(self) -> None:
-        self._abortingCall = None
+        set_pending_abort(self, None)
         self.transport.abortConnection()  # type: ignore[union-attr]
 
 

@@ -14,6 +14,7 @@ from typing import Iterable, Sequence
 from twisted.web import http, server
 
 from dyndns_plugin.model import IPAddress
+from dyndns_plugin.twisted_private import respond_bad_request
 
 ALLOWED_METHODS = (b"GET", b"HEAD", b"POST")
 #: Request bodies larger than this are refused with 413.
@@ -187,7 +188,7 @@ class DynDNSRequest(server.Request):
                 path = rest[slash:]
         ctype = self.requestHeaders.getRawHeaders(b"content-type")
         if command == b"POST" and ctype and not _LINE_BREAKS.isdisjoint(ctype[0].rstrip()):
-            self.channel._respondToBadRequestAndDisconnect()  # type: ignore[union-attr]
+            respond_bad_request(self.channel)  # type: ignore[arg-type]
             return
         super().requestReceived(command, path, version)
 

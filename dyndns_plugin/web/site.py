@@ -22,10 +22,10 @@ from dyndns_plugin.config import ConnectionSettings
 from dyndns_plugin.connections import ConnectionLimiter
 from dyndns_plugin.web.channel import LimitedSite
 from dyndns_plugin.web.common import ClientAddressDetector, DynDNSRequest, finish
-from dyndns_plugin.web.ddns import DdnsResource
-from dyndns_plugin.web.gnudip import GnuDIPResource, SaltSigner
-from dyndns_plugin.web.myip import CheckIPResource, DisabledMethod, MyIPResource
-from dyndns_plugin.web.nic import NicUpdateResource
+from dyndns_plugin.protocols.ddns import DdnsResource
+from dyndns_plugin.protocols.gnudip_http import GnuDIPResource, SaltSigner
+from dyndns_plugin.protocols.myip import CheckIPResource, DisabledMethod, MyIPResource
+from dyndns_plugin.protocols.nic import NicUpdateResource
 
 _SECRET_PARAMS = re.compile(rb"((?:^|[?&;])(?:pw|pass|password|passwd|sign)=)[^&;]*", re.I)
 

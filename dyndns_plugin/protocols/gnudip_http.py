@@ -22,7 +22,7 @@ from typing import Any
 from twisted.internet.interfaces import IReactorTime
 from twisted.web import server
 
-from dyndns_plugin.gnudip import (
+from dyndns_plugin.protocols.gnudip import (
     RETC_FAILED,
     RETC_OFFLINE,
     RETC_OK,

@@ -22,8 +22,8 @@ from typing import Iterable, Iterator, Sequence
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from dyndns_plugin.dns.journal import TYPE_SOA, ZoneState, serial_newer
-from dyndns_plugin.dns.publisher import ZonePublisher
+from dyndns_plugin.replication.journal import TYPE_SOA, ZoneState, serial_newer
+from dyndns_plugin.replication.publisher import ZonePublisher
 from dyndns_plugin.dns.reader import (
     CLASS_IN,
     Labels,

@@ -14,7 +14,6 @@ updates AAAA: our extension.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import secrets
 import string
@@ -45,11 +44,6 @@ RETC_OFFLINE = 2
 def make_salt() -> str:
     """Ten characters of [A-Za-z0-9] from a secure random source."""
     return "".join(secrets.choice(SALT_ALPHABET) for _ in range(SALT_LENGTH))
-
-
-def gnudip_hash(md5_verifier: str, salt: str) -> str:
-    """What a client sends: md5hex(md5hex(password) + "." + salt)."""
-    return hashlib.md5(f"{md5_verifier}.{salt}".encode("ascii")).hexdigest()
 
 
 @attrs.frozen

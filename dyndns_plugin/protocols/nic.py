@@ -32,7 +32,7 @@ from dyndns_plugin.web.common import (
     basic_credentials,
     finish,
 )
-from dyndns_plugin.web.ddns import REALM
+from dyndns_plugin.protocols.ddns import REALM
 
 MAX_HOSTS = 20
 METHOD = "dyndns2"

@@ -30,7 +30,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from dyndns_plugin.authn import authenticator_for
-from dyndns_plugin.dns.replay import ReplayCache
+from dyndns_plugin.protocols.tsig_replay import ReplayCache
 
 from dyndns_plugin.dns.signing import (
     ALGORITHMS,

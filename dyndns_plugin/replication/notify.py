@@ -18,7 +18,7 @@ from typing import Any, Sequence
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
-from dyndns_plugin.dns.journal import ZoneState
+from dyndns_plugin.replication.journal import ZoneState
 from dyndns_plugin.dns.signing import TSIGKey, append_tsig, tsig_rdata
 
 log = Logger()

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from dyndns_plugin.dns.journal import ZoneState, next_serial
+from dyndns_plugin.replication.journal import ZoneState, next_serial
 from dyndns_plugin.dns.zones import StaticZone
 from dyndns_plugin.model import User
 from dyndns_plugin.service import Change, DynDNSService

@@ -19,6 +19,7 @@ from twisted.web import http, server
 from dyndns_plugin.authn import TOO_MANY_REQUESTS, Outcome, authenticator_for, retry_header
 from dyndns_plugin.model import UpdateStatus, ValidationError, validate_ttl
 from dyndns_plugin.service import DynDNSService
+from dyndns_plugin.twisted_private import spell_header
 from dyndns_plugin.web.base import AsyncResource, parse_address_list
 from dyndns_plugin.web.common import (
     ClientAddressDetector,
@@ -31,21 +32,9 @@ from dyndns_plugin.web.common import (
 REALM = b'Basic realm="DynDNS Service"'
 
 
-def _spell_result_header() -> None:
-    """
-    Send the header as the original documents it, C{X-DynDNS-Result}:
-    Twisted would write C{X-Dyndns-Result} (names are case-insensitive, so
-    this is cosmetic; the hook is private, hence the guard).
-    """
-    try:
-        from twisted.web.http_headers import _NameEncoder
-
-        _NameEncoder._caseMappings[b"X-Dyndns-Result"] = b"X-DynDNS-Result"
-    except (ImportError, AttributeError, TypeError):  # pragma: no cover
-        pass
-
-
-_spell_result_header()
+# Send the header as the original documents it, C{X-DynDNS-Result}: Twisted
+# would write C{X-Dyndns-Result} (names are case-insensitive, so this is cosmetic).
+spell_header(b"X-Dyndns-Result", b"X-DynDNS-Result")
 
 _ERRORS = {
     UpdateStatus.NO_SUCH_USER: "Unknown user ID",
