@@ -198,7 +198,8 @@ def main() -> int:
         "benchmark under docs/bench/. Never edit it by hand: rerun a benchmark and the report. "
         "Measurements on loopback (127.0.0.1), not tests. The hand-written results of earlier "
         "full-size runs are kept verbatim in bench/results/published/ and shown under each "
-        "benchmark.", "", "Contents:", ""]
+        "benchmark. A run or round counts as *disturbed* when other programs used, or the "
+        "hypervisor stole, more than 5% of one CPU meanwhile (the machine is shared).", "", "Contents:", ""]
     titles = {n: script_doc(n)[0] or published.get(n, {}).get("title", n) for n in names}
     titles["fuzz"] = "Fuzzing every parser in process (bench/fuzz.py)"
     body += [f"{k}. [{titles[n]}](#{n.replace('_', '-')})" for k, n in enumerate(names, 1)] + [""]
