@@ -771,7 +771,7 @@ def make_targets(world: World) -> dict[str, Target]:
         if key is not None:
             wire = _sign(wire, key, world.now() + (-400 if mode & 4 else 0))
         peer = "127.0.0.1" if mode & 8 else "192.0.2.1"
-        d = defer.ensureDeferred(world.update_handler.handle(wire, peer))
+        d = defer.ensureDeferred(world.update_handler.handle_update_wire(wire, peer))
         out: list[Any] = []
         d.addBoth(out.append)
         world.settle()
@@ -794,7 +794,7 @@ def make_targets(world: World) -> dict[str, Target]:
         peer = ("192.0.2.1", "127.0.0.1", "::1", None)[mode >> 1 & 1 | (mode >> 4 & 2)]
         count = 0
         rcodes = set()
-        for message in world.transfer_handler.handle(wire, peer, udp=udp_mode):
+        for message in world.transfer_handler.answer_transfer(wire, peer, udp=udp_mode):
             count += 1
             rcodes.add(check_dns_reply(message, wire))
             if count > 10_000:

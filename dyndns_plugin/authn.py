@@ -1,9 +1,14 @@
 """
-The one authentication step every update method goes through: ddns (URL and
-Basic), /nic/update, GnuDIP over TCP and HTTP, RFC 2136 TSIG and the admin
-API. Each adapter only parses its protocol and renders the L{AuthResult};
-the lockout, the fair share of the hash pool, failure counting, metrics and
-the (bounded) log of refusals live here once.
+The adapter seam: the one entry every update protocol goes through (ddns URL
+and Basic, /nic/update, GnuDIP over TCP and HTTP, RFC 2136 TSIG; the admin
+API uses its authentication step). An adapter parses its protocol into a
+L{ClientUpdate}, calls L{Authenticator.update} (authenticate, then the name
+ownership check, then the service write) and renders the L{UpdateOutcome}
+in its protocol's words. The lockout, the fair share of the hash pool,
+failure counting, metrics hooks, the (bounded) log of refusals, name
+ownership and the method name (L{Method}) live here once. The per-user
+change limit is the service's: only the write itself can tell a change
+from a C{nochg}.
 
 A request from a locked-out source is refused before any password hash is
 computed. Each source may run at most C{limits.source_checks} password
@@ -15,18 +20,20 @@ an honest router wait for the hash pool.
 
 from __future__ import annotations
 
-import collections
 import enum
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Protocol
 
 import attrs
 from twisted.cred.error import UnauthorizedLogin
-from twisted.internet import defer, task
+from twisted.internet import task
 from twisted.logger import Logger
 
 from dyndns_plugin.auth import DisabledUser
+from dyndns_plugin.checkgate import CheckGate
 from dyndns_plugin.limits import Limiter
 from dyndns_plugin.logsample import LogSampler
+from dyndns_plugin.methods import Method
+from dyndns_plugin.model import IPAddress, UpdateResult, UpdateStatus
 
 if TYPE_CHECKING:
     from dyndns_plugin.service import DynDNSService
@@ -71,16 +78,102 @@ def retry_header(seconds: float | None) -> bytes:
     return b"%d" % max(1, -int(-(seconds or 1) // 1))
 
 
+class CredentialChecker(Protocol):
+    """
+    What checks a client's secret (L{dyndns_plugin.auth.PasswordChecker}, or
+    a replacement): each fires with the user id, or fails with
+    C{UnauthorizedLogin} (L{DisabledUser} for a disabled user).
+    """
+
+    def check(self, user_id: str, password: str) -> Awaitable[Any]: ...
+
+    def check_gnudip(self, user_id: str, salt: str, client_hash: str) -> Awaitable[Any]: ...
+
+
+# -- the request every update protocol builds
+
+
+@attrs.frozen
+class Password:
+    """A user id's password (ddns, /nic/update)."""
+
+    secret: str = attrs.field(repr=False)
+
+
+@attrs.frozen
+class GnuDIPHash:
+    """C{md5hex(md5hex(password) + "." + salt)} for a salt we issued."""
+
+    salt: str
+    hash: str = attrs.field(repr=False)
+
+
+@attrs.frozen
+class Proven:
+    """
+    Credentials the adapter checked itself (a TSIG MAC: cheap, and bound to
+    the wire bytes), having told the seam through L{Authenticator.locked},
+    L{Authenticator.failed} and L{Authenticator.succeeded}.
+    """
+
+
+Credential = Password | GnuDIPHash | Proven
+
+
+@attrs.frozen
+class ClientUpdate:
+    """
+    One client's update request, whatever protocol carried it.
+
+    @ivar source: the client's address as text (None: unknown, never locked
+        or counted).
+    @ivar names: the names the client asked to update (lower-case, no final
+        dot); None for "the user's own", which needs no ownership check.
+    @ivar addresses: at most one IPv4 and one IPv6 address. Without
+        C{exact} a family not given keeps its address; with C{exact} (RFC
+        2136) a family not given is removed, and none at all is offline.
+    @ivar offline: take the user offline (C{addresses} is ignored).
+    @ivar ttl: the requested TTL (the service clamps it), None: default.
+    """
+
+    method: Method
+    user_id: str
+    credential: Credential
+    source: str | None = None
+    names: tuple[str, ...] | None = None
+    addresses: tuple[IPAddress, ...] = ()
+    offline: bool = False
+    exact: bool = False
+    ttl: int | None = None
+
+
+@attrs.frozen
+class UpdateOutcome:
+    """
+    What the seam did with a L{ClientUpdate}.
+
+    @ivar auth: the authentication result; nothing else happened unless ok.
+    @ivar foreign: the requested names that are not the user's to update.
+    @ivar result: the service's answer; None if nothing was written (refused
+        credentials, or no requested name was the user's).
+    """
+
+    auth: AuthResult
+    foreign: frozenset[str] = frozenset()
+    result: UpdateResult | None = None
+
+
 class Authenticator:
     """
-    @param checker: the password checker (L{dyndns_plugin.auth.PasswordChecker}
-        or a replacement with C{check(user, password)} and, for GnuDIP,
-        C{check_gnudip(user, salt, hash)}).
+    The seam: L{update} for a whole request, and its steps for adapters that
+    need them one at a time (TSIG checks its own MAC).
+
+    @param checker: the password checker (L{CredentialChecker}).
     @param service: the service, whose L{Limiter} every adapter shares and
         whose hooks count failures and lockouts in metrics.
     """
 
-    def __init__(self, checker: Any, service: "DynDNSService") -> None:
+    def __init__(self, checker: CredentialChecker, service: "DynDNSService") -> None:
         self.checker = checker
         self.service = service
         self._sample = LogSampler(log, service.clock)
@@ -90,6 +183,63 @@ class Authenticator:
     @property
     def limiter(self) -> Limiter:
         return self.service.limiter
+
+    # -- the whole request
+
+    async def update(self, request: ClientUpdate) -> UpdateOutcome:
+        """Authenticate C{request}, check its names, and write it through the service."""
+        checked = await self.authenticate(request)
+        if not checked.ok or checked.user_id is None:
+            return UpdateOutcome(checked)
+        user_id = checked.user_id
+        if not self.service.registry.has_user(user_id):  # removed while we checked
+            return UpdateOutcome(checked, result=UpdateResult(UpdateStatus.NO_SUCH_USER, None, "unknown user"))
+        foreign: frozenset[str] = frozenset()
+        if request.names is not None:
+            own = self.own_names(user_id)
+            foreign = frozenset(n for n in request.names if n not in own)
+            if not any(n in own for n in request.names):
+                return UpdateOutcome(checked, foreign)
+        if user_id != request.user_id:  # the checker's spelling of the id
+            request = attrs.evolve(request, user_id=user_id)
+        return UpdateOutcome(checked, foreign, await self.write(request))
+
+    async def authenticate(self, request: ClientUpdate) -> AuthResult:
+        """
+        Only the authentication step, for a request the adapter will refuse
+        anyway once the client is known (a bad TTL or address): a wrong
+        password must still count, and be answered as one.
+        """
+        credential = request.credential
+        if isinstance(credential, Password):
+            return await self.password(request.method, request.user_id, credential.secret, request.source)
+        if isinstance(credential, GnuDIPHash):
+            return await self.gnudip(
+                request.method, request.user_id, credential.salt, credential.hash, request.source
+            )
+        return AuthResult(Outcome.OK, request.user_id)
+
+    def own_names(self, user_id: str) -> set[str]:
+        """
+        The names C{user_id}'s own update may name: the main name and the
+        exact additional names (not the names a wildcard alias covers).
+        """
+        return self.service.registry.updatable_names(user_id)
+
+    async def write(self, request: ClientUpdate) -> UpdateResult:
+        """The service call for an authenticated C{request}."""
+        service = self.service
+        if request.offline:
+            return await service.set_offline(request.user_id, request.method, request.source)
+        if request.exact:
+            ipv4 = next((a for a in request.addresses if a.version == 4), None)
+            ipv6 = next((a for a in request.addresses if a.version == 6), None)
+            return await service.set_addresses(
+                request.user_id, ipv4, ipv6, request.ttl, request.method, request.source
+            )
+        return await service.update(
+            request.user_id, list(request.addresses), request.ttl, request.method, request.source
+        )
 
     # -- the steps, for adapters that check credentials themselves (TSIG)
 
@@ -184,85 +334,9 @@ class Authenticator:
         return self.succeeded(source, str(checked))
 
 
-class CheckGate:
-    """
-    Admission to password checks, so that no source holds more than a small
-    part of the hash pool: each source at most C{per_source} checks at once,
-    sources with recent failures ("suspects") at most C{suspects} at once
-    all together, and at most C{queue} checks waiting per source (beyond
-    that the caller is told to retry). Waiters are admitted in arrival order.
-    """
-
-    def __init__(self, per_source: int, suspects: int, queue: int) -> None:
-        self.per_source = max(1, per_source)
-        self.suspects = max(1, suspects)
-        self.queue = queue
-        self._running: dict[str, int] = {}
-        self._suspects_running = 0
-        self._waiting: collections.deque[tuple[str, bool, defer.Deferred[None]]] = (
-            collections.deque()
-        )
-        self._waiting_per_source: dict[str, int] = {}
-
-    def _admissible(self, key: str, suspect: bool) -> bool:
-        return self._running.get(key, 0) < self.per_source and (
-            not suspect or self._suspects_running < self.suspects
-        )
-
-    def _take(self, key: str, suspect: bool) -> None:
-        self._running[key] = self._running.get(key, 0) + 1
-        self._suspects_running += suspect
-
-    async def enter(self, key: str, suspect: bool) -> bool:
-        """Wait for a turn; False (at once) if this source's queue is full."""
-        if not self._waiting_per_source.get(key) and self._admissible(key, suspect):
-            self._take(key, suspect)
-            return True
-        queued = self._waiting_per_source.get(key, 0)
-        if queued >= self.queue:
-            return False
-        self._waiting_per_source[key] = queued + 1
-        d: defer.Deferred[None] = defer.Deferred()
-        self._waiting.append((key, suspect, d))
-        await d
-        return True
-
-    def leave(self, key: str, suspect: bool) -> None:
-        left = self._running[key] - 1
-        if left:
-            self._running[key] = left
-        else:
-            del self._running[key]
-        self._suspects_running -= suspect
-        admitted: list[defer.Deferred[None]] = []
-        still: collections.deque[tuple[str, bool, defer.Deferred[None]]] = collections.deque()
-        blocked: set[str] = set()  # keep each source's own order
-        for waiting_key, waiting_suspect, d in self._waiting:
-            if waiting_key not in blocked and self._admissible(waiting_key, waiting_suspect):
-                self._take(waiting_key, waiting_suspect)
-                count = self._waiting_per_source[waiting_key] - 1
-                if count:
-                    self._waiting_per_source[waiting_key] = count
-                else:
-                    del self._waiting_per_source[waiting_key]
-                admitted.append(d)
-            else:
-                blocked.add(waiting_key)
-                still.append((waiting_key, waiting_suspect, d))
-        self._waiting = still
-        # Fired last: a cached check finishes at once and leaves again.
-        for d in admitted:
-            d.callback(None)
-
-    def busy(self) -> dict[str, int]:
-        """Checks running and waiting (for tests)."""
-        return {
-            "running": sum(self._running.values()), "suspects": self._suspects_running,
-            "waiting": len(self._waiting),
-        }
-
-
-def authenticator_for(checker: Any, service: "DynDNSService") -> Authenticator:
+def authenticator_for(
+    checker: CredentialChecker | Authenticator, service: "DynDNSService"
+) -> Authenticator:
     """C{checker} if it is an L{Authenticator}, else one around it."""
     if isinstance(checker, Authenticator):
         return checker

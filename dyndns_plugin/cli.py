@@ -20,6 +20,7 @@ from twisted.internet import defer, task
 
 from dyndns_plugin.config import ConfigError, Settings, load_settings
 from dyndns_plugin.document import export_document, format_time, parse_document, user_to_dict
+from dyndns_plugin.methods import Method
 from dyndns_plugin.model import (
     TSIG_ALGORITHMS,
     User,
@@ -202,14 +203,14 @@ def _print_result(result: Any) -> None:
 
 async def cmd_user_offline(service: DynDNSService, args: argparse.Namespace) -> None:
     _get_user(service, args.id)
-    _print_result(await service.set_offline(args.id, method="cli"))
+    _print_result(await service.set_offline(args.id, method=Method.CLI))
 
 
 async def cmd_user_update(service: DynDNSService, args: argparse.Namespace) -> None:
     _get_user(service, args.id)
     addresses = [parse_address(a) for a in args.address]
     ttl = validate_ttl(args.ttl) if args.ttl is not None else None
-    _print_result(await service.update(args.id, addresses, ttl, method="cli"))
+    _print_result(await service.update(args.id, addresses, ttl, method=Method.CLI))
 
 
 def _sorted_rows(rows: list[dict[str, str]], column: str, reverse: bool) -> list[dict[str, str]]:

@@ -22,12 +22,9 @@ from typing import Iterable
 import attrs
 from twisted.internet.interfaces import IReactorTime
 
+from dyndns_plugin.methods import CLIENT_METHODS, is_client_method
 
-#: The update methods of clients, whose changes count against a user's
-#: change limit (the admin API and the CLI do not).
-CLIENT_METHODS = frozenset(
-    {"http-url", "http-basic", "dyndns2", "gnudip-tcp", "gnudip-http", "dns-update"}
-)
+__all__ = ["CLIENT_METHODS", "LimitSettings", "Limiter", "is_client_method", "networks"]
 
 
 @attrs.frozen

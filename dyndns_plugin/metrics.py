@@ -24,10 +24,10 @@ time: no bookkeeping per update.
 Each L{Metrics} has its own L{CollectorRegistry}, not the process-wide one,
 so several services in one process (tests, embedding) do not collide.
 
-The C{method} label takes the method names the adapters pass to the
-service: C{http-url}, C{http-basic} (C{<base>ddns}), C{dyndns2}
-(C{/nic/update}), C{gnudip-tcp}, C{gnudip-http}, C{dns-update} (TSIG), and
-whatever an embedding program or the admin API passes. Writes by the
+The C{method} label takes the L{dyndns_plugin.methods.Method} the adapters
+pass to the service: C{http-url}, C{http-basic} (C{<base>ddns}), C{dyndns2}
+(C{/nic/update}), C{gnudip-tcp}, C{gnudip-http}, C{dns-update} (TSIG),
+C{admin}, and whatever an embedding program passes. Writes by the
 C{dyndns} CLI run in its own process; the daemon picks them up from the
 store and does not count them as updates.
 """
@@ -47,6 +47,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from twisted.web import http, resource, server
 
+from dyndns_plugin.methods import CLIENT_METHODS
 from dyndns_plugin.model import UpdateStatus
 from dyndns_plugin.web.common import finish
 
@@ -61,8 +62,6 @@ RCODE_NAMES = {
 }
 #: Always exported (as 0 until seen), so dashboards have every series.
 _COMMON_RCODES = (0, 1, 2, 3, 4, 5)
-#: Methods whose auth failure counters exist from the start.
-CLIENT_METHODS = ("http-url", "http-basic", "dyndns2", "gnudip-tcp", "gnudip-http", "dns-update")
 USER_STATES = ("online", "offline", "never", "disabled")
 #: From 0.5 ms (a memory store) to 10 s (a stalled disk).
 DURATION_BUCKETS = (
@@ -119,6 +118,7 @@ class Metrics:
             ["method"],
             registry=self.registry,
         )
+        # Every client method's auth counters exist from the start.
         for method in CLIENT_METHODS:
             self.auth_failures.labels(method)
             self.auth_locked.labels(method)

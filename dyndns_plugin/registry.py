@@ -2,6 +2,7 @@
 The in-memory view the DNS path reads: name -> answer, address -> users.
 
 Only L{DynDNSService} writes it, and only after the store has the change;
+everyone else gets read-only views (L{Registry.users}, L{Registry.states});
 the resolver reads it without locks, threads or I/O. Every write replaces
 whole immutable L{Answer} values, so a reader sees either the old or the new
 answer, never half of one.
@@ -9,7 +10,8 @@ answer, never half of one.
 
 from __future__ import annotations
 
-from typing import Iterator
+from types import MappingProxyType
+from typing import Iterator, Mapping
 
 import attrs
 
@@ -38,14 +40,19 @@ class Registry:
     @ivar suffix: the zone under which every user has C{<id>.<suffix>}.
     @ivar loaded: False until the service has loaded the store; the
         resolver answers SERVFAIL until then rather than a wrong NXDOMAIN.
+    @ivar users: user id -> L{User}, a read-only live view.
+    @ivar states: user id -> L{HostState}, a read-only live view.
     """
 
     def __init__(self, suffix: str, default_ttl: int) -> None:
         self.suffix = suffix
         self.default_ttl = default_ttl
         self.loaded = False
-        self.users: dict[str, User] = {}
-        self.states: dict[str, HostState] = {}
+        self._users: dict[str, User] = {}
+        self._states: dict[str, HostState] = {}
+        # Views, not copies: readers see every write at once and cannot make one.
+        self.users: Mapping[str, User] = MappingProxyType(self._users)
+        self.states: Mapping[str, HostState] = MappingProxyType(self._states)
         self._answers: dict[str, Answer] = {}
         self._names: dict[str, str] = {}
         self._wildcards: dict[str, str] = {}
@@ -54,6 +61,15 @@ class Registry:
         self._by_address: dict[IPAddress, str | set[str]] = {}
 
     # -- reads (the DNS path)
+
+    def has_user(self, user_id: str) -> bool:
+        return user_id in self._users
+
+    def user(self, user_id: str) -> User | None:
+        return self._users.get(user_id)
+
+    def state(self, user_id: str) -> HostState | None:
+        return self._states.get(user_id)
 
     def main_name(self, user_id: str) -> str:
         return f"{user_id}.{self.suffix}"
@@ -118,7 +134,7 @@ class Registry:
         owner names): the main name and the exact additional names, not the
         names a wildcard alias covers.
         """
-        user = self.users.get(user_id)
+        user = self._users.get(user_id)
         if user is None:
             return set()
         names = {self.main_name(user_id)}
@@ -127,7 +143,7 @@ class Registry:
 
     def names_of(self, user_id: str) -> Iterator[str]:
         """Every name C{user_id} answers for (wildcards as C{*.x})."""
-        user = self.users.get(user_id)
+        user = self._users.get(user_id)
         if user is not None:
             yield self.main_name(user_id)
             yield from user.hostnames
@@ -136,17 +152,17 @@ class Registry:
 
     def put_user(self, user: User) -> None:
         self._unindex(user.id)
-        self.users[user.id] = user
+        self._users[user.id] = user
         self._index(user.id)
 
     def remove_user(self, user_id: str) -> None:
         self._unindex(user_id)
-        self.users.pop(user_id, None)
-        self.states.pop(user_id, None)
+        self._users.pop(user_id, None)
+        self._states.pop(user_id, None)
 
     def set_state(self, state: HostState) -> None:
         self._unindex(state.user_id)
-        self.states[state.user_id] = state
+        self._states[state.user_id] = state
         self._index(state.user_id)
 
     def _compute(self, user: User, state: HostState | None) -> Answer:
@@ -158,17 +174,17 @@ class Registry:
         return Answer(user.id, state.addresses(), ttl)
 
     def _index(self, user_id: str) -> None:
-        user = self.users.get(user_id)
+        user = self._users.get(user_id)
         if user is None or user.disabled:
             return
-        answer = self._compute(user, self.states.get(user_id))
+        answer = self._compute(user, self._states.get(user_id))
         self._answers[user_id] = answer
         for name in user.hostnames:
             if name.startswith("*."):
                 self._wildcards[name[2:]] = user_id
             else:
                 self._names[name] = user_id
-        state = self.states.get(user_id)
+        state = self._states.get(user_id)
         if state is not None and not state.offline:
             for address in answer.addresses:
                 holders = self._by_address.get(address)
@@ -192,7 +208,7 @@ class Registry:
                 holders.discard(user_id)
                 if len(holders) == 1:
                     self._by_address[address] = holders.pop()
-        user = self.users[user_id]
+        user = self._users[user_id]
         for name in user.hostnames:
             index = self._wildcards if name.startswith("*.") else self._names
             key = name[2:] if name.startswith("*.") else name

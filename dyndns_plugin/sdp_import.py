@@ -68,6 +68,7 @@ from xml.parsers import expat
 import attrs
 
 from dyndns_plugin.config import Settings
+from dyndns_plugin.methods import Method
 from dyndns_plugin.model import (
     HostState,
     User,
@@ -88,7 +89,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 #: The C{method} of every imported host state.
-METHOD = "import-sdp"
+METHOD = Method.IMPORT_SDP
 #: The original's TTL when a state has none.
 DEFAULT_TTL = 30
 #: Larger files are refused (about 100 bytes per user and state line).

@@ -13,7 +13,7 @@ from twisted.internet import endpoints
 from twisted.python import reflect, usage
 
 from dyndns_plugin.auth import PasswordChecker
-from dyndns_plugin.authn import Authenticator
+from dyndns_plugin.authn import Authenticator, CredentialChecker
 
 from dyndns_plugin.config import ConfigError, Settings, load_settings
 from dyndns_plugin.dns.resolver import DynDNSResolver
@@ -61,7 +61,7 @@ def check_endpoints(settings: Settings) -> None:
             raise ConfigError(settings.path, key, f"{description!r}: {e}") from None
 
 
-def make_checker(settings: Settings, dyndns: DynDNSService, reactor: Any = None) -> Any:
+def make_checker(settings: Settings, dyndns: DynDNSService, reactor: Any = None) -> CredentialChecker:
     """
     The password check every method uses: L{PasswordChecker}, or the
     callable named by C{service.auth_checker} called with the service.
@@ -72,7 +72,8 @@ def make_checker(settings: Settings, dyndns: DynDNSService, reactor: Any = None)
             factory = reflect.namedAny(f"{module}.{name}")
         except (ImportError, AttributeError, reflect.ObjectNotFound) as e:
             raise ConfigError(settings.path, "service.auth_checker", str(e)) from None
-        return factory(dyndns)
+        checker: CredentialChecker = factory(dyndns)
+        return checker
     return PasswordChecker(dyndns.registry.users, reactor)
 
 

@@ -12,6 +12,7 @@ from dyndns_plugin.model import HostState, User
 from dyndns_plugin.store import (
     IReplayStore,
     IUserStore,
+    IZoneJournal,
     JournalStep,
     NameTaken,
     NoSuchUser,
@@ -248,6 +249,11 @@ class StoreConformanceMixin:
         )
         snapshot = yield self.store.load()
         self.assertEqual(dict(snapshot.users), {})  # not user data
+
+    def test_zone_journal_interface(self) -> None:
+        """The store provides IZoneJournal, apart from IUserStore's user data."""
+        self.assertTrue(verifyObject(IZoneJournal, self.store))
+        self.assertNotIn("save_zone_version", IUserStore.names())
 
     @defer.inlineCallbacks
     def test_zone_history_empty(self):

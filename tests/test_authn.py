@@ -13,8 +13,17 @@ from twisted.internet import defer, task
 from twisted.trial import unittest
 
 from dyndns_plugin.auth import DisabledUser
-from dyndns_plugin.authn import Authenticator, Outcome
+from dyndns_plugin.authn import (
+    Authenticator,
+    ClientUpdate,
+    GnuDIPHash,
+    Outcome,
+    Password,
+    Proven,
+    UpdateOutcome,
+)
 from dyndns_plugin.limits import LimitSettings
+from dyndns_plugin.methods import CLIENT_METHODS, Method, is_client_method
 from dyndns_plugin.model import UpdateStatus, User
 from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.store.memory import MemoryUserStore
@@ -232,3 +241,98 @@ class ChangeLimitTests(unittest.TestCase):
         self.assertEqual(self.update("192.0.2.4", "cli"), UpdateStatus.GOOD)
         self.clock.advance(600)
         self.assertEqual(self.update("192.0.2.5"), UpdateStatus.GOOD)
+
+
+class SeamTests(unittest.TestCase):
+    """
+    L{Authenticator.update}: one L{ClientUpdate} is authenticated, its names
+    checked against the user's own, and written through the service.
+    """
+
+    def setUp(self) -> None:
+        self.clock = task.Clock()
+        self.clock.advance(1_000_000)
+        self.service = DynDNSService(
+            MemoryUserStore(), "dyn.example.com", clock=self.clock, poll_interval=None,
+        )
+        self.successResultOf(defer.ensureDeferred(self.service.start()))
+        self.successResultOf(self.service.add_user(User("alice", hostnames=["alice.example.org"])))
+        self.checker = SlowChecker()
+        self.auth = Authenticator(self.checker, self.service)
+        self.failures: list[str] = []
+        self.service.on_auth_failure.append(self.failures.append)
+
+    def run_update(self, request: ClientUpdate) -> UpdateOutcome:
+        d = defer.ensureDeferred(self.auth.update(request))
+        self.checker.answer_all()
+        return self.successResultOf(d)
+
+    def request(self, **fields) -> ClientUpdate:  # type: ignore[no-untyped-def]
+        values = dict(
+            method=Method.DYNDNS2, user_id="alice", credential=Password("right"), source="198.51.100.7",
+            addresses=(ipaddress.ip_address("192.0.2.1"),),
+        )
+        values.update(fields)
+        return ClientUpdate(**values)
+
+    def test_method_names_unchanged(self) -> None:
+        """The enum's values are the names logs, stored states and metrics always had."""
+        self.assertEqual(
+            [str(m) for m in CLIENT_METHODS],
+            ["http-url", "http-basic", "dyndns2", "gnudip-tcp", "gnudip-http", "dns-update"],
+        )
+        self.assertEqual((Method.ADMIN, Method.CLI), ("admin", "cli"))
+        self.assertTrue(is_client_method("dyndns2"))
+        self.assertFalse(is_client_method(Method.ADMIN))
+
+    def test_update_writes_with_the_method(self) -> None:
+        outcome = self.run_update(self.request())
+        self.assertTrue(outcome.auth.ok)
+        assert outcome.result is not None
+        self.assertEqual(outcome.result.status, UpdateStatus.GOOD)
+        state = self.service.registry.state("alice")
+        assert state is not None
+        self.assertEqual((state.method, state.client_address), ("dyndns2", "198.51.100.7"))
+
+    def test_wrong_password_writes_nothing(self) -> None:
+        outcome = self.run_update(self.request(credential=Password("wrong")))
+        self.assertEqual((outcome.auth.outcome, outcome.result), (Outcome.BAD, None))
+        self.assertEqual(self.failures, ["dyndns2"])
+        self.assertIsNone(self.service.registry.state("alice"))
+
+    def test_foreign_names(self) -> None:
+        """Names that are not the user's are reported; with none of its own, nothing is written."""
+        outcome = self.run_update(self.request(names=("bob.dyn.example.com", "alice.example.org")))
+        self.assertEqual(outcome.foreign, {"bob.dyn.example.com"})
+        assert outcome.result is not None
+        self.assertEqual(outcome.result.status, UpdateStatus.GOOD)
+        outcome = self.run_update(self.request(
+            names=("bob.dyn.example.com",), addresses=(ipaddress.ip_address("192.0.2.2"),),
+        ))
+        self.assertEqual((outcome.foreign, outcome.result), ({"bob.dyn.example.com"}, None))
+        self.assertEqual(self.service.registry.answer("alice.dyn.example.com").addresses,  # type: ignore[union-attr]
+                         (ipaddress.ip_address("192.0.2.1"),))
+
+    def test_gnudip_hash_goes_to_check_gnudip(self) -> None:
+        outcome = self.run_update(
+            self.request(method=Method.GNUDIP_TCP, credential=GnuDIPHash("salt", "right"))
+        )
+        self.assertTrue(outcome.auth.ok)
+        self.assertEqual(self.service.registry.state("alice").method, "gnudip-tcp")  # type: ignore[union-attr]
+
+    def test_proven_exact_and_offline(self) -> None:
+        """A proven credential is not checked again; exact sets both families; offline goes offline."""
+        both = (ipaddress.ip_address("192.0.2.1"), ipaddress.ip_address("2001:db8::1"))
+        self.run_update(self.request(addresses=both))
+        outcome = self.run_update(self.request(
+            method=Method.DNS_UPDATE, credential=Proven(), exact=True, ttl=60,
+            addresses=(ipaddress.ip_address("2001:db8::2"),),
+        ))
+        self.assertEqual(self.checker.pending, [])
+        assert outcome.result is not None
+        self.assertEqual(outcome.result.status, UpdateStatus.GOOD)
+        state = self.service.registry.state("alice")
+        assert state is not None
+        self.assertEqual((state.ipv4, str(state.ipv6), state.ttl), (None, "2001:db8::2", 60))
+        self.run_update(self.request(offline=True))
+        self.assertTrue(self.service.registry.state("alice").offline)  # type: ignore[union-attr]

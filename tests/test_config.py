@@ -7,18 +7,14 @@ import os
 from twisted.trial.unittest import SynchronousTestCase
 
 from dyndns_plugin.config import ConfigError, load_settings, parse_listen, settings_from_dict
+from tests.tools import write_test_file
 
 EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "examples", "dyndns.toml")
 
 
 class ConfigTests(SynchronousTestCase):
     def write(self, text: str) -> str:
-        folder = self.mktemp()
-        os.makedirs(folder)
-        path = os.path.join(folder, "dyndns.toml")
-        with open(path, "w") as f:
-            f.write(text)
-        return path
+        return write_test_file(self, text)
 
     def assertConfigError(self, text: str, key: str, words: str) -> ConfigError:
         path = self.write(text)

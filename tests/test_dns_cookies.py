@@ -19,7 +19,6 @@ from twisted.internet import address, defer, task
 from twisted.internet.testing import StringTransport
 from twisted.trial import unittest
 
-from dyndns_plugin.config import settings_from_dict
 from dyndns_plugin.dns.cookies import (
     BADCOOKIE,
     MalformedCookie,
@@ -31,10 +30,8 @@ from dyndns_plugin.dns.resolver import DynDNSResolver
 from dyndns_plugin.dns.rrl import ResponseRateLimiter
 from dyndns_plugin.dns.server import DNSDatagramProtocol, DynDNSServerFactory
 from dyndns_plugin.metrics import Metrics
-from dyndns_plugin.model import User
-from dyndns_plugin.service import DynDNSService
-from dyndns_plugin.store.memory import MemoryUserStore
 from dyndns_plugin.tap import load_zones
+from tests.dns_helpers import memory_settings, service_with_alice
 from tests.test_dns_rrl import FakeUDP
 
 SUFFIX = "dyn.example.com"
@@ -200,16 +197,8 @@ class ServerTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def setUp(self):
-        folder = self.mktemp()
-        os.makedirs(folder)
-        settings = settings_from_dict(
-            {"service": {"suffix": SUFFIX}, "store": {"backend": "memory"}},
-            os.path.join(folder, "dyndns.toml"),
-        )
-        self.service = DynDNSService(MemoryUserStore(), SUFFIX, poll_interval=None)
-        yield defer.ensureDeferred(self.service.start())
-        yield self.service.add_user(User("alice"))
-        yield self.service.update("alice", ["203.0.113.5"])
+        settings = memory_settings(self)
+        self.service = yield service_with_alice()
         self.clock = task.Clock()
         self.clock.advance(1_700_000_000)
         self.factory = DynDNSServerFactory(

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import ipaddress
-import os
 import socket
 import time
 from typing import Any, Callable
@@ -30,7 +29,6 @@ from twisted.internet import defer, reactor, task
 from twisted.internet.protocol import DatagramProtocol
 from twisted.trial import unittest
 
-from dyndns_plugin.config import settings_from_dict
 from dyndns_plugin.replication.journal import ZoneState
 from dyndns_plugin.replication.notify import Notifier
 from dyndns_plugin.dns.resolver import DynDNSResolver
@@ -41,6 +39,7 @@ from dyndns_plugin.model import User
 from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.store.memory import MemoryUserStore
 from dyndns_plugin.tap import build_service, load_zones
+from tests.dns_helpers import memory_settings
 
 SUFFIX = "dyn.example.com"
 HOST = "127.0.0.1"
@@ -377,10 +376,7 @@ class NotifyIntegrationTests(unittest.TestCase):
     @defer.inlineCallbacks
     def test_our_server_acknowledges(self):
         """Our server answers our NOTIFY (NOERROR, AA): the notifier stops waiting."""
-        folder = self.mktemp()
-        os.makedirs(folder)
-        settings = settings_from_dict({"service": {"suffix": SUFFIX}, "store": {"backend": "memory"}},
-                                      os.path.join(folder, "dyndns.toml"))
+        settings = memory_settings(self)
         service = DynDNSService(MemoryUserStore(), SUFFIX, poll_interval=None)
         yield defer.ensureDeferred(service.start())
         factory = DynDNSServerFactory(DynDNSResolver(service.registry), load_zones(settings))
@@ -404,22 +400,13 @@ class NotifyIntegrationTests(unittest.TestCase):
         secondary = Secondary()
         port = reactor.listenUDP(0, secondary, interface=HOST)
         self.addCleanup(port.stopListening)
-        folder = self.mktemp()
-        os.makedirs(folder)
-        settings = settings_from_dict(
-            {
-                "service": {"suffix": SUFFIX},
-                "store": {"backend": "memory"},
-                "dns": {
-                    "serial": 500,
-                    "listen": [],
-                    "transfer": {"keys": [{"name": KEY_NAME, "secret": KEY_SECRET}]},
-                    "notify": {"targets": [f"{HOST}:{port.getHost().port}"], "retry": 5,
-                               "retries": 1, "key": KEY_NAME},
-                },
-            },
-            os.path.join(folder, "dyndns.toml"),
-        )
+        settings = memory_settings(self, dns={
+            "serial": 500,
+            "listen": [],
+            "transfer": {"keys": [{"name": KEY_NAME, "secret": KEY_SECRET}]},
+            "notify": {"targets": [f"{HOST}:{port.getHost().port}"], "retry": 5,
+                       "retries": 1, "key": KEY_NAME},
+        })
         clock = LoopbackReactor()
         clock.advance(time.time())
         top = build_service(settings, store=MemoryUserStore(), reactor=clock)

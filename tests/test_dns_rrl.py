@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import struct
+from typing import Iterator
 
 import dns.flags
 import dns.message
@@ -35,11 +36,10 @@ from dyndns_plugin.dns.rrl import (
     classify_wire,
 )
 from dyndns_plugin.dns.server import DNSDatagramProtocol, DynDNSServerFactory
-from dyndns_plugin.model import User
-from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.store.memory import MemoryUserStore
 from dyndns_plugin.tap import load_zones
 from dyndns_plugin.twisted_private import EDNSMessage
+from tests.dns_helpers import memory_settings, service_with_alice
 
 SUFFIX = "dyn.example.com"
 
@@ -254,10 +254,10 @@ class FakeTransfers:
     def __init__(self) -> None:
         self.requests = 0
 
-    def handle(self, data: bytes, peer: str | None, udp: bool) -> list[bytes]:
+    def answer_transfer(self, data: bytes, peer: str | None, udp: bool) -> Iterator[bytes]:
         self.requests += 1
         reply = dns.message.make_response(dns.message.from_wire(data))
-        return [reply.to_wire()]
+        return iter([reply.to_wire()])
 
 
 def flags(data: bytes) -> tuple[int, int, int]:
@@ -275,16 +275,8 @@ class ServerPathsTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def setUp(self):
-        folder = self.mktemp()
-        os.makedirs(folder)
-        settings = settings_from_dict(
-            {"service": {"suffix": SUFFIX}, "store": {"backend": "memory"}},
-            os.path.join(folder, "dyndns.toml"),
-        )
-        self.service = DynDNSService(MemoryUserStore(), SUFFIX, poll_interval=None)
-        yield defer.ensureDeferred(self.service.start())
-        yield self.service.add_user(User("alice"))
-        yield self.service.update("alice", ["203.0.113.5"])
+        settings = memory_settings(self)
+        self.service = yield service_with_alice()
         self.clock = task.Clock()
         self.clock.advance(1000)
         self.transfers = FakeTransfers()

@@ -9,7 +9,6 @@ the reactor thread while the client waits.
 
 from __future__ import annotations
 
-import os
 import socket
 import struct
 
@@ -22,17 +21,16 @@ import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 import dns.update
-from twisted.internet import defer, reactor, threads
-from twisted.internet.testing import waitUntilAllDisconnected
+from twisted.internet import defer, threads
 from twisted.trial import unittest
 
-from dyndns_plugin.config import settings_from_dict
 from dyndns_plugin.dns.resolver import DynDNSResolver
-from dyndns_plugin.dns.server import DynDNSServerFactory, listen_dns
+from dyndns_plugin.dns.server import DynDNSServerFactory
 from dyndns_plugin.model import HostState, User
 from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.store.memory import MemoryUserStore
 from dyndns_plugin.tap import load_zones
+from tests.dns_helpers import memory_settings, serve_dns
 
 SUFFIX = "dyn.example.com"
 HOST = "127.0.0.1"
@@ -44,7 +42,8 @@ TIMEOUT = 3.0
 #: One TXT string of 200 bytes; eight of them make an RRset of about 1.7 KB.
 LONG = "x" * 200
 
-HOST_ZONE = f"""\
+#: The records of example.org that the transfer tests serve too.
+ZONE_HEAD = """\
 $TTL 3600
 @       300 IN SOA ns1.example.org. hostmaster.example.org. 2024010101 7200 900 1209600 3600
 @       IN NS    ns1.example.org.
@@ -56,8 +55,12 @@ www     IN CNAME @
 txt     IN TXT   "hello world" "second string"
 home    IN A     192.0.2.99
 home    IN MX    20 mail.example.org.
-medium  IN TXT   "{LONG}" "{LONG}" "{LONG}"
-""" + "".join(f'big     IN TXT   "{i}{LONG}"\n' for i in range(8))
+"""
+HOST_ZONE = (
+    ZONE_HEAD
+    + f'medium  IN TXT   "{LONG}" "{LONG}" "{LONG}"\n'
+    + "".join(f'big     IN TXT   "{i}{LONG}"\n' for i in range(8))
+)
 
 
 def query(name, rdtype="A", rdclass="IN", **kwargs):
@@ -137,23 +140,12 @@ class ServerTestsMixin:
 
     @defer.inlineCallbacks
     def setUp(self):
-        folder = self.mktemp()
-        os.makedirs(folder)
-        with open(os.path.join(folder, "example.org.zone"), "w") as f:
-            f.write(HOST_ZONE)
-        settings = settings_from_dict(
-            {
-                "service": {"suffix": SUFFIX},
-                "store": {"backend": "memory"},
-                "dns": {
-                    "minimum": 60,
-                    "soa_ttl": 3600,
-                    "glue": {f"ns1.{SUFFIX}": ["192.0.2.53", "2001:db8::53"]},
-                    "zones": [{"origin": "example.org", "file": "example.org.zone"}],
-                },
-            },
-            os.path.join(folder, "dyndns.toml"),
-        )
+        settings = memory_settings(self, dns={
+            "minimum": 60,
+            "soa_ttl": 3600,
+            "glue": {f"ns1.{SUFFIX}": ["192.0.2.53", "2001:db8::53"]},
+            "zones": [{"origin": "example.org", "file": "example.org.zone"}],
+        }, files={"example.org.zone": HOST_ZONE})
         self.store = MemoryUserStore()
         self.service = DynDNSService(self.store, SUFFIX, poll_interval=None)
         if self.start_service:
@@ -162,17 +154,7 @@ class ServerTestsMixin:
         self.factory = DynDNSServerFactory(
             DynDNSResolver(self.service.registry), load_zones(settings)
         )
-        udp, tcp = listen_dns(reactor, self.factory, 0, HOST)
-        self.addCleanup(udp.stopListening)
-        self.addCleanup(tcp.stopListening)
-        self.port = udp.getHost().port
-        self.assertEqual(tcp.getHost().port, self.port)
-
-    def tearDown(self):
-        connections = list(self.factory.connections)
-        for proto in connections:
-            proto.transport.loseConnection()
-        return waitUntilAllDisconnected(reactor, connections)
+        self.port = serve_dns(self, self.factory, HOST)
 
     @defer.inlineCallbacks
     def add_users(self):

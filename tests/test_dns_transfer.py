@@ -41,14 +41,13 @@ import dns.tsig
 import dns.xfr
 import dns.zone
 from twisted.internet import defer, reactor, task, threads
-from twisted.internet.testing import waitUntilAllDisconnected
 from twisted.trial import unittest
 
 from dyndns_plugin.config import settings_from_dict
 from dyndns_plugin.replication import transfer as transfer_module
 from dyndns_plugin.replication.publisher import ZonePublisher
 from dyndns_plugin.dns.resolver import DynDNSResolver
-from dyndns_plugin.dns.server import DynDNSServerFactory, listen_dns
+from dyndns_plugin.dns.server import DynDNSServerFactory
 from dyndns_plugin.dns.signing import TSIGKey, labels_of
 from dyndns_plugin.replication.transfer import TransferHandler
 from dyndns_plugin.model import HostState, User
@@ -57,7 +56,8 @@ from dyndns_plugin.store import StoreError
 from dyndns_plugin.store.memory import MemoryUserStore
 from dyndns_plugin.store.sqlite import SQLiteUserStore
 from dyndns_plugin.tap import load_zones
-from tests.test_dns_server import HOST, TIMEOUT, framed, raw_tcp, raw_udp
+from tests.dns_helpers import serve_dns
+from tests.test_dns_server import HOST, TIMEOUT, ZONE_HEAD, framed, raw_tcp, raw_udp
 from tests.test_dns_update import parse, tsig_mac
 
 SUFFIX = "dyn.example.com"
@@ -71,18 +71,7 @@ KEY_NAME = "xfr-key.example."
 KEY_SECRET = base64.b64encode(b"transfer secret of the secondary").decode()
 OTHER_SECRET = base64.b64encode(b"not the transfer secret at all!!").decode()
 
-HOST_ZONE_TEXT = """\
-$TTL 3600
-@       300 IN SOA ns1.example.org. hostmaster.example.org. 2024010101 7200 900 1209600 3600
-@       IN NS    ns1.example.org.
-@       IN A     192.0.2.10
-@       IN MX    10 mail.example.org.
-ns1     IN A     192.0.2.53
-mail    IN A     192.0.2.25
-www     IN CNAME @
-txt     IN TXT   "hello world" "second string"
-home    IN A     192.0.2.99
-home    IN MX    20 mail.example.org.
+HOST_ZONE_TEXT = ZONE_HEAD + """\
 sub     IN NS    ns.sub.example.org.
 ns.sub  IN A     192.0.2.77
 """
@@ -401,17 +390,7 @@ class TransferTestsMixin:
             self.factory = DynDNSServerFactory(
                 DynDNSResolver(self.service.registry), self.zones, transfer_handler=self.handler
             )
-            udp, tcp = listen_dns(reactor, self.factory, 0, HOST)
-            self.addCleanup(udp.stopListening)
-            self.addCleanup(tcp.stopListening)
-            self.addCleanup(self.disconnect)
-            self.port = udp.getHost().port
-
-    def disconnect(self):
-        connections = list(self.factory.connections)
-        for proto in connections:
-            proto.transport.loseConnection()
-        return waitUntilAllDisconnected(reactor, connections)
+            self.port = serve_dns(self, self.factory, HOST)
 
     @defer.inlineCallbacks
     def add_people(self, people: Iterable[Person]):
@@ -550,7 +529,7 @@ class AXFRTests(TransferTestsMixin, unittest.TestCase):
                                  [HostState(p.id, ipv4=p.addresses[0], ttl=p.ttl) for p in people])
         yield self.setup_server([], store=store, listen=False)
         serial = self.publisher.zone_for(SUFFIX).serial
-        messages = self.handler.handle(xfr_query(SUFFIX).to_wire(), "127.0.0.1", udp=False)
+        messages = self.handler.answer_transfer(xfr_query(SUFFIX).to_wire(), "127.0.0.1", udp=False)
         first = next(messages)
         yield self.service.update("user1", [ipaddress.ip_address("192.0.2.1")])
         yield self.service.add_user(User("latecomer"))

@@ -41,13 +41,11 @@ import dns.rdtypes.ANY.TSIG
 import dns.rrset
 import dns.tsig
 import dns.update
-from twisted.internet import defer, reactor, task, threads
-from twisted.internet.testing import waitUntilAllDisconnected
+from twisted.internet import defer, task, threads
 from twisted.trial import unittest
 
-from dyndns_plugin.config import settings_from_dict
 from dyndns_plugin.dns.resolver import DynDNSResolver
-from dyndns_plugin.dns.server import DynDNSServerFactory, listen_dns
+from dyndns_plugin.dns.server import DynDNSServerFactory
 from dyndns_plugin.protocols.dns_update import ALGORITHMS, UpdateHandler
 from dyndns_plugin.limits import LimitSettings, Limiter
 from dyndns_plugin.model import TSIG_ALGORITHMS, User
@@ -56,6 +54,7 @@ from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.store.memory import MemoryUserStore
 from dyndns_plugin.store.sqlite import SQLiteUserStore
 from dyndns_plugin.tap import load_zones
+from tests.dns_helpers import memory_settings, serve_dns
 from tests.test_dns_server import HOST, TIMEOUT, framed, raw_tcp, raw_udp
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
@@ -445,7 +444,7 @@ class UpdateTestsMixin(_TestCase):
         self.handler = UpdateHandler(self.service, zones, clock=self.clock)
 
     def handle(self, wire: bytes, peer: str | None = PEER) -> bytes | None:
-        return self.successResultOf(defer.ensureDeferred(self.handler.handle(wire, peer)))
+        return self.successResultOf(defer.ensureDeferred(self.handler.handle_update_wire(wire, peer)))
 
     def reply(self, wire: bytes) -> tuple[bytes, Reply]:
         """The handler's answer to C{wire} (it must answer) and its fields."""
@@ -1602,26 +1601,12 @@ class ServerTests(UpdateTestsMixin, unittest.TestCase):
             User("bob", tsig_secret=BOB_SECRET, tsig_algorithm="hmac-md5"),
         ])
         self.go_online("bob", "198.51.100.7")
-        folder = self.mktemp()
-        os.makedirs(folder)
-        settings = settings_from_dict(
-            {"service": {"suffix": SUFFIX}, "store": {"backend": "memory"}},
-            os.path.join(folder, "dyndns.toml"),
-        )
+        settings = memory_settings(self)
         self.factory = DynDNSServerFactory(
             DynDNSResolver(self.service.registry), load_zones(settings),
             update_handler=self.handler,
         )
-        udp, tcp = listen_dns(reactor, self.factory, 0, HOST)
-        self.addCleanup(udp.stopListening)
-        self.addCleanup(tcp.stopListening)
-        self.port = udp.getHost().port
-
-    def tearDown(self):
-        connections = list(self.factory.connections)
-        for proto in connections:
-            proto.transport.loseConnection()
-        return waitUntilAllDisconnected(reactor, connections)
+        self.port = serve_dns(self, self.factory, HOST)
 
     def udp(self, data: bytes, wait: float = TIMEOUT) -> defer.Deferred[bytes | None]:
         return threads.deferToThread(raw_udp, self.port, data, wait)
@@ -1746,7 +1731,7 @@ class ReplayAcrossRestartTests(unittest.TestCase):
         first = sign_at(set_address(f"alice.{ZONE}", "A", "192.0.2.1"), key, T0)
         second = sign_at(set_address(f"alice.{ZONE}", "A", "192.0.2.2"), key, T0)
         for wire in (first, second):
-            answer = yield defer.ensureDeferred(handler.handle(wire, PEER))
+            answer = yield defer.ensureDeferred(handler.handle_update_wire(wire, PEER))
             self.assertEqual(parse(answer).rcode, NOERROR)
         yield service.stopService()
 
@@ -1755,7 +1740,7 @@ class ReplayAcrossRestartTests(unittest.TestCase):
         yield defer.ensureDeferred(service.start())
         self.addCleanup(service.stopService)
         for wire in (first, second):
-            answer = yield defer.ensureDeferred(handler.handle(wire, PEER))
+            answer = yield defer.ensureDeferred(handler.handle_update_wire(wire, PEER))
             reply = parse(answer)
             self.assertEqual((reply.rcode, reply.tsig.error), (NOTAUTH, BADTIME))
         self.assertEqual(
@@ -1763,7 +1748,7 @@ class ReplayAcrossRestartTests(unittest.TestCase):
         )
         # A fresh message still works after the restart.
         third = sign_at(set_address(f"alice.{ZONE}", "A", "192.0.2.3"), key, T0 + 1)
-        answer = yield defer.ensureDeferred(handler.handle(third, PEER))
+        answer = yield defer.ensureDeferred(handler.handle_update_wire(third, PEER))
         self.assertEqual(parse(answer).rcode, NOERROR)
 
 

@@ -27,7 +27,7 @@ import dns.update
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import defer, reactor, task, threads
-from twisted.internet.testing import StringTransport, waitUntilAllDisconnected
+from twisted.internet.testing import StringTransport
 from twisted.trial import unittest
 from twisted.web import server
 
@@ -35,7 +35,7 @@ from dyndns_plugin.auth import PasswordChecker
 from dyndns_plugin.config import HTTPSettings
 from dyndns_plugin.replication.publisher import ZonePublisher
 from dyndns_plugin.dns.resolver import DynDNSResolver
-from dyndns_plugin.dns.server import DynDNSServerFactory, listen_dns
+from dyndns_plugin.dns.server import DynDNSServerFactory
 from dyndns_plugin.replication.transfer import TransferHandler
 from dyndns_plugin.protocols.dns_update import UpdateHandler
 from dyndns_plugin.dns.zones import suffix_zone
@@ -47,6 +47,7 @@ from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.store.memory import MemoryUserStore
 from dyndns_plugin.web.common import DynDNSRequest
 from dyndns_plugin.protocols.gnudip_http import SaltSigner
+from tests.dns_helpers import serve_dns
 from tests.web_helpers import (
     PASSWORDS,
     WebTestCase,
@@ -334,7 +335,7 @@ class TSIGAuthFailureTests(unittest.SynchronousTestCase):
         keyring = dns.tsigkeyring.from_text({key_name: secret})
         message.use_tsig(keyring, keyname=key_name, algorithm="hmac-sha256")
         reply = self.successResultOf(
-            defer.ensureDeferred(self.handler.handle(message.to_wire(), "192.0.2.100"))
+            defer.ensureDeferred(self.handler.handle_update_wire(message.to_wire(), "192.0.2.100"))
         )
         return struct.unpack("!H", reply[2:4])[0] & 0xF
 
@@ -365,7 +366,7 @@ class TSIGAuthFailureTests(unittest.SynchronousTestCase):
             message = dns.update.UpdateMessage(f"{SUFFIX}.")
             message.replace(f"alice.{SUFFIX}.", 60, "A", address)
             reply = self.successResultOf(
-                defer.ensureDeferred(self.handler.handle(sign_at(message, key, signed_at), None))
+                defer.ensureDeferred(self.handler.handle_update_wire(sign_at(message, key, signed_at), None))
             )
             self.assertEqual(struct.unpack("!H", reply[2:4])[0] & 0xF, rcode)
         self.assertEqual(auth_failures(self.metrics, "dns-update"), 1)
@@ -512,16 +513,7 @@ class DNSServerMixin:
         self.factory = DynDNSServerFactory(DynDNSResolver(self.service.registry), [make_zone()])
         self.metrics = Metrics()
         self.metrics.attach(self.service, self.factory)
-        udp, tcp = listen_dns(reactor, self.factory, 0, HOST)
-        self.addCleanup(udp.stopListening)
-        self.addCleanup(tcp.stopListening)
-        self.port = udp.getHost().port
-
-    def tearDown(self):
-        connections = list(self.factory.connections)
-        for proto in connections:
-            proto.transport.loseConnection()
-        return waitUntilAllDisconnected(reactor, connections)
+        self.port = serve_dns(self, self.factory, HOST)
 
     def udp(self, name: str, rdtype: str = "A") -> defer.Deferred[Any]:
         return threads.deferToThread(
@@ -669,16 +661,7 @@ class TransferMetricsTests(unittest.TestCase):
         )
         self.metrics = Metrics()
         self.metrics.attach(self.service, self.factory, publisher)
-        udp, tcp = listen_dns(reactor, self.factory, 0, HOST)
-        self.addCleanup(udp.stopListening)
-        self.addCleanup(tcp.stopListening)
-        self.port = udp.getHost().port
-
-    def tearDown(self):
-        connections = list(self.factory.connections)
-        for proto in connections:
-            proto.transport.loseConnection()
-        return waitUntilAllDisconnected(reactor, connections)
+        self.port = serve_dns(self, self.factory, HOST)
 
     @defer.inlineCallbacks
     def test_axfr_counted_once(self):

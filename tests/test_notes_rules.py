@@ -22,14 +22,15 @@ import dns.message
 import dns.query
 import dns.rcode
 import dns.rdatatype
-from twisted.internet import defer, reactor, task, threads
+from twisted.internet import defer, task, threads
 from twisted.internet.address import IPv4Address
-from twisted.internet.testing import StringTransport, waitUntilAllDisconnected
+from twisted.internet.testing import StringTransport
 from twisted.names import dns as tdns
 from twisted.trial import unittest
 
-from dyndns_plugin import DynDNSService, MemoryUserStore, User, listen_dns, load_zone_file
+from dyndns_plugin import DynDNSService, MemoryUserStore, User, load_zone_file
 from dyndns_plugin.twisted_private import EDNSMessage
+from tests.dns_helpers import serve_dns
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "examples")
@@ -289,16 +290,7 @@ class ExampleServerMixin:
         self.assertTrue(result.ok, result)
         zone = load_zone_file(os.path.join(EXAMPLES, "example.org.zone"), "example.org")
         self.factory = example.build_factory(self.service, [zone], MARKER, BLOCKED)
-        udp, tcp = listen_dns(reactor, self.factory, 0, self.host)
-        self.addCleanup(udp.stopListening)
-        self.addCleanup(tcp.stopListening)
-        self.port = udp.getHost().port
-
-    def tearDown(self):
-        connections = list(self.factory.connections)
-        for proto in connections:
-            proto.transport.loseConnection()
-        return waitUntilAllDisconnected(reactor, connections)
+        self.port = serve_dns(self, self.factory, self.host)
 
     def ask(self, name, source=None, tcp=False, rdtype="A"):
         query = dns.message.make_query(name, rdtype)

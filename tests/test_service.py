@@ -308,3 +308,102 @@ class StartTests(SynchronousTestCase):
         answer = service.registry.answer("bob.dyn.example.com")
         self.assertEqual(([str(a) for a in answer.addresses], answer.ttl), (["192.0.2.2"], 99))
         self.assertIsNone(service.registry.answer("alice.dyn.example.com"))
+
+
+class GatedStore(MemoryUserStore):
+    """A memory store whose state saves and imports wait for the test (L{release})."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gated = False
+        self.calls: list[str] = []
+        self.pending: list[defer.Deferred[None]] = []
+
+    def _later(self, name: str, write):  # type: ignore[no-untyped-def]
+        self.calls.append(name)
+        if not self.gated:
+            return write()
+        gate: defer.Deferred[None] = defer.Deferred()
+        gate.addCallback(lambda _: write())
+        self.pending.append(gate)
+        return gate
+
+    def save_state(self, state: HostState) -> defer.Deferred[None]:
+        return self._later("save_state", lambda: super(GatedStore, self).save_state(state))
+
+    def import_users(self, users, states, remove=()):  # type: ignore[no-untyped-def]
+        return self._later(
+            "import_users", lambda: super(GatedStore, self).import_users(users, states, remove)
+        )
+
+    def release(self) -> None:
+        pending, self.pending = self.pending, []
+        for gate in pending:
+            gate.callback(None)
+
+
+class BulkOrderTests(SynchronousTestCase):
+    """
+    Admin bulk writes (import, replace) run in the turn of every user they
+    touch, like every other write: none interleaves with a concurrent
+    update of the same user.
+    """
+
+    def setUp(self) -> None:
+        self.store = GatedStore()
+        self.service = DynDNSService(
+            self.store, "dyn.example.com", clock=task.Clock(), poll_interval=None
+        )
+        self.successResultOf(defer.ensureDeferred(self.service.start()))
+        self.successResultOf(self.service.add_user(User("alice")))
+        self.successResultOf(self.service.add_user(User("bob")))
+        self.store.calls.clear()
+        self.store.gated = True
+
+    def served(self, name: str) -> tuple[str, ...] | None:
+        answer = self.service.registry.answer(name)
+        return None if answer is None else tuple(str(a) for a in answer.addresses)
+
+    def test_import_waits_for_a_running_update(self) -> None:
+        update = self.service.update("alice", [ipaddress.ip_address("198.51.100.7")])
+        imported = self.service.import_users([User("alice")], [HostState("alice", ipv4="192.0.2.99")])
+        self.assertEqual(self.store.calls, ["save_state"], "the import waits for alice's update")
+        self.assertNoResult(imported)
+        self.store.release()
+        self.assertEqual(self.successResultOf(update).status, UpdateStatus.GOOD)
+        self.assertEqual(self.store.calls, ["save_state", "import_users"])
+        self.assertEqual(self.served("alice.dyn.example.com"), ("198.51.100.7",))
+        self.store.release()
+        self.successResultOf(imported)
+        self.assertEqual(self.served("alice.dyn.example.com"), ("192.0.2.99",))
+        self.assertEqual(self.successResultOf(self.store.load()).states["alice"].ipv4, V4("192.0.2.99"))
+
+    def test_update_waits_for_a_running_import(self) -> None:
+        imported = self.service.import_users([User("alice")], [HostState("alice", ipv4="192.0.2.99")])
+        update = self.service.update("alice", [ipaddress.ip_address("192.0.2.99")])
+        self.assertEqual(self.store.calls, ["import_users"])
+        self.assertNoResult(update)
+        self.store.release()
+        self.successResultOf(imported)
+        # The update builds on the imported state: nothing to change.
+        self.assertEqual(self.successResultOf(update).status, UpdateStatus.NOCHG)
+        self.assertEqual(self.store.calls, ["import_users"])
+
+    def test_other_users_do_not_wait(self) -> None:
+        imported = self.service.import_users([User("alice")], [HostState("alice", ipv4="192.0.2.99")])
+        update = self.service.update("bob", [ipaddress.ip_address("198.51.100.8")])
+        self.assertEqual(self.store.calls, ["import_users", "save_state"])
+        self.store.release()
+        self.successResultOf(imported)
+        self.assertEqual(self.successResultOf(update).status, UpdateStatus.GOOD)
+
+    def test_replace_waits_for_the_users_it_removes(self) -> None:
+        update = self.service.update("bob", [ipaddress.ip_address("198.51.100.8")])
+        replaced = self.service.replace_users([User("alice")])
+        self.assertEqual(self.store.calls, ["save_state"], "the replace waits for bob's update")
+        self.store.release()
+        self.assertEqual(self.successResultOf(update).status, UpdateStatus.GOOD)
+        self.store.release()
+        self.successResultOf(replaced)
+        self.assertNotIn("bob", self.service.registry.users)
+        self.assertNotIn("bob", self.successResultOf(self.store.load()).users)

@@ -10,16 +10,12 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from dyndns_plugin import tap
 from dyndns_plugin.service import DynDNSService
+from tests.tools import write_test_file
 
 
 class OptionsTests(SynchronousTestCase):
     def config(self, text: str) -> str:
-        folder = self.mktemp()
-        os.makedirs(folder)
-        path = os.path.join(folder, "dyndns.toml")
-        with open(path, "w") as f:
-            f.write(text)
-        return path
+        return write_test_file(self, text)
 
     def test_config_required(self) -> None:
         error = self.assertRaises(usage.UsageError, tap.Options().parseOptions, [])

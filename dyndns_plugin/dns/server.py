@@ -32,6 +32,7 @@ from dyndns_plugin.dns.cookies import (
     MalformedCookie,
     ServerCookies,
 )
+from dyndns_plugin.dns.handlers import TransferWireHandler, UpdateWireHandler
 from dyndns_plugin.dns.reader import has_tsig, question_type
 from dyndns_plugin.dns.resolver import DynDNSResolver, NotReady, QuietResolverChain
 from dyndns_plugin.dns.rrl import (
@@ -322,8 +323,8 @@ class DynDNSServerFactory(server.DNSServerFactory):
         caches: Any = None,
         clients: Any = None,
         verbose: int = 0,
-        update_handler: Any = None,
-        transfer_handler: Any = None,
+        update_handler: UpdateWireHandler | None = None,
+        transfer_handler: TransferWireHandler | None = None,
         clock: Any = None,
     ) -> None:
         chain = ([dyndns] if dyndns is not None else []) + list(authorities)
@@ -572,7 +573,8 @@ class DynDNSServerFactory(server.DNSServerFactory):
             peer = address[0]
         else:
             peer = getattr(protocol.transport.getPeer(), "host", None)
-        messages = self.transfer_handler.handle(data, peer, udp=address is not None)
+        assert self.transfer_handler is not None  # is_transfer() said so
+        messages = self.transfer_handler.answer_transfer(data, peer, udp=address is not None)
         if address is not None:
             for message in messages:
                 self.replied(message[3] & 0xF)
@@ -623,7 +625,7 @@ class DynDNSServerFactory(server.DNSServerFactory):
                 log.failure("UPDATE from {peer} failed", failure, peer=peer)
             send(error_reply(data, dns.ESERVER))
 
-        d = defer.ensureDeferred(self.update_handler.handle(data, peer))
+        d = defer.ensureDeferred(self.update_handler.handle_update_wire(data, peer))
         d.addCallback(send).addErrback(failed)
 
     # -- responses

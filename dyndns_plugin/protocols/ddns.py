@@ -12,12 +12,23 @@ from __future__ import annotations
 
 import html
 
-from typing import Any
+import attrs
 
 from twisted.web import http, server
 
-from dyndns_plugin.authn import TOO_MANY_REQUESTS, Outcome, authenticator_for, retry_header
-from dyndns_plugin.model import UpdateStatus, ValidationError, validate_ttl
+from dyndns_plugin.authn import (
+    TOO_MANY_REQUESTS,
+    Authenticator,
+    AuthResult,
+    ClientUpdate,
+    CredentialChecker,
+    Outcome,
+    Password,
+    authenticator_for,
+    retry_header,
+)
+from dyndns_plugin.methods import Method
+from dyndns_plugin.model import IPAddress, UpdateStatus, ValidationError, validate_ttl
 from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.twisted_private import spell_header
 from dyndns_plugin.web.base import AsyncResource, parse_address_list
@@ -66,7 +77,7 @@ class DdnsResource(AsyncResource):
     def __init__(
         self,
         service: DynDNSService,
-        checker: Any,
+        checker: CredentialChecker | Authenticator,
         detector: ClientAddressDetector,
         *,
         url_auth: bool = True,
@@ -104,6 +115,21 @@ class DdnsResource(AsyncResource):
             headers=[(b"www-authenticate", REALM), (b"x-dyndns-result", b"FAIL")],
         )
 
+    def refused(self, request: server.Request, checked: AuthResult, basic: bool) -> bool:
+        """Answer refused credentials (True), or nothing if they were right."""
+        if checked.outcome is Outcome.LOCKED:
+            self.too_many(request, "Too many failed logins, please try again later", checked.retry_after)
+        elif checked.outcome is Outcome.DISABLED:
+            self.answer(request, False, "User is disabled")
+        elif not checked.ok or checked.user_id is None:
+            if basic:
+                self.challenge(request)
+            else:
+                self.answer(request, False, "Incorrect user ID or password")
+        else:
+            return False
+        return True
+
     async def handle(self, request: server.Request) -> None:
         user = arg(request, "user")
         if user is not None:
@@ -114,7 +140,7 @@ class DdnsResource(AsyncResource):
                 return self.answer(request, False, "Missing 'user' value")
             if password is None:
                 return self.answer(request, False, "Missing 'pw' value")
-            method = "http-url"
+            method = Method.HTTP_URL
         else:
             if not self.basic_auth:
                 return self.answer(request, False, "Missing 'user' value")
@@ -122,48 +148,46 @@ class DdnsResource(AsyncResource):
             if credentials is None:
                 return self.challenge(request)
             user, password = credentials
-            method = "http-basic"
+            method = Method.HTTP_BASIC
         client = self.detector.detect(request)
-        client_text = None if client is None else str(client)
-        checked = await self.auth.password(method, user, password, client_text)
-        if checked.outcome is Outcome.LOCKED:
-            return self.too_many(request, "Too many failed logins, please try again later",
-                                 checked.retry_after)
-        if checked.outcome is Outcome.DISABLED:
-            return self.answer(request, False, "User is disabled")
-        if not checked.ok or checked.user_id is None:
-            if method == "http-basic":
-                return self.challenge(request)
-            return self.answer(request, False, "Incorrect user ID or password")
-        user_id = checked.user_id
-
+        update = ClientUpdate(method, user, Password(password), None if client is None else str(client))
         offline = arg(request, "offline")
+        problem = None  # told only to a client whose credentials are right
         if offline and offline[:1] in ("Y", "y"):
-            result = await self.service.set_offline(user_id, method, client_text)
-            if result.ok:
-                return self.answer(request, True, "Offline")
-            if result.status == UpdateStatus.RATE_LIMITED:
-                return self.too_many(request, _ERRORS[result.status], result.retry_after)
-            return self.answer(request, False, _ERRORS.get(result.status, result.message))
-
-        ttl = None
-        ttl_text = arg(request, "ttl")
-        if ttl_text:
-            try:
-                ttl = validate_ttl(ttl_text)
-            except ValidationError:
-                return self.answer(request, False, "Invalid TTL value")
-        try:
-            addresses, _ = parse_address_list(args(request, "ip"), strict=True)
-        except ValidationError:
-            return self.answer(request, False, "Invalid IP address")
-        if not addresses:
-            if client is None:
-                return self.answer(request, False, "Invalid IP address")
-            addresses = [client]
-        result = await self.service.update(user_id, addresses, ttl, method, client_text)
+            update = attrs.evolve(update, offline=True)
+        else:
+            ttl = None
+            ttl_text = arg(request, "ttl")
+            addresses: list[IPAddress] = []
+            if ttl_text:
+                try:
+                    ttl = validate_ttl(ttl_text)
+                except ValidationError:
+                    problem = "Invalid TTL value"
+            if problem is None:
+                try:
+                    addresses, _ = parse_address_list(args(request, "ip"), strict=True)
+                except ValidationError:
+                    problem = "Invalid IP address"
+            if problem is None and not addresses:
+                if client is None:
+                    problem = "Invalid IP address"
+                addresses = [] if client is None else [client]
+            update = attrs.evolve(update, addresses=tuple(addresses), ttl=ttl)
+        basic = method is Method.HTTP_BASIC
+        if problem is not None:
+            if not self.refused(request, await self.auth.authenticate(update), basic):
+                self.answer(request, False, problem)
+            return
+        outcome = await self.auth.update(update)
+        if self.refused(request, outcome.auth, basic):
+            return
+        result = outcome.result
+        assert result is not None  # no names asked: the write always runs
         if result.status == UpdateStatus.RATE_LIMITED:
             return self.too_many(request, _ERRORS[result.status], result.retry_after)
         if not result.ok:
             return self.answer(request, False, _ERRORS.get(result.status, result.message))
-        self.answer(request, True, ",".join(str(a) for a in addresses))
+        if update.offline:
+            return self.answer(request, True, "Offline")
+        self.answer(request, True, ",".join(str(a) for a in update.addresses))

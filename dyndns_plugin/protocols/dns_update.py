@@ -1,6 +1,7 @@
 """
-TSIG-signed RFC 2136 UPDATE, from raw wire bytes to one call of
-L{DynDNSService.set_addresses}.
+TSIG-signed RFC 2136 UPDATE, from raw wire bytes to one write through the
+adapter seam (L{dyndns_plugin.authn.Authenticator.write}, which calls
+L{DynDNSService.set_addresses}).
 
 Twisted's decoder corrupts UPDATE messages, so the server hands us the raw
 bytes; L{reader} reads them and L{signing} checks the TSIG with
@@ -24,12 +25,14 @@ from __future__ import annotations
 import base64
 import ipaddress
 import struct
-from typing import Any, Iterable
+from typing import Iterable
 
+from twisted.cred.error import UnauthorizedLogin
+from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from dyndns_plugin.authn import authenticator_for
+from dyndns_plugin.authn import Authenticator, ClientUpdate, CredentialChecker, Proven, authenticator_for
 from dyndns_plugin.protocols.tsig_replay import ReplayCache
 
 from dyndns_plugin.dns.signing import (
@@ -57,6 +60,7 @@ from dyndns_plugin.dns.reader import (
 )
 from dyndns_plugin.dns.wire import error_reply
 from dyndns_plugin.logsample import LogSampler
+from dyndns_plugin.methods import Method
 from dyndns_plugin.model import HostState, IPAddress, UpdateStatus, User
 from dyndns_plugin.passwords import derived_tsig_secret
 from dyndns_plugin.service import DynDNSService
@@ -65,7 +69,7 @@ __all__ = ["ALGORITHMS", "UpdateHandler"]
 
 log = Logger()
 
-METHOD = "dns-update"
+METHOD = Method.DNS_UPDATE
 
 # RCODEs and TSIG errors (RFC 1035, 2136, 8945).
 NOERROR, FORMERR, SERVFAIL, NXDOMAIN, REFUSED = 0, 1, 2, 3, 5
@@ -119,6 +123,16 @@ def _is_subdomain(key: Labels, zone: Labels) -> bool:
     return len(key) >= len(zone) and key[len(key) - len(zone):] == zone
 
 
+class _NoPasswords:
+    """The checker of a handler built without one: TSIG checks its own MACs."""
+
+    def check(self, user_id: str, password: str) -> defer.Deferred[str]:
+        return defer.fail(UnauthorizedLogin())
+
+    def check_gnudip(self, user_id: str, salt: str, client_hash: str) -> defer.Deferred[str]:
+        return defer.fail(UnauthorizedLogin())
+
+
 class UpdateHandler:
     """
     Processes one UPDATE message at a time for a L{DynDNSService}.
@@ -133,7 +147,7 @@ class UpdateHandler:
         service: DynDNSService,
         zones: Iterable[str],
         clock: IReactorTime | None = None,
-        checker: Any = None,
+        checker: CredentialChecker | Authenticator | None = None,
     ) -> None:
         self.service = service
         self.clock = clock if clock is not None else service.clock
@@ -142,7 +156,7 @@ class UpdateHandler:
         self.zones.add(self.suffix)
         #: The shared authentication step: lockouts and failure counting
         #: (the MAC check itself is ours, and cheap).
-        self.auth = authenticator_for(checker, service)
+        self.auth = authenticator_for(checker if checker is not None else _NoPasswords(), service)
         self.replay = ReplayCache(service.store, SERVER_FUDGE)
         service.add_startup_step(self.replay.load)
         self._sample = LogSampler(log, self.clock)
@@ -176,7 +190,7 @@ class UpdateHandler:
 
     # -- the message
 
-    async def handle(self, wire: bytes, peer: str | None) -> bytes | None:
+    async def handle_update_wire(self, wire: bytes, peer: str | None) -> bytes | None:
         """The reply to one UPDATE message (None: send nothing)."""
         try:
             request = parse_update(wire)
@@ -242,7 +256,7 @@ class UpdateHandler:
     def _served_zone(self, zone: Labels, user: User) -> bool:
         if zone in self.zones:
             return True
-        return _text(zone) in self.service.registry.updatable_names(user.id)
+        return _text(zone) in self.auth.own_names(user.id)
 
     def _current(self, user: User) -> HostState:
         state = self.service.registry.states.get(user.id)
@@ -318,7 +332,7 @@ class UpdateHandler:
                 raise UpdateError(FORMERR, "update of another class")
 
     def _check_policy(self, request: UpdateRequest, user: User) -> None:
-        own = self.service.registry.updatable_names(user.id)
+        own = self.auth.own_names(user.id)
         for record in request.updates:
             name = _text(record.key)
             if name not in own:
@@ -371,9 +385,11 @@ class UpdateHandler:
                 raise UpdateError(REFUSED, "one address per family and user")
             addresses[version] = address
             ttl = record.ttl
-        result = await self.service.set_addresses(
-            user.id, addresses[4], addresses[6], ttl, METHOD, peer
-        )
+        result = await self.auth.write(ClientUpdate(
+            METHOD, user.id, Proven(), peer,
+            addresses=tuple(a for a in (addresses[4], addresses[6]) if a is not None),
+            exact=True, ttl=ttl,
+        ))
         if result.status == UpdateStatus.STORE_FAILED:
             raise UpdateError(SERVFAIL, "store failure")
         if not result.ok:

@@ -20,13 +20,21 @@ import string
 from typing import Any, Callable
 
 import attrs
+from twisted.internet import defer
 from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.logger import Logger
 from twisted.protocols import basic, policies
 
-from dyndns_plugin.authn import authenticator_for
+from dyndns_plugin.authn import (
+    Authenticator,
+    ClientUpdate,
+    CredentialChecker,
+    GnuDIPHash,
+    authenticator_for,
+)
 from dyndns_plugin.connections import ConnectionLimiter, count_timeout, release_connection
 from dyndns_plugin.logsample import LogSampler
+from dyndns_plugin.methods import Method
 from dyndns_plugin.model import IPAddress, ValidationError, parse_address
 from dyndns_plugin.service import DynDNSService
 
@@ -82,16 +90,16 @@ class Outcome:
 
 async def perform(
     service: DynDNSService,
-    checker: Any,
+    checker: CredentialChecker | Authenticator,
     request: GnuDIPRequest,
     salt: str,
     peer: IPAddress | None,
-    method: str,
+    method: Method,
     *,
     peer_fallback: bool,
 ) -> Outcome:
     """
-    Authenticate and carry out one GnuDIP request through the service.
+    Carry out one GnuDIP request through the seam (L{Authenticator.update}).
 
     @param peer_fallback: code 0 without an address uses the peer's (TCP,
         as ez-ipupdate needs); over HTTP that is an error, as in GnuDIP.
@@ -101,36 +109,35 @@ async def perform(
     domain = request.domain.lower().rstrip(".")
     if domain not in (suffix, f"{user_id}.{suffix}"):
         return Outcome(RETC_FAILED)
-    client = None if peer is None else str(peer)
-    checked = await authenticator_for(checker, service).gnudip(
-        method, user_id, salt, request.hash, client
+    update = ClientUpdate(
+        method, user_id, GnuDIPHash(salt, request.hash), None if peer is None else str(peer)
     )
-    if not checked.ok:  # GnuDIP has no "try later": a locked source hears 1 too
-        return Outcome(RETC_FAILED)
-    address: IPAddress | None
+    address: IPAddress | None = None
+    usable = True  # False: refused once the hash is checked
     if request.code == 2:
         address = peer
+        usable = peer is not None  # no peer address to register
     elif request.code == 0 and request.address is not None:
-        if request.address.strip() == "0.0.0.0":
-            address = None
-        else:
+        if request.address.strip() != "0.0.0.0":  # 0.0.0.0: offline
             try:
                 address = parse_address(request.address)
             except ValidationError:
-                return Outcome(RETC_FAILED)
-    elif request.code == 0 and peer_fallback:
-        address = peer
+                usable = False
     elif request.code == 0:
+        address = peer if peer_fallback else None
+        usable = address is not None
+    auth = authenticator_for(checker, service)
+    if not usable:
+        await auth.authenticate(update)  # a wrong hash still counts as one
         return Outcome(RETC_FAILED)
-    else:
-        address = None
     if address is None:
-        if request.code == 2 or (request.code == 0 and request.address is None):
-            return Outcome(RETC_FAILED)  # no peer address to register
-        result = await service.set_offline(user_id, method, client)
-        return Outcome(RETC_OFFLINE if result.ok else RETC_FAILED)
-    result = await service.update(user_id, [address], None, method, client)
-    if not result.ok:
+        outcome = await auth.update(attrs.evolve(update, offline=True))
+        if not outcome.auth.ok:  # GnuDIP has no "try later": a locked source hears 1 too
+            return Outcome(RETC_FAILED)
+        assert outcome.result is not None
+        return Outcome(RETC_OFFLINE if outcome.result.ok else RETC_FAILED)
+    outcome = await auth.update(attrs.evolve(update, addresses=(address,)))
+    if not outcome.auth.ok or outcome.result is None or not outcome.result.ok:
         return Outcome(RETC_FAILED)
     return Outcome(RETC_OK, address if request.code == 2 else None)
 
@@ -235,7 +242,7 @@ class GnuDIPFactory(ServerFactory):
     def __init__(
         self,
         service: DynDNSService,
-        checker: Any,
+        checker: CredentialChecker | Authenticator,
         *,
         timeout: float = 30,
         max_per_source: int = 8,
@@ -277,10 +284,8 @@ class GnuDIPFactory(ServerFactory):
         """A request line that is not GnuDIP: logged only as a bounded sample."""
         self._sample.info("gnudip-malformed", "gnudip: malformed request line")
 
-    def perform(self, request: GnuDIPRequest, salt: str, peer: IPAddress | None) -> Any:
-        from twisted.internet import defer
-
+    def perform(self, request: GnuDIPRequest, salt: str, peer: IPAddress | None) -> defer.Deferred[Outcome]:
         return defer.ensureDeferred(
-            perform(self.service, self.auth, request, salt, peer, "gnudip-tcp",
+            perform(self.service, self.auth, request, salt, peer, Method.GNUDIP_TCP,
                     peer_fallback=True)
         )

@@ -32,13 +32,14 @@ from dyndns_plugin.protocols.gnudip import (
     make_salt,
     perform,
 )
-from dyndns_plugin.authn import authenticator_for
+from dyndns_plugin.authn import Authenticator, CredentialChecker, authenticator_for
+from dyndns_plugin.methods import Method
 from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.web.base import AsyncResource
 from dyndns_plugin.web.common import ClientAddressDetector, arg, finish
 
 KEY_LENGTH = 32
-METHOD = "gnudip-http"
+METHOD = Method.GNUDIP_HTTP
 
 _MESSAGES = {
     RETC_OK: "Successful update request",
@@ -129,7 +130,7 @@ class GnuDIPResource(AsyncResource):
     def __init__(
         self,
         service: DynDNSService,
-        checker: Any,
+        checker: CredentialChecker | Authenticator,
         detector: ClientAddressDetector,
         signer: SaltSigner,
     ) -> None:

@@ -17,12 +17,20 @@ C{backmx}; wildcards are configured per user instead.
 
 from __future__ import annotations
 
-from typing import Any
-
 from twisted.web import http, server
 
-from dyndns_plugin.authn import Outcome, authenticator_for, retry_header
-from dyndns_plugin.model import UpdateStatus, ValidationError, normalize_name
+from dyndns_plugin.authn import (
+    Authenticator,
+    AuthResult,
+    ClientUpdate,
+    CredentialChecker,
+    Outcome,
+    Password,
+    authenticator_for,
+    retry_header,
+)
+from dyndns_plugin.methods import Method
+from dyndns_plugin.model import IPAddress, UpdateStatus, ValidationError, normalize_name
 from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.web.base import AsyncResource, parse_address_list
 from dyndns_plugin.web.common import (
@@ -35,7 +43,7 @@ from dyndns_plugin.web.common import (
 from dyndns_plugin.protocols.ddns import REALM
 
 MAX_HOSTS = 20
-METHOD = "dyndns2"
+METHOD = Method.DYNDNS2
 
 
 def _reply(
@@ -48,6 +56,26 @@ def _reply(
     finish(request, ("\n".join(lines) + "\n").encode("ascii"), code=code, headers=headers)
 
 
+def _refused(request: server.Request, checked: AuthResult) -> bool:
+    """Answer refused credentials (True), or nothing if they were right."""
+    if checked.outcome is Outcome.LOCKED:
+        _reply(request, ["abuse"], headers=[(b"retry-after", checked.retry_header())])
+        return True
+    if not checked.ok or checked.user_id is None:
+        _reply(request, ["badauth"], http.UNAUTHORIZED)
+        return True
+    return False
+
+
+def _fqdn(host: str) -> str | None:
+    """C{host} as a name we could own, or None (C{notfqdn})."""
+    try:
+        name = normalize_name(host, "hostname")
+    except ValidationError:
+        return None
+    return name if "." in name else None
+
+
 class NicUpdateResource(AsyncResource):
     """
     @param ignore_hostname: the original's behaviour (KB 66): update the
@@ -57,7 +85,7 @@ class NicUpdateResource(AsyncResource):
     def __init__(
         self,
         service: DynDNSService,
-        checker: Any,
+        checker: CredentialChecker | Authenticator,
         detector: ClientAddressDetector,
         *,
         ignore_hostname: bool = False,
@@ -73,54 +101,40 @@ class NicUpdateResource(AsyncResource):
         if credentials is None:
             return _reply(request, ["badauth"], http.UNAUTHORIZED)
         client = self.detector.detect(request)
-        client_text = None if client is None else str(client)
-        checked = await self.auth.password(METHOD, *credentials, client_text)
-        if checked.outcome is Outcome.LOCKED:
-            return _reply(request, ["abuse"], headers=[(b"retry-after", checked.retry_header())])
-        if not checked.ok or checked.user_id is None:
-            return _reply(request, ["badauth"], http.UNAUTHORIZED)
-        user_id = checked.user_id
-        user = self.service.registry.users.get(user_id)
-        if user is None:
-            return _reply(request, ["badauth"], http.UNAUTHORIZED)
-        own = self.service.registry.updatable_names(user_id)
-
         raw = [h.strip() for h in (arg(request, "hostname") or "").split(",")]
         requested = [h for h in raw if h]
-        if len(requested) > MAX_HOSTS:
-            return _reply(request, ["numhost"])
-        if not requested:
-            requested = [self.service.registry.main_name(user_id)]
-        verdicts: list[str | None] = []  # None: this host gets the update result
-        for host in requested:
-            if self.ignore_hostname:
-                verdicts.append(None)
-                continue
-            try:
-                name = normalize_name(host, "hostname")
-            except ValidationError:
-                verdicts.append("notfqdn")
-                continue
-            if "." not in name:
-                verdicts.append("notfqdn")
-            elif name not in own:
-                verdicts.append("nohost")
-            else:
-                verdicts.append(None)
-        if all(v is not None for v in verdicts):
-            return _reply(request, [v for v in verdicts if v is not None])
-
-        offline = arg(request, "offline")
-        if offline and offline[:1] in ("Y", "y"):
-            result = await self.service.set_offline(user_id, METHOD, client_text)
-            shown = ",".join(str(a) for a in user.offline_addresses())
-        else:
+        # One entry per requested host: its name, or None for notfqdn.
+        names = [None if self.ignore_hostname else _fqdn(h) for h in requested]
+        offline = (arg(request, "offline") or "")[:1] in ("Y", "y")
+        addresses: list[IPAddress] = []
+        if not offline:
             values = [v for key in ("myip", "myipv6", "ipv6") for v in args(request, key)]
             addresses, _ = parse_address_list(values, strict=False)
             if not addresses and client is not None:
                 addresses = [client]
-            result = await self.service.update(user_id, addresses, None, METHOD, client_text)
-            shown = ",".join(str(a) for a in addresses)
+        update = ClientUpdate(
+            METHOD, credentials[0], Password(credentials[1]),
+            None if client is None else str(client),
+            # None: the user's own main name, which needs no check.
+            names=None if self.ignore_hostname or not requested else tuple(n for n in names if n),
+            addresses=tuple(addresses), offline=offline,
+        )
+        if len(requested) > MAX_HOSTS:
+            if not _refused(request, await self.auth.authenticate(update)):
+                _reply(request, ["numhost"])
+            return
+        outcome = await self.auth.update(update)
+        if _refused(request, outcome.auth):
+            return
+        # None: this host gets the update result.
+        verdicts = [
+            "notfqdn" if not self.ignore_hostname and name is None
+            else "nohost" if name in outcome.foreign else None
+            for name in names
+        ] or [None]
+        result = outcome.result
+        if result is None:  # no requested name is the user's
+            return _reply(request, [v for v in verdicts if v is not None])
         if result.status == UpdateStatus.STORE_FAILED:
             return _reply(request, ["911"])
         if result.status == UpdateStatus.RATE_LIMITED:
@@ -129,5 +143,10 @@ class NicUpdateResource(AsyncResource):
             return _reply(request, ["badauth"], http.UNAUTHORIZED)
         if not result.ok:
             return _reply(request, ["dnserr"])
+        if offline:
+            user = self.service.registry.user(outcome.auth.user_id or "")
+            shown = "" if user is None else ",".join(str(a) for a in user.offline_addresses())
+        else:
+            shown = ",".join(str(a) for a in addresses)
         line = f"{result.status.value} {shown}".rstrip()
         _reply(request, [line if v is None else v for v in verdicts])

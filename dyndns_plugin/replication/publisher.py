@@ -21,7 +21,7 @@ from dyndns_plugin.replication.journal import ZoneState, next_serial
 from dyndns_plugin.dns.zones import StaticZone
 from dyndns_plugin.model import User
 from dyndns_plugin.service import Change, DynDNSService
-from dyndns_plugin.store import JournalStep
+from dyndns_plugin.store import IZoneJournal, JournalStep
 
 log = Logger()
 
@@ -42,6 +42,8 @@ class ZonePublisher:
     @param journal_size: IXFR journal steps kept per zone.
     @param on_publish: called with each zone after it got a new serial
         (the NOTIFY sender).
+    @param journal: the L{IZoneJournal} that keeps serials and journal
+        steps (default: the service's store, which provides it).
     """
 
     def __init__(
@@ -53,8 +55,11 @@ class ZonePublisher:
         journal_size: int = 1000,
         delay: float = DEFAULT_DELAY,
         on_publish: Callable[[ZoneState], Any] | None = None,
+        journal: IZoneJournal | None = None,
     ) -> None:
         self.service = service
+        #: Where serials and journal steps go: by default the service's store.
+        self.journal: Any = journal if journal is not None else IZoneJournal(service.store, service.store)
         self.clock = service.clock
         self.journal_size = journal_size
         self.delay = delay
@@ -76,10 +81,10 @@ class ZonePublisher:
 
     async def _load(self) -> None:
         """Choose each zone's serial before the registry starts serving."""
-        history = await self.service.store.load_zone_history()
+        history = await self.journal.load_zone_history()
         for zone in self.zones:
             if zone.load(self.service.registry, history.get(zone.origin)):
-                await self.service.store.save_zone_version(
+                await self.journal.save_zone_version(
                     zone.origin, zone.serial, zone.digest_text, None, self.journal_size
                 )
             log.info(
@@ -148,7 +153,7 @@ class ZonePublisher:
             return defer.succeed(None)
         self._flushing = True
         writes = [
-            self.service.store.save_zone_version(
+            self.journal.save_zone_version(
                 zone.origin, step.serial_to, digest, step, self.journal_size
             )
             for zone, step, _, digest in plans

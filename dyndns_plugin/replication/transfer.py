@@ -138,7 +138,7 @@ class TransferHandler:
             return False
         return any(address in network for network in self.networks)
 
-    def handle(self, wire: bytes, peer: str | None, udp: bool) -> Iterator[bytes]:
+    def answer_transfer(self, wire: bytes, peer: str | None, udp: bool) -> Iterator[bytes]:
         """The answer's messages, in order (over UDP at most one)."""
         try:
             query = parse_query(wire)

@@ -1,7 +1,8 @@
 """
 The durable store: the source of truth for users and their host state.
 
-L{IUserStore} is the extension point; L{dyndns_plugin.store.sqlite} is the
+L{IUserStore} is the extension point (with L{IZoneJournal} and
+L{IReplayStore} beside it for the DNS side); L{dyndns_plugin.store.sqlite} is the
 embedded default and L{dyndns_plugin.store.memory} the in-memory one for
 tests. Every method returns a L{Deferred}; a store must never block the
 reactor thread, and a write's Deferred fires only once the write is durable.
@@ -124,6 +125,27 @@ class IReplayStore(Interface):
         """Durably replace the record of key C{key}."""
 
 
+class IZoneJournal(Interface):
+    """
+    The zone publisher's durable record: each zone's serial, content digest
+    and IXFR journal. Not user data: a write here is no user change and does
+    not advance the users' generation. Both stores provide it, in the same
+    database as the users; all methods return Deferreds.
+    """
+
+    def load_zone_history():
+        """Fire with C{{origin: ZoneHistory}} for every zone ever published."""
+
+    def save_zone_version(
+        origin: str, serial: int, digest: str, step: JournalStep | None, keep: int
+    ):
+        """
+        Durably record a zone's new serial and digest with the journal step
+        that led to it, keeping the newest C{keep} steps; C{step} None
+        empties the journal (its history no longer leads to this serial).
+        """
+
+
 class IUserStore(Interface):
     """
     Durable users and host states. All methods return Deferreds.
@@ -156,18 +178,6 @@ class IUserStore(Interface):
 
     def save_state(state: HostState):
         """Replace a user's host state, durably; L{NoSuchUser}."""
-
-    def load_zone_history():
-        """Fire with C{{origin: ZoneHistory}} for every zone ever published."""
-
-    def save_zone_version(
-        origin: str, serial: int, digest: str, step: JournalStep | None, keep: int
-    ):
-        """
-        Durably record a zone's new serial and digest with the journal step
-        that led to it, keeping the newest C{keep} steps; C{step} None
-        empties the journal (its history no longer leads to this serial).
-        """
 
     def import_users(users: Iterable[User], states: Iterable[HostState], remove: Iterable[str] = ()):
         """

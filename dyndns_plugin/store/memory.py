@@ -16,6 +16,7 @@ from dyndns_plugin.store import (
     Changes,
     IReplayStore,
     IUserStore,
+    IZoneJournal,
     JournalStep,
     NameTaken,
     NoSuchUser,
@@ -28,7 +29,7 @@ from dyndns_plugin.store import (
 T = TypeVar("T")
 
 
-@implementer(IUserStore, IReplayStore)
+@implementer(IUserStore, IReplayStore, IZoneJournal)
 class MemoryUserStore:
     """
     Users and states in dicts. Set C{fail_writes} to make every write fail

@@ -30,6 +30,7 @@ from dyndns_plugin.store import (
     Changes,
     IReplayStore,
     IUserStore,
+    IZoneJournal,
     JournalStep,
     NameTaken,
     NoSuchUser,
@@ -312,7 +313,7 @@ def _hostnames_by_user(
     return names
 
 
-@implementer(IUserStore, IReplayStore)
+@implementer(IUserStore, IReplayStore, IZoneJournal)
 class SQLiteUserStore:
     """
     L{IUserStore} on one SQLite file. The file and its WAL are created

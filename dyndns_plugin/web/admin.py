@@ -48,6 +48,7 @@ from dyndns_plugin.document import (
     user_from_dict,
     user_to_dict,
 )
+from dyndns_plugin.methods import Method
 from dyndns_plugin.model import UpdateStatus, User, ValidationError
 from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.store import NameTaken, NoSuchUser, StoreError, UserExists
@@ -59,7 +60,7 @@ JSON = b"application/json; charset=utf-8"
 #: An admin replaces whole configurations: allow far more than an update.
 MAX_ADMIN_BODY = 32 * 1024 * 1024
 REALM = "DynDNS admin"
-METHOD = "admin"
+METHOD = Method.ADMIN
 
 
 class ApiError(Exception):
@@ -446,7 +447,7 @@ class AdminResource(resource.Resource):
         user = self.service.registry.users.get(user_id)
         if user is None:
             raise ApiError(http.NOT_FOUND, f"no user {user_id!r}", "id")
-        result = await self.service.set_offline(user_id, method="admin")
+        result = await self.service.set_offline(user_id, method=METHOD)
         if result.status is UpdateStatus.STORE_FAILED:
             raise ApiError(http.SERVICE_UNAVAILABLE, result.message)
         if not result.ok:

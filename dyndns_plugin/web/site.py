@@ -15,7 +15,7 @@ from typing import Any
 
 from twisted.web import http, resource, server
 
-from dyndns_plugin.authn import authenticator_for
+from dyndns_plugin.authn import Authenticator, CredentialChecker, authenticator_for
 from dyndns_plugin.config import HTTPSettings
 from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.config import ConnectionSettings
@@ -79,7 +79,7 @@ def _mount(root: resource.Resource, path: str) -> resource.Resource:
 def build_resources(
     service: DynDNSService,
     settings: HTTPSettings,
-    checker: Any,
+    checker: CredentialChecker | Authenticator,
     root: resource.Resource | None = None,
     salt_signer: SaltSigner | None = None,
 ) -> resource.Resource:
@@ -89,10 +89,10 @@ def build_resources(
     """
     if root is None:
         root = Folder()
-    checker = authenticator_for(checker, service)  # one for every method here
+    auth = authenticator_for(checker, service)  # one for every method here
     detector = ClientAddressDetector(settings.trusted_proxies)
     if settings.gnudip and salt_signer is not None:
-        gnudip: resource.Resource = GnuDIPResource(service, checker, detector, salt_signer)
+        gnudip: resource.Resource = GnuDIPResource(service, auth, detector, salt_signer)
     else:
         gnudip = DisabledMethod("GnuDIP HTTP update method is not enabled")
     _mount(root, settings.base_path).putChild(b"gnudip", gnudip)
@@ -102,7 +102,7 @@ def build_resources(
     ddns: resource.Resource
     if settings.url_auth or settings.basic_auth:
         ddns = DdnsResource(
-            service, checker, detector,
+            service, auth, detector,
             url_auth=settings.url_auth, basic_auth=settings.basic_auth,
         )
     else:
@@ -122,7 +122,7 @@ def build_resources(
         nic.putChild(
             b"update",
             NicUpdateResource(
-                service, checker, detector,
+                service, auth, detector,
                 ignore_hostname=settings.nic_update_ignore_hostname,
             ),
         )
@@ -158,7 +158,7 @@ class DynDNSSite(LimitedSite):
 def build_site(
     service: DynDNSService,
     settings: HTTPSettings,
-    checker: Any,
+    checker: CredentialChecker | Authenticator,
     salt_signer: SaltSigner | None = None,
     connections: ConnectionSettings | None = None,
     limiter: ConnectionLimiter | None = None,

@@ -12,108 +12,61 @@ Everything talks to 127.0.0.1 only.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
 import re
-import shutil
-import tempfile
-import time
 from urllib.parse import urlencode
 
-from twisted.trial.unittest import SynchronousTestCase
-
-from tests.integration.helpers import (
+from tests.integration.clients import (
     SUFFIX,
-    DigResult,
     HTTPResponse,
-    Twistd,
-    basic_request,
-    cli_ok,
-    dig,
-    http_endpoint,
+    get_request,
     http_exchange,
     run_curl,
-    run_twistd_once,
-    wait_for,
-    write_config,
 )
-from tests.tools import free_port, require_tool
+from tests.integration.harness import BASE_PATH as BASE
+from tests.integration.harness import (
+    CHANGE_LIMIT,
+    Server,
+    ServerTestCase,
+    SharedServerTestCase,
+)
 
 ADMIN, ADMIN_PW = "root", "admin pw 7"
-BASE = "/dyndns/"
 REALM = 'Basic realm="DynDNS admin"'
-#: Bound for dig to show a change the server has acknowledged (it is in
-#: memory at once; this only absorbs a slow machine).
-DIG_LIMIT = 5.0
 
 
-def distinct_ports(count: int) -> list[int]:
-    ports: list[int] = []
-    while len(ports) < count:
-        port = free_port()
-        if port not in ports:
-            ports.append(port)
-    return ports
-
-
-def admin_section(port: int, users: dict[str, str], tokens: list[str]) -> str:
-    lines = ["", "[admin]", f'listen = ["tcp:{port}:interface=127.0.0.1"]']
+def admin_settings(users: dict[str, str], tokens: list[str]) -> dict[str, object]:
+    """The C{[admin]} credentials: C{users} (name -> hash) and C{tokens} (digests), if any."""
+    settings: dict[str, object] = {}
     if tokens:
-        lines.append("tokens = [" + ", ".join(json.dumps(t) for t in tokens) + "]")
+        settings["tokens"] = tokens
     if users:
-        lines.append("")
-        lines.append("[admin.users]")
-        lines += [f"{name} = {json.dumps(digest)}" for name, digest in users.items()]
-    return "\n".join(lines) + "\n"
+        settings["users"] = users
+    return settings
 
 
-class AdminListenerTests(SynchronousTestCase):
+class AdminListenerTests(SharedServerTestCase):
     """
     One server for the class: DNS, an update listener (HTTP, base path
     /dyndns/) and the admin listener, each on its own 127.0.0.1 port. Each
     test works on users of its own.
     """
 
-    directory: str
-    config: str
-    port: int
-    http_port: int
-    admin_port: int
+    tools = (("dig", "bind9-dnsutils"), ("curl", "curl"))
+    server_options = {"listeners": ("http", "admin")}
     token: str
-    server: Twistd
 
     @classmethod
-    def setUpClass(cls) -> None:
-        require_tool("dig", "bind9-dnsutils")
-        require_tool("curl", "curl")
-        cls.directory = tempfile.mkdtemp(prefix="dyndns-admin-")
-        try:
-            cls.port, cls.http_port, cls.admin_port = distinct_ports(3)
-            cls.config = write_config(
-                cls.directory, cls.port,
-                http_listen=[http_endpoint(cls.http_port)],
-                base_url=f"http://127.0.0.1:{cls.http_port}{BASE}",
-            )
-            digest = cli_ok(cls.config, "hash-password", "--password", ADMIN_PW).strip()
-            made = cli_ok(cls.config, "make-token")
-            cls.token = re.search(r"^token:\s+(\S+)$", made, re.M).group(1)
-            line = re.search(r"^config:\s+tokens = \[\"(sha256:[0-9a-f]{64})\"\]$", made, re.M)
-            # The line make-token prints is the digest of the token it prints.
-            assert line.group(1) == "sha256:" + hashlib.sha256(cls.token.encode()).hexdigest()
-            with open(cls.config, "a") as f:
-                f.write(admin_section(cls.admin_port, {ADMIN: digest}, [line.group(1)]))
-            cls.server = Twistd(cls.config, cls.port, [cls.http_port, cls.admin_port])
-            cls.server.start()
-        except BaseException:
-            shutil.rmtree(cls.directory, ignore_errors=True)
-            raise
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        cls.server.stop()
-        shutil.rmtree(cls.directory, ignore_errors=True)
+    def prepare(cls, server: Server) -> None:
+        digest = server.cli("hash-password", "--password", ADMIN_PW).strip()
+        made = server.cli("make-token")
+        cls.token = re.search(r"^token:\s+(\S+)$", made, re.M).group(1)
+        line = re.search(r"^config:\s+tokens = \[\"(sha256:[0-9a-f]{64})\"\]$", made, re.M)
+        # The line make-token prints is the digest of the token it prints.
+        assert line.group(1) == "sha256:" + hashlib.sha256(cls.token.encode()).hexdigest()
+        server.configure(admin=admin_settings({ADMIN: digest}, [line.group(1)]))
 
     # -- helpers
 
@@ -122,11 +75,11 @@ class AdminListenerTests(SynchronousTestCase):
         args = ["-X", method, "-u", f"{ADMIN}:{ADMIN_PW}", *extra]
         if body is not None:
             # From a file: a body may hold URLs, and run_curl takes one URL only.
-            path_of_body = os.path.join(self.directory, "body.json")
+            path_of_body = os.path.join(self.server.directory, "body.json")
             with open(path_of_body, "w") as f:
                 json.dump(body, f)
             args += ["-H", "Content-Type: application/json", "--data-binary", f"@{path_of_body}"]
-        rc, response, err = run_curl(*args, f"http://127.0.0.1:{self.admin_port}{path}")
+        rc, response, err = run_curl(*args, f"http://127.0.0.1:{self.server.admin_port}{path}")
         self.assertEqual(rc, 0, err)
         assert response is not None
         return response
@@ -142,18 +95,9 @@ class AdminListenerTests(SynchronousTestCase):
         self.assertEqual(len(entries), 1, entries)
         return entries[0]
 
-    def assertServed(self, name: str, rtype: str, expected: list[str]) -> DigResult:
-        """dig until C{name} serves exactly C{expected} (bounded by DIG_LIMIT)."""
-        last: list[DigResult] = []
-
-        def probe() -> bool:
-            last[:] = [dig(self.port, name, rtype)]
-            return last[0].status == "NOERROR" and sorted(last[0].data(rtype)) == expected
-
-        wait_for(probe, DIG_LIMIT)
-        self.assertEqual(last[0].status, "NOERROR", last[0].output or last[0].error)
-        self.assertEqual(sorted(last[0].data(rtype)), expected, last[0].output)
-        return last[0]
+    def assertServed(self, name: str, rtype: str, expected: list[str]) -> None:
+        """dig until C{name} serves exactly C{expected} (bounded by CHANGE_LIMIT)."""
+        self.assertServes(name, rtype, expected, within=CHANGE_LIMIT)
 
     # -- tests
 
@@ -178,7 +122,7 @@ class AdminListenerTests(SynchronousTestCase):
         self.assertEqual(self.state_of("zoe")["state"], "never")
         self.assertServed(main, "A", [])
 
-        update = http_exchange(self.http_port, basic_request(
+        update = http_exchange(self.server.http_port, get_request(
             f"/nic/update?hostname={main}&myip=198.51.100.77", "zoe", "zoe pw"
         ))
         self.assertEqual((update.status, update.body), (200, b"good 198.51.100.77\n"), update.raw)
@@ -211,9 +155,7 @@ class AdminListenerTests(SynchronousTestCase):
         response = self.admin("PUT", "/api/users/yann", {"password": "yann:pw"})
         self.assertEqual(response.status, 201, response.raw)
         query = urlencode({"user": "yann", "pw": "yann:pw", "ip": "198.51.100.78,2001:db8::78"})
-        update = http_exchange(self.http_port, (
-            f"GET {BASE}ddns?{query} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"
-        ).encode())
+        update = http_exchange(self.server.http_port, get_request(f"{BASE}ddns?{query}"))
         self.assertEqual(update.status, 200, update.raw)
         self.assertEqual(update.header("x-dyndns-result"), "OK", update.raw)
         state = self.state_of("yann")
@@ -230,15 +172,15 @@ class AdminListenerTests(SynchronousTestCase):
         # Removing yann: the name is gone (NXDOMAIN under the suffix).
         response = self.admin("DELETE", "/api/users/yann")
         self.assertEqual((response.status, response.body), (204, b""))
-        result, _ = wait_for(lambda: dig(self.port, main).status == "NXDOMAIN", DIG_LIMIT)
-        self.assertTrue(result, dig(self.port, main).output)
+        result, _ = self.wait_served(main, "A", lambda r: r.status == "NXDOMAIN")
+        self.assertEqual(result.status, "NXDOMAIN", result.output)
 
     def test_bearer_token_and_config(self) -> None:
         """
         The token from make-token works as a bearer token; the configuration
         comes with an ETag, and a PUT without If-Match is refused (428).
         """
-        url = f"http://127.0.0.1:{self.admin_port}/api/config"
+        url = f"http://127.0.0.1:{self.server.admin_port}/api/config"
         rc, response, err = run_curl("-H", f"Authorization: Bearer {self.token}", url)
         self.assertEqual(rc, 0, err)
         self.assertEqual(response.status, 200, response.raw)
@@ -259,63 +201,46 @@ class AdminListenerTests(SynchronousTestCase):
         first and does not serve the update methods.
         """
         for path in ("/api/state", "/api/config", "/pluginstate"):
-            response = http_exchange(self.http_port, basic_request(path, ADMIN, ADMIN_PW))
+            response = http_exchange(self.server.http_port, get_request(path, ADMIN, ADMIN_PW))
             self.assertEqual(response.status, 404, response.raw)
             self.assertNotIn(b'"users"', response.body)
-        response = http_exchange(
-            self.admin_port, b"GET /api/state HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"
-        )
+        response = http_exchange(self.server.admin_port, get_request("/api/state"))
         self.assertEqual(response.status, 401, response.raw)
         self.assertEqual(response.header("www-authenticate"), REALM)
         self.assertEqual(json.loads(response.body)["error"], "authentication required")
         for path in ("/nic/update?hostname=x&myip=192.0.2.1", f"{BASE}ddns", f"{BASE}myip"):
-            response = http_exchange(self.admin_port, basic_request(path, ADMIN, ADMIN_PW))
+            response = http_exchange(self.server.admin_port, get_request(path, ADMIN, ADMIN_PW))
             self.assertEqual(response.status, 404, response.raw)
         # A DynDNS user's credentials open nothing on the admin listener.
         response = self.admin("PUT", "/api/users/xena", {"password": "xena pw"})
         self.assertEqual(response.status, 201, response.raw)
-        token = base64.b64encode(b"xena:xena pw").decode()
-        response = http_exchange(self.admin_port, (
-            f"GET /api/state HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: Basic {token}\r\n\r\n"
-        ).encode())
+        response = http_exchange(self.server.admin_port, get_request("/api/state", "xena", "xena pw"))
         self.assertEqual(response.status, 401, response.raw)
 
 
-class AdminConfigurationTests(SynchronousTestCase):
+class AdminConfigurationTests(ServerTestCase):
     """An admin listener without credentials, or with a bad one, stops twistd."""
 
-    def setUp(self) -> None:
-        self.directory = os.path.abspath(self.mktemp())
-        os.makedirs(self.directory)
-        self.port, self.admin_port = distinct_ports(2)
+    tools = ()
 
-    def assertRefused(self, section: str, *expected: str) -> str:
-        config = write_config(self.directory, self.port)
-        with open(config, "a") as f:
-            f.write(section)
-        started = time.monotonic()
-        rc, out, err = run_twistd_once(config)
-        self.assertNotEqual(rc, 0, out + err)
-        message = (out + err).strip().splitlines()[-1]
-        for part in (config, *expected):
-            self.assertIn(part, message, out + err)
-        self.assertLess(time.monotonic() - started, 20)
-        return message
+    def assertRefused(self, admin: dict[str, object], *expected: str) -> str:
+        server = self.make_server(listeners=("admin",), admin=admin)
+        return self.assertTwistdRefuses(server.config, *expected)
 
     def test_listener_without_credentials(self) -> None:
         self.assertRefused(
-            admin_section(self.admin_port, {}, []),
+            admin_settings({}, []),
             "admin.listen", "needs admin.users or admin.tokens",
         )
 
     def test_plain_password_instead_of_hash(self) -> None:
         self.assertRefused(
-            admin_section(self.admin_port, {ADMIN: ADMIN_PW}, []),
+            admin_settings({ADMIN: ADMIN_PW}, []),
             f"admin.users.{ADMIN}", "hash-password",
         )
 
     def test_token_instead_of_digest(self) -> None:
         self.assertRefused(
-            admin_section(self.admin_port, {}, ["not-a-digest"]),
+            admin_settings({}, ["not-a-digest"]),
             "admin.tokens", "make-token",
         )

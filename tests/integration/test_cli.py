@@ -22,7 +22,8 @@ import tempfile
 from twisted.trial.unittest import SynchronousTestCase
 
 from dyndns_plugin.passwords import is_password_hash, verify_password
-from tests.integration.helpers import SUFFIX, cli_ok, run_cli, write_config
+from tests.integration.clients import SUFFIX
+from tests.integration.harness import cli_ok, run_cli, write_config
 
 TSIG_SECRET = base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
 #: Not a port anything listens on: the CLI never opens the DNS listeners.

@@ -12,25 +12,12 @@ tests/test_connections.py.
 from __future__ import annotations
 
 import select
-import shutil
 import socket
-import subprocess
-import tempfile
 import time
+from typing import Any
 
-from twisted.trial.unittest import SynchronousTestCase
-
-from tests.integration.helpers import (
-    gnudip_tcp_from,
-    CURL_TIMEOUT,
-    SUFFIX,
-    Twistd,
-    cli_ok,
-    dig,
-    http_endpoint,
-    write_config,
-)
-from tests.tools import free_port, require_tool
+from tests.integration.clients import SUFFIX, gnudip_tcp, run_curl
+from tests.integration.harness import Server, SharedServerTestCase
 
 PASSWORD = "s3cret"
 ATTACKER = "127.0.0.2"
@@ -44,52 +31,30 @@ HTTP_CAP, ADMIN_CAP, GNUDIP_CAP, DNS_CAP = 12, 4, 6, 8
 EXTRA = 5
 
 
-def free_ports(count: int) -> list[int]:
-    ports: list[int] = []
-    while len(ports) < count:
-        port = free_port()
-        if port not in ports:
-            ports.append(port)
-    return ports
-
-
-def start_server(testcase: type, extra: str) -> None:
+class ConnectionsTestCase(SharedServerTestCase):
     """
-    A twistd with every TCP listener (ports on C{testcase}), alice (GnuDIP
-    too), an admin user, the limiter off, and the lines C{extra}.
+    A twistd with every TCP listener, alice (GnuDIP too), an admin user, the
+    limiter off, and the C{[connections]} settings of the class.
     """
-    require_tool("dig", "bind9-dnsutils")
-    testcase.directory = tempfile.mkdtemp(prefix="dyndns-connections-")
-    try:
-        (testcase.port, testcase.http_port, testcase.gnudip_port,
-         testcase.admin_port) = free_ports(4)
-        testcase.config = write_config(
-            testcase.directory, testcase.port,
-            http_listen=[http_endpoint(testcase.http_port)],
-            base_url=f"http://127.0.0.1:{testcase.http_port}/dyndns/",
+
+    connections: dict[str, Any] = {}
+
+    @classmethod
+    def prepare(cls, server: Server) -> None:
+        server.configure(
+            gnudip={"max_connections_per_source": GNUDIP_CAP},
+            limits={"enabled": False},
+            connections=cls.connections,
         )
-        admin_hash = cli_ok(testcase.config, "hash-password", "--password", ADMIN_PW).strip()
-        with open(testcase.config, "a") as f:
-            f.write(
-                "\n[gnudip]\n"
-                f'listen = ["tcp:{testcase.gnudip_port}:interface=127.0.0.1"]\n'
-                f"max_connections_per_source = {GNUDIP_CAP}\n"
-                "\n[admin]\n"
-                f'listen = ["tcp:{testcase.admin_port}:interface=127.0.0.1"]\n'
-                f'users = {{ admin = "{admin_hash}" }}\n'
-                "\n[limits]\n"
-                "enabled = false\n"
-                + extra
-            )
-        cli_ok(testcase.config, "user", "add", "alice", "--password", PASSWORD, "--gnudip")
-        testcase.server = Twistd(
-            testcase.config, testcase.port,
-            [testcase.http_port, testcase.gnudip_port, testcase.admin_port],
-        )
-        testcase.server.start()
-    except BaseException:
-        shutil.rmtree(testcase.directory, ignore_errors=True)
-        raise
+        server.add_admin("admin", ADMIN_PW)
+        server.add_user("alice", PASSWORD, gnudip=True)
+
+    def curl(self, url: str, source: str, *args: str) -> str:
+        """curl C{url} from C{source}; must succeed. Returns the body."""
+        rc, response, err = run_curl(*args, url, source=source)
+        if rc != 0 or response is None:
+            raise AssertionError(f"curl {url} failed ({rc}): {err.strip()}")
+        return response.text
 
 
 def connect(port: int, source: str) -> socket.socket:
@@ -125,56 +90,30 @@ def closed_by_server(
                 closed.add(s)
 
 
-def gnudip_exchange(port: int, source: str, address: str) -> tuple[str, bytes]:
-    """alice's GnuDIP TCP exchange (code 0 with an address): (salt, reply)."""
-    return gnudip_tcp_from(port, source, "alice", PASSWORD, address)
+def gnudip_exchange(port: int, source: str, address: str) -> tuple[bytes, bytes]:
+    """alice's GnuDIP TCP exchange (code 0 with an address): (salt line, reply)."""
+    return gnudip_tcp(port, "alice", PASSWORD, "0", address, source=source)
 
 
-def curl(url: str, source: str, *args: str) -> str:
-    program = require_tool("curl", "curl")
-    done = subprocess.run(
-        [program, "-sS", "--max-time", "10", "--interface", source, *args, url],
-        capture_output=True, text=True, timeout=CURL_TIMEOUT, check=False,
-    )
-    if done.returncode != 0:
-        raise AssertionError(f"curl {url} failed ({done.returncode}): {done.stderr.strip()}")
-    return done.stdout
-
-
-class CapsTests(SynchronousTestCase):
+class CapsTests(ConnectionsTestCase):
     """
     Idle connections from one host fill its per-source caps on every TCP
     listener; the next ones are closed at once; another host is served.
     """
 
-    directory: str
-    config: str
-    server: Twistd
-    port: int
-    http_port: int
-    gnudip_port: int
-    admin_port: int
-
-    @classmethod
-    def setUpClass(cls) -> None:
-        start_server(cls, (
-            "\n[connections]\n"
-            f"http_max_per_source = {HTTP_CAP}\n"
-            f"admin_max_per_source = {ADMIN_CAP}\n"
-            f"dns_tcp_max_per_source = {DNS_CAP}\n"
-        ))
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        cls.server.stop()
-        shutil.rmtree(cls.directory, ignore_errors=True)
+    server_options = {"listeners": ("http", "gnudip", "admin")}
+    connections = {
+        "http_max_per_source": HTTP_CAP,
+        "admin_max_per_source": ADMIN_CAP,
+        "dns_tcp_max_per_source": DNS_CAP,
+    }
 
     def test_flood_from_one_host_leaves_others_served(self) -> None:
         listeners = {
-            "http": (self.http_port, HTTP_CAP),
-            "admin": (self.admin_port, ADMIN_CAP),
-            "gnudip": (self.gnudip_port, GNUDIP_CAP),
-            "dns_tcp": (self.port, DNS_CAP),
+            "http": (self.server.http_port, HTTP_CAP),
+            "admin": (self.server.admin_port, ADMIN_CAP),
+            "gnudip": (self.server.gnudip_port, GNUDIP_CAP),
+            "dns_tcp": (self.server.port, DNS_CAP),
         }
         held: list[socket.socket] = []
         self.addCleanup(lambda: [s.close() for s in held])
@@ -192,23 +131,23 @@ class CapsTests(SynchronousTestCase):
             )
         still_open = [s for s in held if s.fileno() != -1]
         # the honest host: an HTTP update, a DNS-over-TCP answer, GnuDIP
-        body = curl(
-            f"http://127.0.0.1:{self.http_port}/nic/update?myip=198.51.100.7", HONEST,
+        body = self.curl(
+            f"http://127.0.0.1:{self.server.http_port}/nic/update?myip=198.51.100.7", HONEST,
             "-u", f"alice:{PASSWORD}",
         )
         self.assertEqual(body.strip(), "good 198.51.100.7")
-        answer = dig(self.port, f"alice.{SUFFIX}", "A", "+tcp", "-b", HONEST)
+        answer = self.served(f"alice.{SUFFIX}", "A", "+tcp", "-b", HONEST)
         self.assertEqual((answer.status, answer.data("A")), ("NOERROR", ["198.51.100.7"]))
-        salt, reply = gnudip_exchange(self.gnudip_port, HONEST, "198.51.100.8")
-        self.assertEqual((len(salt), reply), (10, b"0\n"))
-        self.assertEqual(dig(self.port, f"alice.{SUFFIX}").data("A"), ["198.51.100.8"])
+        salt, reply = gnudip_exchange(self.server.gnudip_port, HONEST, "198.51.100.8")
+        self.assertEqual((len(salt), reply), (11, b"0\n"))  # the salt and its LF
+        self.assertEqual(self.served(f"alice.{SUFFIX}").data("A"), ["198.51.100.8"])
         # the attacker is still held at its caps: one more is refused at once
         for name, (port, cap) in listeners.items():
             extra = connect(port, ATTACKER)
             held.append(extra)
             self.assertEqual(closed_by_server([extra], wait=5), {extra}, name)
-        metrics = curl(
-            f"http://127.0.0.1:{self.admin_port}/metrics", HONEST, "-u", f"admin:{ADMIN_PW}",
+        metrics = self.curl(
+            f"http://127.0.0.1:{self.server.admin_port}/metrics", HONEST, "-u", f"admin:{ADMIN_PW}",
         )
         for name in listeners:
             self.assertIn(
@@ -222,7 +161,7 @@ class CapsTests(SynchronousTestCase):
     def test_released_places_are_reused(self) -> None:
         """Closed connections give their places back: the host can connect again."""
         for _ in range(2):
-            sockets = [connect(self.port, "127.0.0.4") for _ in range(DNS_CAP)]
+            sockets = [connect(self.server.port, "127.0.0.4") for _ in range(DNS_CAP)]
             try:
                 self.assertEqual(closed_by_server(sockets, wait=0.3), set())
             finally:
@@ -231,31 +170,16 @@ class CapsTests(SynchronousTestCase):
             time.sleep(0.1)  # the server sees the FINs
 
 
-class DeadlineTests(SynchronousTestCase):
+class DeadlineTests(ConnectionsTestCase):
     """Slow clients are closed by the deadlines, whatever their activity."""
 
-    directory: str
-    config: str
-    server: Twistd
-    port: int
-    http_port: int
-    gnudip_port: int
-    admin_port: int
-
-    @classmethod
-    def setUpClass(cls) -> None:
-        start_server(cls, (
-            "\n[connections]\n"
-            "http_header_timeout = 1\n"
-            "http_request_timeout = 2\n"
-            "dns_tcp_message_timeout = 1\n"
-            "gnudip_line_timeout = 1\n"
-        ))
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        cls.server.stop()
-        shutil.rmtree(cls.directory, ignore_errors=True)
+    server_options = {"listeners": ("http", "gnudip", "admin")}
+    connections = {
+        "http_header_timeout": 1,
+        "http_request_timeout": 2,
+        "dns_tcp_message_timeout": 1,
+        "gnudip_line_timeout": 1,
+    }
 
     def drip(self, s: socket.socket, data: bytes, every: float) -> tuple[int, bytes]:
         """
@@ -285,27 +209,27 @@ class DeadlineTests(SynchronousTestCase):
             b"GET /nic/update?myip=198.51.100.9 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             b"User-Agent: slow-client/1.0\r\n\r\n"
         )
-        with connect(self.http_port, ATTACKER) as s:
+        with connect(self.server.http_port, ATTACKER) as s:
             sent, received = self.drip(s, head, 0.2)
         self.assertLess(sent, len(head), "the server waited for the whole head")
         self.assertTrue(received.startswith(b"HTTP/1.1 408 "), received)
         # another host is answered meanwhile and after
-        body = curl(f"http://127.0.0.1:{self.http_port}/dyndns/myip", HONEST)
+        body = self.curl(f"http://127.0.0.1:{self.server.http_port}/dyndns/myip", HONEST)
         self.assertEqual(body.strip(), HONEST)
 
     def test_slow_dns_message_closed(self) -> None:
         """The 2-byte length of a 40-byte message, then one byte per 0.2 s: closed."""
         message = bytes(40)
-        with connect(self.port, ATTACKER) as s:
+        with connect(self.server.port, ATTACKER) as s:
             sent, received = self.drip(s, len(message).to_bytes(2, "big") + message, 0.2)
         self.assertLess(sent, 42)
         self.assertEqual(received, b"")
-        answer = dig(self.port, f"probe.{SUFFIX}", "A", "+tcp", "-b", HONEST)
+        answer = self.served(f"probe.{SUFFIX}", "A", "+tcp", "-b", HONEST)
         self.assertEqual(answer.status, "NXDOMAIN")
 
     def test_silent_gnudip_client_closed(self) -> None:
         """A client that never answers the salt is closed after the line deadline."""
-        with connect(self.gnudip_port, ATTACKER) as s:
+        with connect(self.server.gnudip_port, ATTACKER) as s:
             s.settimeout(TIMEOUT)
             data = b""
             while True:
@@ -317,5 +241,5 @@ class DeadlineTests(SynchronousTestCase):
                     break
                 data += chunk
         self.assertEqual(len(data), 11, data)  # the salt line, then the close
-        salt, reply = gnudip_exchange(self.gnudip_port, HONEST, "198.51.100.10")
+        salt, reply = gnudip_exchange(self.server.gnudip_port, HONEST, "198.51.100.10")
         self.assertEqual(reply, b"0\n")

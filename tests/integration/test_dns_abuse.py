@@ -17,11 +17,8 @@ from __future__ import annotations
 
 import re
 import select
-import shutil
 import socket
 import struct
-import subprocess
-import tempfile
 import time
 
 import dns.edns
@@ -29,16 +26,9 @@ import dns.flags
 import dns.message
 import dns.query
 import dns.rcode
-from twisted.trial.unittest import SynchronousTestCase
 
-from tests.integration.helpers import (
-    DIG_TIMEOUT,
-    SUFFIX,
-    Twistd,
-    cli_ok,
-    write_config,
-)
-from tests.tools import free_port, require_tool
+from tests.integration.clients import SUFFIX, dig
+from tests.integration.harness import Server, SharedServerTestCase
 
 RATE = 2
 NAME = f"alice.{SUFFIX}"
@@ -83,13 +73,9 @@ def send_burst(source: str, port: int, count: int, name: str = NAME, quiet: floa
 
 
 def dig_from(source: str, port: int, *opts: str) -> str:
-    program = require_tool("dig", "bind9-dnsutils")
-    done = subprocess.run(
-        [program, "@127.0.0.1", "-p", str(port), "-b", source, NAME, "A",
-         "+norec", "+time=1", "+tries=1", "+nocmd", "+nostats", *opts],
-        capture_output=True, text=True, timeout=DIG_TIMEOUT, check=False,
-    )
-    return done.stdout + done.stderr
+    """What dig printed asking for alice's A from C{source} (one second, one try)."""
+    result = dig(port, NAME, "A", "-b", source, "+time=1", *opts)
+    return result.output + result.stderr
 
 
 def with_cookie(cookie: bytes) -> dns.message.Message:
@@ -107,37 +93,17 @@ def cookie_of(response: dns.message.Message) -> bytes | None:
     return None
 
 
-class AbuseTests(SynchronousTestCase):
+class AbuseTests(SharedServerTestCase):
     """One server for the class; each test uses sources in its own /24."""
 
-    directory: str
-    port: int
-    server: Twistd
+    server_options = {"dns": {
+        "rrl": {"responses_per_second": RATE, "slip": 2, "exempt": []},
+        "cookies": {"secret": "e5e973e5a6b2a43f48e7dc849e37bfcf"},
+    }}
 
     @classmethod
-    def setUpClass(cls) -> None:
-        require_tool("dig", "bind9-dnsutils")
-        cls.directory = tempfile.mkdtemp(prefix="dyndns-abuse-")
-        try:
-            cls.port = free_port()
-            config = write_config(cls.directory, cls.port)
-            with open(config, "a") as f:
-                f.write(
-                    f"\n[dns.rrl]\nresponses_per_second = {RATE}\nslip = 2\nexempt = []\n"
-                    "\n[dns.cookies]\nsecret = \"e5e973e5a6b2a43f48e7dc849e37bfcf\"\n"
-                )
-            cli_ok(config, "user", "add", "alice", "--password", "pw")
-            cli_ok(config, "user", "update", "alice", ALICE)
-            cls.server = Twistd(config, cls.port)
-            cls.server.start()
-        except BaseException:
-            shutil.rmtree(cls.directory, ignore_errors=True)
-            raise
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        cls.server.stop()
-        shutil.rmtree(cls.directory, ignore_errors=True)
+    def prepare(cls, server: Server) -> None:
+        server.add_user("alice", "pw", address=[ALICE])
 
     def test_burst_limited_with_slip(self) -> None:
         """
@@ -146,7 +112,7 @@ class AbuseTests(SynchronousTestCase):
         answered meanwhile, and another address of the same /24 is limited.
         """
         replies, same_net, other_net = send_bursts(
-            self.port, [("127.0.1.2", 40), ("127.0.1.3", 1), ("127.0.2.2", 1)]
+            self.server.port, [("127.0.1.2", 40), ("127.0.1.3", 1), ("127.0.2.2", 1)]
         )
         full = [r for r in replies if not r.flags & dns.flags.TC]
         slipped = [r for r in replies if r.flags & dns.flags.TC]
@@ -173,8 +139,8 @@ class AbuseTests(SynchronousTestCase):
         source = "127.0.5.5"
         truncated = retried = None
         for _ in range(6):
-            send_burst(source, self.port, 10, quiet=0.2)
-            out = dig_from(source, self.port, "+ignore")
+            send_burst(source, self.server.port, 10, quiet=0.2)
+            out = dig_from(source, self.server.port, "+ignore")
             flags = re.search(r";; flags: ([a-z ]*);", out)
             if flags and "tc" in flags.group(1).split():
                 truncated = out
@@ -182,8 +148,8 @@ class AbuseTests(SynchronousTestCase):
         self.assertIsNotNone(truncated, "dig never saw a truncated reply")
         self.assertRegex(truncated, r"ANSWER: 0,")
         for _ in range(6):
-            send_burst(source, self.port, 10, quiet=0.2)
-            out = dig_from(source, self.port)
+            send_burst(source, self.server.port, 10, quiet=0.2)
+            out = dig_from(source, self.server.port)
             if "Truncated, retrying in TCP mode" in out:
                 retried = out
                 break
@@ -197,15 +163,15 @@ class AbuseTests(SynchronousTestCase):
         calls good; sent back with +cookie=..., it verifies and comes back
         the same; from another address it does not verify (a new one).
         """
-        out = dig_from("127.0.3.2", self.port, "+cookie")
+        out = dig_from("127.0.3.2", self.server.port, "+cookie")
         match = re.search(r"; COOKIE: ([0-9a-f]{48}) \(good\)", out)
         self.assertIsNotNone(match, out)
         cookie = match.group(1)
         self.assertEqual(cookie[16:24], "01000000")  # version 1, reserved
-        out = dig_from("127.0.3.2", self.port, f"+cookie={cookie}")
+        out = dig_from("127.0.3.2", self.server.port, f"+cookie={cookie}")
         self.assertRegex(out, rf"; COOKIE: {cookie} \(good\)")
         self.assertIn(ALICE, out)
-        out = dig_from("127.0.3.3", self.port, f"+cookie={cookie}")
+        out = dig_from("127.0.3.3", self.server.port, f"+cookie={cookie}")
         match = re.search(r"; COOKIE: ([0-9a-f]{48})", out)
         self.assertIsNotNone(match, out)
         self.assertEqual(match.group(1)[:16], cookie[:16])
@@ -214,23 +180,23 @@ class AbuseTests(SynchronousTestCase):
     def test_valid_cookie_not_limited(self) -> None:
         """A source that proved its address with our cookie gets every answer."""
         source = "127.0.4.2"
-        first = dns.query.udp(with_cookie(b"\x01" * 8), "127.0.0.1", port=self.port,
+        first = dns.query.udp(with_cookie(b"\x01" * 8), "127.0.0.1", port=self.server.port,
                               source=source, timeout=2)
         cookie = cookie_of(first)
         self.assertEqual(len(cookie), 24)
-        send_burst(source, self.port, 20, quiet=0.2)  # drained without a cookie
+        send_burst(source, self.server.port, 20, quiet=0.2)  # drained without a cookie
         for _ in range(20):
-            reply = dns.query.udp(with_cookie(cookie), "127.0.0.1", port=self.port,
+            reply = dns.query.udp(with_cookie(cookie), "127.0.0.1", port=self.server.port,
                                   source=source, timeout=2)
             self.assertFalse(reply.flags & dns.flags.TC)
             self.assertEqual(len(reply.answer), 1)
 
     def test_tcp_not_limited(self) -> None:
         source = "127.0.6.2"
-        send_burst(source, self.port, 20, quiet=0.2)
+        send_burst(source, self.server.port, 20, quiet=0.2)
         for _ in range(10):
             query = dns.message.make_query(NAME, "A")
-            reply = dns.query.tcp(query, "127.0.0.1", port=self.port, source=source, timeout=3)
+            reply = dns.query.tcp(query, "127.0.0.1", port=self.server.port, source=source, timeout=3)
             self.assertEqual(len(reply.answer), 1)
 
     def test_crafted_names_flood(self) -> None:
@@ -244,7 +210,7 @@ class AbuseTests(SynchronousTestCase):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.bind(("127.0.7.2", 0))
             for i in range(300):
-                s.sendto(struct.pack("!HBBHHHH", i, 1, 0, 1, 0, 0, 0) + body, ("127.0.0.1", self.port))
+                s.sendto(struct.pack("!HBBHHHH", i, 1, 0, 1, 0, 0, 0) + body, ("127.0.0.1", self.server.port))
             while select.select([s], [], [], 0.5)[0]:
                 data = s.recv(65535)
                 self.assertEqual(data[3] & 0xF, dns.rcode.FORMERR)
@@ -252,7 +218,7 @@ class AbuseTests(SynchronousTestCase):
                 replies += 1
         self.assertGreaterEqual(replies, 1)
         self.assertLess(replies, 300)  # errors are rate limited too
-        reply = dns.query.udp(dns.message.make_query(NAME, "A"), "127.0.0.1", port=self.port,
+        reply = dns.query.udp(dns.message.make_query(NAME, "A"), "127.0.0.1", port=self.server.port,
                               source="127.0.8.2", timeout=2)
         self.assertEqual(len(reply.answer), 1)
         log = self.server.read_log()

@@ -13,7 +13,8 @@ import time
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.integration.helpers import STOP_TIMEOUT, cli_ok, dig, stop_process, wait_for
+from tests.integration.clients import dig
+from tests.integration.harness import STOP_TIMEOUT, cli_ok, stop_process, toml_document, wait_for
 from tests.tools import free_port, require_tool
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -172,8 +173,8 @@ class EmbedResolverWithStoreTests(SynchronousTestCase):
         os.makedirs(directory)
         config = os.path.join(directory, "embed.toml")
         with open(config, "w") as f:
-            f.write('[service]\nsuffix = "dyn.example.org"\npoll_interval = 0.2\n'
-                    '[store]\npath = "users.sqlite"\n')
+            f.write(toml_document({"service": {"suffix": "dyn.example.org", "poll_interval": 0.2},
+                                   "store": {"path": "users.sqlite"}}))
         cli_ok(config, "user", "add", "eve", "--password", "pw", "--host", "eve.example.org")
         cli_ok(config, "user", "update", "eve", "192.0.2.44")
         port = free_port()

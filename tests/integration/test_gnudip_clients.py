@@ -16,83 +16,27 @@ random salt and hash with it), and every result checked with dig:
 from __future__ import annotations
 
 import os
-import re
-import shutil
-import socket
 import stat
-import tempfile
 from urllib.parse import urlencode
 
-from twisted.trial.unittest import SynchronousTestCase
-
-from tests.integration.helpers import (
+from tests.integration.clients import (
     SUFFIX,
     DigResult,
-    HTTPResponse,
-    Twistd,
-    cli_ok,
-    dig,
-    http_endpoint,
+    gdipc_meta,
+    gdipc_request,
+    gnudip_login,
+    gnudip_tcp,
     http_exchange,
-    write_config,
 )
-from tests.test_gnudip import client_hash
-from tests.tools import free_port, require_tool
+from tests.integration.harness import Server, SharedServerTestCase
 
 PASSWORD = "s3cret"
 OFFLINE_IP = "192.0.2.1"
-#: Bound for one TCP exchange (connect, salt, line, reply, close).
-TCP_TIMEOUT = 10.0
 REFERENCE_PATH = "/gnudip/cgi-bin/gdipupdt.cgi"
 BASE_PATH = "/dyndns/gnudip"
-GDIPC_META = re.compile(r'^<meta name="(.*)" content="(.*)">$')
 
 
-def gnudip_tcp(port: int, user: str, code: str, address: str | None = None,
-               password: str = PASSWORD) -> tuple[bytes, bytes]:
-    """
-    One exchange as gdipc.pl makes it: read the salt line, chomp it, send
-    C{user:hash:domain:code[:address]} and LF, read the reply until the
-    server closes. Returns (salt line, reply).
-    """
-    with socket.create_connection(("127.0.0.1", port), timeout=TCP_TIMEOUT) as s:
-        data = b""
-        while b"\n" not in data:
-            chunk = s.recv(1024)
-            if not chunk:
-                raise AssertionError(f"connection closed before the salt: {data!r}")
-            data += chunk
-        salt_line, _, reply = data.partition(b"\n")
-        salt = salt_line.decode("ascii")
-        fields = [user, client_hash(password, salt), SUFFIX, code]
-        if address is not None:
-            fields.append(address)
-        s.sendall(":".join(fields).encode("ascii") + b"\n")
-        while True:
-            chunk = s.recv(1024)
-            if not chunk:
-                return salt_line + b"\n", reply
-            reply += chunk
-
-
-def gdipc_request(target: str, port: int) -> bytes:
-    return (
-        f"GET {target} HTTP/1.0\r\nUser-Agent: GnuDIP/2.3.5\r\nPragma: no-cache\r\n"
-        f"Host: 127.0.0.1:{port}\r\n\r\n"
-    ).encode("ascii")
-
-
-def gdipc_meta(response: HTTPResponse) -> dict[str, str]:
-    """The meta tags gdipc.pl finds (LF-split lines, anchored regex)."""
-    found = {}
-    for line in response.body.decode("iso-8859-1").split("\n"):
-        match = GDIPC_META.match(line)
-        if match:
-            found[match.group(1)] = match.group(2)
-    return found
-
-
-class GnuDIPClientsTests(SynchronousTestCase):
+class GnuDIPClientsTests(SharedServerTestCase):
     """
     One server for the class. alice (offline IP 192.0.2.1) and dave (no
     offline IP) are GnuDIP users. Each test first puts the user on an
@@ -100,74 +44,32 @@ class GnuDIPClientsTests(SynchronousTestCase):
     is visible and tests do not depend on each other's order.
     """
 
-    directory: str
-    config: str
-    port: int
-    http_port: int
-    gnudip_port: int
-    server: Twistd
+    server_options = {"listeners": ("http", "gnudip"), "gnudip": {"timeout": 10}}
 
     @classmethod
-    def setUpClass(cls) -> None:
-        require_tool("dig", "bind9-dnsutils")
-        cls.directory = tempfile.mkdtemp(prefix="dyndns-gnudip-")
-        try:
-            ports: list[int] = []
-            while len(ports) < 3:
-                port = free_port()
-                if port not in ports:
-                    ports.append(port)
-            cls.port, cls.http_port, cls.gnudip_port = ports
-            cls.config = write_config(
-                cls.directory,
-                cls.port,
-                http_listen=[http_endpoint(cls.http_port)],
-                base_url=f"http://127.0.0.1:{cls.http_port}/dyndns/",
-            )
-            with open(cls.config, "a") as f:
-                f.write(
-                    "\n[gnudip]\n"
-                    f'listen = ["tcp:{cls.gnudip_port}:interface=127.0.0.1"]\n'
-                    "timeout = 10\n"
-                )
-            cli_ok(cls.config, "user", "add", "alice", "--password", PASSWORD, "--gnudip",
-                   "--offline-ip", OFFLINE_IP)
-            cli_ok(cls.config, "user", "add", "dave", "--password", PASSWORD, "--gnudip")
-            cls.server = Twistd(cls.config, cls.port, [cls.http_port, cls.gnudip_port])
-            cls.server.start()
-        except BaseException:
-            shutil.rmtree(cls.directory, ignore_errors=True)
-            raise
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        cls.server.stop()
-        shutil.rmtree(cls.directory, ignore_errors=True)
+    def prepare(cls, server: Server) -> None:
+        server.add_user("alice", PASSWORD, gnudip=True, offline_ip=[OFFLINE_IP])
+        server.add_user("dave", PASSWORD, gnudip=True)
 
     # -- helpers
 
     def tcp(self, user: str, code: str, address: str | None = None,
             password: str = PASSWORD) -> bytes:
         """A TCP exchange; checks the salt line's shape; returns the reply."""
-        salt_line, reply = gnudip_tcp(self.gnudip_port, user, code, address, password)
+        salt_line, reply = gnudip_tcp(self.server.gnudip_port, user, password, code, address)
         self.assertRegex(salt_line, rb"\A[A-Za-z0-9]{10}\n\Z")
         return reply
 
     def http(self, user: str, reqc: str, addr: str | None = None,
              path: str = REFERENCE_PATH) -> dict[str, str]:
         """Both HTTP steps as gdipc.pl makes them; the step-2 meta tags."""
-        first = http_exchange(self.http_port, gdipc_request(path, self.http_port))
+        first = http_exchange(self.server.http_port, gdipc_request(path, self.server.http_port))
         self.assertEqual(first.status, 200, first.raw)
         salt = gdipc_meta(first)
         self.assertEqual(sorted(salt), ["salt", "sign", "time"], first.raw)
-        params = {
-            "salt": salt["salt"], "time": salt["time"], "sign": salt["sign"], "user": user,
-            "pass": client_hash(PASSWORD, salt["salt"]), "domn": SUFFIX, "reqc": reqc,
-        }
-        if addr is not None:
-            params["addr"] = addr
+        params = gnudip_login(salt, user, PASSWORD, reqc, addr)
         second = http_exchange(
-            self.http_port, gdipc_request(f"{path}?{urlencode(params)}", self.http_port)
+            self.server.http_port, gdipc_request(f"{path}?{urlencode(params)}", self.server.http_port)
         )
         self.assertEqual(second.status, 200, second.raw)
         self.assertNotIn(b"\r", second.body)
@@ -175,10 +77,7 @@ class GnuDIPClientsTests(SynchronousTestCase):
 
     def assertServed(self, user: str, expected: list[str], rtype: str = "A") -> DigResult:
         """dig, once and at once (an acknowledged update is served): exactly C{expected}."""
-        result = dig(self.port, f"{user}.{SUFFIX}", rtype)
-        self.assertEqual(result.status, "NOERROR", result.output or result.error)
-        self.assertEqual(result.data(rtype), expected, result.output)
-        return result
+        return self.assertServes(f"{user}.{SUFFIX}", rtype, expected)
 
     def put(self, user: str, address: str) -> None:
         """Put C{user} on C{address} with TCP code 0 and check dig sees it."""
@@ -259,21 +158,18 @@ class GnuDIPClientsTests(SynchronousTestCase):
         The signing key is a 0600 file beside the configuration; a salt page
         issued before a restart is accepted after it.
         """
-        key = os.path.join(self.directory, "gnudip-http.key")
+        key = os.path.join(self.server.directory, "gnudip-http.key")
         self.assertEqual(stat.S_IMODE(os.stat(key).st_mode), 0o600)
         self.put("alice", "192.0.2.100")
-        first = http_exchange(self.http_port, gdipc_request(REFERENCE_PATH, self.http_port))
+        first = http_exchange(self.server.http_port,
+                              gdipc_request(REFERENCE_PATH, self.server.http_port))
         salt = gdipc_meta(first)
         self.server.stop()
         self.server.start()
-        params = {
-            "salt": salt["salt"], "time": salt["time"], "sign": salt["sign"], "user": "alice",
-            "pass": client_hash(PASSWORD, salt["salt"]), "domn": SUFFIX,
-            "reqc": "0", "addr": "192.0.2.101",
-        }
+        params = gnudip_login(salt, "alice", PASSWORD, "0", "192.0.2.101")
         second = http_exchange(
-            self.http_port,
-            gdipc_request(f"{REFERENCE_PATH}?{urlencode(params)}", self.http_port),
+            self.server.http_port,
+            gdipc_request(f"{REFERENCE_PATH}?{urlencode(params)}", self.server.http_port),
         )
         self.assertEqual(gdipc_meta(second), {"retc": "0"}, second.raw)
         self.assertServed("alice", ["192.0.2.101"])

@@ -22,41 +22,35 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 from urllib.parse import urlencode
 
-from twisted.trial.unittest import SynchronousTestCase
-
-from tests.integration.helpers import (
+from tests.integration.clients import (
     GUARD_HOSTS,
     GUARD_RESOLV,
     GUARD_TIMEOUT,
     SUFFIX,
     DigResult,
     HTTPResponse,
-    Twistd,
-    basic_request,
-    cli_ok,
     client_tls,
-    dig,
+    get_request,
     guarded,
-    http_endpoint,
     http_exchange,
-    make_certificate,
     request_credentials,
     require_loopback_guard,
     run_curl,
     run_ddclient,
+)
+from tests.integration.harness import BASE_PATH as BASE
+from tests.integration.harness import (
+    CHANGE_LIMIT,
+    Server,
+    ServerTestCase,
+    SharedServerTestCase,
     wait_for,
-    write_config,
 )
-from tests.tools import free_port, require_tool
+from tests.tools import fixture_path
 
-FIXTURES = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures", "http"
-)
-#: The path of the configured base URL: ddns, myip and checkip live below it.
-BASE = "/dyndns/"
+FIXTURES = fixture_path("http")
 
 #: alice's password is whatever the fixture being replayed says (see
 #: L{HTTPClientsTests.ensure_password}); the others are fixed.
@@ -68,7 +62,7 @@ USERS = [
     ("alice", "secret", []),
     (BOB, BOB_PW, []),
     (CAROL, CAROL_PW, []),
-    (DORA, DORA_PW, ["--host", "dora.example.org"]),
+    (DORA, DORA_PW, ["dora.example.org"]),
     (ERIN, ERIN_PW, []),
 ]
 
@@ -76,10 +70,6 @@ USERS = [
 #: every update under test is a change and dig can tell it happened.
 PARKED_V4 = "203.0.113.1"
 PARKED_V6 = "2001:db8:ffff::1"
-
-#: Bound for a CLI change (password, addresses) to reach the server: the
-#: test configuration polls every 0.2 s.
-POLL_LIMIT = 5.0
 
 _IPV4 = r"(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)"
 
@@ -129,70 +119,29 @@ def inadyn_checkip_address(response: HTTPResponse) -> str | None:
     return found.group(1) if response.status == 200 and found else None
 
 
-def distinct_ports(count: int) -> list[int]:
-    ports: list[int] = []
-    while len(ports) < count:
-        port = free_port()
-        if port not in ports:
-            ports.append(port)
-    return ports
-
-
-class HTTPClientsTests(SynchronousTestCase):
+class HTTPClientsTests(SharedServerTestCase):
     """
     One server for the whole class: HTTP on one port, HTTPS (certificate
-    made in setUpClass) on another, base URL path C{/dyndns/}. Each test
+    made for the run) on another, base URL path C{/dyndns/}. Each test
     first parks the user it updates on L{PARKED_V4}/L{PARKED_V6} with the
     CLI and waits until dig shows it, so tests do not depend on each other's
     order.
     """
 
-    directory: str
-    config: str
-    port: int
-    http_port: int
-    https_port: int
-    key: str
-    cert: str
+    server_options = {"listeners": ("http", "https"), "http": {"access_log": "access.log"}}
     passwords: dict[str, str]
-    server: Twistd
 
     @classmethod
-    def setUpClass(cls) -> None:
-        require_tool("dig", "bind9-dnsutils")
-        cls.directory = tempfile.mkdtemp(prefix="dyndns-http-")
-        try:
-            cls.key, cls.cert = make_certificate(cls.directory)
-            cls.port, cls.http_port, cls.https_port = distinct_ports(3)
-            cls.config = write_config(
-                cls.directory,
-                cls.port,
-                http_listen=[
-                    http_endpoint(cls.http_port),
-                    http_endpoint(cls.https_port, cls.key, cls.cert),
-                ],
-                base_url=f"http://127.0.0.1:{cls.http_port}{BASE}",
-                extra_http='access_log = "access.log"',
-            )
-            cls.passwords = {}
-            for user, password, extra in USERS:
-                cli_ok(cls.config, "user", "add", user, "--password", password, *extra)
-                cls.passwords[user] = password
-            cls.server = Twistd(cls.config, cls.port, [cls.http_port, cls.https_port])
-            cls.server.start()
-        except BaseException:
-            shutil.rmtree(cls.directory, ignore_errors=True)
-            raise
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        cls.server.stop()
-        shutil.rmtree(cls.directory, ignore_errors=True)
+    def prepare(cls, server: Server) -> None:
+        cls.passwords = {}
+        for user, password, extra in USERS:
+            server.add_user(user, password, hosts=extra)
+            cls.passwords[user] = password
 
     # -- helpers
 
     def workdir(self, name: str) -> str:
-        path = os.path.join(self.directory, "work", name)
+        path = os.path.join(self.server.directory, "work", name)
         shutil.rmtree(path, ignore_errors=True)
         os.makedirs(path)
         return path
@@ -206,16 +155,16 @@ class HTTPClientsTests(SynchronousTestCase):
         """
         if self.passwords.get(user) == password:
             return
-        cli_ok(self.config, "user", "edit", user, "--password", password)
+        self.server.cli("user", "edit", user, "--password", password)
         self.passwords[user] = password
-        probe = basic_request("/nic/update?hostname=probe.example.net", user, password)
+        probe = get_request("/nic/update?hostname=probe.example.net", user, password)
         answers: list[HTTPResponse] = []
 
         def accepted() -> bool:
-            answers[:] = [http_exchange(self.http_port, probe)]
+            answers[:] = [http_exchange(self.server.http_port, probe)]
             return answers[0].status == 200
 
-        ok, waited = wait_for(accepted, POLL_LIMIT, interval=0.1)
+        ok, waited = wait_for(accepted, CHANGE_LIMIT, interval=0.1)
         self.assertTrue(ok, f"new password of {user} not accepted after {waited:.1f} s: {answers}")
         self.assertEqual(answers[0].body, b"nohost\n")
 
@@ -225,28 +174,25 @@ class HTTPClientsTests(SynchronousTestCase):
         both (one of them may already be parked from before, so waiting for
         one could end before the server has read the change).
         """
-        cli_ok(self.config, "user", "update", user, PARKED_V4, PARKED_V6)
+        self.server.cli("user", "update", user, PARKED_V4, PARKED_V6)
         for name in names or (f"{user}.{SUFFIX}",):
             results: list[DigResult] = []
 
             def parked() -> bool:
-                results[:] = [dig(self.port, name, "A"), dig(self.port, name, "AAAA")]
+                results[:] = [self.served(name, "A"), self.served(name, "AAAA")]
                 return (
                     results[0].data("A") == [PARKED_V4]
                     and results[1].data("AAAA") == [PARKED_V6]
                 )
 
-            ok, waited = wait_for(parked, POLL_LIMIT, interval=0.1)
+            ok, waited = wait_for(parked, CHANGE_LIMIT, interval=0.1)
             self.assertTrue(
                 ok, f"{name} not parked after {waited:.1f} s: {[r.output for r in results]}"
             )
 
     def assertAddresses(self, name: str, rtype: str, expected: list[str]) -> DigResult:
         """dig (once, at once: an acknowledged update is served) shows C{expected}."""
-        result = dig(self.port, name, rtype)
-        self.assertEqual(result.status, "NOERROR", result.output or result.error)
-        self.assertEqual(result.data(rtype), expected, result.output)
-        return result
+        return self.assertServes(name, rtype, expected)
 
     def assertParked(self, name: str) -> None:
         self.assertAddresses(name, "A", [PARKED_V4])
@@ -274,9 +220,9 @@ class HTTPClientsTests(SynchronousTestCase):
         if credentials is not None:
             self.ensure_password(*credentials)
         if tls:
-            response = http_exchange(self.https_port, raw, client_tls(self.cert))
+            response = http_exchange(self.server.https_port, raw, client_tls(self.server.cert))
         else:
-            response = http_exchange(self.http_port, raw)
+            response = http_exchange(self.server.http_port, raw)
         self.assertComplete(response)
         return response
 
@@ -325,7 +271,7 @@ class HTTPClientsTests(SynchronousTestCase):
         response = self.replay("ddclient-dyndns2-wildcard-mx.raw")
         self.assertDdclientGood(response, [f"alice.{SUFFIX}"], "192.0.2.7")
         self.assertAddresses(f"alice.{SUFFIX}", "A", ["192.0.2.7"])
-        below = dig(self.port, f"www.alice.{SUFFIX}", "A")
+        below = self.served(f"www.alice.{SUFFIX}", "A")
         self.assertEqual(below.status, "NXDOMAIN", below.output)
 
     def test_replay_ddclient_dyndns2_2hosts(self) -> None:
@@ -481,7 +427,7 @@ class HTTPClientsTests(SynchronousTestCase):
         """ddclient (use=ip) updates one host: it reports SUCCESS, dig serves the address."""
         self.park(DORA)
         rc, output = run_ddclient(
-            self.workdir("ddclient-one"), self.http_port, DORA, DORA_PW,
+            self.workdir("ddclient-one"), self.server.http_port, DORA, DORA_PW,
             [f"dora.{SUFFIX}"], ip="192.0.2.61",
         )
         self.assertEqual(rc, 0, output)
@@ -498,7 +444,7 @@ class HTTPClientsTests(SynchronousTestCase):
         hosts = [f"dora.{SUFFIX}", "dora.example.org"]
         self.park(DORA, *hosts)
         rc, output = run_ddclient(
-            self.workdir("ddclient-two"), self.http_port, DORA, DORA_PW,
+            self.workdir("ddclient-two"), self.server.http_port, DORA, DORA_PW,
             hosts, ip="192.0.2.62",
         )
         self.assertEqual(rc, 0, output)
@@ -515,7 +461,7 @@ class HTTPClientsTests(SynchronousTestCase):
         """ddclient with C{ip=2001:db8::77}: SUCCESS, dig serves the AAAA."""
         self.park(DORA)
         rc, output = run_ddclient(
-            self.workdir("ddclient-v6"), self.http_port, DORA, DORA_PW,
+            self.workdir("ddclient-v6"), self.server.http_port, DORA, DORA_PW,
             [f"dora.{SUFFIX}"], ip="2001:db8::77",
         )
         self.assertEqual(rc, 0, output)
@@ -530,8 +476,8 @@ class HTTPClientsTests(SynchronousTestCase):
         """
         self.park(DORA)
         rc, output = run_ddclient(
-            self.workdir("ddclient-web"), self.http_port, DORA, DORA_PW,
-            [f"dora.{SUFFIX}"], web=f"http://127.0.0.1:{self.http_port}/checkip",
+            self.workdir("ddclient-web"), self.server.http_port, DORA, DORA_PW,
+            [f"dora.{SUFFIX}"], web=f"http://127.0.0.1:{self.server.http_port}/checkip",
         )
         self.assertEqual(rc, 0, output)
         self.assertRegex(output, r"(?m)^SENDING: +GET /checkip HTTP/1.1$")
@@ -543,9 +489,9 @@ class HTTPClientsTests(SynchronousTestCase):
 
     def url(self, path: str, tls: bool = False, **query: str) -> str:
         if tls:
-            base = f"https://127.0.0.1:{self.https_port}"
+            base = f"https://127.0.0.1:{self.server.https_port}"
         else:
-            base = f"http://127.0.0.1:{self.http_port}"
+            base = f"http://127.0.0.1:{self.server.http_port}"
         return base + path + ("?" + urlencode(query) if query else "")
 
     def curl(self, *args: str) -> HTTPResponse:
@@ -586,7 +532,7 @@ class HTTPClientsTests(SynchronousTestCase):
         self.assertAddresses(f"erin.{SUFFIX}", "A", ["192.0.2.71"])
         self.assertAddresses(f"erin.{SUFFIX}", "AAAA", ["2001:db8::71"])
         # The access log shows the requests, never the passwords in them.
-        with open(os.path.join(self.directory, "access.log"), errors="replace") as f:
+        with open(os.path.join(self.server.directory, "access.log"), errors="replace") as f:
             log = f.read()
         self.assertNotIn(ERIN_PW, self.server.read_log())
         self.assertIn(f"user={ERIN}&pw=***&ip=192.0.2.71", log)
@@ -617,7 +563,7 @@ class HTTPClientsTests(SynchronousTestCase):
         """
         self.park(ERIN)
         response = self.curl(
-            "--cacert", self.cert,
+            "--cacert", self.server.cert,
             self.url(f"{BASE}ddns", tls=True, user=ERIN, pw=ERIN_PW, ip="192.0.2.73", ttl="120"),
         )
         self.assertDdnsResult(response, True, "192.0.2.73")
@@ -631,7 +577,7 @@ class HTTPClientsTests(SynchronousTestCase):
         """
         self.park(ERIN)
         response = self.curl(
-            "--cacert", self.cert, "-u", f"{ERIN}:{ERIN_PW}", self.url(f"{BASE}ddns", tls=True)
+            "--cacert", self.server.cert, "-u", f"{ERIN}:{ERIN_PW}", self.url(f"{BASE}ddns", tls=True)
         )
         self.assertDdnsResult(response, True, "127.0.0.1")
         self.assertAddresses(f"erin.{SUFFIX}", "A", ["127.0.0.1"])
@@ -669,51 +615,36 @@ class HTTPClientsTests(SynchronousTestCase):
         again = self.curl("-u", credentials, self.url("/nic/update", hostname=host, myip="192.0.2.75"))
         self.assertEqual((again.status, again.text), (200, "nochg 192.0.2.75\n"))
         secure = self.curl(
-            "--cacert", self.cert, "-u", credentials,
+            "--cacert", self.server.cert, "-u", credentials,
             self.url("/nic/update", tls=True, hostname=host, myip="2001:db8::75"),
         )
         self.assertEqual((secure.status, secure.text), (200, "good 2001:db8::75\n"))
         self.assertAddresses(host, "AAAA", ["2001:db8::75"])
 
 
-class IgnoreHostnameTests(SynchronousTestCase):
+class IgnoreHostnameTests(ServerTestCase):
     """
     C{nic_update_ignore_hostname = true} (the original's KB 66 behaviour):
     the two-host ddclient request updates bob whatever C{hostname} says, and
     both lines are C{good}, as ddclient wants.
     """
 
-    def setUp(self) -> None:
-        require_tool("dig", "bind9-dnsutils")
-        self.directory = tempfile.mkdtemp(prefix="dyndns-http-kb66-")
-        self.addCleanup(shutil.rmtree, self.directory, True)
-        self.port, self.http_port = distinct_ports(2)
-        self.config = write_config(
-            self.directory,
-            self.port,
-            http_listen=[http_endpoint(self.http_port)],
-            base_url=f"http://127.0.0.1:{self.http_port}{BASE}",
-            extra_http="nic_update_ignore_hostname = true",
-        )
-
     def test_replay_ddclient_dyndns2_2hosts(self) -> None:
         """Both lines C{good 192.0.2.8}; bob's name moves, carol's does not."""
-        cli_ok(self.config, "user", "add", BOB, "--password", BOB_PW)
-        cli_ok(self.config, "user", "add", CAROL, "--password", CAROL_PW)
-        cli_ok(self.config, "user", "update", CAROL, PARKED_V4)
-        server = Twistd(self.config, self.port, [self.http_port])
-        self.addCleanup(server.stop)
+        server = self.make_server(listeners=("http",), http={"nic_update_ignore_hostname": True})
+        server.add_user(BOB, BOB_PW)
+        server.add_user(CAROL, CAROL_PW, address=[PARKED_V4])
         server.start()
         with open(os.path.join(FIXTURES, "ddclient-dyndns2-2hosts.raw"), "rb") as f:
             raw = f.read()
         self.assertEqual(request_credentials(raw), (BOB, BOB_PW))
-        response = http_exchange(self.http_port, raw)
+        response = http_exchange(server.http_port, raw)
         self.assertEqual(response.status, 200, response.raw)
         self.assertEqual(response.header("content-length"), str(len(response.body)))
         self.assertEqual(response.text, "good 192.0.2.8\ngood 192.0.2.8\n")
         hosts = [f"bob.{SUFFIX}", f"carol.{SUFFIX}"]
         self.assertEqual(ddclient_verdicts(response, hosts), {h: "good" for h in hosts})
-        bob = dig(self.port, f"bob.{SUFFIX}", "A")
+        bob = self.served(f"bob.{SUFFIX}", "A")
         self.assertEqual(bob.data("A"), ["192.0.2.8"], bob.output)
-        carol = dig(self.port, f"carol.{SUFFIX}", "A")
+        carol = self.served(f"carol.{SUFFIX}", "A")
         self.assertEqual(carol.data("A"), [PARKED_V4], carol.output)

@@ -15,28 +15,19 @@ import base64
 import hashlib
 import json
 import os
-import subprocess
 from urllib.parse import urlencode
 
-from twisted.trial.unittest import SynchronousTestCase
-
-from tests.integration.helpers import (
+from tests.integration.clients import (
     SUFFIX,
-    basic_request,
-    cli_ok,
-    dig,
-    http_endpoint,
+    TSIGKey,
+    get_request,
     http_exchange,
-    run_cli,
-    start_twistd,
-    wait_for,
-    write_config,
+    replace_address,
 )
-from tests.tools import free_port, require_tool
+from tests.integration.harness import CHANGE_LIMIT, ServerTestCase
+from tests.tools import fixture_path, require_tool
 
-FIXTURES = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures", "sdp"
-)
+FIXTURES = fixture_path("sdp")
 CONFIG_XML = os.path.join(FIXTURES, "config.xml")
 STATE_XML = os.path.join(FIXTURES, "state.xml")
 #: From config.xml.
@@ -44,37 +35,24 @@ ALICE_KEY = "YWxpY2UtdHNpZy1rZXktMDEyMzQ1Njc4OWFiY2RlZiE="
 BOB_PASSWORD = "b0b pass"
 ERIN_PASSWORD = "erin-pw"
 FRANK_PASSWORD = "frank:pw&1"
-#: Bound for one nsupdate run (it gives up itself after -t 5, -u 2 -r 1).
-NSUPDATE_TIMEOUT = 30.0
-#: Bound for an update to show in dig (the server applies it before it answers).
-SERVE_LIMIT = 5.0
 
 
-def two_ports() -> tuple[int, int]:
-    first = free_port()
-    second = free_port()
-    while second == first:
-        second = free_port()
-    return first, second
-
-
-class ImportSDPTests(SynchronousTestCase):
+class ImportSDPTests(ServerTestCase):
     """A fresh configuration (DNS and HTTP on 127.0.0.1, base path C{/dyndns/}) per test."""
 
+    #: The CLI test needs no program; the server test asks for dig and nsupdate itself.
+    tools = ()
+
     def setUp(self) -> None:
-        self.directory = os.path.abspath(self.mktemp())
-        self.port, self.http_port = two_ports()
-        self.base_url = f"http://127.0.0.1:{self.http_port}/dyndns/"
-        self.config = write_config(
-            self.directory, self.port,
-            http_listen=[http_endpoint(self.http_port)], base_url=self.base_url,
-        )
+        self.server = self.make_server(listeners=("http",))
+        self.config = self.server.config
+        self.base_url = f"http://127.0.0.1:{self.server.http_port}/dyndns/"
 
     def export(self) -> dict:
-        return json.loads(cli_ok(self.config, "export"))
+        return json.loads(self.server.cli("export"))
 
     def write(self, name: str, text: str) -> str:
-        path = os.path.join(self.directory, name)
+        path = os.path.join(self.server.directory, name)
         with open(path, "w", encoding="utf-8") as f:
             f.write(text)
         return path
@@ -91,7 +69,7 @@ class ImportSDPTests(SynchronousTestCase):
         broken = self.write("broken.xml", good.replace(
             'ID="carol" Password="carol-pw"', 'ID="carol" Password="carol-pw" OfflineIP="x"'))
         empty = self.export()
-        rc, out, err = run_cli(self.config, "import-sdp", broken, STATE_XML)
+        rc, out, err = self.server.run_cli("import-sdp", broken, STATE_XML)
         self.assertEqual((rc, out), (1, ""))
         self.assertEqual(err, f"dyndns: {broken}: User 'carol' (line 8): OfflineIP: "
                               "'x' is not an IP address\n")
@@ -99,12 +77,12 @@ class ImportSDPTests(SynchronousTestCase):
 
         other_suffix = self.write("other.xml", good.replace(
             'Suffix="dyn.example.com"', 'Suffix="dyn.example.org"'))
-        rc, out, err = run_cli(self.config, "import-sdp", other_suffix)
+        rc, out, err = self.server.run_cli("import-sdp", other_suffix)
         self.assertEqual(rc, 1)
         self.assertIn(f"{other_suffix}: config (line 2): Suffix 'dyn.example.org' is not our "
                       f"suffix '{SUFFIX}'", err)
 
-        out = cli_ok(self.config, "import-sdp", CONFIG_XML, STATE_XML)
+        out = self.server.cli("import-sdp", CONFIG_XML, STATE_XML)
         self.assertEqual(out.splitlines(), [
             "warning: UpMeGnuDIP=true: GnuDIP over TCP is on in the original but off here "
             "(gnudip.listen)",
@@ -120,13 +98,13 @@ class ImportSDPTests(SynchronousTestCase):
         self.assertEqual(users["carol"]["notes"], 'router & modem <rack 2> "blue" café')
         self.assertEqual(users["carol"]["state"]["offline"], True)
 
-        rc, out, err = run_cli(self.config, "import-sdp", CONFIG_XML)
+        rc, out, err = self.server.run_cli("import-sdp", CONFIG_XML)
         self.assertEqual(rc, 1)
         self.assertEqual(err, f"dyndns: {CONFIG_XML}: User: 6 of these users exist already: "
                               "alice, bob, carol, dave, erin, frank (give --replace to "
                               "replace them)\n")
         self.assertEqual(self.export(), document)
-        out = cli_ok(self.config, "import-sdp", "--replace", CONFIG_XML)
+        out = self.server.cli("import-sdp", "--replace", CONFIG_XML)
         self.assertIn(f"imported 6 users (6 replaced) and 0 states from {CONFIG_XML}; "
                       "3 warnings", out)
         after = {u["id"]: u for u in self.export()["users"]}
@@ -136,83 +114,59 @@ class ImportSDPTests(SynchronousTestCase):
 
     # -- with a server
 
-    def served(self, name: str, rtype: str = "A") -> list[str]:
-        result = dig(self.port, name, rtype)
+    def addresses(self, name: str, rtype: str = "A") -> list[str]:
+        result = self.served(name, rtype)
         self.assertIn(result.status, ("NOERROR", "NXDOMAIN"), result.output or result.error)
         return result.data(rtype)
-
-    def assertServes(self, name: str, rtype: str, data: list[str]) -> None:
-        got, _ = wait_for(lambda: self.served(name, rtype) == data, SERVE_LIMIT)
-        self.assertTrue(got, f"{name} {rtype}: {self.served(name, rtype)} != {data}")
-
-    def nsupdate(self, key: str, secret: str, name: str, address: str) -> str:
-        program = require_tool("nsupdate", "bind9-dnsutils")
-        script = "\n".join([
-            f"server 127.0.0.1 {self.port}",
-            f"zone {SUFFIX}",
-            f"key hmac-md5:{key} {secret}",
-            f"update delete {name} A",
-            f"update add {name} 60 A {address}",
-            "send",
-            "answer",
-            "",
-        ])
-        done = subprocess.run(
-            [program, "-t", "5", "-u", "2", "-r", "1"], input=script, capture_output=True,
-            text=True, timeout=NSUPDATE_TIMEOUT, check=False,
-        )
-        output = done.stdout + done.stderr
-        self.assertEqual(done.returncode, 0, output)
-        self.assertIn("status: NOERROR", output)
-        return output
 
     def test_served_and_updated_with_original_credentials(self) -> None:
         require_tool("dig", "bind9-dnsutils")
         require_tool("nsupdate", "bind9-dnsutils")
-        cli_ok(self.config, "import-sdp", CONFIG_XML, STATE_XML)
-        start_twistd(self, self.config, self.port, [self.http_port])
+        self.server.cli("import-sdp", CONFIG_XML, STATE_XML)
+        self.server.start()
 
         # The state file's addresses and TTLs.
-        result = dig(self.port, f"alice.{SUFFIX}", "A")
+        result = self.served(f"alice.{SUFFIX}", "A")
         self.assertEqual(result.data("A"), ["198.51.100.7"], result.output)
         self.assertEqual([r.ttl for r in result.answer], [60])
         for name in (f"bob.{SUFFIX}", "bob.example.org", "www.bob.example.net"):
-            self.assertEqual(self.served(name), ["198.51.100.8"], name)
-        self.assertEqual(self.served(f"erin.{SUFFIX}", "AAAA"), ["2001:db8::7"])
-        self.assertEqual(self.served(f"erin.{SUFFIX}", "A"), [])
+            self.assertEqual(self.addresses(name), ["198.51.100.8"], name)
+        self.assertEqual(self.addresses(f"erin.{SUFFIX}", "AAAA"), ["2001:db8::7"])
+        self.assertEqual(self.addresses(f"erin.{SUFFIX}", "A"), [])
         # carol is offline without an offline IP and frank has no state: the
         # names exist without an address; dave is disabled: no such name.
         for user_id, status in (("carol", "NOERROR"), ("frank", "NOERROR"), ("dave", "NXDOMAIN")):
-            result = dig(self.port, f"{user_id}.{SUFFIX}", "A")
+            result = self.served(f"{user_id}.{SUFFIX}", "A")
             self.assertEqual((result.status, result.data("A")), (status, []), result.output)
 
         # HTTP, URL authentication, with frank's plain password (":" and "&").
         query = urlencode({"user": "frank", "pw": FRANK_PASSWORD, "ip": "192.0.2.61"})
-        response = http_exchange(self.http_port, (
-            f"GET /dyndns/ddns?{query} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").encode())
+        response = http_exchange(self.server.http_port, get_request(f"/dyndns/ddns?{query}"))
         self.assertEqual(response.status, 200, response.raw)
         self.assertIn("<h1>OK: 192.0.2.61</h1>", response.text)
-        self.assertServes(f"frank.{SUFFIX}", "A", ["192.0.2.61"])
+        self.assertServes(f"frank.{SUFFIX}", "A", ["192.0.2.61"], within=CHANGE_LIMIT)
 
         # /nic/update with Basic authentication, erin (ID="Erin" in the file).
-        response = http_exchange(self.http_port, basic_request(
+        response = http_exchange(self.server.http_port, get_request(
             f"/nic/update?hostname=erin.{SUFFIX}&myip=192.0.2.62", "erin", ERIN_PASSWORD))
         self.assertEqual((response.status, response.text), (200, "good 192.0.2.62\n"))
-        self.assertServes(f"erin.{SUFFIX}", "A", ["192.0.2.62"])
-        wrong = http_exchange(self.http_port, basic_request(
+        self.assertServes(f"erin.{SUFFIX}", "A", ["192.0.2.62"], within=CHANGE_LIMIT)
+        wrong = http_exchange(self.server.http_port, get_request(
             f"/nic/update?hostname=erin.{SUFFIX}&myip=192.0.2.99", "erin", "Erin-pw"))
         self.assertEqual(wrong.status, 401)
 
         # nsupdate, HMAC-MD5, key name = user id: bob's key is the original's
         # automatic base64(MD5(password)); alice's is her TSIGKeyValue.
         bob_secret = base64.b64encode(hashlib.md5(BOB_PASSWORD.encode()).digest()).decode()
-        self.nsupdate("bob", bob_secret, f"bob.{SUFFIX}", "192.0.2.63")
-        self.assertServes("bob.example.org", "A", ["192.0.2.63"])
-        self.nsupdate("alice", ALICE_KEY, f"alice.{SUFFIX}", "192.0.2.64")
-        self.assertServes(f"alice.{SUFFIX}", "A", ["192.0.2.64"])
+        self.assertUpdates(TSIGKey("hmac-md5", "bob", bob_secret),
+                           replace_address(f"bob.{SUFFIX}", "A", "192.0.2.63"))
+        self.assertServes("bob.example.org", "A", ["192.0.2.63"], within=CHANGE_LIMIT)
+        self.assertUpdates(TSIGKey("hmac-md5", "alice", ALICE_KEY),
+                           replace_address(f"alice.{SUFFIX}", "A", "192.0.2.64"))
+        self.assertServes(f"alice.{SUFFIX}", "A", ["192.0.2.64"], within=CHANGE_LIMIT)
 
         # Untouched users still show the import as their last change.
-        status = {row["user"]: row for row in json.loads(cli_ok(self.config, "status", "--json"))}
+        status = {row["user"]: row for row in json.loads(self.server.cli("status", "--json"))}
         self.assertEqual((status["carol"]["state"], status["carol"]["method"]),
                          ("offline", "import-sdp"))
         self.assertEqual(status["dave"]["state"], "disabled")

@@ -11,12 +11,9 @@ in tests/test_limits.py and tests/test_authn.py.)
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import re
-import shutil
 import socket
-import tempfile
 import urllib.parse
 
 import dns.message
@@ -27,18 +24,16 @@ import dns.tsigkeyring
 import dns.update
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.integration.helpers import (
+from tests.integration.clients import (
     SUFFIX,
     HTTPResponse,
-    Twistd,
-    cli_ok,
-    gnudip_tcp_from,
-    dig,
-    http_endpoint,
-    parse_http_response,
-    write_config,
+    gdipc_meta,
+    get_request,
+    gnudip_login,
+    gnudip_tcp,
+    http_exchange,
 )
-from tests.tools import free_port, require_tool
+from tests.integration.harness import Server, SharedServerTestCase
 
 PASSWORD = "s3cret"
 HONEST = "127.0.0.3"
@@ -47,33 +42,15 @@ TIMEOUT = 10.0
 TSIG_SECRET = base64.b64encode(b"k" * 32).decode()
 
 
-def md5hex(text: str) -> str:
-    return hashlib.md5(text.encode()).hexdigest()
-
-
-def exchange(port: int, request: bytes, source: str) -> HTTPResponse:
-    """One HTTP/1.0 exchange from C{source} (a 127.0.0.x address) to 127.0.0.1:C{port}."""
-    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT,
-                                  source_address=(source, 0)) as s:
-        s.sendall(request)
-        chunks = []
-        while chunk := s.recv(65536):
-            chunks.append(chunk)
-    return parse_http_response(b"".join(chunks))
-
-
 def get(port: int, target: str, source: str, user: str | None = None,
         password: str | None = None) -> HTTPResponse:
-    lines = [f"GET {target} HTTP/1.0", "Host: 127.0.0.1"]
-    if user is not None:
-        token = base64.b64encode(f"{user}:{password}".encode()).decode()
-        lines.append(f"Authorization: Basic {token}")
-    return exchange(port, ("\r\n".join(lines) + "\r\n\r\n").encode(), source)
+    """One HTTP/1.0 GET from C{source} (a 127.0.0.x address) to 127.0.0.1:C{port}."""
+    return http_exchange(port, get_request(target, user, password), source=source)
 
 
-def gnudip_tcp(port: int, source: str, user: str, password: str, address: str) -> bytes:
+def gnudip_reply(port: int, source: str, user: str, password: str, address: str) -> bytes:
     """One GnuDIP TCP exchange (code 0 with an address); the reply line."""
-    return gnudip_tcp_from(port, source, user, password, address, TIMEOUT)[1]
+    return gnudip_tcp(port, user, password, "0", address, source=source, timeout=TIMEOUT)[1]
 
 
 def assertRetryAfter(testcase: SynchronousTestCase, response: HTTPResponse) -> None:
@@ -83,7 +60,7 @@ def assertRetryAfter(testcase: SynchronousTestCase, response: HTTPResponse) -> N
     testcase.assertTrue(50 <= int(value or 0) <= 60, value)
 
 
-class LockoutTests(SynchronousTestCase):
+class LockoutTests(SharedServerTestCase):
     """
     One server for the class; every attack comes from a source of its own,
     so each test sees a fresh count. alice is the honest user, bob the
@@ -91,50 +68,18 @@ class LockoutTests(SynchronousTestCase):
     only the per-source lockout is at work here), carol has a change limit.
     """
 
-    @classmethod
-    def setUpClass(cls) -> None:
-        require_tool("dig", "bind9-dnsutils")
-        cls.directory = tempfile.mkdtemp(prefix="dyndns-lockout-")
-        try:
-            ports: list[int] = []
-            while len(ports) < 4:
-                port = free_port()
-                if port not in ports:
-                    ports.append(port)
-            cls.port, cls.http_port, cls.gnudip_port, cls.admin_port = ports
-            cls.config = write_config(
-                cls.directory, cls.port,
-                http_listen=[http_endpoint(cls.http_port)],
-                base_url=f"http://127.0.0.1:{cls.http_port}/dyndns/",
-            )
-            admin_hash = cli_ok(cls.config, "hash-password", "--password", ADMIN_PW).strip()
-            with open(cls.config, "a") as f:
-                f.write(
-                    "\n[gnudip]\n"
-                    f'listen = ["tcp:{cls.gnudip_port}:interface=127.0.0.1"]\n'
-                    "\n[admin]\n"
-                    f'listen = ["tcp:{cls.admin_port}:interface=127.0.0.1"]\n'
-                    f'users = {{ admin = "{admin_hash}" }}\n'
-                    "\n[limits]\n"
-                    "user_failures = 1000\n"
-                    "update_changes = 20\n"
-                )
-            for user in ("alice", "bob"):
-                cli_ok(cls.config, "user", "add", user, "--password", PASSWORD, "--gnudip",
-                       "--tsig-secret", TSIG_SECRET, "--tsig-algorithm", "hmac-sha256")
-            cli_ok(cls.config, "user", "add", "carol", "--password", PASSWORD)
-            cls.server = Twistd(cls.config, cls.port,
-                                [cls.http_port, cls.gnudip_port, cls.admin_port])
-            cls.server.start()
-        except BaseException:
-            shutil.rmtree(cls.directory, ignore_errors=True)
-            raise
-        cls.honest_octet = 10
+    server_options = {
+        "listeners": ("http", "gnudip", "admin"),
+        "limits": {"user_failures": 1000, "update_changes": 20},
+    }
+    honest_octet = 10
 
     @classmethod
-    def tearDownClass(cls) -> None:
-        cls.server.stop()
-        shutil.rmtree(cls.directory, ignore_errors=True)
+    def prepare(cls, server: Server) -> None:
+        server.add_admin("admin", ADMIN_PW)
+        for user in ("alice", "bob"):
+            server.add_user(user, PASSWORD, gnudip=True, tsig=("hmac-sha256", TSIG_SECRET))
+        server.add_user("carol", PASSWORD)
 
     # -- helpers
 
@@ -142,15 +87,15 @@ class LockoutTests(SynchronousTestCase):
         """alice updates from 127.0.0.3 to a new address; dig sees it."""
         type(self).honest_octet += 1
         address = f"198.51.100.{self.honest_octet}"
-        response = get(self.http_port, f"/nic/update?myip={address}", HONEST, "alice", PASSWORD)
+        response = get(self.server.http_port, f"/nic/update?myip={address}", HONEST, "alice", PASSWORD)
         self.assertEqual((response.status, response.text.strip()), (200, f"good {address}"))
-        self.assertEqual(dig(self.port, f"alice.{SUFFIX}").data("A"), [address])
+        self.assertEqual(self.served(f"alice.{SUFFIX}").data("A"), [address])
 
     def nic(self, source: str, password: str) -> HTTPResponse:
-        return get(self.http_port, "/nic/update?myip=192.0.2.66", source, "bob", password)
+        return get(self.server.http_port, "/nic/update?myip=192.0.2.66", source, "bob", password)
 
     def assertBobUntouched(self) -> None:
-        self.assertNotIn("192.0.2.66", dig(self.port, f"bob.{SUFFIX}").data("A"))
+        self.assertNotIn("192.0.2.66", self.served(f"bob.{SUFFIX}").data("A"))
 
     # -- one guessing loop per method
 
@@ -172,10 +117,10 @@ class LockoutTests(SynchronousTestCase):
         source = "127.0.0.22"
         target = "/dyndns/ddns?user=bob&pw={}&ip=192.0.2.66"
         for _ in range(10):
-            response = get(self.http_port, target.format("wrong"), source)
+            response = get(self.server.http_port, target.format("wrong"), source)
             self.assertEqual(response.status, 200)
             self.assertIn("ERROR: Incorrect user ID or password", response.text)
-        response = get(self.http_port, target.format(PASSWORD), source)
+        response = get(self.server.http_port, target.format(PASSWORD), source)
         self.assertEqual(response.status, 429)
         assertRetryAfter(self, response)
         self.assertEqual(response.header("x-dyndns-result"), "FAIL")
@@ -187,9 +132,9 @@ class LockoutTests(SynchronousTestCase):
         """ddns with Basic auth: 401 challenges while counting, then 429."""
         source = "127.0.0.23"
         for _ in range(10):
-            response = get(self.http_port, "/dyndns/ddns?ip=192.0.2.66", source, "bob", "wrong")
+            response = get(self.server.http_port, "/dyndns/ddns?ip=192.0.2.66", source, "bob", "wrong")
             self.assertEqual(response.status, 401)
-        response = get(self.http_port, "/dyndns/ddns?ip=192.0.2.66", source, "bob", PASSWORD)
+        response = get(self.server.http_port, "/dyndns/ddns?ip=192.0.2.66", source, "bob", PASSWORD)
         self.assertEqual(response.status, 429)
         assertRetryAfter(self, response)
         self.assertBobUntouched()
@@ -199,11 +144,11 @@ class LockoutTests(SynchronousTestCase):
         """GnuDIP TCP: 1 for each wrong hash, then 1 (after a delay) for the right one too."""
         source = "127.0.0.24"
         for _ in range(10):
-            self.assertEqual(gnudip_tcp(self.gnudip_port, source, "bob", "wrong", "192.0.2.66"), b"1\n")
-        self.assertEqual(gnudip_tcp(self.gnudip_port, source, "bob", PASSWORD, "192.0.2.66"), b"1\n")
+            self.assertEqual(gnudip_reply(self.server.gnudip_port, source, "bob", "wrong", "192.0.2.66"), b"1\n")
+        self.assertEqual(gnudip_reply(self.server.gnudip_port, source, "bob", PASSWORD, "192.0.2.66"), b"1\n")
         self.assertBobUntouched()
-        self.assertEqual(gnudip_tcp(self.gnudip_port, HONEST, "bob", PASSWORD, "192.0.2.67"), b"0\n")
-        self.assertEqual(dig(self.port, f"bob.{SUFFIX}").data("A"), ["192.0.2.67"])
+        self.assertEqual(gnudip_reply(self.server.gnudip_port, HONEST, "bob", PASSWORD, "192.0.2.67"), b"0\n")
+        self.assertEqual(self.served(f"bob.{SUFFIX}").data("A"), ["192.0.2.67"])
         self.honest_update()
 
     def test_gnudip_http(self) -> None:
@@ -211,14 +156,11 @@ class LockoutTests(SynchronousTestCase):
         source = "127.0.0.25"
 
         def attempt(password: str) -> str:
-            page = get(self.http_port, "/dyndns/gnudip", source).text
-            meta = dict(re.findall(r'<meta name="(\w+)" content="([^"]*)">', page))
-            query = urllib.parse.urlencode({
-                "salt": meta["salt"], "time": meta["time"], "sign": meta["sign"], "user": "bob",
-                "pass": md5hex(md5hex(password) + "." + meta["salt"]), "domn": SUFFIX,
-                "reqc": "0", "addr": "192.0.2.66",
-            })
-            answer = get(self.http_port, f"/dyndns/gnudip?{query}", source).text
+            page = get(self.server.http_port, "/dyndns/gnudip", source)
+            query = urllib.parse.urlencode(
+                gnudip_login(gdipc_meta(page), "bob", password, "0", "192.0.2.66")
+            )
+            answer = get(self.server.http_port, f"/dyndns/gnudip?{query}", source).text
             return re.search(r'name="retc" content="(\d)"', answer).group(1)  # type: ignore[union-attr]
 
         self.assertEqual([attempt("wrong") for _ in range(10)], ["1"] * 10)
@@ -236,7 +178,7 @@ class LockoutTests(SynchronousTestCase):
             message.replace(f"bob.{SUFFIX}.", 60, "A", "192.0.2.66")
             message.use_tsig(dns.tsigkeyring.from_text({keyname: secret}), keyname,
                              algorithm="hmac-sha256")
-            return dns.query.udp(message, "127.0.0.1", port=self.port, timeout=TIMEOUT,
+            return dns.query.udp(message, "127.0.0.1", port=self.server.port, timeout=TIMEOUT,
                                  source=source, ignore_unexpected=True, raise_on_truncation=False)
 
         wrong = base64.b64encode(b"w" * 32).decode()
@@ -252,7 +194,7 @@ class LockoutTests(SynchronousTestCase):
         try:
             sock.bind((source, 0))
             sock.settimeout(TIMEOUT)
-            sock.sendto(wire, ("127.0.0.1", self.port))
+            sock.sendto(wire, ("127.0.0.1", self.server.port))
             reply = sock.recv(65535)
         finally:
             sock.close()
@@ -265,16 +207,16 @@ class LockoutTests(SynchronousTestCase):
         """Admin API: 401 JSON while counting, then 429 JSON with Retry-After."""
         source = "127.0.0.27"
         for _ in range(10):
-            response = get(self.admin_port, "/api/state", source, "admin", "wrong")
+            response = get(self.server.admin_port, "/api/state", source, "admin", "wrong")
             self.assertEqual(response.status, 401)
-        response = get(self.admin_port, "/api/state", source, "admin", ADMIN_PW)
+        response = get(self.server.admin_port, "/api/state", source, "admin", ADMIN_PW)
         self.assertEqual(response.status, 429)
         assertRetryAfter(self, response)
         self.assertIn("error", json.loads(response.body))
-        response = get(self.admin_port, "/api/state", HONEST, "admin", ADMIN_PW)
+        response = get(self.server.admin_port, "/api/state", HONEST, "admin", ADMIN_PW)
         self.assertEqual(response.status, 200)
         # The lockouts of every method are in /metrics.
-        metrics = get(self.admin_port, "/metrics", HONEST, "admin", ADMIN_PW).text
+        metrics = get(self.server.admin_port, "/metrics", HONEST, "admin", ADMIN_PW).text
         self.assertRegex(metrics, r'dyndns_auth_locked_total\{method="admin"\} [1-9]')
 
     def test_failures_count_across_methods(self) -> None:
@@ -282,8 +224,8 @@ class LockoutTests(SynchronousTestCase):
         source = "127.0.0.28"
         for _ in range(5):
             self.assertEqual(self.nic(source, "wrong").status, 401)
-            self.assertEqual(gnudip_tcp(self.gnudip_port, source, "bob", "x", "192.0.2.66"), b"1\n")
-        response = get(self.http_port, f"/dyndns/ddns?user=bob&pw={PASSWORD}", source)
+            self.assertEqual(gnudip_reply(self.server.gnudip_port, source, "bob", "x", "192.0.2.66"), b"1\n")
+        response = get(self.server.http_port, f"/dyndns/ddns?user=bob&pw={PASSWORD}", source)
         self.assertEqual(response.status, 429)
 
     # -- the change limit
@@ -291,15 +233,15 @@ class LockoutTests(SynchronousTestCase):
     def test_change_limit(self) -> None:
         """carol: 20 changes are good, nochg is still answered, the 21st change is abuse; DNS keeps the last good one."""
         for i in range(20):
-            response = get(self.http_port, f"/nic/update?myip=203.0.113.{i + 1}", HONEST,
+            response = get(self.server.http_port, f"/nic/update?myip=203.0.113.{i + 1}", HONEST,
                            "carol", PASSWORD)
             self.assertEqual(response.text, f"good 203.0.113.{i + 1}\n")
-        response = get(self.http_port, "/nic/update?myip=203.0.113.20", HONEST, "carol", PASSWORD)
+        response = get(self.server.http_port, "/nic/update?myip=203.0.113.20", HONEST, "carol", PASSWORD)
         self.assertEqual(response.text, "nochg 203.0.113.20\n")
-        response = get(self.http_port, "/nic/update?myip=203.0.113.99", HONEST, "carol", PASSWORD)
+        response = get(self.server.http_port, "/nic/update?myip=203.0.113.99", HONEST, "carol", PASSWORD)
         self.assertEqual(response.text, "abuse\n")
         self.assertIsNotNone(response.header("retry-after"))
-        response = get(self.http_port, f"/dyndns/ddns?user=carol&pw={PASSWORD}&ip=203.0.113.98",
+        response = get(self.server.http_port, f"/dyndns/ddns?user=carol&pw={PASSWORD}&ip=203.0.113.98",
                        HONEST)
         self.assertEqual((response.status, response.header("x-dyndns-result")), (429, "FAIL"))
-        self.assertEqual(dig(self.port, f"carol.{SUFFIX}").data("A"), ["203.0.113.20"])
+        self.assertEqual(self.served(f"carol.{SUFFIX}").data("A"), ["203.0.113.20"])

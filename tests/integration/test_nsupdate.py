@@ -14,18 +14,10 @@ subprocess timeout.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import os
-import subprocess
+import attrs
 
-from twisted.trial.unittest import SynchronousTestCase
-
-from tests.integration.helpers import SUFFIX, cli_ok, dig, start_twistd, write_config
-from tests.tools import free_port, require_tool
-
-#: Bound for one nsupdate run (it gives up itself after -t 5, -u 2 -r 1).
-NSUPDATE_TIMEOUT = 30.0
+from tests.integration.clients import SUFFIX, nsupdate, replace_address
+from tests.integration.harness import ServerTestCase
 
 ALICE_SECRET = "uDqEbya3wWm52jDZVATDeiVWvoea5kLu/xPhjpjeEOI="
 BOB_SECRET = "im0YbgVkPaSjZVgiP9dmHQ=="
@@ -38,62 +30,35 @@ CAROL_OFFLINE_IP = "192.0.2.200"
 TSIG_COMPLAINTS = ("TSIG error", "expected a TSIG", "tsig verify failure")
 
 
-class NsupdateTests(SynchronousTestCase):
+class NsupdateTests(ServerTestCase):
     """
     A server with alice (hmac-sha256), bob (hmac-md5), carol (hmac-sha512,
     offline IP) and dave (hmac-md5 from his password), all never updated.
     """
 
+    tools = (("nsupdate", "bind9-dnsutils"), ("dig", "bind9-dnsutils"))
+
     def setUp(self):
-        self.program = require_tool("nsupdate", "bind9-dnsutils")
-        require_tool("dig", "bind9-dnsutils")
-        self.port = free_port()
-        self.config = write_config(os.path.abspath(self.mktemp()), self.port)
-        users = (
-            ("alice", "--tsig-secret", ALICE_SECRET, "--tsig-algorithm", "hmac-sha256"),
-            ("bob", "--tsig-secret", BOB_SECRET, "--tsig-algorithm", "hmac-md5"),
-            ("carol", "--tsig-secret", CAROL_SECRET, "--tsig-algorithm", "hmac-sha512",
-             "--offline-ip", CAROL_OFFLINE_IP),
-            ("dave", "--tsig-from-password"),
-        )
-        for user_id, *options in users:
-            password = DAVE_PASSWORD if user_id == "dave" else f"{user_id}-pw"
-            cli_ok(self.config, "user", "add", user_id, "--password", password, *options)
-        self.server = start_twistd(self, self.config, self.port)
+        server = self.make_server()
         self.keys = {
-            "alice": ("hmac-sha256", ALICE_SECRET),
-            "bob": ("hmac-md5", BOB_SECRET),
-            "carol": ("hmac-sha512", CAROL_SECRET),
-            "dave": ("hmac-md5", base64.b64encode(
-                hashlib.md5(DAVE_PASSWORD.encode()).digest()).decode()),
+            "alice": server.add_user("alice", "alice-pw", tsig=("hmac-sha256", ALICE_SECRET)).tsig,
+            "bob": server.add_user("bob", "bob-pw", tsig=("hmac-md5", BOB_SECRET)).tsig,
+            "carol": server.add_user("carol", "carol-pw", tsig=("hmac-sha512", CAROL_SECRET),
+                                     offline_ip=[CAROL_OFFLINE_IP]).tsig,
+            "dave": server.add_user("dave", DAVE_PASSWORD, tsig_from_password=True).tsig,
         }
+        server.start()
 
     def nsupdate(self, user: str, commands: list[str], tcp: bool = False,
                  key_name: str | None = None, secret: str | None = None) -> tuple[int, str]:
         """
-        Run nsupdate with C{user}'s key (named C{<user>.<suffix>.} unless
-        C{key_name}) on C{commands}; returns (exit code, all it printed).
-        The key goes in on standard input, never on the command line.
+        Run nsupdate (C{-D}) with C{user}'s key (named C{<user>.<suffix>.}
+        unless C{key_name}; its secret unless C{secret}) on C{commands};
+        returns (exit code, all it printed).
         """
-        algorithm, own_secret = self.keys[user]
-        name = key_name or f"{user}.{SUFFIX}."
-        script = "\n".join([
-            f"server 127.0.0.1 {self.port}",
-            f"zone {SUFFIX}",
-            f"key {algorithm}:{name} {secret or own_secret}",
-            *commands,
-            "send",
-            "answer",
-            "",
-        ])
-        command = [self.program, "-D", "-t", "5", "-u", "2", "-r", "1"]
-        if tcp:
-            command.append("-v")
-        done = subprocess.run(
-            command, input=script, capture_output=True, text=True,
-            timeout=NSUPDATE_TIMEOUT, check=False,
-        )
-        return done.returncode, done.stdout + done.stderr
+        key = self.keys[user]
+        key = attrs.evolve(key, name=key_name or key.name, secret=secret or key.secret)
+        return nsupdate(self.server.port, key, commands, tcp=tcp, debug=True)
 
     def assertReply(self, output: str, status: str) -> None:
         """nsupdate got a reply with C{status} and verified its TSIG."""
@@ -112,16 +77,13 @@ class NsupdateTests(SynchronousTestCase):
         self.assertReply(output, "NOERROR")
 
     def assertServes(self, name: str, rtype: str, data: list[str], ttl: int | None = None) -> None:
-        result = dig(self.port, name, rtype)
-        self.assertEqual(result.status, "NOERROR", result.output or result.error)
+        result = super().assertServes(name, rtype, data)
         self.assertIn("aa", result.flags)
-        self.assertEqual(result.data(rtype), data, result.output)
         if ttl is not None:
             self.assertEqual([r.ttl for r in result.answer], [ttl] * len(data))
 
     def set_address(self, user: str, rtype: str, address: str, ttl: int = 60) -> list[str]:
-        name = f"{user}.{SUFFIX}"
-        return [f"update delete {name} {rtype}", f"update add {name} {ttl} {rtype} {address}"]
+        return replace_address(f"{user}.{SUFFIX}", rtype, address, ttl)
 
     def test_hmac_sha256_udp_a(self):
         """hmac-sha256 over UDP sets alice's A; dig sees it with the update's TTL."""
@@ -132,7 +94,7 @@ class NsupdateTests(SynchronousTestCase):
     def test_hmac_sha256_tcp_aaaa(self):
         """hmac-sha256 over TCP sets alice's AAAA; dig over TCP sees it."""
         self.update("alice", self.set_address("alice", "AAAA", "2001:db8::7"), tcp=True)
-        result = dig(self.port, f"alice.{SUFFIX}", "AAAA", "+tcp")
+        result = self.served(f"alice.{SUFFIX}", "AAAA", "+tcp")
         self.assertEqual(result.data("AAAA"), ["2001:db8::7"], result.output)
 
     def test_hmac_md5_udp_and_tcp(self):
@@ -172,7 +134,7 @@ class NsupdateTests(SynchronousTestCase):
         self.update("alice", [f"update delete alice.{SUFFIX} AAAA"])
         self.assertServes(f"alice.{SUFFIX}", "A", [])
         self.assertServes(f"alice.{SUFFIX}", "AAAA", [])
-        status = cli_ok(self.config, "status")
+        status = self.server.cli("status")
         [line] = [line for line in status.splitlines() if line.split()[:1] == ["alice"]]
         self.assertIn("offline", line)
 

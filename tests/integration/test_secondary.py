@@ -36,18 +36,8 @@ import subprocess
 import tempfile
 import time
 
-from twisted.trial.unittest import SynchronousTestCase
-
-from tests.integration.helpers import (
-    SUFFIX,
-    DigResult,
-    dig,
-    cli_ok,
-    start_twistd,
-    stop_process,
-    wait_for,
-    write_config,
-)
+from tests.integration.clients import SUFFIX, DigResult, TSIGKey, dig, replace_address
+from tests.integration.harness import LoggedProcess, ServerTestCase, wait_for
 from tests.tools import free_port, require_tool
 
 ALICE_SECRET = "uDqEbya3wWm52jDZVATDeiVWvoea5kLu/xPhjpjeEOI="
@@ -58,13 +48,11 @@ XFR_SECRET = "2y8mGvYgQ4sF3tAqUwr5bN0f6XcJbZ6hLk9pV1eQm7o="
 FOLLOW_LIMIT = 10.0
 #: Bound for named to start listening and for its first transfer.
 NAMED_START = 10.0
-#: Bound for one nsupdate run (it gives up itself after -t 5, -u 2 -r 1).
-NSUPDATE_TIMEOUT = 30.0
 #: Bound for one named-checkconf run.
 CHECKCONF_TIMEOUT = 30.0
 
 
-class SecondaryNamed:
+class SecondaryNamed(LoggedProcess):
     """
     BIND C{named -f -4 -n 1 -d 3} as the secondary of dyn.example.com on
     127.0.0.1:C{port}, transferring from 127.0.0.1:C{primary_port}
@@ -79,8 +67,7 @@ class SecondaryNamed:
         self.primary_port = primary_port
         self.key = key
         self.conf = os.path.join(directory, "named.conf")
-        self.log_path = os.path.join(directory, "named.log")
-        self.process: subprocess.Popen[bytes] | None = None
+        super().__init__(os.path.join(directory, "named.log"))
 
     def write_conf(self) -> None:
         keyblock = keyref = ""
@@ -158,18 +145,6 @@ zone "{SUFFIX}" {{
         raise AssertionError(f"named did not answer within {NAMED_START} s:\n"
                              f"{self.read_log()[-3000:]}")
 
-    def stop(self) -> None:
-        process, self.process = self.process, None
-        if process is not None:
-            stop_process(process)
-
-    def read_log(self) -> str:
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
-
 
 def soa_serial(result: DigResult) -> int | None:
     """The serial of the SOA in a dig answer, or None."""
@@ -184,14 +159,14 @@ def soa_refresh(result: DigResult) -> int | None:
     return None
 
 
-class SecondaryTests(SynchronousTestCase):
+class SecondaryTests(ServerTestCase):
     """Our server as the primary of a real BIND secondary."""
 
+    tools = (("named", "bind9"), ("named-checkconf", "bind9"), ("dig", "bind9-dnsutils"),
+             ("nsupdate", "bind9-dnsutils"))
+
     def setUp(self) -> None:
-        require_tool("named", "bind9")
-        require_tool("named-checkconf", "bind9")
-        require_tool("dig", "bind9-dnsutils")
-        self.nsupdate_program = require_tool("nsupdate", "bind9-dnsutils")
+        self.require_tools()
         if os.geteuid() == 0:
             require_tool("setpriv", "util-linux")
         # named (as user bind) must reach its directory: a folder of its
@@ -199,25 +174,26 @@ class SecondaryTests(SynchronousTestCase):
         self.named_root = tempfile.mkdtemp(prefix="dyndns-secondary-")
         self.addCleanup(shutil.rmtree, self.named_root, True)
         os.chmod(self.named_root, 0o711)
-        self.port = free_port()
         self.secondary_port = free_port()
-        while self.secondary_port == self.port:
-            self.secondary_port = free_port()
 
     # -- helpers
 
-    def make_config(self, transfer: str, notify_key: str | None = None) -> str:
-        config = write_config(os.path.abspath(self.mktemp()), self.port)
-        with open(config, "a") as f:
-            f.write(f"\n[dns.transfer]\n{transfer}\n\n[dns.notify]\n"
-                    f'targets = ["127.0.0.1:{self.secondary_port}"]\n'
-                    "retry = 0.5\nretries = 5\n")
-            if notify_key is not None:
-                f.write(f'key = "{notify_key}"\n')
-        cli_ok(config, "user", "add", "alice", "--password", "alice-pw",
-               "--tsig-secret", ALICE_SECRET, "--tsig-algorithm", "hmac-sha256")
-        cli_ok(config, "user", "update", "alice", "192.0.2.1")
-        return config
+    def start_server(self, transfer: dict[str, object], notify_key: str | None = None) -> None:
+        """
+        Our server with the C{[dns.transfer]} settings C{transfer}, NOTIFY to
+        the secondary (signed with C{notify_key}), and alice at 192.0.2.1.
+        """
+        notify: dict[str, object] = {
+            "targets": [f"127.0.0.1:{self.secondary_port}"], "retry": 0.5, "retries": 5,
+        }
+        if notify_key is not None:
+            notify["key"] = notify_key
+        server = self.make_server(avoid_ports=[self.secondary_port],
+                                  dns={"transfer": transfer, "notify": notify})
+        server.add_user("alice", "alice-pw", tsig=("hmac-sha256", ALICE_SECRET),
+                        address=["192.0.2.1"])
+        server.start()
+        self.port = server.port
 
     def start_secondary(self, key: tuple[str, str, str] | None = None) -> SecondaryNamed:
         folder = os.path.join(self.named_root, "named")
@@ -235,22 +211,8 @@ class SecondaryTests(SynchronousTestCase):
 
     def update_alice(self, address: str) -> None:
         """nsupdate with alice's key; must succeed (exit 0, NOERROR)."""
-        script = "\n".join([
-            f"server 127.0.0.1 {self.port}",
-            f"zone {SUFFIX}",
-            f"key hmac-sha256:alice.{SUFFIX}. {ALICE_SECRET}",
-            f"update delete alice.{SUFFIX} A",
-            f"update add alice.{SUFFIX} 60 A {address}",
-            "send", "answer", "",
-        ])
-        done = subprocess.run(
-            [self.nsupdate_program, "-t", "5", "-u", "2", "-r", "1"],
-            input=script, capture_output=True, text=True,
-            timeout=NSUPDATE_TIMEOUT, check=False,
-        )
-        output = done.stdout + done.stderr
-        self.assertEqual(done.returncode, 0, output)
-        self.assertIn("status: NOERROR", output)
+        key = TSIGKey("hmac-sha256", f"alice.{SUFFIX}.", ALICE_SECRET)
+        self.assertUpdates(key, replace_address(f"alice.{SUFFIX}", "A", address))
 
     def wait_new_serial(self, old: int) -> int:
         """Our server's serial once it is above C{old} (bounded)."""
@@ -321,8 +283,8 @@ class SecondaryTests(SynchronousTestCase):
         NOTIFY + IXFR, also after a restart of our server (serial never
         lower, journal kept).
         """
-        config = self.make_config('allow = ["127.0.0.1"]')
-        server = start_twistd(self, config, self.port)
+        self.start_server({"allow": ["127.0.0.1"]})
+        server = self.server
         serial0 = self.our_serial()
         ours = dig(self.port, SUFFIX, "SOA")
         self.assertEqual(soa_refresh(ours), 3600, ours.output)
@@ -363,12 +325,10 @@ class SecondaryTests(SynchronousTestCase):
         Key-only ACL: unsigned AXFR is refused, BIND with the key transfers
         and follows signed NOTIFYs by signed IXFR.
         """
-        config = self.make_config(
-            "allow = []\n"
-            f'keys = [{{name = "xfr", algorithm = "hmac-sha256", secret = "{XFR_SECRET}"}}]',
+        self.start_server(
+            {"allow": [], "keys": [{"name": "xfr", "algorithm": "hmac-sha256", "secret": XFR_SECRET}]},
             notify_key="xfr",
         )
-        start_twistd(self, config, self.port)
         serial0 = self.our_serial()
 
         unsigned = dig(self.port, SUFFIX, "AXFR", "+tcp")

@@ -26,29 +26,19 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import tempfile
 from typing import Any
 
 import dns.flags
 import dns.message
 import dns.query
 import dns.rcode
-from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from dyndns_plugin.document import export_document
 from dyndns_plugin.model import User
 from dyndns_plugin.passwords import hash_password
-from tests.integration.helpers import (
-    SUFFIX,
-    Twistd,
-    basic_request,
-    cli_ok,
-    http_endpoint,
-    http_exchange,
-    write_config,
-)
-from tests.tools import free_port, require_tool
+from tests.integration.clients import SUFFIX, get_request, http_exchange
+from tests.integration.harness import ServerTestCase
+from tests.tools import require_tool, unavailable
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCREENSHOT = os.path.join(ROOT, "docs", "status.png")
@@ -90,19 +80,12 @@ LAUNCH_TIMEOUT_MS = 30_000
 DNS_TIMEOUT = 2.0
 
 
-def _unavailable(message: str) -> None:
-    """Skip (locally) or fail (in CI, DYNDNS_REQUIRE_TOOLS=1), like require_tool."""
-    if os.environ.get("DYNDNS_REQUIRE_TOOLS") == "1":
-        raise AssertionError(message + " and DYNDNS_REQUIRE_TOOLS=1")
-    raise SkipTest(message)
-
-
 def require_playwright() -> Any:
     """The C{sync_playwright} entry point, or skip (locally) / fail (in CI)."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        _unavailable("playwright is not installed (pip package playwright)")
+        unavailable("playwright is not installed (pip package playwright)")
     return sync_playwright
 
 
@@ -134,31 +117,23 @@ def write_users(path: str) -> None:
         json.dump(export_document(users, {}), f)
 
 
-class StatusPageBrowserTests(SynchronousTestCase):
+class StatusPageBrowserTests(ServerTestCase):
     """One server and one browser for the whole story (each step builds on the last)."""
+
+    #: chromium and playwright are asked for in setUp; DNS is asked with dnspython.
+    tools = ()
 
     def setUp(self) -> None:
         self.chromium = require_tool("chromium", "chromium")
         sync_playwright = require_playwright()
-        self.directory = tempfile.mkdtemp(prefix="dyndns-status-")
-        self.addCleanup(shutil.rmtree, self.directory, True)
-        self.dns_port, self.http_port, self.admin_port = free_port(), free_port(), free_port()
-        config = write_config(
-            self.directory, self.dns_port, http_listen=[http_endpoint(self.http_port)]
-        )
-        with open(config, "a") as f:
-            f.write(
-                "\n[admin]\n"
-                f'listen = ["{http_endpoint(self.admin_port)}"]\n'
-                f'users = {{ {ADMIN} = "{hash_password(ADMIN_PW, log2_n=10)}" }}\n'
-            )
-        users = os.path.join(self.directory, "users.json")
+        self.server = self.make_server(listeners=("http", "admin"), base_path=None)
+        self.server.add_admin(ADMIN, ADMIN_PW, hash_password(ADMIN_PW, log2_n=10))
+        users = os.path.join(self.server.directory, "users.json")
         write_users(users)
-        cli_ok(config, "import", users)
-        self.server = Twistd(config, self.dns_port, [self.http_port, self.admin_port])
-        self.addCleanup(self.server.stop)
+        self.server.cli("import", users)
         self.server.start()
-        self.origin = f"http://127.0.0.1:{self.admin_port}"
+        self.dns_port, self.http_port = self.server.port, self.server.http_port
+        self.origin = f"http://127.0.0.1:{self.server.admin_port}"
 
         self.playwright = sync_playwright().start()
         self.addCleanup(self.playwright.stop)
@@ -208,7 +183,7 @@ class StatusPageBrowserTests(SynchronousTestCase):
 
     def nic_update(self, user: str, *addresses: str) -> str:
         """An update through the real C{/nic/update} path; its body."""
-        response = http_exchange(self.http_port, basic_request(
+        response = http_exchange(self.http_port, get_request(
             f"/nic/update?hostname={user}.{SUFFIX}&myip={','.join(addresses)}",
             user, PASSWORDS[user],
         ))

@@ -1,0 +1,318 @@
+"""
+L{DynDNSService}: the single write path, and the service's lifecycle.
+
+Every update method (DNS UPDATE, GnuDIP, HTTP, the CLI and the admin API) is a
+thin adapter that goes through the adapter seam (L{dyndns_plugin.authn}) and
+then calls this service. Every write runs in its user's turn
+(L{dyndns_plugin.service.ordering}), goes first to the store, and once the store has
+it, to the in-memory registry that DNS answers from, and then to observers
+(L{dyndns_plugin.service.changes}). The jobs live in their own modules: client
+writes in L{dyndns_plugin.service.writes}, admin writes and the name policy in
+L{dyndns_plugin.service.accounts}, reads in L{dyndns_plugin.service.queries}; this module
+loads the store at start, polls it for other processes' writes, and holds
+the parts together behind one object.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Awaitable, Callable, Iterable, Sequence
+
+from twisted.application.service import Service
+from twisted.internet import defer, task
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from dyndns_plugin.service.queries import users_at
+from dyndns_plugin.service.accounts import AccountWrites, NamePolicy
+from dyndns_plugin.service.changes import Change, ChangeFeed, Observer
+from dyndns_plugin.limits import LimitSettings, Limiter
+from dyndns_plugin.model import HostState, IPAddress, UpdateResult, UpdateStatus, User
+from dyndns_plugin.service.ordering import UserOrder
+from dyndns_plugin.registry import Registry
+from dyndns_plugin.store import Changes, IUserStore, Snapshot
+from dyndns_plugin.service.writes import ClientWrites, TTLBounds
+
+__all__ = ["Change", "DynDNSService", "Observer"]
+
+log = Logger()
+
+
+class DynDNSService(Service):
+    """
+    Loads the store into the registry at start, applies every write to the
+    store and then the registry, and polls the store for changes made by
+    other processes.
+
+    @ivar ready: fires once the store is loaded and the registry serves.
+    @ivar limiter: lockouts and change limits, shared by every update method
+        (L{dyndns_plugin.authn}) and the client writes.
+    @ivar on_update_result: called as C{hook(method, status, seconds)} when a
+        client write (L{update}, L{set_addresses}, L{set_offline}) has its
+        result: C{seconds} from the call to the result (for GOOD: to
+        durable). Metrics subscribe here; the service itself knows none.
+    @ivar on_auth_failure: called as C{hook(method)} when an adapter refused
+        credentials (L{auth_failed}).
+    @ivar on_auth_locked: called as C{hook(method)} when a request is refused
+        unchecked because its source or user id is locked out (L{auth_locked}).
+    """
+
+    name = "dyndns"  # type: ignore[assignment]
+
+    def __init__(
+        self,
+        store: IUserStore,
+        suffix: str,
+        *,
+        default_ttl: int = 30,
+        min_ttl: int = 0,
+        max_ttl: int = 86400,
+        clock: IReactorTime | None = None,
+        poll_interval: float | None = 0.5,
+        reserved_names: Iterable[str] = (),
+        log_updates: bool = False,
+        limits: LimitSettings | None = None,
+    ) -> None:
+        if clock is None:
+            from twisted.internet import reactor as default_clock
+
+            clock = default_clock  # type: ignore[assignment]
+        self.store = store
+        self.suffix = suffix
+        self.clock: IReactorTime = clock  # type: ignore[assignment]
+        self.registry = Registry(suffix, default_ttl)
+        limiter = Limiter(self.clock, limits)
+        self.ready: defer.Deferred[None] = defer.Deferred()
+        self.feed = ChangeFeed(self.registry)
+        self.order = UserOrder()
+        self.policy = NamePolicy(suffix, reserved_names)
+        self.writes = ClientWrites(
+            store, self.feed, self.order, limiter, self.clock,
+            TTLBounds(default_ttl, min_ttl, max_ttl), log_updates,
+        )
+        self.accounts = AccountWrites(store, self.feed, self.order, self.policy)
+        self.on_update_result: list[Callable[[str, UpdateStatus, float], Any]] = (
+            self.writes.on_update_result
+        )
+        self.on_auth_failure: list[Callable[[str], Any]] = []
+        self.on_auth_locked: list[Callable[[str], Any]] = []
+        self._generation = 0
+        self._startup_steps: list[Callable[[], Awaitable[None]]] = []
+        self._poll_interval = poll_interval
+        self._poller: task.LoopingCall | None = None
+        self._polling = False
+
+    # -- settings, read from the parts that use them
+
+    @property
+    def limiter(self) -> Limiter:
+        return self.writes.limiter
+
+    @limiter.setter
+    def limiter(self, limiter: Limiter) -> None:
+        self.writes.limiter = limiter
+
+    @property
+    def default_ttl(self) -> int:
+        return self.writes.ttl.default
+
+    @property
+    def min_ttl(self) -> int:
+        return self.writes.ttl.minimum
+
+    @property
+    def max_ttl(self) -> int:
+        return self.writes.ttl.maximum
+
+    @property
+    def reserved_names(self) -> frozenset[str]:
+        return self.policy.reserved_names
+
+    @property
+    def log_updates(self) -> bool:
+        """One log line per committed address change (see L{ClientWrites})."""
+        return self.writes.log_updates
+
+    @log_updates.setter
+    def log_updates(self, value: bool) -> None:
+        self.writes.log_updates = value
+
+    # -- lifecycle
+
+    def startService(self) -> None:
+        super().startService()
+        d = defer.ensureDeferred(self.start())
+        d.addErrback(lambda f: log.failure("could not load the user store", f))
+
+    async def start(self) -> None:
+        """Open and load the store, then start watching it."""
+        await self.store.open()
+        snapshot: Snapshot = await self.store.load()
+        for user in snapshot.users.values():
+            self.registry.put_user(user)
+        for state in snapshot.states.values():
+            if self.registry.has_user(state.user_id):
+                self.registry.set_state(state)
+        self._generation = snapshot.generation
+        for step in self._startup_steps:
+            await step()
+        self.registry.loaded = True
+        log.info(
+            "loaded {count} users from the store (generation {generation})",
+            count=len(snapshot.users),
+            generation=snapshot.generation,
+        )
+        if self._poll_interval:
+            self._poller = task.LoopingCall(self.poll)
+            self._poller.clock = self.clock
+            self._poller.start(self._poll_interval, now=False).addErrback(
+                lambda f: log.failure("store polling stopped", f)
+            )
+        self.ready.callback(None)
+
+    def stopService(self) -> defer.Deferred[None]:
+        super().stopService()
+        if self._poller is not None and self._poller.running:
+            self._poller.stop()
+        return self.store.close()
+
+    def add_startup_step(self, step: Callable[[], Awaitable[None]]) -> None:
+        """
+        Run C{step()} at start, after the registry is filled and before it
+        serves (the zone publisher chooses its serials there).
+        """
+        self._startup_steps.append(step)
+
+    def subscribe(self, observer: Observer) -> Callable[[], None]:
+        """Call C{observer(change)} after every committed change."""
+        return self.feed.subscribe(observer)
+
+    # -- picking up other processes' writes
+
+    async def poll(self) -> None:
+        """Apply what other processes (the CLI) committed since we looked."""
+        if self._polling or not self.registry.loaded:
+            return
+        self._polling = True
+        try:
+            changes: Changes = await self.store.changes_since(self._generation)
+        except Exception:
+            log.failure("could not read changes from the store")
+            return
+        finally:
+            self._polling = False
+        registry = self.registry
+        for user_id in changes.removed:
+            if user_id not in changes.users:
+                self.feed.removal(user_id, "store")
+        for user in changes.users.values():
+            if registry.user(user.id) != user:
+                self.feed.user(user, "store")
+        for state in changes.states.values():
+            if registry.state(state.user_id) != state:
+                self.feed.state(state, "store")
+        self._generation = max(self._generation, changes.generation)
+
+    # -- hooks for metrics
+
+    def auth_failed(self, method: str) -> None:
+        """
+        An adapter refused a client's credentials (a wrong password or
+        GnuDIP hash, an unknown user or TSIG key, a bad signature or time).
+        """
+        self._call(self.on_auth_failure, method, "auth failure hook {hook!r} failed")
+
+    def auth_locked(self, method: str) -> None:
+        """An adapter refused a locked-out source without checking anything."""
+        self._call(self.on_auth_locked, method, "lockout hook {hook!r} failed")
+
+    @staticmethod
+    def _call(hooks: list[Callable[[str], Any]], method: str, failed: str) -> None:
+        for hook in list(hooks):
+            try:
+                hook(method)
+            except Exception:
+                log.failure(failed, hook=hook)
+
+    # -- client writes (L{ClientWrites})
+
+    def clamp_ttl(self, ttl: int | None) -> int:
+        """The TTL an update gets: the default if none, else within bounds."""
+        return self.writes.ttl.clamp(ttl)
+
+    def update(
+        self, user_id: str, addresses: Sequence[IPAddress], ttl: int | None = None,
+        method: str = "", client_address: str | None = None,
+    ) -> defer.Deferred[UpdateResult]:
+        """
+        Point C{user_id}'s names at C{addresses} (at most one IPv4 and one
+        IPv6; a family not given keeps its current address) and bring the
+        user online. Fires with GOOD once durable, NOCHG if nothing would
+        change (nothing is written then), or an error result.
+        """
+        return self.writes.update(user_id, addresses, ttl, method, client_address)
+
+    def set_addresses(
+        self, user_id: str, ipv4: IPAddress | None, ipv6: IPAddress | None,
+        ttl: int | None = None, method: str = "", client_address: str | None = None,
+    ) -> defer.Deferred[UpdateResult]:
+        """
+        Set both families exactly (None removes that family), as an RFC 2136
+        UPDATE computes them; with neither address the user goes offline.
+        One durable write, or none if nothing changes (NOCHG).
+        """
+        return self.writes.set_addresses(user_id, ipv4, ipv6, ttl, method, client_address)
+
+    def set_offline(
+        self, user_id: str, method: str = "", client_address: str | None = None
+    ) -> defer.Deferred[UpdateResult]:
+        """
+        Mark C{user_id} offline: its names then answer the user's offline
+        addresses, or no address. The last addresses are kept for display.
+        """
+        return self.writes.set_offline(user_id, method, client_address)
+
+    # -- reads (L{dyndns_plugin.service.queries})
+
+    def users_at(self, address: str | IPAddress) -> list[User]:
+        """The active users at C{address} now (L{dyndns_plugin.service.queries.users_at}): memory only."""
+        return users_at(self.registry, address)
+
+    # -- admin writes and name policy (L{AccountWrites}, L{NamePolicy})
+
+    def check_user(self, user: User) -> None:
+        """Refuse names under our suffix that are not C{user}'s (L{NamePolicy.check})."""
+        self.policy.check(user)
+
+    def add_user(self, user: User) -> defer.Deferred[User]:
+        """Create a user (UserExists, NameTaken, ValidationError)."""
+        return self.accounts.add_user(user)
+
+    def put_user(self, user: User) -> defer.Deferred[User]:
+        """Replace an existing user's account data (NoSuchUser)."""
+        return self.accounts.put_user(user)
+
+    def edit_user(self, user_id: str, **changes: Any) -> defer.Deferred[User]:
+        """Change some fields of a user (NoSuchUser, ValidationError)."""
+        return self.accounts.edit_user(user_id, **changes)
+
+    def set_disabled(self, user_id: str, disabled: bool) -> defer.Deferred[User]:
+        """A disabled user cannot update and its names get no answers."""
+        return self.accounts.edit_user(user_id, disabled=disabled)
+
+    def remove_user(self, user_id: str) -> defer.Deferred[None]:
+        return self.accounts.remove_user(user_id)
+
+    def import_users(
+        self, users: Iterable[User], states: Iterable[HostState] = ()
+    ) -> defer.Deferred[None]:
+        """Add or replace many users (and states) in one transaction."""
+        return self.accounts.import_users(users, states)
+
+    def replace_users(
+        self, users: Iterable[User], states: Iterable[HostState] = ()
+    ) -> defer.Deferred[None]:
+        """
+        Make C{users} the whole set of users, in one transaction: users not
+        among them are removed (the admin API's configuration replace).
+        """
+        return self.accounts.replace_users(users, states)

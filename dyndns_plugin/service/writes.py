@@ -1,0 +1,243 @@
+"""
+Client writes: what an address update means, and its one durable write.
+
+Only here is it decided what an update means (validation, nochg, offline,
+disabled users, TTL bounds, the per-user change limit); each write runs in
+its user's turn (L{UserOrder}), goes to the store first and, once the store
+has it, to the registry and the observers (L{ChangeFeed}).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Coroutine, Sequence
+
+import attrs
+from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from dyndns_plugin.service.changes import ChangeFeed
+from dyndns_plugin.limits import Limiter, is_client_method
+from dyndns_plugin.model import (
+    HostState,
+    IPAddress,
+    UpdateResult,
+    UpdateStatus,
+    ValidationError,
+    parse_address,
+    split_addresses,
+)
+from dyndns_plugin.service.ordering import UserOrder
+from dyndns_plugin.store import IUserStore, NoSuchUser
+
+log = Logger()
+
+
+@attrs.frozen
+class TTLBounds:
+    default: int = 30
+    minimum: int = 0
+    maximum: int = 86400
+
+    def clamp(self, ttl: int | None) -> int:
+        """The TTL an update gets: the default if none, else within bounds."""
+        if ttl is None:
+            return self.default
+        return max(self.minimum, min(self.maximum, ttl))
+
+
+class ClientWrites:
+    """
+    L{update}, L{set_addresses} and L{set_offline} of L{DynDNSService}.
+
+    @ivar on_update_result: called as C{hook(method, status, seconds)} when a
+        write has its result: C{seconds} from the call to the result (for
+        GOOD: to durable). Metrics subscribe here; the writes know none.
+    @ivar log_updates: one log line per committed address change (off by
+        default: the state keeps each user's last change anyway, and the
+        line costs ~25% of the throughput at thousands of updates a second).
+    """
+
+    def __init__(
+        self, store: IUserStore, feed: ChangeFeed, order: UserOrder, limiter: Limiter,
+        clock: IReactorTime, ttl: TTLBounds, log_updates: bool = False,
+    ) -> None:
+        self.store = store
+        self.feed = feed
+        self.registry = feed.registry
+        self.order = order
+        self.limiter = limiter
+        self.clock = clock
+        self.ttl = ttl
+        self.log_updates = log_updates
+        self.on_update_result: list[Callable[[str, UpdateStatus, float], Any]] = []
+
+    def update(
+        self, user_id: str, addresses: Sequence[IPAddress], ttl: int | None = None,
+        method: str = "", client_address: str | None = None,
+    ) -> defer.Deferred[UpdateResult]:
+        """See L{dyndns_plugin.service.core.DynDNSService.update}."""
+
+        async def action() -> UpdateResult:
+            old = self.registry.state(user_id)
+            refused = self._refuse_update(user_id)
+            if refused is not None:
+                return refused
+            try:
+                ipv4, ipv6 = split_addresses(addresses)
+            except ValidationError as e:
+                return UpdateResult(UpdateStatus.BAD_ADDRESS, old, e.message)
+            if ipv4 is None and ipv6 is None:
+                return UpdateResult(UpdateStatus.BAD_ADDRESS, old, "no address given")
+            current = old or HostState(user_id)
+            return await self._go_online(
+                old, user_id, ipv4 or current.ipv4, ipv6 or current.ipv6,
+                ttl, method, client_address,
+            )
+
+        return self._in_turn(user_id, method, action)
+
+    def set_addresses(
+        self, user_id: str, ipv4: IPAddress | None, ipv6: IPAddress | None,
+        ttl: int | None = None, method: str = "", client_address: str | None = None,
+    ) -> defer.Deferred[UpdateResult]:
+        """See L{dyndns_plugin.service.core.DynDNSService.set_addresses}."""
+        if ipv4 is None and ipv6 is None:
+            return self.set_offline(user_id, method, client_address)
+
+        async def action() -> UpdateResult:
+            old = self.registry.state(user_id)
+            refused = self._refuse_update(user_id)
+            if refused is not None:
+                return refused
+            if (ipv4 is not None and ipv4.version != 4) or (ipv6 is not None and ipv6.version != 6):
+                return UpdateResult(UpdateStatus.BAD_ADDRESS, old, "address of the wrong family")
+            try:
+                # A multicast or unspecified address is no host's (an UPDATE
+                # can carry any 4 bytes of A rdata).
+                for address in (ipv4, ipv6):
+                    if address is not None:
+                        parse_address(address)
+            except ValidationError as e:
+                return UpdateResult(UpdateStatus.BAD_ADDRESS, old, e.message)
+            return await self._go_online(old, user_id, ipv4, ipv6, ttl, method, client_address)
+
+        return self._in_turn(user_id, method, action)
+
+    def set_offline(
+        self, user_id: str, method: str = "", client_address: str | None = None
+    ) -> defer.Deferred[UpdateResult]:
+        """See L{dyndns_plugin.service.core.DynDNSService.set_offline}."""
+
+        async def action() -> UpdateResult:
+            old = self.registry.state(user_id)
+            refused = self._refuse_update(user_id)
+            if refused is not None:
+                return refused
+            if old is not None and old.offline:
+                return UpdateResult(UpdateStatus.NOCHG, old, "already offline")
+            limited = self._rate_limited(user_id, method, old)
+            if limited is not None:
+                return limited
+            new = attrs.evolve(
+                old or HostState(user_id, ttl=self.ttl.default),
+                offline=True,
+                updated_at=self.clock.seconds(),
+                method=method,
+                client_address=client_address,
+            )
+            return await self._commit(new, old, method)
+
+        return self._in_turn(user_id, method, action)
+
+    # -- the steps
+
+    def _in_turn(
+        self, user_id: str, method: str, action: Callable[[], Coroutine[Any, Any, UpdateResult]]
+    ) -> defer.Deferred[UpdateResult]:
+        """Run C{action} in C{user_id}'s turn; the hooks hear its result."""
+        done = self.order.run(user_id, action)
+        if not self.on_update_result:
+            return done
+        started = self.clock.seconds()
+
+        def report(result: UpdateResult) -> UpdateResult:
+            seconds = self.clock.seconds() - started
+            for hook in list(self.on_update_result):
+                try:
+                    hook(method, result.status, seconds)
+                except Exception:
+                    log.failure("update result hook {hook!r} failed", hook=hook)
+            return result
+
+        return done.addCallback(report)
+
+    def _refuse_update(self, user_id: str) -> UpdateResult | None:
+        """The error result if C{user_id} may not change its state now."""
+        user = self.registry.user(user_id)
+        if user is None:
+            return UpdateResult(UpdateStatus.NO_SUCH_USER, None, "unknown user")
+        if user.disabled:
+            return UpdateResult(UpdateStatus.DISABLED, self.registry.state(user_id), "user is disabled")
+        return None
+
+    def _rate_limited(self, user_id: str, method: str, old: HostState | None) -> UpdateResult | None:
+        """RATE_LIMITED if a client's change now would exceed its user's limit."""
+        if not is_client_method(method):
+            return None
+        wait = self.limiter.change_wait(user_id)
+        if wait is None:
+            return None
+        return UpdateResult(
+            UpdateStatus.RATE_LIMITED, old, "too many changes, retry later", retry_after=wait
+        )
+
+    async def _go_online(
+        self, old: HostState | None, user_id: str, ipv4: IPAddress | None, ipv6: IPAddress | None,
+        ttl: int | None, method: str, client_address: str | None,
+    ) -> UpdateResult:
+        """Commit the online state C{ipv4}/C{ipv6}, or NOCHG if it is served already."""
+        new = HostState(
+            user_id=user_id,
+            ipv4=ipv4,
+            ipv6=ipv6,
+            ttl=self.ttl.clamp(ttl),
+            offline=False,
+            updated_at=self.clock.seconds(),
+            method=method,
+            client_address=client_address,
+        )
+        if (
+            old is not None
+            and not old.offline
+            and (old.ipv4, old.ipv6) == (new.ipv4, new.ipv6)
+            and self.ttl.clamp(old.ttl) == new.ttl
+        ):
+            return UpdateResult(UpdateStatus.NOCHG, old, "no change")
+        return self._rate_limited(user_id, method, old) or await self._commit(new, old, method)
+
+    async def _commit(self, new: HostState, old: HostState | None, method: str) -> UpdateResult:
+        try:
+            await self.store.save_state(new)
+        except NoSuchUser:
+            return UpdateResult(UpdateStatus.NO_SUCH_USER, None, "unknown user")
+        except Exception:
+            log.failure(
+                "store failed; update of {user} via {method} not applied",
+                user=new.user_id,
+                method=method,
+            )
+            return UpdateResult(UpdateStatus.STORE_FAILED, old, "store failure")
+        self.feed.state(new, "update")
+        if is_client_method(method):
+            self.limiter.changed(new.user_id)
+        if self.log_updates:
+            log.info(
+                "{user} {status} at {address} via {method} from {client}",
+                user=new.user_id,
+                status="offline" if new.offline else "online",
+                address=",".join(str(a) for a in new.addresses()) or "-",
+                method=method,
+                client=new.client_address,
+            )
+        return UpdateResult(UpdateStatus.GOOD, new, "updated")
