@@ -40,8 +40,17 @@ from typing import Any
 from bench.harness import record
 from bench.harness.procs import HOST, BenchError, Processes, Timeout, note
 from bench.harness.server import BASE_PATH, Server, addresses_in, export_code, query
-from bench.harness.users import (SUFFIX, TTL, basic_auth, build_store, md5hex, password_of,
-                                 read_states, tsig_secret_of, users)
+from bench.harness.users import (
+    SUFFIX,
+    TTL,
+    basic_auth,
+    build_store,
+    md5hex,
+    password_of,
+    read_states,
+    tsig_secret_of,
+    users,
+)
 
 METHODS = ("http", "gnudip", "tsig")
 REQUEST_TIMEOUT = 10.0  # only a kill should ever make a client wait that long

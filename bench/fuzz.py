@@ -77,11 +77,11 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable, Iterator
 
+import dns.edns
 import dns.message
 import dns.name
-import dns.rdataclass
-import dns.edns
 import dns.opcode
+import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 import dns.update

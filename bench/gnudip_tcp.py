@@ -39,8 +39,16 @@ from bench.harness.meter import CPUMeter, Tally, percentiles, wait_quiet
 from bench.harness.procs import HOST, Processes, Timeout, log_problems, note
 from bench.harness.server import Server
 from bench.harness.tools import profile_summary, py_spy, stop_after
-from bench.harness.users import (SUFFIX, addresses_of, build_store, check_final, md5hex,
-                                 password_of, read_generation, users)
+from bench.harness.users import (
+    SUFFIX,
+    addresses_of,
+    build_store,
+    check_final,
+    md5hex,
+    password_of,
+    read_generation,
+    users,
+)
 
 
 class UserLoad:

@@ -33,8 +33,7 @@ from bench.harness.meter import CPUMeter, wait_quiet
 from bench.harness.procs import BenchError, Processes, log_problems, note
 from bench.harness.server import BASE_PATH, Server, http_get
 from bench.harness.tools import profile_summary, py_spy, require, stop_after, version, wrk
-from bench.harness.users import (SUFFIX, addresses_of, basic_auth, build_store, check_final,
-                                 read_generation, users)
+from bench.harness.users import SUFFIX, addresses_of, basic_auth, build_store, check_final, read_generation, users
 
 LUA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "http_updates.lua")
 

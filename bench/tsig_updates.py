@@ -39,10 +39,17 @@ from bench.harness import record
 from bench.harness.meter import CPUMeter, Tally, percentiles, wait_quiet
 from bench.harness.procs import HOST, BenchError, Processes, Timeout, free_ports, log_problems, note
 from bench.harness.server import Server, addresses_in, query, soa_serial
-from bench.harness.tools import (Named, profile_summary, py_spy, require, stop_after, tsig_keys,
-                                 version, zone_file)
-from bench.harness.users import (SUFFIX, TTL, addresses_of, build_store, check_final,
-                                 read_generation, tsig_secret_of, users)
+from bench.harness.tools import Named, profile_summary, py_spy, require, stop_after, tsig_keys, version, zone_file
+from bench.harness.users import (
+    SUFFIX,
+    TTL,
+    addresses_of,
+    build_store,
+    check_final,
+    read_generation,
+    tsig_secret_of,
+    users,
+)
 
 FUDGE = 300
 
@@ -144,6 +151,7 @@ class UpdateClient(asyncio.DatagramProtocol):
         self.pending: dict[int, tuple[UserLoad, float, bytes, str]] = {}
         self.next_id, self.replies, self.running, self.slot = 1, 0, False, Tally("start")
         self.verified = self.late = 0
+        self.drained = asyncio.Event()  # set when nothing is in flight any more after a stop
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
@@ -182,6 +190,8 @@ class UpdateClient(asyncio.DatagramProtocol):
             slot.count(text, f"user{user.i} {address}: {text}")
         if self.running:
             self.send(user)
+        elif not self.pending:
+            self.drained.set()
 
     def error_received(self, exc: Exception) -> None:
         self.slot.count("socket error", f"socket error: {exc}")
@@ -194,6 +204,8 @@ class UpdateClient(asyncio.DatagramProtocol):
                 self.slot.count("timeout", f"user{user.i} {address}: no answer in {limit} s, sent again")
                 if self.running:
                     self.send(user)
+        if not self.running and not self.pending:
+            self.drained.set()
 
 
 async def measure(client: UpdateClient, name: str, seconds: float, settle: float, pid: int,
@@ -220,9 +232,12 @@ async def measure(client: UpdateClient, name: str, seconds: float, settle: float
         cpu = meter.read()
         commits = read_generation(store) - generation if store else None
         client.running = False
-        end = time.monotonic() + retry + 1
-        while client.pending and time.monotonic() < end:
-            await asyncio.sleep(0.01)
+        if client.pending:
+            client.drained.clear()
+            try:
+                await asyncio.wait_for(client.drained.wait(), retry + 1)
+            except asyncio.TimeoutError:
+                pass  # what is still pending is stuck
         stuck = len(client.pending)
         client.pending.clear()
     finally:

@@ -28,6 +28,7 @@ RESULTS = os.path.join(REPO, "bench", "results")
 
 def machine(tools: dict[str, str] | None = None) -> dict[str, Any]:
     import dns.version
+
     import twisted
 
     cpu = "?"
