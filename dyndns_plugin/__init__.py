@@ -23,8 +23,6 @@ See examples/embed_resolver.py and the README.
 """
 
 from dyndns_plugin.config import ConfigError, Settings, load_settings
-from dyndns_plugin.replication.notify import Notifier
-from dyndns_plugin.replication.publisher import ZonePublisher
 from dyndns_plugin.dns.resolver import DynDNSResolver
 from dyndns_plugin.dns.server import (
     DNSDatagramProtocol,
@@ -32,10 +30,12 @@ from dyndns_plugin.dns.server import (
     DynDNSServerFactory,
     listen_dns,
 )
-from dyndns_plugin.replication.transfer import TransferHandler
 from dyndns_plugin.dns.zones import StaticZone, load_zone_file
 from dyndns_plugin.model import HostState, UpdateResult, UpdateStatus, User, ValidationError
 from dyndns_plugin.registry import Registry
+from dyndns_plugin.replication.notify import Notifier
+from dyndns_plugin.replication.publisher import ZonePublisher
+from dyndns_plugin.replication.transfer import TransferHandler
 from dyndns_plugin.service import Change, DynDNSService
 from dyndns_plugin.store import IUserStore, StoreError
 from dyndns_plugin.store.memory import MemoryUserStore

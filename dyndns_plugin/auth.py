@@ -117,9 +117,7 @@ class PasswordChecker:
         if user is None or not password:
             # Spend about the time a real check takes, so a wrong user id
             # is not told apart from a wrong password by timing.
-            return self._in_thread(verify_password, "x", _DUMMY_HASH).addCallback(
-                lambda _: _unauthorized()
-            )
+            return self._in_thread(verify_password, "x", _DUMMY_HASH).addCallback(lambda _: _unauthorized())
 
         def checked(ok: bool) -> str:
             if not ok:
@@ -150,9 +148,7 @@ class PasswordChecker:
 
     def check(self, user_id: str, password: str) -> defer.Deferred[str]:
         """Convenience: C{requestAvatarId} for plain strings."""
-        return self.requestAvatarId(
-            credentials.UsernamePassword(user_id.encode("utf-8"), password.encode("utf-8"))
-        )
+        return self.requestAvatarId(credentials.UsernamePassword(user_id.encode("utf-8"), password.encode("utf-8")))
 
     # -- internals
 

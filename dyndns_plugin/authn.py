@@ -214,9 +214,7 @@ class Authenticator:
         if isinstance(credential, Password):
             return await self.password(request.method, request.user_id, credential.secret, request.source)
         if isinstance(credential, GnuDIPHash):
-            return await self.gnudip(
-                request.method, request.user_id, credential.salt, credential.hash, request.source
-            )
+            return await self.gnudip(request.method, request.user_id, credential.salt, credential.hash, request.source)
         return AuthResult(Outcome.OK, request.user_id)
 
     def own_names(self, user_id: str) -> set[str]:
@@ -234,9 +232,7 @@ class Authenticator:
         if request.exact:
             ipv4 = next((a for a in request.addresses if a.version == 4), None)
             ipv6 = next((a for a in request.addresses if a.version == 6), None)
-            return await service.set_addresses(
-                request.user_id, ipv4, ipv6, request.ttl, request.method, request.source
-            )
+            return await service.set_addresses(request.user_id, ipv4, ipv6, request.ttl, request.method, request.source)
         return await service.update(
             request.user_id, list(request.addresses), request.ttl, request.method, request.source
         )
@@ -250,8 +246,12 @@ class Authenticator:
             return None
         self.service.auth_locked(method)
         self._sample.info(
-            "lockout", "{method}: refused {source} for {user}: locked for {wait:.0f} s",
-            method=method, source=source, user=user_id, wait=wait,
+            "lockout",
+            "{method}: refused {source} for {user}: locked for {wait:.0f} s",
+            method=method,
+            source=source,
+            user=user_id,
+            wait=wait,
         )
         return AuthResult(Outcome.LOCKED, user_id, wait)
 
@@ -276,8 +276,11 @@ class Authenticator:
         self.limiter.failed(source, known)
         self.service.auth_failed(method)
         self._sample.info(
-            "auth-failure", "{method}: failed login for {user} from {source}",
-            method=method, source=source, user=user_id,
+            "auth-failure",
+            "{method}: failed login for {user} from {source}",
+            method=method,
+            source=source,
+            user=user_id,
         )
         return AuthResult(Outcome.BAD, user_id)
 
@@ -287,25 +290,24 @@ class Authenticator:
 
     # -- whole checks
 
-    async def password(
-        self, method: str, user_id: str, password: str, source: str | None
-    ) -> AuthResult:
+    async def password(self, method: str, user_id: str, password: str, source: str | None) -> AuthResult:
         """Check a user id and password (ddns, /nic/update, admin)."""
-        return await self._check(
-            method, user_id, source, lambda: self.checker.check(user_id, password)
-        )
+        return await self._check(method, user_id, source, lambda: self.checker.check(user_id, password))
 
-    async def gnudip(
-        self, method: str, user_id: str, salt: str, client_hash: str, source: str | None
-    ) -> AuthResult:
+    async def gnudip(self, method: str, user_id: str, salt: str, client_hash: str, source: str | None) -> AuthResult:
         """Check a GnuDIP salted hash (TCP and HTTP)."""
         return await self._check(
-            method, user_id, source,
+            method,
+            user_id,
+            source,
             lambda: self.checker.check_gnudip(user_id, salt, client_hash),
         )
 
     async def _check(
-        self, method: str, user_id: str, source: str | None,
+        self,
+        method: str,
+        user_id: str,
+        source: str | None,
         check: Callable[[], Awaitable[Any]],
     ) -> AuthResult:
         refused = self.locked(method, source, user_id)
@@ -334,9 +336,7 @@ class Authenticator:
         return self.succeeded(source, str(checked))
 
 
-def authenticator_for(
-    checker: CredentialChecker | Authenticator, service: "DynDNSService"
-) -> Authenticator:
+def authenticator_for(checker: CredentialChecker | Authenticator, service: "DynDNSService") -> Authenticator:
     """C{checker} if it is an L{Authenticator}, else one around it."""
     if isinstance(checker, Authenticator):
         return checker

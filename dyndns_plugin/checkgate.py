@@ -26,15 +26,11 @@ class CheckGate:
         self.queue = queue
         self._running: dict[str, int] = {}
         self._suspects_running = 0
-        self._waiting: collections.deque[tuple[str, bool, defer.Deferred[None]]] = (
-            collections.deque()
-        )
+        self._waiting: collections.deque[tuple[str, bool, defer.Deferred[None]]] = collections.deque()
         self._waiting_per_source: dict[str, int] = {}
 
     def _admissible(self, key: str, suspect: bool) -> bool:
-        return self._running.get(key, 0) < self.per_source and (
-            not suspect or self._suspects_running < self.suspects
-        )
+        return self._running.get(key, 0) < self.per_source and (not suspect or self._suspects_running < self.suspects)
 
     def _take(self, key: str, suspect: bool) -> None:
         self._running[key] = self._running.get(key, 0) + 1
@@ -84,6 +80,7 @@ class CheckGate:
     def busy(self) -> dict[str, int]:
         """Checks running and waiting (for tests)."""
         return {
-            "running": sum(self._running.values()), "suspects": self._suspects_running,
+            "running": sum(self._running.values()),
+            "suspects": self._suspects_running,
             "waiting": len(self._waiting),
         }

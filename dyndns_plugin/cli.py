@@ -140,9 +140,7 @@ async def cmd_user_edit(service: DynDNSService, args: argparse.Namespace) -> Non
     if password is not None:
         changes.update(_secrets(password, wants_md5))
     elif wants_md5 and user.md5_verifier is None:
-        raise ValidationError(
-            "password", "GnuDIP and password-derived TSIG need the password: give --password"
-        )
+        raise ValidationError("password", "GnuDIP and password-derived TSIG need the password: give --password")
     elif not wants_md5:
         changes["md5_verifier"] = None
     if not changes:
@@ -256,7 +254,7 @@ async def cmd_export(service: DynDNSService, args: argparse.Namespace) -> None:
 
 async def cmd_import(service: DynDNSService, args: argparse.Namespace) -> None:
     try:
-        with (sys.stdin if args.file == "-" else open(args.file)) as f:
+        with sys.stdin if args.file == "-" else open(args.file) as f:  # noqa: ASYNC230 (a local file, read once by the CLI)
             data = json.load(f)
     except OSError as e:
         raise CommandError(f"{args.file}: {e.strerror}") from None
@@ -275,9 +273,7 @@ async def cmd_import_sdp(service: DynDNSService, args: argparse.Namespace) -> No
     from dyndns_plugin import sdp_import
 
     settings = load_settings(args.config)
-    imported = await sdp_import.import_sdp(
-        service, args.config_xml, args.state_xml, settings, args.replace
-    )
+    imported = await sdp_import.import_sdp(service, args.config_xml, args.state_xml, settings, args.replace)
     paths = [args.config_xml] + ([args.state_xml] if args.state_xml else [])
     print("\n".join(sdp_import.summary(imported, paths)))
 
@@ -297,14 +293,23 @@ def method_urls(settings: Settings) -> list[tuple[str, str]]:
     base = origin + http.base_path
     urls = []
     if http.url_auth:
-        urls.append(("HTTP, URL authentication",
-                     f"{base}ddns?user=<user-id>&pw=<password>&ip=<ip>&ttl=<ttl>&offline=<Y|N>"))
+        urls.append(
+            ("HTTP, URL authentication", f"{base}ddns?user=<user-id>&pw=<password>&ip=<ip>&ttl=<ttl>&offline=<Y|N>")
+        )
     if http.basic_auth:
-        urls.append(("HTTP, Basic authentication",
-                     f"{base}ddns?ip=<ip>&ttl=<ttl>&offline=<Y|N>  (user id and password by HTTP Basic auth)"))
+        urls.append(
+            (
+                "HTTP, Basic authentication",
+                f"{base}ddns?ip=<ip>&ttl=<ttl>&offline=<Y|N>  (user id and password by HTTP Basic auth)",
+            )
+        )
     if http.nic_update:
-        urls.append(("HTTP, Dyn.com format",
-                     f"{origin}/nic/update?hostname=<host-name>&myip=<ip>&offline=<YES|NO>  (HTTP Basic auth)"))
+        urls.append(
+            (
+                "HTTP, Dyn.com format",
+                f"{origin}/nic/update?hostname=<host-name>&myip=<ip>&offline=<YES|NO>  (HTTP Basic auth)",
+            )
+        )
     if http.remote_ip:
         urls.append(("Remote IP detection", f"{base}myip"))
         urls.append(("Remote IP detection, checkip.dyndns.org format", f"{base}checkip"))
@@ -348,39 +353,45 @@ def _user_options(parser: argparse.ArgumentParser, editing: bool) -> None:
     many: dict[str, Any] = {"action": "append", "default": None if editing else []}
     parser.add_argument("--password", help="the password; - reads it from standard input")
     parser.add_argument(
-        "--host", metavar="NAME", **many,
+        "--host",
+        metavar="NAME",
+        **many,
         help="an additional host name (repeat for more; *.NAME for a wildcard)"
         + ("; replaces the list" if editing else ""),
     )
-    parser.add_argument("--offline-ip", metavar="IP", **many,
-                        help="address served while offline (one IPv4, one IPv6)")
+    parser.add_argument("--offline-ip", metavar="IP", **many, help="address served while offline (one IPv4, one IPv6)")
     parser.add_argument("--notes", help="free text, e.g. for DNS rules")
     parser.add_argument("--tsig-secret", metavar="B64", help="explicit base64 TSIG secret")
-    parser.add_argument("--tsig-algorithm", choices=TSIG_ALGORITHMS,
-                        help="TSIG algorithm (default hmac-md5)")
-    parser.add_argument("--tsig-from-password", action="store_true",
-                        help="TSIG secret = base64(MD5(password)), like the original")
+    parser.add_argument("--tsig-algorithm", choices=TSIG_ALGORITHMS, help="TSIG algorithm (default hmac-md5)")
+    parser.add_argument(
+        "--tsig-from-password", action="store_true", help="TSIG secret = base64(MD5(password)), like the original"
+    )
     if editing:
         parser.add_argument("--add-host", metavar="NAME", action="append", default=[])
         parser.add_argument("--remove-host", metavar="NAME", action="append", default=[])
         parser.add_argument("--no-tsig", action="store_true", help="remove the TSIG key")
         gnudip = parser.add_mutually_exclusive_group()
-        gnudip.add_argument("--gnudip", dest="gnudip", action="store_true", default=None,
-                            help="keep the MD5 verifier GnuDIP needs (needs --password)")
-        gnudip.add_argument("--no-gnudip", dest="gnudip", action="store_false",
-                            help="drop the MD5 verifier")
+        gnudip.add_argument(
+            "--gnudip",
+            dest="gnudip",
+            action="store_true",
+            default=None,
+            help="keep the MD5 verifier GnuDIP needs (needs --password)",
+        )
+        gnudip.add_argument("--no-gnudip", dest="gnudip", action="store_false", help="drop the MD5 verifier")
     else:
-        parser.add_argument("--gnudip", action="store_true",
-                            help="keep the MD5 verifier GnuDIP needs (password-equivalent)")
+        parser.add_argument(
+            "--gnudip", action="store_true", help="keep the MD5 verifier GnuDIP needs (password-equivalent)"
+        )
         parser.add_argument("--disabled", action="store_true", help="create disabled")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="dyndns", description="Manage the users of a dyndns_plugin service."
-    )
+    parser = argparse.ArgumentParser(prog="dyndns", description="Manage the users of a dyndns_plugin service.")
     parser.add_argument(
-        "--config", "-c", default=os.environ.get("DYNDNS_CONFIG"),
+        "--config",
+        "-c",
+        default=os.environ.get("DYNDNS_CONFIG"),
         help="the TOML configuration file (default: $DYNDNS_CONFIG)",
     )
     commands = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
@@ -431,10 +442,8 @@ def build_parser() -> argparse.ArgumentParser:
         "import-sdp", help="import users and states from the Simple DNS Plus DynDNS plug-in"
     )
     import_sdp.add_argument("config_xml", metavar="CONFIG.xml", help="the plug-in's configuration")
-    import_sdp.add_argument("state_xml", metavar="STATE.xml", nargs="?",
-                            help="the plug-in's state (current addresses)")
-    import_sdp.add_argument("--replace", action="store_true",
-                            help="replace users that exist already (else: an error)")
+    import_sdp.add_argument("state_xml", metavar="STATE.xml", nargs="?", help="the plug-in's state (current addresses)")
+    import_sdp.add_argument("--replace", action="store_true", help="replace users that exist already (else: an error)")
     import_sdp.set_defaults(run=cmd_import_sdp)
 
     urls = commands.add_parser("urls", help="print the full URL of every enabled HTTP method")
@@ -443,9 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
     hashpw = commands.add_parser("hash-password", help="print an scrypt hash of a password")
     hashpw.add_argument("--password", help="the password; - reads standard input")
     hashpw.set_defaults(run=None)
-    token = commands.add_parser(
-        "make-token", help="print a new admin bearer token and its [admin] tokens line"
-    )
+    token = commands.add_parser("make-token", help="print a new admin bearer token and its [admin] tokens line")
     token.set_defaults(run=None, offline_command=cmd_make_token)
     return parser
 

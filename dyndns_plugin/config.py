@@ -239,8 +239,12 @@ class Settings:
 
 
 _KIND_NAMES = {
-    int: "a whole number", float: "a number", str: "a string",
-    list: "a list", bool: "true or false", dict: "a table",
+    int: "a whole number",
+    float: "a number",
+    str: "a string",
+    list: "a list",
+    bool: "true or false",
+    dict: "a table",
 }
 
 
@@ -332,9 +336,7 @@ def settings_from_dict(data: dict[str, Any], path: str = "<config>") -> Settings
     top = _Table(path, "", data)
 
     service = top.table("service")
-    suffix = service.convert(
-        "suffix", normalize_name, service.get("suffix", str, required=True)
-    )
+    suffix = service.convert("suffix", normalize_name, service.get("suffix", str, required=True))
     if "." not in suffix:
         raise service.error("suffix", "needs at least two labels, like dyn.example.com")
     default_ttl = service.convert("default_ttl", validate_ttl, service.get("default_ttl", int, 30))
@@ -348,7 +350,7 @@ def settings_from_dict(data: dict[str, Any], path: str = "<config>") -> Settings
     log_updates = service.get("log_updates", bool, False)
     auth_checker = service.get("auth_checker", str, None)
     if auth_checker is not None and not re.fullmatch(r"[\w.]+:[\w.]+", auth_checker):
-        raise service.error("auth_checker", f"{auth_checker!r} is not \"package.module:callable\"")
+        raise service.error("auth_checker", f'{auth_checker!r} is not "package.module:callable"')
     service.done()
 
     store = top.table("store")
@@ -365,7 +367,7 @@ def settings_from_dict(data: dict[str, Any], path: str = "<config>") -> Settings
     listen = []
     for item in listen_values:
         if not isinstance(item, str):
-            raise dns_table.error("listen", "must be a list of \"HOST:PORT\" strings")
+            raise dns_table.error("listen", 'must be a list of "HOST:PORT" strings')
         listen.append(dns_table.convert("listen", parse_listen, item))
     nameservers = tuple(
         dns_table.convert("nameservers", normalize_name, ns)
@@ -379,8 +381,12 @@ def settings_from_dict(data: dict[str, Any], path: str = "<config>") -> Settings
     timers = {
         key: dns_table.convert(key, _positive, dns_table.get(key, int, default))
         for key, default in (
-            ("serial", 1), ("refresh", 3600), ("retry", 600),
-            ("expire", 1209600), ("minimum", 30), ("soa_ttl", 3600),
+            ("serial", 1),
+            ("refresh", 3600),
+            ("retry", 600),
+            ("expire", 1209600),
+            ("minimum", 30),
+            ("soa_ttl", 3600),
         )
     }
     glue_table = dns_table.table("glue")
@@ -458,16 +464,12 @@ def _network(value: object) -> str:
 def _transfer_settings(dns_table: _Table) -> dict[str, Any]:
     """C{[dns.transfer]} (who may transfer, the journal) and C{[dns.notify]}."""
     table = dns_table.table("transfer")
-    allow = tuple(
-        table.convert("allow", _network, item) for item in table.get("allow", list, [])
-    )
+    allow = tuple(table.convert("allow", _network, item) for item in table.get("allow", list, []))
     keys = []
     for i, item in enumerate(table.get("keys", list, [])):
         key = _Table(table.path, f"{table.key('keys')}[{i}]", item)
         name = key.convert("name", normalize_name, key.get("name", str, required=True))
-        algorithm = key.convert(
-            "algorithm", validate_tsig_algorithm, key.get("algorithm", str, "hmac-sha256")
-        )
+        algorithm = key.convert("algorithm", validate_tsig_algorithm, key.get("algorithm", str, "hmac-sha256"))
         secret = key.convert("secret", validate_tsig_secret, key.get("secret", str, required=True))
         key.done()
         keys.append(TransferKey(name, algorithm, secret))
@@ -477,7 +479,7 @@ def _transfer_settings(dns_table: _Table) -> dict[str, Any]:
     targets = []
     for item in notify.get("targets", list, []):
         if not isinstance(item, str):
-            raise notify.error("targets", "must be a list of \"ADDRESS:PORT\" strings")
+            raise notify.error("targets", 'must be a list of "ADDRESS:PORT" strings')
         host, port = notify.convert("targets", parse_listen, item)
         if not host or port == 0:
             raise notify.error("targets", f"{item!r} needs an address and a port")
@@ -493,8 +495,13 @@ def _transfer_settings(dns_table: _Table) -> dict[str, Any]:
             raise notify.error("key", f"{notify_key!r} is not one of dns.transfer.keys")
     notify.done()
     return dict(
-        transfer_allow=allow, transfer_keys=tuple(keys), journal_size=journal_size,
-        notify=tuple(targets), notify_retry=retry, notify_retries=retries, notify_key=notify_key,
+        transfer_allow=allow,
+        transfer_keys=tuple(keys),
+        journal_size=journal_size,
+        notify=tuple(targets),
+        notify_retry=retry,
+        notify_retries=retries,
+        notify_key=notify_key,
     )
 
 
@@ -518,9 +525,7 @@ def _limit_settings(top: _Table) -> LimitSettings:
         max_lockout=seconds("max_lockout", 1, 86400 * 7),
         ipv4_prefix=_bounded(table, "ipv4_prefix", default.ipv4_prefix, 8, 32),
         ipv6_prefix=_bounded(table, "ipv6_prefix", default.ipv6_prefix, 16, 128),
-        exempt=tuple(
-            table.convert("exempt", _network, item) for item in table.get("exempt", list, [])
-        ),
+        exempt=tuple(table.convert("exempt", _network, item) for item in table.get("exempt", list, [])),
         refusal_delay=seconds("refusal_delay", 0, 60),
         source_checks=_bounded(table, "source_checks", default.source_checks, 1, 64),
         suspect_checks=_bounded(table, "suspect_checks", default.suspect_checks, 1, 64),
@@ -589,7 +594,7 @@ def _admin_settings(top: _Table) -> AdminSettings:
     tokens = []
     for item in table.get("tokens", list, []):
         if not isinstance(item, str) or not re.fullmatch(r"sha256:[0-9a-f]{64}", item):
-            raise table.error("tokens", "each token is \"sha256:<64 hex digits>\" (`dyndns make-token`)")
+            raise table.error("tokens", 'each token is "sha256:<64 hex digits>" (`dyndns make-token`)')
         tokens.append(item.removeprefix("sha256:"))
     if listen and not users and not tokens:
         raise table.error("listen", "the admin listener needs admin.users or admin.tokens (no default credentials)")
@@ -602,7 +607,7 @@ def _endpoints(table: _Table, example: str) -> tuple[str, ...]:
     listen = []
     for item in table.get("listen", list, []):
         if not isinstance(item, str) or ":" not in item:
-            raise table.error("listen", f"{item!r} is not a Twisted endpoint like \"{example}\"")
+            raise table.error("listen", f'{item!r} is not a Twisted endpoint like "{example}"')
         listen.append(item)
     return tuple(listen)
 
@@ -649,8 +654,7 @@ def _http_settings(top: _Table, path: str) -> HTTPSettings:
     timeout = _bounded(table, "timeout", 30, 1, 3600)
     methods = table.table("methods")
     switches = {
-        key: methods.get(key, bool, True)
-        for key in ("url_auth", "basic_auth", "nic_update", "remote_ip", "gnudip")
+        key: methods.get(key, bool, True) for key in ("url_auth", "basic_auth", "nic_update", "remote_ip", "gnudip")
     }
     methods.done()
     ignore = table.get("nic_update_ignore_hostname", bool, False)
@@ -687,8 +691,7 @@ def _dns_protection_settings(dns_table: _Table) -> DNSProtectionSettings:
     ipv4_prefix = _bounded(table, "ipv4_prefix", 24, 8, 32)
     ipv6_prefix = _bounded(table, "ipv6_prefix", 56, 16, 128)
     exempt = tuple(
-        table.convert("exempt", _network, item)
-        for item in table.get("exempt", list, list(RRLSettings().exempt))
+        table.convert("exempt", _network, item) for item in table.get("exempt", list, list(RRLSettings().exempt))
     )
     table_size = _bounded(table, "table_size", 100_000, 1, 10_000_000)
     table.done()
@@ -699,8 +702,13 @@ def _dns_protection_settings(dns_table: _Table) -> DNSProtectionSettings:
     cookies.done()
     return DNSProtectionSettings(
         rrl=RRLSettings(
-            enabled=enabled, responses_per_second=rate, slip=slip, ipv4_prefix=ipv4_prefix,
-            ipv6_prefix=ipv6_prefix, exempt=exempt, table_size=table_size,
+            enabled=enabled,
+            responses_per_second=rate,
+            slip=slip,
+            ipv4_prefix=ipv4_prefix,
+            ipv6_prefix=ipv6_prefix,
+            exempt=exempt,
+            table_size=table_size,
         ),
         cookies=CookieSettings(enabled=cookies_enabled, secret=secret),
     )

@@ -31,8 +31,15 @@ from dyndns_plugin.logsample import LogSampler
 log = Logger()
 
 __all__ = [
-    "ConnectionLimiter", "Ticket", "source_key", "release_connection", "count_timeout",
-    "raise_open_files_limit", "current_open_files_limit", "plan_caps", "LISTENERS",
+    "ConnectionLimiter",
+    "Ticket",
+    "source_key",
+    "release_connection",
+    "count_timeout",
+    "raise_open_files_limit",
+    "current_open_files_limit",
+    "plan_caps",
+    "LISTENERS",
 ]
 
 #: The listener kinds, in the order they are reported.
@@ -164,16 +171,20 @@ class ConnectionLimiter:
         self._sample.info(
             f"{self.listener}-{reason}",
             "{listener}: closed a connection from {peer}: {reason}",
-            listener=self.listener, peer=str(peer), reason=reason,
+            listener=self.listener,
+            peer=str(peer),
+            reason=reason,
         )
 
     def _refuse(self, reason: str, key: str | None) -> None:
         self.refused[reason] += 1
         self._sample.info(
             f"{self.listener}-refused-{reason}",
-            "{listener}: refused a connection from {source}: {reason} cap reached "
-            "({open} open)",
-            listener=self.listener, source=key, reason=reason, open=self.open,
+            "{listener}: refused a connection from {source}: {reason} cap reached ({open} open)",
+            listener=self.listener,
+            source=key,
+            reason=reason,
+            open=self.open,
         )
 
     def _release(self, key: str | None) -> None:
@@ -258,13 +269,16 @@ def raise_open_files_limit(resource_module: Any = None) -> int | None:
             break
         else:
             log.warn(
-                "open-files limit: could not raise the soft limit {soft} to the hard "
-                "limit {hard}: {problem}", soft=before, hard=hard, problem=problem,
+                "open-files limit: could not raise the soft limit {soft} to the hard limit {hard}: {problem}",
+                soft=before,
+                hard=hard,
+                problem=problem,
             )
     shown = "unlimited" if soft == infinity else soft
     log.info(
         "open-files limit: {soft} (was {before}, hard limit {hard})",
-        soft=shown, before="unlimited" if before == infinity else before,
+        soft=shown,
+        before="unlimited" if before == infinity else before,
         hard="unlimited" if hard == infinity else hard,
     )
     if soft == infinity or soft < 0:
@@ -297,7 +311,10 @@ def plan_caps(
         "connections: the open-files limit {limit} leaves room for {room} client "
         "connections ({reserved} kept for the store, logs and sockets), not the "
         "{total} the caps allow; lowered to {caps}",
-        limit=open_files, room=max(room, 0), reserved=reserved, total=total,
+        limit=open_files,
+        room=max(room, 0),
+        reserved=reserved,
+        total=total,
         caps=", ".join(f"{kind} {cap}" for kind, cap in lowered.items()),
     )
     return lowered
@@ -352,7 +369,10 @@ def build_limiters(
     for kind, (per_source, _) in caps.items():
         total = totals[kind]
         limiters[kind] = ConnectionLimiter(
-            kind, min(per_source, total), total,
-            ipv6_prefix=settings.connections.ipv6_prefix, clock=clock,
+            kind,
+            min(per_source, total),
+            total,
+            ipv6_prefix=settings.connections.ipv6_prefix,
+            clock=clock,
         )
     return limiters

@@ -24,12 +24,29 @@ FORMAT = "dyndns_plugin.users"
 VERSION = 1
 
 _USER_FIELDS = {
-    "id", "password", "password_hash", "md5_verifier", "gnudip", "tsig_secret",
-    "tsig_algorithm", "tsig_from_password", "offline_ipv4", "offline_ipv6",
-    "hostnames", "notes", "disabled", "state",
+    "id",
+    "password",
+    "password_hash",
+    "md5_verifier",
+    "gnudip",
+    "tsig_secret",
+    "tsig_algorithm",
+    "tsig_from_password",
+    "offline_ipv4",
+    "offline_ipv6",
+    "hostnames",
+    "notes",
+    "disabled",
+    "state",
 }
 _STATE_FIELDS = {
-    "ipv4", "ipv6", "ttl", "offline", "updated_at", "method", "client_address",
+    "ipv4",
+    "ipv6",
+    "ttl",
+    "offline",
+    "updated_at",
+    "method",
+    "client_address",
 }
 
 
@@ -127,11 +144,8 @@ def user_from_dict(data: object, where: str = "user") -> tuple[User, HostState |
     values = {
         "id": _expect(data, "id", str, field("id")) or "",
         "tsig_secret": _expect(data, "tsig_secret", str, field("tsig_secret")),
-        "tsig_algorithm": _expect(data, "tsig_algorithm", str, field("tsig_algorithm"))
-        or "hmac-md5",
-        "tsig_from_password": bool(
-            _expect(data, "tsig_from_password", bool, field("tsig_from_password"))
-        ),
+        "tsig_algorithm": _expect(data, "tsig_algorithm", str, field("tsig_algorithm")) or "hmac-md5",
+        "tsig_from_password": bool(_expect(data, "tsig_from_password", bool, field("tsig_from_password"))),
         "offline_ipv4": _expect(data, "offline_ipv4", str, field("offline_ipv4")),
         "offline_ipv6": _expect(data, "offline_ipv6", str, field("offline_ipv6")),
         "hostnames": _expect(data, "hostnames", list, field("hostnames")) or [],
@@ -175,16 +189,11 @@ def state_from_dict(user_id: str, data: object, where: str = "state") -> HostSta
         raise ValidationError(f"{where}.{e.field}", e.message) from None
 
 
-def export_document(
-    users: Iterable[User], states: Mapping[str, HostState]
-) -> dict[str, Any]:
+def export_document(users: Iterable[User], states: Mapping[str, HostState]) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "version": VERSION,
-        "users": [
-            user_to_dict(user, states.get(user.id))
-            for user in sorted(users, key=lambda u: u.id)
-        ],
+        "users": [user_to_dict(user, states.get(user.id)) for user in sorted(users, key=lambda u: u.id)],
     }
 
 

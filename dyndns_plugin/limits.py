@@ -88,9 +88,7 @@ class Limiter:
     def __init__(self, clock: IReactorTime, settings: LimitSettings | None = None) -> None:
         self.clock = clock
         self.settings = settings if settings is not None else LimitSettings()
-        self._exempt: list[_Network] = [
-            ipaddress.ip_network(n, strict=False) for n in self.settings.exempt
-        ]
+        self._exempt: list[_Network] = [ipaddress.ip_network(n, strict=False) for n in self.settings.exempt]
         self._sources: dict[str, _Record] = {}
         self._users: dict[str, _Record] = {}
         #: (user id, source key) -> time of the last successful login.
@@ -132,11 +130,7 @@ class Limiter:
             wait = record.locked_until - now
         if user_id is not None:
             user = self._users.get(user_id)
-            if (
-                user is not None
-                and user.locked_until > now
-                and (user_id, key) not in self._known
-            ):
+            if user is not None and user.locked_until > now and (user_id, key) not in self._known:
                 wait = max(wait, user.locked_until - now)
         return wait or None
 
@@ -249,8 +243,10 @@ class Limiter:
     def tracked(self) -> dict[str, int]:
         """How many entries each table holds."""
         return {
-            "sources": len(self._sources), "users": len(self._users),
-            "known": len(self._known), "changes": len(self._changes),
+            "sources": len(self._sources),
+            "users": len(self._users),
+            "known": len(self._known),
+            "changes": len(self._changes),
         }
 
 

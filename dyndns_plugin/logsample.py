@@ -49,7 +49,9 @@ class LogSampler:
             if entry is not None and entry[2]:
                 self.log.info(
                     "{dropped} more {kind} events in the last {seconds:.0f} s were not logged",
-                    dropped=int(entry[2]), kind=kind, seconds=now - entry[0],
+                    dropped=int(entry[2]),
+                    kind=kind,
+                    seconds=now - entry[0],
                 )
             if len(self._kinds) > 1000:  # kinds are fixed strings; stay bounded anyway
                 self._kinds.clear()

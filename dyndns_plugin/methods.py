@@ -35,8 +35,12 @@ class Method(enum.StrEnum):
 #: change limit (the admin API and the CLI do not), and metrics export
 #: their counters from the start.
 CLIENT_METHODS: tuple[Method, ...] = (
-    Method.HTTP_URL, Method.HTTP_BASIC, Method.DYNDNS2,
-    Method.GNUDIP_TCP, Method.GNUDIP_HTTP, Method.DNS_UPDATE,
+    Method.HTTP_URL,
+    Method.HTTP_BASIC,
+    Method.DYNDNS2,
+    Method.GNUDIP_TCP,
+    Method.GNUDIP_HTTP,
+    Method.DNS_UPDATE,
 )
 
 

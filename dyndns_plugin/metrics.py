@@ -56,16 +56,38 @@ __all__ = ["Metrics", "MetricsResource", "RCODE_NAMES"]
 #: RCODE -> the C{result} label of C{dyndns_dns_queries_total}; any other
 #: RCODE is shown as its number.
 RCODE_NAMES = {
-    0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP",
-    5: "REFUSED", 6: "YXDOMAIN", 7: "YXRRSET", 8: "NXRRSET", 9: "NOTAUTH",
-    10: "NOTZONE", 16: "BADVERS",
+    0: "NOERROR",
+    1: "FORMERR",
+    2: "SERVFAIL",
+    3: "NXDOMAIN",
+    4: "NOTIMP",
+    5: "REFUSED",
+    6: "YXDOMAIN",
+    7: "YXRRSET",
+    8: "NXRRSET",
+    9: "NOTAUTH",
+    10: "NOTZONE",
+    16: "BADVERS",
 }
 #: Always exported (as 0 until seen), so dashboards have every series.
 _COMMON_RCODES = (0, 1, 2, 3, 4, 5)
 USER_STATES = ("online", "offline", "never", "disabled")
 #: From 0.5 ms (a memory store) to 10 s (a stalled disk).
 DURATION_BUCKETS = (
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
 )
 
 
@@ -174,9 +196,7 @@ class Metrics:
         if status is UpdateStatus.GOOD:
             duration = self._duration_children.get(method)
             if duration is None:
-                duration = self._duration_children[method] = self.update_duration.labels(
-                    method or "unknown"
-                )
+                duration = self._duration_children[method] = self.update_duration.labels(method or "unknown")
             duration.observe(max(0.0, seconds))
 
     def auth_failed(self, method: str) -> None:
@@ -202,9 +222,7 @@ class Metrics:
         yield family
 
     def _collect_users(self) -> Iterator[Metric]:
-        family = GaugeMetricFamily(
-            "dyndns_users", "Users by state, now.", labels=["state"]
-        )
+        family = GaugeMetricFamily("dyndns_users", "Users by state, now.", labels=["state"])
         # Computed on the reactor thread, so kept to two tight passes: the
         # states, then the users for the disabled ones (whose states do not
         # count). About 15 ms at 100,000 users (the DNS path waits).
@@ -238,9 +256,7 @@ class Metrics:
     def _collect_zones(self) -> Iterator[Metric]:
         if not self._publishers:
             return
-        family = GaugeMetricFamily(
-            "dyndns_zone_serial", "The SOA serial each published zone has now.", labels=["zone"]
-        )
+        family = GaugeMetricFamily("dyndns_zone_serial", "The SOA serial each published zone has now.", labels=["zone"])
         for publisher in self._publishers:
             for zone in publisher.zones:
                 family.add_metric([zone.origin], zone.serial)
@@ -266,25 +282,23 @@ class Metrics:
 
     def _collect_connections(self) -> Iterator[Metric]:
         opened = GaugeMetricFamily(
-            "dyndns_connections_open", "Open TCP connections now, by listener.",
+            "dyndns_connections_open",
+            "Open TCP connections now, by listener.",
             labels=["listener"],
         )
         capped = GaugeMetricFamily(
             "dyndns_connections_max",
-            "The cap on concurrent TCP connections, by listener (after fitting "
-            "under the open-files limit).",
+            "The cap on concurrent TCP connections, by listener (after fitting under the open-files limit).",
             labels=["listener"],
         )
         refused = CounterMetricFamily(
             "dyndns_connections_refused",
-            "TCP connections closed at accept because a cap was reached, by "
-            "listener and cap (per_source, total).",
+            "TCP connections closed at accept because a cap was reached, by listener and cap (per_source, total).",
             labels=["listener", "reason"],
         )
         timed_out = CounterMetricFamily(
             "dyndns_connections_timed_out",
-            "TCP connections closed by a deadline or idle timeout, by listener "
-            "and reason.",
+            "TCP connections closed by a deadline or idle timeout, by listener and reason.",
             labels=["listener", "reason"],
         )
         for name, limiter in self._limiters.items():
@@ -388,12 +402,16 @@ class MetricsResource(resource.Resource):
     def render(self, request: server.Request) -> Any:
         if request.method not in self.allowedMethods:
             finish(
-                request, b"method not allowed\n", code=http.NOT_ALLOWED,
+                request,
+                b"method not allowed\n",
+                code=http.NOT_ALLOWED,
                 headers=[(b"allow", b", ".join(self.allowedMethods))],
             )
         else:
             finish(
-                request, self.metrics.render(), CONTENT_TYPE_LATEST.encode("ascii"),
+                request,
+                self.metrics.render(),
+                CONTENT_TYPE_LATEST.encode("ascii"),
                 headers=[(b"cache-control", b"no-store")],
             )
         return server.NOT_DONE_YET

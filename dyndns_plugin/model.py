@@ -63,8 +63,7 @@ def validate_user_id(value: str) -> str:
     if not isinstance(value, str) or not _USER_ID.match(value):
         raise ValidationError(
             "id",
-            f"{value!r} is not a valid user id (1-63 characters of a-z, 0-9 and "
-            "'-', not starting or ending with '-')",
+            f"{value!r} is not a valid user id (1-63 characters of a-z, 0-9 and '-', not starting or ending with '-')",
         )
     return value
 
@@ -84,28 +83,21 @@ def normalize_name(value: str, field: str = "name", wildcard: bool = False) -> s
     if not name:
         raise ValidationError(field, "empty host name")
     if len(name) > MAX_NAME_LENGTH:
-        raise ValidationError(
-            field, f"{value!r} is longer than {MAX_NAME_LENGTH} characters"
-        )
+        raise ValidationError(field, f"{value!r} is longer than {MAX_NAME_LENGTH} characters")
     labels = name.split(".")
     if wildcard and labels[0] == "*":
         labels = labels[1:]
         if len(labels) < 2:
-            raise ValidationError(
-                field, f"{value!r}: a wildcard needs a parent of two labels or more"
-            )
+            raise ValidationError(field, f"{value!r}: a wildcard needs a parent of two labels or more")
     for label in labels:
         if not label:
             raise ValidationError(field, f"{value!r} has an empty label")
         if len(label) > MAX_LABEL_LENGTH:
-            raise ValidationError(
-                field, f"{value!r} has a label longer than {MAX_LABEL_LENGTH}"
-            )
+            raise ValidationError(field, f"{value!r} has a label longer than {MAX_LABEL_LENGTH}")
         if not _LABEL.match(label):
             raise ValidationError(
                 field,
-                f"{value!r}: label {label!r} may hold only a-z, 0-9, '-' and '_', "
-                "and may not start or end with '-'",
+                f"{value!r}: label {label!r} may hold only a-z, 0-9, '-' and '_', and may not start or end with '-'",
             )
     return name
 
@@ -234,16 +226,10 @@ class User:
         default=None,
         converter=lambda v: None if v in (None, "") else validate_tsig_secret(v),
     )
-    tsig_algorithm: str = attrs.field(
-        default="hmac-md5", converter=validate_tsig_algorithm
-    )
+    tsig_algorithm: str = attrs.field(default="hmac-md5", converter=validate_tsig_algorithm)
     tsig_from_password: bool = False
-    offline_ipv4: ipaddress.IPv4Address | None = attrs.field(
-        default=None, converter=_offline_ipv4
-    )
-    offline_ipv6: ipaddress.IPv6Address | None = attrs.field(
-        default=None, converter=_offline_ipv6
-    )
+    offline_ipv4: ipaddress.IPv4Address | None = attrs.field(default=None, converter=_offline_ipv4)
+    offline_ipv6: ipaddress.IPv6Address | None = attrs.field(default=None, converter=_offline_ipv6)
     hostnames: tuple[str, ...] = attrs.field(default=(), converter=_hostnames)
     notes: str = attrs.field(default="", converter=_notes)
     disabled: bool = False
@@ -260,9 +246,7 @@ class User:
                 "a password-derived TSIG key needs the MD5 verifier of the password",
             )
         if self.tsig_from_password and self.tsig_secret is not None:
-            raise ValidationError(
-                "tsig_secret", "give either a TSIG secret or tsig_from_password, not both"
-            )
+            raise ValidationError("tsig_secret", "give either a TSIG secret or tsig_from_password, not both")
 
     def offline_addresses(self) -> tuple[IPAddress, ...]:
         return tuple(a for a in (self.offline_ipv4, self.offline_ipv6) if a is not None)
@@ -278,12 +262,8 @@ class HostState:
     """
 
     user_id: str
-    ipv4: ipaddress.IPv4Address | None = attrs.field(
-        default=None, converter=_state_ipv4
-    )
-    ipv6: ipaddress.IPv6Address | None = attrs.field(
-        default=None, converter=_state_ipv6
-    )
+    ipv4: ipaddress.IPv4Address | None = attrs.field(default=None, converter=_state_ipv4)
+    ipv6: ipaddress.IPv6Address | None = attrs.field(default=None, converter=_state_ipv6)
     ttl: int | None = None
     offline: bool = False
     updated_at: float | None = None

@@ -40,9 +40,7 @@ def _check(password: str) -> bytes:
 
 def _scrypt(raw: bytes, salt: bytes, log2_n: int, r: int, p: int) -> bytes:
     n = 1 << log2_n
-    return hashlib.scrypt(
-        raw, salt=salt, n=n, r=r, p=p, maxmem=256 * n * r + (1 << 20), dklen=32
-    )
+    return hashlib.scrypt(raw, salt=salt, n=n, r=r, p=p, maxmem=256 * n * r + (1 << 20), dklen=32)
 
 
 def _b64(raw: bytes) -> str:

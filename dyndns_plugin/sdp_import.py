@@ -178,8 +178,7 @@ def _config_root(data: bytes, path: str) -> tuple[_Document, Any, str]:
     root = document.root
     top = f"config (line {document.line(root)})"
     if root.tag != "config":
-        raise SDPImportError(path, f"{root.tag} (line {document.line(root)})",
-                             "the root element must be <config>")
+        raise SDPImportError(path, f"{root.tag} (line {document.line(root)})", "the root element must be <config>")
     return document, root, top
 
 
@@ -217,9 +216,7 @@ def parse_xml(data: bytes, path: str) -> _Document:
     except _Refused as e:
         raise SDPImportError(path, f"line {parser.CurrentLineNumber}", str(e)) from None
     except expat.ExpatError as e:
-        raise SDPImportError(
-            path, f"line {e.lineno}", f"not well-formed XML: {expat.ErrorString(e.code)}"
-        ) from None
+        raise SDPImportError(path, f"line {e.lineno}", f"not well-formed XML: {expat.ErrorString(e.code)}") from None
     except (LookupError, ValueError) as e:
         # <?xml encoding="..."?> names a codec Python lacks (LookupError) or
         # a multi-byte one expat cannot use (ValueError)
@@ -245,7 +242,10 @@ def _boolean(value: str, path: str, where: str, name: str) -> bool:
 
 
 def _check_children(
-    document: _Document, element: ElementTree.Element, path: str, where: str,
+    document: _Document,
+    element: ElementTree.Element,
+    path: str,
+    where: str,
     allowed: Iterable[str],
 ) -> None:
     names = set(allowed)
@@ -255,7 +255,8 @@ def _check_children(
     for child in element:
         if child.tag not in names:
             raise SDPImportError(
-                path, f"{child.tag} (line {document.line(child)})",
+                path,
+                f"{child.tag} (line {document.line(child)})",
                 f"unknown element in <{element.tag}>",
             )
         tail = (child.tail or "").strip()
@@ -263,9 +264,7 @@ def _check_children(
             raise SDPImportError(path, where, f"unexpected text {tail[:40]!r}")
 
 
-def _check_attributes(
-    element: ElementTree.Element, path: str, where: str, allowed: Iterable[str]
-) -> None:
+def _check_attributes(element: ElementTree.Element, path: str, where: str, allowed: Iterable[str]) -> None:
     unknown = sorted(set(element.attrib) - set(allowed))
     if unknown:
         raise SDPImportError(path, where, f"unknown attribute {unknown[0]!r}")
@@ -282,9 +281,16 @@ def _where(document: _Document, element: ElementTree.Element, index: int) -> str
 
 #: Our field names -> the original's attribute names, for messages.
 _XML_NAMES = {
-    "id": "ID", "notes": "Notes", "hostnames": "HostName", "tsig_secret": "TSIGKeyValue",
-    "offline_ipv4": "OfflineIP", "offline_ipv6": "OfflineIP", "ipv4": "IP", "ipv6": "IP",
-    "ttl": "TTL", "password": "Password",
+    "id": "ID",
+    "notes": "Notes",
+    "hostnames": "HostName",
+    "tsig_secret": "TSIGKeyValue",
+    "offline_ipv4": "OfflineIP",
+    "offline_ipv6": "OfflineIP",
+    "ipv4": "IP",
+    "ipv6": "IP",
+    "ttl": "TTL",
+    "password": "Password",
 }
 
 
@@ -318,8 +324,7 @@ def read_config(data: bytes, path: str, settings: Settings) -> SDPConfig:
     document, root, top = _config_root(data, path)
     warnings: list[str] = []
     for name in sorted(set(root.attrib) & _OBSOLETE_ATTRIBUTES):
-        warnings.append(f"{path}: config: {name} ignored (an option of plug-in 5.1, "
-                        "which the original ignores too)")
+        warnings.append(f"{path}: config: {name} ignored (an option of plug-in 5.1, which the original ignores too)")
     _check_attributes(root, path, top, _CONFIG_ATTRIBUTES | _OBSOLETE_ATTRIBUTES)
     _check_children(document, root, path, top, ["User"])
     if "Suffix" not in root.attrib:
@@ -327,7 +332,8 @@ def read_config(data: bytes, path: str, settings: Settings) -> SDPConfig:
     suffix = _field(path, top, "Suffix", lambda: normalize_name(root.attrib["Suffix"]))
     if suffix != settings.suffix:
         raise SDPImportError(
-            path, top,
+            path,
+            top,
             f"Suffix {suffix!r} is not our suffix {settings.suffix!r} "
             f"(service.suffix in {settings.path}): users would get other names",
         )
@@ -356,9 +362,7 @@ def read_config(data: bytes, path: str, settings: Settings) -> SDPConfig:
         for name in user.hostnames:
             owner = name_owner.setdefault(name, user.id)
             if owner != user.id:
-                raise SDPImportError(
-                    path, where, f"HostName: {name!r} is already a name of user {owner!r}"
-                )
+                raise SDPImportError(path, where, f"HostName: {name!r} is already a name of user {owner!r}")
         where_of[user.id] = where
         users.append(user)
         passwords[user.id] = password
@@ -383,9 +387,7 @@ def _read_user(
     if key is None:
         fields.update(md5_verifier=md5, tsig_from_password=True)
     else:
-        fields["tsig_secret"] = _field(
-            path, where, "TSIGKeyValue", lambda: validate_tsig_secret(key.strip())
-        )
+        fields["tsig_secret"] = _field(path, where, "TSIGKeyValue", lambda: validate_tsig_secret(key.strip()))
         fields["md5_verifier"] = md5 if keep_md5 else None
     offline = attributes.get("OfflineIP", "").strip()
     if offline:
@@ -398,8 +400,7 @@ def _read_user(
         if len(child):
             raise SDPImportError(path, child_where, "unexpected element inside <HostName>")
         text = child.text or ""
-        names.append(_field(path, child_where, "HostName",
-                            lambda: normalize_name(text, "HostName", wildcard=True)))
+        names.append(_field(path, child_where, "HostName", lambda: normalize_name(text, "HostName", wildcard=True)))  # noqa: B023 (_field calls it at once)
     fields["hostnames"] = names
     fields["notes"] = attributes.get("Notes", "")
     disabled = attributes.get("Disabled")
@@ -432,9 +433,7 @@ def parse_time(value: str, path: str, where: str) -> float:
     return moment.timestamp()
 
 
-def read_state(
-    data: bytes, path: str, users: Mapping[str, User]
-) -> tuple[tuple[HostState, ...], tuple[str, ...]]:
+def read_state(data: bytes, path: str, users: Mapping[str, User]) -> tuple[tuple[HostState, ...], tuple[str, ...]]:
     """
     Parse and validate a state file for C{users} (by id). Returns the states
     and the warnings (states of users that C{users} does not have).
@@ -453,7 +452,10 @@ def read_state(
         if "ID" not in attributes:
             raise SDPImportError(path, where, "ID: missing")
         user_id = _field(
-            path, where, "ID", lambda: validate_user_id(attributes["ID"].strip().lower())
+            path,
+            where,
+            "ID",
+            lambda: validate_user_id(attributes["ID"].strip().lower()),  # noqa: B023 (_field calls it at once)
         )
         if user_id in seen:
             raise SDPImportError(path, where, f"ID: {user_id!r} is already {seen[user_id]}")
@@ -461,17 +463,16 @@ def read_state(
         fields: dict[str, object] = {"user_id": user_id, "method": METHOD}
         ip = attributes.get("IP", "").strip()
         if ip:
-            address = _field(path, where, "IP", lambda: parse_address(ip, "IP"))
+            address = _field(path, where, "IP", lambda: parse_address(ip, "IP"))  # noqa: B023 (_field calls it at once)
             fields[f"ipv{address.version}"] = address
         ttl = attributes.get("TTL")
-        fields["ttl"] = DEFAULT_TTL if ttl is None else _field(
-            path, where, "TTL", lambda: validate_ttl(ttl, "TTL"))
+        fields["ttl"] = DEFAULT_TTL if ttl is None else _field(path, where, "TTL", lambda: validate_ttl(ttl, "TTL"))  # noqa: B023 (_field calls it at once)
         last = attributes.get("LastUpdate")
         if last is not None:
             fields["updated_at"] = parse_time(last, path, where)
         offline = attributes.get("Offline")
         fields["offline"] = offline is not None and _boolean(offline, path, where, "Offline")
-        state = _field(path, where, None, lambda: HostState(**fields))  # type: ignore[arg-type]
+        state = _field(path, where, None, lambda: HostState(**fields))  # type: ignore[arg-type]  # noqa: B023 (_field calls it at once)
         if user_id not in users:
             warnings.append(f"{path}: {where}: no such user in the configuration; state skipped")
             continue
@@ -529,8 +530,10 @@ def setting_warnings(config: SDPConfig, settings: Settings) -> list[str]:
         "UpMeHTTPGnuDIP": ("HTTP GnuDIP", http_flag("gnudip")),
         "UpMeHTTPDynCom": ("HTTP Dyn.com format (/nic/update)", http_flag("nic_update")),
         "RemoteDetect": ("remote IP detection", http_flag("remote_ip")),
-        "UpdateZones": ("updating host records in local zones",
-                        (settings.dns.update_local_zones, "dns.update_local_zones")),
+        "UpdateZones": (
+            "updating host records in local zones",
+            (settings.dns.update_local_zones, "dns.update_local_zones"),
+        ),
     }
     warnings = []
     switches = config.switches
@@ -548,8 +551,7 @@ def setting_warnings(config: SDPConfig, settings: Settings) -> list[str]:
                 f"GNUDIPPort={gnudip_port}: the original listens on TCP port {gnudip_port}, here "
                 f"gnudip.listen is {', '.join(settings.gnudip.listen)}"
             )
-    base_in_use = any(switches[n] == "true" for n in (
-        "UpMeHTTPURL", "UpMeHTTPBasic", "UpMeHTTPGnuDIP", "RemoteDetect"))
+    base_in_use = any(switches[n] == "true" for n in ("UpMeHTTPURL", "UpMeHTTPBasic", "UpMeHTTPGnuDIP", "RemoteDetect"))
     if base_in_use and http_on and http is not None:
         scheme, host, port, path = _origin(switches["BaseURL"])
         o_scheme, o_host, o_port, o_path = _origin(http.base_url)
@@ -614,23 +616,16 @@ def check_against(
     existing = sorted(imported_ids & set(users))
     if existing and not replace:
         raise SDPImportError(
-            path, "User",
-            f"{len(existing)} of these users exist already: {', '.join(existing)} "
-            "(give --replace to replace them)",
+            path,
+            "User",
+            f"{len(existing)} of these users exist already: {', '.join(existing)} (give --replace to replace them)",
         )
-    owners = {
-        name: user.id
-        for user in users.values()
-        if user.id not in imported_ids
-        for name in user.hostnames
-    }
+    owners = {name: user.id for user in users.values() if user.id not in imported_ids for name in user.hostnames}
     for user in imported.users:
         where = f"User {user.id!r}"
         for name in user.hostnames:
             if name in owners:
-                raise SDPImportError(
-                    path, where, f"HostName: {name!r} belongs to existing user {owners[name]!r}"
-                )
+                raise SDPImportError(path, where, f"HostName: {name!r} belongs to existing user {owners[name]!r}")
         try:
             check_user(user)
         except ValidationError as e:
@@ -660,9 +655,7 @@ async def import_sdp(
 
         in_thread = threads.deferToThread
     imported: SDPImport = await in_thread(load, config_path, state_path, settings)
-    imported = check_against(
-        imported, service.registry.users, service.check_user, config_path, replace
-    )
+    imported = check_against(imported, service.registry.users, service.check_user, config_path, replace)
     imported = await in_thread(hash_users, imported, hasher)
     await service.import_users(imported.users, imported.states)
     return imported

@@ -14,7 +14,6 @@ from twisted.python import reflect, usage
 
 from dyndns_plugin.auth import PasswordChecker
 from dyndns_plugin.authn import Authenticator, CredentialChecker
-
 from dyndns_plugin.config import ConfigError, Settings, load_settings
 from dyndns_plugin.dns.resolver import DynDNSResolver
 from dyndns_plugin.dns.server import DNSDatagramProtocol, DynDNSServerFactory
@@ -134,9 +133,9 @@ def make_transfer(
     import base64
     import ipaddress
 
+    from dyndns_plugin.dns.signing import TSIGKey, labels_of
     from dyndns_plugin.replication.notify import Notifier
     from dyndns_plugin.replication.publisher import ZonePublisher
-    from dyndns_plugin.dns.signing import TSIGKey, labels_of
     from dyndns_plugin.replication.transfer import TransferHandler
 
     dns_settings = settings.dns
@@ -151,12 +150,16 @@ def make_transfer(
 
             reactor = default_reactor
         notifier = Notifier(
-            reactor, dns_settings.notify, retry=dns_settings.notify_retry,
+            reactor,
+            dns_settings.notify,
+            retry=dns_settings.notify_retry,
             retries=dns_settings.notify_retries,
             key=keys.get(dns_settings.notify_key) if dns_settings.notify_key else None,
         )
     publisher = ZonePublisher(
-        dyndns, zones, local_zones=dns_settings.update_local_zones,
+        dyndns,
+        zones,
+        local_zones=dns_settings.update_local_zones,
         journal_size=dns_settings.journal_size,
         on_publish=notifier.notify if notifier is not None else None,
     )
@@ -231,8 +234,11 @@ def build_service(
         update_handler = UpdateHandler(dyndns, [z.origin for z in zones], checker=checker)
     publisher, transfer_handler, notifier = make_transfer(settings, dyndns, zones, reactor)
     factory = DynDNSServerFactory(
-        DynDNSResolver(dyndns.registry), zones, update_handler=update_handler,
-        transfer_handler=transfer_handler, clock=dyndns.clock,
+        DynDNSResolver(dyndns.registry),
+        zones,
+        update_handler=update_handler,
+        transfer_handler=transfer_handler,
+        clock=dyndns.clock,
     )
     protect_dns(factory, settings, dyndns.clock)
     from dyndns_plugin.connections import build_limiters, current_open_files_limit
@@ -247,7 +253,8 @@ def build_service(
         from dyndns_plugin.protocols.gnudip import GnuDIPFactory
 
         gnudip = GnuDIPFactory(
-            dyndns, checker,
+            dyndns,
+            checker,
             timeout=settings.gnudip.timeout,
             max_per_source=settings.gnudip.max_connections_per_source,
             line_timeout=settings.connections.gnudip_line_timeout,
@@ -267,8 +274,12 @@ def build_service(
                 settings.gnudip.salt_window,
             )
         site = build_site(
-            dyndns, settings.http, checker, signer,
-            connections=settings.connections, limiter=limiters.get("http"),
+            dyndns,
+            settings.http,
+            checker,
+            signer,
+            connections=settings.connections,
+            limiter=limiters.get("http"),
         )
         for description in settings.http.listen:
             strports.service(description, site).setServiceParent(top)
@@ -276,18 +287,29 @@ def build_service(
     if settings.admin.listen:
         from dyndns_plugin.web.admin import build_admin_site
 
-        admin_site = build_admin_site(dyndns, settings, admin_resources(top_parts={
-            "dyndns": dyndns, "dns_factory": factory, "checker": checker,
-            "publisher": publisher, "connections": limiters,
-        }), reactor, limiter=limiters["admin"])
+        admin_site = build_admin_site(
+            dyndns,
+            settings,
+            admin_resources(
+                top_parts={
+                    "dyndns": dyndns,
+                    "dns_factory": factory,
+                    "checker": checker,
+                    "publisher": publisher,
+                    "connections": limiters,
+                }
+            ),
+            reactor,
+            limiter=limiters["admin"],
+        )
         for description in settings.admin.listen:
             strports.service(description, admin_site).setServiceParent(top)
         top.admin_site = admin_site  # type: ignore[attr-defined]
     for host, port in settings.dns.listen:
         internet.TCPServer(port, factory, interface=host).setServiceParent(top)
-        internet.UDPServer(
-            port, DNSDatagramProtocol(factory), interface=host, maxPacketSize=65535
-        ).setServiceParent(top)
+        internet.UDPServer(port, DNSDatagramProtocol(factory), interface=host, maxPacketSize=65535).setServiceParent(
+            top
+        )
     if notifier is not None:
         _NotifierService(notifier).setServiceParent(top)
     top.publisher = publisher  # type: ignore[attr-defined]

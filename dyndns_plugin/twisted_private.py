@@ -55,8 +55,11 @@ OVERRIDDEN_HOOKS: tuple[tuple[type, str, tuple[str, ...] | None], ...] = (
     (common.ResolverBase, "_lookup", ("self", "name", "cls", "type", "timeout")),
     (resolve.ResolverChain, "_lookup", ("self", "name", "cls", "type", "timeout")),
     (authority.FileAuthority, "_lookup", ("self", "name", "cls", "type", "timeout")),
-    (server.DNSServerFactory, "_responseFromMessage",
-     ("self", "message", "rCode", "answers", "authority", "additional")),
+    (
+        server.DNSServerFactory,
+        "_responseFromMessage",
+        ("self", "message", "rCode", "answers", "authority", "additional"),
+    ),
     (server.DNSServerFactory, "_messageFactory", None),
 )
 

@@ -173,8 +173,17 @@ def _read_tsig(labels: Labels, rdclass: int, ttl: int, wire: bytes, rdata_at: in
     if i + other_size != end:
         raise Malformed("TSIG length mismatch")
     return TSIGRecord(
-        labels, _lower(labels), algorithm, _lower(algorithm), (high << 32) | low,
-        fudge, mac, original_id, error, other, start,
+        labels,
+        _lower(labels),
+        algorithm,
+        _lower(algorithm),
+        (high << 32) | low,
+        fudge,
+        mac,
+        original_id,
+        error,
+        other,
+        start,
     )
 
 

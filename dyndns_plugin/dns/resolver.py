@@ -13,8 +13,8 @@ import functools
 from typing import Any
 
 from twisted.internet import defer
-from twisted.names import common, dns, error, resolve
 from twisted.internet.interfaces import IResolver
+from twisted.names import common, dns, error, resolve
 from zope.interface import implementer
 
 from dyndns_plugin.registry import Registry
@@ -76,9 +76,7 @@ class DynDNSResolver(common.ResolverBase):
             else:
                 payload = dns.Record_AAAA(str(address), answer.ttl)
                 rtype = dns.AAAA
-            records.append(
-                dns.RRHeader(name, rtype, dns.IN, answer.ttl, payload, auth=True)
-            )
+            records.append(dns.RRHeader(name, rtype, dns.IN, answer.ttl, payload, auth=True))
         if not records:
             return defer.fail(error.DomainError(name))
         return defer.succeed((records, [], []))

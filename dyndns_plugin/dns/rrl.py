@@ -106,9 +106,7 @@ class ResponseRateLimiter:
         for text in exempt:
             network = ipaddress.ip_network(text, strict=False)
             width = network.max_prefixlen
-            self._exempt.append(
-                (network.version, int(network.network_address), _mask(network.prefixlen, width))
-            )
+            self._exempt.append((network.version, int(network.network_address), _mask(network.prefixlen, width)))
         self._sources: dict[str, int] = {}
         #: flow key -> [tokens, time of the last response, limited count]
         self._flows: OrderedDict[tuple[int, int, bytes, int], list[float]] = OrderedDict()

@@ -95,8 +95,9 @@ def decode_message(data: bytes) -> EDNSMessage:
     inner.fromStr(data)
     # Twisted stops quietly at the end of the data: counts that promise
     # more records than the message holds are malformed.
-    if (len(inner.queries), len(inner.answers), len(inner.authority),
-            len(inner.additional)) != _COUNTS.unpack_from(data, 4):
+    if (len(inner.queries), len(inner.answers), len(inner.authority), len(inner.additional)) != _COUNTS.unpack_from(
+        data, 4
+    ):
         raise ValueError("the section counts do not match the records")
     message = edns_from_message(inner)
     cookie = None
@@ -379,8 +380,10 @@ class DynDNSServerFactory(server.DNSServerFactory):
             reason = "a question name that is not a valid name"
         self.bad_input[kind] += 1
         self.log_sample.info(
-            "dns-" + kind, "FORMERR for a message from {peer}: {reason}",
-            peer=self._peer(protocol, address), reason=reason,
+            "dns-" + kind,
+            "FORMERR for a message from {peer}: {reason}",
+            peer=self._peer(protocol, address),
+            reason=reason,
         )
         self._raw_error(data, protocol, address, dns.EFORMAT)
         return None
@@ -408,7 +411,8 @@ class DynDNSServerFactory(server.DNSServerFactory):
         try:
             if self.log_sample.allow("dns-error"):
                 log.failure(
-                    "handling a DNS message from {peer} failed", failure,
+                    "handling a DNS message from {peer} failed",
+                    failure,
                     peer=self._peer(protocol, address),
                 )
             self._raw_error(data, protocol, address, dns.ESERVER)
@@ -421,7 +425,8 @@ class DynDNSServerFactory(server.DNSServerFactory):
         try:
             if self.log_sample.allow("dns-error"):
                 log.failure(
-                    "answering a query from {peer} failed", failure,
+                    "answering a query from {peer} failed",
+                    failure,
                     peer=self._peer(protocol, address),
                 )
             self._send_servfail(protocol, message, address)
@@ -430,9 +435,7 @@ class DynDNSServerFactory(server.DNSServerFactory):
 
     def _send_servfail(self, protocol: Any, message: Any, address: Any) -> None:
         self.replied(dns.ESERVER)
-        protocol.writeWire(
-            header_reply(message.id, message.opCode, message.recDes, dns.ESERVER), address
-        )
+        protocol.writeWire(header_reply(message.id, message.opCode, message.recDes, dns.ESERVER), address)
 
     def _check_cookie(self, message: Any, proto: Any, address: Any, option: bytes) -> bool:
         """
@@ -542,7 +545,8 @@ class DynDNSServerFactory(server.DNSServerFactory):
             zone.soa[0] == message.queries[0].name.name.lower() for zone in self.zones
         )
         response = self._responseFromMessage(
-            message=message, rCode=dns.OK if ours else ENOTAUTH,
+            message=message,
+            rCode=dns.OK if ours else ENOTAUTH,
         )
         response.auth = ours
         self.sendReply(protocol, response, address)
@@ -631,19 +635,19 @@ class DynDNSServerFactory(server.DNSServerFactory):
     # -- responses
 
     def _responseFromMessage(
-        self, message: Any, rCode: int = dns.OK, answers: Any = None,
-        authority: Any = None, additional: Any = None,
+        self,
+        message: Any,
+        rCode: int = dns.OK,
+        answers: Any = None,
+        authority: Any = None,
+        additional: Any = None,
     ) -> Any:
-        response = super()._responseFromMessage(
-            message, rCode, answers, authority, additional
-        )
+        response = super()._responseFromMessage(message, rCode, answers, authority, additional)
         response.opCode = message.opCode
         response.recDes = message.recDes
         response.cookie_reply = getattr(message, "cookie_reply", None)
         response.cookie_valid = getattr(message, "cookie_valid", False)
-        response.auth = response.auth or any(
-            rr.auth for rr in response.authority if rr.type == dns.SOA
-        )
+        response.auth = response.auth or any(rr.auth for rr in response.authority if rr.type == dns.SOA)
         if getattr(message, "ednsVersion", None) is not None:
             response.ednsVersion = 0
             response.maxSize = EDNS_PAYLOAD_SIZE
@@ -670,9 +674,7 @@ class DynDNSServerFactory(server.DNSServerFactory):
         origin, soa = zone.soa
         return [dns.RRHeader(origin, dns.SOA, dns.IN, negative_ttl(soa), soa, auth=True)]
 
-    def gotResolverError(
-        self, failure: Failure, protocol: Any, message: Any, address: Any
-    ) -> None:
+    def gotResolverError(self, failure: Failure, protocol: Any, message: Any, address: Any) -> None:
         name = message.queries[0].name.name
         authority: list[dns.RRHeader] = []
         if failure.check(error.DomainError, dns.AuthoritativeDomainError):
@@ -692,9 +694,7 @@ class DynDNSServerFactory(server.DNSServerFactory):
                 self.bad_input["error"] += 1
                 if self.log_sample.allow("dns-lookup-error"):
                     log.failure("lookup of {name!r} failed", failure, name=name)
-        response = self._responseFromMessage(
-            message=message, rCode=rcode, authority=authority
-        )
+        response = self._responseFromMessage(message=message, rCode=rcode, authority=authority)
         self.sendReply(protocol, response, address)
 
 
@@ -714,7 +714,9 @@ def listen_dns(
         tcp = reactor.listenTCP(port, factory, interface=interface)
         try:
             udp = reactor.listenUDP(
-                tcp.getHost().port, DNSDatagramProtocol(factory), interface=interface,
+                tcp.getHost().port,
+                DNSDatagramProtocol(factory),
+                interface=interface,
                 maxPacketSize=65535,
             )
         except CannotListenError:

@@ -53,8 +53,13 @@ class TSIGKey:
         return cls(name, secret, labels_of(wire_name), digest, size)
 
     def mac(
-        self, message: bytes, time_signed: int, fudge: int, error: int = 0,
-        other: bytes = b"", request_mac: bytes | None = None,
+        self,
+        message: bytes,
+        time_signed: int,
+        fudge: int,
+        error: int = 0,
+        other: bytes = b"",
+        request_mac: bytes | None = None,
     ) -> bytes:
         """
         The MAC of C{message} (already carrying the original ID, without the
@@ -67,15 +72,19 @@ class TSIGKey:
         parts.append(message)
         parts.append(to_wire(self.name) + _VARIABLES_CLASS_TTL + to_wire(self.algorithm))
         parts.append(
-            struct.pack("!HIHHH", time_signed >> 32, time_signed & 0xFFFFFFFF, fudge, error, len(other))
-            + other
+            struct.pack("!HIHHH", time_signed >> 32, time_signed & 0xFFFFFFFF, fudge, error, len(other)) + other
         )
         return hmac.new(self.secret, b"".join(parts), self.digest).digest()[: self.mac_size]
 
 
 def tsig_rdata(
-    algorithm: Labels, time_signed: int, fudge: int, mac: bytes, original_id: int,
-    error: int, other: bytes,
+    algorithm: Labels,
+    time_signed: int,
+    fudge: int,
+    mac: bytes,
+    original_id: int,
+    error: int,
+    other: bytes,
 ) -> bytes:
     return (
         to_wire(algorithm)
@@ -96,7 +105,11 @@ OK, FORMERR, BADSIG, BADKEY, BADTIME, BADTRUNC = 0, 1, 16, 17, 18, 22
 
 
 def check_request(
-    key: TSIGKey, wire: bytes, tsig: TSIGRecord, arcount: int, now: int,
+    key: TSIGKey,
+    wire: bytes,
+    tsig: TSIGRecord,
+    arcount: int,
+    now: int,
     max_fudge: int = SERVER_FUDGE,
 ) -> int:
     """
@@ -110,10 +123,7 @@ def check_request(
         return BADTRUNC
     if tsig.error != 0:
         return FORMERR
-    signed = (
-        struct.pack("!H", tsig.original_id) + wire[2:10]
-        + struct.pack("!H", arcount - 1) + wire[12 : tsig.start]
-    )
+    signed = struct.pack("!H", tsig.original_id) + wire[2:10] + struct.pack("!H", arcount - 1) + wire[12 : tsig.start]
     expected = key.mac(signed, tsig.time_signed, tsig.fudge, tsig.error, tsig.other)
     if not hmac.compare_digest(expected, tsig.mac):
         return BADSIG
@@ -135,9 +145,7 @@ def append_tsig(message: bytes, owner: Labels, rdata: bytes) -> bytes:
 
 def unsigned_error(message: bytes, tsig: TSIGRecord, error: int) -> bytes:
     """C{message} with the request's TSIG, the error set and no MAC (BADKEY, BADSIG)."""
-    rdata = tsig_rdata(
-        tsig.algorithm_labels, tsig.time_signed, tsig.fudge, b"", tsig.original_id, error, b""
-    )
+    rdata = tsig_rdata(tsig.algorithm_labels, tsig.time_signed, tsig.fudge, b"", tsig.original_id, error, b"")
     return append_tsig(message, tsig.labels, rdata)
 
 
@@ -177,7 +185,9 @@ class StreamSigner:
             mac = self.key.mac(message, self.now, tsig.fudge, request_mac=tsig.mac)
         else:
             data = (
-                struct.pack("!H", len(self._previous)) + self._previous + message
+                struct.pack("!H", len(self._previous))
+                + self._previous
+                + message
                 + struct.pack("!HIH", self.now >> 32, self.now & 0xFFFFFFFF, tsig.fudge)
             )
             mac = hmac.new(self.key.secret, data, self.key.digest).digest()[: self.key.mac_size]

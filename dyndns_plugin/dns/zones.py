@@ -68,9 +68,9 @@ class StaticZone(FileAuthority):
             answers, authority, additional = result
             if not answers:
                 authority = [
-                    tdns.RRHeader(rr.name.name, tdns.SOA, tdns.IN,
-                                  negative_ttl(rr.payload), rr.payload, auth=True)
-                    if rr.type == tdns.SOA else rr
+                    tdns.RRHeader(rr.name.name, tdns.SOA, tdns.IN, negative_ttl(rr.payload), rr.payload, auth=True)
+                    if rr.type == tdns.SOA
+                    else rr
                     for rr in authority
                 ]
             return answers, authority, additional
@@ -115,10 +115,7 @@ def suffix_zone(
     records[apex].extend(tdns.Record_NS(ns, ttl=ttl) for ns in nameservers)
     for name, addresses in glue.items():
         records.setdefault(name.encode("ascii"), []).extend(
-            tdns.Record_A(str(a), ttl=ttl)
-            if a.version == 4
-            else tdns.Record_AAAA(str(a), ttl=ttl)
-            for a in addresses
+            tdns.Record_A(str(a), ttl=ttl) if a.version == 4 else tdns.Record_AAAA(str(a), ttl=ttl) for a in addresses
         )
     return StaticZone(suffix, records)
 
@@ -137,9 +134,7 @@ def load_zone_file(path: str, origin: str) -> StaticZone:
     naming the file, the line where known, and the problem.
     """
     try:
-        zone = dns.zone.from_file(
-            path, origin=origin + ".", relativize=False, check_origin=True
-        )
+        zone = dns.zone.from_file(path, origin=origin + ".", relativize=False, check_origin=True)
     except OSError as e:
         raise ZoneFileError(f"{path}: {e.strerror}") from None
     except (dns.exception.DNSException, ValueError) as e:
@@ -151,7 +146,5 @@ def load_zone_file(path: str, origin: str) -> StaticZone:
             if rdataset.rdclass != dns.rdataclass.IN:
                 continue
             for rdata in rdataset:
-                records.setdefault(key, []).append(
-                    _twisted_record(rdataset.rdtype, rdata.to_wire(), rdataset.ttl)
-                )
+                records.setdefault(key, []).append(_twisted_record(rdataset.rdtype, rdata.to_wire(), rdataset.ttl))
     return StaticZone(origin, records)

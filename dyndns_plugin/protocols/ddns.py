@@ -13,7 +13,6 @@ from __future__ import annotations
 import html
 
 import attrs
-
 from twisted.web import http, server
 
 from dyndns_plugin.authn import (
@@ -111,7 +110,10 @@ class DdnsResource(AsyncResource):
     def challenge(self, request: server.Request) -> None:
         body = b"<html><head><title>Unauthorized</title></head><body><h1>Unauthorized</h1></body></html>\n"
         finish(
-            request, body, b"text/html; charset=utf-8", http.UNAUTHORIZED,
+            request,
+            body,
+            b"text/html; charset=utf-8",
+            http.UNAUTHORIZED,
             headers=[(b"www-authenticate", REALM), (b"x-dyndns-result", b"FAIL")],
         )
 

@@ -33,17 +33,6 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from dyndns_plugin.authn import Authenticator, ClientUpdate, CredentialChecker, Proven, authenticator_for
-from dyndns_plugin.protocols.tsig_replay import ReplayCache
-
-from dyndns_plugin.dns.signing import (
-    ALGORITHMS,
-    SERVER_FUDGE,
-    TSIGKey,
-    check_request,
-    labels_of,
-    sign_answer,
-    unsigned_error,
-)
 from dyndns_plugin.dns.reader import (
     CLASS_ANY,
     CLASS_IN,
@@ -58,11 +47,21 @@ from dyndns_plugin.dns.reader import (
     parse_update,
     to_wire,
 )
+from dyndns_plugin.dns.signing import (
+    ALGORITHMS,
+    SERVER_FUDGE,
+    TSIGKey,
+    check_request,
+    labels_of,
+    sign_answer,
+    unsigned_error,
+)
 from dyndns_plugin.dns.wire import error_reply
 from dyndns_plugin.logsample import LogSampler
 from dyndns_plugin.methods import Method
 from dyndns_plugin.model import HostState, IPAddress, UpdateStatus, User
 from dyndns_plugin.passwords import derived_tsig_secret
+from dyndns_plugin.protocols.tsig_replay import ReplayCache
 from dyndns_plugin.service import DynDNSService
 
 __all__ = ["ALGORITHMS", "UpdateHandler"]
@@ -79,8 +78,14 @@ OPCODE_UPDATE = 5
 TYPE_SOA = 6
 TYPE_ANY = 255
 _RCODE_NAMES = {
-    FORMERR: "FORMERR", SERVFAIL: "SERVFAIL", NXDOMAIN: "NXDOMAIN", REFUSED: "REFUSED",
-    YXDOMAIN: "YXDOMAIN", YXRRSET: "YXRRSET", NXRRSET: "NXRRSET", NOTAUTH: "NOTAUTH",
+    FORMERR: "FORMERR",
+    SERVFAIL: "SERVFAIL",
+    NXDOMAIN: "NXDOMAIN",
+    REFUSED: "REFUSED",
+    YXDOMAIN: "YXDOMAIN",
+    YXRRSET: "YXRRSET",
+    NXRRSET: "NXRRSET",
+    NOTAUTH: "NOTAUTH",
     NOTZONE: "NOTZONE",
 }
 # ANY, AXFR, IXFR, MAILA, MAILB, OPT, TSIG, TKEY
@@ -120,7 +125,7 @@ def _show(key: Labels) -> str:
 
 
 def _is_subdomain(key: Labels, zone: Labels) -> bool:
-    return len(key) >= len(zone) and key[len(key) - len(zone):] == zone
+    return len(key) >= len(zone) and key[len(key) - len(zone) :] == zone
 
 
 class _NoPasswords:
@@ -197,8 +202,7 @@ class UpdateHandler:
         except ShortMessage:
             return None
         except Malformed as e:
-            self._sample.info("update-malformed", "malformed UPDATE from {peer}: {error}",
-                              peer=peer, error=e)
+            self._sample.info("update-malformed", "malformed UPDATE from {peer}: {error}", peer=peer, error=e)
             return error_reply(wire, FORMERR)
         if request.is_response or (request.flags >> 11) & 0xF != OPCODE_UPDATE:
             return error_reply(wire, FORMERR)
@@ -228,8 +232,13 @@ class UpdateHandler:
         key_name = b".".join(tsig.key).decode("ascii", "backslashreplace")
         replayed = self.replay.verdict(key_name, tsig.time_signed, tsig.mac, now)
         if replayed is not None:
-            self._sample.info("update-replay", "UPDATE from {peer} for {key} refused: {why}",
-                              peer=peer, key=_show(tsig.key), why=replayed)
+            self._sample.info(
+                "update-replay",
+                "UPDATE from {peer} for {key} refused: {why}",
+                peer=peer,
+                key=_show(tsig.key),
+                why=replayed,
+            )
             self.auth.failed(METHOD, peer, user.id)
             return self._signed(request, tsig, key, NOTAUTH, BADTIME, now)
         self.auth.succeeded(peer, user.id)
@@ -244,8 +253,11 @@ class UpdateHandler:
             await self._process(request, user, peer)
         except UpdateError as e:
             self._sample.info(
-                "update-refused", "UPDATE from {peer} by {user}: {rcode}: {reason}",
-                peer=peer, user=user.id, rcode=_RCODE_NAMES.get(e.rcode, str(e.rcode)),
+                "update-refused",
+                "UPDATE from {peer} by {user}: {rcode}: {reason}",
+                peer=peer,
+                user=user.id,
+                rcode=_RCODE_NAMES.get(e.rcode, str(e.rcode)),
                 reason=str(e),
             )
             return self._signed(request, tsig, key, e.rcode, 0, now)
@@ -385,11 +397,17 @@ class UpdateHandler:
                 raise UpdateError(REFUSED, "one address per family and user")
             addresses[version] = address
             ttl = record.ttl
-        result = await self.auth.write(ClientUpdate(
-            METHOD, user.id, Proven(), peer,
-            addresses=tuple(a for a in (addresses[4], addresses[6]) if a is not None),
-            exact=True, ttl=ttl,
-        ))
+        result = await self.auth.write(
+            ClientUpdate(
+                METHOD,
+                user.id,
+                Proven(),
+                peer,
+                addresses=tuple(a for a in (addresses[4], addresses[6]) if a is not None),
+                exact=True,
+                ttl=ttl,
+            )
+        )
         if result.status == UpdateStatus.STORE_FAILED:
             raise UpdateError(SERVFAIL, "store failure")
         if not result.ok:
@@ -403,9 +421,7 @@ class UpdateHandler:
         zone section echoed, the other sections empty (RFC 2136 section 3.8,
         what BIND and Knot send).
         """
-        zone = b"".join(
-            to_wire(q.labels) + struct.pack("!HH", q.rdtype, q.rdclass) for q in request.zone
-        )
+        zone = b"".join(to_wire(q.labels) + struct.pack("!HH", q.rdtype, q.rdclass) for q in request.zone)
         flags = 0x8000 | (OPCODE_UPDATE << 11) | (rcode & 0xF)
         return struct.pack("!HHHHHH", request.id, flags, len(request.zone), 0, 0, 0) + zone
 

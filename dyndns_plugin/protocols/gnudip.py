@@ -109,9 +109,7 @@ async def perform(
     domain = request.domain.lower().rstrip(".")
     if domain not in (suffix, f"{user_id}.{suffix}"):
         return Outcome(RETC_FAILED)
-    update = ClientUpdate(
-        method, user_id, GnuDIPHash(salt, request.hash), None if peer is None else str(peer)
-    )
+    update = ClientUpdate(method, user_id, GnuDIPHash(salt, request.hash), None if peer is None else str(peer))
     address: IPAddress | None = None
     usable = True  # False: refused once the hash is checked
     if request.code == 2:
@@ -286,6 +284,5 @@ class GnuDIPFactory(ServerFactory):
 
     def perform(self, request: GnuDIPRequest, salt: str, peer: IPAddress | None) -> defer.Deferred[Outcome]:
         return defer.ensureDeferred(
-            perform(self.service, self.auth, request, salt, peer, Method.GNUDIP_TCP,
-                    peer_fallback=True)
+            perform(self.service, self.auth, request, salt, peer, Method.GNUDIP_TCP, peer_fallback=True)
         )

@@ -22,6 +22,8 @@ from typing import Any
 from twisted.internet.interfaces import IReactorTime
 from twisted.web import server
 
+from dyndns_plugin.authn import Authenticator, CredentialChecker, authenticator_for
+from dyndns_plugin.methods import Method
 from dyndns_plugin.protocols.gnudip import (
     RETC_FAILED,
     RETC_OFFLINE,
@@ -32,8 +34,6 @@ from dyndns_plugin.protocols.gnudip import (
     make_salt,
     perform,
 )
-from dyndns_plugin.authn import Authenticator, CredentialChecker, authenticator_for
-from dyndns_plugin.methods import Method
 from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.web.base import AsyncResource
 from dyndns_plugin.web.common import ClientAddressDetector, arg, finish
@@ -67,9 +67,7 @@ def load_or_create_key(path: str) -> bytes:
 class SaltSigner:
     """Issues signed salts and checks them once (replay protection)."""
 
-    def __init__(
-        self, key: bytes, clock: IReactorTime, window: int = 60, salt_source: Any = make_salt
-    ) -> None:
+    def __init__(self, key: bytes, clock: IReactorTime, window: int = 60, salt_source: Any = make_salt) -> None:
         self.key = key
         self.clock = clock
         self.window = window
@@ -120,10 +118,9 @@ class SaltSigner:
 
 def _page(lines: list[str], message: str) -> bytes:
     meta = "".join(f"{line}\n" for line in lines)
-    return (
-        "<html><head><title>GnuDIP Update Server</title>\n"
-        f"{meta}</head><body>{message}</body></html>\n"
-    ).encode("ascii")
+    return (f"<html><head><title>GnuDIP Update Server</title>\n{meta}</head><body>{message}</body></html>\n").encode(
+        "ascii"
+    )
 
 
 class GnuDIPResource(AsyncResource):
@@ -173,7 +170,12 @@ class GnuDIPResource(AsyncResource):
             address=arg(request, "addr") or None,
         )
         outcome = await perform(
-            self.service, self.auth, gnudip_request, values["salt"],  # type: ignore[arg-type]
-            client, METHOD, peer_fallback=False,
+            self.service,
+            self.auth,
+            gnudip_request,
+            values["salt"],  # type: ignore[arg-type]
+            client,
+            METHOD,
+            peer_fallback=False,
         )
         self._answer(request, outcome.retc, _MESSAGES[outcome.retc], outcome.address)

@@ -12,10 +12,7 @@ from twisted.web import http, resource, server
 
 from dyndns_plugin.web.common import ClientAddressDetector, finish
 
-CHECKIP_PAGE = (
-    "<html><head><title>Current IP Check</title></head>"
-    "<body>Current IP Address: {address}</body></html>\r\n"
-)
+CHECKIP_PAGE = "<html><head><title>Current IP Check</title></head><body>Current IP Address: {address}</body></html>\r\n"
 
 
 class _DetectResource(resource.Resource):

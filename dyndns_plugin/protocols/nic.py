@@ -31,6 +31,7 @@ from dyndns_plugin.authn import (
 )
 from dyndns_plugin.methods import Method
 from dyndns_plugin.model import IPAddress, UpdateStatus, ValidationError, normalize_name
+from dyndns_plugin.protocols.ddns import REALM
 from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.web.base import AsyncResource, parse_address_list
 from dyndns_plugin.web.common import (
@@ -40,14 +41,15 @@ from dyndns_plugin.web.common import (
     basic_credentials,
     finish,
 )
-from dyndns_plugin.protocols.ddns import REALM
 
 MAX_HOSTS = 20
 METHOD = Method.DYNDNS2
 
 
 def _reply(
-    request: server.Request, lines: list[str], code: int = http.OK,
+    request: server.Request,
+    lines: list[str],
+    code: int = http.OK,
     headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
     headers = list(headers or ())
@@ -113,11 +115,14 @@ class NicUpdateResource(AsyncResource):
             if not addresses and client is not None:
                 addresses = [client]
         update = ClientUpdate(
-            METHOD, credentials[0], Password(credentials[1]),
+            METHOD,
+            credentials[0],
+            Password(credentials[1]),
             None if client is None else str(client),
             # None: the user's own main name, which needs no check.
             names=None if self.ignore_hostname or not requested else tuple(n for n in names if n),
-            addresses=tuple(addresses), offline=offline,
+            addresses=tuple(addresses),
+            offline=offline,
         )
         if len(requested) > MAX_HOSTS:
             if not _refused(request, await self.auth.authenticate(update)):
@@ -128,8 +133,7 @@ class NicUpdateResource(AsyncResource):
             return
         # None: this host gets the update result.
         verdicts = [
-            "notfqdn" if not self.ignore_hostname and name is None
-            else "nohost" if name in outcome.foreign else None
+            "notfqdn" if not self.ignore_hostname and name is None else "nohost" if name in outcome.foreign else None
             for name in names
         ] or [None]
         result = outcome.result

@@ -166,9 +166,7 @@ class ZoneState:
 
     # -- changes
 
-    def diff(
-        self, names: Iterable[str], registry: Registry
-    ) -> tuple[list[RR], list[RR], dict[str, Answer | None]]:
+    def diff(self, names: Iterable[str], registry: Registry) -> tuple[list[RR], list[RR], dict[str, Answer | None]]:
         """What publishing the registry's answers for C{names} would change."""
         deleted: list[RR] = []
         added: list[RR] = []

@@ -18,8 +18,8 @@ from typing import Any, Sequence
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
-from dyndns_plugin.replication.journal import ZoneState
 from dyndns_plugin.dns.signing import TSIGKey, append_tsig, tsig_rdata
+from dyndns_plugin.replication.journal import ZoneState
 
 log = Logger()
 
@@ -112,16 +112,17 @@ class Notifier:
         flags = (OPCODE_NOTIFY << 11) | 0x0400
         message = (
             struct.pack("!HHHHHH", ident, flags, 1, 1, 0, 0)
-            + name + struct.pack("!HH", 6, 1)
-            + b"\xc0\x0c" + struct.pack("!HHIH", rdtype, 1, ttl, len(rdata)) + rdata
+            + name
+            + struct.pack("!HH", 6, 1)
+            + b"\xc0\x0c"
+            + struct.pack("!HHIH", rdtype, 1, ttl, len(rdata))
+            + rdata
         )
         if self.key is not None:
             now = int(self.reactor.seconds())
             mac = self.key.mac(message, now, FUDGE)
             algorithm = self.key.algorithm
-            message = append_tsig(
-                message, self.key.name, tsig_rdata(algorithm, now, FUDGE, mac, ident, 0, b"")
-            )
+            message = append_tsig(message, self.key.name, tsig_rdata(algorithm, now, FUDGE, mac, ident, 0, b""))
         return message
 
     def _send(self, pending: _Pending, target: tuple[str, int]) -> None:
@@ -134,13 +135,9 @@ class Notifier:
             log.warn("NOTIFY to {target} failed: {error}", target=target, error=e)
         self.sent += 1
         if pending.tries >= self.retries:
-            pending.call = self.reactor.callLater(
-                self.retry * 2 ** pending.tries, self._give_up, pending, target
-            )
+            pending.call = self.reactor.callLater(self.retry * 2**pending.tries, self._give_up, pending, target)
         else:
-            pending.call = self.reactor.callLater(
-                self.retry * 2 ** pending.tries, self._resend, pending, target
-            )
+            pending.call = self.reactor.callLater(self.retry * 2**pending.tries, self._resend, pending, target)
 
     def _resend(self, pending: _Pending, target: tuple[str, int]) -> None:
         if self._pending.get((pending.origin, target)) is not pending:
@@ -154,7 +151,10 @@ class Notifier:
             self.given_up += 1
             log.warn(
                 "NOTIFY of {zone} serial {serial} to {target}: no answer after {tries} tries",
-                zone=pending.origin, serial=pending.serial, target=target, tries=pending.tries + 1,
+                zone=pending.origin,
+                serial=pending.serial,
+                target=target,
+                tries=pending.tries + 1,
             )
 
     # -- answers
@@ -174,8 +174,7 @@ class Notifier:
                 self.answered += 1
                 rcode = flags & 0xF
                 if rcode:
-                    log.warn("NOTIFY of {zone} to {target}: rcode {rcode}",
-                             zone=origin, target=target, rcode=rcode)
+                    log.warn("NOTIFY of {zone} to {target}: rcode {rcode}", zone=origin, target=target, rcode=rcode)
                 return
 
     @property

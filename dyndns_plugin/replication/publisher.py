@@ -17,9 +17,9 @@ from typing import Any, Callable, Iterable
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from dyndns_plugin.replication.journal import ZoneState, next_serial
 from dyndns_plugin.dns.zones import StaticZone
 from dyndns_plugin.model import User
+from dyndns_plugin.replication.journal import ZoneState, next_serial
 from dyndns_plugin.service import Change, DynDNSService
 from dyndns_plugin.store import IZoneJournal, JournalStep
 
@@ -89,7 +89,9 @@ class ZonePublisher:
                 )
             log.info(
                 "zone {origin}: serial {serial}, {names} users' names, {steps} journal steps",
-                origin=zone.origin, serial=zone.serial, names=len(zone.dynamic),
+                origin=zone.origin,
+                serial=zone.serial,
+                names=len(zone.dynamic),
                 steps=len(zone.steps),
             )
         self.ready = True
@@ -153,9 +155,7 @@ class ZonePublisher:
             return defer.succeed(None)
         self._flushing = True
         writes = [
-            self.journal.save_zone_version(
-                zone.origin, step.serial_to, digest, step, self.journal_size
-            )
+            self.journal.save_zone_version(zone.origin, step.serial_to, digest, step, self.journal_size)
             for zone, step, _, digest in plans
         ]
 

@@ -22,8 +22,6 @@ from typing import Iterable, Iterator, Sequence
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from dyndns_plugin.replication.journal import TYPE_SOA, ZoneState, serial_newer
-from dyndns_plugin.replication.publisher import ZonePublisher
 from dyndns_plugin.dns.reader import (
     CLASS_IN,
     Labels,
@@ -48,6 +46,8 @@ from dyndns_plugin.dns.signing import (
 )
 from dyndns_plugin.dns.wire import error_reply
 from dyndns_plugin.logsample import LogSampler
+from dyndns_plugin.replication.journal import TYPE_SOA, ZoneState, serial_newer
+from dyndns_plugin.replication.publisher import ZonePublisher
 from dyndns_plugin.store import RR, JournalStep
 
 log = Logger()
@@ -77,7 +77,8 @@ class _Messages:
         self.ident = struct.pack("!H", query.id)
         self.flags = 0x8000 | 0x0400 | (query.flags & 0x0100)  # QR, AA, RD copied
         self.question = (
-            b"".join(bytes((len(label),)) + label for label in question.labels) + b"\0"
+            b"".join(bytes((len(label),)) + label for label in question.labels)
+            + b"\0"
             + struct.pack("!HH", question.rdtype, question.rdclass)
         )
         self.origin = origin
@@ -98,8 +99,10 @@ class _Messages:
 
     def finish(self) -> bytes:
         message = (
-            self.ident + struct.pack("!HHHHH", self.flags, 1, len(self._records), 0, 0)
-            + self.question + b"".join(self._records)
+            self.ident
+            + struct.pack("!HHHHH", self.flags, 1, len(self._records), 0, 0)
+            + self.question
+            + b"".join(self._records)
         )
         self._records = []
         self._bytes = 12 + len(self.question)
@@ -145,8 +148,9 @@ class TransferHandler:
         except ShortMessage:
             return iter(())
         except Malformed as e:
-            self._sample.info("transfer-malformed", "malformed transfer request from {peer}: {error}",
-                              peer=peer, error=e)
+            self._sample.info(
+                "transfer-malformed", "malformed transfer request from {peer}: {error}", peer=peer, error=e
+            )
             return _one(error_reply(wire, FORMERR))
         if query.flags & 0x8000:
             return iter(())
@@ -160,15 +164,13 @@ class TransferHandler:
         if tsig is not None:
             key = self.keys.get(tsig.key)
             if key is None or key.algorithm != tsig.algorithm:
-                self._sample.info("transfer-badkey", "transfer request from {peer}: unknown key",
-                                  peer=peer)
+                self._sample.info("transfer-badkey", "transfer request from {peer}: unknown key", peer=peer)
                 return _one(unsigned_error(self._plain(query, NOTAUTH), tsig, BADKEY))
             verdict = check_request(key, wire, tsig, query.arcount, now)
             if verdict == FORMERR:
                 return _one(error_reply(wire, FORMERR))
             if verdict in (BADSIG, BADTRUNC):
-                self._sample.info("transfer-badsig", "transfer request from {peer}: bad signature",
-                                  peer=peer)
+                self._sample.info("transfer-badsig", "transfer request from {peer}: bad signature", peer=peer)
                 return _one(unsigned_error(self._plain(query, NOTAUTH), tsig, verdict))
             if verdict == BADTIME:
                 return _one(sign_answer(self._plain(query, NOTAUTH), key, tsig, BADTIME, now))
@@ -180,8 +182,7 @@ class TransferHandler:
             return _one(message)
 
         if key is None and not self.allowed(peer):
-            self._sample.info("transfer-refused", "transfer of {zone} refused to {peer}",
-                              zone=origin, peer=peer)
+            self._sample.info("transfer-refused", "transfer of {zone} refused to {peer}", zone=origin, peer=peer)
             return error(REFUSED)
         if question.rdclass != CLASS_IN:
             return error(REFUSED)
@@ -194,10 +195,7 @@ class TransferHandler:
         room = 0  # bytes each message keeps free for its TSIG record
         if key is not None and tsig is not None:
             signer = StreamSigner(key, tsig, now)
-            room = (
-                len(to_wire(tsig.labels)) + 10 + len(to_wire(tsig.algorithm_labels))
-                + 16 + key.mac_size
-            )
+            room = len(to_wire(tsig.labels)) + 10 + len(to_wire(tsig.algorithm_labels)) + 16 + key.mac_size
         if question.rdtype == TYPE_SOA:
             # A signed refresh check (see DynDNSServerFactory.is_transfer).
             return self._sign(self._soa_only(query, zone), signer)
@@ -234,7 +232,8 @@ class TransferHandler:
         flags = 0x8000 | (query.flags & 0x7900) | (rcode & 0xF)
         return (
             struct.pack("!HHHHHH", query.id, flags, 1, 0, 0, 0)
-            + b"".join(bytes((len(label),)) + label for label in question.labels) + b"\0"
+            + b"".join(bytes((len(label),)) + label for label in question.labels)
+            + b"\0"
             + struct.pack("!HH", question.rdtype, question.rdclass)
         )
 
@@ -262,14 +261,16 @@ class TransferHandler:
         # The snapshot is taken now, before the first message is asked for.
         soa = zone.soa_rr()
         dynamic = dict(zone.dynamic)
-        log.info("AXFR of {zone} serial {serial}: {count} users' names",
-                 zone=zone.origin, serial=zone.serial, count=len(dynamic))
+        log.info(
+            "AXFR of {zone} serial {serial}: {count} users' names",
+            zone=zone.origin,
+            serial=zone.serial,
+            count=len(dynamic),
+        )
         parts: list[Iterable[RR]] = [[soa], zone.all_records(dynamic), [soa]]
         return self._pack(query, zone.origin, parts, size)
 
-    def _ixfr(
-        self, query: Query, zone: ZoneState, steps: list[JournalStep], size: int
-    ) -> Iterator[bytes]:
+    def _ixfr(self, query: Query, zone: ZoneState, steps: list[JournalStep], size: int) -> Iterator[bytes]:
         current = zone.soa_rr()
         parts: list[Iterable[RR]] = [[current]]
         for step in steps:

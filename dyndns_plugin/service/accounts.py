@@ -13,8 +13,8 @@ import attrs
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from dyndns_plugin.service.changes import ChangeFeed
 from dyndns_plugin.model import HostState, User, ValidationError
+from dyndns_plugin.service.changes import ChangeFeed
 from dyndns_plugin.service.ordering import UserOrder
 from dyndns_plugin.store import IUserStore, NoSuchUser
 
@@ -48,14 +48,11 @@ class NamePolicy:
             under_suffix = bare == self.suffix or bare.endswith("." + self.suffix)
             if not under_suffix:
                 continue
-            inside_own = bare.endswith("." + own) or (
-                bare == own and name.startswith("*.")
-            )
+            inside_own = bare.endswith("." + own) or (bare == own and name.startswith("*."))
             if not inside_own:
                 raise ValidationError(
                     "hostnames",
-                    f"{name!r} is under the suffix {self.suffix!r}; only names "
-                    f"below {own!r} are allowed there",
+                    f"{name!r} is under the suffix {self.suffix!r}; only names below {own!r} are allowed there",
                 )
 
 
@@ -113,9 +110,7 @@ class AccountWrites:
 
         return self.order.run(user_id, action)
 
-    def import_users(
-        self, users: Iterable[User], states: Iterable[HostState] = ()
-    ) -> defer.Deferred[None]:
+    def import_users(self, users: Iterable[User], states: Iterable[HostState] = ()) -> defer.Deferred[None]:
         """Add or replace many users (and states) in one transaction, in their turn."""
         users, states = list(users), list(states)
 
@@ -128,9 +123,7 @@ class AccountWrites:
         touched = [u.id for u in users] + [s.user_id for s in states]
         return self.order.run_all(touched, action)
 
-    def replace_users(
-        self, users: Iterable[User], states: Iterable[HostState] = ()
-    ) -> defer.Deferred[None]:
+    def replace_users(self, users: Iterable[User], states: Iterable[HostState] = ()) -> defer.Deferred[None]:
         """
         Make C{users} the whole set of users, in one transaction: users not
         among them are removed (the admin API's configuration replace).

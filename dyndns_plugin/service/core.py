@@ -22,15 +22,15 @@ from twisted.internet import defer, task
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from dyndns_plugin.service.queries import users_at
+from dyndns_plugin.limits import Limiter, LimitSettings
+from dyndns_plugin.model import HostState, IPAddress, UpdateResult, UpdateStatus, User
+from dyndns_plugin.registry import Registry
 from dyndns_plugin.service.accounts import AccountWrites, NamePolicy
 from dyndns_plugin.service.changes import Change, ChangeFeed, Observer
-from dyndns_plugin.limits import LimitSettings, Limiter
-from dyndns_plugin.model import HostState, IPAddress, UpdateResult, UpdateStatus, User
 from dyndns_plugin.service.ordering import UserOrder
-from dyndns_plugin.registry import Registry
-from dyndns_plugin.store import Changes, IUserStore, Snapshot
+from dyndns_plugin.service.queries import users_at
 from dyndns_plugin.service.writes import ClientWrites, TTLBounds
+from dyndns_plugin.store import Changes, IUserStore, Snapshot
 
 __all__ = ["Change", "DynDNSService", "Observer"]
 
@@ -86,13 +86,16 @@ class DynDNSService(Service):
         self.order = UserOrder()
         self.policy = NamePolicy(suffix, reserved_names)
         self.writes = ClientWrites(
-            store, self.feed, self.order, limiter, self.clock,
-            TTLBounds(default_ttl, min_ttl, max_ttl), log_updates,
+            store,
+            self.feed,
+            self.order,
+            limiter,
+            self.clock,
+            TTLBounds(default_ttl, min_ttl, max_ttl),
+            log_updates,
         )
         self.accounts = AccountWrites(store, self.feed, self.order, self.policy)
-        self.on_update_result: list[Callable[[str, UpdateStatus, float], Any]] = (
-            self.writes.on_update_result
-        )
+        self.on_update_result: list[Callable[[str, UpdateStatus, float], Any]] = self.writes.on_update_result
         self.on_auth_failure: list[Callable[[str], Any]] = []
         self.on_auth_locked: list[Callable[[str], Any]] = []
         self._generation = 0
@@ -240,8 +243,12 @@ class DynDNSService(Service):
         return self.writes.ttl.clamp(ttl)
 
     def update(
-        self, user_id: str, addresses: Sequence[IPAddress], ttl: int | None = None,
-        method: str = "", client_address: str | None = None,
+        self,
+        user_id: str,
+        addresses: Sequence[IPAddress],
+        ttl: int | None = None,
+        method: str = "",
+        client_address: str | None = None,
     ) -> defer.Deferred[UpdateResult]:
         """
         Point C{user_id}'s names at C{addresses} (at most one IPv4 and one
@@ -252,8 +259,13 @@ class DynDNSService(Service):
         return self.writes.update(user_id, addresses, ttl, method, client_address)
 
     def set_addresses(
-        self, user_id: str, ipv4: IPAddress | None, ipv6: IPAddress | None,
-        ttl: int | None = None, method: str = "", client_address: str | None = None,
+        self,
+        user_id: str,
+        ipv4: IPAddress | None,
+        ipv6: IPAddress | None,
+        ttl: int | None = None,
+        method: str = "",
+        client_address: str | None = None,
     ) -> defer.Deferred[UpdateResult]:
         """
         Set both families exactly (None removes that family), as an RFC 2136
@@ -302,15 +314,11 @@ class DynDNSService(Service):
     def remove_user(self, user_id: str) -> defer.Deferred[None]:
         return self.accounts.remove_user(user_id)
 
-    def import_users(
-        self, users: Iterable[User], states: Iterable[HostState] = ()
-    ) -> defer.Deferred[None]:
+    def import_users(self, users: Iterable[User], states: Iterable[HostState] = ()) -> defer.Deferred[None]:
         """Add or replace many users (and states) in one transaction."""
         return self.accounts.import_users(users, states)
 
-    def replace_users(
-        self, users: Iterable[User], states: Iterable[HostState] = ()
-    ) -> defer.Deferred[None]:
+    def replace_users(self, users: Iterable[User], states: Iterable[HostState] = ()) -> defer.Deferred[None]:
         """
         Make C{users} the whole set of users, in one transaction: users not
         among them are removed (the admin API's configuration replace).

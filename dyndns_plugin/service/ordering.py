@@ -37,9 +37,7 @@ class UserOrder:
         waits = {id(d): d for d in (self._tails.get(u) for u in ids) if d is not None}
         return self._start(list(waits.values()), ids, action)
 
-    def _start(
-        self, waits: list[defer.Deferred[None]], user_ids: list[str], action: Action
-    ) -> defer.Deferred[Any]:
+    def _start(self, waits: list[defer.Deferred[None]], user_ids: list[str], action: Action) -> defer.Deferred[Any]:
         done: defer.Deferred[Any]
         if not waits:
             done = defer.ensureDeferred(action())

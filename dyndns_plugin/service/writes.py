@@ -16,7 +16,6 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from dyndns_plugin.service.changes import ChangeFeed
 from dyndns_plugin.limits import Limiter, is_client_method
 from dyndns_plugin.model import (
     HostState,
@@ -27,6 +26,7 @@ from dyndns_plugin.model import (
     parse_address,
     split_addresses,
 )
+from dyndns_plugin.service.changes import ChangeFeed
 from dyndns_plugin.service.ordering import UserOrder
 from dyndns_plugin.store import IUserStore, NoSuchUser
 
@@ -59,8 +59,14 @@ class ClientWrites:
     """
 
     def __init__(
-        self, store: IUserStore, feed: ChangeFeed, order: UserOrder, limiter: Limiter,
-        clock: IReactorTime, ttl: TTLBounds, log_updates: bool = False,
+        self,
+        store: IUserStore,
+        feed: ChangeFeed,
+        order: UserOrder,
+        limiter: Limiter,
+        clock: IReactorTime,
+        ttl: TTLBounds,
+        log_updates: bool = False,
     ) -> None:
         self.store = store
         self.feed = feed
@@ -73,8 +79,12 @@ class ClientWrites:
         self.on_update_result: list[Callable[[str, UpdateStatus, float], Any]] = []
 
     def update(
-        self, user_id: str, addresses: Sequence[IPAddress], ttl: int | None = None,
-        method: str = "", client_address: str | None = None,
+        self,
+        user_id: str,
+        addresses: Sequence[IPAddress],
+        ttl: int | None = None,
+        method: str = "",
+        client_address: str | None = None,
     ) -> defer.Deferred[UpdateResult]:
         """See L{dyndns_plugin.service.core.DynDNSService.update}."""
 
@@ -91,15 +101,25 @@ class ClientWrites:
                 return UpdateResult(UpdateStatus.BAD_ADDRESS, old, "no address given")
             current = old or HostState(user_id)
             return await self._go_online(
-                old, user_id, ipv4 or current.ipv4, ipv6 or current.ipv6,
-                ttl, method, client_address,
+                old,
+                user_id,
+                ipv4 or current.ipv4,
+                ipv6 or current.ipv6,
+                ttl,
+                method,
+                client_address,
             )
 
         return self._in_turn(user_id, method, action)
 
     def set_addresses(
-        self, user_id: str, ipv4: IPAddress | None, ipv6: IPAddress | None,
-        ttl: int | None = None, method: str = "", client_address: str | None = None,
+        self,
+        user_id: str,
+        ipv4: IPAddress | None,
+        ipv6: IPAddress | None,
+        ttl: int | None = None,
+        method: str = "",
+        client_address: str | None = None,
     ) -> defer.Deferred[UpdateResult]:
         """See L{dyndns_plugin.service.core.DynDNSService.set_addresses}."""
         if ipv4 is None and ipv6 is None:
@@ -188,13 +208,17 @@ class ClientWrites:
         wait = self.limiter.change_wait(user_id)
         if wait is None:
             return None
-        return UpdateResult(
-            UpdateStatus.RATE_LIMITED, old, "too many changes, retry later", retry_after=wait
-        )
+        return UpdateResult(UpdateStatus.RATE_LIMITED, old, "too many changes, retry later", retry_after=wait)
 
     async def _go_online(
-        self, old: HostState | None, user_id: str, ipv4: IPAddress | None, ipv6: IPAddress | None,
-        ttl: int | None, method: str, client_address: str | None,
+        self,
+        old: HostState | None,
+        user_id: str,
+        ipv4: IPAddress | None,
+        ipv6: IPAddress | None,
+        ttl: int | None,
+        method: str,
+        client_address: str | None,
     ) -> UpdateResult:
         """Commit the online state C{ipv4}/C{ipv6}, or NOCHG if it is served already."""
         new = HostState(

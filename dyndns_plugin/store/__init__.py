@@ -136,9 +136,7 @@ class IZoneJournal(Interface):
     def load_zone_history():
         """Fire with C{{origin: ZoneHistory}} for every zone ever published."""
 
-    def save_zone_version(
-        origin: str, serial: int, digest: str, step: JournalStep | None, keep: int
-    ):
+    def save_zone_version(origin: str, serial: int, digest: str, step: JournalStep | None, keep: int):
         """
         Durably record a zone's new serial and digest with the journal step
         that led to it, keeping the newest C{keep} steps; C{step} None

@@ -55,27 +55,15 @@ class MemoryUserStore:
         return defer.succeed(None)
 
     def load(self) -> defer.Deferred[Snapshot]:
-        return defer.succeed(
-            Snapshot(dict(self._users), dict(self._states), self._generation)
-        )
+        return defer.succeed(Snapshot(dict(self._users), dict(self._states), self._generation))
 
     def changes_since(self, generation: int) -> defer.Deferred[Changes]:
         return defer.succeed(
             Changes(
                 generation=self._generation,
-                users={
-                    uid: self._users[uid]
-                    for uid, gen in self._user_gen.items()
-                    if gen > generation
-                },
-                removed=frozenset(
-                    uid for uid, gen in self._removed.items() if gen > generation
-                ),
-                states={
-                    uid: self._states[uid]
-                    for uid, gen in self._state_gen.items()
-                    if gen > generation
-                },
+                users={uid: self._users[uid] for uid, gen in self._user_gen.items() if gen > generation},
+                removed=frozenset(uid for uid, gen in self._removed.items() if gen > generation),
+                states={uid: self._states[uid] for uid, gen in self._state_gen.items() if gen > generation},
             )
         )
 

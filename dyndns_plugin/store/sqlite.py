@@ -143,9 +143,7 @@ class _Worker:
         self._connect = connect
         self._committed = committed
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._thread = threading.Thread(
-            target=self._run, name="dyndns-sqlite", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, name="dyndns-sqlite", daemon=True)
         self._ready: defer.Deferred[None] = defer.Deferred()
         self._stopped: defer.Deferred[None] = defer.Deferred()
 
@@ -209,9 +207,7 @@ class _Worker:
         try:
             conn.execute("BEGIN IMMEDIATE")
             conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'generation'")
-            (generation,) = conn.execute(
-                "SELECT value FROM meta WHERE key = 'generation'"
-            ).fetchone()
+            (generation,) = conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
             for function, _write, _d in batch:
                 conn.execute("SAVEPOINT op")
                 try:
@@ -231,9 +227,7 @@ class _Worker:
             failure = Failure(StoreError(f"sqlite: {e}"))
             results = [failure] * len(batch)
         # One wake-up of the reactor for the whole batch, not one per write.
-        self._reactor.callFromThread(
-            _fire_all, [(d, result) for (_f, _w, d), result in zip(batch, results)]
-        )
+        self._reactor.callFromThread(_fire_all, [(d, result) for (_f, _w, d), result in zip(batch, results)])
 
 
 def _fire_all(outcomes: list[tuple[defer.Deferred[Any], object]]) -> None:
@@ -301,9 +295,7 @@ def _state_from_row(row: tuple[Any, ...]) -> HostState:
     )
 
 
-def _hostnames_by_user(
-    conn: sqlite3.Connection, where: str = "", args: tuple[Any, ...] = ()
-) -> dict[str, list[str]]:
+def _hostnames_by_user(conn: sqlite3.Connection, where: str = "", args: tuple[Any, ...] = ()) -> dict[str, list[str]]:
     names: dict[str, list[str]] = {}
     for user_id, name in conn.execute(
         f"SELECT user_id, name FROM hostnames {where} ORDER BY user_id, position",
@@ -340,9 +332,7 @@ class SQLiteUserStore:
     def _connect(self) -> sqlite3.Connection:
         if self.path != ":memory:" and not os.path.exists(self.path):
             os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-        conn = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=10
-        )
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
         try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
@@ -409,9 +399,7 @@ class SQLiteUserStore:
             return defer.fail(StoreError("store is not open"))
         return self._worker.submit(function, write=False)
 
-    def _write(
-        self, function: Callable[[sqlite3.Connection, int], T]
-    ) -> defer.Deferred[T]:
+    def _write(self, function: Callable[[sqlite3.Connection, int], T]) -> defer.Deferred[T]:
         if self._worker is None:
             return defer.fail(StoreError("store is not open"))
         return self._worker.submit(function, write=True)
@@ -422,18 +410,13 @@ class SQLiteUserStore:
         def load(conn: sqlite3.Connection) -> Snapshot:
             conn.execute("BEGIN")
             try:
-                (generation,) = conn.execute(
-                    "SELECT value FROM meta WHERE key = 'generation'"
-                ).fetchone()
+                (generation,) = conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
                 names = _hostnames_by_user(conn)
                 users = {
                     row[0]: _user_from_row(row, tuple(names.get(row[0], ())))
                     for row in conn.execute(f"SELECT {_USER_COLUMNS} FROM users")
                 }
-                states = {
-                    row[0]: _state_from_row(row)
-                    for row in conn.execute(f"SELECT {_STATE_COLUMNS} FROM states")
-                }
+                states = {row[0]: _state_from_row(row) for row in conn.execute(f"SELECT {_STATE_COLUMNS} FROM states")}
                 (self._data_version,) = conn.execute("PRAGMA data_version").fetchone()
             finally:
                 conn.execute("COMMIT")
@@ -445,22 +428,15 @@ class SQLiteUserStore:
     def changes_since(self, generation: int) -> defer.Deferred[Changes]:
         def changes(conn: sqlite3.Connection) -> Changes:
             (data_version,) = conn.execute("PRAGMA data_version").fetchone()
-            if (
-                data_version == self._data_version
-                and generation >= self._checked_generation
-            ):
+            if data_version == self._data_version and generation >= self._checked_generation:
                 # Nobody else committed since we last looked, and our own
                 # writes reached the caller through their Deferreds.
                 return Changes(generation=max(generation, self._seen_generation))
             conn.execute("BEGIN")
             try:
-                (current,) = conn.execute(
-                    "SELECT value FROM meta WHERE key = 'generation'"
-                ).fetchone()
+                (current,) = conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
                 (data_version,) = conn.execute("PRAGMA data_version").fetchone()
-                rows = conn.execute(
-                    f"SELECT {_USER_COLUMNS} FROM users WHERE gen > ?", (generation,)
-                ).fetchall()
+                rows = conn.execute(f"SELECT {_USER_COLUMNS} FROM users WHERE gen > ?", (generation,)).fetchall()
                 users = {}
                 for row in rows:
                     names = conn.execute(
@@ -476,10 +452,7 @@ class SQLiteUserStore:
                     )
                 }
                 removed = frozenset(
-                    uid
-                    for (uid,) in conn.execute(
-                        "SELECT user_id FROM removed WHERE gen > ?", (generation,)
-                    )
+                    uid for (uid,) in conn.execute("SELECT user_id FROM removed WHERE gen > ?", (generation,))
                 )
             finally:
                 conn.execute("COMMIT")
@@ -527,8 +500,7 @@ class SQLiteUserStore:
     def _save(conn: sqlite3.Connection, state: HostState, generation: int) -> None:
         try:
             conn.execute(
-                f"INSERT OR REPLACE INTO states ({_STATE_COLUMNS}, gen) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT OR REPLACE INTO states ({_STATE_COLUMNS}, gen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     state.user_id,
                     _text(state.ipv4),
@@ -602,17 +574,14 @@ class SQLiteUserStore:
             try:
                 steps: dict[str, list[JournalStep]] = {}
                 for origin, serial_from, serial_to, deleted, added in conn.execute(
-                    "SELECT origin, serial_from, serial_to, deleted, added"
-                    " FROM zone_journal ORDER BY seq"
+                    "SELECT origin, serial_from, serial_to, deleted, added FROM zone_journal ORDER BY seq"
                 ):
                     steps.setdefault(origin, []).append(
                         JournalStep(serial_from, serial_to, _rrs_from_text(deleted), _rrs_from_text(added))
                     )
                 return {
                     origin: ZoneHistory(serial, digest, tuple(steps.get(origin, ())))
-                    for origin, serial, digest in conn.execute(
-                        "SELECT origin, serial, digest FROM zones"
-                    )
+                    for origin, serial, digest in conn.execute("SELECT origin, serial, digest FROM zones")
                 }
             finally:
                 conn.execute("COMMIT")
@@ -638,10 +607,8 @@ class SQLiteUserStore:
                 (origin, step.serial_from),
             )
             conn.execute(
-                "INSERT INTO zone_journal (origin, serial_from, serial_to, deleted, added)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (origin, step.serial_from, step.serial_to,
-                 _rrs_to_text(step.deleted), _rrs_to_text(step.added)),
+                "INSERT INTO zone_journal (origin, serial_from, serial_to, deleted, added) VALUES (?, ?, ?, ?, ?)",
+                (origin, step.serial_from, step.serial_to, _rrs_to_text(step.deleted), _rrs_to_text(step.added)),
             )
             conn.execute(
                 "DELETE FROM zone_journal WHERE origin = ? AND seq <= ("
@@ -651,7 +618,6 @@ class SQLiteUserStore:
             )
 
         return self._write(save)
-
 
     # -- TSIG replay records
 

@@ -80,7 +80,10 @@ class AdminAuth:
     """
 
     def __init__(
-        self, users: Mapping[str, str], tokens: tuple[str, ...], reactor: Any = None,
+        self,
+        users: Mapping[str, str],
+        tokens: tuple[str, ...],
+        reactor: Any = None,
         service: DynDNSService | None = None,
     ) -> None:
         self.checker = PasswordChecker(
@@ -205,7 +208,10 @@ class AdminResource(resource.Resource):
     # -- plumbing
 
     def _json(
-        self, request: server.Request, body: Any, code: int = http.OK,
+        self,
+        request: server.Request,
+        body: Any,
+        code: int = http.OK,
         headers: tuple[tuple[bytes, bytes], ...] = (),
     ) -> None:
         if request.finished or getattr(request, "_disconnected", False):
@@ -240,15 +246,19 @@ class AdminResource(resource.Resource):
         who = await self.auth.authenticate(request)
         if isinstance(who, AuthResult):
             self._json(
-                request, {"error": "too many failed logins, try again later", "field": None},
-                TOO_MANY_REQUESTS, ((b"retry-after", who.retry_header()),),
+                request,
+                {"error": "too many failed logins, try again later", "field": None},
+                TOO_MANY_REQUESTS,
+                ((b"retry-after", who.retry_header()),),
             )
             return
         if who is None:
             if header(request, "authorization") and self.auth.authn is None:
                 self.service.auth_failed(METHOD)
             self._json(
-                request, {"error": "authentication required", "field": None}, http.UNAUTHORIZED,
+                request,
+                {"error": "authentication required", "field": None},
+                http.UNAUTHORIZED,
                 ((b"www-authenticate", f'Basic realm="{REALM}"'.encode()),),
             )
             return
@@ -350,9 +360,9 @@ class AdminResource(resource.Resource):
         try:
             _, etag = self._config()
             if expected.strip() not in (etag, "*"):
-                raise ApiError(http.PRECONDITION_FAILED,
-                               "the configuration changed since you read it (ETag differs)",
-                               "If-Match")
+                raise ApiError(
+                    http.PRECONDITION_FAILED, "the configuration changed since you read it (ETag differs)", "If-Match"
+                )
             try:
                 await self.service.replace_users(users, states)
             except ValidationError as e:
@@ -361,8 +371,7 @@ class AdminResource(resource.Resource):
                 raise ApiError(http.CONFLICT, str(e), "users") from None
             except StoreError as e:
                 raise ApiError(http.SERVICE_UNAVAILABLE, f"store failure: {e}") from None
-            log.info("admin {who} replaced the configuration: {count} users", who=who,
-                     count=len(users))
+            log.info("admin {who} replaced the configuration: {count} users", who=who, count=len(users))
             new_body, new_etag = self._config()
         finally:
             self._config_lock.release()
@@ -436,8 +445,9 @@ class AdminResource(resource.Resource):
             raise ApiError(http.CONFLICT, str(e), "hostnames" if isinstance(e, NameTaken) else "id") from None
         except StoreError as e:
             raise ApiError(http.SERVICE_UNAVAILABLE, f"store failure: {e}") from None
-        log.info("admin {who} {verb} user {user}", who=who, user=user_id,
-                 verb="added" if code == http.CREATED else "changed")
+        log.info(
+            "admin {who} {verb} user {user}", who=who, user=user_id, verb="added" if code == http.CREATED else "changed"
+        )
         self._json(request, self._user_body(self.service.registry.users[user_id]), code)
 
     def _user_body(self, user: User) -> dict[str, Any]:
@@ -491,8 +501,11 @@ def build_admin_site(
     connections = settings.connections
     if limiter is None:
         limiter = ConnectionLimiter(
-            "admin", connections.admin_max_per_source, connections.admin_max_total,
-            ipv6_prefix=connections.ipv6_prefix, clock=reactor,
+            "admin",
+            connections.admin_max_per_source,
+            connections.admin_max_total,
+            ipv6_prefix=connections.ipv6_prefix,
+            clock=reactor,
         )
     site = LimitedSite(
         AdminResource(service, settings, auth, extra),
@@ -500,9 +513,7 @@ def build_admin_site(
     )
     site.requestFactory = AdminRequest
     site.displayTracebacks = False
-    site.limit_connections(
-        limiter, connections.http_header_timeout, connections.http_request_timeout
-    )
+    site.limit_connections(limiter, connections.http_header_timeout, connections.http_request_timeout)
     return site
 
 

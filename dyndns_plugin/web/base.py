@@ -41,9 +41,7 @@ class AsyncResource(resource.Resource):
         finish(request, b"server error\n", code=http.INTERNAL_SERVER_ERROR)
 
 
-def parse_address_list(
-    values: list[str], strict: bool
-) -> tuple[list[IPAddress], bool]:
+def parse_address_list(values: list[str], strict: bool) -> tuple[list[IPAddress], bool]:
     """
     Addresses from comma-separated parameter values; C{/len} suffixes (a
     FRITZ!Box sends its IPv6 prefix) are stripped and the first address of

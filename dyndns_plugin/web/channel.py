@@ -42,8 +42,7 @@ REQUEST_TIMEOUT = "request_timeout"
 IDLE = "idle"
 
 _REQUEST_TIMEOUT_REPLY = (
-    b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n"
-    b"Cache-Control: private\r\nConnection: close\r\n\r\n"
+    b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nCache-Control: private\r\nConnection: close\r\n\r\n"
 )
 
 

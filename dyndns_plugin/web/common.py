@@ -77,8 +77,11 @@ def _header_addresses(request: server.Request) -> list[str]:
 
 def _public(address: IPAddress) -> bool:
     return not (
-        address.is_private or address.is_loopback or address.is_link_local
-        or address.is_unspecified or address.is_multicast
+        address.is_private
+        or address.is_loopback
+        or address.is_link_local
+        or address.is_unspecified
+        or address.is_multicast
     )
 
 
@@ -222,7 +225,11 @@ class DynDNSRequest(server.Request):
         if self.method not in self.allowed_methods:
             # Twisted answers 501 for methods it does not know; for us
             # every other method is simply not allowed.
-            finish(self, b"method not allowed\n", code=http.NOT_ALLOWED,
-                   headers=[(b"allow", b", ".join(self.allowed_methods))])
+            finish(
+                self,
+                b"method not allowed\n",
+                code=http.NOT_ALLOWED,
+                headers=[(b"allow", b", ".join(self.allowed_methods))],
+            )
             return
         super().process()

@@ -34,7 +34,9 @@ _ERRORS = {
 }
 
 _USER_ID = {
-    "name": "id", "in": "path", "required": True,
+    "name": "id",
+    "in": "path",
+    "required": True,
     "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]*$"},
 }
 
@@ -79,8 +81,7 @@ _USER = {
 _STATE_ENTRY = {
     "type": "object",
     "additionalProperties": False,
-    "required": ["id", "state", "ipv4", "ipv6", "ttl", "last_update", "method",
-                 "client_address", "names"],
+    "required": ["id", "state", "ipv4", "ipv6", "ttl", "last_update", "method", "client_address", "names"],
     "properties": {
         "id": {"type": "string"},
         "state": {"enum": ["online", "offline", "never", "disabled"]},
@@ -121,18 +122,17 @@ _CONFIG = {
 _ETAG_HEADER = {"ETag": {"schema": {"type": "string"}, "description": "Version of the users"}}
 
 # Shared by the routes and their aliases (an alias answers like its target).
-_STATE_RESPONSES = {"200": {"description": "The state", "content": _content(_ref("State"))},
-                    "401": _ERRORS["401"]}
+_STATE_RESPONSES = {"200": {"description": "The state", "content": _content(_ref("State"))}, "401": _ERRORS["401"]}
 _CONFIG_GET_RESPONSES = {
-    "200": {"description": "The configuration", "headers": _ETAG_HEADER,
-            "content": _content(_ref("Config"))},
+    "200": {"description": "The configuration", "headers": _ETAG_HEADER, "content": _content(_ref("Config"))},
     "401": _ERRORS["401"],
 }
 _IF_MATCH = [{"name": "If-Match", "in": "header", "required": True, "schema": {"type": "string"}}]
 _CONFIG_PUT_RESPONSES = {
-    "200": {"description": "Replaced", "headers": _ETAG_HEADER,
-            "content": _content(_ref("Config"))},
-    "400": _ERRORS["400"], "401": _ERRORS["401"], "415": _ERRORS["415"],
+    "200": {"description": "Replaced", "headers": _ETAG_HEADER, "content": _content(_ref("Config"))},
+    "400": _ERRORS["400"],
+    "401": _ERRORS["401"],
+    "415": _ERRORS["415"],
     "409": _error("A host name belongs to two users"),
     "412": _error("The ETag differs: someone changed the users since"),
     "428": _error("If-Match missing"),
@@ -195,8 +195,11 @@ DOCUMENT: dict[str, Any] = {
             "parameters": [_USER_ID],
             "get": {
                 "summary": "One user",
-                "responses": {"200": {"description": "The user", "content": _content(_ref("User"))},
-                              "401": _ERRORS["401"], "404": _ERRORS["404"]},
+                "responses": {
+                    "200": {"description": "The user", "content": _content(_ref("User"))},
+                    "401": _ERRORS["401"],
+                    "404": _ERRORS["404"],
+                },
             },
             "put": {
                 "summary": "Create or replace one user",
@@ -204,7 +207,9 @@ DOCUMENT: dict[str, Any] = {
                 "responses": {
                     "200": {"description": "Replaced", "content": _content(_ref("User"))},
                     "201": {"description": "Created", "content": _content(_ref("User"))},
-                    "400": _ERRORS["400"], "401": _ERRORS["401"], "415": _ERRORS["415"],
+                    "400": _ERRORS["400"],
+                    "401": _ERRORS["401"],
+                    "415": _ERRORS["415"],
                     "409": _error("A host name belongs to another user"),
                     "503": _ERRORS["503"],
                 },
@@ -214,15 +219,22 @@ DOCUMENT: dict[str, Any] = {
                 "requestBody": {"required": True, "content": _content(_ref("User"))},
                 "responses": {
                     "200": {"description": "Changed", "content": _content(_ref("User"))},
-                    "400": _ERRORS["400"], "401": _ERRORS["401"], "404": _ERRORS["404"],
-                    "415": _ERRORS["415"], "409": _error("A host name belongs to another user"),
+                    "400": _ERRORS["400"],
+                    "401": _ERRORS["401"],
+                    "404": _ERRORS["404"],
+                    "415": _ERRORS["415"],
+                    "409": _error("A host name belongs to another user"),
                     "503": _ERRORS["503"],
                 },
             },
             "delete": {
                 "summary": "Remove one user",
-                "responses": {"204": {"description": "Removed"}, "401": _ERRORS["401"],
-                              "404": _ERRORS["404"], "503": _ERRORS["503"]},
+                "responses": {
+                    "204": {"description": "Removed"},
+                    "401": _ERRORS["401"],
+                    "404": _ERRORS["404"],
+                    "503": _ERRORS["503"],
+                },
             },
         },
         "/api/users/{id}/offline": {
@@ -231,28 +243,35 @@ DOCUMENT: dict[str, Any] = {
                 "summary": "Set the user offline (its offline IP, or no address)",
                 "requestBody": {"required": True, "content": _content({"type": "object"})},
                 "responses": {
-                    "200": {"description": "The user's new state",
-                            "content": _content(_ref("StateEntry"))},
-                    "400": _ERRORS["400"], "401": _ERRORS["401"], "404": _ERRORS["404"],
-                    "409": _error("The user is disabled"), "415": _ERRORS["415"],
+                    "200": {"description": "The user's new state", "content": _content(_ref("StateEntry"))},
+                    "400": _ERRORS["400"],
+                    "401": _ERRORS["401"],
+                    "404": _ERRORS["404"],
+                    "409": _error("The user is disabled"),
+                    "415": _ERRORS["415"],
                     "503": _ERRORS["503"],
                 },
             },
         },
-        "/pluginstate": {"get": {"summary": "Alias of GET /api/state (the original's command)",
-                                 "responses": _STATE_RESPONSES}},
-        "/getpluginconfig": {"get": {"summary": "Alias of GET /api/config",
-                                     "responses": _CONFIG_GET_RESPONSES}},
+        "/pluginstate": {
+            "get": {"summary": "Alias of GET /api/state (the original's command)", "responses": _STATE_RESPONSES}
+        },
+        "/getpluginconfig": {"get": {"summary": "Alias of GET /api/config", "responses": _CONFIG_GET_RESPONSES}},
         "/updatepluginconfig": {
-            method: {"summary": "Alias of PUT /api/config",
-                     "parameters": _IF_MATCH,
-                     "requestBody": {"required": True, "content": _content(_ref("Config"))},
-                     "responses": _CONFIG_PUT_RESPONSES}
+            method: {
+                "summary": "Alias of PUT /api/config",
+                "parameters": _IF_MATCH,
+                "requestBody": {"required": True, "content": _content(_ref("Config"))},
+                "responses": _CONFIG_PUT_RESPONSES,
+            }
             for method in ("put", "post")
         },
-        "/api/openapi.json": {"get": {"summary": "This document",
-                                      "responses": {"200": {"description": "OpenAPI 3.1"},
-                                                    "401": _ERRORS["401"]}}},
+        "/api/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "responses": {"200": {"description": "OpenAPI 3.1"}, "401": _ERRORS["401"]},
+            }
+        },
     },
 }
 

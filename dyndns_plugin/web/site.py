@@ -16,16 +16,15 @@ from typing import Any
 from twisted.web import http, resource, server
 
 from dyndns_plugin.authn import Authenticator, CredentialChecker, authenticator_for
-from dyndns_plugin.config import HTTPSettings
-from dyndns_plugin.service import DynDNSService
-from dyndns_plugin.config import ConnectionSettings
+from dyndns_plugin.config import ConnectionSettings, HTTPSettings
 from dyndns_plugin.connections import ConnectionLimiter
-from dyndns_plugin.web.channel import LimitedSite
-from dyndns_plugin.web.common import ClientAddressDetector, DynDNSRequest, finish
 from dyndns_plugin.protocols.ddns import DdnsResource
 from dyndns_plugin.protocols.gnudip_http import GnuDIPResource, SaltSigner
 from dyndns_plugin.protocols.myip import CheckIPResource, DisabledMethod, MyIPResource
 from dyndns_plugin.protocols.nic import NicUpdateResource
+from dyndns_plugin.service import DynDNSService
+from dyndns_plugin.web.channel import LimitedSite
+from dyndns_plugin.web.common import ClientAddressDetector, DynDNSRequest, finish
 
 _SECRET_PARAMS = re.compile(rb"((?:^|[?&;])(?:pw|pass|password|passwd|sign)=)[^&;]*", re.I)
 
@@ -102,8 +101,11 @@ def build_resources(
     ddns: resource.Resource
     if settings.url_auth or settings.basic_auth:
         ddns = DdnsResource(
-            service, auth, detector,
-            url_auth=settings.url_auth, basic_auth=settings.basic_auth,
+            service,
+            auth,
+            detector,
+            url_auth=settings.url_auth,
+            basic_auth=settings.basic_auth,
         )
     else:
         ddns = DisabledMethod("HTTP update method is not enabled")
@@ -122,7 +124,9 @@ def build_resources(
         nic.putChild(
             b"update",
             NicUpdateResource(
-                service, auth, detector,
+                service,
+                auth,
+                detector,
                 ignore_hostname=settings.nic_update_ignore_hostname,
             ),
         )
@@ -173,8 +177,11 @@ def build_site(
         connections = ConnectionSettings()
     if limiter is None:
         limiter = ConnectionLimiter(
-            "http", connections.http_max_per_source, connections.http_max_total,
-            ipv6_prefix=connections.ipv6_prefix, clock=service.clock,
+            "http",
+            connections.http_max_per_source,
+            connections.http_max_total,
+            ipv6_prefix=connections.ipv6_prefix,
+            clock=service.clock,
         )
     site = DynDNSSite(
         build_resources(service, settings, checker, salt_signer=salt_signer),
@@ -184,7 +191,5 @@ def build_site(
     )
     site.requestFactory = DynDNSRequest
     site.displayTracebacks = False
-    site.limit_connections(
-        limiter, connections.http_header_timeout, connections.http_request_timeout
-    )
+    site.limit_connections(limiter, connections.http_header_timeout, connections.http_request_timeout)
     return site

@@ -75,16 +75,18 @@ def _csp_hash(text: str) -> str:
 #: exactly one, L{StatusScript}), the inline style sheet only by its hash,
 #: requests only to our own origin, nothing else at all: no inline script,
 #: no event-handler attribute, no frame, no form, no foreign image or font.
-CONTENT_SECURITY_POLICY = "; ".join([
-    "default-src 'none'",
-    "script-src 'self'",
-    f"style-src {_csp_hash(STYLE)}",
-    "connect-src 'self'",
-    "img-src data:",
-    "base-uri 'none'",
-    "form-action 'none'",
-    "frame-ancestors 'none'",
-])
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'none'",
+        "script-src 'self'",
+        f"style-src {_csp_hash(STYLE)}",
+        "connect-src 'self'",
+        "img-src data:",
+        "base-uri 'none'",
+        "form-action 'none'",
+        "frame-ancestors 'none'",
+    ]
+)
 
 #: Headers of every answer of L{StatusPage} and L{StatusScript}.
 _COMMON_HEADERS = (
@@ -163,12 +165,16 @@ class _StaticResource(resource.Resource):
     def render(self, request: server.Request) -> Any:
         if request.method not in ALLOWED:
             finish(
-                request, b"method not allowed\n", code=http.NOT_ALLOWED,
+                request,
+                b"method not allowed\n",
+                code=http.NOT_ALLOWED,
                 headers=[(b"allow", b", ".join(ALLOWED)), *_COMMON_HEADERS],
             )
         else:
             finish(
-                request, self.body, content_type=self.content_type,
+                request,
+                self.body,
+                content_type=self.content_type,
                 headers=[*_COMMON_HEADERS, *self.extra_headers],
             )
         return server.NOT_DONE_YET
