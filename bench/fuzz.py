@@ -2,9 +2,10 @@
 """
 Fuzz every parser of the service in process, against the real code.
 
-    python bench/fuzz.py --inputs 1000000 --out /tmp/fuzz-out            # every target
-    python bench/fuzz.py --inputs 20000 --targets dns_udp,http --seed 7
-    python bench/fuzz.py --replay /tmp/fuzz-out/dns_udp/<file>.bin --targets dns_udp
+    python -m bench.fuzz --inputs 1000000 --out /tmp/fuzz-out            # every target (~30 min)
+    python -m bench.fuzz --inputs 20000 --targets dns_udp,http --seed 7
+    python -m bench.fuzz --replay /tmp/fuzz-out/dns_udp/<file>.bin --targets dns_udp
+    python -m bench.fuzz --record-from /tmp/fuzz-out/summary.json      # -> bench/results/fuzz.json
 
 Engine: a structure-aware mutational loop written here, seeded from the real
 client captures in tests/fixtures (nsupdate, BIND, named, GnuDIP clients,
@@ -76,11 +77,11 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable, Iterator
 
+import dns.edns
 import dns.message
 import dns.name
-import dns.rdataclass
-import dns.edns
 import dns.opcode
+import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 import dns.update
@@ -1413,6 +1414,53 @@ def _discard(event: dict[str, Any]) -> None:
     """The only global log observer of a campaign: nothing is buffered or written."""
 
 
+def record_from_summary(path: str) -> int:
+    """
+    A campaign's summary.json as the benchmark record bench/results/fuzz.json
+    (C{python -m bench.report} renders it): per target the inputs,
+    exceptions, wrong answers, hangs, inputs/s and corpus; the commit and
+    date are those of the commit that added the summary, if it is in git.
+    """
+    import subprocess
+
+    from bench.harness.record import RESULTS, code_version
+    from bench.harness.users import REPO
+
+    with open(path) as f:
+        data = json.load(f)
+    # summary.json is a list of targets; a published summary wraps it with where it ran.
+    meta = data if isinstance(data, dict) else {}
+    targets = meta.get("rows", data)
+    log = subprocess.run(["git", "-C", REPO, "log", "-1", "--format=%h %cI", "--", os.path.abspath(path)],
+                         capture_output=True, text=True).stdout.split()
+    inputs = {t["inputs"] for t in targets}
+    record = {
+        "benchmark": "fuzz", "date": meta.get("date") or (log[1] if log else None), "short_run": False,
+        "command": meta.get("command") or f"python -m bench.fuzz --inputs {max(inputs)} --seed {targets[0]['seed']}",
+        "machine": {"note": meta.get("machine", "not recorded in summary.json")},
+        "code": {"commit": ", ".join(sorted({t["commit"] for t in targets})), "source": "per target"}
+        if all("commit" in t for t in targets)
+        else {"commit": log[0], "source": f"the commit that added {os.path.basename(path)}"}
+        if log else code_version(),
+        "parameters": {"inputs": sorted(inputs), "seed": targets[0]["seed"],
+                       "time_limit": targets[0]["time_limit"], "summary": os.path.basename(path)},
+        "figures": {"targets": [{k: t[k] for k in ("target", "parser", "inputs", "exceptions",
+                                                    "wrong_answers", "hangs", "inputs_per_second",
+                                                    "corpus", "seconds", "commit") if k in t}
+                                for t in targets]},
+        "found_and_fixed": meta.get("found_and_fixed", []),
+        "ratios": {}, "problems": [f"{t['target']}: {t['failures']}" for t in targets if t["failures"]],
+        "plot": {"title": "Fuzzing: inputs per second per target", "ylabel": "inputs/s",
+                 "groups": [t["target"] for t in targets],
+                 "series": {"inputs/s": [t["inputs_per_second"] for t in targets]}},
+    }
+    with open(os.path.join(RESULTS, "fuzz.json"), "w") as f:
+        json.dump(record, f, indent=1)
+        f.write("\n")
+    print(f"bench/results/fuzz.json: {len(targets)} targets")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--inputs", type=int, default=1_000_000, help="inputs per target")
@@ -1422,7 +1470,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="fuzz-out", help="folder for reproducers and summary.json")
     parser.add_argument("--replay", help="run one saved input (with --targets NAME)")
     parser.add_argument("--list", action="store_true", help="list the targets")
+    parser.add_argument("--record-from", metavar="SUMMARY",
+                        help="turn a campaign's summary.json into bench/results/fuzz.json, run nothing")
     args = parser.parse_args(argv)
+    if args.record_from:
+        return record_from_summary(args.record_from)
 
     from twisted.logger import globalLogBeginner
 
@@ -1451,7 +1503,8 @@ def main(argv: list[str] | None = None) -> int:
           "| corpus |", flush=True)
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|", flush=True)
     for name in chosen:
-        stats = fuzz(World, name, args.inputs, args.seed, args.time_limit, args.out, progress=lambda t: print("  " + t, file=sys.stderr, flush=True))
+        stats = fuzz(World, name, args.inputs, args.seed, args.time_limit, args.out,
+                     progress=lambda t: print("  " + t, file=sys.stderr, flush=True))
         results.append(stats)
         print(f"| {stats.target} | {stats.parser} | {stats.inputs:,} | {stats.exceptions} | "
               f"{stats.wrong} | {stats.hangs} | {stats.seconds:.0f} | {stats.rate:,.0f} | "

@@ -1,0 +1,179 @@
+"""
+One CPU and memory meter (the servers per thread, this process and its
+children, kernel threads, interrupts, everybody else, steal), an idle-machine
+wait for shared machines, and one percentile function.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+from typing import Any
+
+from bench.harness.procs import note
+
+TICK = os.sysconf("SC_CLK_TCK")
+#: A run is disturbed if other programs used (or the hypervisor stole) more
+#: than this share of one CPU meanwhile (two CPUs, shared with other work).
+DISTURBED = 0.05
+
+
+def thread_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds (user + system) of every thread of C{pid}, by thread id."""
+    out: dict[int, float] = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:  # gone: the caller notices
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        out[int(tid)] = (int(fields[11]) + int(fields[12])) / TICK
+    return out
+
+
+def _system() -> dict[str, float]:
+    """System-wide CPU seconds: C{task} (user+nice+system), C{irq}, C{steal}."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return {"task": sum(v[:3]) / TICK, "irq": (v[5] + v[6]) / TICK,
+            "steal": (v[7] if len(v) > 7 else 0) / TICK}
+
+
+def _client() -> float:
+    """This process and its reaped children (dnsperf, wrk...)."""
+    return sum(u.ru_utime + u.ru_stime for u in (resource.getrusage(resource.RUSAGE_SELF),
+                                                  resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+
+def _kernel_threads() -> float:
+    """CPU seconds of all kernel threads (children of kthreadd: kworker, jbd2...)."""
+    total = 0
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rpartition(")")[2].split()
+            except OSError:
+                continue
+            if pid == "2" or fields[1] == "2":
+                total += int(fields[11]) + int(fields[12])
+    return total / TICK
+
+
+def _tcp_drops() -> dict[str, int]:
+    """TcpExt counters that show a listen queue overflowing."""
+    with open("/proc/net/netstat") as f:
+        lines = f.read().splitlines()
+    out = {}
+    for names, values in zip(lines[::2], lines[1::2]):
+        if names.startswith("TcpExt:"):
+            for name, value in zip(names.split()[1:], values.split()[1:]):
+                if name in ("ListenOverflows", "ListenDrops", "TCPReqQFullDrop"):
+                    out[name] = int(value)
+    return out
+
+
+class CPUMeter:
+    """CPU time used between construction and L{read}, by whom."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.started = time.monotonic()
+        self.threads = {label: thread_cpu(pid) for label, pid in pids.items()}
+        self.client, self.kernel = _client(), _kernel_threads()
+        self.system, self.tcp = _system(), _tcp_drops()
+
+    def read(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"seconds": round(time.monotonic() - self.started, 3)}
+        total = 0.0
+        for label, pid in self.pids.items():
+            now = thread_cpu(pid)
+            used = {tid: cpu - self.threads[label].get(tid, 0.0) for tid, cpu in now.items()}
+            server = sum(used.values())
+            total += server
+            out[label] = {"cpu_s": round(server, 2), "main_thread_s": round(used.get(pid, 0.0), 2),
+                          "threads": len(now)}
+        client, kernel = _client() - self.client, _kernel_threads() - self.kernel
+        system = {k: v - self.system[k] for k, v in _system().items()}
+        out.update(client_s=round(client, 2), kernel_threads_s=round(kernel, 2),
+                   irq_s=round(system["irq"], 2), steal_s=round(system["steal"], 2),
+                   # what processes used beyond ours: another program, i.e. noise
+                   others_s=round(max(0.0, system["task"] - total - client - kernel), 2),
+                   tcp_drops={k: v - self.tcp.get(k, 0) for k, v in _tcp_drops().items()})
+        out["disturbed"] = out["others_s"] + out["steal_s"] > DISTURBED * out["seconds"]
+        return out
+
+
+def rss(pid: int) -> dict[str, int]:
+    """VmRSS, VmHWM (peak) and RssAnon of C{pid}, in bytes."""
+    values = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, rest = line.partition(":")
+            parts = rest.split()
+            if key in ("VmRSS", "VmHWM", "RssAnon"):
+                values[key] = int(parts[0]) * 1024
+    return values
+
+
+def wait_quiet(limit: float, window: float = 2.0) -> None:
+    """Wait (at most C{limit} s) until the machine uses < 10% of one CPU over C{window} s."""
+    end = time.monotonic() + max(0.0, limit)
+    while limit > 0:
+        busy = _system()["task"]
+        time.sleep(window)
+        used = _system()["task"] - busy
+        if used < 0.1 * window:
+            return
+        if time.monotonic() > end:
+            note(f"machine still busy ({used / window:.1f} CPUs); measuring anyway")
+            return
+
+
+def wait_idle(pid: int, limit: float, window: float = 0.5) -> float:
+    """Until C{pid} uses < 5% of a CPU over C{window} s (at most C{limit}); the wait."""
+    started = time.monotonic()
+    while time.monotonic() < started + limit:
+        before = sum(thread_cpu(pid).values())
+        time.sleep(window)
+        if sum(thread_cpu(pid).values()) - before < 0.05 * window:
+            break
+    return round(time.monotonic() - started, 2)
+
+
+class Tally:
+    """What completes while one phase of a load is current: successes with their
+    latencies, and every other outcome by kind (with a few samples)."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.ok, self.started, self.seconds = name, 0, time.perf_counter(), 0.0
+        self.latencies: list[float] = []
+        self.other: dict[str, int] = {}
+        self.samples: list[str] = []
+
+    def count(self, kind: str, sample: str = "") -> None:
+        self.other[kind] = self.other.get(kind, 0) + 1
+        if sample and len(self.samples) < 5:
+            self.samples.append(sample)
+
+    def result(self) -> dict[str, Any]:
+        return {"name": self.name, "seconds": round(self.seconds, 3), "ok": self.ok,
+                "ok_per_s": self.ok / self.seconds if self.seconds else 0.0,
+                "latency_ms": percentiles(self.latencies), "other": self.other,
+                "samples": self.samples}
+
+
+def percentiles(seconds: list[float]) -> dict[str, float]:
+    """p50/p90/p99/max/mean of durations in seconds, in milliseconds."""
+    if not seconds:
+        return {"p50": 0.0, "p90": 0.0, "p99": 0.0, "max": 0.0, "mean": 0.0}
+    ordered = sorted(seconds)
+    n = len(ordered)
+    out = {f"p{round(100 * q)}": 1000 * ordered[min(n - 1, int(q * n))] for q in (0.5, 0.9, 0.99)}
+    out.update(max=1000 * ordered[-1], mean=1000 * sum(ordered) / n)
+    return {k: round(v, 3) for k, v in out.items()}

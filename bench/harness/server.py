@@ -1,0 +1,256 @@
+"""
+Our server under test: its config from keyword overrides, C{twistd -n dyndns}
+started by PID and ready when DNS answers (and HTTP and GnuDIP, if on), and
+which code it runs (the checkout, or a commit exported with git archive).
+Also the small DNS and HTTP probes the benchmarks check answers with.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+from bench.harness.procs import HOST, BenchError, Processes, Timeout, free_ports, log_tail
+from bench.harness.users import REPO, SUFFIX, TTL
+
+BASE_PATH = "/dyndns/"
+
+
+def twistd() -> list[str]:
+    """C{twistd -n --pidfile=} of this Python (the one dyndns_plugin is installed in)."""
+    script = os.path.join(os.path.dirname(sys.executable), "twistd")
+    if not os.access(script, os.X_OK):
+        script = shutil.which("twistd") or "twistd"
+    return [script, "-n", "--pidfile="]
+
+
+# -- which code runs the server
+
+
+def export_code(rev: str, dest: str) -> str:
+    """
+    C{git archive REV dyndns_plugin twisted} into C{dest} and put it first on
+    the children's PYTHONPATH: the server runs that commit whatever the
+    checkout holds meanwhile. Returns the short commit id.
+    """
+    commit = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", rev],
+                            capture_output=True, text=True, timeout=30)
+    if commit.returncode != 0:
+        raise BenchError(f"unknown revision {rev!r}: {commit.stderr.strip()}")
+    os.makedirs(dest, exist_ok=True)
+    archive = subprocess.Popen(["git", "-C", REPO, "archive", rev, "dyndns_plugin", "twisted"],
+                               stdout=subprocess.PIPE)
+    untar = subprocess.run(["tar", "-x", "-C", dest], stdin=archive.stdout, timeout=60)
+    assert archive.stdout is not None
+    archive.stdout.close()
+    if archive.wait(60) != 0 or untar.returncode != 0:
+        raise BenchError(f"git archive {rev} failed")
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (dest, os.environ.get("PYTHONPATH")) if p)
+    return commit.stdout.strip()
+
+
+def config_error(path: str) -> str | None:
+    """The code under test's verdict on a config file (None: accepted)."""
+    run = subprocess.run(
+        [sys.executable, "-c",
+         "import sys\nfrom dyndns_plugin.config import load_settings, ConfigError\n"
+         "try:\n    load_settings(sys.argv[1])\nexcept ConfigError as e:\n"
+         "    print(e)\n    sys.exit(3)\n", path],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        cwd="/")  # not the checkout: "" on sys.path would come before PYTHONPATH
+    if run.returncode == 0:
+        return None
+    return (run.stdout + run.stderr).strip() or f"exit {run.returncode}"
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return str(value)
+
+
+def toml_tables(tables: dict[str, dict[str, Any]]) -> str:
+    def key(k: str) -> str:
+        return k if k.replace("_", "").isalnum() else f'"{k}"'
+
+    return "".join(f"\n[{name}]\n" + "".join(f"{key(k)} = {_toml(v)}\n" for k, v in body.items())
+                   for name, body in tables.items())
+
+
+# -- DNS and HTTP probes
+
+
+def query(port: int, name: str, rdtype: str = "A", timeout: float = 0.5) -> Any:
+    import dns.message
+    import dns.query
+
+    return dns.query.udp(dns.message.make_query(name, rdtype), HOST, port=port, timeout=timeout)
+
+
+def addresses_in(response: Any) -> set[str]:
+    return {rd.address for rrset in response.answer for rd in rrset if rrset.rdtype == 1}
+
+
+def soa_serial(port: int) -> int:
+    for rrset in query(port, SUFFIX, "SOA", timeout=2).answer:
+        if rrset.rdtype == 6:
+            return int(rrset[0].serial)
+    raise BenchError(f"no SOA from port {port}")
+
+
+def http_get(port: int, path: str, headers: dict[str, str] | None = None,
+             timeout: float = 5.0, source: str | None = None) -> tuple[int, str]:
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout,
+                                      source_address=(source, 0) if source else None)
+    try:
+        conn.request("GET", path, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, response.read().decode("utf-8", "replace")
+    finally:
+        conn.close()
+
+
+def dns_ready(port: int, name: str, expect: str | None) -> bool:
+    """C{name} answers C{expect}; with C{expect} None: any answer but SERVFAIL (loaded)."""
+    import dns.exception
+
+    try:
+        response = query(port, name, timeout=0.2)
+    except (dns.exception.Timeout, OSError):
+        return False
+    if expect is None:
+        return response.rcode() != 2
+    return addresses_in(response) == {expect}
+
+
+def wait_dns(proc: subprocess.Popen[bytes], port: int, name: str, expect: str | None,
+             deadline: float, log: str) -> float:
+    """Poll until L{dns_ready}; returns the seconds it took."""
+    started = time.monotonic()
+    while not dns_ready(port, name, expect):
+        if proc.poll() is not None:
+            raise BenchError(f"server exited with {proc.returncode}:\n{log_tail(log)}")
+        if time.monotonic() > deadline:
+            raise Timeout(f"server on port {port} not ready in time:\n{log_tail(log)}")
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
+def _gnudip_ready(port: int) -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=0.5) as sock:
+            return sock.recv(100).endswith(b"\n")
+    except OSError:
+        return False
+
+
+def _http_ready(port: int) -> bool:
+    try:
+        return http_get(port, BASE_PATH + "myip", timeout=0.5)[0] == 200
+    except OSError:
+        return False
+
+
+# -- the server
+
+
+class Server:
+    """
+    One C{twistd -n dyndns}: DNS on 127.0.0.1 (with RFC 2136 UPDATE), HTTP
+    and GnuDIP TCP if asked, the limiter off unless C{limits} is given (left
+    out if the code under test predates C{[limits]}), C{tables} merged in.
+    """
+
+    def __init__(self, procs: Processes, tmp: str, store: str, name: str = "server", *,
+                 http: bool = False, gnudip: bool = False, limits: dict[str, Any] | None = None,
+                 tables: dict[str, dict[str, Any]] | None = None, log_updates: bool = False,
+                 command: list[str] | None = None) -> None:
+        self.procs, self.name, self.command = procs, name, command or twistd()
+        self.dns_port, self.http_port, self.gnudip_port = free_ports(3)
+        self.config = os.path.join(tmp, f"{name}.toml")
+        self.log = os.path.join(tmp, f"{name}.log")
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+        self.http, self.gnudip = http, gnudip
+        config: dict[str, dict[str, Any]] = {
+            "service": {"suffix": SUFFIX, "default_ttl": TTL, "min_ttl": 10, "max_ttl": 86400,
+                        "poll_interval": 0.5, "log_updates": log_updates},
+            "store": {"backend": "sqlite", "path": store},
+            "dns": {"listen": [f"{HOST}:{self.dns_port}"], "nameservers": [f"ns1.{SUFFIX}"],
+                    "hostmaster": f"hostmaster.{SUFFIX}"},
+            "dns.glue": {f"ns1.{SUFFIX}": ["127.0.0.1"]},
+        }
+        if http:
+            config["http"] = {"listen": [f"tcp:{self.http_port}:interface={HOST}"],
+                              "base_url": f"http://{HOST}:{self.http_port}{BASE_PATH}",
+                              "timeout": 30}
+            config["http.methods"] = dict.fromkeys(
+                ("url_auth", "basic_auth", "nic_update", "remote_ip"), True)
+        if gnudip:
+            config["gnudip"] = {"listen": [f"tcp:{self.gnudip_port}:interface={HOST}"],
+                                "timeout": 30, "max_connections_per_source": 64}
+        for table, body in (tables or {}).items():
+            config.setdefault(table, {}).update(body)
+        base = toml_tables(config)
+        # Benchmarks push thousands of changes a minute from loopback: they
+        # measure throughput, not the limiter (bench/auth_flood.py does that).
+        limits = {"enabled": False} if limits is None else limits
+        with open(self.config, "w") as f:
+            f.write(base + toml_tables({"limits": limits}))
+        self.limits = "[limits] " + ", ".join(f"{k} = {_toml(v)}" for k, v in limits.items())
+        error = config_error(self.config)
+        if error is not None:
+            if "limits" not in error or "unknown key" not in error:
+                raise BenchError(f"the server config is not accepted: {error}")
+            with open(self.config, "w") as f:  # code from before the limiter
+                f.write(base)
+            self.limits = "no [limits] table (the code under test has no limiter)"
+
+    @property
+    def argv(self) -> list[str]:
+        return self.command + [f"--logfile={self.log}", "dyndns", "--config", self.config]
+
+    def start(self, deadline: float, name: str = f"ns1.{SUFFIX}", expect: str | None = None
+              ) -> float:
+        """Start and wait until ready (see L{dns_ready}); returns the seconds taken."""
+        self.starts += 1
+        out = f"{self.log}.out{self.starts}"
+        started = time.monotonic()
+        self.proc = self.procs.start(self.argv, out)
+        wait_dns(self.proc, self.dns_port, name, expect, deadline, self.log)
+        while not ((not self.http or _http_ready(self.http_port))
+                   and (not self.gnudip or _gnudip_ready(self.gnudip_port))):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise BenchError(f"HTTP or GnuDIP not ready:\n{log_tail(self.log)}\n"
+                                 f"{log_tail(out)}")
+            time.sleep(0.05)
+        return time.monotonic() - started
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def kill(self) -> None:
+        """SIGKILL, no clean-up of any kind."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(10)
+        self.procs.stop(self.proc)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            if self.proc.poll() is not None:
+                raise BenchError(f"{self.name} died during the run:\n{log_tail(self.log)}")
+            self.procs.stop(self.proc)

@@ -1,0 +1,194 @@
+"""
+Drivers for the real tools the benchmarks use: dnsperf, wrk, BIND named (as
+primary or secondary, run unprivileged as user bind) and py-spy.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import shutil
+import subprocess
+from typing import Any
+
+from bench.harness.procs import HOST, BenchError, Processes, run_checked
+from bench.harness.server import wait_dns
+from bench.harness.users import SUFFIX, TTL
+
+
+def require(*tools: str) -> None:
+    missing = [t for t in tools if shutil.which(t) is None]
+    if missing:
+        raise SystemExit(f"missing: {', '.join(missing)} (Debian: apt-get install "
+                         + " ".join({"named": "bind9"}.get(t, t) for t in missing) + ")")
+
+
+def version(argv: list[str], pattern: str) -> str:
+    run = subprocess.run(argv, capture_output=True, text=True)
+    m = re.search(pattern, run.stdout + run.stderr)
+    return m.group(1) if m else "?"
+
+
+# -- dnsperf
+
+
+def dnsperf(port: int, queries: str, seconds: float, clients: int = 4, outstanding: int = 100,
+            max_qps: int = 0) -> dict[str, Any]:
+    """One dnsperf run over UDP; its summary as numbers."""
+    argv = ["dnsperf", "-s", HOST, "-p", str(port), "-d", queries, "-l", str(seconds),
+            "-c", str(clients), "-q", str(outstanding), "-t", "2"] + (
+        ["-Q", str(max_qps)] if max_qps else [])
+    out = run_checked(argv, seconds + 30, "dnsperf")
+    fields = {"sent": r"Queries sent:\s+(\d+)", "completed": r"Queries completed:\s+(\d+)",
+              "lost": r"Queries lost:\s+(\d+)", "qps": r"Queries per second:\s+([0-9.]+)",
+              "latency_avg_s": r"Average Latency \(s\):\s+([0-9.]+)",
+              "latency_max_s": r"Average Latency \(s\):.*max ([0-9.]+)",
+              "response_bytes": r"Average packet size:.*response (\d+)"}
+    result: dict[str, Any] = {}
+    for key, pattern in fields.items():
+        m = re.search(pattern, out)
+        if m:
+            result[key] = float(m.group(1))
+    m = re.search(r"Response codes:\s+(.*)", out)
+    result["rcodes"] = {k: int(v) for k, v in re.findall(r"([A-Z]+) (\d+)", m.group(1))} if m else {}
+    if "qps" not in result or "completed" not in result:
+        raise BenchError(f"could not parse dnsperf output:\n{out}")
+    return result
+
+
+# -- wrk
+
+
+def wrk(url: str, script: str, script_args: list[str], threads: int, connections: int,
+        seconds: int) -> dict[str, Any]:
+    """One wrk run with a Lua script; requests/s and socket errors from its output."""
+    argv = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--latency",
+            "--timeout", "5s", "-s", script, url, "--", *script_args]
+    out = run_checked(argv, seconds + 30, "wrk")
+    m = re.search(r"Requests/sec:\s+([0-9.]+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    return {"argv": argv, "requests_per_s": float(m.group(1)) if m else None,
+            "socket_errors": errors.group(1) if errors else None, "stdout": out}
+
+
+# -- BIND
+
+
+_OPTIONS = """options {{
+    directory "{folder}";
+    pid-file none;
+    listen-on port {port} {{ 127.0.0.1; }};
+    listen-on-v6 {{ none; }};
+    recursion no;
+    dnssec-validation no;
+    allow-query {{ 127.0.0.0/8; }};
+    allow-transfer {{ 127.0.0.1; }};
+    notify no;
+    session-keyfile none;
+    managed-keys-directory "{folder}";{extra}
+}};
+controls {{ }};
+logging {{
+    channel to_file {{ file "{log}"; severity dynamic; print-time yes;
+                      print-category yes; print-severity yes; }};
+    category default {{ to_file; }};
+}};
+"""
+
+
+def zone_file(path: str, addresses: list[tuple[str, str]]) -> str:
+    """A zone file for the suffix: SOA, NS, ns1, and (name, IPv4) A records."""
+    with open(path, "w") as f:
+        f.write(f"$TTL {TTL}\n{SUFFIX}. 3600 IN SOA ns1.{SUFFIX}. hostmaster.{SUFFIX}. "
+                f"1 3600 600 1209600 30\n{SUFFIX}. 3600 IN NS ns1.{SUFFIX}.\n"
+                f"ns1.{SUFFIX}. 3600 IN A 127.0.0.1\n")
+        f.writelines(f"{name}.{SUFFIX}. {TTL} IN A {address}\n" for name, address in addresses)
+    return path
+
+
+class Named:
+    """
+    BIND 9 with C{body} (keys, the zone) after the common options, in
+    C{tmp}/bind, as user bind via setpriv when we are root; logging at
+    C{-d debug} into a file there.
+    """
+
+    def __init__(self, procs: Processes, tmp: str, port: int, body: str, threads: int,
+                 options: str = "", debug: int = 0) -> None:
+        self.procs, self.port = procs, port
+        self.folder = os.path.join(tmp, "bind")
+        os.makedirs(self.folder, exist_ok=True)
+        self.log = os.path.join(self.folder, "named.log")
+        self.conf = os.path.join(self.folder, "named.conf")
+        with open(self.conf, "w") as f:
+            f.write(_OPTIONS.format(folder=self.folder, port=port, log=self.log, extra=options)
+                    + body)
+        prefix: list[str] = []
+        if os.geteuid() == 0:
+            try:
+                bind = pwd.getpwnam("bind")
+            except KeyError:
+                raise BenchError("system user 'bind' missing (apt-get install bind9)") from None
+            os.chmod(tmp, 0o711)  # bind may traverse, not list
+            for root, dirs, files in os.walk(self.folder):
+                for entry in [root] + [os.path.join(root, x) for x in dirs + files]:
+                    os.chown(entry, bind.pw_uid, bind.pw_gid)
+            prefix = ["setpriv", "--reuid=bind", "--regid=bind", "--init-groups", "--"]
+        run_checked(["named-checkconf", "-z", self.conf], 60, "named-checkconf")
+        self.argv = prefix + ["named", "-f", "-4", "-n", str(threads), "-d", str(debug),
+                              "-c", self.conf]
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, name: str, expect: str, deadline: float) -> float:
+        """Start and wait until C{name} answers C{expect}; returns the seconds taken."""
+        self.proc = self.procs.start(self.argv, os.path.join(self.folder, "..", "named.out"))
+        return wait_dns(self.proc, self.port, name, expect, deadline, self.log)
+
+
+def tsig_keys(names: list[str], secret_of: Any) -> str:
+    return "".join(f'key "{n}.{SUFFIX}." {{ algorithm hmac-sha256; secret "{secret_of(n)}"; }};\n'
+                   for n in names)
+
+
+# -- py-spy
+
+
+def py_spy(procs: Processes, pid: int, seconds: float, out: str) -> subprocess.Popen[bytes]:
+    """Sample C{pid} for C{seconds} (100 Hz, every thread, idle too) into C{out} (raw stacks)."""
+    binary = shutil.which("py-spy")
+    if binary is None:
+        raise BenchError("py-spy not found (pip install py-spy)")
+    return procs.start([binary, "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "100",
+                        "--threads", "--idle", "--format", "raw", "-o", out], out + ".log")
+
+
+def profile_summary(path: str, top: int = 12) -> dict[str, dict[str, float]]:
+    """Per thread, the share of samples of its C{top} innermost functions."""
+    leaves: dict[str, dict[str, int]] = {}
+    with open(path) as f:
+        for line in f:
+            stack, _, count = line.rstrip("\n").rpartition(" ")
+            if stack:
+                frames = stack.split(";")
+                thread = frames[0].partition(": ")[2] or frames[0]
+                leaf = frames[-1].split(" (")[0] if len(frames) > 1 else "?"
+                mine = leaves.setdefault(thread, {})
+                mine[leaf] = mine.get(leaf, 0) + int(count)
+    out = {}
+    for thread, counts in leaves.items():
+        total = sum(counts.values())
+        best = sorted(counts.items(), key=lambda kv: -kv[1])[:top]
+        out[thread] = {leaf: round(n / total, 3) for leaf, n in best}
+    return out
+
+
+def stop_after(procs: Processes, proc: subprocess.Popen[bytes] | None, wait: float) -> None:
+    """Let a time-limited helper (py-spy) finish, then make sure it is gone."""
+    if proc is not None:
+        try:
+            proc.wait(wait)
+        except subprocess.TimeoutExpired:
+            pass
+        procs.stop(proc)
+

@@ -1,0 +1,170 @@
+"""
+The benchmark users and their secrets, and ONE store builder for all of them.
+
+A user is a dict: C{id}, and any of C{password} (an scrypt hash is stored),
+C{md5} (the GnuDIP MD5 verifier of the password), C{tsig} (an hmac-sha256
+key named C{<id>.<suffix>.}), C{ipv4} (an initial address). The store is
+written with C{SQLiteUserStore.import_users} in a child process
+(C{python -m bench.harness.users SPEC.json STORE}), since it runs a reactor.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import sys
+import time
+from typing import Any
+
+from bench.harness.procs import BenchError, run_checked
+
+SUFFIX = "dyn.example.com"
+TTL = 30
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def password_of(user_id: str) -> str:
+    return f"bench-{user_id}-pw"
+
+
+def basic_auth(user_id: str) -> str:
+    """The value of an C{Authorization: Basic} header for C{user_id}."""
+    return "Basic " + base64.b64encode(f"{user_id}:{password_of(user_id)}".encode()).decode()
+
+
+def tsig_secret_of(user_id: str) -> str:
+    """Base64 of 32 bytes, fixed so that runs repeat."""
+    return base64.b64encode(hashlib.sha256(f"tsig-{user_id}".encode()).digest()).decode()
+
+
+def md5hex(text: str) -> str:
+    return hashlib.md5(text.encode("ascii")).hexdigest()
+
+
+def addresses_of(i: int) -> tuple[str, str, str]:
+    """User C{i}'s two benchmark addresses and its initial one (unique below 65536)."""
+    hi, lo = (i >> 8) & 255, i & 255
+    return f"10.1.{hi}.{lo}", f"10.2.{hi}.{lo}", f"10.3.{hi}.{lo}"
+
+
+def users(count: int, prefix: str = "user", first: int = 1, *, password: bool = False,
+          md5: bool = False, tsig: bool = False, initial: bool = True) -> list[dict[str, Any]]:
+    """C{prefix<first>..}: the secrets asked for, the initial address C{addresses_of(i)[2]}."""
+    out = []
+    for i in range(first, first + count):
+        user: dict[str, Any] = {"id": f"{prefix}{i}", "password": password, "md5": md5,
+                                "tsig": tsig}
+        if initial:
+            user["ipv4"] = addresses_of(i)[2]
+        out.append(user)
+    return out
+
+
+def build_store(tmp: str, path: str, specs: list[dict[str, Any]], hash_cost: int = 15,
+                timeout: float = 600) -> dict[str, Any]:
+    """Write C{specs} into a new SQLite store at C{path}; returns the builder's timings."""
+    spec_file = os.path.join(tmp, os.path.basename(path) + ".users.json")
+    with open(spec_file, "w") as f:
+        json.dump({"hash_cost": hash_cost, "users": specs}, f)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH"), REPO) if p)
+    out = run_checked([sys.executable, "-m", "bench.harness.users", spec_file, path],
+                      timeout, "building the store", env=env, cwd=tmp)
+    lines = [line for line in out.splitlines() if line.startswith("{")]
+    if not lines:
+        raise BenchError(f"the store builder printed nothing:\n{out}")
+    return dict(json.loads(lines[-1]))
+
+
+def read_generation(store: str) -> int:
+    """The store's commit counter (group commit: acknowledged updates per commit)."""
+    return int(read_states(store, integrity=False)[1])
+
+
+def read_states(store: str, integrity: bool = True) -> tuple[str, int, dict[str, tuple]]:
+    """(integrity_check, generation, user id -> (ipv4, ipv6, offline, method)), read-only."""
+    import sqlite3
+
+    conn = sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=10)
+    try:
+        check = conn.execute("PRAGMA integrity_check").fetchone()[0] if integrity else "-"
+        (gen,) = conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+        rows = {r[0]: tuple(r[1:]) for r in conn.execute(
+            "SELECT user_id, ipv4, ipv6, offline, method FROM states")}
+    finally:
+        conn.close()
+    return str(check), int(gen), rows
+
+
+def check_final(store: str, expected: dict[str, tuple[set[str], str | None]],
+                method: str) -> dict[str, Any]:
+    """
+    Every user's final state in the file against what its client saw:
+    C{expected} maps a user id to (addresses it may have, the exact one it
+    must have or None when a request was in flight at the end).
+    """
+    integrity, generation, rows = read_states(store)
+    problems = [] if integrity == "ok" else [f"integrity_check: {integrity}"]
+    exact = loose = 0
+    for user_id, (allowed, last) in expected.items():
+        row = rows.get(user_id)
+        if row is None or row[0] not in allowed or row[1] is not None or row[2] \
+                or row[3] != method:
+            problems.append(f"{user_id}: state {row}, expected one of {sorted(allowed)} via {method}")
+        elif last is None:
+            loose += 1
+        elif row[0] != last:
+            problems.append(f"{user_id}: store has {row[0]}, last acknowledged {last}")
+        else:
+            exact += 1
+    return {"integrity": integrity, "generation": generation, "exact": exact, "loose": loose,
+            "problems": problems}
+
+
+def _build(spec_file: str, path: str) -> None:
+    import concurrent.futures
+
+    from twisted.internet import defer, task
+
+    from dyndns_plugin import HostState, SQLiteUserStore, User
+    from dyndns_plugin.passwords import hash_password, md5_verifier
+
+    with open(spec_file) as f:
+        spec = json.load(f)
+    specs, cost = spec["users"], spec["hash_cost"]
+    started = time.monotonic()
+    # hashlib.scrypt releases the GIL: hash on every CPU.
+    with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 2) as pool:
+        hashes = list(pool.map(lambda s: hash_password(password_of(s["id"]), log2_n=cost)
+                               if s["password"] else None, specs))
+    hashed = time.monotonic()
+    records = []
+    for s, h in zip(specs, hashes):
+        fields: dict[str, Any] = {"password_hash": h} if h else {}
+        if s["md5"]:
+            fields["md5_verifier"] = md5_verifier(password_of(s["id"]))
+        if s["tsig"]:
+            fields.update(tsig_secret=tsig_secret_of(s["id"]), tsig_algorithm="hmac-sha256")
+        records.append(User(id=s["id"], **fields))
+    states = [HostState(s["id"], ipv4=s["ipv4"], ttl=TTL, updated_at=0.0)
+              for s in specs if s.get("ipv4")]
+
+    async def write(reactor: Any) -> None:
+        store = SQLiteUserStore(path, reactor)
+        await store.open()
+        try:
+            if records:
+                await store.import_users(records, states)
+        finally:
+            await store.close()
+        print(json.dumps({"users": len(records), "hash_cost": cost,
+                          "hash_s": round(hashed - started, 3),
+                          "import_s": round(time.monotonic() - hashed, 3)}), flush=True)
+
+    task.react(lambda reactor: defer.ensureDeferred(write(reactor)))
+
+
+if __name__ == "__main__":
+    _build(sys.argv[1], sys.argv[2])
