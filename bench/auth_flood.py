@@ -60,8 +60,7 @@ def flood_main(port: int, count: int, limit: float, out_path: str) -> None:
     def request() -> bytes:
         state["sent"] += 1
         auth = base64.b64encode(f"{VICTIM}:guess-{state['sent']}".encode()).decode()
-        return (f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
-                f"Authorization: Basic {auth}\r\n\r\n").encode()
+        return (f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nAuthorization: Basic {auth}\r\n\r\n").encode()
 
     class Conn:
         def __init__(self, source: str) -> None:
@@ -90,7 +89,7 @@ def flood_main(port: int, count: int, limit: float, out_path: str) -> None:
             end = head_end + 4 + int(fields.get("content-length", 0))
             if len(self.buffer) < end:
                 return False
-            word = (self.buffer[head_end + 4:end].split() or [b"(empty)"])[0].decode("latin-1")[:20]
+            word = (self.buffer[head_end + 4 : end].split() or [b"(empty)"])[0].decode("latin-1")[:20]
             counts[word] = counts.get(word, 0) + 1
             state["answered"] += 1
             self.buffer = self.buffer[end:]
@@ -137,19 +136,29 @@ def flood_main(port: int, count: int, limit: float, out_path: str) -> None:
                 time.sleep(0.001)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     with open(out_path, "w") as f:
-        json.dump({"seconds": time.monotonic() - started, "answers": counts, **state,
-                   "cpu_s": usage.ru_utime + usage.ru_stime}, f)
+        json.dump(
+            {
+                "seconds": time.monotonic() - started,
+                "answers": counts,
+                **state,
+                "cpu_s": usage.ru_utime + usage.ru_stime,
+            },
+            f,
+        )
 
 
 class Flood:
     """The flood process of one phase (stopped by PID on any exit)."""
 
-    def __init__(self, procs: Processes, tmp: str, port: int, connections: int, limit: float,
-                 label: str) -> None:
+    def __init__(self, procs: Processes, tmp: str, port: int, connections: int, limit: float, label: str) -> None:
         self.procs, self.out = procs, os.path.join(tmp, f"flood-{label}.json")
-        self.proc = procs.start([sys.executable, "-m", "bench.auth_flood", "_flood", str(port),
-                                 str(connections), str(limit), self.out], self.out + ".err",
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=REPO)
+        self.proc = procs.start(
+            [sys.executable, "-m", "bench.auth_flood", "_flood", str(port), str(connections), str(limit), self.out],
+            self.out + ".err",
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            cwd=REPO,
+        )
 
     def wait_ready(self) -> None:
         assert self.proc.stdout is not None
@@ -184,10 +193,12 @@ class Honest:
         started = time.perf_counter()
         try:
             if self.conn is None:
-                self.conn = http.client.HTTPConnection(HOST, self.port, timeout=30,
-                                                       source_address=(HONEST_SOURCE, 0))
-            self.conn.request("GET", f"/nic/update?hostname={HONEST}.{SUFFIX}&myip={address}",
-                              headers={"Authorization": basic_auth(HONEST)})
+                self.conn = http.client.HTTPConnection(HOST, self.port, timeout=30, source_address=(HONEST_SOURCE, 0))
+            self.conn.request(
+                "GET",
+                f"/nic/update?hostname={HONEST}.{SUFFIX}&myip={address}",
+                headers={"Authorization": basic_auth(HONEST)},
+            )
             response = self.conn.getresponse()
             body = response.read().decode("utf-8", "replace").strip()
             if response.will_close:
@@ -214,8 +225,14 @@ class Honest:
             if answer == "good":
                 latencies.append(latency)
         elapsed = time.perf_counter() - started
-        return {"seconds": round(elapsed, 3), "good": len(latencies), "rate": len(latencies) / elapsed,
-                "answers": answers, "latency_ms": percentiles(latencies), "_latencies": latencies}
+        return {
+            "seconds": round(elapsed, 3),
+            "good": len(latencies),
+            "rate": len(latencies) / elapsed,
+            "answers": answers,
+            "latency_ms": percentiles(latencies),
+            "_latencies": latencies,
+        }
 
     def close(self) -> None:
         if self.conn is not None:
@@ -231,8 +248,11 @@ def probe_uncached(port: int, fresh: list[str]) -> dict[str, Any]:
         conn = http.client.HTTPConnection(HOST, port, timeout=60, source_address=(PROBE_SOURCE, 0))
         started = time.perf_counter()
         try:
-            conn.request("GET", f"/nic/update?hostname={user}.{SUFFIX}&myip=10.30.0.{k + 1}",
-                         headers={"Authorization": basic_auth(user)})
+            conn.request(
+                "GET",
+                f"/nic/update?hostname={user}.{SUFFIX}&myip=10.30.0.{k + 1}",
+                headers={"Authorization": basic_auth(user)},
+            )
             body = conn.getresponse().read().decode("utf-8", "replace").strip()
             answer = "good" if body.startswith("good ") else body[:40]
         except (OSError, http.client.HTTPException) as e:
@@ -246,8 +266,7 @@ def probe_uncached(port: int, fresh: list[str]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -> dict[str, Any]:
-    code = {"commit": export_code(args.code, os.path.join(tmp, "code")),
-            "source": "git archive"} if args.code else None
+    code = {"commit": export_code(args.code, os.path.join(tmp, "code")), "source": "git archive"} if args.code else None
     store = os.path.join(tmp, "store.sqlite")
     build_store(tmp, store, users(2 + 2 * args.uncached, password=True, initial=False), args.hash_cost)
     server = Server(procs, tmp, store, http=True, gnudip=True, limits={"update_changes": 0})
@@ -265,8 +284,11 @@ def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -
         if time.monotonic() + args.duration + args.settle + 30 > deadline:
             raise Timeout(f"not enough time left for phase {n}")
         wait_quiet(min(args.wait_quiet, deadline - time.monotonic() - args.duration - 40))
-        flood = Flood(procs, tmp, server.http_port, args.flood_connections,
-                      args.duration + args.settle + 60, str(n)) if kind.startswith("flood") else None
+        flood = (
+            Flood(procs, tmp, server.http_port, args.flood_connections, args.duration + args.settle + 60, str(n))
+            if kind.startswith("flood")
+            else None
+        )
         try:
             if flood:
                 flood.wait_ready()
@@ -274,45 +296,62 @@ def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -
             meter = CPUMeter({"server": server.pid})
             result: dict[str, Any]
             if kind.endswith("uncached"):
-                result = {"probe": probe_uncached(server.http_port, fresh[:args.uncached])}
-                fresh = fresh[args.uncached:]
+                result = {"probe": probe_uncached(server.http_port, fresh[: args.uncached])}
+                fresh = fresh[args.uncached :]
             else:
                 result = honest.run(args.duration)
             result["cpu"] = meter.read()
         finally:
             result_flood = flood.stop() if flood else None
         # Guesses accepted before the flood stopped may still queue for the hash threads.
-        result.update(phase=n, kind=kind, flood=result_flood,
-                      drain_s=wait_idle(server.pid, 60) if flood else 0)
+        result.update(phase=n, kind=kind, flood=result_flood, drain_s=wait_idle(server.pid, 60) if flood else 0)
         phases.append(result)
-        note(f"phase {n} {kind}: " + (f"{result['rate']:.0f} updates/s, p99 "
-                                      f"{result['latency_ms']['p99']} ms" if "rate" in result
-                                      else f"uncached {result['probe']['latency_ms']}"))
+        note(
+            f"phase {n} {kind}: "
+            + (
+                f"{result['rate']:.0f} updates/s, p99 {result['latency_ms']['p99']} ms"
+                if "rate" in result
+                else f"uncached {result['probe']['latency_ms']}"
+            )
+        )
     honest.close()
     server.stop()
 
     def combine(kind: str) -> dict[str, Any]:
         chosen = [p for p in phases if p["kind"] == kind]
         good, seconds = sum(p["good"] for p in chosen), sum(p["seconds"] for p in chosen)
-        return {"updates_per_s": round(good / seconds, 1),
-                "latency_ms": percentiles([x for p in chosen for x in p.pop("_latencies")])}
+        return {
+            "updates_per_s": round(good / seconds, 1),
+            "latency_ms": percentiles([x for p in chosen for x in p.pop("_latencies")]),
+        }
 
     quiet, flooded = combine("quiet"), combine("flood")
     floods = [p["flood"] for p in phases if p["kind"] == "flood"]
     probes = {p["kind"]: p["probe"]["latency_ms"] for p in phases if "probe" in p}
     other = {k: v for p in phases for k, v in p.get("answers", {}).items() if k != "good"}
-    return {"figures": {"undisturbed": quiet, "flood": flooded,
-                        "flood_answers_per_s": round(sum(f["answered"] for f in floods)
-                                                     / sum(f["seconds"] for f in floods)),
-                        "uncached_first_update_ms": probes},
-            "ratios": {"flood/undisturbed honest updates/s (target >= 0.8)":
-                       round(flooded["updates_per_s"] / max(quiet["updates_per_s"], 1e-9), 3)},
-            "problems": [f"the honest client got other answers: {other}"] if other else [],
-            "code": code, "limits": server.limits, "phases": phases,
-            "plot": {"title": "Honest HTTP updates per second, undisturbed and during a flood",
-                     "ylabel": "updates/s", "groups": [f"{p['kind']} {p['phase']}" for p in phases
-                                                       if "rate" in p],
-                     "series": {"honest client": [p["rate"] for p in phases if "rate" in p]}}}
+    return {
+        "figures": {
+            "undisturbed": quiet,
+            "flood": flooded,
+            "flood_answers_per_s": round(sum(f["answered"] for f in floods) / sum(f["seconds"] for f in floods)),
+            "uncached_first_update_ms": probes,
+        },
+        "ratios": {
+            "flood/undisturbed honest updates/s (target >= 0.8)": round(
+                flooded["updates_per_s"] / max(quiet["updates_per_s"], 1e-9), 3
+            )
+        },
+        "problems": [f"the honest client got other answers: {other}"] if other else [],
+        "code": code,
+        "limits": server.limits,
+        "phases": phases,
+        "plot": {
+            "title": "Honest HTTP updates per second, undisturbed and during a flood",
+            "ylabel": "updates/s",
+            "groups": [f"{p['kind']} {p['phase']}" for p in phases if "rate" in p],
+            "series": {"honest client": [p["rate"] for p in phases if "rate" in p]},
+        },
+    }
 
 
 def main() -> int:
@@ -324,14 +363,20 @@ def main() -> int:
     p.add_argument("-d", "--duration", type=float, default=8, help="seconds per phase")
     p.add_argument("--rounds", type=int, default=3, help="undisturbed + flood phase pairs")
     p.add_argument("--settle", type=float, default=1.0, help="seconds not counted per phase")
-    p.add_argument("--honest-rate", type=float, default=0, metavar="PER_S",
-                   help="pace the honest client (default: back to back)")
+    p.add_argument(
+        "--honest-rate", type=float, default=0, metavar="PER_S", help="pace the honest client (default: back to back)"
+    )
     p.add_argument("--flood-connections", type=int, default=64, help="one source each, 1..240")
     p.add_argument("--uncached", type=int, default=8, help="fresh users per uncached probe")
     p.add_argument("--hash-cost", type=int, default=15, metavar="LOG2_N", help="scrypt cost")
     p.add_argument("--code", metavar="REV", help="run the server from this commit (git archive)")
-    p.add_argument("--wait-quiet", type=float, default=0, metavar="S",
-                   help="before each phase wait up to S seconds for an idle machine")
+    p.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0,
+        metavar="S",
+        help="before each phase wait up to S seconds for an idle machine",
+    )
     return record.main("auth_flood", __doc__, p, run, {"rounds": 1, "duration": 4, "uncached": 2}, 300)
 
 

@@ -75,12 +75,12 @@ class AsyncHTTP:
 
     async def get(self, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
         if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection(
-                HOST, self.port, local_addr=(self.source, 0))
+            self.reader, self.writer = await asyncio.open_connection(HOST, self.port, local_addr=(self.source, 0))
         assert self.reader is not None
         lines = [f"GET {path} HTTP/1.1", f"Host: {HOST}:{self.port}"]
-        self.writer.write(("\r\n".join(lines + [f"{k}: {v}" for k, v in headers.items()])
-                           + "\r\n\r\n").encode("latin-1"))
+        self.writer.write(
+            ("\r\n".join(lines + [f"{k}: {v}" for k, v in headers.items()]) + "\r\n\r\n").encode("latin-1")
+        )
         try:
             head = (await self.reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
             got = {k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in head[1:])}
@@ -162,18 +162,16 @@ class Load:
     async def _http(self, user: UserLoad, address: str, http: Any) -> tuple[bool, str]:
         if user.index % 2 == 0:
             status, _h, body = await http.get(
-                f"/nic/update?hostname={user.name}.{SUFFIX}&myip={address}",
-                {"Authorization": basic_auth(user.name)})
+                f"/nic/update?hostname={user.name}.{SUFFIX}&myip={address}", {"Authorization": basic_auth(user.name)}
+            )
             text = body.decode("utf-8", "replace").strip()
             return status == 200 and text in (f"good {address}", f"nochg {address}"), text[:60]
-        query_string = urllib.parse.urlencode(
-            {"user": user.name, "pw": password_of(user.name), "ip": address})
+        query_string = urllib.parse.urlencode({"user": user.name, "pw": password_of(user.name), "ip": address})
         status, headers, _body = await http.get(f"{BASE_PATH}ddns?{query_string}", {})
         return status == 200 and headers.get("x-dyndns-result") == "OK", f"{status}"
 
     async def _gnudip(self, user: UserLoad, address: str, _http: Any) -> tuple[bool, str]:
-        reader, writer = await asyncio.open_connection(HOST, self.server.gnudip_port,
-                                                       local_addr=(user.source, 0))
+        reader, writer = await asyncio.open_connection(HOST, self.server.gnudip_port, local_addr=(user.source, 0))
         try:
             salt = (await reader.readuntil(b"\n")).strip()
             proof = hashlib.md5(md5hex(password_of(user.name)).encode() + b"." + salt).hexdigest()
@@ -193,8 +191,9 @@ class Load:
         message = dns.update.UpdateMessage(SUFFIX)
         message.replace(keyname, TTL, "A", address)
         message.use_tsig(dns.tsig.Key(keyname, tsig_secret_of(user.name), dns.tsig.HMAC_SHA256))
-        response = await dns.asyncquery.udp(message, HOST, timeout=REQUEST_TIMEOUT,
-                                            port=self.server.dns_port, source=user.source)
+        response = await dns.asyncquery.udp(
+            message, HOST, timeout=REQUEST_TIMEOUT, port=self.server.dns_port, source=user.source
+        )
         return response.rcode() == 0, str(response.rcode())  # a bad TSIG raises: unanswered
 
     def start(self) -> None:
@@ -222,8 +221,7 @@ class Load:
                 raise BenchError(f"a client failed: {r!r}")
 
 
-def check_after_restart(server: Server, loads: list[UserLoad], store: str, cli: bool
-                        ) -> dict[str, Any]:
+def check_after_restart(server: Server, loads: list[UserLoad], store: str, cli: bool) -> dict[str, Any]:
     out: dict[str, Any] = {k: dict.fromkeys(METHODS, 0) for k in ("exact", "applied", "lost", "wrong")}
     problems, served = [], {}
     for user in loads:
@@ -234,38 +232,56 @@ def check_after_restart(server: Server, loads: list[UserLoad], store: str, cli: 
             kind = "exact"
         elif address in user.unanswered:
             kind = "applied"
-        elif address and seq_of(address)[0] == user.index and address not in user.refused \
-                and seq_of(address)[1] < seq_of(user.acked)[1]:
+        elif (
+            address
+            and seq_of(address)[0] == user.index
+            and address not in user.refused
+            and seq_of(address)[1] < seq_of(user.acked)[1]
+        ):
             kind = "lost"
         else:
             kind = "wrong"
         out[kind][user.method] += 1
         if kind in ("lost", "wrong"):
-            problems.append(f"{user.name}: serves {sorted(got)}: {kind.upper()}; acknowledged "
-                            f"{user.acked}, unanswered {user.unanswered}")
+            problems.append(
+                f"{user.name}: serves {sorted(got)}: {kind.upper()}; acknowledged "
+                f"{user.acked}, unanswered {user.unanswered}"
+            )
         if address:
             served[user.name] = address
             user.acked, user.unanswered = address, []  # where the next trial starts from
     integrity, _gen, rows = read_states(store)
     problems += [] if integrity == "ok" else [f"integrity_check: {integrity}"]
-    problems += [f"{n}: store has {rows.get(n, ('-',))[0]}, DNS serves {a}"
-                 for n, a in served.items() if rows.get(n, ("-",))[0] != a]
+    problems += [
+        f"{n}: store has {rows.get(n, ('-',))[0]}, DNS serves {a}"
+        for n, a in served.items()
+        if rows.get(n, ("-",))[0] != a
+    ]
     if cli:
-        run = subprocess.run([sys.executable, "-m", "dyndns_plugin.cli", "--config", server.config,
-                              "status", "--json"], capture_output=True, text=True, timeout=60,
-                             stdin=subprocess.DEVNULL, cwd="/")
+        run = subprocess.run(
+            [sys.executable, "-m", "dyndns_plugin.cli", "--config", server.config, "status", "--json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+            cwd="/",
+        )
         if run.returncode != 0:
             problems.append(f"dyndns status: exit {run.returncode}: {run.stderr.strip()[-300:]}")
         else:
             shown = {r["user"]: r.get("ipv4") for r in json.loads(run.stdout)}
-            problems += [f"dyndns status: {n} shows {shown.get(n)}, DNS serves {a}"
-                         for n, a in served.items() if shown.get(n) != a]
+            problems += [
+                f"dyndns status: {n} shows {shown.get(n)}, DNS serves {a}"
+                for n, a in served.items()
+                if shown.get(n) != a
+            ]
     out["problems"] = problems
     return out
 
 
-async def run_trials(args: argparse.Namespace, server: Server, loads: list[UserLoad], store: str,
-                     deadline: float) -> list[dict[str, Any]]:
+async def run_trials(
+    args: argparse.Namespace, server: Server, loads: list[UserLoad], store: str, deadline: float
+) -> list[dict[str, Any]]:
     rng, load, trials = random.Random(args.seed), Load(server, loads), []
     for trial in range(1, args.trials + 1):
         if time.monotonic() + args.kill_after[1] + 40 > deadline:
@@ -282,20 +298,30 @@ async def run_trials(args: argparse.Namespace, server: Server, loads: list[UserL
         await load.drain()
         restart = server.start(deadline, f"{loads[-1].name}.{SUFFIX}")
         check = check_after_restart(server, loads, store, not args.no_cli)
-        trials.append({"trial": trial, "kill_after_s": round(delay, 2), "inflight": inflight,
-                       **load.counts, "restart_s": round(restart, 2), "check": check,
-                       "samples": load.samples[:4]})
-        note(f"trial {trial}: acknowledged {load.counts['acked']}, in flight {inflight}, "
-             f"lost {sum(check['lost'].values())}, wrong {sum(check['wrong'].values())}")
+        trials.append(
+            {
+                "trial": trial,
+                "kill_after_s": round(delay, 2),
+                "inflight": inflight,
+                **load.counts,
+                "restart_s": round(restart, 2),
+                "check": check,
+                "samples": load.samples[:4],
+            }
+        )
+        note(
+            f"trial {trial}: acknowledged {load.counts['acked']}, in flight {inflight}, "
+            f"lost {sum(check['lost'].values())}, wrong {sum(check['wrong'].values())}"
+        )
         load.samples = []
     return trials
 
 
 def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -> dict[str, Any]:
-    code = {"commit": export_code(args.code, os.path.join(tmp, "code")),
-            "source": "git archive"} if args.code else None
-    specs = [u for m in METHODS for u in users(args.users, m, password=m == "http", md5=m == "gnudip",
-                                               tsig=m == "tsig")]
+    code = {"commit": export_code(args.code, os.path.join(tmp, "code")), "source": "git archive"} if args.code else None
+    specs = [
+        u for m in METHODS for u in users(args.users, m, password=m == "http", md5=m == "gnudip", tsig=m == "tsig")
+    ]
     loads = [UserLoad(i, s["id"], s["id"].rstrip("0123456789")) for i, s in enumerate(specs, 1)]
     for spec, user in zip(specs, loads):
         spec["ipv4"] = user.acked
@@ -307,24 +333,38 @@ def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -
     server.stop()
     total = {k: sum(sum(t[k].values()) for t in trials) for k in ("acked", "inflight", "refused", "errors")}
     total.update({k: sum(sum(t["check"][k].values()) for t in trials) for k in ("applied", "lost", "wrong")})
-    return {"figures": {"trials": len(trials), **total}, "code": code, "limits": server.limits,
-            "ratios": {"lost/acknowledged": total["lost"] / max(total["acked"], 1)},
-            "problems": [f"trial {t['trial']}: {p}" for t in trials for p in t["check"]["problems"]],
-            "trials": trials,
-            "plot": {"title": "Crash trials: updates acknowledged before each SIGKILL, and lost",
-                     "ylabel": "updates", "groups": [f"trial {t['trial']}" for t in trials],
-                     "series": {"acknowledged": [sum(t["acked"].values()) for t in trials],
-                                "in flight at the kill": [sum(t["inflight"].values()) for t in trials],
-                                "lost or wrong": [sum(t["check"]["lost"].values())
-                                                  + sum(t["check"]["wrong"].values()) for t in trials]}}}
+    return {
+        "figures": {"trials": len(trials), **total},
+        "code": code,
+        "limits": server.limits,
+        "ratios": {"lost/acknowledged": total["lost"] / max(total["acked"], 1)},
+        "problems": [f"trial {t['trial']}: {p}" for t in trials for p in t["check"]["problems"]],
+        "trials": trials,
+        "plot": {
+            "title": "Crash trials: updates acknowledged before each SIGKILL, and lost",
+            "ylabel": "updates",
+            "groups": [f"trial {t['trial']}" for t in trials],
+            "series": {
+                "acknowledged": [sum(t["acked"].values()) for t in trials],
+                "in flight at the kill": [sum(t["inflight"].values()) for t in trials],
+                "lost or wrong": [sum(t["check"]["lost"].values()) + sum(t["check"]["wrong"].values()) for t in trials],
+            },
+        },
+    }
 
 
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--trials", type=int, default=10, help="SIGKILL trials")
     p.add_argument("--users", type=int, default=20, help="users per method (at most 50)")
-    p.add_argument("--kill-after", type=float, nargs=2, default=(1.0, 3.0), metavar=("MIN", "MAX"),
-                   help="seconds after every user's first ack of the trial")
+    p.add_argument(
+        "--kill-after",
+        type=float,
+        nargs=2,
+        default=(1.0, 3.0),
+        metavar=("MIN", "MAX"),
+        help="seconds after every user's first ack of the trial",
+    )
     p.add_argument("--hash-cost", type=int, default=15, metavar="LOG2_N", help="scrypt cost")
     p.add_argument("--code", metavar="REV", help="run the server from this commit (git archive)")
     p.add_argument("--no-cli", action="store_true", help="skip the 'dyndns status --json' check")

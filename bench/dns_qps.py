@@ -56,11 +56,9 @@ def check_answers(port: int, count: int, samples: int, label: str) -> None:
         raise BenchError(f"{label}: user{count + 1} is not NXDOMAIN")
 
 
-def qps_part(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float
-             ) -> dict[str, Any]:
+def qps_part(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -> dict[str, Any]:
     store, built = store_of(tmp, "qps", args.users)
-    zone = zone_file(os.path.join(tmp, "reference.zone"),
-                     [(f"user{i}", ipv4_of(i)) for i in range(1, args.users + 1)])
+    zone = zone_file(os.path.join(tmp, "reference.zone"), [(f"user{i}", ipv4_of(i)) for i in range(1, args.users + 1)])
     queries = os.path.join(tmp, "queries.txt")
     rng = random.Random(args.seed)
     with open(queries, "w") as f:
@@ -70,8 +68,11 @@ def qps_part(args: argparse.Namespace, procs: Processes, tmp: str, deadline: flo
     ours.start(deadline, f"user{args.users}.{SUFFIX}", ipv4_of(args.users))
     (ref_port,) = free_ports(1)
     ref_log = os.path.join(tmp, "reference.log")
-    ref = procs.start(twistd() + [f"--logfile={ref_log}", "dns", "--bindzone", zone, "--port",
-                                  str(ref_port), "--interface", "127.0.0.1"], ref_log + ".out")
+    ref = procs.start(
+        twistd()
+        + [f"--logfile={ref_log}", "dns", "--bindzone", zone, "--port", str(ref_port), "--interface", "127.0.0.1"],
+        ref_log + ".out",
+    )
     wait_dns(ref, ref_port, f"user{args.users}.{SUFFIX}", ipv4_of(args.users), deadline, ref_log)
     check_answers(ref_port, args.users, 20, "reference")
     check_answers(ours.dns_port, args.users, 20, "ours")
@@ -81,29 +82,31 @@ def qps_part(args: argparse.Namespace, procs: Processes, tmp: str, deadline: flo
     rounds = []
     for r in range(args.rounds):
         row: dict[str, Any] = {}
-        for label in (["ours", "reference"] if r % 2 == 0 else ["reference", "ours"]):
+        for label in ["ours", "reference"] if r % 2 == 0 else ["reference", "ours"]:
             wait_quiet(min(args.wait_quiet, deadline - time.monotonic() - 30))
             pid, port = servers[label]
             meter = CPUMeter({"server": pid})
             result = dnsperf(port, queries, args.duration, args.clients, args.outstanding)
             cpu = meter.read()
-            result.update(cpu=cpu, cpu_us_per_query=round(1e6 * cpu["server"]["cpu_s"]
-                                                          / max(result["completed"], 1), 1))
+            result.update(
+                cpu=cpu, cpu_us_per_query=round(1e6 * cpu["server"]["cpu_s"] / max(result["completed"], 1), 1)
+            )
             row[label] = result
-            note(f"round {r + 1} {label}: {result['qps']:.0f} qps, "
-                 f"{result['cpu_us_per_query']} us CPU/query")
+            note(f"round {r + 1} {label}: {result['qps']:.0f} qps, {result['cpu_us_per_query']} us CPU/query")
         row["ratio"] = row["ours"]["qps"] / row["reference"]["qps"]
         rounds.append(row)
-    out = {"rounds": rounds, "store": built,
-           "rss": {label: rss(pid)["VmRSS"] for label, (pid, _p) in servers.items()},
-           "log_problems": log_problems(ours.log) + log_problems(ref_log)}
+    out = {
+        "rounds": rounds,
+        "store": built,
+        "rss": {label: rss(pid)["VmRSS"] for label, (pid, _p) in servers.items()},
+        "log_problems": log_problems(ours.log) + log_problems(ref_log),
+    }
     ours.stop()
     procs.stop(ref)
     return out
 
 
-def memory_part(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float
-                ) -> dict[str, Any]:
+def memory_part(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for label, count in (("empty", 0), ("full", args.mem_users)):
         store, _built = store_of(tmp, f"mem-{label}", count)
@@ -125,26 +128,39 @@ def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -
     mem = memory_part(args, procs, tmp, deadline) if args.mem_users else None
     rounds = qps["rounds"]
     means = {k: sum(r[k]["qps"] for r in rounds) / len(rounds) for k in ("ours", "reference")}
-    cpu = {k: sum(r[k]["cpu_us_per_query"] for r in rounds) / len(rounds)
-           for k in ("ours", "reference")}
+    cpu = {k: sum(r[k]["cpu_us_per_query"] for r in rounds) / len(rounds) for k in ("ours", "reference")}
     ratios = sorted(r["ratio"] for r in rounds)
-    figures = {"ours_qps": round(means["ours"]), "reference_qps": round(means["reference"]),
-               "ours_cpu_us_per_query": round(cpu["ours"], 1),
-               "reference_cpu_us_per_query": round(cpu["reference"], 1),
-               "completed_pct_min": min(100 * r[k]["completed"] / max(r[k]["sent"], 1)
-                                        for r in rounds for k in ("ours", "reference")),
-               "disturbed_runs": sum(r[k]["cpu"]["disturbed"] for r in rounds
-                                     for k in ("ours", "reference"))}
+    figures = {
+        "ours_qps": round(means["ours"]),
+        "reference_qps": round(means["reference"]),
+        "ours_cpu_us_per_query": round(cpu["ours"], 1),
+        "reference_cpu_us_per_query": round(cpu["reference"], 1),
+        "completed_pct_min": min(
+            100 * r[k]["completed"] / max(r[k]["sent"], 1) for r in rounds for k in ("ours", "reference")
+        ),
+        "disturbed_runs": sum(r[k]["cpu"]["disturbed"] for r in rounds for k in ("ours", "reference")),
+    }
     if mem:
-        figures.update(bytes_per_user=round(mem["bytes_per_user"]),
-                       load_s_per_100k_users=round(mem["load_s"] * 100_000 / args.mem_users, 2))
-    return {"figures": figures,
-            "ratios": {"ours/reference qps (mean)": round(means["ours"] / means["reference"], 3),
-                       "ours/reference qps (per-round median)": round(ratios[len(ratios) // 2], 3)},
-            "problems": qps["log_problems"], "qps": qps, "memory": mem,
-            "plot": {"title": "DNS queries per second (dnsperf, UDP)", "ylabel": "queries/s",
-                     "groups": [f"round {i}" for i in range(1, len(rounds) + 1)],
-                     "series": {k: [r[k]["qps"] for r in rounds] for k in ("ours", "reference")}}}
+        figures.update(
+            bytes_per_user=round(mem["bytes_per_user"]),
+            load_s_per_100k_users=round(mem["load_s"] * 100_000 / args.mem_users, 2),
+        )
+    return {
+        "figures": figures,
+        "ratios": {
+            "ours/reference qps (mean)": round(means["ours"] / means["reference"], 3),
+            "ours/reference qps (per-round median)": round(ratios[len(ratios) // 2], 3),
+        },
+        "problems": qps["log_problems"],
+        "qps": qps,
+        "memory": mem,
+        "plot": {
+            "title": "DNS queries per second (dnsperf, UDP)",
+            "ylabel": "queries/s",
+            "groups": [f"round {i}" for i in range(1, len(rounds) + 1)],
+            "series": {k: [r[k]["qps"] for r in rounds] for k in ("ours", "reference")},
+        },
+    }
 
 
 def main() -> int:
@@ -159,10 +175,22 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=1, help="of the query file")
     p.add_argument("--mem-users", type=int, default=100_000, help="memory part (0: skip it)")
     p.add_argument("--settle", type=float, default=1.0, help="seconds before reading VmRSS")
-    p.add_argument("--wait-quiet", type=float, default=0, metavar="S",
-                   help="before each dnsperf run wait up to S seconds for an idle machine")
-    return record.main("dns_qps", __doc__, p, run, {"rounds": 2, "duration": 3, "mem_users": 20_000},
-                       300, lambda: {"dnsperf": version(["dnsperf", "-h"], r"Version ([\d.]+)")})
+    p.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0,
+        metavar="S",
+        help="before each dnsperf run wait up to S seconds for an idle machine",
+    )
+    return record.main(
+        "dns_qps",
+        __doc__,
+        p,
+        run,
+        {"rounds": 2, "duration": 3, "mem_users": 20_000},
+        300,
+        lambda: {"dnsperf": version(["dnsperf", "-h"], r"Version ([\d.]+)")},
+    )
 
 
 if __name__ == "__main__":

@@ -228,8 +228,11 @@ def world_config(folder: str, with_limits: bool = True) -> dict[str, Any]:
             "base_url": "http://127.0.0.1:8080/dyndns/",
             "trusted_proxies": ["127.0.0.2"],
             "methods": {
-                "url_auth": True, "basic_auth": True, "nic_update": True,
-                "remote_ip": True, "gnudip": True,
+                "url_auth": True,
+                "basic_auth": True,
+                "nic_update": True,
+                "remote_ip": True,
+                "gnudip": True,
             },
         },
         "gnudip": {"listen": ["tcp:3495:interface=127.0.0.1"], "http_key_file": "gnudip-http.key"},
@@ -326,13 +329,23 @@ class World:
         self.md5 = {uid: md5_verifier(pw) for uid, pw in PASSWORDS.items()}
         hashes = {uid: hash_password(password) for uid, password in PASSWORDS.items()}
         users = [
-            User("alice", password_hash=hashes["alice"], md5_verifier=self.md5["alice"],
-                 hostnames=[f"*.alice.{SUFFIX}", "gateway.example.info"],
-                 tsig_secret=ALICE_TSIG, tsig_algorithm="hmac-sha256"),
-            User("bob", password_hash=hashes["bob"], md5_verifier=self.md5["bob"],
-                 hostnames=["home.example.org"], tsig_from_password=True, tsig_algorithm="hmac-md5"),
-            User("carol", password_hash=hashes["carol"], md5_verifier=self.md5["carol"],
-                 offline_ipv4="192.0.2.200"),
+            User(
+                "alice",
+                password_hash=hashes["alice"],
+                md5_verifier=self.md5["alice"],
+                hostnames=[f"*.alice.{SUFFIX}", "gateway.example.info"],
+                tsig_secret=ALICE_TSIG,
+                tsig_algorithm="hmac-sha256",
+            ),
+            User(
+                "bob",
+                password_hash=hashes["bob"],
+                md5_verifier=self.md5["bob"],
+                hostnames=["home.example.org"],
+                tsig_from_password=True,
+                tsig_algorithm="hmac-md5",
+            ),
+            User("carol", password_hash=hashes["carol"], md5_verifier=self.md5["carol"], offline_ipv4="192.0.2.200"),
             User("eve", password_hash=hashes["eve"], md5_verifier=self.md5["eve"]),
         ]
         self._run(self.service.start())
@@ -347,8 +360,7 @@ class World:
         self.settle()
         self.keys = {
             "alice": TSIGKey.make(labels_of("alice"), base64.b64decode(ALICE_TSIG), "hmac-sha256"),
-            "bob": TSIGKey.make(labels_of(f"bob.{SUFFIX}"),
-                                 base64.b64decode(_derived(self.md5["bob"])), "hmac-md5"),
+            "bob": TSIGKey.make(labels_of(f"bob.{SUFFIX}"), base64.b64decode(_derived(self.md5["bob"])), "hmac-md5"),
             "xfr": TSIGKey.make(labels_of("xfr-key"), base64.b64decode(XFR_SECRET), "hmac-sha256"),
         }
         self.watch = LogWatch()
@@ -537,90 +549,367 @@ class Target:
 
 
 DNS_TOKENS = [
-    b"\xc0\x0c", b"\xc0\x00", b"\xc0\x0b", b"\xc0\xff", b"\x3f", b"\x40", b"\x80", b"\x00",
-    b"\x01.", b"\x01\x00", b"\x05alice\x03dyn\x07example\x03com\x00",
-    b"\x03dyn\x07example\x03com\x00", b"\x07example\x03org\x00", b"\x00\x00\x29\x10\x00\x00\x00\x00\x00\x00\x00",
-    b"\x00\x01\x00\x01", b"\x00\x1c\x00\x01", b"\x00\xfc\x00\x01", b"\x00\xfb\x00\x01",
-    b"\x00\x06\x00\x01", b"\x00\xff\x00\xff", b"\x00\xfa\x00\xff\x00\x00\x00\x00", b"\x00\x29",
-    b"\x00\x0a\x00\x08", b"\x00\x01\x00\xfe", b"\x00\x01\x00\xff", b"\x00\x00\x00\x00",
-    b"\x0bhmac-sha256\x00", b"\x08hmac-md5\x07sig-alg\x03reg\x03int\x00", b"\x05alice\x00",
-    b"\x04\xc0\x00\x02\x01", b"\x00\x04\xc0\x00\x02\x01", b"\x00\x10\x20\x01\x0d\xb8" + b"\x00" * 12,
-    b"\x7f\xff\xff\xff", b"\xff\xff\xff\xff",
+    b"\xc0\x0c",
+    b"\xc0\x00",
+    b"\xc0\x0b",
+    b"\xc0\xff",
+    b"\x3f",
+    b"\x40",
+    b"\x80",
+    b"\x00",
+    b"\x01.",
+    b"\x01\x00",
+    b"\x05alice\x03dyn\x07example\x03com\x00",
+    b"\x03dyn\x07example\x03com\x00",
+    b"\x07example\x03org\x00",
+    b"\x00\x00\x29\x10\x00\x00\x00\x00\x00\x00\x00",
+    b"\x00\x01\x00\x01",
+    b"\x00\x1c\x00\x01",
+    b"\x00\xfc\x00\x01",
+    b"\x00\xfb\x00\x01",
+    b"\x00\x06\x00\x01",
+    b"\x00\xff\x00\xff",
+    b"\x00\xfa\x00\xff\x00\x00\x00\x00",
+    b"\x00\x29",
+    b"\x00\x0a\x00\x08",
+    b"\x00\x01\x00\xfe",
+    b"\x00\x01\x00\xff",
+    b"\x00\x00\x00\x00",
+    b"\x0bhmac-sha256\x00",
+    b"\x08hmac-md5\x07sig-alg\x03reg\x03int\x00",
+    b"\x05alice\x00",
+    b"\x04\xc0\x00\x02\x01",
+    b"\x00\x04\xc0\x00\x02\x01",
+    b"\x00\x10\x20\x01\x0d\xb8" + b"\x00" * 12,
+    b"\x7f\xff\xff\xff",
+    b"\xff\xff\xff\xff",
 ]
 
 HTTP_TOKENS = [
-    b"\r\n", b"\n", b"\r", b"\r\n\r\n", b" ", b"\t", b"?", b"&", b"=", b";", b"%", b"%00", b"%zz",
-    b"%ff", b"%2e%2e/", b"/../", b"//", b"+", b"#", b"\x00", b"\xff", b"\xc3\xa9", b"\xed\xa0\x80",
-    b"user=alice", b"pw=s3cret+pass", b"pw=", b"ip=", b"ip=203.0.113.77", b"ip=::1", b"ip=2001:db8::9",
-    b"ttl=", b"ttl=-1", b"ttl=99999999999999999999", b"offline=Y", b"offline=N", b"myip=",
-    b"myip=1.2.3.4,2001:db8::1", b"hostname=", b"hostname=alice.dyn.example.com",
-    b"hostname=alice.dyn.example.com,gateway.example.info", b"system=dyndns", b"wildcard=ON",
-    b"reqc=0", b"reqc=1", b"reqc=2", b"reqc=9", b"addr=", b"domn=", b"user=", b"pass=", b"salt=",
-    b"time=", b"sign=", b"{GDIP}", b"{AUTH}", b"{AUTHB}", b"{TOKEN}", b"{ADMIN}",
-    b"Authorization: Basic ", b"Authorization: Basic {AUTH}", b"Authorization: Bearer {TOKEN}",
-    b"Authorization: Basic {ADMIN}", b"Authorization: Bearer ", b"Authorization: Digest x",
-    b"X-Forwarded-For: ", b"X-Forwarded-For: 203.0.113.8, 127.0.0.2", b"X-Forwarded-For: ::1",
-    b"X-Real-IP: 1.1.1.1", b"Client-IP: 2001:db8::1", b"Forwarded: for=\"[2001:db8::1]:80\"",
-    b"Forwarded: for=", b"Content-Length: ", b"Content-Length: 0", b"Content-Length: -1",
-    b"Content-Length: 99999999999999999999", b"Transfer-Encoding: chunked", b"0\r\n\r\n",
-    b"Content-Type: application/json", b"If-Match: ", b"If-Match: *", b"If-None-Match: ",
-    b"Host: ", b"Connection: close", b"Connection: keep-alive", b"Expect: 100-continue",
-    b"GET ", b"POST ", b"PUT ", b"PATCH ", b"DELETE ", b"HEAD ", b"OPTIONS ", b"FOO ",
-    b" HTTP/1.1", b" HTTP/1.0", b" HTTP/2.0", b" HTTP/9", b"/dyndns/ddns", b"/nic/update",
-    b"/dyndns/gnudip", b"/gnudip/cgi-bin/gdipupdt.cgi", b"/dyndns/myip", b"/checkip",
-    b"/api/state", b"/api/config", b"/api/users/alice", b"/api/users/alice/offline",
-    b"/api/openapi.json", b"/status", b"/status.js", b"/metrics", b"/pluginstate",
-    b"/updatepluginconfig", b"/getpluginconfig", b"{", b"}", b"[", b"]", b"\"", b"null",
-    b"true", b"1e999", b"-0", b"\"\\ud800\"", b"\"\\u0000\"", b"{\"id\":\"x\"}",
-    b"\"password\":", b"\"hostnames\":[", b"\"offline\":", b"\"ttl\":", b"\"disabled\":",
+    b"\r\n",
+    b"\n",
+    b"\r",
+    b"\r\n\r\n",
+    b" ",
+    b"\t",
+    b"?",
+    b"&",
+    b"=",
+    b";",
+    b"%",
+    b"%00",
+    b"%zz",
+    b"%ff",
+    b"%2e%2e/",
+    b"/../",
+    b"//",
+    b"+",
+    b"#",
+    b"\x00",
+    b"\xff",
+    b"\xc3\xa9",
+    b"\xed\xa0\x80",
+    b"user=alice",
+    b"pw=s3cret+pass",
+    b"pw=",
+    b"ip=",
+    b"ip=203.0.113.77",
+    b"ip=::1",
+    b"ip=2001:db8::9",
+    b"ttl=",
+    b"ttl=-1",
+    b"ttl=99999999999999999999",
+    b"offline=Y",
+    b"offline=N",
+    b"myip=",
+    b"myip=1.2.3.4,2001:db8::1",
+    b"hostname=",
+    b"hostname=alice.dyn.example.com",
+    b"hostname=alice.dyn.example.com,gateway.example.info",
+    b"system=dyndns",
+    b"wildcard=ON",
+    b"reqc=0",
+    b"reqc=1",
+    b"reqc=2",
+    b"reqc=9",
+    b"addr=",
+    b"domn=",
+    b"user=",
+    b"pass=",
+    b"salt=",
+    b"time=",
+    b"sign=",
+    b"{GDIP}",
+    b"{AUTH}",
+    b"{AUTHB}",
+    b"{TOKEN}",
+    b"{ADMIN}",
+    b"Authorization: Basic ",
+    b"Authorization: Basic {AUTH}",
+    b"Authorization: Bearer {TOKEN}",
+    b"Authorization: Basic {ADMIN}",
+    b"Authorization: Bearer ",
+    b"Authorization: Digest x",
+    b"X-Forwarded-For: ",
+    b"X-Forwarded-For: 203.0.113.8, 127.0.0.2",
+    b"X-Forwarded-For: ::1",
+    b"X-Real-IP: 1.1.1.1",
+    b"Client-IP: 2001:db8::1",
+    b'Forwarded: for="[2001:db8::1]:80"',
+    b"Forwarded: for=",
+    b"Content-Length: ",
+    b"Content-Length: 0",
+    b"Content-Length: -1",
+    b"Content-Length: 99999999999999999999",
+    b"Transfer-Encoding: chunked",
+    b"0\r\n\r\n",
+    b"Content-Type: application/json",
+    b"If-Match: ",
+    b"If-Match: *",
+    b"If-None-Match: ",
+    b"Host: ",
+    b"Connection: close",
+    b"Connection: keep-alive",
+    b"Expect: 100-continue",
+    b"GET ",
+    b"POST ",
+    b"PUT ",
+    b"PATCH ",
+    b"DELETE ",
+    b"HEAD ",
+    b"OPTIONS ",
+    b"FOO ",
+    b" HTTP/1.1",
+    b" HTTP/1.0",
+    b" HTTP/2.0",
+    b" HTTP/9",
+    b"/dyndns/ddns",
+    b"/nic/update",
+    b"/dyndns/gnudip",
+    b"/gnudip/cgi-bin/gdipupdt.cgi",
+    b"/dyndns/myip",
+    b"/checkip",
+    b"/api/state",
+    b"/api/config",
+    b"/api/users/alice",
+    b"/api/users/alice/offline",
+    b"/api/openapi.json",
+    b"/status",
+    b"/status.js",
+    b"/metrics",
+    b"/pluginstate",
+    b"/updatepluginconfig",
+    b"/getpluginconfig",
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b'"',
+    b"null",
+    b"true",
+    b"1e999",
+    b"-0",
+    b'"\\ud800"',
+    b'"\\u0000"',
+    b'{"id":"x"}',
+    b'"password":',
+    b'"hostnames":[',
+    b'"offline":',
+    b'"ttl":',
+    b'"disabled":',
 ]
 
 TOML_TOKENS = [
-    b"\n", b"[", b"]", b"[[", b"]]", b"=", b"\"", b"'", b"\"\"\"", b"{", b"}", b",", b".", b"#",
-    b"\\u0000", b"\\", b"\xff", b"\xc3", b"\xed\xa0\x80", b"\x00", b"-1", b"0", b"1e400", b"nan",
-    b"inf", b"-inf", b"true", b"false", b"1979-05-27T07:32:00Z", b"07:32:00", b"1979-05-27",
-    b"9223372036854775807", b"99999999999999999999", b"0x7fffffff", b"[]", b"{}", b"[1, \"a\"]",
-    b"[service]", b"[store]", b"[dns]", b"[dns.glue]", b"[dns.transfer]", b"[dns.notify]",
-    b"[[dns.zones]]", b"[[dns.transfer.keys]]", b"[http]", b"[http.methods]", b"[gnudip]",
-    b"[admin]", b"[admin.users]", b"[limits]", b"[connections]", b"[dns.rrl]", b"[dns.cookies]",
-    b"suffix = ", b"listen = ", b"backend = \"memory\"", b"path = ", b"base_url = ",
-    b"trusted_proxies = ", b"tokens = ", b"allow = ", b"keys = ", b"secret = ", b"algorithm = ",
-    b"targets = ", b"origin = ", b"file = ", b"enabled = ", b"exempt = ", b"timeout = ",
-    b"\"127.0.0.1:53\"", b"\"[::1]:53\"", b"\"::1\"", b"\"0.0.0.0/0\"", b"\"tcp:0\"",
-    b"\"ssl:443:privateKey=x\"", b"\"hmac-md5\"", b"\"sha256:\"",
+    b"\n",
+    b"[",
+    b"]",
+    b"[[",
+    b"]]",
+    b"=",
+    b'"',
+    b"'",
+    b'"""',
+    b"{",
+    b"}",
+    b",",
+    b".",
+    b"#",
+    b"\\u0000",
+    b"\\",
+    b"\xff",
+    b"\xc3",
+    b"\xed\xa0\x80",
+    b"\x00",
+    b"-1",
+    b"0",
+    b"1e400",
+    b"nan",
+    b"inf",
+    b"-inf",
+    b"true",
+    b"false",
+    b"1979-05-27T07:32:00Z",
+    b"07:32:00",
+    b"1979-05-27",
+    b"9223372036854775807",
+    b"99999999999999999999",
+    b"0x7fffffff",
+    b"[]",
+    b"{}",
+    b'[1, "a"]',
+    b"[service]",
+    b"[store]",
+    b"[dns]",
+    b"[dns.glue]",
+    b"[dns.transfer]",
+    b"[dns.notify]",
+    b"[[dns.zones]]",
+    b"[[dns.transfer.keys]]",
+    b"[http]",
+    b"[http.methods]",
+    b"[gnudip]",
+    b"[admin]",
+    b"[admin.users]",
+    b"[limits]",
+    b"[connections]",
+    b"[dns.rrl]",
+    b"[dns.cookies]",
+    b"suffix = ",
+    b"listen = ",
+    b'backend = "memory"',
+    b"path = ",
+    b"base_url = ",
+    b"trusted_proxies = ",
+    b"tokens = ",
+    b"allow = ",
+    b"keys = ",
+    b"secret = ",
+    b"algorithm = ",
+    b"targets = ",
+    b"origin = ",
+    b"file = ",
+    b"enabled = ",
+    b"exempt = ",
+    b"timeout = ",
+    b'"127.0.0.1:53"',
+    b'"[::1]:53"',
+    b'"::1"',
+    b'"0.0.0.0/0"',
+    b'"tcp:0"',
+    b'"ssl:443:privateKey=x"',
+    b'"hmac-md5"',
+    b'"sha256:"',
 ]
 
 XML_TOKENS = [
-    b"<", b">", b"/>", b"</", b"=\"", b"\"", b"'", b"&amp;", b"&lt;", b"&#0;", b"&#x10FFFF;",
-    b"&#xD800;", b"&undefined;", b"<![CDATA[", b"]]>", b"<!--", b"-->", b"<?xml version=\"1.0\"?>",
-    b"<?xml version=\"1.0\" encoding=\"utf-16\"?>", b"<!DOCTYPE config [<!ENTITY a \"b\">]>",
-    b"<!ENTITY", b"<config>", b"</config>", b"<config ", b"<User ", b"</User>", b"<User/>",
-    b"<HostName>", b"</HostName>", b"<HostName/>", b"ID=\"", b"Password=\"", b"TSIGKeyValue=\"",
-    b"OfflineIP=\"", b"Notes=\"", b"Disabled=\"", b"IP=\"", b"TTL=\"", b"LastUpdate=\"",
-    b"Offline=\"", b"Suffix=\"", b"GNUDIPPort=\"", b"BaseURL=\"", b"UpdateZones=\"",
-    b"UpMeTSIG=\"", b"RemoteDetect=\"", b"Recursion=\"", b"xmlns=\"urn:x\"", b"xmlns:a=\"urn:y\" a:",
-    b"true", b"false", b"True", b"1", b"0", b"-1", b"99999999999999999999", b"2024-01-01T00:00:00",
-    b"0001-01-01T00:00:00", b"9999-12-31T23:59:59.9999999", b"2024-02-30T25:61:61",
-    b"2024-01-01T00:00:00+14:00", b"2024-01-01T00:00:00Z", b"192.0.2.1", b"2001:db8::1",
-    b"::ffff:1.2.3.4", b"*.", b"dyn.example.com", b"http://[::1", b"http://x:99999/",
-    b"\xff", b"\xc3\xa9", b"\x00", b"\t", b"\r\n",
+    b"<",
+    b">",
+    b"/>",
+    b"</",
+    b'="',
+    b'"',
+    b"'",
+    b"&amp;",
+    b"&lt;",
+    b"&#0;",
+    b"&#x10FFFF;",
+    b"&#xD800;",
+    b"&undefined;",
+    b"<![CDATA[",
+    b"]]>",
+    b"<!--",
+    b"-->",
+    b'<?xml version="1.0"?>',
+    b'<?xml version="1.0" encoding="utf-16"?>',
+    b'<!DOCTYPE config [<!ENTITY a "b">]>',
+    b"<!ENTITY",
+    b"<config>",
+    b"</config>",
+    b"<config ",
+    b"<User ",
+    b"</User>",
+    b"<User/>",
+    b"<HostName>",
+    b"</HostName>",
+    b"<HostName/>",
+    b'ID="',
+    b'Password="',
+    b'TSIGKeyValue="',
+    b'OfflineIP="',
+    b'Notes="',
+    b'Disabled="',
+    b'IP="',
+    b'TTL="',
+    b'LastUpdate="',
+    b'Offline="',
+    b'Suffix="',
+    b'GNUDIPPort="',
+    b'BaseURL="',
+    b'UpdateZones="',
+    b'UpMeTSIG="',
+    b'RemoteDetect="',
+    b'Recursion="',
+    b'xmlns="urn:x"',
+    b'xmlns:a="urn:y" a:',
+    b"true",
+    b"false",
+    b"True",
+    b"1",
+    b"0",
+    b"-1",
+    b"99999999999999999999",
+    b"2024-01-01T00:00:00",
+    b"0001-01-01T00:00:00",
+    b"9999-12-31T23:59:59.9999999",
+    b"2024-02-30T25:61:61",
+    b"2024-01-01T00:00:00+14:00",
+    b"2024-01-01T00:00:00Z",
+    b"192.0.2.1",
+    b"2001:db8::1",
+    b"::ffff:1.2.3.4",
+    b"*.",
+    b"dyn.example.com",
+    b"http://[::1",
+    b"http://x:99999/",
+    b"\xff",
+    b"\xc3\xa9",
+    b"\x00",
+    b"\t",
+    b"\r\n",
 ]
 
 
 def _dns_seeds(world: World) -> list[bytes]:
     """Real captures plus queries made for this world's names, types and options."""
     seeds: list[bytes] = []
-    for folder in (os.path.join(FIXTURES, "dns"), os.path.join(SHARED_FIXTURES, "dns"),
-                   os.path.join(FIXTURES, "tsig-knot")):
+    for folder in (
+        os.path.join(FIXTURES, "dns"),
+        os.path.join(SHARED_FIXTURES, "dns"),
+        os.path.join(FIXTURES, "tsig-knot"),
+    ):
         if os.path.isdir(folder):
             for name in sorted(os.listdir(folder)):
                 if name.endswith(".bin") and "response" not in name:
                     with open(os.path.join(folder, name), "rb") as f:
                         seeds.append(f.read())
-    names = [f"alice.{SUFFIX}", f"x.alice.{SUFFIX}", "gateway.example.info", f"bob.{SUFFIX}",
-             "home.example.org", f"carol.{SUFFIX}", f"eve.{SUFFIX}", f"nobody.{SUFFIX}", SUFFIX,
-             "example.org", "www.example.org", "a.wild.example.org", "example.net", ".",
-             f"ns1.{SUFFIX}", "ALICE.DYN.EXAMPLE.COM"]
+    names = [
+        f"alice.{SUFFIX}",
+        f"x.alice.{SUFFIX}",
+        "gateway.example.info",
+        f"bob.{SUFFIX}",
+        "home.example.org",
+        f"carol.{SUFFIX}",
+        f"eve.{SUFFIX}",
+        f"nobody.{SUFFIX}",
+        SUFFIX,
+        "example.org",
+        "www.example.org",
+        "a.wild.example.org",
+        "example.net",
+        ".",
+        f"ns1.{SUFFIX}",
+        "ALICE.DYN.EXAMPLE.COM",
+    ]
     types = ["A", "AAAA", "ANY", "SOA", "NS", "MX", "TXT", "CNAME", "PTR", "SRV", "CAA", "TYPE65535"]
     for i, name in enumerate(names):
         for j, rdtype in enumerate(types):
@@ -635,13 +924,18 @@ def _dns_seeds(world: World) -> list[bytes]:
     for rdtype in ("AXFR", "IXFR"):
         q = dns.message.make_query(SUFFIX, rdtype)
         if rdtype == "IXFR":
-            q.authority.append(dns.rrset.from_text(
-                SUFFIX + ".", 0, "IN", "SOA", f"ns1.{SUFFIX}. h.{SUFFIX}. 1 3600 600 1209600 30"))
+            q.authority.append(
+                dns.rrset.from_text(SUFFIX + ".", 0, "IN", "SOA", f"ns1.{SUFFIX}. h.{SUFFIX}. 1 3600 600 1209600 30")
+            )
         seeds.append(q.to_wire())
     q = dns.message.make_query("example.org", "SOA")
     seeds.append(q.to_wire())
-    q = dns.message.make_query("alice.dyn.example.com", "A", use_edns=0,
-                               options=[dns.edns.GenericOption(dns.edns.OptionType.COOKIE, b"\x01" * 8)])
+    q = dns.message.make_query(
+        "alice.dyn.example.com",
+        "A",
+        use_edns=0,
+        options=[dns.edns.GenericOption(dns.edns.OptionType.COOKIE, b"\x01" * 8)],
+    )
     seeds.append(q.to_wire())
     q = dns.message.make_query("alice.dyn.example.com", "A", use_edns=1)
     seeds.append(q.to_wire())
@@ -653,8 +947,9 @@ def _dns_seeds(world: World) -> list[bytes]:
         q.set_opcode(status)  # type: ignore[arg-type]
         seeds.append(q.to_wire())
     # The crafted name of issue 14: a first label "." and four 63-byte labels.
-    seeds.append(b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x01." + (b"\x3f" + b"a" * 63) * 4
-                 + b"\x00\x00\x01\x00\x01")
+    seeds.append(
+        b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x01." + (b"\x3f" + b"a" * 63) * 4 + b"\x00\x00\x01\x00\x01"
+    )
     seeds.extend(_update_bodies(world))
     return seeds
 
@@ -664,9 +959,14 @@ def _update_bodies(world: World) -> list[bytes]:
     from dyndns_plugin.dns.reader import parse_update
 
     bodies: list[bytes] = []
-    for zone, name in ((SUFFIX, f"alice.{SUFFIX}"), (SUFFIX, f"x.alice.{SUFFIX}"),
-                       (f"alice.{SUFFIX}", f"alice.{SUFFIX}"), ("example.org", "home.example.org"),
-                       (SUFFIX, f"bob.{SUFFIX}"), (SUFFIX, f"eve.{SUFFIX}")):
+    for zone, name in (
+        (SUFFIX, f"alice.{SUFFIX}"),
+        (SUFFIX, f"x.alice.{SUFFIX}"),
+        (f"alice.{SUFFIX}", f"alice.{SUFFIX}"),
+        ("example.org", "home.example.org"),
+        (SUFFIX, f"bob.{SUFFIX}"),
+        (SUFFIX, f"eve.{SUFFIX}"),
+    ):
         u = dns.update.UpdateMessage(zone)
         u.replace(name, 60, "A", "203.0.113.77")
         bodies.append(u.to_wire())
@@ -692,7 +992,7 @@ def _update_bodies(world: World) -> list[bytes]:
                     continue
                 if request.tsig is not None:
                     arcount = request.arcount - 1
-                    bodies.append(wire[:10] + struct.pack("!H", arcount) + wire[12:request.tsig.start])
+                    bodies.append(wire[:10] + struct.pack("!H", arcount) + wire[12 : request.tsig.start])
     return bodies
 
 
@@ -730,8 +1030,7 @@ def make_targets(world: World) -> dict[str, Target]:
     udp_transport = _FakeUDP()
     udp.transport = udp_transport  # type: ignore[assignment]
 
-    sources: list[Any] = [("192.0.2.1", 5353), ("198.51.100.1", 5353), ("127.0.0.1", 5353),
-               ("2001:db8::1", 5353, 0, 0)]
+    sources: list[Any] = [("192.0.2.1", 5353), ("198.51.100.1", 5353), ("127.0.0.1", 5353), ("2001:db8::1", 5353, 0, 0)]
 
     def dns_udp(data: bytes) -> Hashable:
         udp_transport.written = []
@@ -871,6 +1170,7 @@ def make_targets(world: World) -> dict[str, Target]:
                 return tuple(statuses[:3])
             finally:
                 proto.connectionLost(Failure(ConnectionDone()))
+
         return run
 
     config = _config_target(world)
@@ -889,23 +1189,72 @@ def make_targets(world: World) -> dict[str, Target]:
     targets = [
         Target("dns_udp", "DNS query path (UDP datagrams)", dns_udp, dns_seeds, DNS_TOKENS, 4096),
         Target("dns_tcp", "DNS query path (TCP stream)", dns_tcp, tcp_seeds, DNS_TOKENS, 8192),
-        Target("update", "UPDATE reader + TSIG verifier (UpdateHandler.handle)", update,
-               update_seeds, DNS_TOKENS, 4096),
-        Target("transfer", "transfer query reader (TransferHandler.handle)", transfer,
-               transfer_seeds, DNS_TOKENS, 4096),
-        Target("gnudip", "GnuDIP line parser + GnuDIPProtocol", gnudip, _gnudip_seeds(),
-               [b":", b"\n", b"\r\n", b"{HASH}", b"{HASHB}", b"alice", b"bob", b"eve",
-                b"dyn.example.com", b"alice.dyn.example.com", b"0", b"1", b"2", b"3", b"-1",
-                b"192.0.2.1", b"2001:db8::1", b"::ffff:1.2.3.4", b"0.0.0.0", b"\x00", b"\xff",
-                b"\xc3\xa9", b" ", b"%", b"1.2.3.4.5", b"fe80::1%eth0"], 2048),
-        Target("http", "HTTP update site (ddns, nic/update, gnudip, myip/checkip)",
-               http_target(world.site), _http_seeds("site"), HTTP_TOKENS, 4096),
-        Target("admin", "admin site (API, status, metrics)", http_target(world.admin_site),
-               _http_seeds("admin"), HTTP_TOKENS, 4096),
-        Target("config_toml", "TOML config loader (load_settings)", config[0], config[1],
-               TOML_TOKENS, 8192),
-        Target("config_dict", "config checker (settings_from_dict, structured)", config[2],
-               config[3], [struct.pack("!I", i * 2654435761 & 0xFFFFFFFF) for i in range(32)], 64),
+        Target(
+            "update", "UPDATE reader + TSIG verifier (UpdateHandler.handle)", update, update_seeds, DNS_TOKENS, 4096
+        ),
+        Target(
+            "transfer", "transfer query reader (TransferHandler.handle)", transfer, transfer_seeds, DNS_TOKENS, 4096
+        ),
+        Target(
+            "gnudip",
+            "GnuDIP line parser + GnuDIPProtocol",
+            gnudip,
+            _gnudip_seeds(),
+            [
+                b":",
+                b"\n",
+                b"\r\n",
+                b"{HASH}",
+                b"{HASHB}",
+                b"alice",
+                b"bob",
+                b"eve",
+                b"dyn.example.com",
+                b"alice.dyn.example.com",
+                b"0",
+                b"1",
+                b"2",
+                b"3",
+                b"-1",
+                b"192.0.2.1",
+                b"2001:db8::1",
+                b"::ffff:1.2.3.4",
+                b"0.0.0.0",
+                b"\x00",
+                b"\xff",
+                b"\xc3\xa9",
+                b" ",
+                b"%",
+                b"1.2.3.4.5",
+                b"fe80::1%eth0",
+            ],
+            2048,
+        ),
+        Target(
+            "http",
+            "HTTP update site (ddns, nic/update, gnudip, myip/checkip)",
+            http_target(world.site),
+            _http_seeds("site"),
+            HTTP_TOKENS,
+            4096,
+        ),
+        Target(
+            "admin",
+            "admin site (API, status, metrics)",
+            http_target(world.admin_site),
+            _http_seeds("admin"),
+            HTTP_TOKENS,
+            4096,
+        ),
+        Target("config_toml", "TOML config loader (load_settings)", config[0], config[1], TOML_TOKENS, 8192),
+        Target(
+            "config_dict",
+            "config checker (settings_from_dict, structured)",
+            config[2],
+            config[3],
+            [struct.pack("!I", i * 2654435761 & 0xFFFFFFFF) for i in range(32)],
+            64,
+        ),
         Target("sdp_xml", "the original's XML import (sdp_import)", sdp[0], sdp[1], XML_TOKENS, 8192),
     ]
     return {t.name: t for t in targets}
@@ -944,21 +1293,42 @@ def _http_seeds(which: str) -> list[bytes]:
         basic = "Authorization: Basic {ADMIN}"
         user = json.dumps({"id": "zed", "password": "zed pass", "hostnames": [f"*.zed.{SUFFIX}"]}).encode()
         return [
-            get("/api/state", token), get("/api/state", basic), get("/pluginstate", token),
-            get("/api/config", token), get("/getpluginconfig", basic), get("/api/openapi.json", token),
-            get("/api/users", token), get("/api/users/alice", token),
+            get("/api/state", token),
+            get("/api/state", basic),
+            get("/pluginstate", token),
+            get("/api/config", token),
+            get("/getpluginconfig", basic),
+            get("/api/openapi.json", token),
+            get("/api/users", token),
+            get("/api/users/alice", token),
             get("/api/users/zed", token, "Content-Type: application/json", method="PUT", body=user),
-            get("/api/users/alice", token, "Content-Type: application/json", method="PATCH",
-                body=b'{"notes": "n", "offline_ipv4": "192.0.2.9", "ttl": 60}'),
+            get(
+                "/api/users/alice",
+                token,
+                "Content-Type: application/json",
+                method="PATCH",
+                body=b'{"notes": "n", "offline_ipv4": "192.0.2.9", "ttl": 60}',
+            ),
             get("/api/users/alice/offline", token, method="POST", body=b'{"offline": true}'),
             get("/api/users/bob/offline", token, method="DELETE"),
             get("/api/users/zed", token, method="DELETE"),
-            get("/api/config", token, "If-Match: *", "Content-Type: application/json", method="PUT",
-                body=b'{"users": []}'),
+            get(
+                "/api/config",
+                token,
+                "If-Match: *",
+                "Content-Type: application/json",
+                method="PUT",
+                body=b'{"users": []}',
+            ),
             get("/updatepluginconfig", basic, method="POST", body=b"<config/>"),
-            get("/status", token), get("/status.js"), get("/metrics", token), get("/metrics"),
-            get("/api/state"), get("/api/state", "Authorization: Basic cm9vdDp3cm9uZw=="),
-            get("/api/users/alice", token, method="OPTIONS"), get("/api/users/alice", token, method="HEAD"),
+            get("/status", token),
+            get("/status.js"),
+            get("/metrics", token),
+            get("/metrics"),
+            get("/api/state"),
+            get("/api/state", "Authorization: Basic cm9vdDp3cm9uZw=="),
+            get("/api/users/alice", token, method="OPTIONS"),
+            get("/api/users/alice", token, method="HEAD"),
         ]
     seeds = [
         get("/dyndns/ddns?user=alice&pw=s3cret+pass&ip=203.0.113.20&ttl=60"),
@@ -967,20 +1337,28 @@ def _http_seeds(which: str) -> list[bytes]:
         get("/dyndns/ddns", "Authorization: Basic {AUTH}", "X-Forwarded-For: 203.0.113.21"),
         get("/dyndns/ddns?user=eve&pw=eve-pw"),
         get("/nic/update?hostname=alice.dyn.example.com&myip=203.0.113.22", "Authorization: Basic {AUTH}"),
-        get("/nic/update?hostname=home.example.org,bob.dyn.example.com&myip=198.51.100.9",
-            "Authorization: Basic {AUTHB}"),
-        get("/nic/update?hostname=alice.dyn.example.com&myip=203.0.113.22&offline=YES",
-            "Authorization: Basic {AUTH}", "Forwarded: for=203.0.113.99"),
-        get("/dyndns/gnudip"), get("/gnudip/cgi-bin/gdipupdt.cgi"),
+        get(
+            "/nic/update?hostname=home.example.org,bob.dyn.example.com&myip=198.51.100.9",
+            "Authorization: Basic {AUTHB}",
+        ),
+        get(
+            "/nic/update?hostname=alice.dyn.example.com&myip=203.0.113.22&offline=YES",
+            "Authorization: Basic {AUTH}",
+            "Forwarded: for=203.0.113.99",
+        ),
+        get("/dyndns/gnudip"),
+        get("/gnudip/cgi-bin/gdipupdt.cgi"),
         get("/dyndns/gnudip?{GDIP}&user=alice&domn=dyn.example.com&reqc=0&addr=203.0.113.23"),
         get("/gnudip/cgi-bin/gdipupdt.cgi?{GDIP}&user=alice&domn=dyn.example.com&reqc=2"),
         get("/dyndns/gnudip?{GDIP}&user=alice&domn=dyn.example.com&reqc=1"),
-        get("/dyndns/myip", "X-Forwarded-For: 2001:db8::99"), get("/dyndns/checkip"),
-        get("/checkip", "Client-IP: 198.51.100.1"), get("/nic/checkip.html"),
-        get("/"), get("/nothing/here"),
+        get("/dyndns/myip", "X-Forwarded-For: 2001:db8::99"),
+        get("/dyndns/checkip"),
+        get("/checkip", "Client-IP: 198.51.100.1"),
+        get("/nic/checkip.html"),
+        get("/"),
+        get("/nothing/here"),
         get("/dyndns/ddns", "Authorization: Basic {AUTH}", method="POST", body=b"ip=203.0.113.24"),
-        get("/dyndns/ddns?user=alice&pw=s3cret+pass&ip=203.0.113.20", "Connection: keep-alive")
-        + get("/dyndns/myip"),
+        get("/dyndns/ddns?user=alice&pw=s3cret+pass&ip=203.0.113.20", "Connection: keep-alive") + get("/dyndns/myip"),
     ]
     folder = os.path.join(FIXTURES, "http")
     for name in sorted(os.listdir(folder)):
@@ -1040,24 +1418,54 @@ def _random_value(rng: random.Random, depth: int = 0) -> Any:
     if choice == 2:
         return rng.choice([True, False])
     if choice == 3:
-        return rng.choice(["", " ", "x", "127.0.0.1:53", "[::1]:0", "::1", "0.0.0.0/0", "a" * 300,
-                           "\x00", "\ud7ff", "é", "..", "*.x", "tcp:0", "unix:/nonexistent",
-                           "ssl:0:privateKey=/nonexistent", "hmac-sha256", "hmac-md5", "md5",
-                           "sha256:" + "0" * 64, "sha256:zz", "memory", "sqlite", "x:y", "a.b:c",
-                           "http://[::1]:99999/", "AAAA", "$scrypt$ln=10,r=8,p=1$AA$BB"])
+        return rng.choice(
+            [
+                "",
+                " ",
+                "x",
+                "127.0.0.1:53",
+                "[::1]:0",
+                "::1",
+                "0.0.0.0/0",
+                "a" * 300,
+                "\x00",
+                "\ud7ff",
+                "é",
+                "..",
+                "*.x",
+                "tcp:0",
+                "unix:/nonexistent",
+                "ssl:0:privateKey=/nonexistent",
+                "hmac-sha256",
+                "hmac-md5",
+                "md5",
+                "sha256:" + "0" * 64,
+                "sha256:zz",
+                "memory",
+                "sqlite",
+                "x:y",
+                "a.b:c",
+                "http://[::1]:99999/",
+                "AAAA",
+                "$scrypt$ln=10,r=8,p=1$AA$BB",
+            ]
+        )
     if choice == 4:
         return datetime.datetime(1979, 5, 27, 7, 32)
     if choice == 5:
         return rng.choice([datetime.date(2024, 1, 1), datetime.time(7, 32)])
     if choice == 6:
-        return rng.choice(["dyn.example.com", "ns1.dyn.example.com", "example.org",
-                           "192.0.2.1", "2001:db8::1", "203.0.113.0/24"])
+        return rng.choice(
+            ["dyn.example.com", "ns1.dyn.example.com", "example.org", "192.0.2.1", "2001:db8::1", "203.0.113.0/24"]
+        )
     if choice == 7:
         return rng.randrange(-5, 100000)
     if choice in (8, 9):
         return [_random_value(rng, depth + 1) for _ in range(rng.randrange(4))]
-    return {rng.choice(["name", "secret", "algorithm", "origin", "file", "x", "enabled", ""]):
-            _random_value(rng, depth + 1) for _ in range(rng.randrange(4))}
+    return {
+        rng.choice(["name", "secret", "algorithm", "origin", "file", "x", "enabled", ""]): _random_value(rng, depth + 1)
+        for _ in range(rng.randrange(4))
+    }
 
 
 def _paths(value: Any, prefix: tuple = ()) -> Iterator[tuple]:
@@ -1070,16 +1478,73 @@ def _paths(value: Any, prefix: tuple = ()) -> Iterator[tuple]:
             yield from _paths(v, prefix + (i,))
 
 
-KNOWN_KEYS = ["suffix", "default_ttl", "min_ttl", "max_ttl", "poll_interval", "log_updates",
-              "auth_checker", "backend", "path", "listen", "nameservers", "hostmaster", "serial",
-              "refresh", "retry", "expire", "minimum", "soa_ttl", "glue", "zones", "updates",
-              "update_local_zones", "transfer", "notify", "allow", "keys", "journal", "targets",
-              "retries", "key", "base_url", "trusted_proxies", "timeout", "access_log", "methods",
-              "url_auth", "basic_auth", "nic_update", "remote_ip", "gnudip", "salt_window",
-              "http_key_file", "max_connections_per_source", "users", "tokens", "enabled",
-              "limits", "connections", "rrl", "cookies", "responses_per_second", "slip",
-              "ipv4_prefix", "ipv6_prefix", "exempt", "lockout", "service", "store", "dns",
-              "http", "admin", "nic_update_ignore_hostname", "secret", "algorithm", "name"]
+KNOWN_KEYS = [
+    "suffix",
+    "default_ttl",
+    "min_ttl",
+    "max_ttl",
+    "poll_interval",
+    "log_updates",
+    "auth_checker",
+    "backend",
+    "path",
+    "listen",
+    "nameservers",
+    "hostmaster",
+    "serial",
+    "refresh",
+    "retry",
+    "expire",
+    "minimum",
+    "soa_ttl",
+    "glue",
+    "zones",
+    "updates",
+    "update_local_zones",
+    "transfer",
+    "notify",
+    "allow",
+    "keys",
+    "journal",
+    "targets",
+    "retries",
+    "key",
+    "base_url",
+    "trusted_proxies",
+    "timeout",
+    "access_log",
+    "methods",
+    "url_auth",
+    "basic_auth",
+    "nic_update",
+    "remote_ip",
+    "gnudip",
+    "salt_window",
+    "http_key_file",
+    "max_connections_per_source",
+    "users",
+    "tokens",
+    "enabled",
+    "limits",
+    "connections",
+    "rrl",
+    "cookies",
+    "responses_per_second",
+    "slip",
+    "ipv4_prefix",
+    "ipv6_prefix",
+    "exempt",
+    "lockout",
+    "service",
+    "store",
+    "dns",
+    "http",
+    "admin",
+    "nic_update_ignore_hostname",
+    "secret",
+    "algorithm",
+    "name",
+]
 
 
 def _mutate_dict(base: dict[str, Any], data: bytes) -> dict[str, Any]:
@@ -1122,9 +1587,12 @@ def _config_target(world: World) -> tuple[Callable, list[bytes], Callable, list[
     with open(os.path.join(folder, "example.org.zone"), "w") as zone_file:
         zone_file.write(HOST_ZONE)
     base = world_config(folder)
-    seeds = [_toml_text(base).encode(), _toml_text(world_config(folder, False)).encode(),
-             b"[service]\nsuffix = \"dyn.example.com\"\n",
-             b"[service]\nsuffix = \"dyn.example.com\"\n[store]\nbackend = \"memory\"\n[http]\n"]
+    seeds = [
+        _toml_text(base).encode(),
+        _toml_text(world_config(folder, False)).encode(),
+        b'[service]\nsuffix = "dyn.example.com"\n',
+        b'[service]\nsuffix = "dyn.example.com"\n[store]\nbackend = "memory"\n[http]\n',
+    ]
     example = os.path.join(ROOT, "examples", "dyndns.toml")
     if os.path.exists(example):
         with open(example, "rb") as f:
@@ -1181,8 +1649,13 @@ def _sdp_target(world: World) -> tuple[Callable, list[bytes]]:
         except SDPImportError as e:
             return ("error", mode & 1, re.sub(r"\d+", "N", e.where)[:30], e.problem[:12])
 
-    seeds = [b"\x00" + config_xml, b"\x01" + state_xml, b"\x00<config Suffix=\"dyn.example.com\"/>",
-             b"\x01<config/>", b"\x00" + config_xml.replace(b"<?xml version=\"1.0\"?>", b"")]
+    seeds = [
+        b"\x00" + config_xml,
+        b"\x01" + state_xml,
+        b'\x00<config Suffix="dyn.example.com"/>',
+        b"\x01<config/>",
+        b"\x00" + config_xml.replace(b'<?xml version="1.0"?>', b""),
+    ]
     return sdp_xml, seeds
 
 
@@ -1291,8 +1764,13 @@ def minimize(target: Target, data: bytes, key: str, time_limit: float, budget: i
 
 
 def fuzz(
-    world: World | Callable[[], World], target_name: str, inputs: int, seed: int = 1,
-    time_limit: float = 1.0, out: str | None = None, progress: Callable[[str], None] | None = None,
+    world: World | Callable[[], World],
+    target_name: str,
+    inputs: int,
+    seed: int = 1,
+    time_limit: float = 1.0,
+    out: str | None = None,
+    progress: Callable[[str], None] | None = None,
     max_corpus: int = 2048,
 ) -> Stats:
     """
@@ -1325,9 +1803,11 @@ def fuzz(
             stats.inputs += 1
             if progress and not i & 1023 and time.perf_counter() - last_report > 30:
                 last_report = time.perf_counter()
-                progress(f"{target.name}: {i + 1} inputs, {stats.exceptions} exceptions, "
-                         f"{stats.wrong} wrong answers, {stats.hangs} hangs, "
-                         f"{(i + 1) / (last_report - started):.0f}/s")
+                progress(
+                    f"{target.name}: {i + 1} inputs, {stats.exceptions} exceptions, "
+                    f"{stats.wrong} wrong answers, {stats.hangs} hangs, "
+                    f"{(i + 1) / (last_report - started):.0f}/s"
+                )
             if status == "ok":
                 if value not in seen and len(seen) < 100_000:
                     seen.add(value)
@@ -1431,28 +1911,57 @@ def record_from_summary(path: str) -> int:
     # summary.json is a list of targets; a published summary wraps it with where it ran.
     meta = data if isinstance(data, dict) else {}
     targets = meta.get("rows", data)
-    log = subprocess.run(["git", "-C", REPO, "log", "-1", "--format=%h %cI", "--", os.path.abspath(path)],
-                         capture_output=True, text=True).stdout.split()
+    log = subprocess.run(
+        ["git", "-C", REPO, "log", "-1", "--format=%h %cI", "--", os.path.abspath(path)], capture_output=True, text=True
+    ).stdout.split()
     inputs = {t["inputs"] for t in targets}
     record = {
-        "benchmark": "fuzz", "date": meta.get("date") or (log[1] if log else None), "short_run": False,
+        "benchmark": "fuzz",
+        "date": meta.get("date") or (log[1] if log else None),
+        "short_run": False,
         "command": meta.get("command") or f"python -m bench.fuzz --inputs {max(inputs)} --seed {targets[0]['seed']}",
         "machine": {"note": meta.get("machine", "not recorded in summary.json")},
         "code": {"commit": ", ".join(sorted({t["commit"] for t in targets})), "source": "per target"}
         if all("commit" in t for t in targets)
         else {"commit": log[0], "source": f"the commit that added {os.path.basename(path)}"}
-        if log else code_version(),
-        "parameters": {"inputs": sorted(inputs), "seed": targets[0]["seed"],
-                       "time_limit": targets[0]["time_limit"], "summary": os.path.basename(path)},
-        "figures": {"targets": [{k: t[k] for k in ("target", "parser", "inputs", "exceptions",
-                                                    "wrong_answers", "hangs", "inputs_per_second",
-                                                    "corpus", "seconds", "commit") if k in t}
-                                for t in targets]},
+        if log
+        else code_version(),
+        "parameters": {
+            "inputs": sorted(inputs),
+            "seed": targets[0]["seed"],
+            "time_limit": targets[0]["time_limit"],
+            "summary": os.path.basename(path),
+        },
+        "figures": {
+            "targets": [
+                {
+                    k: t[k]
+                    for k in (
+                        "target",
+                        "parser",
+                        "inputs",
+                        "exceptions",
+                        "wrong_answers",
+                        "hangs",
+                        "inputs_per_second",
+                        "corpus",
+                        "seconds",
+                        "commit",
+                    )
+                    if k in t
+                }
+                for t in targets
+            ]
+        },
         "found_and_fixed": meta.get("found_and_fixed", []),
-        "ratios": {}, "problems": [f"{t['target']}: {t['failures']}" for t in targets if t["failures"]],
-        "plot": {"title": "Fuzzing: inputs per second per target", "ylabel": "inputs/s",
-                 "groups": [t["target"] for t in targets],
-                 "series": {"inputs/s": [t["inputs_per_second"] for t in targets]}},
+        "ratios": {},
+        "problems": [f"{t['target']}: {t['failures']}" for t in targets if t["failures"]],
+        "plot": {
+            "title": "Fuzzing: inputs per second per target",
+            "ylabel": "inputs/s",
+            "groups": [t["target"] for t in targets],
+            "series": {"inputs/s": [t["inputs_per_second"] for t in targets]},
+        },
     }
     with open(os.path.join(RESULTS, "fuzz.json"), "w") as f:
         json.dump(record, f, indent=1)
@@ -1470,8 +1979,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="fuzz-out", help="folder for reproducers and summary.json")
     parser.add_argument("--replay", help="run one saved input (with --targets NAME)")
     parser.add_argument("--list", action="store_true", help="list the targets")
-    parser.add_argument("--record-from", metavar="SUMMARY",
-                        help="turn a campaign's summary.json into bench/results/fuzz.json, run nothing")
+    parser.add_argument(
+        "--record-from",
+        metavar="SUMMARY",
+        help="turn a campaign's summary.json into bench/results/fuzz.json, run nothing",
+    )
     args = parser.parse_args(argv)
     if args.record_from:
         return record_from_summary(args.record_from)
@@ -1499,25 +2011,52 @@ def main(argv: list[str] | None = None) -> int:
     def say(text: str) -> None:
         print(text, flush=True)
 
-    print("| target | parser | inputs | exceptions | wrong answers | hangs | time (s) | inputs/s "
-          "| corpus |", flush=True)
+    print(
+        "| target | parser | inputs | exceptions | wrong answers | hangs | time (s) | inputs/s | corpus |", flush=True
+    )
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|", flush=True)
     for name in chosen:
-        stats = fuzz(World, name, args.inputs, args.seed, args.time_limit, args.out,
-                     progress=lambda t: print("  " + t, file=sys.stderr, flush=True))
+        stats = fuzz(
+            World,
+            name,
+            args.inputs,
+            args.seed,
+            args.time_limit,
+            args.out,
+            progress=lambda t: print("  " + t, file=sys.stderr, flush=True),
+        )
         results.append(stats)
-        print(f"| {stats.target} | {stats.parser} | {stats.inputs:,} | {stats.exceptions} | "
-              f"{stats.wrong} | {stats.hangs} | {stats.seconds:.0f} | {stats.rate:,.0f} | "
-              f"{stats.corpus} |", flush=True)
+        print(
+            f"| {stats.target} | {stats.parser} | {stats.inputs:,} | {stats.exceptions} | "
+            f"{stats.wrong} | {stats.hangs} | {stats.seconds:.0f} | {stats.rate:,.0f} | "
+            f"{stats.corpus} |",
+            flush=True,
+        )
         for key, count in sorted(stats.unique.items()):
             print(f"  failure {key}: {count} inputs", file=sys.stderr, flush=True)
         with open(os.path.join(args.out, "summary.json"), "w") as f:
-            json.dump([{
-                "target": s.target, "parser": s.parser, "inputs": s.inputs,
-                "exceptions": s.exceptions, "wrong_answers": s.wrong, "hangs": s.hangs, "seconds": round(s.seconds, 1),
-                "inputs_per_second": round(s.rate), "corpus": s.corpus, "failures": s.unique,
-                "saved": s.saved, "seed": args.seed, "time_limit": args.time_limit,
-            } for s in results], f, indent=2)
+            json.dump(
+                [
+                    {
+                        "target": s.target,
+                        "parser": s.parser,
+                        "inputs": s.inputs,
+                        "exceptions": s.exceptions,
+                        "wrong_answers": s.wrong,
+                        "hangs": s.hangs,
+                        "seconds": round(s.seconds, 1),
+                        "inputs_per_second": round(s.rate),
+                        "corpus": s.corpus,
+                        "failures": s.unique,
+                        "saved": s.saved,
+                        "seed": args.seed,
+                        "time_limit": args.time_limit,
+                    }
+                    for s in results
+                ],
+                f,
+                indent=2,
+            )
     return 1 if any(s.exceptions or s.wrong or s.hangs for s in results) else 0
 
 

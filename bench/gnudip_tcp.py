@@ -126,8 +126,9 @@ class LoadGenerator:
         except OSError as e:
             return self._fail(conn, "recv", e)
         if not data:
-            return self._fail(conn, "recv", ConnectionError(
-                f"closed before the {'reply' if conn.salt_seen else 'salt'}"))
+            return self._fail(
+                conn, "recv", ConnectionError(f"closed before the {'reply' if conn.salt_seen else 'salt'}")
+            )
         conn.buffer += data
         if not conn.salt_seen:
             line, found, conn.buffer = conn.buffer.partition(b"\n")
@@ -188,13 +189,20 @@ class LoadGenerator:
 def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -> dict[str, Any]:
     store = os.path.join(tmp, "store.sqlite")
     built = build_store(tmp, store, users(args.users, md5=True))
-    server = Server(procs, tmp, store, gnudip=True, log_updates=args.log_updates,
-                    tables={"gnudip": {"max_connections_per_source": 2 * args.concurrency}})
+    server = Server(
+        procs,
+        tmp,
+        store,
+        gnudip=True,
+        log_updates=args.log_updates,
+        tables={"gnudip": {"max_connections_per_source": 2 * args.concurrency}},
+    )
     server.start(deadline, f"user{args.users}.{SUFFIX}", addresses_of(args.users)[2])
     loads = [UserLoad(i) for i in range(1, args.users + 1)]
     gen = LoadGenerator(server.gnudip_port, loads, args.concurrency, args.exchange_timeout)
     phases = ([("warm-up", args.warmup)] if args.warmup else []) + [
-        (f"round {r}", args.duration) for r in range(1, args.rounds + 1)]
+        (f"round {r}", args.duration) for r in range(1, args.rounds + 1)
+    ]
     results, measured, stuck = [], [], 0
     for name, seconds in phases:
         if time.monotonic() + seconds + args.settle + args.exchange_timeout + 10 > deadline:
@@ -206,8 +214,7 @@ def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -
         gen.run_until(time.perf_counter() + args.settle)
         phase = gen.phase = Tally(name)
         meter, generation = CPUMeter({"server": server.pid}), read_generation(store)
-        spy = py_spy(procs, server.pid, seconds, args.py_spy) \
-            if args.py_spy and name == "round 1" else None
+        spy = py_spy(procs, server.pid, seconds, args.py_spy) if args.py_spy and name == "round 1" else None
         gen.run_until(phase.started + seconds)
         phase.seconds = time.perf_counter() - phase.started
         gen.phase = Tally(f"{name} (drain)")
@@ -216,34 +223,53 @@ def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -
         stuck += gen.stop(args.exchange_timeout + 2)
         stop_after(procs, spy, 15)
         result = phase.result()
-        result.update(cpu=cpu, commits=commits, updates_per_commit=round(phase.ok / max(commits, 1), 2),
-                      server_cpu_us_per_update=round(1e6 * cpu["server"]["cpu_s"] / max(phase.ok, 1), 1),
-                      client_cpu_us_per_update=round(1e6 * cpu["client_s"] / max(phase.ok, 1), 1),
-                      drain=gen.phase.other)
+        result.update(
+            cpu=cpu,
+            commits=commits,
+            updates_per_commit=round(phase.ok / max(commits, 1), 2),
+            server_cpu_us_per_update=round(1e6 * cpu["server"]["cpu_s"] / max(phase.ok, 1), 1),
+            client_cpu_us_per_update=round(1e6 * cpu["client_s"] / max(phase.ok, 1), 1),
+            drain=gen.phase.other,
+        )
         results.append(result)
         if name.startswith("round"):
             measured.extend(phase.latencies)
         note(f"{name}: {result['ok_per_s']:.0f} updates/s, p99 {result['latency_ms']['p99']} ms")
     server.kill()
-    check = check_final(store, {u.name: (set(u.addresses), None if u.uncertain else u.last)
-                                for u in loads}, "gnudip-tcp")
+    check = check_final(
+        store, {u.name: (set(u.addresses), None if u.uncertain else u.last) for u in loads}, "gnudip-tcp"
+    )
     rounds = [r for r in results if r["name"].startswith("round")]
-    problems = check["problems"] + log_problems(server.log) + [
-        f"{r['name']}: {r['other']} e.g. {r['samples'][:2]}" for r in results if r["other"]]
+    problems = (
+        check["problems"]
+        + log_problems(server.log)
+        + [f"{r['name']}: {r['other']} e.g. {r['samples'][:2]}" for r in results if r["other"]]
+    )
     problems += [f"{stuck} exchanges stuck"] if stuck else []
     ok, commits = sum(r["ok"] for r in rounds), sum(r["commits"] for r in rounds)
     rate = ok / sum(r["seconds"] for r in rounds)
     return {
-        "figures": {"durable_updates_per_s": round(rate), "latency_ms": percentiles(measured),
-                    "server_cpu_us_per_update": min(r["server_cpu_us_per_update"] for r in rounds),
-                    "updates_per_commit": round(ok / max(commits, 1), 2),
-                    "users_exact_after_sigkill": check["exact"],
-                    "disturbed_rounds": sum(r["cpu"]["disturbed"] for r in rounds)},
+        "figures": {
+            "durable_updates_per_s": round(rate),
+            "latency_ms": percentiles(measured),
+            "server_cpu_us_per_update": min(r["server_cpu_us_per_update"] for r in rounds),
+            "updates_per_commit": round(ok / max(commits, 1), 2),
+            "users_exact_after_sigkill": check["exact"],
+            "disturbed_rounds": sum(r["cpu"]["disturbed"] for r in rounds),
+        },
         "ratios": {"updates/s vs the 2,000/s target": round(rate / 2000, 3)},
-        "problems": problems, "store": built, "phases": results, "check": check,
+        "problems": problems,
+        "store": built,
+        "phases": results,
+        "check": check,
         "profile": profile_summary(args.py_spy) if args.py_spy else None,
-        "plot": {"title": "GnuDIP TCP durable updates per second", "ylabel": "updates/s",
-                 "groups": [r["name"] for r in rounds], "series": {"ours": [r["ok_per_s"] for r in rounds]}}}
+        "plot": {
+            "title": "GnuDIP TCP durable updates per second",
+            "ylabel": "updates/s",
+            "groups": [r["name"] for r in rounds],
+            "series": {"ours": [r["ok_per_s"] for r in rounds]},
+        },
+    }
 
 
 def main() -> int:
@@ -256,8 +282,13 @@ def main() -> int:
     p.add_argument("--settle", type=float, default=0.5, help="seconds not counted per round")
     p.add_argument("--exchange-timeout", type=float, default=10, help="seconds per exchange")
     p.add_argument("--log-updates", action="store_true", help="service.log_updates = true")
-    p.add_argument("--wait-quiet", type=float, default=0, metavar="S",
-                   help="before each round wait up to S seconds for an idle machine")
+    p.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0,
+        metavar="S",
+        help="before each round wait up to S seconds for an idle machine",
+    )
     p.add_argument("--py-spy", metavar="FILE", help="profile round 1 into FILE")
     return record.main("gnudip_tcp", __doc__, p, run, {"rounds": 2, "duration": 4}, 200)
 

@@ -40,8 +40,15 @@ LUA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "http_updates.lua
 
 def parse_lua_result(path: str) -> dict[str, Any]:
     """The file bench/http_updates.lua writes in done()."""
-    out: dict[str, Any] = {"status": {}, "samples": [], "users": {}, "count": {}, "summary": {},
-                           "errors": {}, "latency_us": {}}
+    out: dict[str, Any] = {
+        "status": {},
+        "samples": [],
+        "users": {},
+        "count": {},
+        "summary": {},
+        "errors": {},
+        "latency_us": {},
+    }
     with open(path) as f:
         for line in f:
             kind, _, rest = line.rstrip("\n").partition(" ")
@@ -49,8 +56,12 @@ def parse_lua_result(path: str) -> dict[str, Any]:
                 out["samples"].append(rest)
             elif kind == "user":
                 user_id, sent, acked, last, overlapped = rest.split()
-                out["users"][user_id] = {"sent": int(sent), "acked": int(acked), "last": last,
-                                         "overlapped": overlapped == "1"}
+                out["users"][user_id] = {
+                    "sent": int(sent),
+                    "acked": int(acked),
+                    "last": last,
+                    "overlapped": overlapped == "1",
+                }
             elif kind in ("status", "count", "summary", "errors", "latency_us"):
                 key, value = rest.split()
                 out[kind][key] = out[kind].get(key, 0) + float(value)
@@ -77,32 +88,37 @@ def warm_up(port: int, count: int, deadline: float) -> float:
     return time.monotonic() - started
 
 
-def wrk_run(args: argparse.Namespace, tmp: str, server: Server, label: str, path: str,
-            lua_args: list[str], procs: Processes) -> dict[str, Any]:
+def wrk_run(
+    args: argparse.Namespace, tmp: str, server: Server, label: str, path: str, lua_args: list[str], procs: Processes
+) -> dict[str, Any]:
     result_file = os.path.join(tmp, f"{label}.txt")
-    spy = py_spy(procs, server.pid, args.duration, args.py_spy) \
-        if args.py_spy and label == "update" else None
+    spy = py_spy(procs, server.pid, args.duration, args.py_spy) if args.py_spy and label == "update" else None
     meter = CPUMeter({"server": server.pid})
-    run = wrk(f"http://127.0.0.1:{server.http_port}{path}", LUA,
-              [label, *lua_args, result_file] + ([str(args.threads)] if label == "update" else []),
-              args.threads, args.connections, args.duration)
+    run = wrk(
+        f"http://127.0.0.1:{server.http_port}{path}",
+        LUA,
+        [label, *lua_args, result_file] + ([str(args.threads)] if label == "update" else []),
+        args.threads,
+        args.connections,
+        args.duration,
+    )
     cpu = meter.read()
     stop_after(procs, spy, 15)
     result = {**run, **parse_lua_result(result_file), "cpu": cpu}
     requests = max(result["summary"]["requests"], 1)
     seconds = result["summary"]["duration_us"] / 1e6
-    result.update(good_per_s=result["count"].get("good", 0) / seconds,
-                  server_cpu_us_per_request=round(1e6 * cpu["server"]["cpu_s"] / requests, 1),
-                  main_thread_cpu_us_per_request=round(1e6 * cpu["server"]["main_thread_s"]
-                                                       / requests, 1))
+    result.update(
+        good_per_s=result["count"].get("good", 0) / seconds,
+        server_cpu_us_per_request=round(1e6 * cpu["server"]["cpu_s"] / requests, 1),
+        main_thread_cpu_us_per_request=round(1e6 * cpu["server"]["main_thread_s"] / requests, 1),
+    )
     note(f"{label}: {result['good_per_s']:.0f} good/s, {result['requests_per_s']} requests/s")
     return result
 
 
 def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -> dict[str, Any]:
     store = os.path.join(tmp, "store.sqlite")
-    built = build_store(tmp, store, users(args.users, password=True, initial=False),
-                        args.hash_cost)
+    built = build_store(tmp, store, users(args.users, password=True, initial=False), args.hash_cost)
     users_file = os.path.join(tmp, "users.tsv")
     with open(users_file, "w") as f:
         for i in range(1, args.users + 1):
@@ -137,18 +153,26 @@ def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -
         out["profile"] = profile_summary(args.py_spy)
     lat = {k: u["latency_us"][k] / 1000 for k in ("p50", "p90", "p99", "max")}
     return {
-        "figures": {"durable_updates_per_s": round(u["good_per_s"]),
-                    "update_latency_ms": {k: round(v, 2) for k, v in lat.items()},
-                    "myip_requests_per_s": round(out["myip"]["requests_per_s"] or 0),
-                    "updates_per_commit": round(good / max(commits, 1), 2),
-                    "server_cpu_us_per_update": u["server_cpu_us_per_request"],
-                    "main_thread_cpu_us_per_update": u["main_thread_cpu_us_per_request"],
-                    "users_exact_after_sigkill": check["exact"], "disturbed": u["cpu"]["disturbed"]},
+        "figures": {
+            "durable_updates_per_s": round(u["good_per_s"]),
+            "update_latency_ms": {k: round(v, 2) for k, v in lat.items()},
+            "myip_requests_per_s": round(out["myip"]["requests_per_s"] or 0),
+            "updates_per_commit": round(good / max(commits, 1), 2),
+            "server_cpu_us_per_update": u["server_cpu_us_per_request"],
+            "main_thread_cpu_us_per_update": u["main_thread_cpu_us_per_request"],
+            "users_exact_after_sigkill": check["exact"],
+            "disturbed": u["cpu"]["disturbed"],
+        },
         "ratios": {"updates/s vs the 2,000/s target": round(u["good_per_s"] / 2000, 3)},
-        "problems": problems, **out,
-        "plot": {"title": "HTTP requests per second (wrk)", "ylabel": "per second",
-                 "groups": ["myip (GET)", "/nic/update (durable)"],
-                 "series": {"ours": [out["myip"]["requests_per_s"] or 0, u["good_per_s"]]}}}
+        "problems": problems,
+        **out,
+        "plot": {
+            "title": "HTTP requests per second (wrk)",
+            "ylabel": "per second",
+            "groups": ["myip (GET)", "/nic/update (durable)"],
+            "series": {"ours": [out["myip"]["requests_per_s"] or 0, u["good_per_s"]]},
+        },
+    }
 
 
 def main() -> int:
@@ -160,11 +184,17 @@ def main() -> int:
     p.add_argument("-d", "--duration", type=int, default=10, help="seconds per wrk run")
     p.add_argument("--update-log", action="store_true", help="service.log_updates = true")
     p.add_argument("--hash-cost", type=int, default=15, metavar="LOG2_N", help="scrypt cost")
-    p.add_argument("--wait-quiet", type=float, default=0, metavar="S",
-                   help="before each wrk run wait up to S seconds for an idle machine")
+    p.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0,
+        metavar="S",
+        help="before each wrk run wait up to S seconds for an idle machine",
+    )
     p.add_argument("--py-spy", metavar="FILE", help="profile the update run into FILE")
-    return record.main("http_updates", __doc__, p, run, {"duration": 5}, 200,
-                       lambda: {"wrk": version(["wrk", "-v"], r"wrk (\S+)")})
+    return record.main(
+        "http_updates", __doc__, p, run, {"duration": 5}, 200, lambda: {"wrk": version(["wrk", "-v"], r"wrk (\S+)")}
+    )
 
 
 if __name__ == "__main__":

@@ -17,42 +17,50 @@ from bench.harness.users import REPO
 
 RESULTS = os.path.join(REPO, "bench", "results")
 PLOTS = os.path.join(REPO, "docs", "bench")
-ORDER = ["dns_qps", "http_updates", "gnudip_tcp", "tsig_updates", "secondary_latency",
-         "crash_trials", "auth_flood", "rrl_cost", "fuzz"]
+ORDER = [
+    "dns_qps",
+    "http_updates",
+    "gnudip_tcp",
+    "tsig_updates",
+    "secondary_latency",
+    "crash_trials",
+    "auth_flood",
+    "rrl_cost",
+    "fuzz",
+]
 
 #: How to read each benchmark: what its numbers mean, what they do not.
 READING = {
     "dns_qps": "Both servers are CPU-bound in one Python process, so read the ratio, not the "
-               "qps: the machine's speed drifts by ~25% from minute to minute. Latency is "
-               "queueing at saturation (~100 outstanding / qps). Ours does more per query than "
-               "stock Twisted (EDNS message conversion, the extra protocol layers, a new record "
-               "per answer); all of it is per query, independent of the number of users.",
+    "qps: the machine's speed drifts by ~25% from minute to minute. Latency is "
+    "queueing at saturation (~100 outstanding / qps). Ours does more per query than "
+    "stock Twisted (EDNS message conversion, the extra protocol layers, a new record "
+    "per answer); all of it is per query, independent of the number of users.",
     "http_updates": "The cached-password path: a router whose last update is older than 300 s "
-                    "pays one scrypt (~0.1 s of CPU). One process is limited to about one CPU "
-                    "(the GIL): the reactor thread is the limit, not SQLite; latency is queueing "
-                    "(connections in flight / throughput). Group commit grows when the server "
-                    "is busy.",
+    "pays one scrypt (~0.1 s of CPU). One process is limited to about one CPU "
+    "(the GIL): the reactor thread is the limit, not SQLite; latency is queueing "
+    "(connections in flight / throughput). Group commit grows when the server "
+    "is busy.",
     "gnudip_tcp": "Each exchange is a new TCP connection, so about a third of the reactor's time "
-                  "is Twisted's per-connection work. A maximum latency near 1 s is a SYN the "
-                  "kernel dropped (listen backlog 50 < 64 clients reconnecting) and retried.",
+    "is Twisted's per-connection work. A maximum latency near 1 s is a SYN the "
+    "kernel dropped (listen backlog 50 < 64 clients reconnecting) and retried.",
     "tsig_updates": "Both servers answer only once the update is on disk (BIND: two fsyncs per "
-                    "update, serially; ours: one per group commit). Read the ratio ours/BIND of "
-                    "the same run; BIND is not CPU-bound, ours is (the reactor thread).",
+    "update, serially; ours: one per group commit). Read the ratio ours/BIND of "
+    "the same run; BIND is not CPU-bound, ours is (the reactor thread).",
     "secondary_latency": "The time from an UPDATE to BIND serving it is mostly BIND's own "
-                         "serial-query-rate limiter (default 20 SOA queries/s) after our NOTIFY; "
-                         "with --serial-query-rate 1000 it is under 100 ms. IXFR of 100 single "
-                         "steps is a few percent of the AXFR's bytes.",
+    "serial-query-rate limiter (default 20 SOA queries/s) after our NOTIFY; "
+    "with --serial-query-rate 1000 it is under 100 ms. IXFR of 100 single "
+    "steps is a few percent of the AXFR's bytes.",
     "crash_trials": "Pass: no acknowledged update lost, nothing served that was neither "
-                    "acknowledged nor in flight, the SQLite file intact and readable by the CLI "
-                    "after every SIGKILL. Applied = in flight at the kill and found applied.",
+    "acknowledged nor in flight, the SQLite file intact and readable by the CLI "
+    "after every SIGKILL. Applied = in flight at the kill and found applied.",
     "auth_flood": "The ratio flood/undisturbed is the target (>= 0.8). A back-to-back client is "
-                  "the worst case; a router updates every few minutes. With the limiter, locked "
-                  "sources wait refusal_delay for their answer, so the flood gets few answers/s.",
-    "rrl_cost": "Measured once by hand (no script): the per-query cost of response rate limiting "
-                "and DNS cookies.",
+    "the worst case; a router updates every few minutes. With the limiter, locked "
+    "sources wait refusal_delay for their answer, so the flood gets few answers/s.",
+    "rrl_cost": "Measured once by hand (no script): the per-query cost of response rate limiting and DNS cookies.",
     "fuzz": "Every parser target gets inputs from a seeded, structure-aware mutational loop; an "
-            "exception, a wrong answer or a hang (1 s) is a failure. tests/test_fuzz.py runs the "
-            "same engine with a few thousand inputs per target.",
+    "exception, a wrong answer or a hang (1 s) is a failure. tests/test_fuzz.py runs the "
+    "same engine with a few thousand inputs per target.",
 }
 
 
@@ -111,8 +119,12 @@ def plot(name: str, spec: dict[str, Any], short: bool) -> str:
         width = 0.8 / max(len(series), 1)
         for k, (label, values) in enumerate(series.items()):
             ax.bar([i + k * width for i in range(len(values))], values, width, label=label)
-        ax.set_xticks([i + width * (len(series) - 1) / 2 for i in range(len(groups))], groups,
-                      rotation=30 if len(groups) > 6 else 0, ha="right" if len(groups) > 6 else "center")
+        ax.set_xticks(
+            [i + width * (len(series) - 1) / 2 for i in range(len(groups))],
+            groups,
+            rotation=30 if len(groups) > 6 else 0,
+            ha="right" if len(groups) > 6 else "center",
+        )
     ax.set_title(spec["title"] + (" (short run)" if short else ""), fontsize=10)
     ax.set_ylabel(spec["ylabel"])
     ax.legend(fontsize=8)
@@ -133,16 +145,24 @@ def section(name: str, rec: dict[str, Any] | None, published: dict[str, Any] | N
     if rec:
         m, code = rec["machine"], rec["code"]
         tools = ", ".join(f"{k} {m[k]}" for k in ("dnsperf", "wrk", "named") if k in m)
-        out += [f"**Latest run** ({'short run, ' if rec.get('short_run') else ''}{rec['date']}): "
-                f"`{rec['command']}` on commit `{code.get('commit')}` ({code.get('source')}"
-                + (", with uncommitted changes" if code.get("uncommitted_changes") else "") + "); "
-                f"{m['cores']} × {m['cpu']}, Linux {m['kernel']}, Python {m['python']}, "
-                f"Twisted {m.get('twisted')}, SQLite {m.get('sqlite')}" + (f", {tools}" if tools else "")
-                + f"; load average at start {' '.join(m['loadavg_at_start'])}.", ""]
+        out += [
+            f"**Latest run** ({'short run, ' if rec.get('short_run') else ''}{rec['date']}): "
+            f"`{rec['command']}` on commit `{code.get('commit')}` ({code.get('source')}"
+            + (", with uncommitted changes" if code.get("uncommitted_changes") else "")
+            + "); "
+            f"{m['cores']} × {m['cpu']}, Linux {m['kernel']}, Python {m['python']}, "
+            f"Twisted {m.get('twisted')}, SQLite {m.get('sqlite')}"
+            + (f", {tools}" if tools else "")
+            + f"; load average at start {' '.join(m['loadavg_at_start'])}.",
+            "",
+        ]
         if rec.get("short_run"):
-            out += [f"*A {rec['short_run']}* (`--short`: a few minutes at most, on a machine shared "
-                    "with other work): the numbers show that the benchmark runs and roughly where it "
-                    "stands, not the full-size result (see the published runs below).", ""]
+            out += [
+                f"*A {rec['short_run']}* (`--short`: a few minutes at most, on a machine shared "
+                "with other work): the numbers show that the benchmark runs and roughly where it "
+                "stands, not the full-size result (see the published runs below).",
+                "",
+            ]
         out += [table(flat(rec["figures"])), ""]
         if rec.get("ratios"):
             out += [table(flat(rec["ratios"]), ("ratio (same run)", "value")), ""]
@@ -160,31 +180,52 @@ def published_details(published: dict[str, Any] | None) -> list[str]:
     if not published:
         return []
     dates = ", ".join(published["measured_on_dates"]) or "date not recorded"
-    out = [f"<details><summary>Published full-size runs ({dates}"
-           + (f"; commits {', '.join(published['commits_named'])}" if published["commits_named"] else "")
-           + ", converted verbatim from the hand-written file)</summary>", ""]
+    out = [
+        f"<details><summary>Published full-size runs ({dates}"
+        + (f"; commits {', '.join(published['commits_named'])}" if published["commits_named"] else "")
+        + ", converted verbatim from the hand-written file)</summary>",
+        "",
+    ]
     for head, text in published["sections"].items():
         out += [f"#### {head}", "", text, ""]
     return out + ["</details>", ""]
 
 
 def fuzz_section(rec: dict[str, Any], published: dict[str, Any] | None) -> str:
-    rows = ["| target | parser | inputs | exceptions | wrong answers | hangs | inputs/s | corpus | commit |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---|"]
-    rows += [f"| {t['target']} | {t['parser']} | {t['inputs']:,} | {t['exceptions']} | "
-             f"{t['wrong_answers']} | {t['hangs']} | {t['inputs_per_second']:,} | {t['corpus']} | "
-             f"{t.get('commit', rec['code']['commit'])} |" for t in rec["figures"]["targets"]]
-    rows += ["", "Found on the way and fixed (each with a regression test):", ""] + [
-        f"- {f['target']}: {f['finding'].replace('<', '&lt;')} (fixed in `{f['fix']}`)"
-        for f in rec.get("found_and_fixed", [])] if rec.get("found_and_fixed") else []
+    rows = [
+        "| target | parser | inputs | exceptions | wrong answers | hangs | inputs/s | corpus | commit |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    rows += [
+        f"| {t['target']} | {t['parser']} | {t['inputs']:,} | {t['exceptions']} | "
+        f"{t['wrong_answers']} | {t['hangs']} | {t['inputs_per_second']:,} | {t['corpus']} | "
+        f"{t.get('commit', rec['code']['commit'])} |"
+        for t in rec["figures"]["targets"]
+    ]
+    rows += (
+        ["", "Found on the way and fixed (each with a regression test):", ""]
+        + [
+            f"- {f['target']}: {f['finding'].replace('<', '&lt;')} (fixed in `{f['fix']}`)"
+            for f in rec.get("found_and_fixed", [])
+        ]
+        if rec.get("found_and_fixed")
+        else []
+    )
     title = "Fuzzing every parser in process (bench/fuzz.py)"
-    return "\n".join([f"## {title}", "", "**Setup**: the docstring of bench/fuzz.py (engine, targets, "
-                      "what counts as a failure).", "",
-                      f"**Run**: `{rec['command']}`, {rec['date']}, commit `{rec['code']['commit']}` "
-                      f"({rec['code']['source']}); machine: {rec['machine'].get('note', rec['machine'])}.",
-                      ""] + rows + ["", f"![{title}]({plot('fuzz', rec['plot'], False)})", "",
-                                    f"**Reading.** {READING['fuzz']}", ""]
-                     + published_details(published))
+    return "\n".join(
+        [
+            f"## {title}",
+            "",
+            "**Setup**: the docstring of bench/fuzz.py (engine, targets, what counts as a failure).",
+            "",
+            f"**Run**: `{rec['command']}`, {rec['date']}, commit `{rec['code']['commit']}` "
+            f"({rec['code']['source']}); machine: {rec['machine'].get('note', rec['machine'])}.",
+            "",
+        ]
+        + rows
+        + ["", f"![{title}]({plot('fuzz', rec['plot'], False)})", "", f"**Reading.** {READING['fuzz']}", ""]
+        + published_details(published)
+    )
 
 
 def main() -> int:
@@ -192,22 +233,30 @@ def main() -> int:
     names = [n for n in ORDER if n in records or n in published]
     body = [
         "<!-- GENERATED by `python -m bench.report` from bench/results/*.json: do not edit by hand. -->",
-        "# Benchmark results", "",
+        "# Benchmark results",
+        "",
         "**This file is generated** by `python -m bench.report` from the JSON records in "
         "bench/results/ (each script writes its own: `python -m bench.<name>`), with one plot per "
         "benchmark under docs/bench/. Never edit it by hand: rerun a benchmark and the report. "
         "Measurements on loopback (127.0.0.1), not tests. The hand-written results of earlier "
         "full-size runs are kept verbatim in bench/results/published/ and shown under each "
         "benchmark. A run or round counts as *disturbed* when other programs used, or the "
-        "hypervisor stole, more than 5% of one CPU meanwhile (the machine is shared).", "", "Contents:", ""]
+        "hypervisor stole, more than 5% of one CPU meanwhile (the machine is shared).",
+        "",
+        "Contents:",
+        "",
+    ]
     titles = {n: script_doc(n)[0] or published.get(n, {}).get("title", n) for n in names}
     titles["fuzz"] = "Fuzzing every parser in process (bench/fuzz.py)"
     body += [f"{k}. [{titles[n]}](#{n.replace('_', '-')})" for k, n in enumerate(names, 1)] + [""]
     for name in names:
         body += [f'<a id="{name.replace("_", "-")}"></a>', ""]
         if name == "fuzz":
-            body.append(fuzz_section(records["fuzz"], published.get("fuzz")) if "fuzz" in records
-                        else section(name, None, published.get("fuzz")))
+            body.append(
+                fuzz_section(records["fuzz"], published.get("fuzz"))
+                if "fuzz" in records
+                else section(name, None, published.get("fuzz"))
+            )
         else:
             body.append(section(name, records.get(name), published.get(name)))
         body += ["---", ""]

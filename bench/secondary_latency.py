@@ -60,9 +60,14 @@ def bind_events(log: str) -> dict[str, Any]:
         notified.setdefault(int(m.group(2)), _wall(m.group(1)))
     for m in re.finditer(_STAMP + r" .*zone " + re.escape(SUFFIX) + r"/IN: transferred serial (\d+)", text):
         transferred.setdefault(int(m.group(2)), _wall(m.group(1)))
-    completed = [{"messages": int(m[0]), "records": int(m[1]), "bytes": int(m[2]), "secs": float(m[3])}
-                 for m in re.findall(r"Transfer completed: (\d+) messages, (\d+) records, (\d+) bytes, "
-                                     r"([\d.]+) secs", text)]
+    completed = [
+        {"messages": int(m[0]), "records": int(m[1]), "bytes": int(m[2]), "secs": float(m[3])}
+        for m in re.findall(
+            r"Transfer completed: (\d+) messages, (\d+) records, (\d+) bytes, "
+            r"([\d.]+) secs",
+            text,
+        )
+    ]
     return {"notified": notified, "transferred": transferred, "completed": completed}
 
 
@@ -122,8 +127,7 @@ class Poller:
             return None
 
 
-def latency_part(args: argparse.Namespace, ours: int, secondary: int, bind_log: str,
-                 deadline: float) -> dict[str, Any]:
+def latency_part(args: argparse.Namespace, ours: int, secondary: int, bind_log: str, deadline: float) -> dict[str, Any]:
     updater, poller = Updater(ours), Poller(secondary)
     hosts = list(range(args.users - args.hosts + 1, args.users + 1))
     rows: list[dict[str, Any]] = []
@@ -132,8 +136,7 @@ def latency_part(args: argparse.Namespace, ours: int, secondary: int, bind_log: 
             raise Timeout("--timeout reached during the latency part")
         i, address = hosts[k % len(hosts)], f"10.77.{k >> 8 & 255}.{k & 255}"
         rcode, wall, t0 = updater.update(i, address)
-        row: dict[str, Any] = {"rcode": rcode, "ack_s": time.perf_counter() - t0,
-                               "visible_s": None, "wall": wall}
+        row: dict[str, Any] = {"rcode": rcode, "ack_s": time.perf_counter() - t0, "visible_s": None, "wall": wall}
         while rcode == 0:
             now = time.perf_counter()
             if poller.addresses(f"user{i}.{SUFFIX}") == {address}:
@@ -151,13 +154,18 @@ def latency_part(args: argparse.Namespace, ours: int, secondary: int, bind_log: 
             if row["serial"] in events[key]:
                 row[key + "_s"] = events[key][row["serial"]] - row["wall"]
     visible = [r["visible_s"] for r in rows if r["visible_s"] is not None]
-    return {"updates": len(rows), "not_noerror": sum(r["rcode"] != 0 for r in rows),
-            "not_visible": len(rows) - len(visible),
-            "ack_ms": percentiles([r["ack_s"] for r in rows]), "visible_ms": percentiles(visible),
-            "notify_ms": percentiles([r["notified_s"] for r in rows if "notified_s" in r]),
-            "transferred_ms": percentiles([r["transferred_s"] for r in rows if "transferred_s" in r]),
-            "visible_under_100ms": sum(v < 0.1 for v in visible), "polls": poller.queries,
-            "visible_s": [round(v, 4) for v in visible]}
+    return {
+        "updates": len(rows),
+        "not_noerror": sum(r["rcode"] != 0 for r in rows),
+        "not_visible": len(rows) - len(visible),
+        "ack_ms": percentiles([r["ack_s"] for r in rows]),
+        "visible_ms": percentiles(visible),
+        "notify_ms": percentiles([r["notified_s"] for r in rows if "notified_s" in r]),
+        "transferred_ms": percentiles([r["transferred_s"] for r in rows if "transferred_s" in r]),
+        "visible_under_100ms": sum(v < 0.1 for v in visible),
+        "polls": poller.queries,
+        "visible_s": [round(v, 4) for v in visible],
+    }
 
 
 def change_users(args: argparse.Namespace, ours: int) -> dict[str, Any]:
@@ -200,7 +208,7 @@ def answer_records(message: bytes) -> list[tuple[int, int]]:
 def soa_numbers(message: bytes, start: int) -> bytes:
     """SERIAL..MINIMUM of an SOA RDATA (never compressed)."""
     i = _skip_name(message, _skip_name(message, start))
-    return message[i:i + 20]
+    return message[i : i + 20]
 
 
 def transfer(port: int, kind: str, serial: int | None = None) -> dict[str, Any]:
@@ -216,8 +224,9 @@ def transfer(port: int, kind: str, serial: int | None = None) -> dict[str, Any]:
     q = dns.message.make_query(SUFFIX, kind)
     q.flags = 0
     if kind == "IXFR":
-        q.authority.append(dns.rrset.from_text(
-            f"{SUFFIX}.", 0, "IN", "SOA", f"ns1.{SUFFIX}. hostmaster.{SUFFIX}. {serial} 0 0 0 0"))
+        q.authority.append(
+            dns.rrset.from_text(f"{SUFFIX}.", 0, "IN", "SOA", f"ns1.{SUFFIX}. hostmaster.{SUFFIX}. {serial} 0 0 0 0")
+        )
     wire = q.to_wire()
     messages: list[bytes] = []
     style, numbers, seen = "full" if kind == "AXFR" else None, b"", 0
@@ -246,17 +255,25 @@ def transfer(port: int, kind: str, serial: int | None = None) -> dict[str, Any]:
             elif (style == "full" and (records or len(messages) > 1)) and message.endswith(numbers):
                 break
         elapsed = time.perf_counter() - started
-    return {"messages": len(messages), "bytes": sum(len(m) for m in messages), "seconds": elapsed,
-            "incremental": style == "incremental", "_wire": messages}
+    return {
+        "messages": len(messages),
+        "bytes": sum(len(m) for m in messages),
+        "seconds": elapsed,
+        "incremental": style == "incremental",
+        "_wire": messages,
+    }
 
 
 def records_of(messages: list[bytes]) -> list[tuple[str, str, str]]:
     import dns.message
     import dns.rdatatype
 
-    return [(rrset.name.to_text(), dns.rdatatype.to_text(rrset.rdtype), rd.to_text())
-            for wire in messages for rrset in dns.message.from_wire(wire, one_rr_per_rrset=True).answer
-            for rd in rrset]
+    return [
+        (rrset.name.to_text(), dns.rdatatype.to_text(rrset.rdtype), rd.to_text())
+        for wire in messages
+        for rrset in dns.message.from_wire(wire, one_rr_per_rrset=True).answer
+        for rd in rrset
+    ]
 
 
 def check_axfr(result: dict[str, Any], count: int, changed: int) -> list[str]:
@@ -293,37 +310,50 @@ def check_ixfr(result: dict[str, Any], changed: int, steps: int) -> list[str]:
         else:
             section[owner] = rdata
     problems = [] if pairs == steps else [f"IXFR: {pairs} steps, expected {steps}"]
-    wrong = [i for i in range(1, changed + 1) if deleted.get(f"user{i}.{SUFFIX}.") != addresses_of(i)[2]
-             or added.get(f"user{i}.{SUFFIX}.") != addresses_of(i)[0]]
+    wrong = [
+        i
+        for i in range(1, changed + 1)
+        if deleted.get(f"user{i}.{SUFFIX}.") != addresses_of(i)[2]
+        or added.get(f"user{i}.{SUFFIX}.") != addresses_of(i)[0]
+    ]
     if wrong or len(deleted) != changed or len(added) != changed:
         problems.append(f"IXFR: {len(deleted)} deletions, {len(added)} additions, wrong {wrong[:3]}")
     return problems
 
 
-def transfer_part(args: argparse.Namespace, ours: int, secondary: int, deadline: float
-                  ) -> dict[str, Any]:
+def transfer_part(args: argparse.Namespace, ours: int, secondary: int, deadline: float) -> dict[str, Any]:
     s0 = soa_serial(ours)
-    runs: dict[str, list[dict[str, Any]]] = {"axfr_before": [transfer(ours, "AXFR")
-                                                             for _ in range(args.xfr_rounds)]}
+    runs: dict[str, list[dict[str, Any]]] = {"axfr_before": [transfer(ours, "AXFR") for _ in range(args.xfr_rounds)]}
     changes = change_users(args, ours)
     limit = min(deadline, time.monotonic() + 30)
     while soa_serial(secondary) != changes["serial"]:  # BIND follows by IXFR first
         if time.monotonic() > limit:
             raise Timeout(f"BIND did not reach serial {changes['serial']}")
         time.sleep(0.05)
-    for label, port, kind in (("ixfr", ours, "IXFR"), ("axfr_after", ours, "AXFR"),
-                              ("bind_ixfr", secondary, "IXFR"), ("bind_axfr", secondary, "AXFR")):
+    for label, port, kind in (
+        ("ixfr", ours, "IXFR"),
+        ("axfr_after", ours, "AXFR"),
+        ("bind_ixfr", secondary, "IXFR"),
+        ("bind_axfr", secondary, "AXFR"),
+    ):
         runs[label] = [transfer(port, kind, s0) for _ in range(args.xfr_rounds)]
     problems = check_axfr(runs["axfr_before"][0], args.users, 0)
     for prefix, ixfr, axfr in (("", "ixfr", "axfr_after"), ("BIND ", "bind_ixfr", "bind_axfr")):
-        problems += [prefix + p for p in check_ixfr(runs[ixfr][0], args.changes, changes["steps"])
-                     + check_axfr(runs[axfr][0], args.users, args.changes)]
+        problems += [
+            prefix + p
+            for p in check_ixfr(runs[ixfr][0], args.changes, changes["steps"])
+            + check_axfr(runs[axfr][0], args.users, args.changes)
+        ]
     out: dict[str, Any] = {"problems": problems, "steps": changes["steps"]}
     for label, rs in runs.items():
         if any(r["bytes"] != rs[0]["bytes"] for r in rs):
             problems.append(f"{label}: byte counts differ between rounds")
-        out[label] = {"messages": rs[0]["messages"], "bytes": rs[0]["bytes"],
-                      "records": rs[0].get("records"), "best_s": round(min(r["seconds"] for r in rs), 4)}
+        out[label] = {
+            "messages": rs[0]["messages"],
+            "bytes": rs[0]["bytes"],
+            "records": rs[0].get("records"),
+            "best_s": round(min(r["seconds"] for r in rs), 4),
+        }
     return out
 
 
@@ -331,17 +361,32 @@ def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -
     store = os.path.join(tmp, "store.sqlite")
     built = build_store(tmp, store, users(args.users, tsig=True))
     (bind_port,) = free_ports(1)
-    ours = Server(procs, tmp, store, "ours", tables={
-        "dns.transfer": {"allow": ["127.0.0.1"], "journal": 1000},
-        "dns.notify": {"targets": [f"{HOST}:{bind_port}"], "retry": 2.0, "retries": 5}})
+    ours = Server(
+        procs,
+        tmp,
+        store,
+        "ours",
+        tables={
+            "dns.transfer": {"allow": ["127.0.0.1"], "journal": 1000},
+            "dns.notify": {"targets": [f"{HOST}:{bind_port}"], "retry": 2.0, "retries": 5},
+        },
+    )
     last = f"user{args.users}.{SUFFIX}", addresses_of(args.users)[2]
     ours.start(deadline, *last)
     rate = f"\n    serial-query-rate {args.serial_query_rate};" if args.serial_query_rate else ""
-    named = Named(procs, tmp, bind_port, f"""zone "{SUFFIX}" {{
+    named = Named(
+        procs,
+        tmp,
+        bind_port,
+        f"""zone "{SUFFIX}" {{
     type secondary; primaries {{ 127.0.0.1 port {ours.dns_port}; }};
     file "{SUFFIX}.secondary.db"; allow-notify {{ 127.0.0.1; }};
 }};
-""", args.named_threads, rate, debug=1)
+""",
+        args.named_threads,
+        rate,
+        debug=1,
+    )
     named.start(*last, deadline)
     assert named.proc is not None
     while soa_serial(bind_port) != soa_serial(ours.dns_port):
@@ -356,26 +401,40 @@ def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -
     transfers = transfer_part(args, ours.dns_port, bind_port, deadline)
     transfers["cpu"] = meter.read()
     ours.stop()
-    problems = transfers.pop("problems") + log_problems(ours.log) + [
-        f"latency: {latency[k]} updates {k.replace('_', ' ')}" for k in ("not_noerror", "not_visible")
-        if latency[k]]
+    problems = (
+        transfers.pop("problems")
+        + log_problems(ours.log)
+        + [f"latency: {latency[k]} updates {k.replace('_', ' ')}" for k in ("not_noerror", "not_visible") if latency[k]]
+    )
     ratio = transfers["ixfr"]["bytes"] / transfers["axfr_after"]["bytes"]
     visible = latency.pop("visible_s")
-    return {"figures": {"visible_on_secondary_ms": latency["visible_ms"],
-                        "update_ack_ms": latency["ack_ms"],
-                        "visible_under_100ms": f"{latency['visible_under_100ms']}/{latency['updates']}",
-                        "axfr_bytes": transfers["axfr_after"]["bytes"],
-                        "axfr_s": transfers["axfr_after"]["best_s"],
-                        "bind_axfr_s": transfers["bind_axfr"]["best_s"],
-                        "ixfr_bytes": transfers["ixfr"]["bytes"]},
-            "ratios": {"IXFR/AXFR bytes (ours)": round(ratio, 5),
-                       "ours/BIND AXFR time": round(transfers["axfr_after"]["best_s"]
-                                                    / transfers["bind_axfr"]["best_s"], 3)},
-            "problems": problems, "store": built, "bind_initial_transfer": initial,
-            "latency": latency, "transfers": transfers,
-            "plot": {"title": "Update to BIND secondary: time until visible", "ylabel": "ms",
-                     "groups": [f"#{k}" for k in range(1, len(visible) + 1)],
-                     "series": {"ours -> BIND": [1000 * v for v in visible]}, "kind": "line"}}
+    return {
+        "figures": {
+            "visible_on_secondary_ms": latency["visible_ms"],
+            "update_ack_ms": latency["ack_ms"],
+            "visible_under_100ms": f"{latency['visible_under_100ms']}/{latency['updates']}",
+            "axfr_bytes": transfers["axfr_after"]["bytes"],
+            "axfr_s": transfers["axfr_after"]["best_s"],
+            "bind_axfr_s": transfers["bind_axfr"]["best_s"],
+            "ixfr_bytes": transfers["ixfr"]["bytes"],
+        },
+        "ratios": {
+            "IXFR/AXFR bytes (ours)": round(ratio, 5),
+            "ours/BIND AXFR time": round(transfers["axfr_after"]["best_s"] / transfers["bind_axfr"]["best_s"], 3),
+        },
+        "problems": problems,
+        "store": built,
+        "bind_initial_transfer": initial,
+        "latency": latency,
+        "transfers": transfers,
+        "plot": {
+            "title": "Update to BIND secondary: time until visible",
+            "ylabel": "ms",
+            "groups": [f"#{k}" for k in range(1, len(visible) + 1)],
+            "series": {"ours -> BIND": [1000 * v for v in visible]},
+            "kind": "line",
+        },
+    }
 
 
 def main() -> int:
@@ -391,9 +450,15 @@ def main() -> int:
     p.add_argument("--xfr-rounds", type=int, default=3, help="times each transfer is timed")
     p.add_argument("--named-threads", type=int, default=os.cpu_count() or 2, help="named -n")
     p.add_argument("--serial-query-rate", type=int, metavar="N", help="BIND's (default 20)")
-    return record.main("secondary_latency", __doc__, p, run,
-                       {"users": 20_000, "updates": 50, "xfr_rounds": 2}, 400,
-                       lambda: {"named": version(["named", "-v"], r"(BIND \S+)")})
+    return record.main(
+        "secondary_latency",
+        __doc__,
+        p,
+        run,
+        {"users": 20_000, "updates": 50, "xfr_rounds": 2},
+        400,
+        lambda: {"named": version(["named", "-v"], r"(BIND \S+)")},
+    )
 
 
 if __name__ == "__main__":

@@ -72,8 +72,9 @@ class Signer:
         self.keyring = {self.keyname: self.key}
         self._hmac = hmac.new(base64.b64decode(secret), digestmod=hashlib.sha256)
         self._alg_wire = _wire(dns.tsig.HMAC_SHA256)
-        self._vars_head = (_wire(self.keyname.canonicalize()) + struct.pack("!HI", 255, 0)
-                           + _wire(dns.tsig.HMAC_SHA256.canonicalize()))
+        self._vars_head = (
+            _wire(self.keyname.canonicalize()) + struct.pack("!HI", 255, 0) + _wire(dns.tsig.HMAC_SHA256.canonicalize())
+        )
         self.templates = {a: self._template(a) for a in addresses_of(i)[:2]}
 
     def build(self, address: str, msg_id: int, signed: bool = True) -> bytes:
@@ -91,12 +92,12 @@ class Signer:
         import dns.message
 
         signed, unsigned = self.build(address, 4711), self.build(address, 4711, signed=False)
-        if signed[:10] != unsigned[:10] or signed[12:len(unsigned)] != unsigned[12:]:
+        if signed[:10] != unsigned[:10] or signed[12 : len(unsigned)] != unsigned[12:]:
             raise BenchError("dnspython's signed message does not start with its unsigned one")
         tsigs = dns.message.from_wire(signed, keyring=self.keyring).tsig
         assert tsigs is not None
         tsig = tsigs[0]
-        template = (unsigned, signed[len(unsigned):len(signed) - 10 - len(tsig.to_wire())])
+        template = (unsigned, signed[len(unsigned) : len(signed) - 10 - len(tsig.to_wire())])
         if self._sign(template, 4711, tsig.time_signed)[0] != signed:
             raise BenchError(f"local TSIG signing differs from dnspython's for {address}")
         return template
@@ -109,17 +110,22 @@ class Signer:
         h.update(head)
         h.update(self._vars_head + time_fudge + b"\x00\x00\x00\x00")
         mac = h.digest()
-        rdata = (self._alg_wire + time_fudge + struct.pack("!H", len(mac)) + mac
-                 + struct.pack("!HHH", msg_id, 0, 0))
+        rdata = self._alg_wire + time_fudge + struct.pack("!H", len(mac)) + mac + struct.pack("!HHH", msg_id, 0, 0)
         arcount = struct.unpack("!H", head[10:12])[0] + 1
-        return (head[:10] + struct.pack("!H", arcount) + head[12:] + owner
-                + struct.pack("!HHIH", 250, 255, 0, len(rdata)) + rdata), mac
+        return (
+            head[:10]
+            + struct.pack("!H", arcount)
+            + head[12:]
+            + owner
+            + struct.pack("!HHIH", 250, 255, 0, len(rdata))
+            + rdata
+        ), mac
 
     def sign(self, address: str, msg_id: int, use_dnspython: bool) -> tuple[bytes, bytes]:
         """(wire, request MAC) for one send."""
         if use_dnspython:
             wire = self.build(address, msg_id)
-            return wire, wire[-6 - 32:-6]
+            return wire, wire[-6 - 32 : -6]
         return self._sign(self.templates[address], msg_id, int(time.time()))
 
     def verify(self, reply: bytes, request_mac: bytes) -> str | None:
@@ -208,8 +214,16 @@ class UpdateClient(asyncio.DatagramProtocol):
             self.drained.set()
 
 
-async def measure(client: UpdateClient, name: str, seconds: float, settle: float, pid: int,
-                  retry: float, spy: Any = None, store: str | None = None) -> dict[str, Any]:
+async def measure(
+    client: UpdateClient,
+    name: str,
+    seconds: float,
+    settle: float,
+    pid: int,
+    retry: float,
+    spy: Any = None,
+    store: str | None = None,
+) -> dict[str, Any]:
     """Send for C{settle + seconds}, count the last C{seconds}, then drain."""
     client.slot, client.running = Tally(f"{name} (settle)"), True
     for user in client.users:
@@ -244,48 +258,71 @@ async def measure(client: UpdateClient, name: str, seconds: float, settle: float
         dog.cancel()
         client.running = False
     result = slot.result()
-    result.update(server=client.label, cpu=cpu, commits=commits, stuck=stuck, spy=spy,
-                  drain=client.slot.other,
-                  server_cpu_us_per_update=round(1e6 * cpu["server"]["cpu_s"] / max(slot.ok, 1), 1),
-                  _latencies=slot.latencies)
+    result.update(
+        server=client.label,
+        cpu=cpu,
+        commits=commits,
+        stuck=stuck,
+        spy=spy,
+        drain=client.slot.other,
+        server_cpu_us_per_update=round(1e6 * cpu["server"]["cpu_s"] / max(slot.ok, 1), 1),
+        _latencies=slot.latencies,
+    )
     note(f"{name}: {result['ok_per_s']:.0f} updates/s, p99 {result['latency_ms']['p99']} ms")
     return result
 
 
-async def run_load(args: argparse.Namespace, servers: dict[str, tuple[int, int]],
-                   procs: Processes, deadline: float, store: str) -> dict[str, Any]:
+async def run_load(
+    args: argparse.Namespace, servers: dict[str, tuple[int, int]], procs: Processes, deadline: float, store: str
+) -> dict[str, Any]:
     """C{servers}: label -> (port, pid)."""
     loop = asyncio.get_running_loop()
     signers = [Signer(i) for i in range(1, args.users + 1)]
     clients: dict[str, UpdateClient] = {}
     for label, (port, _pid) in servers.items():
-        client = clients[label] = UpdateClient(label, [UserLoad(i, s) for i, s in enumerate(signers, 1)],
-                                               args.verify_every, args.sign == "dnspython")
+        client = clients[label] = UpdateClient(
+            label, [UserLoad(i, s) for i, s in enumerate(signers, 1)], args.verify_every, args.sign == "dnspython"
+        )
         await loop.create_datagram_endpoint(lambda c=client: c, remote_addr=(HOST, port))  # type: ignore[misc]
     serial_before = soa_serial(servers["reference"][0]) if "reference" in servers else None
     for label in servers:
-        await measure(clients[label], f"{label} warm-up", args.warmup, 0.2, servers[label][1],
-                      args.retry)
+        await measure(clients[label], f"{label} warm-up", args.warmup, 0.2, servers[label][1], args.retry)
     slots = []
     for r in range(1, args.rounds + 1):
-        for label in (list(servers) if r % 2 else list(servers)[::-1]):
+        for label in list(servers) if r % 2 else list(servers)[::-1]:
             if time.monotonic() + args.duration + args.retry + 10 > deadline:
                 raise Timeout("not enough time left for another round")
-            await loop.run_in_executor(None, wait_quiet, min(
-                args.wait_quiet, deadline - time.monotonic() - args.duration - 20))
-            spy = (lambda: py_spy(procs, servers["ours"][1], args.duration, args.py_spy)) \
-                if args.py_spy and r == 1 and label == "ours" else None
-            slots.append(await measure(clients[label], f"round {r} {label}", args.duration,
-                                       args.settle, servers[label][1], args.retry, spy,
-                                       store if label == "ours" else None))
+            await loop.run_in_executor(
+                None, wait_quiet, min(args.wait_quiet, deadline - time.monotonic() - args.duration - 20)
+            )
+            spy = (
+                (lambda: py_spy(procs, servers["ours"][1], args.duration, args.py_spy))
+                if args.py_spy and r == 1 and label == "ours"
+                else None
+            )
+            slots.append(
+                await measure(
+                    clients[label],
+                    f"round {r} {label}",
+                    args.duration,
+                    args.settle,
+                    servers[label][1],
+                    args.retry,
+                    spy,
+                    store if label == "ours" else None,
+                )
+            )
             stop_after(procs, slots[-1].pop("spy"), 15)
     for client in clients.values():
         assert client.transport is not None
         client.transport.close()
-    return {"slots": slots, "serial_before": serial_before,
-            "verified_tsig": sum(c.verified for c in clients.values()),
-            "late": sum(c.late for c in clients.values()),
-            "users": {label: c.users for label, c in clients.items()}}
+    return {
+        "slots": slots,
+        "serial_before": serial_before,
+        "verified_tsig": sum(c.verified for c in clients.values()),
+        "late": sum(c.late for c in clients.values()),
+        "users": {label: c.users for label, c in clients.items()},
+    }
 
 
 def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -> dict[str, Any]:
@@ -301,11 +338,19 @@ def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -
     if args.servers in ("both", "reference"):
         names = [f"user{i}" for i in range(1, args.users + 1)]
         os.makedirs(os.path.join(tmp, "bind"))  # named writes its journal beside the zone
-        zone = zone_file(os.path.join(tmp, "bind", "zone.db"), [(n, addresses_of(i)[2])
-                                                               for i, n in enumerate(names, 1)])
-        named = Named(procs, tmp, free_ports(1)[0], tsig_keys(names, tsig_secret_of) + f"""
+        zone = zone_file(
+            os.path.join(tmp, "bind", "zone.db"), [(n, addresses_of(i)[2]) for i, n in enumerate(names, 1)]
+        )
+        named = Named(
+            procs,
+            tmp,
+            free_ports(1)[0],
+            tsig_keys(names, tsig_secret_of)
+            + f"""
 zone "{SUFFIX}" {{ type primary; file "{zone}"; update-policy {{ grant * self * A AAAA; }}; }};
-""", args.named_threads)
+""",
+            args.named_threads,
+        )
         named.start(*last, deadline)
         assert named.proc is not None
         servers["reference"] = (named.port, named.proc.pid)
@@ -324,18 +369,24 @@ zone "{SUFFIX}" {{ type primary; file "{zone}"; update-policy {{ grant * self * 
     check = None
     if ours is not None:
         ours.kill()
-        check = check_final(store, {f"user{u.i}": (set(u.addresses), u.last)
-                                    for u in load["users"]["ours"]}, "dns-update")
+        check = check_final(
+            store, {f"user{u.i}": (set(u.addresses), u.last) for u in load["users"]["ours"]}, "dns-update"
+        )
         problems += check["problems"] + log_problems(ours.log)
-    problems += [f"{s['name']}: {s['other']}, drain {s['drain']}, stuck {s['stuck']} e.g. {s['samples'][:2]}"
-                 for s in slots if s["other"] or s["drain"] or s["stuck"]]
+    problems += [
+        f"{s['name']}: {s['other']}, drain {s['drain']}, stuck {s['stuck']} e.g. {s['samples'][:2]}"
+        for s in slots
+        if s["other"] or s["drain"] or s["stuck"]
+    ]
     totals = {}
     for label in servers:
         mine = [s for s in slots if s["server"] == label]
         ok, seconds = sum(s["ok"] for s in mine), sum(s["seconds"] for s in mine)
-        totals[label] = {"updates_per_s": round(ok / seconds),
-                         "latency_ms": percentiles([x for s in mine for x in s["_latencies"]]),
-                         "server_cpu_us_per_update": min(s["server_cpu_us_per_update"] for s in mine)}
+        totals[label] = {
+            "updates_per_s": round(ok / seconds),
+            "latency_ms": percentiles([x for s in mine for x in s["_latencies"]]),
+            "server_cpu_us_per_update": min(s["server_cpu_us_per_update"] for s in mine),
+        }
     for s in slots:
         s.pop("_latencies")
     rounds = sorted({s["name"].split()[1] for s in slots}, key=int)
@@ -343,15 +394,27 @@ zone "{SUFFIX}" {{ type primary; file "{zone}"; update-policy {{ grant * self * 
     ratios = {}
     if len(servers) == 2 and totals["reference"]["updates_per_s"]:
         ratios["ours/BIND durable updates/s"] = round(
-            totals["ours"]["updates_per_s"] / totals["reference"]["updates_per_s"], 3)
-    return {"figures": {**{f"{k}_{m}": v[m] for k, v in totals.items() for m in v},
-                        "disturbed_slots": sum(s["cpu"]["disturbed"] for s in slots)},
-            "ratios": ratios, "problems": problems, "slots": slots, "check": check,
-            "verified_tsig": load["verified_tsig"], "late_answers": load["late"],
-            "profile": profile_summary(args.py_spy) if args.py_spy else None,
-            "plot": {"title": "TSIG-signed UPDATE: durable updates per second",
-                     "ylabel": "updates/s", "groups": [f"round {r}" for r in rounds],
-                     "series": {("BIND 9" if k == "reference" else k): v for k, v in per_round.items()}}}
+            totals["ours"]["updates_per_s"] / totals["reference"]["updates_per_s"], 3
+        )
+    return {
+        "figures": {
+            **{f"{k}_{m}": v[m] for k, v in totals.items() for m in v},
+            "disturbed_slots": sum(s["cpu"]["disturbed"] for s in slots),
+        },
+        "ratios": ratios,
+        "problems": problems,
+        "slots": slots,
+        "check": check,
+        "verified_tsig": load["verified_tsig"],
+        "late_answers": load["late"],
+        "profile": profile_summary(args.py_spy) if args.py_spy else None,
+        "plot": {
+            "title": "TSIG-signed UPDATE: durable updates per second",
+            "ylabel": "updates/s",
+            "groups": [f"round {r}" for r in rounds],
+            "series": {("BIND 9" if k == "reference" else k): v for k, v in per_round.items()},
+        },
+    }
 
 
 def main() -> int:
@@ -367,12 +430,24 @@ def main() -> int:
     p.add_argument("--servers", choices=("both", "ours", "reference"), default="both")
     p.add_argument("--log-updates", action="store_true", help="our service.log_updates = true")
     p.add_argument("--named-threads", type=int, default=os.cpu_count() or 2, help="named -n")
-    p.add_argument("--wait-quiet", type=float, default=0, metavar="S",
-                   help="before each slot wait up to S seconds for an idle machine")
+    p.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0,
+        metavar="S",
+        help="before each slot wait up to S seconds for an idle machine",
+    )
     p.add_argument("--py-spy", metavar="FILE", help="profile ours in round 1 into FILE")
     require("named")
-    return record.main("tsig_updates", __doc__, p, run, {"rounds": 1, "duration": 4}, 200,
-                       lambda: {"named": version(["named", "-v"], r"(BIND \S+)")})
+    return record.main(
+        "tsig_updates",
+        __doc__,
+        p,
+        run,
+        {"rounds": 1, "duration": 4},
+        200,
+        lambda: {"named": version(["named", "-v"], r"(BIND \S+)")},
+    )
 
 
 if __name__ == "__main__":

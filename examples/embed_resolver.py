@@ -63,13 +63,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip())
     parser.add_argument("--port", type=int, default=5354, help="UDP and TCP port (0: any)")
     parser.add_argument("--interface", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--db", metavar="FILE",
-                        help="SQLite user store (default: in memory, with a demo user)")
-    parser.add_argument("--zone", default=os.path.join(HERE, "example.org.zone"),
-                        help="the BIND zone file of the existing server")
+    parser.add_argument("--db", metavar="FILE", help="SQLite user store (default: in memory, with a demo user)")
+    parser.add_argument(
+        "--zone", default=os.path.join(HERE, "example.org.zone"), help="the BIND zone file of the existing server"
+    )
     parser.add_argument("--origin", default="example.org", help="the zone file's origin")
-    parser.add_argument("--suffix", default="dyn.example.org",
-                        help="every user gets <user>.<suffix>")
+    parser.add_argument("--suffix", default="dyn.example.org", help="every user gets <user>.<suffix>")
     return parser.parse_args(argv)
 
 

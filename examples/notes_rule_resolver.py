@@ -114,9 +114,7 @@ class NotesRuleServerFactory(DynDNSServerFactory):
     them). The first rule that returns an rcode answers.
     """
 
-    def __init__(
-        self, service: DynDNSService, rules: Sequence[tuple[str, Rule]], *args: Any, **kwargs: Any
-    ) -> None:
+    def __init__(self, service: DynDNSService, rules: Sequence[tuple[str, Rule]], *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.service = service
         self.rules = list(rules)
@@ -146,7 +144,10 @@ def build_factory(
     resolvers) for everything else; one rule, C{blocked} for C{marker}.
     """
     return NotesRuleServerFactory(
-        service, [(marker, BlockList(blocked))], DynDNSResolver(service.registry), authorities,
+        service,
+        [(marker, BlockList(blocked))],
+        DynDNSResolver(service.registry),
+        authorities,
         clients=list(clients),
     )
 
@@ -155,20 +156,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip())
     parser.add_argument("--port", type=int, default=5354, help="UDP and TCP port (0: any)")
     parser.add_argument("--interface", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--db", metavar="FILE",
-                        help="SQLite user store (default: in memory, with demo users)")
-    parser.add_argument("--zone", default=os.path.join(HERE, "example.org.zone"),
-                        help="the BIND zone file of the existing server")
+    parser.add_argument("--db", metavar="FILE", help="SQLite user store (default: in memory, with demo users)")
+    parser.add_argument(
+        "--zone", default=os.path.join(HERE, "example.org.zone"), help="the BIND zone file of the existing server"
+    )
     parser.add_argument("--origin", default="example.org", help="the zone file's origin")
-    parser.add_argument("--suffix", default="dyn.example.org",
-                        help="every user gets <user>.<suffix>")
-    parser.add_argument("--marker", default=MARKER,
-                        help="the rule applies to users whose notes contain this text")
-    parser.add_argument("--block", action="append", default=[], metavar="NAME",
-                        help="block NAME and the names below it (repeatable)")
+    parser.add_argument("--suffix", default="dyn.example.org", help="every user gets <user>.<suffix>")
+    parser.add_argument("--marker", default=MARKER, help="the rule applies to users whose notes contain this text")
+    parser.add_argument(
+        "--block", action="append", default=[], metavar="NAME", help="block NAME and the names below it (repeatable)"
+    )
     parser.add_argument("--block-file", metavar="FILE", help="block the names in FILE")
-    parser.add_argument("--forward", metavar="HOST",
-                        help="ask HOST for every other name: a forwarding resolver")
+    parser.add_argument("--forward", metavar="HOST", help="ask HOST for every other name: a forwarding resolver")
     parser.add_argument("--forward-port", type=int, default=53, help="the port of HOST")
     return parser.parse_args(argv)
 

@@ -40,14 +40,15 @@ def _system() -> dict[str, float]:
     """System-wide CPU seconds: C{task} (user+nice+system), C{irq}, C{steal}."""
     with open("/proc/stat") as f:
         v = [int(x) for x in f.readline().split()[1:]]
-    return {"task": sum(v[:3]) / TICK, "irq": (v[5] + v[6]) / TICK,
-            "steal": (v[7] if len(v) > 7 else 0) / TICK}
+    return {"task": sum(v[:3]) / TICK, "irq": (v[5] + v[6]) / TICK, "steal": (v[7] if len(v) > 7 else 0) / TICK}
 
 
 def _client() -> float:
     """This process and its reaped children (dnsperf, wrk...)."""
-    return sum(u.ru_utime + u.ru_stime for u in (resource.getrusage(resource.RUSAGE_SELF),
-                                                  resource.getrusage(resource.RUSAGE_CHILDREN)))
+    return sum(
+        u.ru_utime + u.ru_stime
+        for u in (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN))
+    )
 
 
 def _kernel_threads() -> float:
@@ -96,15 +97,18 @@ class CPUMeter:
             used = {tid: cpu - self.threads[label].get(tid, 0.0) for tid, cpu in now.items()}
             server = sum(used.values())
             total += server
-            out[label] = {"cpu_s": round(server, 2), "main_thread_s": round(used.get(pid, 0.0), 2),
-                          "threads": len(now)}
+            out[label] = {"cpu_s": round(server, 2), "main_thread_s": round(used.get(pid, 0.0), 2), "threads": len(now)}
         client, kernel = _client() - self.client, _kernel_threads() - self.kernel
         system = {k: v - self.system[k] for k, v in _system().items()}
-        out.update(client_s=round(client, 2), kernel_threads_s=round(kernel, 2),
-                   irq_s=round(system["irq"], 2), steal_s=round(system["steal"], 2),
-                   # what processes used beyond ours: another program, i.e. noise
-                   others_s=round(max(0.0, system["task"] - total - client - kernel), 2),
-                   tcp_drops={k: v - self.tcp.get(k, 0) for k, v in _tcp_drops().items()})
+        out.update(
+            client_s=round(client, 2),
+            kernel_threads_s=round(kernel, 2),
+            irq_s=round(system["irq"], 2),
+            steal_s=round(system["steal"], 2),
+            # what processes used beyond ours: another program, i.e. noise
+            others_s=round(max(0.0, system["task"] - total - client - kernel), 2),
+            tcp_drops={k: v - self.tcp.get(k, 0) for k, v in _tcp_drops().items()},
+        )
         out["disturbed"] = out["others_s"] + out["steal_s"] > DISTURBED * out["seconds"]
         return out
 
@@ -162,10 +166,15 @@ class Tally:
             self.samples.append(sample)
 
     def result(self) -> dict[str, Any]:
-        return {"name": self.name, "seconds": round(self.seconds, 3), "ok": self.ok,
-                "ok_per_s": self.ok / self.seconds if self.seconds else 0.0,
-                "latency_ms": percentiles(self.latencies), "other": self.other,
-                "samples": self.samples}
+        return {
+            "name": self.name,
+            "seconds": round(self.seconds, 3),
+            "ok": self.ok,
+            "ok_per_s": self.ok / self.seconds if self.seconds else 0.0,
+            "latency_ms": percentiles(self.latencies),
+            "other": self.other,
+            "samples": self.samples,
+        }
 
 
 def percentiles(seconds: list[float]) -> dict[str, float]:

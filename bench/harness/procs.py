@@ -62,8 +62,10 @@ def free_ports(count: int) -> list[int]:
     """C{count} distinct ports free for both UDP and TCP on 127.0.0.1."""
     ports: list[int] = []
     for _ in range(50 * count):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, \
-                socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+        with (
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp,
+            socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp,
+        ):
             udp.bind((HOST, 0))
             port = udp.getsockname()[1]
             try:
@@ -89,8 +91,7 @@ def log_problems(path: str) -> list[str]:
     """Tracebacks and critical lines of a server log."""
     try:
         with open(path, errors="replace") as f:
-            return [line.rstrip() for line in f
-                    if "Traceback" in line or "Unhandled" in line or "CRITICAL" in line]
+            return [line.rstrip() for line in f if "Traceback" in line or "Unhandled" in line or "CRITICAL" in line]
     except OSError:
         return []
 
@@ -98,8 +99,7 @@ def log_problems(path: str) -> list[str]:
 def run_checked(argv: list[str], timeout: float, what: str, **kwargs: object) -> str:
     """Run a short command; its stdout, or a BenchError with its output."""
     try:
-        run = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                             timeout=timeout, **kwargs)  # type: ignore[call-overload]
+        run = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=timeout, **kwargs)  # type: ignore[call-overload]
     except subprocess.TimeoutExpired:
         raise Timeout(f"{what} did not finish in {timeout:.0f} s") from None
     if run.returncode != 0:

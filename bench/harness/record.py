@@ -39,30 +39,41 @@ def machine(tools: dict[str, str] | None = None) -> dict[str, Any]:
                 break
     with open("/proc/meminfo") as f:
         mem = int(f.readline().split()[1]) * 1024
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem / 2**30, 1),
-            "kernel": platform.release(), "python": platform.python_version(),
-            "twisted": twisted.__version__, "dnspython": dns.version.version,
-            "sqlite": sqlite3.sqlite_version, **(tools or {}),
-            "loadavg_at_start": open("/proc/loadavg").read().split()[:3]}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem / 2**30, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "twisted": twisted.__version__,
+        "dnspython": dns.version.version,
+        "sqlite": sqlite3.sqlite_version,
+        **(tools or {}),
+        "loadavg_at_start": open("/proc/loadavg").read().split()[:3],
+    }
 
 
 def code_version(exported: str | None = None) -> dict[str, Any]:
     """The commit the server ran: exported with git archive, or the checkout's HEAD."""
+
     def git(*argv: str) -> str:
-        return subprocess.run(["git", "-C", REPO, *argv], capture_output=True, text=True,
-                              timeout=30).stdout.strip()
+        return subprocess.run(["git", "-C", REPO, *argv], capture_output=True, text=True, timeout=30).stdout.strip()
 
     if exported:
         return {"commit": exported, "source": "git archive"}
     dirty = bool(git("status", "--porcelain", "--", "dyndns_plugin"))
-    return {"commit": git("rev-parse", "--short", "HEAD") or "?", "source": "checkout",
-            "uncommitted_changes": dirty}
+    return {"commit": git("rev-parse", "--short", "HEAD") or "?", "source": "checkout", "uncommitted_changes": dirty}
 
 
-def main(name: str, doc: str, parser: argparse.ArgumentParser,
-         run: Callable[[argparse.Namespace, Processes, str, float], dict[str, Any]],
-         short: dict[str, Any], timeout: int, tools: Callable[[], dict[str, str]] | None = None,
-         ) -> int:
+def main(
+    name: str,
+    doc: str,
+    parser: argparse.ArgumentParser,
+    run: Callable[[argparse.Namespace, Processes, str, float], dict[str, Any]],
+    short: dict[str, Any],
+    timeout: int,
+    tools: Callable[[], dict[str, str]] | None = None,
+) -> int:
     """
     Parse the arguments (plus C{--short}: the C{short} parameters, marked
     "short run" in the record), run C{run(args, procs, tmp, deadline)} under
@@ -70,19 +81,26 @@ def main(name: str, doc: str, parser: argparse.ArgumentParser,
     C{problems}, C{details}, C{plot}, C{code}) as the record. Exit status 1
     if there are problems.
     """
-    parser.add_argument("--short", action="store_true",
-                        help="small parameters, a few minutes at most: " + ", ".join(
-                            f"{k.replace('_', '-')} {v}" for k, v in short.items()))
+    parser.add_argument(
+        "--short",
+        action="store_true",
+        help="small parameters, a few minutes at most: "
+        + ", ".join(f"{k.replace('_', '-')} {v}" for k, v in short.items()),
+    )
     parser.add_argument("--timeout", type=int, default=timeout, help="hard limit, seconds")
-    parser.add_argument("--record", default=os.path.join(RESULTS, f"{name}.json"),
-                        help="where the JSON record goes (default bench/results/%(prog)s.json)")
+    parser.add_argument(
+        "--record",
+        default=os.path.join(RESULTS, f"{name}.json"),
+        help="where the JSON record goes (default bench/results/%(prog)s.json)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.description = doc.strip().split("\n\n")[0]
     args = parser.parse_args()
     shortened = ""
     if args.short:
-        shortened = "short run: " + ", ".join(f"{k.replace('_', '-')} {v} instead of {parser.get_default(k)}"
-                                              for k, v in short.items())
+        shortened = "short run: " + ", ".join(
+            f"{k.replace('_', '-')} {v} instead of {parser.get_default(k)}" for k, v in short.items()
+        )
         for key, value in short.items():
             setattr(args, key, value)
     deadline = time.monotonic() + args.timeout
@@ -112,11 +130,18 @@ def main(name: str, doc: str, parser: argparse.ArgumentParser,
             subprocess.run(["rm", "-rf", tmp], check=False)
     params = {k: v for k, v in vars(args).items() if k not in ("record", "keep", "timeout")}
     record = {
-        "benchmark": name, "date": started, "short_run": shortened or False,
+        "benchmark": name,
+        "date": started,
+        "short_run": shortened or False,
         "command": "python -m bench." + name + "".join(" " + shlex.quote(a) for a in sys.argv[1:]),
-        "machine": info, "code": out.pop("code", None) or code_version(),
-        "parameters": params, "figures": out.pop("figures"), "ratios": out.pop("ratios", {}),
-        "problems": out.pop("problems", []), "plot": out.pop("plot", None), "details": out,
+        "machine": info,
+        "code": out.pop("code", None) or code_version(),
+        "parameters": params,
+        "figures": out.pop("figures"),
+        "ratios": out.pop("ratios", {}),
+        "problems": out.pop("problems", []),
+        "plot": out.pop("plot", None),
+        "details": out,
     }
     os.makedirs(os.path.dirname(os.path.abspath(args.record)), exist_ok=True)
     with open(args.record, "w") as f:

@@ -39,32 +39,39 @@ def export_code(rev: str, dest: str) -> str:
     the children's PYTHONPATH: the server runs that commit whatever the
     checkout holds meanwhile. Returns the short commit id.
     """
-    commit = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", rev],
-                            capture_output=True, text=True, timeout=30)
+    commit = subprocess.run(
+        ["git", "-C", REPO, "rev-parse", "--short", rev], capture_output=True, text=True, timeout=30
+    )
     if commit.returncode != 0:
         raise BenchError(f"unknown revision {rev!r}: {commit.stderr.strip()}")
     os.makedirs(dest, exist_ok=True)
-    archive = subprocess.Popen(["git", "-C", REPO, "archive", rev, "dyndns_plugin", "twisted"],
-                               stdout=subprocess.PIPE)
+    archive = subprocess.Popen(["git", "-C", REPO, "archive", rev, "dyndns_plugin", "twisted"], stdout=subprocess.PIPE)
     untar = subprocess.run(["tar", "-x", "-C", dest], stdin=archive.stdout, timeout=60)
     assert archive.stdout is not None
     archive.stdout.close()
     if archive.wait(60) != 0 or untar.returncode != 0:
         raise BenchError(f"git archive {rev} failed")
-    os.environ["PYTHONPATH"] = os.pathsep.join(
-        p for p in (dest, os.environ.get("PYTHONPATH")) if p)
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (dest, os.environ.get("PYTHONPATH")) if p)
     return commit.stdout.strip()
 
 
 def config_error(path: str) -> str | None:
     """The code under test's verdict on a config file (None: accepted)."""
     run = subprocess.run(
-        [sys.executable, "-c",
-         "import sys\nfrom dyndns_plugin.config import load_settings, ConfigError\n"
-         "try:\n    load_settings(sys.argv[1])\nexcept ConfigError as e:\n"
-         "    print(e)\n    sys.exit(3)\n", path],
-        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
-        cwd="/")  # not the checkout: "" on sys.path would come before PYTHONPATH
+        [
+            sys.executable,
+            "-c",
+            "import sys\nfrom dyndns_plugin.config import load_settings, ConfigError\n"
+            "try:\n    load_settings(sys.argv[1])\nexcept ConfigError as e:\n"
+            "    print(e)\n    sys.exit(3)\n",
+            path,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        cwd="/",
+    )  # not the checkout: "" on sys.path would come before PYTHONPATH
     if run.returncode == 0:
         return None
     return (run.stdout + run.stderr).strip() or f"exit {run.returncode}"
@@ -84,8 +91,9 @@ def toml_tables(tables: dict[str, dict[str, Any]]) -> str:
     def key(k: str) -> str:
         return k if k.replace("_", "").isalnum() else f'"{k}"'
 
-    return "".join(f"\n[{name}]\n" + "".join(f"{key(k)} = {_toml(v)}\n" for k, v in body.items())
-                   for name, body in tables.items())
+    return "".join(
+        f"\n[{name}]\n" + "".join(f"{key(k)} = {_toml(v)}\n" for k, v in body.items()) for name, body in tables.items()
+    )
 
 
 # -- DNS and HTTP probes
@@ -109,10 +117,10 @@ def soa_serial(port: int) -> int:
     raise BenchError(f"no SOA from port {port}")
 
 
-def http_get(port: int, path: str, headers: dict[str, str] | None = None,
-             timeout: float = 5.0, source: str | None = None) -> tuple[int, str]:
-    conn = http.client.HTTPConnection(HOST, port, timeout=timeout,
-                                      source_address=(source, 0) if source else None)
+def http_get(
+    port: int, path: str, headers: dict[str, str] | None = None, timeout: float = 5.0, source: str | None = None
+) -> tuple[int, str]:
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout, source_address=(source, 0) if source else None)
     try:
         conn.request("GET", path, headers=headers or {})
         response = conn.getresponse()
@@ -134,8 +142,9 @@ def dns_ready(port: int, name: str, expect: str | None) -> bool:
     return addresses_in(response) == {expect}
 
 
-def wait_dns(proc: subprocess.Popen[bytes], port: int, name: str, expect: str | None,
-             deadline: float, log: str) -> float:
+def wait_dns(
+    proc: subprocess.Popen[bytes], port: int, name: str, expect: str | None, deadline: float, log: str
+) -> float:
     """Poll until L{dns_ready}; returns the seconds it took."""
     started = time.monotonic()
     while not dns_ready(port, name, expect):
@@ -172,10 +181,20 @@ class Server:
     out if the code under test predates C{[limits]}), C{tables} merged in.
     """
 
-    def __init__(self, procs: Processes, tmp: str, store: str, name: str = "server", *,
-                 http: bool = False, gnudip: bool = False, limits: dict[str, Any] | None = None,
-                 tables: dict[str, dict[str, Any]] | None = None, log_updates: bool = False,
-                 command: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        procs: Processes,
+        tmp: str,
+        store: str,
+        name: str = "server",
+        *,
+        http: bool = False,
+        gnudip: bool = False,
+        limits: dict[str, Any] | None = None,
+        tables: dict[str, dict[str, Any]] | None = None,
+        log_updates: bool = False,
+        command: list[str] | None = None,
+    ) -> None:
         self.procs, self.name, self.command = procs, name, command or twistd()
         self.dns_port, self.http_port, self.gnudip_port = free_ports(3)
         self.config = os.path.join(tmp, f"{name}.toml")
@@ -184,22 +203,35 @@ class Server:
         self.starts = 0
         self.http, self.gnudip = http, gnudip
         config: dict[str, dict[str, Any]] = {
-            "service": {"suffix": SUFFIX, "default_ttl": TTL, "min_ttl": 10, "max_ttl": 86400,
-                        "poll_interval": 0.5, "log_updates": log_updates},
+            "service": {
+                "suffix": SUFFIX,
+                "default_ttl": TTL,
+                "min_ttl": 10,
+                "max_ttl": 86400,
+                "poll_interval": 0.5,
+                "log_updates": log_updates,
+            },
             "store": {"backend": "sqlite", "path": store},
-            "dns": {"listen": [f"{HOST}:{self.dns_port}"], "nameservers": [f"ns1.{SUFFIX}"],
-                    "hostmaster": f"hostmaster.{SUFFIX}"},
+            "dns": {
+                "listen": [f"{HOST}:{self.dns_port}"],
+                "nameservers": [f"ns1.{SUFFIX}"],
+                "hostmaster": f"hostmaster.{SUFFIX}",
+            },
             "dns.glue": {f"ns1.{SUFFIX}": ["127.0.0.1"]},
         }
         if http:
-            config["http"] = {"listen": [f"tcp:{self.http_port}:interface={HOST}"],
-                              "base_url": f"http://{HOST}:{self.http_port}{BASE_PATH}",
-                              "timeout": 30}
-            config["http.methods"] = dict.fromkeys(
-                ("url_auth", "basic_auth", "nic_update", "remote_ip"), True)
+            config["http"] = {
+                "listen": [f"tcp:{self.http_port}:interface={HOST}"],
+                "base_url": f"http://{HOST}:{self.http_port}{BASE_PATH}",
+                "timeout": 30,
+            }
+            config["http.methods"] = dict.fromkeys(("url_auth", "basic_auth", "nic_update", "remote_ip"), True)
         if gnudip:
-            config["gnudip"] = {"listen": [f"tcp:{self.gnudip_port}:interface={HOST}"],
-                                "timeout": 30, "max_connections_per_source": 64}
+            config["gnudip"] = {
+                "listen": [f"tcp:{self.gnudip_port}:interface={HOST}"],
+                "timeout": 30,
+                "max_connections_per_source": 64,
+            }
         for table, body in (tables or {}).items():
             config.setdefault(table, {}).update(body)
         base = toml_tables(config)
@@ -221,19 +253,18 @@ class Server:
     def argv(self) -> list[str]:
         return self.command + [f"--logfile={self.log}", "dyndns", "--config", self.config]
 
-    def start(self, deadline: float, name: str = f"ns1.{SUFFIX}", expect: str | None = None
-              ) -> float:
+    def start(self, deadline: float, name: str = f"ns1.{SUFFIX}", expect: str | None = None) -> float:
         """Start and wait until ready (see L{dns_ready}); returns the seconds taken."""
         self.starts += 1
         out = f"{self.log}.out{self.starts}"
         started = time.monotonic()
         self.proc = self.procs.start(self.argv, out)
         wait_dns(self.proc, self.dns_port, name, expect, deadline, self.log)
-        while not ((not self.http or _http_ready(self.http_port))
-                   and (not self.gnudip or _gnudip_ready(self.gnudip_port))):
+        while not (
+            (not self.http or _http_ready(self.http_port)) and (not self.gnudip or _gnudip_ready(self.gnudip_port))
+        ):
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise BenchError(f"HTTP or GnuDIP not ready:\n{log_tail(self.log)}\n"
-                                 f"{log_tail(out)}")
+                raise BenchError(f"HTTP or GnuDIP not ready:\n{log_tail(self.log)}\n{log_tail(out)}")
             time.sleep(0.05)
         return time.monotonic() - started
 

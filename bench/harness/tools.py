@@ -20,8 +20,11 @@ from bench.harness.users import SUFFIX, TTL
 def require(*tools: str) -> None:
     missing = [t for t in tools if shutil.which(t) is None]
     if missing:
-        raise SystemExit(f"missing: {', '.join(missing)} (Debian: apt-get install "
-                         + " ".join({"named": "bind9"}.get(t, t) for t in missing) + ")")
+        raise SystemExit(
+            f"missing: {', '.join(missing)} (Debian: apt-get install "
+            + " ".join({"named": "bind9"}.get(t, t) for t in missing)
+            + ")"
+        )
 
 
 def version(argv: list[str], pattern: str) -> str:
@@ -33,18 +36,37 @@ def version(argv: list[str], pattern: str) -> str:
 # -- dnsperf
 
 
-def dnsperf(port: int, queries: str, seconds: float, clients: int = 4, outstanding: int = 100,
-            max_qps: int = 0) -> dict[str, Any]:
+def dnsperf(
+    port: int, queries: str, seconds: float, clients: int = 4, outstanding: int = 100, max_qps: int = 0
+) -> dict[str, Any]:
     """One dnsperf run over UDP; its summary as numbers."""
-    argv = ["dnsperf", "-s", HOST, "-p", str(port), "-d", queries, "-l", str(seconds),
-            "-c", str(clients), "-q", str(outstanding), "-t", "2"] + (
-        ["-Q", str(max_qps)] if max_qps else [])
+    argv = [
+        "dnsperf",
+        "-s",
+        HOST,
+        "-p",
+        str(port),
+        "-d",
+        queries,
+        "-l",
+        str(seconds),
+        "-c",
+        str(clients),
+        "-q",
+        str(outstanding),
+        "-t",
+        "2",
+    ] + (["-Q", str(max_qps)] if max_qps else [])
     out = run_checked(argv, seconds + 30, "dnsperf")
-    fields = {"sent": r"Queries sent:\s+(\d+)", "completed": r"Queries completed:\s+(\d+)",
-              "lost": r"Queries lost:\s+(\d+)", "qps": r"Queries per second:\s+([0-9.]+)",
-              "latency_avg_s": r"Average Latency \(s\):\s+([0-9.]+)",
-              "latency_max_s": r"Average Latency \(s\):.*max ([0-9.]+)",
-              "response_bytes": r"Average packet size:.*response (\d+)"}
+    fields = {
+        "sent": r"Queries sent:\s+(\d+)",
+        "completed": r"Queries completed:\s+(\d+)",
+        "lost": r"Queries lost:\s+(\d+)",
+        "qps": r"Queries per second:\s+([0-9.]+)",
+        "latency_avg_s": r"Average Latency \(s\):\s+([0-9.]+)",
+        "latency_max_s": r"Average Latency \(s\):.*max ([0-9.]+)",
+        "response_bytes": r"Average packet size:.*response (\d+)",
+    }
     result: dict[str, Any] = {}
     for key, pattern in fields.items():
         m = re.search(pattern, out)
@@ -60,16 +82,34 @@ def dnsperf(port: int, queries: str, seconds: float, clients: int = 4, outstandi
 # -- wrk
 
 
-def wrk(url: str, script: str, script_args: list[str], threads: int, connections: int,
-        seconds: int) -> dict[str, Any]:
+def wrk(url: str, script: str, script_args: list[str], threads: int, connections: int, seconds: int) -> dict[str, Any]:
     """One wrk run with a Lua script; requests/s and socket errors from its output."""
-    argv = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--latency",
-            "--timeout", "5s", "-s", script, url, "--", *script_args]
+    argv = [
+        "wrk",
+        "-t",
+        str(threads),
+        "-c",
+        str(connections),
+        "-d",
+        f"{seconds}s",
+        "--latency",
+        "--timeout",
+        "5s",
+        "-s",
+        script,
+        url,
+        "--",
+        *script_args,
+    ]
     out = run_checked(argv, seconds + 30, "wrk")
     m = re.search(r"Requests/sec:\s+([0-9.]+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
-    return {"argv": argv, "requests_per_s": float(m.group(1)) if m else None,
-            "socket_errors": errors.group(1) if errors else None, "stdout": out}
+    return {
+        "argv": argv,
+        "requests_per_s": float(m.group(1)) if m else None,
+        "socket_errors": errors.group(1) if errors else None,
+        "stdout": out,
+    }
 
 
 # -- BIND
@@ -100,9 +140,11 @@ logging {{
 def zone_file(path: str, addresses: list[tuple[str, str]]) -> str:
     """A zone file for the suffix: SOA, NS, ns1, and (name, IPv4) A records."""
     with open(path, "w") as f:
-        f.write(f"$TTL {TTL}\n{SUFFIX}. 3600 IN SOA ns1.{SUFFIX}. hostmaster.{SUFFIX}. "
-                f"1 3600 600 1209600 30\n{SUFFIX}. 3600 IN NS ns1.{SUFFIX}.\n"
-                f"ns1.{SUFFIX}. 3600 IN A 127.0.0.1\n")
+        f.write(
+            f"$TTL {TTL}\n{SUFFIX}. 3600 IN SOA ns1.{SUFFIX}. hostmaster.{SUFFIX}. "
+            f"1 3600 600 1209600 30\n{SUFFIX}. 3600 IN NS ns1.{SUFFIX}.\n"
+            f"ns1.{SUFFIX}. 3600 IN A 127.0.0.1\n"
+        )
         f.writelines(f"{name}.{SUFFIX}. {TTL} IN A {address}\n" for name, address in addresses)
     return path
 
@@ -114,16 +156,16 @@ class Named:
     C{-d debug} into a file there.
     """
 
-    def __init__(self, procs: Processes, tmp: str, port: int, body: str, threads: int,
-                 options: str = "", debug: int = 0) -> None:
+    def __init__(
+        self, procs: Processes, tmp: str, port: int, body: str, threads: int, options: str = "", debug: int = 0
+    ) -> None:
         self.procs, self.port = procs, port
         self.folder = os.path.join(tmp, "bind")
         os.makedirs(self.folder, exist_ok=True)
         self.log = os.path.join(self.folder, "named.log")
         self.conf = os.path.join(self.folder, "named.conf")
         with open(self.conf, "w") as f:
-            f.write(_OPTIONS.format(folder=self.folder, port=port, log=self.log, extra=options)
-                    + body)
+            f.write(_OPTIONS.format(folder=self.folder, port=port, log=self.log, extra=options) + body)
         prefix: list[str] = []
         if os.geteuid() == 0:
             try:
@@ -136,8 +178,7 @@ class Named:
                     os.chown(entry, bind.pw_uid, bind.pw_gid)
             prefix = ["setpriv", "--reuid=bind", "--regid=bind", "--init-groups", "--"]
         run_checked(["named-checkconf", "-z", self.conf], 60, "named-checkconf")
-        self.argv = prefix + ["named", "-f", "-4", "-n", str(threads), "-d", str(debug),
-                              "-c", self.conf]
+        self.argv = prefix + ["named", "-f", "-4", "-n", str(threads), "-d", str(debug), "-c", self.conf]
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, name: str, expect: str, deadline: float) -> float:
@@ -147,8 +188,7 @@ class Named:
 
 
 def tsig_keys(names: list[str], secret_of: Any) -> str:
-    return "".join(f'key "{n}.{SUFFIX}." {{ algorithm hmac-sha256; secret "{secret_of(n)}"; }};\n'
-                   for n in names)
+    return "".join(f'key "{n}.{SUFFIX}." {{ algorithm hmac-sha256; secret "{secret_of(n)}"; }};\n' for n in names)
 
 
 # -- py-spy
@@ -159,8 +199,25 @@ def py_spy(procs: Processes, pid: int, seconds: float, out: str) -> subprocess.P
     binary = shutil.which("py-spy")
     if binary is None:
         raise BenchError("py-spy not found (pip install py-spy)")
-    return procs.start([binary, "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "100",
-                        "--threads", "--idle", "--format", "raw", "-o", out], out + ".log")
+    return procs.start(
+        [
+            binary,
+            "record",
+            "-p",
+            str(pid),
+            "-d",
+            str(int(seconds)),
+            "-r",
+            "100",
+            "--threads",
+            "--idle",
+            "--format",
+            "raw",
+            "-o",
+            out,
+        ],
+        out + ".log",
+    )
 
 
 def profile_summary(path: str, top: int = 12) -> dict[str, dict[str, float]]:
@@ -191,4 +248,3 @@ def stop_after(procs: Processes, proc: subprocess.Popen[bytes] | None, wait: flo
         except subprocess.TimeoutExpired:
             pass
         procs.stop(proc)
-

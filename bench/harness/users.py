@@ -49,29 +49,38 @@ def addresses_of(i: int) -> tuple[str, str, str]:
     return f"10.1.{hi}.{lo}", f"10.2.{hi}.{lo}", f"10.3.{hi}.{lo}"
 
 
-def users(count: int, prefix: str = "user", first: int = 1, *, password: bool = False,
-          md5: bool = False, tsig: bool = False, initial: bool = True) -> list[dict[str, Any]]:
+def users(
+    count: int,
+    prefix: str = "user",
+    first: int = 1,
+    *,
+    password: bool = False,
+    md5: bool = False,
+    tsig: bool = False,
+    initial: bool = True,
+) -> list[dict[str, Any]]:
     """C{prefix<first>..}: the secrets asked for, the initial address C{addresses_of(i)[2]}."""
     out = []
     for i in range(first, first + count):
-        user: dict[str, Any] = {"id": f"{prefix}{i}", "password": password, "md5": md5,
-                                "tsig": tsig}
+        user: dict[str, Any] = {"id": f"{prefix}{i}", "password": password, "md5": md5, "tsig": tsig}
         if initial:
             user["ipv4"] = addresses_of(i)[2]
         out.append(user)
     return out
 
 
-def build_store(tmp: str, path: str, specs: list[dict[str, Any]], hash_cost: int = 15,
-                timeout: float = 600) -> dict[str, Any]:
+def build_store(
+    tmp: str, path: str, specs: list[dict[str, Any]], hash_cost: int = 15, timeout: float = 600
+) -> dict[str, Any]:
     """Write C{specs} into a new SQLite store at C{path}; returns the builder's timings."""
     spec_file = os.path.join(tmp, os.path.basename(path) + ".users.json")
     with open(spec_file, "w") as f:
         json.dump({"hash_cost": hash_cost, "users": specs}, f)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH"), REPO) if p)
-    out = run_checked([sys.executable, "-m", "bench.harness.users", spec_file, path],
-                      timeout, "building the store", env=env, cwd=tmp)
+    out = run_checked(
+        [sys.executable, "-m", "bench.harness.users", spec_file, path], timeout, "building the store", env=env, cwd=tmp
+    )
     lines = [line for line in out.splitlines() if line.startswith("{")]
     if not lines:
         raise BenchError(f"the store builder printed nothing:\n{out}")
@@ -91,15 +100,13 @@ def read_states(store: str, integrity: bool = True) -> tuple[str, int, dict[str,
     try:
         check = conn.execute("PRAGMA integrity_check").fetchone()[0] if integrity else "-"
         (gen,) = conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
-        rows = {r[0]: tuple(r[1:]) for r in conn.execute(
-            "SELECT user_id, ipv4, ipv6, offline, method FROM states")}
+        rows = {r[0]: tuple(r[1:]) for r in conn.execute("SELECT user_id, ipv4, ipv6, offline, method FROM states")}
     finally:
         conn.close()
     return str(check), int(gen), rows
 
 
-def check_final(store: str, expected: dict[str, tuple[set[str], str | None]],
-                method: str) -> dict[str, Any]:
+def check_final(store: str, expected: dict[str, tuple[set[str], str | None]], method: str) -> dict[str, Any]:
     """
     Every user's final state in the file against what its client saw:
     C{expected} maps a user id to (addresses it may have, the exact one it
@@ -110,8 +117,7 @@ def check_final(store: str, expected: dict[str, tuple[set[str], str | None]],
     exact = loose = 0
     for user_id, (allowed, last) in expected.items():
         row = rows.get(user_id)
-        if row is None or row[0] not in allowed or row[1] is not None or row[2] \
-                or row[3] != method:
+        if row is None or row[0] not in allowed or row[1] is not None or row[2] or row[3] != method:
             problems.append(f"{user_id}: state {row}, expected one of {sorted(allowed)} via {method}")
         elif last is None:
             loose += 1
@@ -119,8 +125,7 @@ def check_final(store: str, expected: dict[str, tuple[set[str], str | None]],
             problems.append(f"{user_id}: store has {row[0]}, last acknowledged {last}")
         else:
             exact += 1
-    return {"integrity": integrity, "generation": generation, "exact": exact, "loose": loose,
-            "problems": problems}
+    return {"integrity": integrity, "generation": generation, "exact": exact, "loose": loose, "problems": problems}
 
 
 def _build(spec_file: str, path: str) -> None:
@@ -137,8 +142,9 @@ def _build(spec_file: str, path: str) -> None:
     started = time.monotonic()
     # hashlib.scrypt releases the GIL: hash on every CPU.
     with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 2) as pool:
-        hashes = list(pool.map(lambda s: hash_password(password_of(s["id"]), log2_n=cost)
-                               if s["password"] else None, specs))
+        hashes = list(
+            pool.map(lambda s: hash_password(password_of(s["id"]), log2_n=cost) if s["password"] else None, specs)
+        )
     hashed = time.monotonic()
     records = []
     for s, h in zip(specs, hashes):
@@ -148,8 +154,7 @@ def _build(spec_file: str, path: str) -> None:
         if s["tsig"]:
             fields.update(tsig_secret=tsig_secret_of(s["id"]), tsig_algorithm="hmac-sha256")
         records.append(User(id=s["id"], **fields))
-    states = [HostState(s["id"], ipv4=s["ipv4"], ttl=TTL, updated_at=0.0)
-              for s in specs if s.get("ipv4")]
+    states = [HostState(s["id"], ipv4=s["ipv4"], ttl=TTL, updated_at=0.0) for s in specs if s.get("ipv4")]
 
     async def write(reactor: Any) -> None:
         store = SQLiteUserStore(path, reactor)
@@ -159,9 +164,17 @@ def _build(spec_file: str, path: str) -> None:
                 await store.import_users(records, states)
         finally:
             await store.close()
-        print(json.dumps({"users": len(records), "hash_cost": cost,
-                          "hash_s": round(hashed - started, 3),
-                          "import_s": round(time.monotonic() - hashed, 3)}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "users": len(records),
+                    "hash_cost": cost,
+                    "hash_s": round(hashed - started, 3),
+                    "import_s": round(time.monotonic() - hashed, 3),
+                }
+            ),
+            flush=True,
+        )
 
     task.react(lambda reactor: defer.ensureDeferred(write(reactor)))
 
