@@ -26,7 +26,8 @@ import time
 from typing import Any
 
 from bench.harness import record
-from bench.harness.meter import CPUMeter, rss, wait_quiet
+from bench.harness.load import rounds
+from bench.harness.meter import CPUMeter, rss
 from bench.harness.procs import BenchError, Processes, free_ports, log_problems, note
 from bench.harness.server import Server, addresses_in, query, twistd, wait_dns
 from bench.harness.tools import dnsperf, require, version, zone_file
@@ -79,24 +80,19 @@ def qps_part(args: argparse.Namespace, procs: Processes, tmp: str, deadline: flo
     servers = {"ours": (ours.pid, ours.dns_port), "reference": (ref.pid, ref_port)}
     for _pid, port in servers.values():
         dnsperf(port, queries, args.warmup)
-    rounds = []
-    for r in range(args.rounds):
-        row: dict[str, Any] = {}
-        for label in ["ours", "reference"] if r % 2 == 0 else ["reference", "ours"]:
-            wait_quiet(min(args.wait_quiet, deadline - time.monotonic() - 30))
-            pid, port = servers[label]
-            meter = CPUMeter({"server": pid})
-            result = dnsperf(port, queries, args.duration, args.clients, args.outstanding)
-            cpu = meter.read()
-            result.update(
-                cpu=cpu, cpu_us_per_query=round(1e6 * cpu["server"]["cpu_s"] / max(result["completed"], 1), 1)
-            )
-            row[label] = result
-            note(f"round {r + 1} {label}: {result['qps']:.0f} qps, {result['cpu_us_per_query']} us CPU/query")
+    rows: dict[int, dict[str, Any]] = {}
+    for r, label in rounds(args, ["ours", "reference"], deadline, args.duration + 20):
+        pid, port = servers[label]
+        meter = CPUMeter({"server": pid})
+        result = dnsperf(port, queries, args.duration, args.clients, args.outstanding)
+        cpu = meter.read()
+        result.update(cpu=cpu, cpu_us_per_query=round(1e6 * cpu["server"]["cpu_s"] / max(result["completed"], 1), 1))
+        rows.setdefault(r, {})[label] = result
+        note(f"round {r} {label}: {result['qps']:.0f} qps, {result['cpu_us_per_query']} us CPU/query")
+    for row in rows.values():
         row["ratio"] = row["ours"]["qps"] / row["reference"]["qps"]
-        rounds.append(row)
     out = {
-        "rounds": rounds,
+        "rounds": list(rows.values()),
         "store": built,
         "rss": {label: rss(pid)["VmRSS"] for label, (pid, _p) in servers.items()},
         "log_problems": log_problems(ours.log) + log_problems(ref_log),
@@ -126,19 +122,19 @@ def memory_part(args: argparse.Namespace, procs: Processes, tmp: str, deadline: 
 def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -> dict[str, Any]:
     qps = qps_part(args, procs, tmp, deadline)
     mem = memory_part(args, procs, tmp, deadline) if args.mem_users else None
-    rounds = qps["rounds"]
-    means = {k: sum(r[k]["qps"] for r in rounds) / len(rounds) for k in ("ours", "reference")}
-    cpu = {k: sum(r[k]["cpu_us_per_query"] for r in rounds) / len(rounds) for k in ("ours", "reference")}
-    ratios = sorted(r["ratio"] for r in rounds)
+    rows = qps["rounds"]
+    means = {k: sum(r[k]["qps"] for r in rows) / len(rows) for k in ("ours", "reference")}
+    cpu = {k: sum(r[k]["cpu_us_per_query"] for r in rows) / len(rows) for k in ("ours", "reference")}
+    ratios = sorted(r["ratio"] for r in rows)
     figures = {
         "ours_qps": round(means["ours"]),
         "reference_qps": round(means["reference"]),
         "ours_cpu_us_per_query": round(cpu["ours"], 1),
         "reference_cpu_us_per_query": round(cpu["reference"], 1),
         "completed_pct_min": min(
-            100 * r[k]["completed"] / max(r[k]["sent"], 1) for r in rounds for k in ("ours", "reference")
+            100 * r[k]["completed"] / max(r[k]["sent"], 1) for r in rows for k in ("ours", "reference")
         ),
-        "disturbed_runs": sum(r[k]["cpu"]["disturbed"] for r in rounds for k in ("ours", "reference")),
+        "disturbed_runs": sum(r[k]["cpu"]["disturbed"] for r in rows for k in ("ours", "reference")),
     }
     if mem:
         figures.update(
@@ -157,41 +153,27 @@ def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -
         "plot": {
             "title": "DNS queries per second (dnsperf, UDP)",
             "ylabel": "queries/s",
-            "groups": [f"round {i}" for i in range(1, len(rounds) + 1)],
-            "series": {k: [r[k]["qps"] for r in rounds] for k in ("ours", "reference")},
+            "groups": [f"round {i}" for i in range(1, len(rows) + 1)],
+            "series": {k: [r[k]["qps"] for r in rows] for k in ("ours", "reference")},
         },
     }
 
 
-def main() -> int:
-    require("dnsperf")
-    p = argparse.ArgumentParser()
-    p.add_argument("--users", type=int, default=10_000, help="users for the qps part")
-    p.add_argument("--duration", type=int, default=5, help="seconds per dnsperf run")
-    p.add_argument("--rounds", type=int, default=4, help="dnsperf rounds per server")
-    p.add_argument("--warmup", type=int, default=1, help="seconds of dnsperf before the rounds")
-    p.add_argument("--clients", type=int, default=4, help="dnsperf -c")
-    p.add_argument("--outstanding", type=int, default=100, help="dnsperf -q")
-    p.add_argument("--seed", type=int, default=1, help="of the query file")
-    p.add_argument("--mem-users", type=int, default=100_000, help="memory part (0: skip it)")
-    p.add_argument("--settle", type=float, default=1.0, help="seconds before reading VmRSS")
-    p.add_argument(
-        "--wait-quiet",
-        type=float,
-        default=0,
-        metavar="S",
-        help="before each dnsperf run wait up to S seconds for an idle machine",
-    )
-    return record.main(
-        "dns_qps",
-        __doc__,
-        p,
-        run,
-        {"rounds": 2, "duration": 3, "mem_users": 20_000},
-        300,
-        lambda: {"dnsperf": version(["dnsperf", "-h"], r"Version ([\d.]+)")},
-    )
-
+OPTIONS: record.Options = {
+    "--users": (10_000, "users for the qps part"),
+    "--duration": (5, "seconds per dnsperf run"),
+    "--rounds": (4, "dnsperf rounds per server"),
+    "--warmup": (1, "seconds of dnsperf before the rounds"),
+    "--clients": (4, "dnsperf -c"),
+    "--outstanding": (100, "dnsperf -q"),
+    "--seed": (1, "of the query file"),
+    "--mem-users": (100_000, "memory part (0: skip it)"),
+    "--settle": (1.0, "seconds before reading VmRSS"),
+    "--wait-quiet": (0.0, "before each dnsperf run wait up to S seconds for an idle machine", "S"),
+}
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    require("dnsperf")
+    tools = {"dnsperf": version(["dnsperf", "-h"], r"Version ([\d.]+)")}
+    short = {"rounds": 2, "duration": 3, "mem_users": 20_000}
+    raise SystemExit(record.main("dns_qps", __doc__, OPTIONS, run, short, 300, lambda: tools))

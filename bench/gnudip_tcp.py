@@ -35,28 +35,19 @@ import time
 from typing import Any
 
 from bench.harness import record
-from bench.harness.meter import CPUMeter, Tally, percentiles, wait_quiet
-from bench.harness.procs import HOST, Processes, Timeout, log_problems, note
+from bench.harness.load import Load, measure, rounds
+from bench.harness.meter import percentiles
+from bench.harness.procs import HOST, Processes, log_problems
 from bench.harness.server import Server
-from bench.harness.tools import profile_summary, py_spy, stop_after
-from bench.harness.users import (
-    SUFFIX,
-    addresses_of,
-    build_store,
-    check_final,
-    md5hex,
-    password_of,
-    read_generation,
-    users,
-)
+from bench.harness.tools import profile_summary
+from bench.harness.users import SUFFIX, addresses_of, build_store, check_final, md5hex, password_of, users
 
 
 class UserLoad:
     __slots__ = ("name", "addresses", "md5pw", "turn", "acked", "last", "uncertain")
 
     def __init__(self, i: int) -> None:
-        self.name = f"user{i}"
-        self.addresses = addresses_of(i)[:2]
+        self.name, self.addresses = f"user{i}", addresses_of(i)[:2]
         self.md5pw = md5hex(password_of(self.name)).encode("ascii")
         self.turn = self.acked = 0
         self.last: str | None = None
@@ -68,21 +59,18 @@ class _Conn:
 
     def __init__(self, sock: socket.socket, user: UserLoad, address: str, slot: int) -> None:
         self.sock, self.user, self.address, self.slot = sock, user, address, slot
-        self.started = time.perf_counter()
-        self.salt_seen, self.buffer = False, b""
+        self.started, self.salt_seen, self.buffer = time.perf_counter(), False, b""
 
 
-class LoadGenerator:
+class GnuDIPLoad(Load):
     """C{concurrency} slots; slot k runs the exchanges of users k, k+C, ... one at a time."""
 
     def __init__(self, port: int, users: list[UserLoad], concurrency: int, timeout: float) -> None:
-        self.port, self.timeout, self.concurrency = port, timeout, concurrency
-        self.phase, self.running = Tally("start"), False
-        self.selector = selectors.DefaultSelector()
-        self.inflight: dict[int, _Conn] = {}
+        super().__init__(timeout)
+        self.port, self.concurrency = port, concurrency
         self.shares: list[list[UserLoad]] = [users[k::concurrency] for k in range(concurrency)]
         self.cursor = [0] * concurrency
-        self.resting: list[tuple[float, int]] = []  # slots after a failure: (when, slot)
+        self.resting: list[int] = []  # slots after a failure: started again at the next expire()
 
     def start(self) -> None:
         self.running = True
@@ -98,8 +86,7 @@ class LoadGenerator:
         conn = _Conn(sock, user, user.addresses[user.turn % 2], slot)
         err = sock.connect_ex((HOST, self.port))
         if err not in (0, errno.EINPROGRESS):
-            self._fail(conn, "connect", OSError(err, os.strerror(err)), registered=False)
-            return
+            return self._fail(conn, "connect", OSError(err, os.strerror(err)), registered=False)
         self.inflight[sock.fileno()] = conn
         self.selector.register(sock, selectors.EVENT_READ, conn)  # the salt comes first
 
@@ -112,13 +99,11 @@ class LoadGenerator:
         conn.user.uncertain = True
         kind = f"{where}: {type(error).__name__}"
         self.phase.count(kind, f"{conn.user.name} {conn.address}: {kind}: {error}")
-        if registered:
-            self._close(conn)
-        else:
-            conn.sock.close()
-        self.resting.append((time.perf_counter() + 0.01, conn.slot))  # a refused connect would spin
+        self._close(conn) if registered else conn.sock.close()
+        self.resting.append(conn.slot)  # a refused connect would spin
 
-    def _readable(self, conn: _Conn) -> None:
+    def readable(self, key: selectors.SelectorKey) -> None:
+        conn = key.data
         try:
             data = conn.sock.recv(4096)
         except BlockingIOError:
@@ -131,11 +116,10 @@ class LoadGenerator:
             )
         conn.buffer += data
         if not conn.salt_seen:
-            line, found, conn.buffer = conn.buffer.partition(b"\n")
+            line, found, rest = conn.buffer.partition(b"\n")
             if not found:
-                conn.buffer = line
                 return
-            conn.salt_seen = True
+            conn.salt_seen, conn.buffer = True, rest
             proof = hashlib.md5(conn.user.md5pw + b"." + line).hexdigest()
             try:
                 conn.sock.send(f"{conn.user.name}:{proof}:{SUFFIX}:0:{conn.address}\n".encode())
@@ -156,106 +140,53 @@ class LoadGenerator:
         else:
             phase.count(f"reply {text[:20]!r}", f"{user.name} {conn.address}: reply {text!r}")
 
-    def run_until(self, end: float) -> None:
-        check = time.perf_counter() + 0.1
-        while True:
-            now = time.perf_counter()
-            if now >= end or not (self.running or self.inflight):
-                return
-            for key, _events in self.selector.select(min(end - now, 0.05)):
-                self._readable(key.data)
-            if self.resting and self.running:
-                due = [slot for when, slot in self.resting if when <= now]
-                self.resting = [(w, k) for w, k in self.resting if w > now]
-                for slot in due:
-                    self._next(slot)
-            if now >= check:
-                check = now + 0.1
-                for conn in [c for c in self.inflight.values() if c.started < now - self.timeout]:
-                    self._fail(conn, "exchange", TimeoutError(f"no reply in {self.timeout} s"))
+    def expire(self, now: float) -> None:
+        resting, self.resting = self.resting, []
+        for slot in resting if self.running else []:
+            self._next(slot)
+        for conn in [c for c in self.inflight.values() if c.started < now - self.timeout]:
+            self._fail(conn, "exchange", TimeoutError(f"no reply in {self.timeout} s"))
 
-    def stop(self, wait: float) -> int:
-        """Start nothing new; wait for the exchanges in flight. Returns those stuck."""
-        self.running = False
+    def abandon(self) -> None:
         self.resting.clear()
-        self.run_until(time.perf_counter() + wait)
-        stuck = len(self.inflight)
         for conn in list(self.inflight.values()):
             conn.user.uncertain = True
             self._close(conn)
-        return stuck
 
 
 def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -> dict[str, Any]:
     store = os.path.join(tmp, "store.sqlite")
     built = build_store(tmp, store, users(args.users, md5=True))
-    server = Server(
-        procs,
-        tmp,
-        store,
-        gnudip=True,
-        log_updates=args.log_updates,
-        tables={"gnudip": {"max_connections_per_source": 2 * args.concurrency}},
-    )
+    tables = {"gnudip": {"max_connections_per_source": 2 * args.concurrency}}
+    server = Server(procs, tmp, store, gnudip=True, log_updates=args.log_updates, tables=tables)
     server.start(deadline, f"user{args.users}.{SUFFIX}", addresses_of(args.users)[2])
     loads = [UserLoad(i) for i in range(1, args.users + 1)]
-    gen = LoadGenerator(server.gnudip_port, loads, args.concurrency, args.exchange_timeout)
-    phases = ([("warm-up", args.warmup)] if args.warmup else []) + [
-        (f"round {r}", args.duration) for r in range(1, args.rounds + 1)
-    ]
-    results, measured, stuck = [], [], 0
-    for name, seconds in phases:
-        if time.monotonic() + seconds + args.settle + args.exchange_timeout + 10 > deadline:
-            raise Timeout("not enough time left for another round")
-        if name != "warm-up":
-            wait_quiet(min(args.wait_quiet, deadline - time.monotonic() - seconds - 30))
-        gen.phase = Tally(f"{name} (settle)")
-        gen.start()
-        gen.run_until(time.perf_counter() + args.settle)
-        phase = gen.phase = Tally(name)
-        meter, generation = CPUMeter({"server": server.pid}), read_generation(store)
-        spy = py_spy(procs, server.pid, seconds, args.py_spy) if args.py_spy and name == "round 1" else None
-        gen.run_until(phase.started + seconds)
-        phase.seconds = time.perf_counter() - phase.started
-        gen.phase = Tally(f"{name} (drain)")
-        cpu = meter.read()
-        commits = read_generation(store) - generation
-        stuck += gen.stop(args.exchange_timeout + 2)
-        stop_after(procs, spy, 15)
-        result = phase.result()
-        result.update(
-            cpu=cpu,
-            commits=commits,
-            updates_per_commit=round(phase.ok / max(commits, 1), 2),
-            server_cpu_us_per_update=round(1e6 * cpu["server"]["cpu_s"] / max(phase.ok, 1), 1),
-            client_cpu_us_per_update=round(1e6 * cpu["client_s"] / max(phase.ok, 1), 1),
-            drain=gen.phase.other,
-        )
-        results.append(result)
-        if name.startswith("round"):
-            measured.extend(phase.latencies)
-        note(f"{name}: {result['ok_per_s']:.0f} updates/s, p99 {result['latency_ms']['p99']} ms")
+    gen = GnuDIPLoad(server.gnudip_port, loads, args.concurrency, args.exchange_timeout)
+    results = [measure(gen, "warm-up", args.warmup, args.settle, server.pid, store, None)] if args.warmup else []
+    for r, _label in rounds(args, ["ours"], deadline, args.duration + args.settle + args.exchange_timeout):
+        spy = (procs, args.py_spy) if args.py_spy and r == 1 else None
+        results.append(measure(gen, f"round {r}", args.duration, args.settle, server.pid, store, spy))
     server.kill()
     check = check_final(
         store, {u.name: (set(u.addresses), None if u.uncertain else u.last) for u in loads}, "gnudip-tcp"
     )
-    rounds = [r for r in results if r["name"].startswith("round")]
-    problems = (
-        check["problems"]
-        + log_problems(server.log)
-        + [f"{r['name']}: {r['other']} e.g. {r['samples'][:2]}" for r in results if r["other"]]
-    )
-    problems += [f"{stuck} exchanges stuck"] if stuck else []
-    ok, commits = sum(r["ok"] for r in rounds), sum(r["commits"] for r in rounds)
-    rate = ok / sum(r["seconds"] for r in rounds)
+    measured = [r for r in results if r["name"].startswith("round")]
+    latencies = [x for r in measured for x in r["_latencies"]]
+    for phase in results:
+        del phase["_latencies"]
+    problems = check["problems"] + log_problems(server.log)
+    problems += [f"{r['name']}: {r['other']} e.g. {r['samples'][:2]}" for r in results if r["other"]]
+    problems += [f"{r['name']}: {r['stuck']} exchanges stuck" for r in results if r["stuck"]]
+    ok, commits = sum(r["ok"] for r in measured), sum(r["commits"] for r in measured)
+    rate = ok / sum(r["seconds"] for r in measured)
     return {
         "figures": {
             "durable_updates_per_s": round(rate),
-            "latency_ms": percentiles(measured),
-            "server_cpu_us_per_update": min(r["server_cpu_us_per_update"] for r in rounds),
+            "latency_ms": percentiles(latencies),
+            "server_cpu_us_per_update": min(r["server_cpu_us_per_update"] for r in measured),
             "updates_per_commit": round(ok / max(commits, 1), 2),
             "users_exact_after_sigkill": check["exact"],
-            "disturbed_rounds": sum(r["cpu"]["disturbed"] for r in rounds),
+            "disturbed_rounds": sum(r["cpu"]["disturbed"] for r in measured),
         },
         "ratios": {"updates/s vs the 2,000/s target": round(rate / 2000, 3)},
         "problems": problems,
@@ -266,32 +197,24 @@ def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -
         "plot": {
             "title": "GnuDIP TCP durable updates per second",
             "ylabel": "updates/s",
-            "groups": [r["name"] for r in rounds],
-            "series": {"ours": [r["ok_per_s"] for r in rounds]},
+            "groups": [r["name"] for r in measured],
+            "series": {"ours": [r["ok_per_s"] for r in measured]},
         },
     }
 
 
-def main() -> int:
-    p = argparse.ArgumentParser()
-    p.add_argument("--users", type=int, default=64, help="users (at least --concurrency)")
-    p.add_argument("-c", "--concurrency", type=int, default=64, help="connections at a time")
-    p.add_argument("-d", "--duration", type=float, default=8, help="seconds per round")
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--warmup", type=float, default=2, help="seconds of warm-up (0: none)")
-    p.add_argument("--settle", type=float, default=0.5, help="seconds not counted per round")
-    p.add_argument("--exchange-timeout", type=float, default=10, help="seconds per exchange")
-    p.add_argument("--log-updates", action="store_true", help="service.log_updates = true")
-    p.add_argument(
-        "--wait-quiet",
-        type=float,
-        default=0,
-        metavar="S",
-        help="before each round wait up to S seconds for an idle machine",
-    )
-    p.add_argument("--py-spy", metavar="FILE", help="profile round 1 into FILE")
-    return record.main("gnudip_tcp", __doc__, p, run, {"rounds": 2, "duration": 4}, 200)
-
+OPTIONS: record.Options = {
+    "--users": (64, "users (at least --concurrency)"),
+    "-c --concurrency": (64, "connections at a time"),
+    "-d --duration": (8.0, "seconds per round"),
+    "--rounds": (3, "rounds"),
+    "--warmup": (2.0, "seconds of warm-up (0: none)"),
+    "--settle": (0.5, "seconds not counted per round"),
+    "--exchange-timeout": (10.0, "seconds per exchange"),
+    "--log-updates": (False, "service.log_updates = true"),
+    "--wait-quiet": (0.0, "before each round wait up to S seconds for an idle machine", "S"),
+    "--py-spy": (None, "profile round 1 into FILE", "FILE"),
+}
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(record.main("gnudip_tcp", __doc__, OPTIONS, run, {"rounds": 2, "duration": 4}, 200))

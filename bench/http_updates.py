@@ -40,15 +40,8 @@ LUA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "http_updates.lua
 
 def parse_lua_result(path: str) -> dict[str, Any]:
     """The file bench/http_updates.lua writes in done()."""
-    out: dict[str, Any] = {
-        "status": {},
-        "samples": [],
-        "users": {},
-        "count": {},
-        "summary": {},
-        "errors": {},
-        "latency_us": {},
-    }
+    out: dict[str, Any] = {k: {} for k in ("status", "users", "count", "summary", "errors", "latency_us")}
+    out["samples"] = []
     with open(path) as f:
         for line in f:
             kind, _, rest = line.rstrip("\n").partition(" ")
@@ -62,7 +55,7 @@ def parse_lua_result(path: str) -> dict[str, Any]:
                     "last": last,
                     "overlapped": overlapped == "1",
                 }
-            elif kind in ("status", "count", "summary", "errors", "latency_us"):
+            elif kind in out:
                 key, value = rest.split()
                 out[kind][key] = out[kind].get(key, 0) + float(value)
     return out
@@ -175,27 +168,18 @@ def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -
     }
 
 
-def main() -> int:
-    require("wrk")
-    p = argparse.ArgumentParser()
-    p.add_argument("--users", type=int, default=64, help="users (at least --connections)")
-    p.add_argument("-t", "--threads", type=int, default=2, help="wrk -t")
-    p.add_argument("-c", "--connections", type=int, default=32, help="wrk -c")
-    p.add_argument("-d", "--duration", type=int, default=10, help="seconds per wrk run")
-    p.add_argument("--update-log", action="store_true", help="service.log_updates = true")
-    p.add_argument("--hash-cost", type=int, default=15, metavar="LOG2_N", help="scrypt cost")
-    p.add_argument(
-        "--wait-quiet",
-        type=float,
-        default=0,
-        metavar="S",
-        help="before each wrk run wait up to S seconds for an idle machine",
-    )
-    p.add_argument("--py-spy", metavar="FILE", help="profile the update run into FILE")
-    return record.main(
-        "http_updates", __doc__, p, run, {"duration": 5}, 200, lambda: {"wrk": version(["wrk", "-v"], r"wrk (\S+)")}
-    )
-
+OPTIONS: record.Options = {
+    "--users": (64, "users (at least --connections)"),
+    "-t --threads": (2, "wrk -t"),
+    "-c --connections": (32, "wrk -c"),
+    "-d --duration": (10, "seconds per wrk run"),
+    "--update-log": (False, "service.log_updates = true"),
+    "--hash-cost": (15, "scrypt cost", "LOG2_N"),
+    "--wait-quiet": (0.0, "before each wrk run wait up to S seconds for an idle machine", "S"),
+    "--py-spy": (None, "profile the update run into FILE", "FILE"),
+}
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    require("wrk")
+    tools = {"wrk": version(["wrk", "-v"], r"wrk (\S+)")}
+    raise SystemExit(record.main("http_updates", __doc__, OPTIONS, run, {"duration": 5}, 200, lambda: tools))

@@ -437,29 +437,21 @@ def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -
     }
 
 
-def main() -> int:
-    require("named")
-    p = argparse.ArgumentParser()
-    p.add_argument("--users", type=int, default=100_000, help="users in the zone")
-    p.add_argument("--updates", type=int, default=200, help="updates timed until visible")
-    p.add_argument("--hosts", type=int, default=10, help="users the timed updates go round")
-    p.add_argument("--poll", type=float, default=0.005, help="seconds between polls of BIND")
-    p.add_argument("--limit", type=float, default=10.0, help="seconds until visible at most")
-    p.add_argument("--pace", type=float, default=0.05, help="seconds between updates")
-    p.add_argument("--changes", type=int, default=100, help="changes between AXFR and IXFR")
-    p.add_argument("--xfr-rounds", type=int, default=3, help="times each transfer is timed")
-    p.add_argument("--named-threads", type=int, default=os.cpu_count() or 2, help="named -n")
-    p.add_argument("--serial-query-rate", type=int, metavar="N", help="BIND's (default 20)")
-    return record.main(
-        "secondary_latency",
-        __doc__,
-        p,
-        run,
-        {"users": 20_000, "updates": 50, "xfr_rounds": 2},
-        400,
-        lambda: {"named": version(["named", "-v"], r"(BIND \S+)")},
-    )
-
+OPTIONS: record.Options = {
+    "--users": (100_000, "users in the zone"),
+    "--updates": (200, "updates timed until visible"),
+    "--hosts": (10, "users the timed updates go round"),
+    "--poll": (0.005, "seconds between polls of BIND"),
+    "--limit": (10.0, "seconds until visible at most"),
+    "--pace": (0.05, "seconds between updates"),
+    "--changes": (100, "changes between AXFR and IXFR"),
+    "--xfr-rounds": (3, "times each transfer is timed"),
+    "--named-threads": (os.cpu_count() or 2, "named -n"),
+    "--serial-query-rate": (0, "BIND's (0: its default, 20)", "N"),
+}
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    require("named")
+    tools = {"named": version(["named", "-v"], r"(BIND \S+)")}
+    short = {"users": 20_000, "updates": 50, "xfr_rounds": 2}
+    raise SystemExit(record.main("secondary_latency", __doc__, OPTIONS, run, short, 400, lambda: tools))

@@ -65,10 +65,29 @@ def code_version(exported: str | None = None) -> dict[str, Any]:
     return {"commit": git("rev-parse", "--short", "HEAD") or "?", "source": "checkout", "uncommitted_changes": dirty}
 
 
+#: A script's options: C{{"--users": (64, "help")}}, or C{(default, help, metavar)}; the type is the
+#: default's (False: a flag, None: a string, a tuple: its choices, the first the default); C{"-d --duration"}.
+Options = dict[str, tuple[Any, ...]]
+
+
+def parser_of(options: Options) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser()
+    for flags, (default, text, *metavar) in options.items():
+        kw: dict[str, Any] = {"help": text, "metavar": metavar[0] if metavar else None}
+        if default is False:
+            kw = {"help": text, "action": "store_true"}
+        elif isinstance(default, tuple):
+            kw.update(choices=default, default=default[0])
+        else:
+            kw.update(default=default, type=str if default is None else type(default))
+        parser.add_argument(*flags.split(), **kw)
+    return parser
+
+
 def main(
     name: str,
     doc: str,
-    parser: argparse.ArgumentParser,
+    options: Options | argparse.ArgumentParser,
     run: Callable[[argparse.Namespace, Processes, str, float], dict[str, Any]],
     short: dict[str, Any],
     timeout: int,
@@ -81,18 +100,11 @@ def main(
     C{problems}, C{details}, C{plot}, C{code}) as the record. Exit status 1
     if there are problems.
     """
-    parser.add_argument(
-        "--short",
-        action="store_true",
-        help="small parameters, a few minutes at most: "
-        + ", ".join(f"{k.replace('_', '-')} {v}" for k, v in short.items()),
-    )
+    parser = options if isinstance(options, argparse.ArgumentParser) else parser_of(options)
+    shorts = ", ".join(f"{k.replace('_', '-')} {v}" for k, v in short.items())
+    parser.add_argument("--short", action="store_true", help="small parameters, a few minutes at most: " + shorts)
     parser.add_argument("--timeout", type=int, default=timeout, help="hard limit, seconds")
-    parser.add_argument(
-        "--record",
-        default=os.path.join(RESULTS, f"{name}.json"),
-        help="where the JSON record goes (default bench/results/%(prog)s.json)",
-    )
+    parser.add_argument("--record", default=os.path.join(RESULTS, f"{name}.json"), help="the JSON record's path")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.description = doc.strip().split("\n\n")[0]
     args = parser.parse_args()

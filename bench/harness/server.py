@@ -57,21 +57,10 @@ def export_code(rev: str, dest: str) -> str:
 
 def config_error(path: str) -> str | None:
     """The code under test's verdict on a config file (None: accepted)."""
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys\nfrom dyndns_plugin.config import load_settings, ConfigError\n"
-            "try:\n    load_settings(sys.argv[1])\nexcept ConfigError as e:\n"
-            "    print(e)\n    sys.exit(3)\n",
-            path,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-        cwd="/",
-    )  # not the checkout: "" on sys.path would come before PYTHONPATH
+    check = "import sys\nfrom dyndns_plugin.config import load_settings, ConfigError\n"
+    check += "try:\n    load_settings(sys.argv[1])\nexcept ConfigError as e:\n    sys.exit(str(e))\n"
+    # cwd: not the checkout, "" on sys.path would come before PYTHONPATH
+    run = subprocess.run([sys.executable, "-c", check, path], capture_output=True, text=True, timeout=60, cwd="/")
     if run.returncode == 0:
         return None
     return (run.stdout + run.stderr).strip() or f"exit {run.returncode}"
@@ -117,10 +106,8 @@ def soa_serial(port: int) -> int:
     raise BenchError(f"no SOA from port {port}")
 
 
-def http_get(
-    port: int, path: str, headers: dict[str, str] | None = None, timeout: float = 5.0, source: str | None = None
-) -> tuple[int, str]:
-    conn = http.client.HTTPConnection(HOST, port, timeout=timeout, source_address=(source, 0) if source else None)
+def http_get(port: int, path: str, headers: dict[str, str] | None = None, timeout: float = 5.0) -> tuple[int, str]:
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
     try:
         conn.request("GET", path, headers=headers or {})
         response = conn.getresponse()

@@ -36,27 +36,9 @@ def version(argv: list[str], pattern: str) -> str:
 # -- dnsperf
 
 
-def dnsperf(
-    port: int, queries: str, seconds: float, clients: int = 4, outstanding: int = 100, max_qps: int = 0
-) -> dict[str, Any]:
+def dnsperf(port: int, queries: str, seconds: float, clients: int = 4, outstanding: int = 100) -> dict[str, Any]:
     """One dnsperf run over UDP; its summary as numbers."""
-    argv = [
-        "dnsperf",
-        "-s",
-        HOST,
-        "-p",
-        str(port),
-        "-d",
-        queries,
-        "-l",
-        str(seconds),
-        "-c",
-        str(clients),
-        "-q",
-        str(outstanding),
-        "-t",
-        "2",
-    ] + (["-Q", str(max_qps)] if max_qps else [])
+    argv = f"dnsperf -s {HOST} -p {port} -d {queries} -l {seconds} -c {clients} -q {outstanding} -t 2".split()
     out = run_checked(argv, seconds + 30, "dnsperf")
     fields = {
         "sent": r"Queries sent:\s+(\d+)",
@@ -84,23 +66,8 @@ def dnsperf(
 
 def wrk(url: str, script: str, script_args: list[str], threads: int, connections: int, seconds: int) -> dict[str, Any]:
     """One wrk run with a Lua script; requests/s and socket errors from its output."""
-    argv = [
-        "wrk",
-        "-t",
-        str(threads),
-        "-c",
-        str(connections),
-        "-d",
-        f"{seconds}s",
-        "--latency",
-        "--timeout",
-        "5s",
-        "-s",
-        script,
-        url,
-        "--",
-        *script_args,
-    ]
+    argv = ["wrk", *f"-t {threads} -c {connections} -d {seconds}s --latency --timeout 5s -s".split(), script]
+    argv += [url, "--", *script_args]
     out = run_checked(argv, seconds + 30, "wrk")
     m = re.search(r"Requests/sec:\s+([0-9.]+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
@@ -199,25 +166,8 @@ def py_spy(procs: Processes, pid: int, seconds: float, out: str) -> subprocess.P
     binary = shutil.which("py-spy")
     if binary is None:
         raise BenchError("py-spy not found (pip install py-spy)")
-    return procs.start(
-        [
-            binary,
-            "record",
-            "-p",
-            str(pid),
-            "-d",
-            str(int(seconds)),
-            "-r",
-            "100",
-            "--threads",
-            "--idle",
-            "--format",
-            "raw",
-            "-o",
-            out,
-        ],
-        out + ".log",
-    )
+    argv = [binary, *f"record -p {pid} -d {int(seconds)} -r 100 --threads --idle --format raw -o".split(), out]
+    return procs.start(argv, out + ".log")
 
 
 def profile_summary(path: str, top: int = 12) -> dict[str, dict[str, float]]:

@@ -164,17 +164,8 @@ def _build(spec_file: str, path: str) -> None:
                 await store.import_users(records, states)
         finally:
             await store.close()
-        print(
-            json.dumps(
-                {
-                    "users": len(records),
-                    "hash_cost": cost,
-                    "hash_s": round(hashed - started, 3),
-                    "import_s": round(time.monotonic() - hashed, 3),
-                }
-            ),
-            flush=True,
-        )
+        took = {"hash_s": round(hashed - started, 3), "import_s": round(time.monotonic() - hashed, 3)}
+        print(json.dumps({"users": len(records), "hash_cost": cost, **took}), flush=True)
 
     task.react(lambda reactor: defer.ensureDeferred(write(reactor)))
 

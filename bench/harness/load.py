@@ -1,0 +1,116 @@
+"""
+One closed-loop load generator (non-blocking sockets, one selector loop in
+this process: an asyncio client cost ~3 times the CPU per exchange, and the
+client shares the two CPUs with the server), the measured phase around it
+(settle, count, drain: rate, latency, CPU, SQLite commits) and the order of
+alternating rounds against several servers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import selectors
+import time
+from typing import Any, Iterator
+
+from bench.harness.meter import CPUMeter, Tally, wait_quiet
+from bench.harness.procs import Processes, Timeout, note
+from bench.harness.tools import py_spy, stop_after
+from bench.harness.users import read_generation
+
+
+class Load:
+    """
+    Requests in flight (C{inflight}: key -> object with a C{started}), each
+    answer counted in C{phase}; subclasses L{start} them, handle a ready
+    socket in L{readable}, and give up on old ones in L{expire} (every 0.1 s).
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout, self.phase, self.running = timeout, Tally("start"), False
+        self.selector = selectors.DefaultSelector()
+        self.inflight: dict[int, Any] = {}
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def readable(self, key: selectors.SelectorKey) -> None:
+        raise NotImplementedError
+
+    def expire(self, now: float) -> None:
+        raise NotImplementedError
+
+    def abandon(self) -> None:
+        """Forget what is still in flight after a stop."""
+        self.inflight.clear()
+
+    def run_until(self, end: float) -> None:
+        check = time.perf_counter() + 0.1
+        while True:
+            now = time.perf_counter()
+            if now >= end or not (self.running or self.inflight):
+                return
+            for key, _events in self.selector.select(min(end - now, 0.05)):
+                self.readable(key)
+            if now >= check:
+                check = now + 0.1
+                self.expire(now)
+
+    def stop(self, wait: float) -> int:
+        """Start nothing new; wait for the requests in flight. Returns those stuck."""
+        self.running = False
+        self.run_until(time.perf_counter() + wait)
+        stuck = len(self.inflight)
+        self.abandon()
+        return stuck
+
+
+def measure(
+    load: Load, name: str, seconds: float, settle: float, pid: int, store: str | None, spy: tuple[Processes, str] | None
+) -> dict[str, Any]:
+    """
+    Run C{load} for C{settle + seconds}, count the last C{seconds} (CPU, and
+    SQLite commits if C{store}; py-spy into C{spy[1]} if given), then drain.
+    """
+    load.phase = Tally(f"{name} (settle)")
+    load.start()
+    load.run_until(time.perf_counter() + settle)
+    phase = load.phase = Tally(name)
+    meter, generation = CPUMeter({"server": pid}), read_generation(store) if store else 0
+    profiler = py_spy(spy[0], pid, seconds, spy[1]) if spy else None
+    load.run_until(phase.started + seconds)
+    phase.seconds = time.perf_counter() - phase.started
+    load.phase = Tally(f"{name} (drain)")
+    cpu = meter.read()
+    commits: int | None = read_generation(store) - generation if store else None
+    stuck = load.stop(load.timeout + 2)
+    if spy:
+        stop_after(spy[0], profiler, 15)
+    ok = max(phase.ok, 1)
+    result = phase.result()
+    result.update(
+        cpu=cpu,
+        commits=commits,
+        updates_per_commit=round(phase.ok / max(commits, 1), 2) if commits is not None else None,
+        server_cpu_us_per_update=round(1e6 * cpu["server"]["cpu_s"] / ok, 1),
+        client_cpu_us_per_update=round(1e6 * cpu["client_s"] / ok, 1),
+        stuck=stuck,
+        drain=load.phase.other,
+        _latencies=phase.latencies,
+    )
+    note(f"{name}: {result['ok_per_s']:.0f} updates/s, p99 {result['latency_ms']['p99']} ms")
+    return result
+
+
+def rounds(args: argparse.Namespace, labels: list[str], deadline: float, needs: float) -> Iterator[tuple[int, str]]:
+    """
+    (round, label) for C{args.rounds} rounds, the order alternating (so that
+    a slow phase of a shared machine hits every server), each after waiting
+    up to C{args.wait_quiet} s for an idle machine if C{needs} s are left.
+    """
+    for r in range(1, args.rounds + 1):
+        for label in labels if r % 2 else labels[::-1]:
+            if time.monotonic() + needs + 10 > deadline:
+                raise Timeout("not enough time left for another round")
+            wait_quiet(min(args.wait_quiet, deadline - time.monotonic() - needs - 20))
+            yield r, label
