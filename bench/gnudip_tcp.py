@@ -35,8 +35,7 @@ import time
 from typing import Any
 
 from bench.harness import record
-from bench.harness.load import Load, measure, rounds
-from bench.harness.meter import percentiles
+from bench.harness.load import Load, measure, rounds, slot_problems, summary
 from bench.harness.procs import HOST, Processes, log_problems
 from bench.harness.server import Server
 from bench.harness.tools import profile_summary
@@ -171,22 +170,18 @@ def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -
         store, {u.name: (set(u.addresses), None if u.uncertain else u.last) for u in loads}, "gnudip-tcp"
     )
     measured = [r for r in results if r["name"].startswith("round")]
-    latencies = [x for r in measured for x in r["_latencies"]]
-    for phase in results:
-        del phase["_latencies"]
-    problems = check["problems"] + log_problems(server.log)
-    problems += [f"{r['name']}: {r['other']} e.g. {r['samples'][:2]}" for r in results if r["other"]]
-    problems += [f"{r['name']}: {r['stuck']} exchanges stuck" for r in results if r["stuck"]]
+    total = summary(measured)
+    problems = check["problems"] + log_problems(server.log) + slot_problems(results)
     ok, commits = sum(r["ok"] for r in measured), sum(r["commits"] for r in measured)
     rate = ok / sum(r["seconds"] for r in measured)
     return {
         "figures": {
-            "durable_updates_per_s": round(rate),
-            "latency_ms": percentiles(latencies),
-            "server_cpu_us_per_update": min(r["server_cpu_us_per_update"] for r in measured),
+            "durable_updates_per_s": total["updates_per_s"],
+            "latency_ms": total["latency_ms"],
+            "server_cpu_us_per_update": total["server_cpu_us_per_update"],
             "updates_per_commit": round(ok / max(commits, 1), 2),
             "users_exact_after_sigkill": check["exact"],
-            "disturbed_rounds": sum(r["cpu"]["disturbed"] for r in measured),
+            "disturbed_rounds": total["disturbed"],
         },
         "ratios": {"updates/s vs the 2,000/s target": round(rate / 2000, 3)},
         "problems": problems,

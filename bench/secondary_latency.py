@@ -36,7 +36,7 @@ from typing import Any
 from bench.harness import record
 from bench.harness.meter import CPUMeter, percentiles
 from bench.harness.procs import HOST, BenchError, Processes, Timeout, free_ports, log_problems, note
-from bench.harness.server import Server, addresses_in, soa_serial
+from bench.harness.server import Server, addresses_in, query, soa_serial
 from bench.harness.tools import Named, require, version
 from bench.harness.users import SUFFIX, TTL, addresses_of, build_store, tsig_secret_of, users
 
@@ -54,21 +54,17 @@ def bind_events(log: str) -> dict[str, Any]:
     """Per serial: NOTIFY received, transfer done; and every completed transfer."""
     with open(log, errors="replace") as f:
         text = f.read()
-    notified: dict[int, float] = {}
-    transferred: dict[int, float] = {}
-    for m in re.finditer(_STAMP + r" .*notify from 127\.0\.0\.1#\d+: serial (\d+)", text):
-        notified.setdefault(int(m.group(2)), _wall(m.group(1)))
-    for m in re.finditer(_STAMP + r" .*zone " + re.escape(SUFFIX) + r"/IN: transferred serial (\d+)", text):
-        transferred.setdefault(int(m.group(2)), _wall(m.group(1)))
-    completed = [
-        {"messages": int(m[0]), "records": int(m[1]), "bytes": int(m[2]), "secs": float(m[3])}
-        for m in re.findall(
-            r"Transfer completed: (\d+) messages, (\d+) records, (\d+) bytes, "
-            r"([\d.]+) secs",
-            text,
-        )
+    events: dict[str, Any] = {"notified": {}, "transferred": {}}
+    notify, transferred = r"notify from 127\.0\.0\.1#\d+: serial", f"zone {re.escape(SUFFIX)}/IN: transferred serial"
+    for key, pattern in (("notified", notify), ("transferred", transferred)):
+        for m in re.finditer(_STAMP + r" .*" + pattern + r" (\d+)", text):
+            events[key].setdefault(int(m.group(2)), _wall(m.group(1)))
+    done = r"Transfer completed: (\d+) messages, (\d+) records, (\d+) bytes, ([\d.]+) secs"
+    keys = ("messages", "records", "bytes", "secs")
+    events["completed"] = [
+        {k: float(v) if k == "secs" else int(v) for k, v in zip(keys, m)} for m in re.findall(done, text)
     ]
-    return {"notified": notified, "transferred": transferred, "completed": completed}
+    return events
 
 
 class Updater:
@@ -102,33 +98,18 @@ class Updater:
         return int(reply.rcode()), wall, t0
 
 
-class Poller:
-    """A queries for one name on one server (UDP), as fast as asked."""
+def visible(port: int, name: str, address: str) -> bool:
+    """The server answers C{name} with C{address} alone (UDP, a fresh socket per query)."""
+    import dns.exception
 
-    def __init__(self, port: int) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.connect((HOST, port))
-        self.sock.settimeout(0.5)
-        self.queries = 0
-
-    def addresses(self, name: str) -> set[str] | None:
-        import dns.message
-
-        q = dns.message.make_query(name, "A")
-        q.flags = 0
-        self.sock.send(q.to_wire())
-        self.queries += 1
-        try:
-            while True:
-                data = self.sock.recv(65535)
-                if len(data) >= 2 and struct.unpack("!H", data[:2])[0] == q.id:
-                    return addresses_in(dns.message.from_wire(data))
-        except socket.timeout:
-            return None
+    try:
+        return addresses_in(query(port, name)) == {address}
+    except dns.exception.Timeout:
+        return False
 
 
 def latency_part(args: argparse.Namespace, ours: int, secondary: int, bind_log: str, deadline: float) -> dict[str, Any]:
-    updater, poller = Updater(ours), Poller(secondary)
+    updater, polls = Updater(ours), 0
     hosts = list(range(args.users - args.hosts + 1, args.users + 1))
     rows: list[dict[str, Any]] = []
     for k in range(args.updates):
@@ -139,7 +120,8 @@ def latency_part(args: argparse.Namespace, ours: int, secondary: int, bind_log: 
         row: dict[str, Any] = {"rcode": rcode, "ack_s": time.perf_counter() - t0, "visible_s": None, "wall": wall}
         while rcode == 0:
             now = time.perf_counter()
-            if poller.addresses(f"user{i}.{SUFFIX}") == {address}:
+            polls += 1
+            if visible(secondary, f"user{i}.{SUFFIX}", address):
                 row["visible_s"] = now - t0
                 break
             if now > t0 + args.limit:
@@ -153,18 +135,18 @@ def latency_part(args: argparse.Namespace, ours: int, secondary: int, bind_log: 
         for key in ("notified", "transferred"):
             if row["serial"] in events[key]:
                 row[key + "_s"] = events[key][row["serial"]] - row["wall"]
-    visible = [r["visible_s"] for r in rows if r["visible_s"] is not None]
+    seen = [r["visible_s"] for r in rows if r["visible_s"] is not None]
     return {
         "updates": len(rows),
         "not_noerror": sum(r["rcode"] != 0 for r in rows),
-        "not_visible": len(rows) - len(visible),
+        "not_visible": len(rows) - len(seen),
         "ack_ms": percentiles([r["ack_s"] for r in rows]),
-        "visible_ms": percentiles(visible),
+        "visible_ms": percentiles(seen),
         "notify_ms": percentiles([r["notified_s"] for r in rows if "notified_s" in r]),
         "transferred_ms": percentiles([r["transferred_s"] for r in rows if "transferred_s" in r]),
-        "visible_under_100ms": sum(v < 0.1 for v in visible),
-        "polls": poller.queries,
-        "visible_s": [round(v, 4) for v in visible],
+        "visible_under_100ms": sum(v < 0.1 for v in seen),
+        "polls": polls,
+        "visible_s": [round(v, 4) for v in seen],
     }
 
 
@@ -361,32 +343,18 @@ def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -
     store = os.path.join(tmp, "store.sqlite")
     built = build_store(tmp, store, users(args.users, tsig=True))
     (bind_port,) = free_ports(1)
-    ours = Server(
-        procs,
-        tmp,
-        store,
-        "ours",
-        tables={
-            "dns.transfer": {"allow": ["127.0.0.1"], "journal": 1000},
-            "dns.notify": {"targets": [f"{HOST}:{bind_port}"], "retry": 2.0, "retries": 5},
-        },
-    )
+    xfr = {"allow": ["127.0.0.1"], "journal": 1000}
+    notify = {"targets": [f"{HOST}:{bind_port}"], "retry": 2.0, "retries": 5}
+    ours = Server(procs, tmp, store, "ours", tables={"dns.transfer": xfr, "dns.notify": notify})
     last = f"user{args.users}.{SUFFIX}", addresses_of(args.users)[2]
     ours.start(deadline, *last)
     rate = f"\n    serial-query-rate {args.serial_query_rate};" if args.serial_query_rate else ""
-    named = Named(
-        procs,
-        tmp,
-        bind_port,
-        f"""zone "{SUFFIX}" {{
+    zone = f"""zone "{SUFFIX}" {{
     type secondary; primaries {{ 127.0.0.1 port {ours.dns_port}; }};
     file "{SUFFIX}.secondary.db"; allow-notify {{ 127.0.0.1; }};
 }};
-""",
-        args.named_threads,
-        rate,
-        debug=1,
-    )
+"""
+    named = Named(procs, tmp, bind_port, zone, args.named_threads, rate, debug=1)
     named.start(*last, deadline)
     assert named.proc is not None
     while soa_serial(bind_port) != soa_serial(ours.dns_port):

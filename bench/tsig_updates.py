@@ -37,8 +37,7 @@ import time
 from typing import Any
 
 from bench.harness import record
-from bench.harness.load import Load, measure, rounds
-from bench.harness.meter import percentiles
+from bench.harness.load import Load, measure, rounds, slot_problems, summary
 from bench.harness.procs import HOST, BenchError, Processes, free_ports, log_problems
 from bench.harness.server import Server, addresses_in, query, soa_serial
 from bench.harness.tools import Named, profile_summary, require, tsig_keys, version, zone_file
@@ -65,9 +64,8 @@ class Signer:
         self.keyring = {self.keyname: self.key}
         self._hmac = hmac.new(base64.b64decode(secret), digestmod=hashlib.sha256)
         self._alg_wire = _wire(dns.tsig.HMAC_SHA256)
-        self._vars_head = (
-            _wire(self.keyname.canonicalize()) + struct.pack("!HI", 255, 0) + _wire(dns.tsig.HMAC_SHA256.canonicalize())
-        )
+        algorithm = _wire(dns.tsig.HMAC_SHA256.canonicalize())
+        self._vars_head = _wire(self.keyname.canonicalize()) + struct.pack("!HI", 255, 0) + algorithm
         self.templates = {a: self._template(a) for a in addresses_of(i)[:2]}
 
     def build(self, address: str, msg_id: int, signed: bool = True) -> bytes:
@@ -104,15 +102,8 @@ class Signer:
         h.update(self._vars_head + time_fudge + b"\x00\x00\x00\x00")
         mac = h.digest()
         rdata = self._alg_wire + time_fudge + struct.pack("!H", len(mac)) + mac + struct.pack("!HHH", msg_id, 0, 0)
-        arcount = struct.unpack("!H", head[10:12])[0] + 1
-        return (
-            head[:10]
-            + struct.pack("!H", arcount)
-            + head[12:]
-            + owner
-            + struct.pack("!HHIH", 250, 255, 0, len(rdata))
-            + rdata
-        ), mac
+        arcount = struct.pack("!H", struct.unpack("!H", head[10:12])[0] + 1)
+        return head[:10] + arcount + head[12:] + owner + struct.pack("!HHIH", 250, 255, 0, len(rdata)) + rdata, mac
 
     def sign(self, address: str, msg_id: int) -> tuple[bytes, bytes]:
         """(wire, request MAC) for one send."""
@@ -253,29 +244,15 @@ def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -
     ours.kill()
     check = check_final(store, {f"user{u.i}": (set(u.addresses), u.last) for u in clients["ours"].users}, "dns-update")
     problems += check["problems"] + log_problems(ours.log)
-    problems += [
-        f"{s['name']}: {s['other']}, drain {s['drain']}, stuck {s['stuck']} e.g. {s['samples'][:2]}"
-        for s in slots
-        if s["other"] or s["drain"] or s["stuck"]
-    ]
-    totals = {}
-    for label in servers:
-        mine = [s for s in slots if s["server"] == label]
-        ok, seconds = sum(s["ok"] for s in mine), sum(s["seconds"] for s in mine)
-        totals[label] = {
-            "updates_per_s": round(ok / seconds),
-            "latency_ms": percentiles([x for s in mine for x in s["_latencies"]]),
-            "server_cpu_us_per_update": min(s["server_cpu_us_per_update"] for s in mine),
-        }
-    for s in slots:
-        s.pop("_latencies")
+    totals = {label: summary([s for s in slots if s["server"] == label]) for label in servers}
+    problems += slot_problems(slots)
     numbers = sorted({s["name"].split()[1] for s in slots}, key=int)
     per_round = {label: [s["ok_per_s"] for s in slots if s["server"] == label] for label in servers}
     ratio = totals["ours"]["updates_per_s"] / max(totals["reference"]["updates_per_s"], 1)
     return {
         "figures": {
-            **{f"{k}_{m}": v[m] for k, v in totals.items() for m in v},
-            "disturbed_slots": sum(s["cpu"]["disturbed"] for s in slots),
+            **{f"{k}_{m}": v[m] for k, v in totals.items() for m in v if m != "disturbed"},
+            "disturbed_slots": sum(t["disturbed"] for t in totals.values()),
         },
         "ratios": {"ours/BIND durable updates/s": round(ratio, 3)},
         "problems": problems,

@@ -13,7 +13,7 @@ import selectors
 import time
 from typing import Any, Iterator
 
-from bench.harness.meter import CPUMeter, Tally, wait_quiet
+from bench.harness.meter import CPUMeter, Tally, percentiles, wait_quiet
 from bench.harness.procs import Processes, Timeout, note
 from bench.harness.tools import py_spy, stop_after
 from bench.harness.users import read_generation
@@ -114,3 +114,25 @@ def rounds(args: argparse.Namespace, labels: list[str], deadline: float, needs: 
                 raise Timeout("not enough time left for another round")
             wait_quiet(min(args.wait_quiet, deadline - time.monotonic() - needs - 20))
             yield r, label
+
+
+def summary(slots: list[dict[str, Any]]) -> dict[str, Any]:
+    """Over the measured slots: updates/s, latency, the least server CPU per update, slots disturbed."""
+    ok, seconds = sum(s["ok"] for s in slots), sum(s["seconds"] for s in slots)
+    return {
+        "updates_per_s": round(ok / seconds),
+        "latency_ms": percentiles([x for s in slots for x in s["_latencies"]]),
+        "server_cpu_us_per_update": min(s["server_cpu_us_per_update"] for s in slots),
+        "disturbed": sum(s["cpu"]["disturbed"] for s in slots),
+    }
+
+
+def slot_problems(slots: list[dict[str, Any]]) -> list[str]:
+    """Every slot's failed requests, those answered after it and those stuck; its latencies dropped."""
+    for s in slots:
+        del s["_latencies"]
+    return [
+        f"{s['name']}: {s['other']}, drain {s['drain']}, stuck {s['stuck']} e.g. {s['samples'][:2]}"
+        for s in slots
+        if s["other"] or s["drain"] or s["stuck"]
+    ]

@@ -31,12 +31,8 @@ def machine(tools: dict[str, str] | None = None) -> dict[str, Any]:
 
     import twisted
 
-    cpu = "?"
     with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+        cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "?")
     with open("/proc/meminfo") as f:
         mem = int(f.readline().split()[1]) * 1024
     return {

@@ -49,24 +49,11 @@ def addresses_of(i: int) -> tuple[str, str, str]:
     return f"10.1.{hi}.{lo}", f"10.2.{hi}.{lo}", f"10.3.{hi}.{lo}"
 
 
-def users(
-    count: int,
-    prefix: str = "user",
-    first: int = 1,
-    *,
-    password: bool = False,
-    md5: bool = False,
-    tsig: bool = False,
-    initial: bool = True,
-) -> list[dict[str, Any]]:
-    """C{prefix<first>..}: the secrets asked for, the initial address C{addresses_of(i)[2]}."""
-    out = []
-    for i in range(first, first + count):
-        user: dict[str, Any] = {"id": f"{prefix}{i}", "password": password, "md5": md5, "tsig": tsig}
-        if initial:
-            user["ipv4"] = addresses_of(i)[2]
-        out.append(user)
-    return out
+def users(count: int, prefix: str = "user", *, initial: bool = True, **secrets: bool) -> list[dict[str, Any]]:
+    """C{<prefix>1..N} with C{secrets} (C{password}, C{md5}, C{tsig}), initial address C{addresses_of(i)[2]}."""
+    spec = {"password": False, "md5": False, "tsig": False, **secrets}
+    ipv4 = (lambda i: {"ipv4": addresses_of(i)[2]}) if initial else (lambda i: {})
+    return [{"id": f"{prefix}{i}", **spec, **ipv4(i)} for i in range(1, count + 1)]
 
 
 def build_store(
