@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 from bench.harness.procs import HOST, BenchError, Processes, Timeout, free_ports, log_tail
 from bench.harness.users import REPO, SUFFIX, TTL
@@ -129,18 +129,22 @@ def dns_ready(port: int, name: str, expect: str | None) -> bool:
     return addresses_in(response) == {expect}
 
 
-def wait_dns(
-    proc: subprocess.Popen[bytes], port: int, name: str, expect: str | None, deadline: float, log: str
-) -> float:
-    """Poll until L{dns_ready}; returns the seconds it took."""
+def wait_until(ready: Callable[[], bool], proc: subprocess.Popen[bytes], deadline: float, log: str) -> float:
+    """Poll C{ready} until true (the server C{proc} must live); returns the seconds it took."""
     started = time.monotonic()
-    while not dns_ready(port, name, expect):
+    while not ready():
         if proc.poll() is not None:
             raise BenchError(f"server exited with {proc.returncode}:\n{log_tail(log)}")
         if time.monotonic() > deadline:
-            raise Timeout(f"server on port {port} not ready in time:\n{log_tail(log)}")
+            raise Timeout(f"server not ready in time:\n{log_tail(log)}")
         time.sleep(0.05)
     return time.monotonic() - started
+
+
+def wait_dns(
+    proc: subprocess.Popen[bytes], port: int, name: str, expect: str | None, deadline: float, log: str
+) -> float:
+    return wait_until(lambda: dns_ready(port, name, expect), proc, deadline, log)
 
 
 def _gnudip_ready(port: int) -> bool:
@@ -180,45 +184,28 @@ class Server:
         limits: dict[str, Any] | None = None,
         tables: dict[str, dict[str, Any]] | None = None,
         log_updates: bool = False,
-        command: list[str] | None = None,
     ) -> None:
-        self.procs, self.name, self.command = procs, name, command or twistd()
+        self.procs, self.name, self.http, self.gnudip = procs, name, http, gnudip
         self.dns_port, self.http_port, self.gnudip_port = free_ports(3)
-        self.config = os.path.join(tmp, f"{name}.toml")
-        self.log = os.path.join(tmp, f"{name}.log")
+        self.config, self.log = os.path.join(tmp, f"{name}.toml"), os.path.join(tmp, f"{name}.log")
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
-        self.http, self.gnudip = http, gnudip
+        service = dict(suffix=SUFFIX, default_ttl=TTL, min_ttl=10, max_ttl=86400, poll_interval=0.5)
         config: dict[str, dict[str, Any]] = {
-            "service": {
-                "suffix": SUFFIX,
-                "default_ttl": TTL,
-                "min_ttl": 10,
-                "max_ttl": 86400,
-                "poll_interval": 0.5,
-                "log_updates": log_updates,
-            },
+            "service": {**service, "log_updates": log_updates},
             "store": {"backend": "sqlite", "path": store},
-            "dns": {
-                "listen": [f"{HOST}:{self.dns_port}"],
-                "nameservers": [f"ns1.{SUFFIX}"],
-                "hostmaster": f"hostmaster.{SUFFIX}",
-            },
+            "dns": dict(
+                listen=[f"{HOST}:{self.dns_port}"], nameservers=[f"ns1.{SUFFIX}"], hostmaster=f"hostmaster.{SUFFIX}"
+            ),
             "dns.glue": {f"ns1.{SUFFIX}": ["127.0.0.1"]},
         }
         if http:
-            config["http"] = {
-                "listen": [f"tcp:{self.http_port}:interface={HOST}"],
-                "base_url": f"http://{HOST}:{self.http_port}{BASE_PATH}",
-                "timeout": 30,
-            }
+            url = f"http://{HOST}:{self.http_port}{BASE_PATH}"
+            config["http"] = {"listen": [f"tcp:{self.http_port}:interface={HOST}"], "base_url": url, "timeout": 30}
             config["http.methods"] = dict.fromkeys(("url_auth", "basic_auth", "nic_update", "remote_ip"), True)
         if gnudip:
-            config["gnudip"] = {
-                "listen": [f"tcp:{self.gnudip_port}:interface={HOST}"],
-                "timeout": 30,
-                "max_connections_per_source": 64,
-            }
+            listen = [f"tcp:{self.gnudip_port}:interface={HOST}"]
+            config["gnudip"] = {"listen": listen, "timeout": 30, "max_connections_per_source": 64}
         for table, body in (tables or {}).items():
             config.setdefault(table, {}).update(body)
         base = toml_tables(config)
@@ -236,24 +223,18 @@ class Server:
                 f.write(base)
             self.limits = "no [limits] table (the code under test has no limiter)"
 
-    @property
-    def argv(self) -> list[str]:
-        return self.command + [f"--logfile={self.log}", "dyndns", "--config", self.config]
-
     def start(self, deadline: float, name: str = f"ns1.{SUFFIX}", expect: str | None = None) -> float:
         """Start and wait until ready (see L{dns_ready}); returns the seconds taken."""
         self.starts += 1
         out = f"{self.log}.out{self.starts}"
-        started = time.monotonic()
-        self.proc = self.procs.start(self.argv, out)
-        wait_dns(self.proc, self.dns_port, name, expect, deadline, self.log)
-        while not (
-            (not self.http or _http_ready(self.http_port)) and (not self.gnudip or _gnudip_ready(self.gnudip_port))
-        ):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise BenchError(f"HTTP or GnuDIP not ready:\n{log_tail(self.log)}\n{log_tail(out)}")
-            time.sleep(0.05)
-        return time.monotonic() - started
+        self.proc = self.procs.start(twistd() + [f"--logfile={self.log}", "dyndns", "--config", self.config], out)
+
+        def ready() -> bool:
+            if not dns_ready(self.dns_port, name, expect) or (self.http and not _http_ready(self.http_port)):
+                return False
+            return not self.gnudip or _gnudip_ready(self.gnudip_port)
+
+        return wait_until(ready, self.proc, deadline, self.log)
 
     @property
     def pid(self) -> int:
@@ -264,7 +245,6 @@ class Server:
         """SIGKILL, no clean-up of any kind."""
         assert self.proc is not None
         self.proc.kill()
-        self.proc.wait(10)
         self.procs.stop(self.proc)
 
     def stop(self) -> None:
