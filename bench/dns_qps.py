@@ -176,4 +176,4 @@ if __name__ == "__main__":
     require("dnsperf")
     tools = {"dnsperf": version(["dnsperf", "-h"], r"Version ([\d.]+)")}
     short = {"rounds": 2, "duration": 3, "mem_users": 20_000}
-    raise SystemExit(record.main("dns_qps", __doc__, OPTIONS, run, short, 300, lambda: tools))
+    raise SystemExit(record.main("dns_qps", __doc__, OPTIONS, run, short, 300, tools))

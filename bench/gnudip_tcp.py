@@ -35,28 +35,17 @@ import time
 from typing import Any
 
 from bench.harness import record
-from bench.harness.load import Load, measure, rounds, slot_problems, summary
+from bench.harness.load import Load, User, measure, rounds, slot_problems, summary
 from bench.harness.procs import HOST, Processes, log_problems
 from bench.harness.server import Server
 from bench.harness.tools import profile_summary
 from bench.harness.users import SUFFIX, addresses_of, build_store, check_final, md5hex, password_of, users
 
 
-class UserLoad:
-    __slots__ = ("name", "addresses", "md5pw", "turn", "acked", "last", "uncertain")
-
-    def __init__(self, i: int) -> None:
-        self.name, self.addresses = f"user{i}", addresses_of(i)[:2]
-        self.md5pw = md5hex(password_of(self.name)).encode("ascii")
-        self.turn = self.acked = 0
-        self.last: str | None = None
-        self.uncertain = False  # an exchange failed: it may or may not have been applied
-
-
 class _Conn:
     __slots__ = ("sock", "user", "address", "started", "salt_seen", "buffer", "slot")
 
-    def __init__(self, sock: socket.socket, user: UserLoad, address: str, slot: int) -> None:
+    def __init__(self, sock: socket.socket, user: User, address: str, slot: int) -> None:
         self.sock, self.user, self.address, self.slot = sock, user, address, slot
         self.started, self.salt_seen, self.buffer = time.perf_counter(), False, b""
 
@@ -64,10 +53,10 @@ class _Conn:
 class GnuDIPLoad(Load):
     """C{concurrency} slots; slot k runs the exchanges of users k, k+C, ... one at a time."""
 
-    def __init__(self, port: int, users: list[UserLoad], concurrency: int, timeout: float) -> None:
+    def __init__(self, port: int, users: list[User], concurrency: int, timeout: float) -> None:
         super().__init__(timeout)
         self.port, self.concurrency = port, concurrency
-        self.shares: list[list[UserLoad]] = [users[k::concurrency] for k in range(concurrency)]
+        self.shares: list[list[User]] = [users[k::concurrency] for k in range(concurrency)]
         self.cursor = [0] * concurrency
         self.resting: list[int] = []  # slots after a failure: started again at the next expire()
 
@@ -119,25 +108,17 @@ class GnuDIPLoad(Load):
             if not found:
                 return
             conn.salt_seen, conn.buffer = True, rest
-            proof = hashlib.md5(conn.user.md5pw + b"." + line).hexdigest()
+            proof = hashlib.md5(conn.user.secret + b"." + line).hexdigest()
             try:
                 conn.sock.send(f"{conn.user.name}:{proof}:{SUFFIX}:0:{conn.address}\n".encode())
             except OSError as e:
                 return self._fail(conn, "send", e)
         if b"\n" in conn.buffer:
-            self._reply(conn, conn.buffer.partition(b"\n")[0].decode("ascii", "replace").strip())
+            text = conn.buffer.partition(b"\n")[0].decode("ascii", "replace").strip()
+            self.answered(conn.user, conn.address, conn.started, "" if text == "0" else f"reply {text[:20]!r}")
             self._close(conn)
             if self.running:
                 self._next(conn.slot)
-
-    def _reply(self, conn: _Conn, text: str) -> None:
-        phase, user = self.phase, conn.user
-        phase.latencies.append(time.perf_counter() - conn.started)
-        if text == "0":
-            phase.ok += 1
-            user.acked, user.last, user.turn = user.acked + 1, conn.address, user.turn + 1
-        else:
-            phase.count(f"reply {text[:20]!r}", f"{user.name} {conn.address}: reply {text!r}")
 
     def expire(self, now: float) -> None:
         resting, self.resting = self.resting, []
@@ -159,16 +140,14 @@ def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -
     tables = {"gnudip": {"max_connections_per_source": 2 * args.concurrency}}
     server = Server(procs, tmp, store, gnudip=True, log_updates=args.log_updates, tables=tables)
     server.start(deadline, f"user{args.users}.{SUFFIX}", addresses_of(args.users)[2])
-    loads = [UserLoad(i) for i in range(1, args.users + 1)]
+    loads = [User(i, md5hex(password_of(f"user{i}")).encode()) for i in range(1, args.users + 1)]
     gen = GnuDIPLoad(server.gnudip_port, loads, args.concurrency, args.exchange_timeout)
     results = [measure(gen, "warm-up", args.warmup, args.settle, server.pid, store, None)] if args.warmup else []
     for r, _label in rounds(args, ["ours"], deadline, args.duration + args.settle + args.exchange_timeout):
         spy = (procs, args.py_spy) if args.py_spy and r == 1 else None
         results.append(measure(gen, f"round {r}", args.duration, args.settle, server.pid, store, spy))
     server.kill()
-    check = check_final(
-        store, {u.name: (set(u.addresses), None if u.uncertain else u.last) for u in loads}, "gnudip-tcp"
-    )
+    check = check_final(store, {u.name: u.expected() for u in loads}, "gnudip-tcp")
     measured = [r for r in results if r["name"].startswith("round")]
     total = summary(measured)
     problems = check["problems"] + log_problems(server.log) + slot_problems(results)

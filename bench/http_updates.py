@@ -182,4 +182,4 @@ OPTIONS: record.Options = {
 if __name__ == "__main__":
     require("wrk")
     tools = {"wrk": version(["wrk", "-v"], r"wrk (\S+)")}
-    raise SystemExit(record.main("http_updates", __doc__, OPTIONS, run, {"duration": 5}, 200, lambda: tools))
+    raise SystemExit(record.main("http_updates", __doc__, OPTIONS, run, {"duration": 5}, 200, tools))

@@ -354,14 +354,12 @@ def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -
     file "{SUFFIX}.secondary.db"; allow-notify {{ 127.0.0.1; }};
 }};
 """
-    named = Named(procs, tmp, bind_port, zone, args.named_threads, rate, debug=1)
-    named.start(*last, deadline)
-    assert named.proc is not None
+    named = Named(procs, tmp, bind_port, zone, args.named_threads, last, deadline, rate, debug=1)
     while soa_serial(bind_port) != soa_serial(ours.dns_port):
         time.sleep(0.05)
     initial = bind_events(named.log)["completed"][:1]
     note(f"BIND secondary caught up: {initial}")
-    pids = {"ours": ours.pid, "bind": named.proc.pid}
+    pids = {"ours": ours.pid, "bind": named.pid}
     meter = CPUMeter(pids)
     latency = latency_part(args, ours.dns_port, bind_port, named.log, deadline)
     latency["cpu"] = meter.read()
@@ -422,4 +420,4 @@ if __name__ == "__main__":
     require("named")
     tools = {"named": version(["named", "-v"], r"(BIND \S+)")}
     short = {"users": 20_000, "updates": 50, "xfr_rounds": 2}
-    raise SystemExit(record.main("secondary_latency", __doc__, OPTIONS, run, short, 400, lambda: tools))
+    raise SystemExit(record.main("secondary_latency", __doc__, OPTIONS, run, short, 400, tools))

@@ -37,7 +37,7 @@ import time
 from typing import Any
 
 from bench.harness import record
-from bench.harness.load import Load, measure, rounds, slot_problems, summary
+from bench.harness.load import Load, User, measure, rounds, slot_problems, summary
 from bench.harness.procs import HOST, BenchError, Processes, free_ports, log_problems
 from bench.harness.server import Server, addresses_in, query, soa_serial
 from bench.harness.tools import Named, profile_summary, require, tsig_keys, version, zone_file
@@ -120,19 +120,10 @@ class Signer:
         return None if message.had_tsig else "unsigned"
 
 
-class UserLoad:
-    __slots__ = ("i", "signer", "addresses", "turn", "acked", "last")
-
-    def __init__(self, i: int, signer: Signer) -> None:
-        self.i, self.signer, self.addresses = i, signer, addresses_of(i)[:2]
-        self.turn = self.acked = 0
-        self.last: str | None = None  # a timed-out update goes again: the last ack is final
-
-
 class UpdateClient(Load):
     """One update in flight per user over one UDP socket; replies matched by ID."""
 
-    def __init__(self, label: str, port: int, loads: list[UserLoad], verify_every: int, retry: float) -> None:
+    def __init__(self, label: str, port: int, loads: list[User], verify_every: int, retry: float) -> None:
         super().__init__(retry)
         self.label, self.users, self.verify_every = label, loads, verify_every
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -146,13 +137,13 @@ class UpdateClient(Load):
         for user in self.users:
             self.send(user)
 
-    def send(self, user: UserLoad) -> None:
+    def send(self, user: User) -> None:
         msg_id = self.next_id
         while msg_id in self.inflight:
             msg_id = (msg_id + 1) & 0xFFFF
         self.next_id = (msg_id + 1) & 0xFFFF
         address = user.addresses[user.turn % 2]
-        wire, mac = user.signer.sign(address, msg_id)
+        wire, mac = user.secret.sign(address, msg_id)
         self.inflight[msg_id] = (user, time.perf_counter(), mac, address)
         self.sock.send(wire)
 
@@ -173,20 +164,16 @@ class UpdateClient(Load):
             self.late += 1
             return
         user, started, mac, address = entry
-        slot.latencies.append(time.perf_counter() - started)
         self.replies += 1
         rcode = data[3] & 0x0F
         if self.verify_every and self.replies % self.verify_every == 0:
             self.verified += 1
-            problem = user.signer.verify(data, mac)
+            problem = user.secret.verify(data, mac)
             if problem is not None:
                 slot.count("bad TSIG", f"user{user.i} {address}: answer's TSIG: {problem}")
-        if rcode == 0 and data[2] & 0x80 and struct.unpack("!H", data[10:12])[0] >= 1:
-            slot.ok += 1
-            user.acked, user.last, user.turn = user.acked + 1, address, user.turn + 1
-        else:
-            text = f"rcode {rcode}" if rcode else "NOERROR but unsigned or not a response"
-            slot.count(text, f"user{user.i} {address}: {text}")
+        signed_response = data[2] & 0x80 and struct.unpack("!H", data[10:12])[0] >= 1
+        error = f"rcode {rcode}" if rcode else "" if signed_response else "NOERROR but unsigned or not a response"
+        self.answered(user, address, started, error)
         if self.running:
             self.send(user)
 
@@ -209,15 +196,12 @@ def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -
     os.makedirs(os.path.join(tmp, "bind"))  # named writes its journal beside the zone
     zone = zone_file(os.path.join(tmp, "bind", "zone.db"), [(n, addresses_of(i)[2]) for i, n in enumerate(names, 1)])
     policy = f'zone "{SUFFIX}" {{ type primary; file "{zone}"; update-policy {{ grant * self * A AAAA; }}; }};\n'
-    named = Named(procs, tmp, free_ports(1)[0], tsig_keys(names, tsig_secret_of) + policy, args.named_threads)
-    named.start(*last, deadline)
-    assert named.proc is not None
-    servers = {"ours": (ours.dns_port, ours.pid), "reference": (named.port, named.proc.pid)}
+    keys = tsig_keys(names, tsig_secret_of)
+    named = Named(procs, tmp, free_ports(1)[0], keys + policy, args.named_threads, last, deadline)
+    servers = {"ours": (ours.dns_port, ours.pid), "reference": (named.port, named.pid)}
     signers = [Signer(i) for i in range(1, args.users + 1)]
     clients = {
-        label: UpdateClient(
-            label, port, [UserLoad(i, s) for i, s in enumerate(signers, 1)], args.verify_every, args.retry
-        )
+        label: UpdateClient(label, port, [User(i, s) for i, s in enumerate(signers, 1)], args.verify_every, args.retry)
         for label, (port, _pid) in servers.items()
     }
     serial_before = soa_serial(named.port)
@@ -242,7 +226,7 @@ def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -
     if grew != acked:
         problems.append(f"BIND's serial grew by {grew} for {acked} NOERROR answers")
     ours.kill()
-    check = check_final(store, {f"user{u.i}": (set(u.addresses), u.last) for u in clients["ours"].users}, "dns-update")
+    check = check_final(store, {u.name: u.expected() for u in clients["ours"].users}, "dns-update")
     problems += check["problems"] + log_problems(ours.log)
     totals = {label: summary([s for s in slots if s["server"] == label]) for label in servers}
     problems += slot_problems(slots)
@@ -287,6 +271,4 @@ OPTIONS: record.Options = {
 if __name__ == "__main__":
     require("named")
     tools = {"named": version(["named", "-v"], r"(BIND \S+)")}
-    raise SystemExit(
-        record.main("tsig_updates", __doc__, OPTIONS, run, {"rounds": 1, "duration": 4}, 200, lambda: tools)
-    )
+    raise SystemExit(record.main("tsig_updates", __doc__, OPTIONS, run, {"rounds": 1, "duration": 4}, 200, tools))

@@ -16,7 +16,23 @@ from typing import Any, Iterator
 from bench.harness.meter import CPUMeter, Tally, percentiles, wait_quiet
 from bench.harness.procs import Processes, Timeout, note
 from bench.harness.tools import py_spy, stop_after
-from bench.harness.users import read_generation
+from bench.harness.users import addresses_of, read_generation
+
+
+class User:
+    """One user of a load: its updates alternate between two addresses; what was acknowledged."""
+
+    __slots__ = ("i", "name", "addresses", "secret", "turn", "acked", "last", "uncertain")
+
+    def __init__(self, i: int, secret: Any = None) -> None:
+        self.i, self.name, self.addresses, self.secret = i, f"user{i}", addresses_of(i)[:2], secret
+        self.turn = self.acked = 0
+        self.last: str | None = None
+        self.uncertain = False  # a request failed: it may or may not have been applied
+
+    def expected(self) -> tuple[set[str], str | None]:
+        """For L{check_final}: the addresses it may have, the one it must have (None: either)."""
+        return set(self.addresses), None if self.uncertain else self.last
 
 
 class Load:
@@ -39,6 +55,15 @@ class Load:
 
     def expire(self, now: float) -> None:
         raise NotImplementedError
+
+    def answered(self, user: User, address: str, started: float, error: str = "") -> None:
+        """One answer: acknowledged if no C{error}."""
+        self.phase.latencies.append(time.perf_counter() - started)
+        if error:
+            self.phase.count(error, f"{user.name} {address}: {error}")
+        else:
+            self.phase.ok += 1
+            user.acked, user.last, user.turn = user.acked + 1, address, user.turn + 1
 
     def abandon(self) -> None:
         """Forget what is still in flight after a stop."""

@@ -46,8 +46,7 @@ def _system() -> dict[str, float]:
 def _client() -> float:
     """This process and its reaped children (dnsperf, wrk...)."""
     return sum(
-        u.ru_utime + u.ru_stime
-        for u in (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN))
+        u.ru_utime + u.ru_stime for u in map(resource.getrusage, (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
     )
 
 
@@ -70,13 +69,10 @@ def _tcp_drops() -> dict[str, int]:
     """TcpExt counters that show a listen queue overflowing."""
     with open("/proc/net/netstat") as f:
         lines = f.read().splitlines()
-    out = {}
-    for names, values in zip(lines[::2], lines[1::2]):
-        if names.startswith("TcpExt:"):
-            for name, value in zip(names.split()[1:], values.split()[1:]):
-                if name in ("ListenOverflows", "ListenDrops", "TCPReqQFullDrop"):
-                    out[name] = int(value)
-    return out
+    ext = next(
+        zip(names.split(), values.split()) for names, values in zip(lines[::2], lines[1::2]) if names[:7] == "TcpExt:"
+    )
+    return {name: int(value) for name, value in ext if name in ("ListenOverflows", "ListenDrops", "TCPReqQFullDrop")}
 
 
 class CPUMeter:
@@ -115,14 +111,9 @@ class CPUMeter:
 
 def rss(pid: int) -> dict[str, int]:
     """VmRSS, VmHWM (peak) and RssAnon of C{pid}, in bytes."""
-    values = {}
     with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            key, _, rest = line.partition(":")
-            parts = rest.split()
-            if key in ("VmRSS", "VmHWM", "RssAnon"):
-                values[key] = int(parts[0]) * 1024
-    return values
+        fields = dict(line.split(":", 1) for line in f)
+    return {k: int(fields[k].split()[0]) * 1024 for k in ("VmRSS", "VmHWM", "RssAnon")}
 
 
 def wait_quiet(limit: float, window: float = 2.0) -> None:

@@ -87,7 +87,7 @@ def main(
     run: Callable[[argparse.Namespace, Processes, str, float], dict[str, Any]],
     short: dict[str, Any],
     timeout: int,
-    tools: Callable[[], dict[str, str]] | None = None,
+    tools: dict[str, str] | None = None,
 ) -> int:
     """
     Parse the arguments (plus C{--short}: the C{short} parameters, marked
@@ -104,13 +104,9 @@ def main(
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.description = doc.strip().split("\n\n")[0]
     args = parser.parse_args()
-    shortened = ""
+    shortened = ", ".join(f"{k.replace('_', '-')} {v} instead of {parser.get_default(k)}" for k, v in short.items())
     if args.short:
-        shortened = "short run: " + ", ".join(
-            f"{k.replace('_', '-')} {v} instead of {parser.get_default(k)}" for k, v in short.items()
-        )
-        for key, value in short.items():
-            setattr(args, key, value)
+        vars(args).update(short)
     deadline = time.monotonic() + args.timeout
 
     def alarm(_signum: int, _frame: object) -> None:
@@ -120,7 +116,7 @@ def main(
     signal.signal(signal.SIGALRM, alarm)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     signal.alarm(args.timeout + 5)
-    info = machine(tools() if tools else None)
+    info = machine(tools)
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     tmp = tempfile.mkdtemp(prefix=f"dyndns-{name}-")
     procs = Processes()
@@ -140,7 +136,7 @@ def main(
     record = {
         "benchmark": name,
         "date": started,
-        "short_run": shortened or False,
+        "short_run": args.short and "short run: " + shortened,
         "command": "python -m bench." + name + "".join(" " + shlex.quote(a) for a in sys.argv[1:]),
         "machine": info,
         "code": out.pop("code", None) or code_version(),
@@ -155,7 +151,6 @@ def main(
     with open(args.record, "w") as f:
         json.dump(record, f, indent=1, default=str)
         f.write("\n")
-    print(json.dumps({"figures": record["figures"], "ratios": record["ratios"]}, indent=1))
     for problem in record["problems"][:20]:
         print(f"PROBLEM: {problem}", file=sys.stderr)
     print(f"record: {os.path.relpath(args.record)}")

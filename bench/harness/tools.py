@@ -107,11 +107,8 @@ logging {{
 def zone_file(path: str, addresses: list[tuple[str, str]]) -> str:
     """A zone file for the suffix: SOA, NS, ns1, and (name, IPv4) A records."""
     with open(path, "w") as f:
-        f.write(
-            f"$TTL {TTL}\n{SUFFIX}. 3600 IN SOA ns1.{SUFFIX}. hostmaster.{SUFFIX}. "
-            f"1 3600 600 1209600 30\n{SUFFIX}. 3600 IN NS ns1.{SUFFIX}.\n"
-            f"ns1.{SUFFIX}. 3600 IN A 127.0.0.1\n"
-        )
+        f.write(f"$TTL {TTL}\n{SUFFIX}. 3600 IN SOA ns1.{SUFFIX}. hostmaster.{SUFFIX}. 1 3600 600 1209600 30\n")
+        f.write(f"{SUFFIX}. 3600 IN NS ns1.{SUFFIX}.\nns1.{SUFFIX}. 3600 IN A 127.0.0.1\n")
         f.writelines(f"{name}.{SUFFIX}. {TTL} IN A {address}\n" for name, address in addresses)
     return path
 
@@ -120,19 +117,27 @@ class Named:
     """
     BIND 9 with C{body} (keys, the zone) after the common options, in
     C{tmp}/bind, as user bind via setpriv when we are root; logging at
-    C{-d debug} into a file there.
+    C{-d debug} into a file there. Started, and ready once C{name} answers
+    C{expect} (C{ready}: that name and address).
     """
 
     def __init__(
-        self, procs: Processes, tmp: str, port: int, body: str, threads: int, options: str = "", debug: int = 0
+        self,
+        procs: Processes,
+        tmp: str,
+        port: int,
+        body: str,
+        threads: int,
+        ready: tuple[str, str],
+        deadline: float,
+        options: str = "",
+        debug: int = 0,
     ) -> None:
-        self.procs, self.port = procs, port
-        self.folder = os.path.join(tmp, "bind")
-        os.makedirs(self.folder, exist_ok=True)
-        self.log = os.path.join(self.folder, "named.log")
-        self.conf = os.path.join(self.folder, "named.conf")
-        with open(self.conf, "w") as f:
-            f.write(_OPTIONS.format(folder=self.folder, port=port, log=self.log, extra=options) + body)
+        self.port, folder = port, os.path.join(tmp, "bind")
+        os.makedirs(folder, exist_ok=True)
+        self.log, conf = os.path.join(folder, "named.log"), os.path.join(folder, "named.conf")
+        with open(conf, "w") as f:
+            f.write(_OPTIONS.format(folder=folder, port=port, log=self.log, extra=options) + body)
         prefix: list[str] = []
         if os.geteuid() == 0:
             try:
@@ -140,18 +145,15 @@ class Named:
             except KeyError:
                 raise BenchError("system user 'bind' missing (apt-get install bind9)") from None
             os.chmod(tmp, 0o711)  # bind may traverse, not list
-            for root, dirs, files in os.walk(self.folder):
+            for root, dirs, files in os.walk(folder):
                 for entry in [root] + [os.path.join(root, x) for x in dirs + files]:
                     os.chown(entry, bind.pw_uid, bind.pw_gid)
             prefix = ["setpriv", "--reuid=bind", "--regid=bind", "--init-groups", "--"]
-        run_checked(["named-checkconf", "-z", self.conf], 60, "named-checkconf")
-        self.argv = prefix + ["named", "-f", "-4", "-n", str(threads), "-d", str(debug), "-c", self.conf]
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, name: str, expect: str, deadline: float) -> float:
-        """Start and wait until C{name} answers C{expect}; returns the seconds taken."""
-        self.proc = self.procs.start(self.argv, os.path.join(self.folder, "..", "named.out"))
-        return wait_dns(self.proc, self.port, name, expect, deadline, self.log)
+        run_checked(["named-checkconf", "-z", conf], 60, "named-checkconf")
+        argv = prefix + ["named", "-f", "-4", "-n", str(threads), "-d", str(debug), "-c", conf]
+        self.proc = procs.start(argv, os.path.join(tmp, "named.out"))
+        self.pid = self.proc.pid
+        self.ready_s = wait_dns(self.proc, port, *ready, deadline, self.log)
 
 
 def tsig_keys(names: list[str], secret_of: Any) -> str:
