@@ -40,11 +40,8 @@ def ipv4_of(i: int) -> str:
 
 
 def store_of(tmp: str, name: str, count: int) -> tuple[str, dict[str, Any]]:
-    specs = users(count)
-    for k, spec in enumerate(specs, 1):
-        spec["ipv4"] = ipv4_of(k)
     path = os.path.join(tmp, f"{name}.sqlite")
-    return path, build_store(tmp, path, specs)
+    return path, build_store(tmp, path, [{**u, "ipv4": ipv4_of(k)} for k, u in enumerate(users(count), 1)])
 
 
 def check_answers(port: int, count: int, samples: int, label: str) -> None:
@@ -69,11 +66,8 @@ def qps_part(args: argparse.Namespace, procs: Processes, tmp: str, deadline: flo
     ours.start(deadline, f"user{args.users}.{SUFFIX}", ipv4_of(args.users))
     (ref_port,) = free_ports(1)
     ref_log = os.path.join(tmp, "reference.log")
-    ref = procs.start(
-        twistd()
-        + [f"--logfile={ref_log}", "dns", "--bindzone", zone, "--port", str(ref_port), "--interface", "127.0.0.1"],
-        ref_log + ".out",
-    )
+    argv = [f"--logfile={ref_log}", "dns", "--bindzone", zone, "--port", str(ref_port), "--interface", "127.0.0.1"]
+    ref = procs.start(twistd() + argv, ref_log + ".out")
     wait_dns(ref, ref_port, f"user{args.users}.{SUFFIX}", ipv4_of(args.users), deadline, ref_log)
     check_answers(ref_port, args.users, 20, "reference")
     check_answers(ours.dns_port, args.users, 20, "ours")
@@ -122,25 +116,19 @@ def memory_part(args: argparse.Namespace, procs: Processes, tmp: str, deadline: 
 def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -> dict[str, Any]:
     qps = qps_part(args, procs, tmp, deadline)
     mem = memory_part(args, procs, tmp, deadline) if args.mem_users else None
-    rows = qps["rounds"]
-    means = {k: sum(r[k]["qps"] for r in rows) / len(rows) for k in ("ours", "reference")}
-    cpu = {k: sum(r[k]["cpu_us_per_query"] for r in rows) / len(rows) for k in ("ours", "reference")}
+    rows, labels = qps["rounds"], ("ours", "reference")
+    means = {k: sum(r[k]["qps"] for r in rows) / len(rows) for k in labels}
+    cpu = {k: sum(r[k]["cpu_us_per_query"] for r in rows) / len(rows) for k in labels}
     ratios = sorted(r["ratio"] for r in rows)
     figures = {
-        "ours_qps": round(means["ours"]),
-        "reference_qps": round(means["reference"]),
-        "ours_cpu_us_per_query": round(cpu["ours"], 1),
-        "reference_cpu_us_per_query": round(cpu["reference"], 1),
-        "completed_pct_min": min(
-            100 * r[k]["completed"] / max(r[k]["sent"], 1) for r in rows for k in ("ours", "reference")
-        ),
-        "disturbed_runs": sum(r[k]["cpu"]["disturbed"] for r in rows for k in ("ours", "reference")),
+        **{f"{k}_qps": round(means[k]) for k in labels},
+        **{f"{k}_cpu_us_per_query": round(cpu[k], 1) for k in labels},
+        "completed_pct_min": min(100 * r[k]["completed"] / max(r[k]["sent"], 1) for r in rows for k in labels),
+        "disturbed_runs": sum(r[k]["cpu"]["disturbed"] for r in rows for k in labels),
     }
     if mem:
-        figures.update(
-            bytes_per_user=round(mem["bytes_per_user"]),
-            load_s_per_100k_users=round(mem["load_s"] * 100_000 / args.mem_users, 2),
-        )
+        figures["bytes_per_user"] = round(mem["bytes_per_user"])
+        figures["load_s_per_100k_users"] = round(mem["load_s"] * 100_000 / args.mem_users, 2)
     return {
         "figures": figures,
         "ratios": {
@@ -154,7 +142,7 @@ def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -
             "title": "DNS queries per second (dnsperf, UDP)",
             "ylabel": "queries/s",
             "groups": [f"round {i}" for i in range(1, len(rows) + 1)],
-            "series": {k: [r[k]["qps"] for r in rows] for k in ("ours", "reference")},
+            "series": {k: [r[k]["qps"] for r in rows] for k in labels},
         },
     }
 

@@ -142,7 +142,7 @@ def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -
     server.start(deadline, f"user{args.users}.{SUFFIX}", addresses_of(args.users)[2])
     loads = [User(i, md5hex(password_of(f"user{i}")).encode()) for i in range(1, args.users + 1)]
     gen = GnuDIPLoad(server.gnudip_port, loads, args.concurrency, args.exchange_timeout)
-    results = [measure(gen, "warm-up", args.warmup, args.settle, server.pid, store, None)] if args.warmup else []
+    results = [measure(gen, "warm-up", args.warmup, args.settle, server.pid, store)] if args.warmup else []
     for r, _label in rounds(args, ["ours"], deadline, args.duration + args.settle + args.exchange_timeout):
         spy = (procs, args.py_spy) if args.py_spy and r == 1 else None
         results.append(measure(gen, f"round {r}", args.duration, args.settle, server.pid, store, spy))

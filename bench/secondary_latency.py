@@ -31,14 +31,15 @@ import re
 import socket
 import struct
 import time
-from typing import Any
+from typing import Any, Callable
 
 from bench.harness import record
 from bench.harness.meter import CPUMeter, percentiles
 from bench.harness.procs import HOST, BenchError, Processes, Timeout, free_ports, log_problems, note
 from bench.harness.server import Server, addresses_in, query, soa_serial
 from bench.harness.tools import Named, require, version
-from bench.harness.users import SUFFIX, TTL, addresses_of, build_store, tsig_secret_of, users
+from bench.harness.tsig import Signer
+from bench.harness.users import SUFFIX, addresses_of, build_store, users
 
 TYPE_SOA = 6
 _STAMP = r"(\d\d-\w{3}-\d{4} \d\d:\d\d:\d\d\.\d{3})"
@@ -67,35 +68,12 @@ def bind_events(log: str) -> dict[str, Any]:
     return events
 
 
-class Updater:
-    """Signed UPDATEs (dnspython, UDP) to our server, one at a time."""
-
-    def __init__(self, port: int) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.connect((HOST, port))
-        self.sock.settimeout(2.0)
-
-    def update(self, i: int, address: str) -> tuple[int, float, float]:
-        """(rcode of the answer, its TSIG verified; wall clock and perf_counter of the send)."""
-        import dns.message
-        import dns.name
-        import dns.tsig
-        import dns.update
-
-        keyname = dns.name.from_text(f"user{i}.{SUFFIX}.")
-        key = dns.tsig.Key(keyname, tsig_secret_of(f"user{i}"), dns.tsig.HMAC_SHA256)
-        message = dns.update.UpdateMessage(SUFFIX)
-        message.replace(keyname, TTL, "A", address)
-        message.use_tsig(key)
-        wire = message.to_wire()  # signed before the clock starts
-        wall, t0 = time.time(), time.perf_counter()
-        self.sock.send(wire)
-        while True:
-            data = self.sock.recv(65535)
-            if len(data) >= 2 and struct.unpack("!H", data[:2])[0] == message.id:
-                break
-        reply = dns.message.from_wire(data, keyring={keyname: key}, request_mac=message.mac)
-        return int(reply.rcode()), wall, t0
+def updater(port: int) -> Callable[[int, str], tuple[int, float, float]]:
+    """Signed UPDATEs to our server, one at a time: C{update(i, address)} -> (rcode, wall clock, perf_counter)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.connect((HOST, port))
+    sock.settimeout(2.0)
+    return lambda i, address: Signer(i).send(sock, address)
 
 
 def visible(port: int, name: str, address: str) -> bool:
@@ -109,14 +87,14 @@ def visible(port: int, name: str, address: str) -> bool:
 
 
 def latency_part(args: argparse.Namespace, ours: int, secondary: int, bind_log: str, deadline: float) -> dict[str, Any]:
-    updater, polls = Updater(ours), 0
+    update, polls = updater(ours), 0
     hosts = list(range(args.users - args.hosts + 1, args.users + 1))
     rows: list[dict[str, Any]] = []
     for k in range(args.updates):
         if time.monotonic() > deadline:
             raise Timeout("--timeout reached during the latency part")
         i, address = hosts[k % len(hosts)], f"10.77.{k >> 8 & 255}.{k & 255}"
-        rcode, wall, t0 = updater.update(i, address)
+        rcode, wall, t0 = update(i, address)
         row: dict[str, Any] = {"rcode": rcode, "ack_s": time.perf_counter() - t0, "visible_s": None, "wall": wall}
         while rcode == 0:
             now = time.perf_counter()
@@ -152,9 +130,9 @@ def latency_part(args: argparse.Namespace, ours: int, secondary: int, bind_log: 
 
 def change_users(args: argparse.Namespace, ours: int) -> dict[str, Any]:
     """Users 1..C{--changes} get their first address, each in its own serial."""
-    updater, serial, steps = Updater(ours), soa_serial(ours), 0
+    update, serial, steps = updater(ours), soa_serial(ours), 0
     for i in range(1, args.changes + 1):
-        rcode, _wall, _t0 = updater.update(i, addresses_of(i)[0])
+        rcode, _wall, _t0 = update(i, addresses_of(i)[0])
         if rcode != 0:
             raise BenchError(f"update of user{i} answered rcode {rcode}")
         limit = time.monotonic() + 5
@@ -292,12 +270,8 @@ def check_ixfr(result: dict[str, Any], changed: int, steps: int) -> list[str]:
         else:
             section[owner] = rdata
     problems = [] if pairs == steps else [f"IXFR: {pairs} steps, expected {steps}"]
-    wrong = [
-        i
-        for i in range(1, changed + 1)
-        if deleted.get(f"user{i}.{SUFFIX}.") != addresses_of(i)[2]
-        or added.get(f"user{i}.{SUFFIX}.") != addresses_of(i)[0]
-    ]
+    owners = {i: f"user{i}.{SUFFIX}." for i in range(1, changed + 1)}
+    wrong = [i for i, o in owners.items() if (deleted.get(o), added.get(o)) != (addresses_of(i)[2], addresses_of(i)[0])]
     if wrong or len(deleted) != changed or len(added) != changed:
         problems.append(f"IXFR: {len(deleted)} deletions, {len(added)} additions, wrong {wrong[:3]}")
     return problems
@@ -321,21 +295,16 @@ def transfer_part(args: argparse.Namespace, ours: int, secondary: int, deadline:
         runs[label] = [transfer(port, kind, s0) for _ in range(args.xfr_rounds)]
     problems = check_axfr(runs["axfr_before"][0], args.users, 0)
     for prefix, ixfr, axfr in (("", "ixfr", "axfr_after"), ("BIND ", "bind_ixfr", "bind_axfr")):
-        problems += [
-            prefix + p
-            for p in check_ixfr(runs[ixfr][0], args.changes, changes["steps"])
-            + check_axfr(runs[axfr][0], args.users, args.changes)
-        ]
+        found = check_ixfr(runs[ixfr][0], args.changes, changes["steps"]) + check_axfr(
+            runs[axfr][0], args.users, args.changes
+        )
+        problems += [prefix + p for p in found]
     out: dict[str, Any] = {"problems": problems, "steps": changes["steps"]}
     for label, rs in runs.items():
         if any(r["bytes"] != rs[0]["bytes"] for r in rs):
             problems.append(f"{label}: byte counts differ between rounds")
-        out[label] = {
-            "messages": rs[0]["messages"],
-            "bytes": rs[0]["bytes"],
-            "records": rs[0].get("records"),
-            "best_s": round(min(r["seconds"] for r in rs), 4),
-        }
+        out[label] = {k: rs[0].get(k) for k in ("messages", "bytes", "records")}
+        out[label]["best_s"] = round(min(r["seconds"] for r in rs), 4)
     return out
 
 

@@ -26,9 +26,6 @@ NOERROR, and ours gets SIGKILL and its SQLite file is checked.
 from __future__ import annotations
 
 import argparse
-import base64
-import hashlib
-import hmac
 import os
 import selectors
 import socket
@@ -38,94 +35,19 @@ from typing import Any
 
 from bench.harness import record
 from bench.harness.load import Load, User, measure, rounds, slot_problems, summary
-from bench.harness.procs import HOST, BenchError, Processes, free_ports, log_problems
+from bench.harness.procs import HOST, Processes, free_ports, log_problems
 from bench.harness.server import Server, addresses_in, query, soa_serial
-from bench.harness.tools import Named, profile_summary, require, tsig_keys, version, zone_file
-from bench.harness.users import SUFFIX, TTL, addresses_of, build_store, check_final, tsig_secret_of, users
-
-FUDGE = 300
-
-
-def _wire(name: Any) -> bytes:
-    return bytes(name.to_wire())
-
-
-class Signer:
-    """One user's update messages, built and signed by dnspython once per address,
-    re-signed per send with a new ID and Time Signed (RFC 8945 4.3.3)."""
-
-    def __init__(self, i: int) -> None:
-        import dns.name
-        import dns.tsig
-
-        self.keyname = dns.name.from_text(f"user{i}.{SUFFIX}.")
-        secret = tsig_secret_of(f"user{i}")
-        self.key = dns.tsig.Key(self.keyname, secret, dns.tsig.HMAC_SHA256)
-        self.keyring = {self.keyname: self.key}
-        self._hmac = hmac.new(base64.b64decode(secret), digestmod=hashlib.sha256)
-        self._alg_wire = _wire(dns.tsig.HMAC_SHA256)
-        algorithm = _wire(dns.tsig.HMAC_SHA256.canonicalize())
-        self._vars_head = _wire(self.keyname.canonicalize()) + struct.pack("!HI", 255, 0) + algorithm
-        self.templates = {a: self._template(a) for a in addresses_of(i)[:2]}
-
-    def build(self, address: str, msg_id: int, signed: bool = True) -> bytes:
-        import dns.update
-
-        message = dns.update.UpdateMessage(SUFFIX, id=msg_id)
-        message.replace(self.keyname, TTL, "A", address)
-        if signed:
-            message.use_tsig(self.key, fudge=FUDGE)
-        return bytes(message.to_wire())
-
-    def _template(self, address: str) -> tuple[bytes, bytes]:
-        """dnspython's unsigned message and its TSIG owner name; re-signing it here
-        with dnspython's ID and time must give dnspython's bytes."""
-        import dns.message
-
-        signed, unsigned = self.build(address, 4711), self.build(address, 4711, signed=False)
-        if signed[:10] != unsigned[:10] or signed[12 : len(unsigned)] != unsigned[12:]:
-            raise BenchError("dnspython's signed message does not start with its unsigned one")
-        tsigs = dns.message.from_wire(signed, keyring=self.keyring).tsig
-        assert tsigs is not None
-        tsig = tsigs[0]
-        template = (unsigned, signed[len(unsigned) : len(signed) - 10 - len(tsig.to_wire())])
-        if self._sign(template, 4711, tsig.time_signed)[0] != signed:
-            raise BenchError(f"local TSIG signing differs from dnspython's for {address}")
-        return template
-
-    def _sign(self, template: tuple[bytes, bytes], msg_id: int, now: int) -> tuple[bytes, bytes]:
-        body, owner = template
-        head = struct.pack("!H", msg_id) + body[2:]
-        time_fudge = struct.pack("!HIH", now >> 32, now & 0xFFFFFFFF, FUDGE)
-        h = self._hmac.copy()
-        h.update(head)
-        h.update(self._vars_head + time_fudge + b"\x00\x00\x00\x00")
-        mac = h.digest()
-        rdata = self._alg_wire + time_fudge + struct.pack("!H", len(mac)) + mac + struct.pack("!HHH", msg_id, 0, 0)
-        arcount = struct.pack("!H", struct.unpack("!H", head[10:12])[0] + 1)
-        return head[:10] + arcount + head[12:] + owner + struct.pack("!HHIH", 250, 255, 0, len(rdata)) + rdata, mac
-
-    def sign(self, address: str, msg_id: int) -> tuple[bytes, bytes]:
-        """(wire, request MAC) for one send."""
-        return self._sign(self.templates[address], msg_id, int(time.time()))
-
-    def verify(self, reply: bytes, request_mac: bytes) -> str | None:
-        """None if dnspython accepts the reply's TSIG, else why not."""
-        import dns.message
-
-        try:
-            message = dns.message.from_wire(reply, keyring=self.keyring, request_mac=request_mac)
-        except Exception as e:
-            return f"{type(e).__name__}: {e}"
-        return None if message.had_tsig else "unsigned"
+from bench.harness.tools import Named, profile_summary, require, version, zone_file
+from bench.harness.tsig import Signer, tsig_keys
+from bench.harness.users import SUFFIX, addresses_of, build_store, check_final, users
 
 
 class UpdateClient(Load):
     """One update in flight per user over one UDP socket; replies matched by ID."""
 
     def __init__(self, label: str, port: int, loads: list[User], verify_every: int, retry: float) -> None:
-        super().__init__(retry)
-        self.label, self.users, self.verify_every = label, loads, verify_every
+        super().__init__(retry, label)
+        self.users, self.verify_every = loads, verify_every
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.connect((HOST, port))
         self.sock.setblocking(False)
@@ -196,7 +118,7 @@ def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -
     os.makedirs(os.path.join(tmp, "bind"))  # named writes its journal beside the zone
     zone = zone_file(os.path.join(tmp, "bind", "zone.db"), [(n, addresses_of(i)[2]) for i, n in enumerate(names, 1)])
     policy = f'zone "{SUFFIX}" {{ type primary; file "{zone}"; update-policy {{ grant * self * A AAAA; }}; }};\n'
-    keys = tsig_keys(names, tsig_secret_of)
+    keys = tsig_keys(names)
     named = Named(procs, tmp, free_ports(1)[0], keys + policy, args.named_threads, last, deadline)
     servers = {"ours": (ours.dns_port, ours.pid), "reference": (named.port, named.pid)}
     signers = [Signer(i) for i in range(1, args.users + 1)]
@@ -206,15 +128,14 @@ def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -
     }
     serial_before = soa_serial(named.port)
     for label, client in clients.items():
-        measure(client, f"{label} warm-up", args.warmup, 0.2, servers[label][1], None, None)
+        measure(client, f"{label} warm-up", args.warmup, 0.2, servers[label][1])
     slots = []
     for r, label in rounds(args, list(servers), deadline, args.duration + args.retry):
         spy = (procs, args.py_spy) if args.py_spy and r == 1 and label == "ours" else None
-        store_of = store if label == "ours" else None
+        name, pid = f"round {r} {label}", servers[label][1]
         slots.append(
-            measure(clients[label], f"round {r} {label}", args.duration, args.settle, servers[label][1], store_of, spy)
+            measure(clients[label], name, args.duration, args.settle, pid, store if label == "ours" else None, spy)
         )
-        slots[-1]["server"] = label
     problems = []
     for label, (port, _pid) in servers.items():
         for u in clients[label].users:
@@ -230,7 +151,6 @@ def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -
     problems += check["problems"] + log_problems(ours.log)
     totals = {label: summary([s for s in slots if s["server"] == label]) for label in servers}
     problems += slot_problems(slots)
-    numbers = sorted({s["name"].split()[1] for s in slots}, key=int)
     per_round = {label: [s["ok_per_s"] for s in slots if s["server"] == label] for label in servers}
     ratio = totals["ours"]["updates_per_s"] / max(totals["reference"]["updates_per_s"], 1)
     return {
@@ -248,7 +168,7 @@ def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -
         "plot": {
             "title": "TSIG-signed UPDATE: durable updates per second",
             "ylabel": "updates/s",
-            "groups": [f"round {r}" for r in numbers],
+            "groups": [f"round {r}" for r in range(1, args.rounds + 1)],
             "series": {("BIND 9" if k == "reference" else k): v for k, v in per_round.items()},
         },
     }

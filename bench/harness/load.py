@@ -14,7 +14,7 @@ import time
 from typing import Any, Iterator
 
 from bench.harness.meter import CPUMeter, Tally, percentiles, wait_quiet
-from bench.harness.procs import Processes, Timeout, note
+from bench.harness.procs import Timeout, note
 from bench.harness.tools import py_spy, stop_after
 from bench.harness.users import addresses_of, read_generation
 
@@ -42,8 +42,8 @@ class Load:
     socket in L{readable}, and give up on old ones in L{expire} (every 0.1 s).
     """
 
-    def __init__(self, timeout: float) -> None:
-        self.timeout, self.phase, self.running = timeout, Tally("start"), False
+    def __init__(self, timeout: float, label: str = "ours") -> None:
+        self.timeout, self.label, self.phase, self.running = timeout, label, Tally("start"), False
         self.selector = selectors.DefaultSelector()
         self.inflight: dict[int, Any] = {}
 
@@ -91,11 +91,11 @@ class Load:
 
 
 def measure(
-    load: Load, name: str, seconds: float, settle: float, pid: int, store: str | None, spy: tuple[Processes, str] | None
+    load: Load, name: str, seconds: float, settle: float, pid: int, store: str | None = None, spy: Any = None
 ) -> dict[str, Any]:
     """
     Run C{load} for C{settle + seconds}, count the last C{seconds} (CPU, and
-    SQLite commits if C{store}; py-spy into C{spy[1]} if given), then drain.
+    SQLite commits if C{store}; py-spy into C{spy[1]} if given: (procs, file)), then drain.
     """
     load.phase = Tally(f"{name} (settle)")
     load.start()
@@ -114,6 +114,7 @@ def measure(
     ok = max(phase.ok, 1)
     result = phase.result()
     result.update(
+        server=load.label,
         cpu=cpu,
         commits=commits,
         updates_per_commit=round(phase.ok / max(commits, 1), 2) if commits is not None else None,

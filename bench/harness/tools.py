@@ -156,10 +156,6 @@ class Named:
         self.ready_s = wait_dns(self.proc, port, *ready, deadline, self.log)
 
 
-def tsig_keys(names: list[str], secret_of: Any) -> str:
-    return "".join(f'key "{n}.{SUFFIX}." {{ algorithm hmac-sha256; secret "{secret_of(n)}"; }};\n' for n in names)
-
-
 # -- py-spy
 
 
