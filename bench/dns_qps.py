@@ -1,8 +1,7 @@
 """
 DNS query throughput and memory per user (bench/dns_qps.py).
 
-    python -m bench.dns_qps            # the full run (~1 min)
-    python -m bench.dns_qps --short    # one round of 3 s, 20,000 users for memory
+    python -m bench.dns_qps [--short]    # ~1 min (--short: 2 rounds of 3 s, 20,000 users for memory)
 
 Ours, C{twistd -n dyndns} with N users (default 10,000) C{user1..userN} in a
 SQLite store, each with an IPv4 address, against a reference: stock Twisted,

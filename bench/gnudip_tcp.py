@@ -1,9 +1,7 @@
 """
 GnuDIP TCP: durable updates/s over the direct protocol (bench/gnudip_tcp.py).
 
-    python -m bench.gnudip_tcp              # the full run (~40 s)
-    python -m bench.gnudip_tcp --short      # 2 rounds of 4 s
-    python -m bench.gnudip_tcp --py-spy /tmp/g.txt   # profile round 1
+    python -m bench.gnudip_tcp [--short] [--py-spy FILE]   # ~40 s (--short: 2 rounds of 4 s)
 
 Ours, C{twistd -n dyndns} with a C{[gnudip]} TCP listener on 127.0.0.1 and
 N users (default 64) with the MD5 verifier of their password and an initial

@@ -1,9 +1,7 @@
 """
 HTTP updates: durable updates/s through /nic/update, and myip (bench/http_updates.py).
 
-    python -m bench.http_updates            # the full run (~45 s)
-    python -m bench.http_updates --short    # 5 s per wrk run
-    python -m bench.http_updates --py-spy /tmp/p.txt   # profile the update run
+    python -m bench.http_updates [--short] [--py-spy FILE]   # ~45 s (--short: 5 s per wrk run)
 
 Ours, C{twistd -n dyndns} with HTTP on 127.0.0.1 and N users (default 64)
 with scrypt password hashes at the real cost. wrk (C{-t 2 -c 32}) first GETs

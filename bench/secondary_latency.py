@@ -1,8 +1,7 @@
 """
 Zone transfers: update-to-secondary latency and IXFR vs AXFR bytes (bench/secondary_latency.py).
 
-    python -m bench.secondary_latency            # the full run (~2 min)
-    python -m bench.secondary_latency --short    # 20,000 users, 50 updates
+    python -m bench.secondary_latency [--short]   # ~2 min (--short: 20,000 users, 50 updates)
     python -m bench.secondary_latency --serial-query-rate 1000   # BIND not rate limited
 
 Ours, C{twistd -n dyndns} with N users (default 100,000), each with a TSIG

@@ -1,9 +1,7 @@
 """
 TSIG-signed RFC 2136 UPDATE: durable updates/s, ours vs BIND 9 (bench/tsig_updates.py).
 
-    python -m bench.tsig_updates             # the full run (~70 s)
-    python -m bench.tsig_updates --short     # 1 round of 4 s per server
-    python -m bench.tsig_updates --py-spy /tmp/t.txt   # profile ours in round 1
+    python -m bench.tsig_updates [--short] [--py-spy FILE]   # ~70 s (--short: 1 round of 4 s per server)
 
 The same load, users and keys against two servers in alternating rounds:
 ours (C{twistd -n dyndns}, SQLite store: an update is on disk before it is

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import resource
 import time
-from typing import Any
+from typing import Any, Callable
 
 from bench.harness.procs import note
 
@@ -116,29 +116,27 @@ def rss(pid: int) -> dict[str, int]:
     return {k: int(fields[k].split()[0]) * 1024 for k in ("VmRSS", "VmHWM", "RssAnon")}
 
 
-def wait_quiet(limit: float, window: float = 2.0) -> None:
-    """Wait (at most C{limit} s) until the machine uses < 10% of one CPU over C{window} s."""
-    end = time.monotonic() + max(0.0, limit)
-    while limit > 0:
-        busy = _system()["task"]
-        time.sleep(window)
-        used = _system()["task"] - busy
-        if used < 0.1 * window:
-            return
-        if time.monotonic() > end:
-            note(f"machine still busy ({used / window:.1f} CPUs); measuring anyway")
-            return
-
-
-def wait_idle(pid: int, limit: float, window: float = 0.5) -> float:
-    """Until C{pid} uses < 5% of a CPU over C{window} s (at most C{limit}); the wait."""
+def _wait_below(used: Callable[[], float], share: float, window: float, limit: float) -> tuple[float, float]:
+    """Until C{used()} (CPU seconds) grows by less than C{share} of a CPU over C{window} s, at most
+    C{limit} s: (the wait, the CPUs used over the last window)."""
     started = time.monotonic()
-    while time.monotonic() < started + limit:
-        before = sum(thread_cpu(pid).values())
+    while True:
+        before = used()
         time.sleep(window)
-        if sum(thread_cpu(pid).values()) - before < 0.05 * window:
-            break
-    return round(time.monotonic() - started, 2)
+        cpus = (used() - before) / window
+        if cpus < share or time.monotonic() > started + limit:
+            return round(time.monotonic() - started, 2), cpus
+
+
+def wait_quiet(limit: float) -> None:
+    """Wait (at most C{limit} s) until the machine uses < 10% of one CPU over 2 s."""
+    if limit > 0 and _wait_below(lambda: _system()["task"], 0.1, 2.0, limit)[1] >= 0.1:
+        note("machine still busy; measuring anyway")
+
+
+def wait_idle(pid: int, limit: float) -> float:
+    """Until C{pid} uses < 5% of a CPU over 0.5 s (at most C{limit}); the wait."""
+    return _wait_below(lambda: sum(thread_cpu(pid).values()), 0.05, 0.5, limit)[0]
 
 
 class Tally:

@@ -8,6 +8,7 @@ Also the small DNS and HTTP probes the benchmarks check answers with.
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import shutil
 import socket
@@ -66,22 +67,14 @@ def config_error(path: str) -> str | None:
     return (run.stdout + run.stderr).strip() or f"exit {run.returncode}"
 
 
-def _toml(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return f'"{value}"'
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    return str(value)
-
-
 def toml_tables(tables: dict[str, dict[str, Any]]) -> str:
-    def key(k: str) -> str:
-        return k if k.replace("_", "").isalnum() else f'"{k}"'
-
+    """TOML of these tables (their values written as JSON, which TOML reads alike: strings, numbers, lists, booleans)."""
+    quoted = {
+        name: {k if k.replace("_", "").isalnum() else json.dumps(k): v for k, v in t.items()}
+        for name, t in tables.items()
+    }
     return "".join(
-        f"\n[{name}]\n" + "".join(f"{key(k)} = {_toml(v)}\n" for k, v in body.items()) for name, body in tables.items()
+        f"\n[{name}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in t.items()) for name, t in quoted.items()
     )
 
 
@@ -214,7 +207,7 @@ class Server:
         limits = {"enabled": False} if limits is None else limits
         with open(self.config, "w") as f:
             f.write(base + toml_tables({"limits": limits}))
-        self.limits = "[limits] " + ", ".join(f"{k} = {_toml(v)}" for k, v in limits.items())
+        self.limits = "[limits] " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in limits.items())
         error = config_error(self.config)
         if error is not None:
             if "limits" not in error or "unknown key" not in error:

@@ -10,6 +10,7 @@ import pwd
 import re
 import shutil
 import subprocess
+from collections import Counter, defaultdict
 from typing import Any
 
 from bench.harness.procs import HOST, BenchError, Processes, run_checked
@@ -170,22 +171,14 @@ def py_spy(procs: Processes, pid: int, seconds: float, out: str) -> subprocess.P
 
 def profile_summary(path: str, top: int = 12) -> dict[str, dict[str, float]]:
     """Per thread, the share of samples of its C{top} innermost functions."""
-    leaves: dict[str, dict[str, int]] = {}
+    leaves: dict[str, Counter[str]] = defaultdict(Counter)
     with open(path) as f:
-        for line in f:
-            stack, _, count = line.rstrip("\n").rpartition(" ")
+        for stack, _, count in (line.rstrip("\n").rpartition(" ") for line in f):
+            frames = stack.split(";")
+            leaf = frames[-1].split(" (")[0] if frames[1:] else "?"
             if stack:
-                frames = stack.split(";")
-                thread = frames[0].partition(": ")[2] or frames[0]
-                leaf = frames[-1].split(" (")[0] if len(frames) > 1 else "?"
-                mine = leaves.setdefault(thread, {})
-                mine[leaf] = mine.get(leaf, 0) + int(count)
-    out = {}
-    for thread, counts in leaves.items():
-        total = sum(counts.values())
-        best = sorted(counts.items(), key=lambda kv: -kv[1])[:top]
-        out[thread] = {leaf: round(n / total, 3) for leaf, n in best}
-    return out
+                leaves[frames[0].partition(": ")[2] or frames[0]][leaf] += int(count)
+    return {t: {leaf: round(n / c.total(), 3) for leaf, n in c.most_common(top)} for t, c in leaves.items()}
 
 
 def stop_after(procs: Processes, proc: subprocess.Popen[bytes] | None, wait: float) -> None:

@@ -56,18 +56,15 @@ def users(count: int, prefix: str = "user", *, initial: bool = True, **secrets: 
     return [{"id": f"{prefix}{i}", **spec, **ipv4(i)} for i in range(1, count + 1)]
 
 
-def build_store(
-    tmp: str, path: str, specs: list[dict[str, Any]], hash_cost: int = 15, timeout: float = 600
-) -> dict[str, Any]:
+def build_store(tmp: str, path: str, specs: list[dict[str, Any]], hash_cost: int = 15) -> dict[str, Any]:
     """Write C{specs} into a new SQLite store at C{path}; returns the builder's timings."""
     spec_file = os.path.join(tmp, os.path.basename(path) + ".users.json")
     with open(spec_file, "w") as f:
         json.dump({"hash_cost": hash_cost, "users": specs}, f)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH"), REPO) if p)
-    out = run_checked(
-        [sys.executable, "-m", "bench.harness.users", spec_file, path], timeout, "building the store", env=env, cwd=tmp
-    )
+    argv = [sys.executable, "-m", "bench.harness.users", spec_file, path]
+    out = run_checked(argv, 600, "building the store", env=env, cwd=tmp)
     lines = [line for line in out.splitlines() if line.startswith("{")]
     if not lines:
         raise BenchError(f"the store builder printed nothing:\n{out}")
@@ -129,9 +126,7 @@ def _build(spec_file: str, path: str) -> None:
     started = time.monotonic()
     # hashlib.scrypt releases the GIL: hash on every CPU.
     with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 2) as pool:
-        hashes = list(
-            pool.map(lambda s: hash_password(password_of(s["id"]), log2_n=cost) if s["password"] else None, specs)
-        )
+        hashes = list(pool.map(lambda s: s["password"] and hash_password(password_of(s["id"]), log2_n=cost), specs))
     hashed = time.monotonic()
     records = []
     for s, h in zip(specs, hashes):
