@@ -85,13 +85,9 @@ def wrk_run(
     result_file = os.path.join(tmp, f"{label}.txt")
     spy = py_spy(procs, server.pid, args.duration, args.py_spy) if args.py_spy and label == "update" else None
     meter = CPUMeter({"server": server.pid})
+    lua_args = [label, *lua_args, result_file] + ([str(args.threads)] if label == "update" else [])
     run = wrk(
-        f"http://127.0.0.1:{server.http_port}{path}",
-        LUA,
-        [label, *lua_args, result_file] + ([str(args.threads)] if label == "update" else []),
-        args.threads,
-        args.connections,
-        args.duration,
+        f"http://127.0.0.1:{server.http_port}{path}", LUA, lua_args, args.threads, args.connections, args.duration
     )
     cpu = meter.read()
     stop_after(procs, spy, 15)

@@ -61,22 +61,19 @@ def code_version(exported: str | None = None) -> dict[str, Any]:
     return {"commit": git("rev-parse", "--short", "HEAD") or "?", "source": "checkout", "uncommitted_changes": dirty}
 
 
-#: A script's options: C{{"--users": (64, "help")}}, or C{(default, help, metavar)}; the type is the
-#: default's (False: a flag, None: a string, a tuple: its choices, the first the default); C{"-d --duration"}.
+#: A script's options: C{{"--users": (64, "help")}} or C{(default, help, metavar)}, C{"-d --duration"} for
+#: two names; the type is the default's (False: a flag, None: a string).
 Options = dict[str, tuple[Any, ...]]
 
 
 def parser_of(options: Options) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser()
     for flags, (default, text, *metavar) in options.items():
-        kw: dict[str, Any] = {"help": text, "metavar": metavar[0] if metavar else None}
         if default is False:
-            kw = {"help": text, "action": "store_true"}
-        elif isinstance(default, tuple):
-            kw.update(choices=default, default=default[0])
+            parser.add_argument(*flags.split(), help=text, action="store_true")
         else:
-            kw.update(default=default, type=str if default is None else type(default))
-        parser.add_argument(*flags.split(), **kw)
+            kind, name = str if default is None else type(default), metavar[0] if metavar else None
+            parser.add_argument(*flags.split(), help=text, default=default, type=kind, metavar=name)
     return parser
 
 

@@ -17,7 +17,7 @@ import sys
 import time
 from typing import Any, Callable
 
-from bench.harness.procs import HOST, BenchError, Processes, Timeout, free_ports, log_tail
+from bench.harness.procs import HOST, BenchError, Processes, Timeout, free_ports, log_tail, run_checked
 from bench.harness.users import REPO, SUFFIX, TTL
 
 BASE_PATH = "/dyndns/"
@@ -40,20 +40,13 @@ def export_code(rev: str, dest: str) -> str:
     the children's PYTHONPATH: the server runs that commit whatever the
     checkout holds meanwhile. Returns the short commit id.
     """
-    commit = subprocess.run(
-        ["git", "-C", REPO, "rev-parse", "--short", rev], capture_output=True, text=True, timeout=30
-    )
-    if commit.returncode != 0:
-        raise BenchError(f"unknown revision {rev!r}: {commit.stderr.strip()}")
+    commit = run_checked(["git", "-C", REPO, "rev-parse", "--short", rev], 30, f"revision {rev!r}").strip()
     os.makedirs(dest, exist_ok=True)
-    archive = subprocess.Popen(["git", "-C", REPO, "archive", rev, "dyndns_plugin", "twisted"], stdout=subprocess.PIPE)
-    untar = subprocess.run(["tar", "-x", "-C", dest], stdin=archive.stdout, timeout=60)
-    assert archive.stdout is not None
-    archive.stdout.close()
-    if archive.wait(60) != 0 or untar.returncode != 0:
-        raise BenchError(f"git archive {rev} failed")
+    tar = os.path.join(dest, "code.tar")
+    run_checked(["git", "-C", REPO, "archive", "-o", tar, rev, "dyndns_plugin", "twisted"], 60, f"git archive {rev}")
+    run_checked(["tar", "-x", "-C", dest, "-f", tar], 60, f"unpacking {tar}")
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (dest, os.environ.get("PYTHONPATH")) if p)
-    return commit.stdout.strip()
+    return commit
 
 
 def config_error(path: str) -> str | None:

@@ -21,11 +21,8 @@ from bench.harness.users import SUFFIX, TTL
 def require(*tools: str) -> None:
     missing = [t for t in tools if shutil.which(t) is None]
     if missing:
-        raise SystemExit(
-            f"missing: {', '.join(missing)} (Debian: apt-get install "
-            + " ".join({"named": "bind9"}.get(t, t) for t in missing)
-            + ")"
-        )
+        packages = " ".join({"named": "bind9"}.get(t, t) for t in missing)
+        raise SystemExit(f"missing: {', '.join(missing)} (Debian: apt-get install {packages})")
 
 
 def version(argv: list[str], pattern: str) -> str:
