@@ -69,23 +69,22 @@ class GnuDIPLoad(Load):
         self.cursor[slot] += 1
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setblocking(False)
-        conn = _Conn(sock, user, user.addresses[user.turn % 2], slot)
+        conn = self.inflight[sock.fileno()] = _Conn(sock, user, user.addresses[user.turn % 2], slot)
+        self.selector.register(sock, selectors.EVENT_READ, conn)  # the salt comes first
         err = sock.connect_ex((HOST, self.port))
         if err not in (0, errno.EINPROGRESS):
-            return self._fail(conn, "connect", OSError(err, os.strerror(err)), registered=False)
-        self.inflight[sock.fileno()] = conn
-        self.selector.register(sock, selectors.EVENT_READ, conn)  # the salt comes first
+            self._fail(conn, "connect", OSError(err, os.strerror(err)))
 
     def _close(self, conn: _Conn) -> None:
         self.selector.unregister(conn.sock)
         del self.inflight[conn.sock.fileno()]
         conn.sock.close()
 
-    def _fail(self, conn: _Conn, where: str, error: BaseException, registered: bool = True) -> None:
+    def _fail(self, conn: _Conn, where: str, error: BaseException) -> None:
         conn.user.uncertain = True
         kind = f"{where}: {type(error).__name__}"
         self.phase.count(kind, f"{conn.user.name} {conn.address}: {kind}: {error}")
-        self._close(conn) if registered else conn.sock.close()
+        self._close(conn)
         self.resting.append(conn.slot)  # a refused connect would spin
 
     def readable(self, key: selectors.SelectorKey) -> None:

@@ -335,11 +335,10 @@ def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -
     transfers = transfer_part(args, ours.dns_port, bind_port, deadline)
     transfers["cpu"] = meter.read()
     ours.stop()
-    problems = (
-        transfers.pop("problems")
-        + log_problems(ours.log)
-        + [f"latency: {latency[k]} updates {k.replace('_', ' ')}" for k in ("not_noerror", "not_visible") if latency[k]]
-    )
+    problems = transfers.pop("problems") + log_problems(ours.log)
+    problems += [
+        f"latency: {latency[k]} updates {k.replace('_', ' ')}" for k in ("not_noerror", "not_visible") if latency[k]
+    ]
     ratio = transfers["ixfr"]["bytes"] / transfers["axfr_after"]["bytes"]
     visible = latency.pop("visible_s")
     return {

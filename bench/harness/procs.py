@@ -79,21 +79,21 @@ def free_ports(count: int) -> list[int]:
     raise BenchError("no free port")
 
 
-def log_tail(path: str, lines: int = 30) -> str:
+def _lines(path: str) -> list[str]:
     try:
         with open(path, errors="replace") as f:
-            return "".join(f.readlines()[-lines:])
+            return f.readlines()
     except OSError:
-        return "(no log)"
+        return []
+
+
+def log_tail(path: str, lines: int = 30) -> str:
+    return "".join(_lines(path)[-lines:]) or "(no log)"
 
 
 def log_problems(path: str) -> list[str]:
     """Tracebacks and critical lines of a server log."""
-    try:
-        with open(path, errors="replace") as f:
-            return [line.rstrip() for line in f if "Traceback" in line or "Unhandled" in line or "CRITICAL" in line]
-    except OSError:
-        return []
+    return [line.rstrip() for line in _lines(path) if any(w in line for w in ("Traceback", "Unhandled", "CRITICAL"))]
 
 
 def run_checked(argv: list[str], timeout: float, what: str, **kwargs: object) -> str:

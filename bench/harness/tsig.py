@@ -40,7 +40,9 @@ class Signer:
         self._alg_wire = _wire(dns.tsig.HMAC_SHA256)
         algorithm = _wire(dns.tsig.HMAC_SHA256.canonicalize())
         self._vars_head = _wire(self.keyname.canonicalize()) + struct.pack("!HI", 255, 0) + algorithm
-        self.templates = {a: self._template(a) for a in addresses_of(i)[:2]}
+        self.templates: dict[str, tuple[bytes, bytes]] = {}
+        for address in addresses_of(i)[:2]:
+            self._template(address)
 
     def build(self, address: str, msg_id: int, signed: bool = True) -> bytes:
         import dns.update
@@ -51,7 +53,7 @@ class Signer:
             message.use_tsig(self.key, fudge=FUDGE)
         return bytes(message.to_wire())
 
-    def _template(self, address: str) -> tuple[bytes, bytes]:
+    def _template(self, address: str) -> None:
         """dnspython's unsigned message and its TSIG owner name; re-signing it here
         with dnspython's ID and time must give dnspython's bytes."""
         import dns.message
@@ -62,13 +64,14 @@ class Signer:
         tsigs = dns.message.from_wire(signed, keyring=self.keyring).tsig
         assert tsigs is not None
         tsig = tsigs[0]
-        template = (unsigned, signed[len(unsigned) : len(signed) - 10 - len(tsig.to_wire())])
-        if self._sign(template, 4711, tsig.time_signed)[0] != signed:
+        self.templates[address] = (unsigned, signed[len(unsigned) : len(signed) - 10 - len(tsig.to_wire())])
+        if self.sign(address, 4711, tsig.time_signed)[0] != signed:
             raise BenchError(f"local TSIG signing differs from dnspython's for {address}")
-        return template
 
-    def _sign(self, template: tuple[bytes, bytes], msg_id: int, now: int) -> tuple[bytes, bytes]:
-        body, owner = template
+    def sign(self, address: str, msg_id: int, now: int | None = None) -> tuple[bytes, bytes]:
+        """(wire, request MAC) of the update to C{address}, signed at C{now} (default: the current time)."""
+        body, owner = self.templates[address]
+        now = int(time.time()) if now is None else now
         head = struct.pack("!H", msg_id) + body[2:]
         time_fudge = struct.pack("!HIH", now >> 32, now & 0xFFFFFFFF, FUDGE)
         h = self._hmac.copy()
@@ -78,10 +81,6 @@ class Signer:
         rdata = self._alg_wire + time_fudge + struct.pack("!H", len(mac)) + mac + struct.pack("!HHH", msg_id, 0, 0)
         arcount = struct.pack("!H", struct.unpack("!H", head[10:12])[0] + 1)
         return head[:10] + arcount + head[12:] + owner + struct.pack("!HHIH", 250, 255, 0, len(rdata)) + rdata, mac
-
-    def sign(self, address: str, msg_id: int) -> tuple[bytes, bytes]:
-        """(wire, request MAC) for one send."""
-        return self._sign(self.templates[address], msg_id, int(time.time()))
 
     def send(self, sock: Any, address: str) -> tuple[int, float, float]:
         """
