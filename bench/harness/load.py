@@ -13,10 +13,26 @@ import selectors
 import time
 from typing import Any, Iterator
 
-from bench.harness.meter import CPUMeter, Tally, percentiles, wait_quiet
+from bench.harness.meter import CPUMeter, percentiles, wait_quiet
 from bench.harness.procs import Timeout, note
 from bench.harness.tools import py_spy, stop_after
 from bench.harness.users import addresses_of, read_generation
+
+
+class Tally:
+    """What completes while one phase of a load is current: successes with their
+    latencies, and every other outcome by kind (with a few samples)."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.ok, self.started, self.seconds = name, 0, time.perf_counter(), 0.0
+        self.latencies: list[float] = []
+        self.other: dict[str, int] = {}
+        self.samples: list[str] = []
+
+    def count(self, kind: str, sample: str = "") -> None:
+        self.other[kind] = self.other.get(kind, 0) + 1
+        if sample and len(self.samples) < 5:
+            self.samples.append(sample)
 
 
 class User:
@@ -112,8 +128,14 @@ def measure(
     if spy:
         stop_after(spy[0], profiler, 15)
     ok = max(phase.ok, 1)
-    result = phase.result()
-    result.update(
+    result = dict(
+        name=name,
+        seconds=round(phase.seconds, 3),
+        ok=phase.ok,
+        ok_per_s=phase.ok / phase.seconds,
+        latency_ms=percentiles(phase.latencies),
+        other=phase.other,
+        samples=phase.samples,
         server=load.label,
         cpu=cpu,
         commits=commits,

@@ -139,33 +139,6 @@ def wait_idle(pid: int, limit: float) -> float:
     return _wait_below(lambda: sum(thread_cpu(pid).values()), 0.05, 0.5, limit)[0]
 
 
-class Tally:
-    """What completes while one phase of a load is current: successes with their
-    latencies, and every other outcome by kind (with a few samples)."""
-
-    def __init__(self, name: str) -> None:
-        self.name, self.ok, self.started, self.seconds = name, 0, time.perf_counter(), 0.0
-        self.latencies: list[float] = []
-        self.other: dict[str, int] = {}
-        self.samples: list[str] = []
-
-    def count(self, kind: str, sample: str = "") -> None:
-        self.other[kind] = self.other.get(kind, 0) + 1
-        if sample and len(self.samples) < 5:
-            self.samples.append(sample)
-
-    def result(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "seconds": round(self.seconds, 3),
-            "ok": self.ok,
-            "ok_per_s": self.ok / self.seconds if self.seconds else 0.0,
-            "latency_ms": percentiles(self.latencies),
-            "other": self.other,
-            "samples": self.samples,
-        }
-
-
 def percentiles(seconds: list[float]) -> dict[str, float]:
     """p50/p90/p99/max/mean of durations in seconds, in milliseconds."""
     if not seconds:
