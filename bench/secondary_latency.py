@@ -108,10 +108,10 @@ def latency_part(args: argparse.Namespace, ours: int, secondary: int, bind_log: 
         rows.append(row)
         time.sleep(args.pace)
     events = bind_events(bind_log)
-    for row in rows:
-        for key in ("notified", "transferred"):
-            if row["serial"] in events[key]:
-                row[key + "_s"] = events[key][row["serial"]] - row["wall"]
+    lag = {
+        k: [events[k][r["serial"]] - r["wall"] for r in rows if r["serial"] in events[k]]
+        for k in ("notified", "transferred")
+    }
     seen = [r["visible_s"] for r in rows if r["visible_s"] is not None]
     return {
         "updates": len(rows),
@@ -119,8 +119,8 @@ def latency_part(args: argparse.Namespace, ours: int, secondary: int, bind_log: 
         "not_visible": len(rows) - len(seen),
         "ack_ms": percentiles([r["ack_s"] for r in rows]),
         "visible_ms": percentiles(seen),
-        "notify_ms": percentiles([r["notified_s"] for r in rows if "notified_s" in r]),
-        "transferred_ms": percentiles([r["transferred_s"] for r in rows if "transferred_s" in r]),
+        "notify_ms": percentiles(lag["notified"]),
+        "transferred_ms": percentiles(lag["transferred"]),
         "visible_under_100ms": sum(v < 0.1 for v in seen),
         "polls": polls,
         "visible_s": [round(v, 4) for v in seen],

@@ -19,21 +19,24 @@ TICK = os.sysconf("SC_CLK_TCK")
 DISTURBED = 0.05
 
 
+def _stat(path: str) -> tuple[str, float]:
+    """(parent pid, CPU seconds user + system) from a /proc stat file; ("", 0) if gone."""
+    try:
+        with open(path) as f:
+            fields = f.read().rpartition(")")[2].split()
+    except OSError:
+        return "", 0.0
+    return fields[1], (int(fields[11]) + int(fields[12])) / TICK
+
+
 def thread_cpu(pid: int) -> dict[int, float]:
     """CPU seconds (user + system) of every thread of C{pid}, by thread id."""
-    out: dict[int, float] = {}
     try:
         tids = os.listdir(f"/proc/{pid}/task")
     except OSError:  # gone: the caller notices
-        return out
-    for tid in tids:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/stat") as f:
-                fields = f.read().rpartition(")")[2].split()
-        except OSError:
-            continue
-        out[int(tid)] = (int(fields[11]) + int(fields[12])) / TICK
-    return out
+        return {}
+    stats = {int(tid): _stat(f"/proc/{pid}/task/{tid}/stat") for tid in tids}
+    return {tid: cpu for tid, (parent, cpu) in stats.items() if parent}  # a thread gone meanwhile: left out
 
 
 def _system() -> dict[str, float]:
@@ -52,17 +55,8 @@ def _client() -> float:
 
 def _kernel_threads() -> float:
     """CPU seconds of all kernel threads (children of kthreadd: kworker, jbd2...)."""
-    total = 0
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                with open(f"/proc/{pid}/stat") as f:
-                    fields = f.read().rpartition(")")[2].split()
-            except OSError:
-                continue
-            if pid == "2" or fields[1] == "2":
-                total += int(fields[11]) + int(fields[12])
-    return total / TICK
+    stats = [(pid, *_stat(f"/proc/{pid}/stat")) for pid in os.listdir("/proc") if pid.isdigit()]
+    return sum(cpu for pid, parent, cpu in stats if pid == "2" or parent == "2")
 
 
 def _tcp_drops() -> dict[str, int]:
