@@ -77,6 +77,11 @@ def parser_of(options: Options) -> argparse.ArgumentParser:
     return parser
 
 
+def _num(value: Any) -> str:
+    """8.0 as 8 (an option's float default beside its int short value)."""
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
 def main(
     name: str,
     doc: str,
@@ -101,7 +106,9 @@ def main(
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.description = doc.strip().split("\n\n")[0]
     args = parser.parse_args()
-    shortened = ", ".join(f"{k.replace('_', '-')} {v} instead of {parser.get_default(k)}" for k, v in short.items())
+    shortened = ", ".join(
+        f"{k.replace('_', '-')} {_num(v)} instead of {_num(parser.get_default(k))}" for k, v in short.items()
+    )
     if args.short:
         vars(args).update(short)
     deadline = time.monotonic() + args.timeout
