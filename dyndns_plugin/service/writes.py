@@ -88,11 +88,7 @@ class ClientWrites:
     ) -> defer.Deferred[UpdateResult]:
         """See L{dyndns_plugin.service.core.DynDNSService.update}."""
 
-        async def action() -> UpdateResult:
-            old = self.registry.state(user_id)
-            refused = self._refuse_update(user_id)
-            if refused is not None:
-                return refused
+        async def action(old: HostState | None) -> UpdateResult:
             try:
                 ipv4, ipv6 = split_addresses(addresses)
             except ValidationError as e:
@@ -125,11 +121,7 @@ class ClientWrites:
         if ipv4 is None and ipv6 is None:
             return self.set_offline(user_id, method, client_address)
 
-        async def action() -> UpdateResult:
-            old = self.registry.state(user_id)
-            refused = self._refuse_update(user_id)
-            if refused is not None:
-                return refused
+        async def action(old: HostState | None) -> UpdateResult:
             if (ipv4 is not None and ipv4.version != 4) or (ipv6 is not None and ipv6.version != 6):
                 return UpdateResult(UpdateStatus.BAD_ADDRESS, old, "address of the wrong family")
             try:
@@ -149,11 +141,7 @@ class ClientWrites:
     ) -> defer.Deferred[UpdateResult]:
         """See L{dyndns_plugin.service.core.DynDNSService.set_offline}."""
 
-        async def action() -> UpdateResult:
-            old = self.registry.state(user_id)
-            refused = self._refuse_update(user_id)
-            if refused is not None:
-                return refused
+        async def action(old: HostState | None) -> UpdateResult:
             if old is not None and old.offline:
                 return UpdateResult(UpdateStatus.NOCHG, old, "already offline")
             limited = self._rate_limited(user_id, method, old)
@@ -173,10 +161,20 @@ class ClientWrites:
     # -- the steps
 
     def _in_turn(
-        self, user_id: str, method: str, action: Callable[[], Coroutine[Any, Any, UpdateResult]]
+        self, user_id: str, method: str, action: Callable[[HostState | None], Coroutine[Any, Any, UpdateResult]]
     ) -> defer.Deferred[UpdateResult]:
-        """Run C{action} in C{user_id}'s turn; the hooks hear its result."""
-        done = self.order.run(user_id, action)
+        """
+        Run C{action(old state)} in C{user_id}'s turn, unless the user may not
+        change its state now (unknown, disabled); the hooks hear the result.
+        """
+
+        async def guarded() -> UpdateResult:
+            refused = self._refuse_update(user_id)
+            if refused is not None:
+                return refused
+            return await action(self.registry.state(user_id))
+
+        done = self.order.run(user_id, guarded)
         if not self.on_update_result:
             return done
         started = self.clock.seconds()
