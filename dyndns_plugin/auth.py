@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from twisted.cred import credentials, error
 from twisted.cred.checkers import ICredentialsChecker
@@ -34,6 +34,8 @@ from dyndns_plugin.model import User
 from dyndns_plugin.passwords import gnudip_hash, verify_password
 
 log = Logger()
+
+T = TypeVar("T")
 
 #: How long a verified password is remembered (seconds).
 CACHE_SECONDS = 300.0
@@ -155,6 +157,14 @@ class PasswordChecker:
     def _cache_key(self, user_id: str, password: str) -> bytes:
         message = user_id.encode() + b"\x00" + password.encode("utf-8", "surrogatepass")
         return hmac.new(self._key, message, hashlib.sha256).digest()
+
+    def in_pool(self, function: Callable[..., T], *args: Any) -> defer.Deferred[T]:
+        """
+        C{function(*args)} on this checker's thread pool: for other password
+        work that must not block the reactor (hashing a password an admin
+        sets costs one scrypt, ~0.1 s).
+        """
+        return self._in_thread(function, *args)
 
     def _in_thread(self, function: Any, *args: Any) -> defer.Deferred[Any]:
         if self._pool is None:

@@ -23,6 +23,7 @@ import hashlib
 import ipaddress
 import json
 import re
+import threading
 from typing import Any, Iterable
 from urllib.parse import quote, urlsplit
 
@@ -813,6 +814,29 @@ class UserTests(AdminTestCase):
         self.assertEqual(self.served("frank.example.org"), ("198.51.100.60",))
         again = self.json((yield self.call("GET", "/api/users/frank")))
         self.assertEqual({k: v for k, v in again.items() if k != "state"}, got)
+
+    @defer.inlineCallbacks
+    def test_passwords_hashed_off_the_reactor_thread(self):
+        """A password set by PUT or by POST /api/config is hashed (scrypt, ~0.1 s) on a pool thread, not the reactor's."""
+        import dyndns_plugin.document as document
+
+        hashed_on: list[threading.Thread] = []
+        real = document.hash_password
+
+        def recording(password: str) -> str:
+            hashed_on.append(threading.current_thread())
+            return real(password)
+
+        self.patch(document, "hash_password", recording)
+        response = yield self.call("PUT", "/api/users/frank", {"password": "frank-pw"})
+        self.assertEqual(response.status, 201, response.raw)
+        config = yield self.call("GET", "/api/config")
+        body = self.json(config)
+        body["users"]["users"].append({"id": "hank", "password": "hank-pw"})
+        response = yield self.call("PUT", "/api/config", body, headers=[("If-Match", config.header("etag"))])
+        self.assertEqual(response.status, 200, response.raw)
+        self.assertEqual(len(hashed_on), 2)
+        self.assertNotIn(threading.main_thread(), hashed_on)
 
     @defer.inlineCallbacks
     def test_put_creates_with_state(self):

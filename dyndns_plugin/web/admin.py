@@ -344,7 +344,8 @@ class AdminResource(resource.Resource):
         if "settings" in body:
             self._check_settings(body["settings"])
         try:
-            users, states = parse_document(body["users"])
+            # Passwords in the document are hashed (scrypt) off the reactor thread.
+            users, states = await self.auth.checker.in_pool(parse_document, body["users"])
         except ValidationError as e:
             raise ApiError(http.BAD_REQUEST, e.message, _users_field(e.field)) from None
         for i, user in enumerate(users):
@@ -427,7 +428,7 @@ class AdminResource(resource.Resource):
             merged.update(body)
             body = merged
         try:
-            user, state = user_from_dict({**body, "id": user_id})
+            user, state = await self.auth.checker.in_pool(user_from_dict, {**body, "id": user_id})
         except ValidationError as e:
             raise ApiError(http.BAD_REQUEST, e.message, e.field.removeprefix("user.")) from None
         try:
