@@ -20,9 +20,27 @@ from twisted.trial import unittest
 
 from dyndns_plugin import DynDNSService, MemoryUserStore, Settings, User, listen_dns
 from dyndns_plugin.config import settings_from_dict
+from dyndns_plugin.dns.zones import StaticZone, suffix_zone
 
 SUFFIX = "dyn.example.com"
 HOST = "127.0.0.1"
+
+
+def example_suffix_zone(serial: int, *, expire: int = 86400, glue: bool = True) -> StaticZone:
+    """The suffix zone the unit tests use: C{ns1.<suffix>}, with its glue 192.0.2.53 unless C{glue} is false."""
+    return suffix_zone(
+        SUFFIX,
+        mname=f"ns1.{SUFFIX}",
+        rname=f"hostmaster.{SUFFIX}",
+        serial=serial,
+        refresh=3600,
+        retry=600,
+        expire=expire,
+        minimum=60,
+        ttl=3600,
+        nameservers=[f"ns1.{SUFFIX}"],
+        glue={f"ns1.{SUFFIX}": [ipaddress.ip_address("192.0.2.53")]} if glue else {},
+    )
 
 
 def disconnect(factory: Any) -> defer.Deferred[None]:

@@ -32,14 +32,13 @@ from twisted.trial import unittest
 from dyndns_plugin.dns.resolver import DynDNSResolver
 from dyndns_plugin.dns.server import DynDNSServerFactory, listen_dns
 from dyndns_plugin.dns.signing import TSIGKey, labels_of
-from dyndns_plugin.dns.zones import suffix_zone
 from dyndns_plugin.model import User
 from dyndns_plugin.replication.journal import ZoneState
 from dyndns_plugin.replication.notify import Notifier
 from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.store.memory import MemoryUserStore
 from dyndns_plugin.tap import build_service, load_zones
-from tests.dns_helpers import memory_settings
+from tests.dns_helpers import example_suffix_zone, memory_settings
 from tests.typing_helpers import udp_reactor
 
 SUFFIX = "dyn.example.com"
@@ -94,19 +93,7 @@ def acknowledge(data: bytes, ident: int | None = None, rcode: int = dns.rcode.NO
 
 
 def make_zone(serial: int = 100) -> ZoneState:
-    zone = suffix_zone(
-        SUFFIX,
-        mname=f"ns1.{SUFFIX}",
-        rname=f"hostmaster.{SUFFIX}",
-        serial=serial,
-        refresh=3600,
-        retry=600,
-        expire=1209600,
-        minimum=60,
-        ttl=3600,
-        nameservers=[f"ns1.{SUFFIX}"],
-        glue={},
-    )
+    zone = example_suffix_zone(serial, expire=1209600, glue=False)
     return ZoneState(zone, True, 10)
 
 

@@ -35,7 +35,7 @@ from dyndns_plugin.auth import PasswordChecker
 from dyndns_plugin.config import HTTPSettings
 from dyndns_plugin.dns.resolver import DynDNSResolver
 from dyndns_plugin.dns.server import DynDNSServerFactory
-from dyndns_plugin.dns.zones import suffix_zone
+from dyndns_plugin.dns.zones import StaticZone
 from dyndns_plugin.metrics import Metrics, MetricsResource
 from dyndns_plugin.model import HostState, UpdateStatus, User
 from dyndns_plugin.passwords import gnudip_hash, md5_verifier
@@ -47,7 +47,7 @@ from dyndns_plugin.replication.transfer import TransferHandler
 from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.store.memory import MemoryUserStore
 from dyndns_plugin.web.common import DynDNSRequest
-from tests.dns_helpers import serve_dns
+from tests.dns_helpers import example_suffix_zone, serve_dns
 from tests.typing_helpers import TestCaseMixin, listen_tcp, port_number
 from tests.web_helpers import (
     PASSWORDS,
@@ -85,20 +85,8 @@ def auth_failures(metrics: Metrics, method: str) -> float | None:
     return value(metrics, "dyndns_auth_failures_total", method=method)
 
 
-def make_zone(serial: int = 2024010101) -> Any:
-    return suffix_zone(
-        SUFFIX,
-        mname=f"ns1.{SUFFIX}",
-        rname=f"hostmaster.{SUFFIX}",
-        serial=serial,
-        refresh=3600,
-        retry=600,
-        expire=86400,
-        minimum=60,
-        ttl=3600,
-        nameservers=[f"ns1.{SUFFIX}"],
-        glue={f"ns1.{SUFFIX}": [ipaddress.ip_address("192.0.2.53")]},
-    )
+def make_zone(serial: int = 2024010101) -> StaticZone:
+    return example_suffix_zone(serial)
 
 
 class SlowStore(MemoryUserStore):

@@ -10,30 +10,19 @@ import ipaddress
 from twisted.internet import defer, task
 from twisted.trial import unittest
 
-from dyndns_plugin.dns.zones import suffix_zone
+from dyndns_plugin.dns.zones import StaticZone
 from dyndns_plugin.model import User
 from dyndns_plugin.replication.publisher import ZonePublisher
 from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.store import IZoneJournal
 from dyndns_plugin.store.memory import MemoryUserStore
+from tests.dns_helpers import example_suffix_zone
 
 SUFFIX = "dyn.example.com"
 
 
-def make_zone(serial: int = 2024010101):  # type: ignore[no-untyped-def]
-    return suffix_zone(
-        SUFFIX,
-        mname=f"ns1.{SUFFIX}",
-        rname=f"hostmaster.{SUFFIX}",
-        serial=serial,
-        refresh=3600,
-        retry=600,
-        expire=86400,
-        minimum=60,
-        ttl=3600,
-        nameservers=[f"ns1.{SUFFIX}"],
-        glue={f"ns1.{SUFFIX}": [ipaddress.ip_address("192.0.2.53")]},
-    )
+def make_zone(serial: int = 2024010101) -> StaticZone:
+    return example_suffix_zone(serial)
 
 
 class PublisherJournalTests(unittest.SynchronousTestCase):

@@ -14,7 +14,7 @@ import dns.serial
 from twisted.names import dns as tdns
 from twisted.trial.unittest import SynchronousTestCase
 
-from dyndns_plugin.dns.zones import StaticZone, suffix_zone
+from dyndns_plugin.dns.zones import StaticZone
 from dyndns_plugin.model import HostState, User
 from dyndns_plugin.registry import Registry
 from dyndns_plugin.replication.journal import (
@@ -26,6 +26,7 @@ from dyndns_plugin.replication.journal import (
     serial_newer,
 )
 from dyndns_plugin.store import JournalStep, ZoneHistory
+from tests.dns_helpers import example_suffix_zone
 
 SUFFIX = "dyn.example.com"
 DEFAULT_TTL = 30
@@ -33,19 +34,7 @@ TYPE_MX = 15
 
 
 def make_suffix_zone(serial: int = 1000) -> StaticZone:
-    return suffix_zone(
-        SUFFIX,
-        mname=f"ns1.{SUFFIX}",
-        rname=f"hostmaster.{SUFFIX}",
-        serial=serial,
-        refresh=3600,
-        retry=600,
-        expire=1209600,
-        minimum=60,
-        ttl=3600,
-        nameservers=[f"ns1.{SUFFIX}"],
-        glue={f"ns1.{SUFFIX}": [ipaddress.ip_address("192.0.2.53")]},
-    )
+    return example_suffix_zone(serial, expire=1209600)
 
 
 def make_host_zone(serial: int = 2000) -> StaticZone:
