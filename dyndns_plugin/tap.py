@@ -111,13 +111,18 @@ def make_store(settings: Settings, reactor: Any = None) -> IUserStore:
     """The configured store; the state directory is made if the store is in it."""
     if settings.store_backend == "memory":
         return MemoryUserStore()
-    folder = os.path.dirname(settings.store_path)
+    make_state_directory_for(settings, settings.store_path)
+    return SQLiteUserStore(settings.store_path, reactor)
+
+
+def make_state_directory_for(settings: Settings, path: str) -> None:
+    """Make the state directory if C{path} (a file the service writes) is in it."""
+    folder = os.path.dirname(path)
     if settings.state_directory and folder == settings.state_directory:
         try:
             ensure_state_directory(folder)
         except OSError as e:
             raise StoreError(f"{folder}: cannot make the state directory: {e.strerror}") from None
-    return SQLiteUserStore(settings.store_path, reactor)
 
 
 def load_zones(settings: Settings) -> list[StaticZone]:
@@ -364,6 +369,7 @@ def build_service(
 
         signer = None
         if settings.http.gnudip:
+            make_state_directory_for(settings, settings.gnudip.http_key_file)
             signer = SaltSigner(
                 load_or_create_key(settings.gnudip.http_key_file),
                 dyndns.clock,
