@@ -325,4 +325,3 @@ def reference_markdown() -> str:
                 default = key.default_text().replace("|", "\\|")
                 out.append(f"| `{key.name}` | `{default}` | {why} |")
     return "\n".join(out) + "\n"
-

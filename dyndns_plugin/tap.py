@@ -11,6 +11,7 @@ from typing import Any
 
 from twisted.application import internet, service, strports
 from twisted.internet import endpoints
+from twisted.logger import Logger
 from twisted.python import reflect, usage
 
 from dyndns_plugin.auth import PasswordChecker
@@ -25,6 +26,8 @@ from dyndns_plugin.store import IUserStore, StoreError
 from dyndns_plugin.store.memory import MemoryUserStore
 from dyndns_plugin.store.sqlite import SQLiteUserStore
 from dyndns_plugin.version import __version__
+
+log = Logger()
 
 
 class StartupError(SystemExit):
@@ -64,8 +67,10 @@ class Options(usage.Options):
             if isinstance(self.store, SQLiteUserStore):
                 self.store.check()
             check_endpoints(self.settings)
-        except (ConfigError, ZoneFileError, StoreError) as e:
+        except (ConfigError, ZoneFileError) as e:
             raise StartupError(str(e)) from None
+        except StoreError as e:
+            raise StartupError(f"{self.settings.path}: store.path: {e}") from None
 
 
 def version_line() -> str:
@@ -258,6 +263,9 @@ class DynDNSApplication(service.MultiService):
         super().__init__()
         self.settings = settings
         self._listeners: dict[int, tuple[str, str]] = {}
+        #: twistd -n: a listener that cannot open ends the process with one
+        #: line on standard error (else L{ListenError} is raised).
+        self.exit_on_listen_error = False
 
     def add_listener(self, listener: service.Service, key: str, where: str) -> None:
         """Add C{listener}, opened from configuration key C{key}, listening C{where}."""
@@ -269,10 +277,7 @@ class DynDNSApplication(service.MultiService):
             try:
                 child.privilegedStartService()
             except Exception as e:
-                if id(child) not in self._listeners:
-                    raise
-                key, where = self._listeners[id(child)]
-                raise StartupError(f"{self.settings.path}: {key}: cannot listen on {where}: {listen_problem(e)}") from e
+                self._listen_failed(child, e)
 
     def startService(self) -> None:
         service.Service.startService(self)
@@ -280,10 +285,24 @@ class DynDNSApplication(service.MultiService):
             try:
                 child.startService()
             except Exception as e:  # a listener that opens only here
-                if id(child) not in self._listeners:
-                    raise
-                key, where = self._listeners[id(child)]
-                raise StartupError(f"{self.settings.path}: {key}: cannot listen on {where}: {listen_problem(e)}") from e
+                self._listen_failed(child, e)
+
+    def _listen_failed(self, child: service.IService, error: Exception) -> None:
+        if id(child) not in self._listeners:
+            raise error
+        key, where = self._listeners[id(child)]
+        message = f"{self.settings.path}: {key}: cannot listen on {where}: {listen_problem(error)}"
+        log.critical("{message}", message=message)
+        if self.exit_on_listen_error:
+            # twistd -n has sent sys.stderr to the log by now: the one line
+            # goes to the real standard error, and nothing else does.
+            print(f"twistd dyndns: {message}", file=sys.__stderr__, flush=True)
+            raise SystemExit(1)
+        raise ListenError(message) from error
+
+
+class ListenError(Exception):
+    """A listener could not open (L{DynDNSApplication}); the message names its key."""
 
 
 def listen_problem(error: Exception) -> str:
@@ -438,6 +457,8 @@ def makeService(options: Options) -> DynDNSApplication:
     # that a flood on one cannot take the descriptors the others need.
     open_files = raise_open_files_limit()
     top = build_service(options.settings, options.store, options.zones, open_files=open_files)
+    twistd_options = getattr(options, "parent", None) or {}
+    top.exit_on_listen_error = bool(twistd_options.get("nodaemon"))
     if getattr(options, "embedded_default", False):
         print(startup_summary(options.settings), flush=True)
     return top

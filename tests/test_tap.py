@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
 
 from twisted.application import internet
+from twisted.internet import error
 from twisted.trial.unittest import SynchronousTestCase
 
 from dyndns_plugin import tap
+from dyndns_plugin.config import settings_from_dict
 from dyndns_plugin.control import control_address
 from dyndns_plugin.service import DynDNSService
+from dyndns_plugin.store.memory import MemoryUserStore
 from tests.tools import write_test_file
 
 
@@ -104,3 +109,37 @@ class OptionsTests(SynchronousTestCase):
         self.assertIsInstance(children[1], internet.TCPServer)
         # makeService hangs the service on the MultiService it returns (an attribute mypy cannot see)
         self.assertEqual(top.dyndns.suffix, "dyn.example.com")  # type: ignore[attr-defined]
+
+
+class ListenProblemTests(SynchronousTestCase):
+    """What an operator reads when a listener cannot open."""
+
+    def test_words_for_the_usual_causes(self) -> None:
+        def cannot(code: int) -> Exception:
+            return error.CannotListenError("127.0.0.1", 53, OSError(code, os.strerror(code)))
+
+        self.assertIn("already in use", tap.listen_problem(cannot(errno.EADDRINUSE)))
+        denied = tap.listen_problem(cannot(errno.EACCES))
+        self.assertIn("permission denied", denied)
+        self.assertIn("CAP_NET_BIND_SERVICE", denied)
+        self.assertIn("systemd socket activation", denied)
+        self.assertEqual(tap.listen_problem(cannot(errno.EADDRNOTAVAIL)), "no such local address")
+
+    def test_embedded_service_raises_listen_error_naming_the_key(self) -> None:
+        """Outside twistd -n the failure is an exception (twistd's daemon parent prints it), never an exit."""
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+            taken.bind(("127.0.0.1", 0))
+            port = taken.getsockname()[1]
+            settings = settings_from_dict(
+                {"dns": {"listen": [f"127.0.0.1:{port}"]}, "http": {"listen": []}, "gnudip": {"listen": []}},
+                "x.toml",
+                state_dir=os.path.abspath(self.mktemp()),
+            )
+            top = tap.build_service(settings, store=MemoryUserStore())
+            failure = self.assertRaises(tap.ListenError, top.privilegedStartService)
+            for child in top:
+                port_object = getattr(child, "_port", None)
+                if port_object is not None:
+                    port_object.stopListening()
+        self.assertIn(f"x.toml: dns.listen[0]: cannot listen on 127.0.0.1:{port} (UDP)", str(failure))
+        self.assertIn("already in use", str(failure))

@@ -251,12 +251,12 @@ def base_settings(port: int) -> dict[str, Any]:
     The harness's base configuration: suffix L{SUFFIX}, DNS on
     127.0.0.1:C{port}, an SQLite store beside the file, poll interval 0.2 s,
     and no HTTP or GnuDIP listener (their defaults are fixed ports) unless
-    an override adds one.
+    an override adds one; the GnuDIP HTTP key beside the file too.
     """
     return {
         "service": {"suffix": SUFFIX, "poll_interval": 0.2},
         "http": {"listen": []},
-        "gnudip": {"listen": []},
+        "gnudip": {"listen": [], "http_key_file": "gnudip-http.key"},
         "store": {"backend": "sqlite", "path": "users.sqlite"},
         "dns": {
             "listen": [f"127.0.0.1:{port}"],

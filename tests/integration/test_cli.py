@@ -129,7 +129,8 @@ class CommandTests(SynchronousTestCase):
         out = cli_ok(self.config, "user", "update", "alice", "2001:db8::7", "198.51.100.7", "--ttl", "120")
         self.assertEqual(out, "nochg 198.51.100.7 2001:db8::7\n")
         out = cli_ok(self.config, "user", "offline", "alice")
-        self.assertTrue(out.startswith("good"), out)
+        # What DNS serves now (the offline IPv4), not the last online address.
+        self.assertEqual(out, "alice is offline: DNS serves 192.0.2.2\n")
 
         alice = self.show("alice")
         self.assertEqual(alice["hostnames"], ["*.alice.example.net", "www.alice.example.org"])
@@ -385,8 +386,14 @@ class BadInputTests(SynchronousTestCase):
 
     def test_invalid_user_id(self) -> None:
         self.assertRejected(
-            "user", "add", "Bad_Id", "--password", "pw", expect=("id:", "'Bad_Id'", "not a valid user id")
+            "user", "add", "Bad_Id", "--password", "pw", expect=("id:", "'bad_id'", "not a valid user id")
         )
+        # Ids are case-insensitive: Carol is carol, lowercased on input (not refused).
+        self.assertEqual(
+            cli_ok(self.config, "user", "add", "Carol", "--password", "pw"), "added carol (carol.dyn.example.com)\n"
+        )
+        self.assertEqual(json.loads(cli_ok(self.config, "user", "show", "CAROL", "--json"))["id"], "carol")
+        cli_ok(self.config, "user", "remove", "CaRoL")
         self.assertRejected("user", "add", "carol-", "--password", "pw", expect=("'carol-'", "not a valid user id"))
         self.assertUntouched()
 
