@@ -147,3 +147,56 @@ def metric_families(exposition: str) -> dict[str, tuple[set[str], set[str]]]:
         if name.endswith("_created") and name.removesuffix("_created") in families:
             del families[name]
     return families
+
+
+def every_metric_exposition() -> str:
+    """
+    The C{/metrics} text of a L{Metrics} attached to everything it can
+    export (a real service; stand-ins with the attributes the scrape-time
+    collectors read for the DNS factory, zone publisher and connection
+    limiters), with one update so that labelled families have samples.
+    """
+    from types import SimpleNamespace
+
+    from dyndns_plugin.dns.rrl import CLASS_NAMES
+    from dyndns_plugin.metrics import Metrics
+    from dyndns_plugin.model import UpdateStatus
+    from dyndns_plugin.service import DynDNSService
+    from dyndns_plugin.store.memory import MemoryUserStore
+
+    service = DynDNSService(MemoryUserStore(), "dyn.example.com", poll_interval=None)
+    factory = SimpleNamespace(
+        on_reply=None,
+        rrl=SimpleNamespace(dropped=[0] * len(CLASS_NAMES), slipped=[0] * len(CLASS_NAMES)),
+        cookie_queries={"good": 0},
+        bad_input={"malformed": 0},
+    )
+    publisher = SimpleNamespace(zones=[SimpleNamespace(origin="dyn.example.com", serial=1)])
+    limiter = SimpleNamespace(open=0, max_total=64, refused={"total": 0}, timed_out={"idle": 0})
+    metrics = Metrics()
+    metrics.attach(service, factory, publisher)
+    metrics.attach_connections({"http": limiter})
+    metrics.update_result("dyndns2", UpdateStatus.GOOD, 0.01)
+    return metrics.render().decode("utf-8")
+
+
+def metrics_table(exposition: str) -> str:
+    """
+    A Markdown table of every metric family in C{exposition}: the series
+    names to query, the type, the labels and the help text.
+    """
+    rows = ["| Series | Type | Labels | What it counts |", "| --- | --- | --- | --- |"]
+    for family in text_string_to_metric_families(exposition):
+        if family.name.endswith("_created"):
+            continue
+        series = sorted({s.name for s in family.samples if not s.name.endswith("_created")})
+        if family.type == "histogram":
+            series = [family.name + "_bucket", family.name + "_sum", family.name + "_count"]
+        labels = sorted({label for s in family.samples for label in s.labels if label != "le"})
+        if family.type == "histogram":
+            labels.append("le (\\_bucket)")
+        help_text = family.documentation.replace("|", "\\|")
+        rows.append(
+            f"| {'<br>'.join(f'`{s}`' for s in series)} | {family.type} | {', '.join(labels) or '-'} | {help_text} |"
+        )
+    return "\n".join(rows) + "\n"

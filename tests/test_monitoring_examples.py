@@ -7,6 +7,9 @@ unique ids, panels on the grid without overlap, every query valid PromQL).
 C{promtool} is Debian's C{prometheus} package: missing, these tests skip
 locally and fail in CI (L{tests.tools.require_tool}).
 
+docs/monitoring.md's table of metrics is the one generated from the code,
+and its table of alerts names every alert.
+
 That every metric those queries name is one a running server exports is
 checked against a real server in L{tests.integration.test_monitoring}; the
 name extraction it relies on (L{tests.monitoring_helpers}) is checked here.
@@ -25,12 +28,15 @@ from dyndns_plugin.metrics import Metrics
 from dyndns_plugin.model import UpdateStatus
 from tests.monitoring_helpers import (
     PROMETHEUS,
+    ROOT,
     alert_expressions,
     dashboard_queries,
+    every_metric_exposition,
     grafana_to_promql,
     load_alerts,
     load_dashboard,
     metric_families,
+    metrics_table,
     selected_metrics,
 )
 from tests.tools import require_tool
@@ -221,3 +227,22 @@ class MetricNameTests(SynchronousTestCase):
     def test_alerts_name_metrics(self) -> None:
         for where, expr in alert_expressions(load_alerts()):
             self.assertTrue(selected_metrics(expr), where)
+
+
+class DocsTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        with open(os.path.join(ROOT, "docs", "monitoring.md")) as f:
+            self.doc = f.read()
+
+    def test_metrics_table_is_current(self) -> None:
+        """The table between the markers is L{metrics_table} of every metric; regenerate it when this fails."""
+        start = "<!-- metrics table: generated, do not edit -->\n"
+        end = "<!-- end of metrics table -->"
+        self.assertIn(start, self.doc)
+        documented = self.doc[self.doc.index(start) + len(start) : self.doc.index(end)]
+        # The table, then a blank line that ends it before the end marker.
+        self.assertEqual(documented, metrics_table(every_metric_exposition()) + "\n")
+
+    def test_every_alert_documented(self) -> None:
+        for rule in load_alerts()["groups"][0]["rules"]:
+            self.assertIn(f"| `{rule['alert']}` |", self.doc)

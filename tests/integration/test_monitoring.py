@@ -3,7 +3,7 @@ The Grafana dashboard and the alert rules ask only for metrics that a real
 server exports: a real C{twistd -n dyndns} (HTTP, GnuDIP and admin
 listeners, the suffix zone published) gets a good update, a refused login,
 a DNS query and an HTTP connection that times out, so its labelled series
-exist; C{curl} scrapes C{/metrics} with a bearer token the way
+exist (the same metric families as docs/monitoring.md's generated table); C{curl} scrapes C{/metrics} with a bearer token the way
 examples/prometheus/prometheus.yml does; and every metric name that the
 dashboard's queries and variables and the alerts' expressions select (parsed
 with a real PromQL parser) has a sample in that scrape, series names
@@ -21,6 +21,7 @@ from tests.monitoring_helpers import (
     SCRAPE_SERIES,
     alert_expressions,
     dashboard_queries,
+    every_metric_exposition,
     load_alerts,
     load_dashboard,
     metric_families,
@@ -99,3 +100,6 @@ class ExportedMetricsTests(SharedServerTestCase):
         # an alert (through one of its series: _total, _bucket...).
         unused = {name for name, (series, _) in families.items() if not series & used.keys()}
         self.assertEqual(unused, set(), "metrics /metrics exports that neither the dashboard nor an alert uses")
+        # The families documented in docs/monitoring.md (generated from a
+        # Metrics attached to stand-ins) are the real server's.
+        self.assertEqual(set(metric_families(every_metric_exposition())), set(families))
