@@ -241,7 +241,12 @@ class DocsTests(SynchronousTestCase):
         self.assertIn(start, self.doc)
         documented = self.doc[self.doc.index(start) + len(start) : self.doc.index(end)]
         # The table, then a blank line that ends it before the end marker.
-        self.assertEqual(documented, metrics_table(every_metric_exposition()) + "\n")
+        self.assertEqual(
+            documented,
+            metrics_table(every_metric_exposition()) + "\n",
+            "regenerate: python -c 'from tests.monitoring_helpers import every_metric_exposition as e, "
+            "metrics_table as t; print(t(e()))'",
+        )
 
     def test_every_alert_documented(self) -> None:
         for rule in load_alerts()["groups"][0]["rules"]:
