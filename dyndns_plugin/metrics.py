@@ -11,6 +11,9 @@ they offer hooks, and L{Metrics.attach} subscribes to them:
  - C{DynDNSService.on_auth_failure}: credentials an adapter refused (HTTP
    URL and Basic auth, C{/nic/update}, GnuDIP TCP and HTTP, TSIG):
    C{dyndns_auth_failures_total{method}};
+ - C{DynDNSService.on_store_error}: store operations that failed, a client
+   write (the client got 911) or a poll for other processes' writes:
+   C{dyndns_store_errors_total{operation}};
  - C{DynDNSServerFactory.on_reply}: every answer to a query, NOTIFY or
    transfer request, by RCODE: C{dyndns_dns_queries_total{result}}. This one
    is on the benchmarked query path, so it is a plain list increment (about
@@ -51,7 +54,7 @@ from dyndns_plugin.methods import CLIENT_METHODS
 from dyndns_plugin.model import UpdateStatus
 from dyndns_plugin.web.common import finish
 
-__all__ = ["Metrics", "MetricsResource", "RCODE_NAMES"]
+__all__ = ["Metrics", "MetricsResource", "RCODE_NAMES", "STORE_OPERATIONS"]
 
 #: RCODE -> the C{result} label of C{dyndns_dns_queries_total}; any other
 #: RCODE is shown as its number.
@@ -69,6 +72,8 @@ RCODE_NAMES = {
     10: "NOTZONE",
     16: "BADVERS",
 }
+#: The C{operation} label of C{dyndns_store_errors_total}.
+STORE_OPERATIONS = ("write", "poll")
 #: Always exported (as 0 until seen), so dashboards have every series.
 _COMMON_RCODES = (0, 1, 2, 3, 4, 5)
 USER_STATES = ("online", "offline", "never", "disabled")
@@ -140,6 +145,15 @@ class Metrics:
             ["method"],
             registry=self.registry,
         )
+        self.store_errors = Counter(
+            "dyndns_store_errors",
+            "Store operations that failed: a client write (answered 911) or a "
+            "poll for changes made by other processes, by operation.",
+            ["operation"],
+            registry=self.registry,
+        )
+        for operation in STORE_OPERATIONS:
+            self.store_errors.labels(operation)
         # Every client method's auth counters exist from the start.
         for method in CLIENT_METHODS:
             self.auth_failures.labels(method)
@@ -164,15 +178,16 @@ class Metrics:
 
     def attach(self, service: Any, dns_factory: Any = None, publisher: Any = None) -> None:
         """
-        Subscribe to a L{DynDNSService} (updates, auth failures, users), a
-        L{DynDNSServerFactory} (answers; it has one C{on_reply} slot, which
-        this takes) and a L{ZonePublisher} (zone serials). Auth failures
+        Subscribe to a L{DynDNSService} (updates, auth failures, store
+        errors, users), a L{DynDNSServerFactory} (answers; it has one
+        C{on_reply} slot, which this takes) and a L{ZonePublisher} (zone serials). Auth failures
         come from the adapters through the service, so a custom password
         checker needs nothing to be counted.
         """
         service.on_update_result.append(self.update_result)
         service.on_auth_failure.append(self.auth_failed)
         service.on_auth_locked.append(self.locked)
+        service.on_store_error.append(self.store_failed)
         self._services.append(service)
         if dns_factory is not None:
             dns_factory.on_reply = self.count_reply
@@ -206,6 +221,10 @@ class Metrics:
     def locked(self, method: str) -> None:
         """C{DynDNSService.on_auth_locked}."""
         self.auth_locked.labels(method or "unknown").inc()
+
+    def store_failed(self, operation: str) -> None:
+        """C{DynDNSService.on_store_error}."""
+        self.store_errors.labels(operation).inc()
 
     # -- computed at scrape time
 

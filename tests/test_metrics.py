@@ -96,6 +96,7 @@ class SlowStore(MemoryUserStore):
         super().__init__()
         self.pending: list[defer.Deferred[None]] = []
         self.fail_next = False
+        self.fail_polls = False
 
     def save_state(self, state: Any) -> defer.Deferred[None]:
         saved = super().save_state(state)
@@ -107,6 +108,11 @@ class SlowStore(MemoryUserStore):
         else:
             gate.addCallback(lambda _: saved)
         return gate
+
+    def changes_since(self, generation: int) -> Any:
+        if self.fail_polls:
+            return defer.fail(OSError("database is locked"))
+        return super().changes_since(generation)
 
     def release(self) -> None:
         pending, self.pending = self.pending, []
@@ -184,6 +190,30 @@ class ServiceMetricsTests(unittest.SynchronousTestCase):
         self.flushLoggedErrors(OSError)
         self.assertEqual(updates(self.metrics, "dyndns2", "911"), 1)
         self.assertIsNone(value(self.metrics, "dyndns_update_duration_seconds_count", method="dyndns2"))
+
+    def test_store_errors(self) -> None:
+        """
+        A write the store refused and a poll the store failed are each
+        counted under their operation; both series exist at 0 before any
+        failure, and successful writes and polls count nothing.
+        """
+
+        def errors() -> dict[str, float | None]:
+            return {op: value(self.metrics, "dyndns_store_errors_total", operation=op) for op in ("write", "poll")}
+
+        self.assertEqual(errors(), {"write": 0, "poll": 0})
+        self.run_write(self.service.update("alice", [ipaddress.ip_address("192.0.2.1")], None, "dyndns2"))
+        self.successResultOf(defer.ensureDeferred(self.service.poll()))
+        self.assertEqual(errors(), {"write": 0, "poll": 0})
+        self.store.fail_next = True
+        result = self.run_write(self.service.update("alice", [ipaddress.ip_address("192.0.2.2")], None, "dyndns2"))
+        self.assertEqual(result.status, UpdateStatus.STORE_FAILED)
+        self.assertEqual(errors(), {"write": 1, "poll": 0})
+        self.store.fail_polls = True
+        self.successResultOf(defer.ensureDeferred(self.service.poll()))
+        self.successResultOf(defer.ensureDeferred(self.service.poll()))
+        self.assertEqual(errors(), {"write": 1, "poll": 2})
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 3)
 
     def test_duration_until_durable(self) -> None:
         """

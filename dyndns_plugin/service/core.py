@@ -54,6 +54,9 @@ class DynDNSService(Service):
         credentials (L{auth_failed}).
     @ivar on_auth_locked: called as C{hook(method)} when a request is refused
         unchecked because its source or user id is locked out (L{auth_locked}).
+    @ivar on_store_error: called as C{hook(operation)} when the store failed
+        a client write (C{"write"}) or a poll for other processes' changes
+        (C{"poll"}).
     """
 
     name = "dyndns"  # type: ignore[assignment]
@@ -98,6 +101,7 @@ class DynDNSService(Service):
         self.on_update_result: list[Callable[[str, UpdateStatus, float], Any]] = self.writes.on_update_result
         self.on_auth_failure: list[Callable[[str], Any]] = []
         self.on_auth_locked: list[Callable[[str], Any]] = []
+        self.on_store_error: list[Callable[[str], Any]] = self.writes.on_store_error
         self._generation = 0
         self._startup_steps: list[Callable[[], Awaitable[None]]] = []
         self._poll_interval = poll_interval
@@ -201,6 +205,7 @@ class DynDNSService(Service):
             changes: Changes = await self.store.changes_since(self._generation)
         except Exception:
             log.failure("could not read changes from the store")
+            self._call(self.on_store_error, "poll", "store error hook {hook!r} failed")
             return
         finally:
             self._polling = False
@@ -255,10 +260,10 @@ class DynDNSService(Service):
         self._call(self.on_auth_locked, method, "lockout hook {hook!r} failed")
 
     @staticmethod
-    def _call(hooks: list[Callable[[str], Any]], method: str, failed: str) -> None:
+    def _call(hooks: list[Callable[[str], Any]], argument: str, failed: str) -> None:
         for hook in list(hooks):
             try:
-                hook(method)
+                hook(argument)
             except Exception:
                 log.failure(failed, hook=hook)
 

@@ -53,6 +53,9 @@ class ClientWrites:
     @ivar on_update_result: called as C{hook(method, status, seconds)} when a
         write has its result: C{seconds} from the call to the result (for
         GOOD: to durable). Metrics subscribe here; the writes know none.
+    @ivar on_store_error: called as C{hook("write")} when the store failed a
+        write (the client gets 911), so a failing disk shows on a dashboard
+        before a user calls.
     @ivar log_updates: one log line per committed address change (off by
         default: the state keeps each user's last change anyway, and the
         line costs ~25% of the throughput at thousands of updates a second).
@@ -77,6 +80,7 @@ class ClientWrites:
         self.ttl = ttl
         self.log_updates = log_updates
         self.on_update_result: list[Callable[[str, UpdateStatus, float], Any]] = []
+        self.on_store_error: list[Callable[[str], Any]] = []
 
     def update(
         self,
@@ -249,6 +253,11 @@ class ClientWrites:
                 user=new.user_id,
                 method=method,
             )
+            for hook in list(self.on_store_error):
+                try:
+                    hook("write")
+                except Exception:
+                    log.failure("store error hook {hook!r} failed", hook=hook)
             return UpdateResult(UpdateStatus.STORE_FAILED, old, "store failure")
         self.feed.state(new, "update")
         if is_client_method(method):
