@@ -19,7 +19,7 @@ names point at a client's address now (memory only, safe per DNS query), so a
 server can treat their queries differently, e.g. by their notes; see
 examples/notes_rule_resolver.py.
 
-See examples/embed_resolver.py and the README.
+See examples/embed_resolver.py and docs/embedding.md.
 """
 
 from dyndns_plugin.config import ConfigError, Settings, load_settings

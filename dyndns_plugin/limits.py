@@ -29,7 +29,7 @@ __all__ = ["CLIENT_METHODS", "LimitSettings", "Limiter", "is_client_method", "ne
 
 @attrs.frozen
 class LimitSettings:
-    """The C{[limits]} table; see the README's configuration reference."""
+    """The C{[limits]} table; see docs/security.md, "Abuse resistance"."""
 
     enabled: bool = True
     #: A source is locked after this many failures within C{failure_window}.

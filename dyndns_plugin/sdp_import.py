@@ -5,8 +5,8 @@ method switches) and its state XML (each user's current IP, TTL, last update
 and offline flag) become our users and host states. C{dyndns import-sdp}
 is the command. The formats are the plug-in's own, as its public source
 (github.com/jhsoftware/sdnspi-DynDns) writes them; the samples in
-tests/fixtures/sdp show them, and the README's "Moving from
-Simple DNS Plus" says what is read.
+tests/fixtures/sdp show them, and docs/migrating-from-sdp.md says what
+is read.
 
 Mapping, per C{<User>} of the configuration:
 
@@ -19,7 +19,7 @@ Mapping, per C{<User>} of the configuration:
    C{TSIGKeyValue="b64"}: C{tsig_secret}, HMAC-MD5. The MD5 verifier is also
    kept for users with an explicit key when GnuDIP (TCP or HTTP) is on in
    the original or here, since GnuDIP can only check MD5(password); it is
-   password-equivalent for those protocols (see README, "Passwords");
+   password-equivalent for those protocols (docs/security.md);
  - C{OfflineIP} -> C{offline_ipv4} or C{offline_ipv6};
  - C{<HostName>} children -> C{hostnames} (C{*.name}: a wildcard alias);
  - C{Notes}, C{Disabled} -> C{notes}, C{disabled}.

@@ -2,7 +2,7 @@
 The DNS server: a L{DNSServerFactory} subclass and its UDP and TCP protocols.
 
 It fixes what Twisted's stock server gets wrong for an authoritative server
-(the README's "What the DNS server does" lists them): NXDOMAIN and NODATA get AA and the
+(docs/dns.md lists them): NXDOMAIN and NODATA get AA and the
 zone's SOA; RD and the opcode are copied into replies; names no zone of ours
 holds get REFUSED (never an open resolver); UDP answers larger than the
 client's limit are truncated with TC; zone transfers are refused over UDP;
