@@ -211,6 +211,28 @@ class DNSProtectionSettings:
     cookies: CookieSettings = attrs.field(factory=CookieSettings)
 
 
+#: The log formats of C{[log] format}.
+LOG_FORMATS = ("text", "json")
+#: The levels of C{[log] level}, most verbose first (Twisted's names).
+LOG_LEVELS = ("debug", "info", "warn", "error", "critical")
+
+
+@attrs.frozen
+class LogSettings:
+    """
+    C{[log]}: how twistd's log lines look (L{dyndns_plugin.logformat}).
+
+    @ivar format: C{"text"}: Twisted's readable lines (the default);
+        C{"json"}: one JSON object per line, every event field a key, for a
+        log pipeline.
+    @ivar level: the least severe level written; C{"info"} writes
+        everything this package logs (it logs nothing at C{"debug"}).
+    """
+
+    format: str = "text"
+    level: str = "info"
+
+
 @attrs.frozen
 class Settings:
     """
@@ -236,6 +258,7 @@ class Settings:
     connections: ConnectionSettings = attrs.field(factory=ConnectionSettings)
     limits: LimitSettings = attrs.field(factory=LimitSettings)
     dns_protection: DNSProtectionSettings = attrs.field(factory=DNSProtectionSettings)
+    log: LogSettings = attrs.field(factory=LogSettings)
 
 
 _KIND_NAMES = {
@@ -416,6 +439,7 @@ def settings_from_dict(data: dict[str, Any], path: str = "<config>") -> Settings
     admin_settings = _admin_settings(top)
     connection_settings = _connection_settings(top)
     limit_settings = _limit_settings(top)
+    log_settings = _log_settings(top)
     top.done()
 
     return Settings(
@@ -451,7 +475,22 @@ def settings_from_dict(data: dict[str, Any], path: str = "<config>") -> Settings
         connections=connection_settings,
         limits=limit_settings,
         dns_protection=dns_protection,
+        log=log_settings,
     )
+
+
+def _log_settings(top: _Table) -> LogSettings:
+    """C{[log]}: the log format and level."""
+    table = top.table("log")
+    default = LogSettings()
+    format = table.get("format", str, default.format)
+    if format not in LOG_FORMATS:
+        raise table.error("format", f"{format!r} is not one of {', '.join(LOG_FORMATS)}")
+    level = table.get("level", str, default.level)
+    if level not in LOG_LEVELS:
+        raise table.error("level", f"{level!r} is not one of {', '.join(LOG_LEVELS)}")
+    table.done()
+    return LogSettings(format=format, level=level)
 
 
 def _network(value: object) -> str:

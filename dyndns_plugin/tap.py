@@ -10,18 +10,22 @@ from typing import Any
 
 from twisted.application import internet, service, strports
 from twisted.internet import endpoints
+from twisted.logger import ILogObserver, Logger
 from twisted.python import reflect, usage
 
 from dyndns_plugin.auth import PasswordChecker
 from dyndns_plugin.authn import Authenticator, CredentialChecker
-from dyndns_plugin.config import ConfigError, Settings, load_settings
+from dyndns_plugin.config import ConfigError, LogSettings, Settings, load_settings
 from dyndns_plugin.dns.resolver import DynDNSResolver
 from dyndns_plugin.dns.server import DNSDatagramProtocol, DynDNSServerFactory
 from dyndns_plugin.dns.zones import StaticZone, ZoneFileError, load_zone_file, suffix_zone
+from dyndns_plugin.logformat import register_on, twistd_observer
 from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.store import IUserStore, StoreError
 from dyndns_plugin.store.memory import MemoryUserStore
 from dyndns_plugin.store.sqlite import SQLiteUserStore
+
+log = Logger()
 
 
 class Options(usage.Options):
@@ -189,6 +193,21 @@ def admin_resources(top_parts: dict[str, Any]) -> dict[bytes, Any]:
     }
 
 
+class ServiceTree(service.MultiService):
+    """
+    The whole service (L{build_service}). Under twistd it also carries the
+    log observer C{[log]} asks for, and registers it on the application it
+    joins, where twistd's logger looks for one (L{dyndns_plugin.logformat}).
+    """
+
+    log_observer: ILogObserver | None = None
+
+    def setServiceParent(self, parent: Any) -> None:
+        if self.log_observer is not None:
+            register_on(parent, self.log_observer)
+        super().setServiceParent(parent)
+
+
 class _NotifierService(service.Service):
     """Opens and closes the NOTIFY sender's sockets with the application."""
 
@@ -210,7 +229,7 @@ def build_service(
     zones: list[StaticZone] | None = None,
     reactor: Any = None,
     open_files: int | None = None,
-) -> service.MultiService:
+) -> ServiceTree:
     """
     The whole service: the DynDNS service (store + registry) first, then
     the DNS listeners. Its C{dyndns} and C{dns_factory} attributes give
@@ -221,7 +240,7 @@ def build_service(
         store = make_store(settings, reactor)
     if zones is None:
         zones = load_zones(settings)
-    top = service.MultiService()
+    top = ServiceTree()
     dyndns = make_dyndns_service(settings, store, reactor)
     dyndns.setServiceParent(top)
     # The one authentication step (and its share of the hash pool) that
@@ -321,7 +340,7 @@ def build_service(
     return top
 
 
-def makeService(options: Options) -> service.MultiService:
+def makeService(options: Options) -> ServiceTree:
     # The reactor thread and the SQLite writer thread hand the GIL back and
     # forth for every batch; the default 5 ms switch interval makes the
     # writer wait behind a busy reactor (bench/RESULTS.md, HTTP updates).
@@ -331,7 +350,14 @@ def makeService(options: Options) -> service.MultiService:
     # Every TCP listener's connection caps must fit under this limit, so
     # that a flood on one cannot take the descriptors the others need.
     open_files = raise_open_files_limit()
-    return build_service(options.settings, options.store, options.zones, open_files=open_files)
+    top = build_service(options.settings, options.store, options.zones, open_files=open_files)
+    twistd_options = options.parent
+    chosen = options.settings.log
+    top.log_observer = twistd_observer(chosen, twistd_options)
+    if twistd_options is not None and top.log_observer is None and chosen != LogSettings():
+        flag = "--logger" if twistd_options.get("logger") else "--syslog"
+        log.warn("[log] is not used: twistd's {flag} decides the log output", flag=flag)
+    return top
 
 
 def protect_dns(factory: DynDNSServerFactory, settings: Settings, clock: Any) -> None:
