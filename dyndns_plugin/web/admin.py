@@ -555,9 +555,12 @@ def build_admin_site(
             ipv6_prefix=connections.ipv6_prefix,
             clock=reactor,
         )
+    from dyndns_plugin.web.site import redacting_log_formatter
+
     site = LimitedSite(
         AdminResource(service, settings, auth, extra),
         timeout=connections.admin_idle_timeout,
+        logFormatter=redacting_log_formatter,
     )
     site.requestFactory = AdminRequest
     site.displayTracebacks = False
