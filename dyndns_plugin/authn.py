@@ -5,8 +5,9 @@ API uses its authentication step). An adapter parses its protocol into a
 L{ClientUpdate}, calls L{Authenticator.update} (authenticate, then the name
 ownership check, then the service write) and renders the L{UpdateOutcome}
 in its protocol's words. The lockout, the fair share of the hash pool,
-failure counting, metrics hooks, the (bounded) log of refusals, name
-ownership and the method name (L{Method}) live here once. The per-user
+failure counting, metrics hooks, the audit events of refusals (bounded:
+L{dyndns_plugin.audit}), name ownership and the method name (L{Method})
+live here once; the service's writes audit everything after. The per-user
 change limit is the service's: only the write itself can tell a change
 from a C{nochg}.
 
@@ -26,19 +27,15 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Protocol
 import attrs
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import task
-from twisted.logger import Logger
 
 from dyndns_plugin.auth import DisabledUser
 from dyndns_plugin.checkgate import CheckGate
 from dyndns_plugin.limits import Limiter
-from dyndns_plugin.logsample import LogSampler
 from dyndns_plugin.methods import Method
 from dyndns_plugin.model import IPAddress, UpdateResult, UpdateStatus, normalize_user_id
 
 if TYPE_CHECKING:
     from dyndns_plugin.service import DynDNSService
-
-log = Logger()
 
 #: HTTP's status for a locked-out source (Twisted names no constant for it).
 TOO_MANY_REQUESTS = 429
@@ -176,7 +173,6 @@ class Authenticator:
     def __init__(self, checker: CredentialChecker, service: "DynDNSService") -> None:
         self.checker = checker
         self.service = service
-        self._sample = LogSampler(log, service.clock)
         settings = service.limiter.settings
         self.gate = CheckGate(settings.source_checks, settings.suspect_checks, settings.source_queue)
 
@@ -188,28 +184,38 @@ class Authenticator:
 
     async def update(self, request: ClientUpdate) -> UpdateOutcome:
         """Authenticate C{request}, check its names, and write it through the service."""
-        checked = await self.authenticate(request)
+        checked = await self.check(request)
         if not checked.ok or checked.user_id is None:
             return UpdateOutcome(checked)
         user_id = checked.user_id
         if not self.service.registry.has_user(user_id):  # removed while we checked
+            self.refused(request.method, user_id, request.source, "nohost", "unknown user")
             return UpdateOutcome(checked, result=UpdateResult(UpdateStatus.NO_SUCH_USER, None, "unknown user"))
         foreign: frozenset[str] = frozenset()
         if request.names is not None:
             own = self.own_names(user_id)
             foreign = frozenset(n for n in request.names if n not in own)
             if not any(n in own for n in request.names):
+                self.refused(request.method, user_id, request.source, "nohost", "no requested name is the user's")
                 return UpdateOutcome(checked, foreign)
         if user_id != request.user_id:  # the checker's spelling of the id
             request = attrs.evolve(request, user_id=user_id)
         return UpdateOutcome(checked, foreign, await self.write(request))
 
-    async def authenticate(self, request: ClientUpdate) -> AuthResult:
+    async def authenticate(self, request: ClientUpdate, problem: str = "badrequest") -> AuthResult:
         """
         Only the authentication step, for a request the adapter will refuse
         anyway once the client is known (a bad TTL or address): a wrong
-        password must still count, and be answered as one.
+        password must still count, and be answered as one. An authenticated
+        request is audited as refused with the result C{problem}.
         """
+        checked = await self.check(request)
+        if checked.ok:
+            self.refused(request.method, checked.user_id, request.source, problem)
+        return checked
+
+    async def check(self, request: ClientUpdate) -> AuthResult:
+        """Check C{request}'s credential (refusals are counted and audited)."""
         credential = request.credential
         if isinstance(credential, Password):
             return await self.password(request.method, request.user_id, credential.secret, request.source)
@@ -245,14 +251,7 @@ class Authenticator:
         if wait is None:
             return None
         self.service.auth_locked(method)
-        self._sample.info(
-            "lockout",
-            "{method}: refused {source} for {user}: locked for {wait:.0f} s",
-            method=method,
-            source=source,
-            user=user_id,
-            wait=wait,
-        )
+        self.refused(method, user_id, source, "locked", f"locked out for {wait:.0f} s")
         return AuthResult(Outcome.LOCKED, user_id, wait)
 
     async def slowly(self, result: AuthResult) -> AuthResult:
@@ -275,14 +274,24 @@ class Authenticator:
         known = user_id if user_id in self.service.registry.users else None
         self.limiter.failed(source, known)
         self.service.auth_failed(method)
-        self._sample.info(
-            "auth-failure",
-            "{method}: failed login for {user} from {source}",
-            method=method,
-            source=source,
-            user=user_id,
-        )
+        self.refused(method, user_id, source, "badauth", "failed login")
         return AuthResult(Outcome.BAD, user_id)
+
+    def refused(
+        self, method: str, user_id: str | None, source: str | None, result: str, reason: str | None = None
+    ) -> None:
+        """
+        The audit event of a request refused before (or instead of) the
+        service's write: C{result} is the refusal (badauth, locked, disabled,
+        nohost, badaddress, ...), sampled: a client can repeat any of
+        these at will. An admin login is an admin event.
+        """
+        audit = self.service.audit
+        if method == Method.ADMIN:
+            audit.admin(user_id, "login", source, result, reason=reason)
+            return
+        state = self.service.registry.state(user_id) if user_id is not None else None
+        audit.update(user_id, method, source, result, state, reason=reason, sampled=True)
 
     def succeeded(self, source: str | None, user_id: str) -> AuthResult:
         self.limiter.succeeded(source, user_id)
@@ -318,6 +327,7 @@ class Authenticator:
         if key is not None:
             if not await self.gate.enter(key, suspect):
                 self.service.auth_locked(method)
+                self.refused(method, user_id, source, "locked", "too many checks at once from this source")
                 return await self.slowly(AuthResult(Outcome.LOCKED, user_id, BUSY_RETRY))
             # The source may have been locked while it waited.
             refused = self.locked(method, source, user_id)
@@ -327,6 +337,7 @@ class Authenticator:
         try:
             checked = await check()
         except DisabledUser:
+            self.refused(method, user_id, source, "disabled", "user is disabled")
             return AuthResult(Outcome.DISABLED, user_id)
         except UnauthorizedLogin:
             return self.failed(method, source, user_id)

@@ -220,6 +220,28 @@ class DNSProtectionSettings:
     cookies: CookieSettings = attrs.field(factory=CookieSettings)
 
 
+#: The log formats of C{[log] format}.
+LOG_FORMATS = ("text", "json")
+#: The levels of C{[log] level}, most verbose first (Twisted's names).
+LOG_LEVELS = ("debug", "info", "warn", "error", "critical")
+
+
+@attrs.frozen
+class LogSettings:
+    """
+    C{[log]}: how twistd's log lines look (L{dyndns_plugin.logformat}).
+
+    @ivar format: C{"text"}: Twisted's readable lines (the default);
+        C{"json"}: one JSON object per line, every event field a key, for a
+        log pipeline.
+    @ivar level: the least severe level written; C{"info"} writes
+        everything this package logs (it logs nothing at C{"debug"}).
+    """
+
+    format: str = "text"
+    level: str = "info"
+
+
 @attrs.frozen
 class Settings:
     """
@@ -247,6 +269,7 @@ class Settings:
     connections: ConnectionSettings = attrs.field(factory=ConnectionSettings)
     limits: LimitSettings = attrs.field(factory=LimitSettings)
     dns_protection: DNSProtectionSettings = attrs.field(factory=DNSProtectionSettings)
+    log: LogSettings = attrs.field(factory=LogSettings)
 
 
 _KIND_NAMES = {
@@ -466,6 +489,7 @@ def settings_from_dict(
     admin_settings = _admin_settings(top)
     connection_settings = _connection_settings(top)
     limit_settings = _limit_settings(top)
+    log_settings = _log_settings(top)
     top.done()
 
     return Settings(
@@ -502,7 +526,21 @@ def settings_from_dict(
         connections=connection_settings,
         limits=limit_settings,
         dns_protection=dns_protection,
+        log=log_settings,
     )
+
+
+def _log_settings(top: _Table) -> LogSettings:
+    """C{[log]}: the log format and level."""
+    table = top.table("log")
+    format = table.get("format", str)
+    if format not in LOG_FORMATS:
+        raise table.error("format", f"{format!r} is not one of {', '.join(LOG_FORMATS)}")
+    level = table.get("level", str)
+    if level not in LOG_LEVELS:
+        raise table.error("level", f"{level!r} is not one of {', '.join(LOG_LEVELS)}")
+    table.done()
+    return LogSettings(format=format, level=level)
 
 
 def _network(value: object) -> str:

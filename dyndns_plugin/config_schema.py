@@ -63,6 +63,7 @@ class Table:
 TABLES: tuple[Table, ...] = (
     Table("service", "The users' names, their TTLs and how the service finds changes."),
     Table("store", "Where users and their addresses are kept."),
+    Table("log", "How the service writes its log (twistd's --logfile, or standard output with -n)."),
     Table("dns", "The authoritative DNS server for the suffix zone (UDP and TCP)."),
     Table(
         "dns.glue",
@@ -94,7 +95,9 @@ KEYS: tuple[Key, ...] = (
     Key("service.min_ttl", 0, "A client's TTL is raised to this (s)."),
     Key("service.max_ttl", 86400, "A client's TTL is lowered to this (s)."),
     Key("service.poll_interval", 0.5, "Seconds between looks for changes other processes made (0.05 to 60)."),
-    Key("service.log_updates", False, "One log line per address change (the last change is always stored)."),
+    Key(
+        "service.log_updates", False, "Kept for old configurations, no effect: every update attempt is an audit event."
+    ),
     Key(
         "service.auth_checker",
         UNSET,
@@ -107,6 +110,8 @@ KEYS: tuple[Key, ...] = (
         "The SQLite file (created mode 0600); its control socket is this path + .sock.",
         shown='"<state directory>/dyndns.sqlite"',
     ),
+    Key("log.format", "text", '"text" (readable lines) or "json" (one JSON object per line, for a log pipeline).'),
+    Key("log.level", "info", 'The least severe level written: "debug", "info", "warn", "error" or "critical".'),
     Key(
         "dns.listen",
         ["127.0.0.1:5300"],

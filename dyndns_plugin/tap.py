@@ -11,15 +11,16 @@ from typing import Any
 
 from twisted.application import internet, service, strports
 from twisted.internet import endpoints
-from twisted.logger import Logger
+from twisted.logger import ILogObserver, Logger
 from twisted.python import reflect, usage
 
 from dyndns_plugin.auth import PasswordChecker
 from dyndns_plugin.authn import Authenticator, CredentialChecker
-from dyndns_plugin.config import ConfigError, Settings, default_settings, load_settings
+from dyndns_plugin.config import ConfigError, LogSettings, Settings, default_settings, load_settings
 from dyndns_plugin.dns.resolver import DynDNSResolver
 from dyndns_plugin.dns.server import DNSDatagramProtocol, DynDNSServerFactory
 from dyndns_plugin.dns.zones import StaticZone, ZoneFileError, load_zone_file, suffix_zone
+from dyndns_plugin.logformat import register_on, twistd_observer
 from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.statedir import ensure_state_directory
 from dyndns_plugin.store import IUserStore, StoreError
@@ -39,6 +40,9 @@ class StartupError(SystemExit):
     def __init__(self, message: str) -> None:
         super().__init__(f"twistd dyndns: {message}")
         self.message = message
+
+
+log = Logger()
 
 
 class Options(usage.Options):
@@ -266,6 +270,15 @@ class DynDNSApplication(service.MultiService):
         #: twistd -n: a listener that cannot open ends the process with one
         #: line on standard error (else L{ListenError} is raised).
         self.exit_on_listen_error = False
+        #: Under twistd, the observer C{[log]} asks for; registered on the
+        #: application this service joins, where twistd's logger looks for
+        #: one (L{dyndns_plugin.logformat}).
+        self.log_observer: ILogObserver | None = None
+
+    def setServiceParent(self, parent: Any) -> None:
+        if self.log_observer is not None:
+            register_on(parent, self.log_observer)
+        super().setServiceParent(parent)
 
     def add_listener(self, listener: service.Service, key: str, where: str) -> None:
         """Add C{listener}, opened from configuration key C{key}, listening C{where}."""
@@ -457,8 +470,13 @@ def makeService(options: Options) -> DynDNSApplication:
     # that a flood on one cannot take the descriptors the others need.
     open_files = raise_open_files_limit()
     top = build_service(options.settings, options.store, options.zones, open_files=open_files)
-    twistd_options = getattr(options, "parent", None) or {}
-    top.exit_on_listen_error = bool(twistd_options.get("nodaemon"))
+    twistd_options = getattr(options, "parent", None)
+    top.exit_on_listen_error = bool(twistd_options is not None and twistd_options.get("nodaemon"))
+    chosen = options.settings.log
+    top.log_observer = twistd_observer(chosen, twistd_options)
+    if twistd_options is not None and top.log_observer is None and chosen != LogSettings():
+        flag = "--logger" if twistd_options.get("logger") else "--syslog"
+        log.warn("[log] is not used: twistd's {flag} decides the log output", flag=flag)
     if getattr(options, "embedded_default", False):
         print(startup_summary(options.settings), flush=True)
     return top

@@ -6,7 +6,7 @@ import os
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from dyndns_plugin.config import ConfigError, load_settings, parse_listen, settings_from_dict
+from dyndns_plugin.config import ConfigError, LogSettings, load_settings, parse_listen, settings_from_dict
 from dyndns_plugin.statedir import state_directory
 from tests.tools import write_test_file
 from tests.typing_helpers import TestCaseMixin
@@ -254,3 +254,20 @@ key = "k.example"
         plain = load_settings(self.write(SUFFIX_ONLY))
         service = DynDNSService(MemoryUserStore(), plain.suffix, clock=clock, poll_interval=None)
         self.assertIsNone(make_transfer(plain, service, load_zones(plain), clock)[2])
+
+
+class LogSettingsTests(SynchronousTestCase):
+    """C{[log]}: format and level, checked."""
+
+    def test_defaults_and_values(self) -> None:
+        base = {"service": {"suffix": "d.example.org"}}
+        self.assertEqual(settings_from_dict(base).log, LogSettings())
+        chosen = settings_from_dict({**base, "log": {"format": "json", "level": "warn"}}).log
+        self.assertEqual((chosen.format, chosen.level), ("json", "warn"))
+
+    def test_bad_values(self) -> None:
+        base = {"service": {"suffix": "d.example.org"}}
+        for table, key in (({"format": "xml"}, "log.format"), ({"level": "loud"}, "log.level"), ({"x": 1}, "log.x")):
+            with self.assertRaises(ConfigError) as caught:
+                settings_from_dict({**base, "log": table})
+            self.assertEqual(caught.exception.key, key)

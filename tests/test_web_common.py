@@ -487,6 +487,29 @@ class AccessLogTests(WebTestCase):
         """Parameters that only end in C{pw} are not secrets."""
         self.assertIn("xpw=visible", self.formatted(b"/x?xpw=visible"))
 
+    def test_encoded_names_redacted(self):
+        """A name the query parser decodes to a secret's (C{p%77}, C{Pass+}) is redacted too."""
+        for uri in (b"/dyndns/ddns?user=a&p%77=s3cret", b"/x?Pass+=s3cret", b"/x?%50W=s3cret", b"/x?token=s3cret"):
+            line = self.formatted(uri)
+            self.assertNotIn("s3cret", line, uri)
+            self.assertIn("=***", line, uri)
+
+    def test_userinfo_redacted(self):
+        """An absolute URI's C{user:password@}: the password goes, the user stays."""
+        line = self.formatted(b"http://alice:s3cret@members.dyndns.org/nic/update?myip=192.0.2.2")
+        self.assertNotIn("s3cret", line)
+        self.assertIn("//alice:***@members.dyndns.org/nic/update?myip=192.0.2.2", line)
+
+    def test_referer_redacted(self):
+        """A Referer carrying a password (a status page link) is redacted like the URI."""
+        request: Any = dummy_request("192.0.2.9", {"Referer": "http://h/dyndns/ddns?user=a&pw=s3cret"})
+        request.uri = b"/"
+        request.code = 200
+        request.sentLength = 0
+        line = redacting_log_formatter("[01/Jan/2026:00:00:00 +0000]", request)
+        self.assertNotIn("s3cret", line)
+        self.assertIn('"http://h/dyndns/ddns?user=a&pw=***"', line)
+
     @defer.inlineCallbacks
     def test_real_access_log(self):
         """Through the real site the access log never holds the password."""

@@ -178,7 +178,8 @@ class DdnsResource(AsyncResource):
             update = attrs.evolve(update, addresses=tuple(addresses), ttl=ttl)
         basic = method is Method.HTTP_BASIC
         if problem is not None:
-            if not self.refused(request, await self.auth.authenticate(update), basic):
+            word = "badttl" if problem == "Invalid TTL value" else "badaddress"
+            if not self.refused(request, await self.auth.authenticate(update, word), basic):
                 self.answer(request, False, problem)
             return
         outcome = await self.auth.update(update)

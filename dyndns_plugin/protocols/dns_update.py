@@ -100,9 +100,11 @@ _NAME_BYTES = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789-_*")
 class UpdateError(Exception):
     """Stop processing and answer this RCODE (signed)."""
 
-    def __init__(self, rcode: int, reason: str) -> None:
+    def __init__(self, rcode: int, reason: str, audited: bool = False) -> None:
         super().__init__(reason)
         self.rcode = rcode
+        #: True when the service's write already wrote the audit event.
+        self.audited = audited
 
 
 def _text(key: Labels) -> str | None:
@@ -208,7 +210,8 @@ class UpdateHandler:
             return error_reply(wire, FORMERR)
         tsig = request.tsig
         if tsig is None:
-            self._sample.info("update-unsigned", "unsigned UPDATE from {peer} refused", peer=peer)
+            # An attempt without credentials: audited (sampled), not counted.
+            self.auth.refused(METHOD, None, peer, "badauth", "unsigned UPDATE")
             return self._response(request, REFUSED)
         user_id = _text(tsig.key[:1])
         if self.auth.locked(METHOD, peer, user_id) is not None:
@@ -252,14 +255,9 @@ class UpdateHandler:
         try:
             await self._process(request, user, peer)
         except UpdateError as e:
-            self._sample.info(
-                "update-refused",
-                "UPDATE from {peer} by {user}: {rcode}: {reason}",
-                peer=peer,
-                user=user.id,
-                rcode=_RCODE_NAMES.get(e.rcode, str(e.rcode)),
-                reason=str(e),
-            )
+            if not e.audited:
+                rcode = _RCODE_NAMES.get(e.rcode, str(e.rcode))
+                self.auth.refused(METHOD, user.id, peer, rcode.lower(), str(e))
             return self._signed(request, tsig, key, e.rcode, 0, now)
         return self._signed(request, tsig, key, NOERROR, 0, now)
 
@@ -409,9 +407,9 @@ class UpdateHandler:
             )
         )
         if result.status == UpdateStatus.STORE_FAILED:
-            raise UpdateError(SERVFAIL, "store failure")
+            raise UpdateError(SERVFAIL, "store failure", audited=True)
         if not result.ok:
-            raise UpdateError(REFUSED, result.message)
+            raise UpdateError(REFUSED, result.message, audited=True)
 
     # -- answers
 

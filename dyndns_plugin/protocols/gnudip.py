@@ -126,7 +126,7 @@ async def perform(
         usable = address is not None
     auth = authenticator_for(checker, service)
     if not usable:
-        await auth.authenticate(update)  # a wrong hash still counts as one
+        await auth.authenticate(update, "badaddress")  # a wrong hash still counts as one
         return Outcome(RETC_FAILED)
     if address is None:
         outcome = await auth.update(attrs.evolve(update, offline=True))

@@ -125,7 +125,7 @@ class NicUpdateResource(AsyncResource):
             offline=offline,
         )
         if len(requested) > MAX_HOSTS:
-            if not _refused(request, await self.auth.authenticate(update)):
+            if not _refused(request, await self.auth.authenticate(update, "numhost")):
                 _reply(request, ["numhost"])
             return
         outcome = await self.auth.update(update)

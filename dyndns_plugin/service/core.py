@@ -22,6 +22,7 @@ from twisted.internet import defer, task
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from dyndns_plugin.audit import AuditLog
 from dyndns_plugin.limits import Limiter, LimitSettings
 from dyndns_plugin.model import HostState, IPAddress, UpdateResult, UpdateStatus, User
 from dyndns_plugin.registry import Registry
@@ -46,6 +47,10 @@ class DynDNSService(Service):
     @ivar ready: fires once the store is loaded and the registry serves.
     @ivar limiter: lockouts and change limits, shared by every update method
         (L{dyndns_plugin.authn}) and the client writes.
+    @ivar audit: the audit trail (L{AuditLog}) of every update attempt and
+        admin action, shared by the client writes, the adapter seam and the
+        admin API; changes another process (the CLI) committed are audited
+        when the poll picks them up.
     @ivar on_update_result: called as C{hook(method, status, seconds)} when a
         client write (L{update}, L{set_addresses}, L{set_offline}) has its
         result: C{seconds} from the call to the result (for GOOD: to
@@ -88,6 +93,7 @@ class DynDNSService(Service):
         self.feed = ChangeFeed(self.registry)
         self.order = UserOrder()
         self.policy = NamePolicy(suffix, reserved_names)
+        self.audit = AuditLog(self.clock)
         self.writes = ClientWrites(
             store,
             self.feed,
@@ -96,6 +102,7 @@ class DynDNSService(Service):
             self.clock,
             TTLBounds(default_ttl, min_ttl, max_ttl),
             log_updates,
+            self.audit,
         )
         self.accounts = AccountWrites(store, self.feed, self.order, self.policy)
         self.on_update_result: list[Callable[[str, UpdateStatus, float], Any]] = self.writes.on_update_result
@@ -137,7 +144,7 @@ class DynDNSService(Service):
 
     @property
     def log_updates(self) -> bool:
-        """One log line per committed address change (see L{ClientWrites})."""
+        """Without effect: the audit trail logs every write (see L{ClientWrites})."""
         return self.writes.log_updates
 
     @log_updates.setter
@@ -213,15 +220,21 @@ class DynDNSService(Service):
             for d in waiting:
                 self.clock.callLater(0, d.callback, None)  # type: ignore[attr-defined]
         registry = self.registry
+        audit = self.audit
         for user_id in changes.removed:
-            if user_id not in changes.users:
+            if user_id not in changes.users and registry.has_user(user_id):
                 self.feed.removal(user_id, "store")
+                audit.admin(None, "user-remove", None, "ok", user_id, method="store")
         for user in changes.users.values():
             if registry.user(user.id) != user:
+                action = "user-change" if registry.has_user(user.id) else "user-add"
                 self.feed.user(user, "store")
+                audit.admin(None, action, None, "ok", user.id, method="store")
         for state in changes.states.values():
-            if registry.state(state.user_id) != state:
+            old = registry.state(state.user_id)
+            if old != state and registry.has_user(state.user_id):
                 self.feed.state(state, "store")
+                audit.update(state.user_id, state.method or "store", state.client_address, "good", old, state)
         self._generation = max(self._generation, changes.generation)
 
     async def sync(self) -> int:

@@ -16,6 +16,7 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from dyndns_plugin.audit import AuditLog
 from dyndns_plugin.limits import Limiter, is_client_method
 from dyndns_plugin.model import (
     HostState,
@@ -56,9 +57,10 @@ class ClientWrites:
     @ivar on_store_error: called as C{hook("write")} when the store failed a
         write (the client gets 911), so a failing disk shows on a dashboard
         before a user calls.
-    @ivar log_updates: one log line per committed address change (off by
-        default: the state keeps each user's last change anyway, and the
-        line costs ~25% of the throughput at thousands of updates a second).
+    @ivar audit: where every write's audit event goes (L{AuditLog}): one
+        per call, whatever its result, with the state before and after.
+    @ivar log_updates: kept for compatibility, without effect: the audit
+        event of every write replaced the line it turned on.
     """
 
     def __init__(
@@ -70,6 +72,7 @@ class ClientWrites:
         clock: IReactorTime,
         ttl: TTLBounds,
         log_updates: bool = False,
+        audit: AuditLog | None = None,
     ) -> None:
         self.store = store
         self.feed = feed
@@ -79,6 +82,7 @@ class ClientWrites:
         self.clock = clock
         self.ttl = ttl
         self.log_updates = log_updates
+        self.audit = audit if audit is not None else AuditLog(clock)
         self.on_update_result: list[Callable[[str, UpdateStatus, float], Any]] = []
         self.on_store_error: list[Callable[[str], Any]] = []
 
@@ -110,7 +114,7 @@ class ClientWrites:
                 client_address,
             )
 
-        return self._in_turn(user_id, method, action)
+        return self._in_turn(user_id, method, client_address, action)
 
     def set_addresses(
         self,
@@ -138,7 +142,7 @@ class ClientWrites:
                 return UpdateResult(UpdateStatus.BAD_ADDRESS, old, e.message)
             return await self._go_online(old, user_id, ipv4, ipv6, ttl, method, client_address)
 
-        return self._in_turn(user_id, method, action)
+        return self._in_turn(user_id, method, client_address, action)
 
     def set_offline(
         self, user_id: str, method: str = "", client_address: str | None = None
@@ -160,23 +164,36 @@ class ClientWrites:
             )
             return await self._commit(new, old, method)
 
-        return self._in_turn(user_id, method, action)
+        return self._in_turn(user_id, method, client_address, action)
 
     # -- the steps
 
     def _in_turn(
-        self, user_id: str, method: str, action: Callable[[HostState | None], Coroutine[Any, Any, UpdateResult]]
+        self,
+        user_id: str,
+        method: str,
+        client_address: str | None,
+        action: Callable[[HostState | None], Coroutine[Any, Any, UpdateResult]],
     ) -> defer.Deferred[UpdateResult]:
         """
         Run C{action(old state)} in C{user_id}'s turn, unless the user may not
-        change its state now (unknown, disabled); the hooks hear the result.
+        change its state now (unknown, disabled); the audit log and the
+        hooks hear the result.
         """
 
         async def guarded() -> UpdateResult:
-            refused = self._refuse_update(user_id)
-            if refused is not None:
-                return refused
-            return await action(self.registry.state(user_id))
+            old = self.registry.state(user_id)
+            result = self._refuse_update(user_id) or await action(old)
+            self.audit.update(
+                user_id,
+                method,
+                client_address,
+                result.status.value,
+                old,
+                result.state if result.status is UpdateStatus.GOOD else None,
+                None if result.ok else result.message,
+            )
+            return result
 
         done = self.order.run(user_id, guarded)
         if not self.on_update_result:
@@ -262,13 +279,4 @@ class ClientWrites:
         self.feed.state(new, "update")
         if is_client_method(method):
             self.limiter.changed(new.user_id)
-        if self.log_updates:
-            log.info(
-                "{user} {status} at {address} via {method} from {client}",
-                user=new.user_id,
-                status="offline" if new.offline else "online",
-                address=",".join(str(a) for a in new.addresses()) or "-",
-                method=method,
-                client=new.client_address,
-            )
         return UpdateResult(UpdateStatus.GOOD, new, "updated")

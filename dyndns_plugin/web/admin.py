@@ -38,6 +38,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http, resource, server
 
+from dyndns_plugin.audit import state_fields
 from dyndns_plugin.auth import PasswordChecker
 from dyndns_plugin.authn import TOO_MANY_REQUESTS, Authenticator, AuthResult, Outcome
 from dyndns_plugin.config import Settings
@@ -50,6 +51,7 @@ from dyndns_plugin.document import (
 )
 from dyndns_plugin.methods import Method
 from dyndns_plugin.model import UpdateStatus, User, ValidationError, normalize_user_id
+from dyndns_plugin.registry import Registry
 from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.store import NameTaken, NoSuchUser, StoreError, UserExists
 from dyndns_plugin.web.common import DynDNSRequest, basic_credentials, header
@@ -100,8 +102,7 @@ class AdminAuth:
         """
         source = None
         if self.authn is not None:
-            peer = getattr(request.getClientAddress(), "host", None)
-            source = peer if isinstance(peer, str) else None
+            source = peer_address(request)
             refused = self.authn.locked(METHOD, source, None)
             if refused is not None:
                 return await self.authn.slowly(refused)
@@ -130,6 +131,30 @@ class AdminAuth:
             return str(await self.checker.check(*creds))
         except Exception:
             return None
+
+
+def peer_address(request: server.Request) -> str | None:
+    """The admin client's address as text (None if not an IP peer)."""
+    peer = getattr(request.getClientAddress(), "host", None)
+    return peer if isinstance(peer, str) else None
+
+
+def admin_action(method: bytes, route: list[str], registry: Registry) -> tuple[str, str | None] | None:
+    """
+    The audited action of a request, and the user it is about (None: all
+    of them); None for a read.
+    """
+    if method in (b"GET", b"HEAD"):
+        return None
+    if route in (["updatepluginconfig"], ["api", "config"]):
+        return "config-replace", None
+    if len(route) == 4 and route[:2] == ["api", "users"] and route[3] == "offline":
+        return "user-offline", route[2]
+    if len(route) == 3 and route[:2] == ["api", "users"]:
+        if method == b"DELETE":
+            return "user-remove", route[2]
+        return ("user-change" if registry.has_user(route[2]) else "user-add"), route[2]
+    return None
 
 
 def state_entry(service: DynDNSService, user: User) -> dict[str, Any]:
@@ -263,6 +288,9 @@ class AdminResource(resource.Resource):
             )
             return
         parts = [p for p in request.path.split(b"/") if p]
+        route = [p.decode("utf-8", "replace") for p in parts]
+        action = admin_action(request.method, route, self.service.registry)
+        old = self.service.registry.state(action[1]) if action is not None and action[1] is not None else None
         try:
             if len(parts) == 1 and parts[0] in self.extra:
                 await self._extra(request, self.extra[parts[0]])
@@ -270,6 +298,30 @@ class AdminResource(resource.Resource):
             await self._route(request, who, parts)
         except ApiError as e:
             self._json(request, {"error": e.message, "field": e.field}, e.code)
+            if action is not None:
+                self._audit(request, who, action, old, "error", status=e.code, reason=e.message)
+            return
+        if action is not None:
+            self._audit(request, who, action, old, "ok")
+
+    def _audit(
+        self,
+        request: server.Request,
+        who: str,
+        action: tuple[str, str | None],
+        old: Any,
+        result: str,
+        **details: Any,
+    ) -> None:
+        """The audit event of an admin write: who, from where, what, on whom, and the outcome."""
+        name, user_id = action
+        registry = self.service.registry
+        if user_id is None:
+            details["users"] = len(registry.users)
+        else:
+            details.update(state_fields("old", old))
+            details.update(state_fields("new", registry.state(user_id)))
+        self.service.audit.admin(who, name, peer_address(request), result, user_id, **details)
 
     async def _extra(self, request: server.Request, child: resource.Resource) -> None:
         result = child.render(request)
@@ -372,7 +424,6 @@ class AdminResource(resource.Resource):
                 raise ApiError(http.CONFLICT, str(e), "users") from None
             except StoreError as e:
                 raise ApiError(http.SERVICE_UNAVAILABLE, f"store failure: {e}") from None
-            log.info("admin {who} replaced the configuration: {count} users", who=who, count=len(users))
             new_body, new_etag = self._config()
         finally:
             self._config_lock.release()
@@ -407,7 +458,6 @@ class AdminResource(resource.Resource):
                 raise ApiError(http.NOT_FOUND, f"no user {user_id!r}", "id") from None
             except StoreError as e:
                 raise ApiError(http.SERVICE_UNAVAILABLE, f"store failure: {e}") from None
-            log.info("admin {who} removed user {user}", who=who, user=user_id)
             return self._json(request, None, http.NO_CONTENT)
         body = self._body(request)
         if not isinstance(body, dict):
@@ -446,9 +496,6 @@ class AdminResource(resource.Resource):
             raise ApiError(http.CONFLICT, str(e), "hostnames" if isinstance(e, NameTaken) else "id") from None
         except StoreError as e:
             raise ApiError(http.SERVICE_UNAVAILABLE, f"store failure: {e}") from None
-        log.info(
-            "admin {who} {verb} user {user}", who=who, user=user_id, verb="added" if code == http.CREATED else "changed"
-        )
         self._json(request, self._user_body(self.service.registry.users[user_id]), code)
 
     def _user_body(self, user: User) -> dict[str, Any]:
@@ -508,9 +555,12 @@ def build_admin_site(
             ipv6_prefix=connections.ipv6_prefix,
             clock=reactor,
         )
+    from dyndns_plugin.web.site import redacting_log_formatter
+
     site = LimitedSite(
         AdminResource(service, settings, auth, extra),
         timeout=connections.admin_idle_timeout,
+        logFormatter=redacting_log_formatter,
     )
     site.requestFactory = AdminRequest
     site.displayTracebacks = False

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from twisted.web import http, resource, server
 
@@ -26,7 +27,14 @@ from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.web.channel import LimitedSite
 from dyndns_plugin.web.common import ClientAddressDetector, DynDNSRequest, finish
 
-_SECRET_PARAMS = re.compile(rb"((?:^|[?&;])(?:pw|pass|password|passwd|sign)=)[^&;]*", re.I)
+#: Query parameters whose values never reach a log (compared decoded and
+#: lower-cased, so C{p%77=} is C{pw=}): passwords, GnuDIP hashes and salt
+#: signatures, and anything named like a token or key.
+SECRET_PARAMS = frozenset(
+    {b"pw", b"pwd", b"pass", b"password", b"passwd", b"sign", b"signature", b"token", b"secret", b"key", b"hash"}
+)
+_USERINFO = re.compile(rb"(//[^/?#@:]*:)[^/?#@]*@")
+_QUERY_ITEM = re.compile(rb"[^&;]+")
 
 
 class NotFound(resource.Resource):
@@ -135,15 +143,47 @@ def build_resources(
     return root
 
 
+def redact_uri(uri: bytes) -> bytes:
+    """
+    C{uri} with the values of L{SECRET_PARAMS} in its query and the password
+    of a C{//user:password@} replaced by C{***}.
+    """
+    uri = _USERINFO.sub(rb"\1***@", uri)
+    path, mark, query = uri.partition(b"?")
+    if not mark:
+        return uri
+
+    def redact(item: re.Match[bytes]) -> bytes:
+        name, equals, _ = item.group().partition(b"=")
+        decoded = unquote_to_bytes(name.replace(b"+", b" ")).strip().lower()
+        return name + b"=***" if equals and decoded in SECRET_PARAMS else item.group()
+
+    return path + mark + _QUERY_ITEM.sub(redact, query)
+
+
+class _RedactedRequest:
+    """What the access log formatter sees of a request: its URI and Referer redacted."""
+
+    def __init__(self, request: server.Request) -> None:
+        self._request = request
+
+    @property
+    def uri(self) -> bytes:
+        return redact_uri(self._request.uri or b"")
+
+    def getHeader(self, name: bytes) -> bytes | None:
+        value = self._request.getHeader(name)
+        if value is not None and name.lower() == b"referer":
+            return redact_uri(value)
+        return value
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._request, name)
+
+
 def redacting_log_formatter(timestamp: str, request: server.Request) -> str:
-    """Combined log format with passwords in the query string replaced by ***."""
-    uri = _SECRET_PARAMS.sub(rb"\1***", request.uri or b"")
-    saved = request.uri
-    request.uri = uri
-    try:
-        return http.combinedLogFormatter(timestamp, request)
-    finally:
-        request.uri = saved
+    """Combined log format with secrets in the URI and Referer replaced by *** (L{redact_uri})."""
+    return http.combinedLogFormatter(timestamp, _RedactedRequest(request))
 
 
 class DynDNSSite(LimitedSite):

@@ -209,8 +209,8 @@ class InitAndVersionTests(ServerTestCase):
         done = cli(env, folder, "init", path)
         self.assertEqual(done.returncode, 0, done.stderr)
         self.assertIn(path, done.stdout)
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
+        with open(path, "rb") as binary:
+            data = tomllib.load(binary)
         self.assertEqual(data.pop("service"), {"suffix": "dyn.test"})  # the one key not commented out
 
         def keys(table: dict) -> list[str]:
