@@ -205,7 +205,8 @@ class DynDNSService(Service):
             self._polling = False
         registry = self.registry
         for user_id in changes.removed:
-            if user_id not in changes.users:
+            # removed, or replaced wholesale by a restore (see Changes)
+            if user_id not in changes.users or user_id not in changes.states:
                 self.feed.removal(user_id, "store")
         for user in changes.users.values():
             if registry.user(user.id) != user:
