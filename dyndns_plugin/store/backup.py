@@ -38,7 +38,15 @@ import tempfile
 import attrs
 
 from dyndns_plugin.store import StoreError
-from dyndns_plugin.store.sqlite import _STATE_COLUMNS, _USER_COLUMNS, MIGRATIONS, SCHEMA_VERSION, connect, migrate
+from dyndns_plugin.store.sqlite import (
+    _STATE_COLUMNS,
+    _USER_COLUMNS,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    connect,
+    damage,
+    migrate,
+)
 
 #: The first 16 bytes of every SQLite 3 database file.
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -143,9 +151,9 @@ def backup(store_path: str, destination: str, force: bool = False) -> BackupInfo
         try:
             _copy(store_path, target)
             target.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
-            (check,) = target.execute("PRAGMA integrity_check").fetchone()
-            if check != "ok":
-                raise BackupError(f"{store_path}: integrity_check failed: {check}")
+            problem = damage(target)
+            if problem is not None:
+                raise BackupError(f"{store_path}: damaged ({problem}); no backup written")
             _describe(target, temporary)  # it is ours: it has users
         finally:
             target.close()
@@ -196,9 +204,9 @@ def check_backup(conn: sqlite3.Connection, path: str) -> int:
     can take: intact, with our tables at its schema version, no newer than
     ours. Returns that version; refuses with L{BackupError}.
     """
-    (check,) = conn.execute("PRAGMA integrity_check").fetchone()
-    if check != "ok":
-        raise BackupError(f"{path}: damaged (integrity_check: {check}); nothing restored")
+    problem = damage(conn)
+    if problem is not None:
+        raise BackupError(f"{path}: damaged ({problem}); nothing restored")
     (version,) = conn.execute("PRAGMA user_version").fetchone()
     if version > SCHEMA_VERSION:
         raise BackupError(
