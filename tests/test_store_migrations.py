@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sqlite3
 
-from twisted.internet import defer, reactor
+from twisted.internet import defer
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from dyndns_plugin.model import HostState, User
@@ -24,6 +24,7 @@ from tests.store_versions import (
     expected_users,
     expected_zone_history,
 )
+from tests.typing_helpers import threads_reactor
 
 
 def schema_version(path: str) -> int:
@@ -47,7 +48,7 @@ class MigrationTests(TestCase):
         os.makedirs(os.path.dirname(path))
         build_store_at_version(path, version)
         self.assertEqual(schema_version(path), version)
-        store = SQLiteUserStore(path, reactor)
+        store = SQLiteUserStore(path, threads_reactor())
         yield store.open()
         try:
             snapshot = yield store.load()
