@@ -10,14 +10,28 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import select
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from urllib.parse import urlencode
 
+from twisted.trial.unittest import SynchronousTestCase
+
 from dyndns_plugin.store.sqlite import SCHEMA_VERSION
 from tests.integration.clients import SUFFIX, get_request, http_exchange
-from tests.integration.harness import CHANGE_LIMIT, ServerTestCase, run_twistd_once, wait_for
+from tests.integration.harness import (
+    CHANGE_LIMIT,
+    CLI_TIMEOUT,
+    ServerTestCase,
+    cli_ok,
+    run_cli,
+    run_twistd_once,
+    wait_for,
+)
 from tests.store_versions import build_store_at_version
 from tests.test_store_migrations import damage_store, schema_version
 
@@ -239,3 +253,108 @@ class RunningServerRestoreTests(ServerTestCase):
         for user, address in saved.items():
             self.assertServes(f"{user}.{SUFFIX}", "A", [address or ""], within=CHANGE_LIMIT)
         self.assertEqual(read_states(os.path.join(self.server.directory, STORE)), saved)
+
+
+class CommandLineTests(SynchronousTestCase):
+    """The two commands' answers without a server: refusals in one line with exit status 1."""
+
+    def setUp(self) -> None:
+        self.folder = os.path.abspath(self.mktemp())
+        os.makedirs(self.folder)
+        self.config = self.write_config("sqlite")
+        self.store = os.path.join(self.folder, STORE)
+
+    def write_config(self, backend: str) -> str:
+        path = os.path.join(self.folder, f"{backend}.toml")
+        with open(path, "w") as f:
+            f.write(f'[service]\nsuffix = "{SUFFIX}"\n[store]\nbackend = "{backend}"\npath = "{STORE}"\n')
+        return path
+
+    def assertRefused(self, config: str, *args: str) -> str:
+        rc, out, err = run_cli(config, *args)
+        self.assertEqual((rc, out), (1, ""), err)
+        self.assertEqual(len(err.strip().splitlines()), 1, err)
+        self.assertTrue(err.startswith("dyndns: "), err)
+        return err
+
+    def test_memory_store(self) -> None:
+        memory = self.write_config("memory")
+        target = os.path.join(self.folder, "b.sqlite")
+        self.assertIn('store.backend is "memory"', self.assertRefused(memory, "backup", target))
+        self.assertIn('store.backend is "memory"', self.assertRefused(memory, "restore", "--yes", target))
+        self.assertFalse(os.path.exists(target))
+
+    def test_backup_overwrite_needs_force(self) -> None:
+        cli_ok(self.config, "user", "add", "alice", "--password", "pw")
+        target = os.path.join(self.folder, "b.sqlite")
+        cli_ok(self.config, "backup", target)
+        cli_ok(self.config, "user", "add", "bob", "--password", "pw")
+        self.assertIn("--force", self.assertRefused(self.config, "backup", target))
+        self.assertEqual(len(read_users(target)), 1)
+        self.assertIn("backed up 2 users", cli_ok(self.config, "backup", "--force", target))
+        self.assertEqual(read_users(target), ["alice", "bob"])
+
+    def test_restore_of_a_non_backup_changes_nothing(self) -> None:
+        cli_ok(self.config, "user", "add", "alice", "--password", "pw")
+        with open(self.store, "rb") as f:
+            before = f.read()
+        err = self.assertRefused(self.config, "restore", "--yes", self.config)
+        self.assertIn("not a dyndns backup", err)
+        with open(self.store, "rb") as f:
+            self.assertEqual(f.read(), before)
+
+    def test_terminal_confirmation(self) -> None:
+        """On a terminal, restore asks: "n" keeps the store, "y" restores."""
+        cli_ok(self.config, "user", "add", "alice", "--password", "pw")
+        target = os.path.join(self.folder, "b.sqlite")
+        cli_ok(self.config, "backup", target)
+        cli_ok(self.config, "user", "remove", "alice")
+        rc, output = run_on_terminal([self.config, "restore", target], "n\n")
+        self.assertEqual(rc, 1, output)
+        self.assertIn("[y/N]", output)
+        self.assertEqual(read_users(self.store), [])
+        rc, output = run_on_terminal([self.config, "restore", target], "y\n")
+        self.assertEqual(rc, 0, output)
+        self.assertIn("restored 1 users", output)
+        self.assertEqual(read_users(self.store), ["alice"])
+
+
+def read_users(path: str) -> list[str]:
+    conn = sqlite3.connect(path)
+    try:
+        return [user for (user,) in conn.execute("SELECT id FROM users ORDER BY id")]
+    finally:
+        conn.close()
+
+
+def run_on_terminal(args: list[str], answer: str) -> tuple[int, str]:
+    """C{dyndns --config ARGS} with a pseudo-terminal as its standard input (and output), C{answer} typed."""
+    main, terminal = pty.openpty()
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "dyndns_plugin.cli", "--config", *args],
+            stdin=terminal,
+            stdout=terminal,
+            stderr=terminal,
+        )
+        os.close(terminal)
+        terminal = -1
+        os.write(main, answer.encode())
+        chunks = []
+        while True:
+            ready, _, _ = select.select([main], [], [], CLI_TIMEOUT)
+            if not ready:
+                process.kill()
+                raise AssertionError(f"no output within {CLI_TIMEOUT} s: {b''.join(chunks)!r}")
+            try:
+                chunk = os.read(main, 4096)
+            except OSError:  # EIO: the terminal's other side closed
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return process.wait(CLI_TIMEOUT), b"".join(chunks).decode(errors="replace")
+    finally:
+        os.close(main)
+        if terminal >= 0:
+            os.close(terminal)
