@@ -340,7 +340,7 @@ def run_on_terminal(args: list[str], answer: str) -> tuple[int, str]:
         os.close(terminal)
         terminal = -1
         os.write(main, answer.encode())
-        chunks = []
+        chunks: list[bytes] = []
         while True:
             ready, _, _ = select.select([main], [], [], CLI_TIMEOUT)
             if not ready:
