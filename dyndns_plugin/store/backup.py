@@ -34,7 +34,6 @@ from __future__ import annotations
 import os
 import sqlite3
 import tempfile
-from urllib.request import pathname2url
 
 import attrs
 
@@ -116,15 +115,9 @@ def _fsync_folder(path: str) -> None:
         os.close(fd)
 
 
-def _copy(source_path: str, target: sqlite3.Connection, read_only: bool = False) -> None:
-    """
-    The whole of C{source_path} into C{target} in one backup step (one
-    snapshot); C{read_only} opens the source so that nothing can write it.
-    """
-    if read_only:
-        source = sqlite3.connect(f"file:{pathname2url(os.path.abspath(source_path))}?mode=ro", uri=True, timeout=10)
-    else:
-        source = _connect(source_path)
+def _copy(source_path: str, target: sqlite3.Connection) -> None:
+    """The whole of C{source_path} into C{target} in one backup step (one snapshot)."""
+    source = _connect(source_path)
     try:
         source.backup(target)
     finally:
@@ -250,7 +243,7 @@ def _checked_copy(backup_path: str, store_path: str) -> tuple[str, int]:
     try:
         conn = _connect(copy)
         try:
-            _copy(backup_path, conn, read_only=True)
+            _copy(backup_path, conn)
             conn.execute("PRAGMA journal_mode=DELETE")
             version = check_backup(conn, backup_path)
             migrate(conn, backup_path)
