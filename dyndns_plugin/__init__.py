@@ -41,8 +41,10 @@ from dyndns_plugin.store import IUserStore, StoreError
 from dyndns_plugin.store.memory import MemoryUserStore
 from dyndns_plugin.store.sqlite import SQLiteUserStore
 from dyndns_plugin.tap import build_service
+from dyndns_plugin.version import __version__
 
 __all__ = [
+    "__version__",
     "Change",
     "ConfigError",
     "DNSDatagramProtocol",

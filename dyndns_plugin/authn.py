@@ -33,7 +33,7 @@ from dyndns_plugin.checkgate import CheckGate
 from dyndns_plugin.limits import Limiter
 from dyndns_plugin.logsample import LogSampler
 from dyndns_plugin.methods import Method
-from dyndns_plugin.model import IPAddress, UpdateResult, UpdateStatus
+from dyndns_plugin.model import IPAddress, UpdateResult, UpdateStatus, normalize_user_id
 
 if TYPE_CHECKING:
     from dyndns_plugin.service import DynDNSService
@@ -137,7 +137,7 @@ class ClientUpdate:
     """
 
     method: Method
-    user_id: str
+    user_id: str = attrs.field(converter=normalize_user_id)
     credential: Credential
     source: str | None = None
     names: tuple[str, ...] | None = None

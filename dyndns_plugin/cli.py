@@ -18,34 +18,44 @@ from typing import Any, Callable, Sequence
 
 from twisted.internet import defer, task
 
-from dyndns_plugin.config import ConfigError, Settings, load_settings
+from dyndns_plugin.config import ConfigError, Settings, default_settings, load_settings
 from dyndns_plugin.document import export_document, format_time, parse_document, user_to_dict
 from dyndns_plugin.methods import Method
 from dyndns_plugin.model import (
     TSIG_ALGORITHMS,
+    HostState,
     User,
     ValidationError,
+    normalize_user_id,
     parse_address,
     validate_ttl,
 )
 from dyndns_plugin.passwords import PasswordError, hash_password, md5_verifier
+from dyndns_plugin.registry import Answer
 from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.store import StoreError
 from dyndns_plugin.store.sqlite import SCHEMA_VERSION
-from dyndns_plugin.tap import make_dyndns_service, make_store
+from dyndns_plugin.tap import make_dyndns_service, make_store, version_line
 
 
 class CommandError(Exception):
     """A failed command: printed as C{dyndns: <message>}, exit status 1."""
 
 
-STATUS_COLUMNS = {
-    "user": lambda u, s: u.id,
-    "state": lambda u, s: "disabled" if u.disabled else (s.status if s else "never"),
-    "ipv4": lambda u, s: str(s.ipv4) if s and s.ipv4 else "",
-    "ipv6": lambda u, s: str(s.ipv6) if s and s.ipv6 else "",
-    "updated": lambda u, s: format_time(s.updated_at, precise=False) or "" if s else "",
-    "method": lambda u, s: (s.method or "") if s else "",
+def _served(answer: Answer | None, version: int) -> str:
+    """The address of C{version} DNS serves for a user now ("" for none)."""
+    return " ".join(str(a) for a in answer.of_version(version)) if answer is not None else ""
+
+
+#: C{dyndns status}: ipv4/ipv6 are what DNS serves now (the offline
+#: addresses for an offline user, nothing for a disabled one).
+STATUS_COLUMNS: dict[str, Callable[[User, HostState | None, Answer | None], str]] = {
+    "user": lambda u, s, a: u.id,
+    "state": lambda u, s, a: "disabled" if u.disabled else (s.status if s else "never"),
+    "ipv4": lambda u, s, a: "" if u.disabled else _served(a, 4),
+    "ipv6": lambda u, s, a: "" if u.disabled else _served(a, 6),
+    "updated": lambda u, s, a: format_time(s.updated_at, precise=False) or "" if s else "",
+    "method": lambda u, s, a: (s.method or "") if s else "",
 }
 _HEADINGS = {"updated": "last update"}
 
@@ -202,7 +212,12 @@ def _print_result(result: Any) -> None:
 
 async def cmd_user_offline(service: DynDNSService, args: argparse.Namespace) -> None:
     _get_user(service, args.id)
-    _print_result(await service.set_offline(args.id, method=Method.CLI))
+    result = await service.set_offline(args.id, method=Method.CLI)
+    if not result.ok:
+        raise CommandError(f"{result.status.value}: {result.message}")
+    answer = service.registry.answer_for_user(args.id)
+    served = " ".join(str(a) for a in answer.addresses) if answer is not None else ""
+    print(f"{args.id} is offline: DNS serves {served or 'no address'}")
 
 
 async def cmd_user_update(service: DynDNSService, args: argparse.Namespace) -> None:
@@ -228,9 +243,10 @@ def _sorted_rows(rows: list[dict[str, str]], column: str, reverse: bool) -> list
 
 async def cmd_status(service: DynDNSService, args: argparse.Namespace) -> None:
     rows = []
-    for user in service.registry.users.values():
-        state = service.registry.states.get(user.id)
-        rows.append({key: get(user, state) for key, get in STATUS_COLUMNS.items()})
+    registry = service.registry
+    for user in registry.users.values():
+        state, answer = registry.states.get(user.id), registry.answer_for_user(user.id)
+        rows.append({key: get(user, state, answer) for key, get in STATUS_COLUMNS.items()})
     rows = _sorted_rows(rows, args.sort, args.reverse)
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -273,7 +289,7 @@ async def cmd_import_sdp(service: DynDNSService, args: argparse.Namespace) -> No
     """Users and states from the Simple DNS Plus plug-in's XML (see sdp_import)."""
     from dyndns_plugin import sdp_import
 
-    settings = load_settings(args.config)
+    settings = args.settings
     imported = await sdp_import.import_sdp(service, args.config_xml, args.state_xml, settings, args.replace)
     paths = [args.config_xml] + ([args.state_xml] if args.state_xml else [])
     print("\n".join(sdp_import.summary(imported, paths)))
@@ -379,7 +395,8 @@ def _confirmed(question: str) -> bool:
 def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
     """
     Replace the store's users with a backup's, in one transaction; a
-    running server serves them after its next poll (see store.backup).
+    running server serves them before the command returns (the control
+    socket's sync runs its poll, which sees the restore: see store.backup).
     """
     from dyndns_plugin.store import backup
 
@@ -396,6 +413,7 @@ def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
         f"restored {info.users} users from {args.path} (schema version {info.schema_version}{migrated});"
         f" they replace the {info.replaced} users the store had"
     )
+    make_live(settings)  # a running server serves them before we return
     return 0
 
 
@@ -437,28 +455,33 @@ def _user_options(parser: argparse.ArgumentParser, editing: bool) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dyndns", description="Manage the users of a dyndns_plugin service.")
+    parser = argparse.ArgumentParser(
+        prog="dyndns",
+        description="Manage the users of a dyndns_plugin service. Changes are live: a server running on the same "
+        "store serves them before the command returns.",
+    )
     parser.add_argument(
         "--config",
         "-c",
         default=os.environ.get("DYNDNS_CONFIG"),
-        help="the TOML configuration file (default: $DYNDNS_CONFIG)",
+        help="the TOML configuration file (default: $DYNDNS_CONFIG, else the embedded default and its state directory)",
     )
+    parser.add_argument("--version", action="version", version=version_line())
     commands = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
 
     user = commands.add_parser("user", help="add, change and remove users")
     user_commands = user.add_subparsers(dest="command", required=True, metavar="ACTION")
     add = user_commands.add_parser("add", help="add a user")
-    add.add_argument("id")
+    add.add_argument("id", type=normalize_user_id)
     _user_options(add, editing=False)
-    add.set_defaults(run=cmd_user_add)
+    add.set_defaults(run=cmd_user_add, live=True)
     edit = user_commands.add_parser("edit", help="change a user")
-    edit.add_argument("id")
+    edit.add_argument("id", type=normalize_user_id)
     _user_options(edit, editing=True)
-    edit.set_defaults(run=cmd_user_edit)
+    edit.set_defaults(run=cmd_user_edit, live=True)
     user_commands.add_parser("list", help="list user ids").set_defaults(run=cmd_user_list)
     show = user_commands.add_parser("show", help="show one user")
-    show.add_argument("id")
+    show.add_argument("id", type=normalize_user_id)
     show.add_argument("--json", action="store_true")
     show.set_defaults(run=cmd_user_show)
     for name, run, text in (
@@ -468,13 +491,13 @@ def build_parser() -> argparse.ArgumentParser:
         ("offline", cmd_user_offline, "set a user offline"),
     ):
         sub = user_commands.add_parser(name, help=text)
-        sub.add_argument("id")
-        sub.set_defaults(run=run)
+        sub.add_argument("id", type=normalize_user_id)
+        sub.set_defaults(run=run, live=True)
     update = user_commands.add_parser("update", help="set a user's addresses by hand")
-    update.add_argument("id")
+    update.add_argument("id", type=normalize_user_id)
     update.add_argument("address", nargs="+", help="one IPv4 and/or one IPv6 address")
     update.add_argument("--ttl", type=int)
-    update.set_defaults(run=cmd_user_update)
+    update.set_defaults(run=cmd_user_update, live=True)
 
     status = commands.add_parser("status", help="every user's state and addresses")
     status.add_argument("--json", action="store_true")
@@ -487,14 +510,14 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(run=cmd_export)
     import_ = commands.add_parser("import", help="add or replace users from a JSON document")
     import_.add_argument("file", help="the document (- for standard input)")
-    import_.set_defaults(run=cmd_import)
+    import_.set_defaults(run=cmd_import, live=True)
     import_sdp = commands.add_parser(
         "import-sdp", help="import users and states from the Simple DNS Plus DynDNS plug-in"
     )
     import_sdp.add_argument("config_xml", metavar="CONFIG.xml", help="the plug-in's configuration")
     import_sdp.add_argument("state_xml", metavar="STATE.xml", nargs="?", help="the plug-in's state (current addresses)")
     import_sdp.add_argument("--replace", action="store_true", help="replace users that exist already (else: an error)")
-    import_sdp.set_defaults(run=cmd_import_sdp)
+    import_sdp.set_defaults(run=cmd_import_sdp, live=True)
 
     backup_ = commands.add_parser("backup", help="copy the SQLite store to a file (safe while the server runs)")
     backup_.add_argument("path", metavar="PATH", help="the backup file to write")
@@ -517,6 +540,10 @@ def build_parser() -> argparse.ArgumentParser:
     hashpw.set_defaults(run=None)
     token = commands.add_parser("make-token", help="print a new admin bearer token and its [admin] tokens line")
     token.set_defaults(run=None, offline_command=cmd_make_token)
+    init = commands.add_parser("init", help="write a commented configuration file (every key and its default)")
+    init.add_argument("path", nargs="?", default="dyndns.toml", help="where (default dyndns.toml; - for stdout)")
+    init.add_argument("--force", action="store_true", help="replace an existing file")
+    init.set_defaults(run=None, offline_command=cmd_init)
     return parser
 
 
@@ -556,8 +583,51 @@ def _run_with_service(settings: Settings, run: Callable[..., Any], args: argpars
     return outcome.get("status", 1)
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    """Write the commented configuration (every key, its default, why)."""
+    from dyndns_plugin.config_schema import init_config
+
+    text = init_config()
+    if args.path == "-":
+        sys.stdout.write(text)
+        return 0
+    try:
+        with open(args.path, "w" if args.force else "x") as f:
+            f.write(text)
+    except FileExistsError:
+        raise CommandError(f"{args.path} exists (--force replaces it)") from None
+    except OSError as e:
+        raise CommandError(f"{args.path}: {e.strerror}") from None
+    print(f"wrote {args.path}: edit it, then run twistd -n dyndns --config {args.path}")
+    return 0
+
+
+def make_live(settings: Settings) -> None:
+    """
+    Have the server running on this store (if any) serve what the command
+    just wrote before the command returns (L{dyndns_plugin.control}).
+    """
+    from dyndns_plugin.control import NoServer, request_sync
+
+    if settings.store_backend != "sqlite":
+        return
+    try:
+        request_sync(settings.store_path)
+    except NoServer:
+        pass  # nothing runs on this store: the next server start loads it
+    except OSError as e:
+        print(
+            f"dyndns: the change is stored, but the running server did not confirm it ({e}); "
+            f"it serves it within service.poll_interval ({settings.poll_interval:g} s)",
+            file=sys.stderr,
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    import argcomplete
+
+    argcomplete.autocomplete(parser)
     args = parser.parse_args(argv)
     if args.run is None and getattr(args, "settings_only", None) is None:
         try:
@@ -565,16 +635,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         except CommandError as e:
             print(f"dyndns: {e}", file=sys.stderr)
             return 1
-    if not args.config:
-        parser.error("--config FILE is required (or set DYNDNS_CONFIG)")
     try:
-        settings = load_settings(args.config)
+        settings = load_settings(args.config) if args.config else default_settings()
     except ConfigError as e:
         print(f"dyndns: {e}", file=sys.stderr)
         return 1
     if getattr(args, "settings_only", None) is not None:
         return int(args.settings_only(args, settings))
-    return _run_with_service(settings, args.run, args)
+    args.settings = settings
+    status = _run_with_service(settings, args.run, args)
+    if status == 0 and getattr(args, "live", False):
+        make_live(settings)
+    return status
 
 
 if __name__ == "__main__":

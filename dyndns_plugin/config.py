@@ -8,6 +8,7 @@ are relative to the folder of the configuration file.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import re
@@ -16,6 +17,7 @@ from typing import Any, Callable, TypeVar
 
 import attrs
 
+from dyndns_plugin import config_schema
 from dyndns_plugin.limits import LimitSettings
 from dyndns_plugin.model import (
     IPAddress,
@@ -26,8 +28,15 @@ from dyndns_plugin.model import (
     validate_tsig_secret,
     validate_ttl,
 )
+from dyndns_plugin.statedir import state_directory
 
 T = TypeVar("T")
+
+#: The "path" of the settings used when no configuration file is given.
+EMBEDDED_DEFAULT = "(embedded default)"
+
+#: L{_Table.get}: take the default from the schema.
+_FROM_SCHEMA: Any = object()
 
 
 class ConfigError(ValueError):
@@ -223,6 +232,8 @@ class Settings:
     suffix: str
     store_backend: str = "sqlite"
     store_path: str = "dyndns.sqlite"
+    #: Where state without a configured path lives (L{state_directory}).
+    state_directory: str = ""
     default_ttl: int = 30
     min_ttl: int = 0
     max_ttl: int = 86400
@@ -251,13 +262,15 @@ _KIND_NAMES = {
 class _Table:
     """One TOML table being read; remembers which keys were used."""
 
-    def __init__(self, path: str, prefix: str, data: object) -> None:
+    def __init__(self, path: str, prefix: str, data: object, seen: set[str] | None = None) -> None:
         if not isinstance(data, dict):
             raise ConfigError(path, prefix or "(top)", "must be a table")
         self.path = path
         self.prefix = prefix
         self.data = data
         self.used: set[str] = set()
+        #: Every schema key read, across tables (the schema test's check).
+        self.seen = seen
 
     def key(self, name: str) -> str:
         return f"{self.prefix}.{name}" if self.prefix else name
@@ -265,11 +278,22 @@ class _Table:
     def error(self, name: str, problem: str) -> ConfigError:
         return ConfigError(self.path, self.key(name), problem)
 
-    def get(self, name: str, kind: type, default: Any = None, required: bool = False) -> Any:
+    def get(self, name: str, kind: type, default: Any = _FROM_SCHEMA, required: bool = False) -> Any:
+        """
+        The value of key C{name}, checked to be of C{kind}; when absent, its
+        default from L{dyndns_plugin.config_schema} (or C{default}).
+        """
         self.used.add(name)
+        schema_key = config_schema.lookup(self.key(name))  # KeyError: a key the schema does not list
+        if self.seen is not None:
+            self.seen.add(schema_key.path)
         if name not in self.data:
             if required:
                 raise self.error(name, "is required")
+            if default is _FROM_SCHEMA:
+                default = None if schema_key.default is config_schema.COMPUTED else schema_key.default
+            if isinstance(default, list):
+                default = list(default)
             return default
         value = self.data[name]
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
@@ -288,12 +312,19 @@ class _Table:
 
     def table(self, name: str) -> "_Table":
         self.used.add(name)
-        return _Table(self.path, self.key(name), self.data.get(name, {}))
+        return _Table(self.path, self.key(name), self.data.get(name, {}), self.seen)
+
+    def item(self, name: str, index: int, data: object) -> "_Table":
+        """The C{index}-th table of the array of tables C{name}."""
+        return _Table(self.path, f"{self.key(name)}[{index}]", data, self.seen)
 
     def done(self) -> None:
         unknown = sorted(set(self.data) - self.used)
         if unknown:
-            raise self.error(unknown[0], "unknown key")
+            name = unknown[0]
+            close = difflib.get_close_matches(name, config_schema.known_names(self.prefix), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise self.error(name, f"unknown key{hint}")
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -331,39 +362,58 @@ def load_settings(path: str) -> Settings:
     return settings_from_dict(data, path)
 
 
-def settings_from_dict(data: dict[str, Any], path: str = "<config>") -> Settings:
-    base = os.path.dirname(os.path.abspath(path))
-    top = _Table(path, "", data)
+def default_settings(state_dir: str | None = None) -> Settings:
+    """The embedded default: what C{twistd dyndns} runs with no configuration."""
+    return settings_from_dict({}, EMBEDDED_DEFAULT, state_dir=state_dir)
+
+
+def settings_from_dict(
+    data: dict[str, Any],
+    path: str = "<config>",
+    *,
+    state_dir: str | None = None,
+    seen: set[str] | None = None,
+) -> Settings:
+    """
+    Check C{data} (a parsed TOML document) and fill in every default.
+    Relative paths are relative to the folder of C{path}; what has no path
+    lands in C{state_dir} (default: L{state_directory}). C{seen} collects
+    the schema keys read.
+    """
+    base = os.path.dirname(os.path.abspath(path)) if path != EMBEDDED_DEFAULT else os.getcwd()
+    state = state_dir if state_dir is not None else state_directory()
+    top = _Table(path, "", data, seen)
 
     service = top.table("service")
-    suffix = service.convert("suffix", normalize_name, service.get("suffix", str, required=True))
+    suffix = service.convert("suffix", normalize_name, service.get("suffix", str))
     if "." not in suffix:
         raise service.error("suffix", "needs at least two labels, like dyn.example.com")
-    default_ttl = service.convert("default_ttl", validate_ttl, service.get("default_ttl", int, 30))
-    min_ttl = service.convert("min_ttl", validate_ttl, service.get("min_ttl", int, 0))
-    max_ttl = service.convert("max_ttl", validate_ttl, service.get("max_ttl", int, 86400))
+    default_ttl = service.convert("default_ttl", validate_ttl, service.get("default_ttl", int))
+    min_ttl = service.convert("min_ttl", validate_ttl, service.get("min_ttl", int))
+    max_ttl = service.convert("max_ttl", validate_ttl, service.get("max_ttl", int))
     if not min_ttl <= default_ttl <= max_ttl:
         raise service.error("default_ttl", f"must lie within min_ttl..max_ttl ({min_ttl}..{max_ttl})")
-    poll = service.get("poll_interval", float, 0.5)
+    poll = service.get("poll_interval", float)
     if not 0.05 <= poll <= 60:
         raise service.error("poll_interval", "must be 0.05 to 60 seconds")
-    log_updates = service.get("log_updates", bool, False)
-    auth_checker = service.get("auth_checker", str, None)
+    log_updates = service.get("log_updates", bool)
+    auth_checker = service.get("auth_checker", str)
     if auth_checker is not None and not re.fullmatch(r"[\w.]+:[\w.]+", auth_checker):
         raise service.error("auth_checker", f'{auth_checker!r} is not "package.module:callable"')
     service.done()
 
     store = top.table("store")
-    backend = store.get("backend", str, "sqlite")
+    backend = store.get("backend", str)
     if backend not in ("sqlite", "memory"):
         raise store.error("backend", f"{backend!r} is not 'sqlite' or 'memory'")
-    store_path = store.get("path", str, "dyndns.sqlite")
-    if not store_path:
+    store_path = store.get("path", str)
+    if store_path == "":
         raise store.error("path", "must not be empty")
+    store_path = os.path.join(state, "dyndns.sqlite") if store_path is None else os.path.join(base, store_path)
     store.done()
 
     dns_table = top.table("dns")
-    listen_values = dns_table.get("listen", list, ["127.0.0.1:53"])
+    listen_values = dns_table.get("listen", list)
     listen = []
     for item in listen_values:
         if not isinstance(item, str):
@@ -371,12 +421,12 @@ def settings_from_dict(data: dict[str, Any], path: str = "<config>") -> Settings
         listen.append(dns_table.convert("listen", parse_listen, item))
     nameservers = tuple(
         dns_table.convert("nameservers", normalize_name, ns)
-        for ns in dns_table.get("nameservers", list, [f"ns1.{suffix}"])
+        for ns in dns_table.get("nameservers", list) or [f"ns1.{suffix}"]
     )
     if not nameservers:
         raise dns_table.error("nameservers", "needs at least one name server")
     hostmaster = dns_table.convert(
-        "hostmaster", normalize_name, dns_table.get("hostmaster", str, f"hostmaster.{suffix}")
+        "hostmaster", normalize_name, dns_table.get("hostmaster", str) or f"hostmaster.{suffix}"
     )
     timers = {
         key: dns_table.convert(key, _positive, dns_table.get(key, int, default))
@@ -400,19 +450,19 @@ def settings_from_dict(data: dict[str, Any], path: str = "<config>") -> Settings
             raise glue_table.error(name, "must be a list of addresses")
         glue[key] = tuple(glue_table.convert(name, parse_address, a) for a in addresses)
     zones = []
-    for i, item in enumerate(dns_table.get("zones", list, [])):
-        zone = _Table(path, f"dns.zones[{i}]", item)
+    for i, item in enumerate(dns_table.get("zones", list)):
+        zone = dns_table.item("zones", i, item)
         origin = zone.convert("origin", normalize_name, zone.get("origin", str, required=True))
         file = zone.get("file", str, required=True)
         zone.done()
         zones.append(HostZone(origin, os.path.join(base, file)))
-    updates = dns_table.get("updates", bool, True)
-    update_local_zones = dns_table.get("update_local_zones", bool, False)
+    updates = dns_table.get("updates", bool)
+    update_local_zones = dns_table.get("update_local_zones", bool)
     transfer = _transfer_settings(dns_table)
     dns_protection = _dns_protection_settings(dns_table)
     dns_table.done()
-    http_settings = _http_settings(top, path) if "http" in data else None
-    gnudip_settings = _gnudip_settings(top, base)
+    http_settings = _http_settings(top, path)
+    gnudip_settings = _gnudip_settings(top, base, state)
     admin_settings = _admin_settings(top)
     connection_settings = _connection_settings(top)
     limit_settings = _limit_settings(top)
@@ -422,7 +472,8 @@ def settings_from_dict(data: dict[str, Any], path: str = "<config>") -> Settings
         path=path,
         suffix=suffix,
         store_backend=backend,
-        store_path=os.path.join(base, store_path),
+        store_path=store_path,
+        state_directory=state,
         default_ttl=default_ttl,
         min_ttl=min_ttl,
         max_ttl=max_ttl,
@@ -464,31 +515,31 @@ def _network(value: object) -> str:
 def _transfer_settings(dns_table: _Table) -> dict[str, Any]:
     """C{[dns.transfer]} (who may transfer, the journal) and C{[dns.notify]}."""
     table = dns_table.table("transfer")
-    allow = tuple(table.convert("allow", _network, item) for item in table.get("allow", list, []))
+    allow = tuple(table.convert("allow", _network, item) for item in table.get("allow", list))
     keys = []
-    for i, item in enumerate(table.get("keys", list, [])):
-        key = _Table(table.path, f"{table.key('keys')}[{i}]", item)
+    for i, item in enumerate(table.get("keys", list)):
+        key = table.item("keys", i, item)
         name = key.convert("name", normalize_name, key.get("name", str, required=True))
-        algorithm = key.convert("algorithm", validate_tsig_algorithm, key.get("algorithm", str, "hmac-sha256"))
+        algorithm = key.convert("algorithm", validate_tsig_algorithm, key.get("algorithm", str))
         secret = key.convert("secret", validate_tsig_secret, key.get("secret", str, required=True))
         key.done()
         keys.append(TransferKey(name, algorithm, secret))
-    journal_size = _bounded(table, "journal", 1000, 0, 1_000_000)
+    journal_size = _bounded(table, "journal", 0, 1_000_000)
     table.done()
     notify = dns_table.table("notify")
     targets = []
-    for item in notify.get("targets", list, []):
+    for item in notify.get("targets", list):
         if not isinstance(item, str):
             raise notify.error("targets", 'must be a list of "ADDRESS:PORT" strings')
         host, port = notify.convert("targets", parse_listen, item)
         if not host or port == 0:
             raise notify.error("targets", f"{item!r} needs an address and a port")
         targets.append((host, port))
-    retry = notify.get("retry", float, 2.0)
+    retry = notify.get("retry", float)
     if not 0.01 <= retry <= 3600:
         raise notify.error("retry", "must be 0.01 to 3600 seconds")
-    retries = _bounded(notify, "retries", 5, 0, 20)
-    notify_key = notify.get("key", str, None)
+    retries = _bounded(notify, "retries", 0, 20)
+    notify_key = notify.get("key", str)
     if notify_key is not None:
         notify_key = notify.convert("key", normalize_name, notify_key)
         if notify_key not in {k.name for k in keys}:
@@ -508,31 +559,30 @@ def _transfer_settings(dns_table: _Table) -> dict[str, Any]:
 def _limit_settings(top: _Table) -> LimitSettings:
     """C{[limits]}: lockout after failed logins, and the per-user change limit."""
     table = top.table("limits")
-    default = LimitSettings()
 
     def seconds(key: str, low: float, high: float) -> float:
-        value = table.get(key, float, getattr(default, key))
+        value = table.get(key, float)
         if not low <= value <= high:
             raise table.error(key, f"must be {low:g} to {high:g} seconds")
         return value
 
     settings = LimitSettings(
-        enabled=table.get("enabled", bool, default.enabled),
-        source_failures=_bounded(table, "source_failures", default.source_failures, 1, 1_000_000),
-        user_failures=_bounded(table, "user_failures", default.user_failures, 1, 1_000_000),
+        enabled=table.get("enabled", bool),
+        source_failures=_bounded(table, "source_failures", 1, 1_000_000),
+        user_failures=_bounded(table, "user_failures", 1, 1_000_000),
         failure_window=seconds("failure_window", 1, 86400 * 7),
         lockout=seconds("lockout", 1, 86400),
         max_lockout=seconds("max_lockout", 1, 86400 * 7),
-        ipv4_prefix=_bounded(table, "ipv4_prefix", default.ipv4_prefix, 8, 32),
-        ipv6_prefix=_bounded(table, "ipv6_prefix", default.ipv6_prefix, 16, 128),
-        exempt=tuple(table.convert("exempt", _network, item) for item in table.get("exempt", list, [])),
+        ipv4_prefix=_bounded(table, "ipv4_prefix", 8, 32),
+        ipv6_prefix=_bounded(table, "ipv6_prefix", 16, 128),
+        exempt=tuple(table.convert("exempt", _network, item) for item in table.get("exempt", list)),
         refusal_delay=seconds("refusal_delay", 0, 60),
-        source_checks=_bounded(table, "source_checks", default.source_checks, 1, 64),
-        suspect_checks=_bounded(table, "suspect_checks", default.suspect_checks, 1, 64),
-        source_queue=_bounded(table, "source_queue", default.source_queue, 0, 1000),
-        update_changes=_bounded(table, "update_changes", default.update_changes, 0, 1_000_000),
+        source_checks=_bounded(table, "source_checks", 1, 64),
+        suspect_checks=_bounded(table, "suspect_checks", 1, 64),
+        source_queue=_bounded(table, "source_queue", 0, 1000),
+        update_changes=_bounded(table, "update_changes", 0, 1_000_000),
         change_window=seconds("change_window", 1, 86400 * 7),
-        max_tracked=_bounded(table, "max_tracked", default.max_tracked, 100, 10_000_000),
+        max_tracked=_bounded(table, "max_tracked", 100, 10_000_000),
     )
     if settings.max_lockout < settings.lockout:
         raise table.error("max_lockout", "must not be shorter than lockout")
@@ -543,20 +593,19 @@ def _limit_settings(top: _Table) -> LimitSettings:
 def _connection_settings(top: _Table) -> ConnectionSettings:
     """C{[connections]}: connection caps and deadlines of every TCP listener."""
     table = top.table("connections")
-    default = ConnectionSettings()
 
     def seconds(key: str) -> float:
-        value = table.get(key, float, getattr(default, key))
+        value = table.get(key, float)
         if not 0.1 <= value <= 3600:
             raise table.error(key, "must be 0.1 to 3600 seconds")
         return value
 
     def count(key: str) -> int:
-        return _bounded(table, key, getattr(default, key), 1, 1_000_000)
+        return _bounded(table, key, 1, 1_000_000)
 
     settings = ConnectionSettings(
-        ipv6_prefix=_bounded(table, "ipv6_prefix", default.ipv6_prefix, 32, 128),
-        reserved_files=_bounded(table, "reserved_files", default.reserved_files, 16, 1_000_000),
+        ipv6_prefix=_bounded(table, "ipv6_prefix", 32, 128),
+        reserved_files=_bounded(table, "reserved_files", 16, 1_000_000),
         http_max_per_source=count("http_max_per_source"),
         http_max_total=count("http_max_total"),
         http_header_timeout=seconds("http_header_timeout"),
@@ -592,12 +641,14 @@ def _admin_settings(top: _Table) -> AdminSettings:
             raise users_table.error(name, "must be a hash from `dyndns hash-password`")
         users[name] = value
     tokens = []
-    for item in table.get("tokens", list, []):
+    for item in table.get("tokens", list):
         if not isinstance(item, str) or not re.fullmatch(r"sha256:[0-9a-f]{64}", item):
             raise table.error("tokens", 'each token is "sha256:<64 hex digits>" (`dyndns make-token`)')
         tokens.append(item.removeprefix("sha256:"))
-    if listen and not users and not tokens:
-        raise table.error("listen", "the admin listener needs admin.users or admin.tokens (no default credentials)")
+    if not users and not tokens:
+        if listen and "listen" in table.data:
+            raise table.error("listen", "the admin listener needs admin.users or admin.tokens (no default credentials)")
+        listen = ()  # off until credentials exist
     table.done()
     return AdminSettings(listen=listen, users=users, tokens=tuple(tokens))
 
@@ -605,27 +656,27 @@ def _admin_settings(top: _Table) -> AdminSettings:
 def _endpoints(table: _Table, example: str) -> tuple[str, ...]:
     """C{listen}: a list of Twisted endpoint strings (parsed fully at start)."""
     listen = []
-    for item in table.get("listen", list, []):
+    for item in table.get("listen", list):
         if not isinstance(item, str) or ":" not in item:
             raise table.error("listen", f'{item!r} is not a Twisted endpoint like "{example}"')
         listen.append(item)
     return tuple(listen)
 
 
-def _bounded(table: _Table, key: str, default: int, low: int, high: int) -> int:
-    value = table.get(key, int, default)
+def _bounded(table: _Table, key: str, low: int, high: int) -> int:
+    value = table.get(key, int)
     if not low <= value <= high:
         raise table.error(key, f"must be {low} to {high}")
     return value
 
 
-def _gnudip_settings(top: _Table, base: str) -> GnuDIPSettings:
+def _gnudip_settings(top: _Table, base: str, state: str) -> GnuDIPSettings:
     table = top.table("gnudip")
     listen = _endpoints(table, "tcp:3495:interface=127.0.0.1")
-    timeout = _bounded(table, "timeout", 30, 1, 600)
-    per_source = _bounded(table, "max_connections_per_source", 8, 1, 10000)
-    window = _bounded(table, "salt_window", 60, 5, 3600)
-    key_file = table.get("http_key_file", str, "gnudip-http.key")
+    timeout = _bounded(table, "timeout", 1, 600)
+    per_source = _bounded(table, "max_connections_per_source", 1, 10000)
+    window = _bounded(table, "salt_window", 5, 3600)
+    key_file = table.get("http_key_file", str) or os.path.join(state, "gnudip-http.key")
     table.done()
     return GnuDIPSettings(
         listen=listen,
@@ -641,7 +692,7 @@ def _http_settings(top: _Table, path: str) -> HTTPSettings:
 
     table = top.table("http")
     listen = _endpoints(table, "tcp:8080:interface=127.0.0.1")
-    base_url = table.get("base_url", str, "http://localhost/dyndns/")
+    base_url = table.get("base_url", str)
     parts = table.convert("base_url", urlsplit, base_url)  # ValueError: "http://[x]/"
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise table.error("base_url", f"{base_url!r} is not an http:// or https:// URL")
@@ -649,16 +700,16 @@ def _http_settings(top: _Table, path: str) -> HTTPSettings:
     if not base_path.endswith("/"):
         base_path += "/"
     proxies = []
-    for item in table.get("trusted_proxies", list, []):
+    for item in table.get("trusted_proxies", list):
         proxies.append(table.convert("trusted_proxies", lambda v: str(ipaddress.ip_network(v, strict=False)), item))
-    timeout = _bounded(table, "timeout", 30, 1, 3600)
+    timeout = _bounded(table, "timeout", 1, 3600)
     methods = table.table("methods")
     switches = {
         key: methods.get(key, bool, True) for key in ("url_auth", "basic_auth", "nic_update", "remote_ip", "gnudip")
     }
     methods.done()
-    ignore = table.get("nic_update_ignore_hostname", bool, False)
-    access_log = table.get("access_log", str, None)
+    ignore = table.get("nic_update_ignore_hostname", bool)
+    access_log = table.get("access_log", str)
     table.done()
     return HTTPSettings(
         listen=listen,
@@ -685,19 +736,17 @@ def _cookie_secret(value: str) -> CookieSecret:
 def _dns_protection_settings(dns_table: _Table) -> DNSProtectionSettings:
     """C{[dns.rrl]} (response rate limiting) and C{[dns.cookies]}."""
     table = dns_table.table("rrl")
-    enabled = table.get("enabled", bool, True)
-    rate = _bounded(table, "responses_per_second", 200, 1, 1_000_000)
-    slip = _bounded(table, "slip", 2, 0, 10)
-    ipv4_prefix = _bounded(table, "ipv4_prefix", 24, 8, 32)
-    ipv6_prefix = _bounded(table, "ipv6_prefix", 56, 16, 128)
-    exempt = tuple(
-        table.convert("exempt", _network, item) for item in table.get("exempt", list, list(RRLSettings().exempt))
-    )
-    table_size = _bounded(table, "table_size", 100_000, 1, 10_000_000)
+    enabled = table.get("enabled", bool)
+    rate = _bounded(table, "responses_per_second", 1, 1_000_000)
+    slip = _bounded(table, "slip", 0, 10)
+    ipv4_prefix = _bounded(table, "ipv4_prefix", 8, 32)
+    ipv6_prefix = _bounded(table, "ipv6_prefix", 16, 128)
+    exempt = tuple(table.convert("exempt", _network, item) for item in table.get("exempt", list))
+    table_size = _bounded(table, "table_size", 1, 10_000_000)
     table.done()
     cookies = dns_table.table("cookies")
-    cookies_enabled = cookies.get("enabled", bool, True)
-    secret_text = cookies.get("secret", str, None)
+    cookies_enabled = cookies.get("enabled", bool)
+    secret_text = cookies.get("secret", str)
     secret = None if secret_text is None else cookies.convert("secret", _cookie_secret, secret_text)
     cookies.done()
     return DNSProtectionSettings(

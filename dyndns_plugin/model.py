@@ -55,6 +55,15 @@ class ValidationError(ValueError):
         self.message = message
 
 
+def normalize_user_id(value: str) -> str:
+    """
+    User ids are case-insensitive, like the DNS names they are part of:
+    every path (CLI, admin API, import, every update method) lowercases an
+    id on input, so C{Alice} and C{alice} are the same user.
+    """
+    return value.strip().lower() if isinstance(value, str) else value
+
+
 def validate_user_id(value: str) -> str:
     """
     Return C{value} if it is a valid user id: one DNS label of C{a-z 0-9 -},
@@ -219,7 +228,7 @@ class User:
         alias that answers for every name below C{name}.
     """
 
-    id: str = attrs.field(validator=lambda _i, _a, v: validate_user_id(v))
+    id: str = attrs.field(converter=normalize_user_id, validator=lambda _i, _a, v: validate_user_id(v))
     password_hash: str | None = None
     md5_verifier: str | None = attrs.field(default=None)
     tsig_secret: str | None = attrs.field(

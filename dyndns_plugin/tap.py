@@ -5,6 +5,7 @@ file. L{build_service} is also the way to get the whole service in a program.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -14,36 +15,66 @@ from twisted.python import reflect, usage
 
 from dyndns_plugin.auth import PasswordChecker
 from dyndns_plugin.authn import Authenticator, CredentialChecker
-from dyndns_plugin.config import ConfigError, Settings, load_settings
+from dyndns_plugin.config import ConfigError, Settings, default_settings, load_settings
 from dyndns_plugin.dns.resolver import DynDNSResolver
 from dyndns_plugin.dns.server import DNSDatagramProtocol, DynDNSServerFactory
 from dyndns_plugin.dns.zones import StaticZone, ZoneFileError, load_zone_file, suffix_zone
 from dyndns_plugin.service import DynDNSService
+from dyndns_plugin.statedir import ensure_state_directory
 from dyndns_plugin.store import IUserStore, StoreError
 from dyndns_plugin.store.memory import MemoryUserStore
 from dyndns_plugin.store.sqlite import SQLiteUserStore
+from dyndns_plugin.version import __version__
+
+
+class StartupError(SystemExit):
+    """
+    The service cannot start: printed as one line (C{twistd dyndns: FILE:
+    key: problem}) with exit status 1, no usage block and no traceback.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"twistd dyndns: {message}")
+        self.message = message
 
 
 class Options(usage.Options):
-    synopsis = "--config FILE"
+    synopsis = "[--config FILE]"
     longdesc = (
-        "Run the DynDNS service: DNS for <user>.<suffix> names (UDP and TCP) "
-        "from a TOML configuration file. See examples/dyndns.toml."
+        "Run the DynDNS service: <user>.<suffix> names answered by DNS (UDP and TCP) and updated by their owners "
+        "over RFC 2136 UPDATE, HTTP (ddns, /nic/update, GnuDIP) and GnuDIP TCP. With no configuration it serves "
+        "suffix dyn.test on loopback (DNS 127.0.0.1:5300, HTTP 127.0.0.1:8080, GnuDIP 127.0.0.1:3495) from a "
+        "store in its state directory; `dyndns init FILE` writes a configuration to edit. "
+        f"Version {__version__}."
     )
-    optParameters = [["config", "c", None, "The TOML configuration file."]]
+    optParameters = [["config", "c", None, "The TOML configuration file (default: $DYNDNS_CONFIG, else none)."]]
+
+    def opt_version(self) -> None:
+        """Print the package's version and exit."""
+        print(version_line())
+        sys.exit(0)
 
     def postOptions(self) -> None:
-        if not self["config"]:
-            raise usage.UsageError("--config FILE is required")
+        path = self["config"] or os.environ.get("DYNDNS_CONFIG") or None
         try:
-            self.settings = load_settings(self["config"])
+            self.settings = load_settings(path) if path else default_settings()
+            self.embedded_default = path is None
             self.zones = load_zones(self.settings)
             self.store = make_store(self.settings)
             if isinstance(self.store, SQLiteUserStore):
                 self.store.check()
             check_endpoints(self.settings)
         except (ConfigError, ZoneFileError, StoreError) as e:
-            raise usage.UsageError(str(e)) from None
+            raise StartupError(str(e)) from None
+
+
+def version_line() -> str:
+    """C{dyndns_plugin 0.1.0 (Twisted 26.10.0, Python 3.11.7)}."""
+    import platform
+
+    import twisted
+
+    return f"dyndns_plugin {__version__} (Twisted {twisted.__version__}, Python {platform.python_version()})"
 
 
 def check_endpoints(settings: Settings) -> None:
@@ -77,9 +108,21 @@ def make_checker(settings: Settings, dyndns: DynDNSService, reactor: Any = None)
 
 
 def make_store(settings: Settings, reactor: Any = None) -> IUserStore:
+    """The configured store; the state directory is made if the store is in it."""
     if settings.store_backend == "memory":
         return MemoryUserStore()
+    make_state_directory_for(settings, settings.store_path)
     return SQLiteUserStore(settings.store_path, reactor)
+
+
+def make_state_directory_for(settings: Settings, path: str) -> None:
+    """Make the state directory if C{path} (a file the service writes) is in it."""
+    folder = os.path.dirname(path)
+    if settings.state_directory and folder == settings.state_directory:
+        try:
+            ensure_state_directory(folder)
+        except OSError as e:
+            raise StoreError(f"{folder}: cannot make the state directory: {e.strerror}") from None
 
 
 def load_zones(settings: Settings) -> list[StaticZone]:
@@ -204,13 +247,71 @@ class _NotifierService(service.Service):
         self.notifier.stop()
 
 
+class DynDNSApplication(service.MultiService):
+    """
+    The service tree C{build_service} returns. A listener that cannot open
+    (port in use, a low port without privilege, a bad certificate) stops
+    the start with one line naming its configuration key.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__()
+        self.settings = settings
+        self._listeners: dict[int, tuple[str, str]] = {}
+
+    def add_listener(self, listener: service.Service, key: str, where: str) -> None:
+        """Add C{listener}, opened from configuration key C{key}, listening C{where}."""
+        listener.setServiceParent(self)
+        self._listeners[id(listener)] = (key, where)
+
+    def privilegedStartService(self) -> None:
+        for child in self:
+            try:
+                child.privilegedStartService()
+            except Exception as e:
+                if id(child) not in self._listeners:
+                    raise
+                key, where = self._listeners[id(child)]
+                raise StartupError(f"{self.settings.path}: {key}: cannot listen on {where}: {listen_problem(e)}") from e
+
+    def startService(self) -> None:
+        service.Service.startService(self)
+        for child in self:
+            try:
+                child.startService()
+            except Exception as e:  # a listener that opens only here
+                if id(child) not in self._listeners:
+                    raise
+                key, where = self._listeners[id(child)]
+                raise StartupError(f"{self.settings.path}: {key}: cannot listen on {where}: {listen_problem(e)}") from e
+
+
+def listen_problem(error: Exception) -> str:
+    """What went wrong opening a listener, in words an operator can act on."""
+    import errno
+
+    cause = getattr(error, "socketError", None) or error
+    code = getattr(cause, "errno", None)
+    if code == errno.EADDRINUSE:
+        return "the address is already in use (another server, or another dyndns on the same store)"
+    if code == errno.EACCES:
+        return (
+            "permission denied (ports below 1024 need root, CAP_NET_BIND_SERVICE or systemd socket activation; "
+            "see docs/production.md)"
+        )
+    if code == errno.EADDRNOTAVAIL:
+        return "no such local address"
+    text = getattr(cause, "strerror", None) or str(cause)
+    return text.strip().rstrip(".")
+
+
 def build_service(
     settings: Settings,
     store: IUserStore | None = None,
     zones: list[StaticZone] | None = None,
     reactor: Any = None,
     open_files: int | None = None,
-) -> service.MultiService:
+) -> DynDNSApplication:
     """
     The whole service: the DynDNS service (store + registry) first, then
     the DNS listeners. Its C{dyndns} and C{dns_factory} attributes give
@@ -221,7 +322,7 @@ def build_service(
         store = make_store(settings, reactor)
     if zones is None:
         zones = load_zones(settings)
-    top = service.MultiService()
+    top = DynDNSApplication(settings)
     dyndns = make_dyndns_service(settings, store, reactor)
     dyndns.setServiceParent(top)
     # The one authentication step (and its share of the hash pool) that
@@ -260,14 +361,15 @@ def build_service(
             line_timeout=settings.connections.gnudip_line_timeout,
             limiter=limiters["gnudip"],
         )
-        for description in settings.gnudip.listen:
-            strports.service(description, gnudip).setServiceParent(top)
+        for i, description in enumerate(settings.gnudip.listen):
+            top.add_listener(strports.service(description, gnudip), f"gnudip.listen[{i}]", description)
     if settings.http is not None:
         from dyndns_plugin.protocols.gnudip_http import SaltSigner, load_or_create_key
         from dyndns_plugin.web.site import build_site
 
         signer = None
         if settings.http.gnudip:
+            make_state_directory_for(settings, settings.gnudip.http_key_file)
             signer = SaltSigner(
                 load_or_create_key(settings.gnudip.http_key_file),
                 dyndns.clock,
@@ -281,8 +383,8 @@ def build_service(
             connections=settings.connections,
             limiter=limiters.get("http"),
         )
-        for description in settings.http.listen:
-            strports.service(description, site).setServiceParent(top)
+        for i, description in enumerate(settings.http.listen):
+            top.add_listener(strports.service(description, site), f"http.listen[{i}]", description)
         top.site = site  # type: ignore[attr-defined]
     if settings.admin.listen:
         from dyndns_plugin.web.admin import build_admin_site
@@ -302,14 +404,18 @@ def build_service(
             reactor,
             limiter=limiters["admin"],
         )
-        for description in settings.admin.listen:
-            strports.service(description, admin_site).setServiceParent(top)
+        for i, description in enumerate(settings.admin.listen):
+            top.add_listener(strports.service(description, admin_site), f"admin.listen[{i}]", description)
         top.admin_site = admin_site  # type: ignore[attr-defined]
-    for host, port in settings.dns.listen:
-        internet.TCPServer(port, factory, interface=host).setServiceParent(top)
-        internet.UDPServer(port, DNSDatagramProtocol(factory), interface=host, maxPacketSize=65535).setServiceParent(
-            top
-        )
+    for i, (host, port) in enumerate(settings.dns.listen):
+        where = f"{host or '*'}:{port}"
+        top.add_listener(internet.TCPServer(port, factory, interface=host), f"dns.listen[{i}]", f"{where} (TCP)")
+        udp = internet.UDPServer(port, DNSDatagramProtocol(factory), interface=host, maxPacketSize=65535)
+        top.add_listener(udp, f"dns.listen[{i}]", f"{where} (UDP)")
+    if isinstance(store, SQLiteUserStore):
+        from dyndns_plugin.control import control_address, control_service
+
+        top.add_listener(control_service(store.path, dyndns), "store.path", control_address(store.path))
     if notifier is not None:
         _NotifierService(notifier).setServiceParent(top)
     top.publisher = publisher  # type: ignore[attr-defined]
@@ -321,7 +427,7 @@ def build_service(
     return top
 
 
-def makeService(options: Options) -> service.MultiService:
+def makeService(options: Options) -> DynDNSApplication:
     # The reactor thread and the SQLite writer thread hand the GIL back and
     # forth for every batch; the default 5 ms switch interval makes the
     # writer wait behind a busy reactor (bench/RESULTS.md, HTTP updates).
@@ -331,7 +437,37 @@ def makeService(options: Options) -> service.MultiService:
     # Every TCP listener's connection caps must fit under this limit, so
     # that a flood on one cannot take the descriptors the others need.
     open_files = raise_open_files_limit()
-    return build_service(options.settings, options.store, options.zones, open_files=open_files)
+    top = build_service(options.settings, options.store, options.zones, open_files=open_files)
+    if getattr(options, "embedded_default", False):
+        print(startup_summary(options.settings), flush=True)
+    return top
+
+
+def startup_summary(settings: Settings) -> str:
+    """
+    The block printed when the service starts on its embedded default:
+    where everything is, and how to add the first user.
+    """
+    dns = ", ".join(f"{host or '*'}:{port}" for host, port in settings.dns.listen) or "off"
+    http = ", ".join(settings.http.listen) if settings.http and settings.http.listen else "off"
+    gnudip = ", ".join(settings.gnudip.listen) or "off"
+    admin = ", ".join(settings.admin.listen) or "off (no admin.users or admin.tokens in a config)"
+    first_host, first_port = settings.dns.listen[0] if settings.dns.listen else ("127.0.0.1", 53)
+    lines = [
+        f"dyndns_plugin {__version__}: no --config, so the embedded default (loopback only):",
+        f"  suffix    {settings.suffix}",
+        f"  DNS       {dns} (UDP and TCP)",
+        f"  HTTP      {http}  (dyndns urls: every update URL)",
+        f"  GnuDIP    {gnudip}",
+        f"  admin     {admin}",
+        f"  state     {settings.state_directory} (store {os.path.basename(settings.store_path)})",
+        "Add the first user (in this folder, or with the same XDG_STATE_HOME):",
+        "  dyndns user add alice --password 's3cret'",
+        "  dyndns user update alice 198.51.100.7",
+        f"  dig @{first_host or '127.0.0.1'} -p {first_port} +short alice.{settings.suffix}",
+        "A configuration to edit: dyndns init dyndns.toml, then twistd -n dyndns --config dyndns.toml",
+    ]
+    return "\n".join(lines)
 
 
 def protect_dns(factory: DynDNSServerFactory, settings: Settings, clock: Any) -> None:

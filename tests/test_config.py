@@ -7,6 +7,7 @@ import os
 from twisted.trial.unittest import SynchronousTestCase
 
 from dyndns_plugin.config import ConfigError, load_settings, parse_listen, settings_from_dict
+from dyndns_plugin.statedir import state_directory
 from tests.tools import write_test_file
 from tests.typing_helpers import TestCaseMixin
 
@@ -48,16 +49,24 @@ class ConfigTests(ConfigFileMixin, SynchronousTestCase):
         settings = load_settings(path)
         folder = os.path.dirname(os.path.abspath(path))
         self.assertEqual(settings.suffix, "dyn.example.com")
-        self.assertEqual(settings.store_path, os.path.join(folder, "dyndns.sqlite"))
+        self.assertEqual(settings.store_path, os.path.join(state_directory(), "dyndns.sqlite"))
         self.assertEqual(settings.dns.zones[0].file, os.path.join(folder, "zones/example.org.zone"))
         self.assertEqual(settings.dns.nameservers, ("ns1.dyn.example.com",))
         self.assertEqual(settings.dns.hostmaster, "hostmaster.dyn.example.com")
 
+    def test_relative_store_path_is_beside_the_config(self) -> None:
+        path = self.write('[store]\npath = "data/users.sqlite"\n[gnudip]\nhttp_key_file = "k.key"\n')
+        folder = os.path.dirname(os.path.abspath(path))
+        settings = load_settings(path)
+        self.assertEqual(settings.store_path, os.path.join(folder, "data/users.sqlite"))
+        self.assertEqual(settings.gnudip.http_key_file, os.path.join(folder, "k.key"))
+
     def test_errors_name_the_key(self) -> None:
-        self.assertConfigError("", "service.suffix", "required")
         self.assertConfigError('[service]\nsuffix = "com"\n', "service.suffix", "two labels")
         self.assertConfigError('[service]\nsuffix = "a..b"\n', "service.suffix", "empty label")
-        self.assertConfigError('[service]\nsuffix = "a.b"\nsufix = 1\n', "service.sufix", "unknown key")
+        self.assertConfigError(
+            '[service]\nsuffix = "a.b"\nsufix = 1\n', "service.sufix", "unknown key (did you mean 'suffix'?)"
+        )
         self.assertConfigError('[service]\nsuffix = "a.b"\n[dns]\nlisten = ["nohost"]\n', "dns.listen", "HOST:PORT")
         self.assertConfigError('[service]\nsuffix = "a.b"\n[dns]\nlisten = ["1.2.3:53"]\n', "dns.listen", "")
         self.assertConfigError(

@@ -34,7 +34,7 @@ class DocumentTests(SynchronousTestCase):
     def test_errors_name_the_place(self) -> None:
         base = {"format": "dyndns_plugin.users", "version": 1}
         cases = [
-            ({**base, "users": [{"id": "ok"}, {"id": "Bad"}]}, "users[1].id"),
+            ({**base, "users": [{"id": "ok"}, {"id": "-bad"}]}, "users[1].id"),
             ({**base, "users": [{"id": "ok", "hostnames": ["a..b"]}]}, "users[0].hostnames"),
             ({**base, "users": [{"id": "ok", "colour": "red"}]}, "users[0].colour"),
             ({**base, "users": [{"id": "ok", "state": {"ipv4": "300.1.1.1"}}]}, "users[0].state.ipv4"),

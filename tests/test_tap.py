@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 
 from twisted.application import internet
-from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from dyndns_plugin import tap
+from dyndns_plugin.control import control_address
 from dyndns_plugin.service import DynDNSService
 from tests.tools import write_test_file
 
@@ -17,20 +17,50 @@ class OptionsTests(SynchronousTestCase):
     def config(self, text: str) -> str:
         return write_test_file(self, text)
 
-    def test_config_required(self) -> None:
-        error = self.assertRaises(usage.UsageError, tap.Options().parseOptions, [])
-        self.assertIn("--config", str(error))
+    def test_no_config_is_the_embedded_default(self) -> None:
+        """No --config and no $DYNDNS_CONFIG: suffix dyn.test on loopback, state in the state directory."""
+        state_home = os.path.abspath(self.mktemp())
+        os.makedirs(state_home)
+        self.patch(os, "environ", {"XDG_STATE_HOME": state_home, "PATH": os.environ.get("PATH", "")})
+        options = tap.Options()
+        options.parseOptions([])
+        settings = options.settings
+        self.assertTrue(options.embedded_default)
+        self.assertEqual(settings.suffix, "dyn.test")
+        self.assertEqual(settings.dns.listen, (("127.0.0.1", 5300),))
+        self.assertIsNotNone(settings.http)
+        assert settings.http is not None
+        self.assertEqual(settings.http.listen, ("tcp:8080:interface=127.0.0.1",))
+        self.assertEqual(settings.gnudip.listen, ("tcp:3495:interface=127.0.0.1",))
+        self.assertEqual(settings.admin.listen, ())  # off until credentials exist
+        state = os.path.join(state_home, "dyndns")
+        self.assertEqual(settings.store_path, os.path.join(state, "dyndns.sqlite"))
+        self.assertTrue(os.path.isdir(state))
+        self.assertEqual(os.stat(state).st_mode & 0o777, 0o700)
+        summary = tap.startup_summary(settings)
+        self.assertIn("127.0.0.1:5300", summary)
+        self.assertIn("dyndns user add", summary)
+        self.assertIn(state, summary)
+
+    def test_dyndns_config_environment(self) -> None:
+        path = self.config('[service]\nsuffix = "env.example.com"\n')
+        self.patch(os, "environ", {**os.environ, "DYNDNS_CONFIG": path})
+        options = tap.Options()
+        options.parseOptions([])
+        self.assertEqual(options.settings.suffix, "env.example.com")
+        self.assertFalse(options.embedded_default)
 
     def test_bad_config_names_file_and_key(self) -> None:
         path = self.config('[service]\nsuffix = "dyn.example.com"\nbogus = 1\n')
-        error = self.assertRaises(usage.UsageError, tap.Options().parseOptions, ["--config", path])
-        self.assertEqual(str(error), f"{path}: service.bogus: unknown key")
+        error = self.assertRaises(tap.StartupError, tap.Options().parseOptions, ["--config", path])
+        self.assertEqual(error.message, f"{path}: service.bogus: unknown key")
+        self.assertEqual(str(error), f"twistd dyndns: {path}: service.bogus: unknown key")
 
     def test_missing_zone_file(self) -> None:
         path = self.config(
             '[service]\nsuffix = "dyn.example.com"\n[[dns.zones]]\norigin = "example.org"\nfile = "nope.zone"\n'
         )
-        error = self.assertRaises(usage.UsageError, tap.Options().parseOptions, ["--config", path])
+        error = self.assertRaises(tap.StartupError, tap.Options().parseOptions, ["--config", path])
         self.assertIn("nope.zone", str(error))
 
     def test_bad_zone_file(self) -> None:
@@ -39,23 +69,29 @@ class OptionsTests(SynchronousTestCase):
         )
         with open(os.path.join(os.path.dirname(path), "bad.zone"), "w") as f:
             f.write("$ORIGIN example.org.\n@ IN A not-an-address\n")
-        error = self.assertRaises(usage.UsageError, tap.Options().parseOptions, ["--config", path])
+        error = self.assertRaises(tap.StartupError, tap.Options().parseOptions, ["--config", path])
         self.assertIn("bad.zone", str(error))
 
     def test_unusable_store(self) -> None:
         path = self.config('[service]\nsuffix = "dyn.example.com"\n[store]\npath = "no/such/dir/x.sqlite"\n')
-        error = self.assertRaises(usage.UsageError, tap.Options().parseOptions, ["--config", path])
+        error = self.assertRaises(tap.StartupError, tap.Options().parseOptions, ["--config", path])
         self.assertIn("x.sqlite", str(error))
 
     def test_service_tree(self) -> None:
         """The DynDNS service comes first, then a TCP and a UDP server per listen address."""
-        path = self.config('[service]\nsuffix = "dyn.example.com"\n[dns]\nlisten = ["127.0.0.1:5399", "[::1]:5399"]\n')
+        path = self.config(
+            '[service]\nsuffix = "dyn.example.com"\n[dns]\nlisten = ["127.0.0.1:5399", "[::1]:5399"]\n'
+            "[http]\nlisten = []\n[gnudip]\nlisten = []\n"
+        )
         options = tap.Options()
         options.parseOptions(["--config", path])
         top = tap.makeService(options)
         children = list(top)
         self.assertIsInstance(children[0], DynDNSService)
-        servers = [(type(c).__name__, c.args[0], c.kwargs["interface"]) for c in children[1:]]
+        *listeners, control = children[1:]
+        self.assertIsInstance(control, internet.UNIXServer)  # the control socket (dyndns_plugin.control)
+        self.assertEqual(control.args[0], control_address(options.settings.store_path))
+        servers = [(type(c).__name__, c.args[0], c.kwargs["interface"]) for c in listeners]
         self.assertEqual(
             servers,
             [

@@ -103,6 +103,7 @@ class DynDNSService(Service):
         self._poll_interval = poll_interval
         self._poller: task.LoopingCall | None = None
         self._polling = False
+        self._poll_waiters: list[defer.Deferred[None]] = []
 
     # -- settings, read from the parts that use them
 
@@ -203,6 +204,9 @@ class DynDNSService(Service):
             return
         finally:
             self._polling = False
+            waiting, self._poll_waiters = self._poll_waiters, []
+            for d in waiting:
+                self.clock.callLater(0, d.callback, None)  # type: ignore[attr-defined]
         registry = self.registry
         for user_id in changes.removed:
             # removed, or replaced wholesale by a restore (see Changes)
@@ -215,6 +219,28 @@ class DynDNSService(Service):
             if registry.state(state.user_id) != state:
                 self.feed.state(state, "store")
         self._generation = max(self._generation, changes.generation)
+
+    async def sync(self) -> int:
+        """
+        Apply every change committed to the store before this call (the
+        control socket's C{sync}: a CLI change served before the CLI
+        returns); the store generation reached.
+        """
+        if not self.registry.loaded:
+            loaded: defer.Deferred[None] = defer.Deferred()
+
+            def now_loaded(result: None) -> None:
+                loaded.callback(None)
+                return result
+
+            self.ready.addCallback(now_loaded)
+            await loaded
+        while self._polling:  # a poll in flight may have read before the caller's commit
+            finished: defer.Deferred[None] = defer.Deferred()
+            self._poll_waiters.append(finished)
+            await finished
+        await self.poll()
+        return self._generation
 
     # -- hooks for metrics
 

@@ -49,7 +49,7 @@ from dyndns_plugin.document import (
     user_to_dict,
 )
 from dyndns_plugin.methods import Method
-from dyndns_plugin.model import UpdateStatus, User, ValidationError
+from dyndns_plugin.model import UpdateStatus, User, ValidationError, normalize_user_id
 from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.store import NameTaken, NoSuchUser, StoreError, UserExists
 from dyndns_plugin.web.common import DynDNSRequest, basic_credentials, header
@@ -309,7 +309,7 @@ class AdminResource(resource.Resource):
             self._allow(request, b"GET")
             return self._json(request, openapi_document())
         if len(route) in (3, 4) and route[:2] == ["api", "users"]:
-            user_id = route[2]
+            user_id = normalize_user_id(route[2])
             if len(route) == 4:
                 if route[3] != "offline":
                     raise ApiError(http.NOT_FOUND, "no such resource")
@@ -412,7 +412,7 @@ class AdminResource(resource.Resource):
         body = self._body(request)
         if not isinstance(body, dict):
             raise ApiError(http.BAD_REQUEST, "must be a JSON object", "user")
-        if body.get("id", user_id) != user_id:
+        if normalize_user_id(body.get("id", user_id)) != user_id:
             raise ApiError(http.BAD_REQUEST, "does not match the URL", "id")
         if request.method == b"PATCH":
             if current is None:

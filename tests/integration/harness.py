@@ -249,10 +249,14 @@ def endpoint(port: int, key: str | None = None, cert: str | None = None) -> str:
 def base_settings(port: int) -> dict[str, Any]:
     """
     The harness's base configuration: suffix L{SUFFIX}, DNS on
-    127.0.0.1:C{port}, an SQLite store beside the file, poll interval 0.2 s.
+    127.0.0.1:C{port}, an SQLite store beside the file, poll interval 0.2 s,
+    and no HTTP or GnuDIP listener (their defaults are fixed ports) unless
+    an override adds one.
     """
     return {
         "service": {"suffix": SUFFIX, "poll_interval": 0.2},
+        "http": {"listen": []},
+        "gnudip": {"listen": []},
         "store": {"backend": "sqlite", "path": "users.sqlite"},
         "dns": {
             "listen": [f"127.0.0.1:{port}"],
@@ -568,13 +572,19 @@ class ServerTestCase(SynchronousTestCase):
 
     def assertTwistdRefuses(self, config: str, *expected: str) -> str:
         """
-        twistd on C{config} exits non-zero within REFUSAL_LIMIT, its last
-        line naming C{config} and each of C{expected}; returns that line.
+        twistd on C{config} exits with status 1 within REFUSAL_LIMIT, having
+        printed exactly one line on standard error (no usage block, no
+        traceback) that names C{config} and each of C{expected}; returns it.
         """
         started = time.monotonic()
         rc, out, err = run_twistd_once(config)
-        self.assertNotEqual(rc, 0, out + err)
-        message = (out + err).strip().splitlines()[-1]
+        self.assertEqual(rc, 1, out + err)
+        self.assertNotIn("Traceback", out + err)
+        self.assertNotIn("Usage:", out + err)
+        lines = err.strip().splitlines()
+        self.assertEqual(len(lines), 1, out + err)
+        message = lines[0]
+        self.assertTrue(message.startswith("twistd dyndns: "), message)
         for part in (config, *expected):
             self.assertIn(part, message, out + err)
         self.assertLess(time.monotonic() - started, REFUSAL_LIMIT)

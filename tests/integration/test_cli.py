@@ -206,11 +206,14 @@ class CommandTests(SynchronousTestCase):
             },
         )
         self.assertEqual([r["state"] for r in rows], ["online", "offline", "never", "disabled"])
-        self.assertEqual(rows[1]["ipv6"], "2001:db8::b")
+        # The addresses are what DNS serves: bert is offline, so his offline
+        # IPv4 and no IPv6 (not his last online addresses); dora is disabled.
+        self.assertEqual((rows[1]["ipv4"], rows[1]["ipv6"]), ("192.0.2.200", ""))
+        self.assertEqual((rows[3]["ipv4"], rows[3]["ipv6"]), ("", ""))
 
         by_ip = json.loads(cli_ok(self.config, "status", "--json", "--sort", "ipv4"))
         # Users without an address sort last.
-        self.assertEqual([r["user"] for r in by_ip], ["bert", "dora", "anna", "cleo"])
+        self.assertEqual([r["user"] for r in by_ip], ["bert", "anna", "cleo", "dora"])
         by_time = json.loads(cli_ok(self.config, "status", "--json", "--sort", "updated", "--reverse"))
         self.assertEqual([r["user"] for r in by_time if r["updated"]], ["bert", "dora", "anna"])
         self.assertEqual(len(by_time), 4)

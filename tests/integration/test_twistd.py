@@ -16,7 +16,6 @@ from tests.integration.harness import (
     ServerTestCase,
     SharedServerTestCase,
     run_twistd_help,
-    run_twistd_once,
 )
 
 #: The TXT records of big.example.org: together far above the 1232-byte
@@ -262,9 +261,9 @@ class ChangesWhileRunningTests(ServerTestCase):
 
 class ConfigurationErrorTests(ServerTestCase):
     """
-    A bad configuration stops twistd before it listens, with a message naming
-    the file and the key. twistd itself prints usage errors (after the usage
-    text) on standard output, so both streams are searched.
+    A bad configuration stops twistd before it listens: exit status 1 and one
+    line on standard error naming the file and the key (no usage block, no
+    traceback; L{ServerTestCase.assertTwistdRefuses}).
     """
 
     def setUp(self) -> None:
@@ -320,10 +319,7 @@ class ConfigurationErrorTests(ServerTestCase):
         config = self.write(
             '[service]\nsuffix = "dyn.example.com"\n[[dns.zones]]\norigin = "example.org"\nfile = "bad.zone"\n'
         )
-        rc, out, err = run_twistd_once(config)
-        self.assertNotEqual(rc, 0, out + err)
-        message = (out + err).strip().splitlines()[-1]
-        self.assertIn(zone, message)
+        message = self.assertTwistdRefuses(config, zone)
         self.assertRegex(message, re.escape(zone) + r":\d+: ")  # with its line
 
     def test_help_lists_plugin(self) -> None:
