@@ -34,6 +34,7 @@ from dyndns_plugin.passwords import PasswordError, hash_password, md5_verifier
 from dyndns_plugin.registry import Answer
 from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.store import StoreError
+from dyndns_plugin.store.sqlite import SCHEMA_VERSION
 from dyndns_plugin.tap import make_dyndns_service, make_store, version_line
 
 
@@ -365,6 +366,57 @@ def cmd_make_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sqlite_store_path(settings: Settings, verb: str) -> str:
+    if settings.store_backend != "sqlite":
+        raise CommandError(f'store.backend is "{settings.store_backend}": only the sqlite store can {verb}')
+    return settings.store_path
+
+
+def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
+    """A consistent copy of the SQLite store, safe while the server runs (see store.backup)."""
+    from dyndns_plugin.store import backup
+
+    try:
+        info = backup.backup(_sqlite_store_path(settings, "be backed up"), args.path, force=args.force)
+    except (CommandError, StoreError) as e:
+        print(f"dyndns: {e}", file=sys.stderr)
+        return 1
+    print(f"backed up {info.users} users to {info.path} (schema version {info.schema_version}, {info.size} bytes)")
+    return 0
+
+
+def _confirmed(question: str) -> bool:
+    """Ask on the terminal; without one, only C{--yes} confirms."""
+    if not sys.stdin.isatty():
+        return False
+    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+
+
+def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
+    """
+    Replace the store's users with a backup's, in one transaction; a
+    running server serves them before the command returns (the control
+    socket's sync runs its poll, which sees the restore: see store.backup).
+    """
+    from dyndns_plugin.store import backup
+
+    try:
+        store_path = _sqlite_store_path(settings, "be restored")
+        if not args.yes and not _confirmed(f"replace every user of {store_path} with those of {args.path}?"):
+            raise CommandError(f"restore replaces every user of {store_path}: confirm with --yes; nothing restored")
+        info = backup.restore(store_path, args.path)
+    except (CommandError, StoreError) as e:
+        print(f"dyndns: {e}", file=sys.stderr)
+        return 1
+    migrated = f", migrated to {SCHEMA_VERSION}" if info.schema_version < SCHEMA_VERSION else ""
+    print(
+        f"restored {info.users} users from {args.path} (schema version {info.schema_version}{migrated});"
+        f" they replace the {info.replaced} users the store had"
+    )
+    make_live(settings)  # a running server serves them before we return
+    return 0
+
+
 def _user_options(parser: argparse.ArgumentParser, editing: bool) -> None:
     many: dict[str, Any] = {"action": "append", "default": None if editing else []}
     parser.add_argument("--password", help="the password; - reads it from standard input")
@@ -466,6 +518,19 @@ def build_parser() -> argparse.ArgumentParser:
     import_sdp.add_argument("state_xml", metavar="STATE.xml", nargs="?", help="the plug-in's state (current addresses)")
     import_sdp.add_argument("--replace", action="store_true", help="replace users that exist already (else: an error)")
     import_sdp.set_defaults(run=cmd_import_sdp, live=True)
+
+    backup_ = commands.add_parser("backup", help="copy the SQLite store to a file (safe while the server runs)")
+    backup_.add_argument("path", metavar="PATH", help="the backup file to write")
+    backup_.add_argument("--force", action="store_true", help="replace PATH if it exists")
+    backup_.set_defaults(run=None, settings_only=cmd_backup)
+    restore = commands.add_parser(
+        "restore", help="replace the store's users with a backup's (a running server serves them at its next poll)"
+    )
+    restore.add_argument("path", metavar="PATH", help="a file written by dyndns backup")
+    restore.add_argument(
+        "--yes", action="store_true", help="do not ask (required when standard input is not a terminal)"
+    )
+    restore.set_defaults(run=None, settings_only=cmd_restore)
 
     urls = commands.add_parser("urls", help="print the full URL of every enabled HTTP method")
     urls.set_defaults(run=None, settings_only=cmd_urls)

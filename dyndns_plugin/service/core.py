@@ -222,7 +222,8 @@ class DynDNSService(Service):
         registry = self.registry
         audit = self.audit
         for user_id in changes.removed:
-            if user_id not in changes.users and registry.has_user(user_id):
+            # removed, or replaced wholesale by a restore (see Changes)
+            if (user_id not in changes.users or user_id not in changes.states) and registry.has_user(user_id):
                 self.feed.removal(user_id, "store")
                 audit.admin(None, "user-remove", None, "ok", user_id, method="store")
         for user in changes.users.values():

@@ -62,6 +62,11 @@ class Changes:
     What changed after some generation, up to and including C{generation}.
     C{users} maps a changed user id to its new record; C{removed} lists
     users that no longer exist; C{states} holds changed host states.
+
+    An id in both C{removed} and C{users} was replaced wholesale (a restore,
+    L{dyndns_plugin.store.backup}): forget its old record and state, then take
+    the new record (and its state, if C{states} has one). Ordinary writes
+    never give both: re-adding a user clears its removal.
     """
 
     generation: int

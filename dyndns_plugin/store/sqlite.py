@@ -127,6 +127,37 @@ SCHEMA_VERSION = len(MIGRATIONS)
 _STOP = object()
 
 
+def _refuse_newer(conn: sqlite3.Connection, label: str) -> int:
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"{label}: schema version {version} is newer than this program's {SCHEMA_VERSION}; upgrade dyndns_plugin"
+        )
+    return int(version)
+
+
+def migrate(conn: sqlite3.Connection, label: str) -> int:
+    """
+    Bring the database of C{conn} to L{SCHEMA_VERSION} in one transaction
+    (all steps or none); return the version it had. A newer version is
+    refused with L{StoreError} naming C{label} (the file): this program
+    cannot know what a newer one stored.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = _refuse_newer(conn, label)
+        for target in range(version, SCHEMA_VERSION):
+            for statement in MIGRATIONS[target].split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {target + 1}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return int(version)
+
+
 class _Worker:
     """
     The one thread that owns the SQLite connection. C{submit} queues a
@@ -305,6 +336,40 @@ def _hostnames_by_user(conn: sqlite3.Connection, where: str = "", args: tuple[An
     return names
 
 
+def damage(conn: sqlite3.Connection, check: str = "integrity_check") -> str | None:
+    """
+    What SQLite's C{integrity_check} (or C{quick_check}) finds wrong with the
+    database of C{conn}, as one line; None if it is intact.
+    """
+    (result,) = conn.execute(f"PRAGMA {check}(1)").fetchone()
+    if result == "ok":
+        return None
+    return "; ".join(line for line in result.splitlines() if not line.startswith("***")) or result
+
+
+def connect(path: str) -> sqlite3.Connection:
+    """
+    A connection to the store at C{path} as the store uses it (WAL, full
+    sync, foreign keys, migrated to L{SCHEMA_VERSION}); a missing file is
+    created readable by its owner only.
+    """
+    if path != ":memory:" and not os.path.exists(path):
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
+    try:
+        conn.execute("PRAGMA busy_timeout=10000")
+        _refuse_newer(conn, path)  # before anything changes the file
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=10000")
+        migrate(conn, path)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
 @implementer(IUserStore, IReplayStore, IZoneJournal)
 class SQLiteUserStore:
     """
@@ -330,47 +395,23 @@ class SQLiteUserStore:
     # -- lifecycle
 
     def _connect(self) -> sqlite3.Connection:
-        if self.path != ":memory:" and not os.path.exists(self.path):
-            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute("PRAGMA busy_timeout=10000")
-            self._migrate(conn)
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
-    def _migrate(self, conn: sqlite3.Connection) -> None:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            (version,) = conn.execute("PRAGMA user_version").fetchone()
-            if version > SCHEMA_VERSION:
-                raise StoreError(
-                    f"{self.path}: schema version {version} is newer than this "
-                    f"program's {SCHEMA_VERSION}; upgrade dyndns_plugin"
-                )
-            for target in range(version, SCHEMA_VERSION):
-                for statement in MIGRATIONS[target].split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {target + 1}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        return connect(self.path)
 
     def check(self) -> None:
         """
-        Open, migrate and close the file synchronously, raising
-        L{StoreError} with the reason: for start-up checks, before the
-        reactor runs.
+        Open, migrate, check (SQLite's C{quick_check}) and close the file
+        synchronously, raising L{StoreError} with the reason: for start-up
+        checks, before the reactor runs.
         """
         try:
-            self._connect().close()
+            conn = self._connect()
+            try:
+                # a damaged file fails here, in one line, not at the first read
+                problem = damage(conn, "quick_check")
+            finally:
+                conn.close()
+            if problem is not None:
+                raise StoreError(f"{self.path}: damaged ({problem}); restore a backup (dyndns restore)")
         except sqlite3.Error as e:
             raise StoreError(f"{self.path}: {e}") from None
         except OSError as e:
