@@ -32,6 +32,8 @@ from tests.integration.harness import (
 )
 from tests.tools import free_port, require_tool
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 #: The embedded default's fixed ports (DNS, HTTP, GnuDIP) on 127.0.0.1.
 DEFAULT_PORTS = {"dns": 5300, "http": 8080, "gnudip": 3495}
 
@@ -66,7 +68,8 @@ def cli(env: dict[str, str], cwd: str, *args: str) -> subprocess.CompletedProces
 class EmbeddedDefaultTests(ServerTestCase):
     """C{twistd -n dyndns} and C{dyndns} with no configuration find each other."""
 
-    def test_serves_at_once_and_cli_finds_the_same_store(self) -> None:
+    def start_default(self) -> tuple[str, dict[str, str], str]:
+        """twistd -n dyndns with no configuration in a new folder: (folder, its environment, its output)."""
         self.require_tools()
         busy = [name for name, port in DEFAULT_PORTS.items() if port_taken(port)]
         if busy:
@@ -74,6 +77,7 @@ class EmbeddedDefaultTests(ServerTestCase):
         folder = os.path.abspath(self.mktemp())
         os.makedirs(folder)
         env = {k: v for k, v in os.environ.items() if k not in ("DYNDNS_CONFIG", "STATE_DIRECTORY", "XDG_STATE_HOME")}
+        env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
         log_path = os.path.join(folder, "twistd.log")
         with open(log_path, "wb") as log:
             process = subprocess.Popen(
@@ -89,6 +93,32 @@ class EmbeddedDefaultTests(ServerTestCase):
         with open(log_path) as f:
             output = f.read()
         self.assertTrue(ready, output)
+        return folder, env, output
+
+    def test_readme_walkthrough_says_what_it_does(self) -> None:
+        """The README's walkthrough, pasted as one block: every command prints what its comment says."""
+        require_tool("curl", "curl")
+        folder, env, _ = self.start_default()
+        with open(os.path.join(ROOT, "README.md")) as f:
+            steps = walkthrough_steps(f.read())
+        self.assertGreaterEqual(len([s for s in steps if s[1] is not None]), 10)
+        marker = "=== dyndns walkthrough step ==="
+        script = "".join(f"{command}\necho '{marker}' $?\n" for command, _ in steps)
+        done = subprocess.run(
+            ["bash", "-c", script], capture_output=True, text=True, env=env, cwd=folder, timeout=120, check=False
+        )
+        # stdout is: output 0, marker, status 0, output 1, marker, status 1, ...
+        parts = done.stdout.split(marker)
+        self.assertEqual(len(parts), len(steps) + 1, done.stdout + done.stderr)
+        for i, (command, expected) in enumerate(steps):
+            printed = parts[0] if i == 0 else parts[i].split("\n", 1)[1]
+            status = parts[i + 1].split("\n", 1)[0].strip()
+            self.assertEqual(status, "0", f"{command}: exit status {status}\n{done.stderr}")
+            if expected is not None:
+                self.assertEqual(printed.strip(), expected, f"{command}\n{done.stderr}")
+
+    def test_serves_at_once_and_cli_finds_the_same_store(self) -> None:
+        folder, env, output = self.start_default()
         # The block that says where everything is.
         state = os.path.join(folder, "dyndns-state")
         for part in ("127.0.0.1:5300", "tcp:8080:interface=127.0.0.1", "tcp:3495:interface=127.0.0.1", state):
@@ -112,6 +142,21 @@ class EmbeddedDefaultTests(ServerTestCase):
         self.assertEqual(response.body.strip(), b"good 198.51.100.8")
         with socket.create_connection(("127.0.0.1", DEFAULT_PORTS["gnudip"]), timeout=5) as gnudip:
             self.assertTrue(gnudip.recv(64))  # the salt
+
+
+def walkthrough_steps(readme: str) -> list[tuple[str, str | None]]:
+    """
+    The commands of the README's walkthrough, each with the output its
+    comment promises (None: no comment, only exit status 0 is checked).
+    """
+    section = readme.split("## A five-minute walkthrough", 1)[1].split("\n## ", 1)[0]
+    steps: list[tuple[str, str | None]] = []
+    for block in section.split("```sh\n")[1:]:
+        for line in block.split("```", 1)[0].splitlines():
+            command, sep, expected = line.partition("  # ")
+            if command.strip():
+                steps.append((command.strip(), expected.strip() if sep else None))
+    return steps
 
 
 class LiveCommandTests(ServerTestCase):
