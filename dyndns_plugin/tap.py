@@ -471,6 +471,8 @@ def makeService(options: Options) -> DynDNSApplication:
     open_files = raise_open_files_limit()
     top = build_service(options.settings, options.store, options.zones, open_files=open_files)
     twistd_options = getattr(options, "parent", None)
+    if twistd_options is not None:
+        keep_pidfile_in_state_directory(twistd_options, options.settings)
     top.exit_on_listen_error = bool(twistd_options is not None and twistd_options.get("nodaemon"))
     chosen = options.settings.log
     top.log_observer = twistd_observer(chosen, twistd_options)
@@ -480,6 +482,23 @@ def makeService(options: Options) -> DynDNSApplication:
     if getattr(options, "embedded_default", False):
         print(startup_summary(options.settings), flush=True)
     return top
+
+
+def keep_pidfile_in_state_directory(twistd_options: Any, settings: Settings) -> None:
+    """
+    twistd writes C{twistd.pid} into the current folder unless told
+    otherwise; put it in the state directory instead (an explicit
+    C{--pidfile} stays as given).
+    """
+    if twistd_options.get("pidfile") not in ("twistd.pid", os.path.abspath("twistd.pid")):
+        return
+    if not settings.state_directory:
+        return
+    try:
+        ensure_state_directory(settings.state_directory)
+    except OSError:
+        return  # no state directory to be had: twistd's default stays
+    twistd_options["pidfile"] = os.path.join(settings.state_directory, "twistd.pid")
 
 
 def startup_summary(settings: Settings) -> str:

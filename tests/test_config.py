@@ -34,7 +34,7 @@ class ConfigTests(ConfigFileMixin, SynchronousTestCase):
         """The shipped example loads and uses the documented addresses."""
         settings = load_settings(EXAMPLE)
         self.assertEqual(settings.suffix, "dyn.example.com")
-        self.assertEqual(settings.dns.listen, (("127.0.0.1", 5353),))
+        self.assertEqual(settings.dns.listen, (("127.0.0.1", 5300),))
         self.assertEqual(
             settings.store_path,
             os.path.join(os.path.dirname(os.path.abspath(EXAMPLE)), "dyndns.sqlite"),

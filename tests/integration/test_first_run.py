@@ -81,7 +81,7 @@ class EmbeddedDefaultTests(ServerTestCase):
         log_path = os.path.join(folder, "twistd.log")
         with open(log_path, "wb") as log:
             process = subprocess.Popen(
-                [*twistd_command(), "-n", "--pidfile=", "dyndns"],
+                [*twistd_command(), "-n", "dyndns"],  # the README's command, pid file and all
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -125,6 +125,9 @@ class EmbeddedDefaultTests(ServerTestCase):
             self.assertIn(part, output)
         self.assertIn("dyndns user add", output)
         self.assertTrue(os.path.isfile(os.path.join(state, "dyndns.sqlite")))
+        # twistd's pid file goes to the state directory, not the current folder.
+        self.assertTrue(os.path.isfile(os.path.join(state, "twistd.pid")))
+        self.assertFalse(os.path.exists(os.path.join(folder, "twistd.pid")))
         # The CLI in the same folder, with no configuration, changes what this server serves.
         added = cli(env, folder, "user", "add", "Alice", "--password", "s3cret")
         self.assertEqual(added.returncode, 0, added.stderr)
