@@ -47,16 +47,28 @@ class Options(usage.Options):
 
 
 def check_endpoints(settings: Settings) -> None:
-    """Parse every endpoint string now (TLS files included), not at start."""
+    """
+    Parse every endpoint string now (TLS files included), not at start, and
+    find the sockets of every C{systemd:} listener.
+    """
     from twisted.internet import reactor
 
+    from dyndns_plugin.systemd import PassedSocketError, check_endpoint, sockets_named
+
+    for name in settings.dns.listen_systemd:
+        try:
+            sockets_named(name)
+        except PassedSocketError as e:
+            raise ConfigError(settings.path, "dns.listen", f"'systemd:{name}': {e}") from None
     listeners = [(f"gnudip.listen[{i}]", d) for i, d in enumerate(settings.gnudip.listen)]
     if settings.http is not None:
         listeners += [(f"http.listen[{i}]", d) for i, d in enumerate(settings.http.listen)]
+    listeners += [(f"admin.listen[{i}]", d) for i, d in enumerate(settings.admin.listen)]
     for key, description in listeners:
         try:
+            check_endpoint(description)
             endpoints.serverFromString(reactor, description)
-        except Exception as e:  # bad syntax, missing or unusable TLS files
+        except Exception as e:  # bad syntax, missing or unusable TLS files, no such passed socket
             raise ConfigError(settings.path, key, f"{description!r}: {e}") from None
 
 
@@ -310,6 +322,8 @@ def build_service(
         internet.UDPServer(port, DNSDatagramProtocol(factory), interface=host, maxPacketSize=65535).setServiceParent(
             top
         )
+    if settings.dns.listen_systemd:
+        add_passed_dns_listeners(top, settings, factory, reactor)
     if notifier is not None:
         _NotifierService(notifier).setServiceParent(top)
     top.publisher = publisher  # type: ignore[attr-defined]
@@ -319,6 +333,20 @@ def build_service(
     top.dns_factory = factory  # type: ignore[attr-defined]
     top.connections = limiters  # type: ignore[attr-defined]
     return top
+
+
+def add_passed_dns_listeners(
+    top: service.MultiService, settings: Settings, factory: DynDNSServerFactory, reactor: Any
+) -> None:
+    """DNS on the sockets systemd passed (C{dns.listen = ["systemd:NAME"]})."""
+    from dyndns_plugin.systemd import PassedDNSListener, PassedSocketError, sockets_named
+
+    for name in settings.dns.listen_systemd:
+        try:
+            sockets = sockets_named(name)
+        except PassedSocketError as e:
+            raise ConfigError(settings.path, "dns.listen", f"'systemd:{name}': {e}") from None
+        PassedDNSListener(sockets, factory, lambda: DNSDatagramProtocol(factory), reactor).setServiceParent(top)
 
 
 def makeService(options: Options) -> service.MultiService:
