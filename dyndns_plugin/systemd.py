@@ -29,9 +29,9 @@ from twisted.internet.interfaces import IListeningPort
 from dyndns_plugin import twisted_private
 
 #: The socket types of the passed sockets that DNS can serve.
-_KINDS = {socket.SOCK_STREAM: "stream", socket.SOCK_DGRAM: "datagram"}
+_KINDS: dict[int, str] = {socket.SOCK_STREAM: "stream", socket.SOCK_DGRAM: "datagram"}
 #: The address families DNS can serve on (Twisted adopts UDP in these only).
-_FAMILIES = {socket.AF_INET: "IPv4", socket.AF_INET6: "IPv6"}
+_FAMILIES: dict[int, str] = {socket.AF_INET: "IPv4", socket.AF_INET6: "IPv6"}
 
 
 class PassedSocketError(Exception):
