@@ -7,7 +7,9 @@ C{FileDescriptorName} is NAME: stream sockets as DNS over TCP, datagram
 sockets as DNS over UDP (the type and address family are read from the
 socket itself). The other listeners are Twisted endpoint strings and use
 Twisted's own C{systemd:domain=INET:name=NAME} endpoint (see
-examples/systemd/). Both read the sockets from the same place, Twisted's
+examples/systemd/), or ours for HTTPS, C{systemd-tls:domain=INET:name=NAME:
+privateKey=KEY:certKey=CERT} (L{tls_server_endpoint}: TLS with the options
+of Twisted's C{ssl:} endpoint, on a passed socket). All of them read the sockets from the same place, Twisted's
 parse of the environment (L{twisted_private.systemd_passed_sockets}).
 
 When a name has no socket, L{why_missing} says why in one line: nothing
@@ -23,8 +25,10 @@ from typing import Any
 
 import attrs
 from twisted.application import service
-from twisted.internet import defer
-from twisted.internet.interfaces import IListeningPort
+from twisted.internet import defer, endpoints
+from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from zope.interface import implementer
 
 from dyndns_plugin import twisted_private
 
@@ -117,7 +121,7 @@ def check_endpoint(description: str) -> None:
     L{PassedSocketError} saying why its socket is missing, where Twisted
     would only raise C{KeyError('NAME')} or C{IndexError}.
     """
-    if not description.startswith("systemd:"):
+    if not description.startswith(("systemd:", "systemd-tls:")):
         return
     for part in description.split(":")[1:]:
         key, _, value = part.partition("=")
@@ -127,6 +131,44 @@ def check_endpoint(description: str) -> None:
             passed = twisted_private.systemd_passed_sockets()
             if not value.isdigit() or int(value) >= len(passed):
                 raise PassedSocketError(f"no passed socket has index {value} ({len(passed)} passed)")
+
+
+@implementer(IStreamServerEndpoint)
+class TLSServerEndpoint:
+    """Listening on C{wrapped} with TLS (C{context_factory}) in front of every connection."""
+
+    def __init__(self, wrapped: Any, context_factory: Any) -> None:
+        self.wrapped = wrapped
+        self.context_factory = context_factory
+
+    def listen(self, factory: Any) -> defer.Deferred[IListeningPort]:
+        listening: defer.Deferred[IListeningPort] = self.wrapped.listen(
+            TLSMemoryBIOFactory(self.context_factory, False, factory)
+        )
+        return listening
+
+
+def tls_server_endpoint(
+    reactor: Any, domain: str, index: str | None = None, name: str | None = None, **tls: str
+) -> TLSServerEndpoint:
+    """
+    The C{systemd-tls:} endpoint: Twisted's C{systemd:} endpoint for the
+    passed socket (C{domain}, C{index} or C{name}), with TLS from the
+    options C{tls} as Twisted's C{ssl:} endpoint reads them.
+    """
+    quote = endpoints.quoteStringArgument
+    socket_options = [f"domain={quote(domain)}"]
+    if index is not None:
+        socket_options.append(f"index={quote(index)}")
+    if name is not None:
+        socket_options.append(f"name={quote(name)}")
+    passed = endpoints.serverFromString(reactor, "systemd:" + ":".join(socket_options))
+    if "privateKey" not in tls:
+        raise ValueError("systemd-tls: needs privateKey= (and certKey= if the certificate is in another file)")
+    context_factory = twisted_private.ssl_server_context_factory(
+        reactor, ":".join(f"{key}={quote(value)}" for key, value in tls.items())
+    )
+    return TLSServerEndpoint(passed, context_factory)
 
 
 class PassedDNSListener(service.Service):

@@ -31,6 +31,10 @@ Why each is needed:
    an incomplete DNS-over-TCP message is buffered, for its deadline.
  - L{default_cooperator}, L{set_default_cooperator} (C{task._theCooperator}):
    bench/fuzz.py runs the service's cooperative tasks on its own scheduler.
+ - L{ssl_server_context_factory} (C{SSL4ServerEndpoint._sslContextFactory}):
+   the TLS options of an C{ssl:} endpoint string, so C{systemd-tls:} takes
+   exactly the options (privateKey, certKey, extraCertChain, dhParameters,
+   ...) and checks of Twisted's own C{ssl:} endpoint.
  - L{systemd_passed_sockets} (C{endpoints._SystemdParser._sddaemon} and
    C{ListenFDs._names}): the sockets systemd passed, as Twisted read them
    when C{twisted.internet.endpoints} was imported (it then deletes
@@ -152,3 +156,11 @@ def systemd_passed_sockets() -> list[tuple[int, str]]:
     """
     listen_fds = endpoints._SystemdParser._sddaemon
     return list(zip(listen_fds.inheritedDescriptors(), listen_fds._names))
+
+
+def ssl_server_context_factory(reactor: Any, options: str) -> Any:
+    """
+    The context factory Twisted's C{ssl:} endpoint makes from C{options}
+    (the part after C{ssl:PORT:}); its errors are the C{ssl:} endpoint's.
+    """
+    return endpoints.serverFromString(reactor, "ssl:0:" + options)._sslContextFactory

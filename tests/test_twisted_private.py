@@ -174,6 +174,21 @@ class SystemdTests(SynchronousTestCase):
         endpoint = endpoints.serverFromString(task.Clock(), "systemd:domain=INET:name=http")
         self.assertEqual(endpoint.fileno, 5)  # type: ignore[attr-defined]
 
+    def test_ssl_server_context_factory(self) -> None:
+        """The TLS context of an C{ssl:} endpoint's options: our key and certificate, its errors."""
+        from OpenSSL import SSL
+
+        from tests.integration.clients import make_certificate
+
+        folder = self.mktemp()
+        os.makedirs(folder)
+        key, cert = make_certificate(folder)
+        factory = tp.ssl_server_context_factory(task.Clock(), f"privateKey={key}:certKey={cert}")
+        context = factory.getContext()
+        self.assertIsInstance(context, SSL.Context)
+        context.check_privatekey()  # raises unless the key matches the loaded certificate
+        self.assertRaises(FileNotFoundError, tp.ssl_server_context_factory, task.Clock(), "privateKey=/nonexistent.pem")
+
 
 class HookTests(SynchronousTestCase):
     def test_overridden_hooks(self) -> None:

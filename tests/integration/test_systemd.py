@@ -42,13 +42,15 @@ class SocketActivationTests(ServerTestCase):
 
     def passed_sockets(self, server: Server) -> list[tuple[str, socket.socket]]:
         """
-        DNS (UDP and TCP, both named C{dns}) on the server's DNS port and
-        C{http} on its HTTP port, bound by the test, as a .socket unit would.
+        DNS (UDP and TCP, both named C{dns}) on the server's DNS port,
+        C{http} and C{https} on its HTTP and HTTPS ports, bound by the test,
+        as the .socket units of examples/systemd would.
         """
         sockets = [
             ("dns", bound(socket.SOCK_DGRAM, server.port)),
             ("dns", bound(socket.SOCK_STREAM, server.port)),
             ("http", bound(socket.SOCK_STREAM, server.http_port)),
+            ("https", bound(socket.SOCK_STREAM, server.https_port)),
         ]
         for _name, sock in sockets:
             self.addCleanup(sock.close)
@@ -58,18 +60,23 @@ class SocketActivationTests(ServerTestCase):
         return [sys.executable, LAUNCHER, *options, *(f"{name}={s.fileno()}" for name, s in sockets), "--"]
 
     def make_activated_server(self) -> Server:
-        server = self.make_server(listeners=("http",))
+        server = self.make_server(listeners=("http", "https"))
         server.configure(
             dns={"listen": ["systemd:dns"]},
-            http={"listen": ["systemd:domain=INET:name=http"]},
+            http={
+                "listen": [
+                    "systemd:domain=INET:name=http",
+                    f"systemd-tls:domain=INET:name=https:privateKey={server.key}:certKey={server.cert}",
+                ]
+            },
         )
         return server
 
     def test_serves_on_passed_sockets(self) -> None:
         """
-        DNS over UDP and over TCP, and an HTTP update with curl, all through
-        the sockets the test bound: twistd's own binds would fail, since the
-        test's sockets hold the ports (no SO_REUSEPORT).
+        DNS over UDP and over TCP, an HTTP update and an HTTPS update
+        (C{systemd-tls:}) with curl, all through the sockets the test bound,
+        and each update served by DNS as soon as it was acknowledged.
         """
         server = self.make_activated_server()
         server.add_user("alice", "secret-pw", address=["192.0.2.10"])
@@ -88,9 +95,20 @@ class SocketActivationTests(ServerTestCase):
         assert response is not None
         self.assertEqual(response.status, 200, response.raw)
         self.assertEqual(response.header("x-dyndns-result"), "OK", response.raw)
-        self.assertServes(f"alice.{SUFFIX}", "A", ["198.51.100.20"], within=5.0)
-        self.assertServes(f"alice.{SUFFIX}", "A", ["198.51.100.20"], within=0.0)
+        self.assertServes(f"alice.{SUFFIX}", "A", ["198.51.100.20"])
         self.assertEqual(self.served(f"alice.{SUFFIX}", "A", "+tcp").data("A"), ["198.51.100.20"])
+        assert server.cert is not None
+        rc, response, err = run_curl(
+            "--cacert",
+            server.cert,
+            "-u",
+            "alice:secret-pw",
+            f"https://127.0.0.1:{server.https_port}/nic/update?hostname=alice.{SUFFIX}&myip=198.51.100.21",
+        )
+        self.assertEqual(rc, 0, err)  # curl verified our certificate: TLS on the passed socket
+        assert response is not None
+        self.assertEqual((response.status, response.text.strip()), (200, "good 198.51.100.21"), response.raw)
+        self.assertServes(f"alice.{SUFFIX}", "A", ["198.51.100.21"])
         log = server.read_log()
         self.assertNotIn("Traceback", log)
 
@@ -120,7 +138,15 @@ class SocketActivationTests(ServerTestCase):
         server.configure(dns={"listen": ["systemd:nope"]})
         sockets = self.passed_sockets(server)
         line = self.refusal(server, self.launcher(sockets), [s.fileno() for _n, s in sockets])
-        self.assertIn("dns.listen: 'systemd:nope': no socket named 'nope' was passed (passed: dns, http)", line)
+        self.assertIn("dns.listen: 'systemd:nope': no socket named 'nope' was passed (passed: dns, http, https)", line)
+
+    def test_tls_needs_a_key(self) -> None:
+        """C{systemd-tls:} without privateKey: refused naming http.listen[1] and what is missing."""
+        server = self.make_activated_server()
+        server.configure(http={"listen": ["systemd:domain=INET:name=http", "systemd-tls:domain=INET:name=https"]})
+        sockets = self.passed_sockets(server)
+        line = self.refusal(server, self.launcher(sockets), [s.fileno() for _n, s in sockets])
+        self.assertIn("http.listen[1]: 'systemd-tls:domain=INET:name=https': systemd-tls: needs privateKey=", line)
 
     def test_no_http_socket_of_that_name(self) -> None:
         """A Twisted C{systemd:} endpoint whose name was not passed: refused naming http.listen[0]."""
