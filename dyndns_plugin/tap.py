@@ -359,7 +359,13 @@ def makeService(options: Options) -> service.MultiService:
     # Every TCP listener's connection caps must fit under this limit, so
     # that a flood on one cannot take the descriptors the others need.
     open_files = raise_open_files_limit()
-    return build_service(options.settings, options.store, options.zones, open_files=open_files)
+    top = build_service(options.settings, options.store, options.zones, open_files=open_files)
+    from dyndns_plugin.reload import ReloadOnHangup
+
+    # SIGHUP re-reads the file (systemctl reload); only here, since a
+    # program that embeds build_service owns its own signals.
+    ReloadOnHangup(top, options.settings).setServiceParent(top)
+    return top
 
 
 def protect_dns(factory: DynDNSServerFactory, settings: Settings, clock: Any) -> None:
@@ -367,21 +373,34 @@ def protect_dns(factory: DynDNSServerFactory, settings: Settings, clock: Any) ->
     Response rate limiting (C{[dns.rrl]}) and DNS cookies (C{[dns.cookies]})
     on the DNS factory; without a configured secret, a random one.
     """
-    from dyndns_plugin.dns.cookies import ServerCookies, random_secret
+    factory.rrl = make_rrl(settings, clock)
+    factory.cookies = make_cookies(settings, clock)
+
+
+def make_rrl(settings: Settings, clock: Any) -> Any:
+    """The response rate limiter of C{[dns.rrl]}, or None when it is off."""
     from dyndns_plugin.dns.rrl import ResponseRateLimiter
 
     rrl = settings.dns_protection.rrl
-    if rrl.enabled:
-        factory.rrl = ResponseRateLimiter(
-            clock,
-            responses_per_second=rrl.responses_per_second,
-            slip=rrl.slip,
-            ipv4_prefix=rrl.ipv4_prefix,
-            ipv6_prefix=rrl.ipv6_prefix,
-            exempt=rrl.exempt,
-            table_size=rrl.table_size,
-        )
+    if not rrl.enabled:
+        return None
+    return ResponseRateLimiter(
+        clock,
+        responses_per_second=rrl.responses_per_second,
+        slip=rrl.slip,
+        ipv4_prefix=rrl.ipv4_prefix,
+        ipv6_prefix=rrl.ipv6_prefix,
+        exempt=rrl.exempt,
+        table_size=rrl.table_size,
+    )
+
+
+def make_cookies(settings: Settings, clock: Any) -> Any:
+    """The server cookies of C{[dns.cookies]} (a random secret if none is set), or None when off."""
+    from dyndns_plugin.dns.cookies import ServerCookies, random_secret
+
     cookies = settings.dns_protection.cookies
-    if cookies.enabled:
-        secret = cookies.secret.value if cookies.secret is not None else random_secret()
-        factory.cookies = ServerCookies(secret, clock)
+    if not cookies.enabled:
+        return None
+    secret = cookies.secret.value if cookies.secret is not None else random_secret()
+    return ServerCookies(secret, clock)

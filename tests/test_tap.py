@@ -9,6 +9,7 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from dyndns_plugin import tap
+from dyndns_plugin.reload import ReloadOnHangup
 from dyndns_plugin.service import DynDNSService
 from tests.tools import write_test_file
 
@@ -55,7 +56,9 @@ class OptionsTests(SynchronousTestCase):
         top = tap.makeService(options)
         children = list(top)
         self.assertIsInstance(children[0], DynDNSService)
-        servers = [(type(c).__name__, c.args[0], c.kwargs["interface"]) for c in children[1:]]
+        # twistd's tree ends with the SIGHUP reloader (dyndns_plugin.reload).
+        self.assertIsInstance(children[-1], ReloadOnHangup)
+        servers = [(type(c).__name__, c.args[0], c.kwargs["interface"]) for c in children[1:-1]]
         self.assertEqual(
             servers,
             [
