@@ -215,6 +215,22 @@ class DynDNSService(Service):
                 self.feed.state(state, "store")
         self._generation = max(self._generation, changes.generation)
 
+    async def store_answers(self, timeout: float = 5.0) -> bool:
+        """
+        Whether the store answers a read within C{timeout} seconds, once
+        loaded: the admin listener's C{GET /health}, for a container's or a
+        load balancer's health check.
+        """
+        if not self.registry.loaded:
+            return False
+        try:
+            read = self.store.changes_since(self._generation)
+            read.addTimeout(timeout, self.clock)
+            await read
+        except Exception:
+            return False
+        return True
+
     # -- hooks for metrics
 
     def auth_failed(self, method: str) -> None:
