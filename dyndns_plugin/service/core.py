@@ -215,9 +215,9 @@ class DynDNSService(Service):
                 self.feed.state(state, "store")
         self._generation = max(self._generation, changes.generation)
 
-    async def store_answers(self, timeout: float = 5.0) -> bool:
+    async def store_answers(self, within: float = 5.0) -> bool:
         """
-        Whether the store answers a read within C{timeout} seconds, once
+        Whether the store answers a read within C{within} seconds, once
         loaded: the admin listener's C{GET /health}, for a container's or a
         load balancer's health check.
         """
@@ -225,7 +225,7 @@ class DynDNSService(Service):
             return False
         try:
             read = self.store.changes_since(self._generation)
-            read.addTimeout(timeout, self.clock)
+            read.addTimeout(within, self.clock)
             await read
         except Exception:
             return False
