@@ -67,6 +67,9 @@ class TransferKey:
 @attrs.frozen
 class DNSSettings:
     listen: tuple[tuple[str, int], ...] = (("127.0.0.1", 53),)
+    #: C{dns.listen} entries C{"systemd:NAME"}: serve DNS on the sockets systemd
+    #: passed with that FileDescriptorName, so port 53 needs no root (none by default).
+    listen_systemd: tuple[str, ...] = ()
     nameservers: tuple[str, ...] = ()
     hostmaster: str = ""
     serial: int = 1
@@ -365,6 +368,14 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host, port
 
 
+def parse_systemd_name(value: str) -> str:
+    """C{"systemd:NAME"}: NAME as systemd allows a FileDescriptorName (printable ASCII, no colon)."""
+    name = value.removeprefix("systemd:")
+    if not re.fullmatch(r"[!-9;-~]{1,255}", name):
+        raise ValueError(f"{value!r}: NAME must be a FileDescriptorName (1-255 printable characters, no ':')")
+    return name
+
+
 def _positive(value: int) -> int:
     if value < 0:
         raise ValueError("must not be negative")
@@ -438,10 +449,14 @@ def settings_from_dict(
     dns_table = top.table("dns")
     listen_values = dns_table.get("listen", list)
     listen = []
+    listen_systemd = []
     for item in listen_values:
         if not isinstance(item, str):
-            raise dns_table.error("listen", 'must be a list of "HOST:PORT" strings')
-        listen.append(dns_table.convert("listen", parse_listen, item))
+            raise dns_table.error("listen", 'must be a list of "HOST:PORT" or "systemd:NAME" strings')
+        if item.startswith("systemd:"):
+            listen_systemd.append(dns_table.convert("listen", parse_systemd_name, item))
+        else:
+            listen.append(dns_table.convert("listen", parse_listen, item))
     nameservers = tuple(
         dns_table.convert("nameservers", normalize_name, ns)
         for ns in dns_table.get("nameservers", list) or [f"ns1.{suffix}"]
@@ -506,6 +521,7 @@ def settings_from_dict(
         log_updates=log_updates,
         dns=DNSSettings(
             listen=tuple(listen),
+            listen_systemd=tuple(listen_systemd),
             nameservers=nameservers,
             hostmaster=hostmaster,
             glue=glue,

@@ -115,7 +115,8 @@ KEYS: tuple[Key, ...] = (
     Key(
         "dns.listen",
         ["127.0.0.1:5300"],
-        'UDP and TCP listeners: "HOST:PORT", "[::1]:PORT", ":53" for every interface.',
+        'UDP and TCP listeners: "HOST:PORT", "[::1]:PORT", ":53" for every interface, "systemd:NAME" for '
+        "the sockets systemd passed under that name (docs/production.md).",
     ),
     Key(
         "dns.nameservers",
@@ -160,7 +161,8 @@ KEYS: tuple[Key, ...] = (
     Key(
         "http.listen",
         ["tcp:8080:interface=127.0.0.1"],
-        'Twisted endpoints: "tcp:8080:interface=127.0.0.1", "ssl:8443:privateKey=k.pem:certKey=c.pem"; [] = off.',
+        'Twisted endpoints: "tcp:8080:interface=127.0.0.1", "ssl:8443:privateKey=k.pem:certKey=c.pem", '
+        '"systemd:domain=INET:name=http", "systemd-tls:domain=INET:name=https:privateKey=..."; [] = off.',
     ),
     Key(
         "http.base_url",

@@ -333,7 +333,7 @@ def listener_caps(settings: Any) -> dict[str, tuple[int, int]]:
         caps["admin"] = (c.admin_max_per_source, c.admin_max_total)
     if settings.gnudip.listen:
         caps["gnudip"] = (settings.gnudip.max_connections_per_source, c.gnudip_max_total)
-    if settings.dns.listen:
+    if settings.dns.listen or settings.dns.listen_systemd:
         caps["dns_tcp"] = (c.dns_tcp_max_per_source, c.dns_tcp_max_total)
     return caps
 
@@ -344,7 +344,8 @@ def listening_files(settings: Any) -> int:
     C{connections.reserved_files}: one per listening socket (two per DNS
     address: UDP and TCP) and the NOTIFY sender's sockets.
     """
-    count = 2 * len(settings.dns.listen) + len(settings.gnudip.listen) + len(settings.admin.listen)
+    dns_listeners = len(settings.dns.listen) + len(settings.dns.listen_systemd)
+    count = 2 * dns_listeners + len(settings.gnudip.listen) + len(settings.admin.listen)
     if settings.http is not None:
         count += len(settings.http.listen)
     if settings.dns.notify:

@@ -96,6 +96,14 @@ class Limiter:
         #: user id -> times of its recent changes (oldest first).
         self._changes: dict[str, collections.deque[float]] = {}
 
+    def reconfigure(self, settings: LimitSettings) -> None:
+        """
+        New settings (a configuration reload); the failures and changes
+        counted so far stay, and are judged by the new thresholds.
+        """
+        self.settings = settings
+        self._exempt = [ipaddress.ip_network(n, strict=False) for n in settings.exempt]
+
     # -- sources
 
     def source_key(self, source: str | None) -> str | None:

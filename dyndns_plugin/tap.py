@@ -17,6 +17,7 @@ from twisted.python import reflect, usage
 from dyndns_plugin.auth import PasswordChecker
 from dyndns_plugin.authn import Authenticator, CredentialChecker
 from dyndns_plugin.config import ConfigError, LogSettings, Settings, default_settings, load_settings
+from dyndns_plugin.dns.protection import protect_dns
 from dyndns_plugin.dns.resolver import DynDNSResolver
 from dyndns_plugin.dns.server import DNSDatagramProtocol, DynDNSServerFactory
 from dyndns_plugin.dns.zones import StaticZone, ZoneFileError, load_zone_file, suffix_zone
@@ -87,16 +88,28 @@ def version_line() -> str:
 
 
 def check_endpoints(settings: Settings) -> None:
-    """Parse every endpoint string now (TLS files included), not at start."""
+    """
+    Parse every endpoint string now (TLS files included), not at start, and
+    find the sockets of every C{systemd:} listener.
+    """
     from twisted.internet import reactor
 
+    from dyndns_plugin.systemd import PassedSocketError, check_endpoint, sockets_named
+
+    for name in settings.dns.listen_systemd:
+        try:
+            sockets_named(name)
+        except PassedSocketError as e:
+            raise ConfigError(settings.path, "dns.listen", f"'systemd:{name}': {e}") from None
     listeners = [(f"gnudip.listen[{i}]", d) for i, d in enumerate(settings.gnudip.listen)]
     if settings.http is not None:
         listeners += [(f"http.listen[{i}]", d) for i, d in enumerate(settings.http.listen)]
+    listeners += [(f"admin.listen[{i}]", d) for i, d in enumerate(settings.admin.listen)]
     for key, description in listeners:
         try:
+            check_endpoint(description)
             endpoints.serverFromString(reactor, description)
-        except Exception as e:  # bad syntax, missing or unusable TLS files
+        except Exception as e:  # bad syntax, missing or unusable TLS files, no such passed socket
             raise ConfigError(settings.path, key, f"{description!r}: {e}") from None
 
 
@@ -444,6 +457,8 @@ def build_service(
         top.add_listener(internet.TCPServer(port, factory, interface=host), f"dns.listen[{i}]", f"{where} (TCP)")
         udp = internet.UDPServer(port, DNSDatagramProtocol(factory), interface=host, maxPacketSize=65535)
         top.add_listener(udp, f"dns.listen[{i}]", f"{where} (UDP)")
+    if settings.dns.listen_systemd:
+        add_passed_dns_listeners(top, settings, factory, reactor)
     if isinstance(store, SQLiteUserStore):
         from dyndns_plugin.control import control_address, control_service
 
@@ -457,6 +472,20 @@ def build_service(
     top.dns_factory = factory  # type: ignore[attr-defined]
     top.connections = limiters  # type: ignore[attr-defined]
     return top
+
+
+def add_passed_dns_listeners(
+    top: service.MultiService, settings: Settings, factory: DynDNSServerFactory, reactor: Any
+) -> None:
+    """DNS on the sockets systemd passed (C{dns.listen = ["systemd:NAME"]})."""
+    from dyndns_plugin.systemd import PassedDNSListener, PassedSocketError, sockets_named
+
+    for name in settings.dns.listen_systemd:
+        try:
+            sockets = sockets_named(name)
+        except PassedSocketError as e:
+            raise ConfigError(settings.path, "dns.listen", f"'systemd:{name}': {e}") from None
+        PassedDNSListener(sockets, factory, lambda: DNSDatagramProtocol(factory), reactor).setServiceParent(top)
 
 
 def makeService(options: Options) -> DynDNSApplication:
@@ -481,6 +510,11 @@ def makeService(options: Options) -> DynDNSApplication:
         log.warn("[log] is not used: twistd's {flag} decides the log output", flag=flag)
     if getattr(options, "embedded_default", False):
         print(startup_summary(options.settings), flush=True)
+    from dyndns_plugin.reload import ReloadOnHangup
+
+    # SIGHUP re-reads the file (systemctl reload); only here, since a
+    # program that embeds build_service owns its own signals.
+    ReloadOnHangup(top, options.settings).setServiceParent(top)
     return top
 
 
@@ -526,28 +560,3 @@ def startup_summary(settings: Settings) -> str:
         "A configuration to edit: dyndns init dyndns.toml, then twistd -n dyndns --config dyndns.toml",
     ]
     return "\n".join(lines)
-
-
-def protect_dns(factory: DynDNSServerFactory, settings: Settings, clock: Any) -> None:
-    """
-    Response rate limiting (C{[dns.rrl]}) and DNS cookies (C{[dns.cookies]})
-    on the DNS factory; without a configured secret, a random one.
-    """
-    from dyndns_plugin.dns.cookies import ServerCookies, random_secret
-    from dyndns_plugin.dns.rrl import ResponseRateLimiter
-
-    rrl = settings.dns_protection.rrl
-    if rrl.enabled:
-        factory.rrl = ResponseRateLimiter(
-            clock,
-            responses_per_second=rrl.responses_per_second,
-            slip=rrl.slip,
-            ipv4_prefix=rrl.ipv4_prefix,
-            ipv6_prefix=rrl.ipv6_prefix,
-            exempt=rrl.exempt,
-            table_size=rrl.table_size,
-        )
-    cookies = settings.dns_protection.cookies
-    if cookies.enabled:
-        secret = cookies.secret.value if cookies.secret is not None else random_secret()
-        factory.cookies = ServerCookies(secret, clock)

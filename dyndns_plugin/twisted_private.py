@@ -31,13 +31,24 @@ Why each is needed:
    an incomplete DNS-over-TCP message is buffered, for its deadline.
  - L{default_cooperator}, L{set_default_cooperator} (C{task._theCooperator}):
    bench/fuzz.py runs the service's cooperative tasks on its own scheduler.
+ - L{ssl_server_context_factory} (C{SSL4ServerEndpoint._sslContextFactory}):
+   the TLS options of an C{ssl:} endpoint string, so C{systemd-tls:} takes
+   exactly the options (privateKey, certKey, extraCertChain, dhParameters,
+   ...) and checks of Twisted's own C{ssl:} endpoint.
+ - L{systemd_passed_sockets} (C{endpoints._SystemdParser._sddaemon} and
+   C{ListenFDs._names}): the sockets systemd passed, as Twisted read them
+   when C{twisted.internet.endpoints} was imported (it then deletes
+   C{LISTEN_PID} and C{LISTEN_FDS} from the environment, so nobody can read
+   them again); the names in order, since C{inheritedNamedDescriptors}
+   keeps only one descriptor per name and a DNS socket unit passes two
+   (UDP and TCP) under one name.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet import task
+from twisted.internet import endpoints, task
 from twisted.internet.interfaces import IDelayedCall
 from twisted.names import authority, common, dns, resolve, server
 from twisted.protocols import basic
@@ -136,3 +147,20 @@ def default_cooperator() -> task.Cooperator:
 def set_default_cooperator(cooperator: task.Cooperator) -> None:
     """Replace the cooperator behind C{task.cooperate} and C{task.coiterate}."""
     task._theCooperator = cooperator
+
+
+def systemd_passed_sockets() -> list[tuple[int, str]]:
+    """
+    (descriptor, C{FileDescriptorName}) of every socket systemd passed to
+    this process, in order: what the C{systemd:} endpoints of Twisted see.
+    """
+    listen_fds = endpoints._SystemdParser._sddaemon
+    return list(zip(listen_fds.inheritedDescriptors(), listen_fds._names))
+
+
+def ssl_server_context_factory(reactor: Any, options: str) -> Any:
+    """
+    The context factory Twisted's C{ssl:} endpoint makes from C{options}
+    (the part after C{ssl:PORT:}); its errors are the C{ssl:} endpoint's.
+    """
+    return endpoints.serverFromString(reactor, "ssl:0:" + options)._sslContextFactory

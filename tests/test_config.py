@@ -99,6 +99,23 @@ class ConfigTests(ConfigFileMixin, SynchronousTestCase):
         self.assertRaises(ValueError, parse_listen, "127.0.0.1:70000")
         self.assertRaises(ValueError, parse_listen, "example.org:53")
 
+    def test_listen_systemd(self) -> None:
+        """
+        C{"systemd:NAME"} entries of dns.listen name passed sockets; they sit
+        beside HOST:PORT entries, and a NAME systemd could not give is refused.
+        """
+        settings = settings_from_dict(
+            {"service": {"suffix": "d.example.org"}, "dns": {"listen": ["systemd:dns", "[::1]:5300", "systemd:dns6"]}}
+        )
+        self.assertEqual(settings.dns.listen, (("::1", 5300),))
+        self.assertEqual(settings.dns.listen_systemd, ("dns", "dns6"))
+        only = settings_from_dict({"service": {"suffix": "d.example.org"}, "dns": {"listen": ["systemd:dns"]}})
+        self.assertEqual(only.dns.listen, ())
+        for bad in ("systemd:", "systemd:a:b", "systemd:a b", "systemd:" + "x" * 256):
+            self.assertConfigError(
+                f'[service]\nsuffix = "a.b"\n[dns]\nlisten = ["{bad}"]\n', "dns.listen", "FileDescriptorName"
+            )
+
     def test_dict_input(self) -> None:
         settings = settings_from_dict({"service": {"suffix": "d.example.org", "max_ttl": 600}})
         self.assertEqual(settings.max_ttl, 600)

@@ -13,6 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from dyndns_plugin import tap
 from dyndns_plugin.config import settings_from_dict
 from dyndns_plugin.control import control_address
+from dyndns_plugin.reload import ReloadOnHangup
 from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.store.memory import MemoryUserStore
 from tests.tools import write_test_file
@@ -93,8 +94,11 @@ class OptionsTests(SynchronousTestCase):
         top = tap.makeService(options)
         children = list(top)
         self.assertIsInstance(children[0], DynDNSService)
-        *listeners, control = children[1:]
-        self.assertIsInstance(control, internet.UNIXServer)  # the control socket (dyndns_plugin.control)
+        # twistd's tree ends with the control socket (dyndns_plugin.control)
+        # and the SIGHUP reloader (dyndns_plugin.reload).
+        *listeners, control, reloader = children[1:]
+        self.assertIsInstance(reloader, ReloadOnHangup)
+        self.assertIsInstance(control, internet.UNIXServer)
         self.assertEqual(control.args[0], control_address(options.settings.store_path))
         servers = [(type(c).__name__, c.args[0], c.kwargs["interface"]) for c in listeners]
         self.assertEqual(

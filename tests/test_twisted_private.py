@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import os
 import struct
 from io import BytesIO
 from pathlib import Path
@@ -153,6 +154,40 @@ class CooperatorTests(SynchronousTestCase):
         self.assertEqual(len(clock.getDelayedCalls()), 1)
         clock.advance(0)
         self.assertEqual(steps, [1])
+
+
+class SystemdTests(SynchronousTestCase):
+    def test_systemd_passed_sockets(self) -> None:
+        """
+        The descriptors and names Twisted's C{systemd:} endpoint parser read
+        from the environment, in order and with repeated names (a DNS socket
+        unit passes UDP and TCP under one name); its endpoints use the same.
+        """
+        from twisted.internet import endpoints
+        from twisted.python.systemd import ListenFDs
+
+        environ = {"LISTEN_PID": str(os.getpid()), "LISTEN_FDS": "3", "LISTEN_FDNAMES": "dns:dns:http"}
+        parsed = ListenFDs.fromEnvironment(environ)
+        self.assertNotIn("LISTEN_FDS", environ)  # why we must ask Twisted, not the environment
+        self.patch(endpoints._SystemdParser, "_sddaemon", parsed)
+        self.assertEqual(tp.systemd_passed_sockets(), [(3, "dns"), (4, "dns"), (5, "http")])
+        endpoint = endpoints.serverFromString(task.Clock(), "systemd:domain=INET:name=http")
+        self.assertEqual(endpoint.fileno, 5)  # type: ignore[attr-defined]
+
+    def test_ssl_server_context_factory(self) -> None:
+        """The TLS context of an C{ssl:} endpoint's options: our key and certificate, its errors."""
+        from OpenSSL import SSL
+
+        from tests.integration.clients import make_certificate
+
+        folder = self.mktemp()
+        os.makedirs(folder)
+        key, cert = make_certificate(folder)
+        factory = tp.ssl_server_context_factory(task.Clock(), f"privateKey={key}:certKey={cert}")
+        context = factory.getContext()
+        self.assertIsInstance(context, SSL.Context)
+        context.check_privatekey()  # raises unless the key matches the loaded certificate
+        self.assertRaises(FileNotFoundError, tp.ssl_server_context_factory, task.Clock(), "privateKey=/nonexistent.pem")
 
 
 class HookTests(SynchronousTestCase):

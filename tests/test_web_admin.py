@@ -1143,6 +1143,38 @@ class StoreFailureTests(AdminTestCase):
         yield self.assertUnchanged(before)
 
 
+class HealthTests(AdminTestCase):
+    @defer.inlineCallbacks
+    def test_health_without_credentials(self):
+        """C{GET /health} needs no credentials: 200 C{ok} while the store answers; HEAD too, without a body."""
+        response = yield self.call("GET", "/health", auth=None, check=False)
+        self.assertEqual((response.status, response.body), (200, b"ok\n"))
+        self.assertEqual(response.header("content-type"), "text/plain; charset=utf-8")
+        head = yield self.call("HEAD", "/health", auth=None, check=False)
+        self.assertEqual((head.status, head.body), (200, b""))
+        # Nothing else is open: the API still wants credentials.
+        state = yield self.call("GET", "/api/state", auth=None, check=False)
+        self.assertEqual(state.status, 401)
+
+    @defer.inlineCallbacks
+    def test_health_when_the_store_fails(self):
+        """A store whose reads fail: 503, and healthy again once it answers."""
+        answer = self.store.changes_since
+        self.patch(self.store, "changes_since", lambda generation: defer.fail(StoreError("disk gone")))
+        response = yield self.call("GET", "/health", auth=None, check=False)
+        self.assertEqual((response.status, response.body), (503, b"store not answering\n"))
+        self.assertEqual(len(self.flushLoggedErrors(StoreError)), 1)  # the poll logs the failed read
+        self.patch(self.store, "changes_since", answer)
+        response = yield self.call("GET", "/health", auth=None, check=False)
+        self.assertEqual(response.status, 200)
+
+    @defer.inlineCallbacks
+    def test_health_only_reads(self):
+        """Another method on /health: 405 with Allow, and no credentials asked."""
+        response = yield self.call("POST", "/health", {}, auth=None, check=False)
+        self.assertEqual((response.status, response.header("allow")), (405, "GET, HEAD"))
+
+
 class ConfigTests(AdminTestCase):
     @defer.inlineCallbacks
     def test_get(self):

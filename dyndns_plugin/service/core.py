@@ -31,7 +31,7 @@ from dyndns_plugin.service.changes import Change, ChangeFeed, Observer
 from dyndns_plugin.service.ordering import UserOrder
 from dyndns_plugin.service.queries import users_at
 from dyndns_plugin.service.writes import ClientWrites, TTLBounds
-from dyndns_plugin.store import Changes, IUserStore, Snapshot
+from dyndns_plugin.store import Changes, IUserStore, Snapshot, StoreError
 
 __all__ = ["Change", "DynDNSService", "Observer"]
 
@@ -203,17 +203,20 @@ class DynDNSService(Service):
 
     # -- picking up other processes' writes
 
-    async def poll(self) -> None:
-        """Apply what other processes (the CLI) committed since we looked."""
+    async def poll(self) -> bool:
+        """
+        Apply what other processes (the CLI) committed since we looked;
+        False if the store could not be read (logged, and counted).
+        """
         if self._polling or not self.registry.loaded:
-            return
+            return True
         self._polling = True
         try:
             changes: Changes = await self.store.changes_since(self._generation)
         except Exception:
             log.failure("could not read changes from the store")
             self._call(self.on_store_error, "poll", "store error hook {hook!r} failed")
-            return
+            return False
         finally:
             self._polling = False
             waiting, self._poll_waiters = self._poll_waiters, []
@@ -237,6 +240,7 @@ class DynDNSService(Service):
                 self.feed.state(state, "store")
                 audit.update(state.user_id, state.method or "store", state.client_address, "good", old, state)
         self._generation = max(self._generation, changes.generation)
+        return True
 
     async def sync(self) -> int:
         """
@@ -257,8 +261,27 @@ class DynDNSService(Service):
             finished: defer.Deferred[None] = defer.Deferred()
             self._poll_waiters.append(finished)
             await finished
-        await self.poll()
+        if not await self.poll():
+            raise StoreError("the store could not be read")
         return self._generation
+
+    async def store_answers(self, within: float = 5.0) -> bool:
+        """
+        Whether the store answers a read within C{within} seconds, once
+        loaded: the admin listener's C{GET /health}, for a container's or a
+        load balancer's health check.
+        """
+        if not self.registry.loaded:
+            return False
+        try:
+            # Through the poll (never changes_since directly: a read that
+            # consumed changes would hide them from the next poll).
+            read = defer.ensureDeferred(self.sync())
+            read.addTimeout(within, self.clock)
+            await read
+        except Exception:
+            return False
+        return True
 
     # -- hooks for metrics
 

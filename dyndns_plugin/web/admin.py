@@ -1,6 +1,6 @@
 """
 The admin listener: a JSON API over the users and their state, the status
-page and the metrics, always behind authentication.
+page and the metrics, behind authentication; only the health check is open.
 
 Routes (see L{openapi_document} for the full contract, which the tests check
 every answer against):
@@ -13,6 +13,8 @@ every answer against):
     POST /api/users/ID/offline          take a user offline
     GET  /api/openapi.json              the OpenAPI 3.1 document
     GET  /status, /status.js, /metrics  mounted resources (status page, Prometheus)
+    GET  /health                        200 "ok" when the store answers, else 503;
+                                        no credentials (a container's HEALTHCHECK)
 
 Authentication is HTTP Basic against C{[admin] users} (scrypt hashes, checked
 by the same L{PasswordChecker} as every update method) or a bearer token
@@ -268,6 +270,8 @@ class AdminResource(resource.Resource):
             raise ApiError(http.BAD_REQUEST, f"the body is not JSON: {e}") from None
 
     async def _handle(self, request: server.Request) -> None:
+        if request.path == b"/health":
+            return await self._health(request)
         who = await self.auth.authenticate(request)
         if isinstance(who, AuthResult):
             self._json(
@@ -322,6 +326,28 @@ class AdminResource(resource.Resource):
             details.update(state_fields("old", old))
             details.update(state_fields("new", registry.state(user_id)))
         self.service.audit.admin(who, name, peer_address(request), result, user_id, **details)
+
+    async def _health(self, request: server.Request) -> None:
+        """
+        C{GET /health}, without credentials (a health check has none): 200
+        C{ok} when the store answers, 503 otherwise. It tells nothing else.
+        """
+        if request.method not in (b"GET", b"HEAD"):
+            request.setHeader(b"allow", b"GET, HEAD")
+            code, body = http.NOT_ALLOWED, b"method not allowed\n"
+        elif await self.service.store_answers():
+            code, body = http.OK, b"ok\n"
+        else:
+            code, body = http.SERVICE_UNAVAILABLE, b"store not answering\n"
+        if request.finished or getattr(request, "_disconnected", False):
+            return
+        request.setResponseCode(code)
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        request.setHeader(b"content-length", b"%d" % len(body))
+        request.setHeader(b"cache-control", b"no-store")
+        if request.method != b"HEAD":
+            request.write(body)
+        request.finish()
 
     async def _extra(self, request: server.Request, child: resource.Resource) -> None:
         result = child.render(request)

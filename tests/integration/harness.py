@@ -468,23 +468,25 @@ class Server(LoggedProcess):
 
     # -- the process
 
-    def start(self) -> float:
+    def start(self, launcher: Sequence[str] = (), pass_fds: Sequence[int] = ()) -> float:
         """
         Start and wait until the store is loaded, DNS answers and every
         listener accepts connections; returns the seconds that took. On
         failure the process is stopped and AssertionError (with the log)
-        raised.
+        raised. A C{launcher} command runs twistd (its arguments follow),
+        with the descriptors C{pass_fds} inherited.
         """
         if self.process is not None:
             raise AssertionError("already running")
         started = time.monotonic()
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [*twistd_command(), "-n", "--pidfile=", "dyndns", "--config", self.config],
+                [*launcher, *twistd_command(), "-n", "--pidfile=", "dyndns", "--config", self.config],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 cwd=self.directory,
+                pass_fds=pass_fds,
             )
         try:
             return self._wait_ready(started)
