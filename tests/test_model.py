@@ -10,6 +10,7 @@ from dyndns_plugin.model import (
     User,
     ValidationError,
     normalize_name,
+    normalize_user_id,
     parse_address,
     split_addresses,
     validate_tsig_algorithm,
@@ -30,6 +31,18 @@ class UserIdTests(SynchronousTestCase):
             with self.assertRaises(ValidationError) as caught:
                 validate_user_id(value)  # type: ignore[arg-type]
             self.assertEqual(caught.exception.field, "id")
+
+
+    def test_ids_are_case_insensitive(self) -> None:
+        """Every path lowercases an id on input: a User, and a client's update at the seam."""
+        from dyndns_plugin.authn import ClientUpdate, Password
+        from dyndns_plugin.methods import Method
+
+        self.assertEqual(normalize_user_id(" Alice "), "alice")
+        self.assertEqual(User(id="ALICE").id, "alice")
+        update = ClientUpdate(Method.DYNDNS2, "Alice", Password("pw"))
+        self.assertEqual(update.user_id, "alice")
+        self.assertRaises(ValidationError, User, id="Al ice")
 
 
 class HostNameTests(SynchronousTestCase):
