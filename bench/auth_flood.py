@@ -266,9 +266,10 @@ def probe_uncached(port: int, fresh: list[str]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -> dict[str, Any]:
-    code = {"commit": export_code(args.code, os.path.join(tmp, "code")), "source": "git archive"} if args.code else None
-    store = os.path.join(tmp, "store.sqlite")
-    build_store(tmp, store, users(2 + 2 * args.uncached, password=True, initial=False), args.hash_cost)
+    code = export_code(args.code, os.path.join(tmp, "code")) if args.code else None
+    store, _built = build_store(
+        tmp, users(2 + 2 * args.uncached, password=True, initial=False), "store", args.hash_cost
+    )
     server = Server(procs, tmp, store, http=True, gnudip=True, limits={"update_changes": 0})
     server.start(deadline)
     honest = Honest(server.http_port, args.honest_rate)

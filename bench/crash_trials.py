@@ -318,15 +318,14 @@ async def run_trials(
 
 
 def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -> dict[str, Any]:
-    code = {"commit": export_code(args.code, os.path.join(tmp, "code")), "source": "git archive"} if args.code else None
+    code = export_code(args.code, os.path.join(tmp, "code")) if args.code else None
     specs = [
         u for m in METHODS for u in users(args.users, m, password=m == "http", md5=m == "gnudip", tsig=m == "tsig")
     ]
     loads = [UserLoad(i, s["id"], s["id"].rstrip("0123456789")) for i, s in enumerate(specs, 1)]
     for spec, user in zip(specs, loads):
         spec["ipv4"] = user.acked
-    store = os.path.join(tmp, "store.sqlite")
-    build_store(tmp, store, specs, args.hash_cost)
+    store, _built = build_store(tmp, specs, "store", args.hash_cost)
     server = Server(procs, tmp, store, http=True, gnudip=True)
     server.start(deadline, f"{loads[-1].name}.{SUFFIX}", loads[-1].acked)
     trials = asyncio.run(run_trials(args, server, loads, store, deadline))

@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 from bench.harness.meter import CPUMeter, percentiles, wait_quiet
 from bench.harness.procs import Timeout, note
-from bench.harness.tools import py_spy, stop_after
+from bench.harness.tools import py_spy
 from bench.harness.users import addresses_of, read_generation
 
 
@@ -111,22 +111,20 @@ def measure(
 ) -> dict[str, Any]:
     """
     Run C{load} for C{settle + seconds}, count the last C{seconds} (CPU, and
-    SQLite commits if C{store}; py-spy into C{spy[1]} if given: (procs, file)), then drain.
+    SQLite commits if C{store}; L{py_spy} if C{spy}), then drain.
     """
     load.phase = Tally(f"{name} (settle)")
     load.start()
     load.run_until(time.perf_counter() + settle)
     phase = load.phase = Tally(name)
     meter, generation = CPUMeter({"server": pid}), read_generation(store) if store else 0
-    profiler = py_spy(spy[0], pid, seconds, spy[1]) if spy else None
-    load.run_until(phase.started + seconds)
-    phase.seconds = time.perf_counter() - phase.started
-    load.phase = Tally(f"{name} (drain)")
-    cpu = meter.read()
-    commits: int | None = read_generation(store) - generation if store else None
-    stuck = load.stop(load.timeout + 2)
-    if spy:
-        stop_after(spy[0], profiler, 15)
+    with py_spy(spy, pid, seconds):
+        load.run_until(phase.started + seconds)
+        phase.seconds = time.perf_counter() - phase.started
+        load.phase = Tally(f"{name} (drain)")
+        cpu = meter.read()
+        commits: int | None = read_generation(store) - generation if store else None
+        stuck = load.stop(load.timeout + 2)
     ok = max(phase.ok, 1)
     result = dict(
         name=name,

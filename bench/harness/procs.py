@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from typing import Callable
 
 HOST = "127.0.0.1"
 
@@ -94,6 +95,25 @@ def log_tail(path: str, lines: int = 30) -> str:
 def log_problems(path: str) -> list[str]:
     """Tracebacks and critical lines of a server log."""
     return [line.rstrip() for line in _lines(path) if any(w in line for w in ("Traceback", "Unhandled", "CRITICAL"))]
+
+
+def wait_for(
+    ready: Callable[[], bool],
+    deadline: float,
+    what: str,
+    proc: subprocess.Popen[bytes] | None = None,
+    log: str = "",
+    every: float = 0.05,
+) -> float:
+    """Poll C{ready} until true (C{proc}, if given, must live; C{log}'s tail says why not); the seconds it took."""
+    started = time.monotonic()
+    while not ready():
+        if proc is not None and proc.poll() is not None:
+            raise BenchError(f"{what}: the server exited with {proc.returncode}:\n{log_tail(log)}")
+        if time.monotonic() > deadline:
+            raise Timeout(f"{what}: not in time" + (f":\n{log_tail(log)}" if log else ""))
+        time.sleep(every)
+    return time.monotonic() - started
 
 
 def run_checked(argv: list[str], timeout: float, what: str, **kwargs: object) -> str:

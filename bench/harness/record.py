@@ -49,14 +49,12 @@ def machine(tools: dict[str, str] | None = None) -> dict[str, Any]:
     }
 
 
-def code_version(exported: str | None = None) -> dict[str, Any]:
-    """The commit the server ran: exported with git archive, or the checkout's HEAD."""
+def code_version() -> dict[str, Any]:
+    """The commit the server ran: the checkout's HEAD (L{server.export_code} gives another)."""
 
     def git(*argv: str) -> str:
         return subprocess.run(["git", "-C", REPO, *argv], capture_output=True, text=True, timeout=30).stdout.strip()
 
-    if exported:
-        return {"commit": exported, "source": "git archive"}
     dirty = bool(git("status", "--porcelain", "--", "dyndns_plugin"))
     return {"commit": git("rev-parse", "--short", "HEAD") or "?", "source": "checkout", "uncommitted_changes": dirty}
 
@@ -99,16 +97,15 @@ def main(
     if there are problems.
     """
     parser = options if isinstance(options, argparse.ArgumentParser) else parser_of(options)
-    shorts = ", ".join(f"{k.replace('_', '-')} {v}" for k, v in short.items())
-    parser.add_argument("--short", action="store_true", help="small parameters, a few minutes at most: " + shorts)
+    shortened = ", ".join(
+        f"{k.replace('_', '-')} {_num(v)} instead of {_num(parser.get_default(k))}" for k, v in short.items()
+    )
+    parser.add_argument("--short", action="store_true", help="small parameters, a few minutes at most: " + shortened)
     parser.add_argument("--timeout", type=int, default=timeout, help="hard limit, seconds")
     parser.add_argument("--record", default=os.path.join(RESULTS, f"{name}.json"), help="the JSON record's path")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.description = doc.strip().split("\n\n")[0]
     args = parser.parse_args()
-    shortened = ", ".join(
-        f"{k.replace('_', '-')} {_num(v)} instead of {_num(parser.get_default(k))}" for k, v in short.items()
-    )
     if args.short:
         vars(args).update(short)
     deadline = time.monotonic() + args.timeout

@@ -14,10 +14,9 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
-from typing import Any, Callable
+from typing import Any
 
-from bench.harness.procs import HOST, BenchError, Processes, Timeout, free_ports, log_tail, run_checked
+from bench.harness.procs import HOST, BenchError, Processes, free_ports, log_tail, run_checked, wait_for
 from bench.harness.users import REPO, SUFFIX, TTL
 
 BASE_PATH = "/dyndns/"
@@ -34,11 +33,11 @@ def twistd() -> list[str]:
 # -- which code runs the server
 
 
-def export_code(rev: str, dest: str) -> str:
+def export_code(rev: str, dest: str) -> dict[str, str]:
     """
     C{git archive REV dyndns_plugin twisted} into C{dest} and put it first on
     the children's PYTHONPATH: the server runs that commit whatever the
-    checkout holds meanwhile. Returns the short commit id.
+    checkout holds meanwhile. Returns the record's C{code}.
     """
     commit = run_checked(["git", "-C", REPO, "rev-parse", "--short", rev], 30, f"revision {rev!r}").strip()
     os.makedirs(dest, exist_ok=True)
@@ -46,7 +45,7 @@ def export_code(rev: str, dest: str) -> str:
     run_checked(["git", "-C", REPO, "archive", "-o", tar, rev, "dyndns_plugin", "twisted"], 60, f"git archive {rev}")
     run_checked(["tar", "-x", "-C", dest, "-f", tar], 60, f"unpacking {tar}")
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (dest, os.environ.get("PYTHONPATH")) if p)
-    return commit
+    return {"commit": commit, "source": "git archive"}
 
 
 def config_error(path: str) -> str | None:
@@ -113,24 +112,6 @@ def dns_ready(port: int, name: str, expect: str | None) -> bool:
     if expect is None:
         return response.rcode() != 2
     return addresses_in(response) == {expect}
-
-
-def wait_until(ready: Callable[[], bool], proc: subprocess.Popen[bytes], deadline: float, log: str) -> float:
-    """Poll C{ready} until true (the server C{proc} must live); returns the seconds it took."""
-    started = time.monotonic()
-    while not ready():
-        if proc.poll() is not None:
-            raise BenchError(f"server exited with {proc.returncode}:\n{log_tail(log)}")
-        if time.monotonic() > deadline:
-            raise Timeout(f"server not ready in time:\n{log_tail(log)}")
-        time.sleep(0.05)
-    return time.monotonic() - started
-
-
-def wait_dns(
-    proc: subprocess.Popen[bytes], port: int, name: str, expect: str | None, deadline: float, log: str
-) -> float:
-    return wait_until(lambda: dns_ready(port, name, expect), proc, deadline, log)
 
 
 def _gnudip_ready(port: int) -> bool:
@@ -220,7 +201,7 @@ class Server:
                 return False
             return not self.gnudip or _gnudip_ready(self.gnudip_port)
 
-        return wait_until(ready, self.proc, deadline, self.log)
+        return wait_for(ready, deadline, f"{self.name} ready", self.proc, self.log)
 
     @property
     def pid(self) -> int:

@@ -44,9 +44,14 @@ def md5hex(text: str) -> str:
 
 
 def addresses_of(i: int) -> tuple[str, str, str]:
-    """User C{i}'s two benchmark addresses and its initial one (unique below 65536)."""
+    """User C{i}'s two benchmark addresses (unique below 65536) and its initial one (below 2**22)."""
     hi, lo = (i >> 8) & 255, i & 255
-    return f"10.1.{hi}.{lo}", f"10.2.{hi}.{lo}", f"10.3.{hi}.{lo}"
+    return f"10.1.{hi}.{lo}", f"10.2.{hi}.{lo}", f"10.{3 + (i >> 16)}.{hi}.{lo}"
+
+
+def initial_answer(i: int) -> tuple[str, str]:
+    """User C{i}'s name and initial address: what a server answers once its store is loaded."""
+    return f"user{i}.{SUFFIX}", addresses_of(i)[2]
 
 
 def users(count: int, prefix: str = "user", *, initial: bool = True, **secrets: bool) -> list[dict[str, Any]]:
@@ -56,9 +61,11 @@ def users(count: int, prefix: str = "user", *, initial: bool = True, **secrets: 
     return [{"id": f"{prefix}{i}", **spec, **ipv4(i)} for i in range(1, count + 1)]
 
 
-def build_store(tmp: str, path: str, specs: list[dict[str, Any]], hash_cost: int = 15) -> dict[str, Any]:
-    """Write C{specs} into a new SQLite store at C{path}; returns the builder's timings."""
-    spec_file = os.path.join(tmp, os.path.basename(path) + ".users.json")
+def build_store(
+    tmp: str, specs: list[dict[str, Any]], name: str = "store", hash_cost: int = 15
+) -> tuple[str, dict[str, Any]]:
+    """Write C{specs} into a new SQLite store C{tmp/<name>.sqlite}: its path and the builder's timings."""
+    path, spec_file = os.path.join(tmp, f"{name}.sqlite"), os.path.join(tmp, f"{name}.users.json")
     with open(spec_file, "w") as f:
         json.dump({"hash_cost": hash_cost, "users": specs}, f)
     env = dict(os.environ)
@@ -68,7 +75,7 @@ def build_store(tmp: str, path: str, specs: list[dict[str, Any]], hash_cost: int
     lines = [line for line in out.splitlines() if line.startswith("{")]
     if not lines:
         raise BenchError(f"the store builder printed nothing:\n{out}")
-    return dict(json.loads(lines[-1]))
+    return path, dict(json.loads(lines[-1]))
 
 
 def read_generation(store: str) -> int:
