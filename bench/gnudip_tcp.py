@@ -65,7 +65,7 @@ class GnuDIPLoad(Load):
     def _next(self, slot: int) -> None:
         user, sock = next(self.shares[slot]), socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setblocking(False)
-        conn = self.inflight[sock.fileno()] = _Conn(sock, user, user.addresses[user.turn % 2], slot)
+        conn = self.inflight[sock.fileno()] = _Conn(sock, user, user.addresses[user.acked % 2], slot)
         self.selector.register(sock, selectors.EVENT_READ, conn)  # the salt comes first
         err = sock.connect_ex((HOST, self.port))
         if err not in (0, errno.EINPROGRESS):

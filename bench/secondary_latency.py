@@ -259,11 +259,8 @@ def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -
     ours = Server(procs, tmp, store, "ours", tables={"dns.transfer": xfr, "dns.notify": notify})
     ours.start(deadline, *initial_answer(args.users))
     rate = f"\n    serial-query-rate {args.serial_query_rate};" if args.serial_query_rate else ""
-    zone = f"""zone "{SUFFIX}" {{
-    type secondary; primaries {{ 127.0.0.1 port {ours.dns_port}; }};
-    file "{SUFFIX}.secondary.db"; allow-notify {{ 127.0.0.1; }};
-}};
-"""
+    primaries = f"primaries {{ 127.0.0.1 port {ours.dns_port}; }}; allow-notify {{ 127.0.0.1; }}"
+    zone = f'zone "{SUFFIX}" {{ type secondary; {primaries}; file "{SUFFIX}.secondary.db"; }};\n'
     named = Named(procs, tmp, bind_port, zone, args.named_threads, initial_answer(args.users), deadline, rate, debug=1)
     wait_for(lambda: soa_serial(bind_port) == soa_serial(ours.dns_port), deadline, "BIND's first transfer")
     initial = bind_events(named.log)["completed"][:1]

@@ -59,7 +59,7 @@ class UpdateClient(Load):
 
     def send(self, user: User) -> None:
         self.next_id = msg_id = (self.next_id + 1) & 0xFFFF  # 64 in flight at most, 2 s each
-        address = user.addresses[user.turn % 2]
+        address = user.addresses[user.acked % 2]
         wire, mac = user.secret.sign(address, msg_id)
         self.inflight[msg_id] = (user, time.perf_counter(), mac, address)
         self.sock.send(wire)

@@ -38,11 +38,11 @@ class Tally:
 class User:
     """One user of a load: its updates alternate between two addresses; what was acknowledged."""
 
-    __slots__ = ("i", "name", "addresses", "secret", "turn", "acked", "last", "uncertain")
+    __slots__ = ("i", "name", "addresses", "secret", "acked", "last", "uncertain")
 
     def __init__(self, i: int, secret: Any = None) -> None:
         self.i, self.name, self.addresses, self.secret = i, f"user{i}", addresses_of(i)[:2], secret
-        self.turn = self.acked = 0
+        self.acked = 0  # also the turn: its next update goes to addresses[acked % 2]
         self.last: str | None = None
         self.uncertain = False  # a request failed: it may or may not have been applied
 
@@ -79,7 +79,7 @@ class Load:
             self.phase.count(error, f"{user.name} {address}: {error}")
         else:
             self.phase.ok += 1
-            user.acked, user.last, user.turn = user.acked + 1, address, user.turn + 1
+            user.acked, user.last = user.acked + 1, address
 
     def abandon(self) -> None:
         """Forget what is still in flight after a stop."""

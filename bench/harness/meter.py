@@ -134,10 +134,8 @@ def wait_idle(pid: int, limit: float) -> float:
 
 
 def percentiles(seconds: list[float]) -> dict[str, float]:
-    """p50/p90/p99/max/mean of durations in seconds, in milliseconds."""
-    if not seconds:
-        return {"p50": 0.0, "p90": 0.0, "p99": 0.0, "max": 0.0, "mean": 0.0}
-    ordered = sorted(seconds)
+    """p50/p90/p99/max/mean of durations in seconds, in milliseconds (all 0 if none)."""
+    ordered = sorted(seconds) or [0.0]
     n = len(ordered)
     out = {f"p{round(100 * q)}": 1000 * ordered[min(n - 1, int(q * n))] for q in (0.5, 0.9, 0.99)}
     out.update(max=1000 * ordered[-1], mean=1000 * sum(ordered) / n)

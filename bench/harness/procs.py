@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import socket
 import subprocess
 import sys
@@ -32,8 +31,7 @@ class Processes:
 
     def start(self, argv: list[str], log_path: str, **popen: object) -> subprocess.Popen[bytes]:
         with open(log_path, "wb") as log:
-            options: dict = {"stdin": subprocess.DEVNULL, "stdout": log, "stderr": subprocess.STDOUT}
-            options.update(popen)
+            options: dict = {"stdin": subprocess.DEVNULL, "stdout": log, "stderr": subprocess.STDOUT, **popen}
             proc = subprocess.Popen(argv, start_new_session=True, **options)
         self.children.append(proc)
         return proc
@@ -41,7 +39,7 @@ class Processes:
     def stop(self, proc: subprocess.Popen[bytes], grace: float = 5.0) -> None:
         if proc.poll() is None:
             try:
-                proc.send_signal(signal.SIGTERM)
+                proc.terminate()
                 proc.wait(grace)
             except subprocess.TimeoutExpired:
                 proc.kill()

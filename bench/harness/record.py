@@ -33,8 +33,7 @@ def machine(tools: dict[str, str] | None = None) -> dict[str, Any]:
 
     with open("/proc/cpuinfo") as f:
         cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "?")
-    with open("/proc/meminfo") as f:
-        mem = int(f.readline().split()[1]) * 1024
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")  # MemTotal
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
@@ -133,7 +132,6 @@ def main(
             print(f"(kept {tmp})")
         else:
             subprocess.run(["rm", "-rf", tmp], check=False)
-    params = {k: v for k, v in vars(args).items() if k not in ("record", "keep", "timeout")}
     record = {
         "benchmark": name,
         "date": started,
@@ -141,7 +139,7 @@ def main(
         "command": "python -m bench." + name + "".join(" " + shlex.quote(a) for a in sys.argv[1:]),
         "machine": info,
         "code": out.pop("code", None) or code_version(),
-        "parameters": params,
+        "parameters": {k: v for k, v in vars(args).items() if k not in ("record", "keep", "timeout")},
         "figures": out.pop("figures"),
         "ratios": out.pop("ratios", {}),
         "problems": out.pop("problems", []),

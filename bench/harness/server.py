@@ -30,9 +30,6 @@ def twistd() -> list[str]:
     return [script, "-n", "--pidfile="]
 
 
-# -- which code runs the server
-
-
 def export_code(rev: str, dest: str) -> dict[str, str]:
     """
     C{git archive REV dyndns_plugin twisted} into C{dest} and put it first on
@@ -68,9 +65,6 @@ def toml_tables(tables: dict[str, dict[str, Any]]) -> str:
     return "".join(
         f"\n[{name}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in t.items()) for name, t in quoted.items()
     )
-
-
-# -- DNS and HTTP probes
 
 
 def query(port: int, name: str, rdtype: str = "A", timeout: float = 0.5) -> Any:
@@ -112,24 +106,6 @@ def dns_ready(port: int, name: str, expect: str | None) -> bool:
     if expect is None:
         return response.rcode() != 2
     return addresses_in(response) == {expect}
-
-
-def _gnudip_ready(port: int) -> bool:
-    try:
-        with socket.create_connection((HOST, port), timeout=0.5) as sock:
-            return sock.recv(100).endswith(b"\n")
-    except OSError:
-        return False
-
-
-def _http_ready(port: int) -> bool:
-    try:
-        return http_get(port, BASE_PATH + "myip", timeout=0.5)[0] == 200
-    except OSError:
-        return False
-
-
-# -- the server
 
 
 class Server:
@@ -197,9 +173,16 @@ class Server:
         self.proc = self.procs.start(twistd() + [f"--logfile={self.log}", "dyndns", "--config", self.config], out)
 
         def ready() -> bool:
-            if not dns_ready(self.dns_port, name, expect) or (self.http and not _http_ready(self.http_port)):
+            try:
+                if self.http and http_get(self.http_port, BASE_PATH + "myip", timeout=0.5)[0] != 200:
+                    return False
+                if self.gnudip:  # the salt line
+                    with socket.create_connection((HOST, self.gnudip_port), timeout=0.5) as sock:
+                        if not sock.recv(100).endswith(b"\n"):
+                            return False
+            except OSError:
                 return False
-            return not self.gnudip or _gnudip_ready(self.gnudip_port)
+            return dns_ready(self.dns_port, name, expect)
 
         return wait_for(ready, deadline, f"{self.name} ready", self.proc, self.log)
 

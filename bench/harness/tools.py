@@ -37,9 +37,6 @@ def require(*tools: str) -> dict[str, str]:
     return {t: m.group(1) if m else "?" for t, m in found.items()}
 
 
-# -- dnsperf
-
-
 def dnsperf(port: int, queries: str, seconds: float, clients: int = 4, outstanding: int = 100) -> dict[str, Any]:
     """One dnsperf run over UDP; its summary as numbers."""
     argv = f"dnsperf -s {HOST} -p {port} -d {queries} -l {seconds} -c {clients} -q {outstanding} -t 2".split()
@@ -65,9 +62,6 @@ def dnsperf(port: int, queries: str, seconds: float, clients: int = 4, outstandi
     return result
 
 
-# -- wrk
-
-
 def wrk(url: str, script: str, script_args: list[str], threads: int, connections: int, seconds: int) -> dict[str, Any]:
     """One wrk run with a Lua script; requests/s and socket errors from its output."""
     argv = ["wrk", *f"-t {threads} -c {connections} -d {seconds}s --latency --timeout 5s -s".split(), script]
@@ -81,9 +75,6 @@ def wrk(url: str, script: str, script_args: list[str], threads: int, connections
         "socket_errors": errors.group(1) if errors else None,
         "stdout": out,
     }
-
-
-# -- BIND
 
 
 _OPTIONS = """options {{
@@ -158,9 +149,6 @@ class Named:
         self.proc = procs.start(argv, os.path.join(tmp, "named.out"))
         self.pid = self.proc.pid
         wait_for(lambda: dns_ready(port, *ready), deadline, "named", self.proc, self.log)
-
-
-# -- py-spy
 
 
 @contextlib.contextmanager

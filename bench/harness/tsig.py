@@ -37,9 +37,8 @@ class Signer:
         self.key = dns.tsig.Key(self.keyname, secret, dns.tsig.HMAC_SHA256)
         self.keyring = {self.keyname: self.key}
         self._hmac = hmac.new(base64.b64decode(secret), digestmod=hashlib.sha256)
-        self._alg_wire = _wire(dns.tsig.HMAC_SHA256)
-        algorithm = _wire(dns.tsig.HMAC_SHA256.canonicalize())
-        self._vars_head = _wire(self.keyname.canonicalize()) + struct.pack("!HI", 255, 0) + algorithm
+        self._alg_wire = _wire(dns.tsig.HMAC_SHA256)  # lower case: canonical
+        self._vars_head = _wire(self.keyname.canonicalize()) + struct.pack("!HI", 255, 0) + self._alg_wire
         self.templates: dict[str, tuple[bytes, bytes]] = {}
         for address in addresses_of(i)[:2]:
             self._template(address)

@@ -56,9 +56,8 @@ def initial_answer(i: int) -> tuple[str, str]:
 
 def users(count: int, prefix: str = "user", *, initial: bool = True, **secrets: bool) -> list[dict[str, Any]]:
     """C{<prefix>1..N} with C{secrets} (C{password}, C{md5}, C{tsig}), initial address C{addresses_of(i)[2]}."""
-    spec = {"password": False, "md5": False, "tsig": False, **secrets}
     ipv4 = (lambda i: {"ipv4": addresses_of(i)[2]}) if initial else (lambda i: {})
-    return [{"id": f"{prefix}{i}", **spec, **ipv4(i)} for i in range(1, count + 1)]
+    return [{"id": f"{prefix}{i}", **secrets, **ipv4(i)} for i in range(1, count + 1)]
 
 
 def build_store(
@@ -133,14 +132,14 @@ def _build(spec_file: str, path: str) -> None:
     started = time.monotonic()
     # hashlib.scrypt releases the GIL: hash on every CPU.
     with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 2) as pool:
-        hashes = list(pool.map(lambda s: s["password"] and hash_password(password_of(s["id"]), log2_n=cost), specs))
+        hashes = list(pool.map(lambda s: s.get("password") and hash_password(password_of(s["id"]), log2_n=cost), specs))
     hashed = time.monotonic()
     records = []
     for s, h in zip(specs, hashes):
         fields: dict[str, Any] = {"password_hash": h} if h else {}
-        if s["md5"]:
+        if s.get("md5"):
             fields["md5_verifier"] = md5_verifier(password_of(s["id"]))
-        if s["tsig"]:
+        if s.get("tsig"):
             fields.update(tsig_secret=tsig_secret_of(s["id"]), tsig_algorithm="hmac-sha256")
         records.append(User(id=s["id"], **fields))
     states = [HostState(s["id"], ipv4=s["ipv4"], ttl=TTL, updated_at=0.0) for s in specs if s.get("ipv4")]
