@@ -32,6 +32,10 @@ import struct
 import time
 from typing import Any, Callable
 
+import dns.message
+import dns.rdatatype
+import dns.rrset
+
 from bench.harness import record
 from bench.harness.meter import CPUMeter, percentiles
 from bench.harness.procs import HOST, BenchError, Processes, Timeout, free_ports, log_problems, note, wait_for
@@ -136,9 +140,6 @@ def transfer(port: int, kind: str, serial: int = 0) -> dict[str, Any]:
     up to date, and three times in an incremental one (the last step's new
     SOA too), which holds the numbers of the SOA at C{serial}.
     """
-    import dns.message
-    import dns.rrset
-
     soa = query(port, SUFFIX, "SOA", timeout=2).answer[0][0]
     numbers = struct.pack("!5I", soa.serial, soa.refresh, soa.retry, soa.expire, soa.minimum)
     q = dns.message.make_query(SUFFIX, kind)
@@ -172,9 +173,6 @@ def transfer(port: int, kind: str, serial: int = 0) -> dict[str, Any]:
 
 
 def records_of(messages: list[bytes]) -> list[tuple[str, str, str]]:
-    import dns.message
-    import dns.rdatatype
-
     return [
         (rrset.name.to_text(), dns.rdatatype.to_text(rrset.rdtype), rd.to_text())
         for wire in messages

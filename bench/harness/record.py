@@ -20,6 +20,9 @@ import tempfile
 import time
 from typing import Any, Callable
 
+import dns.version
+
+import twisted
 from bench.harness.procs import BenchError, Processes
 from bench.harness.users import REPO
 
@@ -27,10 +30,6 @@ RESULTS = os.path.join(REPO, "bench", "results")
 
 
 def machine(tools: dict[str, str] | None = None) -> dict[str, Any]:
-    import dns.version
-
-    import twisted
-
     with open("/proc/cpuinfo") as f:
         cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "?")
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")  # MemTotal

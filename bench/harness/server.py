@@ -16,6 +16,10 @@ import subprocess
 import sys
 from typing import Any
 
+import dns.exception
+import dns.message
+import dns.query
+
 from bench.harness.procs import HOST, BenchError, Processes, free_ports, log_tail, run_checked, wait_for
 from bench.harness.users import REPO, SUFFIX, TTL
 
@@ -57,20 +61,14 @@ def config_error(path: str) -> str | None:
 
 
 def toml_tables(tables: dict[str, dict[str, Any]]) -> str:
-    """TOML of these tables (their values written as JSON, which TOML reads alike: strings, numbers, lists, booleans)."""
-    quoted = {
-        name: {k if k.replace("_", "").isalnum() else json.dumps(k): v for k, v in t.items()}
-        for name, t in tables.items()
-    }
+    """TOML of these tables (keys and values written as JSON, which TOML reads alike)."""
     return "".join(
-        f"\n[{name}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in t.items()) for name, t in quoted.items()
+        f"\n[{name}]\n" + "".join(f"{json.dumps(k)} = {json.dumps(v)}\n" for k, v in t.items())
+        for name, t in tables.items()
     )
 
 
 def query(port: int, name: str, rdtype: str = "A", timeout: float = 0.5) -> Any:
-    import dns.message
-    import dns.query
-
     return dns.query.udp(dns.message.make_query(name, rdtype), HOST, port=port, timeout=timeout)
 
 
@@ -97,8 +95,6 @@ def http_get(port: int, path: str, headers: dict[str, str] | None = None, timeou
 
 def dns_ready(port: int, name: str, expect: str | None) -> bool:
     """C{name} answers C{expect}; with C{expect} None: any answer but SERVFAIL (loaded)."""
-    import dns.exception
-
     try:
         response = query(port, name, timeout=0.2)
     except (dns.exception.Timeout, OSError):

@@ -50,11 +50,7 @@ def dnsperf(port: int, queries: str, seconds: float, clients: int = 4, outstandi
         "latency_max_s": r"Average Latency \(s\):.*max ([0-9.]+)",
         "response_bytes": r"Average packet size:.*response (\d+)",
     }
-    result: dict[str, Any] = {}
-    for key, pattern in fields.items():
-        m = re.search(pattern, out)
-        if m:
-            result[key] = float(m.group(1))
+    result: dict[str, Any] = {k: float(m.group(1)) for k, p in fields.items() if (m := re.search(p, out))}
     m = re.search(r"Response codes:\s+(.*)", out)
     result["rcodes"] = {k: int(v) for k, v in re.findall(r"([A-Z]+) (\d+)", m.group(1))} if m else {}
     if "qps" not in result or "completed" not in result:

@@ -11,14 +11,20 @@ written with C{SQLiteUserStore.import_users} in a child process
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import hashlib
 import json
 import os
+import sqlite3
 import sys
 import time
 from typing import Any
 
+from twisted.internet import defer, task
+
 from bench.harness.procs import BenchError, run_checked
+from dyndns_plugin import HostState, SQLiteUserStore, User
+from dyndns_plugin.passwords import hash_password, md5_verifier
 
 SUFFIX = "dyn.example.com"
 TTL = 30
@@ -84,8 +90,6 @@ def read_generation(store: str) -> int:
 
 def read_states(store: str, integrity: bool = True) -> tuple[str, int, dict[str, tuple]]:
     """(integrity_check, generation, user id -> (ipv4, ipv6, offline, method)), read-only."""
-    import sqlite3
-
     conn = sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=10)
     try:
         check = conn.execute("PRAGMA integrity_check").fetchone()[0] if integrity else "-"
@@ -119,13 +123,6 @@ def check_final(store: str, expected: dict[str, tuple[set[str], str | None]], me
 
 
 def _build(spec_file: str, path: str) -> None:
-    import concurrent.futures
-
-    from twisted.internet import defer, task
-
-    from dyndns_plugin import HostState, SQLiteUserStore, User
-    from dyndns_plugin.passwords import hash_password, md5_verifier
-
     with open(spec_file) as f:
         spec = json.load(f)
     specs, cost = spec["users"], spec["hash_cost"]
