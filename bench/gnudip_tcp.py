@@ -6,11 +6,9 @@ GnuDIP TCP: durable updates/s over the direct protocol (bench/gnudip_tcp.py).
 Ours, C{twistd -n dyndns} with a C{[gnudip]} TCP listener on 127.0.0.1 and
 N users (default 64) with the MD5 verifier of their password and an initial
 address; C{max_connections_per_source} twice the concurrency, since all the
-load comes from 127.0.0.1. The load: C{--concurrency} (default 64)
-connections at a time from this process on plain non-blocking sockets and
-one epoll loop (an asyncio client cost ~3 times the CPU per exchange, and
-the client shares the two CPUs with the server). Each slot owns its users
-(one exchange per user in flight) and runs exchanges back to back: connect,
+load comes from 127.0.0.1. The load (bench/harness/load.py): C{--concurrency}
+(default 64) connections at a time, each slot owning its users (one
+exchange per user in flight) and running exchanges back to back: connect,
 read the salt, send C{user:md5hex(md5hex(pw).salt):suffix:0:addr}, read the
 reply (must be C{0}), close. A user's requests alternate between two
 addresses, so each is one durable SQLite write. After a warm-up, C{--rounds}

@@ -127,11 +127,10 @@ def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -
         r.pop("users", None)
     if args.py_spy:
         out["profile"] = profile_summary(args.py_spy)
-    lat = {k: u["latency_us"][k] / 1000 for k in ("p50", "p90", "p99", "max")}
     return {
         "figures": {
             "durable_updates_per_s": round(u["good_per_s"]),
-            "update_latency_ms": {k: round(v, 2) for k, v in lat.items()},
+            "update_latency_ms": {k: round(u["latency_us"][k] / 1000, 2) for k in ("p50", "p90", "p99", "max")},
             "myip_requests_per_s": round(out["myip"]["requests_per_s"] or 0),
             "updates_per_commit": round(good / max(commits, 1), 2),
             "server_cpu_us_per_update": u["server_cpu_us_per_request"],

@@ -30,6 +30,7 @@ import re
 import socket
 import struct
 import time
+from datetime import datetime
 from typing import Any, Callable
 
 import dns.message
@@ -44,13 +45,7 @@ from bench.harness.tools import Named, require
 from bench.harness.tsig import Signer
 from bench.harness.users import SUFFIX, addresses_of, build_store, initial_answer, users
 
-_STAMP = r"(\d\d-\w{3}-\d{4} \d\d:\d\d:\d\d\.\d{3})"
-
-
-def _wall(stamp: str) -> float:
-    """A BIND log time stamp (local time) as epoch seconds."""
-    head, ms = stamp.rsplit(".", 1)
-    return time.mktime(time.strptime(head, "%d-%b-%Y %H:%M:%S")) + int(ms) / 1000
+_STAMP = r"(\d\d-\w{3}-\d{4} \d\d:\d\d:\d\d\.\d{3})"  # BIND's log time (local), to the ms
 
 
 def bind_events(log: str) -> dict[str, Any]:
@@ -61,7 +56,7 @@ def bind_events(log: str) -> dict[str, Any]:
     notify, transferred = r"notify from 127\.0\.0\.1#\d+: serial", f"zone {re.escape(SUFFIX)}/IN: transferred serial"
     for key, pattern in (("notified", notify), ("transferred", transferred)):
         for m in re.finditer(_STAMP + r" .*" + pattern + r" (\d+)", text):
-            events[key].setdefault(int(m.group(2)), _wall(m.group(1)))
+            events[key].setdefault(int(m.group(2)), datetime.strptime(m.group(1), "%d-%b-%Y %H:%M:%S.%f").timestamp())
     done = r"Transfer completed: (\d+) messages, (\d+) records, (\d+) bytes, ([\d.]+) secs"
     keys = ("messages", "records", "bytes", "secs")
     events["completed"] = [

@@ -8,14 +8,13 @@ ours (C{twistd -n dyndns}, SQLite store: an update is on disk before it is
 answered) and the reference, BIND 9 C{named} as primary of the suffix from a
 zone file with the same users, an update-policy of C{grant * self * A AAAA}
 and the same N hmac-sha256 keys C{userN.<suffix>.}, logging at severity info.
-One UDP client here (one selector loop) keeps one update in flight per user (N in
-flight, default 64): C{update delete} + C{update add} of the user's A record
-(what nsupdate sends), signed with its key; the next one goes when the
-answer arrives; a user's updates alternate between two addresses. An update
-unanswered for C{--retry} s counts as a timeout and is sent again.
-Signing with dnspython costs ~0.5 ms of CPU, so each message is re-signed
-here with a few lines of hmac (checked byte for byte against dnspython at the
-start), and every 20th answer's TSIG is verified with dnspython. Per slot:
+One UDP client (bench/harness/load.py) keeps one update in flight per user
+(N in flight, default 64): C{update delete} + C{update add} of the user's A
+record (what nsupdate sends), signed with its key (bench/harness/tsig.py);
+the next one goes when the answer arrives; a user's updates alternate
+between two addresses. An update unanswered for C{--retry} s counts as a
+timeout and is sent again. Every 20th answer's TSIG is verified with
+dnspython. Per slot:
 NOERROR answers/s, latency, CPU. Afterwards both servers must serve every
 user's last acknowledged address, BIND's serial must have grown once per
 NOERROR, and ours gets SIGKILL and its SQLite file is checked.

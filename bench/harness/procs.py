@@ -44,8 +44,6 @@ class Processes:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
-            except ProcessLookupError:
-                pass
         if proc in self.children:
             self.children.remove(proc)
 
