@@ -29,7 +29,7 @@ import os
 import selectors
 import socket
 import time
-from typing import Any
+from typing import Any, Iterator
 
 from bench.harness import record
 from bench.harness.load import Load, User, measure, rounds, slot_problems, summary
@@ -42,7 +42,7 @@ from bench.harness.users import SUFFIX, build_store, check_final, initial_answer
 class _Conn:
     __slots__ = ("sock", "user", "address", "started", "salt_seen", "buffer", "slot")
 
-    def __init__(self, sock: socket.socket, user: User, address: str, slot: int) -> None:
+    def __init__(self, sock: socket.socket, user: User, address: str, slot: Iterator[User]) -> None:
         self.sock, self.user, self.address, self.slot = sock, user, address, slot
         self.started, self.salt_seen, self.buffer = time.perf_counter(), False, b""
 
@@ -52,16 +52,11 @@ class GnuDIPLoad(Load):
 
     def __init__(self, port: int, users: list[User], concurrency: int, timeout: float) -> None:
         super().__init__(timeout)
-        self.port, self.shares = port, [itertools.cycle(users[k::concurrency]) for k in range(concurrency)]
-        self.resting: list[int] = []  # slots after a failure: started again at the next expire()
+        self.port, self.slots = port, [itertools.cycle(users[k::concurrency]) for k in range(concurrency)]
+        self.resting: list[Iterator[User]] = []  # slots after a failure: started again at the next expire()
 
-    def start(self) -> None:
-        self.running = True
-        for slot in range(len(self.shares)):
-            self._next(slot)
-
-    def _next(self, slot: int) -> None:
-        user, sock = next(self.shares[slot]), socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    def send(self, slot: Iterator[User]) -> None:
+        user, sock = next(slot), socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setblocking(False)
         conn = self.inflight[sock.fileno()] = _Conn(sock, user, user.addresses[user.acked % 2], slot)
         self.selector.register(sock, selectors.EVENT_READ, conn)  # the salt comes first
@@ -109,12 +104,12 @@ class GnuDIPLoad(Load):
             self.answered(conn.user, conn.address, conn.started, "" if text == "0" else f"reply {text[:20]!r}")
             self._close(conn)
             if self.running:
-                self._next(conn.slot)
+                self.send(conn.slot)
 
     def expire(self, now: float) -> None:
         resting, self.resting = self.resting, []
         for slot in resting if self.running else []:
-            self._next(slot)
+            self.send(slot)
         for conn in [c for c in self.inflight.values() if c.started < now - self.timeout]:
             self._fail(conn, "exchange", TimeoutError(f"no reply in {self.timeout} s"))
 

@@ -14,10 +14,10 @@ record (what nsupdate sends), signed with its key (bench/harness/tsig.py);
 the next one goes when the answer arrives; a user's updates alternate
 between two addresses. An update unanswered for C{--retry} s counts as a
 timeout and is sent again. Every 20th answer's TSIG is verified with
-dnspython. Per slot:
-NOERROR answers/s, latency, CPU. Afterwards both servers must serve every
-user's last acknowledged address, BIND's serial must have grown once per
-NOERROR, and ours gets SIGKILL and its SQLite file is checked.
+dnspython. Per slot: NOERROR answers/s, latency, CPU. Afterwards both
+servers must serve every user's last acknowledged address, BIND's serial
+must have grown once per NOERROR, and ours gets SIGKILL and its SQLite file
+is checked.
 """
 
 from __future__ import annotations
@@ -44,17 +44,13 @@ class UpdateClient(Load):
 
     def __init__(self, label: str, port: int, signers: list[Signer], args: argparse.Namespace) -> None:
         super().__init__(args.retry, label)
-        self.users, self.verify_every = [User(i, s) for i, s in enumerate(signers, 1)], args.verify_every
+        self.users = self.slots = [User(i, s) for i, s in enumerate(signers, 1)]
+        self.verify_every = args.verify_every
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.connect((HOST, port))
         self.sock.setblocking(False)
         self.selector.register(self.sock, selectors.EVENT_READ)
         self.next_id, self.replies, self.verified, self.late = 1, 0, 0, 0
-
-    def start(self) -> None:
-        self.running = True
-        for user in self.users:
-            self.send(user)
 
     def send(self, user: User) -> None:
         self.next_id = msg_id = (self.next_id + 1) & 0xFFFF  # 64 in flight at most, 2 s each

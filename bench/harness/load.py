@@ -53,17 +53,24 @@ class User:
 
 class Load:
     """
-    Requests in flight (C{inflight}: key -> object with a C{started}), each
-    answer counted in C{phase}; subclasses L{start} them, handle a ready
-    socket in L{readable}, and give up on old ones in L{expire} (every 0.1 s).
+    One request in flight per slot (C{slots}, set by the subclass) at a time:
+    requests in flight (C{inflight}: key -> object with a C{started}), each
+    answer counted in C{phase}; subclasses L{send} one, handle a ready socket
+    in L{readable}, and give up on old ones in L{expire} (every 0.1 s).
     """
 
     def __init__(self, timeout: float, label: str = "ours") -> None:
         self.timeout, self.label, self.phase, self.running = timeout, label, Tally("start"), False
         self.selector = selectors.DefaultSelector()
         self.inflight: dict[int, Any] = {}
+        self.slots: list[Any] = []
 
     def start(self) -> None:
+        self.running = True
+        for slot in self.slots:
+            self.send(slot)
+
+    def send(self, slot: Any) -> None:
         raise NotImplementedError
 
     def readable(self, key: selectors.SelectorKey) -> None:

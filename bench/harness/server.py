@@ -99,9 +99,7 @@ def dns_ready(port: int, name: str, expect: str | None) -> bool:
         response = query(port, name, timeout=0.2)
     except (dns.exception.Timeout, OSError):
         return False
-    if expect is None:
-        return response.rcode() != 2
-    return addresses_in(response) == {expect}
+    return response.rcode() != 2 if expect is None else addresses_in(response) == {expect}
 
 
 class Server:

@@ -73,8 +73,7 @@ def build_store(
     path, spec_file = os.path.join(tmp, f"{name}.sqlite"), os.path.join(tmp, f"{name}.users.json")
     with open(spec_file, "w") as f:
         json.dump({"hash_cost": hash_cost, "users": specs}, f)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH"), REPO) if p)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), REPO) if p)}
     argv = [sys.executable, "-m", "bench.harness.users", spec_file, path]
     out = run_checked(argv, 600, "building the store", env=env, cwd=tmp)
     lines = [line for line in out.splitlines() if line.startswith("{")]
