@@ -45,12 +45,12 @@ from bench.harness.users import (
     TTL,
     basic_auth,
     build_store,
-    md5hex,
     password_of,
     read_states,
     tsig_secret_of,
     users,
 )
+from dyndns_plugin.passwords import md5_verifier
 
 METHODS = ("http", "gnudip", "tsig")
 REQUEST_TIMEOUT = 10.0  # only a kill should ever make a client wait that long
@@ -174,7 +174,7 @@ class Load:
         reader, writer = await asyncio.open_connection(HOST, self.server.gnudip_port, local_addr=(user.source, 0))
         try:
             salt = (await reader.readuntil(b"\n")).strip()
-            proof = hashlib.md5(md5hex(password_of(user.name)).encode() + b"." + salt).hexdigest()
+            proof = hashlib.md5(md5_verifier(password_of(user.name)).encode() + b"." + salt).hexdigest()
             writer.write(f"{user.name}:{proof}:{SUFFIX}:0:{address}\n".encode())
             reply = (await reader.readuntil(b"\n")).decode("ascii", "replace").strip()
         finally:

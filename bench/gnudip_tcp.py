@@ -36,7 +36,8 @@ from bench.harness.load import Load, User, measure, rounds, slot_problems, summa
 from bench.harness.procs import HOST, Processes, log_problems
 from bench.harness.server import Server
 from bench.harness.tools import profile_summary
-from bench.harness.users import SUFFIX, build_store, check_final, initial_answer, md5hex, password_of, users
+from bench.harness.users import SUFFIX, build_store, check_final, initial_answer, password_of, users
+from dyndns_plugin.passwords import md5_verifier
 
 
 class _Conn:
@@ -125,7 +126,7 @@ def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -
     tables = {"gnudip": {"max_connections_per_source": 2 * args.concurrency}}
     server = Server(procs, tmp, store, gnudip=True, log_updates=args.log_updates, tables=tables)
     server.start(deadline, *initial_answer(args.users))
-    loads = [User(i, md5hex(password_of(f"user{i}")).encode()) for i in range(1, args.users + 1)]
+    loads = [User(i, md5_verifier(password_of(f"user{i}")).encode()) for i in range(1, args.users + 1)]
     gen = GnuDIPLoad(server.gnudip_port, loads, args.concurrency, args.exchange_timeout)
     results = [measure(gen, "warm-up", args.warmup, args.settle, server.pid, store)] if args.warmup else []
     for r, _label in rounds(args, ["ours"], deadline, args.duration + args.settle + args.exchange_timeout):

@@ -37,11 +37,7 @@ LUA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "http_updates.lua
 
 
 def parse_lua_result(path: str) -> dict[str, Any]:
-    """
-    The file bench/http_updates.lua writes in done(); per user, the last
-    acknowledged address if it must be in the store (None: one of its requests
-    was not acknowledged or overlapped another, so either address may be).
-    """
+    """The file bench/http_updates.lua writes in done(); per user, the address the store must hold (None: either)."""
     out: dict[str, Any] = {k: {} for k in ("status", "users", "count", "summary", "errors", "latency_us")}
     out["samples"] = []
     with open(path) as f:

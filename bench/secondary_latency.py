@@ -129,11 +129,10 @@ def change_users(args: argparse.Namespace, ours: int) -> int:
 def transfer(port: int, kind: str, serial: int = 0) -> dict[str, Any]:
     """
     One AXFR, or IXFR from C{serial}, over TCP until the closing SOA, found
-    without parsing a record (a 100k-record zone would cost the client ~0.2 s):
-    the current SOA's 20 numbers (SERIAL..MINIMUM, never compressed; asked
-    over UDP first) stand twice in a full transfer, once in an IXFR that is
-    up to date, and three times in an incremental one (the last step's new
-    SOA too), which holds the numbers of the SOA at C{serial}.
+    without parsing (a 100k-record zone would cost the client ~0.2 s): the
+    current SOA's 20 numbers (asked over UDP first) stand twice in a full
+    transfer, once in an up-to-date IXFR, three times in an incremental one,
+    which also holds the numbers of the SOA at C{serial}.
     """
     soa = query(port, SUFFIX, "SOA", timeout=2).answer[0][0]
     numbers = struct.pack("!5I", soa.serial, soa.refresh, soa.retry, soa.expire, soa.minimum)

@@ -53,10 +53,9 @@ class User:
 
 class Load:
     """
-    One request in flight per slot (C{slots}, set by the subclass) at a time:
-    requests in flight (C{inflight}: key -> object with a C{started}), each
-    answer counted in C{phase}; subclasses L{send} one, handle a ready socket
-    in L{readable}, and give up on old ones in L{expire} (every 0.1 s).
+    One request in flight per slot (C{slots}): subclasses L{send} it, handle a
+    ready socket (L{readable}) and give up on old ones (L{expire}, every 0.1 s).
+    C{inflight}: key -> object with a C{started}; answers count in C{phase}.
     """
 
     def __init__(self, timeout: float, label: str = "ours") -> None:

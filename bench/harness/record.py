@@ -147,8 +147,7 @@ def main(
     }
     os.makedirs(os.path.dirname(os.path.abspath(args.record)), exist_ok=True)
     with open(args.record, "w") as f:
-        json.dump(record, f, indent=1, default=str)
-        f.write("\n")
+        f.write(json.dumps(record, indent=1, default=str) + "\n")
     for problem in record["problems"][:20]:
         print(f"PROBLEM: {problem}", file=sys.stderr)
     print(f"record: {os.path.relpath(args.record)}")

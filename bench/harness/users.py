@@ -45,10 +45,6 @@ def tsig_secret_of(user_id: str) -> str:
     return base64.b64encode(hashlib.sha256(f"tsig-{user_id}".encode()).digest()).decode()
 
 
-def md5hex(text: str) -> str:
-    return hashlib.md5(text.encode("ascii")).hexdigest()
-
-
 def addresses_of(i: int) -> tuple[str, str, str]:
     """User C{i}'s two benchmark addresses (unique below 65536) and its initial one (below 2**22)."""
     hi, lo = (i >> 8) & 255, i & 255
