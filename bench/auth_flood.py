@@ -41,7 +41,7 @@ from typing import Any
 
 from bench.harness import record
 from bench.harness.meter import CPUMeter, percentiles, wait_idle, wait_quiet
-from bench.harness.procs import HOST, BenchError, Processes, Timeout, log_tail, note
+from bench.harness.procs import HOST, BenchError, Processes, log_tail, note
 from bench.harness.server import Server, export_code
 from bench.harness.users import REPO, SUFFIX, basic_auth, build_store, users
 
@@ -283,7 +283,7 @@ def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -
     phases = []
     for n, kind in enumerate(plan, 1):
         if time.monotonic() + args.duration + args.settle + 30 > deadline:
-            raise Timeout(f"not enough time left for phase {n}")
+            raise BenchError(f"not enough time left for phase {n}")
         wait_quiet(min(args.wait_quiet, deadline - time.monotonic() - args.duration - 40))
         flood = (
             Flood(procs, tmp, server.http_port, args.flood_connections, args.duration + args.settle + 60, str(n))

@@ -38,7 +38,7 @@ import urllib.parse
 from typing import Any
 
 from bench.harness import record
-from bench.harness.procs import HOST, BenchError, Processes, Timeout, note
+from bench.harness.procs import HOST, BenchError, Processes, note
 from bench.harness.server import BASE_PATH, Server, addresses_in, export_code, query
 from bench.harness.users import (
     SUFFIX,
@@ -285,12 +285,12 @@ async def run_trials(
     rng, load, trials = random.Random(args.seed), Load(server, loads), []
     for trial in range(1, args.trials + 1):
         if time.monotonic() + args.kill_after[1] + 40 > deadline:
-            raise Timeout(f"not enough time left for trial {trial}")
+            raise BenchError(f"not enough time left for trial {trial}")
         started = time.monotonic()
         load.start()
         while any(u.trial_acks == 0 for u in loads):  # the HTTP users' scrypt is done
             if time.monotonic() > min(deadline, started + 30):
-                raise Timeout(f"not every user got an update acknowledged: {load.samples[:3]}")
+                raise BenchError(f"not every user got an update acknowledged: {load.samples[:3]}")
             await asyncio.sleep(0.02)
         delay = rng.uniform(*args.kill_after)
         await asyncio.sleep(delay)

@@ -39,7 +39,7 @@ import dns.rrset
 
 from bench.harness import record
 from bench.harness.meter import CPUMeter, percentiles
-from bench.harness.procs import HOST, BenchError, Processes, Timeout, free_ports, log_problems, note, wait_for
+from bench.harness.procs import HOST, BenchError, Processes, free_ports, log_problems, note, wait_for
 from bench.harness.server import Server, dns_ready, query, soa_serial
 from bench.harness.tools import Named, require
 from bench.harness.tsig import Signer
@@ -79,7 +79,7 @@ def latency_part(args: argparse.Namespace, ours: int, secondary: int, bind_log: 
     rows: list[dict[str, Any]] = []
     for k in range(args.updates):
         if time.monotonic() > deadline:
-            raise Timeout("--timeout reached during the latency part")
+            raise BenchError("--timeout reached during the latency part")
         i, address = hosts[k % len(hosts)], f"10.77.{k >> 8 & 255}.{k & 255}"
         rcode, wall, t0 = update(i, address)
         row: dict[str, Any] = {"rcode": rcode, "ack_s": time.perf_counter() - t0, "visible_s": None, "wall": wall}

@@ -14,7 +14,7 @@ import time
 from typing import Any, Iterator
 
 from bench.harness.meter import CPUMeter, percentiles, wait_quiet
-from bench.harness.procs import Timeout, note
+from bench.harness.procs import BenchError, note
 from bench.harness.tools import py_spy
 from bench.harness.users import addresses_of, read_generation
 
@@ -163,7 +163,7 @@ def rounds(args: argparse.Namespace, labels: list[str], deadline: float, needs: 
     for r in range(1, args.rounds + 1):
         for label in labels if r % 2 else labels[::-1]:
             if time.monotonic() + needs + 10 > deadline:
-                raise Timeout("not enough time left for another round")
+                raise BenchError("not enough time left for another round")
             wait_quiet(min(args.wait_quiet, deadline - time.monotonic() - needs - 20))
             yield r, label
 

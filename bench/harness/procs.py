@@ -15,10 +15,6 @@ class BenchError(Exception):
     """The benchmark could not measure (a server died, a check failed to run...)."""
 
 
-class Timeout(BenchError):
-    pass
-
-
 def note(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
@@ -107,7 +103,7 @@ def wait_for(
         if proc is not None and proc.poll() is not None:
             raise BenchError(f"{what}: the server exited with {proc.returncode}:\n{log_tail(log)}")
         if time.monotonic() > deadline:
-            raise Timeout(f"{what}: not in time" + (f":\n{log_tail(log)}" if log else ""))
+            raise BenchError(f"{what}: not in time" + (f":\n{log_tail(log)}" if log else ""))
         time.sleep(every)
     return time.monotonic() - started
 
@@ -117,7 +113,7 @@ def run_checked(argv: list[str], timeout: float, what: str, **kwargs: object) ->
     try:
         run = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=timeout, **kwargs)  # type: ignore[call-overload]
     except subprocess.TimeoutExpired:
-        raise Timeout(f"{what} did not finish in {timeout:.0f} s") from None
+        raise BenchError(f"{what} did not finish in {timeout:.0f} s") from None
     if run.returncode != 0:
         raise BenchError(f"{what}: exit {run.returncode}\n{run.stdout}\n{run.stderr}")
     return str(run.stdout)

@@ -126,7 +126,7 @@ class Server:
         self.dns_port, self.http_port, self.gnudip_port = free_ports(3)
         self.config, self.log = os.path.join(tmp, f"{name}.toml"), os.path.join(tmp, f"{name}.log")
         self.proc: subprocess.Popen[bytes] | None = None
-        self.starts = 0
+        self.starts = self.pid = 0
         service = dict(suffix=SUFFIX, default_ttl=TTL, min_ttl=10, max_ttl=86400, poll_interval=0.5)
         config: dict[str, dict[str, Any]] = {
             "service": {**service, "log_updates": log_updates},
@@ -165,6 +165,7 @@ class Server:
         self.starts += 1
         out = f"{self.log}.out{self.starts}"
         self.proc = self.procs.start(twistd() + [f"--logfile={self.log}", "dyndns", "--config", self.config], out)
+        self.pid = self.proc.pid
 
         def ready() -> bool:
             try:
@@ -179,11 +180,6 @@ class Server:
             return dns_ready(self.dns_port, name, expect)
 
         return wait_for(ready, deadline, f"{self.name} ready", self.proc, self.log)
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
 
     def kill(self) -> None:
         """SIGKILL, no clean-up of any kind."""
