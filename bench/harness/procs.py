@@ -90,21 +90,18 @@ def log_problems(path: str) -> list[str]:
 
 
 def wait_for(
-    ready: Callable[[], bool],
-    deadline: float,
-    what: str,
-    proc: subprocess.Popen[bytes] | None = None,
-    log: str = "",
-    every: float = 0.05,
+    ready: Callable[[], bool], deadline: float, what: str, proc: subprocess.Popen[bytes] | None = None, log: str = ""
 ) -> float:
-    """Poll C{ready} until true (C{proc}, if given, must live; C{log}'s tail says why not); the seconds it took."""
-    started = time.monotonic()
+    """Poll C{ready} until true (every 2 ms, doubling up to 50 ms); C{proc}, if given, must live (C{log}'s
+    tail says why not). The seconds it took."""
+    started, pause = time.monotonic(), 0.002
     while not ready():
         if proc is not None and proc.poll() is not None:
             raise BenchError(f"{what}: the server exited with {proc.returncode}:\n{log_tail(log)}")
         if time.monotonic() > deadline:
             raise BenchError(f"{what}: not in time" + (f":\n{log_tail(log)}" if log else ""))
-        time.sleep(every)
+        time.sleep(pause)
+        pause = min(2 * pause, 0.05)
     return time.monotonic() - started
 
 
