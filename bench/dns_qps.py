@@ -74,10 +74,8 @@ def qps_part(args: argparse.Namespace, procs: Processes, tmp: str, deadline: flo
         result.update(cpu=cpu, cpu_us_per_query=round(1e6 * cpu["server"]["cpu_s"] / max(result["completed"], 1), 1))
         rows.setdefault(r, {})[label] = result
         note(f"round {r} {label}: {result['qps']:.0f} qps, {result['cpu_us_per_query']} us CPU/query")
-    for row in rows.values():
-        row["ratio"] = row["ours"]["qps"] / row["reference"]["qps"]
     out = {
-        "rounds": list(rows.values()),
+        "rounds": [{**row, "ratio": row["ours"]["qps"] / row["reference"]["qps"]} for row in rows.values()],
         "store": built,
         "rss": {label: rss(pid)["VmRSS"] for label, (pid, _p) in servers.items()},
         "log_problems": log_problems(ours.log) + log_problems(ref_log),
@@ -108,11 +106,10 @@ def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -
     mem = memory_part(args, procs, tmp, deadline) if args.mem_users else None
     rows, labels = qps["rounds"], ("ours", "reference")
     means = {k: sum(r[k]["qps"] for r in rows) / len(rows) for k in labels}
-    cpu = {k: sum(r[k]["cpu_us_per_query"] for r in rows) / len(rows) for k in labels}
     ratios = sorted(r["ratio"] for r in rows)
     figures = {
         **{f"{k}_qps": round(means[k]) for k in labels},
-        **{f"{k}_cpu_us_per_query": round(cpu[k], 1) for k in labels},
+        **{f"{k}_cpu_us_per_query": round(sum(r[k]["cpu_us_per_query"] for r in rows) / len(rows), 1) for k in labels},
         "completed_pct_min": min(100 * r[k]["completed"] / max(r[k]["sent"], 1) for r in rows for k in labels),
         "disturbed_runs": sum(r[k]["cpu"]["disturbed"] for r in rows for k in labels),
     }

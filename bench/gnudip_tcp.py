@@ -86,9 +86,8 @@ class GnuDIPLoad(Load):
         except OSError as e:
             return self._fail(conn, "recv", e)
         if not data:
-            return self._fail(
-                conn, "recv", ConnectionError(f"closed before the {'reply' if conn.salt_seen else 'salt'}")
-            )
+            awaited = "reply" if conn.salt_seen else "salt"
+            return self._fail(conn, "recv", ConnectionError(f"closed before the {awaited}"))
         conn.buffer += data
         if not conn.salt_seen:
             line, found, rest = conn.buffer.partition(b"\n")

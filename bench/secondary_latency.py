@@ -75,12 +75,11 @@ def updater(port: int) -> Callable[[int, str], tuple[int, float, float]]:
 
 def latency_part(args: argparse.Namespace, ours: int, secondary: int, bind_log: str, deadline: float) -> dict[str, Any]:
     update, polls = updater(ours), 0
-    hosts = list(range(args.users - args.hosts + 1, args.users + 1))
     rows: list[dict[str, Any]] = []
     for k in range(args.updates):
         if time.monotonic() > deadline:
             raise BenchError("--timeout reached during the latency part")
-        i, address = hosts[k % len(hosts)], f"10.77.{k >> 8 & 255}.{k & 255}"
+        i, address = args.users - k % args.hosts, f"10.77.{k >> 8 & 255}.{k & 255}"  # the last --hosts users
         rcode, wall, t0 = update(i, address)
         row: dict[str, Any] = {"rcode": rcode, "ack_s": time.perf_counter() - t0, "visible_s": None, "wall": wall}
         while rcode == 0:
@@ -137,10 +136,8 @@ def transfer(port: int, kind: str, serial: int = 0) -> dict[str, Any]:
     numbers = struct.pack("!5I", soa.serial, soa.refresh, soa.retry, soa.expire, soa.minimum)
     q = dns.message.make_query(SUFFIX, kind)
     q.flags = 0
-    if kind == "IXFR":
-        q.authority.append(
-            dns.rrset.from_text(f"{SUFFIX}.", 0, "IN", "SOA", f"ns1.{SUFFIX}. hostmaster.{SUFFIX}. {serial} 0 0 0 0")
-        )
+    if kind == "IXFR":  # only the serial counts (RFC 1995 3)
+        q.authority.append(dns.rrset.from_text(f"{SUFFIX}.", 0, "IN", "SOA", f". . {serial} 0 0 0 0"))
     wire = q.to_wire()
     messages: list[bytes] = []
     seen, incremental = 0, False

@@ -73,8 +73,7 @@ class CPUMeter:
     """CPU time used between construction and L{read}, by whom."""
 
     def __init__(self, pids: dict[str, int]) -> None:
-        self.pids = pids
-        self.started = time.monotonic()
+        self.pids, self.started = pids, time.monotonic()
         self.threads = {label: thread_cpu(pid) for label, pid in pids.items()}
         self.client, self.kernel = _client(), _kernel_threads()
         self.system, self.tcp = _system(), _tcp_drops()

@@ -7,6 +7,7 @@ Also the small DNS and HTTP probes the benchmarks check answers with.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -84,13 +85,10 @@ def soa_serial(port: int) -> int:
 
 
 def http_get(port: int, path: str, headers: dict[str, str] | None = None, timeout: float = 5.0) -> tuple[int, str]:
-    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
-    try:
+    with contextlib.closing(http.client.HTTPConnection(HOST, port, timeout=timeout)) as conn:
         conn.request("GET", path, headers=headers or {})
         response = conn.getresponse()
         return response.status, response.read().decode("utf-8", "replace")
-    finally:
-        conn.close()
 
 
 def dns_ready(port: int, name: str, expect: str | None) -> bool:
