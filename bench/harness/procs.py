@@ -53,7 +53,7 @@ class Processes:
 
 def free_ports(count: int) -> list[int]:
     """C{count} distinct ports free for both UDP and TCP on 127.0.0.1."""
-    ports: list[int] = []
+    ports: set[int] = set()
     for _ in range(50 * count):
         with (
             socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp,
@@ -65,10 +65,9 @@ def free_ports(count: int) -> list[int]:
                 tcp.bind((HOST, port))
             except OSError:
                 continue
-        if port not in ports:
-            ports.append(port)
+        ports.add(port)
         if len(ports) == count:
-            return ports
+            return list(ports)
     raise BenchError("no free port")
 
 

@@ -32,11 +32,10 @@ RESULTS = os.path.join(REPO, "bench", "results")
 def machine(tools: dict[str, str] | None = None) -> dict[str, Any]:
     with open("/proc/cpuinfo") as f:
         cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "?")
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")  # MemTotal
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
-        "memory_gib": round(mem / 2**30, 1),
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),  # MemTotal
         "kernel": platform.release(),
         "python": platform.python_version(),
         "twisted": twisted.__version__,
