@@ -93,10 +93,7 @@ class Load:
 
     def run_until(self, end: float) -> None:
         check = time.perf_counter() + 0.1
-        while True:
-            now = time.perf_counter()
-            if now >= end or not (self.running or self.inflight):
-                return
+        while (now := time.perf_counter()) < end and (self.running or self.inflight):
             for key, _events in self.selector.select(min(end - now, 0.05)):
                 self.readable(key)
             if now >= check:

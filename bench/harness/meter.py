@@ -48,9 +48,8 @@ def _system() -> dict[str, float]:
 
 def _client() -> float:
     """This process and its reaped children (dnsperf, wrk...)."""
-    return sum(
-        u.ru_utime + u.ru_stime for u in map(resource.getrusage, (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
-    )
+    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    return sum(u.ru_utime + u.ru_stime for u in usage)
 
 
 def _kernel_threads() -> float:
