@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
+import contextlib
 import hashlib
 import json
 import os
@@ -85,13 +86,10 @@ def read_generation(store: str) -> int:
 
 def read_states(store: str, integrity: bool = True) -> tuple[str, int, dict[str, tuple]]:
     """(integrity_check, generation, user id -> (ipv4, ipv6, offline, method)), read-only."""
-    conn = sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=10)
-    try:
+    with contextlib.closing(sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=10)) as conn:
         check = conn.execute("PRAGMA integrity_check").fetchone()[0] if integrity else "-"
         (gen,) = conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
         rows = {r[0]: tuple(r[1:]) for r in conn.execute("SELECT user_id, ipv4, ipv6, offline, method FROM states")}
-    finally:
-        conn.close()
     return str(check), int(gen), rows
 
 
