@@ -41,7 +41,7 @@ from typing import Any
 
 from bench.harness import record
 from bench.harness.meter import CPUMeter, percentiles, wait_idle, wait_quiet
-from bench.harness.procs import HOST, BenchError, Processes, Timeout, log_tail, note
+from bench.harness.procs import HOST, BenchError, Processes, log_tail, note
 from bench.harness.server import Server, export_code
 from bench.harness.users import REPO, SUFFIX, basic_auth, build_store, users
 
@@ -266,9 +266,10 @@ def probe_uncached(port: int, fresh: list[str]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -> dict[str, Any]:
-    code = {"commit": export_code(args.code, os.path.join(tmp, "code")), "source": "git archive"} if args.code else None
-    store = os.path.join(tmp, "store.sqlite")
-    build_store(tmp, store, users(2 + 2 * args.uncached, password=True, initial=False), args.hash_cost)
+    code = export_code(args.code, os.path.join(tmp, "code")) if args.code else None
+    store, _built = build_store(
+        tmp, users(2 + 2 * args.uncached, password=True, initial=False), "store", args.hash_cost
+    )
     server = Server(procs, tmp, store, http=True, gnudip=True, limits={"update_changes": 0})
     server.start(deadline)
     honest = Honest(server.http_port, args.honest_rate)
@@ -282,7 +283,7 @@ def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -
     phases = []
     for n, kind in enumerate(plan, 1):
         if time.monotonic() + args.duration + args.settle + 30 > deadline:
-            raise Timeout(f"not enough time left for phase {n}")
+            raise BenchError(f"not enough time left for phase {n}")
         wait_quiet(min(args.wait_quiet, deadline - time.monotonic() - args.duration - 40))
         flood = (
             Flood(procs, tmp, server.http_port, args.flood_connections, args.duration + args.settle + 60, str(n))

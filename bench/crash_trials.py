@@ -38,19 +38,19 @@ import urllib.parse
 from typing import Any
 
 from bench.harness import record
-from bench.harness.procs import HOST, BenchError, Processes, Timeout, note
+from bench.harness.procs import HOST, BenchError, Processes, note
 from bench.harness.server import BASE_PATH, Server, addresses_in, export_code, query
 from bench.harness.users import (
     SUFFIX,
     TTL,
     basic_auth,
     build_store,
-    md5hex,
     password_of,
     read_states,
     tsig_secret_of,
     users,
 )
+from dyndns_plugin.passwords import md5_verifier
 
 METHODS = ("http", "gnudip", "tsig")
 REQUEST_TIMEOUT = 10.0  # only a kill should ever make a client wait that long
@@ -174,7 +174,7 @@ class Load:
         reader, writer = await asyncio.open_connection(HOST, self.server.gnudip_port, local_addr=(user.source, 0))
         try:
             salt = (await reader.readuntil(b"\n")).strip()
-            proof = hashlib.md5(md5hex(password_of(user.name)).encode() + b"." + salt).hexdigest()
+            proof = hashlib.md5(md5_verifier(password_of(user.name)).encode() + b"." + salt).hexdigest()
             writer.write(f"{user.name}:{proof}:{SUFFIX}:0:{address}\n".encode())
             reply = (await reader.readuntil(b"\n")).decode("ascii", "replace").strip()
         finally:
@@ -285,12 +285,12 @@ async def run_trials(
     rng, load, trials = random.Random(args.seed), Load(server, loads), []
     for trial in range(1, args.trials + 1):
         if time.monotonic() + args.kill_after[1] + 40 > deadline:
-            raise Timeout(f"not enough time left for trial {trial}")
+            raise BenchError(f"not enough time left for trial {trial}")
         started = time.monotonic()
         load.start()
         while any(u.trial_acks == 0 for u in loads):  # the HTTP users' scrypt is done
             if time.monotonic() > min(deadline, started + 30):
-                raise Timeout(f"not every user got an update acknowledged: {load.samples[:3]}")
+                raise BenchError(f"not every user got an update acknowledged: {load.samples[:3]}")
             await asyncio.sleep(0.02)
         delay = rng.uniform(*args.kill_after)
         await asyncio.sleep(delay)
@@ -318,15 +318,14 @@ async def run_trials(
 
 
 def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -> dict[str, Any]:
-    code = {"commit": export_code(args.code, os.path.join(tmp, "code")), "source": "git archive"} if args.code else None
+    code = export_code(args.code, os.path.join(tmp, "code")) if args.code else None
     specs = [
         u for m in METHODS for u in users(args.users, m, password=m == "http", md5=m == "gnudip", tsig=m == "tsig")
     ]
     loads = [UserLoad(i, s["id"], s["id"].rstrip("0123456789")) for i, s in enumerate(specs, 1)]
     for spec, user in zip(specs, loads):
         spec["ipv4"] = user.acked
-    store = os.path.join(tmp, "store.sqlite")
-    build_store(tmp, store, specs, args.hash_cost)
+    store, _built = build_store(tmp, specs, "store", args.hash_cost)
     server = Server(procs, tmp, store, http=True, gnudip=True)
     server.start(deadline, f"{loads[-1].name}.{SUFFIX}", loads[-1].acked)
     trials = asyncio.run(run_trials(args, server, loads, store, deadline))

@@ -27,49 +27,41 @@ from typing import Any
 from bench.harness import record
 from bench.harness.load import rounds
 from bench.harness.meter import CPUMeter, rss
-from bench.harness.procs import BenchError, Processes, free_ports, log_problems, note
-from bench.harness.server import Server, addresses_in, query, twistd, wait_dns
-from bench.harness.tools import dnsperf, require, version, zone_file
-from bench.harness.users import SUFFIX, build_store, users
+from bench.harness.procs import BenchError, Processes, free_ports, log_problems, note, wait_for
+from bench.harness.server import Server, addresses_in, dns_ready, query, twistd
+from bench.harness.tools import dnsperf, require, zone_file
+from bench.harness.users import SUFFIX, build_store, initial_answer, users
 
 
-def ipv4_of(i: int) -> str:
-    """User C{i}'s address, unique below 2**24."""
-    return f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}"
-
-
-def store_of(tmp: str, name: str, count: int) -> tuple[str, dict[str, Any]]:
-    path = os.path.join(tmp, f"{name}.sqlite")
-    return path, build_store(tmp, path, [{**u, "ipv4": ipv4_of(k)} for k, u in enumerate(users(count), 1)])
-
-
-def check_answers(port: int, count: int, samples: int, label: str) -> None:
+def check_answers(port: int, count: int, label: str) -> None:
+    """user1, userN and 20 random users answer their address, user N+1 NXDOMAIN."""
     rng = random.Random(7)
-    for i in [1, count] + [rng.randint(1, count) for _ in range(samples)]:
-        response = query(port, f"user{i}.{SUFFIX}", timeout=2)
-        if response.rcode() != 0 or addresses_in(response) != {ipv4_of(i)}:
+    for i in [1, count] + [rng.randint(1, count) for _ in range(20)]:
+        name, address = initial_answer(i)
+        response = query(port, name, timeout=2)
+        if response.rcode() != 0 or addresses_in(response) != {address}:
             raise BenchError(f"{label}: user{i} answered {response.rcode()} {addresses_in(response)}")
     if query(port, f"user{count + 1}.{SUFFIX}", timeout=2).rcode() != 3:
         raise BenchError(f"{label}: user{count + 1} is not NXDOMAIN")
 
 
 def qps_part(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -> dict[str, Any]:
-    store, built = store_of(tmp, "qps", args.users)
-    zone = zone_file(os.path.join(tmp, "reference.zone"), [(f"user{i}", ipv4_of(i)) for i in range(1, args.users + 1)])
+    store, built = build_store(tmp, users(args.users), "qps")
+    zone = zone_file(os.path.join(tmp, "reference.zone"), args.users)
     queries = os.path.join(tmp, "queries.txt")
     rng = random.Random(args.seed)
     with open(queries, "w") as f:
         f.writelines(f"user{rng.randint(1, args.users)}.{SUFFIX} A\n" for _ in range(10_000))
     note("starting the reference (twistd dns --bindzone) and ours (twistd dyndns)")
     ours = Server(procs, tmp, store, "ours")
-    ours.start(deadline, f"user{args.users}.{SUFFIX}", ipv4_of(args.users))
+    ours.start(deadline, *initial_answer(args.users))
     (ref_port,) = free_ports(1)
     ref_log = os.path.join(tmp, "reference.log")
     argv = [f"--logfile={ref_log}", "dns", "--bindzone", zone, "--port", str(ref_port), "--interface", "127.0.0.1"]
     ref = procs.start(twistd() + argv, ref_log + ".out")
-    wait_dns(ref, ref_port, f"user{args.users}.{SUFFIX}", ipv4_of(args.users), deadline, ref_log)
-    check_answers(ref_port, args.users, 20, "reference")
-    check_answers(ours.dns_port, args.users, 20, "ours")
+    wait_for(lambda: dns_ready(ref_port, *initial_answer(args.users)), deadline, "the reference", ref, ref_log)
+    check_answers(ref_port, args.users, "reference")
+    check_answers(ours.dns_port, args.users, "ours")
     servers = {"ours": (ours.pid, ours.dns_port), "reference": (ref.pid, ref_port)}
     for _pid, port in servers.values():
         dnsperf(port, queries, args.warmup)
@@ -82,10 +74,8 @@ def qps_part(args: argparse.Namespace, procs: Processes, tmp: str, deadline: flo
         result.update(cpu=cpu, cpu_us_per_query=round(1e6 * cpu["server"]["cpu_s"] / max(result["completed"], 1), 1))
         rows.setdefault(r, {})[label] = result
         note(f"round {r} {label}: {result['qps']:.0f} qps, {result['cpu_us_per_query']} us CPU/query")
-    for row in rows.values():
-        row["ratio"] = row["ours"]["qps"] / row["reference"]["qps"]
     out = {
-        "rounds": list(rows.values()),
+        "rounds": [{**row, "ratio": row["ours"]["qps"] / row["reference"]["qps"]} for row in rows.values()],
         "store": built,
         "rss": {label: rss(pid)["VmRSS"] for label, (pid, _p) in servers.items()},
         "log_problems": log_problems(ours.log) + log_problems(ref_log),
@@ -98,10 +88,9 @@ def qps_part(args: argparse.Namespace, procs: Processes, tmp: str, deadline: flo
 def memory_part(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for label, count in (("empty", 0), ("full", args.mem_users)):
-        store, _built = store_of(tmp, f"mem-{label}", count)
+        store, _built = build_store(tmp, users(count), f"mem-{label}")
         server = Server(procs, tmp, store, f"mem-{label}")
-        name = f"user{max(count, 1)}.{SUFFIX}"
-        ready = server.start(deadline, name, ipv4_of(count) if count else None)
+        ready = server.start(deadline, *initial_answer(count)) if count else server.start(deadline)
         time.sleep(args.settle)
         out[label] = {"users": count, "ready_s": round(ready, 3), **rss(server.pid)}
         server.stop()
@@ -117,11 +106,10 @@ def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -
     mem = memory_part(args, procs, tmp, deadline) if args.mem_users else None
     rows, labels = qps["rounds"], ("ours", "reference")
     means = {k: sum(r[k]["qps"] for r in rows) / len(rows) for k in labels}
-    cpu = {k: sum(r[k]["cpu_us_per_query"] for r in rows) / len(rows) for k in labels}
     ratios = sorted(r["ratio"] for r in rows)
     figures = {
         **{f"{k}_qps": round(means[k]) for k in labels},
-        **{f"{k}_cpu_us_per_query": round(cpu[k], 1) for k in labels},
+        **{f"{k}_cpu_us_per_query": round(sum(r[k]["cpu_us_per_query"] for r in rows) / len(rows), 1) for k in labels},
         "completed_pct_min": min(100 * r[k]["completed"] / max(r[k]["sent"], 1) for r in rows for k in labels),
         "disturbed_runs": sum(r[k]["cpu"]["disturbed"] for r in rows for k in labels),
     }
@@ -160,7 +148,5 @@ OPTIONS: record.Options = {
 }
 
 if __name__ == "__main__":
-    require("dnsperf")
-    tools = {"dnsperf": version(["dnsperf", "-h"], r"Version ([\d.]+)")}
     short = {"rounds": 2, "duration": 3, "mem_users": 20_000}
-    raise SystemExit(record.main("dns_qps", __doc__, OPTIONS, run, short, 300, tools))
+    raise SystemExit(record.main("dns_qps", __doc__, OPTIONS, run, short, 300, require("dnsperf")))

@@ -8,17 +8,16 @@ ours (C{twistd -n dyndns}, SQLite store: an update is on disk before it is
 answered) and the reference, BIND 9 C{named} as primary of the suffix from a
 zone file with the same users, an update-policy of C{grant * self * A AAAA}
 and the same N hmac-sha256 keys C{userN.<suffix>.}, logging at severity info.
-One UDP client here (one selector loop) keeps one update in flight per user (N in
-flight, default 64): C{update delete} + C{update add} of the user's A record
-(what nsupdate sends), signed with its key; the next one goes when the
-answer arrives; a user's updates alternate between two addresses. An update
-unanswered for C{--retry} s counts as a timeout and is sent again.
-Signing with dnspython costs ~0.5 ms of CPU, so each message is re-signed
-here with a few lines of hmac (checked byte for byte against dnspython at the
-start), and every 20th answer's TSIG is verified with dnspython. Per slot:
-NOERROR answers/s, latency, CPU. Afterwards both servers must serve every
-user's last acknowledged address, BIND's serial must have grown once per
-NOERROR, and ours gets SIGKILL and its SQLite file is checked.
+One UDP client (bench/harness/load.py) keeps one update in flight per user
+(N in flight, default 64): C{update delete} + C{update add} of the user's A
+record (what nsupdate sends), signed with its key (bench/harness/tsig.py);
+the next one goes when the answer arrives; a user's updates alternate
+between two addresses. An update unanswered for C{--retry} s counts as a
+timeout and is sent again. Every 20th answer's TSIG is verified with
+dnspython. Per slot: NOERROR answers/s, latency, CPU. Afterwards both
+servers must serve every user's last acknowledged address, BIND's serial
+must have grown once per NOERROR, and ours gets SIGKILL and its SQLite file
+is checked.
 """
 
 from __future__ import annotations
@@ -35,34 +34,27 @@ from bench.harness import record
 from bench.harness.load import Load, User, measure, rounds, slot_problems, summary
 from bench.harness.procs import HOST, Processes, free_ports, log_problems
 from bench.harness.server import Server, addresses_in, query, soa_serial
-from bench.harness.tools import Named, profile_summary, require, version, zone_file
+from bench.harness.tools import Named, profile_summary, require, zone_file
 from bench.harness.tsig import Signer, tsig_keys
-from bench.harness.users import SUFFIX, addresses_of, build_store, check_final, users
+from bench.harness.users import SUFFIX, build_store, check_final, initial_answer, users
 
 
 class UpdateClient(Load):
     """One update in flight per user over one UDP socket; replies matched by ID."""
 
-    def __init__(self, label: str, port: int, loads: list[User], verify_every: int, retry: float) -> None:
-        super().__init__(retry, label)
-        self.users, self.verify_every = loads, verify_every
+    def __init__(self, label: str, port: int, signers: list[Signer], args: argparse.Namespace) -> None:
+        super().__init__(args.retry, label)
+        self.users = self.slots = [User(i, s) for i, s in enumerate(signers, 1)]
+        self.verify_every = args.verify_every
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.connect((HOST, port))
         self.sock.setblocking(False)
         self.selector.register(self.sock, selectors.EVENT_READ)
         self.next_id, self.replies, self.verified, self.late = 1, 0, 0, 0
 
-    def start(self) -> None:
-        self.running = True
-        for user in self.users:
-            self.send(user)
-
     def send(self, user: User) -> None:
-        msg_id = self.next_id
-        while msg_id in self.inflight:
-            msg_id = (msg_id + 1) & 0xFFFF
-        self.next_id = (msg_id + 1) & 0xFFFF
-        address = user.addresses[user.turn % 2]
+        self.next_id = msg_id = (self.next_id + 1) & 0xFFFF  # 64 in flight at most, 2 s each
+        address = user.addresses[user.acked % 2]
         wire, mac = user.secret.sign(address, msg_id)
         self.inflight[msg_id] = (user, time.perf_counter(), mac, address)
         self.sock.send(wire)
@@ -79,7 +71,6 @@ class UpdateClient(Load):
 
     def answer(self, data: bytes) -> None:
         entry = self.inflight.pop(struct.unpack("!H", data[:2])[0], None) if len(data) >= 12 else None
-        slot = self.phase
         if entry is None:
             self.late += 1
             return
@@ -90,7 +81,7 @@ class UpdateClient(Load):
             self.verified += 1
             problem = user.secret.verify(data, mac)
             if problem is not None:
-                slot.count("bad TSIG", f"user{user.i} {address}: answer's TSIG: {problem}")
+                self.phase.count("bad TSIG", f"user{user.i} {address}: answer's TSIG: {problem}")
         signed_response = data[2] & 0x80 and struct.unpack("!H", data[10:12])[0] >= 1
         error = f"rcode {rcode}" if rcode else "" if signed_response else "NOERROR but unsigned or not a response"
         self.answered(user, address, started, error)
@@ -107,39 +98,31 @@ class UpdateClient(Load):
 
 
 def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -> dict[str, Any]:
-    store = os.path.join(tmp, "store.sqlite")
-    last = f"user{args.users}.{SUFFIX}", addresses_of(args.users)[2]
-    build_store(tmp, store, users(args.users, tsig=True))
+    store, _built = build_store(tmp, users(args.users, tsig=True))
     ours = Server(procs, tmp, store, "ours", log_updates=args.log_updates)
-    ours.start(deadline, *last)
-    names = [f"user{i}" for i in range(1, args.users + 1)]
+    ours.start(deadline, *initial_answer(args.users))
     os.makedirs(os.path.join(tmp, "bind"))  # named writes its journal beside the zone
-    zone = zone_file(os.path.join(tmp, "bind", "zone.db"), [(n, addresses_of(i)[2]) for i, n in enumerate(names, 1)])
+    zone = zone_file(os.path.join(tmp, "bind", "zone.db"), args.users)
     policy = f'zone "{SUFFIX}" {{ type primary; file "{zone}"; update-policy {{ grant * self * A AAAA; }}; }};\n'
-    keys = tsig_keys(names)
-    named = Named(procs, tmp, free_ports(1)[0], keys + policy, args.named_threads, last, deadline)
-    servers = {"ours": (ours.dns_port, ours.pid), "reference": (named.port, named.pid)}
+    keys = tsig_keys([f"user{i}" for i in range(1, args.users + 1)])
+    named = Named(procs, tmp, free_ports(1)[0], keys + policy, args.named_threads, initial_answer(args.users), deadline)
+    servers = {"ours": (ours.dns_port, ours.pid, store), "reference": (named.port, named.pid, None)}
     signers = [Signer(i) for i in range(1, args.users + 1)]
-    clients = {
-        label: UpdateClient(label, port, [User(i, s) for i, s in enumerate(signers, 1)], args.verify_every, args.retry)
-        for label, (port, _pid) in servers.items()
-    }
+    clients = {label: UpdateClient(label, port, signers, args) for label, (port, _pid, _s) in servers.items()}
     serial_before = soa_serial(named.port)
     for label, client in clients.items():
         measure(client, f"{label} warm-up", args.warmup, 0.2, servers[label][1])
     slots = []
     for r, label in rounds(args, list(servers), deadline, args.duration + args.retry):
         spy = (procs, args.py_spy) if args.py_spy and r == 1 and label == "ours" else None
-        name, pid = f"round {r} {label}", servers[label][1]
-        slots.append(
-            measure(clients[label], name, args.duration, args.settle, pid, store if label == "ours" else None, spy)
-        )
-    problems = []
-    for label, (port, _pid) in servers.items():
-        for u in clients[label].users:
-            got = addresses_in(query(port, f"user{u.i}.{SUFFIX}", timeout=2))
-            if got != {u.last}:
-                problems.append(f"{label}: user{u.i} served {got}, last acknowledged {u.last}")
+        _port, pid, sqlite = servers[label]
+        slots.append(measure(clients[label], f"round {r} {label}", args.duration, args.settle, pid, sqlite, spy))
+    problems = [
+        f"{label}: user{u.i} served {got}, last acknowledged {u.last}"
+        for label, (port, _pid, _s) in servers.items()
+        for u in clients[label].users
+        if (got := addresses_in(query(port, f"user{u.i}.{SUFFIX}", timeout=2))) != {u.last}
+    ]
     grew = soa_serial(named.port) - serial_before
     acked = sum(u.acked for u in clients["reference"].users)
     if grew != acked:
@@ -187,6 +170,5 @@ OPTIONS: record.Options = {
 }
 
 if __name__ == "__main__":
-    require("named")
-    tools = {"named": version(["named", "-v"], r"(BIND \S+)")}
-    raise SystemExit(record.main("tsig_updates", __doc__, OPTIONS, run, {"rounds": 1, "duration": 4}, 200, tools))
+    short = {"rounds": 1, "duration": 4}
+    raise SystemExit(record.main("tsig_updates", __doc__, OPTIONS, run, short, 200, require("named")))

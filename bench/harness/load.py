@@ -14,8 +14,8 @@ import time
 from typing import Any, Iterator
 
 from bench.harness.meter import CPUMeter, percentiles, wait_quiet
-from bench.harness.procs import Timeout, note
-from bench.harness.tools import py_spy, stop_after
+from bench.harness.procs import BenchError, note
+from bench.harness.tools import py_spy
 from bench.harness.users import addresses_of, read_generation
 
 
@@ -38,11 +38,11 @@ class Tally:
 class User:
     """One user of a load: its updates alternate between two addresses; what was acknowledged."""
 
-    __slots__ = ("i", "name", "addresses", "secret", "turn", "acked", "last", "uncertain")
+    __slots__ = ("i", "name", "addresses", "secret", "acked", "last", "uncertain")
 
     def __init__(self, i: int, secret: Any = None) -> None:
         self.i, self.name, self.addresses, self.secret = i, f"user{i}", addresses_of(i)[:2], secret
-        self.turn = self.acked = 0
+        self.acked = 0  # also the turn: its next update goes to addresses[acked % 2]
         self.last: str | None = None
         self.uncertain = False  # a request failed: it may or may not have been applied
 
@@ -53,17 +53,23 @@ class User:
 
 class Load:
     """
-    Requests in flight (C{inflight}: key -> object with a C{started}), each
-    answer counted in C{phase}; subclasses L{start} them, handle a ready
-    socket in L{readable}, and give up on old ones in L{expire} (every 0.1 s).
+    One request in flight per slot (C{slots}): subclasses L{send} it, handle a
+    ready socket (L{readable}) and give up on old ones (L{expire}, every 0.1 s).
+    C{inflight}: key -> object with a C{started}; answers count in C{phase}.
     """
 
     def __init__(self, timeout: float, label: str = "ours") -> None:
         self.timeout, self.label, self.phase, self.running = timeout, label, Tally("start"), False
         self.selector = selectors.DefaultSelector()
         self.inflight: dict[int, Any] = {}
+        self.slots: list[Any] = []
 
     def start(self) -> None:
+        self.running = True
+        for slot in self.slots:
+            self.send(slot)
+
+    def send(self, slot: Any) -> None:
         raise NotImplementedError
 
     def readable(self, key: selectors.SelectorKey) -> None:
@@ -79,7 +85,7 @@ class Load:
             self.phase.count(error, f"{user.name} {address}: {error}")
         else:
             self.phase.ok += 1
-            user.acked, user.last, user.turn = user.acked + 1, address, user.turn + 1
+            user.acked, user.last = user.acked + 1, address
 
     def abandon(self) -> None:
         """Forget what is still in flight after a stop."""
@@ -87,10 +93,7 @@ class Load:
 
     def run_until(self, end: float) -> None:
         check = time.perf_counter() + 0.1
-        while True:
-            now = time.perf_counter()
-            if now >= end or not (self.running or self.inflight):
-                return
+        while (now := time.perf_counter()) < end and (self.running or self.inflight):
             for key, _events in self.selector.select(min(end - now, 0.05)):
                 self.readable(key)
             if now >= check:
@@ -111,22 +114,20 @@ def measure(
 ) -> dict[str, Any]:
     """
     Run C{load} for C{settle + seconds}, count the last C{seconds} (CPU, and
-    SQLite commits if C{store}; py-spy into C{spy[1]} if given: (procs, file)), then drain.
+    SQLite commits if C{store}; L{py_spy} if C{spy}), then drain.
     """
     load.phase = Tally(f"{name} (settle)")
     load.start()
     load.run_until(time.perf_counter() + settle)
     phase = load.phase = Tally(name)
     meter, generation = CPUMeter({"server": pid}), read_generation(store) if store else 0
-    profiler = py_spy(spy[0], pid, seconds, spy[1]) if spy else None
-    load.run_until(phase.started + seconds)
-    phase.seconds = time.perf_counter() - phase.started
-    load.phase = Tally(f"{name} (drain)")
-    cpu = meter.read()
-    commits: int | None = read_generation(store) - generation if store else None
-    stuck = load.stop(load.timeout + 2)
-    if spy:
-        stop_after(spy[0], profiler, 15)
+    with py_spy(spy, pid, seconds):
+        load.run_until(phase.started + seconds)
+        phase.seconds = time.perf_counter() - phase.started
+        load.phase = Tally(f"{name} (drain)")
+        cpu = meter.read()
+        commits: int | None = read_generation(store) - generation if store else None
+        stuck = load.stop(load.timeout + 2)
     ok = max(phase.ok, 1)
     result = dict(
         name=name,
@@ -159,7 +160,7 @@ def rounds(args: argparse.Namespace, labels: list[str], deadline: float, needs: 
     for r in range(1, args.rounds + 1):
         for label in labels if r % 2 else labels[::-1]:
             if time.monotonic() + needs + 10 > deadline:
-                raise Timeout("not enough time left for another round")
+                raise BenchError("not enough time left for another round")
             wait_quiet(min(args.wait_quiet, deadline - time.monotonic() - needs - 20))
             yield r, label
 

@@ -48,9 +48,8 @@ def _system() -> dict[str, float]:
 
 def _client() -> float:
     """This process and its reaped children (dnsperf, wrk...)."""
-    return sum(
-        u.ru_utime + u.ru_stime for u in map(resource.getrusage, (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
-    )
+    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    return sum(u.ru_utime + u.ru_stime for u in usage)
 
 
 def _kernel_threads() -> float:
@@ -73,8 +72,7 @@ class CPUMeter:
     """CPU time used between construction and L{read}, by whom."""
 
     def __init__(self, pids: dict[str, int]) -> None:
-        self.pids = pids
-        self.started = time.monotonic()
+        self.pids, self.started = pids, time.monotonic()
         self.threads = {label: thread_cpu(pid) for label, pid in pids.items()}
         self.client, self.kernel = _client(), _kernel_threads()
         self.system, self.tcp = _system(), _tcp_drops()
@@ -134,10 +132,8 @@ def wait_idle(pid: int, limit: float) -> float:
 
 
 def percentiles(seconds: list[float]) -> dict[str, float]:
-    """p50/p90/p99/max/mean of durations in seconds, in milliseconds."""
-    if not seconds:
-        return {"p50": 0.0, "p90": 0.0, "p99": 0.0, "max": 0.0, "mean": 0.0}
-    ordered = sorted(seconds)
+    """p50/p90/p99/max/mean of durations in seconds, in milliseconds (all 0 if none)."""
+    ordered = sorted(seconds) or [0.0]
     n = len(ordered)
     out = {f"p{round(100 * q)}": 1000 * ordered[min(n - 1, int(q * n))] for q in (0.5, 0.9, 0.99)}
     out.update(max=1000 * ordered[-1], mean=1000 * sum(ordered) / n)

@@ -20,6 +20,9 @@ import tempfile
 import time
 from typing import Any, Callable
 
+import dns.version
+
+import twisted
 from bench.harness.procs import BenchError, Processes
 from bench.harness.users import REPO
 
@@ -27,18 +30,12 @@ RESULTS = os.path.join(REPO, "bench", "results")
 
 
 def machine(tools: dict[str, str] | None = None) -> dict[str, Any]:
-    import dns.version
-
-    import twisted
-
     with open("/proc/cpuinfo") as f:
         cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "?")
-    with open("/proc/meminfo") as f:
-        mem = int(f.readline().split()[1]) * 1024
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
-        "memory_gib": round(mem / 2**30, 1),
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),  # MemTotal
         "kernel": platform.release(),
         "python": platform.python_version(),
         "twisted": twisted.__version__,
@@ -49,14 +46,12 @@ def machine(tools: dict[str, str] | None = None) -> dict[str, Any]:
     }
 
 
-def code_version(exported: str | None = None) -> dict[str, Any]:
-    """The commit the server ran: exported with git archive, or the checkout's HEAD."""
+def code_version() -> dict[str, Any]:
+    """The commit the server ran: the checkout's HEAD (L{server.export_code} gives another)."""
 
     def git(*argv: str) -> str:
         return subprocess.run(["git", "-C", REPO, *argv], capture_output=True, text=True, timeout=30).stdout.strip()
 
-    if exported:
-        return {"commit": exported, "source": "git archive"}
     dirty = bool(git("status", "--porcelain", "--", "dyndns_plugin"))
     return {"commit": git("rev-parse", "--short", "HEAD") or "?", "source": "checkout", "uncommitted_changes": dirty}
 
@@ -99,16 +94,15 @@ def main(
     if there are problems.
     """
     parser = options if isinstance(options, argparse.ArgumentParser) else parser_of(options)
-    shorts = ", ".join(f"{k.replace('_', '-')} {v}" for k, v in short.items())
-    parser.add_argument("--short", action="store_true", help="small parameters, a few minutes at most: " + shorts)
+    shortened = ", ".join(
+        f"{k.replace('_', '-')} {_num(v)} instead of {_num(parser.get_default(k))}" for k, v in short.items()
+    )
+    parser.add_argument("--short", action="store_true", help="small parameters, a few minutes at most: " + shortened)
     parser.add_argument("--timeout", type=int, default=timeout, help="hard limit, seconds")
     parser.add_argument("--record", default=os.path.join(RESULTS, f"{name}.json"), help="the JSON record's path")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.description = doc.strip().split("\n\n")[0]
     args = parser.parse_args()
-    shortened = ", ".join(
-        f"{k.replace('_', '-')} {_num(v)} instead of {_num(parser.get_default(k))}" for k, v in short.items()
-    )
     if args.short:
         vars(args).update(short)
     deadline = time.monotonic() + args.timeout
@@ -136,7 +130,6 @@ def main(
             print(f"(kept {tmp})")
         else:
             subprocess.run(["rm", "-rf", tmp], check=False)
-    params = {k: v for k, v in vars(args).items() if k not in ("record", "keep", "timeout")}
     record = {
         "benchmark": name,
         "date": started,
@@ -144,7 +137,7 @@ def main(
         "command": "python -m bench." + name + "".join(" " + shlex.quote(a) for a in sys.argv[1:]),
         "machine": info,
         "code": out.pop("code", None) or code_version(),
-        "parameters": params,
+        "parameters": {k: v for k, v in vars(args).items() if k not in ("record", "keep", "timeout")},
         "figures": out.pop("figures"),
         "ratios": out.pop("ratios", {}),
         "problems": out.pop("problems", []),
@@ -153,8 +146,7 @@ def main(
     }
     os.makedirs(os.path.dirname(os.path.abspath(args.record)), exist_ok=True)
     with open(args.record, "w") as f:
-        json.dump(record, f, indent=1, default=str)
-        f.write("\n")
+        f.write(json.dumps(record, indent=1, default=str) + "\n")
     for problem in record["problems"][:20]:
         print(f"PROBLEM: {problem}", file=sys.stderr)
     print(f"record: {os.path.relpath(args.record)}")

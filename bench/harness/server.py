@@ -7,6 +7,7 @@ Also the small DNS and HTTP probes the benchmarks check answers with.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -14,10 +15,13 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
-from typing import Any, Callable
+from typing import Any
 
-from bench.harness.procs import HOST, BenchError, Processes, Timeout, free_ports, log_tail, run_checked
+import dns.exception
+import dns.message
+import dns.query
+
+from bench.harness.procs import HOST, BenchError, Processes, free_ports, log_tail, run_checked, wait_for
 from bench.harness.users import REPO, SUFFIX, TTL
 
 BASE_PATH = "/dyndns/"
@@ -31,14 +35,11 @@ def twistd() -> list[str]:
     return [script, "-n", "--pidfile="]
 
 
-# -- which code runs the server
-
-
-def export_code(rev: str, dest: str) -> str:
+def export_code(rev: str, dest: str) -> dict[str, str]:
     """
     C{git archive REV dyndns_plugin twisted} into C{dest} and put it first on
     the children's PYTHONPATH: the server runs that commit whatever the
-    checkout holds meanwhile. Returns the short commit id.
+    checkout holds meanwhile. Returns the record's C{code}.
     """
     commit = run_checked(["git", "-C", REPO, "rev-parse", "--short", rev], 30, f"revision {rev!r}").strip()
     os.makedirs(dest, exist_ok=True)
@@ -46,7 +47,7 @@ def export_code(rev: str, dest: str) -> str:
     run_checked(["git", "-C", REPO, "archive", "-o", tar, rev, "dyndns_plugin", "twisted"], 60, f"git archive {rev}")
     run_checked(["tar", "-x", "-C", dest, "-f", tar], 60, f"unpacking {tar}")
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (dest, os.environ.get("PYTHONPATH")) if p)
-    return commit
+    return {"commit": commit, "source": "git archive"}
 
 
 def config_error(path: str) -> str | None:
@@ -61,23 +62,14 @@ def config_error(path: str) -> str | None:
 
 
 def toml_tables(tables: dict[str, dict[str, Any]]) -> str:
-    """TOML of these tables (their values written as JSON, which TOML reads alike: strings, numbers, lists, booleans)."""
-    quoted = {
-        name: {k if k.replace("_", "").isalnum() else json.dumps(k): v for k, v in t.items()}
-        for name, t in tables.items()
-    }
+    """TOML of these tables (keys and values written as JSON, which TOML reads alike)."""
     return "".join(
-        f"\n[{name}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in t.items()) for name, t in quoted.items()
+        f"\n[{name}]\n" + "".join(f"{json.dumps(k)} = {json.dumps(v)}\n" for k, v in t.items())
+        for name, t in tables.items()
     )
 
 
-# -- DNS and HTTP probes
-
-
 def query(port: int, name: str, rdtype: str = "A", timeout: float = 0.5) -> Any:
-    import dns.message
-    import dns.query
-
     return dns.query.udp(dns.message.make_query(name, rdtype), HOST, port=port, timeout=timeout)
 
 
@@ -93,62 +85,19 @@ def soa_serial(port: int) -> int:
 
 
 def http_get(port: int, path: str, headers: dict[str, str] | None = None, timeout: float = 5.0) -> tuple[int, str]:
-    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
-    try:
+    with contextlib.closing(http.client.HTTPConnection(HOST, port, timeout=timeout)) as conn:
         conn.request("GET", path, headers=headers or {})
         response = conn.getresponse()
         return response.status, response.read().decode("utf-8", "replace")
-    finally:
-        conn.close()
 
 
 def dns_ready(port: int, name: str, expect: str | None) -> bool:
     """C{name} answers C{expect}; with C{expect} None: any answer but SERVFAIL (loaded)."""
-    import dns.exception
-
     try:
         response = query(port, name, timeout=0.2)
     except (dns.exception.Timeout, OSError):
         return False
-    if expect is None:
-        return response.rcode() != 2
-    return addresses_in(response) == {expect}
-
-
-def wait_until(ready: Callable[[], bool], proc: subprocess.Popen[bytes], deadline: float, log: str) -> float:
-    """Poll C{ready} until true (the server C{proc} must live); returns the seconds it took."""
-    started = time.monotonic()
-    while not ready():
-        if proc.poll() is not None:
-            raise BenchError(f"server exited with {proc.returncode}:\n{log_tail(log)}")
-        if time.monotonic() > deadline:
-            raise Timeout(f"server not ready in time:\n{log_tail(log)}")
-        time.sleep(0.05)
-    return time.monotonic() - started
-
-
-def wait_dns(
-    proc: subprocess.Popen[bytes], port: int, name: str, expect: str | None, deadline: float, log: str
-) -> float:
-    return wait_until(lambda: dns_ready(port, name, expect), proc, deadline, log)
-
-
-def _gnudip_ready(port: int) -> bool:
-    try:
-        with socket.create_connection((HOST, port), timeout=0.5) as sock:
-            return sock.recv(100).endswith(b"\n")
-    except OSError:
-        return False
-
-
-def _http_ready(port: int) -> bool:
-    try:
-        return http_get(port, BASE_PATH + "myip", timeout=0.5)[0] == 200
-    except OSError:
-        return False
-
-
-# -- the server
+    return response.rcode() != 2 if expect is None else addresses_in(response) == {expect}
 
 
 class Server:
@@ -175,7 +124,7 @@ class Server:
         self.dns_port, self.http_port, self.gnudip_port = free_ports(3)
         self.config, self.log = os.path.join(tmp, f"{name}.toml"), os.path.join(tmp, f"{name}.log")
         self.proc: subprocess.Popen[bytes] | None = None
-        self.starts = 0
+        self.starts = self.pid = 0
         service = dict(suffix=SUFFIX, default_ttl=TTL, min_ttl=10, max_ttl=86400, poll_interval=0.5)
         config: dict[str, dict[str, Any]] = {
             "service": {**service, "log_updates": log_updates},
@@ -214,18 +163,21 @@ class Server:
         self.starts += 1
         out = f"{self.log}.out{self.starts}"
         self.proc = self.procs.start(twistd() + [f"--logfile={self.log}", "dyndns", "--config", self.config], out)
+        self.pid = self.proc.pid
 
         def ready() -> bool:
-            if not dns_ready(self.dns_port, name, expect) or (self.http and not _http_ready(self.http_port)):
+            try:
+                if self.http and http_get(self.http_port, BASE_PATH + "myip", timeout=0.5)[0] != 200:
+                    return False
+                if self.gnudip:  # the salt line
+                    with socket.create_connection((HOST, self.gnudip_port), timeout=0.5) as sock:
+                        if not sock.recv(100).endswith(b"\n"):
+                            return False
+            except OSError:
                 return False
-            return not self.gnudip or _gnudip_ready(self.gnudip_port)
+            return dns_ready(self.dns_port, name, expect)
 
-        return wait_until(ready, self.proc, deadline, self.log)
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
+        return wait_for(ready, deadline, f"{self.name} ready", self.proc, self.log)
 
     def kill(self) -> None:
         """SIGKILL, no clean-up of any kind."""

@@ -5,33 +5,36 @@ primary or secondary, run unprivileged as user bind) and py-spy.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import re
 import shutil
 import subprocess
 from collections import Counter, defaultdict
-from typing import Any
+from typing import Any, Iterator
 
-from bench.harness.procs import HOST, BenchError, Processes, run_checked
-from bench.harness.server import wait_dns
-from bench.harness.users import SUFFIX, TTL
+from bench.harness.procs import HOST, BenchError, Processes, run_checked, wait_for
+from bench.harness.server import dns_ready
+from bench.harness.users import SUFFIX, TTL, addresses_of
+
+#: How each tool says its version (for the record): the command and a pattern.
+VERSIONS = {
+    "dnsperf": (["dnsperf", "-h"], r"Version ([\d.]+)"),
+    "wrk": (["wrk", "-v"], r"wrk (\S+)"),
+    "named": (["named", "-v"], r"(BIND \S+)"),
+}
 
 
-def require(*tools: str) -> None:
+def require(*tools: str) -> dict[str, str]:
+    """Exit, naming the Debian packages, if a tool is missing; else the tools' versions."""
     missing = [t for t in tools if shutil.which(t) is None]
     if missing:
         packages = " ".join({"named": "bind9"}.get(t, t) for t in missing)
         raise SystemExit(f"missing: {', '.join(missing)} (Debian: apt-get install {packages})")
-
-
-def version(argv: list[str], pattern: str) -> str:
-    run = subprocess.run(argv, capture_output=True, text=True)
-    m = re.search(pattern, run.stdout + run.stderr)
-    return m.group(1) if m else "?"
-
-
-# -- dnsperf
+    runs = {t: subprocess.run(VERSIONS[t][0], capture_output=True, text=True) for t in tools}
+    found = {t: re.search(VERSIONS[t][1], run.stdout + run.stderr) for t, run in runs.items()}
+    return {t: m.group(1) if m else "?" for t, m in found.items()}
 
 
 def dnsperf(port: int, queries: str, seconds: float, clients: int = 4, outstanding: int = 100) -> dict[str, Any]:
@@ -47,19 +50,12 @@ def dnsperf(port: int, queries: str, seconds: float, clients: int = 4, outstandi
         "latency_max_s": r"Average Latency \(s\):.*max ([0-9.]+)",
         "response_bytes": r"Average packet size:.*response (\d+)",
     }
-    result: dict[str, Any] = {}
-    for key, pattern in fields.items():
-        m = re.search(pattern, out)
-        if m:
-            result[key] = float(m.group(1))
+    result: dict[str, Any] = {k: float(m.group(1)) for k, p in fields.items() if (m := re.search(p, out))}
     m = re.search(r"Response codes:\s+(.*)", out)
     result["rcodes"] = {k: int(v) for k, v in re.findall(r"([A-Z]+) (\d+)", m.group(1))} if m else {}
     if "qps" not in result or "completed" not in result:
         raise BenchError(f"could not parse dnsperf output:\n{out}")
     return result
-
-
-# -- wrk
 
 
 def wrk(url: str, script: str, script_args: list[str], threads: int, connections: int, seconds: int) -> dict[str, Any]:
@@ -75,9 +71,6 @@ def wrk(url: str, script: str, script_args: list[str], threads: int, connections
         "socket_errors": errors.group(1) if errors else None,
         "stdout": out,
     }
-
-
-# -- BIND
 
 
 _OPTIONS = """options {{
@@ -102,12 +95,12 @@ logging {{
 """
 
 
-def zone_file(path: str, addresses: list[tuple[str, str]]) -> str:
-    """A zone file for the suffix: SOA, NS, ns1, and (name, IPv4) A records."""
+def zone_file(path: str, count: int) -> str:
+    """A zone file for the suffix: SOA, NS, ns1, and users 1..C{count} at their initial address."""
     with open(path, "w") as f:
         f.write(f"$TTL {TTL}\n{SUFFIX}. 3600 IN SOA ns1.{SUFFIX}. hostmaster.{SUFFIX}. 1 3600 600 1209600 30\n")
         f.write(f"{SUFFIX}. 3600 IN NS ns1.{SUFFIX}.\nns1.{SUFFIX}. 3600 IN A 127.0.0.1\n")
-        f.writelines(f"{name}.{SUFFIX}. {TTL} IN A {address}\n" for name, address in addresses)
+        f.writelines(f"user{i}.{SUFFIX}. {TTL} IN A {addresses_of(i)[2]}\n" for i in range(1, count + 1))
     return path
 
 
@@ -151,19 +144,30 @@ class Named:
         argv = prefix + ["named", "-f", "-4", "-n", str(threads), "-d", str(debug), "-c", conf]
         self.proc = procs.start(argv, os.path.join(tmp, "named.out"))
         self.pid = self.proc.pid
-        self.ready_s = wait_dns(self.proc, port, *ready, deadline, self.log)
+        wait_for(lambda: dns_ready(port, *ready), deadline, "named", self.proc, self.log)
 
 
-# -- py-spy
-
-
-def py_spy(procs: Processes, pid: int, seconds: float, out: str) -> subprocess.Popen[bytes]:
-    """Sample C{pid} for C{seconds} (100 Hz, every thread, idle too) into C{out} (raw stacks)."""
+@contextlib.contextmanager
+def py_spy(spy: tuple[Processes, str] | None, pid: int, seconds: float) -> Iterator[None]:
+    """
+    If C{spy} (the processes, a file): sample C{pid} for C{seconds} (100 Hz,
+    every thread, idle too) into the file (raw stacks) from the start of the
+    block, and after it let py-spy finish (15 s at most).
+    """
+    if spy is None:
+        yield
+        return
     binary = shutil.which("py-spy")
     if binary is None:
         raise BenchError("py-spy not found (pip install py-spy)")
-    argv = [binary, *f"record -p {pid} -d {int(seconds)} -r 100 --threads --idle --format raw -o".split(), out]
-    return procs.start(argv, out + ".log")
+    argv = [binary, *f"record -p {pid} -d {int(seconds)} -r 100 --threads --idle --format raw -o".split(), spy[1]]
+    proc = spy[0].start(argv, spy[1] + ".log")
+    yield
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        pass
+    spy[0].stop(proc)
 
 
 def profile_summary(path: str, top: int = 12) -> dict[str, dict[str, float]]:
@@ -176,13 +180,3 @@ def profile_summary(path: str, top: int = 12) -> dict[str, dict[str, float]]:
             if stack:
                 leaves[frames[0].partition(": ")[2] or frames[0]][leaf] += int(count)
     return {t: {leaf: round(n / c.total(), 3) for leaf, n in c.most_common(top)} for t, c in leaves.items()}
-
-
-def stop_after(procs: Processes, proc: subprocess.Popen[bytes] | None, wait: float) -> None:
-    """Let a time-limited helper (py-spy) finish, then make sure it is gone."""
-    if proc is not None:
-        try:
-            proc.wait(wait)
-        except subprocess.TimeoutExpired:
-            pass
-        procs.stop(proc)

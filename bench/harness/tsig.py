@@ -14,14 +14,15 @@ import struct
 import time
 from typing import Any
 
+import dns.message
+import dns.name
+import dns.tsig
+import dns.update
+
 from bench.harness.procs import BenchError
 from bench.harness.users import SUFFIX, TTL, addresses_of, tsig_secret_of
 
 FUDGE = 300
-
-
-def _wire(name: Any) -> bytes:
-    return bytes(name.to_wire())
 
 
 class Signer:
@@ -29,24 +30,18 @@ class Signer:
     re-signed per send with a new ID and Time Signed (RFC 8945 4.3.3)."""
 
     def __init__(self, i: int) -> None:
-        import dns.name
-        import dns.tsig
-
         self.keyname = dns.name.from_text(f"user{i}.{SUFFIX}.")
         secret = tsig_secret_of(f"user{i}")
         self.key = dns.tsig.Key(self.keyname, secret, dns.tsig.HMAC_SHA256)
         self.keyring = {self.keyname: self.key}
         self._hmac = hmac.new(base64.b64decode(secret), digestmod=hashlib.sha256)
-        self._alg_wire = _wire(dns.tsig.HMAC_SHA256)
-        algorithm = _wire(dns.tsig.HMAC_SHA256.canonicalize())
-        self._vars_head = _wire(self.keyname.canonicalize()) + struct.pack("!HI", 255, 0) + algorithm
+        self._alg_wire = dns.tsig.HMAC_SHA256.to_digestable()  # canonical (RFC 8945 4.3.3), as in the RDATA
+        self._vars_head = self.keyname.to_digestable() + struct.pack("!HI", 255, 0) + self._alg_wire
         self.templates: dict[str, tuple[bytes, bytes]] = {}
         for address in addresses_of(i)[:2]:
             self._template(address)
 
     def build(self, address: str, msg_id: int, signed: bool = True) -> bytes:
-        import dns.update
-
         message = dns.update.UpdateMessage(SUFFIX, id=msg_id)
         message.replace(self.keyname, TTL, "A", address)
         if signed:
@@ -56,8 +51,6 @@ class Signer:
     def _template(self, address: str) -> None:
         """dnspython's unsigned message and its TSIG owner name; re-signing it here
         with dnspython's ID and time must give dnspython's bytes."""
-        import dns.message
-
         signed, unsigned = self.build(address, 4711), self.build(address, 4711, signed=False)
         if signed[:10] != unsigned[:10] or signed[12 : len(unsigned)] != unsigned[12:]:
             raise BenchError("dnspython's signed message does not start with its unsigned one")
@@ -100,8 +93,6 @@ class Signer:
 
     def verify(self, reply: bytes, request_mac: bytes) -> str | None:
         """None if dnspython accepts the reply's TSIG, else why not."""
-        import dns.message
-
         try:
             message = dns.message.from_wire(reply, keyring=self.keyring, request_mac=request_mac)
         except Exception as e:

@@ -11,14 +11,21 @@ written with C{SQLiteUserStore.import_users} in a child process
 from __future__ import annotations
 
 import base64
+import concurrent.futures
+import contextlib
 import hashlib
 import json
 import os
+import sqlite3
 import sys
 import time
 from typing import Any
 
+from twisted.internet import defer, task
+
 from bench.harness.procs import BenchError, run_checked
+from dyndns_plugin import HostState, SQLiteUserStore, User
+from dyndns_plugin.passwords import hash_password, md5_verifier
 
 SUFFIX = "dyn.example.com"
 TTL = 30
@@ -39,36 +46,37 @@ def tsig_secret_of(user_id: str) -> str:
     return base64.b64encode(hashlib.sha256(f"tsig-{user_id}".encode()).digest()).decode()
 
 
-def md5hex(text: str) -> str:
-    return hashlib.md5(text.encode("ascii")).hexdigest()
-
-
 def addresses_of(i: int) -> tuple[str, str, str]:
-    """User C{i}'s two benchmark addresses and its initial one (unique below 65536)."""
+    """User C{i}'s two benchmark addresses (unique below 65536) and its initial one (below 2**22)."""
     hi, lo = (i >> 8) & 255, i & 255
-    return f"10.1.{hi}.{lo}", f"10.2.{hi}.{lo}", f"10.3.{hi}.{lo}"
+    return f"10.1.{hi}.{lo}", f"10.2.{hi}.{lo}", f"10.{3 + (i >> 16)}.{hi}.{lo}"
+
+
+def initial_answer(i: int) -> tuple[str, str]:
+    """User C{i}'s name and initial address: what a server answers once its store is loaded."""
+    return f"user{i}.{SUFFIX}", addresses_of(i)[2]
 
 
 def users(count: int, prefix: str = "user", *, initial: bool = True, **secrets: bool) -> list[dict[str, Any]]:
     """C{<prefix>1..N} with C{secrets} (C{password}, C{md5}, C{tsig}), initial address C{addresses_of(i)[2]}."""
-    spec = {"password": False, "md5": False, "tsig": False, **secrets}
     ipv4 = (lambda i: {"ipv4": addresses_of(i)[2]}) if initial else (lambda i: {})
-    return [{"id": f"{prefix}{i}", **spec, **ipv4(i)} for i in range(1, count + 1)]
+    return [{"id": f"{prefix}{i}", **secrets, **ipv4(i)} for i in range(1, count + 1)]
 
 
-def build_store(tmp: str, path: str, specs: list[dict[str, Any]], hash_cost: int = 15) -> dict[str, Any]:
-    """Write C{specs} into a new SQLite store at C{path}; returns the builder's timings."""
-    spec_file = os.path.join(tmp, os.path.basename(path) + ".users.json")
+def build_store(
+    tmp: str, specs: list[dict[str, Any]], name: str = "store", hash_cost: int = 15
+) -> tuple[str, dict[str, Any]]:
+    """Write C{specs} into a new SQLite store C{tmp/<name>.sqlite}: its path and the builder's timings."""
+    path, spec_file = os.path.join(tmp, f"{name}.sqlite"), os.path.join(tmp, f"{name}.users.json")
     with open(spec_file, "w") as f:
         json.dump({"hash_cost": hash_cost, "users": specs}, f)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH"), REPO) if p)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), REPO) if p)}
     argv = [sys.executable, "-m", "bench.harness.users", spec_file, path]
     out = run_checked(argv, 600, "building the store", env=env, cwd=tmp)
     lines = [line for line in out.splitlines() if line.startswith("{")]
     if not lines:
         raise BenchError(f"the store builder printed nothing:\n{out}")
-    return dict(json.loads(lines[-1]))
+    return path, dict(json.loads(lines[-1]))
 
 
 def read_generation(store: str) -> int:
@@ -78,15 +86,10 @@ def read_generation(store: str) -> int:
 
 def read_states(store: str, integrity: bool = True) -> tuple[str, int, dict[str, tuple]]:
     """(integrity_check, generation, user id -> (ipv4, ipv6, offline, method)), read-only."""
-    import sqlite3
-
-    conn = sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=10)
-    try:
+    with contextlib.closing(sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=10)) as conn:
         check = conn.execute("PRAGMA integrity_check").fetchone()[0] if integrity else "-"
         (gen,) = conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
         rows = {r[0]: tuple(r[1:]) for r in conn.execute("SELECT user_id, ipv4, ipv6, offline, method FROM states")}
-    finally:
-        conn.close()
     return str(check), int(gen), rows
 
 
@@ -113,27 +116,20 @@ def check_final(store: str, expected: dict[str, tuple[set[str], str | None]], me
 
 
 def _build(spec_file: str, path: str) -> None:
-    import concurrent.futures
-
-    from twisted.internet import defer, task
-
-    from dyndns_plugin import HostState, SQLiteUserStore, User
-    from dyndns_plugin.passwords import hash_password, md5_verifier
-
     with open(spec_file) as f:
         spec = json.load(f)
     specs, cost = spec["users"], spec["hash_cost"]
     started = time.monotonic()
     # hashlib.scrypt releases the GIL: hash on every CPU.
     with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 2) as pool:
-        hashes = list(pool.map(lambda s: s["password"] and hash_password(password_of(s["id"]), log2_n=cost), specs))
+        hashes = list(pool.map(lambda s: s.get("password") and hash_password(password_of(s["id"]), log2_n=cost), specs))
     hashed = time.monotonic()
     records = []
     for s, h in zip(specs, hashes):
         fields: dict[str, Any] = {"password_hash": h} if h else {}
-        if s["md5"]:
+        if s.get("md5"):
             fields["md5_verifier"] = md5_verifier(password_of(s["id"]))
-        if s["tsig"]:
+        if s.get("tsig"):
             fields.update(tsig_secret=tsig_secret_of(s["id"]), tsig_algorithm="hmac-sha256")
         records.append(User(id=s["id"], **fields))
     states = [HostState(s["id"], ipv4=s["ipv4"], ttl=TTL, updated_at=0.0) for s in specs if s.get("ipv4")]
