@@ -134,6 +134,7 @@ class Server:
             ),
             "dns.glue": {f"ns1.{SUFFIX}": ["127.0.0.1"]},
         }
+        config["http"], config["gnudip"] = {"listen": []}, {"listen": []}  # off unless asked (defaults: fixed ports)
         if http:
             url = f"http://{HOST}:{self.http_port}{BASE_PATH}"
             config["http"] = {"listen": [f"tcp:{self.http_port}:interface={HOST}"], "base_url": url, "timeout": 30}
