@@ -134,14 +134,15 @@ class Server:
             ),
             "dns.glue": {f"ns1.{SUFFIX}": ["127.0.0.1"]},
         }
-        config["http"], config["gnudip"] = {"listen": []}, {"listen": []}  # off unless asked (defaults: fixed ports)
+        # HTTP and GnuDIP off unless asked (their defaults are fixed ports); the salt key beside the config.
+        config["http"], config["gnudip"] = {"listen": []}, {"listen": [], "http_key_file": f"{name}-gnudip.key"}
         if http:
             url = f"http://{HOST}:{self.http_port}{BASE_PATH}"
             config["http"] = {"listen": [f"tcp:{self.http_port}:interface={HOST}"], "base_url": url, "timeout": 30}
             config["http.methods"] = dict.fromkeys(("url_auth", "basic_auth", "nic_update", "remote_ip"), True)
         if gnudip:
             listen = [f"tcp:{self.gnudip_port}:interface={HOST}"]
-            config["gnudip"] = {"listen": listen, "timeout": 30, "max_connections_per_source": 64}
+            config["gnudip"].update(listen=listen, timeout=30, max_connections_per_source=64)
         for table, body in (tables or {}).items():
             config.setdefault(table, {}).update(body)
         base = toml_tables(config)
