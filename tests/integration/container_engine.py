@@ -312,13 +312,16 @@ def _stop_pidfile(pidfile: str, name: bytes) -> None:
                 return
     except (OSError, ValueError):
         return
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + DAEMON_TIMEOUT
-    while time.monotonic() < deadline:
-        if not os.path.exists(f"/proc/{pid}"):
-            return
-        time.sleep(0.2)
-    os.kill(pid, signal.SIGKILL)
+    try:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + DAEMON_TIMEOUT
+        while time.monotonic() < deadline:
+            if not os.path.exists(f"/proc/{pid}"):
+                return
+            time.sleep(0.2)
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def nsenter_net(pid: int, command: Sequence[str]) -> list[str]:
