@@ -2,8 +2,8 @@
 The container files (Containerfile, compose.yaml, examples/container/):
 the image's health check, exposed ports and user agree with the
 configuration it ships, and compose publishes those ports and keeps the
-state in a volume. (Building the image needs a container engine and a base
-image download, which the tests cannot count on.)
+state in a volume. The image is really built and run by
+tests/integration/test_container.py.
 """
 
 from __future__ import annotations
@@ -39,6 +39,13 @@ class ContainerfileTests(SynchronousTestCase):
         url = re.search(r"http://127\.0\.0\.1:(\d+)/health", check)
         assert url is not None, check
         self.assertEqual(settings.admin.listen, (f"tcp:{url.group(1)}:interface=127.0.0.1",))
+
+    def test_base_is_replaceable_and_defaults_to_python_slim(self) -> None:
+        """The one FROM takes ARG BASE, whose default is the official slim Python image."""
+        text = containerfile()
+        self.assertEqual(instruction(text, "FROM"), ["${BASE}"])
+        self.assertEqual(instruction(text, "ARG"), ["BASE=docker.io/library/python:3.12-slim"])
+        self.assertLess(text.index("ARG BASE="), text.index("FROM ${BASE}"))
 
     def test_runs_unprivileged_with_state_in_a_volume(self) -> None:
         """A non-root USER, the store and GnuDIP key in the VOLUME, and twistd on the shipped file."""

@@ -117,14 +117,17 @@ def parse_dig(output: str) -> DigResult:
     )
 
 
-def dig(port: int, name: str, qtype: str = "A", *opts: str) -> DigResult:
+def dig(port: int, name: str, qtype: str = "A", *opts: str, through: Sequence[str] = ()) -> DigResult:
     """
     Ask 127.0.0.1:C{port} with dig (no recursion wanted, one try, two
     seconds) and parse the reply. Extra dig options (C{+tcp}, C{+ignore},
     C{+notcp}, C{+noedns}, C{-b SOURCE}...) come last, so they win.
+    C{through} prefixes the command (e.g. nsenter into a container's
+    network namespace, whose loopback is then the one asked).
     """
     program = require_tool("dig", "bind9-dnsutils")
     command = [
+        *through,
         program,
         "@127.0.0.1",
         "-p",
