@@ -32,7 +32,6 @@ class UserIdTests(SynchronousTestCase):
                 validate_user_id(value)  # type: ignore[arg-type]
             self.assertEqual(caught.exception.field, "id")
 
-
     def test_ids_are_case_insensitive(self) -> None:
         """Every path lowercases an id on input: a User, and a client's update at the seam."""
         from dyndns_plugin.authn import ClientUpdate, Password
