@@ -116,12 +116,16 @@ def _fsync_folder(path: str) -> None:
 
 
 def _copy(source_path: str, target: sqlite3.Connection) -> None:
-    """The whole of C{source_path} into C{target} in one backup step (one snapshot)."""
+    """
+    The whole of C{source_path} into C{target} in one backup step (one
+    snapshot), left as one self-contained file (no WAL beside it).
+    """
     source = _connect(source_path)
     try:
         source.backup(target)
     finally:
         source.close()
+    target.execute("PRAGMA journal_mode=DELETE")
 
 
 def _describe(conn: sqlite3.Connection, path: str) -> BackupInfo:
@@ -150,7 +154,6 @@ def backup(store_path: str, destination: str, force: bool = False) -> BackupInfo
         target = _connect(temporary)
         try:
             _copy(store_path, target)
-            target.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
             problem = damage(target)
             if problem is not None:
                 raise BackupError(f"{store_path}: damaged ({problem}); no backup written")
@@ -244,7 +247,6 @@ def _checked_copy(backup_path: str, store_path: str) -> tuple[str, int]:
         conn = _connect(copy)
         try:
             _copy(backup_path, conn)
-            conn.execute("PRAGMA journal_mode=DELETE")
             version = check_backup(conn, backup_path)
             migrate(conn, backup_path)
         finally:
