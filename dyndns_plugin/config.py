@@ -66,7 +66,7 @@ class TransferKey:
 
 @attrs.frozen
 class DNSSettings:
-    listen: tuple[tuple[str, int], ...] = (("127.0.0.1", 53),)
+    listen: tuple[tuple[str, int], ...] = (("127.0.0.1", 5300),)
     #: C{dns.listen} entries C{"systemd:NAME"}: serve DNS on the sockets systemd
     #: passed with that FileDescriptorName, so port 53 needs no root (none by default).
     listen_systemd: tuple[str, ...] = ()
