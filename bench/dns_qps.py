@@ -1,19 +1,17 @@
 """
-DNS query throughput and memory per user (bench/dns_qps.py).
+DNS query throughput, memory per user and start-up time, against three references (bench/dns_qps.py).
 
-    python -m bench.dns_qps [--short]    # ~1 min (--short: 2 rounds of 3 s, 20,000 users for memory)
+    python -m bench.dns_qps [--short]    # ~6 min (--short: 10,000 users, 2 rounds of 3 s, ~1 min)
 
-Ours, C{twistd -n dyndns} with N users (default 10,000) C{user1..userN} in a
-SQLite store, each with an IPv4 address, against a reference: stock Twisted,
-C{twistd -n dns --bindzone} serving the same N A records (C{DNSServerFactory}
-+ C{BindAuthority}). Both must answer user1, userN and 20 random users right
-and NXDOMAIN for user N+1 first. dnsperf (UDP, one random query file,
-C{-c 4 -q 100}, no rate limit) runs against each in alternating rounds (ours
-then the reference, then the reference then ours...) so that a slow phase of
-a shared machine hits both; the ratio ours/reference is the number to read.
-Per run: qps, latency, the server's CPU per query, and the CPU others used.
-Memory: ours with 0 and with M users (default 100,000): (VmRSS(M) - VmRSS(0))
-/ M bytes per user, and the load time.
+For N users C{user1..userN} (C{--sizes}: 10,000 and 1,000,000) with an IPv4 address each: ours, C{twistd -n
+dyndns} on a SQLite store, and the same A records (one zone file) served by B{bare}, a Twisted
+C{DatagramProtocol} answering from a dict of ready bytes with no checks (the limit of a Twisted server here),
+B{stock}, C{twistd -n dns --bindzone}, and B{nsd}, NSD with C{server-count: 1} and its own files
+(bench/responders.py; apt-get installs NSD if missing, never starting its daemon). Each must answer user1, userN
+and 20 random users right and NXDOMAIN for user N+1 first. dnsperf (UDP, 10,000 random queries, C{-c 4 -q 100})
+runs against each in alternating rounds (ours, bare, stock, nsd, then the reverse...): read the ratios
+ours/reference of the same run. Per run: qps, latency, CPU per query (all of NSD's processes). Ours: start-up
+(to answering userN) and resident bytes per user, (VmRSS(N) - VmRSS(0)) / N after C{--settle} s, before queries.
 """
 
 from __future__ import annotations
@@ -22,6 +20,7 @@ import argparse
 import os
 import random
 import time
+from functools import partial
 from typing import Any
 
 from bench.harness import record
@@ -30,7 +29,10 @@ from bench.harness.meter import CPUMeter, rss
 from bench.harness.procs import BenchError, Processes, free_ports, log_problems, note, wait_for
 from bench.harness.server import Server, addresses_in, dns_ready, query, twistd
 from bench.harness.tools import dnsperf, require, zone_file
-from bench.harness.users import SUFFIX, build_store, initial_answer, users
+from bench.harness.users import REPO, SUFFIX, build_store, initial_answer, users
+from bench.responders import argvs, family, install_nsd
+
+SERVERS = ["ours", "bare", "stock", "nsd"]
 
 
 def check_answers(port: int, count: int, label: str) -> None:
@@ -45,108 +47,111 @@ def check_answers(port: int, count: int, label: str) -> None:
         raise BenchError(f"{label}: user{count + 1} is not NXDOMAIN")
 
 
-def qps_part(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -> dict[str, Any]:
-    store, built = build_store(tmp, users(args.users), "qps")
-    zone = zone_file(os.path.join(tmp, "reference.zone"), args.users)
-    queries = os.path.join(tmp, "queries.txt")
-    rng = random.Random(args.seed)
+def references(procs: Processes, tmp: str, zone: str, count: int, deadline: float) -> dict[str, Any]:
+    """Start bare, stock and nsd one after the other: label -> (process, port, seconds to answer userN)."""
+    ports, out, folder = dict(zip(SERVERS[1:], free_ports(3))), {}, os.path.join(tmp, f"references-{count}")
+    for label, argv in argvs(folder, zone, ports, twistd(), SUFFIX).items():
+        log, port = f"{folder}/{label}.out", ports[label]
+        proc = procs.start(argv, log, cwd=REPO)
+        ready = wait_for(partial(dns_ready, port, *initial_answer(count)), deadline, label, proc, log)
+        out[label] = (proc, port, ready)
+    return out
+
+
+def size_part(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float, count: int) -> dict[str, Any]:
+    store, built = build_store(tmp, users(count), f"qps-{count}")
+    zone = zone_file(os.path.join(tmp, f"reference-{count}.zone"), count)
+    queries = os.path.join(tmp, f"queries-{count}.txt")
     with open(queries, "w") as f:
-        f.writelines(f"user{rng.randint(1, args.users)}.{SUFFIX} A\n" for _ in range(10_000))
-    note("starting the reference (twistd dns --bindzone) and ours (twistd dyndns)")
-    ours = Server(procs, tmp, store, "ours")
-    ours.start(deadline, *initial_answer(args.users))
-    (ref_port,) = free_ports(1)
-    ref_log = os.path.join(tmp, "reference.log")
-    argv = [f"--logfile={ref_log}", "dns", "--bindzone", zone, "--port", str(ref_port), "--interface", "127.0.0.1"]
-    ref = procs.start(twistd() + argv, ref_log + ".out")
-    wait_for(lambda: dns_ready(ref_port, *initial_answer(args.users)), deadline, "the reference", ref, ref_log)
-    check_answers(ref_port, args.users, "reference")
-    check_answers(ours.dns_port, args.users, "ours")
-    servers = {"ours": (ours.pid, ours.dns_port), "reference": (ref.pid, ref_port)}
-    for _pid, port in servers.values():
+        f.writelines(f"user{i}.{SUFFIX} A\n" for i in random.Random(args.seed).choices(range(1, count + 1), k=10_000))
+    note(f"{count:,} users: starting ours, then bare, stock and nsd")
+    ours = Server(procs, tmp, store, f"ours-{count}")
+    ready = ours.start(deadline, *initial_answer(count))
+    time.sleep(args.settle)
+    memory = rss(ours.pid)
+    started = {"ours": (ours.proc, ours.dns_port, ready), **references(procs, tmp, zone, count, deadline)}
+    servers = {label: (family(proc.pid), port) for label, (proc, port, _took) in started.items()}
+    for label, (_pids, port) in servers.items():
+        check_answers(port, count, label)
         dnsperf(port, queries, args.warmup)
     rows: dict[int, dict[str, Any]] = {}
-    for r, label in rounds(args, ["ours", "reference"], deadline, args.duration + 20):
-        pid, port = servers[label]
-        meter = CPUMeter({"server": pid})
+    for r, label in rounds(args, SERVERS, deadline, args.duration + 20):
+        pids, port = servers[label]
+        meter = CPUMeter({str(pid): pid for pid in pids})
         result = dnsperf(port, queries, args.duration, args.clients, args.outstanding)
         cpu = meter.read()
-        result.update(cpu=cpu, cpu_us_per_query=round(1e6 * cpu["server"]["cpu_s"] / max(result["completed"], 1), 1))
+        cpu_us = 1e6 * sum(cpu[str(pid)]["cpu_s"] for pid in pids) / max(result["completed"], 1)
+        result.update(cpu=cpu, cpu_us_per_query=round(cpu_us, 1))
         rows.setdefault(r, {})[label] = result
-        note(f"round {r} {label}: {result['qps']:.0f} qps, {result['cpu_us_per_query']} us CPU/query")
+        note(f"{count:,} users, round {r} {label}: {result['qps']:.0f} qps, {result['cpu_us_per_query']} us CPU/query")
     out = {
-        "rounds": [{**row, "ratio": row["ours"]["qps"] / row["reference"]["qps"]} for row in rows.values()],
+        "users": count,
         "store": built,
-        "rss": {label: rss(pid)["VmRSS"] for label, (pid, _p) in servers.items()},
-        "log_problems": log_problems(ours.log) + log_problems(ref_log),
+        "ready_s": {label: round(took, 3) for label, (_p, _port, took) in started.items()},
+        "ours_rss": memory,
+        "rounds": [{**r, **{f"ours/{k}": r["ours"]["qps"] / r[k]["qps"] for k in SERVERS[1:]}} for r in rows.values()],
+        "log_problems": log_problems(ours.log) + log_problems(f"{tmp}/references-{count}/stock.log"),
     }
     ours.stop()
-    procs.stop(ref)
+    procs.stop_all()  # the references
     return out
 
 
-def memory_part(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for label, count in (("empty", 0), ("full", args.mem_users)):
-        store, _built = build_store(tmp, users(count), f"mem-{label}")
-        server = Server(procs, tmp, store, f"mem-{label}")
-        ready = server.start(deadline, *initial_answer(count)) if count else server.start(deadline)
-        time.sleep(args.settle)
-        out[label] = {"users": count, "ready_s": round(ready, 3), **rss(server.pid)}
-        server.stop()
-    empty, full = out["empty"], out["full"]
-    out["bytes_per_user"] = (full["VmRSS"] - empty["VmRSS"]) / args.mem_users
-    out["peak_bytes_per_user"] = (full["VmHWM"] - empty["VmHWM"]) / args.mem_users
-    out["load_s"] = full["ready_s"] - empty["ready_s"]
-    return out
+def figures_of(part: dict[str, Any], empty: dict[str, int]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A size's figures (means over the rounds, ours' memory and start-up) and ratios (mean, per-round median)."""
+    rows, count = part["rounds"], part["users"]
+    means = {k: sum(r[k]["qps"] for r in rows) / len(rows) for k in SERVERS}
+    figures = {
+        **{f"{k}_qps": round(means[k]) for k in SERVERS},
+        **{f"{k}_cpu_us_per_query": round(sum(r[k]["cpu_us_per_query"] for r in rows) / len(rows), 1) for k in SERVERS},
+        "completed_pct_min": min(100 * r[k]["completed"] / max(r[k]["sent"], 1) for r in rows for k in SERVERS),
+        "disturbed_runs": sum(r[k]["cpu"]["disturbed"] for r in rows for k in SERVERS),
+        "ours_start_s": part["ready_s"]["ours"],
+        "ours_resident_bytes_per_user": round((part["ours_rss"]["VmRSS"] - empty["VmRSS"]) / count),
+    }
+    median = {k: sorted(r[f"ours/{k}"] for r in rows)[len(rows) // 2] for k in SERVERS[1:]}
+    ratios = {f"ours/{k} qps": {"mean": means["ours"] / means[k], "per-round median": median[k]} for k in SERVERS[1:]}
+    return figures, {k: {how: round(v, 3) for how, v in r.items()} for k, r in ratios.items()}
 
 
 def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -> dict[str, Any]:
-    qps = qps_part(args, procs, tmp, deadline)
-    mem = memory_part(args, procs, tmp, deadline) if args.mem_users else None
-    rows, labels = qps["rounds"], ("ours", "reference")
-    means = {k: sum(r[k]["qps"] for r in rows) / len(rows) for k in labels}
-    ratios = sorted(r["ratio"] for r in rows)
-    figures = {
-        **{f"{k}_qps": round(means[k]) for k in labels},
-        **{f"{k}_cpu_us_per_query": round(sum(r[k]["cpu_us_per_query"] for r in rows) / len(rows), 1) for k in labels},
-        "completed_pct_min": min(100 * r[k]["completed"] / max(r[k]["sent"], 1) for r in rows for k in labels),
-        "disturbed_runs": sum(r[k]["cpu"]["disturbed"] for r in rows for k in labels),
-    }
-    if mem:
-        figures["bytes_per_user"] = round(mem["bytes_per_user"])
-        figures["load_s_per_100k_users"] = round(mem["load_s"] * 100_000 / args.mem_users, 2)
+    empty_server = Server(procs, tmp, build_store(tmp, [], "empty")[0], "empty")
+    empty_server.start(deadline)
+    time.sleep(args.settle)
+    empty = rss(empty_server.pid)
+    empty_server.stop()
+    parts = [size_part(args, procs, tmp, deadline, int(n)) for n in args.sizes.split(",")]
+    figures, ratios = ({f"{p['users']:,} users": figures_of(p, empty)[i] for p in parts} for i in (0, 1))
+    if len(parts) > 1:
+        first, last = (f"{p['users']:,} users" for p in (parts[0], parts[-1]))
+        ratios[f"ours qps at {last} / at {first}"] = round(figures[last]["ours_qps"] / figures[first]["ours_qps"], 3)
     return {
         "figures": figures,
-        "ratios": {
-            "ours/reference qps (mean)": round(means["ours"] / means["reference"], 3),
-            "ours/reference qps (per-round median)": round(ratios[len(ratios) // 2], 3),
-        },
-        "problems": qps["log_problems"],
-        "qps": qps,
-        "memory": mem,
+        "ratios": ratios,
+        "problems": [p for part in parts for p in part.pop("log_problems")],
+        "sizes": parts,
+        "empty_rss": empty,
         "plot": {
-            "title": "DNS queries per second (dnsperf, UDP)",
-            "ylabel": "queries/s",
-            "groups": [f"round {i}" for i in range(1, len(rows) + 1)],
-            "series": {k: [r[k]["qps"] for r in rows] for k in labels},
+            **{"title": "DNS queries per second (dnsperf, UDP)", "ylabel": "queries/s"},
+            "groups": [f"{p['users']:,} users, round {i}" for p in parts for i in range(1, len(p["rounds"]) + 1)],
+            "series": {k: [r[k]["qps"] for p in parts for r in p["rounds"]] for k in SERVERS},
         },
     }
 
 
 OPTIONS: record.Options = {
-    "--users": (10_000, "users for the qps part"),
+    "--sizes": ("10000,1000000", "user counts, comma-separated"),
     "--duration": (5, "seconds per dnsperf run"),
     "--rounds": (4, "dnsperf rounds per server"),
     "--warmup": (1, "seconds of dnsperf before the rounds"),
     "--clients": (4, "dnsperf -c"),
     "--outstanding": (100, "dnsperf -q"),
     "--seed": (1, "of the query file"),
-    "--mem-users": (100_000, "memory part (0: skip it)"),
     "--settle": (1.0, "seconds before reading VmRSS"),
     "--wait-quiet": (0.0, "before each dnsperf run wait up to S seconds for an idle machine", "S"),
 }
 
 if __name__ == "__main__":
-    short = {"rounds": 2, "duration": 3, "mem_users": 20_000}
-    raise SystemExit(record.main("dns_qps", __doc__, OPTIONS, run, short, 300, require("dnsperf")))
+    short = {"rounds": 2, "duration": 3, "sizes": "10000"}
+    tools = {**require("dnsperf"), "nsd": install_nsd()}
+    raise SystemExit(record.main("dns_qps", __doc__, OPTIONS, run, short, 900, tools))
