@@ -145,7 +145,7 @@ def section(name: str, rec: dict[str, Any] | None, published: dict[str, Any] | N
         out += [f"**Setup.** {setup}", ""]
     if rec:
         m, code = rec["machine"], rec["code"]
-        tools = ", ".join(f"{k} {m[k]}" for k in ("dnsperf", "wrk", "named") if k in m)
+        tools = ", ".join(f"{k} {m[k]}" for k in ("dnsperf", "wrk", "named", "nsd") if k in m)
         out += [
             f"**Latest run** ({'short run, ' if rec.get('short_run') else ''}{rec['date']}): "
             f"`{rec['command']}` on commit `{code.get('commit')}` ({code.get('source')}"
