@@ -1,26 +1,25 @@
 """
 Fuzz the query fast path's reader (bench/fuzz_fastpath.py).
 
-    python -m bench.fuzz_fastpath [--count N] [--seed S]
+    python -m bench.fuzz_fastpath [--short] [--count N] [--seed S]   # ~15 s (--short: 100,000 inputs)
 
 Feeds C{N} (default 1,000,000) inputs to
 L{dyndns_plugin.dns.fastpath.plain_query_key}: plain queries built from
 random names, types, flags and EDNS sizes, the same damaged (bytes changed,
 cut, inserted, appended), and random byte strings. Every input must return
 None or the message after its ID, and never raise. Records the counts (and
-any exception) in bench/results/fuzz_fastpath.json.
+any exception) in bench/results/fuzz_fastpath.json (bench/harness/record.py).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import random
 import struct
 import time
-from typing import Iterator
+from typing import Any, Iterator
 
+from bench.harness import record
 from dyndns_plugin.dns.fastpath import plain_query_key
 
 _LABELS = [b"alice", b"Bob", b"www", b"dyn", b"example", b"com", b"*", b"a-b", b"x" * 63, b"\xff\x00", b"a.b"]
@@ -101,21 +100,20 @@ def run(count: int, seed: int) -> dict[str, object]:
     }
 
 
-def main() -> None:
-    """Run, print and record the summary."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--count", type=int, default=1_000_000)
-    parser.add_argument("--seed", type=int, default=2026)
-    args = parser.parse_args()
+def bench(args: argparse.Namespace, procs: object, tmp: str, deadline: float) -> dict[str, Any]:
+    """The record: the counts as figures, a problem per exception kind."""
     summary = run(args.count, args.seed)
-    print(json.dumps(summary, indent=2))
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "fuzz_fastpath.json")
-    with open(path, "w") as f:
-        json.dump(summary, f, indent=2)
-        f.write("\n")
-    if summary["exceptions"]:
-        raise SystemExit(1)
+    problems = [f"{summary['exceptions']} exceptions, first: {summary['first_error']}"] if summary["exceptions"] else []
+    return {"figures": summary, "problems": problems}
+
+
+def main() -> int:
+    """Run and record (bench/results/fuzz_fastpath.json); exit 1 on any exception."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--count", type=int, default=1_000_000, help="inputs to try")
+    parser.add_argument("--seed", type=int, default=2026, help="random seed")
+    return record.main("fuzz_fastpath", __doc__ or "", parser, bench, {"count": 100_000}, 900)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -373,6 +373,19 @@ class InvalidationTests(unittest.SynchronousTestCase):
         self.assertNotEqual(after[1], before[1])
         self.assertEqual(after[2], before[2])
 
+    def test_soa_in_owned_answer(self) -> None:
+        """An answer with the SOA for a user's name (host-zone apex, user offline) goes with a new serial."""
+        pair = self.pair
+        pair.done(pair.service.add_user(User("gina", hostnames=["example.org"])))
+        query = make_query(5, "example.org", 255, False, None, False, [])
+        before = pair.same_udp(query)
+        self.assertIn(b"\x00\x06\x00\x01", before[0])  # an SOA record in the answer
+        self.assertIn(plain_query_key(query), pair.answers.entries)
+        pair.done(pair.service.update("alice", ips("203.0.113.80")))
+        pair.clock.advance(1)
+        self.assertNotIn(plain_query_key(query), pair.answers.entries)
+        pair.same_udp(query)
+
 
 class BoundTests(unittest.SynchronousTestCase):
     """A random-subdomain flood cannot grow the cache past its bound."""

@@ -431,7 +431,13 @@ class DynDNSServerFactory(server.DNSServerFactory):
         udp = wire if len(wire) <= getattr(message, "udpLimit", 512) else slip
         owner = answers.owner_of(message.queries[0].name.name)
         answer = CachedAnswer(wire[2:], udp[2:], slip[2:], message.rCode, classify_message(message), owner)
-        positive = message.rCode == dns.OK and bool(message.answers) and not message.authority
+        # Only answers without the SOA outlive a new zone serial.
+        positive = (
+            message.rCode == dns.OK
+            and bool(message.answers)
+            and not message.authority
+            and all(rr.type != dns.SOA for rr in message.answers)
+        )
         answers.store(key, message.cache_generation, answer, positive)
         return wire[:2], answer
 
