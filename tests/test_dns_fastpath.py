@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 import random
 import struct
-from typing import Any
+from typing import Any, Callable
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -97,6 +97,20 @@ def make_query(
         opt = b"\0" + struct.pack("!HHIH", 41, edns, 0x8000 if do else 0, 0)
     return header + question + opt
 
+
+#: Changes the stateful differential test makes between queries.
+CHANGES: dict[str, Callable[[DynDNSService], Any]] = {
+    "alice moves": lambda s: s.update("alice", ips(f"203.0.113.{random.randint(1, 254)}")),
+    "alice offline": lambda s: s.set_offline("alice"),
+    "bob IPv6 too": lambda s: s.update("bob", ips("198.51.100.7", "2001:db8::7")),
+    "bob offline": lambda s: s.set_offline("bob"),
+    "carol online": lambda s: s.update("carol", ips("203.0.113.9")),
+    "carol offline": lambda s: s.set_offline("carol"),
+    "dave disabled": lambda s: s.set_disabled("dave", True),
+    "dave enabled": lambda s: s.set_disabled("dave", False),
+    "eve enabled": lambda s: s.set_disabled("eve", False),
+    "nothing": lambda s: defer.succeed(None),
+}
 
 queries = st.builds(
     make_query,
@@ -251,6 +265,17 @@ class EquivalenceTests(unittest.SynchronousTestCase):
         self.assertEqual([a[:2] for a in full], [q[:2] for q in batch])
         for _ in range(2):
             self.assertEqual(pair.tcp(pair.fast, batch), (full, False))
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(steps=st.lists(st.tuples(st.sampled_from(sorted(CHANGES)), queries), min_size=1, max_size=8))
+    def test_same_bytes_across_changes(self, steps: list[tuple[str, bytes]]) -> None:
+        """Users going online, offline, disabled, enabled between queries: both paths still agree."""
+        pair = self.pair
+        for change, query in steps:
+            pair.done(CHANGES[change](pair.service))
+            pair.same_udp(query)
+            full, _ = pair.tcp(pair.full, [query, query])
+            self.assertEqual(pair.tcp(pair.fast, [query, query]), (full, False))
 
     def test_malformed_not_plain(self) -> None:
         """Unusual queries are not plain: they take the full path (and get its answers)."""

@@ -3,13 +3,16 @@ The DNS server: a L{DNSServerFactory} subclass and its UDP and TCP protocols.
 
 It fixes what Twisted's stock server gets wrong for an authoritative server
 (docs/dns.md lists them): NXDOMAIN and NODATA get AA and the
-zone's SOA; RD and the opcode are copied into replies; names no zone of ours
+zone's SOA; the opcode is copied into replies, RD into replies to queries
+only; names no zone of ours
 holds get REFUSED (never an open resolver); UDP answers larger than the
 client's limit are truncated with TC; zone transfers are refused over UDP;
 malformed messages get FORMERR and never reach the resolver; responses
 (QR=1) are never answered. UPDATE messages (opcode 5) are taken as raw bytes
 before Twisted's decoder, which corrupts them, and handed to
-L{DynDNSServerFactory.handleUpdateWire}.
+L{DynDNSServerFactory.handleUpdateWire}. L{DynDNSServerFactory.dispatch}
+routes every message once, from its bytes; plain queries may be answered
+from the answer cache (L{dyndns_plugin.dns.fastpath}).
 """
 
 from __future__ import annotations
