@@ -27,6 +27,7 @@ ORDER = [
     "auth_flood",
     "rrl_cost",
     "fuzz",
+    "fuzz_fastpath",
 ]
 
 #: How to read each benchmark: what its numbers mean, what they do not.

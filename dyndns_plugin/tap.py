@@ -17,6 +17,7 @@ from twisted.python import reflect, usage
 from dyndns_plugin.auth import PasswordChecker
 from dyndns_plugin.authn import Authenticator, CredentialChecker
 from dyndns_plugin.config import ConfigError, LogSettings, Settings, default_settings, load_settings
+from dyndns_plugin.dns.fastpath import attach_answer_cache
 from dyndns_plugin.dns.protection import protect_dns
 from dyndns_plugin.dns.resolver import DynDNSResolver
 from dyndns_plugin.dns.server import DNSDatagramProtocol, DynDNSServerFactory
@@ -387,6 +388,7 @@ def build_service(
         clock=dyndns.clock,
     )
     protect_dns(factory, settings, dyndns.clock)
+    attach_answer_cache(factory, dyndns, publisher)
     from dyndns_plugin.connections import build_limiters, current_open_files_limit
 
     if open_files is None:

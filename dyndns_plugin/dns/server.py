@@ -3,13 +3,16 @@ The DNS server: a L{DNSServerFactory} subclass and its UDP and TCP protocols.
 
 It fixes what Twisted's stock server gets wrong for an authoritative server
 (docs/dns.md lists them): NXDOMAIN and NODATA get AA and the
-zone's SOA; RD and the opcode are copied into replies; names no zone of ours
+zone's SOA; the opcode is copied into replies, RD into replies to queries
+only; names no zone of ours
 holds get REFUSED (never an open resolver); UDP answers larger than the
 client's limit are truncated with TC; zone transfers are refused over UDP;
 malformed messages get FORMERR and never reach the resolver; responses
 (QR=1) are never answered. UPDATE messages (opcode 5) are taken as raw bytes
 before Twisted's decoder, which corrupts them, and handed to
-L{DynDNSServerFactory.handleUpdateWire}.
+L{DynDNSServerFactory.handleUpdateWire}. L{DynDNSServerFactory.dispatch}
+routes every message once, from its bytes; plain queries may be answered
+from the answer cache (L{dyndns_plugin.dns.fastpath}).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from dyndns_plugin.dns.cookies import (
     MalformedCookie,
     ServerCookies,
 )
+from dyndns_plugin.dns.fastpath import CACHEABLE_RCODES, AnswerCache, CachedAnswer, plain_query_key
 from dyndns_plugin.dns.handlers import TransferWireHandler, UpdateWireHandler
 from dyndns_plugin.dns.reader import has_tsig, question_type
 from dyndns_plugin.dns.resolver import DynDNSResolver, NotReady, QuietResolverChain
@@ -165,15 +169,7 @@ class DNSDatagramProtocol(dns.DNSDatagramProtocol):
             return  # too short to answer, or a response: never reply
         controller = self.controller
         try:
-            if opcode_of(data) == dns.OP_UPDATE:
-                controller.handleUpdateWire(data, self, addr)
-                return
-            if controller.is_transfer(data):
-                controller.handleTransferWire(data, self, addr)
-                return
-            message = controller.decode(data, self, addr)
-            if message is not None:
-                controller.messageReceived(message, self, addr)
+            controller.dispatch(data, self, addr)
         except Exception:
             controller.internal_error(Failure(), data, self, addr)
 
@@ -193,6 +189,24 @@ class DNSDatagramProtocol(dns.DNSDatagramProtocol):
         if len(wire) > limit:
             wire = truncated(message)
         self.transport.write(wire, address)
+
+    def writeCached(self, ident: bytes, answer: CachedAnswer, address: tuple[str, int]) -> None:
+        """
+        A cached answer under the query's C{ident}: rate limited as
+        L{writeMessage} limits the full path's answer (the same flow, the
+        same truncated slip), and truncated to the query's UDP limit.
+        """
+        rrl = self.controller.rrl
+        if rrl is not None:
+            prefix = rrl.prefix_of(address[0])
+            if prefix >= 0:
+                verdict = rrl.take(prefix, *answer.flow)
+                if verdict == DROP:
+                    return
+                if verdict == SLIP:
+                    self.transport.write(ident + answer.slip, address)
+                    return
+        self.transport.write(ident + answer.udp, address)
 
     def writeWire(self, wire: bytes, address: tuple[str, int]) -> None:
         rrl = self.controller.rrl
@@ -270,20 +284,16 @@ class DNSStreamProtocol(dns.DNSProtocol, policies.TimeoutMixin):
             return
         controller = self.controller
         try:
-            if opcode_of(data) == dns.OP_UPDATE:
-                controller.handleUpdateWire(data, self, None)
-                return
-            if controller.is_transfer(data):
-                controller.handleTransferWire(data, self, None)
-                return
-            message = controller.decode(data, self, None)
-            if message is not None:
-                controller.messageReceived(message, self)
+            controller.dispatch(data, self, None)
         except Exception:
             controller.internal_error(Failure(), data, self, None)
 
     def writeMessage(self, message: Any) -> None:
         self.sendString(encode(message))
+
+    def writeCached(self, ident: bytes, answer: CachedAnswer, address: object = None) -> None:
+        """A cached answer under the query's C{ident}, whole (no truncation on TCP)."""
+        self.sendString(ident + answer.wire)
 
     def writeWire(self, wire: bytes, address: object = None) -> None:
         self.resetTimeout()
@@ -316,6 +326,10 @@ class DynDNSServerFactory(server.DNSServerFactory):
     rrl: ResponseRateLimiter | None = None
     #: DNS cookies (L{ServerCookies}); None: COOKIE options are ignored.
     cookies: ServerCookies | None = None
+    #: Answers to plain queries (L{AnswerCache}); None: every query takes
+    #: the full path. Set it only with its invalidation wired up
+    #: (L{dyndns_plugin.dns.fastpath.attach_answer_cache}).
+    answers: AnswerCache | None = None
 
     def __init__(
         self,
@@ -362,6 +376,73 @@ class DynDNSServerFactory(server.DNSServerFactory):
         return proto
 
     # -- dispatch
+
+    def dispatch(self, data: bytes, protocol: Any, address: Any) -> None:
+        """
+        The one routing point for a message (at least a header, QR=0) from
+        C{address} (None on TCP): header and question are read once from
+        the bytes. A plain query (L{plain_query_key}) is answered from the
+        answer cache or takes the full path; UPDATE goes to
+        L{handleUpdateWire}, a transfer request to L{handleTransferWire},
+        everything else (NOTIFY, other opcodes, unusual or malformed
+        queries) to the full path (L{decode} then L{messageReceived}).
+        """
+        opcode = (data[2] >> 3) & 0xF
+        if opcode == dns.OP_QUERY:
+            key = plain_query_key(data)
+            if key is not None:
+                self._plain_query(key, data, protocol, address)
+                return
+            if self.is_transfer(data):
+                self.handleTransferWire(data, protocol, address)
+                return
+        elif opcode == dns.OP_UPDATE:
+            self.handleUpdateWire(data, protocol, address)
+            return
+        message = self.decode(data, protocol, address)
+        if message is not None:
+            self.messageReceived(message, protocol, address)
+
+    def _plain_query(self, key: bytes, data: bytes, protocol: Any, address: Any) -> None:
+        """A plain query: its cached answer, or the full path (which caches it)."""
+        answers = self.answers
+        if answers is not None and not self.verbose:
+            answer = answers.entries.get(key)
+            if answer is not None:
+                self.replied(answer.rcode)
+                protocol.writeCached(data[:2], answer, address)
+                return
+        message = self.decode(data, protocol, address)
+        if message is None:
+            return
+        if answers is not None and not self.verbose:
+            message.cache_key = key
+            message.cache_generation = answers.generation
+        self.messageReceived(message, protocol, address)
+
+    def _cached_answer(self, key: bytes, message: Any) -> tuple[bytes, CachedAnswer]:
+        """
+        The full path's answer C{message} to the plain query C{key}, encoded
+        as the protocols would send it, stored in the cache unless
+        something changed since the query came in. Returns its ID bytes and
+        the answer.
+        """
+        answers = self.answers
+        assert answers is not None  # only plain queries with a cache get a key
+        wire = encode(message)
+        slip = truncated(message)
+        udp = wire if len(wire) <= getattr(message, "udpLimit", 512) else slip
+        owner = answers.owner_of(message.queries[0].name.name)
+        answer = CachedAnswer(wire[2:], udp[2:], slip[2:], message.rCode, classify_message(message), owner)
+        # Only answers without the SOA outlive a new zone serial.
+        positive = (
+            message.rCode == dns.OK
+            and bool(message.answers)
+            and not message.authority
+            and all(rr.type != dns.SOA for rr in message.answers)
+        )
+        answers.store(key, message.cache_generation, answer, positive)
+        return wire[:2], answer
 
     def decode(self, data: bytes, protocol: Any, address: Any) -> Any:
         """
@@ -435,7 +516,8 @@ class DynDNSServerFactory(server.DNSServerFactory):
 
     def _send_servfail(self, protocol: Any, message: Any, address: Any) -> None:
         self.replied(dns.ESERVER)
-        protocol.writeWire(header_reply(message.id, message.opCode, message.recDes, dns.ESERVER), address)
+        rd = message.recDes and message.opCode == dns.OP_QUERY  # RD only in answers to queries
+        protocol.writeWire(header_reply(message.id, message.opCode, rd, dns.ESERVER), address)
 
     def _check_cookie(self, message: Any, proto: Any, address: Any, option: bytes) -> bool:
         """
@@ -494,7 +576,11 @@ class DynDNSServerFactory(server.DNSServerFactory):
         if on_reply is not None:
             on_reply(message.rCode)
         try:
-            if self.verbose:
+            key = getattr(message, "cache_key", None)
+            if key is not None and message.rCode in CACHEABLE_RCODES:
+                ident, answer = self._cached_answer(key, message)
+                protocol.writeCached(ident, answer, address)
+            elif self.verbose:
                 super().sendReply(protocol, message, address)
             # Twisted's own formats a "Processed query in" log line for every
             # reply even when it is not logged; this skips it (~0.6 us a query).
@@ -644,7 +730,12 @@ class DynDNSServerFactory(server.DNSServerFactory):
     ) -> Any:
         response = super()._responseFromMessage(message, rCode, answers, authority, additional)
         response.opCode = message.opCode
-        response.recDes = message.recDes
+        # RD only in answers to queries (BIND clears it for other opcodes).
+        response.recDes = message.recDes if message.opCode == dns.OP_QUERY else False
+        key = getattr(message, "cache_key", None)
+        if key is not None:
+            response.cache_key = key
+            response.cache_generation = message.cache_generation
         response.cookie_reply = getattr(message, "cookie_reply", None)
         response.cookie_valid = getattr(message, "cookie_valid", False)
         response.auth = response.auth or any(rr.auth for rr in response.authority if rr.type == dns.SOA)

@@ -16,12 +16,15 @@ def opcode_of(data: bytes) -> int | None:
 
 def error_reply(data: bytes, rcode: int) -> bytes | None:
     """
-    A header-only reply to a message we could not decode: same ID, opcode
-    and RD, QR set. None if even the header is missing or it is a response.
+    A header-only reply to a message we could not decode: same ID and
+    opcode, QR set, and RD copied for a QUERY only (BIND clears it for other
+    opcodes). None if even the header is missing or it is a response.
     """
     if len(data) < 12 or data[2] & 0x80:
         return None
-    flags1 = 0x80 | (data[2] & 0x79)  # QR, opcode, RD
+    flags1 = 0x80 | (data[2] & 0x78)  # QR, opcode
+    if not flags1 & 0x78:
+        flags1 |= data[2] & 0x01  # RD, for a QUERY
     return HEADER.pack(struct.unpack("!H", data[:2])[0], flags1, rcode & 0xF, 0, 0, 0, 0)
 
 
