@@ -24,7 +24,7 @@ from twisted.internet.interfaces import IReactorFromThreads
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from dyndns_plugin.model import HostState, User
+from dyndns_plugin.model import HostState, User, stored_ipv4, stored_ipv6
 from dyndns_plugin.store import (
     RR,
     Changes,
@@ -298,31 +298,34 @@ _STATE_COLUMNS = "user_id, ipv4, ipv6, ttl, offline, updated_at, method, client_
 
 
 def _user_from_row(row: tuple[Any, ...], hostnames: tuple[str, ...]) -> User:
-    return User(
-        id=row[0],
-        password_hash=row[1],
-        md5_verifier=row[2],
-        tsig_secret=row[3],
-        tsig_algorithm=row[4],
-        tsig_from_password=bool(row[5]),
-        offline_ipv4=row[6],
-        offline_ipv6=row[7],
-        notes=row[8],
-        disabled=bool(row[9]),
-        hostnames=hostnames,
+    # The store's own rows, validated when written: no second validation
+    # (1,000,000 users at start-up).
+    return User.trusted(
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        row[4],
+        bool(row[5]),
+        stored_ipv4(row[6]),
+        stored_ipv6(row[7]),
+        hostnames,
+        row[8],
+        bool(row[9]),
     )
 
 
-def _state_from_row(row: tuple[Any, ...]) -> HostState:
-    return HostState(
-        user_id=row[0],
-        ipv4=row[1],
-        ipv6=row[2],
-        ttl=row[3],
-        offline=bool(row[4]),
-        updated_at=row[5],
-        method=row[6],
-        client_address=row[7],
+def _state_from_row(row: tuple[Any, ...], user_id: str | None = None) -> HostState:
+    """C{user_id}: the same id string as the user's, kept once in memory."""
+    return HostState.trusted(
+        row[0] if user_id is None else user_id,
+        stored_ipv4(row[1]),
+        stored_ipv6(row[2]),
+        row[3],
+        bool(row[4]),
+        row[5],
+        row[6],
+        row[7],
     )
 
 
@@ -457,7 +460,11 @@ class SQLiteUserStore:
                     row[0]: _user_from_row(row, tuple(names.get(row[0], ())))
                     for row in conn.execute(f"SELECT {_USER_COLUMNS} FROM users")
                 }
-                states = {row[0]: _state_from_row(row) for row in conn.execute(f"SELECT {_STATE_COLUMNS} FROM states")}
+                states = {}
+                for row in conn.execute(f"SELECT {_STATE_COLUMNS} FROM states"):
+                    user = users.get(row[0])
+                    user_id = row[0] if user is None else user.id
+                    states[user_id] = _state_from_row(row, user_id)
                 (self._data_version,) = conn.execute("PRAGMA data_version").fetchone()
             finally:
                 conn.execute("COMMIT")

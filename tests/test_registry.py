@@ -1,0 +1,77 @@
+"""The registry's bulk load indexes exactly like one write at a time."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from dyndns_plugin.model import HostState, User
+from dyndns_plugin.registry import Registry
+
+
+def _population() -> tuple[list[User], dict[str, HostState]]:
+    users = [
+        User(id="online4", hostnames=("a.example.org", "*.w.example.org")),
+        User(id="online6"),
+        User(id="both"),
+        User(id="shared"),
+        User(id="offline", offline_ipv4="192.0.2.99"),
+        User(id="offline-none"),
+        User(id="never", hostnames=("n.example.org",)),
+        User(id="disabled", disabled=True, hostnames=("d.example.org",)),
+        User(id="ttl-default"),
+    ]
+    states = {
+        s.user_id: s
+        for s in (
+            HostState("online4", ipv4="192.0.2.1", ttl=60),
+            HostState("online6", ipv6="2001:db8::6", ttl=60),
+            HostState("both", ipv4="192.0.2.2", ipv6="2001:db8::2", ttl=30),
+            HostState("shared", ipv4="192.0.2.2", ttl=30),
+            HostState("offline", ipv4="192.0.2.3", offline=True),
+            HostState("offline-none", ipv4="192.0.2.4", offline=True),
+            HostState("disabled", ipv4="192.0.2.5"),
+            HostState("ttl-default", ipv4="192.0.2.6"),
+            HostState("gone", ipv4="192.0.2.7"),  # a state without its user
+        )
+    }
+    return users, states
+
+
+class LoadTests(SynchronousTestCase):
+    def test_load_matches_writes(self) -> None:
+        """Answers, names, wildcards and the address index agree with put_user + set_state."""
+        users, states = _population()
+        loaded, written = Registry("dyn.example.com", 120), Registry("dyn.example.com", 120)
+        loaded.load(users, states)
+        for user in users:
+            written.put_user(user)
+        for state in states.values():
+            if written.has_user(state.user_id):
+                written.set_state(state)
+        self.assertEqual(dict(loaded.users), dict(written.users))
+        self.assertEqual(dict(loaded.states), dict(written.states))
+        self.assertNotIn("gone", loaded.states)
+        names = [f"{u.id}.dyn.example.com" for u in users] + ["a.example.org", "x.w.example.org", "d.example.org"]
+        names += ["n.example.org", "unknown.dyn.example.com"]
+        for name in names:
+            self.assertEqual(loaded.answer(name), written.answer(name), name)
+        self.assertEqual(loaded.answer("both.dyn.example.com").ttl, 30)  # type: ignore[union-attr]
+        self.assertEqual(loaded.answer("ttl-default.dyn.example.com").ttl, 120)  # type: ignore[union-attr]
+        self.assertIsNone(loaded.answer("d.example.org"))
+        for text in ("192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.5", "2001:db8::6"):
+            address = ipaddress.ip_address(text)
+            self.assertEqual(loaded.users_at(address), written.users_at(address), text)
+        self.assertEqual(loaded.users_at(ipaddress.ip_address("192.0.2.2")), {"both", "shared"})
+
+    def test_load_then_writes(self) -> None:
+        """A loaded registry takes later writes like any other: the shared address index splits again."""
+        users, states = _population()
+        registry = Registry("dyn.example.com", 120)
+        registry.load(users, states)
+        registry.set_state(HostState("shared", ipv4="192.0.2.8", ttl=30))
+        self.assertEqual(registry.users_at(ipaddress.ip_address("192.0.2.2")), {"both"})
+        registry.remove_user("both")
+        self.assertEqual(registry.users_at(ipaddress.ip_address("192.0.2.2")), frozenset())
+        self.assertIsNone(registry.answer("both.dyn.example.com"))
