@@ -46,6 +46,17 @@ def _answer(user_id: str, addresses: tuple[IPAddress, ...], ttl: int) -> Answer:
     return answer
 
 
+#: What L{status_of} says of a user, in the order /metrics lists them.
+USER_STATES = ("online", "offline", "never", "disabled")
+
+
+def status_of(user: User, state: HostState | None) -> str:
+    """C{disabled}, else the state's C{online}/C{offline}/C{never} (C{never} without a state)."""
+    if user.disabled:
+        return "disabled"
+    return "never" if state is None else state.status
+
+
 class Registry:
     """
     Users, their states and the indexes built from them.
@@ -72,6 +83,9 @@ class Registry:
         # One user id per address, a set only where several share one: a set
         # per address costs ~270 bytes per user at 100k users.
         self._by_address: dict[IPAddress, str | set[str]] = {}
+        # Users by state, kept with every write: /metrics reads it at scrape
+        # time, which may not walk 1,000,000 users on the reactor thread.
+        self._counts = dict.fromkeys(USER_STATES, 0)
 
     # -- reads (the DNS path)
 
@@ -83,6 +97,10 @@ class Registry:
 
     def state(self, user_id: str) -> HostState | None:
         return self._states.get(user_id)
+
+    def counts_by_state(self) -> dict[str, int]:
+        """Users by L{status_of}: C{online}, C{offline}, C{never}, C{disabled} (all four, maybe 0)."""
+        return dict(self._counts)
 
     def main_name(self, user_id: str) -> str:
         return f"{user_id}.{self.suffix}"
@@ -174,6 +192,7 @@ class Registry:
         all_users, all_states, answers = self._users, self._states, self._answers
         names, wildcards, by_address = self._names, self._wildcards, self._by_address
         default_ttl = self.default_ttl
+        disabled = offline = online_count = 0
         for user in users:
             user_id = user.id
             all_users[user_id] = user
@@ -181,6 +200,7 @@ class Registry:
             if state is not None:
                 all_states[user_id] = state
             if user.disabled:
+                disabled += 1
                 continue
             online = False
             if state is None:
@@ -188,6 +208,7 @@ class Registry:
                 ttl = default_ttl
             elif state.offline:
                 addresses, ttl = user.offline_addresses(), default_ttl
+                offline += 1
             else:
                 ipv4, ipv6 = state.ipv4, state.ipv6
                 if ipv6 is None:
@@ -195,7 +216,8 @@ class Registry:
                 else:
                     addresses = (ipv6,) if ipv4 is None else (ipv4, ipv6)
                 ttl = default_ttl if state.ttl is None else state.ttl
-                online = True
+                online = bool(addresses)
+                online_count += online
             answers[user_id] = _answer(user_id, addresses, ttl)
             for name in user.hostnames:
                 if name.startswith("*."):
@@ -212,21 +234,35 @@ class Registry:
                             by_address[address] = {holders, user_id}
                     else:
                         holders.add(user_id)
+        never = len(all_users) - disabled - offline - online_count
+        self._counts = {"online": online_count, "offline": offline, "never": never, "disabled": disabled}
 
     def put_user(self, user: User) -> None:
+        self._uncount(user.id)
         self._unindex(user.id)
         self._users[user.id] = user
         self._index(user.id)
+        self._counts[status_of(user, self._states.get(user.id))] += 1
 
     def remove_user(self, user_id: str) -> None:
+        self._uncount(user_id)
         self._unindex(user_id)
         self._users.pop(user_id, None)
         self._states.pop(user_id, None)
 
     def set_state(self, state: HostState) -> None:
+        self._uncount(state.user_id)
         self._unindex(state.user_id)
         self._states[state.user_id] = state
         self._index(state.user_id)
+        user = self._users.get(state.user_id)
+        if user is not None:
+            self._counts[status_of(user, state)] += 1
+
+    def _uncount(self, user_id: str) -> None:
+        user = self._users.get(user_id)
+        if user is not None:
+            self._counts[status_of(user, self._states.get(user_id))] -= 1
 
     def _compute(self, user: User, state: HostState | None) -> Answer:
         if state is None:

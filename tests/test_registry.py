@@ -75,3 +75,49 @@ class LoadTests(SynchronousTestCase):
         registry.remove_user("both")
         self.assertEqual(registry.users_at(ipaddress.ip_address("192.0.2.2")), frozenset())
         self.assertIsNone(registry.answer("both.dyn.example.com"))
+
+
+class CountTests(SynchronousTestCase):
+    """Users by state, kept with every write, always what a full count gives."""
+
+    def assertCounts(self, registry: Registry) -> None:
+        expected = dict.fromkeys(("online", "offline", "never", "disabled"), 0)
+        for user_id, user in registry.users.items():
+            state = registry.states.get(user_id)
+            if user.disabled:
+                expected["disabled"] += 1
+            elif state is None:
+                expected["never"] += 1
+            else:
+                expected[state.status] += 1
+        self.assertEqual(registry.counts_by_state(), expected)
+
+    def test_load(self) -> None:
+        users, states = _population()
+        registry = Registry("dyn.example.com", 120)
+        registry.load(users, states)
+        self.assertEqual(registry.counts_by_state(), {"online": 5, "offline": 2, "never": 1, "disabled": 1})
+        self.assertCounts(registry)
+
+    def test_every_write(self) -> None:
+        """Each kind of write moves a user between states, and a removal or a state alone is counted right."""
+        users, states = _population()
+        registry = Registry("dyn.example.com", 120)
+        registry.load(users, states)
+        writes = [
+            lambda: registry.set_state(HostState("never", ipv4="192.0.2.50")),
+            lambda: registry.set_state(HostState("online4", ipv4="192.0.2.1", offline=True)),
+            lambda: registry.set_state(HostState("offline", ipv4="192.0.2.3")),
+            lambda: registry.put_user(User(id="both", disabled=True)),
+            lambda: registry.put_user(User(id="disabled")),
+            lambda: registry.remove_user("shared"),
+            lambda: registry.remove_user("no-such-user"),
+            lambda: registry.set_state(HostState("orphan", ipv4="192.0.2.60")),  # no such user: not counted
+            lambda: registry.put_user(User(id="orphan")),  # now counted with that state
+            lambda: registry.put_user(User(id="fresh")),
+            lambda: registry.set_state(HostState("online6", ttl=5)),  # no address: never
+        ]
+        for write in writes:
+            write()
+            self.assertCounts(registry)
+        self.assertEqual(registry.counts_by_state()["online"], 5)  # never, offline, orphan, disabled in; 3 out
