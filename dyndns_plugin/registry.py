@@ -10,6 +10,7 @@ answer, never half of one.
 
 from __future__ import annotations
 
+import bisect
 from types import MappingProxyType
 from typing import Iterable, Iterator, Mapping
 
@@ -86,6 +87,9 @@ class Registry:
         # Users by state, kept with every write: /metrics reads it at scrape
         # time, which may not walk 1,000,000 users on the reactor thread.
         self._counts = dict.fromkeys(USER_STATES, 0)
+        # Every user id in order, for paging through users (/api/state)
+        # without sorting a million ids on the reactor thread.
+        self._sorted_ids: list[str] = []
 
     # -- reads (the DNS path)
 
@@ -101,6 +105,12 @@ class Registry:
     def counts_by_state(self) -> dict[str, int]:
         """Users by L{status_of}: C{online}, C{offline}, C{never}, C{disabled} (all four, maybe 0)."""
         return dict(self._counts)
+
+    def ids_after(self, after: str | None, limit: int) -> list[str]:
+        """Up to C{limit} user ids in order, those after C{after} (from the first with None)."""
+        ids = self._sorted_ids
+        start = 0 if after is None else bisect.bisect_right(ids, after)
+        return ids[start : start + limit]
 
     def main_name(self, user_id: str) -> str:
         return f"{user_id}.{self.suffix}"
@@ -235,9 +245,12 @@ class Registry:
                     else:
                         holders.add(user_id)
         never = len(all_users) - disabled - offline - online_count
+        self._sorted_ids = sorted(all_users)  # before serving: ~0.5 s at 1,000,000 users in random order
         self._counts = {"online": online_count, "offline": offline, "never": never, "disabled": disabled}
 
     def put_user(self, user: User) -> None:
+        if user.id not in self._users:
+            bisect.insort(self._sorted_ids, user.id)
         self._uncount(user.id)
         self._unindex(user.id)
         self._users[user.id] = user
@@ -245,6 +258,9 @@ class Registry:
         self._counts[status_of(user, self._states.get(user.id))] += 1
 
     def remove_user(self, user_id: str) -> None:
+        if user_id in self._users:
+            ids = self._sorted_ids
+            del ids[bisect.bisect_left(ids, user_id)]
         self._uncount(user_id)
         self._unindex(user_id)
         self._users.pop(user_id, None)

@@ -121,3 +121,25 @@ class CountTests(SynchronousTestCase):
             write()
             self.assertCounts(registry)
         self.assertEqual(registry.counts_by_state()["online"], 5)  # never, offline, orphan, disabled in; 3 out
+
+
+class OrderTests(SynchronousTestCase):
+    """User ids in order, kept through loads, additions and removals, for paging."""
+
+    def test_pages(self) -> None:
+        users, states = _population()
+        registry = Registry("dyn.example.com", 120)
+        registry.load(reversed(users), states)
+        expected = sorted(u.id for u in users)
+        self.assertEqual(registry.ids_after(None, 100), expected)
+        self.assertEqual(registry.ids_after(None, 3), expected[:3])
+        self.assertEqual(registry.ids_after(expected[2], 3), expected[3:6])
+        self.assertEqual(registry.ids_after("c", 2), [i for i in expected if i > "c"][:2])  # not an id itself
+        self.assertEqual(registry.ids_after(expected[-1], 3), [])
+        registry.put_user(User(id="aaa"))
+        registry.put_user(User(id="online4", notes="changed"))  # not added twice
+        registry.remove_user("never")
+        registry.remove_user("never")
+        expected = sorted({*expected, "aaa"} - {"never"})
+        self.assertEqual(registry.ids_after(None, 100), expected)
+        self.assertEqual(registry.ids_after(None, 100), sorted(registry.users))

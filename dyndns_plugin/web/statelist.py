@@ -1,0 +1,79 @@
+"""
+The users' state as one JSON document (C{/api/state}), built a slice at a
+time so that a million users never hold the reactor thread for long.
+
+The bytes are exactly C{json.dumps({"users": entries, ...}, indent=1)}: each
+slice of entries is encoded on its own and indented one level deeper, and
+the slices are joined between the reactor's turns (a L{task.Cooperator} that
+runs one slice per turn). The document may span a few seconds of changes at
+that size: an entry is what the registry holds when its slice is encoded.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable, Iterator
+
+from twisted.internet import defer, task
+
+from dyndns_plugin.registry import Registry
+
+#: Users encoded per reactor turn: a few milliseconds.
+SLICE = 100
+
+#: One slice per turn, scheduled on the global reactor.
+ONE_SLICE_PER_TURN = task.Cooperator(terminationPredicateFactory=lambda: lambda: True)
+
+
+def encode_slice(entries: list[dict[str, Any]]) -> str:
+    """C{entries} as they appear inside C{json.dumps({"users": [...]}, indent=1)}, without separators around."""
+    text = json.dumps(entries, indent=1)  # "[\n {\n  ...\n }\n]"
+    return " " + text[2:-2].replace("\n", "\n ")
+
+
+def join_document(slices: list[str], extra: dict[str, Any]) -> bytes:
+    """The document C{json.dumps({"users": [...], **extra}, indent=1) + "\\n"} from encoded slices."""
+    if not slices:
+        return json.dumps({"users": [], **extra}, indent=1).encode() + b"\n"
+    tail = "".join(f",\n {json.dumps(k)}: {json.dumps(v)}" for k, v in extra.items())
+    return ('{\n "users": [\n' + ",\n".join(slices) + "\n ]" + tail + "\n}\n").encode()
+
+
+def state_document(
+    registry: Registry,
+    entry: Callable[[str], dict[str, Any] | None],
+    after: str | None = None,
+    limit: int | None = None,
+    cooperator: task.Cooperator = ONE_SLICE_PER_TURN,
+) -> defer.Deferred[bytes]:
+    """
+    The users after C{after} in id order (all of them, or C{limit}, then with
+    C{"next"}: the id to ask after for the next page, or None at the end),
+    each as C{entry(user_id)} (None: left out, gone meanwhile).
+    """
+    slices: list[str] = []
+    last, left = after, limit
+
+    def work() -> Iterator[None]:
+        nonlocal last, left
+        while True:
+            want = SLICE if left is None else min(SLICE, left)
+            ids = registry.ids_after(last, want)
+            if ids:
+                entries = [e for e in map(entry, ids) if e is not None]
+                if entries:
+                    slices.append(encode_slice(entries))
+                last = ids[-1]
+                if left is not None:
+                    left -= len(ids)
+            if len(ids) < want or left == 0:
+                return
+            yield None
+
+    def done(_: object) -> bytes:
+        if limit is None:
+            return join_document(slices, {})
+        more = left == 0 and bool(registry.ids_after(last, 1))
+        return join_document(slices, {"next": last if more else None})
+
+    return cooperator.coiterate(work()).addCallback(done)
