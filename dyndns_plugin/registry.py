@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import bisect
 from types import MappingProxyType
-from typing import Iterable, Iterator, Mapping
+from typing import Iterator, Mapping
 
 import attrs
 
@@ -191,24 +191,26 @@ class Registry:
 
     # -- writes (only the service calls these)
 
-    def load(self, users: Iterable[User], states: Mapping[str, HostState]) -> None:
+    def load(self, users: Mapping[str, User], states: Mapping[str, HostState]) -> None:
         """
-        Fill an empty registry from a store snapshot: L{_index} inlined, one
-        pass per user (C{put_user} then C{set_state} would index every user
-        twice; 1,000,000 users at start-up). States of unknown users are
-        left out.
+        Fill an empty registry from a store snapshot (id -> value): the maps
+        copied whole (CPython clones a dict's table: right-sized, no
+        growing), then L{_index} inlined, one pass per user (C{put_user} then
+        C{set_state} would index every user twice; 1,000,000 users at
+        start-up). States of unknown users are left out.
         """
         assert not self._users, "load() fills an empty registry"
         all_users, all_states, answers = self._users, self._states, self._answers
+        all_users.update(users)
+        all_states.update(states)
+        for user_id in [u for u in all_states if u not in all_users]:
+            del all_states[user_id]
         names, wildcards, by_address = self._names, self._wildcards, self._by_address
         default_ttl = self.default_ttl
         disabled = offline = online_count = 0
-        for user in users:
+        for user in users.values():
             user_id = user.id
-            all_users[user_id] = user
-            state = states.get(user_id)
-            if state is not None:
-                all_states[user_id] = state
+            state = all_states.get(user_id)
             if user.disabled:
                 disabled += 1
                 continue

@@ -10,18 +10,21 @@ from dyndns_plugin.model import HostState, User
 from dyndns_plugin.registry import Registry
 
 
-def _population() -> tuple[list[User], dict[str, HostState]]:
-    users = [
-        User(id="online4", hostnames=("a.example.org", "*.w.example.org")),
-        User(id="online6"),
-        User(id="both"),
-        User(id="shared"),
-        User(id="offline", offline_ipv4="192.0.2.99"),
-        User(id="offline-none"),
-        User(id="never", hostnames=("n.example.org",)),
-        User(id="disabled", disabled=True, hostnames=("d.example.org",)),
-        User(id="ttl-default"),
-    ]
+def _population() -> tuple[dict[str, User], dict[str, HostState]]:
+    users = {
+        u.id: u
+        for u in (
+            User(id="online4", hostnames=("a.example.org", "*.w.example.org")),
+            User(id="online6"),
+            User(id="both"),
+            User(id="shared"),
+            User(id="offline", offline_ipv4="192.0.2.99"),
+            User(id="offline-none"),
+            User(id="never", hostnames=("n.example.org",)),
+            User(id="disabled", disabled=True, hostnames=("d.example.org",)),
+            User(id="ttl-default"),
+        )
+    }
     states = {
         s.user_id: s
         for s in (
@@ -45,7 +48,7 @@ class LoadTests(SynchronousTestCase):
         users, states = _population()
         loaded, written = Registry("dyn.example.com", 120), Registry("dyn.example.com", 120)
         loaded.load(users, states)
-        for user in users:
+        for user in users.values():
             written.put_user(user)
         for state in states.values():
             if written.has_user(state.user_id):
@@ -53,7 +56,11 @@ class LoadTests(SynchronousTestCase):
         self.assertEqual(dict(loaded.users), dict(written.users))
         self.assertEqual(dict(loaded.states), dict(written.states))
         self.assertNotIn("gone", loaded.states)
-        names = [f"{u.id}.dyn.example.com" for u in users] + ["a.example.org", "x.w.example.org", "d.example.org"]
+        names = [f"{u.id}.dyn.example.com" for u in users.values()] + [
+            "a.example.org",
+            "x.w.example.org",
+            "d.example.org",
+        ]
         names += ["n.example.org", "unknown.dyn.example.com"]
         for name in names:
             self.assertEqual(loaded.answer(name), written.answer(name), name)
@@ -129,8 +136,8 @@ class OrderTests(SynchronousTestCase):
     def test_pages(self) -> None:
         users, states = _population()
         registry = Registry("dyn.example.com", 120)
-        registry.load(reversed(users), states)
-        expected = sorted(u.id for u in users)
+        registry.load(dict(reversed(users.items())), states)
+        expected = sorted(users)
         self.assertEqual(registry.ids_after(None, 100), expected)
         self.assertEqual(registry.ids_after(None, 3), expected[:3])
         self.assertEqual(registry.ids_after(expected[2], 3), expected[3:6])

@@ -176,20 +176,21 @@ class DynDNSService(Service):
         gc.disable()
         try:
             snapshot: Snapshot = await self.store.load()
-            self.registry.load(snapshot.users.values(), snapshot.states)
+            self.registry.load(snapshot.users, snapshot.states)
+            count, self._generation = len(snapshot.users), snapshot.generation
+            del snapshot  # its maps: ~100 MB at 1,000,000 users
         finally:
             if collecting:
                 gc.enable()
-        if len(snapshot.users) >= FREEZE_AT:
+        if count >= FREEZE_AT:
             gc.freeze()
-        self._generation = snapshot.generation
         for step in self._startup_steps:
             await step()
         self.registry.loaded = True
         log.info(
             "loaded {count} users from the store (generation {generation})",
-            count=len(snapshot.users),
-            generation=snapshot.generation,
+            count=count,
+            generation=self._generation,
         )
         if self._poll_interval:
             self._poller = task.LoopingCall(self.poll)

@@ -217,6 +217,9 @@ class _Worker:
                         self._deliver(d, function(conn))
                     except BaseException:
                         self._deliver(d, Failure())
+                    # Not kept until the next request: a load's Deferred
+                    # holds the whole snapshot (~100 MB at 1,000,000 users).
+                    item = function = d = None
                     continue
                 batch = [item]
                 while len(batch) < MAX_BATCH:
