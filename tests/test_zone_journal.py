@@ -490,19 +490,19 @@ class FusedLoadTests(SynchronousTestCase):
         ):
             registry.set_state(state)
         for zone, dynamic in ((make_suffix_zone(), True), (make_host_zone(), True), (make_host_zone(), False)):
-            state = loaded(zone, registry, dynamic)
+            zone_state = loaded(zone, registry, dynamic)
             expected: dict[str, Any] = {}
             if dynamic:
                 for user_id in registry.users:
                     for name in registry.names_of(user_id):
-                        answer = state.current_answer(registry, name)
+                        answer = zone_state.current_answer(registry, name)
                         if answer is not None:
                             expected[name] = answer
-            self.assertEqual(state.dynamic, expected)
+            self.assertEqual(zone_state.dynamic, expected)
             digest = 0
-            for rr in state.all_records(expected):
+            for rr in zone_state.all_records(expected):
                 digest ^= rr_hash(rr)
-            self.assertEqual(state.digest, digest)
+            self.assertEqual(zone_state.digest, digest)
         self.assertIn("www.example.org", loaded(make_host_zone(), registry).dynamic)
         self.assertIn("example.org", loaded(make_host_zone(), registry).dynamic)  # the apex, a user's name
         self.assertNotIn("host.sub.example.org", loaded(make_host_zone(), registry).dynamic)  # delegated
