@@ -198,3 +198,29 @@ class TrustedConstructorTests(SynchronousTestCase):
         self.assertEqual(stored_ipv6("2001:db8::1"), ipaddress.ip_address("2001:db8::1"))
         self.assertIsNone(stored_ipv4(None))
         self.assertIsNone(stored_ipv6(None))
+
+
+class FastAddressParsingTests(SynchronousTestCase):
+    """parse_address's dotted-quad path accepts and refuses exactly what ipaddress does."""
+
+    def test_same_verdicts(self) -> None:
+        texts = [
+            "192.0.2.1", "10.0.0.255", "255.255.255.255", "1.2.3.4", " 198.51.100.7 ", "[192.0.2.9]",
+            "01.2.3.4", "1.02.3.4", "1.2.3", "1.2.3.4.5", "256.1.1.1", "1.2.3.-4", "+1.2.3.4", "1.2.3.4\x00",
+            "\u0661.2.3.4", "1.2.3.\uff14", "a.b.c.d", "", ".", "1..2.3", "1.2.3.4 5", "0x1.2.3.4", "1e1.2.3.4",
+            "0.0.0.0", "224.0.0.1", "239.255.255.255", "223.255.255.255", "240.0.0.1", "127.0.0.1", "0.0.0.1",
+        ]  # fmt: skip
+        for text in texts:
+            try:
+                reference = ipaddress.ip_address(text.strip().removeprefix("[").removesuffix("]"))
+            except ValueError:
+                reference = None
+            if reference is None or reference.is_unspecified or reference.is_multicast:
+                with self.assertRaises(ValidationError, msg=repr(text)):
+                    parse_address(text)
+            else:
+                address = parse_address(text)
+                self.assertEqual(address, reference, repr(text))
+                self.assertEqual(hash(address), hash(reference))
+                self.assertIs(type(address), ipaddress.IPv4Address)
+                self.assertEqual(str(address), str(reference))
