@@ -739,6 +739,19 @@ class StateTests(AdminTestCase):
         self.assertEqual(response.body, json.dumps(STATE, indent=1).encode() + b"\n")
 
     @defer.inlineCallbacks
+    def test_state_large(self):
+        """A document of many writes (over 256 KiB) arrives whole, with its exact Content-Length, HEAD alike."""
+        for k in range(3000):
+            self.service.registry.put_user(User(id=f"bulk{k:04d}", hostnames=(f"h{k}.example.net",)))
+        response = yield self.call("GET", "/api/state")
+        self.assertGreater(len(response.body), 600_000)
+        users = self.json(response)["users"]
+        self.assertEqual([u["id"] for u in users], sorted(self.service.registry.users))
+        self.assertEqual(response.body, json.dumps({"users": users}, indent=1).encode() + b"\n")
+        head = yield self.call("HEAD", "/api/state")
+        self.assertEqual(head.header("content-length"), str(len(response.body)))
+
+    @defer.inlineCallbacks
     def test_state_pages(self):
         """limit and after page through the users in id order; next leads on and is null at the end."""
         ids = [entry["id"] for entry in STATE["users"]]

@@ -57,7 +57,7 @@ from dyndns_plugin.registry import Registry
 from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.store import NameTaken, NoSuchUser, StoreError, UserExists
 from dyndns_plugin.web.common import DynDNSRequest, basic_credentials, header
-from dyndns_plugin.web.statelist import state_document
+from dyndns_plugin.web.statelist import PiecesProducer, state_document
 
 log = Logger()
 
@@ -243,24 +243,26 @@ class AdminResource(resource.Resource):
         body: Any,
         code: int = http.OK,
         headers: tuple[tuple[bytes, bytes], ...] = (),
-        encoded: bytes | None = None,
+        pieces: list[bytes] | None = None,
     ) -> None:
-        """C{body} as JSON (or C{encoded}, the JSON already encoded)."""
+        """C{body} as JSON (or C{pieces}: the JSON already encoded, written piece by piece)."""
         if request.finished or getattr(request, "_disconnected", False):
             return
-        if encoded is not None:
-            data = encoded
-        else:
-            data = b"" if code == http.NO_CONTENT else json.dumps(body, indent=1).encode() + b"\n"
+        if pieces is None:
+            pieces = [b"" if code == http.NO_CONTENT else json.dumps(body, indent=1).encode() + b"\n"]
+        length = sum(map(len, pieces))
         request.setResponseCode(code)
-        if data:
+        if length:
             request.setHeader(b"content-type", JSON)
-        request.setHeader(b"content-length", b"%d" % len(data))
+        request.setHeader(b"content-length", b"%d" % length)
         request.setHeader(b"cache-control", b"no-store")
         for name, value in headers:
             request.setHeader(name, value)
+        if request.method != b"HEAD" and len(pieces) > 1:
+            PiecesProducer(request, pieces).start()  # finishes the request
+            return
         if request.method != b"HEAD":
-            request.write(data)
+            request.write(pieces[0])
         request.finish()
 
     def _body(self, request: server.Request) -> Any:
@@ -378,7 +380,7 @@ class AdminResource(resource.Resource):
         route = [p.decode("utf-8", "replace") for p in parts]
         if route in (["api", "state"], ["pluginstate"]):
             self._allow(request, b"GET")
-            return self._json(request, None, encoded=await self._state(request))
+            return self._json(request, None, pieces=await self._state(request))
         if route == ["updatepluginconfig"]:
             self._allow(request, b"PUT", b"POST")
             return await self._replace_config(request, who)
@@ -407,7 +409,7 @@ class AdminResource(resource.Resource):
 
     # -- state and config
 
-    async def _state(self, request: server.Request) -> bytes:
+    async def _state(self, request: server.Request) -> list[bytes]:
         """
         Every user, or with C{limit} (1..L{MAX_PAGE}) one page of them after
         the id C{after}, plus C{next}; built a slice per reactor turn.

@@ -4,8 +4,9 @@ time so that a million users never hold the reactor thread for long.
 
 The bytes are exactly C{json.dumps({"users": entries, ...}, indent=1)}: each
 slice of entries is encoded on its own and indented one level deeper, and
-the slices are joined between the reactor's turns (a L{task.Cooperator} that
-runs one slice per turn). The document may span a few seconds of changes at
+the slices are made between the reactor's turns (a L{task.Cooperator} that
+runs one slice per turn) and written as the connection takes them
+(L{PiecesProducer}), never joined into one string. The document may span a few seconds of changes at
 that size: an entry is what the registry holds when its slice is encoded.
 """
 
@@ -15,11 +16,15 @@ import json
 from typing import Any, Callable, Iterator
 
 from twisted.internet import defer, task
+from twisted.internet.interfaces import IPullProducer
+from zope.interface import implementer
 
 from dyndns_plugin.registry import Registry
 
 #: Users encoded per reactor turn: a few milliseconds.
 SLICE = 100
+#: Bytes written to the connection at a time.
+WRITE_SIZE = 256 * 1024
 
 #: One slice per turn, scheduled on the global reactor.
 ONE_SLICE_PER_TURN = task.Cooperator(terminationPredicateFactory=lambda: lambda: True)
@@ -31,12 +36,50 @@ def encode_slice(entries: list[dict[str, Any]]) -> str:
     return " " + text[2:-2].replace("\n", "\n ")
 
 
-def join_document(slices: list[str], extra: dict[str, Any]) -> bytes:
-    """The document C{json.dumps({"users": [...], **extra}, indent=1) + "\\n"} from encoded slices."""
+def join_document(slices: list[str], extra: dict[str, Any]) -> list[bytes]:
+    """
+    The pieces of C{json.dumps({"users": [...], **extra}, indent=1) + "\\n"}
+    from encoded slices, to be written one after another (never joined into
+    one string: ~250 MB at 1,000,000 users).
+    """
     if not slices:
-        return json.dumps({"users": [], **extra}, indent=1).encode() + b"\n"
+        return [json.dumps({"users": [], **extra}, indent=1).encode() + b"\n"]
     tail = "".join(f",\n {json.dumps(k)}: {json.dumps(v)}" for k, v in extra.items())
-    return ('{\n "users": [\n' + ",\n".join(slices) + "\n ]" + tail + "\n}\n").encode()
+    pieces = [b'{\n "users": [\n']
+    for k, text in enumerate(slices):
+        pieces.append(text.encode() if k == 0 else b",\n" + text.encode())
+    pieces.append(("\n ]" + tail + "\n}\n").encode())
+    return pieces
+
+
+@implementer(IPullProducer)
+class PiecesProducer:
+    """
+    Writes C{pieces} to C{request} about L{WRITE_SIZE} bytes at a time, as the
+    connection takes them, then finishes it: a transport joins everything
+    written before sending, which at this size would stall the reactor.
+    """
+
+    def __init__(self, request: Any, pieces: list[bytes]) -> None:
+        self.request, self.pieces, self.next = request, pieces, 0
+
+    def start(self) -> None:
+        self.request.registerProducer(self, False)
+
+    def resumeProducing(self) -> None:
+        pieces, batch, size = self.pieces, [], 0
+        while self.next < len(pieces) and size < WRITE_SIZE:
+            batch.append(pieces[self.next])
+            size += len(pieces[self.next])
+            self.next += 1
+        if batch:
+            self.request.write(b"".join(batch))
+        if self.next >= len(pieces):
+            self.request.unregisterProducer()
+            self.request.finish()
+
+    def stopProducing(self) -> None:
+        self.pieces, self.next = [], 0
 
 
 def state_document(
@@ -45,7 +88,7 @@ def state_document(
     after: str | None = None,
     limit: int | None = None,
     cooperator: task.Cooperator = ONE_SLICE_PER_TURN,
-) -> defer.Deferred[bytes]:
+) -> defer.Deferred[list[bytes]]:
     """
     The users after C{after} in id order (all of them, or C{limit}, then with
     C{"next"}: the id to ask after for the next page, or None at the end),
@@ -70,7 +113,7 @@ def state_document(
                 return
             yield None
 
-    def done(_: object) -> bytes:
+    def done(_: object) -> list[bytes]:
         if limit is None:
             return join_document(slices, {})
         more = left == 0 and bool(registry.ids_after(last, 1))
