@@ -145,13 +145,14 @@ class ZoneState:
         self.dynamic = dynamic = {}
         if self.accepts_dynamic:
             answer_for_user, exact_owner, contains = registry.answer_for_user, registry.exact_owner, self.contains
-            for user_id in registry.users:
+            suffix = registry.suffix
+            for user_id, user in registry.users.items():
                 own = answer_for_user(user_id)
                 if own is None or not own.addresses:
                     # Its names publish nothing of its own; a name another
                     # user holds is found from that user's names.
                     continue
-                for name in registry.names_of(user_id):
+                for name in (f"{user_id}.{suffix}", *user.hostnames):
                     if contains(name):
                         owner = exact_owner(name)
                         answer = own if owner == user_id else None if owner is None else answer_for_user(owner)
@@ -162,9 +163,16 @@ class ZoneState:
             if name not in dynamic:
                 for rr in records:
                     digest ^= rr_hash(rr)
+        blake2b, from_bytes = hashlib.blake2b, int.from_bytes
         for name, answer in dynamic.items():
-            for rr in self.records_at(name, answer) if name in static else answer_rrs(name, answer):
-                digest ^= rr_hash(rr)
+            if name in static:
+                for rr in self.records_at(name, answer):
+                    digest ^= rr_hash(rr)
+                continue
+            ttl = answer.ttl
+            for address in answer.addresses:  # rr_hash of answer_rrs, inlined
+                key = f"{name}\0{_ADDRESS_TYPES[address.version]}\0{ttl}\0".encode() + address.packed
+                digest ^= from_bytes(blake2b(key, digest_size=8).digest(), "big")
         self.digest = digest
         if history is None:
             return True

@@ -459,15 +459,39 @@ class SQLiteUserStore:
             try:
                 (generation,) = conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
                 names = _hostnames_by_user(conn)
-                users = {
-                    row[0]: _user_from_row(row, tuple(names.get(row[0], ())))
-                    for row in conn.execute(f"SELECT {_USER_COLUMNS} FROM users")
-                }
+                # _user_from_row and _state_from_row inlined: 1,000,000 rows each.
+                user_of, state_of, v4, v6 = User.trusted, HostState.trusted, stored_ipv4, stored_ipv6
+                users = {}
+                for row in conn.execute(f"SELECT {_USER_COLUMNS} FROM users"):
+                    user_id = row[0]
+                    hostnames = names.get(user_id)
+                    users[user_id] = user_of(
+                        user_id,
+                        row[1],
+                        row[2],
+                        row[3],
+                        row[4],
+                        bool(row[5]),
+                        None if row[6] is None else v4(row[6]),
+                        None if row[7] is None else v6(row[7]),
+                        () if hostnames is None else tuple(hostnames),
+                        row[8],
+                        bool(row[9]),
+                    )
                 states = {}
                 for row in conn.execute(f"SELECT {_STATE_COLUMNS} FROM states"):
                     user = users.get(row[0])
-                    user_id = row[0] if user is None else user.id
-                    states[user_id] = _state_from_row(row, user_id)
+                    user_id = row[0] if user is None else user.id  # one id string for both
+                    states[user_id] = state_of(
+                        user_id,
+                        None if row[1] is None else v4(row[1]),
+                        None if row[2] is None else v6(row[2]),
+                        row[3],
+                        bool(row[4]),
+                        row[5],
+                        row[6],
+                        row[7],
+                    )
                 (self._data_version,) = conn.execute("PRAGMA data_version").fetchone()
             finally:
                 conn.execute("COMMIT")
