@@ -25,7 +25,7 @@ class EncodingTests(SynchronousTestCase):
         for count in range(8):
             for size in (1, 2, 3, 100):
                 users = entries(count)
-                slices = [encode_slice(users[k : k + size]) for k in range(0, count, size)]
+                slices = [encode_slice(users[k : k + size]).encode() for k in range(0, count, size)]
                 for extra in ({}, {"next": "u3"}, {"next": None}):
                     expected = json.dumps({"users": users, **extra}, indent=1).encode() + b"\n"
                     self.assertEqual(b"".join(join_document(slices, extra)), expected, (count, size, extra))
