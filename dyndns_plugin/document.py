@@ -107,10 +107,11 @@ def state_to_dict(state: HostState) -> dict[str, Any]:
     }
 
 
-def _expect(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...], field: str) -> Any:
+def _expect(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    """C{data[key]} (None if missing) if of C{kind}; the field named C{<where>.<key>} only on error."""
     value = data.get(key)
     if value is not None and not isinstance(value, kind):
-        raise ValidationError(field, f"has the wrong type ({type(value).__name__})")
+        raise ValidationError(f"{where}.{key}", f"has the wrong type ({type(value).__name__})")
     return value
 
 
@@ -129,9 +130,9 @@ def user_from_dict(data: object, where: str = "user") -> tuple[User, HostState |
     def field(name: str) -> str:
         return f"{where}.{name}"
 
-    password = _expect(data, "password", str, field("password"))
-    password_hash = _expect(data, "password_hash", str, field("password_hash"))
-    verifier = _expect(data, "md5_verifier", str, field("md5_verifier"))
+    password = _expect(data, "password", str, where)
+    password_hash = _expect(data, "password_hash", str, where)
+    verifier = _expect(data, "md5_verifier", str, where)
     if password is not None:
         try:
             password_hash = hash_password(password)
@@ -142,15 +143,15 @@ def user_from_dict(data: object, where: str = "user") -> tuple[User, HostState |
     if password_hash is not None and not is_password_hash(password_hash):
         raise ValidationError(field("password_hash"), "is not a hash made by dyndns_plugin")
     values = {
-        "id": _expect(data, "id", str, field("id")) or "",
-        "tsig_secret": _expect(data, "tsig_secret", str, field("tsig_secret")),
-        "tsig_algorithm": _expect(data, "tsig_algorithm", str, field("tsig_algorithm")) or "hmac-md5",
-        "tsig_from_password": bool(_expect(data, "tsig_from_password", bool, field("tsig_from_password"))),
-        "offline_ipv4": _expect(data, "offline_ipv4", str, field("offline_ipv4")),
-        "offline_ipv6": _expect(data, "offline_ipv6", str, field("offline_ipv6")),
-        "hostnames": _expect(data, "hostnames", list, field("hostnames")) or [],
-        "notes": _expect(data, "notes", str, field("notes")) or "",
-        "disabled": bool(_expect(data, "disabled", bool, field("disabled"))),
+        "id": _expect(data, "id", str, where) or "",
+        "tsig_secret": _expect(data, "tsig_secret", str, where),
+        "tsig_algorithm": _expect(data, "tsig_algorithm", str, where) or "hmac-md5",
+        "tsig_from_password": bool(_expect(data, "tsig_from_password", bool, where)),
+        "offline_ipv4": _expect(data, "offline_ipv4", str, where),
+        "offline_ipv6": _expect(data, "offline_ipv6", str, where),
+        "hostnames": _expect(data, "hostnames", list, where) or [],
+        "notes": _expect(data, "notes", str, where) or "",
+        "disabled": bool(_expect(data, "disabled", bool, where)),
     }
     try:
         user = User(password_hash=password_hash, md5_verifier=verifier, **values)
@@ -169,11 +170,8 @@ def state_from_dict(user_id: str, data: object, where: str = "state") -> HostSta
     if unknown:
         raise ValidationError(f"{where}.{unknown[0]}", "unknown field")
     ttl = data.get("ttl")
-    values = {
-        key: _expect(data, key, str, f"{where}.{key}")
-        for key in ("ipv4", "ipv6", "updated_at", "method", "client_address")
-    }
-    offline = bool(_expect(data, "offline", bool, f"{where}.offline"))
+    values = {key: _expect(data, key, str, where) for key in ("ipv4", "ipv6", "updated_at", "method", "client_address")}
+    offline = bool(_expect(data, "offline", bool, where))
     try:
         return HostState(
             user_id=user_id,

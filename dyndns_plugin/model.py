@@ -11,6 +11,7 @@ import base64
 import enum
 import ipaddress
 import re
+import socket
 import sys
 from typing import Iterable, Sequence, Union
 
@@ -40,6 +41,8 @@ MAX_TTL = 2**31 - 1
 
 _USER_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _LABEL = re.compile(r"^(?:[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)$")
+_new = object.__new__
+_from_bytes = int.from_bytes
 
 
 class ValidationError(ValueError):
@@ -128,6 +131,20 @@ def parse_address(value: object, field: str = "address") -> IPAddress:
         text = str(value).strip()
         if text.startswith("[") and text.endswith("]"):
             text = text[1:-1]
+        if ":" not in text:
+            # A dotted quad: the C parser (as strict: four decimal octets, no
+            # leading zeros) instead of ipaddress's Python one, ~4x faster
+            # (an import of 1,000,000 users parses as many).
+            try:
+                number = _from_bytes(socket.inet_pton(socket.AF_INET, text))
+            except (OSError, ValueError):
+                pass  # ipaddress says what is wrong
+            else:
+                if number == 0 or number >> 28 == 14:
+                    raise ValidationError(field, f"{value!r} cannot be a host address")
+                fast = _new(ipaddress.IPv4Address)
+                fast._ip = number  # type: ignore[attr-defined]
+                return fast
         try:
             address = ipaddress.ip_address(text)
         except ValueError:
@@ -260,6 +277,77 @@ class User:
     def offline_addresses(self) -> tuple[IPAddress, ...]:
         return tuple(a for a in (self.offline_ipv4, self.offline_ipv6) if a is not None)
 
+    @classmethod
+    def trusted(
+        cls,
+        id: str,
+        password_hash: str | None,
+        md5_verifier: str | None,
+        tsig_secret: str | None,
+        tsig_algorithm: str,
+        tsig_from_password: bool,
+        offline_ipv4: ipaddress.IPv4Address | None,
+        offline_ipv6: ipaddress.IPv6Address | None,
+        hostnames: tuple[str, ...],
+        notes: str,
+        disabled: bool,
+    ) -> User:
+        """
+        A user from values this program validated before (a store's own
+        rows), without validating them again: loading 1,000,000 users
+        through the checks costs seconds of start-up.
+        """
+        user = _new(cls)
+        (
+            set_id,
+            set_hash,
+            set_md5,
+            set_secret,
+            set_algorithm,
+            set_derived,
+            set_v4,
+            set_v6,
+            set_names,
+            set_notes,
+            set_off,
+        ) = _USER_SETTERS
+        set_id(user, id)
+        set_hash(user, password_hash)
+        set_md5(user, md5_verifier)
+        set_secret(user, tsig_secret)
+        set_algorithm(user, sys.intern(tsig_algorithm))
+        set_derived(user, tsig_from_password)
+        set_v4(user, offline_ipv4)
+        set_v6(user, offline_ipv6)
+        set_names(user, hostnames)
+        set_notes(user, notes)
+        set_off(user, disabled)
+        return user
+
+
+def _slot_setters(cls: type) -> tuple:
+    """The slot descriptors' setters in field order: the cheapest way to fill a frozen slotted instance."""
+    return tuple(cls.__dict__[a.name].__set__ for a in attrs.fields(cls))
+
+
+_USER_SETTERS = _slot_setters(User)
+
+
+def stored_ipv4(text: str | None) -> ipaddress.IPv4Address | None:
+    """An IPv4 address as this program wrote it (dotted quad), parsed ~8x faster than C{ip_address}."""
+    if text is None:
+        return None
+    # IPv4Address(text) parses in Python; the packed form skips that, and
+    # the constructor too (its one slot, _ip, set directly: ~4x faster).
+    address = _new(ipaddress.IPv4Address)
+    address._ip = _from_bytes(socket.inet_aton(text))  # type: ignore[attr-defined]
+    return address
+
+
+def stored_ipv6(text: str | None) -> ipaddress.IPv6Address | None:
+    """An IPv6 address as this program wrote it."""
+    return None if text is None else ipaddress.IPv6Address(socket.inet_pton(socket.AF_INET6, text))
+
 
 @attrs.frozen
 class HostState:
@@ -288,6 +376,34 @@ class HostState:
         if self.offline:
             return "offline"
         return "online" if self.addresses() else "never"
+
+    @classmethod
+    def trusted(
+        cls,
+        user_id: str,
+        ipv4: ipaddress.IPv4Address | None,
+        ipv6: ipaddress.IPv6Address | None,
+        ttl: int | None,
+        offline: bool,
+        updated_at: float | None,
+        method: str | None,
+        client_address: str | None,
+    ) -> HostState:
+        """A state from values validated before (see L{User.trusted}); C{method} is interned."""
+        state = _new(cls)
+        set_id, set_v4, set_v6, set_ttl, set_offline, set_at, set_method, set_client = _STATE_SETTERS
+        set_id(state, user_id)
+        set_v4(state, ipv4)
+        set_v6(state, ipv6)
+        set_ttl(state, ttl)
+        set_offline(state, offline)
+        set_at(state, updated_at)
+        set_method(state, None if method is None else sys.intern(method))
+        set_client(state, client_address)
+        return state
+
+
+_STATE_SETTERS = _slot_setters(HostState)
 
 
 class UpdateStatus(enum.Enum):

@@ -10,6 +10,7 @@ answer, never half of one.
 
 from __future__ import annotations
 
+import bisect
 from types import MappingProxyType
 from typing import Iterator, Mapping
 
@@ -31,6 +32,30 @@ class Answer:
 
     def of_version(self, version: int) -> tuple[IPAddress, ...]:
         return tuple(a for a in self.addresses if a.version == version)
+
+
+_ANSWER_SETTERS = tuple(Answer.__dict__[a.name].__set__ for a in attrs.fields(Answer))
+
+
+def _answer(user_id: str, addresses: tuple[IPAddress, ...], ttl: int) -> Answer:
+    """C{Answer(user_id, addresses, ttl)} at a third of the cost: the loader's values need no checks."""
+    answer = object.__new__(Answer)
+    set_user, set_addresses, set_ttl = _ANSWER_SETTERS
+    set_user(answer, user_id)
+    set_addresses(answer, addresses)
+    set_ttl(answer, ttl)
+    return answer
+
+
+#: What L{status_of} says of a user, in the order /metrics lists them.
+USER_STATES = ("online", "offline", "never", "disabled")
+
+
+def status_of(user: User, state: HostState | None) -> str:
+    """C{disabled}, else the state's C{online}/C{offline}/C{never} (C{never} without a state)."""
+    if user.disabled:
+        return "disabled"
+    return "never" if state is None else state.status
 
 
 class Registry:
@@ -59,6 +84,12 @@ class Registry:
         # One user id per address, a set only where several share one: a set
         # per address costs ~270 bytes per user at 100k users.
         self._by_address: dict[IPAddress, str | set[str]] = {}
+        # Users by state, kept with every write: /metrics reads it at scrape
+        # time, which may not walk 1,000,000 users on the reactor thread.
+        self._counts = dict.fromkeys(USER_STATES, 0)
+        # Every user id in order, for paging through users (/api/state)
+        # without sorting a million ids on the reactor thread.
+        self._sorted_ids: list[str] = []
 
     # -- reads (the DNS path)
 
@@ -70,6 +101,16 @@ class Registry:
 
     def state(self, user_id: str) -> HostState | None:
         return self._states.get(user_id)
+
+    def counts_by_state(self) -> dict[str, int]:
+        """Users by L{status_of}: C{online}, C{offline}, C{never}, C{disabled} (all four, maybe 0)."""
+        return dict(self._counts)
+
+    def ids_after(self, after: str | None, limit: int) -> list[str]:
+        """Up to C{limit} user ids in order, those after C{after} (from the first with None)."""
+        ids = self._sorted_ids
+        start = 0 if after is None else bisect.bisect_right(ids, after)
+        return ids[start : start + limit]
 
     def main_name(self, user_id: str) -> str:
         return f"{user_id}.{self.suffix}"
@@ -150,20 +191,96 @@ class Registry:
 
     # -- writes (only the service calls these)
 
+    def load(self, users: Mapping[str, User], states: Mapping[str, HostState]) -> None:
+        """
+        Fill an empty registry from a store snapshot (id -> value): the maps
+        copied whole (CPython clones a dict's table: right-sized, no
+        growing), then L{_index} inlined, one pass per user (C{put_user} then
+        C{set_state} would index every user twice; 1,000,000 users at
+        start-up). States of unknown users are left out.
+        """
+        assert not self._users, "load() fills an empty registry"
+        all_users, all_states, answers = self._users, self._states, self._answers
+        all_users.update(users)
+        all_states.update(states)
+        for user_id in [u for u in all_states if u not in all_users]:
+            del all_states[user_id]
+        names, wildcards, by_address = self._names, self._wildcards, self._by_address
+        default_ttl = self.default_ttl
+        disabled = offline = online_count = 0
+        for user in users.values():
+            user_id = user.id
+            state = all_states.get(user_id)
+            if user.disabled:
+                disabled += 1
+                continue
+            online = False
+            if state is None:
+                addresses: tuple[IPAddress, ...] = ()
+                ttl = default_ttl
+            elif state.offline:
+                addresses, ttl = user.offline_addresses(), default_ttl
+                offline += 1
+            else:
+                ipv4, ipv6 = state.ipv4, state.ipv6
+                if ipv6 is None:
+                    addresses = () if ipv4 is None else (ipv4,)
+                else:
+                    addresses = (ipv6,) if ipv4 is None else (ipv4, ipv6)
+                ttl = default_ttl if state.ttl is None else state.ttl
+                online = bool(addresses)
+                online_count += online
+            answers[user_id] = _answer(user_id, addresses, ttl)
+            for name in user.hostnames:
+                if name.startswith("*."):
+                    wildcards[name[2:]] = user_id
+                else:
+                    names[name] = user_id
+            if online:
+                for address in addresses:
+                    holders = by_address.setdefault(address, user_id)  # one hash: IPv4Address hashes in Python
+                    if holders is user_id:
+                        continue
+                    if isinstance(holders, str):
+                        if holders != user_id:
+                            by_address[address] = {holders, user_id}
+                    else:
+                        holders.add(user_id)
+        never = len(all_users) - disabled - offline - online_count
+        self._sorted_ids = sorted(all_users)  # before serving: ~0.5 s at 1,000,000 users in random order
+        self._counts = {"online": online_count, "offline": offline, "never": never, "disabled": disabled}
+
     def put_user(self, user: User) -> None:
+        if user.id not in self._users:
+            bisect.insort(self._sorted_ids, user.id)
+        self._uncount(user.id)
         self._unindex(user.id)
         self._users[user.id] = user
         self._index(user.id)
+        self._counts[status_of(user, self._states.get(user.id))] += 1
 
     def remove_user(self, user_id: str) -> None:
+        if user_id in self._users:
+            ids = self._sorted_ids
+            del ids[bisect.bisect_left(ids, user_id)]
+        self._uncount(user_id)
         self._unindex(user_id)
         self._users.pop(user_id, None)
         self._states.pop(user_id, None)
 
     def set_state(self, state: HostState) -> None:
+        self._uncount(state.user_id)
         self._unindex(state.user_id)
         self._states[state.user_id] = state
         self._index(state.user_id)
+        user = self._users.get(state.user_id)
+        if user is not None:
+            self._counts[status_of(user, state)] += 1
+
+    def _uncount(self, user_id: str) -> None:
+        user = self._users.get(user_id)
+        if user is not None:
+            self._counts[status_of(user, self._states.get(user_id))] -= 1
 
     def _compute(self, user: User, state: HostState | None) -> Answer:
         if state is None:

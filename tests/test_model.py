@@ -13,6 +13,8 @@ from dyndns_plugin.model import (
     normalize_user_id,
     parse_address,
     split_addresses,
+    stored_ipv4,
+    stored_ipv6,
     validate_tsig_algorithm,
     validate_ttl,
     validate_user_id,
@@ -149,3 +151,76 @@ class UserTests(SynchronousTestCase):
         self.assertEqual(HostState("a").status, "never")
         self.assertEqual(HostState("a", ipv4="192.0.2.1").status, "online")
         self.assertEqual(HostState("a", ipv4="192.0.2.1", offline=True).status, "offline")
+
+
+class TrustedConstructorTests(SynchronousTestCase):
+    """The store's loader builds values without validating them again."""
+
+    def test_user_equals_validated(self) -> None:
+        """Every field lands where the validating constructor puts it (a new field must be added to both)."""
+        fields: dict[str, Any] = dict(
+            id="alice",
+            password_hash="$scrypt$x",
+            md5_verifier="0" * 32,
+            tsig_secret="c2VjcmV0",
+            tsig_algorithm="hmac-sha256",
+            tsig_from_password=False,
+            offline_ipv4=ipaddress.IPv4Address("192.0.2.9"),
+            offline_ipv6=ipaddress.IPv6Address("2001:db8::9"),
+            hostnames=("a.example.org", "*.b.example.org"),
+            notes="n",
+            disabled=True,
+        )
+        self.assertEqual(User.trusted(**fields), User(**fields))
+        self.assertEqual(len(fields), len(User.__attrs_attrs__))
+
+    def test_state_equals_validated(self) -> None:
+        fields: dict[str, Any] = dict(
+            user_id="alice",
+            ipv4=ipaddress.IPv4Address("192.0.2.1"),
+            ipv6=ipaddress.IPv6Address("2001:db8::1"),
+            ttl=60,
+            offline=True,
+            updated_at=12.5,
+            method="ddns",
+            client_address="192.0.2.7",
+        )
+        self.assertEqual(HostState.trusted(**fields), HostState(**fields))
+        self.assertEqual(len(fields), len(HostState.__attrs_attrs__))
+
+    def test_stored_addresses(self) -> None:
+        """The fast parsers give addresses equal (and hashing equal) to ip_address's, and None for None."""
+        for text in ("10.1.2.3", "0.0.0.1", "255.255.255.255", "192.0.2.200"):
+            address = stored_ipv4(text)
+            self.assertEqual(address, ipaddress.ip_address(text))
+            self.assertEqual(hash(address), hash(ipaddress.ip_address(text)))
+            self.assertEqual(str(address), text)
+        self.assertEqual(stored_ipv6("2001:db8::1"), ipaddress.ip_address("2001:db8::1"))
+        self.assertIsNone(stored_ipv4(None))
+        self.assertIsNone(stored_ipv6(None))
+
+
+class FastAddressParsingTests(SynchronousTestCase):
+    """parse_address's dotted-quad path accepts and refuses exactly what ipaddress does."""
+
+    def test_same_verdicts(self) -> None:
+        texts = [
+            "192.0.2.1", "10.0.0.255", "255.255.255.255", "1.2.3.4", " 198.51.100.7 ", "[192.0.2.9]",
+            "01.2.3.4", "1.02.3.4", "1.2.3", "1.2.3.4.5", "256.1.1.1", "1.2.3.-4", "+1.2.3.4", "1.2.3.4\x00",
+            "\u0661.2.3.4", "1.2.3.\uff14", "a.b.c.d", "", ".", "1..2.3", "1.2.3.4 5", "0x1.2.3.4", "1e1.2.3.4",
+            "0.0.0.0", "224.0.0.1", "239.255.255.255", "223.255.255.255", "240.0.0.1", "127.0.0.1", "0.0.0.1",
+        ]  # fmt: skip
+        for text in texts:
+            try:
+                reference = ipaddress.ip_address(text.strip().removeprefix("[").removesuffix("]"))
+            except ValueError:
+                reference = None
+            if reference is None or reference.is_unspecified or reference.is_multicast:
+                with self.assertRaises(ValidationError, msg=repr(text)):
+                    parse_address(text)
+            else:
+                address = parse_address(text)
+                self.assertEqual(address, reference, repr(text))
+                self.assertEqual(hash(address), hash(reference))
+                self.assertIs(type(address), ipaddress.IPv4Address)
+                self.assertEqual(str(address), str(reference))

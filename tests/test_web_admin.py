@@ -733,6 +733,65 @@ class StateTests(AdminTestCase):
         self.assertEqual(head.header("content-length"), str(len(get.body)))
 
     @defer.inlineCallbacks
+    def test_state_bytes(self):
+        """The document, built a slice at a time, is byte for byte the one-piece JSON."""
+        response = yield self.call("GET", "/api/state")
+        self.assertEqual(response.body, json.dumps(STATE, indent=1).encode() + b"\n")
+
+    @defer.inlineCallbacks
+    def test_state_large(self):
+        """A document of many writes (over 256 KiB) arrives whole, with its exact Content-Length, HEAD alike."""
+        for k in range(3000):
+            self.service.registry.put_user(User(id=f"bulk{k:04d}", hostnames=(f"h{k}.example.net",)))
+        response = yield self.call("GET", "/api/state")
+        self.assertGreater(len(response.body), 600_000)
+        users = self.json(response)["users"]
+        self.assertEqual([u["id"] for u in users], sorted(self.service.registry.users))
+        self.assertEqual(response.body, json.dumps({"users": users}, indent=1).encode() + b"\n")
+        head = yield self.call("HEAD", "/api/state")
+        self.assertEqual(head.header("content-length"), str(len(response.body)))
+
+    @defer.inlineCallbacks
+    def test_state_pages(self):
+        """limit and after page through the users in id order; next leads on and is null at the end."""
+        ids = [entry["id"] for entry in STATE["users"]]
+        first = self.json((yield self.call("GET", "/api/state?limit=2")))
+        self.assertEqual(first, {"users": STATE["users"][:2], "next": ids[1]})
+        second = self.json((yield self.call("GET", f"/api/state?limit=2&after={first['next']}")))
+        self.assertEqual(second, {"users": STATE["users"][2:4], "next": ids[3]})
+        last = self.json((yield self.call("GET", f"/api/state?limit=2&after={second['next']}")))
+        self.assertEqual(last, {"users": STATE["users"][4:], "next": None})
+        exact = self.json((yield self.call("GET", f"/api/state?limit=1&after={ids[3]}")))
+        self.assertEqual(exact, {"users": STATE["users"][4:], "next": None})  # nothing after: no next
+        between = self.json((yield self.call("GET", "/api/state?limit=10&after=b")))  # not an id
+        self.assertEqual(between, {"users": [e for e in STATE["users"] if e["id"] > "b"], "next": None})
+        whole = self.json((yield self.call("GET", "/api/state?limit=10000")))
+        self.assertEqual(whole, {**STATE, "next": None})
+
+    @defer.inlineCallbacks
+    def test_state_page_follows_changes(self):
+        """A user added between two pages shows on the later page if its id sorts after the first."""
+        first = self.json((yield self.call("GET", "/api/state?limit=2")))
+        yield self.call("PUT", "/api/users/zed", {"password": "zed-pw"})
+        yield self.call("DELETE", "/api/users/carol")
+        rest = self.json((yield self.call("GET", f"/api/state?limit=10&after={first['next']}")))
+        self.assertEqual([e["id"] for e in rest["users"]], ["dave", "erin", "zed"])
+
+    @defer.inlineCallbacks
+    def test_state_bad_page(self):
+        """A limit outside 1..10000 or not a number, or after without limit: 400 naming the field."""
+        for query, field in (
+            ("limit=0", "limit"),
+            ("limit=10001", "limit"),
+            ("limit=-1", "limit"),
+            ("limit=two", "limit"),
+            ("limit=", "limit"),
+            ("after=alice", "after"),
+        ):
+            response = yield self.call("GET", f"/api/state?{query}")
+            self.assertError(response, 400, field)
+
+    @defer.inlineCallbacks
     def test_pluginstate_alias(self):
         """/pluginstate is /api/state."""
         response = yield self.call("GET", "/pluginstate")
@@ -1607,7 +1666,9 @@ class OpenAPICoverageTests(AdminTestCase):
                     body = NO_BODY if method in ("get", "delete") else {}
                     yield self.call(method.upper(), target, body, auth=None)
         yield self.call("GET", "/api/state")
+        yield self.call("GET", "/api/state?limit=0")
         yield self.call("GET", "/pluginstate")
+        yield self.call("GET", "/pluginstate?limit=x")
         yield self.call("GET", "/api/openapi.json")
         yield self.call("GET", "/getpluginconfig")
         # Users.

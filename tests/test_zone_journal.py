@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
+from typing import Any
 
 import dns.rdata
 import dns.serial
@@ -23,6 +24,7 @@ from dyndns_plugin.replication.journal import (
     TYPE_SOA,
     ZoneState,
     next_serial,
+    rr_hash,
     serial_newer,
 )
 from dyndns_plugin.store import JournalStep, ZoneHistory
@@ -460,3 +462,47 @@ class JournalTests(SynchronousTestCase):
         self.assertEqual((none.serial, list(none.steps)), (101, []))
         self.assertIsNone(none.steps_since(100))
         self.assertEqual(none.steps_since(101), [])
+
+
+class FusedLoadTests(SynchronousTestCase):
+    """ZoneState.load's one-pass fill equals the reference: current_answer per name, digest over all_records."""
+
+    def test_same_as_reference(self) -> None:
+        registry = registry_with(
+            (User(id="alice", hostnames=("www.example.org", "*.w.example.org", "x.other.net")), None),
+            (User(id="bob", hostnames=("mail.example.org", "host.sub.example.org")), None),
+            (User(id="carol", offline_ipv4="192.0.2.99", hostnames=("carol.example.org",)), None),
+            (User(id="dave", hostnames=("dave.example.org",)), None),
+            (User(id="erin", disabled=True, hostnames=("erin.example.org",)), None),
+            (User(id="frank", hostnames=("example.org",)), None),
+            (User(id="henry", hostnames=("gina.dyn.example.com",)), None),  # another user's main name
+            (User(id="gina"), None),
+        )
+        for state in (
+            HostState("alice", ipv4="198.51.100.1", ipv6="2001:db8::1", ttl=60),
+            HostState("bob", ipv6="2001:db8::2"),
+            HostState("carol", ipv4="198.51.100.3", offline=True),
+            HostState("dave", ipv4="198.51.100.4", offline=True),  # offline, no offline IP: nothing
+            HostState("erin", ipv4="198.51.100.5"),
+            HostState("frank", ipv4="198.51.100.6", ttl=120),
+            HostState("henry", ipv4="198.51.100.8"),
+            HostState("gina", ipv4="198.51.100.7"),
+        ):
+            registry.set_state(state)
+        for zone, dynamic in ((make_suffix_zone(), True), (make_host_zone(), True), (make_host_zone(), False)):
+            zone_state = loaded(zone, registry, dynamic)
+            expected: dict[str, Any] = {}
+            if dynamic:
+                for user_id in registry.users:
+                    for name in registry.names_of(user_id):
+                        answer = zone_state.current_answer(registry, name)
+                        if answer is not None:
+                            expected[name] = answer
+            self.assertEqual(zone_state.dynamic, expected)
+            digest = 0
+            for rr in zone_state.all_records(expected):
+                digest ^= rr_hash(rr)
+            self.assertEqual(zone_state.digest, digest)
+        self.assertIn("www.example.org", loaded(make_host_zone(), registry).dynamic)
+        self.assertIn("example.org", loaded(make_host_zone(), registry).dynamic)  # the apex, a user's name
+        self.assertNotIn("host.sub.example.org", loaded(make_host_zone(), registry).dynamic)  # delegated

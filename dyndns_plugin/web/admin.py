@@ -5,7 +5,7 @@ page and the metrics, behind authentication; only the health check is open.
 Routes (see L{openapi_document} for the full contract, which the tests check
 every answer against):
 
-    GET  /api/state                     every user's state (alias /pluginstate)
+    GET  /api/state[?limit=N[&after=ID]]   every user's state, or one page (alias /pluginstate)
     GET  /api/config                    settings + users, with an ETag (alias /getpluginconfig)
     PUT  /api/config                    replace all users atomically, If-Match required
                                         (alias /updatepluginconfig)
@@ -57,12 +57,15 @@ from dyndns_plugin.registry import Registry
 from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.store import NameTaken, NoSuchUser, StoreError, UserExists
 from dyndns_plugin.web.common import DynDNSRequest, basic_credentials, header
+from dyndns_plugin.web.statelist import PiecesProducer, state_document
 
 log = Logger()
 
 JSON = b"application/json; charset=utf-8"
 #: An admin replaces whole configurations: allow far more than an update.
 MAX_ADMIN_BODY = 32 * 1024 * 1024
+#: The most users one page of C{/api/state} holds (C{?limit=}).
+MAX_PAGE = 10_000
 REALM = "DynDNS admin"
 METHOD = Method.ADMIN
 
@@ -240,19 +243,26 @@ class AdminResource(resource.Resource):
         body: Any,
         code: int = http.OK,
         headers: tuple[tuple[bytes, bytes], ...] = (),
+        pieces: list[bytes] | None = None,
     ) -> None:
+        """C{body} as JSON (or C{pieces}: the JSON already encoded, written piece by piece)."""
         if request.finished or getattr(request, "_disconnected", False):
             return
-        data = b"" if code == http.NO_CONTENT else json.dumps(body, indent=1).encode() + b"\n"
+        if pieces is None:
+            pieces = [b"" if code == http.NO_CONTENT else json.dumps(body, indent=1).encode() + b"\n"]
+        length = sum(map(len, pieces))
         request.setResponseCode(code)
-        if data:
+        if length:
             request.setHeader(b"content-type", JSON)
-        request.setHeader(b"content-length", b"%d" % len(data))
+        request.setHeader(b"content-length", b"%d" % length)
         request.setHeader(b"cache-control", b"no-store")
         for name, value in headers:
             request.setHeader(name, value)
+        if request.method != b"HEAD" and len(pieces) > 1:
+            PiecesProducer(request, pieces).start()  # finishes the request
+            return
         if request.method != b"HEAD":
-            request.write(data)
+            request.write(pieces[0])
         request.finish()
 
     def _body(self, request: server.Request) -> Any:
@@ -370,7 +380,7 @@ class AdminResource(resource.Resource):
         route = [p.decode("utf-8", "replace") for p in parts]
         if route in (["api", "state"], ["pluginstate"]):
             self._allow(request, b"GET")
-            return self._json(request, self._state())
+            return self._json(request, None, pieces=await self._state(request))
         if route == ["updatepluginconfig"]:
             self._allow(request, b"PUT", b"POST")
             return await self._replace_config(request, who)
@@ -399,9 +409,29 @@ class AdminResource(resource.Resource):
 
     # -- state and config
 
-    def _state(self) -> dict[str, Any]:
+    async def _state(self, request: server.Request) -> list[bytes]:
+        """
+        Every user, or with C{limit} (1..L{MAX_PAGE}) one page of them after
+        the id C{after}, plus C{next}; built a slice per reactor turn.
+        """
+        limit: int | None = None
+        query: dict[bytes, list[bytes]] = request.args or {}
+        raw_limit, raw_after = query.get(b"limit"), query.get(b"after")
+        if raw_limit is not None:
+            text = raw_limit[0].decode("ascii", "replace")
+            if not text.isdigit() or not 1 <= int(text) <= MAX_PAGE:
+                raise ApiError(http.BAD_REQUEST, f"a whole number from 1 to {MAX_PAGE}", "limit")
+            limit = int(text)
+        after = None if raw_after is None else raw_after[0].decode("utf-8", "replace")
+        if after is not None and limit is None:
+            raise ApiError(http.BAD_REQUEST, "only with limit", "after")
         users = self.service.registry.users
-        return {"users": [state_entry(self.service, users[i]) for i in sorted(users)]}
+
+        def entry(user_id: str) -> dict[str, Any] | None:
+            user = users.get(user_id)
+            return None if user is None else state_entry(self.service, user)
+
+        return await state_document(self.service.registry, entry, after, limit)
 
     def _config(self) -> tuple[dict[str, Any], str]:
         registry = self.service.registry

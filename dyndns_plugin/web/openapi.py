@@ -122,7 +122,28 @@ _CONFIG = {
 _ETAG_HEADER = {"ETag": {"schema": {"type": "string"}, "description": "Version of the users"}}
 
 # Shared by the routes and their aliases (an alias answers like its target).
-_STATE_RESPONSES = {"200": {"description": "The state", "content": _content(_ref("State"))}, "401": _ERRORS["401"]}
+_STATE_RESPONSES = {
+    "200": {"description": "The state", "content": _content(_ref("State"))},
+    "400": _ERRORS["400"],
+    "401": _ERRORS["401"],
+}
+#: Paging through users in id order (keyset): C{limit} users after the id C{after}.
+_STATE_PAGE = [
+    {
+        "name": "limit",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 1, "maximum": 10000},
+        "description": "At most this many users, in id order; the answer then has next",
+    },
+    {
+        "name": "after",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": "With limit: the users whose ids sort after this one (the previous page's next)",
+    },
+]
 _CONFIG_GET_RESPONSES = {
     "200": {"description": "The configuration", "headers": _ETAG_HEADER, "content": _content(_ref("Config"))},
     "401": _ERRORS["401"],
@@ -165,7 +186,13 @@ DOCUMENT: dict[str, Any] = {
                 "type": "object",
                 "required": ["users"],
                 "additionalProperties": False,
-                "properties": {"users": {"type": "array", "items": _ref("StateEntry")}},
+                "properties": {
+                    "users": {"type": "array", "items": _ref("StateEntry")},
+                    "next": {
+                        "type": ["string", "null"],
+                        "description": "With limit only: the id to ask after for the next page, null at the end",
+                    },
+                },
             },
             "UsersDocument": _USERS_DOCUMENT,
             "Config": _CONFIG,
@@ -176,6 +203,7 @@ DOCUMENT: dict[str, Any] = {
         "/api/state": {
             "get": {
                 "summary": "Every user's state, IPv4, IPv6, TTL, last update, method, client address",
+                "parameters": _STATE_PAGE,
                 "responses": _STATE_RESPONSES,
             },
         },
@@ -254,7 +282,11 @@ DOCUMENT: dict[str, Any] = {
             },
         },
         "/pluginstate": {
-            "get": {"summary": "Alias of GET /api/state (the original's command)", "responses": _STATE_RESPONSES}
+            "get": {
+                "summary": "Alias of GET /api/state (the original's command)",
+                "parameters": _STATE_PAGE,
+                "responses": _STATE_RESPONSES,
+            }
         },
         "/getpluginconfig": {"get": {"summary": "Alias of GET /api/config", "responses": _CONFIG_GET_RESPONSES}},
         "/updatepluginconfig": {
