@@ -308,6 +308,8 @@ _PUT_USER = (
     "offline_ipv4 = excluded.offline_ipv4, offline_ipv6 = excluded.offline_ipv6, "
     "notes = excluded.notes, disabled = excluded.disabled, gen = excluded.gen"
 )
+#: The page cache of an import (KiB) at most; SQLite's default is 2,000.
+_BULK_CACHE_KIB = 256 * 1024
 _DROP_HOSTNAMES = "DELETE FROM hostnames WHERE user_id = ?"
 _UNREMOVE = "DELETE FROM removed WHERE user_id = ?"
 _SAVE_STATE = f"INSERT OR REPLACE INTO states ({_STATE_COLUMNS}, gen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -671,8 +673,17 @@ class SQLiteUserStore:
                     "INSERT OR REPLACE INTO removed (user_id, gen) VALUES (?, ?)",
                     (user_id, generation),
                 )
-            self._put_all(conn, users, generation)
-            self._save_all(conn, states, generation)
+            # A big import updates four B-trees per user: with SQLite's
+            # default 2 MB page cache, pages are evicted and read again
+            # (~30% of the writing at 200,000 users). The cache only grows
+            # as pages are touched, and is given back after.
+            (cache_size,) = conn.execute("PRAGMA cache_size").fetchone()
+            conn.execute(f"PRAGMA cache_size = {-_BULK_CACHE_KIB}")
+            try:
+                self._put_all(conn, users, generation)
+                self._save_all(conn, states, generation)
+            finally:
+                conn.execute(f"PRAGMA cache_size = {int(cache_size)}")
 
         return self._write(import_)
 
