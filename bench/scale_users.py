@@ -7,8 +7,10 @@ B{Store}: C{--users} users (each a password hash, an MD5 verifier and an
 initial IPv4 address, like a real import) written by direct SQL in one
 transaction (the harness's C{build_store} hashes every password: hours at
 this size). B{Start}: C{twistd -n dyndns} on that store, from the exec to the
-first correct answer for the last user; B{memory}: its VmRSS then, minus the
-VmRSS of the same server on a one-user store, per user. B{Stalls}: one client
+first correct answer for the last user; B{memory}: resident bytes per user,
+(VmRSS with the users - VmRSS of the same server on an empty store) / users,
+each read C{--settle} s after the server answered: the measure
+bench/dns_qps.py reports too (L{bench.harness.meter.resident_bytes_per_user}). B{Stalls}: one client
 sends DNS queries one at a time (1 s timeout) the whole while and records the
 longest wait for an answer, first with nothing else going on (the floor:
 the client and the machine), then while curl fetches C{/metrics},
@@ -35,7 +37,8 @@ import time
 from typing import Any, Callable
 
 from bench.harness import record
-from bench.harness.procs import HOST, BenchError, Processes, free_ports, note
+from bench.harness.meter import SETTLE_S, resident_bytes_per_user, rss
+from bench.harness.procs import HOST, Processes, free_ports, note
 from bench.harness.server import Server
 from bench.harness.users import SUFFIX, TTL, addresses_of, initial_answer
 from dyndns_plugin.store.sqlite import connect
@@ -91,14 +94,6 @@ def import_document(path: str, count: int) -> None:
         f.write("]}\n")
 
 
-def rss_of(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise BenchError(f"no VmRSS for pid {pid}")
-
-
 class StallProbe(threading.Thread):
     """DNS queries one at a time, for the longest wait for an answer (and the count of lost ones)."""
 
@@ -149,10 +144,10 @@ class StallProbe(threading.Thread):
 def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -> dict[str, Any]:
     problems: list[str] = []
     count = args.users
-    store, tiny = os.path.join(tmp, "store.sqlite"), os.path.join(tmp, "tiny.sqlite")
+    store, empty = os.path.join(tmp, "store.sqlite"), os.path.join(tmp, "empty.sqlite")
     note(f"building a store of {count} users")
     built_s = bulk_store(store, count)
-    bulk_store(tiny, 1)
+    bulk_store(empty, 0)
     token = hashlib.sha256(ADMIN_TOKEN.encode()).hexdigest()
     (admin_port,) = free_ports(1)
     admin = {"listen": [f"tcp:{admin_port}:interface={HOST}"], "tokens": [f"sha256:{token}"]}
@@ -160,19 +155,19 @@ def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -
     def server_on(path: str, name: str) -> Server:
         return Server(procs, tmp, path, name, tables={"admin": admin})
 
-    baseline = server_on(tiny, "tiny")
-    baseline.start(deadline, *initial_answer(1))
-    time.sleep(1.0)
-    rss_tiny = rss_of(baseline.pid)
+    baseline = server_on(empty, "empty")
+    baseline.start(deadline)
+    time.sleep(args.settle)
+    rss_empty = rss(baseline.pid)
     baseline.stop()
 
     server = server_on(store, "big")
     name, address = initial_answer(count)
     note(f"starting on {count} users")
     start_s = server.start(deadline, name, address)
-    time.sleep(2.0)
-    rss = rss_of(server.pid)
-    per_user = (rss - rss_tiny) / count
+    time.sleep(args.settle)
+    rss_loaded = rss(server.pid)
+    per_user = resident_bytes_per_user(rss_loaded, rss_empty, count)
     headers_line = f"Authorization: Bearer {ADMIN_TOKEN}"
 
     def get(path: str) -> int:
@@ -225,8 +220,8 @@ def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -
         "users": count,
         "store_build_s": round(built_s, 1),
         "start_to_first_answer_s": round(start_s, 2),
-        "rss_mib": round(rss / 2**20, 1),
-        "rss_one_user_mib": round(rss_tiny / 2**20, 1),
+        "rss_mib": round(rss_loaded["VmRSS"] / 2**20, 1),
+        "rss_empty_store_mib": round(rss_empty["VmRSS"] / 2**20, 1),
         "rss_bytes_per_user": round(per_user),
         "longest_reactor_stall_ms": longest,
         "idle_floor_ms": stalls["idle (floor)"]["longest_wait_ms"],
@@ -249,7 +244,10 @@ def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -
     }
 
 
-OPTIONS: record.Options = {"--users": (1_000_000, "users in the store")}
+OPTIONS: record.Options = {
+    "--users": (1_000_000, "users in the store"),
+    "--settle": (SETTLE_S, "seconds before reading VmRSS"),
+}
 
 if __name__ == "__main__":
     raise SystemExit(record.main("scale_users", __doc__, OPTIONS, run, {"users": 100_000}, 1800))

@@ -168,6 +168,40 @@ class StoreConformanceMixin(TestCaseMixin):
         self.assertEqual(after.generation, before.generation)
 
     @defer.inlineCallbacks
+    def test_import_state_without_user(self):
+        """An import's state for no user (among many good ones) is named and nothing is written."""
+        yield self.store.add_user(ALICE)
+        before = yield self.store.load()
+        users = [User(f"u{i}") for i in range(50)]
+        states = [HostState(f"u{i}", ipv4=f"192.0.2.{i}") for i in range(50)]
+        states.insert(30, HostState("ghost", ipv4="192.0.2.200"))
+        with self.assertRaises(NoSuchUser) as caught:
+            yield self.store.import_users(users, states)
+        self.assertEqual(caught.exception.user_id, "ghost")
+        after = yield self.store.load()
+        self.assertEqual((dict(after.users), dict(after.states)), (dict(before.users), dict(before.states)))
+        self.assertEqual(after.generation, before.generation)
+
+    @defer.inlineCallbacks
+    def test_import_names_in_order(self):
+        """
+        An import puts its users in order: a name is free for a later user
+        once an earlier one let it go, not before (users without names
+        between them too).
+        """
+        yield self.store.add_user(ALICE)
+        holder = ALICE.hostnames[0]
+        bare = [User(f"plain{i}") for i in range(20)]
+        with self.assertRaises(NameTaken) as caught:
+            yield self.store.import_users([*bare, User("carol", hostnames=[holder]), User("alice"), *bare], [])
+        self.assertEqual((caught.exception.name, caught.exception.owner), (holder, "alice"))
+        self.assertNotIn("plain0", (yield self.store.load()).users)
+        yield self.store.import_users([*bare, User("alice"), *bare, User("carol", hostnames=[holder])], [])
+        snapshot = yield self.store.load()
+        self.assertEqual((snapshot.users["carol"].hostnames, snapshot.users["alice"].hostnames), ((holder,), ()))
+        self.assertEqual(len(snapshot.users), 22)
+
+    @defer.inlineCallbacks
     def test_import(self):
         """An import adds and replaces users and states together."""
         yield self.store.add_user(ALICE)

@@ -150,3 +150,23 @@ class OrderTests(SynchronousTestCase):
         expected = sorted({*expected, "aaa"} - {"never"})
         self.assertEqual(registry.ids_after(None, 100), expected)
         self.assertEqual(registry.ids_after(None, 100), sorted(registry.users))
+
+    def test_many_additions(self) -> None:
+        """Ids added in bulk (an import: more than are put in place one by one) come out in order,
+        with removals and re-additions between the reads, and nothing added twice."""
+        registry = Registry("dyn.example.com", 120)
+        registry.load({"m0": User(id="m0")}, {})
+        added = [f"u{i}" for i in range(500)]  # u1, u2, ... u10: not in string order
+        for user_id in added:
+            registry.put_user(User(id=user_id))
+        registry.put_user(User(id="u7", notes="again"))  # already there
+        registry.remove_user("u42")  # while the others wait to be merged
+        expected = sorted({"m0", *added} - {"u42"})
+        self.assertEqual(registry.ids_after(None, 1000), expected)
+        self.assertEqual(registry.ids_after("u2", 3), [i for i in expected if i > "u2"][:3])
+        for user_id in ("a", "u42", "zz"):  # a few: put in place one by one
+            registry.put_user(User(id=user_id))
+        registry.remove_user("m0")
+        expected = sorted({*expected, "a", "u42", "zz"} - {"m0"})
+        self.assertEqual(registry.ids_after(None, 1000), expected)
+        self.assertEqual(registry.ids_after(None, 1000), sorted(registry.users))

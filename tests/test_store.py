@@ -54,6 +54,18 @@ class SQLiteStoreTests(StoreConformanceMixin, TestCase):
         self.assertEqual(snapshot.users["alice"], ALICE)
         self.assertEqual(snapshot.states["alice"], ALICE_STATE)
 
+    @defer.inlineCallbacks
+    def test_import_cache_given_back(self):
+        """An import's larger page cache is set back after it, whether the import failed or not."""
+        cache_size = lambda conn: conn.execute("PRAGMA cache_size").fetchone()[0]  # noqa: E731
+        before = yield self.store._read(cache_size)
+        yield self.store.import_users([User(f"u{i}") for i in range(10)], [HostState("u1", ipv4="192.0.2.1")])
+        self.assertEqual((yield self.store._read(cache_size)), before)
+        with self.assertRaises(StoreError):
+            yield self.store.import_users([User("u20")], [HostState("ghost", ipv4="192.0.2.2")])
+        self.assertEqual((yield self.store._read(cache_size)), before)
+        self.assertEqual(len((yield self.store.load()).users), 10)
+
     def test_pragmas_and_schema(self) -> None:
         """WAL, the schema version, and a file only its owner can read."""
         conn = sqlite3.connect(self.path)

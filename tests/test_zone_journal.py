@@ -506,3 +506,37 @@ class FusedLoadTests(SynchronousTestCase):
         self.assertIn("www.example.org", loaded(make_host_zone(), registry).dynamic)
         self.assertIn("example.org", loaded(make_host_zone(), registry).dynamic)  # the apex, a user's name
         self.assertNotIn("host.sub.example.org", loaded(make_host_zone(), registry).dynamic)  # delegated
+
+    def test_main_names_where_the_zone_cuts(self) -> None:
+        """
+        Users' main names in a suffix zone with a delegation at one of them,
+        in the suffix's parent zone, and in a zone whose apex is a main
+        name: the same as the reference, name by name.
+        """
+        registry = registry_with(
+            (User(id="alice", hostnames=("www.example.org",)), HostState("alice", ipv4="198.51.100.1")),
+            (User(id="bob"), HostState("bob", ipv4="198.51.100.2")),
+            (User(id="henry", hostnames=("gina.dyn.example.com",)), HostState("henry", ipv4="198.51.100.8")),
+            (User(id="gina"), HostState("gina", ipv4="198.51.100.7")),
+        )
+        suffix = make_suffix_zone()
+        records = dict(suffix.records)
+        records[b"bob." + SUFFIX.encode()] = [tdns.Record_NS("ns.bob.example.net", ttl=3600)]
+        soa = suffix.soa[1]
+        cut = StaticZone(SUFFIX, records)
+        parent = StaticZone("example.com", {b"example.com": [soa, tdns.Record_NS("ns1.example.com", ttl=3600)]})
+        apex = StaticZone(f"gina.{SUFFIX}", {f"gina.{SUFFIX}".encode(): [soa]})
+        for zone in (cut, parent, apex):
+            zone_state = loaded(zone, registry)
+            expected = {}
+            for user_id in registry.users:
+                for name in registry.names_of(user_id):
+                    answer = zone_state.current_answer(registry, name)
+                    if answer is not None:
+                        expected[name] = answer
+            self.assertEqual(zone_state.dynamic, expected, zone.origin)
+        self.assertNotIn(f"bob.{SUFFIX}", loaded(cut, registry).dynamic)  # delegated
+        self.assertIn(f"alice.{SUFFIX}", loaded(cut, registry).dynamic)
+        self.assertEqual(set(loaded(apex, registry).dynamic), {f"gina.{SUFFIX}"})  # held by henry
+        self.assertEqual(loaded(apex, registry).dynamic[f"gina.{SUFFIX}"].user_id, "henry")
+        self.assertEqual(len(loaded(parent, registry).dynamic), 4)  # the main names; www.example.org is outside

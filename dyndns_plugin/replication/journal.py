@@ -146,13 +146,28 @@ class ZoneState:
         if self.accepts_dynamic:
             answer_for_user, exact_owner, contains = registry.answer_for_user, registry.exact_owner, self.contains
             suffix = registry.suffix
+            # Every main name (one label under the suffix) is inside when
+            # the suffix is this zone or below it and nothing is delegated:
+            # then only the additional names are asked about.
+            mains_inside = not self.delegations and (suffix == self.origin or suffix.endswith("." + self.origin))
             for user_id, user in registry.users.items():
                 own = answer_for_user(user_id)
                 if own is None or not own.addresses:
                     # Its names publish nothing of its own; a name another
                     # user holds is found from that user's names.
                     continue
-                for name in (f"{user_id}.{suffix}", *user.hostnames):
+                main = f"{user_id}.{suffix}"
+                if mains_inside:
+                    owner = exact_owner(main)
+                    answer = own if owner == user_id else None if owner is None else answer_for_user(owner)
+                    if answer is not None and answer.addresses:
+                        dynamic[main] = answer
+                    if not user.hostnames:
+                        continue
+                    names: Iterable[str] = user.hostnames
+                else:
+                    names = (main, *user.hostnames)
+                for name in names:
                     if contains(name):
                         owner = exact_owner(name)
                         answer = own if owner == user_id else None if owner is None else answer_for_user(owner)
