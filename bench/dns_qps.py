@@ -11,8 +11,7 @@ B{stock}, C{twistd -n dns --bindzone}, and B{nsd}, NSD with C{server-count: 1} a
 and 20 random users right and NXDOMAIN for user N+1 first. dnsperf (UDP, 10,000 random queries, C{-c 4 -q 100})
 runs against each in alternating rounds (ours, bare, stock, nsd, then the reverse...): read the ratios
 ours/reference of the same run. Per run: qps, latency, CPU per query (all of NSD's processes). Ours: start-up
-(to answering userN) and resident bytes per user, (VmRSS(N) - VmRSS(empty store)) / N after C{--settle} s, before
-queries (L{bench.harness.meter.resident_bytes_per_user}: bench/scale_users.py reports the same measure).
+(to answering userN) and resident bytes per user, (VmRSS(N) - VmRSS(0)) / N after C{--settle} s, before queries.
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ from typing import Any
 
 from bench.harness import record
 from bench.harness.load import rounds
-from bench.harness.meter import SETTLE_S, CPUMeter, resident_bytes_per_user, rss
+from bench.harness.meter import CPUMeter, rss
 from bench.harness.procs import BenchError, Processes, free_ports, log_problems, note, wait_for
 from bench.harness.server import Server, addresses_in, dns_ready, query, twistd
 from bench.harness.tools import dnsperf, require, zone_file
@@ -108,7 +107,7 @@ def figures_of(part: dict[str, Any], empty: dict[str, int]) -> tuple[dict[str, A
         "completed_pct_min": min(100 * r[k]["completed"] / max(r[k]["sent"], 1) for r in rows for k in SERVERS),
         "disturbed_runs": sum(r[k]["cpu"]["disturbed"] for r in rows for k in SERVERS),
         "ours_start_s": part["ready_s"]["ours"],
-        "ours_resident_bytes_per_user": round(resident_bytes_per_user(part["ours_rss"], empty, count)),
+        "ours_resident_bytes_per_user": round((part["ours_rss"]["VmRSS"] - empty["VmRSS"]) / count),
     }
     median = {k: sorted(r[f"ours/{k}"] for r in rows)[len(rows) // 2] for k in SERVERS[1:]}
     ratios = {f"ours/{k} qps": {"mean": means["ours"] / means[k], "per-round median": median[k]} for k in SERVERS[1:]}
@@ -148,7 +147,7 @@ OPTIONS: record.Options = {
     "--clients": (4, "dnsperf -c"),
     "--outstanding": (100, "dnsperf -q"),
     "--seed": (1, "of the query file"),
-    "--settle": (SETTLE_S, "seconds before reading VmRSS"),
+    "--settle": (1.0, "seconds before reading VmRSS"),
     "--wait-quiet": (0.0, "before each dnsperf run wait up to S seconds for an idle machine", "S"),
 }
 

@@ -101,20 +101,6 @@ class CPUMeter:
         return out
 
 
-#: Seconds a server rests after its first correct answer before its VmRSS is read for bytes per user.
-SETTLE_S = 1.0
-
-
-def resident_bytes_per_user(loaded: dict[str, int], empty: dict[str, int], count: int) -> float:
-    """
-    The one measure of resident memory per user every benchmark reports
-    (issue 17: "<= 1 KiB per user"): (VmRSS with C{count} users - VmRSS of
-    the same server on an empty store) / C{count}, each read with L{rss}
-    C{SETTLE_S} after the server answered.
-    """
-    return (loaded["VmRSS"] - empty["VmRSS"]) / count
-
-
 def rss(pid: int) -> dict[str, int]:
     """VmRSS, VmHWM (peak) and RssAnon of C{pid}, in bytes."""
     with open(f"/proc/{pid}/status") as f:
