@@ -22,7 +22,7 @@ from zope.interface import implementer
 from dyndns_plugin.registry import Registry
 
 #: Users encoded per reactor turn: a few milliseconds.
-SLICE = 100
+SLICE = 25
 #: Bytes written to the connection at a time.
 WRITE_SIZE = 256 * 1024
 
