@@ -18,13 +18,16 @@ core, or another thread of ours holding the GIL).
 With C{DYNDNS_BENCH_LAG_STACKS_MS=<ms>} too, a watcher thread writes the
 reactor thread's stack (lines starting with C{#}) when a turn has run that
 long, and again every further 20 ms of it (at most 5 times a turn): what
-the long turns were doing.
+the long turns were doing. Collections of the garbage collector of 1 ms
+or more are written too (C{# gc generation <n> <ms> ms at <monotonic>}):
+the watcher cannot sample a thread that holds the GIL in C code.
 
 Without the variable nothing is installed: no cost on the normal path.
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import threading
@@ -56,6 +59,7 @@ class TurnMeteredPoller:
         self._woke_cpu = time.thread_time()
         self._polling = False
         self._closed = threading.Event()
+        self._closed_callbacks: Callable[[], None] = lambda: None
         self.longest_s = 0.0
 
     def poll(self, *args: Any, **kwargs: Any) -> Any:
@@ -82,6 +86,8 @@ class TurnMeteredPoller:
 
     def close(self) -> None:
         """Stop recording (and the stack watcher) and close the file; the reactor keeps the wrapper."""
+        self._closed_callbacks()
+        self._closed_callbacks = lambda: None
         with self._lock:
             self._closed.set()
             self._out.close()
@@ -108,6 +114,18 @@ class TurnMeteredPoller:
                     head = f"# turn {woke:.6f} at {1000 * (now - woke):.1f} ms:\n"
                     self._write(head + "".join(f"#   {line}\n" for line in stack.splitlines()))
 
+        collecting: list[float] = []
+
+        def collections(phase: str, info: dict[str, Any]) -> None:
+            if phase == "start":
+                collecting[:] = [self._clock()]
+            elif collecting:
+                took = self._clock() - collecting[0]
+                if took >= 0.001:
+                    self._write(f"# gc generation {info['generation']} {1000 * took:.1f} ms at {collecting[0]:.6f}\n")
+
+        gc.callbacks.append(collections)
+        self._closed_callbacks = lambda: gc.callbacks.remove(collections)
         thread = threading.Thread(target=watch, name="reactor-lag-stacks", daemon=True)
         thread.start()
         return thread

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 
 from twisted.internet.epollreactor import EPollReactor
@@ -65,12 +66,15 @@ class TurnMeterTests(SynchronousTestCase):
         path = self.mktemp()
         reactor = EPollReactor()
         environ = {reactor_lag.LOG_VARIABLE: path, reactor_lag.STACKS_VARIABLE: "5"}
+        callbacks = list(gc.callbacks)
         metered = reactor_lag.install_from_environment(reactor, environ)
         assert metered is not None
         self.addCleanup(metered.close)
 
         def holds_the_reactor_thread() -> None:
             time.sleep(0.1)
+            garbage = [[i] for i in range(300_000)]  # noqa: F841 (a collection of it takes a few ms)
+            gc.collect()
 
         reactor.callLater(0.0, holds_the_reactor_thread)
         reactor.callLater(0.15, reactor.stop)
@@ -81,6 +85,8 @@ class TurnMeterTests(SynchronousTestCase):
         stacks = [line for line in text.splitlines() if line.startswith("#")]
         self.assertTrue(stacks[0].startswith("# turn "))
         self.assertIn("holds_the_reactor_thread", "\n".join(stacks))
+        self.assertTrue(any(line.startswith("# gc generation 2 ") for line in stacks), stacks)
+        self.assertEqual(gc.callbacks, callbacks)  # close() took its own out
         # the turn itself, with its CPU time: a sleeping thread uses less than it waits
         turns = [line.split() for line in text.splitlines() if not line.startswith("#")]
         wall, cpu = max((float(t[1]), float(t[2])) for t in turns)
