@@ -101,11 +101,9 @@ class TurnMeteredPoller:
             turn, samples = -1.0, 0
             while not self._closed.wait(0.002):
                 woke, now = self._woke, self._clock()
-                if self._polling or now - woke < after_s + 0.02 * samples:
-                    continue
                 if woke != turn:
                     turn, samples = woke, 0
-                if samples >= 5:
+                if self._polling or samples >= 5 or now - woke < after_s + 0.02 * samples:
                     continue
                 samples += 1
                 frame = sys._current_frames().get(reactor_thread)

@@ -76,8 +76,12 @@ class TurnMeterTests(SynchronousTestCase):
             garbage = [[i] for i in range(300_000)]  # noqa: F841 (a collection of it takes a few ms)
             gc.collect()
 
+        def then_this_one() -> None:
+            time.sleep(0.1)
+
         reactor.callLater(0.0, holds_the_reactor_thread)
-        reactor.callLater(0.15, reactor.stop)
+        reactor.callLater(0.15, then_this_one)  # a later long turn is sampled too
+        reactor.callLater(0.3, reactor.stop)
         reactor.run(installSignalHandlers=False)
         metered.close()
         with open(path) as f:
@@ -85,6 +89,7 @@ class TurnMeterTests(SynchronousTestCase):
         stacks = [line for line in text.splitlines() if line.startswith("#")]
         self.assertTrue(stacks[0].startswith("# turn "))
         self.assertIn("holds_the_reactor_thread", "\n".join(stacks))
+        self.assertIn("then_this_one", "\n".join(stacks))
         self.assertTrue(any(line.startswith("# gc generation 2 ") for line in stacks), stacks)
         self.assertEqual(gc.callbacks, callbacks)  # close() took its own out
         # the turn itself, with its CPU time: a sleeping thread uses less than it waits
