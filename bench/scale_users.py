@@ -17,7 +17,13 @@ the client and the machine), then while curl fetches C{/metrics},
 C{/api/state} pages, the whole C{/api/state} (streamed), the status page,
 and while the CLI adds two users (the server's poll picks them up). A wait above
 10 ms there is a stall of the reactor thread (or the machine: compare the
-floor). B{Import}: C{dyndns import} of a document of C{--users} users with
+floor). The server also meters its own reactor turns
+(L{dyndns_plugin.reactor_lag}, C{DYNDNS_BENCH_LAG_LOG}): the longest turn
+of the reactor thread in each phase, with the CPU time that thread used
+in it (the rest: not running, another process on the core or another of
+our threads holding the GIL), is the stall as the server saw it, apart
+from the client's share. Its log, with the stacks of turns over 10 ms, is
+kept as C{scale_users-reactor-turns.log} in the temporary folder. B{Import}: C{dyndns import} of a document of C{--users} users with
 password hashes into an empty store, timed end to end.
 """
 
@@ -28,10 +34,12 @@ import base64
 import hashlib
 import json
 import os
+import shutil
 import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from typing import Any, Callable
@@ -41,6 +49,7 @@ from bench.harness.meter import rss
 from bench.harness.procs import HOST, Processes, free_ports, note
 from bench.harness.server import Server
 from bench.harness.users import SUFFIX, TTL, addresses_of, initial_answer
+from dyndns_plugin.reactor_lag import LOG_VARIABLE, STACKS_VARIABLE, longest_turn_ms
 from dyndns_plugin.store.sqlite import connect
 
 ADMIN_TOKEN = "scale-bench-admin-token-0123456789"
@@ -97,8 +106,9 @@ def import_document(path: str, count: int) -> None:
 class StallProbe(threading.Thread):
     """DNS queries one at a time, for the longest wait for an answer (and the count of lost ones)."""
 
-    def __init__(self, port: int, name: str) -> None:
+    def __init__(self, port: int, name: str, lag_log: str) -> None:
         super().__init__(daemon=True)
+        self.lag_log = lag_log  # the server's own long reactor turns (dyndns_plugin/reactor_lag.py)
         self.port, self.stop_now = port, threading.Event()
         header = struct.pack("!HHHHHH", 0, 0x0100, 1, 0, 0, 0)
         self.question = b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0\0\1\0\1"
@@ -124,16 +134,25 @@ class StallProbe(threading.Thread):
                 self.waits.append(time.perf_counter() - sent)
 
     def during(self, action: Callable[[], Any]) -> tuple[dict[str, Any], Any]:
-        """Run C{action} while probing: (longest wait ms, queries, lost), and what C{action} returned."""
+        """
+        Run C{action} while probing: (longest wait ms, the server's longest
+        reactor turn ms, queries, lost), and what C{action} returned.
+        """
         start, lost = len(self.waits), self.lost
         began = time.monotonic()
         result = action()
-        took = time.monotonic() - began
+        ended = time.monotonic()
+        took = ended - began
+        time.sleep(0.2)  # a turn is written when the next one starts
+        turn = longest_turn_ms(self.lag_log, began, ended)  # None: no turn of 1 ms or more
         waits = self.waits[start:]
         lost_now = self.lost - lost
         longest = max([*waits, 1.0] if lost_now else waits, default=None)  # a lost query waited 1 s at least
         figures = {
             "longest_wait_ms": None if longest is None else round(1000 * longest, 2),
+            "longest_server_turn_ms": round(turn[0], 2) if turn is not None else 0.0,
+            "its_cpu_ms": round(turn[1], 2) if turn is not None else 0.0,
+            "most_cpu_in_a_turn_ms": round(turn[2], 2) if turn is not None else 0.0,
             "queries": len(waits),
             "lost": lost_now,
             "action_s": round(took, 3),
@@ -164,7 +183,12 @@ def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -
     server = server_on(store, "big")
     name, address = initial_answer(count)
     note(f"starting on {count} users")
-    start_s = server.start(deadline, name, address)
+    lag_log = os.path.join(tmp, "big-reactor-turns.log")
+    os.environ.update({LOG_VARIABLE: lag_log, STACKS_VARIABLE: "10"})
+    try:
+        start_s = server.start(deadline, name, address)
+    finally:
+        del os.environ[LOG_VARIABLE], os.environ[STACKS_VARIABLE]
     time.sleep(args.settle)
     rss_loaded = rss(server.pid)
     per_user = (rss_loaded["VmRSS"] - rss_empty["VmRSS"]) / count  # the same measure as bench/dns_qps.py
@@ -184,7 +208,7 @@ def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -
             argv = [sys.executable, "-m", "dyndns_plugin.cli", "--config", server.config, "user", "add"]
             subprocess.run([*argv, f"added{k}"], check=False, capture_output=True, timeout=300, cwd=tmp)
 
-    probe = StallProbe(server.dns_port, name)
+    probe = StallProbe(server.dns_port, name, lag_log)
     probe.start()
     stalls: dict[str, Any] = {}
     try:
@@ -201,7 +225,10 @@ def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -
         probe.join(5)
     server.stop()
     loaded = [k for k, v in stalls.items() if not k.startswith("idle")]
-    longest = max((stalls[k]["longest_wait_ms"] or 0.0) for k in loaded)
+    longest_wait = max((stalls[k]["longest_wait_ms"] or 0.0) for k in loaded)
+    longest = max(stalls[k]["longest_server_turn_ms"] for k in loaded)
+    most_cpu = max(stalls[k]["most_cpu_in_a_turn_ms"] for k in loaded)
+    shutil.copyfile(lag_log, os.path.join(tempfile.gettempdir(), "scale_users-reactor-turns.log"))
 
     document = os.path.join(tmp, "import.json")
     import_document(document, count)
@@ -224,7 +251,10 @@ def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -
         "rss_empty_store_mib": round(rss_empty["VmRSS"] / 2**20, 1),
         "rss_bytes_per_user": round(per_user),
         "longest_reactor_stall_ms": longest,
+        "longest_reactor_turn_cpu_ms": most_cpu,
+        "longest_dns_wait_ms": longest_wait,
         "idle_floor_ms": stalls["idle (floor)"]["longest_wait_ms"],
+        "idle_longest_server_turn_ms": stalls["idle (floor)"]["longest_server_turn_ms"],
         "full_state_bytes": size,
         "import_s": round(import_s, 1),
         "import_document_mib": round(os.path.getsize(document) / 2**20, 1),

@@ -495,7 +495,13 @@ def makeService(options: Options) -> DynDNSApplication:
     # forth for every batch; the default 5 ms switch interval makes the
     # writer wait behind a busy reactor (bench/RESULTS.md, HTTP updates).
     sys.setswitchinterval(0.0005)
+    from twisted.internet import reactor
+
     from dyndns_plugin.connections import raise_open_files_limit
+    from dyndns_plugin.reactor_lag import install_from_environment
+
+    # Benchmarks only: DYNDNS_BENCH_LAG_LOG records the reactor's long turns.
+    install_from_environment(reactor)
 
     # Every TCP listener's connection caps must fit under this limit, so
     # that a flood on one cannot take the descriptors the others need.

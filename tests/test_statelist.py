@@ -91,6 +91,24 @@ class DocumentTests(SynchronousTestCase):
         self.assertEqual(document, {"users": [{"id": f"user{k}"} for k in range(7)]})
         self.assertEqual(turns, 4)
 
+    def test_slices_grouped_same_bytes(self) -> None:
+        """
+        Slices are joined into groups of about WRITE_SIZE bytes (fewer pieces
+        to lay out at the end), and the bytes are still exactly json.dumps's.
+        """
+        users = [{"id": f"user{k}"} for k in range(7)]
+        expected = json.dumps({"users": users}, indent=1).encode() + b"\n"
+        for write_size, most_pieces in ((1, 9), (80, 5), (10**6, 3)):
+            self.patch(statelist, "WRITE_SIZE", write_size)
+            result: list[list[bytes]] = []
+            state_document(self.registry, lambda i: {"id": i}, None, None, self.cooperator).addCallback(result.append)
+            while not result:
+                self.turn()
+            self.assertEqual(b"".join(result[0]), expected)
+            self.assertLessEqual(len(result[0]), most_pieces, write_size)
+        # one group for all four slices: head, the group, tail
+        self.assertEqual(len(result[0]), 3)
+
     def test_pages(self) -> None:
         self.assertEqual(self.build(None, 3)[0], {"users": [{"id": f"user{k}"} for k in range(3)], "next": "user2"})
         self.assertEqual(self.build("user2", 3)[0]["next"], "user5")

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import struct
 import time
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 from twisted.internet import defer, task
 from twisted.internet.error import CannotListenError
@@ -36,7 +36,7 @@ from dyndns_plugin.dns.cookies import (
     ServerCookies,
 )
 from dyndns_plugin.dns.fastpath import CACHEABLE_RCODES, AnswerCache, CachedAnswer, plain_query_key
-from dyndns_plugin.dns.handlers import TransferWireHandler, UpdateWireHandler
+from dyndns_plugin.dns.handlers import MessageChannel, TransferWireHandler, UDPAddress, UpdateWireHandler
 from dyndns_plugin.dns.reader import has_tsig, question_type
 from dyndns_plugin.dns.resolver import DynDNSResolver, NotReady, QuietResolverChain
 from dyndns_plugin.dns.rrl import (
@@ -86,6 +86,8 @@ COOKIE_RESULTS = ("client_only", "good", "bad")
 
 
 _COUNTS = struct.Struct("!HHHH")
+#: The address type of the channel a message came in on (see L{MessageChannel}).
+A = TypeVar("A")
 
 
 def decode_message(data: bytes) -> EDNSMessage:
@@ -164,7 +166,9 @@ class DNSDatagramProtocol(dns.DNSDatagramProtocol):
     raise out of L{datagramReceived}.
     """
 
-    def datagramReceived(self, data: bytes, addr: tuple[str, int]) -> None:
+    controller: DynDNSServerFactory
+
+    def datagramReceived(self, data: bytes, addr: UDPAddress) -> None:
         if len(data) < 12 or data[2] & 0x80:
             return  # too short to answer, or a response: never reply
         controller = self.controller
@@ -173,7 +177,15 @@ class DNSDatagramProtocol(dns.DNSDatagramProtocol):
         except Exception:
             controller.internal_error(Failure(), data, self, addr)
 
-    def writeMessage(self, message: Any, address: tuple[str, int]) -> None:
+    def peer_host(self, address: UDPAddress) -> str | None:
+        """The sender's host: every datagram carries its own."""
+        return address[0]
+
+    def is_open(self) -> bool:
+        """A UDP port answers until it stops listening."""
+        return True
+
+    def writeMessage(self, message: Any, address: UDPAddress) -> None:
         rrl = self.controller.rrl
         if rrl is not None and not getattr(message, "cookie_valid", False):
             prefix = rrl.prefix_of(address[0])
@@ -190,7 +202,7 @@ class DNSDatagramProtocol(dns.DNSDatagramProtocol):
             wire = truncated(message)
         self.transport.write(wire, address)
 
-    def writeCached(self, ident: bytes, answer: CachedAnswer, address: tuple[str, int]) -> None:
+    def writeCached(self, ident: bytes, answer: CachedAnswer, address: UDPAddress) -> None:
         """
         A cached answer under the query's C{ident}: rate limited as
         L{writeMessage} limits the full path's answer (the same flow, the
@@ -208,7 +220,7 @@ class DNSDatagramProtocol(dns.DNSDatagramProtocol):
                     return
         self.transport.write(ident + answer.udp, address)
 
-    def writeWire(self, wire: bytes, address: tuple[str, int]) -> None:
+    def writeWire(self, wire: bytes, address: UDPAddress) -> None:
         rrl = self.controller.rrl
         if rrl is not None:
             prefix = rrl.prefix_of(address[0])
@@ -234,6 +246,7 @@ class DNSStreamProtocol(dns.DNSProtocol, policies.TimeoutMixin):
     messageTimeout: float | None = TCP_MESSAGE_TIMEOUT
     _message_call: Any = None
     _lost = False
+    controller: DynDNSServerFactory
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -288,14 +301,26 @@ class DNSStreamProtocol(dns.DNSProtocol, policies.TimeoutMixin):
         except Exception:
             controller.internal_error(Failure(), data, self, None)
 
-    def writeMessage(self, message: Any) -> None:
+    def peer_host(self, address: None = None) -> str | None:
+        """The host at the other end of the connection (None: not an IP peer)."""
+        transport = self.transport
+        if transport is None:
+            return None
+        return getattr(transport.getPeer(), "host", None)
+
+    def is_open(self) -> bool:
+        """False once the connection is gone (a transfer stops writing then)."""
+        transport = self.transport
+        return transport is not None and bool(getattr(transport, "connected", False))
+
+    def writeMessage(self, message: Any, address: None = None) -> None:
         self.sendString(encode(message))
 
-    def writeCached(self, ident: bytes, answer: CachedAnswer, address: object = None) -> None:
+    def writeCached(self, ident: bytes, answer: CachedAnswer, address: None = None) -> None:
         """A cached answer under the query's C{ident}, whole (no truncation on TCP)."""
         self.sendString(ident + answer.wire)
 
-    def writeWire(self, wire: bytes, address: object = None) -> None:
+    def writeWire(self, wire: bytes, address: None = None) -> None:
         self.resetTimeout()
         self.sendString(wire)
 
@@ -377,7 +402,7 @@ class DynDNSServerFactory(server.DNSServerFactory):
 
     # -- dispatch
 
-    def dispatch(self, data: bytes, protocol: Any, address: Any) -> None:
+    def dispatch(self, data: bytes, protocol: MessageChannel[A], address: A) -> None:
         """
         The one routing point for a message (at least a header, QR=0) from
         C{address} (None on TCP): header and question are read once from
@@ -403,7 +428,7 @@ class DynDNSServerFactory(server.DNSServerFactory):
         if message is not None:
             self.messageReceived(message, protocol, address)
 
-    def _plain_query(self, key: bytes, data: bytes, protocol: Any, address: Any) -> None:
+    def _plain_query(self, key: bytes, data: bytes, protocol: MessageChannel[A], address: A) -> None:
         """A plain query: its cached answer, or the full path (which caches it)."""
         answers = self.answers
         if answers is not None and not self.verbose:
@@ -444,7 +469,7 @@ class DynDNSServerFactory(server.DNSServerFactory):
         answers.store(key, message.cache_generation, answer, positive)
         return wire[:2], answer
 
-    def decode(self, data: bytes, protocol: Any, address: Any) -> Any:
+    def decode(self, data: bytes, protocol: MessageChannel[A], address: A) -> Any:
         """
         The decoded query, or None after answering FORMERR (header only, no
         question echoed) to a question that cannot be read strictly or to a
@@ -469,7 +494,7 @@ class DynDNSServerFactory(server.DNSServerFactory):
         self._raw_error(data, protocol, address, dns.EFORMAT)
         return None
 
-    def _raw_error(self, data: bytes, protocol: Any, address: Any, rcode: int) -> None:
+    def _raw_error(self, data: bytes, protocol: MessageChannel[A], address: A, rcode: int) -> None:
         """A header-only error answer to C{data} (rate limited over UDP)."""
         reply = error_reply(data, rcode)
         if reply is not None:
@@ -477,12 +502,10 @@ class DynDNSServerFactory(server.DNSServerFactory):
             protocol.writeWire(reply, address)
 
     @staticmethod
-    def _peer(protocol: Any, address: Any) -> Any:
-        if address is not None:
-            return address[0]
-        return getattr(protocol.transport.getPeer(), "host", None)
+    def _peer(protocol: MessageChannel[A], address: A) -> str | None:
+        return protocol.peer_host(address)
 
-    def internal_error(self, failure: Failure, data: bytes, protocol: Any, address: Any) -> None:
+    def internal_error(self, failure: Failure, data: bytes, protocol: MessageChannel[A], address: A) -> None:
         """
         Something raised while handling C{data}: counted, a sampled log
         line, and SERVFAIL (header only) if an answer can still be sent.
@@ -519,7 +542,7 @@ class DynDNSServerFactory(server.DNSServerFactory):
         rd = message.recDes and message.opCode == dns.OP_QUERY  # RD only in answers to queries
         protocol.writeWire(header_reply(message.id, message.opCode, rd, dns.ESERVER), address)
 
-    def _check_cookie(self, message: Any, proto: Any, address: Any, option: bytes) -> bool:
+    def _check_cookie(self, message: Any, proto: MessageChannel[A], address: A, option: bytes) -> bool:
         """
         RFC 7873 for a query with a COOKIE option: FORMERR for a bad
         length; otherwise the reply cookie and whether the query proved its
@@ -547,7 +570,8 @@ class DynDNSServerFactory(server.DNSServerFactory):
             return False
         return True
 
-    def messageReceived(self, message: Any, proto: Any, address: Any = None) -> None:
+    # Twisted's signature: the address defaults to None (TCP).
+    def messageReceived(self, message: Any, proto: MessageChannel[A], address: A = None) -> None:  # type: ignore[assignment]
         # Twisted's sendReply logs the time since timeReceived, which only its
         # own messageReceived sets: our early replies would crash without it.
         message.timeReceived = time.time()
@@ -568,7 +592,7 @@ class DynDNSServerFactory(server.DNSServerFactory):
             return
         super().messageReceived(message, proto, address)
 
-    def allowQuery(self, message: Any, protocol: Any, address: Any) -> bool:
+    def allowQuery(self, message: Any, protocol: MessageChannel[A], address: A) -> bool:
         return True
 
     def sendReply(self, protocol: Any, message: Any, address: Any) -> None:
@@ -584,8 +608,6 @@ class DynDNSServerFactory(server.DNSServerFactory):
                 super().sendReply(protocol, message, address)
             # Twisted's own formats a "Processed query in" log line for every
             # reply even when it is not logged; this skips it (~0.6 us a query).
-            elif address is None:
-                protocol.writeMessage(message)
             else:
                 protocol.writeMessage(message, address)
         except Exception:
@@ -602,7 +624,7 @@ class DynDNSServerFactory(server.DNSServerFactory):
         response = self._responseFromMessage(message=message, rCode=rcode)
         self.sendReply(proto, response, address)
 
-    def handleQuery(self, message: Any, protocol: Any, address: Any) -> Any:
+    def handleQuery(self, message: Any, protocol: MessageChannel[A], address: A) -> Any:
         query = message.queries[0]
         if query.type in (dns.AXFR, dns.IXFR):
             # Without a transfer handler (which takes these as raw bytes)
@@ -616,13 +638,13 @@ class DynDNSServerFactory(server.DNSServerFactory):
         d.addErrback(self._query_failed, protocol, message, address)
         return d
 
-    def handleInverseQuery(self, message: Any, protocol: Any, address: Any) -> None:
+    def handleInverseQuery(self, message: Any, protocol: MessageChannel[A], address: A) -> None:
         self._reply(protocol, message, address, dns.ENOTIMP)
 
-    def handleStatus(self, message: Any, protocol: Any, address: Any) -> None:
+    def handleStatus(self, message: Any, protocol: MessageChannel[A], address: A) -> None:
         self._reply(protocol, message, address, dns.ENOTIMP)
 
-    def handleNotify(self, message: Any, protocol: Any, address: Any) -> None:
+    def handleNotify(self, message: Any, protocol: MessageChannel[A], address: A) -> None:
         """
         A NOTIFY for one of our zones is acknowledged (we are its primary,
         there is nothing to refresh); for any other name NOTAUTH.
@@ -637,7 +659,7 @@ class DynDNSServerFactory(server.DNSServerFactory):
         response.auth = ours
         self.sendReply(protocol, response, address)
 
-    def handleOther(self, message: Any, protocol: Any, address: Any) -> None:
+    def handleOther(self, message: Any, protocol: MessageChannel[A], address: A) -> None:
         self._reply(protocol, message, address, dns.ENOTIMP)
 
     def is_transfer(self, data: bytes) -> bool:
@@ -653,16 +675,13 @@ class DynDNSServerFactory(server.DNSServerFactory):
             return True
         return rdtype == dns.SOA and has_tsig(data)
 
-    def handleTransferWire(self, data: bytes, protocol: Any, address: Any) -> None:
+    def handleTransferWire(self, data: bytes, protocol: MessageChannel[A], address: A) -> None:
         """
         An AXFR or IXFR query as raw bytes (its TSIG covers them): over UDP
         one answer, over TCP the messages written one per turn of the
         reactor, so a large zone does not stop other clients.
         """
-        if address is not None:
-            peer = address[0]
-        else:
-            peer = getattr(protocol.transport.getPeer(), "host", None)
+        peer = protocol.peer_host(address)
         assert self.transfer_handler is not None  # is_transfer() said so
         messages = self.transfer_handler.answer_transfer(data, peer, udp=address is not None)
         if address is not None:
@@ -675,12 +694,12 @@ class DynDNSServerFactory(server.DNSServerFactory):
         def write_all() -> Iterator[None]:
             first = True
             for message in messages:
-                if not protocol.transport.connected:
+                if not protocol.is_open():
                     return
                 if first:
                     self.replied(message[3] & 0xF)
                     first = False
-                protocol.writeWire(message)
+                protocol.writeWire(message, address)
                 yield None
 
         def failed(failure: Failure) -> None:
@@ -690,7 +709,7 @@ class DynDNSServerFactory(server.DNSServerFactory):
 
         task.cooperate(write_all()).whenDone().addErrback(failed)
 
-    def handleUpdateWire(self, data: bytes, protocol: Any, address: Any) -> None:
+    def handleUpdateWire(self, data: bytes, protocol: MessageChannel[A], address: A) -> None:
         """
         An RFC 2136 UPDATE as raw bytes, for the L{UpdateHandler}; without
         one, updates are not accepted (NOTIMP).
@@ -700,10 +719,7 @@ class DynDNSServerFactory(server.DNSServerFactory):
             if reply is not None:
                 protocol.writeWire(reply, address)
             return
-        if address is not None:
-            peer = address[0]
-        else:
-            peer = getattr(protocol.transport.getPeer(), "host", None)
+        peer = protocol.peer_host(address)
 
         def send(reply: bytes | None) -> None:
             if reply is not None:

@@ -22,7 +22,7 @@ from zope.interface import implementer
 from dyndns_plugin.registry import Registry
 
 #: Users encoded per reactor turn: a few milliseconds.
-SLICE = 100
+SLICE = 25
 #: Bytes written to the connection at a time.
 WRITE_SIZE = 256 * 1024
 
@@ -94,18 +94,28 @@ def state_document(
     C{"next"}: the id to ask after for the next page, or None at the end),
     each as C{entry(user_id)} (None: left out, gone meanwhile).
     """
+    # Slices are joined (with the separator join_document would put between
+    # them) into groups of about WRITE_SIZE: 40,000 slices of 25 users made
+    # the last turn, which lays out and measures every piece, 14 ms long.
     slices: list[bytes] = []
-    last, left = after, limit
+    group: list[bytes] = []
+    last, left, group_size = after, limit, 0
 
     def work() -> Iterator[None]:
-        nonlocal last, left
+        nonlocal last, left, group_size
         while True:
             want = SLICE if left is None else min(SLICE, left)
             ids = registry.ids_after(last, want)
             if ids:
                 entries = [e for e in map(entry, ids) if e is not None]
                 if entries:
-                    slices.append(encode_slice(entries).encode())
+                    encoded = encode_slice(entries).encode()
+                    group.append(encoded)
+                    group_size += len(encoded)
+                    if group_size >= WRITE_SIZE:
+                        slices.append(b",\n".join(group))
+                        group.clear()
+                        group_size = 0
                 last = ids[-1]
                 if left is not None:
                     left -= len(ids)
@@ -114,6 +124,8 @@ def state_document(
             yield None
 
     def done(_: object) -> list[bytes]:
+        if group:
+            slices.append(b",\n".join(group))
         if limit is None:
             return join_document(slices, {})
         more = left == 0 and bool(registry.ids_after(last, 1))
