@@ -235,6 +235,7 @@ def _private_twisted_uses(package: Path) -> list[str]:
         if path.name == "twisted_private.py":
             continue
         twisted_names: set[str] = set()
+        other_modules: set[str] = set()  # e.g. sys: its private names (sys._current_frames) are not Twisted's
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "twisted":
                 for alias in node.names:
@@ -242,17 +243,17 @@ def _private_twisted_uses(package: Path) -> list[str]:
                     if alias.name.startswith("_"):
                         found.append(f"{path.name}:{node.lineno}: imports {node.module}.{alias.name}")
             elif isinstance(node, ast.Import):
-                twisted_names.update(
-                    (alias.asname or alias.name).split(".")[0]
-                    for alias in node.names
-                    if alias.name.split(".")[0] == "twisted"
-                )
+                for alias in node.names:
+                    bound = (alias.asname or alias.name).split(".")[0]
+                    (twisted_names if alias.name.split(".")[0] == "twisted" else other_modules).add(bound)
         for node in ast.walk(tree):
             if not isinstance(node, ast.Attribute) or not node.attr.startswith("_") or node.attr.startswith("__"):
                 continue
             receiver = node.value
             if isinstance(receiver, ast.Name) and receiver.id in twisted_names:
                 found.append(f"{path.name}:{node.lineno}: {receiver.id}.{node.attr}")
+            elif isinstance(receiver, ast.Name) and receiver.id in other_modules:
+                continue
             elif node.attr not in ours:
                 found.append(f"{path.name}:{node.lineno}: .{node.attr}")
     return found
@@ -271,14 +272,15 @@ class OnlyThroughTheWrapperTests(SynchronousTestCase):
         (package / "server.py").write_text(
             "from twisted.names import dns\n"
             "from twisted.web.http_headers import _NameEncoder\n"
+            "import sys\n"
             "def size(protocol):\n"
-            "    return len(protocol._unprocessed), dns._isSubdomainOf(b'a', b'')\n"
+            "    return len(protocol._unprocessed), dns._isSubdomainOf(b'a', b''), sys._current_frames()\n"
         )
         self.assertEqual(
             _private_twisted_uses(package),
             [
                 "server.py:2: imports twisted.web.http_headers._NameEncoder",
-                "server.py:4: ._unprocessed",
-                "server.py:4: dns._isSubdomainOf",
+                "server.py:5: ._unprocessed",
+                "server.py:5: dns._isSubdomainOf",
             ],
         )
