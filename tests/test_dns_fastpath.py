@@ -22,6 +22,7 @@ from twisted.internet.testing import StringTransport
 from twisted.trial import unittest
 
 import tests.test_dns_server as server_tests
+from bench.fuzz_fastpath import fuzz_inputs, mutate
 from dyndns_plugin.dns.fastpath import AnswerCache, attach_answer_cache, plain_query_key
 from dyndns_plugin.dns.resolver import DynDNSResolver
 from dyndns_plugin.dns.rrl import ResponseRateLimiter
@@ -123,22 +124,6 @@ queries = st.builds(
     cases=st.lists(st.booleans(), max_size=8),
     cd=st.booleans(),
 )
-
-
-def mutate(data: bytes, rnd: random.Random) -> bytes:
-    """A damaged copy of C{data}: bytes changed, cut, inserted or added."""
-    raw = bytearray(data)
-    for _ in range(rnd.randint(1, 4)):
-        kind = rnd.randrange(4)
-        if kind == 0 and raw:
-            raw[rnd.randrange(len(raw))] = rnd.randrange(256)
-        elif kind == 1 and raw:
-            del raw[rnd.randrange(len(raw)) :]
-        elif kind == 2:
-            raw.insert(rnd.randint(0, len(raw)), rnd.randrange(256))
-        else:
-            raw += bytes(rnd.randrange(256) for _ in range(rnd.randint(1, 12)))
-    return bytes(raw)
 
 
 class UDPWrites:
@@ -437,8 +422,6 @@ class FuzzTests(unittest.SynchronousTestCase):
     """A short seeded run of bench/fuzz_fastpath.py: the reader never raises."""
 
     def test_reader_never_raises(self) -> None:
-        from bench.fuzz_fastpath import fuzz_inputs
-
         plain = 0
         for data in fuzz_inputs(random.Random(17), 20_000):
             if plain_query_key(data) is not None:
