@@ -401,6 +401,7 @@ class TransferTestsMixin(TestCaseMixin):
             on_publish=lambda zone: self.published.append((zone.origin, zone.serial)),
         )
         yield defer.ensureDeferred(self.service.start())
+        yield self.publisher.when_ready()  # a large registry's zone is filled after DNS answers
         self.addCleanup(self.service.stopService)
         yield self.add_people(people)
         yield self.publisher.flush()

@@ -12,6 +12,7 @@ from twisted.trial import unittest
 
 from dyndns_plugin.dns.zones import StaticZone
 from dyndns_plugin.model import User
+from dyndns_plugin.replication.journal import ZoneState, serial_newer
 from dyndns_plugin.replication.publisher import ZonePublisher
 from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.store import IZoneJournal
@@ -56,3 +57,83 @@ class PublisherJournalTests(unittest.SynchronousTestCase):
         self.publish_one_change(publisher)
         history = self.successResultOf(self.users.load_zone_history())
         self.assertEqual(history[SUFFIX].serial, publisher.zones[0].serial)
+
+
+class BackgroundFillTests(unittest.SynchronousTestCase):
+    """
+    A large registry is filled into the zones after DNS starts answering,
+    in slices of reactor time (here: one batch of 4 users per turn): the
+    stored serial is served meanwhile, nothing is published or transferred
+    until the fill ends, and changes made during it are published after.
+    """
+
+    def setUp(self) -> None:
+        self.clock = task.Clock()
+        self.clock.advance(1_700_000_000)
+        self.users = MemoryUserStore()
+        first = DynDNSService(self.users, SUFFIX, clock=self.clock, poll_interval=None)
+        publisher = ZonePublisher(first, [make_zone()])
+        self.successResultOf(defer.ensureDeferred(first.start()))
+        for n in range(30):
+            self.successResultOf(first.add_user(User(f"user{n:02}")))
+            self.successResultOf(first.update(f"user{n:02}", [ipaddress.ip_address(f"192.0.2.{n + 1}")]))
+        self.clock.advance(10)
+        self.successResultOf(publisher.flush())
+        self.stored_serial = publisher.zones[0].serial
+        self.service = DynDNSService(self.users, SUFFIX, clock=self.clock, poll_interval=None)
+        self.publisher = ZonePublisher(self.service, [make_zone()])
+        self.publisher.fill_in_background_from = 0
+        self.publisher.fill_slice = 0.0
+        self.publisher.fill_batch = 4
+        self.publisher.fill_pause = 1.0  # a second of the fake clock per reactor turn
+        self.publisher.fill_clock = self.clock
+
+    def run_fill(self) -> int:
+        """Turn the clock until the fill has ended; how many turns it took."""
+        for turns in range(1, 1000):
+            self.clock.advance(1)
+            if self.publisher.ready:
+                return turns
+        self.fail("the fill never ended")
+
+    def test_serves_the_stored_serial_then_publishes_what_changed_meanwhile(self) -> None:
+        self.successResultOf(defer.ensureDeferred(self.service.start()))
+        self.assertTrue(self.service.registry.loaded)  # DNS answers already
+        zone = self.publisher.zones[0]
+        self.assertFalse(self.publisher.ready)
+        self.assertIsNone(self.publisher.zone_for(SUFFIX))  # transfers: SERVFAIL until the fill ends
+        self.assertEqual(zone.serial, self.stored_serial)
+        self.clock.advance(1)
+        # One change to a user the fill has passed, one to a user it has not
+        # reached, a new user and a removed one.
+        self.successResultOf(self.service.update("user00", [ipaddress.ip_address("198.51.100.1")]))
+        self.successResultOf(self.service.update("user29", [ipaddress.ip_address("198.51.100.29")]))
+        self.successResultOf(self.service.add_user(User("zed")))
+        self.successResultOf(self.service.update("zed", [ipaddress.ip_address("198.51.100.99")]))
+        self.successResultOf(self.service.remove_user("user15"))
+        self.assertEqual(zone.serial, self.stored_serial)
+        filled = self.publisher.when_ready()
+        self.assertNoResult(filled)
+        self.assertGreater(self.run_fill(), 5)
+        self.successResultOf(filled)
+        self.successResultOf(self.publisher.flush())
+        # The filled content matched the stored digest except for what the
+        # fill itself saw change: either way the zone ends equal to the
+        # registry, with a serial newer than the stored one.
+        fresh = ZoneState(make_zone(), True, 10)
+        fresh.load(self.service.registry, None)
+        self.assertEqual(zone.dynamic, fresh.dynamic)
+        self.assertEqual(zone.digest, fresh.digest)
+        self.assertTrue(serial_newer(zone.serial, self.stored_serial))
+        history = self.successResultOf(self.users.load_zone_history())[SUFFIX]
+        self.assertEqual((history.serial, history.digest), (zone.serial, zone.digest_text))
+        self.assertEqual(zone.dynamic[f"user29.{SUFFIX}"].addresses, (ipaddress.ip_address("198.51.100.29"),))
+        self.assertNotIn(f"user15.{SUFFIX}", zone.dynamic)
+        self.assertIn(f"zed.{SUFFIX}", zone.dynamic)
+
+    def test_unchanged_content_keeps_the_stored_serial(self) -> None:
+        self.successResultOf(defer.ensureDeferred(self.service.start()))
+        self.run_fill()
+        zone = self.publisher.zones[0]
+        self.assertEqual(zone.serial, self.stored_serial)
+        self.assertIs(self.publisher.zone_for(SUFFIX), zone)

@@ -135,64 +135,101 @@ class ZoneState:
 
     def load(self, registry: Registry, history: ZoneHistory | None) -> bool:
         """
-        Fill the users' part from the registry and choose the serial: the
-        stored one if the content is what it was published with; otherwise
-        the next one after the stored and the file's serial (the journal
-        then starts afresh). True if the serial or digest must be saved.
+        Fill the zone from the registry and choose its serial at once
+        (L{filling} to the end, then L{settle}). True if the serial or
+        digest must be saved.
         """
-        # One pass over the users, then one over the records (1,000,000
-        # users at start-up): what current_answer and all_records give.
+        for _ in self.filling(registry):
+            pass
+        return self.settle(history)
+
+    def filling(self, registry: Registry, batch: int = 500) -> Iterator[None]:
+        """
+        Fill the users' part from the registry and compute the digest,
+        pausing every C{batch} users or names: at 1,000,000 users this takes
+        seconds, which the publisher spreads over reactor turns while DNS
+        answers. Users are read a page of ids at a time, so the registry may
+        change between pauses: every name that changes meanwhile is pending
+        in the publisher, whose first diff compares it with what was filled.
+        Nothing else may read or write L{dynamic} until it ends.
+        """
         self.dynamic = dynamic = {}
         if self.accepts_dynamic:
             answer_for_user, exact_owner, contains = registry.answer_for_user, registry.exact_owner, self.contains
-            suffix = registry.suffix
+            users, suffix = registry.users, registry.suffix
             # Every main name (one label under the suffix) is inside when
             # the suffix is this zone or below it and nothing is delegated:
             # then only the additional names are asked about.
             mains_inside = not self.delegations and (suffix == self.origin or suffix.endswith("." + self.origin))
-            for user_id, user in registry.users.items():
-                own = answer_for_user(user_id)
-                if own is None or not own.addresses:
-                    # Its names publish nothing of its own; a name another
-                    # user holds is found from that user's names.
-                    continue
-                main = f"{user_id}.{suffix}"
-                if mains_inside:
-                    owner = exact_owner(main)
-                    answer = own if owner == user_id else None if owner is None else answer_for_user(owner)
-                    if answer is not None and answer.addresses:
-                        dynamic[main] = answer
-                    if not user.hostnames:
+            page = registry.ids_after(None, batch)
+            while page:
+                for user_id in page:
+                    user = users.get(user_id)
+                    own = None if user is None else answer_for_user(user_id)
+                    if user is None or own is None or not own.addresses:
+                        # Its names publish nothing of its own; a name another
+                        # user holds is found from that user's names.
                         continue
-                    names: Iterable[str] = user.hostnames
-                else:
-                    names = (main, *user.hostnames)
-                for name in names:
-                    if contains(name):
-                        owner = exact_owner(name)
+                    main = f"{user_id}.{suffix}"
+                    if mains_inside:
+                        owner = exact_owner(main)
                         answer = own if owner == user_id else None if owner is None else answer_for_user(owner)
                         if answer is not None and answer.addresses:
-                            dynamic[name] = answer
+                            dynamic[main] = answer
+                        if not user.hostnames:
+                            continue
+                        names: Iterable[str] = user.hostnames
+                    else:
+                        names = (main, *user.hostnames)
+                    for name in names:
+                        if contains(name):
+                            owner = exact_owner(name)
+                            answer = own if owner == user_id else None if owner is None else answer_for_user(owner)
+                            if answer is not None and answer.addresses:
+                                dynamic[name] = answer
+                yield
+                page = registry.ids_after(page[-1], batch)
         digest, static = 0, self.static
         for name, records in static.items():
             if name not in dynamic:
                 for rr in records:
                     digest ^= rr_hash(rr)
         blake2b, from_bytes = hashlib.blake2b, int.from_bytes
-        for name, answer in dynamic.items():
+        for count, (name, answer) in enumerate(dynamic.items(), 1):
             if name in static:
                 for rr in self.records_at(name, answer):
                     digest ^= rr_hash(rr)
-                continue
-            ttl = answer.ttl
-            for address in answer.addresses:  # rr_hash of answer_rrs, inlined
-                key = f"{name}\0{_ADDRESS_TYPES[address.version]}\0{ttl}\0".encode() + address.packed
-                digest ^= from_bytes(blake2b(key, digest_size=8).digest(), "big")
+            else:
+                ttl = answer.ttl
+                for address in answer.addresses:  # rr_hash of answer_rrs, inlined
+                    key = f"{name}\0{_ADDRESS_TYPES[address.version]}\0{ttl}\0".encode() + address.packed
+                    digest ^= from_bytes(blake2b(key, digest_size=8).digest(), "big")
+            if count % batch == 0:
+                yield
         self.digest = digest
+
+    def serve_stored_serial(self, history: ZoneHistory | None) -> None:
+        """
+        The serial to serve until L{settle} has compared the filled content
+        with the stored one: the newest of the stored and the file's, never
+        one older than a secondary may hold.
+        """
+        if history is not None and serial_newer(history.serial, self.file_serial):
+            self.soa.serial = history.serial
+
+    def settle(self, history: ZoneHistory | None) -> bool:
+        """
+        Choose the serial once L{filling} has ended: the stored one if the
+        content is what it was published with; otherwise the next one after
+        the stored and the file's serial (the journal then starts afresh).
+        True if the serial or digest must be saved.
+        """
         if history is None:
+            self.soa.serial = self.file_serial
             return True
         if history.digest == self.digest_text and not serial_newer(self.file_serial, history.serial):
             self.soa.serial = history.serial
+            self.steps.clear()
             self.steps.extend(history.steps)
             return False
         newest = self.file_serial if serial_newer(self.file_serial, history.serial) else history.serial

@@ -12,16 +12,17 @@ never goes back.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+import time
+from typing import Any, Callable, Iterable, Iterator
 
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from dyndns_plugin.dns.zones import StaticZone
 from dyndns_plugin.model import User
 from dyndns_plugin.replication.journal import ZoneState, next_serial
 from dyndns_plugin.service import Change, DynDNSService
-from dyndns_plugin.store import IZoneJournal, JournalStep
+from dyndns_plugin.store import IZoneJournal, JournalStep, ZoneHistory
 
 log = Logger()
 
@@ -30,6 +31,11 @@ log = Logger()
 DEFAULT_DELAY = 0.05
 #: Seconds before a failed store write is tried again.
 RETRY_DELAY = 1.0
+#: From this many users the zones are filled after DNS starts answering
+#: (seconds at 1,000,000 users), below it before.
+FILL_IN_BACKGROUND_FROM = 20_000
+#: Reactor time one slice of that fill may take (s): DNS answers between slices.
+FILL_SLICE = 0.004
 
 
 class ZonePublisher:
@@ -74,16 +80,59 @@ class ZonePublisher:
         self._flushing = False
         self._last_flush = float("-inf")
         self.published = 0  # serials published since start (for tests, status)
+        # The start-up fill (L{_load}); tests make its slices small.
+        self.fill_in_background_from = FILL_IN_BACKGROUND_FROM
+        self.fill_slice = FILL_SLICE
+        self.fill_batch = 500
+        self.fill_pause = 0.0
+        # Its slices share the real reactor with DNS, whatever clock the service keeps.
+        from twisted.internet import reactor
+
+        self.fill_clock: Any = reactor
+        self._waiting_ready: list[defer.Deferred[None]] = []
         service.subscribe(self._changed)
         service.add_startup_step(self._load)
 
     # -- start
 
     async def _load(self) -> None:
-        """Choose each zone's serial before the registry starts serving."""
+        """
+        Choose each zone's serial. A registry of L{FILL_IN_BACKGROUND_FROM}
+        users or more is filled into the zones after this returns, in slices
+        of reactor time, while DNS already answers: until then the zones
+        serve the stored serial, transfers answer SERVFAIL (secondaries try
+        again) and changes wait to be published.
+        """
         history = await self.journal.load_zone_history()
+        registry = self.service.registry
+        fills = [zone.filling(registry, self.fill_batch) for zone in self.zones]
+        if len(registry.users) < self.fill_in_background_from:
+            for fill in fills:
+                for _ in fill:
+                    pass
+            await self._settle(history)
+            return
         for zone in self.zones:
-            if zone.load(self.service.registry, history.get(zone.origin)):
+            zone.serve_stored_serial(history.get(zone.origin))
+        defer.ensureDeferred(self._fill_in_slices(fills, history)).addErrback(
+            lambda f: log.failure("could not load the zones", f)
+        )
+
+    async def _fill_in_slices(self, fills: list[Iterator[None]], history: dict[str, ZoneHistory]) -> None:
+        for fill in fills:
+            while True:
+                ends = time.perf_counter() + self.fill_slice
+                for _ in fill:
+                    if time.perf_counter() >= ends:
+                        break
+                else:
+                    break
+                await task.deferLater(self.fill_clock, self.fill_pause, lambda: None)
+        await self._settle(history)
+
+    async def _settle(self, history: dict[str, ZoneHistory]) -> None:
+        for zone in self.zones:
+            if zone.settle(history.get(zone.origin)):
                 await self.journal.save_zone_version(
                     zone.origin, zone.serial, zone.digest_text, None, self.journal_size
                 )
@@ -95,11 +144,22 @@ class ZonePublisher:
                 steps=len(zone.steps),
             )
         self.ready = True
+        for waiting in self._waiting_ready:
+            waiting.callback(None)
+        self._waiting_ready.clear()
         # Secondaries learn of the serial at once (a restart may have
         # changed it), as BIND notifies when it loads a zone.
         for zone in self.zones:
             self._published(zone)
         self._schedule()
+
+    def when_ready(self) -> defer.Deferred[None]:
+        """Fires once the zones are filled and their serials chosen (at once if they are)."""
+        if self.ready:
+            return defer.succeed(None)
+        waiting: defer.Deferred[None] = defer.Deferred()
+        self._waiting_ready.append(waiting)
+        return waiting
 
     def _published(self, zone: ZoneState) -> None:
         if self.on_publish is not None:
