@@ -123,7 +123,7 @@ class GnuDIPLoad(Load):
 def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -> dict[str, Any]:
     store, built = build_store(tmp, users(args.users, md5=True))
     tables = {"gnudip": {"max_connections_per_source": 2 * args.concurrency}}
-    server = Server(procs, tmp, store, gnudip=True, log_updates=args.log_updates, tables=tables)
+    server = Server(procs, tmp, store, gnudip=True, tables=tables)
     server.start(deadline, *initial_answer(args.users))
     loads = [User(i, md5_verifier(password_of(f"user{i}")).encode()) for i in range(1, args.users + 1)]
     gen = GnuDIPLoad(server.gnudip_port, loads, args.concurrency, args.exchange_timeout)
@@ -169,7 +169,6 @@ OPTIONS: record.Options = {
     "--warmup": (2.0, "seconds of warm-up (0: none)"),
     "--settle": (0.5, "seconds not counted per round"),
     "--exchange-timeout": (10.0, "seconds per exchange"),
-    "--log-updates": (False, "service.log_updates = true"),
     "--wait-quiet": (0.0, "before each round wait up to S seconds for an idle machine", "S"),
     "--py-spy": (None, "profile round 1 into FILE", "FILE"),
 }

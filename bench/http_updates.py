@@ -100,7 +100,7 @@ def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -
         for i in range(1, args.users + 1):
             auth = basic_auth(f"user{i}").split()[1]
             f.write(f"user{i}\tuser{i}.{SUFFIX}\t{auth}\t{addresses_of(i)[0]}\t{addresses_of(i)[1]}\n")
-    server = Server(procs, tmp, store, http=True, log_updates=args.update_log)
+    server = Server(procs, tmp, store, http=True)
     server.start(deadline)
     out: dict[str, Any] = {"store": built}
     wait_quiet(args.wait_quiet)
@@ -151,7 +151,6 @@ OPTIONS: record.Options = {
     "-t --threads": (2, "wrk -t"),
     "-c --connections": (32, "wrk -c"),
     "-d --duration": (10, "seconds per wrk run"),
-    "--update-log": (False, "service.log_updates = true"),
     "--hash-cost": (15, "scrypt cost", "LOG2_N"),
     "--wait-quiet": (0.0, "before each wrk run wait up to S seconds for an idle machine", "S"),
     "--py-spy": (None, "profile the update run into FILE", "FILE"),

@@ -99,7 +99,7 @@ class UpdateClient(Load):
 
 def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -> dict[str, Any]:
     store, _built = build_store(tmp, users(args.users, tsig=True))
-    ours = Server(procs, tmp, store, "ours", log_updates=args.log_updates)
+    ours = Server(procs, tmp, store, "ours")
     ours.start(deadline, *initial_answer(args.users))
     os.makedirs(os.path.join(tmp, "bind"))  # named writes its journal beside the zone
     zone = zone_file(os.path.join(tmp, "bind", "zone.db"), args.users)
@@ -163,7 +163,6 @@ OPTIONS: record.Options = {
     "--settle": (0.5, "seconds not counted per slot"),
     "--retry": (2.0, "seconds before a resend"),
     "--verify-every": (20, "verify every Nth answer's TSIG"),
-    "--log-updates": (False, "our service.log_updates = true"),
     "--named-threads": (os.cpu_count() or 2, "named -n"),
     "--wait-quiet": (0.0, "before each slot wait up to S seconds for an idle machine", "S"),
     "--py-spy": (None, "profile ours in round 1 into FILE", "FILE"),

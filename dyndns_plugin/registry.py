@@ -4,15 +4,17 @@ The in-memory view the DNS path reads: name -> answer, address -> users.
 Only L{DynDNSService} writes it, and only after the store has the change;
 everyone else gets read-only views (L{Registry.users}, L{Registry.states});
 the resolver reads it without locks, threads or I/O. Every write replaces
-whole immutable L{Answer} values, so a reader sees either the old or the new
-answer, never half of one.
+whole immutable L{User} and L{HostState} values, so a reader sees either the
+old or the new answer, never half of one. Answers are made from them when
+asked for (the fast path keeps the finished bytes of the common ones), not
+kept per user: at 1,000,000 users that is a second of start-up and ~150 MB.
 """
 
 from __future__ import annotations
 
 import bisect
 from types import MappingProxyType
-from typing import Iterator, Mapping
+from typing import Iterator, Mapping, Union
 
 import attrs
 
@@ -34,17 +36,16 @@ class Answer:
         return tuple(a for a in self.addresses if a.version == version)
 
 
-_ANSWER_SETTERS = tuple(Answer.__dict__[a.name].__set__ for a in attrs.fields(Answer))
+#: What a published answer is made of (L{Registry.answer_source}): the
+#: user's state when online, the user when offline with an offline IP.
+AnswerSource = Union[HostState, User]
 
 
-def _answer(user_id: str, addresses: tuple[IPAddress, ...], ttl: int) -> Answer:
-    """C{Answer(user_id, addresses, ttl)} at a third of the cost: the loader's values need no checks."""
-    answer = object.__new__(Answer)
-    set_user, set_addresses, set_ttl = _ANSWER_SETTERS
-    set_user(answer, user_id)
-    set_addresses(answer, addresses)
-    set_ttl(answer, ttl)
-    return answer
+def answer_from(source: AnswerSource, default_ttl: int) -> Answer:
+    """The answer L{Registry.answer_source} stands for."""
+    if isinstance(source, User):
+        return Answer(source.id, source.offline_addresses(), default_ttl)
+    return Answer(source.user_id, source.addresses(), default_ttl if source.ttl is None else source.ttl)
 
 
 #: Ids added since the last ordered read that are put in place one by one;
@@ -82,7 +83,6 @@ class Registry:
         # Views, not copies: readers see every write at once and cannot make one.
         self.users: Mapping[str, User] = MappingProxyType(self._users)
         self.states: Mapping[str, HostState] = MappingProxyType(self._states)
-        self._answers: dict[str, Answer] = {}
         self._names: dict[str, str] = {}
         self._wildcards: dict[str, str] = {}
         # One user id per address, a set only where several share one: a set
@@ -132,7 +132,7 @@ class Registry:
         user_id = self._names.get(name)
         if user_id is None:
             head, _, parent = name.partition(".")
-            if parent == self.suffix and head in self._answers:
+            if parent == self.suffix and head in self._users:
                 user_id = head
         if user_id is None:
             parent = name
@@ -141,9 +141,7 @@ class Registry:
                 user_id = self._wildcards.get(parent)
                 if user_id is not None:
                     break
-        if user_id is None or user_id not in self._answers:
-            return None
-        return user_id
+        return user_id if user_id is not None and self._is_active(user_id) else None
 
     def exact_owner(self, name: str) -> str | None:
         """
@@ -160,15 +158,23 @@ class Registry:
                 head, _, parent = name.partition(".")
                 if parent == self.suffix:
                     user_id = head
-        return user_id if user_id is not None and user_id in self._answers else None
+        return user_id if user_id is not None and self._is_active(user_id) else None
+
+    def _is_active(self, user_id: str) -> bool:
+        user = self._users.get(user_id)
+        return user is not None and not user.disabled
 
     def answer(self, name: str) -> Answer | None:
         """The answer for C{name}, or None if no active user has it."""
         user_id = self.owner_of(name)
-        return None if user_id is None else self._answers[user_id]
+        return None if user_id is None else self.answer_for_user(user_id)
 
     def answer_for_user(self, user_id: str) -> Answer | None:
-        return self._answers.get(user_id)
+        """What an active user's names resolve to now (None if disabled or unknown)."""
+        user = self._users.get(user_id)
+        if user is None or user.disabled:
+            return None
+        return self._compute(user, self._states.get(user_id))
 
     def users_at(self, address: IPAddress) -> frozenset[str]:
         """Active, online users whose names point at C{address} now."""
@@ -176,6 +182,23 @@ class Registry:
         if holders is None:
             return frozenset()
         return frozenset((holders,) if isinstance(holders, str) else holders)
+
+    def answer_source(self, user_id: str) -> AnswerSource | None:
+        """
+        The immutable value an active user's answer is made of, if it has
+        addresses: its state when online, the user itself when offline with
+        an offline IP. A zone keeps these (L{answer_from} gives the answer),
+        not answers of its own: they are in memory already.
+        """
+        user = self._users.get(user_id)
+        if user is None or user.disabled:
+            return None
+        state = self._states.get(user_id)
+        if state is None:
+            return None
+        if state.offline:
+            return user if user.offline_ipv4 is not None or user.offline_ipv6 is not None else None
+        return state if state.ipv4 is not None or state.ipv6 is not None else None
 
     def updatable_names(self, user_id: str) -> set[str]:
         """
@@ -208,55 +231,49 @@ class Registry:
         start-up). States of unknown users are left out.
         """
         assert not self._users, "load() fills an empty registry"
-        all_users, all_states, answers = self._users, self._states, self._answers
+        all_users, all_states = self._users, self._states
         all_users.update(users)
         all_states.update(states)
         for user_id in [u for u in all_states if u not in all_users]:
             del all_states[user_id]
         names, wildcards, by_address = self._names, self._wildcards, self._by_address
-        default_ttl = self.default_ttl
-        disabled = offline = online_count = 0
+        disabled = offline = online = 0
         for user in users.values():
-            user_id = user.id
-            state = all_states.get(user_id)
             if user.disabled:
                 disabled += 1
                 continue
-            online = False
-            if state is None:
-                addresses: tuple[IPAddress, ...] = ()
-                ttl = default_ttl
-            elif state.offline:
-                addresses, ttl = user.offline_addresses(), default_ttl
-                offline += 1
-            else:
-                ipv4, ipv6 = state.ipv4, state.ipv6
-                if ipv6 is None:
-                    addresses = () if ipv4 is None else (ipv4,)
-                else:
-                    addresses = (ipv6,) if ipv4 is None else (ipv4, ipv6)
-                ttl = default_ttl if state.ttl is None else state.ttl
-                online = bool(addresses)
-                online_count += online
-            answers[user_id] = _answer(user_id, addresses, ttl)
+            user_id = user.id
             for name in user.hostnames:
                 if name.startswith("*."):
                     wildcards[name[2:]] = user_id
                 else:
                     names[name] = user_id
-            if online:
-                for address in addresses:
-                    holders = by_address.setdefault(address, user_id)  # one hash: IPv4Address hashes in Python
-                    if holders is user_id:
-                        continue
+            state = all_states.get(user_id)
+            if state is None:
+                continue
+            if state.offline:
+                offline += 1
+                continue
+            ipv4, ipv6 = state.ipv4, state.ipv6
+            if ipv4 is not None:
+                online += 1
+                holders = by_address.setdefault(ipv4, user_id)  # one hash: IPv4Address hashes in Python
+                if holders is not user_id:
                     if isinstance(holders, str):
-                        if holders != user_id:
-                            by_address[address] = {holders, user_id}
+                        by_address[ipv4] = {holders, user_id}
                     else:
                         holders.add(user_id)
-        never = len(all_users) - disabled - offline - online_count
+            if ipv6 is not None:
+                online += ipv4 is None
+                holders = by_address.setdefault(ipv6, user_id)
+                if holders is not user_id:
+                    if isinstance(holders, str):
+                        by_address[ipv6] = {holders, user_id}
+                    else:
+                        holders.add(user_id)
+        never = len(all_users) - disabled - offline - online
         self._sorted_ids = sorted(all_users)  # before serving: ~0.5 s at 1,000,000 users in random order
-        self._counts = {"online": online_count, "offline": offline, "never": never, "disabled": disabled}
+        self._counts = {"online": online, "offline": offline, "never": never, "disabled": disabled}
 
     def _ids_in_order(self) -> list[str]:
         """Every user id in order, the ones added since the last call merged in."""
@@ -306,17 +323,12 @@ class Registry:
     def _compute(self, user: User, state: HostState | None) -> Answer:
         if state is None:
             return Answer(user.id, (), self.default_ttl)
-        if state.offline:
-            return Answer(user.id, user.offline_addresses(), self.default_ttl)
-        ttl = self.default_ttl if state.ttl is None else state.ttl
-        return Answer(user.id, state.addresses(), ttl)
+        return answer_from(user if state.offline else state, self.default_ttl)
 
     def _index(self, user_id: str) -> None:
         user = self._users.get(user_id)
         if user is None or user.disabled:
             return
-        answer = self._compute(user, self._states.get(user_id))
-        self._answers[user_id] = answer
         for name in user.hostnames:
             if name.startswith("*."):
                 self._wildcards[name[2:]] = user_id
@@ -324,7 +336,7 @@ class Registry:
                 self._names[name] = user_id
         state = self._states.get(user_id)
         if state is not None and not state.offline:
-            for address in answer.addresses:
+            for address in state.addresses():
                 holders = self._by_address.get(address)
                 if holders is None:
                     self._by_address[address] = user_id
@@ -335,18 +347,20 @@ class Registry:
                     holders.add(user_id)
 
     def _unindex(self, user_id: str) -> None:
-        answer = self._answers.pop(user_id, None)
-        if answer is None:
+        """Undo L{_index} for the user and state held now (before they are replaced)."""
+        user = self._users.get(user_id)
+        if user is None or user.disabled:
             return
-        for address in answer.addresses:
-            holders = self._by_address.get(address)
-            if holders == user_id:
-                del self._by_address[address]
-            elif isinstance(holders, set):
-                holders.discard(user_id)
-                if len(holders) == 1:
-                    self._by_address[address] = holders.pop()
-        user = self._users[user_id]
+        state = self._states.get(user_id)
+        if state is not None and not state.offline:
+            for address in state.addresses():
+                holders = self._by_address.get(address)
+                if holders == user_id:
+                    del self._by_address[address]
+                elif isinstance(holders, set):
+                    holders.discard(user_id)
+                    if len(holders) == 1:
+                        self._by_address[address] = holders.pop()
         for name in user.hostnames:
             index = self._wildcards if name.startswith("*.") else self._names
             key = name[2:] if name.startswith("*.") else name

@@ -118,7 +118,6 @@ class Server:
         gnudip: bool = False,
         limits: dict[str, Any] | None = None,
         tables: dict[str, dict[str, Any]] | None = None,
-        log_updates: bool = False,
     ) -> None:
         self.procs, self.name, self.http, self.gnudip = procs, name, http, gnudip
         self.dns_port, self.http_port, self.gnudip_port = free_ports(3)
@@ -127,7 +126,7 @@ class Server:
         self.starts = self.pid = 0
         service = dict(suffix=SUFFIX, default_ttl=TTL, min_ttl=10, max_ttl=86400, poll_interval=0.5)
         config: dict[str, dict[str, Any]] = {
-            "service": {**service, "log_updates": log_updates},
+            "service": service,
             "store": {"backend": "sqlite", "path": store},
             "dns": dict(
                 listen=[f"{HOST}:{self.dns_port}"], nameservers=[f"ns1.{SUFFIX}"], hostmaster=f"hostmaster.{SUFFIX}"
@@ -179,7 +178,10 @@ class Server:
                 return False
             return dns_ready(self.dns_port, name, expect)
 
-        return wait_for(ready, deadline, f"{self.name} ready", self.proc, self.log)
+        taken = wait_for(ready, deadline, f"{self.name} ready", self.proc, self.log)
+        # From 20,000 users the zones are filled after DNS answers: memory is read after that.
+        wait_for(lambda: "users' names" in open(self.log).read(), deadline, "zones filled", self.proc, self.log)
+        return taken
 
     def kill(self) -> None:
         """SIGKILL, no clean-up of any kind."""

@@ -4,9 +4,9 @@ serial, and the journal of changes that led there (for IXFR).
 
 A zone is the operator's static records (the suffix zone's apex from the
 config, or a host zone file) plus the users' names inside it. The users'
-part is kept as the registry's own immutable L{Answer} objects per name, so
-the published copy costs a dict entry per name, not a second copy of every
-address. Only L{ZonePublisher} changes it, and only after the new serial and
+part is kept as the registry's own immutable values each name's answer is
+made of (L{AnswerSource}), so the published copy costs a dict entry per
+name (L{PublishedNames}), not a second copy of every address. Only L{ZonePublisher} changes it, and only after the new serial and
 its journal step are durable; AXFR and IXFR read it, so what a secondary
 gets always matches the serial it is told.
 """
@@ -17,12 +17,13 @@ import hashlib
 import io
 import struct
 from collections import deque
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Mapping
 
 from twisted.names import dns as tdns
 
 from dyndns_plugin.dns.zones import StaticZone
-from dyndns_plugin.registry import Answer, Registry
+from dyndns_plugin.registry import Answer, AnswerSource, Registry, answer_from
+from dyndns_plugin.replication.names import PublishedNames
 from dyndns_plugin.store import RR, JournalStep, ZoneHistory
 
 TYPE_A, TYPE_NS, TYPE_SOA, TYPE_AAAA = 1, 2, 6, 28
@@ -87,7 +88,8 @@ class ZoneState:
                     self.delegations.add(name)
                 ttl = record.ttl if record.ttl is not None else self.soa.minimum
                 self.static.setdefault(name, []).append((name, rdtype, int(ttl), _rdata(record)))
-        self.dynamic: dict[str, Answer] = {}
+        self.dynamic = PublishedNames(zone.origin)
+        self.default_ttl = 0  # the registry's, from the fill on
         self.digest = 0
         self.steps: deque[JournalStep] = deque(maxlen=keep) if keep > 0 else deque(maxlen=0)
 
@@ -123,13 +125,21 @@ class ZoneState:
         types = {rr[1] for rr in dynamic}
         return [rr for rr in self.static.get(name, ()) if rr[1] not in types] + dynamic
 
-    def current_answer(self, registry: Registry, name: str) -> Answer | None:
-        """The answer the zone publishes at C{name}: its holder's, not a covering wildcard's."""
+    def current_source(self, registry: Registry, name: str) -> AnswerSource | None:
+        """What the zone should publish at C{name} now: its holder's answer, not a covering wildcard's."""
         if not self.contains(name):
             return None
         owner = registry.exact_owner(name)
-        answer = None if owner is None else registry.answer_for_user(owner)
-        return answer if answer is not None and answer.addresses else None
+        return None if owner is None else registry.answer_source(owner)
+
+    def current_answer(self, registry: Registry, name: str) -> Answer | None:
+        source = self.current_source(registry, name)
+        return None if source is None else answer_from(source, registry.default_ttl)
+
+    def answer_at(self, name: str, dynamic: Mapping[str, AnswerSource] | None = None) -> Answer | None:
+        """The users' answer published at C{name} (in C{dynamic}, a snapshot, if given)."""
+        source = (self.dynamic if dynamic is None else dynamic).get(name)
+        return None if source is None else answer_from(source, self.default_ttl)
 
     # -- loading
 
@@ -153,9 +163,10 @@ class ZoneState:
         in the publisher, whose first diff compares it with what was filled.
         Nothing else may read or write L{dynamic} until it ends.
         """
-        self.dynamic = dynamic = {}
+        self.dynamic = dynamic = PublishedNames(registry.suffix)
+        self.default_ttl = default_ttl = registry.default_ttl
         if self.accepts_dynamic:
-            answer_for_user, exact_owner, contains = registry.answer_for_user, registry.exact_owner, self.contains
+            source_of, exact_owner, contains = registry.answer_source, registry.exact_owner, self.contains
             users, suffix = registry.users, registry.suffix
             # Every main name (one label under the suffix) is inside when
             # the suffix is this zone or below it and nothing is delegated:
@@ -163,30 +174,33 @@ class ZoneState:
             mains_inside = not self.delegations and (suffix == self.origin or suffix.endswith("." + self.origin))
             page = registry.ids_after(None, batch)
             while page:
+                mains: list[tuple[str, AnswerSource]] = []
+                found: list[tuple[str, AnswerSource]] = []
                 for user_id in page:
                     user = users.get(user_id)
-                    own = None if user is None else answer_for_user(user_id)
-                    if user is None or own is None or not own.addresses:
+                    own = None if user is None else source_of(user_id)
+                    if user is None or own is None:
                         # Its names publish nothing of its own; a name another
                         # user holds is found from that user's names.
                         continue
-                    main = f"{user_id}.{suffix}"
                     if mains_inside:
-                        owner = exact_owner(main)
-                        answer = own if owner == user_id else None if owner is None else answer_for_user(owner)
-                        if answer is not None and answer.addresses:
-                            dynamic[main] = answer
+                        owner = exact_owner(f"{user_id}.{suffix}")
+                        source = own if owner == user_id else None if owner is None else source_of(owner)
+                        if source is not None:
+                            mains.append((user_id, source))
                         if not user.hostnames:
                             continue
                         names: Iterable[str] = user.hostnames
                     else:
-                        names = (main, *user.hostnames)
+                        names = (f"{user_id}.{suffix}", *user.hostnames)
                     for name in names:
                         if contains(name):
                             owner = exact_owner(name)
-                            answer = own if owner == user_id else None if owner is None else answer_for_user(owner)
-                            if answer is not None and answer.addresses:
-                                dynamic[name] = answer
+                            source = own if owner == user_id else None if owner is None else source_of(owner)
+                            if source is not None:
+                                found.append((name, source))
+                dynamic.add_all(mains, mains=True)
+                dynamic.add_all(found)
                 yield
                 page = registry.ids_after(page[-1], batch)
         digest, static = 0, self.static
@@ -195,7 +209,8 @@ class ZoneState:
                 for rr in records:
                     digest ^= rr_hash(rr)
         blake2b, from_bytes = hashlib.blake2b, int.from_bytes
-        for count, (name, answer) in enumerate(dynamic.items(), 1):
+        for count, (name, source) in enumerate(dynamic.items(), 1):
+            answer = answer_from(source, default_ttl)
             if name in static:
                 for rr in self.records_at(name, answer):
                     digest ^= rr_hash(rr)
@@ -242,30 +257,51 @@ class ZoneState:
 
     # -- changes
 
-    def diff(self, names: Iterable[str], registry: Registry) -> tuple[list[RR], list[RR], dict[str, Answer | None]]:
-        """What publishing the registry's answers for C{names} would change."""
+    def diff(
+        self, names: Iterable[str], registry: Registry
+    ) -> tuple[list[RR], list[RR], dict[str, AnswerSource | None]]:
+        """
+        What publishing the registry's answers for C{names} would change:
+        the records deleted and added, and the new source of every name
+        whose source is new (also where its records stay the same: a newer
+        state with the same addresses).
+        """
         deleted: list[RR] = []
         added: list[RR] = []
-        answers: dict[str, Answer | None] = {}
+        sources: dict[str, AnswerSource | None] = {}
+        default_ttl = registry.default_ttl
         for name in names:
             old = self.dynamic.get(name)
-            new = self.current_answer(registry, name)
-            if old == new:
+            new = self.current_source(registry, name)
+            if old is new:
                 continue
-            answers[name] = new
-            before = self.records_at(name, old)
-            after = self.records_at(name, new)
+            sources[name] = new
+            old_answer = None if old is None else answer_from(old, default_ttl)
+            new_answer = None if new is None else answer_from(new, default_ttl)
+            if (
+                old_answer is not None
+                and new_answer is not None
+                and old_answer.addresses == new_answer.addresses
+                and old_answer.ttl == new_answer.ttl
+            ):
+                continue
+            before = self.records_at(name, old_answer)
+            after = self.records_at(name, new_answer)
             deleted.extend(rr for rr in before if rr not in after)
             added.extend(rr for rr in after if rr not in before)
-        return deleted, added, answers
+        return deleted, added, sources
 
-    def apply(self, step: JournalStep, answers: dict[str, Answer | None]) -> None:
-        """Publish a step whose serial and journal entry are durable."""
-        for name, answer in answers.items():
-            if answer is None:
+    def adopt(self, sources: dict[str, AnswerSource | None]) -> None:
+        """Keep newer sources of the same records (L{diff} found no record changed): no new serial."""
+        for name, source in sources.items():
+            if source is None:
                 self.dynamic.pop(name, None)
             else:
-                self.dynamic[name] = answer
+                self.dynamic[name] = source
+
+    def apply(self, step: JournalStep, sources: dict[str, AnswerSource | None]) -> None:
+        """Publish a step whose serial and journal entry are durable."""
+        self.adopt(sources)
         for rr in step.deleted:
             self.digest ^= rr_hash(rr)
         for rr in step.added:
@@ -284,17 +320,17 @@ class ZoneState:
 
     # -- reading for transfers
 
-    def all_records(self, dynamic: dict[str, Answer] | None = None) -> Iterator[RR]:
-        """Every record but the SOA: the apex first, then the other names."""
+    def all_records(self, dynamic: Mapping[str, AnswerSource] | None = None) -> Iterator[RR]:
+        """Every record but the SOA: the apex first, then the other names (of C{dynamic}, a snapshot, if given)."""
         dynamic = self.dynamic if dynamic is None else dynamic
-        apex = self.origin
-        yield from self.records_at(apex, dynamic.get(apex))
+        apex, default_ttl = self.origin, self.default_ttl
+        yield from self.records_at(apex, self.answer_at(apex, dynamic))
         for name, records in self.static.items():
             if name != apex and name not in dynamic:
                 yield from records
-        for name, answer in dynamic.items():
+        for name, source in dynamic.items():
             if name != apex:
-                yield from self.records_at(name, answer)
+                yield from self.records_at(name, answer_from(source, default_ttl))
 
     def steps_since(self, serial: int) -> list[JournalStep] | None:
         """

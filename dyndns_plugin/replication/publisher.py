@@ -207,7 +207,8 @@ class ZonePublisher:
             if not zone.accepts_dynamic:
                 continue
             deleted, added, answers = zone.diff(names, registry)
-            if not answers:
+            if not deleted and not added:
+                zone.adopt(answers)  # newer values of the same records: no new serial
                 continue
             step = JournalStep(zone.serial, next_serial(zone.serial), tuple(deleted), tuple(added))
             plans.append((zone, step, answers, zone.digest_after(deleted, added)))

@@ -260,7 +260,7 @@ class TransferHandler:
     def _axfr(self, query: Query, zone: ZoneState, size: int) -> Iterator[bytes]:
         # The snapshot is taken now, before the first message is asked for.
         soa = zone.soa_rr()
-        dynamic = dict(zone.dynamic)
+        dynamic = zone.dynamic.snapshot()
         log.info(
             "AXFR of {zone} serial {serial}: {count} users' names",
             zone=zone.origin,

@@ -179,6 +179,11 @@ class DynDNSService(Service):
             self.registry.load(snapshot.users, snapshot.states)
             count, self._generation = len(snapshot.users), snapshot.generation
             del snapshot  # its maps: ~100 MB at 1,000,000 users
+            if count >= FREEZE_AT:
+                # Before collecting again: the first young collection would
+                # otherwise walk every object made while it was off (0.7 s
+                # of start-up at 1,000,000 users).
+                gc.freeze()
         finally:
             if collecting:
                 gc.enable()
