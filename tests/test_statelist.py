@@ -110,9 +110,12 @@ class DocumentTests(SynchronousTestCase):
         self.assertEqual(len(result[0]), 3)
 
     def test_pages(self) -> None:
-        self.assertEqual(self.build(None, 3)[0], {"users": [{"id": f"user{k}"} for k in range(3)], "next": "user2"})
+        counts = self.registry.counts_by_state()
+        self.assertEqual(sum(counts.values()), 7)
+        first = {"users": [{"id": f"user{k}"} for k in range(3)], "next": "user2", "counts": counts}
+        self.assertEqual(self.build(None, 3)[0], first)
         self.assertEqual(self.build("user2", 3)[0]["next"], "user5")
-        self.assertEqual(self.build("user5", 3)[0], {"users": [{"id": "user6"}], "next": None})
+        self.assertEqual(self.build("user5", 3)[0], {"users": [{"id": "user6"}], "next": None, "counts": counts})
         self.assertEqual(self.build("user3", 3)[0]["next"], None)  # exactly the rest: no next
 
     def test_removed_meanwhile(self) -> None:

@@ -755,18 +755,26 @@ class StateTests(AdminTestCase):
     def test_state_pages(self):
         """limit and after page through the users in id order; next leads on and is null at the end."""
         ids = [entry["id"] for entry in STATE["users"]]
+        counts = {"online": 0, "offline": 0, "never": 0, "disabled": 0}
+        for entry in STATE["users"]:
+            counts[entry["state"]] += 1
         first = self.json((yield self.call("GET", "/api/state?limit=2")))
-        self.assertEqual(first, {"users": STATE["users"][:2], "next": ids[1]})
+        self.assertEqual(first, {"users": STATE["users"][:2], "next": ids[1], "counts": counts})
         second = self.json((yield self.call("GET", f"/api/state?limit=2&after={first['next']}")))
-        self.assertEqual(second, {"users": STATE["users"][2:4], "next": ids[3]})
+        self.assertEqual(second, {"users": STATE["users"][2:4], "next": ids[3], "counts": counts})
         last = self.json((yield self.call("GET", f"/api/state?limit=2&after={second['next']}")))
-        self.assertEqual(last, {"users": STATE["users"][4:], "next": None})
+        self.assertEqual(last, {"users": STATE["users"][4:], "next": None, "counts": counts})
         exact = self.json((yield self.call("GET", f"/api/state?limit=1&after={ids[3]}")))
-        self.assertEqual(exact, {"users": STATE["users"][4:], "next": None})  # nothing after: no next
+        self.assertEqual(exact, {"users": STATE["users"][4:], "next": None, "counts": counts})  # nothing after: no next
         between = self.json((yield self.call("GET", "/api/state?limit=10&after=b")))  # not an id
-        self.assertEqual(between, {"users": [e for e in STATE["users"] if e["id"] > "b"], "next": None})
+        self.assertEqual(
+            between, {"users": [e for e in STATE["users"] if e["id"] > "b"], "next": None, "counts": counts}
+        )
         whole = self.json((yield self.call("GET", "/api/state?limit=10000")))
-        self.assertEqual(whole, {**STATE, "next": None})
+        self.assertEqual(whole, {**STATE, "next": None, "counts": counts})
+        # The bytes are json.dumps(..., indent=1) of that, as for the whole document.
+        response = yield self.call("GET", "/api/state?limit=10000")
+        self.assertEqual(response.body, json.dumps(whole, indent=1).encode() + b"\n")
 
     @defer.inlineCallbacks
     def test_state_page_follows_changes(self):

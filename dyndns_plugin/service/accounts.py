@@ -16,6 +16,7 @@ from twisted.logger import Logger
 from dyndns_plugin.model import HostState, User, ValidationError
 from dyndns_plugin.service.changes import ChangeFeed
 from dyndns_plugin.service.ordering import UserOrder
+from dyndns_plugin.service.slices import each_in_slices
 from dyndns_plugin.store import IUserStore, NoSuchUser
 
 log = Logger()
@@ -115,10 +116,9 @@ class AccountWrites:
         users, states = list(users), list(states)
 
         async def action() -> None:
-            for user in users:
-                self.policy.check(user)
+            await each_in_slices(users, self.policy.check)
             await self.store.import_users(users, states)
-            self._apply(users, states, ())
+            await self._apply(users, states, [])
 
         touched = [u.id for u in users] + [s.user_id for s in states]
         return self.order.run_all(touched, action)
@@ -135,19 +135,16 @@ class AccountWrites:
         gone_now = sorted(set(self.registry.users) - keep)
 
         async def action() -> None:
-            for user in users:
-                self.policy.check(user)
+            await each_in_slices(users, self.policy.check)
             gone = [u for u in gone_now if self.registry.has_user(u)]
             await self.store.import_users(users, states, remove=gone)
-            self._apply(users, states, gone)
+            await self._apply(users, states, gone)
 
         touched = [u.id for u in users] + [s.user_id for s in states] + gone_now
         return self.order.run_all(touched, action)
 
-    def _apply(self, users: list[User], states: list[HostState], gone: Iterable[str]) -> None:
-        for user_id in gone:
-            self.feed.removal(user_id, "admin")
-        for user in users:
-            self.feed.user(user, "admin")
-        for state in states:
-            self.feed.state(state, "admin")
+    async def _apply(self, users: list[User], states: list[HostState], gone: list[str]) -> None:
+        """The committed import in memory: in slices of reactor time for a large one (it may be 1,000,000 users)."""
+        await each_in_slices(gone, lambda user_id: self.feed.removal(user_id, "admin"))
+        await each_in_slices(users, lambda user: self.feed.user(user, "admin"))
+        await each_in_slices(states, lambda state: self.feed.state(state, "admin"))

@@ -31,6 +31,7 @@ from dyndns_plugin.service.accounts import AccountWrites, NamePolicy
 from dyndns_plugin.service.changes import Change, ChangeFeed, Observer
 from dyndns_plugin.service.ordering import UserOrder
 from dyndns_plugin.service.queries import users_at
+from dyndns_plugin.service.slices import each_in_slices
 from dyndns_plugin.service.writes import ClientWrites, TTLBounds
 from dyndns_plugin.store import Changes, IUserStore, Snapshot, StoreError
 
@@ -237,35 +238,49 @@ class DynDNSService(Service):
             return True
         self._polling = True
         try:
-            changes: Changes = await self.store.changes_since(self._generation)
-        except Exception:
-            log.failure("could not read changes from the store")
-            self._call(self.on_store_error, "poll", "store error hook {hook!r} failed")
-            return False
+            try:
+                changes: Changes = await self.store.changes_since(self._generation)
+            except Exception:
+                log.failure("could not read changes from the store")
+                self._call(self.on_store_error, "poll", "store error hook {hook!r} failed")
+                return False
+            await self._apply_changes(changes)
+            self._generation = max(self._generation, changes.generation)
+            return True
         finally:
+            # Until the changes are applied (in slices, for many): a sync()
+            # waiting for this poll then sees them all.
             self._polling = False
             waiting, self._poll_waiters = self._poll_waiters, []
             for d in waiting:
                 self.clock.callLater(0, d.callback, None)  # type: ignore[attr-defined]
+
+    async def _apply_changes(self, changes: Changes) -> None:
         registry = self.registry
         audit = self.audit
-        for user_id in changes.removed:
+
+        def removed(user_id: str) -> None:
             # removed, or replaced wholesale by a restore (see Changes)
             if (user_id not in changes.users or user_id not in changes.states) and registry.has_user(user_id):
                 self.feed.removal(user_id, "store")
                 audit.admin(None, "user-remove", None, "ok", user_id, method="store")
-        for user in changes.users.values():
+
+        def user_changed(user: User) -> None:
             if registry.user(user.id) != user:
                 action = "user-change" if registry.has_user(user.id) else "user-add"
                 self.feed.user(user, "store")
                 audit.admin(None, action, None, "ok", user.id, method="store")
-        for state in changes.states.values():
+
+        def state_changed(state: HostState) -> None:
             old = registry.state(state.user_id)
             if old != state and registry.has_user(state.user_id):
                 self.feed.state(state, "store")
                 audit.update(state.user_id, state.method or "store", state.client_address, "good", old, state)
-        self._generation = max(self._generation, changes.generation)
-        return True
+
+        # A restore or a CLI import can bring a million changes: in slices.
+        await each_in_slices(list(changes.removed), removed)
+        await each_in_slices(list(changes.users.values()), user_changed)
+        await each_in_slices(list(changes.states.values()), state_changed)
 
     async def sync(self) -> int:
         """

@@ -192,6 +192,16 @@ DOCUMENT: dict[str, Any] = {
                         "type": ["string", "null"],
                         "description": "With limit only: the id to ask after for the next page, null at the end",
                     },
+                    "counts": {
+                        "type": "object",
+                        "description": "With limit only: how many users there are in each state (all users)",
+                        "required": ["online", "offline", "never", "disabled"],
+                        "additionalProperties": False,
+                        "properties": {
+                            state: {"type": "integer", "minimum": 0}
+                            for state in ("online", "offline", "never", "disabled")
+                        },
+                    },
                 },
             },
             "UsersDocument": _USERS_DOCUMENT,

@@ -44,7 +44,7 @@ def join_document(slices: list[bytes], extra: dict[str, Any]) -> list[bytes]:
     """
     if not slices:
         return [json.dumps({"users": [], **extra}, indent=1).encode() + b"\n"]
-    tail = "".join(f",\n {json.dumps(k)}: {json.dumps(v)}" for k, v in extra.items())
+    tail = "".join(f",\n {json.dumps(k)}: " + json.dumps(v, indent=1).replace("\n", "\n ") for k, v in extra.items())
     pieces = [b'{\n "users": [\n', slices[0]]
     for piece in slices[1:]:
         pieces += (b",\n", piece)
@@ -91,7 +91,8 @@ def state_document(
 ) -> defer.Deferred[list[bytes]]:
     """
     The users after C{after} in id order (all of them, or C{limit}, then with
-    C{"next"}: the id to ask after for the next page, or None at the end),
+    C{"next"}: the id to ask after for the next page, or None at the end, and
+    C{"counts"}: the users in each state, all of them),
     each as C{entry(user_id)} (None: left out, gone meanwhile).
     """
     # Slices are joined (with the separator join_document would put between
@@ -129,6 +130,8 @@ def state_document(
         if limit is None:
             return join_document(slices, {})
         more = left == 0 and bool(registry.ids_after(last, 1))
-        return join_document(slices, {"next": last if more else None})
+        # A page also says how many users there are in each state (kept by
+        # the registry, so a page costs nothing more): a paging UI's totals.
+        return join_document(slices, {"next": last if more else None, "counts": registry.counts_by_state()})
 
     return cooperator.coiterate(work()).addCallback(done)

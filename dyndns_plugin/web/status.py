@@ -1,8 +1,10 @@
 """
 The status page: a small HTML document (inline CSS) and its script (vanilla
 JavaScript, no build step, nothing from any other origin) that show every
-user from C{GET /api/state} in a sortable table, refresh it every two
-seconds without a reload, and set a user offline with
+user from C{GET /api/state} in a sortable table, a page of L{PAGE_SIZE}
+users at a time in id order (C{?limit=&after=}: First, Previous, Next;
+sorting orders the page shown; the totals come with each page), refresh it
+every two seconds without a reload, and set a user offline with
 C{POST /api/users/<id>/offline} (see the admin API contract).
 
 The admin listener mounts L{StatusPage} at C{/status} and L{StatusScript} at
@@ -42,6 +44,9 @@ ALLOWED = (b"GET", b"HEAD")
 
 #: How often the page asks for the state (milliseconds).
 POLL_INTERVAL_MS = 2000
+#: Users per page: the page asks for one page of C{/api/state} at a time
+#: (C{?limit=&after=}), never for every user.
+PAGE_SIZE = 100
 
 
 def _static(name: str) -> str:
@@ -101,6 +106,7 @@ def render_page(
     api_base: str = "/api/",
     script_url: str = "/status.js",
     poll_interval_ms: int = POLL_INTERVAL_MS,
+    page_size: int = PAGE_SIZE,
 ) -> bytes:
     """
     The page as bytes: the API at C{api_base} (a URL ending in C{/}), the
@@ -119,6 +125,7 @@ def render_page(
 <meta name="referrer" content="no-referrer">
 <meta name="dyndns-api" content="{html.escape(api_base, quote=True)}">
 <meta name="dyndns-poll-ms" content="{int(poll_interval_ms)}">
+<meta name="dyndns-page-size" content="{int(page_size)}">
 <link rel="icon" href="data:,">
 <title>DynDNS status</title>
 <style>{STYLE}</style>
@@ -139,6 +146,12 @@ def render_page(
 <tbody></tbody>
 </table>
 <p id="empty" hidden>No users.</p>
+<nav id="pager" aria-label="Pages of users">
+<button type="button" id="first" disabled>First</button>
+<button type="button" id="previous" disabled>Previous</button>
+<span id="page"></span>
+<button type="button" id="next" disabled>Next</button>
+</nav>
 </main>
 </body>
 </html>
@@ -195,6 +208,7 @@ class StatusPage(_StaticResource):
         api_base: str = "/api/",
         script_url: str = "/status.js",
         poll_interval_ms: int = POLL_INTERVAL_MS,
+        page_size: int = PAGE_SIZE,
     ) -> None:
         _same_origin_path(api_base, "api_base")
         _same_origin_path(script_url, "script_url")
@@ -202,7 +216,9 @@ class StatusPage(_StaticResource):
             raise ValueError("api_base must end with /")
         if poll_interval_ms < 100:
             raise ValueError("poll_interval_ms must be at least 100")
-        super().__init__(render_page(api_base, script_url, poll_interval_ms))
+        if not 1 <= page_size <= 10_000:
+            raise ValueError("page_size must be 1..10000 (the API's limit)")
+        super().__init__(render_page(api_base, script_url, poll_interval_ms, page_size))
 
 
 class StatusScript(_StaticResource):

@@ -364,6 +364,42 @@ class StatusPageBrowserTests(ServerTestCase):
         self.assertEqual(len(self.row_ids()), 5)
         self.assertTrue(page.evaluate("window.__sameDocument === true"))
 
+    def test_pages_of_users(self) -> None:
+        """
+        The page asks for one page of 100 users at a time, never for all of
+        them, and First, Previous and Next walk the pages in id order, with
+        the totals of all users above.
+        """
+        more = os.path.join(self.server.directory, "more.json")
+        with open(more, "w") as f:
+            json.dump(export_document([User(f"u{n:03d}") for n in range(250)], {}), f)
+        self.server.cli("import", more)
+        asked: list[str] = []
+        self.page.on("request", lambda r: asked.append(r.url) if "/api/state" in r.url else None)
+        self.page.goto(self.origin + "/status")
+        page = self.page
+        page.wait_for_function("() => document.querySelectorAll('#users tbody tr').length === 100")
+        ids = self.row_ids()
+        self.assertEqual((ids[:6], ids[-1]), (["alice", "bob", "carol", "dave", "erin", "u000"], "u094"))
+        self.assertEqual(page.text_content("#summary"), "255 users: 0 online, 0 offline, 254 never updated, 1 disabled")
+        self.assertEqual(page.text_content("#page"), "page 1: users 1\u2013100 of 255, in id order")
+        self.assertTrue(page.is_disabled("#first") and page.is_disabled("#previous"))
+        page.click("#next")
+        page.wait_for_function("() => document.querySelector('#users tbody tr').dataset.user === 'u095'")
+        self.assertEqual(self.row_ids(), [f"u{n:03d}" for n in range(95, 195)])
+        page.click("#next")
+        page.wait_for_function("() => document.querySelector('#users tbody tr').dataset.user === 'u195'")
+        self.assertEqual(self.row_ids(), [f"u{n:03d}" for n in range(195, 250)])
+        self.assertEqual(page.text_content("#page"), "page 3: users 201\u2013255 of 255, in id order")
+        self.assertTrue(page.is_disabled("#next"))
+        page.click("#previous")
+        page.wait_for_function("() => document.querySelector('#users tbody tr').dataset.user === 'u095'")
+        page.click("#first")
+        page.wait_for_function("() => document.querySelector('#users tbody tr').dataset.user === 'alice'")
+        self.assertTrue(asked)
+        self.assertEqual([u for u in asked if "limit=100" not in u], [])  # never the whole state
+        self.assertIn(self.origin + "/api/state?limit=100&after=u194", asked)
+
     def test_data_is_only_text(self) -> None:
         """
         A state document full of markup (as if a field ever carried some)
@@ -383,13 +419,15 @@ class StatusPageBrowserTests(ServerTestCase):
                     "client_address": None,
                     "names": [hostile],
                 }
-            ]
+            ],
+            "next": None,
+            "counts": {"online": 1, "offline": 0, "never": 0, "disabled": 0},
         }
 
         def fake_state(route: Any) -> None:
             route.fulfill(status=200, content_type="application/json", body=json.dumps(document))
 
-        self.page.route(self.origin + "/api/state", fake_state)
+        self.page.route(re.compile(re.escape(self.origin) + r"/api/state\?limit=100$"), fake_state)
         self.page.goto(self.origin + "/status")
         self.page.wait_for_selector("#users tbody tr")
         self.assertEqual(self.page.text_content("#users tbody [data-col=id]"), hostile)

@@ -2,6 +2,8 @@
   "use strict";
   const API = document.querySelector('meta[name="dyndns-api"]').content;
   const POLL_MS = Number(document.querySelector('meta[name="dyndns-poll-ms"]').content);
+  // One page of users at a time, in id order (a million would not fit a page).
+  const PAGE = Number(document.querySelector('meta[name="dyndns-page-size"]').content);
   const COLUMNS = ["id", "state", "ipv4", "ipv6", "last_update", "method"];
   const STATES = new Set(["online", "offline", "never", "disabled"]);
   const table = document.getElementById("users");
@@ -11,10 +13,18 @@
   const summary = document.getElementById("summary");
   const empty = document.getElementById("empty");
   const message = document.getElementById("message");
+  const pageLabel = document.getElementById("page");
+  const firstButton = document.getElementById("first");
+  const previousButton = document.getElementById("previous");
+  const nextButton = document.getElementById("next");
 
   let sortKey = "id";
   let ascending = true;
   let users = [];
+  let counts = null;
+  let pageAfter = null;  // the id this page starts after (null: the first page)
+  let nextAfter = null;  // where the next page starts (null: this is the last)
+  const earlier = [];  // pageAfter of each page before this one
   const rows = new Map();
   let issued = 0;
   let shown = 0;
@@ -176,17 +186,32 @@
         setText(arrow, "");
       }
     }
-    const counts = { online: 0, offline: 0, never: 0, disabled: 0 };
-    for (const user of users) if (user.state in counts) counts[user.state] += 1;
-    setText(summary, `${users.length} user${users.length === 1 ? "" : "s"}: ` +
-      `${counts.online} online, ${counts.offline} offline, ` +
-      `${counts.never} never updated, ${counts.disabled} disabled`);
+    const number = (n) => n.toLocaleString("en-US");
+    if (counts !== null) {
+      const total = counts.online + counts.offline + counts.never + counts.disabled;
+      setText(summary, `${number(total)} user${total === 1 ? "" : "s"}: ` +
+        `${number(counts.online)} online, ${number(counts.offline)} offline, ` +
+        `${number(counts.never)} never updated, ${number(counts.disabled)} disabled`);
+      const from = earlier.length * PAGE;
+      setText(pageLabel, users.length === 0 ? `page ${earlier.length + 1}` :
+        `page ${earlier.length + 1}: users ${number(from + 1)}\u2013${number(from + users.length)} ` +
+        `of ${number(total)}, in id order`);
+    }
+    firstButton.disabled = previousButton.disabled = earlier.length === 0;
+    nextButton.disabled = nextAfter === null;
+  }
+
+  function validCounts(value) {
+    if (!value || typeof value !== "object") return null;
+    const keys = ["online", "offline", "never", "disabled"];
+    return keys.every((key) => Number.isInteger(value[key]) && value[key] >= 0) ? value : null;
   }
 
   async function refresh() {
     const ticket = ++issued;
     try {
-      const response = await fetch(API + "state", {
+      const after = pageAfter === null ? "" : "&after=" + encodeURIComponent(pageAfter);
+      const response = await fetch(API + "state?limit=" + PAGE + after, {
         credentials: "same-origin", cache: "no-store", headers: { Accept: "application/json" },
       });
       if (!response.ok) throw new Error(await errorText(response));
@@ -195,6 +220,8 @@
       if (ticket < shown) return;  // a newer answer is on the page already
       shown = ticket;
       users = data.users.filter((user) => user && typeof user.id === "string");
+      nextAfter = typeof data.next === "string" ? data.next : null;
+      counts = validCounts(data.counts);
       render();
       lastGood = new Date();
       setIndicator("updated " + clock(lastGood), false);
@@ -243,6 +270,26 @@
       render();
     });
   }
+
+  function turnPage(after) {
+    pageAfter = after;
+    nextAfter = null;
+    render();  // the buttons stay off until the page is here
+    refresh();
+  }
+
+  nextButton.addEventListener("click", () => {
+    if (nextAfter === null) return;
+    earlier.push(pageAfter);
+    turnPage(nextAfter);
+  });
+  previousButton.addEventListener("click", () => {
+    if (earlier.length) turnPage(earlier.pop());
+  });
+  firstButton.addEventListener("click", () => {
+    earlier.length = 0;
+    turnPage(null);
+  });
 
   async function tick() {
     if (document.hidden) {

@@ -1,0 +1,31 @@
+"""each_in_slices: small batches at once, large ones across reactor turns, every item once, in order."""
+
+from __future__ import annotations
+
+from twisted.internet import defer, task
+from twisted.trial.unittest import SynchronousTestCase
+
+from dyndns_plugin.service import slices
+
+
+class EachInSlicesTests(SynchronousTestCase):
+    def test_a_small_batch_is_done_at_once(self) -> None:
+        seen: list[int] = []
+        clock = task.Clock()
+        self.patch(slices, "SLICE", 0.0)  # every item would end a slice
+        d = defer.ensureDeferred(slices.each_in_slices(list(range(slices.AT_ONCE)), seen.append, clock))
+        self.successResultOf(d)
+        self.assertEqual(seen, list(range(slices.AT_ONCE)))
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_a_large_batch_gives_the_reactor_turns(self) -> None:
+        seen: list[int] = []
+        clock = task.Clock()
+        self.patch(slices, "SLICE", 0.0)
+        items = list(range(slices.AT_ONCE + 5))
+        d = defer.ensureDeferred(slices.each_in_slices(items, seen.append, clock))
+        self.assertNoResult(d)
+        self.assertEqual(seen, [0])  # one item per slice with SLICE = 0
+        clock.advance(0)  # (a fake clock runs the turns it schedules meanwhile too)
+        self.successResultOf(d)
+        self.assertEqual(seen, items)
