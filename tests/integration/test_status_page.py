@@ -406,7 +406,7 @@ class StatusPageBrowserTests(ServerTestCase):
         is shown as text; nothing in it runs or becomes an element.
         """
         hostile = '<img src=x onerror="window.__pwned=1">'
-        document = {
+        document: dict[str, Any] = {
             "users": [
                 {
                     "id": hostile,
