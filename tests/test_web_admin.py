@@ -38,6 +38,7 @@ from twisted.web import resource
 
 from dyndns_plugin.auth import PasswordChecker
 from dyndns_plugin.config import settings_from_dict
+from dyndns_plugin.document import export_document
 from dyndns_plugin.limits import Limiter, LimitSettings
 from dyndns_plugin.model import User
 from dyndns_plugin.passwords import hash_password, verify_password
@@ -737,6 +738,26 @@ class StateTests(AdminTestCase):
         """The document, built a slice at a time, is byte for byte the one-piece JSON."""
         response = yield self.call("GET", "/api/state")
         self.assertEqual(response.body, json.dumps(STATE, indent=1).encode() + b"\n")
+
+    @defer.inlineCallbacks
+    def test_config_large(self):
+        """
+        GET /api/config of many users (over 256 KiB, built in a thread and
+        written in pieces) arrives whole: the settings and the export
+        document, and the ETag of that document's canonical form.
+        """
+        for k in range(3000):
+            self.service.registry.put_user(User(id=f"bulk{k:04d}", hostnames=(f"h{k}.example.net",)))
+        response = yield self.call("GET", "/api/config")
+        self.assertGreater(len(response.body), 600_000)
+        registry = self.service.registry
+        users = export_document(registry.users.values(), registry.states)
+        body = json.loads(response.body)
+        self.assertEqual(body["users"], users)
+        self.assertEqual(set(body), {"settings", "users"})
+        self.assertEqual(response.header("content-length"), str(len(response.body)))
+        canonical = json.dumps(users, sort_keys=True, separators=(",", ":")).encode()
+        self.assertEqual(response.header("etag"), '"' + hashlib.sha256(canonical).hexdigest()[:32] + '"')
 
     @defer.inlineCallbacks
     def test_state_large(self):

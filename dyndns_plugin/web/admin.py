@@ -35,7 +35,7 @@ import json
 from typing import Any, Mapping
 
 import attrs
-from twisted.internet import defer
+from twisted.internet import defer, threads
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http, resource, server
@@ -57,7 +57,7 @@ from dyndns_plugin.registry import Registry
 from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.store import NameTaken, NoSuchUser, StoreError, UserExists
 from dyndns_plugin.web.common import DynDNSRequest, basic_credentials, header
-from dyndns_plugin.web.statelist import PiecesProducer, state_document
+from dyndns_plugin.web.statelist import WRITE_SIZE, PiecesProducer, state_document
 
 log = Logger()
 
@@ -391,8 +391,8 @@ class AdminResource(resource.Resource):
                 self._allow(request, b"GET")
             if request.method == b"PUT":
                 return await self._replace_config(request, who)
-            body, etag = self._config()
-            return self._json(request, body, headers=((b"etag", etag.encode()),))
+            etag, pieces = await self._config()
+            return self._json(request, None, headers=((b"etag", etag.encode()),), pieces=pieces)
         if route == ["api", "openapi.json"]:
             self._allow(request, b"GET")
             return self._json(request, openapi_document())
@@ -433,12 +433,26 @@ class AdminResource(resource.Resource):
 
         return await state_document(self.service.registry, entry, after, limit)
 
-    def _config(self) -> tuple[dict[str, Any], str]:
+    async def _config(self) -> tuple[str, list[bytes]]:
+        """
+        The ETag and the encoded body of C{GET /api/config}. At 1,000,000
+        users sorting, encoding and hashing the document take seconds, so
+        only the list of users is taken on the reactor thread (one C-level
+        copy) and the rest is done in a thread; a state that changes
+        meanwhile may show as it is then (states are looked up, not copied).
+        """
         registry = self.service.registry
-        users = export_document(registry.users.values(), registry.states)
-        canonical = json.dumps(users, sort_keys=True, separators=(",", ":")).encode()
-        etag = '"' + hashlib.sha256(canonical).hexdigest()[:32] + '"'
-        return {"settings": settings_view(self.settings), "users": users}, etag
+        users, states, settings = list(registry.users.values()), registry.states, settings_view(self.settings)
+
+        def build() -> tuple[str, list[bytes]]:
+            document = export_document(users, states)
+            canonical = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+            etag = '"' + hashlib.sha256(canonical).hexdigest()[:32] + '"'
+            body = json.dumps({"settings": settings, "users": document}, indent=1).encode() + b"\n"
+            # Written a piece at a time as the connection takes them (L{PiecesProducer}).
+            return etag, [body[i : i + WRITE_SIZE] for i in range(0, len(body), WRITE_SIZE)] or [body]
+
+        return await threads.deferToThread(build)
 
     async def _replace_config(self, request: server.Request, who: str) -> None:
         body = self._body(request)
@@ -467,7 +481,7 @@ class AdminResource(resource.Resource):
             raise ApiError(428, "If-Match with the ETag of GET /api/config is required", "If-Match")
         await self._config_lock.acquire()
         try:
-            _, etag = self._config()
+            etag, _ = await self._config()
             if expected.strip() not in (etag, "*"):
                 raise ApiError(
                     http.PRECONDITION_FAILED, "the configuration changed since you read it (ETag differs)", "If-Match"
@@ -480,10 +494,10 @@ class AdminResource(resource.Resource):
                 raise ApiError(http.CONFLICT, str(e), "users") from None
             except StoreError as e:
                 raise ApiError(http.SERVICE_UNAVAILABLE, f"store failure: {e}") from None
-            new_body, new_etag = self._config()
+            new_etag, pieces = await self._config()
         finally:
             self._config_lock.release()
-        self._json(request, new_body, headers=((b"etag", new_etag.encode()),))
+        self._json(request, None, headers=((b"etag", new_etag.encode()),), pieces=pieces)
 
     def _check_settings(self, given: Any) -> None:
         current = settings_view(self.settings)
