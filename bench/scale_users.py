@@ -14,8 +14,11 @@ bench/dns_qps.py reports too: (VmRSS(N) - VmRSS(empty store)) / N. B{Stalls}: on
 sends DNS queries one at a time (1 s timeout) the whole while and records the
 longest wait for an answer, first with nothing else going on (the floor:
 the client and the machine), then while curl fetches C{/metrics},
-C{/api/state} pages, the whole C{/api/state} (streamed), the status page,
-and while the CLI adds two users (the server's poll picks them up). A wait above
+C{/api/state} pages, the whole C{/api/state} (streamed), the whole
+C{/api/config} (built in a thread), the status page, while another process
+changes 50,000 users' addresses in one transaction (direct SQL, as a restore
+or an import would; the server's poll applies them in slices), and while the
+CLI adds two users (the server's poll picks them up). A wait above
 10 ms there is a stall of the reactor thread (or the machine: compare the
 floor). The server also meters its own reactor turns
 (L{dyndns_plugin.reactor_lag}, C{DYNDNS_BENCH_LAG_LOG}): the longest turn
@@ -46,8 +49,8 @@ from typing import Any, Callable
 
 from bench.harness import record
 from bench.harness.meter import rss
-from bench.harness.procs import HOST, Processes, free_ports, note
-from bench.harness.server import Server
+from bench.harness.procs import HOST, Processes, free_ports, note, wait_for
+from bench.harness.server import Server, dns_ready
 from bench.harness.users import SUFFIX, TTL, addresses_of, initial_answer
 from dyndns_plugin.reactor_lag import LOG_VARIABLE, STACKS_VARIABLE, longest_turn_ms
 from dyndns_plugin.store.sqlite import connect
@@ -90,6 +93,28 @@ def bulk_store(path: str, count: int) -> float:
     finally:
         conn.close()
     return time.monotonic() - started
+
+
+def bulk_change(path: str, count: int) -> tuple[str, str]:
+    """
+    Users 1..C{count} move to new addresses in one transaction by another
+    process, as a restore or an import would write them: the name and
+    address of the last, once the server's poll has applied them all.
+    """
+    conn = connect(path)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        (generation,) = conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+        generation += 1
+        conn.executemany(
+            "UPDATE states SET ipv4 = ?, method = 'restore', gen = ? WHERE user_id = ?",
+            ((addresses_of(i)[0], generation, f"user{i}") for i in range(1, count + 1)),
+        )
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (generation,))
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    return f"user{count}.{SUFFIX}", addresses_of(count)[0]
 
 
 def import_document(path: str, count: int) -> None:
@@ -218,7 +243,15 @@ def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -
             lambda: [get(f"/api/state?limit=1000&after=user{k}") for k in range(5)]
         )
         stalls["/api/state (all, streamed)"], size = probe.during(lambda: get("/api/state"))
+        stalls["/api/config (all)"], config_size = probe.during(lambda: get("/api/config"))
         stalls["/status x3"], _ = probe.during(lambda: [get("/status") for _ in range(3)])
+        changed = min(50_000, count)
+
+        def changes_applied() -> None:
+            last, address = bulk_change(store, changed)
+            wait_for(lambda: dns_ready(server.dns_port, last, address), deadline, "the poll's changes", None, "")
+
+        stalls[f"{changed:,} changes by another process (poll)"], _ = probe.during(changes_applied)
         stalls["CLI user add x2 (poll)"], _ = probe.during(cli_adds)
     finally:
         probe.stop_now.set()
@@ -256,6 +289,7 @@ def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -
         "idle_floor_ms": stalls["idle (floor)"]["longest_wait_ms"],
         "idle_longest_server_turn_ms": stalls["idle (floor)"]["longest_server_turn_ms"],
         "full_state_bytes": size,
+        "full_config_bytes": config_size,
         "import_s": round(import_s, 1),
         "import_document_mib": round(os.path.getsize(document) / 2**20, 1),
     }

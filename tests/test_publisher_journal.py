@@ -12,7 +12,8 @@ from twisted.trial import unittest
 
 from dyndns_plugin.dns.zones import StaticZone
 from dyndns_plugin.model import User
-from dyndns_plugin.replication.journal import ZoneState, serial_newer
+from dyndns_plugin.replication import publisher as publisher_module
+from dyndns_plugin.replication.journal import ZoneState, next_serial, serial_newer
 from dyndns_plugin.replication.publisher import ZonePublisher
 from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.store import IZoneJournal
@@ -171,3 +172,35 @@ class SameRecordsTests(unittest.SynchronousTestCase):
         answer = zone.answer_at(f"alice.{SUFFIX}")
         assert answer is not None
         self.assertEqual(answer.addresses, (ipaddress.ip_address("192.0.2.99"),))
+
+
+class SlicedDiffTests(unittest.SynchronousTestCase):
+    def test_many_changes_are_diffed_across_turns_into_one_serial(self) -> None:
+        """
+        More changed names than DIFF_AT_ONCE are diffed DIFF_CHUNK at a time,
+        with reactor turns between (here: a turn after every chunk); they
+        still make one serial whose step holds every change.
+        """
+        self.patch(publisher_module, "DIFF_AT_ONCE", 5)
+        self.patch(publisher_module, "DIFF_CHUNK", 3)
+        clock = task.Clock()
+        clock.advance(1_700_000_000)
+        service = DynDNSService(MemoryUserStore(), SUFFIX, clock=clock, poll_interval=None)
+        publisher = ZonePublisher(service, [make_zone()])
+        publisher.fill_clock, publisher.fill_slice, publisher.fill_pause = clock, 0.0, 1.0
+        self.successResultOf(defer.ensureDeferred(service.start()))
+        serial = publisher.zones[0].serial
+        for n in range(12):
+            self.successResultOf(service.add_user(User(f"user{n:02}")))
+            self.successResultOf(service.update(f"user{n:02}", [ipaddress.ip_address(f"192.0.2.{n + 1}")]))
+        flushed = publisher.flush()
+        self.assertNoResult(flushed)  # the first chunk is diffed, the rest waits for turns
+        clock.advance(1)
+        self.assertNoResult(flushed)
+        for _ in range(10):
+            clock.advance(1)
+        self.successResultOf(flushed)
+        zone = publisher.zones[0]
+        self.assertEqual((zone.serial, publisher.published), (next_serial(serial), 1))
+        (step,) = zone.steps
+        self.assertEqual({rr[0] for rr in step.added}, {f"user{n:02}.{SUFFIX}" for n in range(12)})
