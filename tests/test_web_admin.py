@@ -755,6 +755,8 @@ class StateTests(AdminTestCase):
         body = json.loads(response.body)
         self.assertEqual(body["users"], users)
         self.assertEqual(set(body), {"settings", "users"})
+        # Built a slice at a time, byte for byte the one-piece JSON.
+        self.assertEqual(response.body, json.dumps(body, indent=1).encode() + b"\n")
         self.assertEqual(response.header("content-length"), str(len(response.body)))
         canonical = json.dumps(users, sort_keys=True, separators=(",", ":")).encode()
         self.assertEqual(response.header("etag"), '"' + hashlib.sha256(canonical).hexdigest()[:32] + '"')

@@ -45,7 +45,8 @@ from dyndns_plugin.auth import PasswordChecker
 from dyndns_plugin.authn import TOO_MANY_REQUESTS, Authenticator, AuthResult, Outcome
 from dyndns_plugin.config import Settings
 from dyndns_plugin.document import (
-    export_document,
+    FORMAT,
+    VERSION,
     format_time,
     parse_document,
     user_from_dict,
@@ -57,13 +58,15 @@ from dyndns_plugin.registry import Registry
 from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.store import NameTaken, NoSuchUser, StoreError, UserExists
 from dyndns_plugin.web.common import DynDNSRequest, basic_credentials, header
-from dyndns_plugin.web.statelist import WRITE_SIZE, PiecesProducer, state_document
+from dyndns_plugin.web.statelist import PiecesProducer, state_document
 
 log = Logger()
 
 JSON = b"application/json; charset=utf-8"
 #: An admin replaces whole configurations: allow far more than an update.
 MAX_ADMIN_BODY = 32 * 1024 * 1024
+#: Users encoded per C{json.dumps} call of C{GET /api/config}.
+_CONFIG_SLICE = 500
 #: The most users one page of C{/api/state} holds (C{?limit=}).
 MAX_PAGE = 10_000
 REALM = "DynDNS admin"
@@ -436,21 +439,44 @@ class AdminResource(resource.Resource):
     async def _config(self) -> tuple[str, list[bytes]]:
         """
         The ETag and the encoded body of C{GET /api/config}. At 1,000,000
-        users sorting, encoding and hashing the document take seconds, so
-        only the list of users is taken on the reactor thread (one C-level
-        copy) and the rest is done in a thread; a state that changes
-        meanwhile may show as it is then (states are looked up, not copied).
+        users encoding and hashing the document take seconds, so only the
+        sorted list of ids is copied on the reactor thread (one C-level
+        copy) and the rest is done in a thread, a slice of users per
+        C{json.dumps} (one call holds the GIL, and so the reactor, for as
+        long as it runs). A user or state that changes meanwhile may show
+        as it is then: they are looked up, not copied.
         """
         registry = self.service.registry
-        users, states, settings = list(registry.users.values()), registry.states, settings_view(self.settings)
+        ids = registry.ids_after(None, len(registry.users))
+        users, states, settings = registry.users, registry.states, settings_view(self.settings)
 
         def build() -> tuple[str, list[bytes]]:
-            document = export_document(users, states)
-            canonical = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
-            etag = '"' + hashlib.sha256(canonical).hexdigest()[:32] + '"'
-            body = json.dumps({"settings": settings, "users": document}, indent=1).encode() + b"\n"
-            # Written a piece at a time as the connection takes them (L{PiecesProducer}).
-            return etag, [body[i : i + WRITE_SIZE] for i in range(0, len(body), WRITE_SIZE)] or [body]
+            # The canonical form hashed for the ETag: json.dumps(export_document(...),
+            # sort_keys=True, separators=(",", ":")), a slice at a time.
+            canonical = hashlib.sha256(b'{"format":%s,"users":[' % json.dumps(FORMAT).encode())
+            # The body: json.dumps({"settings": ..., "users": export_document(...)}, indent=1)
+            # around the users, whose entries sit three levels deep.
+            empty = {"settings": settings, "users": {"format": FORMAT, "version": VERSION, "users": []}}
+            before, after = json.dumps(empty, indent=1).rsplit("[]", 1)
+            pieces = [(before + "[\n").encode()]
+            separator = ""
+            for start in range(0, len(ids), _CONFIG_SLICE):
+                entries = [
+                    user_to_dict(users[i], states.get(i)) for i in ids[start : start + _CONFIG_SLICE] if i in users
+                ]
+                if entries:
+                    canonical.update(
+                        (separator + json.dumps(entries, sort_keys=True, separators=(",", ":"))[1:-1]).encode()
+                    )
+                    items = json.dumps(entries, indent=1)[2:-2].replace("\n", "\n  ")
+                    pieces.append(((separator and ",\n") + "  " + items).encode())
+                    separator = ","
+            canonical.update(b'],"version":%d}' % VERSION)
+            if separator:
+                pieces.append(("\n  ]" + after + "\n").encode())
+            else:
+                pieces = [(before + "[]" + after + "\n").encode()]
+            return '"' + canonical.hexdigest()[:32] + '"', pieces
 
         return await threads.deferToThread(build)
 
