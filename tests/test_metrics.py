@@ -681,6 +681,7 @@ class TransferMetricsTests(unittest.TestCase):
             [User(f"user{i}") for i in range(self.USERS)],
             [HostState(f"user{i}", ipv4=ipaddress.IPv4Address(0x0A000000 + i), ttl=60) for i in range(self.USERS)],
         )
+        yield defer.ensureDeferred(publisher.publish_pending())  # 1,500 names: published over several turns
         self.handler = TransferHandler(publisher, [ipaddress.ip_network("127.0.0.0/8")])
         self.factory = DynDNSServerFactory(
             DynDNSResolver(self.service.registry), [make_zone()], transfer_handler=self.handler

@@ -38,8 +38,8 @@ FILL_IN_BACKGROUND_FROM = 20_000
 FILL_SLICE = 0.004
 #: Changed names diffed in one go; more are diffed L{DIFF_CHUNK} at a time,
 #: in slices of L{FILL_SLICE}.
-DIFF_AT_ONCE = 2000
-DIFF_CHUNK = 200
+DIFF_AT_ONCE = 250
+DIFF_CHUNK = 100
 
 
 class ZonePublisher:
@@ -200,6 +200,19 @@ class ZonePublisher:
         if self._flushing or not self.ready:
             return defer.succeed(None)
         return self._flush()
+
+    async def publish_pending(self) -> None:
+        """
+        Publish every change made so far and wait until no publication is
+        in flight (a large one takes several reactor turns): for tests and
+        for callers that must see their changes in the zones.
+        """
+        await self.when_ready()
+        while self._flushing or self._pending or self._timer is not None:
+            if self._flushing:
+                await task.deferLater(self.fill_clock, 0.001, lambda: None)
+            else:
+                await self.flush()
 
     def _flush(self) -> defer.Deferred[None]:
         self._timer = None

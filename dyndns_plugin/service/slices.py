@@ -17,7 +17,7 @@ from twisted.internet import task
 T = TypeVar("T")
 
 #: Batches of at most this many items are done at once.
-AT_ONCE = 2000
+AT_ONCE = 250
 #: Reactor time one slice of a larger batch may take (s).
 SLICE = 0.004
 
