@@ -46,6 +46,15 @@ def rr_hash(rr: RR) -> int:
     return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big")
 
 
+def records_hash(*parts: Iterable[RR]) -> int:
+    """The XOR of L{rr_hash} over the records: what adding or deleting them does to a zone's digest."""
+    change = 0
+    for part in parts:
+        for rr in part:
+            change ^= rr_hash(rr)
+    return change
+
+
 def answer_rrs(name: str, answer: Answer | None) -> list[RR]:
     if answer is None:
         return []
@@ -299,24 +308,21 @@ class ZoneState:
             else:
                 self.dynamic[name] = source
 
-    def apply(self, step: JournalStep, sources: dict[str, AnswerSource | None]) -> None:
-        """Publish a step whose serial and journal entry are durable."""
+    def apply(self, step: JournalStep, sources: dict[str, AnswerSource | None], change: int | None = None) -> None:
+        """
+        Publish a step whose serial and journal entry are durable. C{change}:
+        its L{records_hash}, if the caller has it (the publisher computed it
+        for the stored digest; hashing every record again cost a long turn).
+        """
         self.adopt(sources)
-        for rr in step.deleted:
-            self.digest ^= rr_hash(rr)
-        for rr in step.added:
-            self.digest ^= rr_hash(rr)
+        self.digest ^= records_hash(step.deleted, step.added) if change is None else change
         if self.steps.maxlen:
             self.steps.append(step)
         self.soa.serial = step.serial_to
 
-    def digest_after(self, deleted: list[RR], added: list[RR]) -> str:
-        digest = self.digest
-        for rr in deleted:
-            digest ^= rr_hash(rr)
-        for rr in added:
-            digest ^= rr_hash(rr)
-        return f"{digest:016x}"
+    def digest_after(self, deleted: Iterable[RR], added: Iterable[RR], change: int | None = None) -> str:
+        """The digest text once C{deleted} and C{added} (whose L{records_hash} is C{change}, if known) are applied."""
+        return f"{self.digest ^ (records_hash(deleted, added) if change is None else change):016x}"
 
     # -- reading for transfers
 

@@ -20,7 +20,7 @@ from twisted.logger import Logger
 
 from dyndns_plugin.dns.zones import StaticZone
 from dyndns_plugin.model import User
-from dyndns_plugin.replication.journal import ZoneState, next_serial
+from dyndns_plugin.replication.journal import ZoneState, next_serial, records_hash
 from dyndns_plugin.service import Change, DynDNSService
 from dyndns_plugin.store import RR, IZoneJournal, JournalStep, ZoneHistory
 
@@ -221,17 +221,20 @@ class ZonePublisher:
         self._flushing = True
         return defer.ensureDeferred(self._publish(list(names)))
 
-    async def _diff(self, zone: ZoneState, names: list[str]) -> tuple[list[RR], list[RR], dict[str, Any]]:
+    async def _diff(self, zone: ZoneState, names: list[str]) -> tuple[list[RR], list[RR], dict[str, Any], int]:
         """
-        L{ZoneState.diff} of C{names}, a slice of reactor time at a time for
-        many (a restore or an import read by the poll: 50,000 names took
-        ~250 ms in one turn). Names that change meanwhile are pending again.
+        L{ZoneState.diff} of C{names} and the L{records_hash} of its records,
+        a slice of reactor time at a time for many (a restore or an import
+        read by the poll: 50,000 names took ~250 ms in one turn). Names that
+        change meanwhile are pending again.
         """
         if len(names) <= DIFF_AT_ONCE:
-            return zone.diff(names, self.service.registry)
+            whole = zone.diff(names, self.service.registry)
+            return whole[0], whole[1], whole[2], records_hash(whole[0], whole[1])
         deleted: list[RR] = []
         added: list[RR] = []
         sources: dict[str, Any] = {}
+        change = 0
         ends = time.perf_counter() + self.fill_slice
         for start in range(0, len(names), DIFF_CHUNK):
             if time.perf_counter() >= ends:
@@ -241,7 +244,8 @@ class ZonePublisher:
             deleted += part[0]
             added += part[1]
             sources.update(part[2])
-        return deleted, added, sources
+            change ^= records_hash(part[0], part[1])
+        return deleted, added, sources, change
 
     async def _publish(self, names: list[str]) -> None:
         try:
@@ -249,17 +253,19 @@ class ZonePublisher:
             for zone in self.zones:
                 if not zone.accepts_dynamic:
                     continue
-                deleted, added, answers = await self._diff(zone, names)
+                deleted, added, answers, change = await self._diff(zone, names)
                 if not deleted and not added:
                     zone.adopt(answers)  # newer values of the same records: no new serial
                     continue
                 step = JournalStep(zone.serial, next_serial(zone.serial), tuple(deleted), tuple(added))
-                plans.append((zone, step, answers, zone.digest_after(deleted, added)))
+                plans.append((zone, step, answers, change))
             if not plans:
                 return
             writes = [
-                self.journal.save_zone_version(zone.origin, step.serial_to, digest, step, self.journal_size)
-                for zone, step, _, digest in plans
+                self.journal.save_zone_version(
+                    zone.origin, step.serial_to, zone.digest_after((), (), change), step, self.journal_size
+                )
+                for zone, step, _, change in plans
             ]
             results = await defer.DeferredList(writes, consumeErrors=True)
             failed = [r for ok, r in results if not ok]
@@ -272,8 +278,8 @@ class ZonePublisher:
                 self._flushing = False
                 self._schedule(RETRY_DELAY)
                 return
-            for zone, step, answers, _ in plans:
-                zone.apply(step, answers)
+            for zone, step, answers, change in plans:
+                zone.apply(step, answers, change)
                 self.published += 1
                 self._published(zone)
         finally:
