@@ -35,7 +35,7 @@ import json
 from typing import Any, Mapping
 
 import attrs
-from twisted.internet import defer, threads
+from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http, resource, server
@@ -58,15 +58,13 @@ from dyndns_plugin.registry import Registry
 from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.store import NameTaken, NoSuchUser, StoreError, UserExists
 from dyndns_plugin.web.common import DynDNSRequest, basic_credentials, header
-from dyndns_plugin.web.statelist import PiecesProducer, state_document
+from dyndns_plugin.web.statelist import PiecesProducer, encoded_entries, state_document
 
 log = Logger()
 
 JSON = b"application/json; charset=utf-8"
 #: An admin replaces whole configurations: allow far more than an update.
 MAX_ADMIN_BODY = 32 * 1024 * 1024
-#: Users encoded per C{json.dumps} call of C{GET /api/config}.
-_CONFIG_SLICE = 500
 #: The most users one page of C{/api/state} holds (C{?limit=}).
 MAX_PAGE = 10_000
 REALM = "DynDNS admin"
@@ -438,47 +436,40 @@ class AdminResource(resource.Resource):
 
     async def _config(self) -> tuple[str, list[bytes]]:
         """
-        The ETag and the encoded body of C{GET /api/config}. At 1,000,000
-        users encoding and hashing the document take seconds, so only the
-        sorted list of ids is copied on the reactor thread (one C-level
-        copy) and the rest is done in a thread, a slice of users per
-        C{json.dumps} (one call holds the GIL, and so the reactor, for as
-        long as it runs). A user or state that changes meanwhile may show
-        as it is then: they are looked up, not copied.
+        The ETag and the encoded body of C{GET /api/config}: the users are
+        read and encoded a slice per reactor turn, as C{/api/state} is
+        (L{encoded_entries}; seconds of work at 1,000,000 users), and the
+        ETag hashes the canonical form of the same slices. A user that
+        changes meanwhile shows as it is when its slice is read.
         """
         registry = self.service.registry
-        ids = registry.ids_after(None, len(registry.users))
-        users, states, settings = registry.users, registry.states, settings_view(self.settings)
+        users, states = registry.users, registry.states
+        # The canonical form: json.dumps(export_document(...), sort_keys=True, separators=(",", ":")).
+        canonical = hashlib.sha256(b'{"format":%s,"users":[' % json.dumps(FORMAT).encode())
+        separator = b""
 
-        def build() -> tuple[str, list[bytes]]:
-            # The canonical form hashed for the ETag: json.dumps(export_document(...),
-            # sort_keys=True, separators=(",", ":")), a slice at a time.
-            canonical = hashlib.sha256(b'{"format":%s,"users":[' % json.dumps(FORMAT).encode())
-            # The body: json.dumps({"settings": ..., "users": export_document(...)}, indent=1)
-            # around the users, whose entries sit three levels deep.
-            empty = {"settings": settings, "users": {"format": FORMAT, "version": VERSION, "users": []}}
-            before, after = json.dumps(empty, indent=1).rsplit("[]", 1)
-            pieces = [(before + "[\n").encode()]
-            separator = ""
-            for start in range(0, len(ids), _CONFIG_SLICE):
-                entries = [
-                    user_to_dict(users[i], states.get(i)) for i in ids[start : start + _CONFIG_SLICE] if i in users
-                ]
-                if entries:
-                    canonical.update(
-                        (separator + json.dumps(entries, sort_keys=True, separators=(",", ":"))[1:-1]).encode()
-                    )
-                    items = json.dumps(entries, indent=1)[2:-2].replace("\n", "\n  ")
-                    pieces.append(((separator and ",\n") + "  " + items).encode())
-                    separator = ","
-            canonical.update(b'],"version":%d}' % VERSION)
-            if separator:
-                pieces.append(("\n  ]" + after + "\n").encode())
-            else:
-                pieces = [(before + "[]" + after + "\n").encode()]
-            return '"' + canonical.hexdigest()[:32] + '"', pieces
+        def entry(user_id: str) -> dict[str, Any] | None:
+            user = users.get(user_id)
+            return None if user is None else user_to_dict(user, states.get(user_id))
 
-        return await threads.deferToThread(build)
+        def hash_slice(entries: list[dict[str, Any]]) -> None:
+            nonlocal separator
+            canonical.update(separator + json.dumps(entries, sort_keys=True, separators=(",", ":"))[1:-1].encode())
+            separator = b","
+
+        slices, _, _ = await encoded_entries(registry, entry, depth=2, each=hash_slice)
+        canonical.update(b'],"version":%d}' % VERSION)
+        # The body: json.dumps({"settings": ..., "users": export_document(...)}, indent=1).
+        empty = {"settings": settings_view(self.settings), "users": {"format": FORMAT, "version": VERSION, "users": []}}
+        before, after = json.dumps(empty, indent=1).rsplit("[]", 1)
+        if not slices:
+            pieces = [(before + "[]" + after + "\n").encode()]
+        else:
+            pieces = [(before + "[\n").encode(), slices[0]]
+            for piece in slices[1:]:
+                pieces += (b",\n", piece)
+            pieces.append(("\n  ]" + after + "\n").encode())
+        return '"' + canonical.hexdigest()[:32] + '"', pieces
 
     async def _replace_config(self, request: server.Request, who: str) -> None:
         body = self._body(request)

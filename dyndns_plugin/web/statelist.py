@@ -30,10 +30,15 @@ WRITE_SIZE = 256 * 1024
 ONE_SLICE_PER_TURN = task.Cooperator(terminationPredicateFactory=lambda: lambda: True)
 
 
-def encode_slice(entries: list[dict[str, Any]]) -> str:
-    """C{entries} as they appear inside C{json.dumps({"users": [...]}, indent=1)}, without separators around."""
+def encode_slice(entries: list[dict[str, Any]], depth: int = 1) -> str:
+    """
+    C{entries} as they appear inside C{json.dumps(document, indent=1)} in a
+    list C{depth} containers deep (C{{"users": [...]}}: 1), without
+    separators around.
+    """
+    pad = " " * depth
     text = json.dumps(entries, indent=1)  # "[\n {\n  ...\n }\n]"
-    return " " + text[2:-2].replace("\n", "\n ")
+    return pad + text[2:-2].replace("\n", "\n" + pad)
 
 
 def join_document(slices: list[bytes], extra: dict[str, Any]) -> list[bytes]:
@@ -82,20 +87,24 @@ class PiecesProducer:
         self.pieces, self.next = [], 0
 
 
-def state_document(
+def encoded_entries(
     registry: Registry,
     entry: Callable[[str], dict[str, Any] | None],
     after: str | None = None,
     limit: int | None = None,
     cooperator: task.Cooperator = ONE_SLICE_PER_TURN,
-) -> defer.Deferred[list[bytes]]:
+    depth: int = 1,
+    each: Callable[[list[dict[str, Any]]], Any] | None = None,
+) -> defer.Deferred[tuple[list[bytes], str | None, int | None]]:
     """
-    The users after C{after} in id order (all of them, or C{limit}, then with
-    C{"next"}: the id to ask after for the next page, or None at the end, and
-    C{"counts"}: the users in each state, all of them),
-    each as C{entry(user_id)} (None: left out, gone meanwhile).
+    The users after C{after} in id order (all of them, or C{limit}), each as
+    C{entry(user_id)} (None: left out, gone meanwhile), encoded L{SLICE}
+    users per reactor turn as a list C{depth} containers deep
+    (L{encode_slice}); C{each} also gets every slice's entries. Fires with
+    the encoded pieces (to be joined with C{",\n"}), the last id read and
+    how many of C{limit} are left.
     """
-    # Slices are joined (with the separator join_document would put between
+    # Slices are joined (with the separator the document puts between
     # them) into groups of about WRITE_SIZE: 40,000 slices of 25 users made
     # the last turn, which lays out and measures every piece, 14 ms long.
     slices: list[bytes] = []
@@ -110,7 +119,9 @@ def state_document(
             if ids:
                 entries = [e for e in map(entry, ids) if e is not None]
                 if entries:
-                    encoded = encode_slice(entries).encode()
+                    if each is not None:
+                        each(entries)
+                    encoded = encode_slice(entries, depth).encode()
                     group.append(encoded)
                     group_size += len(encoded)
                     if group_size >= WRITE_SIZE:
@@ -124,9 +135,30 @@ def state_document(
                 return
             yield None
 
-    def done(_: object) -> list[bytes]:
+    def done(_: object) -> tuple[list[bytes], str | None, int | None]:
         if group:
             slices.append(b",\n".join(group))
+        return slices, last, left
+
+    return cooperator.coiterate(work()).addCallback(done)
+
+
+def state_document(
+    registry: Registry,
+    entry: Callable[[str], dict[str, Any] | None],
+    after: str | None = None,
+    limit: int | None = None,
+    cooperator: task.Cooperator = ONE_SLICE_PER_TURN,
+) -> defer.Deferred[list[bytes]]:
+    """
+    The users after C{after} in id order (all of them, or C{limit}, then with
+    C{"next"}: the id to ask after for the next page, or None at the end, and
+    C{"counts"}: the users in each state, all of them),
+    each as C{entry(user_id)} (None: left out, gone meanwhile).
+    """
+
+    def done(read: tuple[list[bytes], str | None, int | None]) -> list[bytes]:
+        slices, last, left = read
         if limit is None:
             return join_document(slices, {})
         more = left == 0 and bool(registry.ids_after(last, 1))
@@ -134,4 +166,4 @@ def state_document(
         # the registry, so a page costs nothing more): a paging UI's totals.
         return join_document(slices, {"next": last if more else None, "counts": registry.counts_by_state()})
 
-    return cooperator.coiterate(work()).addCallback(done)
+    return encoded_entries(registry, entry, after, limit, cooperator).addCallback(done)
