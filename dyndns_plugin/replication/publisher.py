@@ -12,7 +12,6 @@ never goes back.
 
 from __future__ import annotations
 
-import time
 from typing import Any, Callable, Iterable, Iterator
 
 from twisted.internet import defer, task
@@ -22,6 +21,7 @@ from dyndns_plugin.dns.zones import StaticZone
 from dyndns_plugin.model import User
 from dyndns_plugin.replication.journal import ZoneState, next_serial, records_hash
 from dyndns_plugin.service import Change, DynDNSService
+from dyndns_plugin.service.slices import drive
 from dyndns_plugin.store import RR, IZoneJournal, JournalStep, ZoneHistory
 
 log = Logger()
@@ -124,15 +124,12 @@ class ZonePublisher:
 
     async def _fill_in_slices(self, fills: list[Iterator[None]], history: dict[str, ZoneHistory]) -> None:
         for fill in fills:
-            while True:
-                ends = time.perf_counter() + self.fill_slice
-                for _ in fill:
-                    if time.perf_counter() >= ends:
-                        break
-                else:
-                    break
-                await task.deferLater(self.fill_clock, self.fill_pause, lambda: None)
+            await self._drive(fill)
         await self._settle(history)
+
+    def _drive(self, work: Iterator[Any]) -> defer.Deferred[None]:
+        """Run C{work} in slices of reactor time (L{drive}), with this publisher's slice settings."""
+        return defer.ensureDeferred(drive(work, self.fill_clock, self.fill_slice, self.fill_pause))
 
     async def _settle(self, history: dict[str, ZoneHistory]) -> None:
         for zone in self.zones:
@@ -235,16 +232,18 @@ class ZonePublisher:
         added: list[RR] = []
         sources: dict[str, Any] = {}
         change = 0
-        ends = time.perf_counter() + self.fill_slice
-        for start in range(0, len(names), DIFF_CHUNK):
-            if time.perf_counter() >= ends:
-                await task.deferLater(self.fill_clock, self.fill_pause, lambda: None)
-                ends = time.perf_counter() + self.fill_slice
-            part = zone.diff(names[start : start + DIFF_CHUNK], self.service.registry)
-            deleted += part[0]
-            added += part[1]
-            sources.update(part[2])
-            change ^= records_hash(part[0], part[1])
+
+        def chunks() -> Iterator[None]:
+            nonlocal change
+            for start in range(0, len(names), DIFF_CHUNK):
+                part = zone.diff(names[start : start + DIFF_CHUNK], self.service.registry)
+                deleted.extend(part[0])
+                added.extend(part[1])
+                sources.update(part[2])
+                change ^= records_hash(part[0], part[1])
+                yield
+
+        await self._drive(chunks())
         return deleted, added, sources, change
 
     async def _publish(self, names: list[str]) -> None:
