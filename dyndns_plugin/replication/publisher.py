@@ -21,7 +21,7 @@ from dyndns_plugin.dns.zones import StaticZone
 from dyndns_plugin.model import User
 from dyndns_plugin.replication.journal import ZoneState, next_serial, records_hash
 from dyndns_plugin.service import Change, DynDNSService
-from dyndns_plugin.service.slices import drive
+from dyndns_plugin.service.slices import SLICE, drive
 from dyndns_plugin.store import RR, IZoneJournal, JournalStep, ZoneHistory
 
 log = Logger()
@@ -34,12 +34,10 @@ RETRY_DELAY = 1.0
 #: From this many users the zones are filled after DNS starts answering
 #: (seconds at 1,000,000 users), below it before.
 FILL_IN_BACKGROUND_FROM = 20_000
-#: Reactor time one slice of that fill may take (s): DNS answers between slices.
-FILL_SLICE = 0.004
 #: Changed names diffed in one go; more are diffed L{DIFF_CHUNK} at a time,
-#: in slices of L{FILL_SLICE}.
+#: in slices of reactor time.
 DIFF_AT_ONCE = 250
-DIFF_CHUNK = 100
+DIFF_CHUNK = 50
 
 
 class ZonePublisher:
@@ -86,7 +84,7 @@ class ZonePublisher:
         self.published = 0  # serials published since start (for tests, status)
         # The start-up fill (L{_load}); tests make its slices small.
         self.fill_in_background_from = FILL_IN_BACKGROUND_FROM
-        self.fill_slice = FILL_SLICE
+        self.fill_slice = SLICE
         self.fill_batch = 500
         self.fill_pause = 0.0
         # Its slices share the real reactor with DNS, whatever clock the service keeps.
