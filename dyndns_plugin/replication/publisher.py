@@ -36,7 +36,7 @@ RETRY_DELAY = 1.0
 FILL_IN_BACKGROUND_FROM = 20_000
 #: Changed names diffed in one go; more are diffed L{DIFF_CHUNK} at a time,
 #: in slices of reactor time.
-DIFF_AT_ONCE = 250
+DIFF_AT_ONCE = 50
 DIFF_CHUNK = 50
 
 

@@ -17,7 +17,7 @@ from twisted.internet import task
 T = TypeVar("T")
 
 #: Batches of at most this many items are done at once (L{each_in_slices}).
-AT_ONCE = 250
+AT_ONCE = 100
 #: Reactor time one slice may take (s): small, as several workers may take a slice in the same turn.
 SLICE = 0.002
 
