@@ -29,3 +29,20 @@ class EachInSlicesTests(SynchronousTestCase):
         clock.advance(0)  # (a fake clock runs the turns it schedules meanwhile too)
         self.successResultOf(d)
         self.assertEqual(seen, items)
+
+    def test_the_collector_waits_for_a_large_batch(self) -> None:
+        """No collection while a large batch runs; collecting again (as before) once it ends."""
+        import gc
+
+        self.assertTrue(gc.isenabled())
+        enabled: list[bool] = []
+        clock = task.Clock()
+        self.patch(slices, "SLICE", 0.0)
+        d = defer.ensureDeferred(
+            slices.each_in_slices(list(range(slices.AT_ONCE + 1)), lambda _: enabled.append(gc.isenabled()), clock)
+        )
+        self.assertNoResult(d)
+        clock.advance(0)
+        self.successResultOf(d)
+        self.assertEqual(set(enabled), {False})
+        self.assertTrue(gc.isenabled())

