@@ -12,6 +12,7 @@ never goes back.
 
 from __future__ import annotations
 
+import gc
 from typing import Any, Callable, Iterable, Iterator
 
 from twisted.internet import defer, task
@@ -123,6 +124,10 @@ class ZonePublisher:
     async def _fill_in_slices(self, fills: list[Iterator[None]], history: dict[str, ZoneHistory]) -> None:
         for fill in fills:
             await self._drive(fill)
+        # What the fill built lives as long as the users: out of the
+        # collector, as the service does with the registry at start-up
+        # (every full pass walked the zones' 1,000,000 entries: 10-40 ms).
+        gc.freeze()
         await self._settle(history)
 
     def _drive(self, work: Iterator[Any]) -> defer.Deferred[None]:
