@@ -35,7 +35,18 @@ from dyndns_plugin.dns.cookies import (
     MalformedCookie,
     ServerCookies,
 )
-from dyndns_plugin.dns.fastpath import CACHEABLE_RCODES, AnswerCache, CachedAnswer, plain_query_key
+from dyndns_plugin.dns.fastpath import (
+    CACHEABLE_RCODES,
+    FLOW,
+    RCODE,
+    TRUNCATED,
+    UDP,
+    WIRE,
+    AnswerCache,
+    CachedAnswer,
+    cached_answer,
+    plain_query_key,
+)
 from dyndns_plugin.dns.handlers import MessageChannel, TransferWireHandler, UDPAddress, UpdateWireHandler
 from dyndns_plugin.dns.reader import has_tsig, question_type
 from dyndns_plugin.dns.resolver import DynDNSResolver, NotReady, QuietResolverChain
@@ -212,13 +223,13 @@ class DNSDatagramProtocol(dns.DNSDatagramProtocol):
         if rrl is not None:
             prefix = rrl.prefix_of(address[0])
             if prefix >= 0:
-                verdict = rrl.take(prefix, *answer.flow)
+                verdict = rrl.take(prefix, *answer[FLOW])
                 if verdict == DROP:
                     return
                 if verdict == SLIP:
-                    self.transport.write(ident + answer.slip, address)
+                    self.transport.write(ident + answer[TRUNCATED], address)
                     return
-        self.transport.write(ident + answer.udp, address)
+        self.transport.write(ident + answer[UDP], address)
 
     def writeWire(self, wire: bytes, address: UDPAddress) -> None:
         rrl = self.controller.rrl
@@ -318,7 +329,7 @@ class DNSStreamProtocol(dns.DNSProtocol, policies.TimeoutMixin):
 
     def writeCached(self, ident: bytes, answer: CachedAnswer, address: None = None) -> None:
         """A cached answer under the query's C{ident}, whole (no truncation on TCP)."""
-        self.sendString(ident + answer.wire)
+        self.sendString(ident + answer[WIRE])
 
     def writeWire(self, wire: bytes, address: None = None) -> None:
         self.resetTimeout()
@@ -434,7 +445,7 @@ class DynDNSServerFactory(server.DNSServerFactory):
         if answers is not None and not self.verbose:
             answer = answers.entries.get(key)
             if answer is not None:
-                self.replied(answer.rcode)
+                self.replied(answer[RCODE])
                 protocol.writeCached(data[:2], answer, address)
                 return
         message = self.decode(data, protocol, address)
@@ -458,7 +469,7 @@ class DynDNSServerFactory(server.DNSServerFactory):
         slip = truncated(message)
         udp = wire if len(wire) <= getattr(message, "udpLimit", 512) else slip
         owner = answers.owner_of(message.queries[0].name.name)
-        answer = CachedAnswer(wire[2:], udp[2:], slip[2:], message.rCode, classify_message(message), owner)
+        answer = cached_answer(wire[2:], udp[2:], slip[2:], message.rCode, classify_message(message), owner)
         # Only answers without the SOA outlive a new zone serial.
         positive = (
             message.rCode == dns.OK
