@@ -8,7 +8,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from dyndns_plugin.model import HostState
 from dyndns_plugin.registry import AnswerSource
-from dyndns_plugin.replication.names import PublishedNames
+from dyndns_plugin.replication.names import PublishedNames, StagedChanges
 
 SUFFIX = "dyn.example.com"
 #: Main names (kept under the user id), other names below the suffix and
@@ -76,3 +76,82 @@ class PublishedNamesTests(SynchronousTestCase):
         (key,) = shard
         self.assertIs(key, user_id)
         self.assertEqual(list(names), [f"alice.{SUFFIX}"])
+
+
+class StagedChangesTests(SynchronousTestCase):
+    @given(
+        st.dictionaries(st.sampled_from(NAMES), st.integers(0, 1000)),
+        st.dictionaries(st.sampled_from(NAMES), st.one_of(st.none(), st.integers(0, 1000))),
+        st.integers(0, 40),
+        st.one_of(st.none(), st.tuples(st.sampled_from(NAMES), st.integers(0, 1000))),
+        st.booleans(),
+    )
+    def test_all_at_once_at_commit(
+        self,
+        before: dict[str, int],
+        changes: dict[str, int | None],
+        stop: int,
+        meanwhile: tuple[str, int] | None,
+        snap: bool,
+    ) -> None:
+        """
+        Staged changes leave the names as they were until L{commit}, which
+        gives what setting them one by one gives; a snapshot taken while
+        they are built keeps the old names; a write meanwhile (not the
+        publisher's way, but possible) is kept, the staged values win.
+        """
+        names = PublishedNames(SUFFIX)
+        for name, n in before.items():
+            names[name] = source(n)
+        sources: dict[str, AnswerSource | None] = {
+            name: None if n is None else source(n) for name, n in changes.items()
+        }
+        staged = StagedChanges(names, sources)
+        steps = staged.build()
+        for _ in zip(range(stop), steps):
+            pass
+        snapshot = names.snapshot() if snap else None
+        expected: dict[str, AnswerSource] = {name: source(n) for name, n in before.items()}
+        self.assertEqual(dict(names.items()), expected)
+        if meanwhile is not None:
+            names[meanwhile[0]] = expected[meanwhile[0]] = source(meanwhile[1])
+        for _ in steps:
+            pass
+        staged.commit()
+        list(staged.release())
+        for name, value in sources.items():
+            if value is None:
+                expected.pop(name, None)
+            else:
+                expected[name] = value
+        self.assertEqual(dict(names.items()), expected)
+        self.assertEqual(len(names), len(expected))
+        if snapshot is not None:
+            self.assertEqual(dict(snapshot.items()), {name: source(n) for name, n in before.items()})
+
+    def test_commit_touches_only_the_changed_dicts(self) -> None:
+        names = PublishedNames(SUFFIX)
+        names.add_all([(f"user{n}", source(n)) for n in range(2000)], mains=True)
+        shards = list(names._shards)
+        staged = StagedChanges(names, {f"user7.{SUFFIX}": source(9999), f"user8.{SUFFIX}": None})
+        list(staged.build())
+        self.assertEqual(names._shards, shards)
+        staged.commit()
+        replaced = [i for i, (a, b) in enumerate(zip(names._shards, shards)) if a is not b]
+        self.assertLessEqual(len(replaced), 2)
+        self.assertEqual(names[f"user7.{SUFFIX}"], source(9999))
+        self.assertNotIn(f"user8.{SUFFIX}", names)
+        self.assertEqual(len(names), 1999)
+
+    def test_a_write_meanwhile_to_a_staged_dict_is_kept(self) -> None:
+        """A dict already copied by the staging and then written in place would lose the write at commit."""
+        names = PublishedNames(SUFFIX)
+        names.add_all([(f"user{n}", source(n)) for n in range(2000)], mains=True)
+        shard_of = {n: hash(f"user{n}") & 255 for n in range(2000)}
+        other = next(n for n in range(1, 2000) if shard_of[n] == shard_of[0])
+        staged = StagedChanges(names, {f"user0.{SUFFIX}": source(5000)})
+        list(staged.build())
+        names[f"user{other}.{SUFFIX}"] = source(6000)
+        staged.commit()
+        self.assertEqual(names[f"user0.{SUFFIX}"], source(5000))
+        self.assertEqual(names[f"user{other}.{SUFFIX}"], source(6000))

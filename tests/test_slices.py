@@ -46,3 +46,36 @@ class EachInSlicesTests(SynchronousTestCase):
         self.successResultOf(d)
         self.assertEqual(set(enabled), {False})
         self.assertTrue(gc.isenabled())
+
+
+class CollectorPausedTests(SynchronousTestCase):
+    def test_overlapping_pauses_end_with_the_last(self) -> None:
+        """
+        The poll's and the publisher's pauses overlap in any order: the
+        collector stays off until the last ends, which freezes what was
+        made and turns it on again.
+        """
+        import gc
+
+        self.assertTrue(gc.isenabled())
+        first, second = slices.collector_paused(), slices.collector_paused()
+        first.__enter__()
+        second.__enter__()
+        first.__exit__(None, None, None)  # the first out is not the last
+        self.assertFalse(gc.isenabled())
+        made = [[n] for n in range(3)]  # tracked by the collector, young until frozen
+        frozen = gc.get_freeze_count()
+        second.__exit__(None, None, None)
+        self.assertTrue(gc.isenabled())
+        self.assertGreaterEqual(gc.get_freeze_count(), frozen + len(made))
+
+    def test_a_pause_inside_a_disabled_collector_changes_nothing(self) -> None:
+        import gc
+
+        gc.disable()
+        self.addCleanup(gc.enable)
+        frozen = gc.get_freeze_count()
+        with slices.collector_paused():
+            self.assertFalse(gc.isenabled())
+        self.assertFalse(gc.isenabled())
+        self.assertEqual(gc.get_freeze_count(), frozen)

@@ -23,7 +23,7 @@ from twisted.names import dns as tdns
 
 from dyndns_plugin.dns.zones import StaticZone
 from dyndns_plugin.registry import Answer, AnswerSource, Registry, answer_from
-from dyndns_plugin.replication.names import PublishedNames
+from dyndns_plugin.replication.names import PublishedNames, StagedChanges
 from dyndns_plugin.store import RR, JournalStep, ZoneHistory
 
 TYPE_A, TYPE_NS, TYPE_SOA, TYPE_AAAA = 1, 2, 6, 28
@@ -300,15 +300,24 @@ class ZoneState:
             added.extend(rr for rr in after if rr not in before)
         return deleted, added, sources
 
-    def adopt(self, sources: dict[str, AnswerSource | None]) -> None:
-        """Keep newer sources of the same records (L{diff} found no record changed): no new serial."""
+    def adopt(self, sources: dict[str, AnswerSource | None] | StagedChanges) -> None:
+        """
+        Keep newer sources of names (for L{diff}'s names with no record
+        changed: no new serial), given one by one or staged (many, built
+        in slices beforehand).
+        """
+        if isinstance(sources, StagedChanges):
+            sources.commit()
+            return
         for name, source in sources.items():
             if source is None:
                 self.dynamic.pop(name, None)
             else:
                 self.dynamic[name] = source
 
-    def apply(self, step: JournalStep, sources: dict[str, AnswerSource | None], change: int | None = None) -> None:
+    def apply(
+        self, step: JournalStep, sources: dict[str, AnswerSource | None] | StagedChanges, change: int | None = None
+    ) -> None:
         """
         Publish a step whose serial and journal entry are durable. C{change}:
         its L{records_hash}, if the caller has it (the publisher computed it
