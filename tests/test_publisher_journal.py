@@ -210,3 +210,33 @@ class SlicedDiffTests(unittest.SynchronousTestCase):
         self.assertEqual((zone.serial, publisher.published), (next_serial(serial), 1))
         (step,) = zone.steps
         self.assertEqual({rr[0] for rr in step.added}, {f"user{n:02}.{SUFFIX}" for n in range(12)})
+
+
+class NewDictsFrozenTests(unittest.SynchronousTestCase):
+    def test_a_large_zones_copied_dicts_leave_the_collector(self) -> None:
+        """
+        A write after a transfer's snapshot copies the dict it touches; in a
+        large zone (here: the threshold lowered to 0) the publication then
+        freezes such new dicts out of the collector, and only then.
+        """
+        import gc
+
+        clock = task.Clock()
+        clock.advance(1_700_000_000)
+        service = DynDNSService(MemoryUserStore(), SUFFIX, clock=clock, poll_interval=None)
+        publisher = ZonePublisher(service, [make_zone()])
+        self.successResultOf(defer.ensureDeferred(service.start()))
+        self.successResultOf(service.add_user(User("alice")))
+        clock.advance(10)
+        self.successResultOf(publisher.flush())
+        zone = publisher.zones[0]
+        frozen: list[int] = []
+        self.patch(gc, "freeze", lambda: frozen.append(1))
+        for large in (False, True):
+            publisher.fill_in_background_from = 0 if large else 10**9
+            zone.dynamic.snapshot()  # as an AXFR does
+            self.successResultOf(service.update("alice", [ipaddress.ip_address(f"192.0.2.{1 + large}")]))
+            clock.advance(10)
+            self.successResultOf(publisher.flush())
+            self.assertEqual(zone.dynamic.new_dicts, 0)
+            self.assertEqual(len(frozen), int(large))
