@@ -39,7 +39,17 @@ class ProducerTests(SynchronousTestCase):
         request = DummyRequest([b""])
         PiecesProducer(request, pieces).start()
         self.assertEqual(b"".join(request.written), b"".join(pieces))
-        self.assertEqual([len(w) for w in request.written], [12, 12, 12])
+        self.assertEqual([len(w) for w in request.written], [10, 10, 10, 6])
+        self.assertEqual(request.finished, 1)
+
+    def test_large_pieces_go_out_in_parts(self) -> None:
+        """A piece larger than WRITE_SIZE is written a part at a time, joined with its neighbours' parts."""
+        self.patch(statelist, "WRITE_SIZE", 10)
+        pieces = [b"a" * 3, b"b" * 25, b"c" * 4, b"d" * 10]
+        request = DummyRequest([b""])
+        PiecesProducer(request, pieces).start()
+        self.assertEqual(b"".join(request.written), b"".join(pieces))
+        self.assertEqual([len(w) for w in request.written], [10, 10, 10, 10, 2])
         self.assertEqual(request.finished, 1)
 
     def test_stop(self) -> None:
@@ -93,13 +103,13 @@ class DocumentTests(SynchronousTestCase):
 
     def test_slices_grouped_same_bytes(self) -> None:
         """
-        Slices are joined into groups of about WRITE_SIZE bytes (fewer pieces
+        Slices are joined into groups of about GROUP_SIZE bytes (fewer pieces
         to lay out at the end), and the bytes are still exactly json.dumps's.
         """
         users = [{"id": f"user{k}"} for k in range(7)]
         expected = json.dumps({"users": users}, indent=1).encode() + b"\n"
         for write_size, most_pieces in ((1, 9), (80, 5), (10**6, 3)):
-            self.patch(statelist, "WRITE_SIZE", write_size)
+            self.patch(statelist, "GROUP_SIZE", write_size)
             result: list[list[bytes]] = []
             state_document(self.registry, lambda i: {"id": i}, None, None, self.cooperator).addCallback(result.append)
             while not result:

@@ -25,6 +25,11 @@ from dyndns_plugin.registry import Registry
 SLICE = 25
 #: Bytes written to the connection at a time.
 WRITE_SIZE = 256 * 1024
+#: Encoded slices are joined into pieces of about this size while the
+#: document is built: the list of pieces is one the garbage collector walks,
+#: and each piece it visits is a memory miss of its own (2,400 pieces of
+#: 256 KiB made each full pass ~9 ms at 1,000,000 users).
+GROUP_SIZE = 4 * 1024 * 1024
 
 #: One slice per turn, scheduled on the global reactor.
 ONE_SLICE_PER_TURN = task.Cooperator(terminationPredicateFactory=lambda: lambda: True)
@@ -60,13 +65,16 @@ def join_document(slices: list[bytes], extra: dict[str, Any]) -> list[bytes]:
 @implementer(IPullProducer)
 class PiecesProducer:
     """
-    Writes C{pieces} to C{request} about L{WRITE_SIZE} bytes at a time, as the
-    connection takes them, then finishes it: a transport joins everything
-    written before sending, which at this size would stall the reactor.
+    Writes C{pieces} to C{request} about L{WRITE_SIZE} bytes at a time (a
+    large piece in parts), as the connection takes them, then finishes it:
+    a transport joins everything written before sending, which at this size
+    would stall the reactor.
     """
 
     def __init__(self, request: Any, pieces: list[bytes]) -> None:
-        self.request, self.pieces, self.next = request, pieces, 0
+        self.request, self.pieces = request, pieces
+        self.next = 0  # the piece to write from
+        self.offset = 0  # where in it
 
     def start(self) -> None:
         self.request.registerProducer(self, False)
@@ -74,17 +82,21 @@ class PiecesProducer:
     def resumeProducing(self) -> None:
         pieces, batch, size = self.pieces, [], 0
         while self.next < len(pieces) and size < WRITE_SIZE:
-            batch.append(pieces[self.next])
-            size += len(pieces[self.next])
-            self.next += 1
+            piece = pieces[self.next]
+            part = piece[self.offset : self.offset + WRITE_SIZE - size]  # all of it: the piece itself
+            batch.append(part)
+            size += len(part)
+            self.offset += len(part)
+            if self.offset >= len(piece):
+                self.next, self.offset = self.next + 1, 0
         if batch:
-            self.request.write(b"".join(batch))
+            self.request.write(batch[0] if len(batch) == 1 else b"".join(batch))
         if self.next >= len(pieces):
             self.request.unregisterProducer()
             self.request.finish()
 
     def stopProducing(self) -> None:
-        self.pieces, self.next = [], 0
+        self.pieces, self.next, self.offset = [], 0, 0
 
 
 def encoded_entries(
@@ -105,7 +117,7 @@ def encoded_entries(
     how many of C{limit} are left.
     """
     # Slices are joined (with the separator the document puts between
-    # them) into groups of about WRITE_SIZE: 40,000 slices of 25 users made
+    # them) into groups of about GROUP_SIZE: 40,000 slices of 25 users made
     # the last turn, which lays out and measures every piece, 14 ms long.
     slices: list[bytes] = []
     group: list[bytes] = []
@@ -124,7 +136,7 @@ def encoded_entries(
                     encoded = encode_slice(entries, depth).encode()
                     group.append(encoded)
                     group_size += len(encoded)
-                    if group_size >= WRITE_SIZE:
+                    if group_size >= GROUP_SIZE:
                         slices.append(b",\n".join(group))
                         group.clear()
                         group_size = 0
