@@ -389,6 +389,7 @@ def build_service(
     )
     protect_dns(factory, settings, dyndns.clock)
     attach_answer_cache(factory, dyndns, publisher)
+    factory.when_loaded = dyndns.when_loaded
     from dyndns_plugin.connections import build_limiters, current_open_files_limit
 
     if open_files is None:

@@ -21,7 +21,7 @@ import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 import dns.update
-from twisted.internet import defer, threads
+from twisted.internet import defer, reactor, threads
 from twisted.trial import unittest
 
 from dyndns_plugin.dns.resolver import DynDNSResolver
@@ -30,7 +30,7 @@ from dyndns_plugin.model import HostState, User
 from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.store.memory import MemoryUserStore
 from dyndns_plugin.tap import load_zones
-from tests.dns_helpers import memory_settings, serve_dns
+from tests.dns_helpers import listen_dns, memory_settings, serve_dns
 from tests.typing_helpers import TestCaseMixin
 
 SUFFIX = "dyn.example.com"
@@ -797,3 +797,70 @@ class NotLoadedTests(ServerTestsMixin, unittest.TestCase):
         self.assertRcode(r, dns.rcode.NOERROR)
         self.assertEqual(addresses(r, "A"), {"203.0.113.5"})
         self.assertEqual(r.answer[0].ttl, 90)
+
+
+class WaitsForLoadTests(ServerTestsMixin, unittest.TestCase):
+    """
+    A UDP port of a server that knows when the users are loaded
+    (C{when_loaded}, as twistd dyndns sets it) answers the first batch it
+    reads meanwhile (SERVFAIL) and then reads nothing until they are: a
+    query flood during the load would otherwise pass the GIL to and from
+    the loading thread at every system call.
+    """
+
+    start_service = False
+
+    @defer.inlineCallbacks
+    def test_reads_again_once_loaded(self):
+        yield self.store.add_user(User("alice"))
+        yield self.store.save_state(HostState("alice", ipv4="203.0.113.5", ttl=90))
+        factory = DynDNSServerFactory(DynDNSResolver(self.service.registry), [])
+        factory.when_loaded = self.service.when_loaded
+        udp, tcp = listen_dns(reactor, factory, 0, HOST)
+        self.addCleanup(udp.stopListening)
+        self.addCleanup(tcp.stopListening)
+        port = udp.getHost().port
+        self.assertIn(udp, reactor.getReaders())
+        r = yield threads.deferToThread(dns.query.udp, query(f"alice.{SUFFIX}", "A"), HOST, timeout=TIMEOUT, port=port)
+        self.assertRcode(r, dns.rcode.SERVFAIL)
+        self.assertNotIn(udp, reactor.getReaders())
+        # Sent while the port does not read: kept in the socket's buffer.
+        waiting = threads.deferToThread(dns.query.udp, query(f"alice.{SUFFIX}", "A"), HOST, timeout=TIMEOUT, port=port)
+        yield defer.ensureDeferred(self.service.start())
+        self.assertIn(udp, reactor.getReaders())
+        self.assertIsNone(self.service.when_loaded())
+        r = yield waiting
+        self.assertRcode(r, dns.rcode.NOERROR)
+        self.assertEqual(addresses(r, "A"), {"203.0.113.5"})
+
+    def test_without_when_loaded_reading_goes_on(self):
+        """Embedded without the hook: SERVFAIL meanwhile, as before, and the port keeps reading."""
+        self.assertIsNone(self.factory.when_loaded)
+        udp = [
+            p
+            for p in reactor.getReaders()
+            if getattr(p, "protocol", None) is not None and getattr(p.protocol, "controller", None) is self.factory
+        ]
+        self.assertEqual(len(udp), 1)
+        return self.udp(query(f"alice.{SUFFIX}", "A")).addCallback(
+            lambda r: (self.assertRcode(r, dns.rcode.SERVFAIL), self.assertIn(udp[0], reactor.getReaders()))
+        )
+
+
+class WhenLoadedTests(unittest.TestCase):
+    def test_fires_when_loading_fails_too(self):
+        """A store that cannot be read still lets the UDP ports read (and answer SERVFAIL)."""
+
+        class Broken(MemoryUserStore):
+            def load(self):
+                return defer.fail(OSError("disk gone"))
+
+        service = DynDNSService(Broken(), SUFFIX, poll_interval=None)
+        waiting = service.when_loaded()
+        self.assertIsNotNone(waiting)
+        service.startService()
+        self.addCleanup(service.stopService)
+        self.assertIsNone(self.successResultOf(waiting))
+        self.assertIsNone(service.when_loaded())
+        self.assertFalse(service.registry.loaded)
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)

@@ -97,6 +97,7 @@ class DynDNSService(Service):
         self.registry = Registry(suffix, default_ttl)
         limiter = Limiter(self.clock, limits)
         self.ready: defer.Deferred[None] = defer.Deferred()
+        self._load_waiters: list[defer.Deferred[None]] | None = []
         self.feed = ChangeFeed(self.registry)
         self.order = UserOrder()
         self.policy = NamePolicy(suffix, reserved_names)
@@ -164,6 +165,24 @@ class DynDNSService(Service):
         super().startService()
         d = defer.ensureDeferred(self.start())
         d.addErrback(lambda f: log.failure("could not load the user store", f))
+        d.addBoth(lambda _: self._loading_ended())
+
+    def when_loaded(self) -> defer.Deferred[None] | None:
+        """
+        None once the users are loaded (or loading failed); until then a
+        Deferred that fires when that happens (the UDP DNS ports wait for
+        it: L{dyndns_plugin.dns.server.DNSDatagramProtocol}).
+        """
+        if self._load_waiters is None:
+            return None
+        waiting: defer.Deferred[None] = defer.Deferred()
+        self._load_waiters.append(waiting)
+        return waiting
+
+    def _loading_ended(self) -> None:
+        waiters, self._load_waiters = self._load_waiters, None
+        for waiting in waiters or ():
+            waiting.callback(None)
 
     async def start(self) -> None:
         """Open and load the store, then start watching it."""
@@ -209,6 +228,7 @@ class DynDNSService(Service):
                 lambda f: log.failure("store polling stopped", f)
             )
         self.ready.callback(None)
+        self._loading_ended()
 
     def stopService(self) -> defer.Deferred[None]:
         super().stopService()
