@@ -86,8 +86,10 @@ class Registry:
         self._names: dict[str, str] = {}
         self._wildcards: dict[str, str] = {}
         # One user id per address, a set only where several share one: a set
-        # per address costs ~270 bytes per user at 100k users.
-        self._by_address: dict[IPAddress, str | set[str]] = {}
+        # per address costs ~270 bytes per user at 100k users. Keyed by the
+        # address's integer (see _address_slot), one map per IP version.
+        self._by_ipv4: dict[int, str | set[str]] = {}
+        self._by_ipv6: dict[int, str | set[str]] = {}
         # Users by state, kept with every write: /metrics reads it at scrape
         # time, which may not walk 1,000,000 users on the reactor thread.
         self._counts = dict.fromkeys(USER_STATES, 0)
@@ -178,7 +180,8 @@ class Registry:
 
     def users_at(self, address: IPAddress) -> frozenset[str]:
         """Active, online users whose names point at C{address} now."""
-        holders = self._by_address.get(address)
+        index, key = self._address_slot(address)
+        holders = index.get(key)
         if holders is None:
             return frozenset()
         return frozenset((holders,) if isinstance(holders, str) else holders)
@@ -236,7 +239,7 @@ class Registry:
         all_states.update(states)
         for user_id in [u for u in all_states if u not in all_users]:
             del all_states[user_id]
-        names, wildcards, by_address = self._names, self._wildcards, self._by_address
+        names, wildcards, by_ipv4, by_ipv6 = self._names, self._wildcards, self._by_ipv4, self._by_ipv6
         disabled = offline = online = 0
         for user in users.values():
             if user.disabled:
@@ -257,18 +260,20 @@ class Registry:
             ipv4, ipv6 = state.ipv4, state.ipv6
             if ipv4 is not None:
                 online += 1
-                holders = by_address.setdefault(ipv4, user_id)  # one hash: IPv4Address hashes in Python
+                key = int(ipv4)
+                holders = by_ipv4.setdefault(key, user_id)
                 if holders is not user_id:
                     if isinstance(holders, str):
-                        by_address[ipv4] = {holders, user_id}
+                        by_ipv4[key] = {holders, user_id}
                     else:
                         holders.add(user_id)
             if ipv6 is not None:
                 online += ipv4 is None
-                holders = by_address.setdefault(ipv6, user_id)
+                key = int(ipv6)
+                holders = by_ipv6.setdefault(key, user_id)
                 if holders is not user_id:
                     if isinstance(holders, str):
-                        by_address[ipv6] = {holders, user_id}
+                        by_ipv6[key] = {holders, user_id}
                     else:
                         holders.add(user_id)
         never = len(all_users) - disabled - offline - online
@@ -325,6 +330,14 @@ class Registry:
             return Answer(user.id, (), self.default_ttl)
         return answer_from(user if state.offline else state, self.default_ttl)
 
+    def _address_slot(self, address: IPAddress) -> tuple[dict[int, str | set[str]], int]:
+        """
+        The map that indexes C{address} and its key there: the address's
+        integer (the address's own int object), hashed in C where an
+        IPv4Address hashes in Python (~0.5 s of start-up at 1,000,000 users).
+        """
+        return (self._by_ipv4 if address.version == 4 else self._by_ipv6), int(address)
+
     def _index(self, user_id: str) -> None:
         user = self._users.get(user_id)
         if user is None or user.disabled:
@@ -337,12 +350,13 @@ class Registry:
         state = self._states.get(user_id)
         if state is not None and not state.offline:
             for address in state.addresses():
-                holders = self._by_address.get(address)
+                index, key = self._address_slot(address)
+                holders = index.get(key)
                 if holders is None:
-                    self._by_address[address] = user_id
+                    index[key] = user_id
                 elif isinstance(holders, str):
                     if holders != user_id:
-                        self._by_address[address] = {holders, user_id}
+                        index[key] = {holders, user_id}
                 else:
                     holders.add(user_id)
 
@@ -354,13 +368,14 @@ class Registry:
         state = self._states.get(user_id)
         if state is not None and not state.offline:
             for address in state.addresses():
-                holders = self._by_address.get(address)
+                by_address, number = self._address_slot(address)
+                holders = by_address.get(number)
                 if holders == user_id:
-                    del self._by_address[address]
+                    del by_address[number]
                 elif isinstance(holders, set):
                     holders.discard(user_id)
                     if len(holders) == 1:
-                        self._by_address[address] = holders.pop()
+                        by_address[number] = holders.pop()
         for name in user.hostnames:
             index = self._wildcards if name.startswith("*.") else self._names
             key = name[2:] if name.startswith("*.") else name
