@@ -244,7 +244,7 @@ class AdminResource(resource.Resource):
         body: Any,
         code: int = http.OK,
         headers: tuple[tuple[bytes, bytes], ...] = (),
-        pieces: list[bytes] | None = None,
+        pieces: list[bytes | bytearray] | None = None,
     ) -> None:
         """C{body} as JSON (or C{pieces}: the JSON already encoded, written piece by piece)."""
         if request.finished or getattr(request, "_disconnected", False):
@@ -410,7 +410,7 @@ class AdminResource(resource.Resource):
 
     # -- state and config
 
-    async def _state(self, request: server.Request) -> list[bytes]:
+    async def _state(self, request: server.Request) -> list[bytes | bytearray]:
         """
         Every user, or with C{limit} (1..L{MAX_PAGE}) one page of them after
         the id C{after}, plus C{next}; built a slice per reactor turn.
@@ -434,7 +434,7 @@ class AdminResource(resource.Resource):
 
         return await state_document(self.service.registry, entry, after, limit)
 
-    async def _config(self) -> tuple[str, list[bytes]]:
+    async def _config(self) -> tuple[str, list[bytes | bytearray]]:
         """
         The ETag and the encoded body of C{GET /api/config}: the users are
         read and encoded a slice per reactor turn, as C{/api/state} is
@@ -457,18 +457,15 @@ class AdminResource(resource.Resource):
             canonical.update(separator + json.dumps(entries, sort_keys=True, separators=(",", ":"))[1:-1].encode())
             separator = b","
 
-        slices, _, _ = await encoded_entries(registry, entry, depth=2, each=hash_slice)
+        body, _, _ = await encoded_entries(registry, entry, depth=2, each=hash_slice)
         canonical.update(b'],"version":%d}' % VERSION)
         # The body: json.dumps({"settings": ..., "users": export_document(...)}, indent=1).
         empty = {"settings": settings_view(self.settings), "users": {"format": FORMAT, "version": VERSION, "users": []}}
         before, after = json.dumps(empty, indent=1).rsplit("[]", 1)
-        if not slices:
-            pieces = [(before + "[]" + after + "\n").encode()]
+        if not body:
+            pieces: list[bytes | bytearray] = [(before + "[]" + after + "\n").encode()]
         else:
-            pieces = [(before + "[\n").encode(), slices[0]]
-            for piece in slices[1:]:
-                pieces += (b",\n", piece)
-            pieces.append(("\n  ]" + after + "\n").encode())
+            pieces = [(before + "[\n").encode(), body, ("\n  ]" + after + "\n").encode()]
         return '"' + canonical.hexdigest()[:32] + '"', pieces
 
     async def _replace_config(self, request: server.Request, who: str) -> None:
