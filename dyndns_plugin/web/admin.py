@@ -58,7 +58,7 @@ from dyndns_plugin.registry import Registry
 from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.store import NameTaken, NoSuchUser, StoreError, UserExists
 from dyndns_plugin.web.common import DynDNSRequest, basic_credentials, header
-from dyndns_plugin.web.statelist import PiecesProducer, encoded_entries, state_document
+from dyndns_plugin.web.statelist import Pieces, PiecesProducer, encoded_entries, state_document
 
 log = Logger()
 
@@ -244,13 +244,13 @@ class AdminResource(resource.Resource):
         body: Any,
         code: int = http.OK,
         headers: tuple[tuple[bytes, bytes], ...] = (),
-        pieces: list[bytes | bytearray] | None = None,
+        pieces: Pieces | None = None,
     ) -> None:
         """C{body} as JSON (or C{pieces}: the JSON already encoded, written piece by piece)."""
         if request.finished or getattr(request, "_disconnected", False):
             return
         if pieces is None:
-            pieces = [b"" if code == http.NO_CONTENT else json.dumps(body, indent=1).encode() + b"\n"]
+            pieces = Pieces([b"" if code == http.NO_CONTENT else json.dumps(body, indent=1).encode() + b"\n"])
         length = sum(map(len, pieces))
         request.setResponseCode(code)
         if length:
@@ -410,7 +410,7 @@ class AdminResource(resource.Resource):
 
     # -- state and config
 
-    async def _state(self, request: server.Request) -> list[bytes | bytearray]:
+    async def _state(self, request: server.Request) -> Pieces:
         """
         Every user, or with C{limit} (1..L{MAX_PAGE}) one page of them after
         the id C{after}, plus C{next}; built a slice per reactor turn.
@@ -434,7 +434,7 @@ class AdminResource(resource.Resource):
 
         return await state_document(self.service.registry, entry, after, limit)
 
-    async def _config(self) -> tuple[str, list[bytes | bytearray]]:
+    async def _config(self) -> tuple[str, Pieces]:
         """
         The ETag and the encoded body of C{GET /api/config}: the users are
         read and encoded a slice per reactor turn, as C{/api/state} is
@@ -463,9 +463,11 @@ class AdminResource(resource.Resource):
         empty = {"settings": settings_view(self.settings), "users": {"format": FORMAT, "version": VERSION, "users": []}}
         before, after = json.dumps(empty, indent=1).rsplit("[]", 1)
         if not body:
-            pieces: list[bytes | bytearray] = [(before + "[]" + after + "\n").encode()]
+            pieces = Pieces([(before + "[]" + after + "\n").encode()])
         else:
-            pieces = [(before + "[\n").encode(), body, ("\n  ]" + after + "\n").encode()]
+            pieces = Pieces([(before + "[\n").encode()])
+            pieces.extend(body)
+            pieces.append(("\n  ]" + after + "\n").encode())
         return '"' + canonical.hexdigest()[:32] + '"', pieces
 
     async def _replace_config(self, request: server.Request, who: str) -> None:
