@@ -119,6 +119,7 @@ class DocumentTests(SynchronousTestCase):
             while not result:
                 self.turn()
             self.assertEqual(b"".join(result[0]), expected)
+            self.assertEqual(result[0].size, len(expected))  # counted as appended, not by touching the pieces
             self.assertLessEqual(len(result[0]), most_pieces, write_size)
             gc.collect()
             self.assertFalse(gc.is_tracked(result[0]._pieces))

@@ -250,8 +250,9 @@ class AdminResource(resource.Resource):
         if request.finished or getattr(request, "_disconnected", False):
             return
         if pieces is None:
-            pieces = Pieces([b"" if code == http.NO_CONTENT else json.dumps(body, indent=1).encode() + b"\n"])
-        length = sum(map(len, pieces))
+            payload = b"" if code == http.NO_CONTENT else json.dumps(body, indent=1).encode() + b"\n"
+            pieces = Pieces().framed(payload, b"")
+        length = pieces.size
         request.setResponseCode(code)
         if length:
             request.setHeader(b"content-type", JSON)
@@ -259,11 +260,11 @@ class AdminResource(resource.Resource):
         request.setHeader(b"cache-control", b"no-store")
         for name, value in headers:
             request.setHeader(name, value)
-        if request.method != b"HEAD" and len(pieces) > 1:
+        if request.method != b"HEAD" and pieces:
             PiecesProducer(request, pieces).start()  # finishes the request
             return
         if request.method != b"HEAD":
-            request.write(pieces[0])
+            request.write(pieces.head + pieces.tail)
         request.finish()
 
     def _body(self, request: server.Request) -> Any:
@@ -463,11 +464,9 @@ class AdminResource(resource.Resource):
         empty = {"settings": settings_view(self.settings), "users": {"format": FORMAT, "version": VERSION, "users": []}}
         before, after = json.dumps(empty, indent=1).rsplit("[]", 1)
         if not body:
-            pieces = Pieces([(before + "[]" + after + "\n").encode()])
+            pieces = Pieces().framed((before + "[]" + after + "\n").encode(), b"")
         else:
-            pieces = Pieces([(before + "[\n").encode()])
-            pieces.extend(body)
-            pieces.append(("\n  ]" + after + "\n").encode())
+            pieces = body.framed((before + "[\n").encode(), ("\n  ]" + after + "\n").encode())
         return '"' + canonical.hexdigest()[:32] + '"', pieces
 
     async def _replace_config(self, request: server.Request, who: str) -> None:
