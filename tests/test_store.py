@@ -201,3 +201,17 @@ class SQLiteStoreTests(StoreConformanceMixin, TestCase):
         store = SQLiteUserStore(self.path, threads_reactor())
         self.failureResultOf(store.load(), StoreError)
         self.failureResultOf(store.save_state(ALICE_STATE), StoreError)
+
+
+class JournalTextTests(TestCase):
+    def test_chunked_encoding_is_json_dumps(self) -> None:
+        """A step's records are encoded a thousand per call, into exactly the text of one json.dumps, and back."""
+        import json
+
+        from dyndns_plugin.store import sqlite as sqlite_store
+
+        for count in (0, 1, 999, 1000, 1001, 2500):
+            rrs = tuple((f"user{i}.dyn.example.com", 1, 60, bytes([192, 0, 2, i % 250])) for i in range(count))
+            text = sqlite_store._rrs_to_text(rrs)
+            self.assertEqual(text, json.dumps([[n, t, ttl, d.hex()] for n, t, ttl, d in rrs]), count)
+            self.assertEqual(sqlite_store._rrs_from_text(text), rrs)

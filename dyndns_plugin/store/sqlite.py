@@ -764,8 +764,20 @@ class SQLiteUserStore:
         return self._write(save)
 
 
+#: Records encoded by one json.dumps call (see L{_rrs_to_text}).
+_RRS_PER_DUMP = 1000
+
+
 def _rrs_to_text(rrs: tuple[RR, ...]) -> str:
-    return json.dumps([[name, rdtype, ttl, rdata.hex()] for name, rdtype, ttl, rdata in rrs])
+    """
+    C{json.dumps} of the records as lists, made a thousand records per call:
+    one call holds the GIL throughout, and for the 100,000 records of a
+    restore's step (on the store's thread) that kept the reactor thread
+    from running for ~50 ms. The text is the same (", " between items).
+    """
+    rows = [[name, rdtype, ttl, rdata.hex()] for name, rdtype, ttl, rdata in rrs]
+    parts = (json.dumps(rows[i : i + _RRS_PER_DUMP])[1:-1] for i in range(0, len(rows), _RRS_PER_DUMP))
+    return "[" + ", ".join(parts) + "]"
 
 
 def _rrs_from_text(text: str) -> tuple[RR, ...]:
