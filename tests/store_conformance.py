@@ -102,6 +102,23 @@ class StoreConformanceMixin(TestCaseMixin):
         self.assertEqual(snapshot.states["alice"], ALICE_STATE)
 
     @defer.inlineCallbacks
+    def test_load_users(self):
+        """Just the users asked for that exist, with their names and states, and the store's generation."""
+        bob = User("bob", hostnames=["b.example.net", "*.bob.dyn.example.com"])
+        yield self.store.add_user(ALICE)
+        yield self.store.save_state(ALICE_STATE)
+        yield self.store.add_user(bob)
+        yield self.store.add_user(User("carol"))
+        snapshot = yield self.store.load_users(["alice", "nobody", "carol", "alice"])
+        self.assertEqual(dict(snapshot.users), {"alice": ALICE, "carol": User("carol")})
+        self.assertEqual(dict(snapshot.states), {"alice": ALICE_STATE})
+        self.assertEqual(snapshot.generation, (yield self.store.load()).generation)
+        snapshot = yield self.store.load_users(["bob"])
+        self.assertEqual(dict(snapshot.users), {"bob": bob})
+        self.assertEqual(dict(snapshot.states), {})
+        self.assertEqual(len((yield self.store.load_users([])).users), 0)
+
+    @defer.inlineCallbacks
     def test_add_twice(self):
         """Adding an existing id fails and leaves the first user intact."""
         yield self.store.add_user(ALICE)

@@ -321,6 +321,42 @@ class StartTests(SynchronousTestCase):
         self.assertIsNone(service.registry.answer("alice.dyn.example.com"))
 
 
+class OneUserStartTests(SynchronousTestCase):
+    """A CLI command about one user loads that user only, and writes through the same checks."""
+
+    def setUp(self) -> None:
+        self.store = MemoryUserStore()
+        self.successResultOf(self.store.add_user(User("alice", hostnames=["home.example.net"])))
+        self.successResultOf(self.store.add_user(User("bob")))
+        self.successResultOf(self.store.save_state(HostState("bob", ipv4="192.0.2.2")))
+
+        def no_full_load() -> defer.Deferred[None]:
+            raise AssertionError("the whole store was read")
+
+        self.store.load = no_full_load  # type: ignore[method-assign,assignment]
+
+    def start(self, user_id: str) -> DynDNSService:
+        service = DynDNSService(self.store, "dyn.example.com", clock=task.Clock(), poll_interval=None)
+        self.successResultOf(defer.ensureDeferred(service.start(only_users=[user_id])))
+        return service
+
+    def test_only_that_user(self) -> None:
+        service = self.start("bob")
+        self.assertEqual(set(service.registry.users), {"bob"})
+        self.assertEqual(service.registry.state("bob"), HostState("bob", ipv4="192.0.2.2"))
+        self.successResultOf(service.update("bob", [ipaddress.ip_address("192.0.2.3")]))
+        self.assertEqual(self.store._states["bob"].ipv4, ipaddress.ip_address("192.0.2.3"))
+
+    def test_the_stores_checks_still_apply(self) -> None:
+        """Existing ids and names taken by users not loaded are refused by the store."""
+        service = self.start("carol")
+        self.assertEqual(len(service.registry.users), 0)
+        self.failureResultOf(service.add_user(User("alice")), UserExists)
+        self.failureResultOf(service.add_user(User("carol", hostnames=["home.example.net"])), NameTaken)
+        self.successResultOf(service.add_user(User("carol")))
+        self.assertIn("carol", self.store._users)
+
+
 class GatedStore(MemoryUserStore):
     """A memory store whose state saves and imports wait for the test (L{release})."""
 

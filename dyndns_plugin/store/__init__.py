@@ -163,6 +163,13 @@ class IUserStore(Interface):
     def load():
         """Fire with a L{Snapshot} of everything."""
 
+    def load_users(user_ids: Iterable[str]):
+        """
+        Fire with a L{Snapshot} of just the users C{user_ids} that exist and
+        their states, and the store's generation (a CLI command about one
+        user need not read a million).
+        """
+
     def changes_since(generation: int):
         """
         Fire with the L{Changes} committed after C{generation}. Changes made

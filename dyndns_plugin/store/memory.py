@@ -57,6 +57,12 @@ class MemoryUserStore:
     def load(self) -> defer.Deferred[Snapshot]:
         return defer.succeed(Snapshot(dict(self._users), dict(self._states), self._generation))
 
+    def load_users(self, user_ids: Iterable[str]) -> defer.Deferred[Snapshot]:
+        wanted = [u for u in dict.fromkeys(user_ids) if u in self._users]
+        users = {u: self._users[u] for u in wanted}
+        states = {u: self._states[u] for u in wanted if u in self._states}
+        return defer.succeed(Snapshot(users, states, self._generation))
+
     def changes_since(self, generation: int) -> defer.Deferred[Changes]:
         return defer.succeed(
             Changes(

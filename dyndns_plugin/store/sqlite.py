@@ -529,6 +529,31 @@ class SQLiteUserStore:
 
         return self._read(load)
 
+    def load_users(self, user_ids: Iterable[str]) -> defer.Deferred[Snapshot]:
+        wanted = list(dict.fromkeys(user_ids))
+
+        def load(conn: sqlite3.Connection) -> Snapshot:
+            conn.execute("BEGIN")
+            try:
+                (generation,) = conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+                users, states = {}, {}
+                for user_id in wanted:
+                    row = conn.execute(f"SELECT {_USER_COLUMNS} FROM users WHERE id = ?", (user_id,)).fetchone()
+                    if row is None:
+                        continue
+                    names = _hostnames_by_user(conn, "WHERE user_id = ?", (user_id,)).get(user_id, [])
+                    user = users[user_id] = _user_from_row(row, tuple(names))
+                    state = conn.execute(
+                        f"SELECT {_STATE_COLUMNS} FROM states WHERE user_id = ?", (user_id,)
+                    ).fetchone()
+                    if state is not None:
+                        states[user_id] = _state_from_row(state, user.id)
+            finally:
+                conn.execute("COMMIT")
+            return Snapshot(users, states, generation)
+
+        return self._read(load)
+
     def changes_since(self, generation: int) -> defer.Deferred[Changes]:
         def changes(conn: sqlite3.Connection) -> Changes:
             (data_version,) = conn.execute("PRAGMA data_version").fetchone()
