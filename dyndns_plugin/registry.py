@@ -180,8 +180,8 @@ class Registry:
 
     def users_at(self, address: IPAddress) -> frozenset[str]:
         """Active, online users whose names point at C{address} now."""
-        index, key = self._address_slot(address)
-        holders = index.get(key)
+        by_address, number = self._address_slot(address)
+        holders = by_address.get(number)
         if holders is None:
             return frozenset()
         return frozenset((holders,) if isinstance(holders, str) else holders)
@@ -350,13 +350,13 @@ class Registry:
         state = self._states.get(user_id)
         if state is not None and not state.offline:
             for address in state.addresses():
-                index, key = self._address_slot(address)
-                holders = index.get(key)
+                by_address, number = self._address_slot(address)
+                holders = by_address.get(number)
                 if holders is None:
-                    index[key] = user_id
+                    by_address[number] = user_id
                 elif isinstance(holders, str):
                     if holders != user_id:
-                        index[key] = {holders, user_id}
+                        by_address[number] = {holders, user_id}
                 else:
                     holders.add(user_id)
 

@@ -148,10 +148,7 @@ class StagedChanges:
         self._copies: dict[
             int, tuple[dict[str, AnswerSource], dict[str, AnswerSource], list[tuple[str, AnswerSource | None]]]
         ] = {}
-        self.built = self.committed = False
-
-    def __len__(self) -> int:
-        return len(self.sources)
+        self.built = False
 
     def build(self) -> Iterator[None]:
         """Make the changed copies, yielding between steps of a few hundred names or one dict."""
@@ -186,7 +183,6 @@ class StagedChanges:
                 names.new_dicts += 1
             else:  # written meanwhile after all: the changes again, on the dict as it is
                 _change(names._writable_shard(index), changes)
-        self.committed = True
 
     def release(self) -> Iterator[None]:
         """

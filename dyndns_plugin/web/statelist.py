@@ -7,9 +7,8 @@ slice of entries is encoded on its own and indented one level deeper, and
 the slices are made between the reactor's turns (a L{task.Cooperator} that
 runs one slice per turn), kept in L{Pieces} of about L{WRITE_SIZE} and
 written as the connection takes them (L{PiecesProducer}), never joined into
-one string. The document may span a few
-seconds of changes at that size: an entry is what the registry holds when
-its slice is encoded.
+one string. The document may span a few seconds of changes at that size: an
+entry is what the registry holds when its slice is encoded.
 """
 
 from __future__ import annotations
@@ -77,6 +76,7 @@ class Pieces:
         return len(self.head) + self._size + len(self.tail)
 
     def __bool__(self) -> bool:
+        """Are there pieces between the head and the tail?"""
         return bool(self._pieces)
 
     def __len__(self) -> int:
