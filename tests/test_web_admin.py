@@ -1389,6 +1389,36 @@ class ConfigTests(AdminTestCase):
             yield self.assertUnchanged(before)
 
     @defer.inlineCallbacks
+    def test_put_large_document(self):
+        """
+        A body over 256 KiB is parsed between reactor turns: not JSON (cut
+        short) is 400 with nothing changed; a user past the first slice
+        of checks that breaks the name policy is named by its index; a
+        good one replaces the users.
+        """
+        response = yield self.call("GET", "/api/config")
+        etag, body = response.header("etag"), self.json(response)
+        before = yield self.snapshot()
+        users = body["users"]["users"]
+        users += [{"id": f"bulk{k:04d}", "hostnames": [f"h{k}.example.net"], "notes": "x" * 60} for k in range(2500)]
+        raw = json.dumps(body).encode()
+        self.assertGreater(len(raw), 256 * 1024)
+        response = yield self.call("PUT", "/api/config", raw=raw[:-1], headers=[("If-Match", etag)])
+        self.assertError(response, 400, None)
+        self.assertIn("not JSON", self.json(response)["error"])
+        yield self.assertUnchanged(before)
+        index = len(users) - 7
+        bad = json.loads(raw)
+        bad["users"]["users"][index]["hostnames"] = ["alice.dyn.example.com"]
+        response = yield self.call("PUT", "/api/config", bad, headers=[("If-Match", etag)])
+        self.assertError(response, 400, f"users.users[{index}].hostnames")
+        yield self.assertUnchanged(before)
+        response = yield self.call("PUT", "/api/config", body, headers=[("If-Match", etag)])
+        self.assertEqual(response.status, 200, response.raw[:300])
+        self.assertEqual(len(self.service.registry.users), len(users))
+        self.assertEqual(self.service.registry.user("bulk2499").hostnames, ("h2499.example.net",))
+
+    @defer.inlineCallbacks
     def test_put_bad_documents(self):
         """The document's own shape: 400 naming the place, 415 for other types."""
         etag = yield self.etag()

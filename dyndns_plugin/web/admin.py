@@ -56,8 +56,10 @@ from dyndns_plugin.methods import Method
 from dyndns_plugin.model import UpdateStatus, User, ValidationError, normalize_user_id
 from dyndns_plugin.registry import Registry
 from dyndns_plugin.service import DynDNSService
+from dyndns_plugin.service.slices import each_in_slices
 from dyndns_plugin.store import NameTaken, NoSuchUser, StoreError, UserExists
 from dyndns_plugin.web.common import DynDNSRequest, basic_credentials, header
+from dyndns_plugin.web.jsonbody import NotJSON, parse_json_body
 from dyndns_plugin.web.statelist import Pieces, PiecesProducer, encoded_entries, state_document
 
 log = Logger()
@@ -267,18 +269,14 @@ class AdminResource(resource.Resource):
             request.write(pieces.head + pieces.tail)
         request.finish()
 
-    def _body(self, request: server.Request) -> Any:
+    async def _body(self, request: server.Request) -> Any:
+        """The body as JSON; a large one parsed between reactor turns (L{parse_json_body})."""
         content_type = (header(request, "content-type") or "").split(";")[0].strip().lower()
         if content_type != "application/json":
             raise ApiError(http.UNSUPPORTED_MEDIA_TYPE, "the body must be application/json")
-        content = request.content
-        raw = b""
-        if content is not None:
-            content.seek(0)
-            raw = content.read()
         try:
-            return json.loads(raw or b"null")
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            return await parse_json_body(request.content)
+        except NotJSON as e:
             raise ApiError(http.BAD_REQUEST, f"the body is not JSON: {e}") from None
 
     async def _handle(self, request: server.Request) -> None:
@@ -404,7 +402,7 @@ class AdminResource(resource.Resource):
                 if route[3] != "offline":
                     raise ApiError(http.NOT_FOUND, "no such resource")
                 self._allow(request, b"POST")
-                self._body(request)
+                await self._body(request)
                 return await self._offline(request, user_id)
             return await self._user(request, who, user_id)
         raise ApiError(http.NOT_FOUND, "no such resource")
@@ -470,7 +468,7 @@ class AdminResource(resource.Resource):
         return '"' + canonical.hexdigest()[:32] + '"', pieces
 
     async def _replace_config(self, request: server.Request, who: str) -> None:
-        body = self._body(request)
+        body = await self._body(request)
         if not isinstance(body, dict):
             raise ApiError(http.BAD_REQUEST, "must be a JSON object", "document")
         unknown = sorted(set(body) - {"settings", "users"})
@@ -485,12 +483,19 @@ class AdminResource(resource.Resource):
             users, states = await self.auth.checker.in_pool(parse_document, body["users"])
         except ValidationError as e:
             raise ApiError(http.BAD_REQUEST, e.message, _users_field(e.field)) from None
-        for i, user in enumerate(users):
-            # The service checks again; here the field can name the user.
-            try:
-                self.service.check_user(user)
-            except ValidationError as e:
-                raise ApiError(http.BAD_REQUEST, e.message, f"users.users[{i}].{e.field}") from None
+        # The service checks again; here the field can name the user. In
+        # slices of reactor time: 50,000 users took ~0.1 s.
+        checked = 0
+
+        def check(user: User) -> None:
+            nonlocal checked
+            self.service.check_user(user)
+            checked += 1
+
+        try:
+            await each_in_slices(users, check)
+        except ValidationError as e:
+            raise ApiError(http.BAD_REQUEST, e.message, f"users.users[{checked}].{e.field}") from None
         expected = header(request, "if-match")
         if expected is None:
             raise ApiError(428, "If-Match with the ETag of GET /api/config is required", "If-Match")
@@ -544,7 +549,7 @@ class AdminResource(resource.Resource):
             except StoreError as e:
                 raise ApiError(http.SERVICE_UNAVAILABLE, f"store failure: {e}") from None
             return self._json(request, None, http.NO_CONTENT)
-        body = self._body(request)
+        body = await self._body(request)
         if not isinstance(body, dict):
             raise ApiError(http.BAD_REQUEST, "must be a JSON object", "user")
         if normalize_user_id(body.get("id", user_id)) != user_id:
