@@ -5,6 +5,7 @@ from __future__ import annotations
 from twisted.internet import defer, task
 from twisted.trial.unittest import SynchronousTestCase
 
+from dyndns_plugin import collector
 from dyndns_plugin.service import slices
 
 
@@ -58,7 +59,7 @@ class CollectorPausedTests(SynchronousTestCase):
         import gc
 
         self.assertTrue(gc.isenabled())
-        first, second = slices.collector_paused(), slices.collector_paused()
+        first, second = collector.collector_paused(), collector.collector_paused()
         first.__enter__()
         second.__enter__()
         first.__exit__(None, None, None)  # the first out is not the last
@@ -75,7 +76,7 @@ class CollectorPausedTests(SynchronousTestCase):
         gc.disable()
         self.addCleanup(gc.enable)
         frozen = gc.get_freeze_count()
-        with slices.collector_paused():
+        with collector.collector_paused():
             self.assertFalse(gc.isenabled())
         self.assertFalse(gc.isenabled())
         self.assertEqual(gc.get_freeze_count(), frozen)

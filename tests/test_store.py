@@ -55,6 +55,31 @@ class SQLiteStoreTests(StoreConformanceMixin, TestCase):
         self.assertEqual(snapshot.states["alice"], ALICE_STATE)
 
     @defer.inlineCallbacks
+    def test_bulk_changes_read_with_the_collector_paused(self):
+        """
+        Many rows changed by another process are read with the collector
+        paused and what was read frozen after (a restore: 50,000 states made
+        on the store thread); a few are read as usual. The same changes
+        either way.
+        """
+        import gc
+
+        from dyndns_plugin.store import sqlite as sqlite_store
+
+        peer = yield self.open_peer()
+        frozen: list[int] = []
+        self.patch(gc, "freeze", lambda: frozen.append(1))
+        for bulk, count in ((False, 2), (True, 3)):
+            self.patch(sqlite_store, "_BULK_READ", 4 if not bulk else 2)
+            before = yield self.store.changes_since(0)
+            generation = before.generation
+            yield peer.import_users([User(f"{'b' if bulk else 's'}{k}") for k in range(count)], [])
+            changes = yield self.store.changes_since(generation)
+            self.assertEqual(set(changes.users), {f"{'b' if bulk else 's'}{k}" for k in range(count)})
+            self.assertEqual(len(frozen), int(bulk))
+        self.assertTrue(gc.isenabled())
+
+    @defer.inlineCallbacks
     def test_import_cache_given_back(self):
         """An import's larger page cache is set back after it, whether the import failed or not."""
         cache_size = lambda conn: conn.execute("PRAGMA cache_size").fetchone()[0]  # noqa: E731

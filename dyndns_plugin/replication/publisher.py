@@ -18,12 +18,13 @@ from typing import Any, Callable, Iterable, Iterator
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
+from dyndns_plugin.collector import collector_paused
 from dyndns_plugin.dns.zones import StaticZone
 from dyndns_plugin.model import User
 from dyndns_plugin.replication.journal import ZoneState, next_serial, records_hash
 from dyndns_plugin.replication.names import StagedChanges
 from dyndns_plugin.service import Change, DynDNSService
-from dyndns_plugin.service.slices import SLICE, collector_paused, drive
+from dyndns_plugin.service.slices import SLICE, drive
 from dyndns_plugin.store import RR, IZoneJournal, JournalStep, ZoneHistory
 
 log = Logger()

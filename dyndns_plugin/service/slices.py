@@ -9,12 +9,12 @@ reactor's other work in between.
 
 from __future__ import annotations
 
-import gc
 import time
-from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 from twisted.internet import task
+
+from dyndns_plugin.collector import collector_paused
 
 T = TypeVar("T")
 
@@ -50,31 +50,3 @@ async def each_in_slices(items: Sequence[T], step: Callable[[T], Any], reactor: 
         return
     with collector_paused():
         await drive((step(item) for item in items), reactor)
-
-
-_pausers = 0
-_resume = False
-
-
-@contextmanager
-def collector_paused() -> Iterator[None]:
-    """
-    No automatic garbage collection inside (a bulk change spread over
-    reactor turns), and when the last of the overlapping pauses ends, what
-    was made meanwhile is frozen out of the collector (gc.freeze), as after
-    the start-up load: the new objects live as long as the users, and each
-    pass over them would visit hundreds of thousands of objects. Pauses may
-    overlap in any order (the poll's and the zone publisher's do).
-    """
-    global _pausers, _resume
-    if _pausers == 0:
-        _resume = gc.isenabled()
-        gc.disable()
-    _pausers += 1
-    try:
-        yield
-    finally:
-        _pausers -= 1
-        if _pausers == 0 and _resume:
-            gc.freeze()
-            gc.enable()

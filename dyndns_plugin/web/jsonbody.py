@@ -14,7 +14,8 @@ from typing import IO, Any, Iterator
 
 import ijson
 
-from dyndns_plugin.service.slices import collector_paused, drive
+from dyndns_plugin.collector import collector_paused
+from dyndns_plugin.service.slices import drive
 
 #: Bodies up to this size are parsed in one go (a few milliseconds).
 AT_ONCE = 256 * 1024
