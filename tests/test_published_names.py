@@ -8,6 +8,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from dyndns_plugin.model import HostState
 from dyndns_plugin.registry import AnswerSource
+from dyndns_plugin.replication import names as names_module
 from dyndns_plugin.replication.names import PublishedNames, StagedChanges
 
 SUFFIX = "dyn.example.com"
@@ -82,7 +83,7 @@ class StagedChangesTests(SynchronousTestCase):
     @given(
         st.dictionaries(st.sampled_from(NAMES), st.integers(0, 1000)),
         st.dictionaries(st.sampled_from(NAMES), st.one_of(st.none(), st.integers(0, 1000))),
-        st.integers(0, 40),
+        st.integers(0, 120),
         st.one_of(st.none(), st.tuples(st.sampled_from(NAMES), st.integers(0, 1000))),
         st.booleans(),
     )
@@ -100,6 +101,7 @@ class StagedChangesTests(SynchronousTestCase):
         they are built keeps the old names; a write meanwhile (not the
         publisher's way, but possible) is kept, the staged values win.
         """
+        self.patch(names_module, "_COPY_STEP", 1)  # copies across many steps: interleavings mid-copy too
         names = PublishedNames(SUFFIX)
         for name, n in before.items():
             names[name] = source(n)
@@ -155,3 +157,22 @@ class StagedChangesTests(SynchronousTestCase):
         staged.commit()
         self.assertEqual(names[f"user0.{SUFFIX}"], source(5000))
         self.assertEqual(names[f"user{other}.{SUFFIX}"], source(6000))
+
+    def test_a_write_in_the_middle_of_a_copy_is_kept(self) -> None:
+        """A dict being copied a few entries a step is not changed under the copy: a write copies it first."""
+        self.patch(names_module, "_COPY_STEP", 2)
+        names = PublishedNames(SUFFIX)
+        names.add_all([(f"user{n}", source(n)) for n in range(4000)], mains=True)
+        index = hash("user0") & 255
+        same_shard = [n for n in range(1, 4000) if hash(f"user{n}") & 255 == index]
+        staged = StagedChanges(names, {f"user0.{SUFFIX}": source(5000)})
+        steps = staged.build()
+        next(steps)  # the first two entries of user0's dict copied
+        self.assertIn(index, names._shared)
+        names[f"user{same_shard[-1]}.{SUFFIX}"] = source(6000)  # copied on write: the original stays
+        for _ in steps:
+            pass
+        staged.commit()
+        self.assertEqual(names[f"user0.{SUFFIX}"], source(5000))
+        self.assertEqual(names[f"user{same_shard[-1]}.{SUFFIX}"], source(6000))
+        self.assertEqual(len(names), 4000)
