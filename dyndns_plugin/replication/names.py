@@ -184,10 +184,8 @@ class StagedChanges:
         self.built = True
 
     def commit(self) -> None:
-        """Put every change in place at once (L{build} first)."""
-        if not self.built:
-            for _ in self.build():
-                pass
+        """Put every change in place at once (after L{build} has run to its end)."""
+        assert self.built, "commit() after build()"
         names = self.names
         for index, (original, copy, changes) in self._copies.items():
             if names._shards[index] is original:
