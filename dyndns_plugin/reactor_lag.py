@@ -7,13 +7,14 @@ wraps its reactor's poller (epoll or poll). The time from the return of one
 wait for I/O to the start of the next is one turn of the reactor thread: all
 it ran in between (timed calls, reads, writes, and any wait for the GIL).
 A turn at least C{DYNDNS_BENCH_LAG_MIN_MS} long (default 1 ms) is appended
-to the file as one line, C{<monotonic start, s> <length, ms> <CPU, ms>},
-so a reader with the same clock (C{time.monotonic}, system-wide on Linux)
+to the file as one line, C{<monotonic start, s> <length, ms> <CPU, ms>
+<of it in the kernel, ms> <page faults>}, so a reader with the same clock (C{time.monotonic}, system-wide on Linux)
 can take the longest turn inside any time window. A client timing queries
 sees the machine too (other processes on shared cores); this sees the
 server only, and the CPU time the reactor thread itself used in the turn
 tells its own work from time it was not running (another process on the
-core, or another thread of ours holding the GIL).
+core, or another thread of ours holding the GIL); the kernel's share and
+the page faults tell our own code from memory the kernel had to find.
 
 With C{DYNDNS_BENCH_LAG_STACKS_MS=<ms>} too, a watcher thread writes the
 reactor thread's stack (lines starting with C{#}) when a turn has run that
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import gc
 import os
+import resource
 import sys
 import threading
 import time
@@ -57,6 +59,7 @@ class TurnMeteredPoller:
         self._lock = threading.Lock()
         self._woke = clock()
         self._woke_cpu = time.thread_time()
+        self._woke_usage = _thread_usage()
         self._polling = False
         self._closed = threading.Event()
         self._closed_callbacks: Callable[[], None] = lambda: None
@@ -69,13 +72,15 @@ class TurnMeteredPoller:
             self.longest_s = busy
         if busy >= self._threshold:
             cpu = time.thread_time() - self._woke_cpu
-            self._write(f"{self._woke:.6f} {busy * 1000:.3f} {cpu * 1000:.3f}\n")
+            kernel, faults = (now - then for now, then in zip(_thread_usage(), self._woke_usage))
+            self._write(f"{self._woke:.6f} {busy * 1000:.3f} {cpu * 1000:.3f} {kernel * 1000:.3f} {faults:.0f}\n")
         self._polling = True
         try:
             return self._poller.poll(*args, **kwargs)
         finally:
             self._woke = self._clock()
             self._woke_cpu = time.thread_time()
+            self._woke_usage = _thread_usage()
             self._polling = False
 
     def _write(self, text: str) -> None:
@@ -133,6 +138,12 @@ class TurnMeteredPoller:
         return getattr(self._poller, name)
 
 
+def _thread_usage() -> tuple[float, float]:
+    """This thread's time in the kernel (s) and its page faults so far."""
+    usage = resource.getrusage(resource.RUSAGE_THREAD)
+    return usage.ru_stime, float(usage.ru_minflt + usage.ru_majflt)
+
+
 def install(reactor: Any, path: str, threshold_s: float = 0.001) -> TurnMeteredPoller:
     """Meter C{reactor}'s turns into the file at C{path} (appended to)."""
     poller = getattr(reactor, "_poller", None)
@@ -168,7 +179,7 @@ def longest_turn_ms(path: str, start: float, end: float) -> tuple[float, float, 
     with open(path, encoding="utf-8") as f:
         for line in f:
             fields = line.split()
-            if line.startswith("#") or len(fields) != 3:
+            if line.startswith("#") or len(fields) != 5:
                 continue  # a stack, or a line still being written
             began, ms, cpu = float(fields[0]), float(fields[1]), float(fields[2])
             if began <= end and began + ms / 1000 >= start:

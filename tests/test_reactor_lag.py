@@ -31,7 +31,9 @@ class TurnMeterTests(SynchronousTestCase):
 
         def hold() -> None:
             marks["start"] = time.monotonic()
+            fresh = bytearray(16 << 20)  # zero-filled: the kernel finds ~4,000 new pages
             time.sleep(0.03)
+            del fresh
             marks["end"] = time.monotonic()
 
         reactor.callLater(0.01, hold)
@@ -43,6 +45,11 @@ class TurnMeterTests(SynchronousTestCase):
         self.assertGreaterEqual(longest[0], 30.0)
         self.assertGreaterEqual(longest[2], longest[1])  # the most CPU of any turn, at least this one's
         self.assertGreaterEqual(metered.longest_s * 1000, 30.0)
+        with open(path) as f:
+            turn = max((line.split() for line in f), key=lambda fields: float(fields[1]))
+        kernel_ms, faults = float(turn[3]), int(turn[4])
+        self.assertLessEqual(kernel_ms, float(turn[2]) + 1.0)  # the kernel's share of the CPU time
+        self.assertGreaterEqual(faults, 2_000)
         # a window after the reactor stopped holds no turn
         self.assertIsNone(reactor_lag.longest_turn_ms(path, marks["end"] + 10, marks["end"] + 20))
 
