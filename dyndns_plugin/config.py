@@ -48,11 +48,34 @@ class ConfigError(ValueError):
 
 
 @attrs.frozen
+class ZoneUpdateKey:
+    """
+    A TSIG key that may send RFC 2136 updates to one host zone. C{names}
+    limits it to those names (C{"*.office.example.org"}: the names below
+    one) and C{types} to those record types; empty: the whole zone, every
+    type (never the apex SOA or NS, which only the zone file sets).
+    """
+
+    name: str
+    algorithm: str
+    secret: str
+    names: tuple[str, ...] = ()
+    types: tuple[int, ...] = ()
+
+
+@attrs.frozen
 class HostZone:
-    """An operator's zone file served behind the resolver."""
+    """An operator's zone file served behind the resolver, and who may update it."""
 
     origin: str
     file: str
+    #: Sources (CIDR) whose unsigned updates are accepted.
+    allow_update: tuple[str, ...] = ()
+    update_keys: tuple[ZoneUpdateKey, ...] = ()
+
+    @property
+    def updatable(self) -> bool:
+        return bool(self.allow_update or self.update_keys)
 
 
 @attrs.frozen
@@ -492,8 +515,10 @@ def settings_from_dict(
         zone = dns_table.item("zones", i, item)
         origin = zone.convert("origin", normalize_name, zone.get("origin", str, required=True))
         file = zone.get("file", str, required=True)
+        allow_update = tuple(zone.convert("allow_update", _network, a) for a in zone.get("allow_update", list))
+        update_keys = _zone_update_keys(zone, origin)
         zone.done()
-        zones.append(HostZone(origin, os.path.join(base, file)))
+        zones.append(HostZone(origin, os.path.join(base, file), allow_update, update_keys))
     updates = dns_table.get("updates", bool)
     update_local_zones = dns_table.get("update_local_zones", bool)
     transfer = _transfer_settings(dns_table)
@@ -564,6 +589,53 @@ def _network(value: object) -> str:
     if not isinstance(value, str):
         raise ValueError(f"{value!r} is not an address or network string")
     return str(ipaddress.ip_network(value, strict=False))
+
+
+def _zone_update_keys(zone: _Table, origin: str) -> tuple[ZoneUpdateKey, ...]:
+    """C{update_keys} of one C{[[dns.zones]]}: TSIG keys, each optionally limited to names and types."""
+    keys: list[ZoneUpdateKey] = []
+    for i, item in enumerate(zone.get("update_keys", list)):
+        key = zone.item("update_keys", i, item)
+        name = key.convert("name", normalize_name, key.get("name", str, required=True))
+        algorithm = key.convert("algorithm", validate_tsig_algorithm, key.get("algorithm", str))
+        secret = key.convert("secret", validate_tsig_secret, key.get("secret", str, required=True))
+        names = tuple(key.convert("names", lambda n: _policy_name(n, origin), n) for n in key.get("names", list))
+        types = tuple(key.convert("types", _update_type, t) for t in key.get("types", list))
+        key.done()
+        if any(k.name == name for k in keys):
+            raise zone.error(f"update_keys[{i}].name", f"{name!r} is given twice")
+        keys.append(ZoneUpdateKey(name, algorithm, secret, names, types))
+    return tuple(keys)
+
+
+def _policy_name(value: object, origin: str) -> str:
+    """A name (or C{*.name}: the names below it) inside the zone C{origin}."""
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a name")
+    wildcard = value.startswith("*.")
+    name = normalize_name(value[2:] if wildcard else value)
+    if name != origin and not name.endswith("." + origin):
+        raise ValueError(f"{value!r} is not inside {origin}")
+    return f"*.{name}" if wildcard else name
+
+
+#: Record types no update may add: meta and query types (RFC 6895), TSIG, OPT.
+_META_TYPE_CODES = frozenset({41, 249, 250, 251, 252, 253, 254, 255})
+
+
+def _update_type(value: object) -> int:
+    """A record type by its name (C{"TXT"}, C{"TYPE65534"})."""
+    import dns.rdatatype
+
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a record type name")
+    try:
+        rdtype = int(dns.rdatatype.from_text(value))
+    except Exception:
+        raise ValueError(f"{value!r} is not a record type") from None
+    if rdtype in _META_TYPE_CODES:
+        raise ValueError(f"{value!r} cannot be updated")
+    return rdtype
 
 
 def _transfer_settings(dns_table: _Table) -> dict[str, Any]:

@@ -81,6 +81,20 @@ class StaticZone(FileAuthority):
     def origin(self) -> str:
         return self.soa[0].decode("ascii")
 
+    def set_name(self, name: str, records: Sequence[tuple[str, int, int, bytes]]) -> None:
+        """
+        Serve C{records} (wire RRs: name, type, TTL, rdata) at C{name} from
+        now on, in place of what it had (the apex keeps its SOA): how an
+        RFC 2136 update of a host zone reaches queries.
+        """
+        key = name.encode("ascii")
+        kept = [self.soa[1]] if key == self.soa[0] else []
+        made = kept + [twisted_record(rdtype, rdata, ttl) for _, rdtype, ttl, rdata in records]
+        if made:
+            self.records[key] = made
+        else:
+            self.records.pop(key, None)
+
 
 def suffix_zone(
     suffix: str,
@@ -120,7 +134,8 @@ def suffix_zone(
     return StaticZone(suffix, records)
 
 
-def _twisted_record(rdtype: int, wire: bytes, ttl: int) -> object:
+def twisted_record(rdtype: int, wire: bytes, ttl: int) -> object:
+    """The Twisted record of uncompressed rdata C{wire}."""
     record_class = tdns.Message().lookupRecordType(rdtype)
     record = record_class()
     record.decode(io.BytesIO(wire), len(wire))
@@ -146,5 +161,5 @@ def load_zone_file(path: str, origin: str) -> StaticZone:
             if rdataset.rdclass != dns.rdataclass.IN:
                 continue
             for rdata in rdataset:
-                records.setdefault(key, []).append(_twisted_record(rdataset.rdtype, rdata.to_wire(), rdataset.ttl))
+                records.setdefault(key, []).append(twisted_record(rdataset.rdtype, rdata.to_wire(), rdataset.ttl))
     return StaticZone(origin, records)

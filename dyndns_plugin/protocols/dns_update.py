@@ -25,7 +25,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import struct
-from typing import Iterable
+from typing import Any, Callable, Iterable
 
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import defer
@@ -41,6 +41,7 @@ from dyndns_plugin.dns.reader import (
     TYPE_AAAA,
     Labels,
     Malformed,
+    Record,
     ShortMessage,
     TSIGRecord,
     UpdateRequest,
@@ -128,6 +129,76 @@ def _show(key: Labels) -> str:
 
 def _is_subdomain(key: Labels, zone: Labels) -> bool:
     return len(key) >= len(zone) and key[len(key) - len(zone) :] == zone
+
+
+def check_prerequisites(
+    request: UpdateRequest,
+    zone: Labels,
+    rrset_now: Callable[[Labels, int], set[Any] | None],
+    in_use: Callable[[Labels], bool],
+    value_of: Callable[[Record], object],
+) -> None:
+    """
+    RFC 2136 section 3.2 over a zone's content as the lookups give it:
+    C{rrset_now} (an RRset's values, or None), C{in_use} (a name has
+    records) and C{value_of} (a prerequisite record's value, comparable
+    with C{rrset_now}'s). Raises L{UpdateError} with the RCODE.
+    """
+    wanted: dict[tuple[Labels, int], set[object]] = {}
+    for record in request.prerequisites:
+        if record.ttl != 0:
+            raise UpdateError(FORMERR, "prerequisite with TTL not 0")
+        if not _is_subdomain(record.key, zone):
+            raise UpdateError(NOTZONE, f"{_show(record.key)} is outside {_show(zone)}")
+        # (the parser refuses data in class ANY and NONE prerequisites)
+        if record.rdclass == CLASS_ANY:
+            if record.rdtype == TYPE_ANY:
+                if not in_use(record.key):
+                    raise UpdateError(NXDOMAIN, f"{_show(record.key)} is not in use")
+            elif rrset_now(record.key, record.rdtype) is None:
+                raise UpdateError(NXRRSET, f"no {_show(record.key)} RRset")
+        elif record.rdclass == CLASS_NONE:
+            if record.rdtype == TYPE_ANY:
+                if in_use(record.key):
+                    raise UpdateError(YXDOMAIN, f"{_show(record.key)} is in use")
+            elif rrset_now(record.key, record.rdtype) is not None:
+                raise UpdateError(YXRRSET, f"{_show(record.key)} RRset exists")
+        elif record.rdclass == CLASS_IN:
+            # Value-dependent: the records of one name and type form
+            # the RRset to compare (RFC 2136 section 3.2.5).
+            wanted.setdefault((record.key, record.rdtype), set()).add(value_of(record))
+        else:
+            raise UpdateError(FORMERR, "prerequisite of another class")
+    for (key, rdtype), values in wanted.items():
+        if rrset_now(key, rdtype) != values:
+            raise UpdateError(NXRRSET, f"{_show(key)} RRset differs")
+
+
+def prescan(request: UpdateRequest, zone: Labels) -> None:
+    """RFC 2136 section 3.4.1: every update RR inside the zone and well formed, or L{UpdateError}."""
+    for record in request.updates:
+        if not _is_subdomain(record.key, zone):
+            raise UpdateError(NOTZONE, f"{_show(record.key)} is outside {_show(zone)}")
+        if record.rdclass == CLASS_ANY:  # (the parser refuses data here)
+            if record.ttl != 0:
+                raise UpdateError(FORMERR, "malformed RRset delete")
+            if record.rdtype in _META_TYPES and record.rdtype != TYPE_ANY:
+                raise UpdateError(FORMERR, "delete of a meta type")
+        elif record.rdclass == CLASS_NONE:
+            if record.ttl != 0 or record.rdtype in _META_TYPES or not record.rdata:
+                raise UpdateError(FORMERR, "malformed RR delete")
+        elif record.rdclass == CLASS_IN:
+            if record.rdtype in _META_TYPES:
+                raise UpdateError(FORMERR, "add of a meta type")
+        else:
+            raise UpdateError(FORMERR, "update of another class")
+
+
+def _user_value(record: Record) -> object:
+    """A prerequisite's value as the users' RRsets hold it (addresses)."""
+    if record.rdtype in _ADDRESS_TYPES:
+        return _address(record.rdtype, record.rdata)
+    return record.rdata
 
 
 class _NoPasswords:
@@ -291,55 +362,7 @@ class UpdateHandler:
         return name is not None and self.service.registry.owner_of(name) is not None
 
     def _check_prerequisites(self, request: UpdateRequest, zone: Labels) -> None:
-        wanted: dict[tuple[Labels, int], set[IPAddress | bytes]] = {}
-        for record in request.prerequisites:
-            if record.ttl != 0:
-                raise UpdateError(FORMERR, "prerequisite with TTL not 0")
-            if not _is_subdomain(record.key, zone):
-                raise UpdateError(NOTZONE, f"{_show(record.key)} is outside {_show(zone)}")
-            # (the parser refuses data in class ANY and NONE prerequisites)
-            if record.rdclass == CLASS_ANY:
-                if record.rdtype == TYPE_ANY:
-                    if not self._in_use(record.key):
-                        raise UpdateError(NXDOMAIN, f"{_show(record.key)} is not in use")
-                elif self._rrset_now(record.key, record.rdtype) is None:
-                    raise UpdateError(NXRRSET, f"no {_show(record.key)} RRset")
-            elif record.rdclass == CLASS_NONE:
-                if record.rdtype == TYPE_ANY:
-                    if self._in_use(record.key):
-                        raise UpdateError(YXDOMAIN, f"{_show(record.key)} is in use")
-                elif self._rrset_now(record.key, record.rdtype) is not None:
-                    raise UpdateError(YXRRSET, f"{_show(record.key)} RRset exists")
-            elif record.rdclass == CLASS_IN:
-                # Value-dependent: the records of one name and type form
-                # the RRset to compare (RFC 2136 section 3.2.5).
-                value: IPAddress | bytes = record.rdata
-                if record.rdtype in _ADDRESS_TYPES:
-                    value = _address(record.rdtype, record.rdata)
-                wanted.setdefault((record.key, record.rdtype), set()).add(value)
-            else:
-                raise UpdateError(FORMERR, "prerequisite of another class")
-        for (key, rdtype), values in wanted.items():
-            if self._rrset_now(key, rdtype) != values:
-                raise UpdateError(NXRRSET, f"{_show(key)} RRset differs")
-
-    def _prescan(self, request: UpdateRequest, zone: Labels) -> None:
-        for record in request.updates:
-            if not _is_subdomain(record.key, zone):
-                raise UpdateError(NOTZONE, f"{_show(record.key)} is outside {_show(zone)}")
-            if record.rdclass == CLASS_ANY:  # (the parser refuses data here)
-                if record.ttl != 0:
-                    raise UpdateError(FORMERR, "malformed RRset delete")
-                if record.rdtype in _META_TYPES and record.rdtype != TYPE_ANY:
-                    raise UpdateError(FORMERR, "delete of a meta type")
-            elif record.rdclass == CLASS_NONE:
-                if record.ttl != 0 or record.rdtype in _META_TYPES or not record.rdata:
-                    raise UpdateError(FORMERR, "malformed RR delete")
-            elif record.rdclass == CLASS_IN:
-                if record.rdtype in _META_TYPES:
-                    raise UpdateError(FORMERR, "add of a meta type")
-            else:
-                raise UpdateError(FORMERR, "update of another class")
+        check_prerequisites(request, zone, self._rrset_now, self._in_use, _user_value)
 
     def _check_policy(self, request: UpdateRequest, user: User) -> None:
         own = self.auth.own_names(user.id)
@@ -359,7 +382,7 @@ class UpdateHandler:
         if question.rdclass != CLASS_IN or not self._served_zone(zone, user):
             raise UpdateError(NOTAUTH, f"not authoritative for {_show(zone)}")
         self._check_prerequisites(request, zone)
-        self._prescan(request, zone)
+        prescan(request, zone)
         self._check_policy(request, user)
         if user.disabled:
             raise UpdateError(REFUSED, "user is disabled")

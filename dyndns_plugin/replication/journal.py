@@ -24,7 +24,7 @@ from twisted.names import dns as tdns
 from dyndns_plugin.dns.zones import StaticZone
 from dyndns_plugin.registry import Answer, AnswerSource, Registry, answer_from
 from dyndns_plugin.replication.names import PublishedNames, StagedChanges
-from dyndns_plugin.store import RR, JournalStep, ZoneHistory
+from dyndns_plugin.store import RR, JournalStep, RRsetKey, ZoneHistory
 
 TYPE_A, TYPE_NS, TYPE_SOA, TYPE_AAAA = 1, 2, 6, 28
 _ADDRESS_TYPES = {4: TYPE_A, 6: TYPE_AAAA}
@@ -97,6 +97,11 @@ class ZoneState:
                     self.delegations.add(name)
                 ttl = record.ttl if record.ttl is not None else self.soa.minimum
                 self.static.setdefault(name, []).append((name, rdtype, int(ttl), _rdata(record)))
+        #: The zone file's records (L{static} is what is served: these, with
+        #: the RRsets of RFC 2136 updates, L{updated}, in place of theirs).
+        self.file_records = {name: list(records) for name, records in self.static.items()}
+        self.updated: dict[RRsetKey, tuple[RR, ...]] = {}
+        self._updated_types: dict[str, set[int]] = {}
         self.dynamic = PublishedNames(zone.origin)
         self.default_ttl = 0  # the registry's, from the fill on
         self.digest = 0
@@ -122,17 +127,88 @@ class ZoneState:
                 parent = parent.partition(".")[2]
         return True
 
-    def records_at(self, name: str, answer: Answer | None) -> list[RR]:
+    def records_at(self, name: str, answer: Answer | None, own: list[RR] | None = None) -> list[RR]:
         """
         The zone's records at C{name} with the user's answer: the user's
-        A/AAAA replace the static ones of the same type, as the resolver
-        (which answers first) does.
+        A/AAAA replace the static ones (or C{own}) of the same type, as the
+        resolver (which answers first) does.
         """
+        static = self.static.get(name, ()) if own is None else own
         dynamic = answer_rrs(name, answer)
         if not dynamic:
-            return list(self.static.get(name, ()))
+            return list(static)
         types = {rr[1] for rr in dynamic}
-        return [rr for rr in self.static.get(name, ()) if rr[1] not in types] + dynamic
+        return [rr for rr in static if rr[1] not in types] + dynamic
+
+    # -- RFC 2136 updates of a host zone
+
+    def own_records(self, name: str, changes: Mapping[RRsetKey, tuple[RR, ...] | None] | None = None) -> list[RR]:
+        """
+        The zone's own records at C{name} (no user's answer): the file's,
+        with the updated RRsets (and C{changes}, not yet made) in place of
+        the file's of the same type.
+        """
+        changes = changes or {}
+        types = set(self._updated_types.get(name, ()))
+        types.update(rdtype for owner, rdtype in changes if owner == name)
+        if not types:
+            return list(self.file_records.get(name, ()))
+        records = []
+        for rr in self.file_records.get(name, ()):
+            if rr[1] not in types or self._rrset_update(name, rr[1], changes) is None:
+                records.append(rr)
+        for rdtype in sorted(types):
+            records.extend(self._rrset_update(name, rdtype, changes) or ())
+        return records
+
+    def _rrset_update(
+        self, name: str, rdtype: int, changes: Mapping[RRsetKey, tuple[RR, ...] | None]
+    ) -> tuple[RR, ...] | None:
+        key = (name, rdtype)
+        return changes[key] if key in changes else self.updated.get(key)
+
+    def update_diff(self, changes: Mapping[RRsetKey, tuple[RR, ...] | None]) -> tuple[list[RR], list[RR]]:
+        """The records that making C{changes} deletes and adds, as a secondary sees them."""
+        deleted: list[RR] = []
+        added: list[RR] = []
+        for name in sorted({name for name, _ in changes}):
+            answer = self.answer_at(name)
+            before = self.records_at(name, answer)
+            after = self.records_at(name, answer, self.own_records(name, changes))
+            deleted.extend(rr for rr in before if rr not in after)
+            added.extend(rr for rr in after if rr not in before)
+        return deleted, added
+
+    def set_updated(self, changes: Mapping[RRsetKey, tuple[RR, ...] | None]) -> None:
+        """
+        Make C{changes} (durable already): each RRset given replaces the
+        file's of its name and type, None gives the file's back. What
+        queries see changes with it; the serial does not (L{apply}).
+        """
+        names: set[str] = set()
+        for (name, rdtype), rrset in changes.items():
+            names.add(name)
+            if rrset is None:
+                self.updated.pop((name, rdtype), None)
+                types = self._updated_types.get(name)
+                if types is not None:
+                    types.discard(rdtype)
+                    if not types:
+                        del self._updated_types[name]
+            else:
+                self.updated[(name, rdtype)] = tuple(rrset)
+                self._updated_types.setdefault(name, set()).add(rdtype)
+        for name in names:
+            records = self.own_records(name)
+            if records:
+                self.static[name] = records
+            else:
+                self.static.pop(name, None)
+            if name != self.origin and any(rr[1] == TYPE_NS for rr in records):
+                self.delegations.add(name)
+            else:
+                self.delegations.discard(name)
+            self.authority.set_name(name, records)
 
     def current_source(self, registry: Registry, name: str) -> AnswerSource | None:
         """What the zone should publish at C{name} now: its holder's answer, not a covering wildcard's."""

@@ -81,6 +81,8 @@ class Changes:
 #: One resource record of a zone: owner (lower-case, no final dot), type,
 #: TTL and rdata in uncompressed wire form.
 RR = tuple[str, int, int, bytes]
+#: A host zone's RRset by owner name and type.
+RRsetKey = tuple[str, int]
 
 
 @attrs.frozen
@@ -146,6 +148,27 @@ class IZoneJournal(Interface):
         Durably record a zone's new serial and digest with the journal step
         that led to it, keeping the newest C{keep} steps; C{step} None
         empties the journal (its history no longer leads to this serial).
+        """
+
+    def load_zone_records():
+        """
+        Fire with C{{origin: {(name, type): (RR, ...)}}}: the RRsets that
+        RFC 2136 updates gave each host zone. Each replaces the zone file's
+        RRset of that name and type; an empty one hides it (deleted).
+        """
+
+    def save_zone_records(
+        origin: str,
+        rrsets: Mapping[RRsetKey, tuple[RR, ...] | None],
+        serial: int | None,
+        digest: str,
+        step: JournalStep | None,
+        keep: int,
+    ):
+        """
+        In one transaction: set a host zone's updated RRsets (None: drop the
+        update, the zone file's RRset shows again) and, unless C{serial} is
+        None, its new version as L{save_zone_version} does.
         """
 
 

@@ -6,13 +6,14 @@ C{tests/store_conformance.py}), except that nothing survives the process.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, TypeVar
+from typing import Callable, Iterable, Mapping, TypeVar
 
 from twisted.internet import defer
 from zope.interface import implementer
 
 from dyndns_plugin.model import HostState, User
 from dyndns_plugin.store import (
+    RR,
     Changes,
     IReplayStore,
     IUserStore,
@@ -21,6 +22,7 @@ from dyndns_plugin.store import (
     NameTaken,
     NoSuchUser,
     ReplayState,
+    RRsetKey,
     Snapshot,
     UserExists,
     ZoneHistory,
@@ -46,6 +48,7 @@ class MemoryUserStore:
         self._generation = 0
         self.fail_writes: Exception | None = None
         self._zones: dict[str, ZoneHistory] = {}
+        self._zone_records: dict[str, dict[RRsetKey, tuple[RR, ...]]] = {}
         self._replay: dict[str, ReplayState] = {}
 
     def open(self) -> defer.Deferred[None]:
@@ -187,6 +190,30 @@ class MemoryUserStore:
             kept = tuple(s for s in steps if s.serial_from != step.serial_from)
             steps = (kept + (step,))[-keep:] if keep > 0 else ()
         self._zones[origin] = ZoneHistory(serial, digest, steps)
+        return defer.succeed(None)
+
+    def load_zone_records(self) -> defer.Deferred[dict[str, dict[RRsetKey, tuple[RR, ...]]]]:
+        return defer.succeed({origin: dict(rrsets) for origin, rrsets in self._zone_records.items() if rrsets})
+
+    def save_zone_records(
+        self,
+        origin: str,
+        rrsets: Mapping[RRsetKey, tuple[RR, ...] | None],
+        serial: int | None,
+        digest: str,
+        step: JournalStep | None,
+        keep: int,
+    ) -> defer.Deferred[None]:
+        if self.fail_writes is not None:
+            return defer.fail(self.fail_writes)
+        if serial is not None:
+            self.save_zone_version(origin, serial, digest, step, keep)
+        zone = self._zone_records.setdefault(origin, {})
+        for key, rrs in rrsets.items():
+            if rrs is None:
+                zone.pop(key, None)
+            else:
+                zone[key] = tuple(rrs)
         return defer.succeed(None)
 
     # -- TSIG replay records

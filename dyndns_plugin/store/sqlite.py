@@ -18,7 +18,7 @@ import os
 import queue
 import sqlite3
 import threading
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, Callable, Iterable, Mapping, TypeVar
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorFromThreads
@@ -37,6 +37,7 @@ from dyndns_plugin.store import (
     NameTaken,
     NoSuchUser,
     ReplayState,
+    RRsetKey,
     Snapshot,
     StoreError,
     UserExists,
@@ -122,8 +123,20 @@ CREATE TABLE tsig_replay (
 );
 """
 
+#: Version 4: host zones' RRsets set by RFC 2136 updates, on top of their
+#: zone files (C{records}: JSON as in the journal; [] hides the file's RRset).
+_SCHEMA_V4 = """
+CREATE TABLE zone_records (
+    origin TEXT NOT NULL,
+    name TEXT NOT NULL,
+    rdtype INTEGER NOT NULL,
+    records TEXT NOT NULL,
+    PRIMARY KEY (origin, name, rdtype)
+);
+"""
+
 #: MIGRATIONS[n] takes a database from schema version n to n + 1.
-MIGRATIONS: list[str] = [_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3]
+MIGRATIONS: list[str] = [_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _STOP = object()
@@ -745,30 +758,45 @@ class SQLiteUserStore:
         self, origin: str, serial: int, digest: str, step: JournalStep | None, keep: int
     ) -> defer.Deferred[None]:
         def save(conn: sqlite3.Connection, generation: int) -> None:
-            conn.execute(
-                "INSERT INTO zones (origin, serial, digest) VALUES (?, ?, ?)"
-                " ON CONFLICT (origin) DO UPDATE SET serial = excluded.serial,"
-                " digest = excluded.digest",
-                (origin, serial, digest),
-            )
-            if step is None:
-                conn.execute("DELETE FROM zone_journal WHERE origin = ?", (origin,))
-                return
-            # a step stored before a failed publish is replaced, not repeated
-            conn.execute(
-                "DELETE FROM zone_journal WHERE origin = ? AND serial_from = ?",
-                (origin, step.serial_from),
-            )
-            conn.execute(
-                "INSERT INTO zone_journal (origin, serial_from, serial_to, deleted, added) VALUES (?, ?, ?, ?, ?)",
-                (origin, step.serial_from, step.serial_to, _rrs_to_text(step.deleted), _rrs_to_text(step.added)),
-            )
-            conn.execute(
-                "DELETE FROM zone_journal WHERE origin = ? AND seq <= ("
-                " SELECT seq FROM zone_journal WHERE origin = ?"
-                " ORDER BY seq DESC LIMIT 1 OFFSET ?)",
-                (origin, origin, max(keep, 0)),
-            )
+            _save_zone_version(conn, origin, serial, digest, step, keep)
+
+        return self._write(save)
+
+    def load_zone_records(self) -> defer.Deferred[dict[str, dict[RRsetKey, tuple[RR, ...]]]]:
+        def load(conn: sqlite3.Connection) -> dict[str, dict[RRsetKey, tuple[RR, ...]]]:
+            zones: dict[str, dict[RRsetKey, tuple[RR, ...]]] = {}
+            for origin, name, rdtype, records in conn.execute(
+                "SELECT origin, name, rdtype, records FROM zone_records ORDER BY origin, name, rdtype"
+            ):
+                zones.setdefault(origin, {})[(name, rdtype)] = _rrs_from_text(records)
+            return zones
+
+        return self._read(load)
+
+    def save_zone_records(
+        self,
+        origin: str,
+        rrsets: Mapping[RRsetKey, tuple[RR, ...] | None],
+        serial: int | None,
+        digest: str,
+        step: JournalStep | None,
+        keep: int,
+    ) -> defer.Deferred[None]:
+        rows = [(name, rdtype, None if rrs is None else _rrs_to_text(rrs)) for (name, rdtype), rrs in rrsets.items()]
+
+        def save(conn: sqlite3.Connection, generation: int) -> None:
+            for name, rdtype, records in rows:
+                if records is None:
+                    conn.execute(
+                        "DELETE FROM zone_records WHERE origin = ? AND name = ? AND rdtype = ?", (origin, name, rdtype)
+                    )
+                else:
+                    conn.execute(
+                        "INSERT OR REPLACE INTO zone_records (origin, name, rdtype, records) VALUES (?, ?, ?, ?)",
+                        (origin, name, rdtype, records),
+                    )
+            if serial is not None:
+                _save_zone_version(conn, origin, serial, digest, step, keep)
 
         return self._write(save)
 
@@ -800,6 +828,35 @@ class SQLiteUserStore:
 _BULK_READ = 1000
 #: Records encoded by one json.dumps call (see L{_rrs_to_text}).
 _RRS_PER_DUMP = 1000
+
+
+def _save_zone_version(
+    conn: sqlite3.Connection, origin: str, serial: int, digest: str, step: JournalStep | None, keep: int
+) -> None:
+    conn.execute(
+        "INSERT INTO zones (origin, serial, digest) VALUES (?, ?, ?)"
+        " ON CONFLICT (origin) DO UPDATE SET serial = excluded.serial,"
+        " digest = excluded.digest",
+        (origin, serial, digest),
+    )
+    if step is None:
+        conn.execute("DELETE FROM zone_journal WHERE origin = ?", (origin,))
+        return
+    # a step stored before a failed publish is replaced, not repeated
+    conn.execute(
+        "DELETE FROM zone_journal WHERE origin = ? AND serial_from = ?",
+        (origin, step.serial_from),
+    )
+    conn.execute(
+        "INSERT INTO zone_journal (origin, serial_from, serial_to, deleted, added) VALUES (?, ?, ?, ?, ?)",
+        (origin, step.serial_from, step.serial_to, _rrs_to_text(step.deleted), _rrs_to_text(step.added)),
+    )
+    conn.execute(
+        "DELETE FROM zone_journal WHERE origin = ? AND seq <= ("
+        " SELECT seq FROM zone_journal WHERE origin = ?"
+        " ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+        (origin, origin, max(keep, 0)),
+    )
 
 
 def _rrs_to_text(rrs: tuple[RR, ...]) -> str:
