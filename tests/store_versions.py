@@ -14,7 +14,7 @@ import os
 import sqlite3
 
 from dyndns_plugin.model import HostState, User
-from dyndns_plugin.store import JournalStep, ReplayState, ZoneHistory
+from dyndns_plugin.store import RR, JournalStep, ReplayState, ZoneHistory
 from dyndns_plugin.store.sqlite import MIGRATIONS
 
 #: The generation the files were left at.
@@ -82,8 +82,18 @@ _V3_ROWS: list[tuple[str, list[tuple[object, ...]]]] = [
     ("INSERT INTO tsig_replay VALUES (?, ?, ?)", [("alice.dyn.example.com.", 1700000000, '[[1700000000, "00ff"]]')]),
 ]
 
+_V4_ROWS: list[tuple[str, list[tuple[object, ...]]]] = [
+    (
+        "INSERT INTO zone_records VALUES (?, ?, ?, ?)",
+        [
+            ("example.org", "pc1.example.org", 1, '[["pc1.example.org", 1, 300, "c0000215"]]'),
+            ("example.org", "www.example.org", 16, "[]"),
+        ],
+    ),
+]
+
 #: The rows each version added, by the version that added them.
-ROWS_BY_VERSION = {1: _V1_ROWS, 2: _V2_ROWS, 3: _V3_ROWS}
+ROWS_BY_VERSION = {1: _V1_ROWS, 2: _V2_ROWS, 3: _V3_ROWS, 4: _V4_ROWS}
 
 
 def build_store_at_version(path: str, version: int) -> None:
@@ -189,3 +199,14 @@ def expected_replay_states(version: int) -> dict[str, ReplayState]:
     if version < 3:
         return {}
     return {"alice.dyn.example.com.": ReplayState(1700000000, ((1700000000, b"\x00\xff"),))}
+
+
+def expected_zone_records(version: int) -> dict[str, dict[tuple[str, int], tuple[RR, ...]]]:
+    if version < 4:
+        return {}
+    return {
+        "example.org": {
+            ("pc1.example.org", 1): (("pc1.example.org", 1, 300, bytes.fromhex("c0000215")),),
+            ("www.example.org", 16): (),
+        }
+    }

@@ -21,7 +21,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: A configuration that reaches the keys inside arrays of tables too.
 WITH_ARRAYS = {
     "dns": {
-        "zones": [{"origin": "example.org", "file": "example.org.zone"}],
+        "zones": [
+            {
+                "origin": "example.org",
+                "file": "example.org.zone",
+                "update_keys": [{"name": "dhcp", "secret": "c2VjcmV0c2VjcmV0c2VjcmV0"}],
+            }
+        ],
         "transfer": {"keys": [{"name": "xfr", "secret": "c2VjcmV0c2VjcmV0c2VjcmV0"}]},
     }
 }

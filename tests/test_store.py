@@ -216,8 +216,9 @@ class SQLiteStoreTests(StoreConformanceMixin, TestCase):
         conn = sqlite3.connect(path)
         try:
             self.assertEqual(conn.execute("PRAGMA user_version").fetchone()[0], SCHEMA_VERSION)
-            self.assertEqual(SCHEMA_VERSION, 3)
+            self.assertEqual(SCHEMA_VERSION, 4)
             self.assertEqual(conn.execute("SELECT COUNT(*) FROM tsig_replay").fetchone()[0], 0)
+            self.assertEqual(conn.execute("SELECT COUNT(*) FROM zone_records").fetchone()[0], 0)
         finally:
             conn.close()
 

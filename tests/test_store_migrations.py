@@ -23,6 +23,7 @@ from tests.store_versions import (
     expected_states,
     expected_users,
     expected_zone_history,
+    expected_zone_records,
 )
 from tests.typing_helpers import threads_reactor
 
@@ -57,6 +58,7 @@ class MigrationTests(TestCase):
             self.assertEqual(snapshot.generation, expected_generation(version))
             self.assertEqual((yield store.load_zone_history()), expected_zone_history(version))
             self.assertEqual((yield store.load_replay_states()), expected_replay_states(version))
+            self.assertEqual((yield store.load_zone_records()), expected_zone_records(version))
             # the migrated file takes writes of every kind, after the old generation
             yield store.add_user(User("erin", hostnames=["erin.example.org"]))
             yield store.save_state(HostState("erin", ipv4="192.0.2.44"))
@@ -77,6 +79,10 @@ class MigrationTests(TestCase):
     def test_from_version_2(self):
         """Version 2's zone serials and journal survive too."""
         return self.check_migrates(2)
+
+    def test_from_version_3(self):
+        """Version 3's TSIG replay records survive; the host zones' updated RRsets start empty."""
+        return self.check_migrates(3)
 
     def test_every_earlier_version_tested(self) -> None:
         """A test method per earlier version: adding a migration means adding its test."""

@@ -25,7 +25,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import struct
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import defer
@@ -48,6 +48,25 @@ from dyndns_plugin.dns.reader import (
     parse_update,
     to_wire,
 )
+from dyndns_plugin.dns.rfc2136 import (
+    BADKEY,
+    BADSIG,
+    BADTIME,
+    BADTRUNC,
+    FORMERR,
+    NOERROR,
+    NOTAUTH,
+    OPCODE_UPDATE,
+    RCODE_NAMES,
+    REFUSED,
+    SERVFAIL,
+    TYPE_ANY,
+    TYPE_SOA,
+    UpdateError,
+    check_prerequisites,
+    prescan,
+    show,
+)
 from dyndns_plugin.dns.signing import (
     ALGORITHMS,
     SERVER_FUDGE,
@@ -65,47 +84,20 @@ from dyndns_plugin.passwords import derived_tsig_secret
 from dyndns_plugin.protocols.tsig_replay import ReplayCache
 from dyndns_plugin.service import DynDNSService
 
+if TYPE_CHECKING:
+    from dyndns_plugin.protocols.zone_update import HostZoneUpdates, ZoneKey, ZoneRights
+
 __all__ = ["ALGORITHMS", "UpdateHandler"]
 
 log = Logger()
 
 METHOD = Method.DNS_UPDATE
 
-# RCODEs and TSIG errors (RFC 1035, 2136, 8945).
-NOERROR, FORMERR, SERVFAIL, NXDOMAIN, REFUSED = 0, 1, 2, 3, 5
-YXDOMAIN, YXRRSET, NXRRSET, NOTAUTH, NOTZONE = 6, 7, 8, 9, 10
-BADSIG, BADKEY, BADTIME, BADTRUNC = 16, 17, 18, 22
-OPCODE_UPDATE = 5
-TYPE_SOA = 6
-TYPE_ANY = 255
-_RCODE_NAMES = {
-    FORMERR: "FORMERR",
-    SERVFAIL: "SERVFAIL",
-    NXDOMAIN: "NXDOMAIN",
-    REFUSED: "REFUSED",
-    YXDOMAIN: "YXDOMAIN",
-    YXRRSET: "YXRRSET",
-    NXRRSET: "NXRRSET",
-    NOTAUTH: "NOTAUTH",
-    NOTZONE: "NOTZONE",
-}
-# ANY, AXFR, IXFR, MAILA, MAILB, OPT, TSIG, TKEY
-_META_TYPES = frozenset({255, 252, 251, 254, 253, 41, 250, 249})
 _ADDRESS_TYPES: dict[int, int] = {TYPE_A: 4, TYPE_AAAA: 6}
 #: Bytes a label of one of our names may hold: anything else (a dot inside a
 #: label, spaces, ...) cannot name a user, and must not be joined into text
 #: that looks like one.
 _NAME_BYTES = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789-_*")
-
-
-class UpdateError(Exception):
-    """Stop processing and answer this RCODE (signed)."""
-
-    def __init__(self, rcode: int, reason: str, audited: bool = False) -> None:
-        super().__init__(reason)
-        self.rcode = rcode
-        #: True when the service's write already wrote the audit event.
-        self.audited = audited
 
 
 def _text(key: Labels) -> str | None:
@@ -121,77 +113,6 @@ def _address(rdtype: int, rdata: bytes) -> IPAddress:
     if rdtype == TYPE_A:
         return ipaddress.IPv4Address(rdata)
     return ipaddress.IPv6Address(rdata)
-
-
-def _show(key: Labels) -> str:
-    return ".".join(label.decode("ascii", "backslashreplace") for label in key) + "."
-
-
-def _is_subdomain(key: Labels, zone: Labels) -> bool:
-    return len(key) >= len(zone) and key[len(key) - len(zone) :] == zone
-
-
-def check_prerequisites(
-    request: UpdateRequest,
-    zone: Labels,
-    rrset_now: Callable[[Labels, int], set[Any] | None],
-    in_use: Callable[[Labels], bool],
-    value_of: Callable[[Record], object],
-) -> None:
-    """
-    RFC 2136 section 3.2 over a zone's content as the lookups give it:
-    C{rrset_now} (an RRset's values, or None), C{in_use} (a name has
-    records) and C{value_of} (a prerequisite record's value, comparable
-    with C{rrset_now}'s). Raises L{UpdateError} with the RCODE.
-    """
-    wanted: dict[tuple[Labels, int], set[object]] = {}
-    for record in request.prerequisites:
-        if record.ttl != 0:
-            raise UpdateError(FORMERR, "prerequisite with TTL not 0")
-        if not _is_subdomain(record.key, zone):
-            raise UpdateError(NOTZONE, f"{_show(record.key)} is outside {_show(zone)}")
-        # (the parser refuses data in class ANY and NONE prerequisites)
-        if record.rdclass == CLASS_ANY:
-            if record.rdtype == TYPE_ANY:
-                if not in_use(record.key):
-                    raise UpdateError(NXDOMAIN, f"{_show(record.key)} is not in use")
-            elif rrset_now(record.key, record.rdtype) is None:
-                raise UpdateError(NXRRSET, f"no {_show(record.key)} RRset")
-        elif record.rdclass == CLASS_NONE:
-            if record.rdtype == TYPE_ANY:
-                if in_use(record.key):
-                    raise UpdateError(YXDOMAIN, f"{_show(record.key)} is in use")
-            elif rrset_now(record.key, record.rdtype) is not None:
-                raise UpdateError(YXRRSET, f"{_show(record.key)} RRset exists")
-        elif record.rdclass == CLASS_IN:
-            # Value-dependent: the records of one name and type form
-            # the RRset to compare (RFC 2136 section 3.2.5).
-            wanted.setdefault((record.key, record.rdtype), set()).add(value_of(record))
-        else:
-            raise UpdateError(FORMERR, "prerequisite of another class")
-    for (key, rdtype), values in wanted.items():
-        if rrset_now(key, rdtype) != values:
-            raise UpdateError(NXRRSET, f"{_show(key)} RRset differs")
-
-
-def prescan(request: UpdateRequest, zone: Labels) -> None:
-    """RFC 2136 section 3.4.1: every update RR inside the zone and well formed, or L{UpdateError}."""
-    for record in request.updates:
-        if not _is_subdomain(record.key, zone):
-            raise UpdateError(NOTZONE, f"{_show(record.key)} is outside {_show(zone)}")
-        if record.rdclass == CLASS_ANY:  # (the parser refuses data here)
-            if record.ttl != 0:
-                raise UpdateError(FORMERR, "malformed RRset delete")
-            if record.rdtype in _META_TYPES and record.rdtype != TYPE_ANY:
-                raise UpdateError(FORMERR, "delete of a meta type")
-        elif record.rdclass == CLASS_NONE:
-            if record.ttl != 0 or record.rdtype in _META_TYPES or not record.rdata:
-                raise UpdateError(FORMERR, "malformed RR delete")
-        elif record.rdclass == CLASS_IN:
-            if record.rdtype in _META_TYPES:
-                raise UpdateError(FORMERR, "add of a meta type")
-        else:
-            raise UpdateError(FORMERR, "update of another class")
 
 
 def _user_value(record: Record) -> object:
@@ -240,6 +161,8 @@ class UpdateHandler:
         self._sample = LogSampler(log, self.clock)
         # key name -> (the registry's User object it was made from, key)
         self._keys: dict[Labels, tuple[User, TSIGKey]] = {}
+        #: The host zones that take RFC 2136 updates (set once the zone publisher exists).
+        self.host_zones: HostZoneUpdates | None = None
 
     # -- keys
 
@@ -280,10 +203,22 @@ class UpdateHandler:
         if request.is_response or (request.flags >> 11) & 0xF != OPCODE_UPDATE:
             return error_reply(wire, FORMERR)
         tsig = request.tsig
+        rights = self._host_zone_rights(request)
         if tsig is None:
+            if rights is not None and rights.allows_source(peer):
+                return await self._update_host_zone(request, wire, rights, None, peer)
             # An attempt without credentials: audited (sampled), not counted.
             self.auth.refused(METHOD, None, peer, "badauth", "unsigned UPDATE")
             return self._response(request, REFUSED)
+        zone_key = self.host_zones.key_for(tsig.key) if self.host_zones is not None else None
+        if zone_key is not None:
+            # A host zone's key: the users' lockouts and keys do not apply.
+            refused = self._verify(request, wire, tsig, zone_key.tsig, None, peer)
+            if refused is not None:
+                return refused
+            if rights is None:
+                return self._signed(request, tsig, zone_key.tsig, NOTAUTH, 0, int(self.clock.seconds()))
+            return await self._update_host_zone(request, wire, rights, zone_key, peer)
         user_id = _text(tsig.key[:1])
         if self.auth.locked(METHOD, peer, user_id) is not None:
             # Refused unchecked (and so unsigned): the source is locked out.
@@ -293,15 +228,48 @@ class UpdateHandler:
             self.auth.failed(METHOD, peer, user_id)
             return self._tsig_error(request, tsig, BADKEY)
         user, key = found
+        refused = self._verify(request, wire, tsig, key, user.id, peer)
+        if refused is not None:
+            return refused
+        now = int(self.clock.seconds())
+        try:
+            # Durable before anything is applied: a crash after this point
+            # loses an unacknowledged update, never admits a copy of it.
+            await self._accept(tsig, now)
+        except Exception:
+            log.failure("UPDATE from {peer} by {user}: store failure", peer=peer, user=user.id)
+            return self._signed(request, tsig, key, SERVFAIL, 0, now)
+        try:
+            await self._process(request, user, peer)
+        except UpdateError as e:
+            if not e.audited:
+                rcode = RCODE_NAMES.get(e.rcode, str(e.rcode))
+                self.auth.refused(METHOD, user.id, peer, rcode.lower(), str(e))
+            return self._signed(request, tsig, key, e.rcode, 0, now)
+        return self._signed(request, tsig, key, NOERROR, 0, now)
+
+    def _verify(
+        self, request: UpdateRequest, wire: bytes, tsig: TSIGRecord, key: TSIGKey, user_id: str | None, peer: str | None
+    ) -> bytes | None:
+        """
+        Check C{key}'s MAC, time and replay (RFC 8945) and record the time
+        durably as accepted: None, or the error answer to send. Failures
+        count against C{peer} (and the user, for a user's key).
+        """
+        if user_id is None and self.auth.locked(METHOD, peer, None) is not None:
+            return self._response(request, REFUSED)
+        if key.algorithm != tsig.algorithm:
+            self.auth.failed(METHOD, peer, user_id)
+            return self._tsig_error(request, tsig, BADKEY)
         now = int(self.clock.seconds())
         verdict = check_request(key, wire, tsig, request.arcount, now, SERVER_FUDGE)
         if verdict == FORMERR:
             return error_reply(wire, FORMERR)
         if verdict in (BADTRUNC, BADSIG):
-            self.auth.failed(METHOD, peer, user.id)
+            self.auth.failed(METHOD, peer, user_id)
             return self._tsig_error(request, tsig, verdict)
         if verdict == BADTIME:
-            self.auth.failed(METHOD, peer, user.id)
+            self.auth.failed(METHOD, peer, user_id)
             return self._signed(request, tsig, key, NOTAUTH, BADTIME, now)
         key_name = b".".join(tsig.key).decode("ascii", "backslashreplace")
         replayed = self.replay.verdict(key_name, tsig.time_signed, tsig.mac, now)
@@ -310,27 +278,62 @@ class UpdateHandler:
                 "update-replay",
                 "UPDATE from {peer} for {key} refused: {why}",
                 peer=peer,
-                key=_show(tsig.key),
+                key=show(tsig.key),
                 why=replayed,
             )
-            self.auth.failed(METHOD, peer, user.id)
+            self.auth.failed(METHOD, peer, user_id)
             return self._signed(request, tsig, key, NOTAUTH, BADTIME, now)
-        self.auth.succeeded(peer, user.id)
+        if user_id is not None:
+            self.auth.succeeded(peer, user_id)
+        return None
+
+    async def _accept(self, tsig: TSIGRecord, now: int) -> None:
+        """Keep the request's time and MAC durably: a copy sent again is refused, even after a restart."""
+        key_name = b".".join(tsig.key).decode("ascii", "backslashreplace")
+        await self.replay.accept(key_name, tsig.time_signed, tsig.mac, now)
+
+    # -- host zones
+
+    def _host_zone_rights(self, request: UpdateRequest) -> ZoneRights | None:
+        """Who may update the zone the request names, if it is a host zone that takes updates."""
+        if self.host_zones is None or len(request.zone) != 1 or request.zone[0].rdclass != CLASS_IN:
+            return None
+        return self.host_zones.zone_rights(request.zone[0].key)
+
+    async def _update_host_zone(
+        self, request: UpdateRequest, wire: bytes, rights: ZoneRights, key: ZoneKey | None, peer: str | None
+    ) -> bytes:
+        assert self.host_zones is not None
+        tsig = request.tsig
+        now = int(self.clock.seconds())
+
+        def answer(rcode: int) -> bytes:
+            if key is None or tsig is None:
+                return self._response(request, rcode)
+            return self._signed(request, tsig, key.tsig, rcode, 0, now)
+
+        who = f"key {key.policy.name}" if key is not None else "source address"
         try:
-            # Durable before anything is applied: a crash after this point
-            # loses an unacknowledged update, never admits a copy of it.
-            await self.replay.accept(key_name, tsig.time_signed, tsig.mac, now)
-        except Exception:
-            log.failure("UPDATE from {peer} by {user}: store failure", peer=peer, user=user.id)
-            return self._signed(request, tsig, key, SERVFAIL, 0, now)
-        try:
-            await self._process(request, user, peer)
+            if tsig is not None:
+                await self._accept(tsig, now)
+            await self.host_zones.update(request, wire, rights, key)
         except UpdateError as e:
-            if not e.audited:
-                rcode = _RCODE_NAMES.get(e.rcode, str(e.rcode))
-                self.auth.refused(METHOD, user.id, peer, rcode.lower(), str(e))
-            return self._signed(request, tsig, key, e.rcode, 0, now)
-        return self._signed(request, tsig, key, NOERROR, 0, now)
+            rcode = RCODE_NAMES.get(e.rcode, str(e.rcode))
+            self._sample.info(
+                "zone-update-refused",
+                "UPDATE of {zone} from {peer} ({who}): {rcode}, {why}",
+                zone=rights.origin,
+                peer=peer,
+                who=who,
+                rcode=rcode,
+                why=str(e),
+            )
+            return answer(e.rcode)
+        except Exception:
+            log.failure("UPDATE of {zone} from {peer}: store failure", zone=rights.origin, peer=peer)
+            return answer(SERVFAIL)
+        log.info("UPDATE of {zone} from {peer} ({who}) applied", zone=rights.origin, peer=peer, who=who)
+        return answer(NOERROR)
 
     # -- RFC 2136 section 3
 
@@ -369,7 +372,7 @@ class UpdateHandler:
         for record in request.updates:
             name = _text(record.key)
             if name not in own:
-                raise UpdateError(REFUSED, f"{_show(record.key)} is not {user.id}'s name")
+                raise UpdateError(REFUSED, f"{show(record.key)} is not {user.id}'s name")
             delete_name = record.rdclass == CLASS_ANY and record.rdtype == TYPE_ANY
             if record.rdtype not in _ADDRESS_TYPES and not delete_name:
                 raise UpdateError(REFUSED, f"type {record.rdtype} may not be updated")
@@ -380,7 +383,7 @@ class UpdateHandler:
         question = request.zone[0]
         zone = question.key
         if question.rdclass != CLASS_IN or not self._served_zone(zone, user):
-            raise UpdateError(NOTAUTH, f"not authoritative for {_show(zone)}")
+            raise UpdateError(NOTAUTH, f"not authoritative for {show(zone)}")
         self._check_prerequisites(request, zone)
         prescan(request, zone)
         self._check_policy(request, user)

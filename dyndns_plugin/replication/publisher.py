@@ -13,7 +13,7 @@ never goes back.
 from __future__ import annotations
 
 import gc
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from twisted.internet import defer, task
 from twisted.logger import Logger
@@ -25,7 +25,7 @@ from dyndns_plugin.replication.journal import ZoneState, next_serial, records_ha
 from dyndns_plugin.replication.names import StagedChanges
 from dyndns_plugin.service import Change, DynDNSService
 from dyndns_plugin.service.slices import SLICE, drive
-from dyndns_plugin.store import RR, IZoneJournal, JournalStep, ZoneHistory
+from dyndns_plugin.store import RR, IZoneJournal, JournalStep, RRsetKey, ZoneHistory
 
 log = Logger()
 
@@ -83,6 +83,9 @@ class ZonePublisher:
         self._pending: set[str] = set()
         self._timer: Any = None
         self._flushing = False
+        #: One change of the zones at a time: a publication of users' names
+        #: or an RFC 2136 update of a host zone (each takes a serial).
+        self._lock = defer.DeferredLock()
         self._last_flush = float("-inf")
         self.published = 0  # serials published since start (for tests, status)
         # The start-up fill (L{_load}); tests make its slices small.
@@ -109,6 +112,9 @@ class ZonePublisher:
         again) and changes wait to be published.
         """
         history = await self.journal.load_zone_history()
+        updated = await self.journal.load_zone_records()
+        for zone in self.zones[1:]:
+            zone.set_updated(updated.get(zone.origin, {}))
         registry = self.service.registry
         fills = [zone.filling(registry, self.fill_batch) for zone in self.zones]
         if len(registry.users) < self.fill_in_background_from:
@@ -252,14 +258,52 @@ class ZonePublisher:
         return deleted, added, sources, change
 
     async def _publish(self, names: list[str]) -> None:
-        if len(names) <= DIFF_AT_ONCE:
-            await self._publish_names(names)
-            return
-        # Many names (a restore, an import): hundreds of thousands of
-        # records are made, diffed and written; the collector waits, and
-        # what stays is frozen out of it after (L{collector_paused}).
-        with collector_paused():
-            await self._publish_names(names)
+        await self._lock.acquire()
+        try:
+            if len(names) <= DIFF_AT_ONCE:
+                await self._publish_names(names)
+                return
+            # Many names (a restore, an import): hundreds of thousands of
+            # records are made, diffed and written; the collector waits, and
+            # what stays is frozen out of it after (L{collector_paused}).
+            with collector_paused():
+                await self._publish_names(names)
+        finally:
+            self._lock.release()
+
+    async def update_host_zone(
+        self, origin: str, plan: Callable[[ZoneState], Mapping[RRsetKey, tuple[RR, ...] | None]]
+    ) -> None:
+        """
+        An RFC 2136 update of the host zone C{origin}: C{plan(zone)} checks
+        it against the zone as it is (raising to refuse it) and gives the
+        RRsets it changes. They are stored with the new serial and journal
+        step in one transaction, then served, then NOTIFY goes out; only
+        then does this return (and the client get its answer). A store
+        failure raises and changes nothing.
+        """
+        await self.when_ready()
+        zone = self.by_origin[origin]
+        await self._lock.acquire()
+        try:
+            changes = plan(zone)
+            if not changes:
+                return
+            deleted, added = zone.update_diff(changes)
+            if not deleted and not added:  # (the zone's own layer changed under a user's answer)
+                await self.journal.save_zone_records(origin, changes, None, "", None, 0)
+                zone.set_updated(changes)
+                return
+            step = JournalStep(zone.serial, next_serial(zone.serial), tuple(deleted), tuple(added))
+            change = records_hash(deleted, added)
+            digest = zone.digest_after((), (), change)
+            await self.journal.save_zone_records(origin, changes, step.serial_to, digest, step, self.journal_size)
+            zone.set_updated(changes)
+            zone.apply(step, {}, change)
+            self.published += 1
+            self._published(zone)
+        finally:
+            self._lock.release()
 
     async def _publish_names(self, names: list[str]) -> None:
         try:

@@ -26,7 +26,10 @@ server's writes wait for it):
  - zone serials and journals are the store's where it has them (what the
    secondaries saw; a restore must never take a serial back) and the
    backup's for zones the store never published (a restore on a new
-   machine); TSIG replay records keep the newer of the two per key.
+   machine); TSIG replay records keep the newer of the two per key;
+ - host zones' updated RRsets likewise are the store's for every zone it
+   has any for, and the backup's for the others (served from the server's
+   next start: they are zone data, which a running server does not poll).
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 #: What a restore does with each table of the current schema (a test checks
 #: that every table is named here, so a new migration cannot forget it).
 USER_TABLES = ("users", "hostnames", "states")
-KEPT_TABLES = ("meta", "removed", "zones", "zone_journal", "tsig_replay")
+KEPT_TABLES = ("meta", "removed", "zones", "zone_journal", "tsig_replay", "zone_records")
 
 
 class BackupError(StoreError):
@@ -304,6 +307,11 @@ def _replace(conn: sqlite3.Connection) -> RestoreInfo:
         "INSERT INTO main.zone_journal (origin, serial_from, serial_to, deleted, added)"
         " SELECT origin, serial_from, serial_to, deleted, added FROM restored.zone_journal"
         " WHERE origin NOT IN (SELECT origin FROM main.zone_journal) ORDER BY seq"
+    )
+    conn.execute(
+        "INSERT INTO main.zone_records (origin, name, rdtype, records)"
+        " SELECT origin, name, rdtype, records FROM restored.zone_records"
+        " WHERE origin NOT IN (SELECT origin FROM main.zone_records)"
     )
     conn.execute(
         "INSERT INTO main.tsig_replay (key, newest, macs) SELECT key, newest, macs FROM restored.tsig_replay"

@@ -1,0 +1,298 @@
+"""
+RFC 2136 UPDATE of the operator's host zones (C{[[dns.zones]]} with
+C{allow_update} or C{update_keys}): what a DHCP server, a Windows client
+registering its addresses or an C{nsupdate} script sends to BIND.
+
+The UPDATE handler (L{dyndns_plugin.protocols.dns_update}) reads the
+message, checks its TSIG (a zone key's here) or its source, and hands it
+over; this module decides what the update does (RFC 2136 section 3.2 to
+3.4, with the same prerequisite and prescan code as users' updates) and the
+zone publisher makes it one durable write: the changed RRsets, the new
+serial and its journal step in one transaction, then memory (queries, the
+answer cache, AXFR/IXFR), then NOTIFY, then the answer.
+
+The zone file is never written: an update's RRset replaces the file's RRset
+of the same name and type (an empty one hides it) until C{dyndns zone
+clear}. Users' names stay their users': an update at a name a user holds is
+refused. The apex SOA and NS belong to the zone file: adding them is
+refused, deleting them is ignored (RFC 2136 section 3.4.2.3).
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+import attrs
+import dns.exception
+import dns.name
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+
+from dyndns_plugin.config import HostZone, ZoneUpdateKey
+from dyndns_plugin.dns.reader import CLASS_ANY, CLASS_IN, CLASS_NONE, Labels, Record, UpdateRequest
+from dyndns_plugin.dns.rfc2136 import (
+    FORMERR,
+    REFUSED,
+    TYPE_ANY,
+    UpdateError,
+    check_prerequisites,
+    prescan,
+)
+from dyndns_plugin.dns.signing import TSIGKey, labels_of
+from dyndns_plugin.registry import Registry
+from dyndns_plugin.store import RR, RRsetKey
+
+if TYPE_CHECKING:
+    from dyndns_plugin.replication.journal import ZoneState
+    from dyndns_plugin.replication.publisher import ZonePublisher
+
+TYPE_NS, TYPE_SOA, TYPE_CNAME = 2, 6, 5
+#: RFC 2181 section 8: a TTL with the top bit set is taken as 0.
+_MAX_TTL = 2**31 - 1
+
+Changes = dict[RRsetKey, "tuple[RR, ...] | None"]
+
+
+@attrs.frozen
+class ZoneKey:
+    """A zone's update key, as the wire sees it, with what it may change."""
+
+    origin: str
+    tsig: TSIGKey
+    policy: ZoneUpdateKey
+
+
+@attrs.frozen
+class ZoneRights:
+    """Who may update one host zone: sources of unsigned updates and keys."""
+
+    origin: str
+    allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+
+    def allows_source(self, peer: str | None) -> bool:
+        if peer is None or not self.allow:
+            return False
+        try:
+            address = ipaddress.ip_address(peer)
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return any(address in network for network in self.allow)
+
+
+def name_text(key: Labels) -> str:
+    """The zone's text form of lower-cased labels (dnspython's escapes, as zone files load)."""
+    return dns.name.Name((*key, b"")).to_text(omit_final_dot=True)
+
+
+def _rdata(record: Record, wire: bytes) -> dns.rdata.Rdata:
+    """The record's rdata read from the message (its names may be compressed), or FORMERR."""
+    try:
+        return dns.rdata.from_wire(
+            dns.rdataclass.RdataClass.make(record.rdclass),
+            dns.rdatatype.RdataType.make(record.rdtype),
+            wire,
+            record.rdata_at,
+            len(record.rdata),
+        )
+    except (dns.exception.DNSException, ValueError, IndexError) as e:
+        raise UpdateError(FORMERR, f"bad rdata of type {record.rdtype}: {e}") from None
+
+
+def _wire(rdata: dns.rdata.Rdata) -> bytes:
+    """Uncompressed rdata, names as sent."""
+    wire = rdata.to_wire()
+    assert wire is not None  # (no file given)
+    return wire
+
+
+def canonical(rdtype: int, rdata: bytes) -> bytes:
+    """Uncompressed rdata in its canonical form (names lower-cased, RFC 4034 6.2): how RRs are compared."""
+    return dns.rdata.from_wire(
+        dns.rdataclass.IN, dns.rdatatype.RdataType.make(rdtype), rdata, 0, len(rdata)
+    ).to_digestable()
+
+
+class _Working:
+    """The zone's own RRsets at the names an update touches, changed one RR at a time (RFC 2136 3.4.2)."""
+
+    def __init__(self, zone: ZoneState) -> None:
+        self.zone = zone
+        self.rrsets: dict[RRsetKey, list[RR]] = {}
+        self.loaded: set[str] = set()
+        self.touched: set[RRsetKey] = set()
+
+    def types_at(self, name: str) -> list[int]:
+        self._load(name)
+        return [rdtype for (owner, rdtype), rrs in self.rrsets.items() if owner == name and rrs]
+
+    def rrset(self, name: str, rdtype: int) -> list[RR]:
+        self._load(name)
+        self.touched.add((name, rdtype))
+        return self.rrsets.setdefault((name, rdtype), [])
+
+    def _load(self, name: str) -> None:
+        if name in self.loaded:
+            return
+        self.loaded.add(name)
+        for rr in self.zone.own_records(name):
+            self.rrsets.setdefault((name, rr[1]), []).append(rr)
+
+    def changes(self) -> Changes:
+        """The touched RRsets that differ from what is served, as the zone's updated RRsets."""
+        zone, changes = self.zone, Changes()
+        for name, rdtype in sorted(self.touched):
+            after = tuple(self.rrsets.get((name, rdtype), ()))
+            before = tuple(rr for rr in zone.own_records(name) if rr[1] == rdtype)
+            if after == before:
+                continue
+            from_file = tuple(rr for rr in zone.file_records.get(name, ()) if rr[1] == rdtype)
+            changes[(name, rdtype)] = None if after == from_file else after
+        return changes
+
+
+class HostZoneUpdates:
+    """
+    The host zones that take updates, their keys, and what an authorised
+    update does to one (L{update}).
+    """
+
+    def __init__(self, zones: Sequence[HostZone], publisher: ZonePublisher, registry: Registry) -> None:
+        self.publisher = publisher
+        self.registry = registry
+        self.rights: dict[Labels, ZoneRights] = {}
+        self.keys: dict[Labels, ZoneKey] = {}
+        for zone in zones:
+            if not zone.updatable:
+                continue
+            networks = tuple(ipaddress.ip_network(n) for n in zone.allow_update)
+            self.rights[labels_of(zone.origin)] = ZoneRights(zone.origin, networks)
+            for key in zone.update_keys:
+                tsig = TSIGKey.make(labels_of(key.name), base64.b64decode(key.secret), key.algorithm)
+                self.keys[labels_of(key.name)] = ZoneKey(zone.origin, tsig, key)
+
+    def zone_rights(self, zone: Labels) -> ZoneRights | None:
+        """The rights of the updatable host zone C{zone}, if it is one."""
+        return self.rights.get(zone)
+
+    def key_for(self, keyname: Labels) -> ZoneKey | None:
+        return self.keys.get(keyname)
+
+    async def update(self, request: UpdateRequest, wire: bytes, rights: ZoneRights, key: ZoneKey | None) -> None:
+        """
+        Apply C{request} (its zone section names C{rights}' zone; C{key}: the
+        zone key that signed it, None for an allowed source) durably, or
+        raise L{UpdateError}.
+        """
+        if key is not None and key.origin != rights.origin:
+            raise UpdateError(REFUSED, f"key {key.policy.name} is not for {rights.origin}")
+
+        def plan(zone: ZoneState) -> Changes:
+            return self._plan(request, wire, zone, key.policy if key is not None else None)
+
+        await self.publisher.update_host_zone(rights.origin, plan)
+
+    # -- what the update does
+
+    def _plan(self, request: UpdateRequest, wire: bytes, zone: ZoneState, policy: ZoneUpdateKey | None) -> Changes:
+        apex = request.zone[0].key
+
+        def rrset_now(key: Labels, rdtype: int) -> set[Any] | None:
+            name = name_text(key)
+            records = [rr for rr in zone.records_at(name, zone.answer_at(name)) if rr[1] == rdtype]
+            return {canonical(rdtype, rr[3]) for rr in records} or None
+
+        def in_use(key: Labels) -> bool:
+            name = name_text(key)
+            return bool(zone.records_at(name, zone.answer_at(name))) or name == zone.origin
+
+        def value_of(record: Record) -> object:
+            return _rdata(record, wire).to_digestable()
+
+        check_prerequisites(request, apex, rrset_now, in_use, value_of)
+        prescan(request, apex)
+        # Every add's data must be readable (and is kept uncompressed).
+        data = {id(r): _rdata(r, wire) for r in request.updates if r.rdclass in (CLASS_IN, CLASS_NONE)}
+        self._check_rights(request.updates, zone, policy)
+        work = _Working(zone)
+        for record in request.updates:
+            name = name_text(record.key)
+            if record.rdclass == CLASS_IN:
+                self._add(work, name, record, data[id(record)])
+            elif record.rdclass == CLASS_ANY:
+                self._delete_rrsets(work, name, record.rdtype, zone.origin)
+            else:
+                self._delete_rr(work, name, record.rdtype, data[id(record)], zone.origin)
+        return work.changes()
+
+    def _check_rights(self, updates: Iterable[Record], zone: ZoneState, policy: ZoneUpdateKey | None) -> None:
+        for record in updates:
+            name = name_text(record.key)
+            owner = self.registry.owner_of(name)
+            if owner is not None:
+                raise UpdateError(REFUSED, f"{name} is user {owner}'s name")
+            if record.rdclass == CLASS_IN and (
+                record.rdtype == TYPE_SOA or (record.rdtype == TYPE_NS and name == zone.origin)
+            ):
+                raise UpdateError(
+                    REFUSED, f"only the zone file sets the {'SOA' if record.rdtype == TYPE_SOA else 'apex NS'}"
+                )
+            if policy is None:
+                continue
+            if policy.names and not any(_covers(pattern, name) for pattern in policy.names):
+                raise UpdateError(REFUSED, f"key {policy.name} may not change {name}")
+            if policy.types and record.rdtype != TYPE_ANY and record.rdtype not in policy.types:
+                raise UpdateError(REFUSED, f"key {policy.name} may not change type {record.rdtype}")
+            if policy.types and record.rdtype == TYPE_ANY:
+                raise UpdateError(REFUSED, f"key {policy.name} may not delete every type at {name}")
+
+    @staticmethod
+    def _add(work: _Working, name: str, record: Record, rdata: dns.rdata.Rdata) -> None:
+        rdtype = record.rdtype
+        types = work.types_at(name)
+        if rdtype == TYPE_CNAME and any(t != TYPE_CNAME for t in types):
+            return  # other data there: the CNAME is ignored (3.4.2.2)
+        if rdtype != TYPE_CNAME and TYPE_CNAME in types:
+            return  # a CNAME there: other data is ignored
+        ttl = record.ttl if record.ttl <= _MAX_TTL else 0
+        rrset = work.rrset(name, rdtype)
+        if rdtype == TYPE_CNAME:
+            rrset.clear()  # a CNAME replaces the CNAME
+        wire = _wire(rdata)
+        new = canonical(rdtype, wire)
+        kept = [rr for rr in rrset if canonical(rdtype, rr[3]) != new]
+        # One TTL per RRset (RFC 2181 5.2): the newest, as BIND does.
+        rrset[:] = [(n, t, ttl, d) for n, t, _, d in kept] + [(name, rdtype, ttl, wire)]
+
+    @staticmethod
+    def _delete_rrsets(work: _Working, name: str, rdtype: int, origin: str) -> None:
+        if rdtype == TYPE_ANY:
+            types = [t for t in work.types_at(name) if name != origin or t not in (TYPE_SOA, TYPE_NS)]
+        elif name == origin and rdtype in (TYPE_SOA, TYPE_NS):
+            return  # the apex SOA and NS stay (3.4.2.3)
+        else:
+            types = [rdtype]
+        for t in types:
+            work.rrset(name, t).clear()
+
+    @staticmethod
+    def _delete_rr(work: _Working, name: str, rdtype: int, rdata: dns.rdata.Rdata, origin: str) -> None:
+        if rdtype == TYPE_SOA:
+            return  # never deleted (3.4.2.4)
+        rrset = work.rrset(name, rdtype)
+        gone = rdata.to_digestable()
+        left = [rr for rr in rrset if canonical(rdtype, rr[3]) != gone]
+        if not left and name == origin and rdtype == TYPE_NS:
+            return  # the last apex NS stays
+        rrset[:] = left
+
+
+def _covers(pattern: str, name: str) -> bool:
+    """Does a key's C{names} entry (C{name}, or C{*.name}: the names below it) cover C{name}?"""
+    if pattern.startswith("*."):
+        return name.endswith(pattern[1:])
+    return name == pattern
