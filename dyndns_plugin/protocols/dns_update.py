@@ -207,6 +207,8 @@ class UpdateHandler:
         if tsig is None:
             if rights is not None and rights.allows_source(peer):
                 return await self._update_host_zone(request, wire, rights, None, peer)
+            if len(request.zone) == 1 and request.zone[0].key not in self.zones:
+                return self._response(request, NOTAUTH)  # not a zone of ours (RFC 2136 3.1.2)
             # An attempt without credentials: audited (sampled), not counted.
             self.auth.refused(METHOD, None, peer, "badauth", "unsigned UPDATE")
             return self._response(request, REFUSED)
