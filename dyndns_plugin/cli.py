@@ -19,6 +19,7 @@ from typing import Any, Callable, Sequence
 
 from twisted.internet import defer, task
 
+from dyndns_plugin.cli_zones import add_zone_commands
 from dyndns_plugin.config import ConfigError, Settings, default_settings, load_settings
 from dyndns_plugin.document import export_document, format_time, parse_document, user_to_dict
 from dyndns_plugin.methods import Method
@@ -547,6 +548,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     restore.set_defaults(run=None, settings_only=cmd_restore)
 
+    add_zone_commands(commands)
     urls = commands.add_parser("urls", help="print the full URL of every enabled HTTP method")
     urls.set_defaults(run=None, settings_only=cmd_urls)
 

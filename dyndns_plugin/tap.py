@@ -455,6 +455,7 @@ def build_service(
             ),
             reactor,
             limiter=limiters["admin"],
+            publisher=publisher,
         )
         for i, description in enumerate(settings.admin.listen):
             top.add_listener(strports.service(description, admin_site), f"admin.listen[{i}]", description)
@@ -469,7 +470,7 @@ def build_service(
     if isinstance(store, SQLiteUserStore):
         from dyndns_plugin.control import control_address, control_service
 
-        top.add_listener(control_service(store.path, dyndns), "store.path", control_address(store.path))
+        top.add_listener(control_service(store.path, dyndns, publisher), "store.path", control_address(store.path))
     if notifier is not None:
         _NotifierService(notifier).setServiceParent(top)
     top.publisher = publisher  # type: ignore[attr-defined]

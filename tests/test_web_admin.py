@@ -22,6 +22,7 @@ import base64
 import hashlib
 import ipaddress
 import json
+import os
 import re
 import threading
 from typing import Any, Iterable
@@ -38,15 +39,18 @@ from twisted.web import resource
 
 from dyndns_plugin.auth import PasswordChecker
 from dyndns_plugin.config import settings_from_dict
+from dyndns_plugin.dns.zones import load_zone_file
 from dyndns_plugin.document import export_document
 from dyndns_plugin.limits import Limiter, LimitSettings
 from dyndns_plugin.model import User
 from dyndns_plugin.passwords import hash_password, verify_password
+from dyndns_plugin.replication.publisher import ZonePublisher
 from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.store import StoreError
 from dyndns_plugin.store.memory import MemoryUserStore
 from dyndns_plugin.web.admin import MAX_ADMIN_BODY, build_admin_site
 from dyndns_plugin.web.openapi import DOCUMENT
+from tests.dns_helpers import example_suffix_zone
 from tests.web_helpers import Response, build_request, exchange, parse_response, stop_pool
 
 SUFFIX = "dyn.example.com"
@@ -1712,6 +1716,51 @@ class AdminLockoutTests(AdminTestCase):
 
 class OpenAPICoverageTests(AdminTestCase):
     @defer.inlineCallbacks
+    def attach_host_zone(self):
+        """A zone publisher with the host zone example.net, which an update gave an A RRset at www."""
+        folder = self.mktemp()
+        os.makedirs(folder)
+        path = os.path.join(folder, "example.net.zone")
+        with open(path, "w") as f:
+            f.write("@ 300 IN SOA ns1.example.net. h.example.net. 5 3600 600 86400 60\n@ 300 IN NS ns1.example.net.\n")
+        publisher = ZonePublisher(self.service, [example_suffix_zone(1), load_zone_file(path, "example.net")])
+        yield defer.ensureDeferred(publisher._load())
+        self.site.resource.publisher = publisher
+        yield self.set_www(publisher)
+        return publisher
+
+    @staticmethod
+    def set_www(publisher: ZonePublisher) -> defer.Deferred[None]:
+        www = ("www.example.net", 1)
+        rrset = (("www.example.net", 1, 60, bytes([192, 0, 2, 1])),)
+        return defer.ensureDeferred(publisher.update_host_zone("example.net", lambda zone: {www: rrset}))
+
+    @defer.inlineCallbacks
+    def test_host_zones(self):
+        """GET /api/zones lists the update's RRset; DELETE takes it back (a new serial); bad names are 404/400."""
+        publisher = yield self.attach_host_zone()
+        listed = self.json((yield self.call("GET", "/api/zones")))
+        self.assertEqual(
+            listed,
+            {
+                "zones": [
+                    {
+                        "origin": "example.net",
+                        "serial": 6,
+                        "updates": False,
+                        "updated": [{"name": "www.example.net", "type": "A", "ttl": 60, "data": ["192.0.2.1"]}],
+                    }
+                ]
+            },
+        )
+        cleared = yield self.call("DELETE", "/api/zones/example.net/WWW.example.net./A")
+        self.assertEqual(self.json(cleared), {"origin": "example.net", "serial": 7, "updates": False, "updated": []})
+        self.assertEqual(publisher.by_origin["example.net"].updated, {})
+        self.assertError((yield self.call("DELETE", "/api/zones/example.org/www.example.org")), 404, None)
+        self.assertError((yield self.call("DELETE", "/api/zones/example.net/www.example.org")), 404, None)
+        self.assertError((yield self.call("DELETE", "/api/zones/example.net/www.example.net/NOPE")), 400, "type")
+
+    @defer.inlineCallbacks
     def test_every_declared_response(self):
         """
         One sequence of calls that produces every (path, method, status) the
@@ -1765,8 +1814,20 @@ class OpenAPICoverageTests(AdminTestCase):
             conflict["users"]["users"][0]["hostnames"] = ["bob.example.org"]
             yield self.call(method, target, conflict, headers=[("If-Match", etag)])  # 409
             yield self.call(method, target, body, headers=[("If-Match", etag)])  # 200
+        # Host zones.
+        publisher = yield self.attach_host_zone()
+        yield self.call("GET", "/api/zones")
+        yield self.call("DELETE", "/api/zones/example.net/www.example.net")
+        yield self.set_www(publisher)
+        yield self.call("DELETE", "/api/zones/example.net/www.example.net/A")
+        yield self.call("DELETE", "/api/zones/example.net/www.example.net/NOPE")
+        yield self.call("DELETE", "/api/zones/example.org/www.example.org")
+        yield self.call("DELETE", "/api/zones/example.org/www.example.org/A")
+        yield self.set_www(publisher)
         # The store fails: 503 from every operation that writes.
         self.store.fail_writes = StoreError("disk gone")
+        yield self.call("DELETE", "/api/zones/example.net/www.example.net")
+        yield self.call("DELETE", "/api/zones/example.net/www.example.net/A")
         etag = yield self.etag()
         body = self.json((yield self.call("GET", "/api/config")))
         yield self.call("PUT", "/api/users/frank", {"password": "frank-pw"})
@@ -1776,7 +1837,7 @@ class OpenAPICoverageTests(AdminTestCase):
         for method, target in (("PUT", "/api/config"), ("PUT", "/updatepluginconfig"), ("POST", "/updatepluginconfig")):
             yield self.call(method, target, body, headers=[("If-Match", etag)])
         self.store.fail_writes = None
-        self.flushLoggedErrors(StoreError)  # the service logs the failed state write
+        self.flushLoggedErrors(StoreError)  # the service logs the failed state write (and zone clears)
         # 429 on every operation once this source is locked out (answered at
         # once: the service runs on a task.Clock here).
         self.service.limiter = Limiter(self.clock, LimitSettings(refusal_delay=0))

@@ -357,6 +357,25 @@ class ZonePublisher:
                 self._flushing = False
                 self._schedule()
 
+    async def clear_updates(self, origin: str, name: str, rdtype: int | None = None) -> int:
+        """
+        Drop what updates set at C{name} in the host zone C{origin} (of type
+        C{rdtype}, or every type): the zone file's records show again, with
+        a new serial. How many RRsets were dropped. KeyError: no such zone.
+        """
+        if origin not in self.by_origin or self.by_origin[origin] is self.zones[0]:
+            raise KeyError(origin)
+        dropped = 0
+
+        def plan(zone: ZoneState) -> dict[RRsetKey, tuple[RR, ...] | None]:
+            nonlocal dropped
+            keys = [k for k in zone.updated if k[0] == name and (rdtype is None or k[1] == rdtype)]
+            dropped = len(keys)
+            return {k: None for k in keys}
+
+        await self.update_host_zone(origin, plan)
+        return dropped
+
     def _freeze_new_dicts(self) -> None:
         """
         The dicts of a large zone's names that this publication made (copies

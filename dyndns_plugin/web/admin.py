@@ -35,6 +35,7 @@ import json
 from typing import Any, Mapping
 
 import attrs
+import dns.rdatatype
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -55,6 +56,7 @@ from dyndns_plugin.document import (
 from dyndns_plugin.methods import Method
 from dyndns_plugin.model import UpdateStatus, User, ValidationError, normalize_user_id
 from dyndns_plugin.registry import Registry
+from dyndns_plugin.replication.zone_records import records_view
 from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.service.slices import each_in_slices
 from dyndns_plugin.store import NameTaken, NoSuchUser, StoreError, UserExists
@@ -162,6 +164,8 @@ def admin_action(method: bytes, route: list[str], registry: Registry) -> tuple[s
         if method == b"DELETE":
             return "user-remove", route[2]
         return ("user-change" if registry.has_user(route[2]) else "user-add"), route[2]
+    if len(route) in (4, 5) and route[:2] == ["api", "zones"]:
+        return "zone-clear", None
     return None
 
 
@@ -205,6 +209,9 @@ def settings_view(settings: Settings) -> dict[str, Any]:
     data = plain(attrs.asdict(settings, recurse=True))
     for key in data["dns"]["transfer_keys"]:
         key["secret"] = None  # a raw secret, not a verifier
+    for zone in data["dns"]["zones"]:
+        for key in zone["update_keys"]:
+            key["secret"] = None
     data["admin"]["tokens"] = ["sha256:" + t for t in settings.admin.tokens]
     data.pop("path", None)
     return data
@@ -228,6 +235,8 @@ class AdminResource(resource.Resource):
         self.auth = auth
         self.extra = dict(extra or {})
         self._config_lock = defer.DeferredLock()
+        #: The zone publisher (host zones for /api/zones and /api/state), once there is one.
+        self.publisher: Any = None
 
     def render(self, request: server.Request) -> Any:
         d = defer.ensureDeferred(self._handle(request))
@@ -396,6 +405,12 @@ class AdminResource(resource.Resource):
         if route == ["api", "openapi.json"]:
             self._allow(request, b"GET")
             return self._json(request, openapi_document())
+        if route == ["api", "zones"]:
+            self._allow(request, b"GET")
+            return self._json(request, {"zones": self._zones()})
+        if len(route) in (4, 5) and route[:2] == ["api", "zones"]:
+            self._allow(request, b"DELETE")
+            return self._json(request, await self._clear_zone_name(route[2], route[3], route[4:]))
         if len(route) in (3, 4) and route[:2] == ["api", "users"]:
             user_id = normalize_user_id(route[2])
             if len(route) == 4:
@@ -406,6 +421,44 @@ class AdminResource(resource.Resource):
                 return await self._offline(request, user_id)
             return await self._user(request, who, user_id)
         raise ApiError(http.NOT_FOUND, "no such resource")
+
+    # -- host zones
+
+    def _zones(self) -> list[dict[str, Any]]:
+        """Each host zone: its serial, whether it takes updates, and what updates set in it."""
+        publisher = self.publisher
+        if publisher is None or not publisher.ready:
+            return []
+        updatable = {zone.origin for zone in self.settings.dns.zones if zone.updatable}
+        return [
+            {
+                "origin": zone.origin,
+                "serial": zone.serial,
+                "updates": zone.origin in updatable,
+                "updated": records_view(zone.updated),
+            }
+            for zone in publisher.zones[1:]
+        ]
+
+    async def _clear_zone_name(self, origin: str, name: str, rdtype: list[str]) -> dict[str, Any]:
+        origin, name = origin.lower().rstrip("."), name.lower().rstrip(".")
+        zones = {zone["origin"]: zone for zone in self._zones()}
+        if origin not in zones:
+            raise ApiError(http.NOT_FOUND, f"{origin} is not a host zone of this server")
+        if name != origin and not name.endswith("." + origin):
+            raise ApiError(http.NOT_FOUND, f"{name} is not in {origin}")
+        kind = None
+        if rdtype:
+            try:
+                kind = int(dns.rdatatype.from_text(rdtype[0]))
+            except Exception:
+                raise ApiError(http.BAD_REQUEST, f"{rdtype[0]!r} is not a record type", "type") from None
+        try:
+            await self.publisher.clear_updates(origin, name, kind)
+        except Exception as e:
+            log.failure("clearing {name} in {origin} failed", origin=origin, name=name)
+            raise ApiError(http.SERVICE_UNAVAILABLE, f"the store failed: {e}") from None
+        return {zone["origin"]: zone for zone in self._zones()}[origin]
 
     # -- state and config
 
@@ -431,7 +484,9 @@ class AdminResource(resource.Resource):
             user = users.get(user_id)
             return None if user is None else state_entry(self.service, user)
 
-        return await state_document(self.service.registry, entry, after, limit)
+        # The host zones' updated RRsets, when any zone takes updates.
+        zones = self._zones if any(z.updatable for z in self.settings.dns.zones) else None
+        return await state_document(self.service.registry, entry, after, limit, zones=zones)
 
     async def _config(self) -> tuple[str, Pieces]:
         """
@@ -625,14 +680,18 @@ def build_admin_site(
     extra: Mapping[bytes, resource.Resource] | None = None,
     reactor: Any = None,
     limiter: Any = None,
+    publisher: Any = None,
 ) -> server.Site:
     """
-    The admin Site: L{AdminResource} with its auth from C{settings.admin}.
+    The admin Site: L{AdminResource} with its auth from C{settings.admin}
+    (and the zone publisher, for the host zones' routes).
     Its connections are capped by C{limiter} (by default the
     C{connections.admin_*} caps) and get the C{connections.http_*}
     deadlines and C{connections.admin_idle_timeout}.
     """
     auth = AdminAuth(settings.admin.users, settings.admin.tokens, reactor, service)
+    admin = AdminResource(service, settings, auth, extra)
+    admin.publisher = publisher
     from dyndns_plugin.connections import ConnectionLimiter
     from dyndns_plugin.web.channel import LimitedSite
 
@@ -648,7 +707,7 @@ def build_admin_site(
     from dyndns_plugin.web.site import redacting_log_formatter
 
     site = LimitedSite(
-        AdminResource(service, settings, auth, extra),
+        admin,
         timeout=connections.admin_idle_timeout,
         logFormatter=redacting_log_formatter,
     )

@@ -119,6 +119,41 @@ _CONFIG = {
     },
 }
 
+_ZONE_RRSET = {
+    "type": "object",
+    "description": "An RRset an RFC 2136 update set: its records, or deleted (it hides the zone file's)",
+    "required": ["name", "type"],
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string"},
+        "type": {"type": "string"},
+        "ttl": {"type": "integer"},
+        "data": {"type": "array", "items": {"type": "string"}},
+        "deleted": {"const": True},
+    },
+}
+_ZONE = {
+    "type": "object",
+    "required": ["origin", "serial", "updates", "updated"],
+    "additionalProperties": False,
+    "properties": {
+        "origin": {"type": "string"},
+        "serial": {"type": "integer"},
+        "updates": {"type": "boolean", "description": "Whether the zone takes RFC 2136 updates"},
+        "updated": {"type": "array", "items": _ref("ZoneRRset")},
+    },
+}
+_ZONES = {
+    "type": "object",
+    "required": ["zones"],
+    "additionalProperties": False,
+    "properties": {"zones": {"type": "array", "items": _ref("Zone")}},
+}
+_ZONE_PARAMETERS = [
+    {"name": "origin", "in": "path", "required": True, "schema": {"type": "string"}},
+    {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
+]
+
 _ETAG_HEADER = {"ETag": {"schema": {"type": "string"}, "description": "Version of the users"}}
 
 # Shared by the routes and their aliases (an alias answers like its target).
@@ -192,6 +227,11 @@ DOCUMENT: dict[str, Any] = {
                         "type": ["string", "null"],
                         "description": "With limit only: the id to ask after for the next page, null at the end",
                     },
+                    "zones": {
+                        "type": "array",
+                        "items": _ref("Zone"),
+                        "description": "The host zones, with what RFC 2136 updates set in them (when any takes them)",
+                    },
                     "counts": {
                         "type": "object",
                         "description": "With limit only: how many users there are in each state (all users)",
@@ -205,6 +245,9 @@ DOCUMENT: dict[str, Any] = {
                 },
             },
             "UsersDocument": _USERS_DOCUMENT,
+            "Zone": _ZONE,
+            "ZoneRRset": _ZONE_RRSET,
+            "Zones": _ZONES,
             "Config": _CONFIG,
         },
     },
@@ -287,6 +330,43 @@ DOCUMENT: dict[str, Any] = {
                     "404": _ERRORS["404"],
                     "409": _error("The user is disabled"),
                     "415": _ERRORS["415"],
+                    "503": _ERRORS["503"],
+                },
+            },
+        },
+        "/api/zones": {
+            "get": {
+                "summary": "The host zones: serial, and the RRsets RFC 2136 updates set in them",
+                "responses": {
+                    "200": {"description": "The zones", "content": _content(_ref("Zones"))},
+                    "401": _ERRORS["401"],
+                },
+            }
+        },
+        "/api/zones/{origin}/{name}": {
+            "parameters": _ZONE_PARAMETERS,
+            "delete": {
+                "summary": "Drop what updates set at the name (every type): the zone file's records show again",
+                "responses": {
+                    "200": {"description": "The zone after it", "content": _content(_ref("Zone"))},
+                    "401": _ERRORS["401"],
+                    "404": _error("No such host zone, or the name is not in it"),
+                    "503": _ERRORS["503"],
+                },
+            },
+        },
+        "/api/zones/{origin}/{name}/{type}": {
+            "parameters": [
+                *_ZONE_PARAMETERS,
+                {"name": "type", "in": "path", "required": True, "schema": {"type": "string"}},
+            ],
+            "delete": {
+                "summary": "Drop what updates set at the name for one record type",
+                "responses": {
+                    "200": {"description": "The zone after it", "content": _content(_ref("Zone"))},
+                    "400": _ERRORS["400"],
+                    "401": _ERRORS["401"],
+                    "404": _error("No such host zone, or the name is not in it"),
                     "503": _ERRORS["503"],
                 },
             },

@@ -211,21 +211,26 @@ def state_document(
     after: str | None = None,
     limit: int | None = None,
     cooperator: task.Cooperator = ONE_SLICE_PER_TURN,
+    zones: Callable[[], list[dict[str, Any]]] | None = None,
 ) -> defer.Deferred[Pieces]:
     """
     The users after C{after} in id order (all of them, or C{limit}, then with
     C{"next"}: the id to ask after for the next page, or None at the end, and
     C{"counts"}: the users in each state, all of them),
-    each as C{entry(user_id)} (None: left out, gone meanwhile).
+    each as C{entry(user_id)} (None: left out, gone meanwhile); then
+    C{"zones"}: what C{zones()} gives, if given.
     """
 
     def done(read: tuple[Pieces, str | None, int | None]) -> Pieces:
         body, last, left = read
-        if limit is None:
-            return join_document(body, {})
-        more = left == 0 and bool(registry.ids_after(last, 1))
-        # A page also says how many users there are in each state (kept by
-        # the registry, so a page costs nothing more): a paging UI's totals.
-        return join_document(body, {"next": last if more else None, "counts": registry.counts_by_state()})
+        extra: dict[str, Any] = {}
+        if limit is not None:
+            more = left == 0 and bool(registry.ids_after(last, 1))
+            # A page also says how many users there are in each state (kept by
+            # the registry, so a page costs nothing more): a paging UI's totals.
+            extra = {"next": last if more else None, "counts": registry.counts_by_state()}
+        if zones is not None:
+            extra["zones"] = zones()
+        return join_document(body, extra)
 
     return encoded_entries(registry, entry, after, limit, cooperator).addCallback(done)
