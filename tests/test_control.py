@@ -14,10 +14,13 @@ import tempfile
 from twisted.internet import defer, reactor, threads
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from dyndns_plugin.control import NoServer, control_address, control_service, request_sync
+from dyndns_plugin.control import NoServer, control_address, control_service, request, request_sync
+from dyndns_plugin.dns.zones import load_zone_file
 from dyndns_plugin.model import User
+from dyndns_plugin.replication.publisher import ZonePublisher
 from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.store.sqlite import SQLiteUserStore
+from tests.dns_helpers import example_suffix_zone
 
 
 class AddressTests(SynchronousTestCase):
@@ -94,6 +97,46 @@ class SyncTests(TestCase):
         if self.long_path:
             self.skipTest("an abstract socket has no file")
         self.assertEqual(os.stat(control_address(self.path)).st_mode & 0o777, 0o600)
+
+
+class ZoneClearTests(TestCase):
+    """C{zone-clear}: the server drops an update's RRsets through its zone publisher."""
+
+    @defer.inlineCallbacks
+    def setUp(self):  # type: ignore[no-untyped-def]
+        folder = tempfile.mkdtemp(prefix="dyndns-control-", dir="/tmp")
+        self.addCleanup(shutil.rmtree, folder)
+        self.path = os.path.join(folder, "users.sqlite")
+        zone_file = os.path.join(folder, "example.org.zone")
+        with open(zone_file, "w") as f:
+            f.write("@ 300 IN SOA ns1.example.org. h.example.org. 9 1 1 1 1\n@ 300 IN NS ns1\nwww 300 IN A 192.0.2.80\n")
+        server = DynDNSService(SQLiteUserStore(self.path, reactor), "dyn.example.com", poll_interval=None)
+        self.publisher = ZonePublisher(server, [example_suffix_zone(1), load_zone_file(zone_file, "example.org")])
+        yield defer.ensureDeferred(server.start())
+        self.addCleanup(server.store.close)
+        listener = control_service(self.path, server, self.publisher)
+        listener.startService()
+        self.addCleanup(listener.stopService)
+        www = (("www.example.org", 1, 60, bytes([192, 0, 2, 81])),)
+        yield self.publisher.update_host_zone("example.org", lambda zone: {("www.example.org", 1): www})
+
+    @defer.inlineCallbacks
+    def test_clear(self):  # type: ignore[no-untyped-def]
+        zone = self.publisher.by_origin["example.org"]
+        self.assertEqual((zone.serial, zone.static["www.example.org"][0][3]), (10, bytes([192, 0, 2, 81])))
+        dropped = yield threads.deferToThread(request, self.path, "zone-clear example.org www.example.org 28", 5.0)
+        self.assertEqual((dropped, zone.serial), (0, 10))  # no AAAA was set: nothing to do
+        dropped = yield threads.deferToThread(request, self.path, "zone-clear example.org www.example.org", 5.0)
+        self.assertEqual(dropped, 1)
+        self.assertEqual((zone.serial, zone.static["www.example.org"][0][3]), (11, bytes([192, 0, 2, 80])))
+        self.assertEqual((yield self.publisher.journal.load_zone_records()), {})
+        for line, error in [
+            ("zone-clear example.net www.example.net", "example.net is not a host zone of this server"),
+            ("zone-clear example.org www.example.org A", "the type must be a number"),
+        ]:
+            failure = yield threads.deferToThread(request, self.path, line, 5.0).addErrback(lambda f: f.value)
+            self.assertIsInstance(failure, OSError)
+            self.assertEqual(str(failure), error)
 
 
 class AbstractSocketSyncTests(SyncTests):

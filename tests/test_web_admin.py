@@ -32,6 +32,7 @@ import jsonschema
 import openapi_spec_validator
 import referencing
 from referencing.jsonschema import DRAFT202012
+import attrs
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import defer, reactor, task, threads
 from twisted.trial import unittest
@@ -1759,6 +1760,43 @@ class OpenAPICoverageTests(AdminTestCase):
         self.assertError((yield self.call("DELETE", "/api/zones/example.org/www.example.org")), 404, None)
         self.assertError((yield self.call("DELETE", "/api/zones/example.net/www.example.org")), 404, None)
         self.assertError((yield self.call("DELETE", "/api/zones/example.net/www.example.net/NOPE")), 400, "type")
+
+    @defer.inlineCallbacks
+    def test_state_lists_zones_and_config_hides_zone_keys(self):
+        """
+        With a host zone that takes updates, /api/state (whole and paged)
+        ends with the zones' updated RRsets; /api/config never shows a zone
+        key's secret.
+        """
+        yield self.attach_host_zone()
+        dns_table = {
+            "listen": ["127.0.0.1:5353"],
+            "zones": [
+                {
+                    "origin": "example.net",
+                    "file": "example.net.zone",
+                    "update_keys": [{"name": "dhcp", "secret": "c2VjcmV0c2VjcmV0c2VjcmV0"}],
+                }
+            ],
+        }
+        settings = attrs.evolve(self.settings, dns=settings_from_dict({"dns": dns_table}).dns)
+        self.site.resource.settings = settings
+        expected = [
+            {
+                "origin": "example.net",
+                "serial": 6,
+                "updates": True,
+                "updated": [{"name": "www.example.net", "type": "A", "ttl": 60, "data": ["192.0.2.1"]}],
+            }
+        ]
+        self.assertEqual(self.json((yield self.call("GET", "/api/state")))["zones"], expected)
+        page = self.json((yield self.call("GET", "/api/state?limit=2")))
+        self.assertEqual((page["next"], page["zones"]), ("bob", expected))
+        config = yield self.call("GET", "/api/config")
+        self.assertNotIn(b"c2VjcmV0c2VjcmV0c2VjcmV0", config.body)
+        (zone,) = self.json(config)["settings"]["dns"]["zones"]
+        self.assertEqual(zone["update_keys"][0]["name"], "dhcp")
+        self.assertIsNone(zone["update_keys"][0]["secret"])
 
     @defer.inlineCallbacks
     def test_every_declared_response(self):

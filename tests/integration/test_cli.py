@@ -538,3 +538,60 @@ class BadInputTests(SynchronousTestCase):
         rc, out, err = run_cli(missing, "user", "list")
         self.assertEqual((rc, out), (1, ""))
         self.assertIn(missing, err)
+
+
+class ZoneCommandTests(SynchronousTestCase):
+    """C{dyndns zone show} and C{zone clear} on a store no server runs on."""
+
+    def test_show_and_clear(self) -> None:
+        """
+        show lists what updates set (zone-file lines, a hidden RRset as a
+        comment); clear drops one type, then a whole name, and says how many;
+        bad zones, names and types are refused and change nothing.
+        """
+        import sqlite3
+
+        from dyndns_plugin.store.sqlite import connect
+
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        write_file(directory, "example.org.zone", "@ 300 IN SOA ns1.example.org. h.example.org. 1 1 1 1 1\n@ 300 IN NS ns1\n")
+        zones = [{"origin": "example.org", "file": "example.org.zone", "allow_update": ["127.0.0.2"]}]
+        config = write_config(directory, UNUSED_PORT, dns={"zones": zones})
+        conn = connect(os.path.join(directory, "users.sqlite"))
+        rows = [
+            ("www.example.org", 1, '[["www.example.org", 1, 60, "c0000201"], ["www.example.org", 1, 60, "c0000202"]]'),
+            ("www.example.org", 16, '[["www.example.org", 16, 60, "0568656c6c6f"]]'),
+            ("old.example.org", 15, "[]"),
+        ]
+        conn.executemany("INSERT INTO zone_records VALUES ('example.org', ?, ?, ?)", rows)
+        conn.close()
+        shown = cli_ok(config, "zone", "show", "example.org")
+        self.assertEqual(
+            shown.splitlines(),
+            [
+                "; example.org: 3 RRsets set by updates",
+                "; old.example.org. MX: deleted (hides the zone file's)",
+                "www.example.org. 60 IN A 192.0.2.1",
+                "www.example.org. 60 IN A 192.0.2.2",
+                'www.example.org. 60 IN TXT "hello"',
+            ],
+        )
+        for args, message in [
+            (("zone", "show", "example.net"), "example.net is not one of the host zones"),
+            (("zone", "clear", "example.org", "www.example.net."), "www.example.net is not in example.org"),
+            (("zone", "clear", "example.org", "www", "NOPE"), "'NOPE' is not a record type"),
+        ]:
+            rc, out, err = run_cli(config, *args)
+            self.assertEqual(rc, 1, (args, out))
+            self.assertIn(message, err)
+        self.assertEqual(cli_ok(config, "zone", "show", "example.org"), shown)
+        out = cli_ok(config, "zone", "clear", "example.org", "www", "TXT")
+        self.assertIn("cleared 1 TXT RRset at www.example.org in example.org", out)
+        self.assertIn("no server runs on the store", out)
+        out = cli_ok(config, "zone", "clear", "example.org", "WWW.example.org.")
+        self.assertIn("cleared 1 RRsets at www.example.org", out)
+        self.assertIn("cleared 0 RRsets at nothing.example.org", cli_ok(config, "zone", "clear", "example.org", "nothing"))
+        conn = sqlite3.connect(os.path.join(directory, "users.sqlite"))
+        self.assertEqual(conn.execute("SELECT name, rdtype, records FROM zone_records").fetchall(), [("old.example.org", 15, "[]")])
+        conn.close()
