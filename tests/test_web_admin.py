@@ -28,11 +28,11 @@ import threading
 from typing import Any, Iterable
 from urllib.parse import quote, urlsplit
 
+import attrs
 import jsonschema
 import openapi_spec_validator
 import referencing
 from referencing.jsonschema import DRAFT202012
-import attrs
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import defer, reactor, task, threads
 from twisted.trial import unittest
