@@ -112,6 +112,10 @@ class UpgradeStartTests(ServerTestCase):
         self.start_on_version(2)
         self.assertServesVersionRows()
 
+    def test_from_version_3(self) -> None:
+        self.start_on_version(3)
+        self.assertServesVersionRows()
+
 
 class StoreRefusedAtStartTests(ServerTestCase):
     """A store twistd must not run on: it exits non-zero, the last line names the file and why."""
