@@ -508,36 +508,7 @@ class HostZoneRestartTests(ServerTestCase):
 class HostZoneNamed(SecondaryNamed):
     """L{SecondaryNamed} for example.org instead of the users' zone."""
 
-    def write_conf(self) -> None:
-        with open(self.conf, "w") as f:
-            f.write(f"""// tests/integration/test_host_zone_updates.py: BIND secondary of {ORIGIN}
-options {{
-    directory "{self.directory}";
-    pid-file none;
-    listen-on port {self.port} {{ 127.0.0.1; }};
-    listen-on-v6 {{ none; }};
-    recursion no;
-    dnssec-validation no;
-    allow-query {{ 127.0.0.1; }};
-    allow-transfer {{ none; }};
-    notify no;
-    session-keyfile none;
-    managed-keys-directory "{self.directory}";
-}};
-controls {{ }};
-logging {{
-    channel to_stderr {{ stderr; severity dynamic; print-time yes;
-                        print-category yes; print-severity yes; }};
-    category default {{ to_stderr; }};
-}};
-zone "{ORIGIN}" {{
-    type secondary;
-    primaries {{ 127.0.0.1 port {self.primary_port}; }};
-    file "{ORIGIN}.secondary.db";
-    masterfile-format text;
-    allow-notify {{ 127.0.0.1; }};
-}};
-""")
+    zone = ORIGIN
 
 
 class HostZoneSecondaryTests(ServerTestCase):

@@ -60,6 +60,9 @@ class SecondaryNamed(LoggedProcess):
     copy and log live in C{directory} (owned by user bind when we are root).
     """
 
+    #: The zone it is the secondary of.
+    zone = SUFFIX
+
     def __init__(self, directory: str, port: int, primary_port: int, key: tuple[str, str, str] | None = None) -> None:
         self.directory = directory
         self.port = port
@@ -75,7 +78,7 @@ class SecondaryNamed(LoggedProcess):
             keyblock = f'key "{name}" {{ algorithm {algorithm}; secret "{secret}"; }};'
             keyref = f' key "{name}"'
         with open(self.conf, "w") as f:
-            f.write(f"""// tests/integration/test_secondary.py: BIND secondary of {SUFFIX}
+            f.write(f"""// tests/integration: BIND secondary of {self.zone}
 options {{
     directory "{self.directory}";
     pid-file none;
@@ -96,10 +99,10 @@ logging {{
     category default {{ to_stderr; }};
 }};
 {keyblock}
-zone "{SUFFIX}" {{
+zone "{self.zone}" {{
     type secondary;
     primaries {{ 127.0.0.1 port {self.primary_port}{keyref}; }};
-    file "{SUFFIX}.secondary.db";
+    file "{self.zone}.secondary.db";
     masterfile-format text;
     allow-notify {{ 127.0.0.1; }};
 }};
@@ -142,7 +145,7 @@ zone "{SUFFIX}" {{
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise AssertionError(f"named exited with {self.process.returncode}:\n{self.read_log()[-3000:]}")
-            if dig(self.port, SUFFIX, "SOA").status is not None:
+            if dig(self.port, self.zone, "SOA").status is not None:
                 return
             time.sleep(0.05)
         raise AssertionError(f"named did not answer within {NAMED_START} s:\n{self.read_log()[-3000:]}")
