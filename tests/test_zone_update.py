@@ -213,6 +213,9 @@ class HostZoneUpdateTests(unittest.TestCase):
         yield self.top.dyndns.add_user(User("alice"))
         m = dns.update.UpdateMessage(SUFFIX, keyring=ring)
         m.add(f"alice.{SUFFIX}.", 60, "A", "192.0.2.1")
+        self.assertEqual((yield self.send(m, peer=OTHER)).rcode(), dns.rcode.REFUSED)
+        m = dns.update.UpdateMessage("example.net", keyring=ring)
+        m.add("x.example.net.", 60, "A", "192.0.2.1")
         self.assertEqual((yield self.send(m, peer=OTHER)).rcode(), dns.rcode.NOTAUTH)
         m = dns.update.UpdateMessage(REVERSE, keyring=ring)
         m.add("9", 60, "PTR", "x.example.org.")
@@ -305,11 +308,20 @@ class HostZoneUpdateTests(unittest.TestCase):
         self.assertEqual(reply.answer[0].ttl, 30)
         self.assertEqual((yield self.answer_texts("www.example.org", "CNAME")), [])
         self.assertEqual((yield self.answer_texts("c.example.org", "CNAME")), ["two.example.net."])
+        # an RR of a class-IN-only type deleted by its data (class NONE in the message)
+        m = dns.update.UpdateMessage(ZONE)
+        m.add("_sip._udp", 60, "SRV", "10 5 5060 sip1.example.org.")
+        m.add("_sip._udp", 60, "SRV", "20 5 5060 sip2.example.org.")
+        self.assertEqual((yield self.send(m)).rcode(), dns.rcode.NOERROR)
+        m = dns.update.UpdateMessage(ZONE)
+        m.delete("_sip._udp", "SRV", "10 5 5060 SIP1.example.org.")
+        self.assertEqual((yield self.send(m)).rcode(), dns.rcode.NOERROR)
+        self.assertEqual((yield self.answer_texts("_sip._udp.example.org", "SRV")), ["20 5 5060 sip2.example.org."])
         for rdtype, data in (("SOA", "ns1.example.org. h.example.org. 999 1 1 1 1"), ("NS", "ns9.example.org.")):
             m = dns.update.UpdateMessage(ZONE)
             m.add(ZONE + ".", 60, rdtype, data)
             self.assertEqual((yield self.send(m)).rcode(), dns.rcode.REFUSED, rdtype)
-        self.assertEqual(self.zone.serial, 101)
+        self.assertEqual(self.zone.serial, 103)
 
     @defer.inlineCallbacks
     def test_bad_updates(self):

@@ -219,7 +219,11 @@ class UpdateHandler:
             if refused is not None:
                 return refused
             if rights is None:
-                return self._signed(request, tsig, zone_key.tsig, NOTAUTH, 0, int(self.clock.seconds()))
+                # Not a zone that takes updates: one of ours refuses, another is not ours.
+                served = len(request.zone) == 1 and request.zone[0].key in self.zones
+                return self._signed(
+                    request, tsig, zone_key.tsig, REFUSED if served else NOTAUTH, 0, int(self.clock.seconds())
+                )
             return await self._update_host_zone(request, wire, rights, zone_key, peer)
         user_id = _text(tsig.key[:1])
         if self.auth.locked(METHOD, peer, user_id) is not None:

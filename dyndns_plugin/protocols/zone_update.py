@@ -90,10 +90,13 @@ def name_text(key: Labels) -> str:
 
 
 def _rdata(record: Record, wire: bytes) -> dns.rdata.Rdata:
-    """The record's rdata read from the message (its names may be compressed), or FORMERR."""
+    """
+    The record's rdata read from the message (its names may be compressed)
+    as class IN data (NONE and ANY only mark deletes), or FORMERR.
+    """
     try:
         return dns.rdata.from_wire(
-            dns.rdataclass.RdataClass.make(record.rdclass),
+            dns.rdataclass.IN,
             dns.rdatatype.RdataType.make(record.rdtype),
             wire,
             record.rdata_at,
