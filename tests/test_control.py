@@ -109,7 +109,9 @@ class ZoneClearTests(TestCase):
         self.path = os.path.join(folder, "users.sqlite")
         zone_file = os.path.join(folder, "example.org.zone")
         with open(zone_file, "w") as f:
-            f.write("@ 300 IN SOA ns1.example.org. h.example.org. 9 1 1 1 1\n@ 300 IN NS ns1\nwww 300 IN A 192.0.2.80\n")
+            f.write(
+                "@ 300 IN SOA ns1.example.org. h.example.org. 9 1 1 1 1\n@ 300 IN NS ns1\nwww 300 IN A 192.0.2.80\n"
+            )
         server = DynDNSService(SQLiteUserStore(self.path, reactor), "dyn.example.com", poll_interval=None)
         self.publisher = ZonePublisher(server, [example_suffix_zone(1), load_zone_file(zone_file, "example.org")])
         yield defer.ensureDeferred(server.start())
@@ -118,7 +120,7 @@ class ZoneClearTests(TestCase):
         listener.startService()
         self.addCleanup(listener.stopService)
         www = (("www.example.org", 1, 60, bytes([192, 0, 2, 81])),)
-        yield self.publisher.update_host_zone("example.org", lambda zone: {("www.example.org", 1): www})
+        yield self.publisher.update_host_zone("example.org", lambda zone, pending: {("www.example.org", 1): www})
 
     @defer.inlineCallbacks
     def test_clear(self):  # type: ignore[no-untyped-def]

@@ -1734,7 +1734,7 @@ class OpenAPICoverageTests(AdminTestCase):
     def set_www(publisher: ZonePublisher) -> defer.Deferred[None]:
         www = ("www.example.net", 1)
         rrset = (("www.example.net", 1, 60, bytes([192, 0, 2, 1])),)
-        return defer.ensureDeferred(publisher.update_host_zone("example.net", lambda zone: {www: rrset}))
+        return defer.ensureDeferred(publisher.update_host_zone("example.net", lambda zone, pending: {www: rrset}))
 
     @defer.inlineCallbacks
     def test_host_zones(self):

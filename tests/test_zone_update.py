@@ -363,6 +363,39 @@ class HostZoneUpdateTests(unittest.TestCase):
         self.assertEqual((yield self.send(m)).rcode(), dns.rcode.NOERROR)
         self.assertEqual((yield self.answer_texts("late.example.org", "A")), ["192.0.2.77"])
 
+    @defer.inlineCallbacks
+    def test_updates_sent_together(self):
+        """
+        Updates that arrive together are each checked after the ones before
+        them, as one by one; a refused one changes nothing. On the SQLite
+        store those that arrive while a write is under way share the next
+        write and its serial.
+        """
+        first = dns.update.UpdateMessage(ZONE)
+        first.absent("x")
+        first.add("x", 60, "A", "192.0.2.1")
+        again = dns.update.UpdateMessage(ZONE)
+        again.absent("x")  # x is in use by then
+        again.add("x", 60, "A", "192.0.2.9")
+        replace = dns.update.UpdateMessage(ZONE)
+        replace.present("x", "A", "192.0.2.1")
+        replace.replace("x", 60, "A", "192.0.2.2")
+        others = []
+        for name in ("p", "q"):
+            m = dns.update.UpdateMessage(ZONE)
+            m.add(name, 60, "TXT", f'"{name}"')
+            others.append(m)
+        replies = yield defer.gatherResults([self.send(m) for m in (first, again, replace, *others)])
+        self.assertEqual(
+            [r.rcode() for r in replies], [dns.rcode.NOERROR, dns.rcode.YXDOMAIN] + [dns.rcode.NOERROR] * 3
+        )
+        self.assertEqual((yield self.answer_texts("x.example.org", "A")), ["192.0.2.2"])
+        self.assertEqual((yield self.answer_texts("q.example.org", "TXT")), ['"q"'])
+        batched = isinstance(self.store, SQLiteUserStore)
+        self.assertEqual(self.zone.serial, 102 if batched else 104)
+        last = self.zone.steps[-1]
+        self.assertEqual(len(last.added), 3 if batched else 1)
+
     # -- what Windows clients and DHCP servers send
 
     @defer.inlineCallbacks

@@ -16,40 +16,66 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet import defer
+from twisted.python.failure import Failure
 
 from dyndns_plugin.store import ReplayState
 
 #: The most MACs kept per key: a key sending more distinct updates than this
-#: within one fudge window is refused until older ones age out.
-MAX_MACS_PER_KEY = 1000
+#: within one second (its newest time) is refused until the next.
+MAX_MACS_PER_KEY = 10_000
+
+
+class _KeyRecord:
+    """One key's newest time and the MACs that could still pass (MAC -> time signed)."""
+
+    __slots__ = ("newest", "macs")
+
+    def __init__(self, newest: int, macs: dict[bytes, int]) -> None:
+        self.newest = newest
+        self.macs = macs
+
+    def state(self) -> ReplayState:
+        return ReplayState(self.newest, tuple((t, m) for m, t in self.macs.items()))
 
 
 class ReplayCache:
     """
     @param store: an L{dyndns_plugin.store.IReplayStore} (both stores are).
     @param window: how long a MAC can still verify: the server's fudge.
+
+    Each check and acceptance costs the same however many updates a key
+    sends (a dict of its MACs); the saves of one key are coalesced: while
+    one is being written, the updates accepted meanwhile wait for the next,
+    which holds them all (one write per commit, not one per update).
     """
 
     def __init__(self, store: Any, window: int) -> None:
         self.store = store
         self.window = window
-        self._keys: dict[str, ReplayState] = {}
+        self._keys: dict[str, _KeyRecord] = {}
+        self._waiting: dict[str, list[defer.Deferred[None]]] = {}
+        self._saving: set[str] = set()
 
     async def load(self) -> None:
         """Read what earlier runs accepted (a service startup step)."""
-        self._keys = dict(await self.store.load_replay_states())
+        states = await self.store.load_replay_states()
+        self._keys = {key: _KeyRecord(s.newest, {m: t for t, m in s.macs}) for key, s in states.items()}
 
     def verdict(self, key: str, time_signed: int, mac: bytes, now: int) -> str | None:
         """Why this message is a replay, or None if it is fresh."""
-        state = self._keys.get(key)
-        if state is None:
+        record = self._keys.get(key)
+        if record is None:
             return None
-        if time_signed < state.newest:
+        if time_signed < record.newest:
             return "signed before the newest update accepted for this key"
-        if any(seen == mac for _, seen in state.macs):
+        if mac in record.macs:
             return "already accepted"
-        if len(self._live(state, now)) >= MAX_MACS_PER_KEY:
-            return "too many updates for this key within the fudge window"
+        if len(record.macs) >= MAX_MACS_PER_KEY:
+            # Counted as they would be once this message is accepted (a newer second starts afresh).
+            newest = max(record.newest, min(time_signed, now))
+            live = sum(1 for t in record.macs.values() if t >= newest and t + self.window >= now)
+            if live >= MAX_MACS_PER_KEY:
+                return "too many updates for this key within the fudge window"
         return None
 
     def accept(self, key: str, time_signed: int, mac: bytes, now: int) -> defer.Deferred[None]:
@@ -57,15 +83,39 @@ class ReplayCache:
         Remember the message at once (a copy arriving meanwhile is a replay)
         and durably; the Deferred fires when the store has it.
         """
-        state = self._keys.get(key)
-        macs = self._live(state, now) if state is not None else []
+        record = self._keys.get(key)
         newest = min(time_signed, now)
-        if state is not None:
-            newest = max(newest, state.newest)
-        new = ReplayState(newest, tuple(macs) + ((time_signed, mac),))
-        self._keys[key] = new
-        return self.store.save_replay_state(key, new)
+        if record is None:
+            record = self._keys[key] = _KeyRecord(newest, {})
+        elif newest > record.newest:
+            record.newest = newest
+            self._prune(record, now)
+        record.macs[mac] = time_signed
+        waiting: defer.Deferred[None] = defer.Deferred()
+        self._waiting.setdefault(key, []).append(waiting)
+        if key not in self._saving:
+            self._save(key)
+        return waiting
 
-    def _live(self, state: ReplayState, now: int) -> list[tuple[int, bytes]]:
-        """The MACs that could still pass the time check."""
-        return [(t, m) for t, m in state.macs if t + self.window >= now and t >= state.newest]
+    def _save(self, key: str) -> None:
+        """Write the key's record as it is now; those waiting then are told when it is stored."""
+        self._saving.add(key)
+        waiters = self._waiting.pop(key, [])
+
+        def saved(result: object) -> None:
+            for waiting in waiters:
+                if isinstance(result, Failure):
+                    waiting.errback(result)
+                else:
+                    waiting.callback(None)
+            if self._waiting.get(key):
+                self._save(key)
+            else:
+                self._saving.discard(key)
+
+        self.store.save_replay_state(key, self._keys[key].state()).addBoth(saved)
+
+    def _prune(self, record: _KeyRecord, now: int) -> dict[bytes, int]:
+        """Drop the MACs that can no longer pass the time check."""
+        record.macs = {m: t for m, t in record.macs.items() if t + self.window >= now and t >= record.newest}
+        return record.macs

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import attrs
 import dns.exception
@@ -121,10 +121,15 @@ def canonical(rdtype: int, rdata: bytes) -> bytes:
 
 
 class _Working:
-    """The zone's own RRsets at the names an update touches, changed one RR at a time (RFC 2136 3.4.2)."""
+    """
+    The zone's own RRsets at the names an update touches (with C{pending},
+    the changes of the updates before it in its batch), changed one RR at a
+    time (RFC 2136 3.4.2).
+    """
 
-    def __init__(self, zone: ZoneState) -> None:
+    def __init__(self, zone: ZoneState, pending: Mapping[RRsetKey, tuple[RR, ...] | None]) -> None:
         self.zone = zone
+        self.pending = pending
         self.rrsets: dict[RRsetKey, list[RR]] = {}
         self.loaded: set[str] = set()
         self.touched: set[RRsetKey] = set()
@@ -142,7 +147,7 @@ class _Working:
         if name in self.loaded:
             return
         self.loaded.add(name)
-        for rr in self.zone.own_records(name):
+        for rr in self.zone.own_records(name, self.pending):
             self.rrsets.setdefault((name, rr[1]), []).append(rr)
 
     def changes(self) -> Changes:
@@ -150,7 +155,7 @@ class _Working:
         zone, changes = self.zone, Changes()
         for name, rdtype in sorted(self.touched):
             after = tuple(self.rrsets.get((name, rdtype), ()))
-            before = tuple(rr for rr in zone.own_records(name) if rr[1] == rdtype)
+            before = tuple(rr for rr in zone.own_records(name, self.pending) if rr[1] == rdtype)
             if after == before:
                 continue
             from_file = tuple(rr for rr in zone.file_records.get(name, ()) if rr[1] == rdtype)
@@ -194,24 +199,33 @@ class HostZoneUpdates:
         if key is not None and key.origin != rights.origin:
             raise UpdateError(REFUSED, f"key {key.policy.name} is not for {rights.origin}")
 
-        def plan(zone: ZoneState) -> Changes:
-            return self._plan(request, wire, zone, key.policy if key is not None else None)
+        def plan(zone: ZoneState, pending: Mapping[RRsetKey, tuple[RR, ...] | None]) -> Changes:
+            return self._plan(request, wire, zone, pending, key.policy if key is not None else None)
 
         await self.publisher.update_host_zone(rights.origin, plan)
 
     # -- what the update does
 
-    def _plan(self, request: UpdateRequest, wire: bytes, zone: ZoneState, policy: ZoneUpdateKey | None) -> Changes:
+    def _plan(
+        self,
+        request: UpdateRequest,
+        wire: bytes,
+        zone: ZoneState,
+        pending: Mapping[RRsetKey, tuple[RR, ...] | None],
+        policy: ZoneUpdateKey | None,
+    ) -> Changes:
         apex = request.zone[0].key
 
+        def records(name: str) -> list[RR]:
+            """What a transfer would hold at C{name} once C{pending} is made."""
+            return zone.records_at(name, zone.answer_at(name), zone.own_records(name, pending))
+
         def rrset_now(key: Labels, rdtype: int) -> set[Any] | None:
-            name = name_text(key)
-            records = [rr for rr in zone.records_at(name, zone.answer_at(name)) if rr[1] == rdtype]
-            return {canonical(rdtype, rr[3]) for rr in records} or None
+            return {canonical(rdtype, rr[3]) for rr in records(name_text(key)) if rr[1] == rdtype} or None
 
         def in_use(key: Labels) -> bool:
             name = name_text(key)
-            return bool(zone.records_at(name, zone.answer_at(name))) or name == zone.origin
+            return bool(records(name)) or name == zone.origin
 
         def value_of(record: Record) -> object:
             return _rdata(record, wire).to_digestable()
@@ -221,7 +235,7 @@ class HostZoneUpdates:
         # Every add's data must be readable (and is kept uncompressed).
         data = {id(r): _rdata(r, wire) for r in request.updates if r.rdclass in (CLASS_IN, CLASS_NONE)}
         self._check_rights(request.updates, zone, policy)
-        work = _Working(zone)
+        work = _Working(zone, pending)
         for record in request.updates:
             name = name_text(record.key)
             if record.rdclass == CLASS_IN:

@@ -29,6 +29,14 @@ from dyndns_plugin.store import RR, IZoneJournal, JournalStep, RRsetKey, ZoneHis
 
 log = Logger()
 
+#: The RRsets an update of a host zone changes (None: the zone file's again).
+RRsetChanges = dict[RRsetKey, "tuple[RR, ...] | None"]
+#: An update of a host zone: what it changes, given the zone and what the
+#: updates before it in its batch change; raises to refuse it.
+ZonePlan = Callable[
+    ["ZoneState", Mapping[RRsetKey, "tuple[RR, ...] | None"]], Mapping[RRsetKey, "tuple[RR, ...] | None"]
+]
+
 #: Seconds between serials: changes within it share one (the first change
 #: after a quiet time is published at once).
 DEFAULT_DELAY = 0.05
@@ -84,8 +92,11 @@ class ZonePublisher:
         self._timer: Any = None
         self._flushing = False
         #: One change of the zones at a time: a publication of users' names
-        #: or an RFC 2136 update of a host zone (each takes a serial).
+        #: or a batch of RFC 2136 updates of a host zone (each takes a serial).
         self._lock = defer.DeferredLock()
+        #: Host-zone updates waiting for the batch under way to be written, by zone.
+        self._zone_queue: dict[str, list[tuple[ZonePlan, defer.Deferred[None]]]] = {}
+        self._zone_writing: set[str] = set()
         self._last_flush = float("-inf")
         self.published = 0  # serials published since start (for tests, status)
         # The start-up fill (L{_load}); tests make its slices small.
@@ -271,39 +282,82 @@ class ZonePublisher:
         finally:
             self._lock.release()
 
-    async def update_host_zone(
-        self, origin: str, plan: Callable[[ZoneState], Mapping[RRsetKey, tuple[RR, ...] | None]]
-    ) -> None:
+    async def update_host_zone(self, origin: str, plan: ZonePlan) -> None:
         """
-        An RFC 2136 update of the host zone C{origin}: C{plan(zone)} checks
-        it against the zone as it is (raising to refuse it) and gives the
-        RRsets it changes. They are stored with the new serial and journal
-        step in one transaction, then served, then NOTIFY goes out; only
-        then does this return (and the client get its answer). A store
-        failure raises and changes nothing.
+        An RFC 2136 update of the host zone C{origin}: C{plan(zone, pending)}
+        checks it against the zone as it is with C{pending} (what the
+        updates before it in its batch change) and gives the RRsets it
+        changes, or raises to refuse it. They are stored with the new serial
+        and journal step in one transaction, then served, then NOTIFY goes
+        out; only then does this return (and the client get its answer). A
+        store failure raises and changes nothing.
+
+        Updates that arrive while a zone's write is under way are taken
+        together when it ends: each checked in turn as if applied one by
+        one, all written in one transaction under one new serial (RFC 2136
+        lets a server increment it once for several updates; nothing is
+        served before the serial that holds it).
         """
         await self.when_ready()
-        zone = self.by_origin[origin]
-        await self._lock.acquire()
+        if origin not in self.by_origin:
+            raise KeyError(origin)
+        waiting: defer.Deferred[None] = defer.Deferred()
+        self._zone_queue.setdefault(origin, []).append((plan, waiting))
+        if origin not in self._zone_writing:
+            self._zone_writing.add(origin)
+            defer.ensureDeferred(self._write_zone_batches(origin)).addErrback(
+                lambda f: log.failure("updating {origin} failed", f, origin=origin)
+            )
+        await waiting
+
+    async def _write_zone_batches(self, origin: str) -> None:
         try:
-            changes = plan(zone)
-            if not changes:
-                return
-            deleted, added = zone.update_diff(changes)
-            if not deleted and not added:  # (the zone's own layer changed under a user's answer)
-                await self.journal.save_zone_records(origin, changes, None, "", None, 0)
-                zone.set_updated(changes)
-                return
-            step = JournalStep(zone.serial, next_serial(zone.serial), tuple(deleted), tuple(added))
-            change = records_hash(deleted, added)
-            digest = zone.digest_after((), (), change)
-            await self.journal.save_zone_records(origin, changes, step.serial_to, digest, step, self.journal_size)
-            zone.set_updated(changes)
-            zone.apply(step, {}, change)
-            self.published += 1
-            self._published(zone)
+            while self._zone_queue.get(origin):
+                batch = self._zone_queue.pop(origin)
+                await self._lock.acquire()
+                try:
+                    await self._write_zone_batch(self.by_origin[origin], batch)
+                finally:
+                    self._lock.release()
         finally:
-            self._lock.release()
+            self._zone_writing.discard(origin)
+
+    async def _write_zone_batch(self, zone: ZoneState, batch: list[tuple[ZonePlan, defer.Deferred[None]]]) -> None:
+        pending: dict[RRsetKey, tuple[RR, ...] | None] = {}
+        refused: dict[int, Exception] = {}
+        for index, (plan, _) in enumerate(batch):
+            try:
+                pending.update(plan(zone, pending))
+            except Exception as e:  # the update's RCODE (UpdateError), or a bug in it alone
+                refused[index] = e
+        try:
+            if pending:
+                await self._save_zone_changes(zone, pending)
+        except Exception as e:
+            for index, (_, waiting) in enumerate(batch):
+                waiting.errback(refused.get(index, e))
+            return
+        for index, (_, waiting) in enumerate(batch):
+            if index in refused:
+                waiting.errback(refused[index])
+            else:
+                waiting.callback(None)
+
+    async def _save_zone_changes(self, zone: ZoneState, changes: dict[RRsetKey, tuple[RR, ...] | None]) -> None:
+        """Store C{changes} of a host zone (with a new serial if a record changed), then serve them."""
+        deleted, added = zone.update_diff(changes)
+        if not deleted and not added:  # (the zone's own layer changed under a user's answer)
+            await self.journal.save_zone_records(zone.origin, changes, None, "", None, 0)
+            zone.set_updated(changes)
+            return
+        step = JournalStep(zone.serial, next_serial(zone.serial), tuple(deleted), tuple(added))
+        change = records_hash(deleted, added)
+        digest = zone.digest_after((), (), change)
+        await self.journal.save_zone_records(zone.origin, changes, step.serial_to, digest, step, self.journal_size)
+        zone.set_updated(changes)
+        zone.apply(step, {}, change)
+        self.published += 1
+        self._published(zone)
 
     async def _publish_names(self, names: list[str]) -> None:
         try:
@@ -367,9 +421,10 @@ class ZonePublisher:
             raise KeyError(origin)
         dropped = 0
 
-        def plan(zone: ZoneState) -> dict[RRsetKey, tuple[RR, ...] | None]:
+        def plan(zone: ZoneState, pending: Mapping[RRsetKey, tuple[RR, ...] | None]) -> RRsetChanges:
             nonlocal dropped
-            keys = [k for k in zone.updated if k[0] == name and (rdtype is None or k[1] == rdtype)]
+            keys = {k for k in zone.updated if k not in pending} | {k for k, v in pending.items() if v is not None}
+            keys = {k for k in keys if k[0] == name and (rdtype is None or k[1] == rdtype)}
             dropped = len(keys)
             return {k: None for k in keys}
 
