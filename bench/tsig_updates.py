@@ -8,7 +8,7 @@ ours (C{twistd -n dyndns}, SQLite store: an update is on disk before it is
 answered) and the reference, BIND 9 C{named} as primary of the suffix from a
 zone file with the same users, an update-policy of C{grant * self * A AAAA}
 and the same N hmac-sha256 keys C{userN.<suffix>.}, logging at severity info.
-One UDP client (bench/harness/load.py) keeps one update in flight per user
+One UDP client (bench/harness/tsig.py) keeps one update in flight per user
 (N in flight, default 64): C{update delete} + C{update add} of the user's A
 record (what nsupdate sends), signed with its key (bench/harness/tsig.py);
 the next one goes when the answer arrives; a user's updates alternate
@@ -24,77 +24,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import selectors
-import socket
-import struct
-import time
 from typing import Any
 
 from bench.harness import record
-from bench.harness.load import Load, User, measure, rounds, slot_problems, summary
-from bench.harness.procs import HOST, Processes, free_ports, log_problems
+from bench.harness.load import measure, rounds, slot_problems, summary
+from bench.harness.procs import Processes, free_ports, log_problems
 from bench.harness.server import Server, addresses_in, query, soa_serial
 from bench.harness.tools import Named, profile_summary, require, zone_file
-from bench.harness.tsig import Signer, tsig_keys
+from bench.harness.tsig import Signer, UpdateClient, tsig_keys
 from bench.harness.users import SUFFIX, build_store, check_final, initial_answer, users
-
-
-class UpdateClient(Load):
-    """One update in flight per user over one UDP socket; replies matched by ID."""
-
-    def __init__(self, label: str, port: int, signers: list[Signer], args: argparse.Namespace) -> None:
-        super().__init__(args.retry, label)
-        self.users = self.slots = [User(i, s) for i, s in enumerate(signers, 1)]
-        self.verify_every = args.verify_every
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.connect((HOST, port))
-        self.sock.setblocking(False)
-        self.selector.register(self.sock, selectors.EVENT_READ)
-        self.next_id, self.replies, self.verified, self.late = 1, 0, 0, 0
-
-    def send(self, user: User) -> None:
-        self.next_id = msg_id = (self.next_id + 1) & 0xFFFF  # 64 in flight at most, 2 s each
-        address = user.addresses[user.acked % 2]
-        wire, mac = user.secret.sign(address, msg_id)
-        self.inflight[msg_id] = (user, time.perf_counter(), mac, address)
-        self.sock.send(wire)
-
-    def readable(self, key: selectors.SelectorKey) -> None:
-        while True:
-            try:
-                data = self.sock.recv(65535)
-            except BlockingIOError:
-                return
-            except OSError as e:
-                return self.phase.count("socket error", f"socket error: {e}")
-            self.answer(data)
-
-    def answer(self, data: bytes) -> None:
-        entry = self.inflight.pop(struct.unpack("!H", data[:2])[0], None) if len(data) >= 12 else None
-        if entry is None:
-            self.late += 1
-            return
-        user, started, mac, address = entry
-        self.replies += 1
-        rcode = data[3] & 0x0F
-        if self.verify_every and self.replies % self.verify_every == 0:
-            self.verified += 1
-            problem = user.secret.verify(data, mac)
-            if problem is not None:
-                self.phase.count("bad TSIG", f"user{user.i} {address}: answer's TSIG: {problem}")
-        signed_response = data[2] & 0x80 and struct.unpack("!H", data[10:12])[0] >= 1
-        error = f"rcode {rcode}" if rcode else "" if signed_response else "NOERROR but unsigned or not a response"
-        self.answered(user, address, started, error)
-        if self.running:
-            self.send(user)
-
-    def expire(self, now: float) -> None:
-        for msg_id, (user, started, _mac, address) in list(self.inflight.items()):
-            if now - started > self.timeout:
-                del self.inflight[msg_id]
-                self.phase.count("timeout", f"user{user.i} {address}: no answer in {self.timeout} s, sent again")
-                if self.running:
-                    self.send(user)
 
 
 def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -> dict[str, Any]:

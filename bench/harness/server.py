@@ -62,11 +62,18 @@ def config_error(path: str) -> str | None:
 
 
 def toml_tables(tables: dict[str, dict[str, Any]]) -> str:
-    """TOML of these tables (keys and values written as JSON, which TOML reads alike)."""
+    """TOML of these tables."""
     return "".join(
-        f"\n[{name}]\n" + "".join(f"{json.dumps(k)} = {json.dumps(v)}\n" for k, v in t.items())
+        f"\n[{name}]\n" + "".join(f"{json.dumps(k)} = {toml_value(v)}\n" for k, v in t.items())
         for name, t in tables.items()
     )
+
+
+def toml_value(value: Any) -> str:
+    """JSON, which TOML reads alike, but a dict as an inline table."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(k)} = {toml_value(v)}" for k, v in value.items()) + "}"
+    return "[" + ", ".join(map(toml_value, value)) + "]" if isinstance(value, list) else json.dumps(value)
 
 
 def query(port: int, name: str, rdtype: str = "A", timeout: float = 0.5) -> Any:
@@ -77,8 +84,8 @@ def addresses_in(response: Any) -> set[str]:
     return {rd.address for rrset in response.answer for rd in rrset if rrset.rdtype == 1}
 
 
-def soa_serial(port: int) -> int:
-    for rrset in query(port, SUFFIX, "SOA", timeout=2).answer:
+def soa_serial(port: int, zone: str = SUFFIX) -> int:
+    for rrset in query(port, zone, "SOA", timeout=2).answer:
         if rrset.rdtype == 6:
             return int(rrset[0].serial)
     raise BenchError(f"no SOA from port {port}")

@@ -95,12 +95,12 @@ logging {{
 """
 
 
-def zone_file(path: str, count: int) -> str:
-    """A zone file for the suffix: SOA, NS, ns1, and users 1..C{count} at their initial address."""
+def zone_file(path: str, count: int, zone: str = SUFFIX, host: str = "user") -> str:
+    """A zone file: SOA, NS, ns1, and C{<host>1..<host>N} (users 1..C{count}) at their initial address."""
     with open(path, "w") as f:
-        f.write(f"$TTL {TTL}\n{SUFFIX}. 3600 IN SOA ns1.{SUFFIX}. hostmaster.{SUFFIX}. 1 3600 600 1209600 30\n")
-        f.write(f"{SUFFIX}. 3600 IN NS ns1.{SUFFIX}.\nns1.{SUFFIX}. 3600 IN A 127.0.0.1\n")
-        f.writelines(f"user{i}.{SUFFIX}. {TTL} IN A {addresses_of(i)[2]}\n" for i in range(1, count + 1))
+        f.write(f"$TTL {TTL}\n{zone}. 3600 IN SOA ns1.{zone}. hostmaster.{zone}. 1 3600 600 1209600 30\n")
+        f.write(f"{zone}. 3600 IN NS ns1.{zone}.\nns1.{zone}. 3600 IN A 127.0.0.1\n")
+        f.writelines(f"{host}{i}.{zone}. {TTL} IN A {addresses_of(i)[2]}\n" for i in range(1, count + 1))
     return path
 
 

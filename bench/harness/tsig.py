@@ -1,15 +1,19 @@
 """
-TSIG-signed RFC 2136 UPDATE messages of the benchmark users, signed here with
-a few lines of hmac (dnspython costs ~0.5 ms of CPU per message), and their
-keys as BIND configuration.
+TSIG-signed RFC 2136 UPDATE messages of the benchmark users (or of hosts in
+a zone), signed here with a few lines of hmac (dnspython costs ~0.5 ms of
+CPU per message), their keys as BIND configuration, and the UDP client that
+keeps one update in flight per user.
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
 import hashlib
 import hmac
 import random
+import selectors
+import socket
 import struct
 import time
 from typing import Any
@@ -19,7 +23,8 @@ import dns.name
 import dns.tsig
 import dns.update
 
-from bench.harness.procs import BenchError
+from bench.harness.load import Load, User
+from bench.harness.procs import HOST, BenchError
 from bench.harness.users import SUFFIX, TTL, addresses_of, tsig_secret_of
 
 FUDGE = 300
@@ -27,11 +32,13 @@ FUDGE = 300
 
 class Signer:
     """One user's update messages, built and signed by dnspython once per address,
-    re-signed per send with a new ID and Time Signed (RFC 8945 4.3.3)."""
+    re-signed per send with a new ID and Time Signed (RFC 8945 4.3.3). Given
+    C{owner}, C{zone} and C{key} (name, secret): those of C{owner} in C{zone}."""
 
-    def __init__(self, i: int) -> None:
-        self.keyname = dns.name.from_text(f"user{i}.{SUFFIX}.")
-        secret = tsig_secret_of(f"user{i}")
+    def __init__(self, i: int, owner: str = "", zone: str = SUFFIX, key: tuple[str, str] | None = None) -> None:
+        keyname, secret = key or (f"user{i}.{SUFFIX}.", tsig_secret_of(f"user{i}"))
+        self.keyname, self.zone = dns.name.from_text(keyname), zone
+        self.owner = dns.name.from_text(owner) if owner else self.keyname
         self.key = dns.tsig.Key(self.keyname, secret, dns.tsig.HMAC_SHA256)
         self.keyring = {self.keyname: self.key}
         self._hmac = hmac.new(base64.b64decode(secret), digestmod=hashlib.sha256)
@@ -42,8 +49,8 @@ class Signer:
             self._template(address)
 
     def build(self, address: str, msg_id: int, signed: bool = True) -> bytes:
-        message = dns.update.UpdateMessage(SUFFIX, id=msg_id)
-        message.replace(self.keyname, TTL, "A", address)
+        message = dns.update.UpdateMessage(self.zone, id=msg_id)
+        message.replace(self.owner, TTL, "A", address)
         if signed:
             message.use_tsig(self.key, fudge=FUDGE)
         return bytes(message.to_wire())
@@ -75,6 +82,10 @@ class Signer:
         arcount = struct.pack("!H", struct.unpack("!H", head[10:12])[0] + 1)
         return head[:10] + arcount + head[12:] + owner + struct.pack("!HHIH", 250, 255, 0, len(rdata)) + rdata, mac
 
+    def unsigned(self, address: str, msg_id: int) -> bytes:
+        """The same update to C{address}, unsigned."""
+        return struct.pack("!H", msg_id) + self.templates[address][0][2:]
+
     def send(self, sock: Any, address: str) -> tuple[int, float, float]:
         """
         One UPDATE signed by dnspython over the connected UDP C{sock}, its answer
@@ -103,3 +114,77 @@ class Signer:
 def tsig_keys(names: list[str]) -> str:
     """BIND C{key} statements for these users."""
     return "".join(f'key "{n}.{SUFFIX}." {{ algorithm hmac-sha256; secret "{tsig_secret_of(n)}"; }};\n' for n in names)
+
+
+class UpdateClient(Load):
+    """
+    One update in flight per signer (a L{User}, its C{secret}) over one UDP
+    socket, from C{source} if given; replies matched by ID. Unless C{signed}
+    is false, every answer must be signed and every C{args.verify_every}th
+    one's TSIG is verified with dnspython.
+    """
+
+    def __init__(
+        self,
+        label: str,
+        port: int,
+        signers: list[Signer],
+        args: argparse.Namespace,
+        signed: bool = True,
+        source: str = "",
+    ) -> None:
+        super().__init__(args.retry, label)
+        self.users = self.slots = [User(i, s) for i, s in enumerate(signers, 1)]
+        self.signed, self.verify_every = signed, args.verify_every if signed else 0
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        if source:
+            self.sock.bind((source, 0))
+        self.sock.connect((HOST, port))
+        self.sock.setblocking(False)
+        self.selector.register(self.sock, selectors.EVENT_READ)
+        self.next_id, self.replies, self.verified, self.late = 1, 0, 0, 0
+
+    def send(self, user: User) -> None:
+        self.next_id = msg_id = (self.next_id + 1) & 0xFFFF  # 64 in flight at most, 2 s each
+        address = user.addresses[user.acked % 2]
+        signer = user.secret
+        wire, mac = signer.sign(address, msg_id) if self.signed else (signer.unsigned(address, msg_id), b"")
+        self.inflight[msg_id] = (user, time.perf_counter(), mac, address)
+        self.sock.send(wire)
+
+    def readable(self, key: selectors.SelectorKey) -> None:
+        while True:
+            try:
+                data = self.sock.recv(65535)
+            except BlockingIOError:
+                return
+            except OSError as e:
+                return self.phase.count("socket error", f"socket error: {e}")
+            self.answer(data)
+
+    def answer(self, data: bytes) -> None:
+        entry = self.inflight.pop(struct.unpack("!H", data[:2])[0], None) if len(data) >= 12 else None
+        if entry is None:
+            self.late += 1
+            return
+        user, started, mac, address = entry
+        self.replies += 1
+        rcode = data[3] & 0x0F
+        if self.verify_every and self.replies % self.verify_every == 0:
+            self.verified += 1
+            problem = user.secret.verify(data, mac)
+            if problem is not None:
+                self.phase.count("bad TSIG", f"{user.name} {address}: answer's TSIG: {problem}")
+        good = data[2] & 0x80 and (not self.signed or struct.unpack("!H", data[10:12])[0] >= 1)
+        error = f"rcode {rcode}" if rcode else "" if good else "NOERROR but unsigned or not a response"
+        self.answered(user, address, started, error)
+        if self.running:
+            self.send(user)
+
+    def expire(self, now: float) -> None:
+        for msg_id, (user, started, _mac, address) in list(self.inflight.items()):
+            if now - started > self.timeout:
+                del self.inflight[msg_id]
+                self.phase.count("timeout", f"{user.name} {address}: no answer in {self.timeout} s, sent again")
+                if self.running:
+                    self.send(user)

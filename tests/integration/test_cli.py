@@ -555,7 +555,9 @@ class ZoneCommandTests(SynchronousTestCase):
 
         directory = os.path.abspath(self.mktemp())
         os.makedirs(directory)
-        write_file(directory, "example.org.zone", "@ 300 IN SOA ns1.example.org. h.example.org. 1 1 1 1 1\n@ 300 IN NS ns1\n")
+        write_file(
+            directory, "example.org.zone", "@ 300 IN SOA ns1.example.org. h.example.org. 1 1 1 1 1\n@ 300 IN NS ns1\n"
+        )
         zones = [{"origin": "example.org", "file": "example.org.zone", "allow_update": ["127.0.0.2"]}]
         config = write_config(directory, UNUSED_PORT, dns={"zones": zones})
         conn = connect(os.path.join(directory, "users.sqlite"))
@@ -591,7 +593,11 @@ class ZoneCommandTests(SynchronousTestCase):
         self.assertIn("no server runs on the store", out)
         out = cli_ok(config, "zone", "clear", "example.org", "WWW.example.org.")
         self.assertIn("cleared 1 RRsets at www.example.org", out)
-        self.assertIn("cleared 0 RRsets at nothing.example.org", cli_ok(config, "zone", "clear", "example.org", "nothing"))
+        self.assertIn(
+            "cleared 0 RRsets at nothing.example.org", cli_ok(config, "zone", "clear", "example.org", "nothing")
+        )
         conn = sqlite3.connect(os.path.join(directory, "users.sqlite"))
-        self.assertEqual(conn.execute("SELECT name, rdtype, records FROM zone_records").fetchall(), [("old.example.org", 15, "[]")])
+        self.assertEqual(
+            conn.execute("SELECT name, rdtype, records FROM zone_records").fetchall(), [("old.example.org", 15, "[]")]
+        )
         conn.close()
