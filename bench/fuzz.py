@@ -215,7 +215,8 @@ def world_config(folder: str, with_limits: bool = True) -> dict[str, Any]:
             "listen": ["127.0.0.1:5353"],
             "nameservers": [f"ns1.{SUFFIX}"],
             "glue": {f"ns1.{SUFFIX}": ["192.0.2.53", "2001:db8::53"]},
-            "zones": [{"origin": "example.org", "file": "example.org.zone"}],
+            # unsigned updates from 127.0.0.1 reach the host zone's RFC 2136 path
+            "zones": [{"origin": "example.org", "file": "example.org.zone", "allow_update": ["127.0.0.1/32"]}],
             "updates": True,
             "update_local_zones": True,
             "transfer": {
@@ -964,6 +965,7 @@ def _update_bodies(world: World) -> list[bytes]:
         (SUFFIX, f"x.alice.{SUFFIX}"),
         (f"alice.{SUFFIX}", f"alice.{SUFFIX}"),
         ("example.org", "home.example.org"),
+        ("example.org", "printer.example.org"),  # the host zone's own RFC 2136 path
         (SUFFIX, f"bob.{SUFFIX}"),
         (SUFFIX, f"eve.{SUFFIX}"),
     ):
@@ -981,6 +983,12 @@ def _update_bodies(world: World) -> list[bytes]:
         u.delete(name)
         u.add(name, 30, "TXT", "offline")
         bodies.append(u.to_wire())
+    u = dns.update.UpdateMessage("example.org")  # names inside rdata, compressed against the zone
+    u.add("printer.example.org", 60, "MX", "10 mail.example.org.")
+    u.add("_ipp._tcp.example.org", 60, "SRV", "0 0 631 printer.example.org.")
+    u.add("alias.example.org", 60, "CNAME", "printer.example.org.")
+    u.delete("www.example.org", "A", "192.0.2.80")
+    bodies.append(u.to_wire())
     for folder in (os.path.join(FIXTURES, "dns"),):
         for name in sorted(os.listdir(folder)):
             if name.endswith(".bin") and "response" not in name:
@@ -1180,7 +1188,7 @@ def make_targets(world: World) -> dict[str, Target]:
     tcp_seeds.append(tcp_seeds[0] + tcp_seeds[20])
     tcp_seeds.append(tcp_seeds[-3][:5])
     bodies = _update_bodies(world)
-    update_seeds = [bytes([m]) + b for b in bodies for m in (0, 1, 2, 9)]
+    update_seeds = [bytes([m]) + b for b in bodies for m in (0, 1, 2, 8, 9)]  # 8: unsigned from 127.0.0.1
     update_seeds += [b"\x00" + s for s in dns_seeds[:20]]
     transfer_seeds = []
     for s in dns_seeds:

@@ -42,6 +42,7 @@ from dyndns_plugin.dns.rfc2136 import (
     prescan,
 )
 from dyndns_plugin.dns.signing import TSIGKey, labels_of
+from dyndns_plugin.dns.zones import twisted_record
 from dyndns_plugin.registry import Registry
 from dyndns_plugin.store import RR, RRsetKey
 
@@ -111,6 +112,18 @@ def _wire(rdata: dns.rdata.Rdata) -> bytes:
     wire = rdata.to_wire()
     assert wire is not None  # (no file given)
     return wire
+
+
+def _servable(rdtype: int, rdata: bytes) -> None:
+    """
+    FORMERR unless the query side (Twisted's record classes) reads the data
+    too: dnspython takes any bytes for types it has no class for (MINFO...),
+    which Twisted may not, and what is stored must be served.
+    """
+    try:
+        twisted_record(rdtype, rdata, 0)
+    except Exception:
+        raise UpdateError(FORMERR, f"data of type {rdtype} that cannot be served") from None
 
 
 def canonical(rdtype: int, rdata: bytes) -> bytes:
@@ -232,8 +245,11 @@ class HostZoneUpdates:
 
         check_prerequisites(request, apex, rrset_now, in_use, value_of)
         prescan(request, apex)
-        # Every add's data must be readable (and is kept uncompressed).
+        # Every add's data must be readable (and is kept uncompressed), and servable.
         data = {id(r): _rdata(r, wire) for r in request.updates if r.rdclass in (CLASS_IN, CLASS_NONE)}
+        for record in request.updates:
+            if record.rdclass == CLASS_IN:
+                _servable(record.rdtype, _wire(data[id(record)]))
         self._check_rights(request.updates, zone, policy)
         work = _Working(zone, pending)
         for record in request.updates:
