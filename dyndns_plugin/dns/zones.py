@@ -81,17 +81,20 @@ class StaticZone(FileAuthority):
     def origin(self) -> str:
         return self.soa[0].decode("ascii")
 
-    def set_name(self, name: str, records: Sequence[tuple[str, int, int, bytes]]) -> None:
+    def served_records(self, name: str, records: Sequence[tuple[str, int, int, bytes]]) -> list[Any]:
         """
-        Serve C{records} (wire RRs: name, type, TTL, rdata) at C{name} from
-        now on, in place of what it had (the apex keeps its SOA): how an
-        RFC 2136 update of a host zone reaches queries.
+        The Twisted records that serve C{records} (wire RRs: name, type,
+        TTL, rdata) at C{name} (the apex keeps its SOA); raises for data
+        Twisted cannot read.
         """
+        kept = [self.soa[1]] if name.encode("ascii") == self.soa[0] else []
+        return kept + [twisted_record(rdtype, rdata, ttl) for _, rdtype, ttl, rdata in records]
+
+    def set_served(self, name: str, served: list[Any]) -> None:
+        """Answer C{name} with L{served_records} from now on: how an RFC 2136 update reaches queries."""
         key = name.encode("ascii")
-        kept = [self.soa[1]] if key == self.soa[0] else []
-        made = kept + [twisted_record(rdtype, rdata, ttl) for _, rdtype, ttl, rdata in records]
-        if made:
-            self.records[key] = made
+        if served:
+            self.records[key] = served
         else:
             self.records.pop(key, None)
 

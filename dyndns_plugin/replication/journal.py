@@ -185,9 +185,10 @@ class ZoneState:
         file's of its name and type, None gives the file's back. What
         queries see changes with it; the serial does not (L{apply}).
         """
-        names: set[str] = set()
+        # Everything that can fail (the served records are built) before anything changes.
+        after = {name: self.own_records(name, changes) for name in {name for name, _ in changes}}
+        served = {name: self.authority.served_records(name, records) for name, records in after.items()}
         for (name, rdtype), rrset in changes.items():
-            names.add(name)
             if rrset is None:
                 self.updated.pop((name, rdtype), None)
                 types = self._updated_types.get(name)
@@ -198,8 +199,7 @@ class ZoneState:
             else:
                 self.updated[(name, rdtype)] = tuple(rrset)
                 self._updated_types.setdefault(name, set()).add(rdtype)
-        for name in names:
-            records = self.own_records(name)
+        for name, records in after.items():
             if records:
                 self.static[name] = records
             else:
@@ -208,7 +208,7 @@ class ZoneState:
                 self.delegations.add(name)
             else:
                 self.delegations.discard(name)
-            self.authority.set_name(name, records)
+            self.authority.set_served(name, served[name])
 
     def current_source(self, registry: Registry, name: str) -> AnswerSource | None:
         """What the zone should publish at C{name} now: its holder's answer, not a covering wildcard's."""
