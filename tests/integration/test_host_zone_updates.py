@@ -34,15 +34,13 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
-import tempfile
 from typing import Any, Sequence
 
 from tests.integration.clients import NSUPDATE_TIMEOUT, DigResult, TSIGKey, dig
 from tests.integration.harness import Server, ServerTestCase, SharedServerTestCase, wait_for
-from tests.integration.test_secondary import FOLLOW_LIMIT, SecondaryNamed, soa_serial
-from tests.tools import free_port, require_tool
+from tests.integration.test_secondary import FOLLOW_LIMIT, SecondaryNamed, WithSecondary, soa_serial
+from tests.tools import require_tool
 
 ORIGIN = "example.org"
 #: The zone file's serial: the zone starts there.
@@ -511,28 +509,8 @@ class HostZoneNamed(SecondaryNamed):
     zone = ORIGIN
 
 
-class HostZoneSecondaryTests(ServerTestCase):
+class HostZoneSecondaryTests(WithSecondary):
     """Our server as the primary of example.org for a real BIND secondary."""
-
-    tools = (
-        ("named", "bind9"),
-        ("named-checkconf", "bind9"),
-        ("dig", "bind9-dnsutils"),
-        ("nsupdate", "bind9-dnsutils"),
-    )
-
-    def setUp(self) -> None:
-        self.require_tools()
-        if os.geteuid() == 0:
-            require_tool("setpriv", "util-linux")
-        # named (as user bind) must reach its directory: traversable, not listable.
-        self.named_root = tempfile.mkdtemp(prefix="dyndns-hostzone-secondary-")
-        self.addCleanup(shutil.rmtree, self.named_root, True)
-        os.chmod(self.named_root, 0o711)
-        self.secondary_port = free_port()
-
-    def transfer_lines(self, named: SecondaryNamed) -> str:
-        return "\n".join(line for line in named.read_log().splitlines() if "xfer-in" in line or "notify" in line)
 
     def assertFollows(self, named: SecondaryNamed, serial: int, name: str, rtype: str, expected: list[str]) -> None:
         """Within FOLLOW_LIMIT the secondary serves C{serial} and C{name} C{rtype} as C{expected}."""

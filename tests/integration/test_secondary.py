@@ -164,8 +164,8 @@ def soa_refresh(result: DigResult) -> int | None:
     return None
 
 
-class SecondaryTests(ServerTestCase):
-    """Our server as the primary of a real BIND secondary."""
+class WithSecondary(ServerTestCase):
+    """Tests that run a BIND secondary (L{SecondaryNamed}) of our server: its tools and folder."""
 
     tools = (
         ("named", "bind9"),
@@ -184,6 +184,15 @@ class SecondaryTests(ServerTestCase):
         self.addCleanup(shutil.rmtree, self.named_root, True)
         os.chmod(self.named_root, 0o711)
         self.secondary_port = free_port()
+
+    @staticmethod
+    def transfer_lines(named: SecondaryNamed) -> str:
+        """named's log lines about transfers and NOTIFY."""
+        return "\n".join(line for line in named.read_log().splitlines() if "xfer-in" in line or "notify" in line)
+
+
+class SecondaryTests(WithSecondary):
+    """Our server as the primary of a real BIND secondary."""
 
     # -- helpers
 
@@ -256,10 +265,6 @@ class SecondaryTests(ServerTestCase):
         )
         soa = dig(self.secondary_port, SUFFIX, "SOA")
         self.assertIn("aa", soa.flags, soa.output)
-
-    @staticmethod
-    def transfer_lines(named: SecondaryNamed) -> str:
-        return "\n".join(line for line in named.read_log().splitlines() if "xfer-in" in line or "notify" in line)
 
     def assertNotified(self, named: SecondaryNamed, serial: int) -> None:
         """BIND logged our NOTIFY for C{serial}."""
