@@ -12,9 +12,13 @@ BADKEY and BADSIG are answered unsigned, BADTIME signed with our time in
 Other Data and the request's Time Signed echoed; a Time Signed older than the
 last one accepted for the key is a replay (BADTIME). Every answer to a
 validly signed request is signed, errors included. Unsigned updates are
-refused.
+refused, except to a host zone from one of its C{allow_update} sources.
 
-Policy: a key (C{<user-id>} or C{<user-id>.<suffix>}) may change only its
+Updates of the operator's host zones (unsigned from an allowed source, or
+signed with one of the zone's own keys) are handed to
+L{dyndns_plugin.protocols.zone_update} after the same TSIG checks.
+
+Policy: a user's key (C{<user-id>} or C{<user-id>.<suffix>}) may change only its
 own user's names (the main name and exact additional names), types A and
 AAAA. A user has one IPv4 and one IPv6 address, so all of a user's names
 change together, and the whole message is one durable write.
@@ -258,9 +262,9 @@ class UpdateHandler:
         self, request: UpdateRequest, wire: bytes, tsig: TSIGRecord, key: TSIGKey, user_id: str | None, peer: str | None
     ) -> bytes | None:
         """
-        Check C{key}'s MAC, time and replay (RFC 8945) and record the time
-        durably as accepted: None, or the error answer to send. Failures
-        count against C{peer} (and the user, for a user's key).
+        Check C{key}'s MAC, time and replay (RFC 8945): None, or the error
+        answer to send (L{_accept} then records the message durably).
+        Failures count against C{peer} (and the user, for a user's key).
         """
         if user_id is None and self.auth.locked(METHOD, peer, None) is not None:
             return self._response(request, REFUSED)
