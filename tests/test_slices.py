@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Iterator
+
 from twisted.internet import defer, task
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -47,6 +49,45 @@ class EachInSlicesTests(SynchronousTestCase):
         self.successResultOf(d)
         self.assertEqual(set(enabled), {False})
         self.assertTrue(gc.isenabled())
+
+
+class DriveTests(SynchronousTestCase):
+    def test_works_share_one_slice_per_turn(self) -> None:
+        """
+        Each work's first slice runs at once; after that, works under way
+        together share each turn's slice (here one step) instead of each
+        taking a slice of its own in the same turn.
+        """
+        clock = task.Clock()
+        order: list[tuple[str, int]] = []
+
+        def work(name: str) -> Iterator[None]:
+            for step in range(3):
+                order.append((name, step))
+                yield
+
+        done = [defer.ensureDeferred(slices.drive(work(name), clock, 0.0, 1.0)) for name in "ab"]
+        self.assertEqual(order, [("a", 0), ("b", 0)])
+        for turn in [("a", 1)], [("b", 1)], [("a", 2)], [("b", 2)]:
+            before = len(order)
+            clock.advance(1.0)
+            self.assertEqual(order[before:], turn)
+        clock.advance(1.0)
+        clock.advance(1.0)
+        for d in done:
+            self.successResultOf(d)
+
+    def test_a_short_work_needs_no_turn(self) -> None:
+        clock = task.Clock()
+        seen: list[int] = []
+        def work() -> Iterator[None]:
+            for n in range(10):
+                seen.append(n)
+                yield
+
+        d = defer.ensureDeferred(slices.drive(work(), clock, 1.0))
+        self.successResultOf(d)
+        self.assertEqual((seen, clock.getDelayedCalls()), (list(range(10)), []))
 
 
 class CollectorPausedTests(SynchronousTestCase):

@@ -5,11 +5,19 @@ with them costs seconds: all at once, that holds the reactor thread (and so
 DNS) for as long. Such work is written as a generator whose every step is
 short, and L{drive} runs it a few milliseconds at a time, with the
 reactor's other work in between.
+
+All works driven at once share one budget per reactor turn: one
+L{task.Cooperator} per reactor (and budget) runs a step of each in turn
+until the turn's slice is used, then gives the reactor back. (Each used to
+take its own slice: with a restore's state changes, the publisher's diff,
+its staged copies and their release all under way, one turn held five
+slices, 10-13 ms.)
 """
 
 from __future__ import annotations
 
 import time
+import weakref
 from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 from twisted.internet import task
@@ -24,17 +32,45 @@ AT_ONCE = 100
 SLICE = 0.002
 
 
+#: The shared cooperators, by reactor, then by (budget, pause).
+_COOPERATORS: weakref.WeakKeyDictionary[Any, dict[tuple[float, float], task.Cooperator]] = weakref.WeakKeyDictionary()
+
+
+def _cooperator(reactor: Any, budget: float, pause: float) -> task.Cooperator:
+    by_settings = _COOPERATORS.setdefault(reactor, {})
+    cooperator = by_settings.get((budget, pause))
+    if cooperator is None:
+
+        def slice_of_a_turn() -> Callable[[], bool]:
+            ends = time.perf_counter() + budget
+            return lambda: time.perf_counter() >= ends
+
+        cooperator = task.Cooperator(
+            terminationPredicateFactory=slice_of_a_turn,
+            scheduler=lambda call: reactor.callLater(pause, call),
+        )
+        by_settings[(budget, pause)] = cooperator
+    return cooperator
+
+
 async def drive(work: Iterator[Any], reactor: Any = None, budget: float | None = None, pause: float = 0.0) -> None:
-    """Run C{work} to its end, giving the reactor a turn whenever a slice of C{budget} (L{SLICE}) has passed."""
+    """
+    Run C{work} to its end: a first slice of C{budget} (L{SLICE}) at once
+    (a short work needs no other turn), the rest in later reactor turns,
+    in which the works driven on C{reactor} share C{budget}, one step each
+    in turn.
+    """
     if reactor is None:
         from twisted.internet import reactor
     budget = SLICE if budget is None else budget
-    clock = time.perf_counter
-    ends = clock() + budget
-    for _ in work:
-        if clock() >= ends:
-            await task.deferLater(reactor, pause, lambda: None)
-            ends = clock() + budget
+    steps = iter(work)
+    ends = time.perf_counter() + budget
+    for _ in steps:
+        if time.perf_counter() >= ends:
+            break
+    else:
+        return
+    await _cooperator(reactor, budget, pause).coiterate(steps)
 
 
 async def each_in_slices(items: Sequence[T], step: Callable[[T], Any], reactor: Any = None) -> None:
