@@ -176,3 +176,20 @@ class StagedChangesTests(SynchronousTestCase):
         self.assertEqual(names[f"user0.{SUFFIX}"], source(5000))
         self.assertEqual(names[f"user{same_shard[-1]}.{SUFFIX}"], source(6000))
         self.assertEqual(len(names), 4000)
+
+
+class PendingNamesTests(SynchronousTestCase):
+    """The publisher's pending names: each once, held in bounded sets."""
+
+    def test_each_name_once_across_chunks(self) -> None:
+        from dyndns_plugin.replication.publisher import PendingNames
+
+        self.patch(PendingNames, "CHUNK", 3)
+        pending = PendingNames()
+        self.assertFalse(pending)
+        pending.update(["a", "b", "c", "d", "a", "e", "d", "f", "g"])
+        pending.update(["c", "g", "h"])
+        self.assertTrue(pending)
+        self.assertEqual(sorted(pending), ["a", "b", "c", "d", "e", "f", "g", "h"])
+        self.assertEqual(len(pending), 8)
+        self.assertTrue(all(len(chunk) <= 3 for chunk in pending._chunks))
