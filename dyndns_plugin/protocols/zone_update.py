@@ -48,13 +48,11 @@ from dyndns_plugin.store import RR, RRsetKey
 
 if TYPE_CHECKING:
     from dyndns_plugin.replication.journal import ZoneState
-    from dyndns_plugin.replication.publisher import ZonePublisher
+    from dyndns_plugin.replication.publisher import RRsetChanges, ZonePublisher
 
 TYPE_NS, TYPE_SOA, TYPE_CNAME = 2, 6, 5
 #: RFC 2181 section 8: a TTL with the top bit set is taken as 0.
 _MAX_TTL = 2**31 - 1
-
-Changes = dict[RRsetKey, "tuple[RR, ...] | None"]
 
 
 @attrs.frozen
@@ -163,9 +161,10 @@ class _Working:
         for rr in self.zone.own_records(name, self.pending):
             self.rrsets.setdefault((name, rr[1]), []).append(rr)
 
-    def changes(self) -> Changes:
+    def changes(self) -> RRsetChanges:
         """The touched RRsets that differ from what is served, as the zone's updated RRsets."""
-        zone, changes = self.zone, Changes()
+        zone = self.zone
+        changes: RRsetChanges = {}
         for name, rdtype in sorted(self.touched):
             after = tuple(self.rrsets.get((name, rdtype), ()))
             before = tuple(rr for rr in zone.own_records(name, self.pending) if rr[1] == rdtype)
@@ -212,7 +211,7 @@ class HostZoneUpdates:
         if key is not None and key.origin != rights.origin:
             raise UpdateError(REFUSED, f"key {key.policy.name} is not for {rights.origin}")
 
-        def plan(zone: ZoneState, pending: Mapping[RRsetKey, tuple[RR, ...] | None]) -> Changes:
+        def plan(zone: ZoneState, pending: Mapping[RRsetKey, tuple[RR, ...] | None]) -> RRsetChanges:
             return self._plan(request, wire, zone, pending, key.policy if key is not None else None)
 
         await self.publisher.update_host_zone(rights.origin, plan)
@@ -226,7 +225,7 @@ class HostZoneUpdates:
         zone: ZoneState,
         pending: Mapping[RRsetKey, tuple[RR, ...] | None],
         policy: ZoneUpdateKey | None,
-    ) -> Changes:
+    ) -> RRsetChanges:
         apex = request.zone[0].key
 
         def records(name: str) -> list[RR]:
