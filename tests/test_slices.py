@@ -80,6 +80,7 @@ class DriveTests(SynchronousTestCase):
     def test_a_short_work_needs_no_turn(self) -> None:
         clock = task.Clock()
         seen: list[int] = []
+
         def work() -> Iterator[None]:
             for n in range(10):
                 seen.append(n)
