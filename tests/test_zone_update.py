@@ -82,7 +82,13 @@ class HostZoneUpdateTests(unittest.TestCase):
                             {"name": "admin", "secret": ADMIN_SECRET, "types": ["A", "TXT", "CNAME"]},
                         ],
                     },
-                    {"origin": REVERSE, "file": "reverse.zone", "allow_update": [f"{ALLOWED}/32"]},
+                    {
+                        "origin": REVERSE,
+                        "file": "reverse.zone",
+                        "allow_update": [f"{ALLOWED}/32"],
+                        # the same key name as the forward zone's, with its own secret
+                        "update_keys": [{"name": "office", "secret": ADMIN_SECRET}],
+                    },
                 ],
             },
         }
@@ -220,6 +226,15 @@ class HostZoneUpdateTests(unittest.TestCase):
         m = dns.update.UpdateMessage(REVERSE, keyring=ring)
         m.add("9", 60, "PTR", "x.example.org.")
         self.assertEqual((yield self.send(m, peer=OTHER)).rcode(), dns.rcode.REFUSED)
+        # one key name in two zones: each zone's own secret
+        m = dns.update.UpdateMessage(REVERSE, keyring=key("office", ADMIN_SECRET))
+        m.add("9", 60, "PTR", "pc1.office.example.org.")
+        reply = yield self.send(m, peer=OTHER)
+        self.assertEqual((reply.rcode(), reply.had_tsig), (dns.rcode.NOERROR, True))
+        m = dns.update.UpdateMessage(REVERSE, keyring=office)  # the forward zone's secret
+        m.add("10", 60, "PTR", "pc2.office.example.org.")
+        answer = yield self.handler.handle_update_wire(m.to_wire(), OTHER)
+        self.assertEqual(dns.message.from_wire(answer, keyring=False).tsig_error, dns.rcode.BADSIG)
         self.assertEqual(self.top.dyndns.registry.answer(f"alice.{SUFFIX}").addresses, ())
 
     @defer.inlineCallbacks

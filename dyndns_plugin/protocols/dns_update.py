@@ -216,7 +216,9 @@ class UpdateHandler:
             # An attempt without credentials: audited (sampled), not counted.
             self.auth.refused(METHOD, None, peer, "badauth", "unsigned UPDATE")
             return self._response(request, REFUSED)
-        zone_key = self.host_zones.key_for(tsig.key) if self.host_zones is not None else None
+        zone_key = None
+        if self.host_zones is not None:
+            zone_key = self.host_zones.key_for(tsig.key, request.zone[0].key if request.zone else None)
         if zone_key is not None:
             # A host zone's key: the users' lockouts and keys do not apply.
             refused = self._verify(request, wire, tsig, zone_key.tsig, None, peer)

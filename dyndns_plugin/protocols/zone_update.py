@@ -185,7 +185,9 @@ class HostZoneUpdates:
         self.publisher = publisher
         self.registry = registry
         self.rights: dict[Labels, ZoneRights] = {}
-        self.keys: dict[Labels, ZoneKey] = {}
+        #: Key name -> zone -> key: one name may serve several zones (a DHCP
+        #: server's key for the forward and the reverse zone).
+        self.keys: dict[Labels, dict[str, ZoneKey]] = {}
         for zone in zones:
             if not zone.updatable:
                 continue
@@ -193,14 +195,22 @@ class HostZoneUpdates:
             self.rights[labels_of(zone.origin)] = ZoneRights(zone.origin, networks)
             for key in zone.update_keys:
                 tsig = TSIGKey.make(labels_of(key.name), base64.b64decode(key.secret), key.algorithm)
-                self.keys[labels_of(key.name)] = ZoneKey(zone.origin, tsig, key)
+                self.keys.setdefault(labels_of(key.name), {})[zone.origin] = ZoneKey(zone.origin, tsig, key)
 
     def zone_rights(self, zone: Labels) -> ZoneRights | None:
         """The rights of the updatable host zone C{zone}, if it is one."""
         return self.rights.get(zone)
 
-    def key_for(self, keyname: Labels) -> ZoneKey | None:
-        return self.keys.get(keyname)
+    def key_for(self, keyname: Labels, zone: Labels | None) -> ZoneKey | None:
+        """
+        The zone key C{keyname} of the zone C{zone}; if that zone has none of
+        that name, another zone's (the request is then verified, and refused).
+        """
+        keys = self.keys.get(keyname)
+        if not keys:
+            return None
+        origin = b".".join(zone).decode("ascii", "replace") if zone is not None else None
+        return keys.get(origin) if origin in keys else next(iter(keys.values()))
 
     async def update(self, request: UpdateRequest, wire: bytes, rights: ZoneRights, key: ZoneKey | None) -> None:
         """
