@@ -359,6 +359,27 @@ class HostZoneUpdateTests(unittest.TestCase):
         self.assertEqual((yield self.answer_texts("ok.example.org", "A")), [])
 
     @defer.inlineCallbacks
+    def test_large_messages(self):
+        """
+        A ~40 KB update (1,500 records, as over TCP) is applied whole, or,
+        with one bad record at its end, not at all.
+        """
+        m = dns.update.UpdateMessage(ZONE)
+        for i in range(1500):
+            m.add(f"bulk{i}", 60, "TXT", f'"record {i}"')
+        m.add("x.example.net.", 60, "A", "192.0.2.1")  # outside the zone
+        self.assertGreater(len(m.to_wire()), 30_000)
+        self.assertEqual((yield self.send(m)).rcode(), dns.rcode.NOTZONE)
+        self.assertEqual((self.zone.serial, (yield self.store.load_zone_records())), (100, {}))
+        m = dns.update.UpdateMessage(ZONE)
+        for i in range(1500):
+            m.add(f"bulk{i}", 60, "TXT", f'"record {i}"')
+        self.assertEqual((yield self.send(m)).rcode(), dns.rcode.NOERROR)
+        self.assertEqual((yield self.answer_texts("bulk1499.example.org", "TXT")), ['"record 1499"'])
+        self.assertEqual(len((yield self.store.load_zone_records())[ZONE]), 1500)
+        self.assertEqual(self.zone.serial, 101)
+
+    @defer.inlineCallbacks
     def test_store_failure(self):
         """A failed write: SERVFAIL, and neither queries nor the serial change."""
         self.store.fail_writes = OSError("disk full")
