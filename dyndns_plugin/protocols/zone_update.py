@@ -44,11 +44,12 @@ from dyndns_plugin.dns.rfc2136 import (
 from dyndns_plugin.dns.signing import TSIGKey, labels_of
 from dyndns_plugin.dns.zones import twisted_record
 from dyndns_plugin.registry import Registry
+from dyndns_plugin.replication.journal import RRsetChanges
 from dyndns_plugin.store import RR, RRsetKey
 
 if TYPE_CHECKING:
     from dyndns_plugin.replication.journal import ZoneState
-    from dyndns_plugin.replication.publisher import RRsetChanges, ZonePublisher
+    from dyndns_plugin.replication.publisher import ZonePublisher
 
 TYPE_NS, TYPE_SOA, TYPE_CNAME = 2, 6, 5
 #: RFC 2181 section 8: a TTL with the top bit set is taken as 0.
@@ -142,29 +143,37 @@ class _Working:
         self.zone = zone
         self.pending = pending
         self.rrsets: dict[RRsetKey, list[RR]] = {}
+        self.types: dict[str, list[int]] = {}  # the types of each loaded name
         self.loaded: set[str] = set()
         self.touched: set[RRsetKey] = set()
 
     def types_at(self, name: str) -> list[int]:
         self._load(name)
-        return [rdtype for (owner, rdtype), rrs in self.rrsets.items() if owner == name and rrs]
+        return [rdtype for rdtype in self.types[name] if self.rrsets[(name, rdtype)]]
 
     def rrset(self, name: str, rdtype: int) -> list[RR]:
         self._load(name)
         self.touched.add((name, rdtype))
-        return self.rrsets.setdefault((name, rdtype), [])
+        if (name, rdtype) not in self.rrsets:
+            self.rrsets[(name, rdtype)] = []
+            self.types[name].append(rdtype)
+        return self.rrsets[(name, rdtype)]
 
     def _load(self, name: str) -> None:
         if name in self.loaded:
             return
         self.loaded.add(name)
+        types = self.types[name] = []
         for rr in self.zone.own_records(name, self.pending):
-            self.rrsets.setdefault((name, rr[1]), []).append(rr)
+            if (name, rr[1]) not in self.rrsets:
+                self.rrsets[(name, rr[1])] = []
+                types.append(rr[1])
+            self.rrsets[(name, rr[1])].append(rr)
 
     def changes(self) -> RRsetChanges:
         """The touched RRsets that differ from what is served, as the zone's updated RRsets."""
         zone = self.zone
-        changes: RRsetChanges = {}
+        changes = RRsetChanges()
         for name, rdtype in sorted(self.touched):
             after = tuple(self.rrsets.get((name, rdtype), ()))
             before = tuple(rr for rr in zone.own_records(name, self.pending) if rr[1] == rdtype)

@@ -17,7 +17,7 @@ import hashlib
 import io
 import struct
 from collections import deque
-from typing import Iterable, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from twisted.names import dns as tdns
 
@@ -61,10 +61,46 @@ def answer_rrs(name: str, answer: Answer | None) -> list[RR]:
     return [(name, _ADDRESS_TYPES[a.version], answer.ttl, a.packed) for a in answer.addresses]
 
 
+def _names_of(changes: Mapping[RRsetKey, tuple[RR, ...] | None]) -> Iterable[str]:
+    return changes.names() if isinstance(changes, RRsetChanges) else {name for name, _ in changes}
+
+
 def _rdata(record: object) -> bytes:
     buffer = io.BytesIO()
     record.encode(buffer, None)  # type: ignore[attr-defined]
     return buffer.getvalue()
+
+
+class RRsetChanges(dict[RRsetKey, "tuple[RR, ...] | None"]):
+    """
+    RRsets of a host zone an update changes (None: the zone file's again),
+    by name and type, with the types of each name at hand: a 1,500-record
+    update asked every name for its types by scanning all of them.
+    """
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._types: dict[str, set[int]] = {}
+        for name, rdtype in self:
+            self._types.setdefault(name, set()).add(rdtype)
+
+    def __setitem__(self, key: RRsetKey, rrset: tuple[RR, ...] | None) -> None:
+        super().__setitem__(key, rrset)
+        self._types.setdefault(key[0], set()).add(key[1])
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        for key, rrset in dict(*args, **kwargs).items():
+            self[key] = rrset
+
+    def names(self) -> Iterable[str]:
+        return self._types.keys()
+
+    @staticmethod
+    def types_at(changes: Mapping[RRsetKey, tuple[RR, ...] | None], name: str) -> Iterable[int]:
+        """The types C{changes} (any mapping; at once for L{RRsetChanges}) set at C{name}."""
+        if isinstance(changes, RRsetChanges):
+            return changes._types.get(name, ())
+        return [rdtype for owner, rdtype in changes if owner == name]
 
 
 class ZoneState:
@@ -150,7 +186,7 @@ class ZoneState:
         """
         changes = changes or {}
         types = set(self._updated_types.get(name, ()))
-        types.update(rdtype for owner, rdtype in changes if owner == name)
+        types.update(RRsetChanges.types_at(changes, name))
         if not types:
             return list(self.file_records.get(name, ()))
         records = []
@@ -171,7 +207,7 @@ class ZoneState:
         """The records that making C{changes} deletes and adds, as a secondary sees them."""
         deleted: list[RR] = []
         added: list[RR] = []
-        for name in sorted({name for name, _ in changes}):
+        for name in sorted(_names_of(changes)):
             answer = self.answer_at(name)
             before = self.records_at(name, answer)
             after = self.records_at(name, answer, self.own_records(name, changes))
@@ -186,7 +222,7 @@ class ZoneState:
         queries see changes with it; the serial does not (L{apply}).
         """
         # Everything that can fail (the served records are built) before anything changes.
-        after = {name: self.own_records(name, changes) for name in {name for name, _ in changes}}
+        after = {name: self.own_records(name, changes) for name in _names_of(changes)}
         served = {name: self.authority.served_records(name, records) for name, records in after.items()}
         for (name, rdtype), rrset in changes.items():
             if rrset is None:

@@ -21,7 +21,7 @@ from twisted.logger import Logger
 from dyndns_plugin.collector import collector_paused
 from dyndns_plugin.dns.zones import StaticZone
 from dyndns_plugin.model import User
-from dyndns_plugin.replication.journal import ZoneState, next_serial, records_hash
+from dyndns_plugin.replication.journal import RRsetChanges, ZoneState, next_serial, records_hash
 from dyndns_plugin.replication.names import StagedChanges
 from dyndns_plugin.service import Change, DynDNSService
 from dyndns_plugin.service.slices import SLICE, drive
@@ -29,8 +29,6 @@ from dyndns_plugin.store import RR, IZoneJournal, JournalStep, RRsetKey, ZoneHis
 
 log = Logger()
 
-#: The RRsets an update of a host zone changes (None: the zone file's again).
-RRsetChanges = dict[RRsetKey, "tuple[RR, ...] | None"]
 #: An update of a host zone: what it changes, given the zone and what the
 #: updates before it in its batch change; raises to refuse it.
 ZonePlan = Callable[
@@ -323,7 +321,7 @@ class ZonePublisher:
             self._zone_writing.discard(origin)
 
     async def _write_zone_batch(self, zone: ZoneState, batch: list[tuple[ZonePlan, defer.Deferred[None]]]) -> None:
-        pending: dict[RRsetKey, tuple[RR, ...] | None] = {}
+        pending = RRsetChanges()
         refused: dict[int, Exception] = {}
         for index, (plan, _) in enumerate(batch):
             try:
@@ -426,7 +424,7 @@ class ZonePublisher:
             keys = {k for k in zone.updated if k not in pending} | {k for k, v in pending.items() if v is not None}
             keys = {k for k in keys if k[0] == name and (rdtype is None or k[1] == rdtype)}
             dropped = len(keys)
-            return {k: None for k in keys}
+            return RRsetChanges({k: None for k in keys})
 
         await self.update_host_zone(origin, plan)
         return dropped
