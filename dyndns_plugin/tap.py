@@ -381,7 +381,7 @@ def build_service(
         update_handler = UpdateHandler(dyndns, [z.origin for z in zones], checker=checker)
     publisher, transfer_handler, notifier = make_transfer(settings, dyndns, zones, reactor)
     if update_handler is not None and any(z.updatable for z in settings.dns.zones):
-        from dyndns_plugin.protocols.zone_update import HostZoneUpdates
+        from dyndns_plugin.replication.host_updates import HostZoneUpdates
 
         update_handler.host_zones = HostZoneUpdates(settings.dns.zones, publisher, dyndns.registry)
     factory = DynDNSServerFactory(

@@ -1,5 +1,5 @@
 """
-RFC 2136 UPDATE of host zones (L{dyndns_plugin.protocols.zone_update}):
+RFC 2136 UPDATE of host zones (L{dyndns_plugin.replication.host_updates}):
 the whole service built from its configuration (C{[[dns.zones]]} with
 C{allow_update} and C{update_keys}), updates made with dnspython and handed
 to the server's UPDATE handler as a source address would send them, and the

@@ -16,7 +16,7 @@ refused, except to a host zone from one of its C{allow_update} sources.
 
 Updates of the operator's host zones (unsigned from an allowed source, or
 signed with one of the zone's own keys) are handed to
-L{dyndns_plugin.protocols.zone_update} after the same TSIG checks.
+L{dyndns_plugin.replication.host_updates} after the same TSIG checks.
 
 Policy: a user's key (C{<user-id>} or C{<user-id>.<suffix>}) may change only its
 own user's names (the main name and exact additional names), types A and
@@ -89,7 +89,7 @@ from dyndns_plugin.protocols.tsig_replay import ReplayCache
 from dyndns_plugin.service import DynDNSService
 
 if TYPE_CHECKING:
-    from dyndns_plugin.protocols.zone_update import HostZoneUpdates, ZoneKey, ZoneRights
+    from dyndns_plugin.replication.host_updates import HostZoneUpdates, ZoneKey, ZoneRights
 
 __all__ = ["ALGORITHMS", "UpdateHandler"]
 
