@@ -32,7 +32,7 @@ import dns.rdataclass
 import dns.rdatatype
 
 from dyndns_plugin.config import HostZone, ZoneUpdateKey
-from dyndns_plugin.dns.reader import CLASS_ANY, CLASS_IN, CLASS_NONE, Labels, Record, UpdateRequest
+from dyndns_plugin.dns.reader import CLASS_ANY, CLASS_IN, CLASS_NONE, TYPE_A, TYPE_AAAA, Labels, Record, UpdateRequest
 from dyndns_plugin.dns.rfc2136 import (
     FORMERR,
     REFUSED,
@@ -89,13 +89,21 @@ def name_text(key: Labels) -> str:
     return dns.name.Name((*key, b"")).to_text(omit_final_dot=True)
 
 
-def _rdata(record: Record, wire: bytes) -> dns.rdata.Rdata:
+#: Types whose data holds no name: as received is uncompressed and canonical
+#: (the reader checked the sizes), no parsing needed: most updates are these.
+_PLAIN = frozenset({TYPE_A, TYPE_AAAA})
+
+
+def _data(record: Record, wire: bytes) -> tuple[bytes, bytes]:
     """
-    The record's rdata read from the message (its names may be compressed)
-    as class IN data (NONE and ANY only mark deletes), or FORMERR.
+    The record's data uncompressed (names as sent) and in canonical form,
+    read from the message (its names may be compressed) as class IN data
+    (NONE and ANY only mark deletes); FORMERR if it does not read.
     """
+    if record.rdtype in _PLAIN:
+        return record.rdata, record.rdata
     try:
-        return dns.rdata.from_wire(
+        rdata = dns.rdata.from_wire(
             dns.rdataclass.IN,
             dns.rdatatype.RdataType.make(record.rdtype),
             wire,
@@ -104,13 +112,9 @@ def _rdata(record: Record, wire: bytes) -> dns.rdata.Rdata:
         )
     except (dns.exception.DNSException, ValueError, IndexError) as e:
         raise UpdateError(FORMERR, f"bad rdata of type {record.rdtype}: {e}") from None
-
-
-def _wire(rdata: dns.rdata.Rdata) -> bytes:
-    """Uncompressed rdata, names as sent."""
-    wire = rdata.to_wire()
-    assert wire is not None  # (no file given)
-    return wire
+    uncompressed = rdata.to_wire()
+    assert uncompressed is not None  # (no file given)
+    return uncompressed, rdata.to_digestable()
 
 
 def _servable(rdtype: int, rdata: bytes) -> None:
@@ -119,6 +123,8 @@ def _servable(rdtype: int, rdata: bytes) -> None:
     too: dnspython takes any bytes for types it has no class for (MINFO...),
     which Twisted may not, and what is stored must be served.
     """
+    if rdtype in _PLAIN:
+        return
     try:
         twisted_record(rdtype, rdata, 0)
     except Exception:
@@ -127,6 +133,8 @@ def _servable(rdtype: int, rdata: bytes) -> None:
 
 def canonical(rdtype: int, rdata: bytes) -> bytes:
     """Uncompressed rdata in its canonical form (names lower-cased, RFC 4034 6.2): how RRs are compared."""
+    if rdtype in _PLAIN:
+        return rdata
     return dns.rdata.from_wire(
         dns.rdataclass.IN, dns.rdatatype.RdataType.make(rdtype), rdata, 0, len(rdata)
     ).to_digestable()
@@ -259,15 +267,15 @@ class HostZoneUpdates:
             return bool(records(name)) or name == zone.origin
 
         def value_of(record: Record) -> object:
-            return _rdata(record, wire).to_digestable()
+            return _data(record, wire)[1]
 
         check_prerequisites(request, apex, rrset_now, in_use, value_of)
         prescan(request, apex)
         # Every add's data must be readable (and is kept uncompressed), and servable.
-        data = {id(r): _rdata(r, wire) for r in request.updates if r.rdclass in (CLASS_IN, CLASS_NONE)}
+        data = {id(r): _data(r, wire) for r in request.updates if r.rdclass in (CLASS_IN, CLASS_NONE)}
         for record in request.updates:
             if record.rdclass == CLASS_IN:
-                _servable(record.rdtype, _wire(data[id(record)]))
+                _servable(record.rdtype, data[id(record)][0])
         self._check_rights(request.updates, zone, policy)
         work = _Working(zone, pending)
         for record in request.updates:
@@ -302,7 +310,7 @@ class HostZoneUpdates:
                 raise UpdateError(REFUSED, f"key {policy.name} may not delete every type at {name}")
 
     @staticmethod
-    def _add(work: _Working, name: str, record: Record, rdata: dns.rdata.Rdata) -> None:
+    def _add(work: _Working, name: str, record: Record, data: tuple[bytes, bytes]) -> None:
         rdtype = record.rdtype
         types = work.types_at(name)
         if rdtype == TYPE_CNAME and any(t != TYPE_CNAME for t in types):
@@ -313,8 +321,7 @@ class HostZoneUpdates:
         rrset = work.rrset(name, rdtype)
         if rdtype == TYPE_CNAME:
             rrset.clear()  # a CNAME replaces the CNAME
-        wire = _wire(rdata)
-        new = canonical(rdtype, wire)
+        wire, new = data
         kept = [rr for rr in rrset if canonical(rdtype, rr[3]) != new]
         # One TTL per RRset (RFC 2181 5.2): the newest, as BIND does.
         rrset[:] = [(n, t, ttl, d) for n, t, _, d in kept] + [(name, rdtype, ttl, wire)]
@@ -331,11 +338,11 @@ class HostZoneUpdates:
             work.rrset(name, t).clear()
 
     @staticmethod
-    def _delete_rr(work: _Working, name: str, rdtype: int, rdata: dns.rdata.Rdata, origin: str) -> None:
+    def _delete_rr(work: _Working, name: str, rdtype: int, data: tuple[bytes, bytes], origin: str) -> None:
         if rdtype == TYPE_SOA:
             return  # never deleted (3.4.2.4)
         rrset = work.rrset(name, rdtype)
-        gone = rdata.to_digestable()
+        gone = data[1]
         left = [rr for rr in rrset if canonical(rdtype, rr[3]) != gone]
         if not left and name == origin and rdtype == TYPE_NS:
             return  # the last apex NS stays
