@@ -152,6 +152,12 @@ class Metrics:
             ["operation"],
             registry=self.registry,
         )
+        self.zone_updates = Counter(
+            "dyndns_zone_updates",
+            "RFC 2136 updates of host zones (from allowed sources or with zone keys), by zone and RCODE.",
+            ["zone", "result"],
+            registry=self.registry,
+        )
         for operation in STORE_OPERATIONS:
             self.store_errors.labels(operation)
         # Every client method's auth counters exist from the start.
@@ -192,6 +198,9 @@ class Metrics:
         if dns_factory is not None:
             dns_factory.on_reply = self.count_reply
             self.attach_dns_protection(dns_factory)
+            handler = getattr(dns_factory, "update_handler", None)
+            if handler is not None and hasattr(handler, "on_zone_update"):
+                handler.on_zone_update.append(self.zone_update)
         if publisher is not None:
             self._publishers.append(publisher)
 
@@ -213,6 +222,9 @@ class Metrics:
             if duration is None:
                 duration = self._duration_children[method] = self.update_duration.labels(method or "unknown")
             duration.observe(max(0.0, seconds))
+
+    def zone_update(self, zone: str, result: str) -> None:
+        self.zone_updates.labels(zone, result).inc()
 
     def auth_failed(self, method: str) -> None:
         """C{DynDNSService.on_auth_failure}."""

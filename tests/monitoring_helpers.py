@@ -167,6 +167,7 @@ def every_metric_exposition() -> str:
     service = DynDNSService(MemoryUserStore(), "dyn.example.com", poll_interval=None)
     factory = SimpleNamespace(
         on_reply=None,
+        update_handler=SimpleNamespace(on_zone_update=[]),
         rrl=SimpleNamespace(dropped=[0] * len(CLASS_NAMES), slipped=[0] * len(CLASS_NAMES)),
         cookie_queries={"good": 0},
         bad_input={"malformed": 0},
@@ -177,6 +178,8 @@ def every_metric_exposition() -> str:
     metrics.attach(service, factory, publisher)
     metrics.attach_connections({"http": limiter})
     metrics.update_result("dyndns2", UpdateStatus.GOOD, 0.01)
+    for observer in factory.update_handler.on_zone_update:
+        observer("example.org", "noerror")
     return metrics.render().decode("utf-8")
 
 

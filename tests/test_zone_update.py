@@ -238,6 +238,24 @@ class HostZoneUpdateTests(unittest.TestCase):
         self.assertEqual(self.top.dyndns.registry.answer(f"alice.{SUFFIX}").addresses, ())
 
     @defer.inlineCallbacks
+    def test_metrics(self):
+        """dyndns_zone_updates_total counts each host-zone update by zone and RCODE."""
+        from dyndns_plugin.metrics import Metrics
+
+        metrics = Metrics()
+        metrics.attach(self.top.dyndns, self.top.dns_factory, self.top.publisher)
+        m = dns.update.UpdateMessage(ZONE)
+        m.add("host1", 60, "A", "192.0.2.11")
+        for _ in range(2):
+            yield self.send(m)
+        m = dns.update.UpdateMessage(ZONE)
+        m.add(ZONE + ".", 60, "NS", "ns9.example.org.")
+        yield self.send(m)
+        text = metrics.render().decode()
+        self.assertIn('dyndns_zone_updates_total{result="noerror",zone="example.org"} 2.0', text)
+        self.assertIn('dyndns_zone_updates_total{result="refused",zone="example.org"} 1.0', text)
+
+    @defer.inlineCallbacks
     def test_wrong_secret(self):
         """A zone key's name with the wrong secret: BADSIG, unsigned, nothing changes."""
         m = dns.update.UpdateMessage(ZONE, keyring=key("admin", OFFICE_SECRET))

@@ -29,7 +29,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import struct
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import defer
@@ -167,6 +167,8 @@ class UpdateHandler:
         self._keys: dict[Labels, tuple[User, TSIGKey]] = {}
         #: The host zones that take RFC 2136 updates (set once the zone publisher exists).
         self.host_zones: HostZoneUpdates | None = None
+        #: Called with (zone, lower-case RCODE name) after each host-zone update (metrics).
+        self.on_zone_update: list[Callable[[str, str], None]] = []
 
     # -- keys
 
@@ -320,6 +322,9 @@ class UpdateHandler:
         now = int(self.clock.seconds())
 
         def answer(rcode: int) -> bytes:
+            result = "noerror" if rcode == NOERROR else RCODE_NAMES.get(rcode, str(rcode)).lower()
+            for observer in self.on_zone_update:
+                observer(rights.origin, result)
             if key is None or tsig is None:
                 return self._response(request, rcode)
             return self._signed(request, tsig, key.tsig, rcode, 0, now)
