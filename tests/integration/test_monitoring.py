@@ -2,7 +2,8 @@
 The Grafana dashboard and the alert rules ask only for metrics that a real
 server exports: a real C{twistd -n dyndns} (HTTP, GnuDIP and admin
 listeners, the suffix zone published) gets a good update, a refused login,
-a DNS query and an HTTP connection that times out, so its labelled series
+a DNS query, an RFC 2136 update of a host zone and an HTTP connection that
+times out, so its labelled series
 exist (the same metric families as docs/monitoring.md's generated table); C{curl} scrapes C{/metrics} with a bearer token the way
 examples/prometheus/prometheus.yml does; and every metric name that the
 dashboard's queries and variables and the alerts' expressions select (parsed
@@ -13,7 +14,12 @@ following each metric type's suffix rules (C{_total}, C{_bucket}...).
 from __future__ import annotations
 
 import hashlib
+import os
 import socket
+
+import dns.query
+import dns.rcode
+import dns.update
 
 from tests.integration.clients import SUFFIX, dig, run_curl
 from tests.integration.harness import BASE_PATH, Server, SharedServerTestCase, wait_for
@@ -42,10 +48,14 @@ class ExportedMetricsTests(SharedServerTestCase):
         # A connection that sends nothing is closed after 1 s, so the
         # timed-out counter has a sample.
         "connections": {"http_header_timeout": 1.0},
+        # A host zone that takes updates from here, for the zone-update counter.
+        "dns": {"zones": [{"origin": "example.org", "file": "example.org.zone", "allow_update": ["127.0.0.1/32"]}]},
     }
 
     @classmethod
     def prepare(cls, server: Server) -> None:
+        with open(os.path.join(server.directory, "example.org.zone"), "w") as f:
+            f.write("@ 300 IN SOA ns1.example.org. h.example.org. 1 3600 600 86400 60\n@ 300 IN NS ns1\n")
         server.add_user("alice", PASSWORD)
 
     def scrape(self) -> str:
@@ -75,6 +85,10 @@ class ExportedMetricsTests(SharedServerTestCase):
                 lambda: "dyndns_connections_timed_out_total{" in self.scrape(), TIMEOUT_SEEN_WITHIN, interval=0.2
             )
         self.assertTrue(timed_out, "no dyndns_connections_timed_out_total sample after an idle HTTP connection")
+        update = dns.update.UpdateMessage("example.org")
+        update.add("printer", 300, "A", "192.0.2.40")
+        reply = dns.query.udp(update, "127.0.0.1", port=self.server.port, timeout=5)
+        self.assertEqual(reply.rcode(), dns.rcode.NOERROR)
 
     def test_every_queried_metric_is_exported(self) -> None:
         self.make_series()
@@ -86,6 +100,7 @@ class ExportedMetricsTests(SharedServerTestCase):
         self.assertRegex(exposition, r'dyndns_auth_failures_total\{method="http-url"\} 1\.0')
         self.assertIn('dyndns_update_duration_seconds_bucket{le="+Inf",method="http-url"} 1.0', exposition)
         self.assertIn('dyndns_zone_serial{zone="dyn.example.com"}', exposition)
+        self.assertIn('dyndns_zone_updates_total{result="noerror",zone="example.org"} 1.0', exposition)
         queries = [*dashboard_queries(load_dashboard()), *alert_expressions(load_alerts())]
         self.assertGreater(len(queries), 20)
         used: dict[str, list[str]] = {}
