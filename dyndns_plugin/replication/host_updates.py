@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import attrs
 import dns.exception
@@ -147,7 +147,7 @@ class _Working:
     time (RFC 2136 3.4.2).
     """
 
-    def __init__(self, zone: ZoneState, pending: Mapping[RRsetKey, tuple[RR, ...] | None]) -> None:
+    def __init__(self, zone: ZoneState, pending: RRsetChanges) -> None:
         self.zone = zone
         self.pending = pending
         self.rrsets: dict[RRsetKey, list[RR]] = {}
@@ -238,7 +238,7 @@ class HostZoneUpdates:
         if key is not None and key.origin != rights.origin:
             raise UpdateError(REFUSED, f"key {key.policy.name} is not for {rights.origin}")
 
-        def plan(zone: ZoneState, pending: Mapping[RRsetKey, tuple[RR, ...] | None]) -> RRsetChanges:
+        def plan(zone: ZoneState, pending: RRsetChanges) -> RRsetChanges:
             return self._plan(request, wire, zone, pending, key.policy if key is not None else None)
 
         await self.publisher.update_host_zone(rights.origin, plan)
@@ -250,7 +250,7 @@ class HostZoneUpdates:
         request: UpdateRequest,
         wire: bytes,
         zone: ZoneState,
-        pending: Mapping[RRsetKey, tuple[RR, ...] | None],
+        pending: RRsetChanges,
         policy: ZoneUpdateKey | None,
     ) -> RRsetChanges:
         apex = request.zone[0].key

@@ -61,10 +61,6 @@ def answer_rrs(name: str, answer: Answer | None) -> list[RR]:
     return [(name, _ADDRESS_TYPES[a.version], answer.ttl, a.packed) for a in answer.addresses]
 
 
-def _names_of(changes: Mapping[RRsetKey, tuple[RR, ...] | None]) -> Iterable[str]:
-    return changes.names() if isinstance(changes, RRsetChanges) else {name for name, _ in changes}
-
-
 def _rdata(record: object) -> bytes:
     buffer = io.BytesIO()
     record.encode(buffer, None)  # type: ignore[attr-defined]
@@ -95,12 +91,9 @@ class RRsetChanges(dict[RRsetKey, "tuple[RR, ...] | None"]):
     def names(self) -> Iterable[str]:
         return self._types.keys()
 
-    @staticmethod
-    def types_at(changes: Mapping[RRsetKey, tuple[RR, ...] | None], name: str) -> Iterable[int]:
-        """The types C{changes} (any mapping; at once for L{RRsetChanges}) set at C{name}."""
-        if isinstance(changes, RRsetChanges):
-            return changes._types.get(name, ())
-        return [rdtype for owner, rdtype in changes if owner == name]
+    def types_at(self, name: str) -> Iterable[int]:
+        """The types this sets at C{name}."""
+        return self._types.get(name, ())
 
 
 class ZoneState:
@@ -178,15 +171,15 @@ class ZoneState:
 
     # -- RFC 2136 updates of a host zone
 
-    def own_records(self, name: str, changes: Mapping[RRsetKey, tuple[RR, ...] | None] | None = None) -> list[RR]:
+    def own_records(self, name: str, changes: RRsetChanges | None = None) -> list[RR]:
         """
         The zone's own records at C{name} (no user's answer): the file's,
         with the updated RRsets (and C{changes}, not yet made) in place of
         the file's of the same type.
         """
-        changes = changes or {}
+        changes = changes if changes is not None else RRsetChanges()
         types = set(self._updated_types.get(name, ()))
-        types.update(RRsetChanges.types_at(changes, name))
+        types.update(changes.types_at(name))
         if not types:
             return list(self.file_records.get(name, ()))
         records = []
@@ -203,11 +196,11 @@ class ZoneState:
         key = (name, rdtype)
         return changes[key] if key in changes else self.updated.get(key)
 
-    def update_diff(self, changes: Mapping[RRsetKey, tuple[RR, ...] | None]) -> tuple[list[RR], list[RR]]:
+    def update_diff(self, changes: RRsetChanges) -> tuple[list[RR], list[RR]]:
         """The records that making C{changes} deletes and adds, as a secondary sees them."""
         deleted: list[RR] = []
         added: list[RR] = []
-        for name in sorted(_names_of(changes)):
+        for name in sorted(changes.names()):
             answer = self.answer_at(name)
             before = self.records_at(name, answer)
             after = self.records_at(name, answer, self.own_records(name, changes))
@@ -215,14 +208,14 @@ class ZoneState:
             added.extend(rr for rr in after if rr not in before)
         return deleted, added
 
-    def set_updated(self, changes: Mapping[RRsetKey, tuple[RR, ...] | None]) -> None:
+    def set_updated(self, changes: RRsetChanges) -> None:
         """
         Make C{changes} (durable already): each RRset given replaces the
         file's of its name and type, None gives the file's back. What
         queries see changes with it; the serial does not (L{apply}).
         """
         # Everything that can fail (the served records are built) before anything changes.
-        after = {name: self.own_records(name, changes) for name in _names_of(changes)}
+        after = {name: self.own_records(name, changes) for name in changes.names()}
         served = {name: self.authority.served_records(name, records) for name, records in after.items()}
         for (name, rdtype), rrset in changes.items():
             if rrset is None:

@@ -31,9 +31,7 @@ log = Logger()
 
 #: An update of a host zone: what it changes, given the zone and what the
 #: updates before it in its batch change; raises to refuse it.
-ZonePlan = Callable[
-    ["ZoneState", Mapping[RRsetKey, "tuple[RR, ...] | None"]], Mapping[RRsetKey, "tuple[RR, ...] | None"]
-]
+ZonePlan = Callable[[ZoneState, RRsetChanges], Mapping[RRsetKey, "tuple[RR, ...] | None"]]
 
 #: Seconds between serials: changes within it share one (the first change
 #: after a quiet time is published at once).
@@ -123,7 +121,7 @@ class ZonePublisher:
         history = await self.journal.load_zone_history()
         updated = await self.journal.load_zone_records()
         for zone in self.zones[1:]:
-            zone.set_updated(updated.get(zone.origin, {}))
+            zone.set_updated(RRsetChanges(updated.get(zone.origin, {})))
         registry = self.service.registry
         fills = [zone.filling(registry, self.fill_batch) for zone in self.zones]
         if len(registry.users) < self.fill_in_background_from:
@@ -341,7 +339,7 @@ class ZonePublisher:
             else:
                 waiting.callback(None)
 
-    async def _save_zone_changes(self, zone: ZoneState, changes: dict[RRsetKey, tuple[RR, ...] | None]) -> None:
+    async def _save_zone_changes(self, zone: ZoneState, changes: RRsetChanges) -> None:
         """Store C{changes} of a host zone (with a new serial if a record changed), then serve them."""
         deleted, added = zone.update_diff(changes)
         if not deleted and not added:  # (the zone's own layer changed under a user's answer)
@@ -419,7 +417,7 @@ class ZonePublisher:
             raise KeyError(origin)
         dropped = 0
 
-        def plan(zone: ZoneState, pending: Mapping[RRsetKey, tuple[RR, ...] | None]) -> RRsetChanges:
+        def plan(zone: ZoneState, pending: RRsetChanges) -> RRsetChanges:
             nonlocal dropped
             keys = {k for k in zone.updated if k not in pending} | {k for k, v in pending.items() if v is not None}
             keys = {k for k in keys if k[0] == name and (rdtype is None or k[1] == rdtype)}
