@@ -21,9 +21,10 @@ import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 import dns.update
-from twisted.internet import defer, reactor, threads
+from twisted.internet import defer, reactor, task, threads
 from twisted.trial import unittest
 
+from dyndns_plugin.dns import server as dns_server
 from dyndns_plugin.dns.resolver import DynDNSResolver
 from dyndns_plugin.dns.server import DynDNSServerFactory
 from dyndns_plugin.model import HostState, User
@@ -845,6 +846,66 @@ class WaitsForLoadTests(ServerTestsMixin, unittest.TestCase):
         return self.udp(query(f"alice.{SUFFIX}", "A")).addCallback(
             lambda r: (self.assertRcode(r, dns.rcode.SERVFAIL), self.assertIn(udp[0], reactor.getReaders()))
         )
+
+
+class ReadBudgetTests(ServerTestsMixin, unittest.TestCase):
+    """
+    One read of a UDP port answers datagrams for at most C{READ_BUDGET},
+    then gives the reactor back; the rest are answered in the next turns.
+    """
+
+    def queued(self, count: int) -> socket.socket:
+        """A client that has sent C{count} queries, waiting in our port's buffer (the reactor is not running)."""
+        client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(client.close)
+        client.bind((HOST, 0))
+        for i in range(count):
+            message = query(f"alice.{SUFFIX}", "A")
+            message.id = i
+            client.sendto(message.to_wire(), (HOST, self.port))
+        client.setblocking(False)
+        return client
+
+    @staticmethod
+    def answered(client: socket.socket) -> list[int]:
+        ids = []
+        while True:
+            try:
+                ids.append(struct.unpack("!H", client.recv(4096)[:2])[0])
+            except BlockingIOError:
+                return ids
+
+    def port_of_the_factory(self):
+        (udp,) = [
+            p for p in reactor.getReaders() if getattr(getattr(p, "protocol", None), "controller", None) is self.factory
+        ]
+        return udp
+
+    def test_a_read_answers_what_fits_in_the_budget(self):
+        self.patch(dns_server, "READ_BUDGET", 60.0)  # a slow machine may take 2 ms for 20
+        client = self.queued(20)
+        self.port_of_the_factory().doRead()
+        self.assertEqual(self.answered(client), list(range(20)))
+
+    @defer.inlineCallbacks
+    def test_a_spent_budget_ends_the_read(self):
+        self.patch(dns_server, "READ_BUDGET", 0.0)
+        client = self.queued(20)
+        udp = self.port_of_the_factory()
+        udp.doRead()
+        self.assertEqual(self.answered(client), [0], "one datagram, then the turn is over")
+        self.assertEqual(udp.maxThroughput, 0)
+        udp.doRead()  # not a new turn yet: nothing read
+        self.assertEqual(self.answered(client), [])
+        ids: list[int] = []
+        for _ in range(200):  # the next turns read on, one datagram each
+            yield task.deferLater(reactor, 0, lambda: None)
+            ids += self.answered(client)
+            if len(ids) == 19:
+                break
+        self.assertEqual(ids, list(range(1, 20)))
+        yield task.deferLater(reactor, 0, lambda: None)
+        self.assertEqual(udp.maxThroughput, type(udp).maxThroughput, "the next read may take a full budget")
 
 
 class WhenLoadedTests(unittest.TestCase):
