@@ -217,14 +217,16 @@ class DNSDatagramProtocol(dns.DNSDatagramProtocol):
         if len(data) < 12 or data[2] & 0x80:
             return  # too short to answer, or a response: never reply
         controller = self.controller
-        if self._read_ends is None:
-            self._read_began()
+        ends = self._read_ends
+        if ends is None:
+            ends = self._read_began()
         try:
             controller.dispatch(data, self, addr)
         except Exception:
             controller.internal_error(Failure(), data, self, addr)
-        if time.perf_counter() >= self._read_ends:
-            self.transport.maxThroughput = 0  # ends the port's read loop after this datagram
+        if time.perf_counter() >= ends:
+            port: Any = self.transport
+            port.maxThroughput = 0  # ends the port's read loop after this datagram
         if self._loading is not None:
             # While the users load, every answer is SERVFAIL, and reading on
             # would hand the GIL to and from the loading thread at every
@@ -233,20 +235,23 @@ class DNSDatagramProtocol(dns.DNSDatagramProtocol):
             # What was read is answered; the rest waits in the socket's buffer.
             _set_reading(self.transport, False)
 
-    def _read_began(self) -> None:
+    def _read_began(self) -> float:
+        """When the read now under way must end."""
         reactor = getattr(self.transport, "reactor", None)
         if reactor is None:  # not a reactor's port (a test's transport): no read loop to end
             self._read_ends = float("inf")
-            return
-        self._read_ends = time.perf_counter() + READ_BUDGET
-        reactor.callLater(0, self._read_ended)
+        else:
+            self._read_ends = time.perf_counter() + READ_BUDGET
+            reactor.callLater(0, self._read_ended)
+        return self._read_ends
 
     def _read_ended(self) -> None:
         # The next reactor turn: the read is over (its budget spent, or the
         # socket empty), and the next one may take a full budget.
         self._read_ends = None
-        if self.transport is not None:
-            self.transport.maxThroughput = type(self.transport).maxThroughput
+        port: Any = self.transport
+        if port is not None:
+            port.maxThroughput = type(port).maxThroughput
 
     def peer_host(self, address: UDPAddress) -> str | None:
         """The sender's host: every datagram carries its own."""
