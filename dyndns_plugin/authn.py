@@ -22,12 +22,13 @@ an honest router wait for the hash pool.
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Protocol, Sequence
 
 import attrs
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import task
 
+from dyndns_plugin.acme import TXTEdit
 from dyndns_plugin.auth import DisabledUser
 from dyndns_plugin.checkgate import CheckGate
 from dyndns_plugin.limits import Limiter
@@ -242,6 +243,10 @@ class Authenticator:
         return await service.update(
             request.user_id, list(request.addresses), request.ttl, request.method, request.source
         )
+
+    async def write_txt(self, method: str, user_id: str, edits: Sequence[TXTEdit], source: str | None) -> UpdateResult:
+        """The service call that changes an authenticated user's ACME challenge values."""
+        return await self.service.edit_txt(user_id, edits, method, source)
 
     # -- the steps, for adapters that check credentials themselves (TSIG)
 

@@ -18,6 +18,7 @@ from typing import Any, Callable, TypeVar
 import attrs
 
 from dyndns_plugin import config_schema
+from dyndns_plugin.acme import AcmeSettings
 from dyndns_plugin.limits import LimitSettings
 from dyndns_plugin.model import (
     IPAddress,
@@ -296,6 +297,7 @@ class Settings:
     limits: LimitSettings = attrs.field(factory=LimitSettings)
     dns_protection: DNSProtectionSettings = attrs.field(factory=DNSProtectionSettings)
     log: LogSettings = attrs.field(factory=LogSettings)
+    acme: AcmeSettings = attrs.field(factory=AcmeSettings)
 
 
 _KIND_NAMES = {
@@ -530,6 +532,7 @@ def settings_from_dict(
     connection_settings = _connection_settings(top)
     limit_settings = _limit_settings(top)
     log_settings = _log_settings(top)
+    acme_settings = _acme_settings(top)
     top.done()
 
     return Settings(
@@ -568,7 +571,23 @@ def settings_from_dict(
         limits=limit_settings,
         dns_protection=dns_protection,
         log=log_settings,
+        acme=acme_settings,
     )
+
+
+def _acme_settings(top: _Table) -> AcmeSettings:
+    """C{[acme]}: challenge TXT records and the ways to set them."""
+    table = top.table("acme")
+    ttl = table.convert("ttl", validate_ttl, table.get("ttl", int))
+    lifetime = table.get("lifetime", int)
+    if not 60 <= lifetime <= 604800:
+        raise table.error("lifetime", "must be 60 to 604800 seconds")
+    flags = {
+        key: table.get(key, bool)
+        for key in ("enabled", "rfc2136", "acme_dns", "acme_dns_register", "httpreq", "passwords")
+    }
+    table.done()
+    return AcmeSettings(ttl=ttl, lifetime=float(lifetime), **flags)
 
 
 def _log_settings(top: _Table) -> LogSettings:

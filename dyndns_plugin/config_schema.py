@@ -91,6 +91,7 @@ TABLES: tuple[Table, ...] = (
         kind="free",
     ),
     Table("limits", "Lockout after failed logins, and the per-user change limit."),
+    Table("acme", "ACME DNS-01 challenge TXT records for users' names (docs/acme.md), and who may set them."),
     Table("connections", "Caps on concurrent TCP connections, and the deadlines that free them."),
 )
 
@@ -115,6 +116,18 @@ KEYS: tuple[Key, ...] = (
         "The SQLite file (created mode 0600); its control socket is this path + .sock.",
         shown='"<state directory>/dyndns.sqlite"',
     ),
+    Key("acme.enabled", True, "Serve users' ACME challenge TXT records at _acme-challenge.<name>."),
+    Key("acme.ttl", 60, "TTL (s) of the challenge TXT records."),
+    Key("acme.lifetime", 3600, "Seconds a challenge value lives unless its client removes it before (60 to 604800)."),
+    Key("acme.rfc2136", True, "Users' TSIG keys may add and delete TXT at their _acme-challenge names."),
+    Key("acme.acme_dns", True, "The acme-dns API: POST <http root>/acme-dns/update."),
+    Key(
+        "acme.acme_dns_register",
+        False,
+        "POST /acme-dns/register makes a scoped ACME key for an existing user (with its password); off: 404.",
+    ),
+    Key("acme.httpreq", True, "lego's httpreq API: POST <http root>/acme/present and /acme/cleanup."),
+    Key("acme.passwords", True, "The user's own password works on the ACME HTTP APIs (else only scoped keys do)."),
     Key("log.format", "text", '"text" (readable lines) or "json" (one JSON object per line, for a log pipeline).'),
     Key("log.level", "info", 'The least severe level written: "debug", "info", "warn", "error" or "critical".'),
     Key(

@@ -29,6 +29,12 @@ class Method(enum.StrEnum):
     CLI = "cli"
     #: States migrated from the original plug-in (C{dyndns import-sdp}).
     IMPORT_SDP = "import-sdp"
+    #: ACME challenge values by the acme-dns API (C{/acme-dns/update}).
+    ACME_DNS = "acme-dns"
+    #: ACME challenge values by lego's httpreq API (C{/acme/present}, C{/acme/cleanup}).
+    ACME_HTTPREQ = "acme-httpreq"
+    #: ACME challenge values that reached the end of their lifetime.
+    ACME_EXPIRY = "acme-expiry"
 
 
 #: The update methods of clients: their changes count against a user's
@@ -41,6 +47,8 @@ CLIENT_METHODS: tuple[Method, ...] = (
     Method.GNUDIP_TCP,
     Method.GNUDIP_HTTP,
     Method.DNS_UPDATE,
+    Method.ACME_DNS,
+    Method.ACME_HTTPREQ,
 )
 
 

@@ -366,6 +366,9 @@ class HostState:
     updated_at: float | None = None
     method: str | None = None
     client_address: str | None = None
+    #: ACME DNS-01 challenge values, C{(name, value, expires)}, oldest
+    #: first (L{dyndns_plugin.acme}); they do not change the status.
+    txt: tuple[tuple[str, str, float], ...] = ()
 
     def addresses(self) -> tuple[IPAddress, ...]:
         return tuple(a for a in (self.ipv4, self.ipv6) if a is not None)
@@ -388,10 +391,11 @@ class HostState:
         updated_at: float | None,
         method: str | None,
         client_address: str | None,
+        txt: tuple[tuple[str, str, float], ...] = (),
     ) -> HostState:
         """A state from values validated before (see L{User.trusted}); C{method} is interned."""
         state = _new(cls)
-        set_id, set_v4, set_v6, set_ttl, set_offline, set_at, set_method, set_client = _STATE_SETTERS
+        set_id, set_v4, set_v6, set_ttl, set_offline, set_at, set_method, set_client, set_txt = _STATE_SETTERS
         set_id(state, user_id)
         set_v4(state, ipv4)
         set_v6(state, ipv6)
@@ -400,6 +404,7 @@ class HostState:
         set_at(state, updated_at)
         set_method(state, None if method is None else sys.intern(method))
         set_client(state, client_address)
+        set_txt(state, txt)
         return state
 
 
@@ -417,6 +422,8 @@ class UpdateStatus(enum.Enum):
     STORE_FAILED = "911"
     #: The user changed its address too often (L{dyndns_plugin.limits}).
     RATE_LIMITED = "abuse"
+    #: An ACME challenge edit a name cannot take (L{dyndns_plugin.acme}).
+    BAD_TXT = "badtxt"
 
     @property
     def ok(self) -> bool:

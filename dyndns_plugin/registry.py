@@ -18,6 +18,7 @@ from typing import Iterator, Mapping, Union
 
 import attrs
 
+from dyndns_plugin.acme import base_of, challenge_bases, challenge_name, names_in, values_at
 from dyndns_plugin.model import HostState, IPAddress, User
 
 
@@ -31,20 +32,34 @@ class Answer:
     user_id: str
     addresses: tuple[IPAddress, ...]
     ttl: int
+    #: At an ACME challenge name: its TXT values (and no addresses).
+    txt: tuple[str, ...] = ()
 
     def of_version(self, version: int) -> tuple[IPAddress, ...]:
         return tuple(a for a in self.addresses if a.version == version)
 
 
+@attrs.frozen
+class Challenge:
+    """What an ACME challenge name publishes (L{Registry.challenge_source}): its values, oldest first."""
+
+    user_id: str
+    values: tuple[str, ...]
+    ttl: int
+
+
 #: What a published answer is made of (L{Registry.answer_source}): the
-#: user's state when online, the user when offline with an offline IP.
-AnswerSource = Union[HostState, User]
+#: user's state when online, the user when offline with an offline IP;
+#: at an ACME challenge name, its values.
+AnswerSource = Union[HostState, User, Challenge]
 
 
 def answer_from(source: AnswerSource, default_ttl: int) -> Answer:
     """The answer L{Registry.answer_source} stands for."""
     if isinstance(source, User):
         return Answer(source.id, source.offline_addresses(), default_ttl)
+    if isinstance(source, Challenge):
+        return Answer(source.user_id, (), source.ttl, source.values)
     return Answer(source.user_id, source.addresses(), default_ttl if source.ttl is None else source.ttl)
 
 
@@ -74,9 +89,13 @@ class Registry:
     @ivar states: user id -> L{HostState}, a read-only live view.
     """
 
-    def __init__(self, suffix: str, default_ttl: int) -> None:
+    def __init__(self, suffix: str, default_ttl: int, txt_ttl: int = 60) -> None:
         self.suffix = suffix
         self.default_ttl = default_ttl
+        #: The TTL of ACME challenge TXT records.
+        self.txt_ttl = txt_ttl
+        #: Whether ACME challenge values are served (C{acme.enabled}).
+        self.challenges_served = True
         self.loaded = False
         self._users: dict[str, User] = {}
         self._states: dict[str, HostState] = {}
@@ -85,6 +104,9 @@ class Registry:
         self.states: Mapping[str, HostState] = MappingProxyType(self._states)
         self._names: dict[str, str] = {}
         self._wildcards: dict[str, str] = {}
+        # ACME challenge owner names (_acme-challenge.<name>) that hold
+        # values -> the active user holding them.
+        self._challenges: dict[str, str] = {}
         # One user id per address, a set only where several share one: a set
         # per address costs ~270 bytes per user at 100k users. Keyed by the
         # address's integer (see _address_slot), one map per IP version.
@@ -129,9 +151,10 @@ class Registry:
         """
         The user whose names include C{name} (lower-case, no trailing dot):
         their main name, then an exact additional name, then the closest
-        wildcard alias. Disabled users own nothing.
+        wildcard alias; an ACME challenge name that holds values belongs to
+        its user. Disabled users own nothing.
         """
-        user_id = self._names.get(name)
+        user_id = self._challenges.get(name) or self._names.get(name)
         if user_id is None:
             head, _, parent = name.partition(".")
             if parent == self.suffix and head in self._users:
@@ -167,7 +190,9 @@ class Registry:
         return user is not None and not user.disabled
 
     def answer(self, name: str) -> Answer | None:
-        """The answer for C{name}, or None if no active user has it."""
+        """The addresses for C{name}, or None if no active user has it (or it is a challenge name: TXT only)."""
+        if name in self._challenges:
+            return None
         user_id = self.owner_of(name)
         return None if user_id is None else self.answer_for_user(user_id)
 
@@ -202,6 +227,44 @@ class Registry:
         if state.offline:
             return user if user.offline_ipv4 is not None or user.offline_ipv6 is not None else None
         return state if state.ipv4 is not None or state.ipv6 is not None else None
+
+    def challenge(self, name: str) -> tuple[str, tuple[str, ...]] | None:
+        """At an ACME challenge owner name: its user and values, oldest first (None if it holds none)."""
+        user_id = self._challenges.get(name)
+        if user_id is None:
+            return None
+        state = self._states.get(user_id)
+        base = base_of(name)
+        values = () if state is None or base is None else values_at(state.txt, base)
+        return (user_id, values) if values else None
+
+    def challenge_source(self, name: str) -> Challenge | None:
+        """What a zone publishes at the challenge owner name C{name} (None: nothing)."""
+        found = self.challenge(name)
+        return None if found is None else Challenge(found[0], found[1], self.txt_ttl)
+
+    def challenge_holders(self) -> list[str]:
+        """The active users that hold challenge values, in order."""
+        return sorted(set(self._challenges.values()))
+
+    def challenge_names(self, user_id: str) -> list[str]:
+        """The challenge owner names C{user_id} holds values at now."""
+        state = self._states.get(user_id)
+        if state is None or not state.txt:
+            return []
+        return [
+            challenge_name(n) for n in sorted(names_in(state.txt)) if self._challenges.get(challenge_name(n)) == user_id
+        ]
+
+    def challenge_bases(self, user_id: str) -> list[str]:
+        """
+        The names C{user_id} may hold challenge values for (L{acme.challenge_bases}),
+        but a wildcard's base another user holds exactly.
+        """
+        user = self._users.get(user_id)
+        if user is None:
+            return []
+        return [n for n in challenge_bases(user, self.suffix) if self.exact_owner(n) in (None, user_id)]
 
     def updatable_names(self, user_id: str) -> set[str]:
         """
@@ -254,6 +317,8 @@ class Registry:
             state = all_states.get(user_id)
             if state is None:
                 continue
+            if state.txt:
+                self._index_challenges(user, state)
             if state.offline:
                 offline += 1
                 continue
@@ -348,6 +413,8 @@ class Registry:
             else:
                 self._names[name] = user_id
         state = self._states.get(user_id)
+        if state is not None and state.txt:
+            self._index_challenges(user, state)
         if state is not None and not state.offline:
             for address in state.addresses():
                 by_address, number = self._address_slot(address)
@@ -360,12 +427,26 @@ class Registry:
                 else:
                     holders.add(user_id)
 
+    def _index_challenges(self, user: User, state: HostState) -> None:
+        """Index the challenge names C{state} holds values at, those still the user's to hold."""
+        if not self.challenges_served:
+            return
+        bases = challenge_bases(user, self.suffix)
+        for name in names_in(state.txt):
+            if name in bases:
+                self._challenges[challenge_name(name)] = user.id
+
     def _unindex(self, user_id: str) -> None:
         """Undo L{_index} for the user and state held now (before they are replaced)."""
         user = self._users.get(user_id)
         if user is None or user.disabled:
             return
         state = self._states.get(user_id)
+        if state is not None and state.txt:
+            for name in names_in(state.txt):
+                key = challenge_name(name)
+                if self._challenges.get(key) == user_id:
+                    del self._challenges[key]
         if state is not None and not state.offline:
             for address in state.addresses():
                 by_address, number = self._address_slot(address)

@@ -186,6 +186,7 @@ def make_dyndns_service(settings: Settings, store: IUserStore, reactor: Any = No
         reserved_names=[*settings.dns.nameservers, *settings.dns.glue],
         log_updates=settings.log_updates,
         limits=settings.limits,
+        acme=settings.acme,
     )
 
 

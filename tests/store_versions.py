@@ -3,7 +3,8 @@ SQLite store files as earlier releases left them, for the migration tests:
 L{build_store_at_version} applies C{MIGRATIONS[:n]} and fills the tables of
 version C{n} with rows written the way that version wrote them (users with
 names, secrets and offline addresses, online and offline states, a removal
-tombstone, zone serials and journal steps, TSIG replay records); the
+tombstone, zone serials and journal steps, TSIG replay records, host-zone
+RRsets, ACME challenge values and scoped keys); the
 C{expected_*} functions say what the current code must read from such a
 file.
 """
@@ -14,7 +15,7 @@ import os
 import sqlite3
 
 from dyndns_plugin.model import HostState, User
-from dyndns_plugin.store import RR, JournalStep, ReplayState, ZoneHistory
+from dyndns_plugin.store import RR, AcmeKey, JournalStep, ReplayState, ZoneHistory
 from dyndns_plugin.store.sqlite import MIGRATIONS
 
 #: The generation the files were left at.
@@ -51,7 +52,8 @@ _V1_ROWS: list[tuple[str, list[tuple[object, ...]]]] = [
         ],
     ),
     (
-        "INSERT INTO states VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO states (user_id, ipv4, ipv6, ttl, offline, updated_at, method, client_address, gen)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             ("alice", "198.51.100.7", "2001:db8::7", 60, 0, 1700000000.5, "http", "203.0.113.9", 6),
             ("bob", "198.51.100.8", None, None, 1, 1700000100.0, "gnudip", "203.0.113.10", 7),
@@ -92,8 +94,19 @@ _V4_ROWS: list[tuple[str, list[tuple[object, ...]]]] = [
     ),
 ]
 
+_V5_ROWS: list[tuple[str, list[tuple[object, ...]]]] = [
+    (
+        "UPDATE states SET txt = ? WHERE user_id = ?",
+        [('[["alice.dyn.example.com", "tok-1", 1700003600.5], ["alice.example.org", "tok-2", 1700003601.0]]', "alice")],
+    ),
+    (
+        "INSERT INTO acme_keys VALUES (?, ?, ?, ?, ?)",
+        [("alice", "0a1b2c3d", "ab" * 32, "web server", 1700000000.0)],
+    ),
+]
+
 #: The rows each version added, by the version that added them.
-ROWS_BY_VERSION = {1: _V1_ROWS, 2: _V2_ROWS, 3: _V3_ROWS, 4: _V4_ROWS}
+ROWS_BY_VERSION = {1: _V1_ROWS, 2: _V2_ROWS, 3: _V3_ROWS, 4: _V4_ROWS, 5: _V5_ROWS}
 
 
 def build_store_at_version(path: str, version: int) -> None:
@@ -157,6 +170,11 @@ def expected_states(version: int) -> dict[str, HostState]:
             updated_at=1700000000.5,
             method="http",
             client_address="203.0.113.9",
+            txt=(
+                (("alice.dyn.example.com", "tok-1", 1700003600.5), ("alice.example.org", "tok-2", 1700003601.0))
+                if version >= 5
+                else ()
+            ),
         ),
         "bob": HostState(
             "bob",
@@ -210,3 +228,9 @@ def expected_zone_records(version: int) -> dict[str, dict[tuple[str, int], tuple
             ("www.example.org", 16): (),
         }
     }
+
+
+def expected_acme_keys(version: int) -> dict[str, list[AcmeKey]]:
+    if version < 5:
+        return {}
+    return {"alice": [AcmeKey("0a1b2c3d", "ab" * 32, "web server", 1700000000.0)]}

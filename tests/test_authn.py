@@ -290,7 +290,16 @@ class SeamTests(unittest.TestCase):
         """The enum's values are the names logs, stored states and metrics always had."""
         self.assertEqual(
             [str(m) for m in CLIENT_METHODS],
-            ["http-url", "http-basic", "dyndns2", "gnudip-tcp", "gnudip-http", "dns-update"],
+            [
+                "http-url",
+                "http-basic",
+                "dyndns2",
+                "gnudip-tcp",
+                "gnudip-http",
+                "dns-update",
+                "acme-dns",
+                "acme-httpreq",
+            ],
         )
         self.assertEqual((Method.ADMIN, Method.CLI), ("admin", "cli"))
         self.assertTrue(is_client_method("dyndns2"))

@@ -184,6 +184,7 @@ class TrustedConstructorTests(SynchronousTestCase):
             updated_at=12.5,
             method="ddns",
             client_address="192.0.2.7",
+            txt=(("alice.dyn.example", "v1", 99.5),),
         )
         self.assertEqual(HostState.trusted(**fields), HostState(**fields))
         self.assertEqual(len(fields), len(HostState.__attrs_attrs__))

@@ -216,7 +216,7 @@ class SQLiteStoreTests(StoreConformanceMixin, TestCase):
         conn = sqlite3.connect(path)
         try:
             self.assertEqual(conn.execute("PRAGMA user_version").fetchone()[0], SCHEMA_VERSION)
-            self.assertEqual(SCHEMA_VERSION, 4)
+            self.assertEqual(SCHEMA_VERSION, 5)
             self.assertEqual(conn.execute("SELECT COUNT(*) FROM tsig_replay").fetchone()[0], 0)
             self.assertEqual(conn.execute("SELECT COUNT(*) FROM zone_records").fetchone()[0], 0)
         finally:

@@ -18,6 +18,7 @@ from dyndns_plugin.store.sqlite import SCHEMA_VERSION, SQLiteUserStore, connect
 from tests.store_versions import (
     ROWS_BY_VERSION,
     build_store_at_version,
+    expected_acme_keys,
     expected_generation,
     expected_replay_states,
     expected_states,
@@ -59,6 +60,8 @@ class MigrationTests(TestCase):
             self.assertEqual((yield store.load_zone_history()), expected_zone_history(version))
             self.assertEqual((yield store.load_replay_states()), expected_replay_states(version))
             self.assertEqual((yield store.load_zone_records()), expected_zone_records(version))
+            for user_id in expected_users(version):
+                self.assertEqual((yield store.acme_keys(user_id)), expected_acme_keys(version).get(user_id, []))
             # the migrated file takes writes of every kind, after the old generation
             yield store.add_user(User("erin", hostnames=["erin.example.org"]))
             yield store.save_state(HostState("erin", ipv4="192.0.2.44"))
@@ -83,6 +86,14 @@ class MigrationTests(TestCase):
     def test_from_version_3(self):
         """Version 3's TSIG replay records survive; the host zones' updated RRsets start empty."""
         return self.check_migrates(3)
+
+    def test_from_version_4(self):
+        """Version 4's host-zone RRsets survive; states get no ACME values, users no scoped keys."""
+        return self.check_migrates(4)
+
+    def test_current_version(self):
+        """The current version's own rows (ACME values, scoped keys) read back as written."""
+        return self.check_migrates(SCHEMA_VERSION)
 
     def test_every_earlier_version_tested(self) -> None:
         """A test method per earlier version: adding a migration means adding its test."""

@@ -160,8 +160,10 @@ class AnswerCache:
     out first) and exact:
 
       - an answer for a name an active user owns (main name, additional
-        name, or one a wildcard alias covers) is dropped when that user's
-        state changes (L{changed});
+        name, one a wildcard alias covers, or an ACME challenge name that
+        holds values) is dropped when that user's state changes
+        (L{changed}); a change of its challenge values drops the
+        negative answers too, as a new zone serial does;
       - any other change to users (added, removed, edited, enabled,
         disabled, names changed) drops everything;
       - a new zone serial (L{zones_changed}) drops every answer that is not
@@ -260,6 +262,12 @@ class AnswerCache:
         """A committed change (a L{ChangeFeed} observer)."""
         if change.old_user is not None and change.old_user == change.new_user:
             self.drop_users((change.user_id,))
+            old, new = change.old_state, change.new_state
+            if (old.txt if old is not None else ()) != (new.txt if new is not None else ()):
+                # An ACME challenge name that held no values was answered
+                # as no one's (NXDOMAIN) or as a wildcard's: those answers
+                # are not the user's, and go as a new serial's would.
+                self.zones_changed()
         else:
             self.clear()
 

@@ -21,6 +21,7 @@ Labels = tuple[bytes, ...]
 
 TYPE_A = 1
 TYPE_AAAA = 28
+TYPE_TXT = 16
 TYPE_SOA = 6
 TYPE_TSIG = 250
 CLASS_IN = 1

@@ -1,6 +1,7 @@
 """
-L{DynDNSResolver}: answers A, AAAA and ANY for users' names from the
-in-memory registry, and lets everything else fall through to the next
+L{DynDNSResolver}: answers A, AAAA and ANY for users' names, and TXT for
+their ACME challenge names (L{dyndns_plugin.acme}), from the in-memory
+registry, and lets everything else fall through to the next
 resolver (the suffix zone, host zones, or an embedder's own authorities).
 
 This is the DNS query path: it reads memory only, never the store, a thread
@@ -25,6 +26,8 @@ class NotReady(Exception):
 
 
 _ADDRESS_TYPES = {dns.A: (4,), dns.AAAA: (6,), dns.ALL_RECORDS: (4, 6)}
+#: What an ACME challenge name answers (L{dyndns_plugin.acme}).
+_TXT_TYPES = (dns.TXT, dns.ALL_RECORDS)
 
 
 def name_key(name: bytes) -> str | None:
@@ -40,7 +43,7 @@ class DynDNSResolver(common.ResolverBase):
     """
     An L{IResolver} in front of other authorities. A user's names (main,
     additional, wildcard aliases) get their current addresses with the
-    user's TTL; a name with no current address of the asked family, an
+    user's TTL, its ACME challenge names their TXT values; a name with no current address of the asked family, an
     unknown or disabled user, or another query type fails with
     L{error.DomainError} so the next resolver in the chain is asked.
     """
@@ -61,6 +64,20 @@ class DynDNSResolver(common.ResolverBase):
             return defer.fail(NotReady("user registry not loaded yet"))
         versions = _ADDRESS_TYPES.get(type)
         key = name_key(name)
+        if type in _TXT_TYPES and cls in (dns.IN, dns.ANY) and key is not None:
+            challenge = self.registry.challenge(key)
+            if challenge is not None:
+                ttl = self.registry.txt_ttl
+                return defer.succeed(
+                    (
+                        [
+                            dns.RRHeader(name, dns.TXT, dns.IN, ttl, dns.Record_TXT(value.encode(), ttl=ttl), auth=True)
+                            for value in challenge[1]
+                        ],
+                        [],
+                        [],
+                    )
+                )
         answer = None
         if versions is not None and cls in (dns.IN, dns.ANY) and key is not None:
             answer = self.registry.answer(key)

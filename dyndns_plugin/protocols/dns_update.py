@@ -20,8 +20,10 @@ L{dyndns_plugin.replication.host_updates} after the same TSIG checks.
 
 Policy: a user's key (C{<user-id>} or C{<user-id>.<suffix>}) may change only its
 own user's names (the main name and exact additional names), types A and
-AAAA. A user has one IPv4 and one IPv6 address, so all of a user's names
-change together, and the whole message is one durable write.
+AAAA, and TXT at their ACME challenge names (C{_acme-challenge.<name>},
+also for the base of each wildcard alias; L{dyndns_plugin.acme}), in
+separate messages. A user has one IPv4 and one IPv6 address, so all of a
+user's names change together, and the whole message is one durable write.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from dyndns_plugin.acme import Op, TXTEdit, base_of, txt_rdata, value_of_rdata
 from dyndns_plugin.authn import Authenticator, ClientUpdate, CredentialChecker, Proven, authenticator_for
 from dyndns_plugin.dns.reader import (
     CLASS_ANY,
@@ -43,6 +46,7 @@ from dyndns_plugin.dns.reader import (
     CLASS_NONE,
     TYPE_A,
     TYPE_AAAA,
+    TYPE_TXT,
     Labels,
     Malformed,
     Record,
@@ -365,10 +369,13 @@ class UpdateHandler:
             return HostState(user.id)
         return state
 
-    def _rrset_now(self, key: Labels, rdtype: int) -> set[IPAddress] | None:
-        """The RRset a query would get now (A/AAAA of users)."""
+    def _rrset_now(self, key: Labels, rdtype: int) -> set[IPAddress] | set[bytes] | None:
+        """The RRset a query would get now (A/AAAA of users, TXT of their challenge names)."""
         version = _ADDRESS_TYPES.get(rdtype)
         name = _text(key)
+        if rdtype == TYPE_TXT and name is not None:
+            challenge = self.service.registry.challenge(name)
+            return None if challenge is None else {txt_rdata(value) for value in challenge[1]}
         if version is None or name is None:
             return None
         answer = self.service.registry.answer(name)
@@ -384,15 +391,38 @@ class UpdateHandler:
     def _check_prerequisites(self, request: UpdateRequest, zone: Labels) -> None:
         check_prerequisites(request, zone, self._rrset_now, self._in_use, _user_value)
 
-    def _check_policy(self, request: UpdateRequest, user: User) -> None:
+    def _check_policy(self, request: UpdateRequest, user: User) -> bool:
+        """
+        Refuse what the user's key may not change; True if the message
+        changes ACME challenge values (TXT at C{_acme-challenge.<name>} of
+        the user's names), False if it changes addresses: never both.
+        """
         own = self.auth.own_names(user.id)
+        bases: set[str] | None = None
+        kinds = set()
         for record in request.updates:
             name = _text(record.key)
+            delete_name = record.rdclass == CLASS_ANY and record.rdtype == TYPE_ANY
+            base = None if name is None else base_of(name)
+            if base is not None:
+                if not self.service.acme.allows("rfc2136"):
+                    raise UpdateError(REFUSED, "ACME challenge updates are off")
+                if bases is None:
+                    bases = set(self.service.registry.challenge_bases(user.id))
+                if base not in bases:
+                    raise UpdateError(REFUSED, f"{show(record.key)} is not a challenge name of {user.id}'s")
+                if record.rdtype != TYPE_TXT and not delete_name:
+                    raise UpdateError(REFUSED, f"type {record.rdtype} may not be updated at a challenge name")
+                kinds.add("txt")
+                continue
             if name not in own:
                 raise UpdateError(REFUSED, f"{show(record.key)} is not {user.id}'s name")
-            delete_name = record.rdclass == CLASS_ANY and record.rdtype == TYPE_ANY
             if record.rdtype not in _ADDRESS_TYPES and not delete_name:
                 raise UpdateError(REFUSED, f"type {record.rdtype} may not be updated")
+            kinds.add("address")
+        if len(kinds) > 1:
+            raise UpdateError(REFUSED, "addresses and ACME challenge values go in separate updates")
+        return kinds == {"txt"}
 
     async def _process(self, request: UpdateRequest, user: User, peer: str | None) -> None:
         if len(request.zone) != 1 or request.zone[0].rdtype != TYPE_SOA:
@@ -403,10 +433,13 @@ class UpdateHandler:
             raise UpdateError(NOTAUTH, f"not authoritative for {show(zone)}")
         self._check_prerequisites(request, zone)
         prescan(request, zone)
-        self._check_policy(request, user)
+        challenges = self._check_policy(request, user)
         if user.disabled:
             raise UpdateError(REFUSED, "user is disabled")
         if not request.updates:
+            return
+        if challenges:
+            await self._process_challenges(request, user, peer)
             return
 
         current = self._current(user)
@@ -449,6 +482,30 @@ class UpdateHandler:
                 ttl=ttl,
             )
         )
+        if result.status == UpdateStatus.STORE_FAILED:
+            raise UpdateError(SERVFAIL, "store failure", audited=True)
+        if not result.ok:
+            raise UpdateError(REFUSED, result.message, audited=True)
+
+    async def _process_challenges(self, request: UpdateRequest, user: User, peer: str | None) -> None:
+        """TXT adds and deletes at the user's challenge names (L{_check_policy} allowed them): one durable write."""
+        edits = []
+        for record in request.updates:
+            name = _text(record.key)
+            base = None if name is None else base_of(name)
+            assert base is not None
+            if record.rdclass == CLASS_ANY:  # delete the TXT RRset, or the name (its only RRset)
+                edits.append(TXTEdit(Op.CLEAR, base))
+                continue
+            value = value_of_rdata(record.rdata)
+            if record.rdclass == CLASS_NONE:
+                if value is not None:  # a value we cannot hold is not there
+                    edits.append(TXTEdit(Op.REMOVE, base, value))
+                continue
+            if value is None:
+                raise UpdateError(REFUSED, "a challenge value is one string of 1 to 255 printable characters")
+            edits.append(TXTEdit(Op.ADD, base, value))
+        result = await self.auth.write_txt(METHOD, user.id, edits, peer)
         if result.status == UpdateStatus.STORE_FAILED:
             raise UpdateError(SERVFAIL, "store failure", audited=True)
         if not result.ok:

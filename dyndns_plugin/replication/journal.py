@@ -21,12 +21,13 @@ from typing import Any, Iterable, Iterator, Mapping
 
 from twisted.names import dns as tdns
 
+from dyndns_plugin.acme import base_of, txt_rdata
 from dyndns_plugin.dns.zones import StaticZone
 from dyndns_plugin.registry import Answer, AnswerSource, Registry, answer_from
 from dyndns_plugin.replication.names import PublishedNames, StagedChanges
 from dyndns_plugin.store import RR, JournalStep, RRsetKey, ZoneHistory
 
-TYPE_A, TYPE_NS, TYPE_SOA, TYPE_AAAA = 1, 2, 6, 28
+TYPE_A, TYPE_NS, TYPE_SOA, TYPE_TXT, TYPE_AAAA = 1, 2, 6, 16, 28
 _ADDRESS_TYPES = {4: TYPE_A, 6: TYPE_AAAA}
 
 
@@ -58,6 +59,8 @@ def records_hash(*parts: Iterable[RR]) -> int:
 def answer_rrs(name: str, answer: Answer | None) -> list[RR]:
     if answer is None:
         return []
+    if answer.txt:
+        return [(name, TYPE_TXT, answer.ttl, txt_rdata(value)) for value in answer.txt]
     return [(name, _ADDRESS_TYPES[a.version], answer.ttl, a.packed) for a in answer.addresses]
 
 
@@ -240,9 +243,14 @@ class ZoneState:
             self.authority.set_served(name, served[name])
 
     def current_source(self, registry: Registry, name: str) -> AnswerSource | None:
-        """What the zone should publish at C{name} now: its holder's answer, not a covering wildcard's."""
+        """
+        What the zone should publish at C{name} now: its holder's answer,
+        not a covering wildcard's; at an ACME challenge name, its values.
+        """
         if not self.contains(name):
             return None
+        if base_of(name) is not None:
+            return registry.challenge_source(name)
         owner = registry.exact_owner(name)
         return None if owner is None else registry.answer_source(owner)
 
@@ -286,12 +294,19 @@ class ZoneState:
             # the suffix is this zone or below it and nothing is delegated:
             # then only the additional names are asked about.
             mains_inside = not self.delegations and (suffix == self.origin or suffix.endswith("." + self.origin))
+            # The few users with ACME challenge values publish those names too.
+            holders = set(registry.challenge_holders())
             page = registry.ids_after(None, batch)
             while page:
                 mains: list[tuple[str, AnswerSource]] = []
                 found: list[tuple[str, AnswerSource]] = []
                 for user_id in page:
                     user = users.get(user_id)
+                    if user_id in holders:
+                        for name in registry.challenge_names(user_id):
+                            challenge = registry.challenge_source(name) if contains(name) else None
+                            if challenge is not None:
+                                found.append((name, challenge))
                     own = None if user is None else source_of(user_id)
                     if user is None or own is None:
                         # Its names publish nothing of its own; a name another
@@ -325,7 +340,7 @@ class ZoneState:
         blake2b, from_bytes = hashlib.blake2b, int.from_bytes
         for count, (name, source) in enumerate(dynamic.items(), 1):
             answer = answer_from(source, default_ttl)
-            if name in static:
+            if name in static or answer.txt:
                 for rr in self.records_at(name, answer):
                     digest ^= rr_hash(rr)
             else:
@@ -397,6 +412,7 @@ class ZoneState:
                 and new_answer is not None
                 and old_answer.addresses == new_answer.addresses
                 and old_answer.ttl == new_answer.ttl
+                and old_answer.txt == new_answer.txt
             ):
                 continue
             before = self.records_at(name, old_answer)

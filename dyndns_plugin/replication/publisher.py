@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
+from dyndns_plugin.acme import challenge_name, names_in
 from dyndns_plugin.collector import collector_paused
 from dyndns_plugin.dns.zones import StaticZone
 from dyndns_plugin.model import User
@@ -193,6 +194,9 @@ class ZonePublisher:
         for user in (change.old_user, change.new_user):
             if user is not None:
                 self._pending.update(_names(user, self.service.suffix))
+        for state in (change.old_state, change.new_state):
+            if state is not None and state.txt:
+                self._pending.update(challenge_name(name) for name in names_in(state.txt))
         self._schedule()
 
     def _schedule(self, delay: float | None = None) -> None:

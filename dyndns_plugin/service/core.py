@@ -23,11 +23,14 @@ from twisted.internet import defer, task
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from dyndns_plugin.acme import AcmeSettings, TXTEdit
 from dyndns_plugin.audit import AuditLog
 from dyndns_plugin.limits import Limiter, LimitSettings
+from dyndns_plugin.methods import Method
 from dyndns_plugin.model import HostState, IPAddress, UpdateResult, UpdateStatus, User
 from dyndns_plugin.registry import Registry
 from dyndns_plugin.service.accounts import AccountWrites, NamePolicy
+from dyndns_plugin.service.challenges import ChallengeExpiry
 from dyndns_plugin.service.changes import Change, ChangeFeed, Observer
 from dyndns_plugin.service.ordering import UserOrder
 from dyndns_plugin.service.queries import users_at
@@ -86,6 +89,7 @@ class DynDNSService(Service):
         reserved_names: Iterable[str] = (),
         log_updates: bool = False,
         limits: LimitSettings | None = None,
+        acme: AcmeSettings | None = None,
     ) -> None:
         if clock is None:
             from twisted.internet import reactor as default_clock
@@ -94,7 +98,9 @@ class DynDNSService(Service):
         self.store = store
         self.suffix = suffix
         self.clock: IReactorTime = clock  # type: ignore[assignment]
-        self.registry = Registry(suffix, default_ttl)
+        self.acme = acme if acme is not None else AcmeSettings()
+        self.registry = Registry(suffix, default_ttl, self.acme.ttl)
+        self.registry.challenges_served = self.acme.enabled
         limiter = Limiter(self.clock, limits)
         self.ready: defer.Deferred[None] = defer.Deferred()
         self._load_waiters: list[defer.Deferred[None]] | None = []
@@ -123,6 +129,10 @@ class DynDNSService(Service):
         self._poller: task.LoopingCall | None = None
         self._polling = False
         self._poll_waiters: list[defer.Deferred[None]] = []
+        self.challenge_expiry = ChallengeExpiry(
+            self.registry, self.clock, lambda user_id: self.edit_txt(user_id, (), Method.ACME_EXPIRY)
+        )
+        self.feed.subscribe(self.challenge_expiry.changed)
 
     # -- settings, read from the parts that use them
 
@@ -221,6 +231,8 @@ class DynDNSService(Service):
             # reactor time at 1,000,000 users (bench/scale_users.py).
             gc.freeze()
         self.registry.loaded = True
+        if only_users is None:
+            self.challenge_expiry.start()
         log.info(
             "loaded {count} users from the store (generation {generation})",
             count=count,
@@ -237,6 +249,7 @@ class DynDNSService(Service):
 
     def stopService(self) -> defer.Deferred[None]:
         super().stopService()
+        self.challenge_expiry.stop()
         if self._poller is not None and self._poller.running:
             self._poller.stop()
         return self.store.close()
@@ -415,6 +428,17 @@ class DynDNSService(Service):
         addresses, or no address. The last addresses are kept for display.
         """
         return self.writes.set_offline(user_id, method, client_address)
+
+    def edit_txt(
+        self, user_id: str, edits: Sequence[TXTEdit], method: str = "", client_address: str | None = None
+    ) -> defer.Deferred[UpdateResult]:
+        """
+        Change C{user_id}'s ACME challenge values (L{dyndns_plugin.acme}):
+        each lives C{acme.lifetime} seconds unless removed before. Fires
+        with GOOD once durable, NOCHG, or an error result (BAD_TXT: a name
+        would hold too many values).
+        """
+        return self.writes.edit_txt(user_id, edits, self.acme.lifetime, method, client_address)
 
     # -- reads (L{dyndns_plugin.service.queries})
 

@@ -16,6 +16,7 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from dyndns_plugin.acme import TXTEdit, apply_edits
 from dyndns_plugin.audit import AuditLog
 from dyndns_plugin.limits import Limiter, is_client_method
 from dyndns_plugin.model import (
@@ -166,6 +167,34 @@ class ClientWrites:
 
         return self._in_turn(user_id, method, client_address, action)
 
+    def edit_txt(
+        self,
+        user_id: str,
+        edits: Sequence[TXTEdit],
+        lifetime: float,
+        method: str = "",
+        client_address: str | None = None,
+    ) -> defer.Deferred[UpdateResult]:
+        """
+        Apply C{edits} to the user's ACME challenge values (expired ones
+        go too), in the user's turn: GOOD once durable, NOCHG if nothing
+        changes, BAD_TXT if a name would hold too many. The addresses, the
+        status and what last changed them stay as they are.
+        """
+
+        async def action(old: HostState | None) -> UpdateResult:
+            current = old or HostState(user_id)
+            try:
+                txt = apply_edits(current.txt, edits, self.clock.seconds(), lifetime)
+            except ValidationError as e:
+                return UpdateResult(UpdateStatus.BAD_TXT, old, e.message)
+            if txt == current.txt:
+                return UpdateResult(UpdateStatus.NOCHG, old, "no change")
+            limited = self._rate_limited(user_id, method, old)
+            return limited or await self._commit(attrs.evolve(current, txt=txt), old, method)
+
+        return self._in_turn(user_id, method, client_address, action)
+
     # -- the steps
 
     def _in_turn(
@@ -249,6 +278,7 @@ class ClientWrites:
             updated_at=self.clock.seconds(),
             method=method,
             client_address=client_address,
+            txt=() if old is None else old.txt,
         )
         if (
             old is not None

@@ -119,6 +119,33 @@ class ReplayState:
     macs: tuple[tuple[int, bytes], ...] = ()
 
 
+@attrs.frozen
+class AcmeKey:
+    """
+    A user's scoped ACME key: it may set the user's challenge values and
+    nothing else. Only a SHA-256 of the secret is kept (a random secret of
+    30 bytes needs no slow hash).
+    """
+
+    key_id: str
+    secret_sha256: str
+    label: str = ""
+    created: float = 0.0
+
+
+class IAcmeKeyStore(Interface):
+    """Users' scoped ACME keys (both stores provide it, in the same database as the users)."""
+
+    def acme_keys(user_id: str):
+        """Fire with the user's keys, oldest first (none for an unknown user)."""
+
+    def add_acme_key(user_id: str, key: AcmeKey):
+        """Durably add C{key}; L{NoSuchUser} for an unknown user."""
+
+    def remove_acme_key(user_id: str, key_id: str):
+        """Durably remove a key; fire with whether it was there."""
+
+
 class IReplayStore(Interface):
     """
     TSIG replay records, durable like host states (both stores provide it,

@@ -16,7 +16,8 @@ version, a version no newer than ours. Only then does it touch the store,
 in one write transaction (all or nothing, like any other write, and the
 server's writes wait for it):
 
- - the user data (users, names, states) is replaced by the backup's, every
+ - the user data (users, names, states with their ACME challenge values,
+   scoped ACME keys) is replaced by the backup's, every
    row stamped with a generation above both the store's and the backup's;
  - a tombstone (the C{removed} table) marks each user the store had and the
    backup has not, and each user whose state the backup lacks: a running
@@ -56,7 +57,7 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 
 #: What a restore does with each table of the current schema (a test checks
 #: that every table is named here, so a new migration cannot forget it).
-USER_TABLES = ("users", "hostnames", "states")
+USER_TABLES = ("users", "hostnames", "states", "acme_keys")
 KEPT_TABLES = ("meta", "removed", "zones", "zone_journal", "tsig_replay", "zone_records")
 
 
@@ -282,6 +283,7 @@ def _replace(conn: sqlite3.Connection) -> RestoreInfo:
 
     conn.execute("DELETE FROM main.hostnames")
     conn.execute("DELETE FROM main.states")
+    conn.execute("DELETE FROM main.acme_keys")
     conn.execute("DELETE FROM main.users")
     conn.execute(
         f"INSERT INTO main.users ({_USER_COLUMNS}, gen) SELECT {_USER_COLUMNS}, ? FROM restored.users",
@@ -293,6 +295,10 @@ def _replace(conn: sqlite3.Connection) -> RestoreInfo:
     conn.execute(
         f"INSERT INTO main.states ({_STATE_COLUMNS}, gen) SELECT {_STATE_COLUMNS}, ? FROM restored.states",
         (generation,),
+    )
+    conn.execute(
+        "INSERT INTO main.acme_keys (user_id, key_id, secret_sha256, label, created)"
+        " SELECT user_id, key_id, secret_sha256, label, created FROM restored.acme_keys"
     )
     conn.execute("DELETE FROM main.removed WHERE user_id IN (SELECT id FROM main.users)")
     conn.executemany(

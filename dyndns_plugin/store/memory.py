@@ -14,7 +14,9 @@ from zope.interface import implementer
 from dyndns_plugin.model import HostState, User
 from dyndns_plugin.store import (
     RR,
+    AcmeKey,
     Changes,
+    IAcmeKeyStore,
     IReplayStore,
     IUserStore,
     IZoneJournal,
@@ -31,7 +33,7 @@ from dyndns_plugin.store import (
 T = TypeVar("T")
 
 
-@implementer(IUserStore, IReplayStore, IZoneJournal)
+@implementer(IUserStore, IReplayStore, IZoneJournal, IAcmeKeyStore)
 class MemoryUserStore:
     """
     Users and states in dicts. Set C{fail_writes} to make every write fail
@@ -50,6 +52,7 @@ class MemoryUserStore:
         self._zones: dict[str, ZoneHistory] = {}
         self._zone_records: dict[str, dict[RRsetKey, tuple[RR, ...]]] = {}
         self._replay: dict[str, ReplayState] = {}
+        self._acme_keys: dict[str, list[AcmeKey]] = {}
 
     def open(self) -> defer.Deferred[None]:
         return defer.succeed(None)
@@ -123,6 +126,7 @@ class MemoryUserStore:
         self._user_gen.pop(user_id, None)
         self._states.pop(user_id, None)
         self._state_gen.pop(user_id, None)
+        self._acme_keys.pop(user_id, None)
         self._removed[user_id] = generation
 
     def _drop_names(self, user_id: str) -> None:
@@ -215,6 +219,28 @@ class MemoryUserStore:
             else:
                 zone[key] = tuple(rrs)
         return defer.succeed(None)
+
+    # -- scoped ACME keys
+
+    def acme_keys(self, user_id: str) -> defer.Deferred[list[AcmeKey]]:
+        return defer.succeed(sorted(self._acme_keys.get(user_id, ()), key=lambda k: (k.created, k.key_id)))
+
+    def add_acme_key(self, user_id: str, key: AcmeKey) -> defer.Deferred[None]:
+        def change(generation: int) -> None:
+            if user_id not in self._users:
+                raise NoSuchUser(user_id)
+            self._acme_keys.setdefault(user_id, []).append(key)
+
+        return self._write(change)
+
+    def remove_acme_key(self, user_id: str, key_id: str) -> defer.Deferred[bool]:
+        def change(generation: int) -> bool:
+            keys = self._acme_keys.get(user_id, [])
+            kept = [k for k in keys if k.key_id != key_id]
+            self._acme_keys[user_id] = kept
+            return len(kept) != len(keys)
+
+        return self._write(change)
 
     # -- TSIG replay records
 

@@ -25,11 +25,14 @@ from twisted.internet.interfaces import IReactorFromThreads
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from dyndns_plugin import acme
 from dyndns_plugin.collector import collector_paused
 from dyndns_plugin.model import HostState, User, stored_ipv4, stored_ipv6
 from dyndns_plugin.store import (
     RR,
+    AcmeKey,
     Changes,
+    IAcmeKeyStore,
     IReplayStore,
     IUserStore,
     IZoneJournal,
@@ -135,8 +138,23 @@ CREATE TABLE zone_records (
 );
 """
 
+#: Version 5: users' ACME challenge values (C{states.txt}: JSON
+#: [[name, value, expires], ...], NULL for none) and their scoped ACME
+#: keys (C{acme_keys}: only a SHA-256 of each secret).
+_SCHEMA_V5 = """
+ALTER TABLE states ADD COLUMN txt TEXT;
+CREATE TABLE acme_keys (
+    user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    key_id TEXT NOT NULL,
+    secret_sha256 TEXT NOT NULL,
+    label TEXT NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (user_id, key_id)
+);
+"""
+
 #: MIGRATIONS[n] takes a database from schema version n to n + 1.
-MIGRATIONS: list[str] = [_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4]
+MIGRATIONS: list[str] = [_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4, _SCHEMA_V5]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _STOP = object()
@@ -312,7 +330,7 @@ _USER_COLUMNS = (
     "id, password_hash, md5_verifier, tsig_secret, tsig_algorithm, "
     "tsig_from_password, offline_ipv4, offline_ipv6, notes, disabled"
 )
-_STATE_COLUMNS = "user_id, ipv4, ipv6, ttl, offline, updated_at, method, client_address"
+_STATE_COLUMNS = "user_id, ipv4, ipv6, ttl, offline, updated_at, method, client_address, txt"
 _PUT_USER = (
     f"INSERT INTO users ({_USER_COLUMNS}, gen) VALUES "
     "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
@@ -327,7 +345,7 @@ _PUT_USER = (
 _BULK_CACHE_KIB = 256 * 1024
 _DROP_HOSTNAMES = "DELETE FROM hostnames WHERE user_id = ?"
 _UNREMOVE = "DELETE FROM removed WHERE user_id = ?"
-_SAVE_STATE = f"INSERT OR REPLACE INTO states ({_STATE_COLUMNS}, gen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_SAVE_STATE = f"INSERT OR REPLACE INTO states ({_STATE_COLUMNS}, gen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 def _state_row(state: HostState, generation: int) -> tuple[Any, ...]:
@@ -340,6 +358,7 @@ def _state_row(state: HostState, generation: int) -> tuple[Any, ...]:
         state.updated_at,
         state.method,
         state.client_address,
+        json.dumps(acme.to_json(state.txt)) if state.txt else None,
         generation,
     )
 
@@ -373,7 +392,12 @@ def _state_from_row(row: tuple[Any, ...], user_id: str | None = None) -> HostSta
         row[5],
         row[6],
         row[7],
+        _txt(row[8]),
     )
+
+
+def _txt(text: str | None) -> tuple[tuple[str, str, float], ...]:
+    return () if text is None else acme.from_json(json.loads(text))
 
 
 def _changed_rows(conn: sqlite3.Connection, generation: int, current: int) -> Changes:
@@ -434,7 +458,7 @@ def connect(path: str) -> sqlite3.Connection:
     return conn
 
 
-@implementer(IUserStore, IReplayStore, IZoneJournal)
+@implementer(IUserStore, IReplayStore, IZoneJournal, IAcmeKeyStore)
 class SQLiteUserStore:
     """
     L{IUserStore} on one SQLite file. The file and its WAL are created
@@ -549,6 +573,7 @@ class SQLiteUserStore:
                         row[5],
                         row[6],
                         row[7],
+                        () if row[8] is None else _txt(row[8]),
                     )
                 (self._data_version,) = conn.execute("PRAGMA data_version").fetchone()
             finally:
@@ -799,6 +824,36 @@ class SQLiteUserStore:
                 _save_zone_version(conn, origin, serial, digest, step, keep)
 
         return self._write(save)
+
+    # -- scoped ACME keys
+
+    def acme_keys(self, user_id: str) -> defer.Deferred[list[AcmeKey]]:
+        def read(conn: sqlite3.Connection) -> list[AcmeKey]:
+            rows = conn.execute(
+                "SELECT key_id, secret_sha256, label, created FROM acme_keys WHERE user_id = ? ORDER BY created, key_id",
+                (user_id,),
+            )
+            return [AcmeKey(*row) for row in rows]
+
+        return self._read(read)
+
+    def add_acme_key(self, user_id: str, key: AcmeKey) -> defer.Deferred[None]:
+        def add(conn: sqlite3.Connection, generation: int) -> None:
+            if conn.execute("SELECT 1 FROM users WHERE id = ?", (user_id,)).fetchone() is None:
+                raise NoSuchUser(user_id)
+            conn.execute(
+                "INSERT INTO acme_keys (user_id, key_id, secret_sha256, label, created) VALUES (?, ?, ?, ?, ?)",
+                (user_id, key.key_id, key.secret_sha256, key.label, key.created),
+            )
+
+        return self._write(add)
+
+    def remove_acme_key(self, user_id: str, key_id: str) -> defer.Deferred[bool]:
+        def remove(conn: sqlite3.Connection, generation: int) -> bool:
+            cursor = conn.execute("DELETE FROM acme_keys WHERE user_id = ? AND key_id = ?", (user_id, key_id))
+            return cursor.rowcount > 0
+
+        return self._write(remove)
 
     # -- TSIG replay records
 
