@@ -5,11 +5,14 @@ trial C{TestCase} that defines C{make_store()} (and opens it in C{setUp}).
 
 from __future__ import annotations
 
+import attrs
 from twisted.internet import defer
 from zope.interface.verify import verifyObject
 
 from dyndns_plugin.model import HostState, User
 from dyndns_plugin.store import (
+    AcmeKey,
+    IAcmeKeyStore,
     IReplayStore,
     IUserStore,
     IZoneJournal,
@@ -291,6 +294,39 @@ class StoreConformanceMixin(TestCaseMixin):
         self.assertEqual(snapshot.states["user49"].ipv4.exploded, "192.0.2.50")
 
     # -- zone serials and journals
+
+    @defer.inlineCallbacks
+    def test_challenge_values_round_trip(self):
+        """A state's ACME challenge values come back equal from a load, and to another writer's poll."""
+        state = attrs.evolve(
+            ALICE_STATE, txt=(("alice.dyn.example.com", 'tok "1"', 1700000000.25), ("a.example.org", "t2", 1.0))
+        )
+        yield self.store.add_user(ALICE)
+        mark = (yield self.store.load()).generation
+        peer = yield self.open_peer()
+        yield peer.save_state(state)
+        self.assertEqual((yield self.store.changes_since(mark)).states["alice"], state)
+        self.assertEqual((yield self.store.load()).states["alice"], state)
+        yield peer.save_state(attrs.evolve(state, txt=()))
+        self.assertEqual((yield self.store.load()).states["alice"].txt, ())
+
+    @defer.inlineCallbacks
+    def test_acme_keys(self):
+        """Scoped ACME keys: added, listed oldest first, removed; gone with their user; none for others."""
+        self.assertTrue(verifyObject(IAcmeKeyStore, self.store))
+        yield self.store.add_user(ALICE)
+        yield self.store.add_user(BOB)
+        first, second = AcmeKey("k1", "aa" * 32, "web", 10.0), AcmeKey("k2", "bb" * 32, "", 20.0)
+        yield self.store.add_acme_key("alice", second)
+        yield self.store.add_acme_key("alice", first)
+        self.assertEqual((yield self.store.acme_keys("alice")), [first, second])
+        self.assertEqual((yield self.store.acme_keys("bob")), [])
+        yield self.assertFailure(self.store.add_acme_key("nobody", first), NoSuchUser)
+        self.assertTrue((yield self.store.remove_acme_key("alice", "k1")))
+        self.assertFalse((yield self.store.remove_acme_key("alice", "k1")))
+        self.assertEqual((yield self.store.acme_keys("alice")), [second])
+        yield self.store.remove_user("alice")
+        self.assertEqual((yield self.store.acme_keys("alice")), [])
 
     @defer.inlineCallbacks
     def test_replay_state_round_trip(self):
