@@ -19,6 +19,7 @@ from dyndns_plugin.acme import (
     AcmeSettings,
     Op,
     TXTEdit,
+    TXTValues,
     apply_edits,
     challenge_bases,
     matching_key,
@@ -77,7 +78,7 @@ class EditTests(unittest.SynchronousTestCase):
         self.assertEqual(len(apply_edits(values, [TXTEdit(Op.ADD, "b.x", "v")], 0.0, 60.0)), MAX_VALUES_PER_NAME + 1)
 
     def test_keep_drops_the_oldest(self) -> None:
-        values = ()
+        values: TXTValues = ()
         for i in range(5):
             values = apply_edits(values, [TXTEdit(Op.ADD, "a.x", f"v{i}", keep=ACME_DNS_KEEP)], float(i), 60.0)
         self.assertEqual([v[1] for v in values], ["v3", "v4"])
