@@ -381,6 +381,8 @@ def build_service(
 
         update_handler = UpdateHandler(dyndns, [z.origin for z in zones], checker=checker)
     publisher, transfer_handler, notifier = make_transfer(settings, dyndns, zones, reactor)
+    if update_handler is not None:
+        transfer_handler.query_keys = update_handler.query_key
     if update_handler is not None and any(z.updatable for z in settings.dns.zones):
         from dyndns_plugin.replication.host_updates import HostZoneUpdates
 

@@ -1162,6 +1162,42 @@ class AccessTests(TransferTestsMixin, unittest.TestCase):
         self.assertEqual(self.handler.transfers, 0)
 
     @defer.inlineCallbacks
+    def test_query_key_signs_soa_queries_only(self):
+        """
+        A key of L{TransferHandler.query_keys} (a user's, as certbot's
+        rfc2136 plugin signs its zone lookups): a signed SOA answer at the
+        apex, a signed NODATA below it (the zone's SOA as authority), and a
+        transfer with it REFUSED (signed), from an address not allowed.
+        """
+        yield self.setup_server(networks=["192.0.2.0/24"], keys=[our_key()])
+        user_key = dns.tsig.Key(f"alice.{SUFFIX}.", base64.b64decode(OTHER_SECRET), dns.tsig.HMAC_SHA256)
+        ours = TSIGKey.make(labels_of(f"alice.{SUFFIX}"), base64.b64decode(OTHER_SECRET), "hmac-sha256")
+        self.handler.query_keys = lambda labels: ours if labels == ours.name else None
+        serial = yield self.served_serial()
+        query = dns.message.make_query(SUFFIX, "SOA")
+        query.use_tsig(user_key)
+        answer = yield self.tcp_one(query)
+        self.assertTrue(answer.had_tsig)
+        self.assertEqual((answer.rcode(), answer.answer[0][0].serial), (dns.rcode.NOERROR, serial))
+        self.assertTrue(answer.flags & dns.flags.AA)
+        for name in (f"_acme-challenge.alice.{SUFFIX}", "www.example.org"):
+            query = dns.message.make_query(name, "SOA")
+            query.use_tsig(user_key)
+            answer = yield self.udp_one(query)
+            self.assertTrue(answer.had_tsig)
+            self.assertEqual((answer.rcode(), answer.answer), (dns.rcode.NOERROR, []))
+            self.assertTrue(answer.flags & dns.flags.AA)
+            [soa] = answer.authority
+            self.assertEqual(
+                (soa.rdtype, soa[0].serial),
+                (dns.rdatatype.SOA, (yield self.served_serial(soa.name.to_text(omit_final_dot=True)))),
+            )
+        answer = yield self.tcp_one(xfr_query(SUFFIX, key=user_key))
+        self.assertTrue(answer.had_tsig)
+        self.assertEqual(answer.rcode(), dns.rcode.REFUSED)
+        self.assertEqual(self.handler.transfers, 0)
+
+    @defer.inlineCallbacks
     def test_unknown_key_badkey(self):
         """A key we do not know, or our key's name with another algorithm: BADKEY, unsigned."""
         yield self.setup_server(networks=["127.0.0.0/8"], keys=[our_key()])

@@ -199,6 +199,11 @@ class UpdateHandler:
         self._keys[keyname] = found
         return found
 
+    def query_key(self, keyname: Labels) -> TSIGKey | None:
+        """A user's key, for signed SOA queries (never transfers: L{TransferHandler.query_keys})."""
+        found = self.key_for(keyname)
+        return None if found is None else found[1]
+
     # -- the message
 
     async def handle_update_wire(self, wire: bytes, peer: str | None) -> bytes | None:

@@ -450,6 +450,13 @@ class ZonePublisher:
     def zone_for(self, origin: str) -> ZoneState | None:
         return self.by_origin.get(origin) if self.ready else None
 
+    def zone_containing(self, name: str) -> ZoneState | None:
+        """The closest of our zones that C{name} is in (None: none, or not ready)."""
+        if not self.ready:
+            return None
+        inside = [z for z in self.zones if name == z.origin or name.endswith("." + z.origin)]
+        return max(inside, key=lambda z: len(z.origin), default=None)
+
 
 class PendingNames:
     """

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -45,6 +45,7 @@ from dyndns_plugin.dns.signing import (
     unsigned_error,
 )
 from dyndns_plugin.dns.wire import error_reply
+from dyndns_plugin.dns.zones import negative_ttl
 from dyndns_plugin.logsample import LogSampler
 from dyndns_plugin.replication.journal import TYPE_SOA, ZoneState, serial_newer
 from dyndns_plugin.replication.publisher import ZonePublisher
@@ -53,7 +54,7 @@ from dyndns_plugin.store import RR, JournalStep
 log = Logger()
 
 TYPE_IXFR, TYPE_AXFR = 251, 252
-SERVFAIL, REFUSED, NOTAUTH = 2, 5, 9
+NOERROR, SERVFAIL, REFUSED, NOTAUTH = 0, 2, 5, 9
 #: Bytes per transfer message (TCP allows 65535; smaller messages keep the
 #: memory of one write small and let other clients in between).
 MESSAGE_SIZE = 16384
@@ -127,6 +128,10 @@ class TransferHandler:
         self.publisher = publisher
         self.networks = tuple(networks)
         self.keys = {key.name: key for key in keys}
+        #: Keys that may sign a plain SOA query but never a transfer: users'
+        #: keys (certbot's rfc2136 plugin finds the zone with SOA queries
+        #: signed with the key it updates with, and needs signed answers).
+        self.query_keys: Callable[[Labels], TSIGKey | None] | None = None
         self.clock = clock if clock is not None else publisher.clock
         self.transfers = 0  # answered transfers (AXFR or IXFR), for tests and status
         # Refusals are triggered by whoever sends a query: a bounded sample.
@@ -160,9 +165,13 @@ class TransferHandler:
         origin = _text(question.key)
         tsig = query.tsig
         key = None
+        query_only = False
         now = int(self.clock.seconds())
         if tsig is not None:
             key = self.keys.get(tsig.key)
+            if key is None and self.query_keys is not None:
+                key = self.query_keys(tsig.key)
+                query_only = key is not None
             if key is None or key.algorithm != tsig.algorithm:
                 self._sample.info("transfer-badkey", "transfer request from {peer}: unknown key", peer=peer)
                 return _one(unsigned_error(self._plain(query, NOTAUTH), tsig, BADKEY))
@@ -181,6 +190,9 @@ class TransferHandler:
                 message = sign_answer(message, key, tsig, 0, now)
             return _one(message)
 
+        if query_only and question.rdtype != TYPE_SOA:
+            self._sample.info("transfer-refused", "transfer of {zone} refused to {peer}", zone=origin, peer=peer)
+            return error(REFUSED)
         if key is None and not self.allowed(peer):
             self._sample.info("transfer-refused", "transfer of {zone} refused to {peer}", zone=origin, peer=peer)
             return error(REFUSED)
@@ -189,6 +201,11 @@ class TransferHandler:
         if not self.publisher.ready:
             return error(SERVFAIL)
         zone = self.publisher.zone_for(origin) if origin is not None else None
+        if zone is None and query_only and origin is not None:
+            inside = self.publisher.zone_containing(origin)
+            if inside is not None and key is not None and tsig is not None:
+                # A name below the apex: no SOA there (NODATA, the zone's SOA as authority).
+                return _one(sign_answer(self._no_data(query, inside), key, tsig, 0, now))
         if zone is None:
             return error(NOTAUTH)
         signer = None
@@ -236,6 +253,17 @@ class TransferHandler:
             + b"\0"
             + struct.pack("!HH", question.rdtype, question.rdclass)
         )
+
+    def _no_data(self, query: Query, zone: ZoneState) -> bytes:
+        """An authoritative answer with no records and the zone's SOA in the authority section."""
+        answer = self._plain(query, NOERROR)
+        name, rdtype, _, rdata = zone.soa_rr()
+        owner = to_wire(tuple(label.encode("ascii") for label in name.split(".")))
+        ttl = negative_ttl(zone.soa)
+        record = owner + struct.pack("!HHIH", rdtype, CLASS_IN, ttl, len(rdata)) + rdata
+        header = struct.unpack("!HHHHHH", answer[:12])
+        flags = header[1] | 0x0400  # AA
+        return struct.pack("!HHHHHH", header[0], flags, 1, 0, 1, 0) + answer[12:] + record
 
     @staticmethod
     def _client_serial(wire: bytes, query: Query, origin: Labels) -> int:
