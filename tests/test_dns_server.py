@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import socket
 import struct
+from typing import Any
 
 import dns.flags
 import dns.message
@@ -22,6 +23,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.update
 from twisted.internet import defer, reactor, task, threads
+from twisted.internet.testing import StringTransport
 from twisted.trial import unittest
 
 from dyndns_plugin.dns import server as dns_server
@@ -906,6 +908,70 @@ class ReadBudgetTests(ServerTestsMixin, unittest.TestCase):
         self.assertEqual(ids, list(range(1, 20)))
         yield task.deferLater(reactor, 0, lambda: None)
         self.assertEqual(udp.maxThroughput, type(udp).maxThroughput, "the next read may take a full budget")
+
+
+class StreamReadBudgetTests(ServerTestsMixin, unittest.TestCase):
+    """Pipelined TCP queries are answered a budget a reactor turn; the connection stops reading meanwhile."""
+
+    class Turns:
+        """A reactor's timed calls, run a turn at a time (what is called later in a turn runs in the next)."""
+
+        def __init__(self) -> None:
+            self.pending: list[Any] = []
+
+        def callLater(self, delay: float, function: Any, *args: Any) -> None:
+            self.pending.append(lambda: function(*args))
+
+        def advance(self, _: float = 0) -> None:
+            calls, self.pending = self.pending, []
+            for call in calls:
+                call()
+
+    def connect(self) -> tuple[Any, StringTransport, Turns]:
+        turns = self.Turns()
+        protocol = self.factory.buildProtocol(("127.0.0.1", 5353))
+        protocol.idleTimeout = protocol.messageTimeout = None
+        transport = StringTransport()
+        transport.reactor = turns  # type: ignore[attr-defined]
+        protocol.makeConnection(transport)
+        self.addCleanup(protocol.connectionLost, None)
+        return protocol, transport, turns
+
+    @staticmethod
+    def answers(transport: StringTransport) -> list[int]:
+        data, ids = transport.value(), []
+        while data:
+            (length,) = struct.unpack("!H", data[:2])
+            ids.append(struct.unpack("!H", data[2:4])[0])
+            data = data[2 + length :]
+        return ids
+
+    def pipelined(self, count: int) -> bytes:
+        messages = []
+        for i in range(count):
+            message = query(f"alice.{SUFFIX}", "A")
+            message.id = i
+            messages.append(framed(message.to_wire()))
+        return b"".join(messages)
+
+    def test_spent_budget_pauses_the_connection(self) -> None:
+        self.patch(dns_server, "READ_BUDGET", 0.0)
+        protocol, transport, clock = self.connect()
+        protocol.dataReceived(self.pipelined(5))
+        self.assertEqual(self.answers(transport), [0])
+        self.assertEqual(transport.producerState, "paused")
+        for turn in range(1, 5):
+            clock.advance(0)
+            self.assertEqual(self.answers(transport), list(range(turn + 1)))
+        clock.advance(0)
+        self.assertEqual(transport.producerState, "producing", "read on once all is answered")
+
+    def test_within_the_budget_all_at_once(self) -> None:
+        self.patch(dns_server, "READ_BUDGET", 60.0)
+        protocol, transport, clock = self.connect()
+        protocol.dataReceived(self.pipelined(20))
+        self.assertEqual(self.answers(transport), list(range(20)))
+        self.assertEqual(transport.producerState, "producing")
 
 
 class WhenLoadedTests(unittest.TestCase):

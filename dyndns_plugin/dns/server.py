@@ -173,12 +173,47 @@ def _set_reading(transport: Any, reading: bool) -> None:
     getattr(transport, "startReading" if reading else "stopReading")()
 
 
-#: Reactor time the datagrams of one read may take (s), as a slice of
-#: bulk work (L{dyndns_plugin.service.slices.SLICE}) may.
+#: Reactor time the messages of one read may take (s), as a slice of bulk
+#: work (L{dyndns_plugin.service.slices.SLICE}) may.
 READ_BUDGET = 0.002
 
 
-class DNSDatagramProtocol(dns.DNSDatagramProtocol):
+class ReadBudget:
+    """
+    Ends a protocol's reading for the reactor turn once the messages read
+    in it took L{READ_BUDGET}; the next turn reads on (L{_read_on}). Without
+    it, one read (a UDP port reads up to 256 KiB a turn; a TCP connection
+    hands over up to 64 KiB of pipelined queries) could hold the reactor
+    for as long as a client keeps sending: timers, other connections and
+    the slices of bulk work waited.
+    """
+
+    transport: Any
+    #: When this turn's reading must end (perf_counter); None between turns.
+    _read_ends: float | None = None
+
+    def _read_budget(self) -> float:
+        """When this turn's reading ends (its budget starts with its first message)."""
+        ends = self._read_ends
+        if ends is None:
+            reactor = getattr(self.transport, "reactor", None)
+            if reactor is None:  # not a reactor's transport (a test's): nothing to end
+                ends = float("inf")
+            else:
+                ends = time.perf_counter() + READ_BUDGET
+                reactor.callLater(0, self._next_turn)
+            self._read_ends = ends
+        return ends
+
+    def _next_turn(self) -> None:
+        self._read_ends = None
+        self._read_on()
+
+    def _read_on(self) -> None:
+        """The turn after reading stopped (or ran dry): read again with a new budget."""
+
+
+class DNSDatagramProtocol(ReadBudget, dns.DNSDatagramProtocol):
     """
     UDP: raw UPDATE hook, FORMERR for garbage, truncation to the limit, and
     response rate limiting (L{DynDNSServerFactory.rrl}) on every datagram
@@ -186,20 +221,16 @@ class DNSDatagramProtocol(dns.DNSDatagramProtocol):
     and FORMERR answers (L{writeWire}). Nothing a datagram contains can
     raise out of L{datagramReceived}.
 
-    One read of the port takes at most L{READ_BUDGET} of datagrams, then
-    gives the reactor back (timers, TCP, HTTP, the slices of bulk work)
-    until its next turn: Twisted's port reads up to 256 KiB a turn, and a
-    client that sends its next query as soon as it has the answer kept
-    one read going for as long as it liked (a 13 ms turn of 245 queries
-    while 50,000 changes were applied).
+    One read of the port takes at most L{READ_BUDGET} of datagrams
+    (L{ReadBudget}): a client that sent its next query as soon as it had
+    the answer kept one read going for as long as it liked (a 13 ms turn of
+    245 queries while 50,000 changes were applied).
     """
 
     controller: DynDNSServerFactory
     #: Fires once the users are loaded (L{DynDNSServerFactory.when_loaded});
     #: None: loaded, or nothing to wait for.
     _loading: defer.Deferred[None] | None = None
-    #: When the current read's budget ends (perf_counter); None between reads.
-    _read_ends: float | None = None
 
     def startProtocol(self) -> None:
         when_loaded = self.controller.when_loaded
@@ -217,16 +248,13 @@ class DNSDatagramProtocol(dns.DNSDatagramProtocol):
         if len(data) < 12 or data[2] & 0x80:
             return  # too short to answer, or a response: never reply
         controller = self.controller
-        ends = self._read_ends
-        if ends is None:
-            ends = self._read_began()
+        ends = self._read_budget()
         try:
             controller.dispatch(data, self, addr)
         except Exception:
             controller.internal_error(Failure(), data, self, addr)
         if time.perf_counter() >= ends:
-            port: Any = self.transport
-            port.maxThroughput = 0  # ends the port's read loop after this datagram
+            self.transport.maxThroughput = 0  # ends the port's read loop after this datagram
         if self._loading is not None:
             # While the users load, every answer is SERVFAIL, and reading on
             # would hand the GIL to and from the loading thread at every
@@ -235,21 +263,8 @@ class DNSDatagramProtocol(dns.DNSDatagramProtocol):
             # What was read is answered; the rest waits in the socket's buffer.
             _set_reading(self.transport, False)
 
-    def _read_began(self) -> float:
-        """When the read now under way must end."""
-        reactor = getattr(self.transport, "reactor", None)
-        if reactor is None:  # not a reactor's port (a test's transport): no read loop to end
-            self._read_ends = float("inf")
-        else:
-            self._read_ends = time.perf_counter() + READ_BUDGET
-            reactor.callLater(0, self._read_ended)
-        return self._read_ends
-
-    def _read_ended(self) -> None:
-        # The next reactor turn: the read is over (its budget spent, or the
-        # socket empty), and the next one may take a full budget.
-        self._read_ends = None
-        port: Any = self.transport
+    def _read_on(self) -> None:
+        port = self.transport
         if port is not None:
             port.maxThroughput = type(port).maxThroughput
 
@@ -309,13 +324,15 @@ class DNSDatagramProtocol(dns.DNSDatagramProtocol):
         self.transport.write(wire, address)
 
 
-class DNSStreamProtocol(dns.DNSProtocol, policies.TimeoutMixin):
+class DNSStreamProtocol(ReadBudget, dns.DNSProtocol, policies.TimeoutMixin):
     """
     TCP: raw UPDATE hook, FORMERR for garbage, an idle timeout (reset by
     each complete message and each answer written), and a deadline for each
     message from its first byte to its last that activity does not move.
     The factory sets both from its C{tcp_idle_timeout} and
-    C{tcp_message_timeout}.
+    C{tcp_message_timeout}. Pipelined queries are answered L{READ_BUDGET}
+    of them a reactor turn (L{ReadBudget}): the connection stops reading
+    meanwhile.
     """
 
     idleTimeout: float | None = TCP_IDLE_TIMEOUT
@@ -372,10 +389,17 @@ class DNSStreamProtocol(dns.DNSProtocol, policies.TimeoutMixin):
             transport.loseConnection()  # type: ignore[union-attr]
             return
         controller = self.controller
+        ends = self._read_budget()
         try:
             controller.dispatch(data, self, None)
         except Exception:
             controller.internal_error(Failure(), data, self, None)
+        if time.perf_counter() >= ends and not self.paused and not self._lost:
+            self.pauseProducing()  # what is left of this read waits for the next turn
+
+    def _read_on(self) -> None:
+        if self.paused and not self._lost:
+            self.resumeProducing()  # answers what was left, with a new budget
 
     def peer_host(self, address: None = None) -> str | None:
         """The host at the other end of the connection (None: not an IP peer)."""
