@@ -1,7 +1,8 @@
 """
 The adapter seam: the one entry every update protocol goes through (ddns URL
-and Basic, /nic/update, GnuDIP over TCP and HTTP, RFC 2136 TSIG; the admin
-API uses its authentication step). An adapter parses its protocol into a
+and Basic, /nic/update, GnuDIP over TCP and HTTP, RFC 2136 TSIG, the ACME
+HTTP APIs through L{Authenticator.check_acme}; the admin API uses its
+authentication step). An adapter parses its protocol into a
 L{ClientUpdate}, calls L{Authenticator.update} (authenticate, then the name
 ownership check, then the service write) and renders the L{UpdateOutcome}
 in its protocol's words. The lockout, the fair share of the hash pool,
@@ -28,12 +29,13 @@ import attrs
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import task
 
-from dyndns_plugin.acme import TXTEdit
+from dyndns_plugin.acme import TXTEdit, matching_key
 from dyndns_plugin.auth import DisabledUser
 from dyndns_plugin.checkgate import CheckGate
 from dyndns_plugin.limits import Limiter
 from dyndns_plugin.methods import Method
 from dyndns_plugin.model import IPAddress, UpdateResult, UpdateStatus, normalize_user_id
+from dyndns_plugin.store import AcmeKey, IAcmeKeyStore
 
 if TYPE_CHECKING:
     from dyndns_plugin.service import DynDNSService
@@ -307,6 +309,41 @@ class Authenticator:
     async def password(self, method: str, user_id: str, password: str, source: str | None) -> AuthResult:
         """Check a user id and password (ddns, /nic/update, admin)."""
         return await self._check(method, user_id, source, lambda: self.checker.check(user_id, password))
+
+    async def check_acme(self, method: str, user_id: str, secret: str, source: str | None) -> AuthResult:
+        """
+        Check the secret of a request to an ACME HTTP API (acme-dns,
+        httpreq): one of the user's scoped ACME keys (L{AcmeKey}: a SHA-256
+        compare, no hash pool), or, when C{acme.passwords} is on, the user's
+        password (the usual check). Lockouts, the check gate and failure
+        counting are those of every other method: a locked-out source is
+        refused unchecked, and a wrong secret counts. A scoped key's
+        L{AuthResult} is OK like a password's; what it may do is the
+        adapter's to limit (the ACME adapters only ever call L{write_txt}).
+        A failing store read raises (the adapter answers "try later").
+        """
+        user_id = normalize_user_id(user_id)
+        passwords = self.service.acme.passwords
+
+        async def check() -> str:
+            user = self.service.registry.user(user_id)
+            if user is not None and secret:
+                if matching_key(await self.acme_keys(user_id), secret) is not None:
+                    if user.disabled:
+                        raise DisabledUser("user is disabled")
+                    return user.id
+            if passwords:
+                return str(await self.checker.check(user_id, secret))
+            raise UnauthorizedLogin("incorrect user id or ACME key")
+
+        return await self._check(method, user_id, source, check)
+
+    async def acme_keys(self, user_id: str) -> list[AcmeKey]:
+        """C{user_id}'s scoped ACME keys (none if the store keeps none: L{IAcmeKeyStore})."""
+        store = self.service.store
+        if not IAcmeKeyStore.providedBy(store):
+            return []
+        return list(await store.acme_keys(user_id))  # type: ignore[attr-defined]
 
     async def gnudip(self, method: str, user_id: str, salt: str, client_hash: str, source: str | None) -> AuthResult:
         """Check a GnuDIP salted hash (TCP and HTTP)."""

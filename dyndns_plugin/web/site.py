@@ -1,7 +1,10 @@
 """
 The HTTP resource tree and site: C{<base>ddns}, C{<base>myip},
-C{<base>checkip}, and at the root C{/nic/update}, C{/nic/checkip.html} and
-C{/checkip} (so a router's "dyndns.org" setting works whatever the base).
+C{<base>checkip}, the ACME challenge APIs C{<base>acme-dns/update},
+C{<base>acme-dns/register}, C{<base>acme/present} and C{<base>acme/cleanup}
+(L{dyndns_plugin.protocols.acme_http}), and at the root C{/nic/update},
+C{/nic/checkip.html} and C{/checkip} (so a router's "dyndns.org" setting
+works whatever the base).
 
 L{build_resources} gives the tree to mount in an existing site;
 L{build_site} wraps it in a L{server.Site} with our request rules and an
@@ -16,9 +19,11 @@ from urllib.parse import unquote_to_bytes
 
 from twisted.web import http, resource, server
 
+from dyndns_plugin.acme import Op
 from dyndns_plugin.authn import Authenticator, CredentialChecker, authenticator_for
 from dyndns_plugin.config import ConnectionSettings, HTTPSettings
 from dyndns_plugin.connections import ConnectionLimiter
+from dyndns_plugin.protocols.acme_http import AcmeDnsRegisterResource, AcmeDnsUpdateResource, HttpreqResource
 from dyndns_plugin.protocols.ddns import DdnsResource
 from dyndns_plugin.protocols.gnudip_http import GnuDIPResource, SaltSigner
 from dyndns_plugin.protocols.myip import CheckIPResource, DisabledMethod, MyIPResource
@@ -118,6 +123,13 @@ def build_resources(
     else:
         ddns = DisabledMethod("HTTP update method is not enabled")
     base.putChild(b"ddns", ddns)
+    # The ACME APIs read their switches (service.acme) at each request: off, 404.
+    acme_dns = _mount(base, "acme-dns")
+    acme_dns.putChild(b"update", AcmeDnsUpdateResource(service, auth, detector))
+    acme_dns.putChild(b"register", AcmeDnsRegisterResource(service, auth, detector))
+    httpreq = _mount(base, "acme")
+    httpreq.putChild(b"present", HttpreqResource(service, auth, detector, Op.ADD))
+    httpreq.putChild(b"cleanup", HttpreqResource(service, auth, detector, Op.REMOVE))
     if settings.remote_ip:
         base.putChild(b"myip", MyIPResource(detector))
         base.putChild(b"checkip", CheckIPResource(detector))
