@@ -212,6 +212,21 @@ class ServedTests(unittest.SynchronousTestCase):
         self.assertNotIn(CHALLENGE, {rr[0] for rr in zone.all_records()})
         self.assertIn((CHALLENGE, TYPE_TXT, 60, txt_rdata("token-1")), zone.steps[-1].deleted)
 
+    def test_published_in_a_host_zone_with_local_zones(self) -> None:
+        """With update_local_zones, a challenge name inside a host zone is in that zone's records."""
+        pair = self.pair
+        publisher = ZonePublisher(pair.service, pair.zones, local_zones=True, delay=0)
+        self.successResultOf(defer.ensureDeferred(publisher._load()))
+        self.edit("bob", TXTEdit(Op.ADD, "home.example.org", "h1"))
+        pair.clock.advance(1)
+        host_zone = publisher.by_origin["example.org"]
+        self.assertIn(
+            ("_acme-challenge.home.example.org", TYPE_TXT, 60, txt_rdata("h1")), list(host_zone.all_records())
+        )
+        self.assertNotIn(
+            "_acme-challenge.home.example.org", {rr[0] for rr in pair.publisher.by_origin["example.org"].all_records()}
+        )
+
     def test_zone_filled_at_start_has_them(self) -> None:
         """A restart publishes the stored values with the same digest as the changes led to."""
         pair = self.pair
