@@ -36,6 +36,8 @@ MAX_VALUES_PER_NAME = 4
 MAX_VALUE_LENGTH = 255
 #: The values acme-dns keeps per name: the two most recent.
 ACME_DNS_KEEP = 2
+#: The longest label of a scoped key.
+MAX_KEY_LABEL = 100
 
 #: One value: (the user's name it is for, the value, when it expires).
 TXTValue = tuple[str, str, float]
@@ -212,6 +214,17 @@ def new_key(label: str, now: float) -> tuple[AcmeKey, str]:
     secret = secrets.token_urlsafe(30)  # 40 characters, as acme-dns's keys
     key = AcmeKey(secrets.token_hex(4), _sha256(secret), label, now)
     return key, secret
+
+
+def validate_label(value: object) -> str:
+    """A scoped key's label: up to L{MAX_KEY_LABEL} characters, no control characters."""
+    if not isinstance(value, str):
+        raise ValidationError("label", "must be a string")
+    if len(value) > MAX_KEY_LABEL:
+        raise ValidationError("label", f"is longer than {MAX_KEY_LABEL} characters")
+    if not value.isprintable():
+        raise ValidationError("label", "must not hold control characters")
+    return value
 
 
 def matching_key(keys: Iterable[AcmeKey], secret: str) -> AcmeKey | None:

@@ -19,9 +19,10 @@ from typing import Any, Callable, Sequence
 
 from twisted.internet import defer, task
 
+from dyndns_plugin.acme import Op, TXTEdit, TXTValue, challenge_name, new_key, validate_label, validate_value, values_at
 from dyndns_plugin.cli_zones import add_zone_commands
 from dyndns_plugin.config import ConfigError, Settings, default_settings, load_settings
-from dyndns_plugin.document import export_document, format_time, parse_document, user_to_dict
+from dyndns_plugin.document import export_document, format_time, key_entry, parse_document, txt_entries, user_to_dict
 from dyndns_plugin.methods import Method
 from dyndns_plugin.model import (
     TSIG_ALGORITHMS,
@@ -35,7 +36,7 @@ from dyndns_plugin.model import (
 from dyndns_plugin.passwords import PasswordError, hash_password, md5_verifier
 from dyndns_plugin.registry import Answer
 from dyndns_plugin.service import DynDNSService
-from dyndns_plugin.store import StoreError
+from dyndns_plugin.store import IAcmeKeyStore, StoreError
 from dyndns_plugin.store.sqlite import SCHEMA_VERSION
 from dyndns_plugin.tap import make_dyndns_service, make_store, version_line
 
@@ -251,12 +252,106 @@ async def cmd_status(service: DynDNSService, args: argparse.Namespace) -> None:
         rows.append({key: get(user, state, answer) for key, get in STATUS_COLUMNS.items()})
     rows = _sorted_rows(rows, args.sort, args.reverse)
     if args.json:
-        print(json.dumps(rows, indent=2))
+        now = service.clock.seconds()
+
+        def txt(user_id: str) -> list[dict[str, Any]]:
+            state = registry.states.get(user_id)
+            return txt_entries(state.txt, now, precise=False) if state is not None and state.txt else []
+
+        print(json.dumps([{**row, "txt": txt(row["user"])} for row in rows], indent=2))
         return
     headings = {key: _HEADINGS.get(key, key) for key in STATUS_COLUMNS}
     widths = {k: max([len(headings[k])] + [len(r[k]) for r in rows]) for k in STATUS_COLUMNS}
     for row in [headings] + rows:
         print("  ".join(row[k].ljust(widths[k]) for k in STATUS_COLUMNS).rstrip())
+
+
+def _challenge_base(service: DynDNSService, user_id: str, name: str) -> str:
+    """The name C{name} (the user's name, or its C{_acme-challenge} name) sets challenge values for."""
+    base = service.registry.challenge_base(user_id, name)
+    if base is None:
+        names = ", ".join(challenge_name(b) for b in service.registry.challenge_bases(user_id))
+        raise CommandError(f"{name} is not a name {user_id} may hold ACME challenge values at ({names})")
+    return base
+
+
+async def cmd_txt_list(service: DynDNSService, args: argparse.Namespace) -> None:
+    _get_user(service, args.id)
+    state = service.registry.states.get(args.id)
+    entries = txt_entries(state.txt if state is not None else (), service.clock.seconds(), precise=False)
+    if args.name is not None:
+        owner = challenge_name(_challenge_base(service, args.id, args.name))
+        entries = [e for e in entries if e["name"] == owner]
+    if args.json:
+        print(json.dumps(entries, indent=2))
+        return
+    width = max((len(e["name"]) for e in entries), default=0)
+    for e in entries:
+        print(f"{e['name'].ljust(width)}  {e['value']}  {e['expires']}")
+
+
+async def _edit_txt(service: DynDNSService, user_id: str, edit: TXTEdit) -> tuple[str, tuple[TXTValue, ...]]:
+    """Make the edit: its status (good, nochg) and the user's values after it."""
+    result = await service.edit_txt(user_id, [edit], method=Method.CLI)
+    if not result.ok:
+        raise CommandError(f"{result.status.value}: {result.message}")
+    return result.status.value, result.state.txt if result.state is not None else ()
+
+
+async def cmd_txt_set(service: DynDNSService, args: argparse.Namespace) -> None:
+    _get_user(service, args.id)
+    base = _challenge_base(service, args.id, args.name)
+    value = validate_value(args.value, "value")
+    status, values = await _edit_txt(service, args.id, TXTEdit(Op.ADD, base, value))
+    expires = max((e for n, v, e in values if (n, v) == (base, value)), default=None)
+    print(f"{status} {challenge_name(base)} {value} (expires {format_time(expires, precise=False)})")
+
+
+async def cmd_txt_clear(service: DynDNSService, args: argparse.Namespace) -> None:
+    _get_user(service, args.id)
+    base = _challenge_base(service, args.id, args.name)
+    if args.value is None:
+        edit = TXTEdit(Op.CLEAR, base)
+    else:
+        edit = TXTEdit(Op.REMOVE, base, validate_value(args.value, "value"))
+    status, values = await _edit_txt(service, args.id, edit)
+    left = len(values_at(values, base))
+    print(f"{status} {challenge_name(base)}: {left} value{'' if left == 1 else 's'} left")
+
+
+def _key_store(service: DynDNSService) -> IAcmeKeyStore:
+    if not IAcmeKeyStore.providedBy(service.store):
+        raise CommandError("this store keeps no ACME keys")
+    return IAcmeKeyStore(service.store)
+
+
+async def cmd_acme_key_add(service: DynDNSService, args: argparse.Namespace) -> None:
+    _get_user(service, args.id)
+    key, secret = new_key(validate_label(args.label), service.clock.seconds())
+    await _key_store(service).add_acme_key(args.id, key)
+    if args.json:
+        print(json.dumps({**key_entry(key, precise=False), "secret": secret}, indent=2))
+    else:
+        print(f"added ACME key {key.key_id} for {args.id}")
+        print(f"secret: {secret}")
+    print("dyndns: the secret is shown only now (the store keeps its SHA-256)", file=sys.stderr)
+
+
+async def cmd_acme_key_list(service: DynDNSService, args: argparse.Namespace) -> None:
+    _get_user(service, args.id)
+    keys = [key_entry(key, precise=False) for key in await _key_store(service).acme_keys(args.id)]
+    if args.json:
+        print(json.dumps(keys, indent=2))
+        return
+    for key in keys:
+        print(f"{key['key_id']}  {key['created']}  {key['label']}".rstrip())
+
+
+async def cmd_acme_key_revoke(service: DynDNSService, args: argparse.Namespace) -> None:
+    _get_user(service, args.id)
+    if not await _key_store(service).remove_acme_key(args.id, args.key_id):
+        raise CommandError(f"{args.id} has no ACME key {args.key_id!r}")
+    print(f"revoked ACME key {args.key_id} of {args.id}")
 
 
 async def cmd_export(service: DynDNSService, args: argparse.Namespace) -> None:
@@ -515,6 +610,8 @@ def build_parser() -> argparse.ArgumentParser:
     update.add_argument("--ttl", type=int)
     update.set_defaults(run=cmd_user_update, live=True, one_user=True)
 
+    _acme_commands(commands)
+
     status = commands.add_parser("status", help="every user's state and addresses")
     status.add_argument("--json", action="store_true")
     status.add_argument("--sort", choices=list(STATUS_COLUMNS), default="user")
@@ -562,6 +659,44 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--force", action="store_true", help="replace an existing file")
     init.set_defaults(run=None, offline_command=cmd_init)
     return parser
+
+
+def _acme_commands(commands: Any) -> None:
+    """C{dyndns txt ...} and C{dyndns acme-key ...}: one user's ACME challenge values and scoped keys."""
+    name_help = "the user's name the challenge is for (alice.dyn.example) or its _acme-challenge name"
+    txt = commands.add_parser("txt", help="a user's ACME DNS-01 challenge values (_acme-challenge TXT records)")
+    txt_commands = txt.add_subparsers(dest="command", required=True, metavar="ACTION")
+    listing = txt_commands.add_parser("list", help="the values a user holds: name, value, expiry (UTC)")
+    listing.add_argument("id", metavar="USER", type=normalize_user_id)
+    listing.add_argument("name", metavar="NAME", nargs="?", help="only at this name (" + name_help + ")")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(run=cmd_txt_list, one_user=True)
+    set_ = txt_commands.add_parser("set", help="add a value (again: a fresh lifetime)")
+    set_.add_argument("id", metavar="USER", type=normalize_user_id)
+    set_.add_argument("name", metavar="NAME", help=name_help)
+    set_.add_argument("value", metavar="VALUE", help="the value (one that starts with - after --)")
+    set_.set_defaults(run=cmd_txt_set, live=True, one_user=True)
+    clear = txt_commands.add_parser("clear", help="remove one value, or every value at the name")
+    clear.add_argument("id", metavar="USER", type=normalize_user_id)
+    clear.add_argument("name", metavar="NAME", help=name_help)
+    clear.add_argument("value", metavar="VALUE", nargs="?", help="only this value (default: all at NAME)")
+    clear.set_defaults(run=cmd_txt_clear, live=True, one_user=True)
+
+    key = commands.add_parser("acme-key", help="a user's scoped ACME keys (they set challenge values only)")
+    key_commands = key.add_subparsers(dest="command", required=True, metavar="ACTION")
+    add = key_commands.add_parser("add", help="make a key and print its secret, once")
+    add.add_argument("id", metavar="USER", type=normalize_user_id)
+    add.add_argument("--label", metavar="TEXT", default="", help="what the key is for")
+    add.add_argument("--json", action="store_true")
+    add.set_defaults(run=cmd_acme_key_add, live=True, one_user=True)
+    listing = key_commands.add_parser("list", help="a user's keys: id, created (UTC), label")
+    listing.add_argument("id", metavar="USER", type=normalize_user_id)
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(run=cmd_acme_key_list, one_user=True)
+    revoke = key_commands.add_parser("revoke", help="revoke a key")
+    revoke.add_argument("id", metavar="USER", type=normalize_user_id)
+    revoke.add_argument("key_id", metavar="KEY_ID")
+    revoke.set_defaults(run=cmd_acme_key_revoke, live=True, one_user=True)
 
 
 def _run_with_service(settings: Settings, run: Callable[..., Any], args: argparse.Namespace) -> int:

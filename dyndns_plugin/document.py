@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 from typing import Any, Iterable, Mapping
 
+from dyndns_plugin.acme import TXTValues, challenge_name
 from dyndns_plugin.model import HostState, User, ValidationError, validate_ttl
 from dyndns_plugin.passwords import (
     PasswordError,
@@ -19,6 +20,7 @@ from dyndns_plugin.passwords import (
     is_password_hash,
     md5_verifier,
 )
+from dyndns_plugin.store import AcmeKey
 
 FORMAT = "dyndns_plugin.users"
 VERSION = 1
@@ -221,3 +223,23 @@ def parse_document(data: object) -> tuple[list[User], list[HostState]]:
         if state is not None:
             states.append(state)
     return users, states
+
+
+# -- ACME challenge values and scoped keys, as the admin API and the CLI show them
+
+
+def txt_entries(values: TXTValues, now: float, precise: bool = True) -> list[dict[str, Any]]:
+    """
+    A user's challenge values not expired at C{now}, oldest first, each as
+    C{{"name": <challenge owner name>, "value": ..., "expires": <ISO 8601>}}.
+    """
+    return [
+        {"name": challenge_name(name), "value": value, "expires": format_time(expires, precise)}
+        for name, value, expires in values
+        if expires > now
+    ]
+
+
+def key_entry(key: AcmeKey, precise: bool = True) -> dict[str, Any]:
+    """A scoped ACME key as it is listed: never its secret or its hash."""
+    return {"key_id": key.key_id, "label": key.label, "created": format_time(key.created, precise)}

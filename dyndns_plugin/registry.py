@@ -266,6 +266,17 @@ class Registry:
             return []
         return [n for n in challenge_bases(user, self.suffix) if self.exact_owner(n) in (None, user_id)]
 
+    def challenge_base(self, user_id: str, name: str) -> str | None:
+        """
+        The name C{name} sets challenge values for, if C{user_id} may hold
+        them there (L{challenge_bases}): C{name} is one of the user's names
+        (C{alice.dyn.example}) or its challenge owner name
+        (C{_acme-challenge.alice.dyn.example}), any case, a final dot or not.
+        """
+        name = name.strip().lower().removesuffix(".")
+        base = base_of(name) or name
+        return base if base in self.challenge_bases(user_id) else None
+
     def updatable_names(self, user_id: str) -> set[str]:
         """
         The names a user's own update may name (dyndns2 C{hostname}, RFC 2136
@@ -304,6 +315,7 @@ class Registry:
             del all_states[user_id]
         names, wildcards, by_ipv4, by_ipv6 = self._names, self._wildcards, self._by_ipv4, self._by_ipv6
         disabled = offline = online = 0
+        with_txt: list[tuple[User, HostState]] = []
         for user in users.values():
             if user.disabled:
                 disabled += 1
@@ -318,7 +330,7 @@ class Registry:
             if state is None:
                 continue
             if state.txt:
-                self._index_challenges(user, state)
+                with_txt.append((user, state))
             if state.offline:
                 offline += 1
                 continue
@@ -341,6 +353,8 @@ class Registry:
                         by_ipv6[key] = {holders, user_id}
                     else:
                         holders.add(user_id)
+        for user, state in with_txt:  # once every name is indexed (L{challenge_bases} asks who holds them)
+            self._index_challenges(user, state)
         never = len(all_users) - disabled - offline - online
         self._sorted_ids = sorted(all_users)  # before serving: ~0.5 s at 1,000,000 users in random order
         self._counts = {"online": online, "offline": offline, "never": never, "disabled": disabled}
@@ -433,7 +447,7 @@ class Registry:
             return
         bases = challenge_bases(user, self.suffix)
         for name in names_in(state.txt):
-            if name in bases:
+            if name in bases and self.exact_owner(name) in (None, user.id):
                 self._challenges[challenge_name(name)] = user.id
 
     def _unindex(self, user_id: str) -> None:

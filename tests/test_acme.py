@@ -6,6 +6,7 @@ RFC 2136 updates of them with users' TSIG keys.
 
 from __future__ import annotations
 
+import attrs
 import dns.message
 import dns.rcode
 import dns.rdatatype
@@ -176,6 +177,29 @@ class ServedTests(unittest.SynchronousTestCase):
         self.pair.done(self.pair.service.put_user(User("bob", hostnames=[])))
         reply = self.answer("_acme-challenge.home.example.org", dns.rdatatype.TXT)
         self.assertEqual(reply.answer, [])
+
+    def test_import_keeps_the_values(self) -> None:
+        """A document (which carries no challenge values) imported over a user keeps the values it holds."""
+        self.edit("alice", TXTEdit(Op.ADD, ALICE, "token-1"))
+        service = self.pair.service
+        user, state = service.registry.user("alice"), service.registry.state("alice")
+        assert user is not None and state is not None
+        self.pair.done(service.import_users([user], [attrs.evolve(state, txt=())]))
+        self.assertEqual(self.txt(CHALLENGE), ["token-1"])
+        self.assertEqual(len(self.pair.done(service.store.load()).states["alice"].txt), 1)
+
+    def test_wildcard_base_another_user_holds(self) -> None:
+        """alice's *.home.example.org does not give her bob's _acme-challenge.home.example.org, nor at a restart."""
+        service = self.pair.service
+        self.pair.done(service.put_user(User("alice", hostnames=["*.home.example.org"])))
+        self.assertNotIn("home.example.org", service.registry.challenge_bases("alice"))
+        state = service.registry.state("alice")
+        assert state is not None
+        # written past the checks (an old store, a restore): still not served
+        self.pair.done(service.store.save_state(attrs.evolve(state, txt=(("home.example.org", "x", 9e9),))))
+        restarted = DynDNSService(service.store, SUFFIX, poll_interval=None, clock=self.pair.clock)
+        self.successResultOf(defer.ensureDeferred(restarted.start()))
+        self.assertIsNone(restarted.registry.challenge("_acme-challenge.home.example.org"))
 
     def test_cached_negative_answer_goes(self) -> None:
         """A cached NXDOMAIN at a challenge name is gone when a value is set, before the write's answer."""

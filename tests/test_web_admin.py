@@ -35,6 +35,7 @@ import referencing
 from referencing.jsonschema import DRAFT202012
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import defer, reactor, task, threads
+from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 from twisted.web import resource
 
@@ -487,6 +488,7 @@ ALICE_STATE = {
     "method": "ddns",
     "client_address": "198.51.100.10",
     "names": ["alice.dyn.example.com", "alice.example.org", "*.alice.example.net"],
+    "txt": [],
 }
 BOB_STATE = {
     # Offline: the offline IPs are what DNS serves, at the default TTL.
@@ -499,6 +501,7 @@ BOB_STATE = {
     "method": "gnudip",
     "client_address": "203.0.113.5",
     "names": ["bob.dyn.example.com", "bob.example.org"],
+    "txt": [],
 }
 CAROL_STATE = {
     "id": "carol",
@@ -510,6 +513,7 @@ CAROL_STATE = {
     "method": None,
     "client_address": None,
     "names": ["carol.dyn.example.com"],
+    "txt": [],
 }
 DAVE_STATE = {
     # Disabled: no answer at all, the last update is still shown.
@@ -522,6 +526,7 @@ DAVE_STATE = {
     "method": "nic",
     "client_address": "198.51.100.40",
     "names": ["dave.dyn.example.com", "dave.example.org"],
+    "txt": [],
 }
 ERIN_STATE = {
     # Offline without an offline IP: nothing is served.
@@ -534,6 +539,7 @@ ERIN_STATE = {
     "method": "ddns",
     "client_address": "198.51.100.50",
     "names": ["erin.dyn.example.com"],
+    "txt": [],
 }
 STATE = {"users": [ALICE_STATE, BOB_STATE, CAROL_STATE, DAVE_STATE, ERIN_STATE]}
 
@@ -552,6 +558,12 @@ ROUTES = [
     ("PATCH", "/api/users/alice", {"disabled": True}),
     ("DELETE", "/api/users/alice", NO_BODY),
     ("POST", "/api/users/alice/offline", {}),
+    ("GET", "/api/users/alice/txt", NO_BODY),
+    ("PUT", "/api/users/alice/txt/alice.dyn.example.com", {"value": "v"}),
+    ("DELETE", "/api/users/alice/txt/alice.dyn.example.com", NO_BODY),
+    ("GET", "/api/users/alice/acme-keys", NO_BODY),
+    ("POST", "/api/users/alice/acme-keys", {"label": "x"}),
+    ("DELETE", "/api/users/alice/acme-keys/00000000", NO_BODY),
     ("GET", "/api/openapi.json", NO_BODY),
     ("GET", "/no/such/path", NO_BODY),
     ("DELETE", "/api/state", NO_BODY),
@@ -726,6 +738,7 @@ class StateTests(AdminTestCase):
                 "method": "dyndns2",
                 "client_address": "2001:db8::c",
                 "names": ["carol.dyn.example.com"],
+                "txt": [],
             },
         )
 
@@ -962,6 +975,7 @@ class UserTests(AdminTestCase):
                     "method": "import",
                     "client_address": None,
                     "names": ["gina.dyn.example.com"],
+                    "txt": [],
                 }
             ],
         )
@@ -1588,6 +1602,10 @@ class RoutingTests(AdminTestCase):
             ("POST", "/api/users/alice", "GET, PUT, PATCH, DELETE"),
             ("GET", "/api/users/alice/offline", "POST"),
             ("PUT", "/api/openapi.json", "GET"),
+            ("POST", "/api/users/alice/txt", "GET"),
+            ("GET", "/api/users/alice/txt/alice.dyn.example.com", "PUT, DELETE"),
+            ("PUT", "/api/users/alice/acme-keys", "GET, POST"),
+            ("GET", "/api/users/alice/acme-keys/00000000", "DELETE"),
         ]
         before = yield self.snapshot()
         for method, target, allow in cases:
@@ -1603,6 +1621,8 @@ class RoutingTests(AdminTestCase):
             "/api",
             "/api/users",
             "/api/users/alice/online",
+            "/api/users/alice/offline/x",
+            "/api/users/alice/txt/alice.dyn.example.com/x",
             "/api/state/more",
             "/status",
             "/nic/update?hostname=x",
@@ -1656,6 +1676,208 @@ class ExtraResourceTests(AdminTestCase):
         self.assertEqual((response.status, response.body), (200, b"hello admin\n"))
         response = yield self.call("GET", "/hello", auth=None)
         self.assertUnauthorized(response)
+
+
+#: When a value added at T1 (setUp's clock) expires: an hour later.
+EXPIRES_ISO = "2023-11-14T23:14:20.250000Z"
+ALICE_TXT_NAMES = [
+    "_acme-challenge.alice.dyn.example.com",
+    "_acme-challenge.alice.example.org",
+    "_acme-challenge.alice.example.net",  # for *.alice.example.net
+]
+
+
+def txt_value(name: str, value: str, expires: str = EXPIRES_ISO) -> dict[str, str]:
+    return {"name": name, "value": value, "expires": expires}
+
+
+class AcmeTests(AdminTestCase):
+    """ACME challenge values (/api/users/ID/txt) and scoped keys (/api/users/ID/acme-keys)."""
+
+    def challenge(self, name: str) -> tuple[str, tuple[str, ...]] | None:
+        """What DNS serves at a challenge owner name: (user, values)."""
+        return self.service.registry.challenge(name)
+
+    @defer.inlineCallbacks
+    def state_txt(self, user_id: str, page: str = "") -> Any:
+        """The user's C{txt} in /api/state (C{page}: a query)."""
+        users = self.json((yield self.call("GET", "/api/state" + page)))["users"]
+        return {u["id"]: u["txt"] for u in users}.get(user_id)
+
+    @defer.inlineCallbacks
+    def test_set_and_clear(self):
+        """
+        PUT adds a value at the user's name (given as the name or as the
+        challenge owner name, any case, a final dot or not): stored,
+        served, in /api/state whole and paged; DELETE with a value removes
+        that one, without one every value at the name.
+        """
+        listed = self.json((yield self.call("GET", "/api/users/alice/txt")))
+        self.assertEqual(listed, {"id": "alice", "names": ALICE_TXT_NAMES, "txt": []})
+        self.assertEqual((yield self.state_txt("alice")), [])
+
+        response = yield self.call("PUT", "/api/users/alice/txt/alice.dyn.example.com", {"value": "token-1"})
+        self.assertEqual(response.status, 200, response.raw)
+        first = txt_value("_acme-challenge.alice.dyn.example.com", "token-1")
+        self.assertEqual(self.json(response), {"id": "alice", "names": ALICE_TXT_NAMES, "txt": [first]})
+        response = yield self.call("PUT", "/api/users/Alice/txt/_ACME-Challenge.Alice.Example.NET.", {"value": "tok-2"})
+        self.assertEqual(response.status, 200, response.raw)
+        second = txt_value("_acme-challenge.alice.example.net", "tok-2")
+        self.assertEqual(self.json(response)["txt"], [first, second])
+
+        self.assertEqual(self.challenge("_acme-challenge.alice.dyn.example.com"), ("alice", ("token-1",)))
+        self.assertEqual(self.challenge("_acme-challenge.alice.example.net"), ("alice", ("tok-2",)))
+        expires = T0 + 60 + 3600
+        stored = (yield self.store.load()).states["alice"]
+        self.assertEqual(
+            stored.txt, (("alice.dyn.example.com", "token-1", expires), ("alice.example.net", "tok-2", expires))
+        )
+        # The addresses and what last changed them are untouched.
+        self.assertEqual((str(stored.ipv4), stored.method), ("198.51.100.10", "ddns"))
+        self.assertEqual((yield self.state_txt("alice")), [first, second])
+        self.assertEqual((yield self.state_txt("alice", "?limit=1")), [first, second])
+        self.assertEqual((yield self.state_txt("bob", "?limit=1&after=alice")), [])
+        self.assertEqual(self.json((yield self.call("GET", "/api/users/alice/txt")))["txt"], [first, second])
+
+        # One value goes, then every value at a name.
+        yield self.call("PUT", "/api/users/alice/txt/alice.dyn.example.com", {"value": "token-3"})
+        response = yield self.call("DELETE", "/api/users/alice/txt/alice.dyn.example.com?value=token-1")
+        self.assertEqual(response.status, 200, response.raw)
+        third = txt_value("_acme-challenge.alice.dyn.example.com", "token-3")
+        self.assertEqual(self.json(response)["txt"], [second, third])
+        self.assertEqual(self.challenge("_acme-challenge.alice.dyn.example.com"), ("alice", ("token-3",)))
+        response = yield self.call("DELETE", "/api/users/alice/txt/_acme-challenge.alice.example.net")
+        self.assertEqual(self.json(response)["txt"], [third])
+        self.assertIsNone(self.challenge("_acme-challenge.alice.example.net"))
+        # Nothing left to remove: 200, unchanged.
+        response = yield self.call("DELETE", "/api/users/alice/txt/alice.example.net?value=tok-2")
+        self.assertEqual((response.status, self.json(response)["txt"]), (200, [third]))
+        yield self.call("DELETE", "/api/users/alice/txt/alice.dyn.example.com")
+        self.assertEqual((yield self.store.load()).states["alice"].txt, ())
+        self.assertEqual((yield self.state_txt("alice")), [])
+
+    @defer.inlineCallbacks
+    def test_values_expire(self):
+        """A value leaves the store, DNS and /api/state at the end of its lifetime."""
+        yield self.call("PUT", "/api/users/carol/txt/carol.dyn.example.com", {"value": "v"})
+        self.assertEqual(self.challenge("_acme-challenge.carol.dyn.example.com"), ("carol", ("v",)))
+        self.clock.advance(3600)
+        self.assertIsNone(self.challenge("_acme-challenge.carol.dyn.example.com"))
+        self.assertEqual((yield self.state_txt("carol")), [])
+        self.assertEqual((yield self.store.load()).states["carol"].txt, ())
+
+    @defer.inlineCallbacks
+    def test_set_refused(self):
+        """
+        Not the user's name, an unknown user, a bad value or body, a fifth
+        value at one name, a disabled user: the error names the field and
+        nothing changes.
+        """
+        for value in ("a", "b", "c", "d"):
+            response = yield self.call("PUT", "/api/users/bob/txt/bob.example.org", {"value": value})
+            self.assertEqual(response.status, 200, response.raw)
+        before = yield self.snapshot()
+        body = self.assertError(
+            (yield self.call("PUT", "/api/users/bob/txt/bob.example.org", {"value": "e"})), 409, "value"
+        )
+        self.assertIn("4 values", body["error"])
+        for name in (
+            "alice.dyn.example.com",  # another user's
+            "_acme-challenge.alice.example.org",
+            "www.bob.example.org",  # under the user's name, not the name
+            "x.alice.example.net",  # covered by alice's wildcard, not its base
+            "dyn.example.com",
+            "_acme-challenge._acme-challenge.bob.example.org",
+        ):
+            response = yield self.call("PUT", f"/api/users/bob/txt/{name}", {"value": "v"})
+            self.assertError(response, 404, "name")
+            self.assertError((yield self.call("DELETE", f"/api/users/bob/txt/{name}")), 404, "name")
+        self.assertError((yield self.call("GET", "/api/users/zed/txt")), 404, "id")
+        self.assertError((yield self.call("PUT", "/api/users/zed/txt/zed.dyn.example.com", {"value": "v"})), 404, "id")
+        self.assertError((yield self.call("DELETE", "/api/users/zed/txt/zed.dyn.example.com")), 404, "id")
+        target = "/api/users/carol/txt/carol.dyn.example.com"
+        for value in ("", "x" * 256, "caf\u00e9", "tab\there", 5, None):
+            self.assertError((yield self.call("PUT", target, {"value": value})), 400, "value")
+        self.assertError((yield self.call("DELETE", target + "?value=")), 400, "value")
+        self.assertError((yield self.call("PUT", target, {})), 400, "value")
+        self.assertError((yield self.call("PUT", target, {"value": "v", "ttl": 5})), 400, "ttl")
+        self.assertError((yield self.call("PUT", target, ["v"])), 400, None)
+        self.assertError((yield self.call("PUT", target, {"value": "v"}, content_type="text/plain")), 415, None)
+        # dave is disabled: no changes to his values either.
+        self.assertError((yield self.call("PUT", "/api/users/dave/txt/dave.example.org", {"value": "v"})), 409, None)
+        yield self.assertUnchanged(before)
+        # The longest value is taken.
+        response = yield self.call("PUT", target, {"value": "x" * 255})
+        self.assertEqual(response.status, 200, response.raw)
+
+    @defer.inlineCallbacks
+    def test_keys(self):
+        """
+        POST makes a key and answers its secret once; the store keeps only
+        its SHA-256; the list, /api/config, /api/state and the logs never
+        show the secret or the hash; DELETE revokes it.
+        """
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        keys = "/api/users/alice/acme-keys"
+        self.assertEqual(self.json((yield self.call("GET", keys))), {"id": "alice", "keys": []})
+        response = yield self.call("POST", keys, {"label": "certbot on the NAS"})
+        self.assertEqual(response.status, 201, response.raw)
+        created = self.json(response)
+        self.assertEqual(set(created), {"key_id", "label", "created", "secret"})
+        self.assertEqual((created["label"], created["created"]), ("certbot on the NAS", T1_ISO))
+        secret = created["secret"]
+        self.assertGreaterEqual(len(secret), 32)
+        digest = hashlib.sha256(secret.encode()).hexdigest()
+        (stored,) = yield self.store.acme_keys("alice")
+        self.assertEqual(
+            (stored.key_id, stored.secret_sha256, stored.label), (created["key_id"], digest, "certbot on the NAS")
+        )
+        self.clock.advance(1)  # listed oldest first
+        second = self.json((yield self.call("POST", keys, {})))
+        self.assertEqual(second["label"], "")
+        self.assertNotEqual(second["secret"], secret)
+
+        listed = yield self.call("GET", keys)
+        self.assertEqual(
+            self.json(listed),
+            {
+                "id": "alice",
+                "keys": [
+                    {"key_id": created["key_id"], "label": "certbot on the NAS", "created": T1_ISO},
+                    {"key_id": second["key_id"], "label": "", "created": "2023-11-14T22:14:21.250000Z"},
+                ],
+            },
+        )
+        for response in (listed, (yield self.call("GET", "/api/config")), (yield self.call("GET", "/api/state"))):
+            for text in (secret, digest, second["secret"]):
+                self.assertNotIn(text.encode(), response.body)
+        self.assertEqual((yield self.store.acme_keys("bob")), [])
+
+        response = yield self.call("DELETE", f"{keys}/{created['key_id']}")
+        self.assertEqual((response.status, response.body), (204, b""))
+        self.assertEqual([k.key_id for k in (yield self.store.acme_keys("alice"))], [second["key_id"]])
+        self.assertError((yield self.call("DELETE", f"{keys}/{created['key_id']}")), 404, "key_id")
+        self.assertError((yield self.call("DELETE", f"/api/users/bob/acme-keys/{second['key_id']}")), 404, "key_id")
+        logged = "\n".join(repr(event) for event in events)
+        self.assertIn("acme-key-add", logged)  # audited
+        for text in (secret, digest, second["secret"]):
+            self.assertNotIn(text, logged)
+
+    @defer.inlineCallbacks
+    def test_keys_refused(self):
+        """Unknown users are 404; a bad label or body 400; nothing is stored."""
+        self.assertError((yield self.call("GET", "/api/users/zed/acme-keys")), 404, "id")
+        self.assertError((yield self.call("POST", "/api/users/zed/acme-keys", {"label": "x"})), 404, "id")
+        self.assertError((yield self.call("DELETE", "/api/users/zed/acme-keys/00000000")), 404, "id")
+        keys = "/api/users/alice/acme-keys"
+        for label in (5, None, "x" * 101, "line\nbreak"):
+            self.assertError((yield self.call("POST", keys, {"label": label})), 400, "label")
+        self.assertError((yield self.call("POST", keys, {"secret": "mine"})), 400, "secret")
+        self.assertError((yield self.call("POST", keys, "label")), 400, None)
+        self.assertError((yield self.call("POST", keys, {}, content_type="text/plain")), 415, None)
+        self.assertEqual((yield self.store.acme_keys("alice")), [])
 
 
 class OpenAPITests(AdminTestCase):
@@ -1840,6 +2062,31 @@ class OpenAPICoverageTests(AdminTestCase):
         yield self.call("POST", "/api/users/alice/offline", {}, content_type="text/plain")
         yield self.call("POST", "/api/users/alice/offline", raw=b"{")
         yield self.call("POST", "/api/users/dave/offline", {})
+        # ACME challenge values: 200, 404 (user, then name), 400, 409 (too many, disabled), 415.
+        txt = "/api/users/alice/txt"
+        yield self.call("GET", txt)
+        yield self.call("GET", "/api/users/zed/txt")
+        for value in ("v1", "v2", "v3", "v4", "v5"):
+            yield self.call("PUT", f"{txt}/alice.dyn.example.com", {"value": value})
+        yield self.call("PUT", f"{txt}/alice.dyn.example.com", {"value": ""})
+        yield self.call("PUT", f"{txt}/bob.dyn.example.com", {"value": "v"})
+        yield self.call("PUT", "/api/users/zed/txt/zed.dyn.example.com", {"value": "v"})
+        yield self.call("PUT", f"{txt}/alice.dyn.example.com", {"value": "v"}, content_type="text/plain")
+        yield self.call("PUT", "/api/users/dave/txt/dave.dyn.example.com", {"value": "v"})
+        yield self.call("DELETE", f"{txt}/_acme-challenge.alice.dyn.example.com?value=v1")
+        yield self.call("DELETE", f"{txt}/alice.dyn.example.com?value=")
+        yield self.call("DELETE", f"{txt}/bob.dyn.example.com")
+        yield self.call("DELETE", "/api/users/dave/txt/dave.dyn.example.com")
+        # Scoped ACME keys.
+        keys = "/api/users/alice/acme-keys"
+        yield self.call("GET", keys)
+        yield self.call("GET", "/api/users/zed/acme-keys")
+        created = self.json((yield self.call("POST", keys, {"label": "certbot"})))
+        yield self.call("POST", keys, {"label": 7})
+        yield self.call("POST", "/api/users/zed/acme-keys", {})
+        yield self.call("POST", keys, {}, content_type="text/plain")
+        yield self.call("DELETE", f"{keys}/{created['key_id']}")
+        yield self.call("DELETE", f"{keys}/{created['key_id']}")
         # The configuration, and its alias with both methods.
         for method, target in (("PUT", "/api/config"), ("PUT", "/updatepluginconfig"), ("POST", "/updatepluginconfig")):
             current = yield self.call("GET", "/api/config")
@@ -1862,6 +2109,7 @@ class OpenAPICoverageTests(AdminTestCase):
         yield self.call("DELETE", "/api/zones/example.org/www.example.org")
         yield self.call("DELETE", "/api/zones/example.org/www.example.org/A")
         yield self.set_www(publisher)
+        yield self.call("PUT", f"{txt}/alice.dyn.example.com", {"value": "v1"})
         # The store fails: 503 from every operation that writes.
         self.store.fail_writes = StoreError("disk gone")
         yield self.call("DELETE", "/api/zones/example.net/www.example.net")
@@ -1872,6 +2120,10 @@ class OpenAPICoverageTests(AdminTestCase):
         yield self.call("PATCH", "/api/users/alice", {"notes": "n"})
         yield self.call("DELETE", "/api/users/alice")
         yield self.call("POST", "/api/users/carol/offline", {})
+        yield self.call("PUT", "/api/users/carol/txt/carol.dyn.example.com", {"value": "v"})
+        yield self.call("DELETE", f"{txt}/alice.dyn.example.com")
+        yield self.call("POST", "/api/users/carol/acme-keys", {})
+        yield self.call("DELETE", f"{keys}/{created['key_id']}")
         for method, target in (("PUT", "/api/config"), ("PUT", "/updatepluginconfig"), ("POST", "/updatepluginconfig")):
             yield self.call(method, target, body, headers=[("If-Match", etag)])
         self.store.fail_writes = None

@@ -117,8 +117,9 @@ class AccountWrites:
 
         async def action() -> None:
             await each_in_slices(users, self.policy.check)
-            await self.store.import_users(users, states)
-            await self._apply(users, states, [])
+            kept = self._keeping_challenges(states)
+            await self.store.import_users(users, kept)
+            await self._apply(users, kept, [])
 
         touched = [u.id for u in users] + [s.user_id for s in states]
         return self.order.run_all(touched, action)
@@ -137,11 +138,27 @@ class AccountWrites:
         async def action() -> None:
             await each_in_slices(users, self.policy.check)
             gone = [u for u in gone_now if self.registry.has_user(u)]
-            await self.store.import_users(users, states, remove=gone)
-            await self._apply(users, states, gone)
+            kept = self._keeping_challenges(states)
+            await self.store.import_users(users, kept, remove=gone)
+            await self._apply(users, kept, gone)
 
         touched = [u.id for u in users] + [s.user_id for s in states] + gone_now
         return self.order.run_all(touched, action)
+
+    def _keeping_challenges(self, states: list[HostState]) -> list[HostState]:
+        """
+        C{states} from a document (which never carries ACME challenge
+        values: they are short-lived) with the values their users hold now:
+        an import or a configuration replace does not break a certificate
+        request under way.
+        """
+        held = {user_id: self.registry.state(user_id) for user_id in self.registry.challenge_holders()}
+        if not held:
+            return states
+        return [
+            attrs.evolve(s, txt=held_state.txt) if (held_state := held.get(s.user_id)) is not None and not s.txt else s
+            for s in states
+        ]
 
     async def _apply(self, users: list[User], states: list[HostState], gone: list[str]) -> None:
         """The committed import in memory: in slices of reactor time for a large one (it may be 1,000,000 users)."""

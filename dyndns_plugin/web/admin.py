@@ -11,6 +11,10 @@ every answer against):
                                         (alias /updatepluginconfig)
     GET|PUT|PATCH|DELETE /api/users/ID  one user (a sign-up site adds one without the rest)
     POST /api/users/ID/offline          take a user offline
+    GET  /api/users/ID/txt              the user's ACME challenge values
+    PUT|DELETE /api/users/ID/txt/NAME   add one value at NAME; remove one (?value=) or all
+    GET|POST /api/users/ID/acme-keys    the user's scoped ACME keys; a new one (its secret shown once)
+    DELETE /api/users/ID/acme-keys/KEY  revoke a key
     GET  /api/openapi.json              the OpenAPI 3.1 document
     GET  /status, /status.js, /metrics  mounted resources (status page, Prometheus)
     GET  /health                        200 "ok" when the store answers, else 503;
@@ -41,6 +45,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http, resource, server
 
+from dyndns_plugin.acme import Op, TXTEdit, challenge_name, new_key, validate_label, validate_value
 from dyndns_plugin.audit import state_fields
 from dyndns_plugin.auth import PasswordChecker
 from dyndns_plugin.authn import TOO_MANY_REQUESTS, Authenticator, AuthResult, Outcome
@@ -49,7 +54,9 @@ from dyndns_plugin.document import (
     FORMAT,
     VERSION,
     format_time,
+    key_entry,
     parse_document,
+    txt_entries,
     user_from_dict,
     user_to_dict,
 )
@@ -59,7 +66,7 @@ from dyndns_plugin.registry import Registry
 from dyndns_plugin.replication.zone_records import records_view
 from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.service.slices import each_in_slices
-from dyndns_plugin.store import NameTaken, NoSuchUser, StoreError, UserExists
+from dyndns_plugin.store import IAcmeKeyStore, NameTaken, NoSuchUser, StoreError, UserExists
 from dyndns_plugin.web.common import DynDNSRequest, basic_credentials, header
 from dyndns_plugin.web.jsonbody import NotJSON, parse_json_body
 from dyndns_plugin.web.statelist import Pieces, PiecesProducer, encoded_entries, state_document
@@ -160,6 +167,11 @@ def admin_action(method: bytes, route: list[str], registry: Registry) -> tuple[s
         return "config-replace", None
     if len(route) == 4 and route[:2] == ["api", "users"] and route[3] == "offline":
         return "user-offline", route[2]
+    if len(route) in (4, 5) and route[:2] == ["api", "users"] and route[3] in ("txt", "acme-keys"):
+        user_id = normalize_user_id(route[2])
+        if route[3] == "txt":
+            return ("txt-set" if method == b"PUT" else "txt-clear"), user_id
+        return ("acme-key-add" if method == b"POST" else "acme-key-revoke"), user_id
     if len(route) == 3 and route[:2] == ["api", "users"]:
         if method == b"DELETE":
             return "user-remove", route[2]
@@ -191,6 +203,8 @@ def state_entry(service: DynDNSService, user: User) -> dict[str, Any]:
         "method": state.method if state is not None else None,
         "client_address": state.client_address if state is not None else None,
         "names": list(registry.names_of(user.id)),
+        # Most users hold no challenge values: one check, no clock read.
+        "txt": txt_entries(state.txt, service.clock.seconds()) if state is not None and state.txt else [],
     }
 
 
@@ -411,15 +425,22 @@ class AdminResource(resource.Resource):
         if len(route) in (4, 5) and route[:2] == ["api", "zones"]:
             self._allow(request, b"DELETE")
             return self._json(request, await self._clear_zone_name(route[2], route[3], route[4:]))
-        if len(route) in (3, 4) and route[:2] == ["api", "users"]:
+        if len(route) in (3, 4, 5) and route[:2] == ["api", "users"]:
             user_id = normalize_user_id(route[2])
-            if len(route) == 4:
-                if route[3] != "offline":
-                    raise ApiError(http.NOT_FOUND, "no such resource")
-                self._allow(request, b"POST")
-                await self._body(request)
-                return await self._offline(request, user_id)
-            return await self._user(request, who, user_id)
+            if len(route) == 3:
+                return await self._user(request, who, user_id)
+            leaf = route[4] if len(route) == 5 else None
+            if leaf is not None and route[3] not in ("txt", "acme-keys"):
+                raise ApiError(http.NOT_FOUND, "no such resource")
+            if route[3] == "txt":
+                return await self._txt(request, user_id, leaf)
+            if route[3] == "acme-keys":
+                return await self._acme_keys(request, user_id, leaf)
+            if route[3] != "offline":
+                raise ApiError(http.NOT_FOUND, "no such resource")
+            self._allow(request, b"POST")
+            await self._body(request)
+            return await self._offline(request, user_id)
         raise ApiError(http.NOT_FOUND, "no such resource")
 
     # -- host zones
@@ -656,6 +677,118 @@ class AdminResource(resource.Resource):
         if not result.ok:
             raise ApiError(http.CONFLICT, result.message)
         self._json(request, state_entry(self.service, self.service.registry.users[user_id]))
+
+    # -- ACME challenge values and scoped keys
+
+    def _known_user(self, user_id: str) -> None:
+        if self.service.registry.user(user_id) is None:
+            raise ApiError(http.NOT_FOUND, f"no user {user_id!r}", "id")
+
+    async def _object_body(self, request: server.Request, fields: tuple[str, ...]) -> dict[str, Any]:
+        """The body: a JSON object with no field but C{fields}."""
+        body = await self._body(request)
+        if not isinstance(body, dict):
+            raise ApiError(http.BAD_REQUEST, "must be a JSON object", None)
+        unknown = sorted(set(body) - set(fields))
+        if unknown:
+            raise ApiError(http.BAD_REQUEST, "unknown field", unknown[0])
+        return body
+
+    def _txt_body(self, user_id: str) -> dict[str, Any]:
+        """C{GET /api/users/ID/txt}: where the user may hold challenge values, and those it holds."""
+        registry = self.service.registry
+        state = registry.state(user_id)
+        return {
+            "id": user_id,
+            "names": [challenge_name(base) for base in registry.challenge_bases(user_id)],
+            "txt": txt_entries(state.txt, self.service.clock.seconds()) if state is not None else [],
+        }
+
+    async def _txt(self, request: server.Request, user_id: str, name: str | None) -> None:
+        """
+        C{/api/users/ID/txt}: GET the values; C{.../txt/NAME}: PUT
+        C{{"value": ...}} adds one at NAME (the user's name, or its
+        challenge owner name), DELETE removes one (C{?value=}) or all there.
+        """
+        if name is None:
+            self._allow(request, b"GET")
+            self._known_user(user_id)
+            return self._json(request, self._txt_body(user_id))
+        self._allow(request, b"PUT", b"DELETE")
+        if request.method == b"PUT":
+            body = await self._object_body(request, ("value",))
+            self._known_user(user_id)
+            if "value" not in body:
+                raise ApiError(http.BAD_REQUEST, "is required", "value")
+            value: object = body["value"]
+        else:
+            self._known_user(user_id)
+            query: dict[bytes, list[bytes]] = request.args or {}
+            raw = query.get(b"value")
+            value = None if raw is None else raw[0].decode("utf-8", "replace")
+        base = self.service.registry.challenge_base(user_id, name)
+        if base is None:
+            raise ApiError(http.NOT_FOUND, f"{name} is not a name {user_id} may hold challenge values at", "name")
+        try:
+            checked = None if value is None and request.method == b"DELETE" else validate_value(value, "value")
+        except ValidationError as e:
+            raise ApiError(http.BAD_REQUEST, e.message, "value") from None
+        if request.method == b"PUT":
+            edit = TXTEdit(Op.ADD, base, checked)
+        else:
+            edit = TXTEdit(Op.CLEAR, base) if checked is None else TXTEdit(Op.REMOVE, base, checked)
+        result = await self.service.edit_txt(user_id, [edit], METHOD, peer_address(request))
+        if result.status is UpdateStatus.NO_SUCH_USER:
+            raise ApiError(http.NOT_FOUND, f"no user {user_id!r}", "id")
+        if result.status is UpdateStatus.STORE_FAILED:
+            raise ApiError(http.SERVICE_UNAVAILABLE, result.message)
+        if result.status is UpdateStatus.BAD_TXT:
+            raise ApiError(http.CONFLICT, result.message, "value")
+        if not result.ok:
+            raise ApiError(http.CONFLICT, result.message)  # disabled
+        self._json(request, self._txt_body(user_id))
+
+    def _key_store(self) -> IAcmeKeyStore:
+        store = self.service.store
+        if not IAcmeKeyStore.providedBy(store):
+            raise ApiError(http.NOT_FOUND, "this server's store keeps no ACME keys")
+        return IAcmeKeyStore(store)
+
+    async def _acme_keys(self, request: server.Request, user_id: str, key_id: str | None) -> None:
+        """
+        C{/api/users/ID/acme-keys}: GET lists the user's scoped keys (never
+        a secret or its hash), POST C{{"label": ...}} makes one and answers
+        its secret, once; C{.../acme-keys/KEY_ID}: DELETE revokes it.
+        """
+        if key_id is not None:
+            self._allow(request, b"DELETE")
+            self._known_user(user_id)
+            try:
+                removed = await self._key_store().remove_acme_key(user_id, key_id)
+            except StoreError as e:
+                raise ApiError(http.SERVICE_UNAVAILABLE, f"store failure: {e}") from None
+            if not removed:
+                raise ApiError(http.NOT_FOUND, f"{user_id} has no ACME key {key_id!r}", "key_id")
+            return self._json(request, None, http.NO_CONTENT)
+        self._allow(request, b"GET", b"POST")
+        if request.method in (b"GET", b"HEAD"):
+            self._known_user(user_id)
+            keys = await self._key_store().acme_keys(user_id)
+            return self._json(request, {"id": user_id, "keys": [key_entry(key) for key in keys]})
+        body = await self._object_body(request, ("label",))
+        self._known_user(user_id)
+        try:
+            label = validate_label(body.get("label", ""))
+        except ValidationError as e:
+            raise ApiError(http.BAD_REQUEST, e.message, e.field) from None
+        key, secret = new_key(label, self.service.clock.seconds())
+        try:
+            await self._key_store().add_acme_key(user_id, key)
+        except NoSuchUser:
+            raise ApiError(http.NOT_FOUND, f"no user {user_id!r}", "id") from None
+        except StoreError as e:
+            raise ApiError(http.SERVICE_UNAVAILABLE, f"store failure: {e}") from None
+        self._json(request, {**key_entry(key), "secret": secret}, http.CREATED)
 
 
 def _users_field(field: str) -> str:

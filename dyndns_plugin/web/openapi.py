@@ -78,10 +78,22 @@ _USER = {
     },
 }
 
+_TXT_VALUE = {
+    "type": "object",
+    "description": "An ACME DNS-01 challenge value and when it goes by itself",
+    "required": ["name", "value", "expires"],
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string", "description": "The challenge owner name, _acme-challenge.<the user's name>"},
+        "value": {"type": "string"},
+        "expires": {"type": "string", "description": "ISO 8601, UTC"},
+    },
+}
+
 _STATE_ENTRY = {
     "type": "object",
     "additionalProperties": False,
-    "required": ["id", "state", "ipv4", "ipv6", "ttl", "last_update", "method", "client_address", "names"],
+    "required": ["id", "state", "ipv4", "ipv6", "ttl", "last_update", "method", "client_address", "names", "txt"],
     "properties": {
         "id": {"type": "string"},
         "state": {"enum": ["online", "offline", "never", "disabled"]},
@@ -92,7 +104,49 @@ _STATE_ENTRY = {
         "method": _NULLABLE_STRING,
         "client_address": _NULLABLE_STRING,
         "names": {"type": "array", "items": {"type": "string"}},
+        "txt": {"type": "array", "items": _ref("TXTValue"), "description": "The ACME challenge values it holds"},
     },
+}
+
+_TXT = {
+    "type": "object",
+    "required": ["id", "names", "txt"],
+    "additionalProperties": False,
+    "properties": {
+        "id": {"type": "string"},
+        "names": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "The challenge owner names the user may hold values at",
+        },
+        "txt": {"type": "array", "items": _ref("TXTValue"), "description": "The values it holds, oldest first"},
+    },
+}
+
+_ACME_KEY_PROPERTIES = {
+    "key_id": {"type": "string"},
+    "label": {"type": "string"},
+    "created": {"type": "string", "description": "ISO 8601, UTC"},
+}
+_ACME_KEY = {
+    "type": "object",
+    "description": "A scoped key: it may set the user's challenge values and nothing else",
+    "required": ["key_id", "label", "created"],
+    "additionalProperties": False,
+    "properties": _ACME_KEY_PROPERTIES,
+}
+_NEW_ACME_KEY = {
+    "type": "object",
+    "description": "A new scoped key with its secret: shown this once (the store keeps only its SHA-256)",
+    "required": ["key_id", "label", "created", "secret"],
+    "additionalProperties": False,
+    "properties": {**_ACME_KEY_PROPERTIES, "secret": {"type": "string"}},
+}
+_ACME_KEYS = {
+    "type": "object",
+    "required": ["id", "keys"],
+    "additionalProperties": False,
+    "properties": {"id": {"type": "string"}, "keys": {"type": "array", "items": _ref("AcmeKey")}},
 }
 
 _USERS_DOCUMENT = {
@@ -153,6 +207,18 @@ _ZONE_PARAMETERS = [
     {"name": "origin", "in": "path", "required": True, "schema": {"type": "string"}},
     {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
 ]
+
+_TXT_NAME = {
+    "name": "name",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "One of the user's names, or its challenge owner name (_acme-challenge.<name>)",
+}
+_KEY_ID = {"name": "key_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_TXT_RESPONSE = {"description": "The user's challenge values after it", "content": _content(_ref("TXT"))}
+_TXT_404 = _error("No such user, or the name is not one the user may hold challenge values at")
+_TXT_409 = _error("The name holds the most values it may already (`field`: value), or the user is disabled")
 
 _ETAG_HEADER = {"ETag": {"schema": {"type": "string"}, "description": "Version of the users"}}
 
@@ -249,6 +315,11 @@ DOCUMENT: dict[str, Any] = {
             "ZoneRRset": _ZONE_RRSET,
             "Zones": _ZONES,
             "Config": _CONFIG,
+            "TXTValue": _TXT_VALUE,
+            "TXT": _TXT,
+            "AcmeKey": _ACME_KEY,
+            "NewAcmeKey": _NEW_ACME_KEY,
+            "AcmeKeys": _ACME_KEYS,
         },
     },
     "security": [{"basic": []}, {"bearer": []}],
@@ -330,6 +401,107 @@ DOCUMENT: dict[str, Any] = {
                     "404": _ERRORS["404"],
                     "409": _error("The user is disabled"),
                     "415": _ERRORS["415"],
+                    "503": _ERRORS["503"],
+                },
+            },
+        },
+        "/api/users/{id}/txt": {
+            "parameters": [_USER_ID],
+            "get": {
+                "summary": "The user's ACME challenge values, and the names it may hold them at",
+                "responses": {
+                    "200": {"description": "The values", "content": _content(_ref("TXT"))},
+                    "401": _ERRORS["401"],
+                    "404": _ERRORS["404"],
+                },
+            },
+        },
+        "/api/users/{id}/txt/{name}": {
+            "parameters": [_USER_ID, _TXT_NAME],
+            "put": {
+                "summary": "Add a challenge value at the name (again: a fresh lifetime)",
+                "requestBody": {
+                    "required": True,
+                    "content": _content(
+                        {
+                            "type": "object",
+                            "required": ["value"],
+                            "additionalProperties": False,
+                            "properties": {"value": {"type": "string", "minLength": 1, "maxLength": 255}},
+                        }
+                    ),
+                },
+                "responses": {
+                    "200": _TXT_RESPONSE,
+                    "400": _ERRORS["400"],
+                    "401": _ERRORS["401"],
+                    "404": _TXT_404,
+                    "409": _TXT_409,
+                    "415": _ERRORS["415"],
+                    "503": _ERRORS["503"],
+                },
+            },
+            "delete": {
+                "summary": "Remove one challenge value at the name (value), or every one",
+                "parameters": [
+                    {
+                        "name": "value",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string"},
+                        "description": "Only this value (default: all at the name)",
+                    }
+                ],
+                "responses": {
+                    "200": _TXT_RESPONSE,
+                    "400": _ERRORS["400"],
+                    "401": _ERRORS["401"],
+                    "404": _TXT_404,
+                    "409": _error("The user is disabled"),
+                    "503": _ERRORS["503"],
+                },
+            },
+        },
+        "/api/users/{id}/acme-keys": {
+            "parameters": [_USER_ID],
+            "get": {
+                "summary": "The user's scoped ACME keys (never their secrets)",
+                "responses": {
+                    "200": {"description": "The keys, oldest first", "content": _content(_ref("AcmeKeys"))},
+                    "401": _ERRORS["401"],
+                    "404": _ERRORS["404"],
+                },
+            },
+            "post": {
+                "summary": "A new scoped ACME key; its secret is in this answer only",
+                "requestBody": {
+                    "required": True,
+                    "content": _content(
+                        {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "properties": {"label": {"type": "string", "maxLength": 100}},
+                        }
+                    ),
+                },
+                "responses": {
+                    "201": {"description": "The key and its secret", "content": _content(_ref("NewAcmeKey"))},
+                    "400": _ERRORS["400"],
+                    "401": _ERRORS["401"],
+                    "404": _ERRORS["404"],
+                    "415": _ERRORS["415"],
+                    "503": _ERRORS["503"],
+                },
+            },
+        },
+        "/api/users/{id}/acme-keys/{key_id}": {
+            "parameters": [_USER_ID, _KEY_ID],
+            "delete": {
+                "summary": "Revoke a scoped ACME key",
+                "responses": {
+                    "204": {"description": "Revoked"},
+                    "401": _ERRORS["401"],
+                    "404": _error("No such user, or the user has no such key"),
                     "503": _ERRORS["503"],
                 },
             },

@@ -204,6 +204,7 @@ class CommandTests(SynchronousTestCase):
                 "ipv6": "",
                 "updated": "2024-05-01T10:00:00Z",
                 "method": "http",
+                "txt": [],
             },
         )
         self.assertEqual([r["state"] for r in rows], ["online", "offline", "never", "disabled"])
@@ -223,6 +224,44 @@ class CommandTests(SynchronousTestCase):
         self.assertEqual(table[0].split(), ["user", "state", "ipv4", "ipv6", "last", "update", "method"])
         self.assertEqual([line.split()[0] for line in table[1:]], ["dora", "cleo", "bert", "anna"])
         self.assertIn("2024-05-03T10:00:00Z", table[3])
+
+    def test_acme(self) -> None:
+        """
+        txt set, list, clear and acme-key add, list, revoke on the SQLite
+        store; status --json shows the values.
+        """
+        cli_ok(self.config, "user", "add", "alice", "--password", "pw", "--host", "*.alice.example.net")
+        owner = f"_acme-challenge.alice.{SUFFIX}"
+        out = cli_ok(self.config, "txt", "set", "alice", f"alice.{SUFFIX}", "--", "-token-1")
+        self.assertTrue(out.startswith(f"good {owner} -token-1 (expires "), out)
+        cli_ok(self.config, "txt", "set", "alice", "_acme-challenge.alice.example.net.", "token-2")
+        lines = cli_ok(self.config, "txt", "list", "alice").splitlines()
+        self.assertEqual(
+            [line.split()[:2] for line in lines],
+            [[owner, "-token-1"], ["_acme-challenge.alice.example.net", "token-2"]],
+        )
+        (row,) = json.loads(cli_ok(self.config, "status", "--json"))
+        self.assertEqual(
+            [(t["name"], t["value"]) for t in row["txt"]],
+            [(owner, "-token-1"), ("_acme-challenge.alice.example.net", "token-2")],
+        )
+        self.assertTrue(row["txt"][0]["expires"].endswith("Z"), row)
+        self.assertEqual(cli_ok(self.config, "txt", "clear", "alice", owner), f"good {owner}: 0 values left\n")
+        self.assertEqual(len(cli_ok(self.config, "txt", "list", "alice").splitlines()), 1)
+
+        rc, out, err = run_cli(self.config, "acme-key", "add", "alice", "--label", "lego")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("shown only now", err)
+        key_id = out.splitlines()[0].split()[3]
+        secret = out.splitlines()[1].removeprefix("secret: ")
+        listing = cli_ok(self.config, "acme-key", "list", "alice")
+        self.assertEqual(listing.split()[0::2], [key_id, "lego"])
+        self.assertNotIn(secret, listing)
+        self.assertNotIn(hashlib.sha256(secret.encode()).hexdigest(), listing)
+        self.assertEqual(
+            cli_ok(self.config, "acme-key", "revoke", "alice", key_id), f"revoked ACME key {key_id} of alice\n"
+        )
+        self.assertEqual(cli_ok(self.config, "acme-key", "list", "alice"), "")
 
     def test_export_import_round_trip(self) -> None:
         """
@@ -487,6 +526,22 @@ class BadInputTests(SynchronousTestCase):
         ):
             self.assertRejected("user", *command, expect=("no user 'nobody'",))
         self.assertUntouched()
+
+    def test_acme_refused(self) -> None:
+        """A challenge name that is not the user's, an unknown user or key: status 1, nothing written."""
+        self.assertRejected(
+            "txt",
+            "set",
+            "alice",
+            "_acme-challenge.bob.dyn.example.com",
+            "v",
+            expect=("_acme-challenge.bob.dyn.example.com is not a name alice may hold ACME challenge values at",),
+        )
+        self.assertRejected("txt", "set", "nobody", "nobody.dyn.example.com", "v", expect=("no user 'nobody'",))
+        self.assertRejected("acme-key", "revoke", "alice", "00000000", expect=("alice has no ACME key '00000000'",))
+        self.assertRejected("acme-key", "add", "nobody", expect=("no user 'nobody'",))
+        self.assertEqual(cli_ok(self.config, "txt", "list", "alice"), "")
+        self.assertEqual(cli_ok(self.config, "acme-key", "list", "alice"), "")
 
     def test_missing_password(self) -> None:
         self.assertRejected("user", "add", "carol", expect=("password", "required"))
