@@ -1,8 +1,9 @@
 """
 Real ACME components for DNS-01 tests: the test CA C{pebble} (Debian
 package pebble) and the clients C{certbot} with its rfc2136 plugin
-(certbot, python3-certbot-dns-rfc2136) and C{lego} (lego) with its
-C{rfc2136}, C{acme-dns} and C{httpreq} providers.
+(certbot, python3-certbot-dns-rfc2136) or an acme-dns auth hook
+(L{certbot_acme_dns}), and C{lego} (lego) with its C{rfc2136} and
+C{httpreq} providers (Debian's lego lacks its acme-dns provider).
 
 Everything stays on this machine: pebble listens on 127.0.0.1 and asks only
 the DNS server given to L{Pebble.start} (C{-dnsserver 127.0.0.1:PORT}) for
@@ -622,45 +623,6 @@ def lego_httpreq_env(endpoint: str, username: str = "", password: str = "", mode
     return env
 
 
-@attrs.frozen
-class AcmeDnsAccount:
-    """
-    An acme-dns account as lego's storage file keeps it (goacmedns 0.1.1):
-    the API user and key, and the name whose TXT record the account sets.
-    """
-
-    username: str
-    password: str
-    fulldomain: str
-    subdomain: str
-    server_url: str = ""
-
-
-def write_acme_dns_storage(path: str, accounts: Mapping[str, AcmeDnsAccount]) -> str:
-    """
-    lego's acme-dns storage file (mode 600): a JSON object from each domain
-    (the order's identifier, without a C{*.}: a wildcard and its base name
-    share one entry) to its account. With every domain in it lego never
-    calls C{/register}; it POSTs C{{"SubDomain", "Txt"}} (those capitals:
-    goacmedns marshals an untagged struct) to C{<api base>/update} with the
-    headers C{X-Api-User} and C{X-Api-Key}. Returns C{path}.
-    """
-    data = {domain.removeprefix("*."): attrs.asdict(account) for domain, account in accounts.items()}
-    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
-        json.dump(data, f, indent=2)
-    os.chmod(path, 0o600)
-    return path
-
-
-def lego_acme_dns_env(api_base: str, storage_path: str) -> dict[str, str]:
-    """lego's acme-dns provider against C{api_base} (on 127.0.0.1) with the storage file (L{write_acme_dns_storage})."""
-    if not api_base.startswith(("http://127.0.0.1:", "https://127.0.0.1:")):
-        raise ValueError(f"{api_base!r}: lego only ever talks to 127.0.0.1")
-    if not os.path.exists(storage_path):
-        raise ValueError(f"{storage_path}: without the storage file lego would register a new account")
-    return {"ACME_DNS_API_BASE": api_base.rstrip("/"), "ACME_DNS_STORAGE_PATH": storage_path}
-
-
 #: The Go package of each provider in lego's source tree.
 _LEGO_PACKAGES = {"rfc2136": "rfc2136", "acme-dns": "acmedns", "httpreq": "httpreq"}
 _lego_builds: dict[str, bytes] = {}
@@ -751,7 +713,7 @@ def lego_run(
     """
     C{lego ... run} for C{domains} from C{pebble} with the DNS provider
     C{provider} (one of L{LEGO_PROVIDERS}) configured by C{env} (see
-    L{lego_rfc2136_env}, L{lego_acme_dns_env}, L{lego_httpreq_env}),
+    L{lego_rfc2136_env}, L{lego_httpreq_env}),
     resolving only at 127.0.0.1:C{dns_port}, inside the loopback guard; its
     account and certificates go to C{workdir}/lego.
     """
