@@ -238,6 +238,27 @@ class _AcmeResource(AsyncResource):
             return None
         return checked.user_id
 
+    async def checked_body(
+        self, request: server.Request, credentials: tuple[str, str] | None, raw: bytes, source: str | None
+    ) -> tuple[str, dict[str, Any]] | None:
+        """
+        The user and the JSON object of a request whose credentials pass
+        (checked first, as acme-dns does: a stranger's bad body is a 401);
+        None once the error is answered.
+        """
+        if credentials is None:
+            self.forbidden(request)
+            return None
+        user_id = await self.check_acme(request, credentials[0], credentials[1], source)
+        if user_id is None:
+            return None
+        try:
+            return user_id, json_body(raw)
+        except BadBody as e:
+            self.auth.refused(self.method, user_id, source, "badrequest", str(e))
+            self.error(request, http.BAD_REQUEST, "malformed_json_payload")
+            return None
+
 
 class AcmeDnsUpdateResource(_AcmeResource):
     """C{POST <base>acme-dns/update}: the acme-dns API's one write."""
@@ -247,16 +268,10 @@ class AcmeDnsUpdateResource(_AcmeResource):
 
     async def post(self, request: server.Request, raw: bytes, source: str | None) -> None:
         user, secret = header(request, "x-api-user"), header(request, "x-api-key")
-        if not user or not secret:
-            return self.forbidden(request)
-        user_id = await self.check_acme(request, user, secret, source)
-        if user_id is None:
+        checked = await self.checked_body(request, (user, secret) if user and secret else None, raw, source)
+        if checked is None:
             return
-        try:
-            body = json_body(raw)
-        except BadBody as e:
-            self.auth.refused(self.method, user_id, source, "badrequest", str(e))
-            return self.error(request, http.BAD_REQUEST, "malformed_json_payload")
+        user_id, body = checked
         subdomain = body.get("subdomain")
         if not isinstance(subdomain, str) or subdomain.strip().lower() != user_id:
             self.auth.refused(self.method, user_id, source, "nohost", "subdomain is not the user's")
@@ -376,17 +391,10 @@ class HttpreqResource(_AcmeResource):
         self.error(request, http.UNAUTHORIZED, "forbidden", [(b"www-authenticate", REALM)])
 
     async def post(self, request: server.Request, raw: bytes, source: str | None) -> None:
-        credentials = basic_credentials(request)
-        if credentials is None:
-            return self.forbidden(request)
-        user_id = await self.check_acme(request, credentials[0], credentials[1], source)
-        if user_id is None:
+        checked = await self.checked_body(request, basic_credentials(request), raw, source)
+        if checked is None:
             return
-        try:
-            body = json_body(raw)
-        except BadBody as e:
-            self.auth.refused(self.method, user_id, source, "badrequest", str(e))
-            return self.error(request, http.BAD_REQUEST, "malformed_json_payload")
+        user_id, body = checked
         try:
             base, value = self.parse(body)
         except ValidationError as e:
