@@ -1,7 +1,7 @@
 """
 Zone transfers: update-to-secondary latency and IXFR vs AXFR bytes (bench/secondary_latency.py).
 
-    python -m bench.secondary_latency [--short]   # ~2 min (--short: 20,000 users, 50 updates)
+    python -m bench.secondary_latency [--short]   # ~3 min (--short: 20,000 users, 50 updates of each kind)
     python -m bench.secondary_latency --serial-query-rate 1000   # BIND not rate limited
 
 Ours, C{twistd -n dyndns} with N users (default 100,000), each with a TSIG
@@ -12,8 +12,12 @@ zone by AXFR. B{Latency}: C{--updates} signed UPDATEs, one at a time, round
 robin over the last C{--hosts} users, each to an address never used before;
 for each, the time from the send to our answer and to the first answer of
 the secondary (polled every 5 ms) with the new address, and from BIND's log
-when its NOTIFY arrived and its transfer ended. BIND delays the SOA query a
-NOTIFY triggers by its C{serial-query-rate} limiter (default 20/s).
+when its NOTIFY arrived and its transfer ended. Then the same for ACME
+challenge values: C{--updates} TXT updates, what lego sends to present a
+DNS-01 challenge (C{update delete _acme-challenge.userN.<suffix> TXT} +
+C{update add} of a 43-character value never used before), each timed until
+the secondary serves that value. BIND delays the SOA query a NOTIFY
+triggers by its C{serial-query-rate} limiter (default 20/s).
 B{Bytes}: an AXFR from ours; C{--changes} updates of users 1..100, each its
 own serial (its own journal step: the worst case for IXFR); an IXFR from
 the first serial and an AXFR at the new one, each timed C{--xfr-rounds}
@@ -42,8 +46,8 @@ from bench.harness.meter import CPUMeter, percentiles
 from bench.harness.procs import HOST, BenchError, Processes, free_ports, log_problems, note, wait_for
 from bench.harness.server import Server, dns_ready, query, soa_serial
 from bench.harness.tools import Named, require
-from bench.harness.tsig import Signer
-from bench.harness.users import SUFFIX, addresses_of, build_store, initial_answer, users
+from bench.harness.tsig import Signer, challenge_signer
+from bench.harness.users import SUFFIX, addresses_of, build_store, challenge_of, initial_answer, token_of, users
 
 _STAMP = r"(\d\d-\w{3}-\d{4} \d\d:\d\d:\d\d\.\d{3})"  # BIND's log time (local), to the ms
 
@@ -65,26 +69,35 @@ def bind_events(log: str) -> dict[str, Any]:
     return events
 
 
-def updater(port: int) -> Callable[[int, str], tuple[int, float, float]]:
-    """Signed UPDATEs to our server, one at a time: C{update(i, address)} -> (rcode, wall clock, perf_counter)."""
+def updater(port: int, txt: bool = False) -> Callable[[int, str], tuple[int, float, float]]:
+    """
+    Signed UPDATEs to our server, one at a time: C{update(i, value)} ->
+    (rcode, wall clock, perf_counter); the value is user C{i}'s address, or
+    with C{txt} its ACME challenge value.
+    """
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.connect((HOST, port))
     sock.settimeout(2.0)
-    return lambda i, address: Signer(i).send(sock, address)
+    return lambda i, value: (challenge_signer(i, [value]) if txt else Signer(i)).send(sock, value)
 
 
-def latency_part(args: argparse.Namespace, ours: int, secondary: int, bind_log: str, deadline: float) -> dict[str, Any]:
-    update, polls = updater(ours), 0
+def latency_part(
+    args: argparse.Namespace, ours: int, secondary: int, bind_log: str, deadline: float, txt: bool = False
+) -> dict[str, Any]:
+    """Updates to values never used before (C{txt}: challenge values), each timed until the secondary serves it."""
+    update, polls = updater(ours, txt), 0
     rows: list[dict[str, Any]] = []
     for k in range(args.updates):
         if time.monotonic() > deadline:
             raise BenchError("--timeout reached during the latency part")
-        i, address = args.users - k % args.hosts, f"10.77.{k >> 8 & 255}.{k & 255}"  # the last --hosts users
-        rcode, wall, t0 = update(i, address)
+        i = args.users - k % args.hosts  # the last --hosts users
+        value = token_of(f"latency-{k}") if txt else f"10.77.{k >> 8 & 255}.{k & 255}"
+        owner, rdtype = (challenge_of(i), "TXT") if txt else (f"user{i}.{SUFFIX}", "A")
+        rcode, wall, t0 = update(i, value)
         row: dict[str, Any] = {"rcode": rcode, "ack_s": time.perf_counter() - t0, "visible_s": None, "wall": wall}
         while rcode == 0:
             now, polls = time.perf_counter(), polls + 1
-            if dns_ready(secondary, f"user{i}.{SUFFIX}", address):
+            if dns_ready(secondary, owner, value, rdtype):
                 row["visible_s"] = now - t0
             if row["visible_s"] is not None or now > t0 + args.limit:
                 break
@@ -249,24 +262,33 @@ def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -
     initial = bind_events(named.log)["completed"][:1]
     note(f"BIND secondary caught up: {initial}")
     pids = {"ours": ours.pid, "bind": named.pid}
-    meter = CPUMeter(pids)
-    latency = latency_part(args, ours.dns_port, bind_port, named.log, deadline)
-    latency["cpu"] = meter.read()
+    latencies: dict[str, dict[str, Any]] = {}
+    for kind in ("address", "txt"):
+        meter = CPUMeter(pids)
+        latencies[kind] = latency_part(args, ours.dns_port, bind_port, named.log, deadline, kind == "txt")
+        latencies[kind]["cpu"] = meter.read()
+    latency, txt = latencies["address"], latencies["txt"]
     meter = CPUMeter(pids)
     transfers = transfer_part(args, ours.dns_port, bind_port, deadline)
     transfers["cpu"] = meter.read()
     ours.stop()
     problems = transfers.pop("problems") + log_problems(ours.log)
     problems += [
-        f"latency: {latency[k]} updates {k.replace('_', ' ')}" for k in ("not_noerror", "not_visible") if latency[k]
+        f"latency: {part[k]} {kind} updates {k.replace('_', ' ')}"
+        for kind, part in latencies.items()
+        for k in ("not_noerror", "not_visible")
+        if part[k]
     ]
     ratio = transfers["ixfr"]["bytes"] / transfers["axfr_after"]["bytes"]
-    visible = latency.pop("visible_s")
+    visible = {kind: part.pop("visible_s") for kind, part in latencies.items()}
     return {
         "figures": {
             "visible_on_secondary_ms": latency["visible_ms"],
             "update_ack_ms": latency["ack_ms"],
             "visible_under_100ms": f"{latency['visible_under_100ms']}/{latency['updates']}",
+            "txt_visible_on_secondary_ms": txt["visible_ms"],
+            "txt_update_ack_ms": txt["ack_ms"],
+            "txt_visible_under_100ms": f"{txt['visible_under_100ms']}/{txt['updates']}",
             "axfr_bytes": transfers["axfr_after"]["bytes"],
             "axfr_s": transfers["axfr_after"]["best_s"],
             "bind_axfr_s": transfers["bind_axfr"]["best_s"],
@@ -280,12 +302,13 @@ def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -
         "store": built,
         "bind_initial_transfer": initial,
         "latency": latency,
+        "txt_latency": txt,
         "transfers": transfers,
         "plot": {
             "title": "Update to BIND secondary: time until visible",
             "ylabel": "ms",
-            "groups": [f"#{k}" for k in range(1, len(visible) + 1)],
-            "series": {"ours -> BIND": [1000 * v for v in visible]},
+            "groups": [f"#{k}" for k in range(1, max(map(len, visible.values())) + 1)],
+            "series": {f"{kind}: ours -> BIND": [1000 * v for v in vs] for kind, vs in visible.items()},
             "kind": "line",
         },
     }
@@ -293,7 +316,7 @@ def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -
 
 OPTIONS: record.Options = {
     "--users": (100_000, "users in the zone"),
-    "--updates": (200, "updates timed until visible"),
+    "--updates": (200, "updates timed until visible, of each kind (address, TXT)"),
     "--hosts": (10, "users the timed updates go round"),
     "--poll": (0.005, "seconds between polls of BIND"),
     "--limit": (10.0, "seconds until visible at most"),
@@ -306,4 +329,4 @@ OPTIONS: record.Options = {
 
 if __name__ == "__main__":
     short = {"users": 20_000, "updates": 50, "xfr_rounds": 2}
-    raise SystemExit(record.main("secondary_latency", __doc__, OPTIONS, run, short, 400, require("named")))
+    raise SystemExit(record.main("secondary_latency", __doc__, OPTIONS, run, short, 500, require("named")))

@@ -17,35 +17,44 @@ timeout and is sent again. Every 20th answer's TSIG is verified with
 dnspython. Per slot: NOERROR answers/s, latency, CPU. Afterwards both
 servers must serve every user's last acknowledged address, BIND's serial
 must have grown once per NOERROR, and ours gets SIGKILL and its SQLite file
-is checked.
+is checked. (bench/txt_updates.py runs the same with ACME challenge TXT
+updates.)
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 from typing import Any
 
 from bench.harness import record
 from bench.harness.load import measure, rounds, slot_problems, summary
 from bench.harness.procs import Processes, free_ports, log_problems
-from bench.harness.server import Server, addresses_in, query, soa_serial
+from bench.harness.server import Server, query, soa_serial, values_in
 from bench.harness.tools import Named, profile_summary, require, zone_file
-from bench.harness.tsig import Signer, UpdateClient, tsig_keys
+from bench.harness.tsig import Signer, UpdateClient, challenge_signer, tsig_keys
 from bench.harness.users import SUFFIX, build_store, check_final, initial_answer, users
 
 
-def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -> dict[str, Any]:
+def served(port: int, signer: Signer) -> set[str]:
+    """What the server on C{port} serves at the signer's owner name, of its type."""
+    return values_in(query(port, signer.owner.to_text(), signer.rdtype, timeout=2), signer.rdtype)
+
+
+def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float, txt: bool = False) -> dict[str, Any]:
+    """The benchmark; C{txt}: each update sets the user's ACME challenge value instead of its address."""
     store, _built = build_store(tmp, users(args.users, tsig=True))
     ours = Server(procs, tmp, store, "ours")
     ours.start(deadline, *initial_answer(args.users))
     os.makedirs(os.path.join(tmp, "bind"))  # named writes its journal beside the zone
     zone = zone_file(os.path.join(tmp, "bind", "zone.db"), args.users)
-    policy = f'zone "{SUFFIX}" {{ type primary; file "{zone}"; update-policy {{ grant * self * A AAAA; }}; }};\n'
+    rules = "grant * self * A AAAA;" + (" grant * selfsub * TXT;" if txt else "")
+    policy = f'zone "{SUFFIX}" {{ type primary; file "{zone}"; update-policy {{ {rules} }}; }};\n'
     keys = tsig_keys([f"user{i}" for i in range(1, args.users + 1)])
     named = Named(procs, tmp, free_ports(1)[0], keys + policy, args.named_threads, initial_answer(args.users), deadline)
     servers = {"ours": (ours.dns_port, ours.pid, store), "reference": (named.port, named.pid, None)}
-    signers = [Signer(i) for i in range(1, args.users + 1)]
+    signers = [challenge_signer(i) if txt else Signer(i) for i in range(1, args.users + 1)]
     clients = {label: UpdateClient(label, port, signers, args) for label, (port, _pid, _s) in servers.items()}
     serial_before = soa_serial(named.port)
     for label, client in clients.items():
@@ -56,17 +65,18 @@ def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -
         _port, pid, sqlite = servers[label]
         slots.append(measure(clients[label], f"round {r} {label}", args.duration, args.settle, pid, sqlite, spy))
     problems = [
-        f"{label}: user{u.i} served {got}, last acknowledged {u.last}"
+        f"{label}: {u.secret.owner} {u.secret.rdtype} served {got}, last acknowledged {u.last}"
         for label, (port, _pid, _s) in servers.items()
         for u in clients[label].users
-        if (got := addresses_in(query(port, f"user{u.i}.{SUFFIX}", timeout=2))) != {u.last}
+        if (got := served(port, u.secret)) != {u.last}
     ]
     grew = soa_serial(named.port) - serial_before
     acked = sum(u.acked for u in clients["reference"].users)
     if grew != acked:
         problems.append(f"BIND's serial grew by {grew} for {acked} NOERROR answers")
     ours.kill()
-    check = check_final(store, {u.name: u.expected() for u in clients["ours"].users}, "dns-update")
+    expected = {u.name: u.expected() for u in clients["ours"].users}
+    check = check_final(store, expected, None if txt else "dns-update", txt)  # an import sets no method
     problems += check["problems"] + log_problems(ours.log)
     totals = {label: summary([s for s in slots if s["server"] == label]) for label in servers}
     problems += slot_problems(slots)
@@ -85,7 +95,7 @@ def run(args: argparse.Namespace, procs: Processes, tmp: str, deadline: float) -
         "late_answers": sum(c.late for c in clients.values()),
         "profile": profile_summary(args.py_spy) if args.py_spy else None,
         "plot": {
-            "title": "TSIG-signed UPDATE: durable updates per second",
+            "title": f"TSIG-signed UPDATE{' of ACME challenge TXT' if txt else ''}: durable updates per second",
             "ylabel": "updates/s",
             "groups": [f"round {r}" for r in range(1, args.rounds + 1)],
             "series": {("BIND 9" if k == "reference" else k): v for k, v in per_round.items()},
@@ -106,6 +116,13 @@ OPTIONS: record.Options = {
     "--py-spy": (None, "profile ours in round 1 into FILE", "FILE"),
 }
 
+SHORT = {"rounds": 1, "duration": 4}
+
+
+def main(name: str, doc: str | None, txt: bool = False) -> int:
+    """The script C{bench.<name>}: L{run} (ACME challenge updates if C{txt}), recorded in bench/results/<name>.json."""
+    return record.main(name, doc or "", OPTIONS, functools.partial(run, txt=txt), SHORT, 200, require("named"))
+
+
 if __name__ == "__main__":
-    short = {"rounds": 1, "duration": 4}
-    raise SystemExit(record.main("tsig_updates", __doc__, OPTIONS, run, short, 200, require("named")))
+    raise SystemExit(main("tsig_updates", __doc__))

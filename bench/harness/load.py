@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import selectors
 import time
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from bench.harness.meter import CPUMeter, percentiles, wait_quiet
 from bench.harness.procs import BenchError, note
@@ -36,12 +36,17 @@ class Tally:
 
 
 class User:
-    """One user of a load: its updates alternate between two addresses; what was acknowledged."""
+    """
+    One user of a load: its updates alternate between two addresses (or
+    C{values}: other values of the record its updates change); what was
+    acknowledged.
+    """
 
     __slots__ = ("i", "name", "addresses", "secret", "acked", "last", "uncertain")
 
-    def __init__(self, i: int, secret: Any = None) -> None:
-        self.i, self.name, self.addresses, self.secret = i, f"user{i}", addresses_of(i)[:2], secret
+    def __init__(self, i: int, secret: Any = None, values: Sequence[str] = ()) -> None:
+        self.i, self.name, self.secret = i, f"user{i}", secret
+        self.addresses = tuple(values) or addresses_of(i)[:2]
         self.acked = 0  # also the turn: its next update goes to addresses[acked % 2]
         self.last: str | None = None
         self.uncertain = False  # a request failed: it may or may not have been applied

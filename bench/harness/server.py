@@ -84,6 +84,13 @@ def addresses_in(response: Any) -> set[str]:
     return {rd.address for rrset in response.answer for rd in rrset if rrset.rdtype == 1}
 
 
+def values_in(response: Any, rdtype: str = "A") -> set[str]:
+    """The A addresses in an answer, or (C{rdtype} TXT) its TXT values, each record's strings joined."""
+    if rdtype != "TXT":
+        return addresses_in(response)
+    return {b"".join(rd.strings).decode() for rrset in response.answer for rd in rrset if rrset.rdtype == 16}
+
+
 def soa_serial(port: int, zone: str = SUFFIX) -> int:
     for rrset in query(port, zone, "SOA", timeout=2).answer:
         if rrset.rdtype == 6:
@@ -98,13 +105,13 @@ def http_get(port: int, path: str, headers: dict[str, str] | None = None, timeou
         return response.status, response.read().decode("utf-8", "replace")
 
 
-def dns_ready(port: int, name: str, expect: str | None) -> bool:
-    """C{name} answers C{expect}; with C{expect} None: any answer but SERVFAIL (loaded)."""
+def dns_ready(port: int, name: str, expect: str | None, rdtype: str = "A") -> bool:
+    """C{name} answers C{expect} (see L{values_in}); with C{expect} None: any answer but SERVFAIL (loaded)."""
     try:
-        response = query(port, name, timeout=0.2)
+        response = query(port, name, rdtype, timeout=0.2)
     except (dns.exception.Timeout, OSError):
         return False
-    return response.rcode() != 2 if expect is None else addresses_in(response) == {expect}
+    return response.rcode() != 2 if expect is None else values_in(response, rdtype) == {expect}
 
 
 class Server:

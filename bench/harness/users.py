@@ -52,6 +52,21 @@ def addresses_of(i: int) -> tuple[str, str, str]:
     return f"10.1.{hi}.{lo}", f"10.2.{hi}.{lo}", f"10.{3 + (i >> 16)}.{hi}.{lo}"
 
 
+def challenge_of(i: int) -> str:
+    """User C{i}'s ACME DNS-01 challenge name (RFC 8555 8.4): C{_acme-challenge.user<i>.<suffix>}."""
+    return f"_acme-challenge.user{i}.{SUFFIX}"
+
+
+def token_of(seed: str) -> str:
+    """A challenge value as ACME clients send them: 43 characters of unpadded base64url (a SHA-256 digest)."""
+    return base64.urlsafe_b64encode(hashlib.sha256(seed.encode()).digest()).decode().rstrip("=")
+
+
+def tokens_of(i: int) -> tuple[str, str]:
+    """User C{i}'s two benchmark challenge values."""
+    return token_of(f"user{i}-a"), token_of(f"user{i}-b")
+
+
 def initial_answer(i: int) -> tuple[str, str]:
     """User C{i}'s name and initial address: what a server answers once its store is loaded."""
     return f"user{i}.{SUFFIX}", addresses_of(i)[2]
@@ -85,31 +100,44 @@ def read_generation(store: str) -> int:
 
 
 def read_states(store: str, integrity: bool = True) -> tuple[str, int, dict[str, tuple]]:
-    """(integrity_check, generation, user id -> (ipv4, ipv6, offline, method)), read-only."""
+    """(integrity_check, generation, user id -> (ipv4, ipv6, offline, method, txt)), read-only."""
     with contextlib.closing(sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=10)) as conn:
         check = conn.execute("PRAGMA integrity_check").fetchone()[0] if integrity else "-"
         (gen,) = conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
-        rows = {r[0]: tuple(r[1:]) for r in conn.execute("SELECT user_id, ipv4, ipv6, offline, method FROM states")}
+        rows = {
+            r[0]: tuple(r[1:]) for r in conn.execute("SELECT user_id, ipv4, ipv6, offline, method, txt FROM states")
+        }
     return str(check), int(gen), rows
 
 
-def check_final(store: str, expected: dict[str, tuple[set[str], str | None]], method: str) -> dict[str, Any]:
+def challenge_values(txt: str | None, user_id: str) -> list[str]:
+    """The ACME challenge values a state's C{txt} column holds for the user's own name, oldest first."""
+    return [value for name, value, _expires in json.loads(txt or "[]") if name == f"{user_id}.{SUFFIX}"]
+
+
+def check_final(
+    store: str, expected: dict[str, tuple[set[str], str | None]], method: str | None, txt: bool = False
+) -> dict[str, Any]:
     """
     Every user's final state in the file against what its client saw:
     C{expected} maps a user id to (addresses it may have, the exact one it
-    must have or None when a request was in flight at the end).
+    must have or None when a request was in flight at the end). With
+    C{txt}: the one challenge value at the user's own name instead of its
+    address, which must be its initial one (a user C{user<i>}).
     """
     integrity, generation, rows = read_states(store)
     problems = [] if integrity == "ok" else [f"integrity_check: {integrity}"]
     exact = loose = 0
     for user_id, (allowed, last) in expected.items():
         row = rows.get(user_id)
-        if row is None or row[0] not in allowed or row[1] is not None or row[2] or row[3] != method:
+        value = row and (row[0] if not txt else "/".join(challenge_values(row[4], user_id)))
+        initial = row and (not txt or row[0] == addresses_of(int(user_id.removeprefix("user")))[2])
+        if row is None or value not in allowed or not initial or row[1] is not None or row[2] or row[3] != method:
             problems.append(f"{user_id}: state {row}, expected one of {sorted(allowed)} via {method}")
         elif last is None:
             loose += 1
-        elif row[0] != last:
-            problems.append(f"{user_id}: store has {row[0]}, last acknowledged {last}")
+        elif value != last:
+            problems.append(f"{user_id}: store has {value}, last acknowledged {last}")
         else:
             exact += 1
     return {"integrity": integrity, "generation": generation, "exact": exact, "loose": loose, "problems": problems}
