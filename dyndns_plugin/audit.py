@@ -57,9 +57,11 @@ def state_fields(prefix: str, state: HostState | None) -> dict[str, Any]:
 
 
 def _shown(fields: dict[str, Any], prefix: str) -> str:
-    """The readable form of one side: its addresses, or its state."""
+    """The readable form of one side: its addresses, or its state (and its ACME challenge values, if any)."""
     addresses = [a for a in (fields[f"{prefix}_ipv4"], fields[f"{prefix}_ipv6"]) if a]
-    return ",".join(addresses) if addresses else fields[f"{prefix}_state"]
+    shown = ",".join(addresses) if addresses else fields[f"{prefix}_state"]
+    challenges = fields.get(f"{prefix}_txt")
+    return f"{shown}, {challenges} TXT" if challenges else shown
 
 
 class AuditLog:
@@ -107,6 +109,11 @@ class AuditLog:
         }
         if reason is not None:
             fields["reason"] = reason
+        after = old if new is None else new
+        if (old is not None and old.txt) or (after is not None and after.txt):
+            # ACME challenge values (L{dyndns_plugin.acme}): how many each side holds.
+            fields["old_txt"] = len(old.txt) if old is not None else 0
+            fields["new_txt"] = len(after.txt) if after is not None else 0
         fields["old"] = _shown(fields, "old")
         fields["new"] = _shown(fields, "new")
         text = _UPDATE_FORMAT if reason is None else _REFUSAL_FORMAT

@@ -13,6 +13,7 @@ from twisted.internet import defer, task
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
+from dyndns_plugin.acme import Op, TXTEdit
 from dyndns_plugin.audit import SAMPLED_BURST, SAMPLED_INTERVAL
 from dyndns_plugin.authn import Authenticator
 from dyndns_plugin.limits import LimitSettings
@@ -70,6 +71,21 @@ class WriteAuditTests(AuditTestCase):
         )
         self.assertIn(
             "audit: dyndns2 update of alice from 192.0.2.200: good (192.0.2.1 -> 192.0.2.2)",
+            [formatEvent(e) for e in self.events],
+        )
+
+    def test_challenge_values(self) -> None:
+        """An ACME challenge edit says how many values the user holds before and after; address events keep their form."""
+        self.update("192.0.2.1")
+        name = "alice.dyn.example.com"
+        self.successResultOf(self.service.edit_txt("alice", [TXTEdit(Op.ADD, name, "v1")], "acme-dns", "192.0.2.9"))
+        self.successResultOf(self.service.edit_txt("alice", [TXTEdit(Op.CLEAR, name)], "dns-update", "192.0.2.9"))
+        first, added, cleared = self.audit()
+        self.assertNotIn("new_txt", first)
+        self.assertEqual((added["method"], added["old_txt"], added["new_txt"]), ("acme-dns", 0, 1))
+        self.assertEqual((cleared["old_txt"], cleared["new_txt"]), (1, 0))
+        self.assertIn(
+            "audit: acme-dns update of alice from 192.0.2.9: good (192.0.2.1 -> 192.0.2.1, 1 TXT)",
             [formatEvent(e) for e in self.events],
         )
 
