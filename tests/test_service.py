@@ -296,6 +296,33 @@ class ObserverAndPollTests(ServiceTestCase):
         self.clock.advance(0.5)
         self.assertEqual(self.changes, [], "a second poll finds nothing new")
 
+    def test_many_changes_applied_with_the_collector_paused(self) -> None:
+        """
+        A poll that brings many changes applies them all with the collector
+        paused (none may start between the removals, users and states) and
+        freezes what they made once, after; a few are applied as usual.
+        """
+        import gc
+
+        from dyndns_plugin.service import core
+
+        self.patch(core, "AT_ONCE", 2)
+        frozen: list[int] = []
+        self.patch(gc, "freeze", lambda: frozen.append(1))
+        collecting: list[bool] = []
+        self.service.subscribe(lambda change: collecting.append(gc.isenabled()))
+        self.clock.advance(0.5)  # what the set-up wrote, seen
+        self.assertTrue(gc.isenabled())
+        for count, paused in ((1, False), (3, True)):
+            collecting.clear()
+            for k in range(count):
+                self.successResultOf(self.store.add_user(User(f"u{count}-{k}")))
+                self.successResultOf(self.store.save_state(HostState(f"u{count}-{k}", ipv4="192.0.2.3")))
+            self.clock.advance(0.5)
+            self.assertEqual(collecting, [not paused] * 2 * count)
+            self.assertEqual(len(frozen), int(paused))
+            self.assertTrue(gc.isenabled())
+
     def test_import(self) -> None:
         self.successResultOf(
             self.service.import_users([User("carol"), User("dave")], [HostState("dave", ipv6="2001:db8::d")])
