@@ -910,6 +910,55 @@ class ReadBudgetTests(ServerTestsMixin, unittest.TestCase):
         self.assertEqual(udp.maxThroughput, type(udp).maxThroughput, "the next read may take a full budget")
 
 
+class CachedSendTests(unittest.SynchronousTestCase):
+    """Answers from the cache go straight to the port's socket; a datagram the kernel cannot take now is lost, not an error."""
+
+    class Socket:
+        def __init__(self, error: OSError | None = None) -> None:
+            self.error = error
+            self.sent: list[tuple[bytes, Any]] = []
+
+        def sendto(self, data: bytes, address: Any) -> int:
+            if self.error is not None:
+                raise self.error
+            self.sent.append((data, address))
+            return len(data)
+
+    class Port:
+        def __init__(self, sock: Any) -> None:
+            self.socket = sock
+            self.written: list[tuple[bytes, Any]] = []
+
+        def write(self, data: bytes, address: Any) -> None:
+            self.written.append((data, address))
+
+    def protocol(self, sock: Any) -> tuple[Any, Any]:
+        protocol = dns_server.DNSDatagramProtocol(DynDNSServerFactory(None, []))
+        port = self.Port(sock)
+        protocol.transport = port
+        protocol.startProtocol()
+        return protocol, port
+
+    def test_sent_on_the_socket(self) -> None:
+        sock = self.Socket()
+        protocol, port = self.protocol(sock)
+        protocol._send(b"answer", ("192.0.2.1", 53))
+        self.assertEqual((sock.sent, port.written), ([(b"answer", ("192.0.2.1", 53))], []))
+
+    def test_lost_when_the_kernel_cannot_take_it(self) -> None:
+        import errno
+
+        for error in (BlockingIOError(errno.EAGAIN, "full"), ConnectionRefusedError(), OSError(errno.ENOBUFS, "no")):
+            protocol, port = self.protocol(self.Socket(error))
+            protocol._send(b"answer", ("192.0.2.1", 53))
+            self.assertEqual(port.written, [])
+        protocol, port = self.protocol(self.Socket(InterruptedError()))
+        protocol._send(b"answer", ("192.0.2.1", 53))
+        self.assertEqual(port.written, [(b"answer", ("192.0.2.1", 53))], "interrupted: once more, through the port")
+        protocol, _ = self.protocol(self.Socket(OSError(errno.EBADF, "closed")))
+        self.assertRaises(OSError, protocol._send, b"answer", ("192.0.2.1", 53))
+
+
 class StreamReadBudgetTests(ServerTestsMixin, unittest.TestCase):
     """Pipelined TCP queries are answered a budget a reactor turn; the connection stops reading meanwhile."""
 
