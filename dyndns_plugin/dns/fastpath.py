@@ -34,7 +34,7 @@ _COUNTS_NO_OPT = b"\x00\x01\x00\x00\x00\x00\x00\x00"
 _COUNTS_OPT = b"\x00\x01\x00\x00\x00\x00\x00\x01"
 #: A plain query is never longer: header, a 255-byte name, type and class,
 #: and an 11-byte OPT record.
-_MAX_PLAIN = 12 + 255 + 4 + 11
+MAX_PLAIN = 12 + 255 + 4 + 11
 #: Question types that are not plain queries (zone transfers).
 _NOT_PLAIN_TYPES = (dns.AXFR, dns.IXFR)
 #: Answers worth keeping: positive, NODATA, NXDOMAIN and REFUSED. Errors
@@ -54,7 +54,7 @@ def plain_query_key(data: bytes) -> bytes | None:
     None for anything else. Never raises, whatever C{data} holds.
     """
     size = len(data)
-    if size < 17 or size > _MAX_PLAIN or data[2] & 0xF8:
+    if size < 17 or size > MAX_PLAIN or data[2] & 0xF8:
         return None  # too short or long, a response, or not opcode QUERY
     counts = data[4:12]
     if counts == _COUNTS_NO_OPT:

@@ -39,6 +39,7 @@ from dyndns_plugin.dns.cookies import (
 from dyndns_plugin.dns.fastpath import (
     CACHEABLE_RCODES,
     FLOW,
+    MAX_PLAIN,
     RCODE,
     TRUNCATED,
     UDP,
@@ -542,6 +543,16 @@ class DynDNSServerFactory(server.DNSServerFactory):
         everything else (NOTIFY, other opcodes, unusual or malformed
         queries) to the full path (L{decode} then L{messageReceived}).
         """
+        answers = self.answers
+        if answers is not None and len(data) <= MAX_PLAIN and not self.verbose:
+            # Only plain queries' keys (the bytes after the ID) are ever
+            # stored, so bytes found there read as a plain query before:
+            # no need to read them again (~1 us of an answer).
+            answer = answers.entries.get(data[2:])
+            if answer is not None:
+                self.replied(answer[RCODE])
+                protocol.writeCached(data[:2], answer, address)
+                return
         opcode = (data[2] >> 3) & 0xF
         if opcode == dns.OP_QUERY:
             key = plain_query_key(data)
@@ -559,14 +570,8 @@ class DynDNSServerFactory(server.DNSServerFactory):
             self.messageReceived(message, protocol, address)
 
     def _plain_query(self, key: bytes, data: bytes, protocol: MessageChannel[A], address: A) -> None:
-        """A plain query: its cached answer, or the full path (which caches it)."""
+        """A plain query whose answer is not cached (L{dispatch} looked): the full path, which caches it."""
         answers = self.answers
-        if answers is not None and not self.verbose:
-            answer = answers.entries.get(key)
-            if answer is not None:
-                self.replied(answer[RCODE])
-                protocol.writeCached(data[:2], answer, address)
-                return
         message = self.decode(data, protocol, address)
         if message is None:
             return
