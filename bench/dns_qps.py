@@ -5,7 +5,7 @@ DNS query throughput, memory per user and start-up time, against three reference
 
 For N users C{user1..userN} (C{--sizes}: 10,000 and 1,000,000) with an IPv4 address each: ours, C{twistd -n
 dyndns} on a SQLite store, and the same A records (one zone file) served by B{bare}, a Twisted
-C{DatagramProtocol} answering from a dict of ready bytes with no checks (the limit of a Twisted server here),
+C{DatagramProtocol} answering from a dict of ready bytes with no checks, through C{transport.write},
 B{stock}, C{twistd -n dns --bindzone}, and B{nsd}, NSD with C{server-count: 1} and its own files
 (bench/responders.py; apt-get installs NSD if missing, never starting its daemon). Each must answer user1, userN
 and 20 random users right and NXDOMAIN for user N+1 first. dnsperf (UDP, 10,000 random queries, C{-c 4 -q 100})
