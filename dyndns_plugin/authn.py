@@ -29,13 +29,12 @@ import attrs
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import task
 
-from dyndns_plugin.acme import TXTEdit, matching_key
+from dyndns_plugin.acme import TXTEdit
 from dyndns_plugin.auth import DisabledUser
 from dyndns_plugin.checkgate import CheckGate
 from dyndns_plugin.limits import Limiter
 from dyndns_plugin.methods import Method
 from dyndns_plugin.model import IPAddress, UpdateResult, UpdateStatus, normalize_user_id
-from dyndns_plugin.store import AcmeKey, IAcmeKeyStore
 
 if TYPE_CHECKING:
     from dyndns_plugin.service import DynDNSService
@@ -328,7 +327,7 @@ class Authenticator:
         async def check() -> str:
             user = self.service.registry.user(user_id)
             if user is not None and secret:
-                if matching_key(await self.acme_keys(user_id), secret) is not None:
+                if await self.service.acme_keys.match(user_id, secret) is not None:
                     if user.disabled:
                         raise DisabledUser("user is disabled")
                     return user.id
@@ -337,13 +336,6 @@ class Authenticator:
             raise UnauthorizedLogin("incorrect user id or ACME key")
 
         return await self._check(method, user_id, source, check)
-
-    async def acme_keys(self, user_id: str) -> list[AcmeKey]:
-        """C{user_id}'s scoped ACME keys (none if the store keeps none: L{IAcmeKeyStore})."""
-        store = self.service.store
-        if not IAcmeKeyStore.providedBy(store):
-            return []
-        return list(await store.acme_keys(user_id))  # type: ignore[attr-defined]
 
     async def gnudip(self, method: str, user_id: str, salt: str, client_hash: str, source: str | None) -> AuthResult:
         """Check a GnuDIP salted hash (TCP and HTTP)."""

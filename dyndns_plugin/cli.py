@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 
 from twisted.internet import defer, task
 
-from dyndns_plugin.acme import Op, TXTEdit, TXTValue, challenge_name, new_key, validate_label, validate_value, values_at
+from dyndns_plugin.acme import Op, TXTEdit, TXTValue, challenge_name, validate_value, values_at
 from dyndns_plugin.cli_zones import add_zone_commands
 from dyndns_plugin.config import ConfigError, Settings, default_settings, load_settings
 from dyndns_plugin.document import export_document, format_time, key_entry, parse_document, txt_entries, user_to_dict
@@ -36,7 +36,7 @@ from dyndns_plugin.model import (
 from dyndns_plugin.passwords import PasswordError, hash_password, md5_verifier
 from dyndns_plugin.registry import Answer
 from dyndns_plugin.service import DynDNSService
-from dyndns_plugin.store import IAcmeKeyStore, StoreError
+from dyndns_plugin.store import StoreError
 from dyndns_plugin.store.sqlite import SCHEMA_VERSION
 from dyndns_plugin.tap import make_dyndns_service, make_store, version_line
 
@@ -319,16 +319,9 @@ async def cmd_txt_clear(service: DynDNSService, args: argparse.Namespace) -> Non
     print(f"{status} {challenge_name(base)}: {left} value{'' if left == 1 else 's'} left")
 
 
-def _key_store(service: DynDNSService) -> IAcmeKeyStore:
-    if not IAcmeKeyStore.providedBy(service.store):
-        raise CommandError("this store keeps no ACME keys")
-    return IAcmeKeyStore(service.store)
-
-
 async def cmd_acme_key_add(service: DynDNSService, args: argparse.Namespace) -> None:
     _get_user(service, args.id)
-    key, secret = new_key(validate_label(args.label), service.clock.seconds())
-    await _key_store(service).add_acme_key(args.id, key)
+    key, secret = await service.acme_keys.add(args.id, args.label)
     if args.json:
         print(json.dumps({**key_entry(key, precise=False), "secret": secret}, indent=2))
     else:
@@ -339,7 +332,7 @@ async def cmd_acme_key_add(service: DynDNSService, args: argparse.Namespace) -> 
 
 async def cmd_acme_key_list(service: DynDNSService, args: argparse.Namespace) -> None:
     _get_user(service, args.id)
-    keys = [key_entry(key, precise=False) for key in await _key_store(service).acme_keys(args.id)]
+    keys = [key_entry(key, precise=False) for key in await service.acme_keys.of(args.id)]
     if args.json:
         print(json.dumps(keys, indent=2))
         return
@@ -349,7 +342,7 @@ async def cmd_acme_key_list(service: DynDNSService, args: argparse.Namespace) ->
 
 async def cmd_acme_key_revoke(service: DynDNSService, args: argparse.Namespace) -> None:
     _get_user(service, args.id)
-    if not await _key_store(service).remove_acme_key(args.id, args.key_id):
+    if not await service.acme_keys.revoke(args.id, args.key_id):
         raise CommandError(f"{args.id} has no ACME key {args.key_id!r}")
     print(f"revoked ACME key {args.key_id} of {args.id}")
 

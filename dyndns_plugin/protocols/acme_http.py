@@ -58,7 +58,6 @@ from dyndns_plugin.acme import (
     Op,
     TXTEdit,
     challenge_name,
-    new_key,
     validate_value,
 )
 from dyndns_plugin.authn import (
@@ -73,7 +72,7 @@ from dyndns_plugin.authn import (
 from dyndns_plugin.methods import Method
 from dyndns_plugin.model import UpdateResult, UpdateStatus, ValidationError, normalize_name, normalize_user_id
 from dyndns_plugin.service import DynDNSService
-from dyndns_plugin.store import IAcmeKeyStore, NoSuchUser, StoreError
+from dyndns_plugin.store import NoSuchUser, StoreError
 from dyndns_plugin.web.base import AsyncResource
 from dyndns_plugin.web.common import ClientAddressDetector, basic_credentials, finish, header
 
@@ -339,16 +338,12 @@ class AcmeDnsRegisterResource(_AcmeResource):
             if body.get("allowfrom") not in (None, []):
                 self.auth.refused(self.method, user_id, source, "badrequest", "allowfrom is not supported")
                 return self.error(request, http.BAD_REQUEST, "allowfrom_not_supported")
-        store = self.service.store
-        if not IAcmeKeyStore.providedBy(store):
-            return self.error(request, http.NOT_IMPLEMENTED, "no_key_store")
+        keys = self.service.acme_keys
         try:
-            keys = await self.auth.acme_keys(user_id)
-            if len(keys) >= MAX_REGISTERED_KEYS:
+            if len(await keys.of(user_id)) >= MAX_REGISTERED_KEYS:
                 self.auth.refused(self.method, user_id, source, "badrequest", "too many ACME keys")
                 return self.error(request, http.FORBIDDEN, "too_many_keys")
-            key, secret = new_key("acme-dns register", self.service.clock.seconds())
-            await store.add_acme_key(user_id, key)  # type: ignore[attr-defined]
+            key, secret = await keys.add(user_id, "acme-dns register")
         except NoSuchUser:  # removed while we checked
             return self.forbidden(request)
         except StoreError:

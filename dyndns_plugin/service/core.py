@@ -32,6 +32,7 @@ from dyndns_plugin.methods import Method
 from dyndns_plugin.model import HostState, IPAddress, UpdateResult, UpdateStatus, User
 from dyndns_plugin.registry import Registry
 from dyndns_plugin.service.accounts import AccountWrites, NamePolicy
+from dyndns_plugin.service.acme_keys import AcmeKeys
 from dyndns_plugin.service.challenges import ChallengeExpiry
 from dyndns_plugin.service.changes import Change, ChangeFeed, Observer
 from dyndns_plugin.service.ordering import UserOrder
@@ -131,6 +132,8 @@ class DynDNSService(Service):
         self._poller: task.LoopingCall | None = None
         self._polling = False
         self._poll_waiters: list[defer.Deferred[None]] = []
+        #: Users' scoped ACME keys (L{AcmeKeys}).
+        self.acme_keys = AcmeKeys(store, self.clock)
         self.challenge_expiry = ChallengeExpiry(
             self.registry, self.clock, lambda user_id: self.edit_txt(user_id, (), Method.ACME_EXPIRY)
         )

@@ -45,7 +45,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http, resource, server
 
-from dyndns_plugin.acme import Op, TXTEdit, challenge_name, new_key, validate_label, validate_value
+from dyndns_plugin.acme import Op, TXTEdit, challenge_name, validate_value
 from dyndns_plugin.audit import state_fields
 from dyndns_plugin.auth import PasswordChecker
 from dyndns_plugin.authn import TOO_MANY_REQUESTS, Authenticator, AuthResult, Outcome
@@ -66,7 +66,7 @@ from dyndns_plugin.registry import Registry
 from dyndns_plugin.replication.zone_records import records_view
 from dyndns_plugin.service import DynDNSService
 from dyndns_plugin.service.slices import each_in_slices
-from dyndns_plugin.store import IAcmeKeyStore, NameTaken, NoSuchUser, StoreError, UserExists
+from dyndns_plugin.store import NameTaken, NoSuchUser, StoreError, UserExists
 from dyndns_plugin.web.common import DynDNSRequest, basic_credentials, header
 from dyndns_plugin.web.jsonbody import NotJSON, parse_json_body
 from dyndns_plugin.web.statelist import Pieces, PiecesProducer, encoded_entries, state_document
@@ -748,12 +748,6 @@ class AdminResource(resource.Resource):
             raise ApiError(http.CONFLICT, result.message)  # disabled
         self._json(request, self._txt_body(user_id))
 
-    def _key_store(self) -> IAcmeKeyStore:
-        store = self.service.store
-        if not IAcmeKeyStore.providedBy(store):
-            raise ApiError(http.NOT_FOUND, "this server's store keeps no ACME keys")
-        return IAcmeKeyStore(store)
-
     async def _acme_keys(self, request: server.Request, user_id: str, key_id: str | None) -> None:
         """
         C{/api/users/ID/acme-keys}: GET lists the user's scoped keys (never
@@ -764,7 +758,7 @@ class AdminResource(resource.Resource):
             self._allow(request, b"DELETE")
             self._known_user(user_id)
             try:
-                removed = await self._key_store().remove_acme_key(user_id, key_id)
+                removed = await self.service.acme_keys.revoke(user_id, key_id)
             except StoreError as e:
                 raise ApiError(http.SERVICE_UNAVAILABLE, f"store failure: {e}") from None
             if not removed:
@@ -773,17 +767,14 @@ class AdminResource(resource.Resource):
         self._allow(request, b"GET", b"POST")
         if request.method in (b"GET", b"HEAD"):
             self._known_user(user_id)
-            keys = await self._key_store().acme_keys(user_id)
+            keys = await self.service.acme_keys.of(user_id)
             return self._json(request, {"id": user_id, "keys": [key_entry(key) for key in keys]})
         body = await self._object_body(request, ("label",))
         self._known_user(user_id)
         try:
-            label = validate_label(body.get("label", ""))
+            key, secret = await self.service.acme_keys.add(user_id, body.get("label", ""))
         except ValidationError as e:
             raise ApiError(http.BAD_REQUEST, e.message, e.field) from None
-        key, secret = new_key(label, self.service.clock.seconds())
-        try:
-            await self._key_store().add_acme_key(user_id, key)
         except NoSuchUser:
             raise ApiError(http.NOT_FOUND, f"no user {user_id!r}", "id") from None
         except StoreError as e:
