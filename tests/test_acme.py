@@ -373,33 +373,21 @@ class RFC2136Tests(UpdateTestsMixin, unittest.TestCase):
         self.assertEqual(self.values("_acme-challenge.lab.example.org"), ("lab",))
 
     def test_refused(self) -> None:
-        cases = []
-        foreign = update()
-        foreign.add(f"_acme-challenge.bob.{ZONE}", 60, "TXT", '"x"')
-        cases.append(foreign)
-        other_name = dns.update.UpdateMessage("example.org.")
-        other_name.add("_acme-challenge.home.example.org.", 60, "TXT", '"x"')
-        cases.append(other_name)
-        below = update()
-        below.add(f"_acme-challenge.www.alice.{ZONE}", 60, "TXT", '"x"')
-        cases.append(below)
-        wrong_type = update()
-        wrong_type.add(CHALLENGE + ".", 60, "A", "192.0.2.9")
-        cases.append(wrong_type)
-        txt_elsewhere = update()
-        txt_elsewhere.add(f"alice.{ZONE}", 60, "TXT", '"x"')
-        cases.append(txt_elsewhere)
-        mixed = update()
-        mixed.add(CHALLENGE + ".", 60, "TXT", '"x"')
-        mixed.replace(f"alice.{ZONE}", 60, "A", "192.0.2.2")
-        cases.append(mixed)
-        two_strings = update()
-        two_strings.add(CHALLENGE + ".", 60, "TXT", '"a" "b"')
-        cases.append(two_strings)
-        unprintable = update()
-        unprintable.add(CHALLENGE + ".", 60, "TXT", '"tab\\009"')
-        cases.append(unprintable)
-        for message in cases:
+        """Each case's records (owner, type, data) in one message of its zone: REFUSED, nothing stored."""
+        cases: list[tuple[str, list[tuple[str, str, str]]]] = [
+            (ZONE, [(f"_acme-challenge.bob.{ZONE}", "TXT", '"x"')]),  # another user's
+            ("example.org.", [("_acme-challenge.home.example.org.", "TXT", '"x"')]),  # bob's additional name
+            (ZONE, [(f"_acme-challenge.www.alice.{ZONE}", "TXT", '"x"')]),  # below alice's name
+            (ZONE, [(CHALLENGE + ".", "A", "192.0.2.9")]),  # another type
+            (ZONE, [(f"alice.{ZONE}", "TXT", '"x"')]),  # TXT elsewhere
+            (ZONE, [(CHALLENGE + ".", "TXT", '"x"'), (f"alice.{ZONE}", "A", "192.0.2.2")]),  # mixed
+            (ZONE, [(CHALLENGE + ".", "TXT", '"a" "b"')]),  # two strings
+            (ZONE, [(CHALLENGE + ".", "TXT", '"tab\\009"')]),  # unprintable
+        ]
+        for zone, records in cases:
+            message = dns.update.UpdateMessage(zone)
+            for owner, rdtype, rdata in records:
+                message.add(owner, 60, rdtype, rdata)
             self.send(message, REFUSED)
         self.assertEqual(self.values(), ())
 
