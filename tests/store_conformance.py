@@ -20,6 +20,7 @@ from dyndns_plugin.store import (
     NameTaken,
     NoSuchUser,
     ReplayState,
+    StateConflict,
     StoreError,
     UserExists,
     ZoneHistory,
@@ -171,6 +172,43 @@ class StoreConformanceMixin(TestCaseMixin):
         """A state for a user that does not exist is refused."""
         with self.assertRaises(NoSuchUser):
             yield self.store.save_state(HostState("ghost", ipv4="192.0.2.1"))
+
+    @defer.inlineCallbacks
+    def test_conditional_state_write(self):
+        """
+        A write with C{expected} happens only over that committed state
+        (None: no state yet); otherwise L{StateConflict} names the committed
+        one and nothing changes.
+        """
+        yield self.store.add_user(ALICE)
+        yield self.store.save_state(ALICE_STATE, expected=None)
+        newer = attrs.evolve(ALICE_STATE, ipv4="198.51.100.8", updated_at=1700000001.0)
+        with self.assertRaises(StateConflict) as caught:
+            yield self.store.save_state(newer, expected=None)
+        self.assertEqual(caught.exception.current, ALICE_STATE)
+        stale = attrs.evolve(ALICE_STATE, ipv4="198.51.100.6")
+        with self.assertRaises(StateConflict) as caught:
+            yield self.store.save_state(newer, expected=stale)
+        self.assertEqual(caught.exception.current, ALICE_STATE)
+        snapshot = yield self.store.load_users(["alice"])
+        self.assertEqual(snapshot.states["alice"], ALICE_STATE)
+        yield self.store.save_state(newer, expected=ALICE_STATE)
+        snapshot = yield self.store.load_users(["alice"])
+        self.assertEqual(snapshot.states["alice"], newer)
+        with self.assertRaises(NoSuchUser):
+            yield self.store.save_state(HostState("ghost", ipv4="192.0.2.1"), expected=None)
+
+    @defer.inlineCallbacks
+    def test_conditional_write_sees_peer(self):
+        """The condition is checked against what another writer committed, not a cached copy."""
+        yield self.store.add_user(ALICE)
+        yield self.store.save_state(ALICE_STATE)
+        peer = yield self.open_peer()
+        theirs = attrs.evolve(ALICE_STATE, ipv4="198.51.100.9")
+        yield peer.save_state(theirs)
+        with self.assertRaises(StateConflict) as caught:
+            yield self.store.save_state(attrs.evolve(ALICE_STATE, ttl=120), expected=ALICE_STATE)
+        self.assertEqual(caught.exception.current, theirs)
 
     @defer.inlineCallbacks
     def test_import_is_atomic(self):

@@ -38,6 +38,30 @@ class NoSuchUser(StoreError):
         self.user_id = user_id
 
 
+class StateConflict(StoreError):
+    """
+    A conditional write found another committed state than the one it was
+    decided on (another node or process wrote the user meanwhile): nothing
+    was written; C{current} is the committed state (None: the user has none).
+    """
+
+    def __init__(self, user_id: str, current: HostState | None) -> None:
+        super().__init__(f"the state of user {user_id!r} changed meanwhile")
+        self.user_id = user_id
+        self.current = current
+
+
+class AnyState:
+    """The type of L{ANY_STATE} (an unconditional write)."""
+
+    def __repr__(self) -> str:
+        return "ANY_STATE"
+
+
+#: C{save_state}'s C{expected} when the write is unconditional.
+ANY_STATE = AnyState()
+
+
 class NameTaken(StoreError):
     """A host name is already another user's additional name."""
 
@@ -236,8 +260,14 @@ class IUserStore(Interface):
     def remove_user(user_id: str):
         """Delete a user and its state; L{NoSuchUser}."""
 
-    def save_state(state: HostState):
-        """Replace a user's host state, durably; L{NoSuchUser}."""
+    def save_state(state: HostState, expected: HostState | None | AnyState = ANY_STATE):
+        """
+        Replace a user's host state, durably; L{NoSuchUser}. With
+        C{expected} (a state, or None for none), only if the committed
+        state is that one, in the same transaction, else L{StateConflict}:
+        a write decided on what one node saw never overwrites what another
+        committed meanwhile.
+        """
 
     def import_users(users: Iterable[User], states: Iterable[HostState], remove: Iterable[str] = ()):
         """

@@ -13,8 +13,10 @@ from zope.interface import implementer
 
 from dyndns_plugin.model import HostState, User
 from dyndns_plugin.store import (
+    ANY_STATE,
     RR,
     AcmeKey,
+    AnyState,
     Changes,
     IAcmeKeyStore,
     IReplayStore,
@@ -26,6 +28,7 @@ from dyndns_plugin.store import (
     ReplayState,
     RRsetKey,
     Snapshot,
+    StateConflict,
     UserExists,
     ZoneHistory,
 )
@@ -140,8 +143,15 @@ class MemoryUserStore:
         self._states[state.user_id] = state
         self._state_gen[state.user_id] = generation
 
-    def save_state(self, state: HostState) -> defer.Deferred[None]:
-        return self._write(lambda generation: self._save(state, generation))
+    def save_state(self, state: HostState, expected: HostState | None | AnyState = ANY_STATE) -> defer.Deferred[None]:
+        def change(generation: int) -> None:
+            if expected is not ANY_STATE and state.user_id in self._users:
+                current = self._states.get(state.user_id)
+                if current != expected:
+                    raise StateConflict(state.user_id, current)
+            self._save(state, generation)
+
+        return self._write(change)
 
     def import_users(
         self, users: Iterable[User], states: Iterable[HostState], remove: Iterable[str] = ()

@@ -29,8 +29,10 @@ from dyndns_plugin import acme
 from dyndns_plugin.collector import collector_paused
 from dyndns_plugin.model import HostState, User, stored_ipv4, stored_ipv6
 from dyndns_plugin.store import (
+    ANY_STATE,
     RR,
     AcmeKey,
+    AnyState,
     Changes,
     IAcmeKeyStore,
     IReplayStore,
@@ -42,6 +44,7 @@ from dyndns_plugin.store import (
     ReplayState,
     RRsetKey,
     Snapshot,
+    StateConflict,
     StoreError,
     UserExists,
     ZoneHistory,
@@ -725,8 +728,17 @@ class SQLiteUserStore:
 
         return self._write(remove)
 
-    def save_state(self, state: HostState) -> defer.Deferred[None]:
+    def save_state(self, state: HostState, expected: HostState | None | AnyState = ANY_STATE) -> defer.Deferred[None]:
         def save(conn: sqlite3.Connection, generation: int) -> None:
+            if expected is not ANY_STATE:
+                row = conn.execute(
+                    f"SELECT {_STATE_COLUMNS} FROM states WHERE user_id = ?", (state.user_id,)
+                ).fetchone()
+                current = None if row is None else _state_from_row(row)
+                if current != expected:
+                    if conn.execute("SELECT 1 FROM users WHERE id = ?", (state.user_id,)).fetchone() is None:
+                        raise NoSuchUser(state.user_id)
+                    raise StateConflict(state.user_id, current)
             self._save(conn, state, generation)
 
         return self._write(save)
