@@ -45,6 +45,7 @@ from dyndns_plugin.protocols.gnudip_http import SaltSigner
 from dyndns_plugin.replication.publisher import ZonePublisher
 from dyndns_plugin.replication.transfer import TransferHandler
 from dyndns_plugin.service import DynDNSService
+from dyndns_plugin.store import ANY_STATE
 from dyndns_plugin.store.memory import MemoryUserStore
 from dyndns_plugin.web.common import DynDNSRequest
 from tests.dns_helpers import example_suffix_zone, serve_dns
@@ -98,8 +99,8 @@ class SlowStore(MemoryUserStore):
         self.fail_next = False
         self.fail_polls = False
 
-    def save_state(self, state: Any) -> defer.Deferred[None]:
-        saved = super().save_state(state)
+    def save_state(self, state: Any, expected: Any = ANY_STATE) -> defer.Deferred[None]:
+        saved = super().save_state(state, expected)
         gate: defer.Deferred[None] = defer.Deferred()
         self.pending.append(gate)
         if self.fail_next:

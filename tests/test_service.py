@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 
+import attrs
 from twisted.internet import defer, task
 from twisted.trial.unittest import SynchronousTestCase
 
+from dyndns_plugin.acme import Op, TXTEdit
 from dyndns_plugin.model import HostState, UpdateStatus, User, ValidationError
 from dyndns_plugin.service import Change, DynDNSService
-from dyndns_plugin.store import NameTaken, NoSuchUser, StoreError, UserExists
+from dyndns_plugin.store import ANY_STATE, NameTaken, NoSuchUser, StoreError, UserExists
 from dyndns_plugin.store.memory import MemoryUserStore
 
 V4 = ipaddress.IPv4Address
@@ -108,8 +111,8 @@ class UpdateTests(ServiceTestCase):
         original = self.store.save_state
         waiting: list[defer.Deferred[None]] = []
 
-        def slow_save(state: HostState) -> defer.Deferred[None]:
-            d = original(state)
+        def slow_save(state: HostState, expected: Any = ANY_STATE) -> defer.Deferred[None]:
+            d = original(state, expected)
             gate: defer.Deferred[None] = defer.Deferred()
             waiting.append(gate)
             return gate.addCallback(lambda _: d).addCallback(lambda _: None)
@@ -160,6 +163,73 @@ class UpdateTests(ServiceTestCase):
         self.assertEqual(self.served("alice.dyn.example.com"), ("198.51.100.7",))
         self.assertEqual(self.changes, [])
         self.assertEqual(len(self.flushLoggedErrors(StoreError)), 1)
+
+
+class SharedStoreTests(ServiceTestCase):
+    """
+    Another node wrote the store behind this service's back (written here
+    straight to the store, which the service only hears of by its poll): a
+    write never overwrites it unseen, and on a shared store NOCHG is
+    checked against the committed state.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.update("alice", "198.51.100.7")
+
+    def peer_writes(self, **changes: Any) -> HostState:
+        committed = attrs.evolve(self.successResultOf(self.store.load()).states["alice"], **changes)
+        self.successResultOf(self.store.save_state(committed))
+        return committed
+
+    def stored(self) -> HostState:
+        return self.successResultOf(self.store.load()).states["alice"]
+
+    def test_write_decided_again_on_newer_state(self) -> None:
+        """A peer's challenge value survives this node's address write, which was decided on an older state."""
+        peer = self.peer_writes(txt=(("alice.dyn.example.com", "token-1", 1_700_003_600.0),))
+        result = self.update("alice", "198.51.100.8")
+        self.assertEqual(result.status, UpdateStatus.GOOD)
+        self.assertEqual(self.stored().txt, peer.txt)
+        self.assertEqual(str(self.stored().ipv4), "198.51.100.8")
+        self.assertEqual(self.service.registry.state("alice"), self.stored())
+
+    def test_concurrent_challenge_values_both_kept(self) -> None:
+        """Two nodes adding values for two names: neither edit is lost."""
+        self.peer_writes(txt=(("alice.dyn.example.com", "from-peer", 1_700_003_600.0),))
+        edit = TXTEdit(Op.ADD, "alice.example.org", "from-here")
+        result = self.successResultOf(self.service.edit_txt("alice", [edit], method="test"))
+        self.assertEqual(result.status, UpdateStatus.GOOD)
+        self.assertEqual({v for _, v, _ in self.stored().txt}, {"from-peer", "from-here"})
+
+    def test_nochg_checked_against_committed_state(self) -> None:
+        """Memory says the address is served; the store (another node) says otherwise: GOOD, written."""
+        self.store.shared = True
+        self.peer_writes(ipv4=ipaddress.ip_address("198.51.100.99"))
+        result = self.update("alice", "198.51.100.7")
+        self.assertEqual(result.status, UpdateStatus.GOOD)
+        self.assertEqual(str(self.stored().ipv4), "198.51.100.7")
+        self.assertEqual(self.update("alice", "198.51.100.7").status, UpdateStatus.NOCHG)
+
+    def test_nochg_from_memory_on_a_private_store(self) -> None:
+        """A store no other node serves from: NOCHG from memory, no read (the write path's cost)."""
+        self.peer_writes(ipv4=ipaddress.ip_address("198.51.100.99"))
+        self.assertEqual(self.update("alice", "198.51.100.7").status, UpdateStatus.NOCHG)
+
+    def test_nochg_when_the_store_cannot_tell(self) -> None:
+        """A shared store that fails the check: a store error, never a NOCHG it cannot vouch for."""
+        self.store.shared = True
+        self.store.load_users = lambda ids: defer.fail(StoreError("down"))  # type: ignore[method-assign]
+        result = self.update("alice", "198.51.100.7")
+        self.assertEqual(result.status, UpdateStatus.STORE_FAILED)
+        self.assertEqual(len(self.flushLoggedErrors(StoreError)), 1)
+
+    def test_user_removed_by_peer(self) -> None:
+        """The user was removed elsewhere: the update is refused as unknown, and memory forgets it."""
+        self.store.shared = True
+        self.successResultOf(self.store.remove_user("alice"))
+        self.assertEqual(self.update("alice", "198.51.100.7").status, UpdateStatus.NO_SUCH_USER)
+        self.assertIsNone(self.service.registry.user("alice"))
 
 
 class OfflineTests(ServiceTestCase):
@@ -402,8 +472,8 @@ class GatedStore(MemoryUserStore):
         self.pending.append(gate)
         return gate
 
-    def save_state(self, state: HostState) -> defer.Deferred[None]:
-        return self._later("save_state", lambda: super(GatedStore, self).save_state(state))
+    def save_state(self, state: HostState, expected: Any = ANY_STATE) -> defer.Deferred[None]:
+        return self._later("save_state", lambda: super(GatedStore, self).save_state(state, expected))
 
     def import_users(self, users, states, remove=()):  # type: ignore[no-untyped-def]
         return self._later("import_users", lambda: super(GatedStore, self).import_users(users, states, remove))

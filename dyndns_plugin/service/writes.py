@@ -30,9 +30,20 @@ from dyndns_plugin.model import (
 )
 from dyndns_plugin.service.changes import ChangeFeed
 from dyndns_plugin.service.ordering import UserOrder
-from dyndns_plugin.store import IUserStore, NoSuchUser
+from dyndns_plugin.store import IUserStore, NoSuchUser, StateConflict
 
 log = Logger()
+
+#: Times a write is decided again on a newer committed state (another node
+#: or process wrote the user meanwhile) before it gives up with a store error.
+MAX_CONFLICTS = 5
+
+
+class _Stale(Exception):
+    """The state a write was decided on is no longer the committed one."""
+
+    def __init__(self, current: HostState | None) -> None:
+        self.current = current
 
 
 @attrs.frozen
@@ -212,7 +223,17 @@ class ClientWrites:
 
         async def guarded() -> UpdateResult:
             old = self.registry.state(user_id)
-            result = self._refuse_update(user_id) or await action(old)
+            for _ in range(MAX_CONFLICTS):
+                try:
+                    result = self._refuse_update(user_id) or await action(old)
+                    if result.status is UpdateStatus.NOCHG and self.shared:
+                        result = await self._confirm_unchanged(user_id, method, old) or result
+                    break
+                except _Stale as stale:
+                    old = stale.current
+            else:
+                log.warn("update of {user} via {method} gave up: its state kept changing", user=user_id, method=method)
+                result = UpdateResult(UpdateStatus.STORE_FAILED, old, "too many concurrent changes")
             self.audit.update(
                 user_id,
                 method,
@@ -239,6 +260,46 @@ class ClientWrites:
             return result
 
         return done.addCallback(report)
+
+    @property
+    def shared(self) -> bool:
+        """Do other nodes serve from the same store (so this one's memory may be behind)?"""
+        return bool(getattr(self.store, "shared", False))
+
+    async def _confirm_unchanged(self, user_id: str, method: str, seen: HostState | None) -> UpdateResult | None:
+        """
+        Before a NOCHG answer on a shared store: the committed state must be
+        the one the answer was decided on, else it is taken (L{_Stale}) and
+        the update decided again. A store that cannot tell: STORE_FAILED
+        (the client tries again; it is never told its address is served).
+        """
+        try:
+            snapshot = await self.store.load_users([user_id])
+        except Exception:
+            return self._store_failed(user_id, method, seen)
+        if user_id not in snapshot.users:
+            self.feed.removal(user_id, "store")
+            raise _Stale(None)
+        current = snapshot.states.get(user_id)
+        if current != seen:
+            self._adopt(current)
+            raise _Stale(current)
+        return None
+
+    def _store_failed(self, user_id: str, method: str, old: HostState | None) -> UpdateResult:
+        """STORE_FAILED, logged (with the store's failure) and told to the store error hooks."""
+        log.failure("store failed; update of {user} via {method} not applied", user=user_id, method=method)
+        for hook in list(self.on_store_error):
+            try:
+                hook("write")
+            except Exception:
+                log.failure("store error hook {hook!r} failed", hook=hook)
+        return UpdateResult(UpdateStatus.STORE_FAILED, old, "store failure")
+
+    def _adopt(self, current: HostState | None) -> None:
+        """Serve the committed state another writer left (the poll would bring it a little later)."""
+        if current is not None and self.registry.state(current.user_id) != current:
+            self.feed.state(current, "store")
 
     def _refuse_update(self, user_id: str) -> UpdateResult | None:
         """The error result if C{user_id} may not change its state now."""
@@ -291,21 +352,16 @@ class ClientWrites:
 
     async def _commit(self, new: HostState, old: HostState | None, method: str) -> UpdateResult:
         try:
-            await self.store.save_state(new)
+            # Only over the state it was decided on: another node's or
+            # process's newer write is never overwritten unseen.
+            await self.store.save_state(new, expected=old)
         except NoSuchUser:
             return UpdateResult(UpdateStatus.NO_SUCH_USER, None, "unknown user")
+        except StateConflict as conflict:
+            self._adopt(conflict.current)
+            raise _Stale(conflict.current) from None
         except Exception:
-            log.failure(
-                "store failed; update of {user} via {method} not applied",
-                user=new.user_id,
-                method=method,
-            )
-            for hook in list(self.on_store_error):
-                try:
-                    hook("write")
-                except Exception:
-                    log.failure("store error hook {hook!r} failed", hook=hook)
-            return UpdateResult(UpdateStatus.STORE_FAILED, old, "store failure")
+            return self._store_failed(new.user_id, method, old)
         self.feed.state(new, "update")
         if is_client_method(method):
             self.limiter.changed(new.user_id)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Iterable, Mapping
 
 import attrs
-from zope.interface import Interface
+from zope.interface import Attribute, Interface
 
 from dyndns_plugin.model import HostState, User
 
@@ -227,6 +227,14 @@ class IUserStore(Interface):
     """
     Durable users and host states. All methods return Deferreds.
     """
+
+    shared = Attribute(
+        """
+        True if other nodes serve from the same data and write it at any
+        time, so this process's memory may be behind what is committed
+        (PostgreSQL): a NOCHG is then checked against the store.
+        """
+    )
 
     def open():
         """Create or migrate the storage; fires when ready."""

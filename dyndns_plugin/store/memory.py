@@ -43,6 +43,9 @@ class MemoryUserStore:
     with L{StoreError}, to test what callers do when the disk is gone.
     """
 
+    #: One process owns the data (the CLI's writes are rare and polled).
+    shared = False
+
     def __init__(self) -> None:
         self._users: dict[str, User] = {}
         self._states: dict[str, HostState] = {}

@@ -468,6 +468,9 @@ class SQLiteUserStore:
     readable by the owner only: they hold password verifiers.
     """
 
+    #: One process owns the data (the CLI's writes are rare and polled).
+    shared = False
+
     def __init__(self, path: str, reactor: IReactorFromThreads | None = None) -> None:
         if reactor is None:
             from twisted.internet import reactor as default_reactor
