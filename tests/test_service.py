@@ -219,7 +219,7 @@ class SharedStoreTests(ServiceTestCase):
     def test_nochg_when_the_store_cannot_tell(self) -> None:
         """A shared store that fails the check: a store error, never a NOCHG it cannot vouch for."""
         self.store.shared = True
-        self.store.load_users = lambda ids: defer.fail(StoreError("down"))  # type: ignore[method-assign]
+        self.store.load_users = lambda ids: defer.fail(StoreError("down"))  # type: ignore[method-assign,assignment]
         result = self.update("alice", "198.51.100.7")
         self.assertEqual(result.status, UpdateStatus.STORE_FAILED)
         self.assertEqual(len(self.flushLoggedErrors(StoreError)), 1)
