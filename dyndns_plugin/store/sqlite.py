@@ -2,12 +2,12 @@
 The embedded default store: one SQLite file in WAL mode with
 C{synchronous=FULL}, so a commit is on disk before its Deferred fires.
 
-All SQL runs on one dedicated thread, never on the reactor thread. Writes that
-queue up while a commit is in progress are committed together in the next
-transaction (group commit), each inside its own savepoint so one failing write
-does not take the others with it. One thread also means the reactor sees
-results in commit order, which keeps the in-memory registry in step with the
-file.
+All SQL runs on one dedicated thread (L{dyndns_plugin.store.worker}), never
+on the reactor thread. Writes that queue up while a commit is in progress are
+committed together in the next transaction (group commit), each inside its
+own savepoint so one failing write does not take the others with it. One
+thread also means the reactor sees results in commit order, which keeps the
+in-memory registry in step with the file.
 """
 
 from __future__ import annotations
@@ -15,9 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import queue
 import sqlite3
-import threading
 from typing import Any, Callable, Iterable, Mapping, TypeVar
 
 from twisted.internet import defer
@@ -49,11 +47,9 @@ from dyndns_plugin.store import (
     UserExists,
     ZoneHistory,
 )
+from dyndns_plugin.store.worker import StoreWorker
 
 T = TypeVar("T")
-
-#: Writes committed in one transaction at most.
-MAX_BATCH = 512
 
 _SCHEMA_V1 = """
 CREATE TABLE meta (
@@ -160,8 +156,6 @@ CREATE TABLE acme_keys (
 MIGRATIONS: list[str] = [_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4, _SCHEMA_V5]
 SCHEMA_VERSION = len(MIGRATIONS)
 
-_STOP = object()
-
 
 def _refuse_newer(conn: sqlite3.Connection, label: str) -> int:
     (version,) = conn.execute("PRAGMA user_version").fetchone()
@@ -194,91 +188,27 @@ def migrate(conn: sqlite3.Connection, label: str) -> int:
     return int(version)
 
 
-class _Worker:
-    """
-    The one thread that owns the SQLite connection. C{submit} queues a
-    function of the connection; consecutive writes are batched.
-    """
+class _SQLiteSession:
+    """The worker thread's session: one SQLite connection, a transaction per batch of writes."""
 
-    def __init__(
-        self,
-        reactor: IReactorFromThreads,
-        connect: Callable[[], sqlite3.Connection],
-        committed: Callable[[int], None],
-    ) -> None:
-        self._reactor = reactor
-        self._connect = connect
+    def __init__(self, conn: sqlite3.Connection, committed: Callable[[int], None]) -> None:
+        self._conn = conn
         self._committed = committed
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="dyndns-sqlite", daemon=True)
-        self._ready: defer.Deferred[None] = defer.Deferred()
-        self._stopped: defer.Deferred[None] = defer.Deferred()
 
-    def start(self) -> defer.Deferred[None]:
-        self._thread.start()
-        return self._ready
+    def read(self, function: Callable[[sqlite3.Connection], T]) -> T:
+        return function(self._conn)
 
-    def stop(self) -> defer.Deferred[None]:
-        self._queue.put(_STOP)
-        return self._stopped
+    def close(self) -> None:
+        self._conn.close()
 
-    def submit(self, function: Callable[..., T], write: bool) -> defer.Deferred[T]:
-        d: defer.Deferred[T] = defer.Deferred()
-        self._queue.put((function, write, d))
-        return d
-
-    def _deliver(self, d: defer.Deferred[Any], result: object) -> None:
-        if isinstance(result, Failure):
-            self._reactor.callFromThread(d.errback, result)
-        else:
-            self._reactor.callFromThread(d.callback, result)
-
-    def _run(self) -> None:
-        try:
-            conn = self._connect()
-        except BaseException:
-            self._deliver(self._ready, Failure())
-            return
-        self._deliver(self._ready, None)
-        pending = None
-        try:
-            while True:
-                item = pending if pending is not None else self._queue.get()
-                pending = None
-                if item is _STOP:
-                    break
-                function, write, d = item
-                if not write:
-                    try:
-                        self._deliver(d, function(conn))
-                    except BaseException:
-                        self._deliver(d, Failure())
-                    # Not kept until the next request: a load's Deferred
-                    # holds the whole snapshot (~100 MB at 1,000,000 users).
-                    item = function = d = None
-                    continue
-                batch = [item]
-                while len(batch) < MAX_BATCH:
-                    try:
-                        nxt = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if nxt is _STOP or not nxt[1]:
-                        pending = nxt
-                        break
-                    batch.append(nxt)
-                self._commit(conn, batch)
-        finally:
-            conn.close()
-            self._deliver(self._stopped, None)
-
-    def _commit(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
+    def commit(self, functions: list[Callable[[sqlite3.Connection, int], Any]]) -> list[object]:
+        conn = self._conn
         results: list[object] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
             conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'generation'")
             (generation,) = conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
-            for function, _write, _d in batch:
+            for function in functions:
                 conn.execute("SAVEPOINT op")
                 try:
                     results.append(function(conn, generation))
@@ -295,18 +225,8 @@ class _Worker:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             failure = Failure(StoreError(f"sqlite: {e}"))
-            results = [failure] * len(batch)
-        # One wake-up of the reactor for the whole batch, not one per write.
-        self._reactor.callFromThread(_fire_all, [(d, result) for (_f, _w, d), result in zip(batch, results)])
-
-
-def _fire_all(outcomes: list[tuple[defer.Deferred[Any], object]]) -> None:
-    """Fire each Deferred with its result, on the reactor thread, in order."""
-    for d, result in outcomes:
-        if isinstance(result, Failure):
-            d.errback(result)
-        else:
-            d.callback(result)
+            results = [failure] * len(functions)
+        return results
 
 
 def _text(value: object) -> str | None:
@@ -478,7 +398,7 @@ class SQLiteUserStore:
             reactor = default_reactor  # type: ignore[assignment]
         self.path = path
         self._reactor: IReactorFromThreads = reactor  # type: ignore[assignment]
-        self._worker: _Worker | None = None
+        self._worker: StoreWorker | None = None
         # For changes_since: the connection's data_version and the store's
         # generation at the last full look, and the newest generation this
         # process wrote itself since.
@@ -512,7 +432,9 @@ class SQLiteUserStore:
             raise StoreError(f"{self.path}: {e.strerror}") from None
 
     def open(self) -> defer.Deferred[None]:
-        self._worker = _Worker(self._reactor, self._connect, self._note_generation)
+        self._worker = StoreWorker(
+            self._reactor, lambda: _SQLiteSession(self._connect(), self._note_generation), "dyndns-sqlite"
+        )
         d = self._worker.start()
 
         def failed(failure: Failure) -> Failure:
