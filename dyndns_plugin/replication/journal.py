@@ -138,6 +138,14 @@ class ZoneState:
         self.default_ttl = 0  # the registry's, from the fill on
         self.digest = 0
         self.steps: deque[JournalStep] = deque(maxlen=keep) if keep > 0 else deque(maxlen=0)
+        #: Names whose records came from another node's journal steps (this
+        #: node follows a publisher elsewhere): their records as published
+        #: there, in place of what L{dynamic} and L{static} would give.
+        self.replayed: dict[str, list[RR]] = {}
+        #: Whether the content is the store's at the serial served (a
+        #: follower whose registry did not match the publisher's is not,
+        #: until it does; transfers wait).
+        self.synced = True
 
     @property
     def serial(self) -> int:
@@ -380,6 +388,24 @@ class ZoneState:
         self.soa.serial = next_serial(newest)
         return True
 
+    def follow(self, history: ZoneHistory | None) -> None:
+        """
+        Take the stored serial and journal (another node publishes) if the
+        content is theirs; else the zone is not L{synced} and transfers
+        wait until it is.
+        """
+        if history is None:
+            self.soa.serial = self.file_serial
+            self.synced = True
+        elif history.digest == self.digest_text:
+            self.soa.serial = history.serial
+            self.steps.clear()
+            self.steps.extend(history.steps)
+            self.synced = True
+        else:
+            self.serve_stored_serial(history)
+            self.synced = False
+
     @property
     def digest_text(self) -> str:
         return f"{self.digest:016x}"
@@ -399,10 +425,11 @@ class ZoneState:
         added: list[RR] = []
         sources: dict[str, AnswerSource | None] = {}
         default_ttl = registry.default_ttl
+        replayed = self.replayed
         for name in names:
             old = self.dynamic.get(name)
             new = self.current_source(registry, name)
-            if old is new:
+            if old is new and name not in replayed:
                 continue
             sources[name] = new
             old_answer = None if old is None else answer_from(old, default_ttl)
@@ -410,12 +437,13 @@ class ZoneState:
             if (
                 old_answer is not None
                 and new_answer is not None
+                and name not in replayed
                 and old_answer.addresses == new_answer.addresses
                 and old_answer.ttl == new_answer.ttl
                 and old_answer.txt == new_answer.txt
             ):
                 continue
-            before = self.records_at(name, old_answer)
+            before = replayed[name] if name in replayed else self.records_at(name, old_answer)
             after = self.records_at(name, new_answer)
             deleted.extend(rr for rr in before if rr not in after)
             added.extend(rr for rr in after if rr not in before)
@@ -428,9 +456,15 @@ class ZoneState:
         in slices beforehand).
         """
         if isinstance(sources, StagedChanges):
+            if self.replayed:
+                for name in sources.sources:
+                    self.replayed.pop(name, None)
             sources.commit()
             return
+        replayed = self.replayed
         for name, source in sources.items():
+            if replayed:
+                replayed.pop(name, None)
             if source is None:
                 self.dynamic.pop(name, None)
             else:
@@ -450,23 +484,70 @@ class ZoneState:
             self.steps.append(step)
         self.soa.serial = step.serial_to
 
+    def replay(self, step: JournalStep) -> bool:
+        """
+        Apply a step another node published (its serial and journal entry
+        are in the store): the records it deletes and adds, exactly, at the
+        names it touches. False, with nothing changed, if it does not start
+        at this zone's serial or deletes a record the zone does not have
+        (then the content must be rebuilt).
+        """
+        if step.serial_from != self.serial:
+            return False
+        touched: dict[str, list[RR]] = {}
+        for rr in step.deleted:
+            name = rr[0]
+            if name not in touched:
+                touched[name] = self._published_records(name)
+            if rr not in touched[name]:
+                return False
+            touched[name].remove(rr)
+        for rr in step.added:
+            name = rr[0]
+            if name not in touched:
+                touched[name] = self._published_records(name)
+            touched[name].append(rr)
+        self.replayed.update(touched)
+        self.digest ^= records_hash(step.deleted, step.added)
+        if self.steps.maxlen:
+            self.steps.append(step)
+        self.soa.serial = step.serial_to
+        return True
+
+    def _published_records(self, name: str) -> list[RR]:
+        if name in self.replayed:
+            return list(self.replayed[name])
+        return self.records_at(name, self.answer_at(name))
+
     def digest_after(self, deleted: Iterable[RR], added: Iterable[RR], change: int | None = None) -> str:
         """The digest text once C{deleted} and C{added} (whose L{records_hash} is C{change}, if known) are applied."""
         return f"{self.digest ^ (records_hash(deleted, added) if change is None else change):016x}"
 
     # -- reading for transfers
 
-    def all_records(self, dynamic: Mapping[str, AnswerSource] | None = None) -> Iterator[RR]:
-        """Every record but the SOA: the apex first, then the other names (of C{dynamic}, a snapshot, if given)."""
+    def all_records(
+        self, dynamic: Mapping[str, AnswerSource] | None = None, replayed: Mapping[str, list[RR]] | None = None
+    ) -> Iterator[RR]:
+        """
+        Every record but the SOA: the apex first, then the other names (of
+        C{dynamic} and C{replayed}, snapshots, if given).
+        """
         dynamic = self.dynamic if dynamic is None else dynamic
+        replayed = self.replayed if replayed is None else replayed
         apex, default_ttl = self.origin, self.default_ttl
-        yield from self.records_at(apex, self.answer_at(apex, dynamic))
+        if apex in replayed:
+            yield from replayed[apex]
+        else:
+            yield from self.records_at(apex, self.answer_at(apex, dynamic))
         for name, records in self.static.items():
-            if name != apex and name not in dynamic:
+            if name != apex and name not in dynamic and name not in replayed:
                 yield from records
         for name, source in dynamic.items():
-            if name != apex:
+            if name != apex and name not in replayed:
                 yield from self.records_at(name, answer_from(source, default_ttl))
+        for name, records in replayed.items():
+            if name != apex:
+                yield from records
 
     def steps_since(self, serial: int) -> list[JournalStep] | None:
         """

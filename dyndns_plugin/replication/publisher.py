@@ -17,16 +17,18 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from twisted.internet import defer, task
 from twisted.logger import Logger
+from twisted.names.dns import EREFUSED
 
 from dyndns_plugin.acme import challenge_name, names_in
 from dyndns_plugin.collector import collector_paused
+from dyndns_plugin.dns.rfc2136 import UpdateError
 from dyndns_plugin.dns.zones import StaticZone
 from dyndns_plugin.model import User
 from dyndns_plugin.replication.journal import RRsetChanges, ZoneState, next_serial, records_hash
 from dyndns_plugin.replication.names import StagedChanges
 from dyndns_plugin.service import Change, DynDNSService
 from dyndns_plugin.service.slices import SLICE, drive
-from dyndns_plugin.store import RR, IZoneJournal, JournalStep, RRsetKey, ZoneHistory
+from dyndns_plugin.store import RR, IZoneJournal, JournalStep, RRsetKey, ZoneConflict, ZoneHistory
 
 log = Logger()
 
@@ -106,6 +108,12 @@ class ZonePublisher:
 
         self.fill_clock: Any = reactor
         self._waiting_ready: list[defer.Deferred[None]] = []
+        #: False while another node publishes (several nodes on one shared
+        #: store, L{follow}): this one then takes that node's serials and
+        #: journal steps from the store (L{catch_up}) and publishes nothing.
+        self.leading = True
+        self._catching_up = False
+        self._catch_up_again = False
         service.subscribe(self._changed)
         service.add_startup_step(self._load)
 
@@ -152,7 +160,9 @@ class ZonePublisher:
 
     async def _settle(self, history: dict[str, ZoneHistory]) -> None:
         for zone in self.zones:
-            if zone.settle(history.get(zone.origin)):
+            if not self.leading:
+                zone.follow(history.get(zone.origin))
+            elif zone.settle(history.get(zone.origin)):
                 await self.journal.save_zone_version(
                     zone.origin, zone.serial, zone.digest_text, None, self.journal_size
                 )
@@ -205,7 +215,7 @@ class ZonePublisher:
         since the last flush began: the first change after a quiet time is
         published at once, a burst shares one serial per C{self.delay}.
         """
-        if not self.ready or self._flushing or self._timer is not None or not self._pending:
+        if not self.ready or not self.leading or self._flushing or self._timer is not None or not self._pending:
             return
         if delay is None:
             delay = max(0.0, self._last_flush + self.delay - self.clock.seconds())
@@ -216,7 +226,7 @@ class ZonePublisher:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._flushing or not self.ready:
+        if self._flushing or not self.ready or not self.leading:
             return defer.succeed(None)
         return self._flush()
 
@@ -227,7 +237,7 @@ class ZonePublisher:
         for callers that must see their changes in the zones.
         """
         await self.when_ready()
-        while self._flushing or self._pending or self._timer is not None:
+        while self.leading and (self._flushing or self._pending or self._timer is not None):
             if self._flushing:
                 await task.deferLater(self.fill_clock, 0.001, lambda: None)
             else:
@@ -301,6 +311,9 @@ class ZonePublisher:
         await self.when_ready()
         if origin not in self.by_origin:
             raise KeyError(origin)
+        if not self.leading:
+            # Serials are taken by one node only: two could not both be next.
+            raise UpdateError(EREFUSED, "this node follows the zones' publisher; send host-zone updates there")
         waiting: defer.Deferred[None] = defer.Deferred()
         self._zone_queue.setdefault(origin, []).append((plan, waiting))
         if origin not in self._zone_writing:
@@ -383,7 +396,13 @@ class ZonePublisher:
                 return
             writes = [
                 self.journal.save_zone_version(
-                    zone.origin, step.serial_to, zone.digest_after((), (), change), step, self.journal_size
+                    zone.origin,
+                    step.serial_to,
+                    zone.digest_after((), (), change),
+                    # a zone whose content was not the stored serial's: no
+                    # step leads to the new one (IXFR clients transfer anew)
+                    step if zone.synced else None,
+                    self.journal_size,
                 )
                 for zone, step, _, change in plans
             ]
@@ -396,10 +415,17 @@ class ZonePublisher:
                 )
                 self._pending.update(names)
                 self._flushing = False
+                if any(f.check(ZoneConflict) for f in failed):
+                    # another node published meanwhile (leadership moved):
+                    # take its steps first, then this node's changes again
+                    self.clock.callLater(0, self._catch_up_as_publisher)
                 self._schedule(RETRY_DELAY)
                 return
             for zone, step, answers, change in plans:
                 zone.apply(step, answers, change)
+                if not zone.synced:
+                    zone.steps.clear()
+                    zone.synced = True
                 self.published += 1
                 self._published(zone)
             for _, _, answers, _ in plans:
@@ -447,8 +473,123 @@ class ZonePublisher:
         if made and len(self.service.registry.users) >= self.fill_in_background_from:
             gc.freeze()
 
+    # -- several nodes: following the publisher elsewhere
+
+    def follow(self) -> None:
+        """Start as a follower (before the service starts): another node may hold the publisher's lock."""
+        self.leading = False
+
+    def set_leading(self, leading: bool) -> None:
+        """
+        This node got (True) or lost (False) the publisher's lock on the
+        shared store. A new publisher first takes what the old one stored,
+        then publishes what its registry has that the zones lack.
+        """
+        if leading == self.leading:
+            return
+        self.leading = leading
+        log.info("this node {what} the zones' publisher", what="is now" if leading else "is no longer")
+        if not leading:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            return
+        defer.ensureDeferred(self._take_over()).addErrback(lambda f: log.failure("taking over publishing failed", f))
+
+    async def _take_over(self) -> None:
+        await self.when_ready()
+        await self._follow_store()
+        for zone in self.zones:
+            # the names the old publisher set: this node's registry decides now
+            self._pending.update(list(zone.replayed))
+        await self.publish_pending()
+        for zone in self.zones:
+            if not zone.synced and self.leading:
+                await self._restart_journal(zone)
+            self._published(zone)  # NOTIFY: secondaries learn of the serial at once
+
+    async def _restart_journal(self, zone: ZoneState) -> None:
+        """A new serial for content that is no stored serial's: the journal starts afresh."""
+        serial = next_serial(zone.serial)
+        await self.journal.save_zone_version(zone.origin, serial, zone.digest_text, None, self.journal_size)
+        zone.soa.serial = serial
+        zone.steps.clear()
+        zone.synced = True
+
+    def _catch_up_as_publisher(self) -> None:
+        defer.ensureDeferred(self._follow_store()).addErrback(lambda f: log.failure("reading the zones failed", f))
+
+    def catch_up(self) -> defer.Deferred[None]:
+        """
+        Take the serials another node published since this one last
+        looked (on its notification, on reconnecting, now and then).
+        Coalesced: one read at a time, once more if asked meanwhile.
+        """
+        if self.leading or not self.ready:
+            return defer.succeed(None)
+        return defer.ensureDeferred(self._follow_store())
+
+    async def _follow_store(self) -> None:
+        if self._catching_up:
+            self._catch_up_again = True
+            return
+        self._catching_up = True
+        try:
+            again = True
+            while again:
+                self._catch_up_again = False
+                history = await self.journal.load_zone_history()
+                records = await self.journal.load_zone_records()
+                await self._lock.acquire()
+                try:
+                    for zone in self.zones:
+                        await self._follow_zone(zone, history.get(zone.origin), records.get(zone.origin, {}))
+                finally:
+                    self._lock.release()
+                again = self._catch_up_again
+        finally:
+            self._catching_up = False
+
+    async def _follow_zone(
+        self, zone: ZoneState, stored: ZoneHistory | None, records: Mapping[RRsetKey, tuple[RR, ...]]
+    ) -> None:
+        if stored is None:
+            return
+        serial = zone.serial
+        if zone.synced and stored.serial != serial:
+            steps = _steps_from(stored.steps, serial)
+            if steps is None or not all(zone.replay(step) for step in steps) or zone.digest_text != stored.digest:
+                log.info(
+                    "zone {origin}: the journal does not lead from serial {serial} to {stored}; rebuilding",
+                    origin=zone.origin,
+                    serial=serial,
+                    stored=stored.serial,
+                )
+                zone.replayed.clear()
+                await self._drive(zone.filling(self.service.registry, self.fill_batch))
+                zone.soa.serial = serial
+                zone.synced = False
+        if zone is not self.zones[0]:
+            # what RFC 2136 updates of the host zone set, for queries
+            changes = RRsetChanges({key: None for key in zone.updated if key not in records})
+            changes.update({key: rrs for key, rrs in records.items() if zone.updated.get(key) != tuple(rrs)})
+            if changes:
+                zone.set_updated(changes)
+        if not zone.synced:
+            # the content came from this node's registry: it is the stored
+            # serial's once the registry holds what the publisher had
+            deleted, added, sources, change = await self._diff(zone, list(self._pending))
+            if zone.digest_after((), (), change) == stored.digest:
+                zone.adopt(sources)
+                zone.digest ^= change
+                zone.follow(stored)
+        if zone.serial != serial:
+            self._published(zone)
+
     def zone_for(self, origin: str) -> ZoneState | None:
-        return self.by_origin.get(origin) if self.ready else None
+        zone = self.by_origin.get(origin) if self.ready else None
+        # a follower's zone whose content is no stored serial's: transfers wait
+        return zone if zone is not None and zone.synced else None
 
     def zone_containing(self, name: str) -> ZoneState | None:
         """The closest of our zones that C{name} is in (None: none, or not ready)."""
@@ -488,6 +629,14 @@ class PendingNames:
     def __iter__(self) -> Iterator[str]:
         for chunk in self._chunks:
             yield from chunk
+
+
+def _steps_from(steps: tuple[JournalStep, ...], serial: int) -> tuple[JournalStep, ...] | None:
+    """The stored steps from C{serial} on (None: the journal does not reach back to it)."""
+    for index, step in enumerate(steps):
+        if step.serial_from == serial:
+            return steps[index:]
+    return None
 
 
 def _names(user: User, suffix: str) -> list[str]:

@@ -289,13 +289,14 @@ class TransferHandler:
         # The snapshot is taken now, before the first message is asked for.
         soa = zone.soa_rr()
         dynamic = zone.dynamic.snapshot()
+        replayed = dict(zone.replayed)  # its lists are replaced, never changed in place
         log.info(
             "AXFR of {zone} serial {serial}: {count} users' names",
             zone=zone.origin,
             serial=zone.serial,
             count=len(dynamic),
         )
-        parts: list[Iterable[RR]] = [[soa], zone.all_records(dynamic), [soa]]
+        parts: list[Iterable[RR]] = [[soa], zone.all_records(dynamic, replayed), [soa]]
         return self._pack(query, zone.origin, parts, size)
 
     def _ixfr(self, query: Query, zone: ZoneState, steps: list[JournalStep], size: int) -> Iterator[bytes]:

@@ -131,6 +131,8 @@ class DynDNSService(Service):
         self._poll_interval = poll_interval
         self._poller: task.LoopingCall | None = None
         self._polling = False
+        self._poll_again = False
+        self._poll_failing = False
         self._poll_waiters: list[defer.Deferred[None]] = []
         #: Users' scoped ACME keys (L{AcmeKeys}).
         self.acme_keys = AcmeKeys(store, self.clock)
@@ -278,15 +280,21 @@ class DynDNSService(Service):
         False if the store could not be read (logged, and counted).
         """
         if self._polling or not self.registry.loaded:
+            self._poll_again = self._polling
             return True
         self._polling = True
         try:
             try:
                 changes: Changes = await self.store.changes_since(self._generation)
             except Exception:
-                log.failure("could not read changes from the store")
+                if not self._poll_failing:  # once per outage, not every poll_interval
+                    log.failure("could not read changes from the store; trying again every poll")
+                self._poll_failing = True
                 self._call(self.on_store_error, "poll", "store error hook {hook!r} failed")
                 return False
+            if self._poll_failing:
+                self._poll_failing = False
+                log.info("reading changes from the store works again")
             await self._apply_changes(changes)
             self._generation = max(self._generation, changes.generation)
             return True
@@ -297,28 +305,45 @@ class DynDNSService(Service):
             waiting, self._poll_waiters = self._poll_waiters, []
             for d in waiting:
                 self.clock.callLater(0, d.callback, None)  # type: ignore[attr-defined]
+            if self._poll_again:
+                # asked while this poll read: what it was asked for may be newer
+                self._poll_again = False
+                self.clock.callLater(0, self.poll_soon)  # type: ignore[attr-defined]
+
+    def poll_soon(self) -> None:
+        """
+        Poll now: another node committed (the store's notification). One
+        poll at a time; asked during one, another follows it.
+        """
+        defer.ensureDeferred(self.poll())
 
     async def _apply_changes(self, changes: Changes) -> None:
         registry = self.registry
+        # On a shared store the node that wrote a change audited it; every
+        # other node auditing it again would multiply the audit log.
+        audited = not getattr(self.store, "shared", False)
         audit = self.audit
 
         def removed(user_id: str) -> None:
             # removed, or replaced wholesale by a restore (see Changes)
             if (user_id not in changes.users or user_id not in changes.states) and registry.has_user(user_id):
                 self.feed.removal(user_id, "store")
-                audit.admin(None, "user-remove", None, "ok", user_id, method="store")
+                if audited:
+                    audit.admin(None, "user-remove", None, "ok", user_id, method="store")
 
         def user_changed(user: User) -> None:
             if registry.user(user.id) != user:
                 action = "user-change" if registry.has_user(user.id) else "user-add"
                 self.feed.user(user, "store")
-                audit.admin(None, action, None, "ok", user.id, method="store")
+                if audited:
+                    audit.admin(None, action, None, "ok", user.id, method="store")
 
         def state_changed(state: HostState) -> None:
             old = registry.state(state.user_id)
             if old != state and registry.has_user(state.user_id):
                 self.feed.state(state, "store")
-                audit.update(state.user_id, state.method or "store", state.client_address, "good", old, state)
+                if audited:
+                    audit.update(state.user_id, state.method or "store", state.client_address, "good", old, state)
 
         # A restore or a CLI import can bring a million changes: in slices,
         # with the collector paused from the first to the last (between

@@ -51,6 +51,13 @@ class StateConflict(StoreError):
         self.current = current
 
 
+class ZoneConflict(StoreError):
+    """
+    A zone version was written over another serial than the one it
+    follows (another node published meanwhile): nothing was written.
+    """
+
+
 class AnyState:
     """The type of L{ANY_STATE} (an unconditional write)."""
 
