@@ -281,6 +281,9 @@ class Settings:
     suffix: str
     store_backend: str = "sqlite"
     store_path: str = "dyndns.sqlite"
+    #: The PostgreSQL connection string (C{store.dsn}, or read from
+    #: C{store.dsn_file}): None unless the backend is "postgresql".
+    store_dsn: str | None = None
     #: Where state without a configured path lives (L{state_directory}).
     state_directory: str = ""
     default_ttl: int = 30
@@ -463,12 +466,13 @@ def settings_from_dict(
 
     store = top.table("store")
     backend = store.get("backend", str)
-    if backend not in ("sqlite", "memory"):
-        raise store.error("backend", f"{backend!r} is not 'sqlite' or 'memory'")
+    if backend not in ("sqlite", "memory", "postgresql"):
+        raise store.error("backend", f"{backend!r} is not 'sqlite', 'memory' or 'postgresql'")
     store_path = store.get("path", str)
     if store_path == "":
         raise store.error("path", "must not be empty")
     store_path = os.path.join(state, "dyndns.sqlite") if store_path is None else os.path.join(base, store_path)
+    store_dsn = _store_dsn(store, base, backend)
     store.done()
 
     dns_table = top.table("dns")
@@ -540,6 +544,7 @@ def settings_from_dict(
         suffix=suffix,
         store_backend=backend,
         store_path=store_path,
+        store_dsn=store_dsn,
         state_directory=state,
         default_ttl=default_ttl,
         min_ttl=min_ttl,
@@ -813,6 +818,34 @@ def _bounded(table: _Table, key: str, low: int, high: int) -> int:
     if not low <= value <= high:
         raise table.error(key, f"must be {low} to {high}")
     return value
+
+
+def _store_dsn(store: _Table, base: str, backend: str) -> str | None:
+    """
+    C{store.dsn}, or the first line of C{store.dsn_file} (a password kept
+    out of the configuration): PostgreSQL's only, and then one of them.
+    """
+    dsn = store.get("dsn", str)
+    dsn_file = store.get("dsn_file", str)
+    if backend != "postgresql":
+        if dsn is not None or dsn_file is not None:
+            raise store.error("dsn" if dsn is not None else "dsn_file", 'only for backend = "postgresql"')
+        return None
+    if (dsn is None) == (dsn_file is None):
+        raise store.error("dsn", 'backend "postgresql" needs store.dsn or store.dsn_file (one of them)')
+    if dsn_file is not None:
+        path = os.path.join(base, dsn_file)
+        try:
+            with open(path) as f:
+                dsn = f.readline().strip()
+        except OSError as e:
+            raise store.error("dsn_file", f"{path}: {e.strerror}") from None
+    assert dsn is not None
+    if not dsn.startswith(("postgresql://", "postgres://")) and "=" not in dsn:
+        raise store.error(
+            "dsn", 'is not a PostgreSQL connection string ("postgresql://USER@HOST/DB" or "host=... dbname=...")'
+        )
+    return dsn
 
 
 def _gnudip_settings(top: _Table, base: str, state: str) -> GnuDIPSettings:

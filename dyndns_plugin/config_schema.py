@@ -109,12 +109,28 @@ KEYS: tuple[Key, ...] = (
         UNSET,
         'A "module:callable" returning the password checker, to authenticate against your own user base.',
     ),
-    Key("store.backend", "sqlite", '"sqlite" (durable) or "memory" (nothing survives a restart).'),
+    Key(
+        "store.backend",
+        "sqlite",
+        '"sqlite" (durable, one node), "postgresql" (durable, several nodes on one database) '
+        'or "memory" (nothing survives a restart).',
+    ),
     Key(
         "store.path",
         COMPUTED,
         "The SQLite file (created mode 0600); its control socket is this path + .sock.",
         shown='"<state directory>/dyndns.sqlite"',
+    ),
+    Key(
+        "store.dsn",
+        UNSET,
+        'PostgreSQL only: the connection string, "postgresql://USER@HOST:PORT/DB" (libpq syntax).',
+    ),
+    Key(
+        "store.dsn_file",
+        UNSET,
+        "PostgreSQL only, instead of store.dsn: a file whose first line is the connection string (keeps a password "
+        "out of this file).",
     ),
     Key("acme.enabled", True, "Serve users' ACME challenge TXT records at _acme-challenge.<name>."),
     Key("acme.ttl", 60, "TTL (s) of the challenge TXT records."),

@@ -69,9 +69,11 @@ class Options(usage.Options):
             self.settings = load_settings(path) if path else default_settings()
             self.embedded_default = path is None
             self.zones = load_zones(self.settings)
-            self.store = make_store(self.settings)
+            self.store = make_store(self.settings, retry_open=True)
             if isinstance(self.store, SQLiteUserStore):
                 self.store.check()
+            elif self.settings.store_backend == "postgresql":
+                check_dsn(self.settings)
             check_endpoints(self.settings)
         except (ConfigError, ZoneFileError) as e:
             raise StartupError(str(e)) from None
@@ -130,10 +132,56 @@ def make_checker(settings: Settings, dyndns: DynDNSService, reactor: Any = None)
     return PasswordChecker(dyndns.registry.users, reactor)
 
 
-def make_store(settings: Settings, reactor: Any = None) -> IUserStore:
+def check_dsn(settings: Settings) -> None:
+    """A PostgreSQL connection string that libpq cannot parse, or no psycopg: a start-up error, not a retry loop."""
+    try:
+        from psycopg import conninfo
+    except ImportError:
+        raise StartupError(
+            'store.backend = "postgresql" needs psycopg: pip install "dyndns_plugin[postgresql]"'
+        ) from None
+    try:
+        conninfo.conninfo_to_dict(settings.store_dsn or "")
+    except Exception as e:
+        raise StartupError(f"{settings.path}: store.dsn: {str(e).strip()}") from None
+
+
+def join_cluster(top: service.MultiService, dyndns: DynDNSService, publisher: Any) -> None:
+    """
+    Several nodes on one shared store (PostgreSQL): this node follows the
+    zones' publisher until it holds the publisher's lock, polls at once
+    when another node commits, and takes the stored serials when another
+    publishes (notifications, with a catch-up on every reconnection and a
+    read every few seconds in case one was missed).
+    """
+    store: Any = dyndns.store
+    publisher.follow()
+
+    def zone_published(origin: str | None) -> None:
+        publisher.catch_up().addErrback(lambda f: log.failure("following the zones failed", f))
+
+    async def watch() -> None:
+        store.watch(dyndns.poll_soon, zone_published, publisher.set_leading)
+
+    dyndns.add_startup_step(watch)
+    internet.TimerService(CATCH_UP_EVERY, zone_published, None).setServiceParent(top)
+
+
+#: Seconds between a follower's reads of the stored serials, notified or not.
+CATCH_UP_EVERY = 5.0
+
+
+def make_store(settings: Settings, reactor: Any = None, retry_open: bool = False) -> IUserStore:
     """The configured store; the state directory is made if the store is in it."""
     if settings.store_backend == "memory":
         return MemoryUserStore()
+    if settings.store_backend == "postgresql":
+        from dyndns_plugin.store.postgresql import PostgreSQLUserStore
+
+        assert settings.store_dsn is not None
+        # The server waits for a database that is down (and says so); the
+        # CLI (retry_open=False) fails at once.
+        return PostgreSQLUserStore(settings.store_dsn, reactor, retry_open=retry_open)
     make_state_directory_for(settings, settings.store_path)
     return SQLiteUserStore(settings.store_path, reactor)
 
@@ -223,13 +271,21 @@ def make_transfer(
             retries=dns_settings.notify_retries,
             key=keys.get(dns_settings.notify_key) if dns_settings.notify_key else None,
         )
+
+    def notify(zone: Any) -> None:
+        # Several nodes on one store: only the publishing node notifies,
+        # once per serial (followers reach the same serial after it).
+        if notifier is not None and publisher.leading:
+            notifier.notify(zone)
+
     publisher = ZonePublisher(
         dyndns,
         zones,
         local_zones=dns_settings.update_local_zones,
         journal_size=dns_settings.journal_size,
-        on_publish=notifier.notify if notifier is not None else None,
+        on_publish=notify if notifier is not None else None,
     )
+
     handler = TransferHandler(
         publisher,
         [ipaddress.ip_network(n) for n in dns_settings.transfer_allow],
@@ -381,6 +437,8 @@ def build_service(
 
         update_handler = UpdateHandler(dyndns, [z.origin for z in zones], checker=checker)
     publisher, transfer_handler, notifier = make_transfer(settings, dyndns, zones, reactor)
+    if getattr(store, "shared", False):
+        join_cluster(top, dyndns, publisher)
     if update_handler is not None:
         transfer_handler.query_keys = update_handler.query_key
     if update_handler is not None and any(z.updatable for z in settings.dns.zones):

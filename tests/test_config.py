@@ -125,6 +125,32 @@ SUFFIX_ONLY = '[service]\nsuffix = "a.b"\n'
 SECRET = "c2VjcmV0IG9mIHRoZSBzZWNvbmRhcnk="
 
 
+class PostgreSQLConfigTests(ConfigFileMixin, SynchronousTestCase):
+    """store.backend = "postgresql" takes its connection string from store.dsn or store.dsn_file, one of them."""
+
+    def test_dsn(self) -> None:
+        dsn = "postgresql://dyndns@127.0.0.1:5432/dyndns"
+        settings = load_settings(self.write(SUFFIX_ONLY + f'[store]\nbackend = "postgresql"\ndsn = "{dsn}"\n'))
+        self.assertEqual((settings.store_backend, settings.store_dsn), ("postgresql", dsn))
+
+    def test_dsn_file(self) -> None:
+        """The file's first line, relative to the config's folder: a password stays out of the config."""
+        path = self.write(SUFFIX_ONLY + '[store]\nbackend = "postgresql"\ndsn_file = "db.dsn"\n')
+        with open(os.path.join(os.path.dirname(path), "db.dsn"), "w") as f:
+            f.write("postgresql://dyndns:s3cret@db.internal/dyndns\nignored\n")
+        self.assertEqual(load_settings(path).store_dsn, "postgresql://dyndns:s3cret@db.internal/dyndns")
+
+    def test_refused(self) -> None:
+        backend = SUFFIX_ONLY + '[store]\nbackend = "postgresql"\n'
+        self.assertConfigError(backend, "store.dsn", "needs store.dsn or store.dsn_file")
+        both = backend + 'dsn = "postgresql://a/b"\ndsn_file = "x"\n'
+        self.assertConfigError(both, "store.dsn", "one of them")
+        self.assertConfigError(backend + 'dsn = "mysql:x"\n', "store.dsn", "not a PostgreSQL connection string")
+        self.assertConfigError(backend + 'dsn_file = "missing.dsn"\n', "store.dsn_file", "No such file")
+        sqlite = SUFFIX_ONLY + '[store]\ndsn = "postgresql://a/b"\n'
+        self.assertConfigError(sqlite, "store.dsn", 'only for backend = "postgresql"')
+
+
 class TransferConfigTests(ConfigFileMixin, SynchronousTestCase):
     """C{[dns] update_local_zones}, C{[dns.transfer]} and C{[dns.notify]}."""
 
@@ -266,7 +292,14 @@ key = "k.example"
         )
         self.assertEqual((notifier.targets, notifier.retry, notifier.retries), ([("192.0.2.53", 5300)], 0.5, 2))
         self.assertIs(notifier.key, key)
-        self.assertEqual(publisher.on_publish, notifier.notify)
+        notified: list[object] = []
+        notifier.notify = notified.append
+        publisher.on_publish(publisher.zones[0])
+        self.assertEqual(notified, [publisher.zones[0]])
+        # a node that follows another's publications notifies nobody (the publisher did)
+        publisher.follow()
+        publisher.on_publish(publisher.zones[0])
+        self.assertEqual(notified, [publisher.zones[0]])
         # without targets there is no notifier
         plain = load_settings(self.write(SUFFIX_ONLY))
         service = DynDNSService(MemoryUserStore(), plain.suffix, clock=clock, poll_interval=None)

@@ -3,7 +3,7 @@ Several nodes on one store: one publishes the zones, the others follow
 its stored serials and journal steps, so every node's SOA, AXFR content and
 IXFR journal are the same; a follower takes over when it gets the lock.
 Two services on one memory store stand for two nodes on one PostgreSQL
-(tests/test_store_postgresql.py and tests/integration/test_cluster.py run the real thing).
+(tests/test_store_postgresql.py and the cluster integration tests run the real thing).
 """
 
 from __future__ import annotations
