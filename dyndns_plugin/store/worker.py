@@ -81,6 +81,7 @@ class StoreWorker:
             session = self._connect()
         except BaseException:
             self._deliver(self._ready, Failure())
+            self._deliver(self._stopped, None)  # a stop() while connecting fires too
             return
         self._deliver(self._ready, None)
         pending = None
