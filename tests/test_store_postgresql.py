@@ -135,6 +135,40 @@ class PostgreSQLStoreTests(StoreConformanceMixin, TestCase):
         self.assertEqual(set(snapshot.users), {"alice", "carol"})
         self.assertEqual(snapshot.states["alice"].ipv4.exploded, "192.0.2.5")
 
+    @defer.inlineCallbacks
+    def test_polling_misses_nothing(self):
+        """
+        A node that applies changes_since from the generation it last saw
+        misses no write of two others, even when the one that took the
+        smaller generation is still in its transaction while the other
+        writes: the other waits, so no commit lands behind a generation
+        already read.
+        """
+        yield self.store.import_users([User("slow"), User("fast")], [])
+        first = yield self.open_peer()
+        second = yield self.open_peer()
+        generation = (yield self.store.load()).generation
+
+        def slow_write(op: Any) -> None:
+            op.conn.execute(
+                postgresql._SAVE_STATE, postgresql._state_row(HostState("slow", ipv4="192.0.2.1"), op.generation)
+            )
+            op.conn.execute("SELECT pg_sleep(0.5)")
+
+        slow = first._write(slow_write)
+        yield sleep(0.1)
+        fast = second.save_state(HostState("fast", ipv4="192.0.2.2"))
+        states: dict[str, HostState] = {}
+        while not (slow.called and fast.called):
+            changes = yield self.store.changes_since(generation)
+            states.update(changes.states)
+            generation = changes.generation
+            yield sleep(0.02)
+        yield defer.gatherResults([slow, fast])
+        states.update((yield self.store.changes_since(generation)).states)
+        self.assertEqual(states, dict((yield self.store.load()).states))
+        self.assertEqual(set(states), {"slow", "fast"})
+
     # -- the change feed
 
     @defer.inlineCallbacks
