@@ -552,19 +552,31 @@ class _PostgreSQLSession:
         if all(isinstance(r, Failure) for r in results):
             conn.execute("ROLLBACK")  # nothing to commit: keep the generation
             return results
-        if batch.users:
-            # one round trip: a literal, as a statement with parameters cannot go with another
-            notify = sql.SQL("SELECT pg_notify({}, {}); COMMIT").format(
-                sql.Literal(CHANGES_CHANNEL), sql.Literal(batch.users.payload(generation))
-            )
-            conn.execute(notify)
-        else:
-            conn.execute("COMMIT")
-        self._store._committed(generation, batch.zone_versions)
+        # ours before the commit: our listener may see the notification before this thread sees the commit
+        self._store._committing(generation)
+        try:
+            if batch.users:
+                # one round trip: a literal, as a statement with parameters cannot go with another
+                notify = sql.SQL("SELECT pg_notify({}, {}); COMMIT").format(
+                    sql.Literal(CHANGES_CHANNEL), sql.Literal(batch.users.payload(generation))
+                )
+                conn.execute(notify)
+            else:
+                conn.execute("COMMIT")
+        except BaseException:
+            self._store._commit_failed(generation)
+            raise
+        self._store._committed(batch.zone_versions)
         return results
 
 
 # -- the listener
+
+
+def _payload_generation(payload: str) -> int:
+    """The generation of a change notification (-1 if it has none: not ours)."""
+    head = payload.partition(" ")[0]
+    return int(head) if head.isdigit() else -1
 
 
 class _Listener:
@@ -581,8 +593,10 @@ class _Listener:
         on_change: Callable[[], object],
         on_zone: Callable[[str | None], object],
         on_leader: Callable[[bool], object] | None,
+        own: Callable[[int], bool] = lambda generation: False,
     ) -> None:
         self._reactor = reactor
+        self._own = own
         self._conninfo = conninfo
         self._label = label
         self._on_change = on_change
@@ -611,6 +625,10 @@ class _Listener:
         self._on_change()
 
     # -- on the listener thread
+
+    def wake(self) -> None:
+        """Call C{on_change} as for a notification (from any thread)."""
+        self._changed()
 
     def _changed(self) -> None:
         # at most one call waits on the reactor: it reads everything committed before it runs
@@ -679,7 +697,8 @@ class _Listener:
                     next_try = time.monotonic() + LEADER_RETRY
             for notify in conn.notifies(timeout=LISTEN_POLL):
                 if notify.channel == CHANGES_CHANNEL:
-                    self._changed()
+                    if not self._own(_payload_generation(notify.payload)):
+                        self._changed()
                 elif notify.channel == ZONES_CHANNEL:
                     self._reactor.callFromThread(self._on_zone, notify.payload)
 
@@ -803,8 +822,9 @@ class PostgreSQLUserStore:
     ) -> None:
         """
         Follow the other nodes' writes, on a connection of its own:
-        C{on_change()} when users or states changed (then read
-        L{changes_since}; bursts are coalesced), C{on_zone(origin)} when a
+        C{on_change()} when another node changed users or states (then read
+        L{changes_since}; bursts are coalesced; this object's own writes are
+        known from their Deferreds), C{on_zone(origin)} when a
         zone got a new version. On every (re)connection, C{on_change()} and
         C{on_zone(None)} once: notifications sent while nobody listened are
         lost. With C{on_leader}, the connection also takes the publisher lock
@@ -814,7 +834,9 @@ class PostgreSQLUserStore:
         """
         if self._listener is not None:
             raise StoreError("the store is already watched")
-        self._listener = _Listener(self._reactor, connection_info(self.dsn), self.label, on_change, on_zone, on_leader)
+        self._listener = _Listener(
+            self._reactor, connection_info(self.dsn), self.label, on_change, on_zone, on_leader, self._is_own
+        )
         self._listener.start()
 
     def _read(self, function: Callable[[psycopg.Connection[Any]], T]) -> defer.Deferred[T]:
@@ -827,10 +849,27 @@ class PostgreSQLUserStore:
             return defer.fail(StoreError("store is not open"))
         return self._worker.submit(function, write=True)
 
-    def _committed(self, generation: int, zone_versions: dict[str, tuple[int, str]]) -> None:
-        # on the worker thread, right after our own commit
+    # On the worker thread, around our own commits:
+
+    def _committing(self, generation: int) -> None:
         self._own_generations.add(generation)
+
+    def _commit_failed(self, generation: int) -> None:
+        # Another node may commit this generation now, and its notification
+        # may have been taken for ours meanwhile: one poll, to be sure.
+        self._own_generations.discard(generation)
+        if self._listener is not None:
+            self._listener.wake()
+
+    def _committed(self, zone_versions: dict[str, tuple[int, str]]) -> None:
         self._zone_versions.update(zone_versions)
+
+    def _is_own(self, generation: int) -> bool:
+        """
+        On the listener thread: whether this object committed (or is
+        committing) C{generation}, and no read has passed it since.
+        """
+        return generation in self._own_generations
 
     def _checked(self, generation: int) -> None:
         """On the worker thread: everything up to C{generation} was read; older own generations are forgotten."""
