@@ -28,6 +28,10 @@ snapshot never misses a row that commits later with a smaller generation.
 Every psycopg error becomes L{StoreError} (C{"postgresql: <reason>"}), the
 update protocols' temporary failure; connections have a connect timeout and
 a statement timeout, so nothing waits for a dead server for long.
+
+The tables live in the DSN's first schema (C{search_path}), made by the
+first node that opens the database: its role needs CREATE there (since
+PostgreSQL 15 only the owner has it on C{public}). Tested on PostgreSQL 15.
 """
 
 from __future__ import annotations
@@ -283,7 +287,7 @@ def _schema_version(conn: psycopg.Connection[Any], label: str) -> int:
         return 0
     row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     if row is None:
-        raise StoreError(f"{label}: a table meta without a schema version: not a dyndns database")
+        raise StoreError(f"postgresql: {label}: a table meta without a schema version: not a dyndns database")
     return int(row[0])
 
 
@@ -299,7 +303,8 @@ def migrate(conn: psycopg.Connection[Any], label: str) -> int:
         version = _schema_version(conn, label)
         if version > SCHEMA_VERSION:
             raise StoreError(
-                f"{label}: schema version {version} is newer than this program's {SCHEMA_VERSION}; upgrade dyndns_plugin"
+                f"postgresql: {label}: schema version {version} is newer than this program's {SCHEMA_VERSION};"
+                " upgrade dyndns_plugin"
             )
         for target in range(version, SCHEMA_VERSION):
             conn.execute(MIGRATIONS[target].encode())
@@ -830,7 +835,8 @@ class PostgreSQLUserStore:
         lost. With C{on_leader}, the connection also takes the publisher lock
         when it is free: C{on_leader(True)} when it has it, C{on_leader(False)}
         when the connection that held it broke. Everything is called on the
-        reactor thread; L{close} stops it.
+        reactor thread; L{close} stops it (and gives the lock up, without a
+        call).
         """
         if self._listener is not None:
             raise StoreError("the store is already watched")
