@@ -638,6 +638,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     restore.set_defaults(run=None, settings_only=cmd_restore)
 
+    migrate = commands.add_parser(
+        "migrate-store",
+        help="copy a whole installation (users, states, keys, serials, journals) into an empty PostgreSQL store",
+    )
+    migrate.add_argument("--from", dest="source", required=True, metavar="sqlite:PATH", help="the store to copy")
+    migrate.add_argument(
+        "--to", dest="target", required=True, metavar="postgresql:DSN", help="the empty PostgreSQL store to fill"
+    )
+    migrate.set_defaults(run=None, offline_command=cmd_migrate_store)
+
     add_zone_commands(commands)
     urls = commands.add_parser("urls", help="print the full URL of every enabled HTTP method")
     urls.set_defaults(run=None, settings_only=cmd_urls)
@@ -726,6 +736,48 @@ def _run_with_service(settings: Settings, run: Callable[..., Any], args: argpars
 
     try:
         task.react(start)
+    except SystemExit:
+        pass
+    return outcome.get("status", 1)
+
+
+def cmd_migrate_store(args: argparse.Namespace) -> int:
+    """
+    L{dyndns_plugin.store.migrate}: everything from one store into an empty
+    PostgreSQL one, in one transaction. Stop the server on the source first:
+    what it writes after the copy read it would not move.
+    """
+    from dyndns_plugin.store.migrate import migrate_store, open_location
+
+    outcome: dict[str, int] = {}
+
+    async def main(reactor: Any) -> None:
+        try:
+            source = open_location(args.source, reactor)
+            target = open_location(args.target, reactor)
+        except StoreError as e:
+            raise CommandError(str(e)) from None
+        await source.open()
+        try:
+            await target.open()
+            try:
+                copied = await migrate_store(source, target)
+            finally:
+                await target.close()
+        finally:
+            await source.close()
+        print(f"copied {copied.summary()}")
+        outcome["status"] = 0
+
+    def failed(failure: Any) -> None:
+        if failure.check(CommandError, StoreError):
+            print(f"dyndns: {failure.value}; nothing copied", file=sys.stderr)
+        else:
+            failure.printTraceback(file=sys.stderr)
+        outcome["status"] = 1
+
+    try:
+        task.react(lambda reactor: defer.ensureDeferred(main(reactor)).addErrback(failed))
     except SystemExit:
         pass
     return outcome.get("status", 1)

@@ -1215,6 +1215,69 @@ class PostgreSQLUserStore:
 
         return self._write(save)
 
+    # -- a whole installation (dyndns migrate-store)
+
+    def install(self, installation: Any) -> defer.Deferred[None]:
+        """
+        Write everything of C{installation} (L{dyndns_plugin.store.migrate.Installation})
+        in one transaction, into a store that holds no users and no zones
+        (else L{StoreError}, nothing written): migrate-store never merges.
+        """
+
+        def install(op: _Op) -> None:
+            conn = op.conn
+            (users,) = _one(conn, "SELECT count(*) FROM users")
+            (zones,) = _one(conn, "SELECT count(*) FROM zones")
+            if users or zones:
+                raise StoreError(f"postgresql: {self.label} is not empty ({users} users, {zones} zones)")
+            snapshot = installation.snapshot
+            self._put_all(conn, list(snapshot.users.values()), op.generation)
+            self._save_all(conn, list(snapshot.states.values()), op.generation)
+            with conn.cursor() as cursor:
+                cursor.executemany(
+                    "INSERT INTO acme_keys (user_id, key_id, secret_sha256, label, created) VALUES (%s, %s, %s, %s, %s)",
+                    [
+                        (user_id, key.key_id, key.secret_sha256, key.label, key.created)
+                        for user_id, keys in installation.acme_keys.items()
+                        for key in keys
+                    ],
+                )
+                cursor.executemany(
+                    "INSERT INTO zone_records (origin, name, rdtype, records) VALUES (%s, %s, %s, %s)",
+                    [
+                        (origin, name, rdtype, _rrs_to_text(rrs))
+                        for origin, rrsets in installation.zone_records.items()
+                        for (name, rdtype), rrs in rrsets.items()
+                    ],
+                )
+                cursor.executemany(
+                    "INSERT INTO tsig_replay (key, newest, macs) VALUES (%s, %s, %s)",
+                    [
+                        (key, state.newest, json.dumps([[t, m.hex()] for t, m in state.macs]))
+                        for key, state in installation.replay.items()
+                    ],
+                )
+            for origin, history in installation.zones.items():
+                conn.execute(
+                    "INSERT INTO zones (origin, serial, digest) VALUES (%s, %s, %s)",
+                    (origin, history.serial, history.digest),
+                )
+                for step in history.steps:
+                    conn.execute(
+                        "INSERT INTO zone_journal (origin, serial_from, serial_to, deleted, added)"
+                        " VALUES (%s, %s, %s, %s, %s)",
+                        (
+                            origin,
+                            step.serial_from,
+                            step.serial_to,
+                            _rrs_to_text(step.deleted),
+                            _rrs_to_text(step.added),
+                        ),
+                    )
+            op.users.many = True
+
+        return self._write(install)
+
 
 def _changed_rows(conn: psycopg.Connection[Any], generation: int, current: int, own: list[int]) -> Changes:
     """The users, states and removals written after C{generation} but not last by us (in the caller's snapshot)."""
