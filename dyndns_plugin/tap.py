@@ -167,6 +167,8 @@ def join_cluster(top: service.MultiService, dyndns: DynDNSService, publisher: An
     internet.TimerService(CATCH_UP_EVERY, zone_published, None).setServiceParent(top)
 
 
+#: Seconds the publisher waits before it sends NOTIFY, for the followers to take the serial.
+FOLLOWERS_CATCH_UP = 0.25
 #: Seconds between a follower's reads of the stored serials, notified or not.
 CATCH_UP_EVERY = 5.0
 
@@ -274,8 +276,14 @@ def make_transfer(
 
     def notify(zone: Any) -> None:
         # Several nodes on one store: only the publishing node notifies,
-        # once per serial (followers reach the same serial after it).
-        if notifier is not None and publisher.leading:
+        # once per serial, a moment after it stored it: a secondary whose
+        # primary is a follower asks that node for the serial at once, and
+        # the follower takes it from the store within tens of milliseconds.
+        if notifier is None or not publisher.leading:
+            return
+        if getattr(dyndns.store, "shared", False):
+            dyndns.clock.callLater(FOLLOWERS_CATCH_UP, notifier.notify, zone)
+        else:
             notifier.notify(zone)
 
     publisher = ZonePublisher(

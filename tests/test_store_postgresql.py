@@ -384,6 +384,14 @@ class PostgreSQLStoreTests(StoreConformanceMixin, TestCase):
         self.assertTrue(str(failure).startswith("postgresql: "), str(failure))
         yield self.assertFailure(self.store.load(), StoreError)
         self.assertLess(time.monotonic() - started, 8)
+        # Queued behind a failure, writes fail at once, not each after its
+        # own wait for a connection (a client's 911 would take 10 s).
+        queued = time.monotonic()
+        writes = [self.store.save_state(attrs.evolve(ALICE_STATE, ttl=ttl)) for ttl in range(10, 15)]
+        for write in writes:
+            failure = yield self.assertFailure(write, StoreError)
+            self.assertIn("unreachable", str(failure))
+        self.assertLess(time.monotonic() - queued, self.store.connection_wait)
         yield wait_until(lambda: watcher.leader == [True, False], what="the lost lock")
         self.assertRaises(StoreError, PostgreSQLUserStore(self.dsn).check)
         yield sleep(1.0)  # the listener tries again, and fails again, meanwhile

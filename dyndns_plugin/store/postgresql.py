@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import threading
 import time
 from typing import Any, Callable, Iterable, Iterator, Mapping, TypeVar
@@ -82,6 +83,10 @@ from dyndns_plugin.store.worker import StoreWorker
 
 T = TypeVar("T")
 
+# The pool's own reports of every failed reconnection (twice a second during
+# an outage, on stderr): the listener reports an outage once, and its end.
+logging.getLogger("psycopg.pool").setLevel(logging.CRITICAL)
+
 log = Logger()
 
 #: pg_advisory_xact_lock key held while the schema is migrated ("dyns").
@@ -111,6 +116,8 @@ SERVER_OPTIONS = {
 CLIENT_KEEPALIVES = {"keepalives": "1", "keepalives_idle": "5", "keepalives_interval": "2", "keepalives_count": "2"}
 #: Seconds the pool keeps trying to replace a lost connection before it leaves that to the next batch.
 POOL_RECONNECT_TIMEOUT = 2.0
+#: Seconds after a failed connection during which operations fail at once (then one tries again).
+UNREACHABLE_FOR = 1.0
 #: Seconds between attempts of C{open(retry_open=True)} to reach the server.
 RETRY_OPEN_DELAY = 2.0
 #: The listener's reconnection delay: the first, and the longest after doubling.
@@ -509,18 +516,36 @@ class _PostgreSQLSession:
     def __init__(self, store: PostgreSQLUserStore, pool: ConnectionPool) -> None:
         self._store = store
         self._pool = pool
+        #: When a connection last failed (None: the last operation reached the server).
+        self._unreachable_since: float | None = None
 
     def read(self, function: Callable[[psycopg.Connection[Any]], T]) -> T:
+        self._refuse_while_unreachable()
         try:
             with self._pool.connection(timeout=self._store.connection_wait) as conn:
-                return function(conn)
+                result = function(conn)
         except psycopg.Error as e:
             raise self._error(e) from None
+        self._unreachable_since = None
+        return result
+
+    def _refuse_while_unreachable(self) -> None:
+        """
+        Fail at once while the server was just found unreachable: every
+        operation queued on this one thread would otherwise wait for a
+        connection in turn, and a client's update its 911 for 10 s or more.
+        """
+        since = self._unreachable_since
+        if since is not None and time.monotonic() - since < UNREACHABLE_FOR:
+            raise StoreError(f"postgresql: {self._store.label} is unreachable")
 
     def _error(self, error: psycopg.Error) -> StoreError:
         if isinstance(error, PoolTimeout):
+            self._unreachable_since = time.monotonic()
             wait = self._store.connection_wait
             return StoreError(f"postgresql: no connection to {self._store.label} within {wait:g} s")
+        if isinstance(error, psycopg.OperationalError):
+            self._unreachable_since = time.monotonic()
         return _store_error(error)
 
     def close(self) -> None:
@@ -528,10 +553,15 @@ class _PostgreSQLSession:
 
     def commit(self, functions: list[Callable[[_Op], Any]]) -> list[object]:
         try:
+            self._refuse_while_unreachable()
             with self._pool.connection(timeout=self._store.connection_wait) as conn:
-                return self._commit(conn, functions)
+                results = self._commit(conn, functions)
         except psycopg.Error as e:
             return [Failure(self._error(e))] * len(functions)
+        except StoreError:
+            return [Failure()] * len(functions)
+        self._unreachable_since = None
+        return results
 
     def _commit(self, conn: psycopg.Connection[Any], functions: list[Callable[[_Op], Any]]) -> list[object]:
         results: list[object] = []
@@ -724,7 +754,7 @@ class PostgreSQLUserStore:
     shared = True
 
     #: Seconds a read or write waits for a connection from the pool (the server down: then StoreError).
-    connection_wait = 5.0
+    connection_wait = 2.0
 
     def __init__(self, dsn: str, reactor: IReactorFromThreads | None = None, *, retry_open: bool = False) -> None:
         if reactor is None:
