@@ -20,6 +20,7 @@ PLOTS = os.path.join(REPO, "docs", "bench")
 ORDER = [
     "dns_qps",
     "http_updates",
+    "cluster_updates",
     "gnudip_tcp",
     "tsig_updates",
     "txt_updates",
@@ -47,6 +48,22 @@ READING = {
     "(the GIL): the reactor thread is the limit, not SQLite; latency is queueing "
     "(connections in flight / throughput). Group commit grows when the server "
     "is busy.",
+    "cluster_updates": "Every process of a setup (the nodes, PostgreSQL, wrk, the script) shares the machine's "
+    "CPUs (the record's cpus). With two, one node's reactor thread takes about one CPU and PostgreSQL, wrk and "
+    "a second node share the other, so 2 nodes / 1 node here is two nodes contending for the same two CPUs, "
+    "not what a second machine adds: the target of 1.6 assumes a CPU (or a machine) per node. Durable on "
+    "both stores means flushed to the disk before the answer (PostgreSQL's fsync and synchronous_commit on). "
+    "A node's store thread sends about five statements per update, one round trip each, inside its group "
+    "commit's transaction, and every write transaction of every node takes the generation row lock first and "
+    "holds it to its COMMIT: write transaction share says how often (of samples of pg_stat_activity every "
+    "20 ms) a transaction was open, one waited for a lock (the other node's generation row) and PostgreSQL "
+    "waited for a node's next statement. A node's CPU per update in the two-node setup also pays for applying "
+    "the other node's changes (every node holds every user). Visibility is the time from A's answer to the "
+    "first answer of B with the new address, B asked over UDP every 0.2 ms: a change reaches B by "
+    "LISTEN/NOTIFY, then a read of what changed. A node that follows the publisher reads the whole stored "
+    "IXFR journal each time the publisher stores a serial (every 50 ms under load), so its CPU per update and "
+    "its visibility tail grow with the journal, which the wrk runs fill with large steps: the record gives "
+    "the journal's size.",
     "gnudip_tcp": "Each exchange is a new TCP connection, so about a third of the reactor's time "
     "is Twisted's per-connection work. A maximum latency near 1 s is a SYN the "
     "kernel dropped (listen backlog 50 < 64 clients reconnecting) and retried.",
@@ -172,7 +189,7 @@ def section(name: str, rec: dict[str, Any] | None, published: dict[str, Any] | N
         out += [f"**Setup.** {setup}", ""]
     if rec:
         m, code = rec["machine"], rec["code"]
-        tools = ", ".join(f"{k} {m[k]}" for k in ("dnsperf", "wrk", "named", "nsd") if k in m)
+        tools = ", ".join(f"{k} {m[k]}" for k in ("dnsperf", "wrk", "named", "nsd", "postgresql") if k in m)
         out += [
             f"**Latest run** ({'short run, ' if rec.get('short_run') else ''}{rec['date']}): "
             f"`{rec['command']}` on commit `{code.get('commit')}` ({code.get('source')}"
