@@ -163,8 +163,9 @@ class Meter:
         self.nodes = CPUMeter({node.name: node.pid for node in nodes})
         self.server = ServerCPU(pg) if pg else None
 
-    def read(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
-        cpu, pg_cpu = self.nodes.read(), self.server.read() if self.server else None
+    def read(self, leave_out: tuple[int, ...] = ()) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """Our CPU meter's reading, and PostgreSQL's but its backends C{leave_out} (our own)."""
+        cpu, pg_cpu = self.nodes.read(), self.server.read(leave_out) if self.server else None
         if pg_cpu:
             cpu["others_s"] = round(max(0.0, cpu["others_s"] - pg_cpu["cpu_s"]), 2)
             cpu["disturbed"] = cpu["others_s"] + cpu["steal_s"] > DISTURBED * cpu["seconds"]
@@ -199,7 +200,7 @@ def throughput(
         activity.start()
     with concurrent.futures.ThreadPoolExecutor(n) as pool:
         runs = list(pool.map(one, range(n)))
-    cpu, pg_cpu = meter.read()
+    cpu, pg_cpu = meter.read((activity.backend_pid,) if activity else ())
     transactions = activity.stop() if activity else None
     time.sleep(0.5)  # requests wrk gave up on at the end may still commit
     for node in nodes:

@@ -216,9 +216,12 @@ class ServerCPU:
     def _now(self) -> dict[int, float]:
         return {pid: sum(thread_cpu(pid).values()) for pid in self.server.pids()}
 
-    def read(self) -> dict[str, Any]:
-        """C{cpu_s} (a process that exited meanwhile is left out; one started meanwhile counts whole)."""
-        now = self._now()
+    def read(self, leave_out: tuple[int, ...] = ()) -> dict[str, Any]:
+        """
+        C{cpu_s} (a process that exited meanwhile is left out, one started
+        meanwhile counts whole, and so do the backends C{leave_out}: ours).
+        """
+        now = {pid: cpu for pid, cpu in self._now().items() if pid not in leave_out}
         used = sum(cpu - self.before.get(pid, 0.0) for pid, cpu in now.items())
         return {"cpu_s": round(used, 2), "processes": len(now), "exited": len(set(self.before) - set(now))}
 
@@ -248,6 +251,8 @@ class Activity:
         self.running = False
         self.thread: threading.Thread | None = None
         self.error: str | None = None
+        #: The server process that answers our samples (its CPU is not the nodes' doing).
+        self.backend_pid = 0
 
     def start(self) -> None:
         self.running = True
@@ -259,6 +264,7 @@ class Activity:
 
         try:
             with psycopg.connect(self.server.dsn(self.database), autocommit=True, connect_timeout=10) as conn:
+                self.backend_pid = conn.info.backend_pid
                 while self.running:
                     row = conn.execute(self.QUERY.encode(), (self.database,)).fetchone()
                     assert row is not None
