@@ -437,6 +437,25 @@ class StoreConformanceMixin(TestCaseMixin):
         self.assertEqual((yield self.store.load_zone_history())[ZONE].steps, (step,))
 
     @defer.inlineCallbacks
+    def test_zone_history_since(self):
+        """
+        With the serial a follower has, a zone's steps start at the one from
+        it; none when it is the stored serial; all when no step starts there.
+        Zones not named come whole.
+        """
+        steps = [journal_step(serial, serial + 1, serial) for serial in range(1000, 1004)]
+        for step in steps:
+            yield self.store.save_zone_version(ZONE, step.serial_to, f"d{step.serial_to}", step, 10)
+        yield self.store.save_zone_version(OTHER_ZONE, 7, "o", journal_step(6, 7), 10)
+        history = yield self.store.load_zone_history({ZONE: 1002})
+        self.assertEqual(history[ZONE], ZoneHistory(1004, "d1004", tuple(steps[2:])))
+        self.assertEqual(history[OTHER_ZONE].steps, (journal_step(6, 7),))
+        history = yield self.store.load_zone_history({ZONE: 1004, OTHER_ZONE: 7})
+        self.assertEqual(history, {ZONE: ZoneHistory(1004, "d1004"), OTHER_ZONE: ZoneHistory(7, "o")})
+        history = yield self.store.load_zone_history({ZONE: 999})
+        self.assertEqual(history[ZONE].steps, tuple(steps))
+
+    @defer.inlineCallbacks
     def test_zone_step_replaced(self):
         """
         A step from a serial already stored (written before a publish that

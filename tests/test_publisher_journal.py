@@ -16,7 +16,7 @@ from dyndns_plugin.replication import publisher as publisher_module
 from dyndns_plugin.replication.journal import ZoneState, next_serial, serial_newer
 from dyndns_plugin.replication.publisher import ZonePublisher
 from dyndns_plugin.service import DynDNSService
-from dyndns_plugin.store import IZoneJournal
+from dyndns_plugin.store import IZoneJournal, StoreError
 from dyndns_plugin.store.memory import MemoryUserStore
 from tests.dns_helpers import example_suffix_zone
 
@@ -58,6 +58,30 @@ class PublisherJournalTests(unittest.SynchronousTestCase):
         self.publish_one_change(publisher)
         history = self.successResultOf(self.users.load_zone_history())
         self.assertEqual(history[SUFFIX].serial, publisher.zones[0].serial)
+
+
+class StopTests(unittest.SynchronousTestCase):
+    def test_stop_with_a_publication_pending(self) -> None:
+        """
+        The service stops (its store closes) with a change not yet
+        published: no error about the store and no retry (the next start
+        publishes it), where it used to log an error at every SIGTERM.
+        """
+        clock = task.Clock()
+        store = MemoryUserStore()
+        service = DynDNSService(store, SUFFIX, clock=clock, poll_interval=None)
+        publisher = ZonePublisher(service, [make_zone()])
+        service.startService()
+        self.successResultOf(service.ready)
+        self.successResultOf(service.add_user(User("alice")))
+        self.successResultOf(service.update("alice", [ipaddress.ip_address("192.0.2.1")]))
+        serial = publisher.zones[0].serial
+        service.stopService()
+        store.fail_writes = StoreError("store is not open")
+        clock.advance(10)
+        self.assertEqual(self.flushLoggedErrors(), [])
+        self.assertEqual(publisher.zones[0].serial, serial)
+        self.assertEqual(clock.getDelayedCalls(), [])
 
 
 class BackgroundFillTests(unittest.SynchronousTestCase):

@@ -217,6 +217,8 @@ class ZonePublisher:
         """
         if not self.ready or not self.leading or self._flushing or self._timer is not None or not self._pending:
             return
+        if self.service.stopped:
+            return
         if delay is None:
             delay = max(0.0, self._last_flush + self.delay - self.clock.seconds())
         self._timer = self.clock.callLater(delay, self._flush)
@@ -408,6 +410,8 @@ class ZonePublisher:
             ]
             results = await defer.DeferredList(writes, consumeErrors=True)
             failed = [r for ok, r in results if not ok]
+            if failed and self.service.stopped:
+                return  # the store closed under a last publication: the next start publishes it
             if failed:
                 log.error(
                     "could not store the new zone serials ({error}); trying again",
@@ -538,7 +542,9 @@ class ZonePublisher:
             again = True
             while again:
                 self._catch_up_again = False
-                history = await self.journal.load_zone_history()
+                # what is new since the serials served (not the whole journal, each time)
+                since = {zone.origin: zone.serial for zone in self.zones if zone.synced}
+                history = await self.journal.load_zone_history(since)
                 records = await self.journal.load_zone_records()
                 await self._lock.acquire()
                 try:

@@ -133,6 +133,8 @@ class DynDNSService(Service):
         self._polling = False
         self._poll_again = False
         self._poll_failing = False
+        #: Set once the service stops: the store closes, nothing more is written.
+        self.stopped = False
         self._poll_waiters: list[defer.Deferred[None]] = []
         #: Users' scoped ACME keys (L{AcmeKeys}).
         self.acme_keys = AcmeKeys(store, self.clock)
@@ -256,6 +258,7 @@ class DynDNSService(Service):
 
     def stopService(self) -> defer.Deferred[None]:
         super().stopService()
+        self.stopped = True
         self.challenge_expiry.stop()
         if self._poller is not None and self._poller.running:
             self._poller.stop()

@@ -198,8 +198,14 @@ class IZoneJournal(Interface):
     database as the users; all methods return Deferreds.
     """
 
-    def load_zone_history():
-        """Fire with C{{origin: ZoneHistory}} for every zone ever published."""
+    def load_zone_history(since: Mapping[str, int] | None = None):
+        """
+        Fire with C{{origin: ZoneHistory}} for every zone ever published.
+        With C{since} (origin: a serial the caller has), a zone's steps
+        start at the one from that serial (none if it is the stored serial;
+        all if no stored step starts there): a node following another's
+        publications reads what is new, not the whole journal each time.
+        """
 
     def save_zone_version(origin: str, serial: int, digest: str, step: JournalStep | None, keep: int):
         """
@@ -228,6 +234,14 @@ class IZoneJournal(Interface):
         update, the zone file's RRset shows again) and, unless C{serial} is
         None, its new version as L{save_zone_version} does.
         """
+
+
+def steps_since(history: ZoneHistory, serial: int) -> ZoneHistory:
+    """C{history} with only its steps from C{serial} on (see L{IZoneJournal.load_zone_history})."""
+    if history.serial == serial:
+        return attrs.evolve(history, steps=())
+    starts = [i for i, step in enumerate(history.steps) if step.serial_from == serial]
+    return attrs.evolve(history, steps=history.steps[starts[-1] :]) if starts else history
 
 
 class IUserStore(Interface):

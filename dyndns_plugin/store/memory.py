@@ -31,6 +31,7 @@ from dyndns_plugin.store import (
     StateConflict,
     UserExists,
     ZoneHistory,
+    steps_since,
 )
 
 T = TypeVar("T")
@@ -193,8 +194,9 @@ class MemoryUserStore:
 
     # -- zone serials and journals
 
-    def load_zone_history(self) -> defer.Deferred[dict[str, ZoneHistory]]:
-        return defer.succeed(dict(self._zones))
+    def load_zone_history(self, since: Mapping[str, int] | None = None) -> defer.Deferred[dict[str, ZoneHistory]]:
+        since = since or {}
+        return defer.succeed({o: h if o not in since else steps_since(h, since[o]) for o, h in self._zones.items()})
 
     def save_zone_version(
         self, origin: str, serial: int, digest: str, step: JournalStep | None, keep: int

@@ -1118,20 +1118,36 @@ class PostgreSQLUserStore:
 
     # -- zone serials and journals
 
-    def load_zone_history(self) -> defer.Deferred[dict[str, ZoneHistory]]:
+    def load_zone_history(self, since: Mapping[str, int] | None = None) -> defer.Deferred[dict[str, ZoneHistory]]:
+        since = dict(since or {})
+
         def load(conn: psycopg.Connection[Any]) -> dict[str, ZoneHistory]:
             with _snapshot(conn):
-                steps: dict[str, list[JournalStep]] = {}
-                for origin, serial_from, serial_to, deleted, added in conn.execute(
-                    "SELECT origin, serial_from, serial_to, deleted, added FROM zone_journal ORDER BY seq"
-                ):
-                    steps.setdefault(origin, []).append(
-                        JournalStep(serial_from, serial_to, _rrs_from_text(deleted), _rrs_from_text(added))
+                zones = list(conn.execute("SELECT origin, serial, digest FROM zones"))
+                history = {}
+                for origin, serial, digest in zones:
+                    first = 0
+                    if origin in since:
+                        if since[origin] == serial:
+                            history[origin] = ZoneHistory(serial, digest)
+                            continue
+                        (newest,) = _one(
+                            conn,
+                            "SELECT max(seq) FROM zone_journal WHERE origin = %s AND serial_from = %s",
+                            (origin, since[origin]),
+                        )
+                        first = newest or 0
+                    steps = conn.execute(
+                        "SELECT serial_from, serial_to, deleted, added FROM zone_journal"
+                        " WHERE origin = %s AND seq >= %s ORDER BY seq",
+                        (origin, first),
                     )
-                return {
-                    origin: ZoneHistory(serial, digest, tuple(steps.get(origin, ())))
-                    for origin, serial, digest in conn.execute("SELECT origin, serial, digest FROM zones")
-                }
+                    history[origin] = ZoneHistory(
+                        serial,
+                        digest,
+                        tuple(JournalStep(f, t, _rrs_from_text(d), _rrs_from_text(a)) for f, t, d, a in steps),
+                    )
+                return history
 
         return self._read(load)
 

@@ -46,6 +46,7 @@ from dyndns_plugin.store import (
     StoreError,
     UserExists,
     ZoneHistory,
+    steps_since,
 )
 from dyndns_plugin.store.worker import StoreWorker
 
@@ -696,25 +697,31 @@ class SQLiteUserStore:
 
     # -- zone serials and journals
 
-    def load_zone_history(self) -> defer.Deferred[dict[str, ZoneHistory]]:
-        def load(conn: sqlite3.Connection) -> dict[str, ZoneHistory]:
-            conn.execute("BEGIN")
-            try:
-                steps: dict[str, list[JournalStep]] = {}
-                for origin, serial_from, serial_to, deleted, added in conn.execute(
-                    "SELECT origin, serial_from, serial_to, deleted, added FROM zone_journal ORDER BY seq"
-                ):
-                    steps.setdefault(origin, []).append(
-                        JournalStep(serial_from, serial_to, _rrs_from_text(deleted), _rrs_from_text(added))
-                    )
-                return {
-                    origin: ZoneHistory(serial, digest, tuple(steps.get(origin, ())))
-                    for origin, serial, digest in conn.execute("SELECT origin, serial, digest FROM zones")
-                }
-            finally:
-                conn.execute("COMMIT")
+    def load_zone_history(self, since: Mapping[str, int] | None = None) -> defer.Deferred[dict[str, ZoneHistory]]:
+        d = self._read(self._load_zone_history)
+        if since:  # no other node follows this store's journal: read whole, then cut
+            d.addCallback(
+                lambda zones: {o: h if o not in since else steps_since(h, since[o]) for o, h in zones.items()}
+            )
+        return d
 
-        return self._read(load)
+    @staticmethod
+    def _load_zone_history(conn: sqlite3.Connection) -> dict[str, ZoneHistory]:
+        conn.execute("BEGIN")
+        try:
+            steps: dict[str, list[JournalStep]] = {}
+            for origin, serial_from, serial_to, deleted, added in conn.execute(
+                "SELECT origin, serial_from, serial_to, deleted, added FROM zone_journal ORDER BY seq"
+            ):
+                steps.setdefault(origin, []).append(
+                    JournalStep(serial_from, serial_to, _rrs_from_text(deleted), _rrs_from_text(added))
+                )
+            return {
+                origin: ZoneHistory(serial, digest, tuple(steps.get(origin, ())))
+                for origin, serial, digest in conn.execute("SELECT origin, serial, digest FROM zones")
+            }
+        finally:
+            conn.execute("COMMIT")
 
     def save_zone_version(
         self, origin: str, serial: int, digest: str, step: JournalStep | None, keep: int
