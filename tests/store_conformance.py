@@ -195,6 +195,16 @@ class StoreConformanceMixin(TestCaseMixin):
         yield self.store.save_state(newer, expected=ALICE_STATE)
         snapshot = yield self.store.load_users(["alice"])
         self.assertEqual(snapshot.states["alice"], newer)
+        # over a state with challenge values, and with None in every column that may hold it
+        bare = HostState("alice", offline=True)
+        challenged = attrs.evolve(newer, txt=(("alice.example.org", "v1", 1700003600.25),))
+        yield self.store.save_state(challenged, expected=newer)
+        yield self.store.save_state(bare, expected=challenged)
+        with self.assertRaises(StateConflict):
+            yield self.store.save_state(newer, expected=challenged)
+        yield self.store.save_state(newer, expected=bare)
+        snapshot = yield self.store.load_users(["alice"])
+        self.assertEqual(snapshot.states["alice"], newer)
         with self.assertRaises(NoSuchUser):
             yield self.store.save_state(HostState("ghost", ipv4="192.0.2.1"), expected=None)
 

@@ -401,6 +401,38 @@ def _state_row(state: HostState, generation: int) -> tuple[Any, ...]:
     )
 
 
+#: The conditional write of L{_saved_over}: the new state only over the expected one (its columns).
+_SAVE_STATE_OVER = (
+    "UPDATE states SET ipv4 = %s, ipv6 = %s, ttl = %s, offline = %s, updated_at = %s, method = %s, "
+    "client_address = %s, txt = %s, gen = %s WHERE user_id = %s AND "
+    "(ipv4, ipv6, ttl, offline, updated_at, method, client_address, txt) IS NOT DISTINCT FROM "
+    "(%s::text, %s::text, %s::integer, %s::boolean, %s::double precision, %s::text, %s::text, %s::text)"
+)
+_SAVE_FIRST_STATE = (
+    f"INSERT INTO states ({_STATE_COLUMNS}, gen) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+    "ON CONFLICT (user_id) DO NOTHING"
+)
+
+
+def _saved_over(conn: psycopg.Connection[Any], state: HostState, expected: HostState | None, generation: int) -> bool:
+    """
+    The common case of a conditional write in one statement (one round
+    trip while the generation row is locked): C{state} written if the
+    committed state is C{expected}. False: it was not (another writer
+    got there, or the user is gone): the caller looks closer.
+    """
+    row = _state_row(state, generation)
+    if expected is None:
+        try:
+            return conn.execute(_SAVE_FIRST_STATE.encode(), row).rowcount == 1
+        except psycopg.errors.ForeignKeyViolation:
+            raise NoSuchUser(state.user_id) from None
+    if expected.user_id != state.user_id:
+        return False
+    was = _state_row(expected, generation)
+    return conn.execute(_SAVE_STATE_OVER.encode(), row[1:] + (state.user_id,) + was[1:9]).rowcount == 1
+
+
 def _user_from_row(row: tuple[Any, ...], hostnames: tuple[str, ...]) -> User:
     # The store's own rows, validated when written (see the SQLite store).
     return User.trusted(
@@ -566,12 +598,18 @@ class _PostgreSQLSession:
     def _commit(self, conn: psycopg.Connection[Any], functions: list[Callable[[_Op], Any]]) -> list[object]:
         results: list[object] = []
         # one round trip: BEGIN and the generation row (locked until the commit: see the module)
-        cursor = conn.execute(b"BEGIN; UPDATE meta SET value = value + 1 WHERE key = 'generation' RETURNING value")
+        # (and the first write's savepoint)
+        cursor = conn.execute(
+            b"BEGIN; UPDATE meta SET value = value + 1 WHERE key = 'generation' RETURNING value; SAVEPOINT op"
+        )
         cursor.nextset()
         generation = int(cursor.fetchone()[0])  # type: ignore[index]
         batch = _Batch(self._store)
-        for function in functions:
-            conn.execute("SAVEPOINT op")
+        for index, function in enumerate(functions):
+            if index:
+                # the generation row is locked till the commit: each round trip
+                # here keeps every other node's writes waiting, so one, not two
+                conn.execute(b"RELEASE op; SAVEPOINT op")
             op = _Op(conn, generation, batch)
             try:
                 results.append(function(op))
@@ -583,7 +621,6 @@ class _PostgreSQLSession:
                 conn.execute("ROLLBACK TO op")
             else:
                 batch.keep(op)
-            conn.execute("RELEASE op")
         if all(isinstance(r, Failure) for r in results):
             conn.execute("ROLLBACK")  # nothing to commit: keep the generation
             return results
@@ -592,12 +629,12 @@ class _PostgreSQLSession:
         try:
             if batch.users:
                 # one round trip: a literal, as a statement with parameters cannot go with another
-                notify = sql.SQL("SELECT pg_notify({}, {}); COMMIT").format(
+                notify = sql.SQL("RELEASE op; SELECT pg_notify({}, {}); COMMIT").format(
                     sql.Literal(CHANGES_CHANNEL), sql.Literal(batch.users.payload(generation))
                 )
                 conn.execute(notify)
             else:
-                conn.execute("COMMIT")
+                conn.execute(b"RELEASE op; COMMIT")
         except BaseException:
             self._store._commit_failed(generation)
             raise
@@ -1079,6 +1116,9 @@ class PostgreSQLUserStore:
     def save_state(self, state: HostState, expected: HostState | None | AnyState = ANY_STATE) -> defer.Deferred[None]:
         def save(op: _Op) -> None:
             conn = op.conn
+            if not isinstance(expected, AnyState) and _saved_over(conn, state, expected, op.generation):
+                op.changed(state.user_id)
+                return
             if expected is not ANY_STATE:
                 # the user row too: no other writer's first state for it can come between
                 if conn.execute("SELECT 1 FROM users WHERE id = %s FOR UPDATE", (state.user_id,)).fetchone() is None:
