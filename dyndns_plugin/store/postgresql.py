@@ -20,10 +20,14 @@ one transaction with a savepoint each (group commit), results delivered in
 commit order. The thread takes a connection from a small pool per batch, so
 a connection broken by a restart of the server is replaced on the next one.
 
-Generations: every write transaction starts with C{UPDATE meta ... RETURNING}
-of the generation row. That row lock orders the write transactions of all
-nodes, so they commit in generation order, and a read of C{gen > X} in one
-snapshot never misses a row that commits later with a smaller generation.
+Generations: every write transaction ends with C{UPDATE meta ... RETURNING}
+of the generation row, then stamps that generation on the rows it wrote
+(written with L{UNSTAMPED} until then) and commits. That row lock orders the
+write transactions of all nodes, so they commit in generation order, and a
+read of C{gen > X} in one snapshot never misses a row that commits later
+with a smaller generation. Taken last, the lock is held for two round trips
+and the commit, not for all of a batch's statements and the node's Python
+between them: the nodes' writes overlap until their last step.
 
 Every psycopg error becomes L{StoreError} (C{"postgresql: <reason>"}), the
 update protocols' temporary failure; connections have a connect timeout and
@@ -97,6 +101,15 @@ PUBLISHER_LOCK = 0x64796E70
 CHANGES_CHANNEL = "dyndns_changes"
 #: The channel of zone versions: the zone's origin.
 ZONES_CHANNEL = "dyndns_zones"
+#: The generation of the rows a write transaction writes until its last step stamps the real one (see
+#: the module): never a committed generation, and no transaction sees another's uncommitted rows.
+UNSTAMPED = -1
+_NEXT_GENERATION = b"UPDATE meta SET value = value + 1 WHERE key = 'generation' RETURNING value"
+#: The last step's stamp of the generation (an index finds the transaction's own rows).
+_STAMP = (
+    "UPDATE users SET gen = {0} WHERE gen = {1}; UPDATE states SET gen = {0} WHERE gen = {1}; "
+    "UPDATE removed SET gen = {0} WHERE gen = {1}; "
+)
 #: Longer change payloads are sent as C{"<generation> *"} (PostgreSQL takes 8,000 bytes at most).
 MAX_PAYLOAD = 7000
 
@@ -597,20 +610,13 @@ class _PostgreSQLSession:
 
     def _commit(self, conn: psycopg.Connection[Any], functions: list[Callable[[_Op], Any]]) -> list[object]:
         results: list[object] = []
-        # one round trip: BEGIN and the generation row (locked until the commit: see the module)
-        # (and the first write's savepoint)
-        cursor = conn.execute(
-            b"BEGIN; UPDATE meta SET value = value + 1 WHERE key = 'generation' RETURNING value; SAVEPOINT op"
-        )
-        cursor.nextset()
-        generation = int(cursor.fetchone()[0])  # type: ignore[index]
+        # one round trip: BEGIN and the first write's savepoint
+        conn.execute(b"BEGIN; SAVEPOINT op")
         batch = _Batch(self._store)
         for index, function in enumerate(functions):
             if index:
-                # the generation row is locked till the commit: each round trip
-                # here keeps every other node's writes waiting, so one, not two
                 conn.execute(b"RELEASE op; SAVEPOINT op")
-            op = _Op(conn, generation, batch)
+            op = _Op(conn, UNSTAMPED, batch)
             try:
                 results.append(function(op))
             except psycopg.Error as e:
@@ -622,19 +628,24 @@ class _PostgreSQLSession:
             else:
                 batch.keep(op)
         if all(isinstance(r, Failure) for r in results):
-            conn.execute("ROLLBACK")  # nothing to commit: keep the generation
+            conn.execute("ROLLBACK")  # nothing to commit: no generation taken
             return results
+        # The generation row, locked from here to the commit (see the module).
+        cursor = conn.execute(b"RELEASE op; " + _NEXT_GENERATION)
+        cursor.nextset()
+        generation = int(cursor.fetchone()[0])  # type: ignore[index]
         # ours before the commit: our listener may see the notification before this thread sees the commit
         self._store._committing(generation)
         try:
+            stamp = sql.SQL(_STAMP).format(sql.Literal(generation), sql.Literal(UNSTAMPED))
             if batch.users:
-                # one round trip: a literal, as a statement with parameters cannot go with another
-                notify = sql.SQL("RELEASE op; SELECT pg_notify({}, {}); COMMIT").format(
+                # one round trip: literals, as a statement with parameters cannot go with another
+                notify = sql.SQL("SELECT pg_notify({}, {}); COMMIT").format(
                     sql.Literal(CHANGES_CHANNEL), sql.Literal(batch.users.payload(generation))
                 )
-                conn.execute(notify)
+                conn.execute(sql.Composed([stamp, notify]))
             else:
-                conn.execute(b"RELEASE op; COMMIT")
+                conn.execute(sql.Composed([stamp, sql.SQL("COMMIT")]))
         except BaseException:
             self._store._commit_failed(generation)
             raise
