@@ -40,7 +40,8 @@ def anchors(text: str) -> set[str]:
     """
     The anchors GitHub gives the headings of a markdown page: lower case,
     formatting and punctuation dropped (letters, digits, C{_}, C{-} and
-    spaces kept), spaces as C{-}; a repeated anchor gets C{-1}, C{-2}...
+    spaces kept), spaces as C{-}; a repeated anchor gets C{-1}, C{-2}...;
+    and the ids of C{<a id="..."></a>}.
     """
     seen: dict[str, int] = {}
     found = set()
@@ -50,6 +51,8 @@ def anchors(text: str) -> set[str]:
         count = seen.get(slug, 0)
         seen[slug] = count + 1
         found.add(slug if count == 0 else f"{slug}-{count}")
+    # and explicit HTML anchors (bench/RESULTS.md's table of contents uses them)
+    found.update(re.findall(r'<a id="([^"]+)"></a>', FENCE.sub("", text)))
     return found
 
 
@@ -126,3 +129,4 @@ class DocumentationLinkTests(SynchronousTestCase):
             anchors(text),
             {"a-b-c-de", "abuse-resistance-lockout-and-change-limits", "x", "x-1", "link-z"},
         )
+        self.assertEqual(anchors('<a id="cluster-updates"></a>\n\n## Other\n'), {"cluster-updates", "other"})
