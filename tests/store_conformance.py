@@ -393,6 +393,27 @@ class StoreConformanceMixin(TestCaseMixin):
         snapshot = yield self.store.load()
         self.assertEqual(dict(snapshot.users), {})  # not user data
 
+    @defer.inlineCallbacks
+    def test_replay_state_merge(self):
+        """
+        Two nodes' records of one key merge: the newest time of both, both
+        sets of MACs (none older than C{oldest} or the newest time), and the
+        fresh MACs the stored record already refused are named.
+        """
+        key, mac_a, mac_b, mac_c = "alice.dyn.example.com", b"\xaa" * 32, b"\xbb" * 32, b"\xcc" * 32
+        refused, merged = yield self.store.merge_replay_state(
+            key, ReplayState(1000, ((1000, mac_a),)), [(mac_a, 1000)], 700
+        )
+        self.assertEqual((refused, merged), (set(), ReplayState(1000, ((1000, mac_a),))))
+        # another node accepted mac_a too (it did not know), and mac_b; mac_c was signed before 1000
+        theirs = ReplayState(1002, ((1000, mac_a), (1002, mac_b), (999, mac_c)))
+        refused, merged = yield self.store.merge_replay_state(
+            key, theirs, [(mac_a, 1000), (mac_b, 1002), (mac_c, 999)], 700
+        )
+        self.assertEqual(refused, {mac_a, mac_c})
+        self.assertEqual(merged, ReplayState(1002, ((1002, mac_b),)))
+        self.assertEqual((yield self.store.load_replay_states()), {key: merged})
+
     def test_zone_journal_interface(self) -> None:
         """The store provides IZoneJournal, apart from IUserStore's user data."""
         self.assertTrue(verifyObject(IZoneJournal, self.store))

@@ -1830,6 +1830,37 @@ class ReplayAcrossRestartTests(unittest.TestCase):
         self.assertEqual(parse(answer).rcode, NOERROR)
 
 
+class ReplayAcrossNodesTests(unittest.TestCase):
+    """
+    Two nodes on one shared store (PostgreSQL in production; the memory
+    store marked shared here): an UPDATE captured at one and sent to the
+    other, whose memory never saw it, is refused there as a replay.
+    """
+
+    @defer.inlineCallbacks
+    def test_replayed_at_the_other_node(self):
+        clock = task.Clock()
+        clock.advance(T0)
+        store = MemoryUserStore()
+        store.shared = True
+        nodes = [DynDNSService(store, SUFFIX, clock=clock, poll_interval=None) for _ in range(2)]
+        handlers = [UpdateHandler(service, (), clock=clock) for service in nodes]
+        for service in nodes:
+            yield defer.ensureDeferred(service.start())
+        yield nodes[0].add_user(User("alice", tsig_secret=ALICE_SECRET, tsig_algorithm="hmac-sha256"))
+        yield defer.ensureDeferred(nodes[1].poll())
+        key = make_key(f"alice.{ZONE}", ALICE_SECRET)
+        wire = sign_at(set_address(f"alice.{ZONE}", "A", "192.0.2.1"), key, T0)
+        answer = yield defer.ensureDeferred(handlers[0].handle_update_wire(wire, PEER))
+        self.assertEqual(parse(answer).rcode, NOERROR)
+        answer = yield defer.ensureDeferred(handlers[1].handle_update_wire(wire, PEER))
+        reply = parse(answer)
+        self.assertEqual((reply.rcode, reply.tsig.error), (NOTAUTH, BADTIME))
+        fresh = sign_at(set_address(f"alice.{ZONE}", "A", "192.0.2.2"), key, T0 + 1)
+        answer = yield defer.ensureDeferred(handlers[1].handle_update_wire(fresh, PEER))
+        self.assertEqual(parse(answer).rcode, NOERROR)
+
+
 class ClockAndFudgeTests(UpdateTestsMixin, unittest.TestCase):
     def setUp(self):
         self.alice = make_key(f"alice.{ZONE}", ALICE_SECRET)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from twisted.internet import defer
 from twisted.trial.unittest import SynchronousTestCase
 
-from dyndns_plugin.protocols.tsig_replay import MAX_MACS_PER_KEY, ReplayCache
+from dyndns_plugin.protocols.tsig_replay import MAX_MACS_PER_KEY, ReplayCache, ReplayRefused
 from dyndns_plugin.store import ReplayState
 from dyndns_plugin.store.memory import MemoryUserStore
 
@@ -76,3 +76,48 @@ class CoalescingTests(SynchronousTestCase):
             cache.verdict("k.", T, b"one more", T), "too many updates for this key within the fudge window"
         )
         self.assertIsNone(cache.verdict("k.", T + 1, b"next second", T + 1))
+
+
+class SharedStoreTests(SynchronousTestCase):
+    """
+    Two nodes on one shared store (a PostgreSQL database; the memory store
+    here, marked shared): a message accepted at one is refused at the
+    other, though the other's memory had not heard of it.
+    """
+
+    def setUp(self) -> None:
+        self.store = MemoryUserStore()
+        self.store.shared = True
+        self.a = ReplayCache(self.store, 300)
+        self.b = ReplayCache(self.store, 300)
+        for node in (self.a, self.b):
+            self.successResultOf(defer.ensureDeferred(node.load()))
+
+    def test_captured_message_replayed_at_another_node(self) -> None:
+        self.successResultOf(self.a.accept("k.", T, b"mac", T))
+        self.assertIsNone(self.b.verdict("k.", T, b"mac", T + 1))  # its memory: nothing
+        self.failureResultOf(self.b.accept("k.", T, b"mac", T + 1), ReplayRefused)
+        self.assertEqual(self.b.verdict("k.", T, b"mac", T + 2), "already accepted")  # learnt from the merge
+
+    def test_older_message_after_a_newer_one_elsewhere(self) -> None:
+        """A message signed before the newest one another node accepted is refused too."""
+        self.successResultOf(self.a.accept("k.", T + 10, b"newer", T + 10))
+        self.failureResultOf(self.b.accept("k.", T + 5, b"older", T + 10), ReplayRefused)
+        self.successResultOf(self.b.accept("k.", T + 11, b"later", T + 11))
+        self.assertEqual(self.a.verdict("k.", T + 11, b"later", T + 11), None)  # a's memory lags ...
+        self.failureResultOf(self.a.accept("k.", T + 11, b"later", T + 11), ReplayRefused)  # ... the store does not
+
+    def test_only_the_refused_of_a_coalesced_save(self) -> None:
+        """Of several messages saved together, only the one accepted elsewhere is refused."""
+        self.successResultOf(self.a.accept("k.", T, b"taken", T))
+        saves = [self.b.accept("k.", T, mac, T) for mac in (b"one", b"taken", b"two")]
+        self.assertIsNone(self.successResultOf(saves[0]))
+        self.failureResultOf(saves[1], ReplayRefused)
+        self.assertIsNone(self.successResultOf(saves[2]))
+
+    def test_private_store_saves_without_merging(self) -> None:
+        """A store only this node writes keeps the plain save (no read of the stored record per save)."""
+        store = HeldSaves()
+        cache = ReplayCache(store, 300)
+        cache.accept("k.", T, b"mac", T)
+        self.assertEqual(len(store.saves), 1)

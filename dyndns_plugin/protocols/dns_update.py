@@ -89,7 +89,7 @@ from dyndns_plugin.logsample import LogSampler
 from dyndns_plugin.methods import Method
 from dyndns_plugin.model import HostState, IPAddress, UpdateStatus, User
 from dyndns_plugin.passwords import derived_tsig_secret
-from dyndns_plugin.protocols.tsig_replay import ReplayCache
+from dyndns_plugin.protocols.tsig_replay import ReplayCache, ReplayRefused
 from dyndns_plugin.service import DynDNSService
 
 if TYPE_CHECKING:
@@ -259,6 +259,9 @@ class UpdateHandler:
             # Durable before anything is applied: a crash after this point
             # loses an unacknowledged update, never admits a copy of it.
             await self._accept(tsig, now)
+        except UpdateError as e:  # accepted at another node first
+            self.auth.failed(METHOD, peer, user.id)
+            return self._signed(request, tsig, key, e.rcode, BADTIME, now)
         except Exception:
             log.failure("UPDATE from {peer} by {user}: store failure", peer=peer, user=user.id)
             return self._signed(request, tsig, key, SERVFAIL, 0, now)
@@ -311,9 +314,17 @@ class UpdateHandler:
         return None
 
     async def _accept(self, tsig: TSIGRecord, now: int) -> None:
-        """Keep the request's time and MAC durably: a copy sent again is refused, even after a restart."""
+        """
+        Keep the request's time and MAC durably: a copy sent again is
+        refused, even after a restart, and (on a shared store) at another
+        node: UpdateError(NOTAUTH) if one accepted it first.
+        """
         key_name = b".".join(tsig.key).decode("ascii", "backslashreplace")
-        await self.replay.accept(key_name, tsig.time_signed, tsig.mac, now)
+        try:
+            await self.replay.accept(key_name, tsig.time_signed, tsig.mac, now)
+        except ReplayRefused as e:
+            self._sample.info("update-replay", "UPDATE for {key} refused: {why}", key=show(tsig.key), why=str(e))
+            raise UpdateError(NOTAUTH, f"replayed: {e}") from None
 
     # -- host zones
 

@@ -20,6 +20,11 @@ from twisted.python.failure import Failure
 
 from dyndns_plugin.store import ReplayState
 
+
+class ReplayRefused(Exception):
+    """Another node (on a shared store) accepted this message, or a newer one of its key, first."""
+
+
 #: The most MACs kept per key: a key sending more distinct updates than this
 #: within one second (its newest time) is refused until the next.
 MAX_MACS_PER_KEY = 10_000
@@ -53,8 +58,10 @@ class ReplayCache:
         self.store = store
         self.window = window
         self._keys: dict[str, _KeyRecord] = {}
-        self._waiting: dict[str, list[defer.Deferred[None]]] = {}
+        #: Per key, what waits for the next save: (Deferred, MAC, time signed).
+        self._waiting: dict[str, list[tuple[defer.Deferred[None], bytes, int]]] = {}
         self._saving: set[str] = set()
+        self._now: dict[str, int] = {}
 
     async def load(self) -> None:
         """Read what earlier runs accepted (a service startup step)."""
@@ -91,21 +98,41 @@ class ReplayCache:
             record.newest = newest
             self._prune(record, now)
         record.macs[mac] = time_signed
+        self._now[key] = now
         waiting: defer.Deferred[None] = defer.Deferred()
-        self._waiting.setdefault(key, []).append(waiting)
+        self._waiting.setdefault(key, []).append((waiting, mac, time_signed))
         if key not in self._saving:
             self._save(key)
         return waiting
 
     def _save(self, key: str) -> None:
-        """Write the key's record as it is now; those waiting then are told when it is stored."""
+        """
+        Write the key's record as it is now; those waiting then are told when
+        it is stored. On a store other nodes accept messages on too, the
+        record is merged with theirs in the store, and a message one of them
+        accepted first is refused here (L{ReplayRefused}).
+        """
         self._saving.add(key)
         waiters = self._waiting.pop(key, [])
+        state = self._keys[key].state()
+        if getattr(self.store, "shared", False):
+            fresh = [(mac, signed) for _, mac, signed in waiters]
+            d = self.store.merge_replay_state(key, state, fresh, self._now[key] - self.window)
+        else:
+            d = self.store.save_replay_state(key, state).addCallback(lambda _: (set(), None))
 
         def saved(result: object) -> None:
-            for waiting in waiters:
+            refused: set[bytes] = set()
+            if not isinstance(result, Failure):
+                outcome: tuple[set[bytes], ReplayState | None] = result  # type: ignore[assignment]
+                refused, merged = outcome
+                if merged is not None:
+                    self._take(key, merged)
+            for waiting, mac, _ in waiters:
                 if isinstance(result, Failure):
                     waiting.errback(result)
+                elif mac in refused:
+                    waiting.errback(ReplayRefused("accepted by another node first"))
                 else:
                     waiting.callback(None)
             if self._waiting.get(key):
@@ -113,7 +140,14 @@ class ReplayCache:
             else:
                 self._saving.discard(key)
 
-        self.store.save_replay_state(key, self._keys[key].state()).addBoth(saved)
+        d.addBoth(saved)
+
+    def _take(self, key: str, merged: ReplayState) -> None:
+        """What the other nodes accepted, from the merged record: refused here from now on."""
+        record = self._keys[key]
+        record.newest = max(record.newest, merged.newest)
+        for signed, mac in merged.macs:
+            record.macs.setdefault(mac, signed)
 
     def _prune(self, record: _KeyRecord, now: int) -> dict[bytes, int]:
         """Drop the MACs that can no longer pass the time check."""

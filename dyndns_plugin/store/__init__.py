@@ -14,7 +14,7 @@ ask for L{IUserStore.changes_since} a generation to pick up what others wrote.
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 import attrs
 from zope.interface import Attribute, Interface
@@ -188,6 +188,32 @@ class IReplayStore(Interface):
 
     def save_replay_state(key: str, state: ReplayState):
         """Durably replace the record of key C{key}."""
+
+    def merge_replay_state(key: str, state: ReplayState, fresh: Sequence[tuple[bytes, int]], oldest: int):
+        """
+        A shared store's (several nodes accept signed messages): in one
+        transaction, merge C{state} into the key's stored record (the
+        newest of both times, both sets of MACs, none signed before
+        C{oldest} or the newest time) and fire with C{(refused, merged)}:
+        the MACs of C{fresh} (C{(MAC, time signed)}, the messages this save
+        accepts) that the stored record already refused (another node
+        accepted them, or a newer one), and the merged record.
+        """
+
+
+def merge_replay(
+    stored: ReplayState | None, state: ReplayState, fresh: Sequence[tuple[bytes, int]], oldest: int
+) -> tuple[set[bytes], ReplayState]:
+    """What L{IReplayStore.merge_replay_state} does with the stored record (for the stores that keep it)."""
+    if stored is None:
+        return set(), state
+    known = {mac for _, mac in stored.macs}
+    refused = {mac for mac, signed in fresh if mac in known or signed < stored.newest}
+    newest = max(stored.newest, state.newest)
+    macs = {mac: signed for signed, mac in stored.macs}
+    macs.update((mac, signed) for signed, mac in state.macs)
+    kept = tuple((signed, mac) for mac, signed in macs.items() if signed >= oldest and signed >= newest)
+    return refused, ReplayState(newest, kept)
 
 
 class IZoneJournal(Interface):

@@ -6,7 +6,7 @@ C{tests/store_conformance.py}), except that nothing survives the process.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Mapping, TypeVar
+from typing import Callable, Iterable, Mapping, Sequence, TypeVar
 
 from twisted.internet import defer
 from zope.interface import implementer
@@ -31,6 +31,7 @@ from dyndns_plugin.store import (
     StateConflict,
     UserExists,
     ZoneHistory,
+    merge_replay,
     steps_since,
 )
 
@@ -267,3 +268,12 @@ class MemoryUserStore:
             return defer.fail(self.fail_writes)
         self._replay[key] = state
         return defer.succeed(None)
+
+    def merge_replay_state(
+        self, key: str, state: ReplayState, fresh: Sequence[tuple[bytes, int]], oldest: int
+    ) -> defer.Deferred[tuple[set[bytes], ReplayState]]:
+        if self.fail_writes is not None:
+            return defer.fail(self.fail_writes)
+        refused, merged = merge_replay(self._replay.get(key), state, fresh, oldest)
+        self._replay[key] = merged
+        return defer.succeed((refused, merged))

@@ -45,7 +45,7 @@ import json
 import logging
 import threading
 import time
-from typing import Any, Callable, Iterable, Iterator, Mapping, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 import psycopg
 from psycopg import sql
@@ -80,9 +80,10 @@ from dyndns_plugin.store import (
     StoreError,
     UserExists,
     ZoneHistory,
+    merge_replay,
 )
 from dyndns_plugin.store import ZoneConflict as StoreZoneConflict
-from dyndns_plugin.store.sqlite import _rrs_from_text, _rrs_to_text, _txt
+from dyndns_plugin.store.sqlite import _macs_from_text, _macs_to_text, _rrs_from_text, _rrs_to_text, _txt
 from dyndns_plugin.store.worker import StoreWorker
 
 T = TypeVar("T")
@@ -1293,15 +1294,32 @@ class PostgreSQLUserStore:
     def load_replay_states(self) -> defer.Deferred[dict[str, ReplayState]]:
         def load(conn: psycopg.Connection[Any]) -> dict[str, ReplayState]:
             return {
-                key: ReplayState(newest, tuple((t, bytes.fromhex(m)) for t, m in json.loads(macs)))
+                key: ReplayState(newest, _macs_from_text(macs))
                 for key, newest, macs in conn.execute("SELECT key, newest, macs FROM tsig_replay")
             }
 
         return self._read(load)
 
+    def merge_replay_state(
+        self, key: str, state: ReplayState, fresh: Sequence[tuple[bytes, int]], oldest: int
+    ) -> defer.Deferred[tuple[set[bytes], ReplayState]]:
+        fresh = list(fresh)
+
+        def merge(op: _Op) -> tuple[set[bytes], ReplayState]:
+            row = op.conn.execute("SELECT newest, macs FROM tsig_replay WHERE key = %s FOR UPDATE", (key,)).fetchone()
+            stored = None if row is None else ReplayState(row[0], _macs_from_text(row[1]))
+            refused, merged = merge_replay(stored, state, fresh, oldest)
+            op.conn.execute(
+                "INSERT INTO tsig_replay (key, newest, macs) VALUES (%s, %s, %s)"
+                " ON CONFLICT (key) DO UPDATE SET newest = excluded.newest, macs = excluded.macs",
+                (key, merged.newest, _macs_to_text(merged.macs)),
+            )
+            return refused, merged
+
+        return self._write(merge)
+
     def save_replay_state(self, key: str, state: ReplayState) -> defer.Deferred[None]:
-        # the JSON of the SQLite store, written out directly (see there)
-        macs = "[" + ", ".join([f'[{t}, "{m.hex()}"]' for t, m in state.macs]) + "]"
+        macs = _macs_to_text(state.macs)
 
         def save(op: _Op) -> None:
             op.conn.execute(
@@ -1349,10 +1367,7 @@ class PostgreSQLUserStore:
                 )
                 cursor.executemany(
                     "INSERT INTO tsig_replay (key, newest, macs) VALUES (%s, %s, %s)",
-                    [
-                        (key, state.newest, json.dumps([[t, m.hex()] for t, m in state.macs]))
-                        for key, state in installation.replay.items()
-                    ],
+                    [(key, state.newest, _macs_to_text(state.macs)) for key, state in installation.replay.items()],
                 )
             for origin, history in installation.zones.items():
                 conn.execute(

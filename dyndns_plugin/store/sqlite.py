@@ -16,7 +16,7 @@ import contextlib
 import json
 import os
 import sqlite3
-from typing import Any, Callable, Iterable, Mapping, TypeVar
+from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorFromThreads
@@ -46,6 +46,7 @@ from dyndns_plugin.store import (
     StoreError,
     UserExists,
     ZoneHistory,
+    merge_replay,
     steps_since,
 )
 from dyndns_plugin.store.worker import StoreWorker
@@ -804,26 +805,52 @@ class SQLiteUserStore:
     def load_replay_states(self) -> defer.Deferred[dict[str, ReplayState]]:
         def load(conn: sqlite3.Connection) -> dict[str, ReplayState]:
             return {
-                key: ReplayState(newest, tuple((t, bytes.fromhex(m)) for t, m in json.loads(macs)))
+                key: ReplayState(newest, _macs_from_text(macs))
                 for key, newest, macs in conn.execute("SELECT key, newest, macs FROM tsig_replay")
             }
 
         return self._read(load)
 
     def save_replay_state(self, key: str, state: ReplayState) -> defer.Deferred[None]:
-        # json.dumps([[t, m.hex()], ...]), written out directly: a key updating
-        # thousands of times a second saves thousands of MACs many times a
-        # second, and the JSON encoder cost ~1.5 us each (hex needs no escapes).
-        macs = "[" + ", ".join([f'[{t}, "{m.hex()}"]' for t, m in state.macs]) + "]"
+        macs = _macs_to_text(state.macs)
 
         def save(conn: sqlite3.Connection, generation: int) -> None:
-            conn.execute(
-                "INSERT INTO tsig_replay (key, newest, macs) VALUES (?, ?, ?)"
-                " ON CONFLICT (key) DO UPDATE SET newest = excluded.newest, macs = excluded.macs",
-                (key, state.newest, macs),
-            )
+            conn.execute(_SAVE_REPLAY, (key, state.newest, macs))
 
         return self._write(save)
+
+    def merge_replay_state(
+        self, key: str, state: ReplayState, fresh: Sequence[tuple[bytes, int]], oldest: int
+    ) -> defer.Deferred[tuple[set[bytes], ReplayState]]:
+        fresh = list(fresh)
+
+        def merge(conn: sqlite3.Connection, generation: int) -> tuple[set[bytes], ReplayState]:
+            row = conn.execute("SELECT newest, macs FROM tsig_replay WHERE key = ?", (key,)).fetchone()
+            stored = None if row is None else ReplayState(row[0], _macs_from_text(row[1]))
+            refused, merged = merge_replay(stored, state, fresh, oldest)
+            conn.execute(_SAVE_REPLAY, (key, merged.newest, _macs_to_text(merged.macs)))
+            return refused, merged
+
+        return self._write(merge)
+
+
+_SAVE_REPLAY = (
+    "INSERT INTO tsig_replay (key, newest, macs) VALUES (?, ?, ?)"
+    " ON CONFLICT (key) DO UPDATE SET newest = excluded.newest, macs = excluded.macs"
+)
+
+
+def _macs_to_text(macs: Iterable[tuple[int, bytes]]) -> str:
+    """
+    C{json.dumps([[t, m.hex()], ...])}, written out directly: a key updating
+    thousands of times a second saves thousands of MACs many times a
+    second, and the JSON encoder cost ~1.5 us each (hex needs no escapes).
+    """
+    return "[" + ", ".join([f'[{t}, "{m.hex()}"]' for t, m in macs]) + "]"
+
+
+def _macs_from_text(text: str) -> tuple[tuple[int, bytes], ...]:
+    return tuple((t, bytes.fromhex(m)) for t, m in json.loads(text))
 
 
 #: More changed rows than this are read with the collector paused (see changes_since).
