@@ -600,6 +600,62 @@ class FaultTests(ClusterTestCase):
             self.assertServes(node, users["ann"].name, ["192.0.2.50"])
         self.assertEqual(*(sorted(transfer(n.port, "AXFR")) for n in others))
 
+    def test_publisher_killed_under_load(self) -> None:
+        """
+        Kill -9 of the publisher while updates stream in through both nodes
+        (one thread per user, alternating nodes, each waiting for its
+        answer): the survivor keeps answering them, and afterwards serves,
+        and the database holds, every user's last update answered C{good},
+        at whichever node; it publishes a new serial by itself.
+        """
+        first = self.make_node()
+        names = ("ann", "ben", "cid", "dan")
+        users = {u: first.add_user(u, f"{u}-pw", address=["192.0.2.1"]) for u in names}
+        survivor_ = self.make_node()
+        nodes = [first, survivor_]
+        for node in nodes:
+            node.start()
+        publisher = self.wait_publisher(nodes)
+        survivor = survivor_ if publisher is first else first
+        before = self.wait_same_serial(nodes)
+        killed_at: list[float] = []
+        last_good: dict[str, str] = {}
+        answers: dict[str, list[str]] = {u: [] for u in names}
+
+        def stream(index: int, user: str) -> None:
+            for i in range(400):
+                if killed_at and time.monotonic() - killed_at[0] > 1.0:
+                    return
+                node = nodes[i % 2] if not killed_at else survivor
+                address = f"203.0.113.{(i % 250) + 1}" if index % 2 else f"198.51.100.{(i % 250) + 1}"
+                try:
+                    response = nic_update(node, users[user], address)
+                except AssertionError:  # the killed node's connection
+                    answers[user].append("refused")
+                    continue
+                answers[user].append(response.text.strip())
+                if response.text.startswith("good") or response.text.startswith("nochg"):
+                    last_good[user] = address
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(names)) as pool:
+            running = [pool.submit(stream, i, u) for i, u in enumerate(names)]
+            time.sleep(0.7)
+            kill(publisher)
+            killed_at.append(time.monotonic())
+            for future in running:
+                future.result()
+        counts = {u: len(a) for u, a in answers.items()}
+        print(f"\ncluster: under load, answers per user {counts}; after the kill every user kept updating")
+        for got in answers.values():  # never a 911 or another error: only the killed node's dropped connections
+            self.assertEqual(set(got) - {"refused"} - {a for a in got if a.startswith(("good", "nochg"))}, set(), got)
+        for user, address in last_good.items():
+            self.assertServes(survivor, users[user].name, [address], CHANGE_LIMIT)
+            stored = json.loads(survivor.cli("user", "show", user, "--json"))
+            self.assertEqual(stored["state"]["ipv4"], address, stored)
+        self.assertEqual(len(last_good), len(names))
+        self.wait_publisher([survivor], TAKEOVER_LIMIT)
+        self.wait_same_serial([survivor], above=before, within=TAKEOVER_LIMIT)
+
     def test_postgresql_restarted(self) -> None:
         """
         PostgreSQL stopped under two running nodes: a dyndns2 update at
