@@ -56,7 +56,16 @@ from urllib.parse import urlencode
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.integration.clients import SUFFIX, DigResult, HTTPResponse, dig, nsupdate, replace_address, run_curl
+from tests.integration.clients import (
+    SUFFIX,
+    DigResult,
+    HTTPResponse,
+    dig,
+    gnudip_tcp,
+    nsupdate,
+    replace_address,
+    run_curl,
+)
 from tests.integration.harness import (
     STOP_TIMEOUT,
     Account,
@@ -659,14 +668,15 @@ class FaultTests(ClusterTestCase):
     def test_postgresql_restarted(self) -> None:
         """
         PostgreSQL stopped under two running nodes: a dyndns2 update at
-        either answers C{911}, never C{good}, and both keep serving the old
+        either answers C{911}, never C{good}, a TSIG-signed nsupdate
+        SERVFAIL, a GnuDIP TCP update C{1}, and both keep serving the old
         address; started again (the nodes untouched), updates through A are
         C{good} within RECONNECT_LIMIT s (911 until then), B serves the new
         address, and the nodes publish a new serial together.
         """
-        a = self.make_node()
-        user = a.add_user("ann", "ann-pw", address=["192.0.2.1"])
-        b = self.make_node()
+        a = self.make_node(listeners=("http", "gnudip"))
+        user = a.add_user("ann", "ann-pw", gnudip=True, tsig_from_password=True, address=["192.0.2.1"])
+        b = self.make_node(listeners=("http", "gnudip"))
         for node in (a, b):
             node.start()
         self.wait_publisher([a, b])
@@ -692,6 +702,12 @@ class FaultTests(ClusterTestCase):
                 f"\ncluster: update at {label} with PostgreSQL down answered {response.text.strip()!r} in {took:.2f} s"
             )
             self.assertEqual((response.status, response.text), (200, "911\n"), response.raw)
+        assert user.tsig is not None
+        rc, output = nsupdate(b.port, user.tsig, replace_address(user.name, "A", "192.0.2.5"))
+        self.assertNotEqual(rc, 0, output)
+        self.assertIn("SERVFAIL", output)
+        _, reply = gnudip_tcp(a.gnudip_port, user.id, user.password, "0", "192.0.2.6")
+        self.assertEqual(reply, b"1\n")
         for node in (a, b):
             self.assertServes(node, user.name, ["192.0.2.1"])
             self.assertEqual(serial_at(node.port), before)
