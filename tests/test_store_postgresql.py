@@ -8,6 +8,7 @@ lock, and failing cleanly (and recovering) when the server goes away.
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any, Callable
 
@@ -17,7 +18,7 @@ from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
 from dyndns_plugin.model import HostState, User
-from dyndns_plugin.store import AcmeKey, StoreError, ZoneHistory
+from dyndns_plugin.store import AcmeKey, NoSuchUser, StateConflict, StoreError, ZoneHistory
 from dyndns_plugin.store import ZoneConflict as StoreZoneConflict
 from tests.postgres import cluster, new_database
 from tests.store_conformance import ALICE, ALICE_STATE, BOB, OTHER_ZONE, ZONE, StoreConformanceMixin, journal_step
@@ -134,6 +135,75 @@ class PostgreSQLStoreTests(StoreConformanceMixin, TestCase):
         snapshot = yield self.store.load()
         self.assertEqual(set(snapshot.users), {"alice", "carol"})
         self.assertEqual(snapshot.states["alice"].ipv4.exploded, "192.0.2.5")
+
+    def queue_behind_a_held_read(self) -> threading.Event:
+        """Hold the store's thread in a read until the event is set: the writes queued meanwhile make one batch."""
+        gate = threading.Event()
+        self.store._read(lambda conn: gate.wait(10))
+        return gate
+
+    @defer.inlineCallbacks
+    def test_conditional_writes_of_a_batch_together(self):
+        """
+        A batch's conditional state writes are made in one statement for
+        those over a state and one for first states; the ones whose expected
+        state is not the committed one (and a second write of one user) go
+        alone and fail or pass as they would alone. One transaction.
+        """
+        names = [f"u{i}" for i in range(8)]
+        for name in names:
+            yield self.store.add_user(User(name))
+        states = {name: HostState(name, ipv4=f"192.0.2.{i + 1}") for i, name in enumerate(names[:3])}
+        for state in states.values():
+            yield self.store.save_state(state)
+        together: list[set[int]] = []
+        original = postgresql._saved_together
+
+        def spy(conn: Any, functions: Any, generation: int) -> set[int]:
+            done = original(conn, functions, generation)
+            together.append(done)
+            return done
+
+        self.patch(postgresql, "_saved_together", spy)
+        before = (yield self.store.load()).generation
+        new = {name: HostState(name, ipv4=f"198.51.100.{i + 1}") for i, name in enumerate(names)}
+        gate = self.queue_behind_a_held_read()
+        writes = [
+            self.store.save_state(new["u0"], expected=states["u0"]),
+            self.store.save_state(new["u1"], expected=states["u1"]),
+            self.store.save_state(new["u2"], expected=HostState("u2", ipv4="192.0.2.99")),  # stale
+            self.store.save_state(new["u6"], expected=None),
+            self.store.save_state(new["u7"], expected=None),
+            self.store.save_state(new["u1"], expected=None),  # u1 twice: both alone; it has a state: a conflict
+            self.store.save_state(new["u5"], expected=None),
+            self.store.save_state(new["u5"], expected=new["u5"]),  # u5 twice: both alone, in order
+        ]
+        gate.set()
+        results = yield defer.DeferredList(writes, consumeErrors=True)
+        self.assertEqual([ok for ok, _ in results], [True, True, False, True, True, False, True, True])
+        results[2][1].trap(StateConflict)
+        self.assertEqual(results[2][1].value.current, states["u2"])
+        results[5][1].trap(StateConflict)
+        self.assertEqual(together, [{0, 3, 4}])
+        snapshot = yield self.store.load()
+        self.assertEqual(snapshot.generation, before + 1)
+        expected_states = {**states, **{n: new[n] for n in ("u0", "u1", "u5", "u6", "u7")}}
+        self.assertEqual(dict(snapshot.states), expected_states)
+
+    @defer.inlineCallbacks
+    def test_batch_with_a_removed_user_goes_one_by_one(self):
+        """A first state of a user that is gone fails the joint statement: each write then goes alone."""
+        for name in ("u0", "u1"):
+            yield self.store.add_user(User(name))
+        gate = self.queue_behind_a_held_read()
+        writes = [
+            self.store.save_state(HostState(name, ipv4="192.0.2.1"), expected=None) for name in ("u0", "ghost", "u1")
+        ]
+        gate.set()
+        results = yield defer.DeferredList(writes, consumeErrors=True)
+        self.assertEqual([ok for ok, _ in results], [True, False, True])
+        results[1][1].trap(NoSuchUser)
+        self.assertEqual(set((yield self.store.load()).states), {"u0", "u1"})
 
     @defer.inlineCallbacks
     def test_polling_misses_nothing(self):

@@ -519,6 +519,103 @@ class _ChangedUsers:
         return f"{generation} *" if self.many or len(text.encode()) > MAX_PAYLOAD else text
 
 
+class _StateSave:
+    """
+    A L{PostgreSQLUserStore.save_state}: on its own (L{__call__}), or, for a
+    conditional one, first with the batch's others in one statement
+    (L{_saved_together}): a batch of updates costs a few round trips, not
+    two for each, while the generation row waits.
+    """
+
+    def __init__(self, state: HostState, expected: HostState | None | AnyState) -> None:
+        self.state = state
+        self.expected = expected
+
+    def __call__(self, op: _Op) -> None:
+        conn, state, expected = op.conn, self.state, self.expected
+        if not isinstance(expected, AnyState) and _saved_over(conn, state, expected, op.generation):
+            op.changed(state.user_id)
+            return
+        if not isinstance(expected, AnyState):
+            # the user row too: no other writer's first state for it can come between
+            if conn.execute("SELECT 1 FROM users WHERE id = %s FOR UPDATE", (state.user_id,)).fetchone() is None:
+                raise NoSuchUser(state.user_id)
+            row = conn.execute(
+                f"SELECT {_STATE_COLUMNS} FROM states WHERE user_id = %s FOR UPDATE".encode(), (state.user_id,)
+            ).fetchone()
+            current = None if row is None else _state_from_row(row)
+            if current != expected:
+                raise StateConflict(state.user_id, current)
+        try:
+            conn.execute(_SAVE_STATE.encode(), _state_row(state, op.generation))
+        except psycopg.errors.ForeignKeyViolation:
+            raise NoSuchUser(state.user_id) from None
+        op.changed(state.user_id)
+
+
+def _saved_together(conn: psycopg.Connection[Any], functions: list[Any], generation: int) -> set[int]:
+    """
+    The conditional state writes among C{functions} (one per user), each
+    made if the committed state is its expected one, in one statement for
+    those over a state and one for first states: the indexes of those
+    made. The others (another writer got there first, an unknown user, a
+    second write of one user) are left to themselves (L{_StateSave.__call__}).
+    Runs in the batch's first savepoint, which a failure rolls back.
+    """
+    over: dict[str, int] = {}
+    first: dict[str, int] = {}
+    seen: set[str] = set()
+    for index, function in enumerate(functions):
+        if not isinstance(function, _StateSave) or isinstance(function.expected, AnyState):
+            continue
+        user_id = function.state.user_id
+        if user_id in seen:
+            over.pop(user_id, None)
+            first.pop(user_id, None)
+            continue
+        seen.add(user_id)
+        expected = function.expected
+        if expected is None:
+            first[user_id] = index
+        elif expected.user_id == user_id:
+            over[user_id] = index
+    done: set[int] = set()
+    if len(over) > 1:
+        rows: list[Any] = []
+        for index in over.values():
+            save = functions[index]
+            rows.extend(_state_row(save.state, generation) + _state_row(save.expected, generation)[1:9])
+        values = ", ".join([_OVER_ROW] * len(over))
+        found = conn.execute((_SAVE_STATES_OVER % values).encode(), rows).fetchall()
+        done.update(over[user_id] for (user_id,) in found)
+    if len(first) > 1:
+        rows = [value for index in first.values() for value in _state_row(functions[index].state, generation)]
+        values = ", ".join([_FIRST_ROW] * len(first))
+        # (a user removed meanwhile fails it whole: then each goes on its own)
+        found = conn.execute((_SAVE_FIRST_STATES % values).encode(), rows).fetchall()
+        done.update(first[user_id] for (user_id,) in found)
+    return done
+
+
+_OVER_ROW = (
+    "(%s::text, %s::text, %s::text, %s::integer, %s::boolean, %s::double precision, %s::text, %s::text, %s::text,"
+    " %s::bigint, %s::text, %s::text, %s::integer, %s::boolean, %s::double precision, %s::text, %s::text, %s::text)"
+)
+_SAVE_STATES_OVER = (
+    "UPDATE states AS s SET ipv4 = v.ipv4, ipv6 = v.ipv6, ttl = v.ttl, offline = v.offline, "
+    "updated_at = v.updated_at, method = v.method, client_address = v.client_address, txt = v.txt, gen = v.gen "
+    "FROM (VALUES %s) AS v(user_id, ipv4, ipv6, ttl, offline, updated_at, method, client_address, txt, gen, "
+    "was_ipv4, was_ipv6, was_ttl, was_offline, was_updated_at, was_method, was_client_address, was_txt) "
+    "WHERE s.user_id = v.user_id AND (s.ipv4, s.ipv6, s.ttl, s.offline, s.updated_at, s.method, "
+    "s.client_address, s.txt) IS NOT DISTINCT FROM (v.was_ipv4, v.was_ipv6, v.was_ttl, v.was_offline, "
+    "v.was_updated_at, v.was_method, v.was_client_address, v.was_txt) RETURNING s.user_id"
+)
+_FIRST_ROW = "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+_SAVE_FIRST_STATES = (
+    f"INSERT INTO states ({_STATE_COLUMNS}, gen) VALUES %s ON CONFLICT (user_id) DO NOTHING RETURNING user_id"
+)
+
+
 class _Op:
     """
     One write's part of a batch: the connection, the batch's generation, and
@@ -597,6 +694,17 @@ class _PostgreSQLSession:
     def close(self) -> None:
         self._pool.close(timeout=CONNECT_TIMEOUT)
 
+    @staticmethod
+    def _together(conn: psycopg.Connection[Any], functions: list[Any], batch: _Batch) -> set[int]:
+        """L{_saved_together}, in the first savepoint: on any error, none (each then goes on its own)."""
+        try:
+            done = _saved_together(conn, functions, UNSTAMPED)
+        except psycopg.Error:
+            conn.execute(b"ROLLBACK TO op")
+            return set()
+        batch.users.add(functions[index].state.user_id for index in done)
+        return done
+
     def commit(self, functions: list[Callable[[_Op], Any]]) -> list[object]:
         try:
             self._refuse_while_unreachable()
@@ -611,12 +719,15 @@ class _PostgreSQLSession:
 
     def _commit(self, conn: psycopg.Connection[Any], functions: list[Callable[[_Op], Any]]) -> list[object]:
         results: list[object] = []
-        # one round trip: BEGIN and the first write's savepoint
+        # one round trip: BEGIN and the first savepoint
         conn.execute(b"BEGIN; SAVEPOINT op")
         batch = _Batch(self._store)
+        together = self._together(conn, functions, batch)
         for index, function in enumerate(functions):
-            if index:
-                conn.execute(b"RELEASE op; SAVEPOINT op")
+            if index in together:
+                results.append(None)
+                continue
+            conn.execute(b"RELEASE op; SAVEPOINT op")
             op = _Op(conn, UNSTAMPED, batch)
             try:
                 results.append(function(op))
@@ -1126,28 +1237,7 @@ class PostgreSQLUserStore:
         return self._write(remove)
 
     def save_state(self, state: HostState, expected: HostState | None | AnyState = ANY_STATE) -> defer.Deferred[None]:
-        def save(op: _Op) -> None:
-            conn = op.conn
-            if not isinstance(expected, AnyState) and _saved_over(conn, state, expected, op.generation):
-                op.changed(state.user_id)
-                return
-            if expected is not ANY_STATE:
-                # the user row too: no other writer's first state for it can come between
-                if conn.execute("SELECT 1 FROM users WHERE id = %s FOR UPDATE", (state.user_id,)).fetchone() is None:
-                    raise NoSuchUser(state.user_id)
-                row = conn.execute(
-                    f"SELECT {_STATE_COLUMNS} FROM states WHERE user_id = %s FOR UPDATE".encode(), (state.user_id,)
-                ).fetchone()
-                current = None if row is None else _state_from_row(row)
-                if current != expected:
-                    raise StateConflict(state.user_id, current)
-            try:
-                conn.execute(_SAVE_STATE.encode(), _state_row(state, op.generation))
-            except psycopg.errors.ForeignKeyViolation:
-                raise NoSuchUser(state.user_id) from None
-            op.changed(state.user_id)
-
-        return self._write(save)
+        return self._write(_StateSave(state, expected))
 
     def import_users(
         self, users: Iterable[User], states: Iterable[HostState], remove: Iterable[str] = ()
