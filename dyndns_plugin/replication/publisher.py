@@ -563,7 +563,8 @@ class ZonePublisher:
             return
         serial = zone.serial
         if zone.synced and stored.serial != serial:
-            steps = _steps_from(stored.steps, serial)
+            # read since this serial: the steps start at it, or the journal does not reach back to it
+            steps = stored.steps if stored.steps and stored.steps[0].serial_from == serial else None
             if steps is None or not all(zone.replay(step) for step in steps) or zone.digest_text != stored.digest:
                 log.info(
                     "zone {origin}: the journal does not lead from serial {serial} to {stored}; rebuilding",
@@ -635,14 +636,6 @@ class PendingNames:
     def __iter__(self) -> Iterator[str]:
         for chunk in self._chunks:
             yield from chunk
-
-
-def _steps_from(steps: tuple[JournalStep, ...], serial: int) -> tuple[JournalStep, ...] | None:
-    """The stored steps from C{serial} on (None: the journal does not reach back to it)."""
-    for index, step in enumerate(steps):
-        if step.serial_from == serial:
-            return steps[index:]
-    return None
 
 
 def _names(user: User, suffix: str) -> list[str]:
