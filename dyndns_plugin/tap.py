@@ -140,10 +140,13 @@ def check_dsn(settings: Settings) -> None:
         raise StartupError(
             'store.backend = "postgresql" needs psycopg: pip install "dyndns_plugin[postgresql]"'
         ) from None
+    dsn = settings.store_dsn or ""
     try:
-        conninfo.conninfo_to_dict(settings.store_dsn or "")
+        conninfo.conninfo_to_dict(dsn)
     except Exception as e:
-        raise StartupError(f"{settings.path}: store.dsn: {str(e).strip()}") from None
+        # libpq quotes the string, password and all: not into a log
+        reason = str(e).strip().replace(dsn, "...") if dsn else str(e).strip()
+        raise StartupError(f"{settings.path}: store.dsn: not a connection string libpq takes ({reason})") from None
 
 
 def join_cluster(top: service.MultiService, dyndns: DynDNSService, publisher: Any) -> None:

@@ -62,6 +62,14 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(error.message, f"{path}: service.bogus: unknown key")
         self.assertEqual(str(error), f"twistd dyndns: {path}: service.bogus: unknown key")
 
+    def test_bad_postgresql_dsn(self) -> None:
+        """A connection string libpq cannot parse stops twistd at once (no retry loop), without its password."""
+        dsn = "postgresql://dyndns:hunter2@[::1/dyndns"
+        path = self.config(f'[service]\nsuffix = "dyn.example.com"\n[store]\nbackend = "postgresql"\ndsn = "{dsn}"\n')
+        error = self.assertRaises(tap.StartupError, tap.Options().parseOptions, ["--config", path])
+        self.assertIn(f"{path}: store.dsn: not a connection string libpq takes (", str(error))
+        self.assertNotIn("hunter2", str(error))
+
     def test_missing_zone_file(self) -> None:
         path = self.config(
             '[service]\nsuffix = "dyn.example.com"\n[[dns.zones]]\norigin = "example.org"\nfile = "nope.zone"\n'
