@@ -165,6 +165,25 @@ class UpdateTests(ServiceTestCase):
         self.assertEqual(len(self.flushLoggedErrors(StoreError)), 1)
 
 
+class StoreOutageTests(ServiceTestCase):
+    def test_failures_logged_once_per_outage(self) -> None:
+        """
+        Every update during an outage is STORE_FAILED, but only the first
+        is logged with its traceback (a database down for minutes under
+        thousands of retrying clients must not flood the log); the first
+        write that works ends the outage, and the next failure is logged.
+        """
+        self.store.fail_writes = StoreError("database unreachable")
+        for n in range(5):
+            self.assertEqual(self.update("alice", f"198.51.100.{n + 1}").status, UpdateStatus.STORE_FAILED)
+        self.assertEqual(len(self.flushLoggedErrors(StoreError)), 1)
+        self.store.fail_writes = None
+        self.assertEqual(self.update("alice", "198.51.100.10").status, UpdateStatus.GOOD)
+        self.store.fail_writes = StoreError("database unreachable")
+        self.assertEqual(self.update("alice", "198.51.100.11").status, UpdateStatus.STORE_FAILED)
+        self.assertEqual(len(self.flushLoggedErrors(StoreError)), 1)
+
+
 class SharedStoreTests(ServiceTestCase):
     """
     Another node wrote the store behind this service's back (written here

@@ -97,6 +97,8 @@ class ClientWrites:
         self.audit = audit if audit is not None else AuditLog(clock)
         self.on_update_result: list[Callable[[str, UpdateStatus, float], Any]] = []
         self.on_store_error: list[Callable[[str], Any]] = []
+        #: Whether the last write failed in the store (its failures are logged once).
+        self._failing = False
 
     def update(
         self,
@@ -287,8 +289,14 @@ class ClientWrites:
         return None
 
     def _store_failed(self, user_id: str, method: str, old: HostState | None) -> UpdateResult:
-        """STORE_FAILED, logged (with the store's failure) and told to the store error hooks."""
-        log.failure("store failed; update of {user} via {method} not applied", user=user_id, method=method)
+        """
+        STORE_FAILED, told to the store error hooks (the metrics count each)
+        and logged with the store's failure: the first of an outage only,
+        not every client's retry while a database is down.
+        """
+        if not self._failing:
+            log.failure("store failed; update of {user} via {method} not applied", user=user_id, method=method)
+            self._failing = True
         for hook in list(self.on_store_error):
             try:
                 hook("write")
@@ -362,6 +370,9 @@ class ClientWrites:
             raise _Stale(conflict.current) from None
         except Exception:
             return self._store_failed(new.user_id, method, old)
+        if self._failing:
+            self._failing = False
+            log.info("the store takes writes again")
         self.feed.state(new, "update")
         if is_client_method(method):
             self.limiter.changed(new.user_id)
