@@ -161,7 +161,7 @@ def join_cluster(top: service.MultiService, dyndns: DynDNSService, publisher: An
     publisher.follow()
 
     def zone_published(origin: str | None) -> None:
-        publisher.catch_up().addErrback(lambda f: log.failure("following the zones failed", f))
+        publisher.catch_up()
 
     async def watch() -> None:
         store.watch(dyndns.poll_soon, zone_published, publisher.set_leading)

@@ -19,6 +19,7 @@ from dyndns_plugin.model import User
 from dyndns_plugin.replication.journal import RRsetChanges, next_serial
 from dyndns_plugin.replication.publisher import ZonePublisher
 from dyndns_plugin.service import DynDNSService
+from dyndns_plugin.store import StoreError
 from dyndns_plugin.store.memory import MemoryUserStore
 from tests.dns_helpers import example_suffix_zone
 
@@ -174,3 +175,17 @@ class FollowTests(unittest.SynchronousTestCase):
         self.assertIsNotNone(self.b.publisher.zone_for(SUFFIX))
         self.assertEqual(self.b.zone.serial, self.a.zone.serial)
         self.assertEqual(self.b.content(), self.a.content())
+
+    def test_failed_reads_logged_once(self) -> None:
+        """The store down: every catch-up fails, the first is logged, then one line when it works again."""
+        self.settle(self.b)
+        history = self.store.load_zone_history
+        self.store.load_zone_history = lambda since=None: defer.fail(StoreError("down"))  # type: ignore[method-assign]
+        for _ in range(3):
+            self.successResultOf(self.b.publisher.catch_up())
+        self.assertEqual(len(self.flushLoggedErrors(StoreError)), 1)
+        self.store.load_zone_history = history  # type: ignore[method-assign]
+        self.successResultOf(self.b.publisher.catch_up())
+        self.store.load_zone_history = lambda since=None: defer.fail(StoreError("down"))  # type: ignore[method-assign]
+        self.successResultOf(self.b.publisher.catch_up())
+        self.assertEqual(len(self.flushLoggedErrors(StoreError)), 1)  # a new outage: logged again

@@ -114,6 +114,7 @@ class ZonePublisher:
         self.leading = True
         self._catching_up = False
         self._catch_up_again = False
+        self._follow_failing = False
         service.subscribe(self._changed)
         service.add_startup_step(self._load)
 
@@ -527,11 +528,22 @@ class ZonePublisher:
         """
         Take the serials another node published since this one last
         looked (on its notification, on reconnecting, now and then).
-        Coalesced: one read at a time, once more if asked meanwhile.
+        Coalesced: one read at a time, once more if asked meanwhile. A
+        failure (the store down) is logged once until one works again.
         """
         if self.leading or not self.ready:
             return defer.succeed(None)
-        return defer.ensureDeferred(self._follow_store())
+        return defer.ensureDeferred(self._follow_store()).addCallbacks(self._followed, self._not_followed)
+
+    def _followed(self, result: None) -> None:
+        if self._follow_failing:
+            self._follow_failing = False
+            log.info("following the zones' publisher works again")
+
+    def _not_followed(self, failure: Any) -> None:
+        if not self._follow_failing:
+            self._follow_failing = True
+            log.failure("could not read the zones' publications; trying again", failure)
 
     async def _follow_store(self) -> None:
         if self._catching_up:
