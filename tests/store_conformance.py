@@ -79,6 +79,27 @@ class StoreConformanceMixin(TestCaseMixin):
         """Another writer on the same data, opened; closed at clean-up."""
         raise NotImplementedError
 
+    def reopen(self):  # pragma: no cover - provided by the test case
+        """Close the store and open it again on the same data (self.store is the new one)."""
+        raise NotImplementedError
+
+    @defer.inlineCallbacks
+    def test_batch_failure_isolated(self):
+        """A failing write committed in the same batch as others fails alone; the others are stored."""
+        yield self.store.add_user(ALICE)
+        ds = [
+            self.store.save_state(HostState("alice", ipv4="192.0.2.5")),
+            self.store.save_state(HostState("ghost", ipv4="192.0.2.6")),
+            self.store.add_user(User("carol")),
+        ]
+        results = yield defer.DeferredList(ds, consumeErrors=True)
+        self.assertEqual([ok for ok, _ in results], [True, False, True])
+        yield self.reopen()
+        snapshot = yield self.store.load()
+        self.assertEqual(set(snapshot.users), {"alice", "carol"})
+        self.assertEqual(snapshot.states["alice"].ipv4.exploded, "192.0.2.5")
+        self.assertNotIn("ghost", snapshot.states)
+
     @defer.inlineCallbacks
     def setUp(self):
         self.store = self.make_store()

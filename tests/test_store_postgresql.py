@@ -120,22 +120,6 @@ class PostgreSQLStoreTests(StoreConformanceMixin, TestCase):
         everything = yield self.store.changes_since(0)
         self.assertEqual(set(everything.users), {"alice", "carol", "dave"})
 
-    @defer.inlineCallbacks
-    def test_batch_failure_isolated(self):
-        """A failing write committed in the same batch as others fails alone."""
-        yield self.store.add_user(ALICE)
-        ds = [
-            self.store.save_state(HostState("alice", ipv4="192.0.2.5")),
-            self.store.save_state(HostState("ghost", ipv4="192.0.2.6")),
-            self.store.add_user(User("carol")),
-        ]
-        results = yield defer.DeferredList(ds, consumeErrors=True)
-        self.assertEqual([ok for ok, _ in results], [True, False, True])
-        yield self.reopen()
-        snapshot = yield self.store.load()
-        self.assertEqual(set(snapshot.users), {"alice", "carol"})
-        self.assertEqual(snapshot.states["alice"].ipv4.exploded, "192.0.2.5")
-
     def queue_behind_a_held_read(self) -> threading.Event:
         """Hold the store's thread in a read until the event is set: the writes queued meanwhile make one batch."""
         gate = threading.Event()
