@@ -1,7 +1,8 @@
 """
 Several nodes on one store: one publishes the zones, the others follow
 its stored serials and journal steps, so every node's SOA, AXFR content and
-IXFR journal are the same; a follower takes over when it gets the lock.
+IXFR journal are the same; a follower takes over when it gets the lock; a
+host-zone update at any node takes the zone's next serial in the store.
 Two services on one memory store stand for two nodes on one PostgreSQL
 (tests/test_store_postgresql.py and the cluster integration tests run the real thing).
 """
@@ -11,17 +12,16 @@ from __future__ import annotations
 import ipaddress
 
 from twisted.internet import defer, task
-from twisted.names.dns import EREFUSED
 from twisted.trial import unittest
 
-from dyndns_plugin.dns.rfc2136 import UpdateError
 from dyndns_plugin.model import User
-from dyndns_plugin.replication.journal import RRsetChanges, next_serial
+from dyndns_plugin.replication.journal import next_serial
 from dyndns_plugin.replication.publisher import ZonePublisher
 from dyndns_plugin.service import DynDNSService
-from dyndns_plugin.store import StoreError
+from dyndns_plugin.store import StoreError, ZoneConflict
 from dyndns_plugin.store.memory import MemoryUserStore
 from tests.dns_helpers import example_suffix_zone
+from tests.test_zone_journal import make_host_zone
 
 SUFFIX = "dyn.example.com"
 
@@ -31,7 +31,7 @@ class Node:
 
     def __init__(self, store: MemoryUserStore, clock: task.Clock, leading: bool) -> None:
         self.service = DynDNSService(store, SUFFIX, clock=clock, poll_interval=None)
-        self.publisher = ZonePublisher(self.service, [example_suffix_zone(2024010101)])
+        self.publisher = ZonePublisher(self.service, [example_suffix_zone(2024010101), make_host_zone()])
         self.publisher.fill_clock = clock
         self.publisher.fill_slice = 0.0
         if not leading:
@@ -139,14 +139,30 @@ class FollowTests(unittest.SynchronousTestCase):
         added = [rr for step in self.b.zone.steps_since(before) or [] for rr in step.added]
         self.assertIn(("user4." + SUFFIX, 1, 30, bytes([192, 0, 2, 44])), added)
 
-    def test_follower_refuses_host_zone_updates(self) -> None:
-        """Only the publisher takes a serial: an RFC 2136 update of a zone at a follower is REFUSED."""
+    def test_host_zone_update_at_a_follower(self) -> None:
+        """
+        An RFC 2136 update of a host zone at a follower takes the zone's
+        next serial in the store; the publisher (told by the store) takes
+        that step, so both serve the same serial, records and journal.
+        """
         self.settle(self.b)
-        failure = self.failureResultOf(
-            defer.ensureDeferred(self.b.publisher.update_host_zone(SUFFIX, lambda zone, pending: RRsetChanges())),
-            UpdateError,
+        host_a, host_b = self.a.publisher.zones[1], self.b.publisher.zones[1]
+        before = host_a.serial
+        www = (("www.example.org", 1, 60, bytes([192, 0, 2, 81])),)
+        self.successResultOf(
+            defer.ensureDeferred(
+                self.b.publisher.update_host_zone("example.org", lambda zone, pending: {("www.example.org", 1): www})
+            )
         )
-        self.assertEqual(failure.value.rcode, EREFUSED)
+        self.assertEqual(host_b.serial, next_serial(before))
+        d = self.a.publisher.catch_up()
+        self.clock.advance(0)
+        self.successResultOf(d)
+        self.assertEqual(host_a.serial, host_b.serial)
+        self.assertEqual(sorted(host_a.all_records()), sorted(host_b.all_records()))
+        self.assertIn(www[0], list(host_a.all_records()))
+        self.assertEqual(host_a.steps_since(before), host_b.steps_since(before))
+        self.assertEqual(host_a.updated, host_b.updated)  # what queries at the publisher see too
 
     def test_follower_out_of_step_waits_for_matching_content(self) -> None:
         """
@@ -189,3 +205,49 @@ class FollowTests(unittest.SynchronousTestCase):
         self.store.load_zone_history = lambda since=None: defer.fail(StoreError("down"))  # type: ignore[method-assign]
         self.successResultOf(self.b.publisher.catch_up())
         self.assertEqual(len(self.flushLoggedErrors(StoreError)), 1)  # a new outage: logged again
+
+
+class FencedStore(MemoryUserStore):
+    """The memory store with PostgreSQL's fence: a zone step only over the stored serial it starts from."""
+
+    def save_zone_records(self, origin, rrsets, serial, digest, step, keep):  # type: ignore[no-untyped-def]
+        stored = self._zones.get(origin)
+        if step is not None and stored is not None and stored.serial != step.serial_from:
+            return defer.fail(ZoneConflict(f"{origin} is at {stored.serial}, not {step.serial_from}"))
+        return super().save_zone_records(origin, rrsets, serial, digest, step, keep)
+
+
+class HostZoneRaceTests(unittest.SynchronousTestCase):
+    """Two nodes update one host zone, each before it saw the other's serial: the second checks again and follows."""
+
+    def setUp(self) -> None:
+        self.clock = task.Clock()
+        self.clock.advance(1_700_000_000)
+        self.store = FencedStore()
+        self.a = Node(self.store, self.clock, leading=True)
+        self.b = Node(self.store, self.clock, leading=False)
+        for node in (self.a, self.b):
+            self.successResultOf(defer.ensureDeferred(node.service.start()))
+
+    def update_zone(self, node: Node, name: str, last: int) -> None:
+        rrset = ((name, 1, 60, bytes([192, 0, 2, last])),)
+        done = defer.ensureDeferred(
+            node.publisher.update_host_zone("example.org", lambda zone, pending: {(name, 1): rrset})
+        )
+        self.clock.advance(0)
+        self.successResultOf(done)
+
+    def test_second_writer_checks_again(self) -> None:
+        before = self.a.publisher.zones[1].serial
+        self.update_zone(self.a, "one.example.org", 1)  # b has not seen it
+        self.update_zone(self.b, "two.example.org", 2)  # its first write is fenced off, then it follows and writes
+        host_b = self.b.publisher.zones[1]
+        self.assertEqual(host_b.serial, next_serial(next_serial(before)))
+        d = self.a.publisher.catch_up()
+        self.clock.advance(0)
+        self.successResultOf(d)
+        host_a = self.a.publisher.zones[1]
+        self.assertEqual(host_a.serial, host_b.serial)
+        self.assertEqual(sorted(host_a.all_records()), sorted(host_b.all_records()))
+        names = {rr[0] for rr in host_a.all_records()}
+        self.assertTrue({"one.example.org", "two.example.org"} <= names, names)

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from twisted.internet import defer, task
 from twisted.logger import Logger
-from twisted.names.dns import EREFUSED
+from twisted.names.dns import ESERVER
 
 from dyndns_plugin.acme import challenge_name, names_in
 from dyndns_plugin.collector import collector_paused
@@ -28,7 +28,7 @@ from dyndns_plugin.replication.journal import RRsetChanges, ZoneState, next_seri
 from dyndns_plugin.replication.names import StagedChanges
 from dyndns_plugin.service import Change, DynDNSService
 from dyndns_plugin.service.slices import SLICE, drive
-from dyndns_plugin.store import RR, IZoneJournal, JournalStep, RRsetKey, ZoneConflict, ZoneHistory
+from dyndns_plugin.store import RR, IZoneJournal, JournalStep, RRsetKey, StoreError, ZoneConflict, ZoneHistory
 
 log = Logger()
 
@@ -44,6 +44,8 @@ RETRY_DELAY = 1.0
 #: From this many users the zones are filled after DNS starts answering
 #: (seconds at 1,000,000 users), below it before.
 FILL_IN_BACKGROUND_FROM = 20_000
+#: Times a batch of host-zone updates is checked again after another node took the zone's next serial.
+ZONE_CONFLICTS = 5
 #: Changed names diffed in one go; more are diffed L{DIFF_CHUNK} at a time,
 #: in slices of reactor time.
 DIFF_AT_ONCE = 50
@@ -314,9 +316,9 @@ class ZonePublisher:
         await self.when_ready()
         if origin not in self.by_origin:
             raise KeyError(origin)
-        if not self.leading:
-            # Serials are taken by one node only: two could not both be next.
-            raise UpdateError(EREFUSED, "this node follows the zones' publisher; send host-zone updates there")
+        if not self.by_origin[origin].synced:
+            # a follower whose zone is not in step with the store: no step could follow from it
+            raise UpdateError(ESERVER, "the zone is not in step with the other nodes yet; try again")
         waiting: defer.Deferred[None] = defer.Deferred()
         self._zone_queue.setdefault(origin, []).append((plan, waiting))
         if origin not in self._zone_writing:
@@ -330,15 +332,30 @@ class ZonePublisher:
         try:
             while self._zone_queue.get(origin):
                 batch = self._zone_queue.pop(origin)
-                await self._lock.acquire()
-                try:
-                    await self._write_zone_batch(self.by_origin[origin], batch)
-                finally:
-                    self._lock.release()
+                for _ in range(ZONE_CONFLICTS):
+                    await self._lock.acquire()
+                    try:
+                        written = await self._write_zone_batch(self.by_origin[origin], batch)
+                    finally:
+                        self._lock.release()
+                    if written:
+                        break
+                    # Another node stored a serial of this zone first (several
+                    # nodes on one store): take it, then check the batch again.
+                    await self._follow_store()
+                else:
+                    failure = StoreError(f"{origin}: other nodes kept changing the zone; try again")
+                    for _, waiting in batch:
+                        waiting.errback(failure)
         finally:
             self._zone_writing.discard(origin)
 
-    async def _write_zone_batch(self, zone: ZoneState, batch: list[tuple[ZonePlan, defer.Deferred[None]]]) -> None:
+    async def _write_zone_batch(self, zone: ZoneState, batch: list[tuple[ZonePlan, defer.Deferred[None]]]) -> bool:
+        """
+        Check and write C{batch}, answering each update; False, answering
+        none, if another node took the zone's next serial first (it is
+        checked again once this node has that serial).
+        """
         pending = RRsetChanges()
         refused: dict[int, Exception] = {}
         for index, (plan, _) in enumerate(batch):
@@ -349,15 +366,18 @@ class ZonePublisher:
         try:
             if pending:
                 await self._save_zone_changes(zone, pending)
+        except ZoneConflict:
+            return False
         except Exception as e:
             for index, (_, waiting) in enumerate(batch):
                 waiting.errback(refused.get(index, e))
-            return
+            return True
         for index, (_, waiting) in enumerate(batch):
             if index in refused:
                 waiting.errback(refused[index])
             else:
                 waiting.callback(None)
+        return True
 
     async def _save_zone_changes(self, zone: ZoneState, changes: RRsetChanges) -> None:
         """Store C{changes} of a host zone (with a new serial if a record changed), then serve them."""
@@ -421,9 +441,10 @@ class ZonePublisher:
                 self._pending.update(names)
                 self._flushing = False
                 if any(f.check(ZoneConflict) for f in failed):
-                    # another node published meanwhile (leadership moved):
-                    # take its steps first, then this node's changes again
-                    self.clock.callLater(0, self._catch_up_as_publisher)
+                    # another node stored a serial meanwhile (leadership moved,
+                    # a host-zone update at another node): take its steps
+                    # first, then this node's changes again
+                    self.clock.callLater(0, self.catch_up)
                 self._schedule(RETRY_DELAY)
                 return
             for zone, step, answers, change in plans:
@@ -521,17 +542,16 @@ class ZonePublisher:
         zone.steps.clear()
         zone.synced = True
 
-    def _catch_up_as_publisher(self) -> None:
-        defer.ensureDeferred(self._follow_store()).addErrback(lambda f: log.failure("reading the zones failed", f))
-
     def catch_up(self) -> defer.Deferred[None]:
         """
-        Take the serials another node published since this one last
-        looked (on its notification, on reconnecting, now and then).
+        Take the serials other nodes stored since this one last looked (on
+        their notification, on reconnecting, now and then): the publisher's
+        publications at a follower, and at any node a host-zone update
+        another node took.
         Coalesced: one read at a time, once more if asked meanwhile. A
         failure (the store down) is logged once until one works again.
         """
-        if self.leading or not self.ready:
+        if not self.ready:
             return defer.succeed(None)
         return defer.ensureDeferred(self._follow_store()).addCallbacks(self._followed, self._not_followed)
 

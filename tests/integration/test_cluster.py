@@ -24,15 +24,18 @@ What is checked, every answer asked of the node it is about:
  - kill -9 of the publishing node of three: the others keep answering and
    accepting updates, serve every update answered C{good} before the kill,
    and one takes over publishing (a new serial for a change, at both)
-   within L{TAKEOVER_LIMIT} seconds;
+   within L{TAKEOVER_LIMIT} seconds; the same while updates stream through
+   both of two nodes: every last C{good} is kept;
+ - RFC 2136 updates of a host zone (its zone key) at the follower and at the
+   publisher: both nodes serve both records under one serial;
  - PostgreSQL stopped and started under running nodes: updates answer C{911}
-   meanwhile and DNS keeps the old address; afterwards the nodes reconnect on
-   their own (an update through A is C{good} and served at B);
+   (nsupdate SERVFAIL, GnuDIP C{1}) meanwhile and DNS keeps the old address;
+   afterwards the nodes reconnect on their own (an update through A is
+   C{good} and served at B);
  - a node started while PostgreSQL is down says it retries, and serves once
    PostgreSQL is back.
 
-Host zones (RFC 2136 updates of the publisher's own zones) are not covered
-here. The tests of one class share two nodes where they do not disturb
+The tests of one class share two nodes where they do not disturb
 them; the fault tests make their own nodes and database. Everything listens
 on 127.0.0.1 only, every wait is bounded, and every process is stopped in
 the clean-up. L{tests.postgres} gives a database per test only; the
@@ -72,6 +75,15 @@ from tests.integration.harness import (
     Server,
     twistd_command,
     wait_for,
+)
+from tests.integration.test_host_zone_updates import (
+    FILE_SERIAL,
+    ORIGIN,
+    ZONE_KEY,
+    nsupdate_zone,
+    write_zone,
+    zone_serial,
+    zone_settings,
 )
 from tests.integration.test_secondary import SecondaryNamed, soa_serial
 from tests.postgres import cluster, new_database
@@ -664,6 +676,36 @@ class FaultTests(ClusterTestCase):
         self.assertEqual(len(last_good), len(names))
         self.wait_publisher([survivor], TAKEOVER_LIMIT)
         self.wait_same_serial([survivor], above=before, within=TAKEOVER_LIMIT)
+
+    def test_host_zone_updates_at_every_node(self) -> None:
+        """
+        RFC 2136 updates of a host zone (its zone key) at the follower and
+        at the publisher, one after the other: each answers NOERROR, both
+        nodes then serve both records under one SOA serial (each update took
+        the next one in the store, the other node replayed it).
+        """
+        dns = {"transfer": {"allow": ["127.0.0.1"]}, "zones": [zone_settings()]}
+        nodes = [self.make_node(dns=dns), self.make_node(dns=dns)]
+        for node in nodes:
+            write_zone(node)
+            node.start()
+        publisher = self.wait_publisher(nodes)
+        follower = nodes[1] if publisher is nodes[0] else nodes[0]
+        for node, name, address in ((follower, "one", "192.0.2.101"), (publisher, "two", "192.0.2.102")):
+            rc, output = nsupdate_zone(node.port, [f"update add {name}.{ORIGIN} 300 A {address}"], key=ZONE_KEY)
+            self.assertEqual(rc, 0, output)
+            self.assertIn("status: NOERROR", output)
+        for node in nodes:
+            self.assertServes(node, f"one.{ORIGIN}", ["192.0.2.101"], CHANGE_LIMIT)
+            self.assertServes(node, f"two.{ORIGIN}", ["192.0.2.102"], CHANGE_LIMIT)
+
+        def same_serial() -> int | None:
+            serials = {zone_serial(node.port) for node in nodes}
+            return serials.pop() if len(serials) == 1 else None
+
+        serial, _ = wait_for(same_serial, CHANGE_LIMIT, interval=0.1)
+        self.assertIsNotNone(serial)
+        self.assertGreaterEqual(serial, FILE_SERIAL + 2)
 
     def test_postgresql_restarted(self) -> None:
         """
